@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up what they need
+# (idempotent, fast the second time) and then run.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test setup chromium ohif bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+ohif: $(STAMP)
+	@if [ -f provision/ohif/fetch.py ]; then $(PY) -m provision.ohif.fetch; fi
+
+demo: $(STAMP)
+	$(VENV)/bin/provision demo
+
+test: $(STAMP) chromium ohif
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP)
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

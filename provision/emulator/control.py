@@ -1,0 +1,39 @@
+"""`/_emulator/` control endpoints: health, reset, state dump, and seeding what a test needs
+(policies on organizations, folders and billing accounts, which no public API of ours creates).
+"""
+from __future__ import annotations
+
+from provision.emulator.errors import invalid_argument
+from provision.emulator.http import Ctx, Router
+
+router = Router()
+API = "emulator"
+
+
+@router.route("GET", "/_emulator/health", api=API)
+def health(ctx: Ctx):
+    return {"status": "ok", "enforceIam": ctx.world.options.enforce_iam}
+
+
+@router.route("POST", "/_emulator/reset", api=API)
+def reset(ctx: Ctx):
+    ctx.world.reset()
+    return {"status": "reset"}
+
+
+@router.route("GET", "/_emulator/state", api=API)
+def state(ctx: Ctx):
+    return ctx.world.dump()
+
+
+@router.route("PUT", "/_emulator/policies/<path:resource>", api=API)
+def put_policy(ctx: Ctx, resource: str):
+    """Set the IAM policy of an organization, folder or billing account: `{"bindings": [...]}`."""
+    if not resource.startswith(("organizations/", "folders/", "billingAccounts/")):
+        raise invalid_argument("Only organizations/N, folders/N and billingAccounts/X policies are seeded here.")
+    from provision.emulator import iam
+
+    body = ctx.json(validate=False)
+    policy = iam.replace(ctx.world.docs.get("policy", resource) or iam.empty_policy(), {"bindings": body.get("bindings", []), "version": 3})
+    ctx.world.docs.put("policy", resource, policy)
+    return policy

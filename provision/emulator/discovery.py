@@ -1,0 +1,129 @@
+"""Google's own API descriptions (the discovery documents bundled in google-api-python-client)
+used to hold request bodies to the real schema: an unknown field or a wrong type is the same
+400 INVALID_ARGUMENT that Google's front end answers. Tests reuse `problems` on responses.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from provision.emulator.errors import ApiError, bad_request
+
+PROTO_TYPES = {("integer", "int32"): "TYPE_INT32", ("integer", "uint32"): "TYPE_UINT32",
+               ("string", "int64"): "TYPE_INT64", ("string", "uint64"): "TYPE_UINT64",
+               ("string", "byte"): "TYPE_BYTES", ("boolean", None): "TYPE_BOOL",
+               ("number", "double"): "TYPE_DOUBLE", ("number", "float"): "TYPE_FLOAT"}
+
+
+@functools.cache
+def _documents_dir() -> Path:
+    import googleapiclient  # only the data files; this imports nothing heavy
+
+    return Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
+
+
+@functools.cache
+def document(name: str) -> dict:
+    """A discovery document by file stem, e.g. `healthcare.v1`."""
+    return json.loads((_documents_dir() / f"{name}.json").read_text())
+
+
+@functools.cache
+def _methods(name: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+
+    def walk(res: dict) -> None:
+        for m in res.get("methods", {}).values():
+            out[m["id"]] = m
+        for sub in res.get("resources", {}).values():
+            walk(sub)
+
+    walk(document(name))
+    return out
+
+
+def method(doc: str, method_id: str) -> dict:
+    """The discovery description of one method, e.g. ('cloudresourcemanager.v3', 'cloudresourcemanager.projects.create')."""
+    return _methods(doc)[method_id]
+
+
+def problems(doc: str, schema_ref: str, value: Any) -> list[tuple[str, str]]:
+    """Every way `value` departs from the named schema: (field path, Google-style description)."""
+    out: list[tuple[str, str]] = []
+    _check(document(doc)["schemas"], {"$ref": schema_ref}, value, "", out)
+    return out
+
+
+def validate_request(doc: str, method_id: str, body: Any) -> None:
+    """Raise the INVALID_ARGUMENT Google's front end gives for a body that breaks the method's request schema."""
+    req = method(doc, method_id).get("request")
+    if req is None:
+        return
+    found = problems(doc, req["$ref"], body)
+    if found:
+        raise ApiError("INVALID_ARGUMENT", found[0][1], [bad_request(found)])
+
+
+def _check(schemas: dict, schema: dict, value: Any, path: str, out: list) -> None:
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"]]
+    kind, fmt = schema.get("type"), schema.get("format")
+    if kind == "any" or value is None:
+        return
+    if kind == "object" or "properties" in schema:
+        if not isinstance(value, dict):
+            out.append((path, f"Invalid value at '{path or 'request'}' (TYPE_MESSAGE), {json.dumps(value)}"))
+            return
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, sub in value.items():
+            if props is not None and key in props:
+                _check(schemas, props[key], sub, f"{path}.{key}" if path else key, out)
+            elif extra is not None:
+                _check(schemas, extra, sub, f"{path}[{key!r}]", out)
+            elif props is not None:
+                where = f" at '{path}'" if path else ""
+                out.append((path, f'Invalid JSON payload received. Unknown name "{key}"{where}: Cannot find field.'))
+        return
+    if kind == "array":
+        if not isinstance(value, list):
+            out.append((path, f"Invalid value at '{path}' (TYPE_LIST), {json.dumps(value)}"))
+            return
+        for i, item in enumerate(value):
+            _check(schemas, schema.get("items", {}), item, f"{path}[{i}]", out)
+        return
+    if not _scalar_ok(kind, fmt, value):
+        proto = PROTO_TYPES.get((kind, fmt), "TYPE_STRING" if kind == "string" else f"TYPE_{str(kind).upper()}")
+        shown = json.dumps(value)
+        if "enum" in schema and isinstance(value, str):
+            proto = "TYPE_ENUM"
+        out.append((path, f"Invalid value at '{path}' ({proto}), {shown}"))
+
+
+def _scalar_ok(kind: str | None, fmt: str | None, value: Any) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "integer":
+        return isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())
+    if kind == "number":
+        return isinstance(value, (int, float)) or isinstance(value, str)
+    if kind == "string":
+        if fmt in ("int64", "uint64"):
+            return isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())
+        if fmt == "byte":
+            if not isinstance(value, str):
+                return False
+            try:
+                base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value else None, validate=True)
+                return True
+            except (binascii.Error, ValueError):
+                return False
+        return isinstance(value, str)
+    return True
+
