@@ -163,7 +163,21 @@ def emulator(
     enforce_iam: Annotated[bool, typer.Option("--enforce-iam", help="Check every call against IAM; bearer tokens 'emulator:MEMBER'.")] = False,
 ) -> None:
     """Run the local emulator of the Google APIs that provision and OHIF use."""
-    _not_built("emulator")
+    from provision.emulator.server import EmulatorServer
+    from provision.emulator.world import Options
+    from provision.errors import UsageError
+
+    opts = Options(host=host, port=port, data_dir=data_dir, record=record, latency=latency,
+                   time_scale=time_scale, faults=faults, seed=seed, enforce_iam=enforce_iam)
+    try:
+        server = EmulatorServer(opts)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise ProvisionError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
+    typer.echo(f"emulator listening on {server.url} (state: {data_dir or 'in memory'})", err=True)
+    typer.echo(f"  export PROVISION_EMULATOR_HOST={server.url}", err=True)
+    server.serve_forever()
 
 
 @app.command()

@@ -49,6 +49,8 @@ class Latency:
             return cls({}, time_scale)
         if option == "realistic":
             return cls(dict(REALISTIC), time_scale)
+        if not Path(option).is_file():
+            raise ValueError(f"--latency {option!r}: not 'none', 'realistic' or an existing JSON/YAML file")
         text = Path(option).read_text()
         if option.endswith((".yaml", ".yml")):
             import yaml

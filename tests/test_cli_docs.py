@@ -1,0 +1,43 @@
+"""Every CLI command is documented in the README and answers --help (sqlite-utils' habit)."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from provision.cli import app
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+
+
+def test_commands_are_the_designed_ones():
+    assert set(COMMANDS) == {"validate", "plan", "apply", "status", "destroy", "config", "smoke",
+                             "viewer", "emulator", "demo", "init", "schema"}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_documented_in_readme(command):
+    assert re.search(rf"`provision {command}`", README), f"README does not document `provision {command}`"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_has_help(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_readme_shows_the_two_commands():
+    assert "make demo" in README and "make test" in README
+
+
+def test_help_does_not_import_google_libraries():
+    # `provision --help` must stay fast: the Google client libraries load only in commands that call them.
+    code = ("import sys; from provision.cli import app; "
+            "bad=[m for m in sys.modules if m.startswith(('google', 'googleapiclient', 'pydicom', 'numpy', 'werkzeug'))]; "
+            "print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"imported at startup: {out}"
