@@ -1,0 +1,1008 @@
+"""The blueprint: its models, Google's naming rules, and loading with positioned errors.
+
+A blueprint is validated in three layers, and every problem from all of them is
+reported together, each as `FILE:LINE:COL: what is wrong; what would be valid`:
+
+1. `provision.yamlpos` reads the file defensively (size, encoding, anchors, duplicate
+   keys, `${ENV}` references) and remembers where every key and value is written.
+2. The pydantic models check structure and types, and each value against Google's
+   rules (per value, so one bad value never hides another).
+3. `_cross_checks` looks at rules that span several values (duplicates, a required
+   API, basic roles versus `allow_basic_roles`). It works on the raw data, so it runs
+   even when layer 2 found problems elsewhere.
+
+Models built directly in Python get layers 2 and 3 too (layer 3 through a model
+validator), so no code path can hold a blueprint that `provision validate` would refuse.
+
+`Blueprint.source` is the file a blueprint was loaded from. It is a private attribute
+behind a read-only property: not a YAML key, not in the JSON Schema, not in
+`model_dump()`, and kept by `model_copy()`.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from provision.errors import BlueprintError
+from provision.yamlpos import Document, PathKey, Problem, read_yaml
+
+__all__ = [
+    "Blueprint",
+    "Bucket",
+    "Dataset",
+    "DicomStore",
+    "HEALTHCARE_LOCATIONS",
+    "IamGrant",
+    "Import",
+    "Project",
+    "Smoke",
+    "Upload",
+    "Viewer",
+    "json_schema",
+    "load_blueprint",
+    "starter_blueprint",
+]
+
+HEALTHCARE_API = "healthcare.googleapis.com"
+DEFAULT_APIS = (HEALTHCARE_API, "cloudresourcemanager.googleapis.com")
+
+# Cloud Healthcare API locations (reference/gcp-wire.md section 4.6).
+HEALTHCARE_LOCATIONS: tuple[str, ...] = (
+    "us", "eu",
+    "northamerica-northeast1", "northamerica-northeast2",
+    "us-central1", "us-east1", "us-east4", "us-west1", "us-west2", "us-west3",
+    "southamerica-east1",
+    "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
+    "asia-south1", "asia-southeast1", "asia-southeast2",
+    "australia-southeast1", "australia-southeast2",
+    "europe-north1", "europe-west2", "europe-west3", "europe-west4", "europe-west6",
+    "me-west1", "me-central1", "me-central2",
+)  # fmt: skip
+
+BASIC_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
+NARROW_ROLES = (
+    "roles/healthcare.dicomViewer",
+    "roles/healthcare.dicomEditor",
+    "roles/healthcare.datasetAdmin",
+    "roles/serviceusage.serviceUsageAdmin",
+)
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+
+
+# --------------------------------------------------------------------------- rules
+# Each rule takes a value and returns it (possibly normalised) or raises _Invalid with
+# "what is wrong; what would be valid". They are plain functions so that the import URI
+# rule can reuse the bucket rule, and tests can call them directly.
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _rule(check: Callable[[Any], Any]) -> AfterValidator:
+    def run(value: Any) -> Any:
+        try:
+            return check(value)
+        except _Invalid as exc:
+            # The message travels in the context so that braces in it are never templated.
+            raise PydanticCustomError("blueprint", "{detail}", {"detail": str(exc)}) from None
+
+    return AfterValidator(run)
+
+
+def _chars(n: int) -> str:
+    return f"{n} character" if n == 1 else f"{n} characters"
+
+
+def _closest(word: str, choices: Any, cutoff: float = 0.6) -> str | None:
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+_PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_PROJECT_ID_RULE = (
+    "a project ID has 6-30 characters: lowercase letters, digits and hyphens, "
+    "starts with a letter and does not end with a hyphen (e.g. ohif-team-a)"
+)
+RESTRICTED_PROJECT_WORDS = ("google", "null", "undefined", "ssl")
+
+
+def check_project_id(value: str) -> str:
+    """Google's project ID rule, plus the restricted words Google refuses in IDs."""
+    why = None
+    if not 6 <= len(value) <= 30:
+        why = f"it is {_chars(len(value))} long"
+    elif any(c.isupper() for c in value):
+        why = "it has uppercase letters"
+    elif not ("a" <= value[0] <= "z"):
+        why = f"it starts with {value[0]!r}"
+    elif bad := [c for c in value if not (c.isascii() and (c.isdigit() or "a" <= c <= "z" or c == "-"))]:
+        why = f"it contains {bad[0]!r}"
+    elif value.endswith("-"):
+        why = "it ends with a hyphen"
+    if why or not _PROJECT_ID_RE.match(value):
+        hint = ""
+        if value.lower() != value and _PROJECT_ID_RE.match(value.lower()):
+            hint = f" Did you mean '{value.lower()}'?"
+        raise _Invalid(f"'{value}' is not a valid project ID ({why or 'wrong form'}); {_PROJECT_ID_RULE}.{hint}")
+    for word in RESTRICTED_PROJECT_WORDS:
+        if word in value:
+            raise _Invalid(
+                f"project ID '{value}' contains the restricted string '{word}'; Google refuses project IDs "
+                f"containing {', '.join(RESTRICTED_PROJECT_WORDS)}: choose another ID, e.g. "
+                f"'{value.replace(word, 'img') if _PROJECT_ID_RE.match(value.replace(word, 'img')) else 'ohif-team-a'}'"
+            )
+    return value
+
+
+def check_display_name(value: str) -> str:
+    """4-30 characters of letters, digits, hyphen, quotes, space and '!' (Resource Manager)."""
+    bad = [c for c in value if not (c.isalnum() or c in "-'\" !")]
+    if not 4 <= len(value) <= 30 or bad:
+        why = f"it contains {bad[0]!r}" if bad else f"it is {_chars(len(value))} long"
+        raise _Invalid(
+            f"'{value}' is not a valid project display name ({why}); a display name has 4-30 characters: "
+            "letters, digits, hyphen, single quote, double quote, space and '!' (e.g. OHIF Team A)"
+        )
+    return value
+
+
+def _label_char(c: str) -> bool:
+    # Google allows international letters in labels, but only lowercase ones.
+    return c.isdigit() or c in "_-" or (c.isalpha() and not c.isupper())
+
+
+def check_label_key(value: str) -> str:
+    """Label keys: 1-63 characters, lowercase letters, digits, '_' and '-', starting with a letter."""
+    if not (1 <= len(value) <= 63 and value[0].isalpha() and not value[0].isupper() and all(map(_label_char, value))):
+        lower = value.lower()
+        hint = f" Did you mean '{lower}'?" if lower != value and lower[:1].isalpha() and all(map(_label_char, lower)) else ""
+        raise _Invalid(
+            f"label key '{value}' is not valid; a label key has 1-63 characters: lowercase letters, digits, "
+            f"'_' and '-', starting with a lowercase letter (e.g. team).{hint}"
+        )
+    return value
+
+
+def check_label_value(value: str) -> str:
+    """Label values: 0-63 characters, lowercase letters, digits, '_' and '-'."""
+    if not (len(value) <= 63 and all(map(_label_char, value))):
+        lower = value.lower()
+        hint = f" Did you mean '{lower}'?" if lower != value and len(lower) <= 63 and all(map(_label_char, lower)) else ""
+        raise _Invalid(
+            f"label value '{value}' is not valid; a label value has 0-63 characters: lowercase letters, "
+            f"digits, '_' and '-' (e.g. radiology).{hint}"
+        )
+    return value
+
+
+def check_labels(value: dict[str, str]) -> dict[str, str]:
+    """At most 64 labels on a project."""
+    if len(value) > 64:
+        raise _Invalid(f"{len(value)} labels given; a project can have at most 64 labels")
+    return value
+
+
+def check_parent(value: str) -> str:
+    """`folders/N` or `organizations/N`."""
+    if not re.fullmatch(r"(folders|organizations)/[0-9]+", value):
+        digits = re.sub(r"\D", "", value)
+        raise _Invalid(
+            f"'{value}' is not a valid parent; write folders/NUMBER or organizations/NUMBER "
+            f"(e.g. folders/{digits or '123456789012'})"
+        )
+    return value
+
+
+_BILLING_RE = re.compile(r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}")
+
+
+def check_billing_account(value: str) -> str:
+    """`XXXXXX-XXXXXX-XXXXXX` in uppercase hex; a `billingAccounts/` prefix is dropped."""
+    bare = value.removeprefix("billingAccounts/")
+    if not _BILLING_RE.fullmatch(bare):
+        hint = f" Did you mean '{bare.upper()}'?" if _BILLING_RE.fullmatch(bare.upper()) else ""
+        raise _Invalid(
+            f"'{value}' is not a valid billing account ID; write three groups of six uppercase hex digits "
+            f"as XXXXXX-XXXXXX-XXXXXX (e.g. 012345-6789AB-CDEF01), optionally prefixed billingAccounts/.{hint}"
+        )
+    return bare
+
+
+_API_RE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*\.googleapis\.com$")
+
+
+def check_api(value: str) -> str:
+    """A service name such as healthcare.googleapis.com."""
+    if not _API_RE.match(value):
+        guess = value.lower().strip().removesuffix(".googleapis.com")
+        hint = f" Did you mean '{guess}.googleapis.com'?" if _API_RE.match(guess + ".googleapis.com") else ""
+        raise _Invalid(
+            f"'{value}' is not a Google API service name; write NAME.googleapis.com "
+            f"(e.g. healthcare.googleapis.com).{hint}"
+        )
+    return value
+
+
+_EMAIL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$")
+_DOMAIN_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$")
+_MEMBER_KINDS = {"user": "email", "group": "email", "serviceAccount": "email", "domain": "domain"}
+_MEMBER_FORMS = "user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN (e.g. group:radiology@example.com)"
+
+
+def check_member(value: str) -> str:
+    """An IAM principal: user:, group:, serviceAccount: (email) or domain:; never public."""
+    if value in PUBLIC_MEMBERS:
+        who = "anyone on the internet" if value == "allUsers" else "anyone with a Google account"
+        raise _Invalid(
+            f"'{value}' would give {who} access; these are medical images, so provision refuses public "
+            f"principals; grant a group instead: {_MEMBER_FORMS}"
+        )
+    kind, sep, rest = value.partition(":")
+    if not sep:
+        hint = f" Did you mean 'user:{value}' or 'group:{value}'?" if _EMAIL_RE.match(value) else ""
+        raise _Invalid(f"'{value}' has no principal type; write {_MEMBER_FORMS}.{hint}")
+    if kind not in _MEMBER_KINDS:
+        near = _closest(kind, _MEMBER_KINDS)
+        hint = f" Did you mean '{near}:{rest}'?" if near else ""
+        raise _Invalid(f"'{kind}:' is not a principal type; write {_MEMBER_FORMS}.{hint}")
+    if _MEMBER_KINDS[kind] == "email" and not _EMAIL_RE.match(rest):
+        raise _Invalid(f"'{rest}' is not an email address; write {kind}:NAME@DOMAIN (e.g. {kind}:radiology@example.com)")
+    if _MEMBER_KINDS[kind] == "domain" and not _DOMAIN_RE.match(rest):
+        raise _Invalid(f"'{rest}' is not a domain name; write domain:DOMAIN (e.g. domain:example.com)")
+    return value
+
+
+_ROLE_RE = re.compile(
+    r"^(roles/[A-Za-z0-9_.]+"
+    r"|projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/roles/[A-Za-z0-9_.]+"
+    r"|organizations/[0-9]+/roles/[A-Za-z0-9_.]+)$"
+)
+
+
+def check_role(value: str) -> str:
+    """A predefined role `roles/X` or a custom one `projects/P/roles/X`, `organizations/N/roles/X`."""
+    if not _ROLE_RE.match(value):
+        hint = f" Did you mean 'roles/{value}'?" if _ROLE_RE.match(f"roles/{value}") else ""
+        raise _Invalid(
+            f"'{value}' is not an IAM role; write roles/NAME (e.g. roles/healthcare.dicomViewer) or a custom "
+            f"role projects/PROJECT/roles/NAME or organizations/NUMBER/roles/NAME.{hint}"
+        )
+    return value
+
+
+_BUCKET_RULE = (
+    "a bucket name has 3-63 characters (up to 222 with dots, 63 per dot-separated part): lowercase "
+    "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+)
+# Cloud Storage refuses "google" and close misspellings of it; fold the usual digit swaps.
+_LOOKALIKES = str.maketrans({"0": "o", "1": "l", "3": "e", "9": "g", "6": "g"})
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why `name` is not a valid Cloud Storage bucket name, or None when it is."""
+    if not name:
+        return f"a bucket name cannot be empty; {_BUCKET_RULE}"
+    bad = [c for c in name if not (c.isascii() and (c.islower() or c.isdigit() or c in "-_."))]
+    if bad:
+        hint = f" Did you mean '{name.lower()}'?" if name.lower() != name and bucket_name_problem(name.lower()) is None else ""
+        return f"'{name}' is not a valid bucket name (it contains {bad[0]!r}); {_BUCKET_RULE}.{hint}"
+    limit = 222 if "." in name else 63
+    if not 3 <= len(name) <= limit:
+        return f"'{name}' is not a valid bucket name (it is {_chars(len(name))} long); {_BUCKET_RULE}"
+    if any(not 1 <= len(part) <= 63 for part in name.split(".")):
+        return f"'{name}' is not a valid bucket name (a dot-separated part is empty or longer than 63); {_BUCKET_RULE}"
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return f"'{name}' is not a valid bucket name (it must start and end with a letter or digit); {_BUCKET_RULE}"
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return f"'{name}' is not a valid bucket name (it looks like an IP address); {_BUCKET_RULE}"
+    if name.startswith("goog"):
+        return f"'{name}' is not a valid bucket name: Cloud Storage refuses names that start with 'goog'"
+    if "google" in name.translate(_LOOKALIKES):
+        return f"'{name}' is not a valid bucket name: Cloud Storage refuses names containing 'google' or close misspellings of it"
+    return None
+
+
+def check_bucket_name(value: str) -> str:
+    """Cloud Storage bucket naming rules."""
+    problem = bucket_name_problem(value)
+    if problem:
+        raise _Invalid(problem)
+    return value
+
+
+def check_bucket_location(value: str) -> str:
+    """A Cloud Storage location: a multi-region (US, EU, ASIA), a dual-region or a region."""
+    if not re.fullmatch(r"[A-Za-z0-9-]+", value):
+        raise _Invalid(
+            f"'{value}' is not a Cloud Storage location; write a multi-region (US, EU, ASIA) or a region (e.g. us-central1)"
+        )
+    return value
+
+
+def check_resource_id(value: str, what: str = "ID", example: str = "imaging") -> str:
+    """Healthcare dataset / DICOM store IDs: 1-256 letters, digits, '_', '-' and '.'."""
+    bad = [c for c in value if not (c.isalnum() or c in "_-.")]
+    if not 1 <= len(value) <= 256 or bad:
+        why = f"it contains {bad[0]!r}" if bad else f"it is {_chars(len(value))} long"
+        raise _Invalid(
+            f"'{value}' is not a valid {what} ({why}); use 1-256 letters, digits, '_', '-' and '.' (e.g. {example})"
+        )
+    return value
+
+
+def check_healthcare_location(value: str) -> str:
+    """One of the Cloud Healthcare API locations."""
+    if value not in HEALTHCARE_LOCATIONS:
+        near = value.lower() if value.lower() in HEALTHCARE_LOCATIONS else _closest(value.lower(), HEALTHCARE_LOCATIONS, 0.5)
+        hint = f"; did you mean '{near}'?" if near else ";"
+        raise _Invalid(
+            f"'{value}' is not a Cloud Healthcare location{hint} Valid locations: {', '.join(HEALTHCARE_LOCATIONS)}"
+        )
+    return value
+
+
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    import zoneinfo  # only needed when a blueprint is validated
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def check_time_zone(value: str) -> str:
+    """An IANA time zone name (e.g. UTC, Europe/Berlin)."""
+    zones = _time_zones()
+    if value in zones:
+        return value
+    if not zones and value == "UTC":  # no tz database on this machine: accept the default
+        return value
+    near = _closest(value, zones)
+    hint = f"; did you mean '{near}'? Or" if near else "; write"
+    raise _Invalid(f"'{value}' is not an IANA time zone name{hint} an IANA name such as UTC, Europe/Berlin or America/New_York")
+
+
+def check_import_uri(value: str) -> str:
+    """`gs://BUCKET/OBJECT-PATTERN`, with the wildcard rules of the Healthcare import."""
+    form = "gs://BUCKET/PATH-PATTERN (e.g. gs://my-bucket/dicom/**.dcm)"
+    if not value.startswith("gs://"):
+        raise _Invalid(f"'{value}' is not a Cloud Storage URI; write {form}")
+    bucket, _, obj = value[len("gs://") :].partition("/")
+    problem = bucket_name_problem(bucket)
+    if problem:
+        raise _Invalid(f"in import URI '{value}': {problem}")
+    if not obj or obj.endswith("/"):
+        raise _Invalid(f"import URI '{value}' names no objects; add a pattern after the folder: {form}")
+    if obj.count("**") > 1:
+        raise _Invalid(f"in import URI '{value}', '**' may appear only once (in the last path segment); write {form}")
+    if "**" in obj:
+        first = obj.index("**")
+        rest = obj[:first] + obj[first + 2 :]
+        if "/" in obj[first:]:
+            raise _Invalid(f"in import URI '{value}', '**' may only appear in the last path segment; write {form}")
+        if "*" in rest or "?" in rest:
+            raise _Invalid(
+                f"in import URI '{value}', '**' cannot be combined with another wildcard ('*' or '?') "
+                f"anywhere in the path; write {form}"
+            )
+    return value
+
+
+def check_origin(value: str) -> str:
+    """An http(s) origin: scheme://host[:port], no path, query or fragment. A trailing '/' is dropped."""
+    form = "scheme://host[:port] with http or https and nothing after it (e.g. http://localhost:3000)"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise _Invalid(f"'{value}' is not a valid origin; write {form}") from None
+    why = None
+    if parts.scheme not in ("http", "https"):
+        why = f"the scheme must be http or https, not {parts.scheme or 'missing'!r}"
+    elif not parts.hostname:
+        why = "it has no host"
+    elif parts.username is not None or parts.password is not None:
+        why = "it has a user name or password"
+    elif parts.path not in ("", "/"):
+        why = f"it has a path ({parts.path})"
+    elif parts.query or "?" in value:
+        why = "it has a query"
+    elif parts.fragment or "#" in value:
+        why = "it has a fragment"
+    elif port == 0:
+        why = "port 0 cannot be served"
+    if why:
+        raise _Invalid(f"'{value}' is not a valid origin ({why}); write {form}")
+    # OAuth "authorized JavaScript origins" have no trailing slash.
+    return value.rstrip("/")
+
+
+_CLIENT_ID_RE = re.compile(r"^[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com$")
+
+
+def check_oauth_client_id(value: str) -> str:
+    """An OAuth web client ID: NUMBER-ID.apps.googleusercontent.com."""
+    if not _CLIENT_ID_RE.match(value):
+        raise _Invalid(
+            f"'{value}' is not an OAuth client ID; it looks like NUMBER-ID.apps.googleusercontent.com "
+            "(e.g. 123456789012-abc123def456.apps.googleusercontent.com), copied from the console's Credentials page"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- models
+
+ProjectId = Annotated[str, _rule(check_project_id)]
+LabelKey = Annotated[str, _rule(check_label_key)]
+LabelValue = Annotated[str, _rule(check_label_value)]
+ApiName = Annotated[str, _rule(check_api)]
+Member = Annotated[str, _rule(check_member)]
+Role = Annotated[str, _rule(check_role)]
+BucketName = Annotated[str, _rule(check_bucket_name)]
+
+
+def _absolute(value: Path, info: ValidationInfo) -> Path:
+    """Resolve against the blueprint's directory (loading) or the working directory."""
+    base = (info.context or {}).get("base_dir") or Path.cwd()
+    path = value.expanduser()
+    if not path.is_absolute():
+        path = Path(base) / path
+    # normpath, not resolve(): '..' is folded but symlinks stay as the user wrote them.
+    return Path(os.path.normpath(path))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+
+class Project(_Model):
+    """The Google Cloud project: created if missing, adopted if it exists."""
+
+    id: ProjectId = Field(
+        description="Project ID: 6-30 characters, [a-z][a-z0-9-]*[a-z0-9].", examples=["ohif-team-a"],
+        json_schema_extra={"pattern": _PROJECT_ID_RE.pattern},
+    )
+    display_name: Annotated[str, _rule(check_display_name)] | None = Field(
+        None, description="4-30 characters; defaults to the project ID.", examples=["OHIF Team A"]
+    )
+    parent: Annotated[str, _rule(check_parent)] | None = Field(
+        None, description="folders/N or organizations/N (needed when a service account creates the project).",
+        json_schema_extra={"pattern": r"^(folders|organizations)/[0-9]+$"},
+    )
+    billing_account: Annotated[str, _rule(check_billing_account)] | None = Field(
+        None, description="XXXXXX-XXXXXX-XXXXXX (uppercase hex); a billingAccounts/ prefix is accepted.",
+        json_schema_extra={"pattern": r"^(billingAccounts/)?[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$"},
+    )
+    labels: Annotated[dict[LabelKey, LabelValue], _rule(check_labels)] = Field(
+        default_factory=dict, description="Up to 64 labels; lowercase keys and values."
+    )
+
+    @model_validator(mode="after")
+    def _default_display_name(self) -> Project:
+        if self.display_name is None:
+            # Frozen model: set the derived default once, during validation.
+            object.__setattr__(self, "display_name", self.id)
+        return self
+
+
+class IamGrant(_Model):
+    """Roles added for one principal. Additive: bindings the blueprint does not name are never removed."""
+
+    member: Member = Field(
+        description="user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN.", examples=["group:radiology@example.com"]
+    )
+    roles: Annotated[list[Role], Field(min_length=1)] = Field(
+        description="roles/NAME, projects/P/roles/NAME or organizations/N/roles/NAME.",
+        examples=[["roles/healthcare.dicomViewer"]],
+    )
+
+
+class Upload(_Model):
+    """Local files uploaded to the bucket before the import."""
+
+    from_: Path = Field(alias="from", description="A local directory; relative to the blueprint file.", examples=["./data"])
+    prefix: str = Field("", description="Object name prefix in the bucket, e.g. dicom/.")
+
+    @field_validator("from_", mode="after")
+    @classmethod
+    def _existing_directory(cls, value: Path, info: ValidationInfo) -> Path:
+        path = _absolute(value, info)
+        if not path.is_dir():
+            what = "is not a directory" if path.exists() else "does not exist"
+            raise PydanticCustomError(
+                "blueprint",
+                "{detail}",
+                {"detail": f"'{value}' ({path}) {what}; upload.from must be an existing directory of files to upload "
+                           "(relative paths are relative to the blueprint file)"},
+            )
+        return path
+
+
+class Bucket(_Model):
+    """A Cloud Storage bucket holding the DICOM files to import."""
+
+    name: BucketName = Field(description="Cloud Storage bucket name.", examples=["ohif-team-a-dicom"])
+    location: Annotated[str, _rule(check_bucket_location)] = Field("US", description="US, EU, ASIA or a region.")
+    create: bool = Field(True, description="false: the bucket exists and is only read.")
+    upload: Upload | None = None
+
+
+class Dataset(_Model):
+    """The Cloud Healthcare dataset."""
+
+    id: Annotated[str, _rule(functools.partial(check_resource_id, what="dataset ID"))] = Field(
+        description="1-256 letters, digits, '_', '-', '.'.", examples=["imaging"]
+    )
+    location: Annotated[str, _rule(check_healthcare_location)] = Field(
+        description="A Cloud Healthcare location.",
+        examples=["us-central1"],
+        json_schema_extra={"enum": list(HEALTHCARE_LOCATIONS)},
+    )
+    time_zone: Annotated[str, _rule(check_time_zone)] = Field("UTC", description="IANA time zone name.")
+
+
+class Import(_Model):
+    """DICOM files imported from Cloud Storage into a store."""
+
+    uri: Annotated[str, _rule(check_import_uri)] = Field(
+        description="gs://BUCKET/PATTERN; '**' only once, in the last segment.", examples=["gs://ohif-team-a-dicom/dicom/**.dcm"]
+    )
+
+
+class DicomStore(_Model):
+    """A DICOM store in the dataset, served to the viewer over DICOMweb."""
+
+    id: Annotated[str, _rule(functools.partial(check_resource_id, what="DICOM store ID", example="primary"))] = Field(
+        description="1-256 letters, digits, '_', '-', '.'.", examples=["primary"]
+    )
+    iam: list[IamGrant] = Field(default_factory=list, description="Grants on this store only (least privilege).")
+    import_: Import | None = Field(None, alias="import")
+
+
+class Viewer(_Model):
+    """Where the OHIF viewer is served and where its configuration is written."""
+
+    origin: Annotated[str, _rule(check_origin)] = Field("http://localhost:3000", description="http(s)://host[:port]")
+    oauth_client_id: Annotated[str, _rule(check_oauth_client_id)] | None = Field(
+        None, description="NUMBER-ID.apps.googleusercontent.com (OAuth web client).",
+        json_schema_extra={"pattern": r"^[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com$"},
+    )
+    config_out: Path = Field(
+        Path("out/google.js"),
+        validate_default=True,
+        description="Where to write the OHIF config; relative to the blueprint file.",
+    )
+
+    @field_validator("config_out", mode="after")
+    @classmethod
+    def _absolute_config_out(cls, value: Path, info: ValidationInfo) -> Path:
+        return _absolute(value, info)
+
+
+class Smoke(_Model):
+    """The end-to-end check after apply."""
+
+    min_studies: int = Field(1, description="Studies the stores must hold, at least.", ge=0)
+    browser: bool = Field(False, description="Also drive the real OHIF viewer in headless Chromium.")
+
+
+class Blueprint(_Model):
+    """A provision blueprint (version 1): one OHIF viewer on Google Cloud Healthcare."""
+
+    version: Literal[1] = Field(description="Blueprint format version; this provision understands 1.", examples=[1])
+    project: Project = Field(examples=[{"id": "ohif-team-a"}])
+    apis: list[ApiName] = Field(default_factory=lambda: list(DEFAULT_APIS), description="Services to enable.")
+    allow_basic_roles: bool = Field(False, description="Allow roles/owner, roles/editor and roles/viewer in grants.")
+    iam: list[IamGrant] = Field(default_factory=list, description="Additive grants on the project.")
+    bucket: Bucket | None = None
+    dataset: Dataset = Field(examples=[{"id": "imaging", "location": "us-central1"}])
+    dicom_stores: Annotated[list[DicomStore], Field(min_length=1)] = Field(examples=[[{"id": "primary"}]])
+    # Validated from {} (not built by a factory) so that its default config_out is
+    # resolved against the blueprint's directory like a written one.
+    viewer: Viewer = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    smoke: Smoke = Field(default_factory=Smoke)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The blueprint file this was loaded from (absolute), or None if built in Python."""
+        return self._source
+
+    @model_validator(mode="after")
+    def _whole_blueprint_rules(self, info: ValidationInfo) -> Blueprint:
+        # The loader runs these on the raw data (so they are reported with positions even
+        # when other fields are invalid); here they guard blueprints built in Python.
+        if (info.context or {}).get("loading"):
+            return self
+        problems = _cross_checks(self.model_dump(by_alias=True))
+        if problems:
+            raise ValueError("; ".join(f"{_dotted(path)}: {msg}" for path, msg in problems))
+        return self
+
+
+# ------------------------------------------------------------------ cross-field rules
+
+
+def _as_bool(value: Any) -> bool:
+    try:
+        return TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return False
+
+
+def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
+    """Rules spanning several values; tolerant of wrong types (those are reported elsewhere)."""
+    out: list[tuple[PathKey, str]] = []
+
+    apis = data.get("apis", list(DEFAULT_APIS))
+    if isinstance(apis, list):
+        seen: dict[Any, int] = {}
+        for i, api in enumerate(apis):
+            if not isinstance(api, str):
+                continue
+            if api in seen:
+                out.append((("apis", i), f"'{api}' is listed twice (already as apis[{seen[api]}]); list each API once"))
+            else:
+                seen[api] = i
+        if HEALTHCARE_API not in seen:
+            out.append(
+                (("apis",), f"{HEALTHCARE_API} is missing, and nothing works without the Cloud Healthcare API; add it to apis "
+                            f"(or remove apis to get the default: {', '.join(DEFAULT_APIS)})")
+            )
+
+    allow_basic = _as_bool(data.get("allow_basic_roles", False))
+    grant_lists: list[tuple[PathKey, Any]] = [(("iam",), data.get("iam"))]
+    stores = data.get("dicom_stores")
+    if isinstance(stores, list):
+        grant_lists += [(("dicom_stores", i, "iam"), s.get("iam")) for i, s in enumerate(stores) if isinstance(s, dict)]
+    for base, grants in grant_lists:
+        if not isinstance(grants, list):
+            continue
+        for g, grant in enumerate(grants):
+            roles = grant.get("roles") if isinstance(grant, dict) else None
+            if not isinstance(roles, list):
+                continue
+            seen_roles: set[str] = set()
+            for r, role in enumerate(roles):
+                if not isinstance(role, str):
+                    continue
+                at = base + (g, "roles", r)
+                if role in seen_roles:
+                    out.append((at, f"role '{role}' is listed twice in this grant; list each role once"))
+                seen_roles.add(role)
+                if role in BASIC_ROLES and not allow_basic:
+                    out.append(
+                        (at, f"'{role}' is a basic role (broad access to everything in the project); grant narrower roles "
+                             f"such as {', '.join(NARROW_ROLES)}, or set allow_basic_roles: true if you really mean it")
+                    )
+
+    if isinstance(stores, list):
+        first_at: dict[str, int] = {}
+        for i, store in enumerate(stores):
+            sid = store.get("id") if isinstance(store, dict) else None
+            if not isinstance(sid, str):
+                continue
+            if sid in first_at:
+                out.append(
+                    (("dicom_stores", i, "id"),
+                     f"DICOM store ID '{sid}' is used twice (first by dicom_stores[{first_at[sid]}]); each store needs its own ID")
+                )
+            else:
+                first_at[sid] = i
+    return out
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _dotted(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "the top level"
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin is Union or (origin is not None and type(tp).__name__ == "UnionType"):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _key_of(name: str, field: Any) -> str:
+    return field.alias or name
+
+
+def _model_at(path: PathKey) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `path` (None if not a model)."""
+    tp: Any = Blueprint
+    for part in path:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            if get_origin(tp) is not list:
+                return None
+            tp = get_args(tp)[0]
+        elif _is_model(tp):
+            fields = {_key_of(n, f): f for n, f in tp.model_fields.items()}
+            if part not in fields:
+                return None
+            tp = fields[part].annotation
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if _is_model(tp) else None
+
+
+def _has_default(path: PathKey) -> bool:
+    model = _model_at(path[:-1])
+    if model is None or not isinstance(path[-1], str):
+        return False
+    fields = {_key_of(n, f): f for n, f in model.model_fields.items()}
+    return path[-1] in fields and not fields[path[-1]].is_required()
+
+
+def _valid_keys(model: type[BaseModel]) -> list[str]:
+    return [_key_of(n, f) for n, f in model.model_fields.items()]
+
+
+def _describe_input(value: Any, source: str | None) -> str:
+    if value is None:
+        return "nothing (the value is empty)"
+    if isinstance(value, bool):
+        return f"the boolean {source or str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {source or value}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+_EXPECTED = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "float_type": "a number",
+    "dict_type": "a mapping (key: value lines)",
+    "model_type": "a mapping (key: value lines)",
+    "model_attributes_type": "a mapping (key: value lines)",
+    "list_type": "a list (one '- ' item per line)",
+    "path_type": "a path",
+}
+
+
+def _example_for(parent: PathKey, key: str) -> str | None:
+    model = _model_at(parent)
+    if model is None:
+        return None
+    for name, field in model.model_fields.items():
+        if _key_of(name, field) == key and field.examples:
+            text = yaml.safe_dump(field.examples[0], default_flow_style=True, width=1000).strip()
+            return f"{key}: {text.removesuffix('...').strip()}"
+    return None
+
+
+def _explain(err: Mapping[str, Any], doc: Document) -> tuple[tuple[int, int], str]:
+    """Turn one pydantic error into (position, message) for the blueprint's author."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        valid = _valid_keys(model) if model else []
+        near = _closest(key, valid)
+        where = "at the top level" if len(loc) == 1 else f"in {_dotted(loc[:-1])}"
+        hint = f"; did you mean '{near}'? Valid keys" if near else "; valid keys"
+        return doc.key_pos(loc), f"unknown key '{key}' {where}{hint}: {', '.join(valid)}"
+    if kind == "missing":
+        key = str(loc[-1])
+        parent = loc[:-1]
+        example = _example_for(parent, key)
+        add = f"add it, e.g. `{example}`" if example else "add it"
+        return doc.value_pos(parent), f"{_dotted(parent)} is missing the required key '{key}'; {add}"
+    if loc and loc[-1] == "[key]":
+        return doc.key_pos(loc[:-1]), f"{_dotted(loc[:-2])}: {err.get('ctx', {}).get('detail') or err['msg']}"
+    pos = doc.value_pos(loc)
+    subject = _dotted(loc)
+    if kind == "blueprint":
+        return pos, f"{subject}: {err['ctx']['detail']}"
+    if kind == "literal_error" and loc == ("version",):
+        given = doc.scalars.get(loc, repr(err.get("input")))
+        return pos, f"version {given} is not supported: this provision understands version 1; write `version: 1`"
+    if kind in _EXPECTED:
+        value = err.get("input")
+        source = doc.scalars.get(loc)
+        msg = f"{subject}: expected {_EXPECTED[kind]}, got {_describe_input(value, source)}"
+        if kind == "string_type" and isinstance(value, (bool, int, float)):
+            msg += f"; quote it if you mean the text: \"{source or value}\""
+        elif kind in ("model_type", "dict_type") and value is None and _has_default(loc):
+            msg += "; remove the key to use the defaults, or fill it in"
+        return pos, msg
+    if kind == "too_short":
+        if loc == ("dicom_stores",):
+            return pos, "dicom_stores: needs at least one DICOM store; add one, e.g. `- id: primary`"
+        if loc[-1:] == ("roles",):
+            return pos, f"{subject}: needs at least one role, e.g. [roles/healthcare.dicomViewer]"
+        return pos, f"{subject}: must not be empty"
+    if kind == "greater_than_equal":
+        return pos, f"{subject}: {err['input']} is too small; it must be {err['ctx']['ge']} or more (it is a count)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return pos, f"{subject}: {msg}"
+
+
+def _covered(loc: PathKey, bad: set[PathKey]) -> bool:
+    return any(loc[: len(b)] == b for b in bad)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_blueprint(path: Path | str, env: Mapping[str, str] | None = None) -> Blueprint:
+    """Load and validate a blueprint file.
+
+    `${NAME}` in string values is replaced from `env` (default: `os.environ`); `$${` is a
+    literal `${`. Relative paths in the blueprint are resolved against the file's
+    directory. Nothing here touches the network.
+
+    Raises `BlueprintError` carrying every problem found, each formatted as
+    `FILE:LINE:COL: what is wrong; what would be valid` (or `FILE: ...` when the file
+    itself cannot be read), sorted by position.
+    """
+    shown = str(path)
+    file = Path(path)
+    doc = read_yaml(file, env)
+    problems = list(doc.problems)
+    blueprint: Blueprint | None = None
+    if doc.data is not None and not isinstance(doc.data, dict):
+        kind = "a list" if isinstance(doc.data, list) else f"a single value ({doc.data!r:.40})"
+        problems.append(
+            Problem(*doc.value_pos(()), f"the top level must be a mapping of keys (version, project, dataset, "
+                                        f"dicom_stores, ...), not {kind}; run `provision init` for a starter")
+        )
+    elif isinstance(doc.data, dict):
+        context = {"base_dir": file.absolute().parent, "loading": True}
+        try:
+            blueprint = Blueprint.model_validate(doc.data, context=context, by_alias=True, by_name=False)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                if err["type"] != "extra_forbidden" and _covered(tuple(err["loc"]), doc.unreadable):
+                    continue  # already reported by the reader (e.g. an unset variable)
+                (line, col), message = _explain(err, doc)
+                problems.append(Problem(line, col, message))
+        for where, message in _cross_checks(doc.data):
+            problems.append(Problem(*doc.value_pos(where), f"{_dotted(where)}: {message}"))
+    if problems:
+        raise BlueprintError(_format(shown, problems))
+    assert blueprint is not None
+    blueprint._source = Path(os.path.normpath(file.absolute()))
+    return blueprint
+
+
+MAX_PROBLEMS = 100
+
+
+def _printable(text: str) -> str:
+    # Values are echoed back in messages; a control or bidi-override character must not
+    # reach the terminal as itself.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _format(shown: str, problems: list[Problem]) -> list[str]:
+    ordered = sorted(set(problems), key=lambda p: (p.line or 0, p.col or 0, p.message))
+    shown = _printable(shown)
+    lines = [
+        f"{shown}: {_printable(p.message)}" if p.line is None else f"{shown}:{p.line}:{p.col}: {_printable(p.message)}"
+        for p in ordered
+    ]
+    if len(lines) > MAX_PROBLEMS:
+        lines = lines[:MAX_PROBLEMS] + [f"{shown}: ... and {len(lines) - MAX_PROBLEMS} more problems"]
+    return lines
+
+
+def json_schema() -> dict[str, Any]:
+    """The blueprint's JSON Schema (YAML key names), for editors to complete and check blueprints."""
+    schema = Blueprint.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "provision blueprint (version 1)", **schema}
+
+
+STARTER = """\
+# A provision blueprint: one OHIF viewer on Google Cloud Healthcare.
+#   provision validate THIS-FILE     check it (no API call)
+#   provision plan THIS-FILE         see what apply would change
+#   provision apply THIS-FILE        make it so
+# `provision schema` prints the JSON Schema for editor completion.
+# ${NAME} in a value is replaced by the environment variable NAME ($${ for a literal ${).
+version: 1
+
+project:
+  id: my-ohif-project            # 6-30 chars: lowercase letters, digits, hyphens; globally unique
+  display_name: My OHIF Project  # 4-30 chars; defaults to the id
+  # parent: folders/123456789012 # or organizations/N; needed when a service account creates the project
+  # billing_account: 012345-6789AB-CDEF01   # Cloud Healthcare needs billing on the project
+  labels: {purpose: imaging}
+
+# Services to enable (this is the default; healthcare.googleapis.com is required).
+apis: [healthcare.googleapis.com, cloudresourcemanager.googleapis.com]
+
+# Additive grants on the project: bindings not named here are never removed.
+# Basic roles (roles/owner, roles/editor, roles/viewer) are refused unless
+# `allow_basic_roles: true`; prefer the narrower healthcare roles.
+iam:
+  - member: group:imaging-team@example.com
+    roles: [roles/serviceusage.serviceUsageConsumer]
+
+# The Cloud Storage bucket that holds the DICOM files to import.
+bucket:
+  name: my-ohif-project-dicom    # globally unique; lowercase, 3-63 chars
+  location: US
+  create: true                   # false: the bucket exists and is only read
+  # upload: {from: ./dicom, prefix: dicom/}   # upload local files first (directory must exist)
+
+dataset:
+  id: imaging
+  location: us-central1          # a Cloud Healthcare location (us-central1, europe-west4, us, eu, ...)
+  time_zone: UTC
+
+dicom_stores:
+  - id: primary
+    iam:                         # grants on this store only (least privilege)
+      - member: group:imaging-team@example.com
+        roles: [roles/healthcare.dicomViewer]
+    import: {uri: "gs://my-ohif-project-dicom/dicom/**.dcm"}   # '**' matches across folders
+
+viewer:
+  origin: http://localhost:3000  # where OHIF is served (scheme://host:port)
+  # oauth_client_id: 123456789012-abc123def456.apps.googleusercontent.com   # from the console; apply prints the steps
+  config_out: out/google.js      # relative to this file
+
+smoke:
+  min_studies: 1                 # the stores must hold at least this many studies after import
+  browser: false                 # true: also drive the real OHIF viewer in headless Chromium
+"""
+
+
+def starter_blueprint() -> str:
+    """A commented starter blueprint (YAML text) that validates as written."""
+    return STARTER
