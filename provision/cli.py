@@ -12,9 +12,30 @@ from typing import Annotated, Optional
 
 import typer
 
-from provision.errors import NotBuiltYet, ProvisionError
+from provision.errors import BlueprintError, NotBuiltYet, ProvisionError
+from typer.core import TyperGroup
+
+
+class _Group(TyperGroup):
+    """Expected failures become one clear message and their exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BlueprintError as exc:
+            for problem in exc.problems:  # FILE:LINE:COL: ... one per line, for editors and CI
+                typer.echo(problem, err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except ProvisionError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
 
 app = typer.Typer(
+    cls=_Group,
     name="provision",
     help="Turn one YAML blueprint into a working OHIF viewer on Google Cloud Healthcare.",
     no_args_is_help=True,
@@ -190,16 +211,8 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point: expected failures print one message and set the exit code."""
-    try:
-        # Standalone mode lets Typer render usage errors (exit 2) and --help itself.
-        app(standalone_mode=True)
-    except ProvisionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+    """Console-script entry point."""
+    app()
 
 
 if __name__ == "__main__":

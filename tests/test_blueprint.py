@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import yaml
@@ -43,22 +42,9 @@ dicom_stores:
 
 
 def run_provision(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run the real entry point, `provision.cli.main`, in Typer's CliRunner isolation.
-
-    `main()` (not `app`) is what maps ProvisionError to its exit code and message, so it
-    is what a user meets; CliRunner captures stdout and stderr together.
-    """
-    runner = CliRunner()
-    with runner.isolation(env=env) as (_out, _err, output), mock.patch.object(sys, "argv", ["provision", *args]):
-        try:
-            cli.main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        text = output.getvalue().decode("utf-8", "replace")
-    return code, text
+    """Run the CLI app in Typer's CliRunner; stdout and stderr are captured together."""
+    result = CliRunner().invoke(cli.app, list(args), env=env)
+    return result.exit_code, result.output
 
 
 def expectation(path: Path) -> tuple[str, list[str]]:
