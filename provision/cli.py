@@ -146,7 +146,19 @@ def config(
     emulator: EmulatorOpt = None,
 ) -> None:
     """Write the OHIF viewer configuration for the blueprint's stores."""
-    _not_built("config")
+    from provision.blueprint import load_blueprint
+    from provision.ohif import config as ohif_config
+    from provision.errors import UsageError
+
+    if fmt not in ("js", "json"):
+        raise UsageError(f"--format {fmt!r}: use js (window.config) or json (data sources only)")
+    bp = load_blueprint(blueprint)
+    path = ohif_config.write_config(bp, out or bp.viewer.config_out, emulator_url=emulator, fmt=fmt)
+    typer.echo(f"wrote {path}", err=True)
+    if not emulator:
+        typer.echo(ohif_config.oauth_checklist(bp), err=True)
+    for warning in ohif_config.config_warnings(bp, emulator_url=emulator):
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command()
@@ -168,7 +180,19 @@ def viewer(
     emulator: EmulatorOpt = None,
 ) -> None:
     """Serve the real OHIF viewer with the blueprint's configuration."""
-    _not_built("viewer")
+    import threading
+
+    from provision.blueprint import load_blueprint
+    from provision.ohif.config import render_config
+    from provision.ohif.serve import serve_viewer
+
+    bp = load_blueprint(blueprint)
+    server = serve_viewer(render_config(bp, emulator_url=emulator), port=port)
+    typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)
+    try:
+        threading.Event().wait()
+    finally:
+        server.stop()
 
 
 @app.command()
