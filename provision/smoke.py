@@ -1,0 +1,437 @@
+"""DICOMweb smoke check: the requests the OHIF viewer makes, over plain authorized HTTP.
+
+    report = run_dicomweb_smoke(root, session=AuthorizedSession(creds), origin="http://localhost:3000", min_studies=1)
+    report.ok, report.checks, report.to_json()
+
+`root` is a store's DICOMweb root (`.../dicomStores/S/dicomWeb`). In the viewer's order:
+
+1. `studies`: the study list's QIDO query, with OHIF 3.13's own parameters; the store must
+   hold at least `min_studies` studies;
+2. `series`: the series of one study (the study browser's query);
+3. `series_metadata`: that series' metadata (lazy study loading);
+4. `frame`: `frames/1` of one instance with the viewer's unquoted multipart Accept; the
+   answer must be multipart/related with a non-empty part;
+5. `rendered`: the instance as `image/jpeg`, which must decode;
+6. `cors`: a preflight from the viewer's origin asking for `authorization` (as the
+   browser sends before every authorized request), and the CORS header on a real answer.
+
+Every request sends `Origin` as the browser does. Each check is timed; a failure names the
+request, its status and the likely cause. No header value (and so no token) is ever put
+into a report.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+from urllib.parse import quote, urlsplit
+
+import requests
+
+__all__ = [
+    "FRAME_ACCEPT",
+    "STUDY_LIST_INCLUDEFIELD",
+    "Check",
+    "SmokeReport",
+    "run_dicomweb_smoke",
+]
+
+# OHIF 3.13's study list (extensions/default mapParams): limit 101, fuzzymatching from the
+# data source's supportsFuzzyMatching (true in our config), and these four fields.
+STUDY_LIST_INCLUDEFIELD = "00081030,00080060,00080090,00100030"
+SERIES_INCLUDEFIELD = "0008103E,00080021"
+FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+DICOM_JSON = "application/dicom+json"
+PAGE = 101
+TIMEOUT_S = 60.0
+
+CHECK_NAMES = ("studies", "series", "series_metadata", "frame", "rendered", "cors")
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    ms: float
+    detail: str
+    request: str = ""  # "GET https://..." (never headers)
+    status: int | None = None
+    skipped: bool = False
+
+
+@dataclass
+class SmokeReport:
+    root: str
+    origin: str
+    min_studies: int
+    checks: list[Check] = field(default_factory=list)
+    studies_found: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        """Checks that ran and failed (not those skipped because an earlier one failed)."""
+        return [c for c in self.checks if not c.ok and not c.skipped]
+
+    @property
+    def total_ms(self) -> float:
+        return round(sum(c.ms for c in self.checks), 1)
+
+    def check(self, name: str) -> Check:
+        return next(c for c in self.checks if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "root": self.root,
+            "origin": self.origin,
+            "min_studies": self.min_studies,
+            "studies_found": self.studies_found,
+            "total_ms": self.total_ms,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        """One line per check, then the first failure's detail: for humans."""
+        lines = []
+        for c in self.checks:
+            mark = "skip" if c.skipped else ("ok" if c.ok else "FAIL")
+            lines.append(f"  {mark:4} {c.name:16} {c.ms:8.1f} ms  {c.detail}")
+        head = f"DICOMweb smoke {'passed' if self.ok else 'FAILED'} for {self.root} ({self.total_ms} ms)"
+        return "\n".join([head, *lines])
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class _Failed(Exception):
+    def __init__(self, detail: str, status: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _google_message(resp: requests.Response) -> tuple[str, str]:
+    """(message, reason) from a google.rpc.Status body, or a short text excerpt."""
+    try:
+        body = resp.json()
+    except ValueError:
+        text = (resp.text or "").strip().replace("\n", " ")
+        return text[:300], ""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return json.dumps(body)[:300], ""
+    reason = ""
+    for d in err.get("details") or []:
+        if isinstance(d, dict) and d.get("reason"):
+            reason = str(d["reason"])
+            break
+    return str(err.get("message", ""))[:500], reason
+
+
+def _likely_cause(status: int, reason: str, message: str) -> str:
+    if reason == "SERVICE_DISABLED" or "has not been used" in message or "is disabled" in message:
+        return "the Cloud Healthcare API is not enabled on the project (apply enables it)"
+    if status == 401:
+        return "the credentials were refused: the access token is missing or expired (gcloud auth application-default login)"
+    if status == 403:
+        return (
+            "the caller lacks roles/healthcare.dicomViewer on the store (or its dataset/project), or the store path "
+            "is wrong: Google answers 403, not 404, for a store that does not exist"
+        )
+    if status == 404:
+        return "wrong store path: check the project, location, dataset and store IDs"
+    if status == 400:
+        return "the server refused the request as the viewer sends it"
+    if status == 406:
+        return "the server cannot answer in the media type the viewer asks for"
+    if status == 429:
+        return "quota exceeded or rate limited: retry later"
+    if status >= 500:
+        return "the service failed or is unavailable: retry, and check the service status"
+    return "unexpected answer"
+
+
+def _http_failure(method: str, url: str, resp: requests.Response, what: str) -> _Failed:
+    message, reason = _google_message(resp)
+    cause = _likely_cause(resp.status_code, reason, message)
+    said = f": {message}" if message else ""
+    return _Failed(f"{what}: {method} {url} answered {resp.status_code}{said}. Likely cause: {cause}.", resp.status_code)
+
+
+def _connection_failure(method: str, url: str, exc: Exception) -> _Failed:
+    host = urlsplit(url).netloc
+    if isinstance(exc, requests.Timeout):
+        return _Failed(f"{method} {url} timed out after {TIMEOUT_S:.0f} s. Likely cause: {host} is overloaded or unreachable.")
+    return _Failed(
+        f"{method} {url} could not connect ({type(exc).__name__}). Likely cause: {host} is not reachable "
+        "(emulator not running, wrong URL, or no network)."
+    )
+
+
+def _json_list(resp: requests.Response, url: str, what: str) -> list[dict[str, Any]]:
+    if resp.status_code == 204 or not resp.content:
+        return []
+    try:
+        data = resp.json()
+    except ValueError:
+        raise _Failed(f"{what}: GET {url} answered {resp.status_code} with a body that is not JSON "
+                      f"(Content-Type {resp.headers.get('Content-Type')!r}).", resp.status_code) from None
+    if not isinstance(data, list):
+        raise _Failed(f"{what}: GET {url} answered JSON that is not a list of DICOM JSON objects.", resp.status_code)
+    return data
+
+
+def _value(obj: dict[str, Any], tag: str) -> Any:
+    v = (obj.get(tag) or {}).get("Value") or [None]
+    return v[0]
+
+
+def _multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart body (headers lower-cased), per RFC 2046."""
+    m = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type, re.I)
+    if not m:
+        raise ValueError("no boundary in Content-Type")
+    boundary = (m.group(1) or m.group(2)).encode()
+    delimiter = b"--" + boundary
+    chunks = body.split(delimiter)
+    if len(chunks) < 3:
+        raise ValueError("the body does not contain the boundary")
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break  # the close delimiter
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
+        head, sep, payload = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("a part has no header/body separator")
+        if payload.endswith(b"\r\n"):
+            payload = payload[:-2]
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            if ":" in line:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+        parts.append((headers, payload))
+    return parts
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run_dicomweb_smoke(
+    store_dicomweb_root: str,
+    *,
+    session: requests.Session | None = None,
+    origin: str,
+    min_studies: int = 1,
+    timeout: float = TIMEOUT_S,
+) -> SmokeReport:
+    """Run the viewer's DICOMweb requests against one store; never raises for a failed check."""
+    root = store_dicomweb_root.rstrip("/")
+    origin = origin.rstrip("/")
+    http = session or requests.Session()
+    report = SmokeReport(root=root, origin=origin, min_studies=min_studies)
+    state: dict[str, Any] = {}
+
+    def get(url: str, accept: str) -> requests.Response:
+        try:
+            return http.get(url, headers={"Accept": accept, "Origin": origin}, timeout=timeout)
+        except requests.RequestException as exc:
+            raise _connection_failure("GET", url, exc) from None
+
+    def step(name: str, fn: Callable[[], tuple[str, str, int | None]], needs: str | None = None) -> None:
+        if needs and needs not in state:
+            report.checks.append(Check(name, ok=True, ms=0.0, detail=f"skipped: {state.get('why_skip', 'nothing to check')}", skipped=True)
+                                 if state.get("empty") else
+                                 Check(name, ok=False, ms=0.0, detail=f"not run: {report.failures[-1].name} failed", skipped=True))
+            return
+        start = time.perf_counter()
+        try:
+            detail, request, status = fn()
+            ok = True
+        except _Failed as exc:
+            detail, request, status, ok = exc.detail, state.get("request", ""), exc.status, False
+        report.checks.append(Check(name, ok=ok, ms=round((time.perf_counter() - start) * 1000, 1), detail=detail,
+                                   request=request, status=status))
+
+    # 1. the study list
+    def studies() -> tuple[str, str, int | None]:
+        found: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            url = (f"{root}/studies?limit={PAGE}&offset={offset}&fuzzymatching=true"
+                   f"&includefield={quote(STUDY_LIST_INCLUDEFIELD, safe='')}")
+            state["request"] = f"GET {url}"
+            resp = get(url, DICOM_JSON)
+            if resp.status_code not in (200, 204):
+                raise _http_failure("GET", url, resp, "study list")
+            page = _json_list(resp, url, "study list")
+            found += page
+            state["cors_on_get"] = resp.headers.get("Access-Control-Allow-Origin")
+            state["qido_url"] = url if offset == 0 else state.get("qido_url")
+            if len(page) < PAGE or len(found) >= min_studies:
+                break
+            offset += len(page)
+        report.studies_found = len(found)
+        if len(found) < min_studies:
+            cause = ("nothing has been imported into the store (check the import step and its logs)" if not found
+                     else "fewer studies were imported than smoke.min_studies expects")
+            raise _Failed(f"study list: GET {state['qido_url']} found {len(found)} studies, "
+                          f"expected at least {min_studies}. Likely cause: {cause}.", resp.status_code)
+        study = next((s for s in found if _value(s, "0020000D")), None)
+        if study is None:
+            if found:
+                raise _Failed(f"study list: GET {state['qido_url']} returned studies without StudyInstanceUID (0020000D).",
+                              resp.status_code)
+            state["empty"] = True
+            state["why_skip"] = "the store holds no study (smoke.min_studies is 0)"
+            return "0 studies (none required)", f"GET {state['qido_url']}", resp.status_code
+        state["study"] = _value(study, "0020000D")
+        return f"{len(found)} studies (at least {min_studies} required)", f"GET {state['qido_url']}", resp.status_code
+
+    step("studies", studies)
+
+    # 2. the series of one study
+    def series() -> tuple[str, str, int | None]:
+        st = state["study"]
+        url = f"{root}/studies/{st}/series?includefield={quote(SERIES_INCLUDEFIELD, safe='')}"
+        state["request"] = f"GET {url}"
+        resp = get(url, DICOM_JSON)
+        if resp.status_code != 200:
+            raise _http_failure("GET", url, resp, "series of a study")
+        found = [s for s in _json_list(resp, url, "series of a study") if _value(s, "0020000E")]
+        if not found:
+            raise _Failed(f"series of a study: GET {url} returned no series for study {st}, which the study list showed. "
+                          "Likely cause: the store's index is inconsistent.", resp.status_code)
+        state["series"] = _value(found[0], "0020000E")
+        return f"{len(found)} series in study {st}", f"GET {url}", resp.status_code
+
+    step("series", series, needs="study")
+
+    # 3. series metadata
+    def metadata() -> tuple[str, str, int | None]:
+        st, se = state["study"], state["series"]
+        url = f"{root}/studies/{st}/series/{se}/metadata"
+        state["request"] = f"GET {url}"
+        resp = get(url, DICOM_JSON)
+        if resp.status_code != 200:
+            raise _http_failure("GET", url, resp, "series metadata")
+        instances = [i for i in _json_list(resp, url, "series metadata") if _value(i, "00080018")]
+        if not instances:
+            raise _Failed(f"series metadata: GET {url} returned no instance with a SOPInstanceUID.", resp.status_code)
+        missing = [t for t in ("00280010", "00280011", "00280100", "00280004") if _value(instances[0], t) is None]
+        if missing:
+            raise _Failed(f"series metadata: GET {url}: the instances lack {', '.join(missing)} "
+                          "(Rows, Columns, BitsAllocated, PhotometricInterpretation), which the viewer needs to draw.",
+                          resp.status_code)
+        instances.sort(key=lambda i: (_value(i, "00200013") or 0))
+        chosen = instances[len(instances) // 2]
+        state["instance"] = _value(chosen, "00080018")
+        state["expect_bytes"] = (
+            (_value(chosen, "00280010") or 0) * (_value(chosen, "00280011") or 0)
+            * ((_value(chosen, "00280100") or 0) // 8) * (_value(chosen, "00280002") or 1)
+        )
+        return f"{len(instances)} instances, {len(resp.content)} bytes", f"GET {url}", resp.status_code
+
+    step("series_metadata", metadata, needs="series")
+
+    # 4. one frame, as cornerstone asks for it
+    def frame() -> tuple[str, str, int | None]:
+        st, se, sop = state["study"], state["series"], state["instance"]
+        url = f"{root}/studies/{st}/series/{se}/instances/{sop}/frames/1"
+        state["request"] = f"GET {url}"
+        resp = get(url, FRAME_ACCEPT)
+        if resp.status_code != 200:
+            raise _http_failure("GET", url, resp, "frame retrieval")
+        ctype = resp.headers.get("Content-Type", "")
+        if not ctype.lower().startswith("multipart/related"):
+            raise _Failed(f"frame retrieval: GET {url} answered Content-Type {ctype!r}, not multipart/related. "
+                          "Likely cause: the server ignores the viewer's multipart Accept.", resp.status_code)
+        try:
+            parts = _multipart_parts(ctype, resp.content)
+        except ValueError as exc:
+            raise _Failed(f"frame retrieval: GET {url}: the multipart body cannot be parsed ({exc}).", resp.status_code) from None
+        if not parts or not parts[0][1]:
+            raise _Failed(f"frame retrieval: GET {url} returned {len(parts)} parts and no pixel bytes.", resp.status_code)
+        size = len(parts[0][1])
+        ts = re.search(r"transfer-syntax=([0-9.]+)", ctype + ";" + parts[0][0].get("content-type", ""))
+        expect = state.get("expect_bytes") or 0
+        if ts and ts.group(1) in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2") and expect and size < expect:
+            raise _Failed(f"frame retrieval: GET {url} returned {size} bytes of uncompressed pixels, expected {expect}.",
+                          resp.status_code)
+        syntax = f", transfer syntax {ts.group(1)}" if ts else ""
+        return f"{len(parts)} part(s), {size} bytes{syntax}", f"GET {url}", resp.status_code
+
+    step("frame", frame, needs="instance")
+
+    # 5. a rendered JPEG of the same instance
+    def rendered() -> tuple[str, str, int | None]:
+        st, se, sop = state["study"], state["series"], state["instance"]
+        url = f"{root}/studies/{st}/series/{se}/instances/{sop}/rendered"
+        state["request"] = f"GET {url}"
+        resp = get(url, "image/jpeg")
+        if resp.status_code != 200:
+            raise _http_failure("GET", url, resp, "rendered image")
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(io.BytesIO(resp.content)) as img:
+                img.load()
+                fmt, size = img.format, img.size
+        except (UnidentifiedImageError, OSError) as exc:
+            raise _Failed(f"rendered image: GET {url} returned {len(resp.content)} bytes that do not decode as an image "
+                          f"({exc}).", resp.status_code) from None
+        if fmt != "JPEG":
+            raise _Failed(f"rendered image: GET {url} returned {fmt}, not the JPEG the viewer asked for.", resp.status_code)
+        return f"JPEG {size[0]}x{size[1]}, {len(resp.content)} bytes", f"GET {url}", resp.status_code
+
+    step("rendered", rendered, needs="instance")
+
+    # 6. CORS: the preflight the browser sends before an authorized request, and the real answer's header
+    def cors() -> tuple[str, str, int | None]:
+        url = state.get("qido_url") or f"{root}/studies?limit={PAGE}&offset=0"
+        state["request"] = f"OPTIONS {url}"
+        headers = {
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        }
+        try:  # a preflight carries no credentials: never the caller's authorized session
+            resp = requests.options(url, headers=headers, timeout=timeout)
+        except requests.RequestException as exc:
+            raise _connection_failure("OPTIONS", url, exc) from None
+        fix = f"Likely cause: the server does not allow the viewer's origin {origin} (CORS)."
+        if not 200 <= resp.status_code < 300:
+            raise _Failed(f"CORS preflight: OPTIONS {url} from {origin} answered {resp.status_code}. {fix}", resp.status_code)
+        acao = resp.headers.get("Access-Control-Allow-Origin")
+        if acao not in (origin, "*"):
+            got = f"Access-Control-Allow-Origin {acao!r}" if acao else "no Access-Control-Allow-Origin"
+            raise _Failed(f"CORS preflight: OPTIONS {url} from {origin} answered {resp.status_code} with {got}. {fix}",
+                          resp.status_code)
+        allowed = {h.strip().lower() for h in resp.headers.get("Access-Control-Allow-Headers", "").split(",")}
+        if "authorization" not in allowed:  # '*' does not cover Authorization (Fetch standard)
+            raise _Failed(f"CORS preflight: OPTIONS {url} does not allow the Authorization header "
+                          f"(Access-Control-Allow-Headers {resp.headers.get('Access-Control-Allow-Headers')!r}). "
+                          "Likely cause: the server's CORS configuration; the viewer sends its token in Authorization.",
+                          resp.status_code)
+        on_get = state.get("cors_on_get")
+        if "cors_on_get" in state and on_get not in (origin, "*"):
+            raise _Failed(f"CORS: GET {url} from {origin} answered without Access-Control-Allow-Origin (got {on_get!r}); "
+                          f"the browser would hide the answer from the viewer. {fix}", resp.status_code)
+        return f"preflight {resp.status_code}, Access-Control-Allow-Origin {acao}", f"OPTIONS {url}", resp.status_code
+
+    step("cors", cors)
+    return report
