@@ -60,7 +60,9 @@ class EmulatorServer:
 
     def start(self) -> "EmulatorServer":
         """Serve in a background thread; returns self."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+        # A short poll interval: stop() returns within ~50 ms instead of the default 0.5 s.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="emulator", daemon=True)
         self._thread.start()
         return self
 
