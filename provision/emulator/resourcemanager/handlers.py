@@ -1,0 +1,255 @@
+"""Resource Manager routes: v3 (what the provisioner's gapic client calls) and the v1 project
+methods (what the OHIF viewer and the recorded exchanges call). Every miss is Google's 403
+"The caller does not have permission", never a 404, and a denied caller gets the same answer.
+"""
+from __future__ import annotations
+
+import base64
+
+from provision.emulator import iam
+from provision.emulator.errors import invalid_argument, not_found, permission_denied
+from provision.emulator.http import Ctx, Router
+from provision.emulator.resourcemanager.state import parent_from_v1
+
+router = Router()
+API = "cloudresourcemanager"
+V1 = "cloudresourcemanager.v1"
+V3 = "cloudresourcemanager.v3"
+MAX_PAGE = 1000
+
+
+# ----- helpers -------------------------------------------------------------------------------
+def _allowed(ctx: Ctx, permission: str, policies: list) -> bool:
+    if not ctx.world.options.enforce_iam:
+        return True
+    return iam.allowed(ctx.principal or "", permission, [p for p in policies if p])
+
+
+def _project(ctx: Ctx, project: str, permission: str) -> dict:
+    """The project the caller may act on; a missing project and a denial look the same (403)."""
+    crm = ctx.world.crm
+    record = crm.lookup(project)
+    if record is None or not _allowed(ctx, permission, crm.policy_chain(record["projectId"])):
+        raise permission_denied()
+    return record
+
+
+def _check_create(ctx: Ctx, parent: str) -> None:
+    if not ctx.world.options.enforce_iam:
+        return
+    if not parent:
+        if (ctx.principal or "").startswith("serviceAccount:"):
+            raise permission_denied("Service accounts cannot create projects without a parent.")
+        return
+    if not _allowed(ctx, "resourcemanager.projects.create", [ctx.world.crm.parent_policy(parent)]):
+        raise permission_denied()
+
+
+def _pending(op: dict) -> dict:
+    """A create call's own answer: the operation as just started (Google never answers done)."""
+    return {k: v for k, v in op.items() if k in ("name", "metadata")}
+
+
+def _page(ctx: Ctx, items: list, default_size: int) -> tuple[list, str]:
+    try:
+        size = int(ctx.query.get("pageSize") or default_size)
+        start = int(base64.urlsafe_b64decode(ctx.query["pageToken"]).decode()) if ctx.query.get("pageToken") else 0
+    except (ValueError, UnicodeDecodeError):
+        raise invalid_argument("Invalid page token or page size.") from None
+    if size <= 0:
+        size = default_size
+    size = min(size, MAX_PAGE)
+    chunk = items[start:start + size]
+    token = base64.urlsafe_b64encode(str(start + size).encode()).decode() if start + size < len(items) else ""
+    return chunk, token
+
+
+def _visible(ctx: Ctx, records: list[dict]) -> list[dict]:
+    crm = ctx.world.crm
+    return [r for r in records if _allowed(ctx, "resourcemanager.projects.get", crm.policy_chain(r["projectId"]))]
+
+
+def _requested_version(body: dict) -> int | None:
+    options = body.get("options") or {}
+    version = options.get("requestedPolicyVersion")
+    return int(version) if version is not None else None
+
+
+def _get_policy(ctx: Ctx, project: str) -> dict:
+    record = _project(ctx, project, "resourcemanager.projects.getIamPolicy")
+    body = ctx.json()
+    ctx.world.latency.sleep("sync:crm.projects.getIamPolicy")
+    return ctx.world.crm.get_iam_policy(record["projectId"], _requested_version(body))
+
+
+def _set_policy(ctx: Ctx, project: str) -> dict:
+    record = _project(ctx, project, "resourcemanager.projects.setIamPolicy")
+    body = ctx.json()
+    if "policy" not in body:
+        raise invalid_argument("Request contains an invalid argument.", [("policy", "policy must be set")])
+    ctx.world.latency.sleep("sync:crm.projects.setIamPolicy")
+    return ctx.world.crm.set_iam_policy(record["projectId"], body.get("policy") or {}, body.get("updateMask"))
+
+
+def _test_permissions(ctx: Ctx, project: str) -> dict:
+    record = ctx.world.crm.lookup(project)
+    if record is None:
+        raise permission_denied()
+    asked = list(ctx.json().get("permissions") or [])
+    held = ctx.world.crm.held_permissions(record["projectId"], ctx.principal, asked)
+    return {"permissions": held} if held else {}
+
+
+def _operation(ctx: Ctx, name: str) -> dict:
+    op = ctx.world.operations.get(name)
+    if op is None:
+        raise not_found(f"Operation \"{name}\" not found.")
+    return op
+
+
+# ----- v3 ------------------------------------------------------------------------------------
+@router.route("POST", "/v3/projects", api=API, discovery=(V3, "cloudresourcemanager.projects.create"))
+def v3_create(ctx: Ctx):
+    body = ctx.json()
+    parent = body.get("parent") or ""
+    _check_create(ctx, parent)
+    op = ctx.world.crm.create(project_id=body.get("projectId"), display_name=body.get("displayName"),
+                              parent=parent, labels=body.get("labels"), creator=ctx.principal)
+    return _pending(op)
+
+
+@router.route("GET", "/v3/projects/<id:project>", api=API)
+def v3_get(ctx: Ctx, project: str):
+    return ctx.world.crm.v3(_project(ctx, project, "resourcemanager.projects.get"))
+
+
+@router.route("GET", "/v3/projects", api=API)
+def v3_list(ctx: Ctx):
+    parent = ctx.query.get("parent")
+    if not parent:
+        raise invalid_argument("Request contains an invalid argument.", [("parent", "parent must be set")])
+    records = [r for r in _visible(ctx, ctx.world.crm.list(parent=parent))
+               if ctx.query.get("showDeleted") in ("true", "True", "1") or r["state"] == "ACTIVE"]
+    chunk, token = _page(ctx, records, 500)
+    out: dict = {"projects": [ctx.world.crm.v3(r) for r in chunk]} if chunk else {}
+    if token:
+        out["nextPageToken"] = token
+    return out
+
+
+@router.route("PATCH", "/v3/projects/<id:project>", api=API, discovery=(V3, "cloudresourcemanager.projects.patch"))
+def v3_patch(ctx: Ctx, project: str):
+    record = _project(ctx, project, "resourcemanager.projects.update")
+    body = ctx.json()
+    mask = {p.strip() for p in (ctx.query.get("updateMask") or "").split(",") if p.strip()}
+    if not mask:
+        mask = {k for k in ("displayName", "labels") if k in body}
+    unknown = mask - {"displayName", "display_name", "labels"}
+    if unknown:
+        raise invalid_argument(f"Invalid update mask: {', '.join(sorted(unknown))} cannot be updated.")
+    changes = {}
+    if mask & {"displayName", "display_name"}:
+        changes["display_name"] = body.get("displayName") or ""
+    if "labels" in mask:
+        changes["labels"] = body.get("labels") or {}
+    return _pending(ctx.world.crm.update_operation(record["projectId"], **changes))
+
+
+@router.route("DELETE", "/v3/projects/<id:project>", api=API)
+def v3_delete(ctx: Ctx, project: str):
+    record = _project(ctx, project, "resourcemanager.projects.delete")
+    return _pending(ctx.world.crm.delete(record["projectId"]))
+
+
+@router.route("POST", "/v3/projects/<id:project>:getIamPolicy", api=API,
+              discovery=(V3, "cloudresourcemanager.projects.getIamPolicy"))
+def v3_get_iam_policy(ctx: Ctx, project: str):
+    return _get_policy(ctx, project)
+
+
+@router.route("POST", "/v3/projects/<id:project>:setIamPolicy", api=API,
+              discovery=(V3, "cloudresourcemanager.projects.setIamPolicy"))
+def v3_set_iam_policy(ctx: Ctx, project: str):
+    return _set_policy(ctx, project)
+
+
+@router.route("POST", "/v3/projects/<id:project>:testIamPermissions", api=API,
+              discovery=(V3, "cloudresourcemanager.projects.testIamPermissions"))
+def v3_test_iam_permissions(ctx: Ctx, project: str):
+    return _test_permissions(ctx, project)
+
+
+@router.route("GET", "/v3/operations/<id:op>", api=API)
+def v3_operation(ctx: Ctx, op: str):
+    return _operation(ctx, f"operations/{op}")
+
+
+# ----- v1 ------------------------------------------------------------------------------------
+@router.route("GET", "/v1/projects", api=API)
+def v1_list(ctx: Ctx):
+    records = _visible(ctx, ctx.world.crm.list(filter_=ctx.query.get("filter")))
+    chunk, token = _page(ctx, records, 500)
+    out: dict = {"projects": [ctx.world.crm.v1(r) for r in chunk]} if chunk else {}
+    if token:
+        out["nextPageToken"] = token
+    return out
+
+
+@router.route("POST", "/v1/projects", api=API, discovery=(V1, "cloudresourcemanager.projects.create"))
+def v1_create(ctx: Ctx):
+    body = ctx.json()
+    parent = parent_from_v1(body.get("parent"))
+    _check_create(ctx, parent)
+    op = ctx.world.crm.create(project_id=body.get("projectId"), display_name=body.get("name"),
+                              parent=parent, labels=body.get("labels"), creator=ctx.principal)
+    return {"name": op["name"]}
+
+
+@router.route("GET", "/v1/projects/<id:project>", api=API)
+def v1_get(ctx: Ctx, project: str):
+    return ctx.world.crm.v1(_project(ctx, project, "resourcemanager.projects.get"))
+
+
+@router.route("PUT", "/v1/projects/<id:project>", api=API, discovery=(V1, "cloudresourcemanager.projects.update"))
+def v1_update(ctx: Ctx, project: str):
+    record = _project(ctx, project, "resourcemanager.projects.update")
+    body = ctx.json()
+    updated = ctx.world.crm.update(record["projectId"], display_name=body.get("name") or "",
+                                   labels=body.get("labels") or {})
+    return ctx.world.crm.v1(updated)
+
+
+@router.route("DELETE", "/v1/projects/<id:project>", api=API)
+def v1_delete(ctx: Ctx, project: str):
+    record = _project(ctx, project, "resourcemanager.projects.delete")
+    return ctx.world.crm.delete(record["projectId"], operation=False)
+
+
+@router.route("POST", "/v1/projects/<id:project>:getIamPolicy", api=API,
+              discovery=(V1, "cloudresourcemanager.projects.getIamPolicy"))
+def v1_get_iam_policy(ctx: Ctx, project: str):
+    return _get_policy(ctx, project)
+
+
+@router.route("POST", "/v1/projects/<id:project>:setIamPolicy", api=API,
+              discovery=(V1, "cloudresourcemanager.projects.setIamPolicy"))
+def v1_set_iam_policy(ctx: Ctx, project: str):
+    return _set_policy(ctx, project)
+
+
+@router.route("POST", "/v1/projects/<id:project>:testIamPermissions", api=API,
+              discovery=(V1, "cloudresourcemanager.projects.testIamPermissions"))
+def v1_test_iam_permissions(ctx: Ctx, project: str):
+    return _test_permissions(ctx, project)
+
+
+# /v1/operations/<id> is also Service Usage's path (another host on Google, one port here):
+# project operations are the `cp.` / `dp.` / `up.` ones, the static prefix wins the match.
+@router.route("GET", "/v1/operations/cp.<id:rest>", api=API)
+def v1_create_operation(ctx: Ctx, rest: str):
+    return ctx.world.crm.op_v1(_operation(ctx, f"operations/cp.{rest}"))
+
+
+@router.route("GET", "/v1/operations/dp.<id:rest>", api=API)
+def v1_delete_operation(ctx: Ctx, rest: str):
+    return ctx.world.crm.op_v1(_operation(ctx, f"operations/dp.{rest}"))
