@@ -1,0 +1,1 @@
+"""Service Usage v1 (and v1beta1 generateServiceIdentity): which APIs a project may call."""

@@ -1,0 +1,149 @@
+"""Service Usage routes (v1, plus v1beta1 generateServiceIdentity). A project that does not exist
+and a caller without the permission get the same 403 ("Permission denied to ... service"),
+with the AUTH_PERMISSION_DENIED ErrorInfo Service Usage attaches.
+
+Calls answer the way the recorded exchanges show: `:enable` and `:batchEnable` answer just the
+operation's name, `:disable` its name and metadata; an already-enabled service answers the
+synchronous `operations/noop.DONE_OPERATION`, which cannot be polled (404).
+"""
+from __future__ import annotations
+
+import base64
+
+from provision.emulator import iam
+from provision.emulator.errors import ApiError, error_info, invalid_argument, not_found
+from provision.emulator.http import Ctx, Router
+
+router = Router()
+API = "serviceusage"
+V1 = "serviceusage.v1"
+V1BETA1 = "serviceusage.v1beta1"
+DEFAULT_PAGE, MAX_PAGE = 50, 200
+
+
+def _denied(message: str, permission: str) -> ApiError:
+    return ApiError("PERMISSION_DENIED", message, [
+        error_info("AUTH_PERMISSION_DENIED", "serviceusage.googleapis.com", {"permission": permission})])
+
+
+def _project(ctx: Ctx, project: str, permission: str, message: str) -> dict:
+    """The ACTIVE project the caller may act on, else the 403 Service Usage answers."""
+    crm = ctx.world.crm
+    record = crm.lookup(project)
+    ok = record is not None and record["state"] == "ACTIVE"
+    if ok and ctx.world.options.enforce_iam:
+        ok = iam.allowed(ctx.principal or "", permission, crm.policy_chain(record["projectId"]))
+    if not ok:
+        raise _denied(message, permission)
+    return record
+
+
+def _service_project(ctx: Ctx, project: str, service: str, verb: str) -> dict:
+    return _project(ctx, project, f"serviceusage.services.{verb}", f"Permission denied to {verb} service [{service}]")
+
+
+def _started(op: dict, *keys: str) -> dict:
+    """The answer to the call that started an operation (noop answers are complete already)."""
+    if op.get("name") == "operations/noop.DONE_OPERATION":
+        return op
+    return {k: op[k] for k in ("name", *keys) if k in op}
+
+
+def _operation(ctx: Ctx, op: str) -> dict:
+    found = ctx.world.operations.get(f"operations/{op}")
+    if found is None or not op.startswith(("acf.", "acat.")):
+        raise not_found(f"Operation 'operations/{op}' not found.")
+    return found
+
+
+@router.route("GET", "/v1/projects/<id:project>/services", api=API)
+def list_services(ctx: Ctx, project: str):
+    record = _project(ctx, project, "serviceusage.services.list",
+                      f"Permission denied to list services for consumer container [projects/{project}]")
+    flt = (ctx.query.get("filter") or "").strip()
+    state = None
+    if flt:
+        key, _, value = flt.partition(":")
+        if key.strip() != "state" or value.strip() not in ("ENABLED", "DISABLED"):
+            raise invalid_argument(f"Invalid filter: {flt!r}. Supported filters are state:ENABLED and state:DISABLED.")
+        state = value.strip()
+    try:
+        size = int(ctx.query.get("pageSize") or DEFAULT_PAGE)
+        start = int(base64.urlsafe_b64decode(ctx.query["pageToken"]).decode()) if ctx.query.get("pageToken") else 0
+    except (ValueError, UnicodeDecodeError):
+        raise invalid_argument("Invalid page token or page size.") from None
+    if size < 0 or size > MAX_PAGE:
+        raise invalid_argument(f"Requested page size cannot exceed {MAX_PAGE}.", [("page_size", f"must be at most {MAX_PAGE}")])
+    size = size or DEFAULT_PAGE
+    services = ctx.world.serviceusage.list(record["number"], state)
+    chunk = services[start:start + size]
+    out: dict = {"services": chunk} if chunk else {}
+    if start + size < len(services):
+        out["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+    return out
+
+
+@router.route("GET", "/v1/projects/<id:project>/services:batchGet", api=API)
+def batch_get(ctx: Ctx, project: str):
+    names = ctx.query.getlist("names")
+    record = _project(ctx, project, "serviceusage.services.get",
+                      f"Permission denied to get services for consumer container [projects/{project}]")
+    if not names or len(names) > MAX_PAGE:
+        raise invalid_argument("Request contains an invalid argument.", [("names", f"between 1 and {MAX_PAGE} names")])
+    su = ctx.world.serviceusage
+    out = []
+    for name in names:
+        service = name.rsplit("/", 1)[-1]
+        su.require_known([service])
+        out.append(su.service(record["number"], service))
+    return {"services": out}
+
+
+@router.route("GET", "/v1/projects/<id:project>/services/<id:service>", api=API)
+def get_service(ctx: Ctx, project: str, service: str):
+    record = _service_project(ctx, project, service, "get")
+    ctx.world.serviceusage.require_known([service])
+    return ctx.world.serviceusage.service(record["number"], service)
+
+
+@router.route("POST", "/v1/projects/<id:project>/services/<id:service>:enable", api=API,
+              discovery=(V1, "serviceusage.services.enable"))
+def enable(ctx: Ctx, project: str, service: str):
+    record = _service_project(ctx, project, service, "enable")
+    ctx.json()
+    return _started(ctx.world.serviceusage.enable(record, service))
+
+
+@router.route("POST", "/v1/projects/<id:project>/services/<id:service>:disable", api=API,
+              discovery=(V1, "serviceusage.services.disable"))
+def disable(ctx: Ctx, project: str, service: str):
+    record = _service_project(ctx, project, service, "disable")
+    ctx.json()
+    return _started(ctx.world.serviceusage.disable(record, service), "metadata")
+
+
+@router.route("POST", "/v1/projects/<id:project>/services:batchEnable", api=API,
+              discovery=(V1, "serviceusage.services.batchEnable"))
+def batch_enable(ctx: Ctx, project: str):
+    body = ctx.json()
+    ids = list(body.get("serviceIds") or [])
+    record = _project(ctx, project, "serviceusage.services.enable",
+                      f"Permission denied to enable service [{','.join(ids)}]")
+    return _started(ctx.world.serviceusage.batch_enable(record, ids))
+
+
+@router.route("GET", "/v1/operations/<id:op>", api=API)
+def get_operation(ctx: Ctx, op: str):
+    return _operation(ctx, op)
+
+
+@router.route("POST", "/v1beta1/projects/<id:project>/services/<id:service>:generateServiceIdentity", api=API)
+def generate_service_identity(ctx: Ctx, project: str, service: str):
+    record = _service_project(ctx, project, service, "enable")
+    ctx.json(validate=False)
+    return _started(ctx.world.serviceusage.generate_service_identity(record, service), "metadata")
+
+
+@router.route("GET", "/v1beta1/operations/<id:op>", api=API)
+def get_operation_v1beta1(ctx: Ctx, op: str):
+    return _operation(ctx, op)
