@@ -18,6 +18,7 @@ from googleapiclient import discovery as gdiscovery
 from googleapiclient.errors import HttpError
 
 from provision.emulator import discovery
+from provision.emulator.latency import REALISTIC
 
 V1, V3 = "cloudresourcemanager.v1", "cloudresourcemanager.v3"
 V3_PROJECT_FIELDS = {"name", "parent", "projectId", "state", "displayName", "createTime", "updateTime",
@@ -323,8 +324,8 @@ def test_failed_create_operation_leaves_no_project(emulator_factory):
 
 
 def test_create_operation_takes_its_time(emulator_factory, tmp_path):
-    table = tmp_path / "latency.json"
-    table.write_text(json.dumps({"op:crm.projects.create": 0.4}))
+    table = tmp_path / "latency.json"   # a FILE overrides the realistic table: zero the rest
+    table.write_text(json.dumps({**{key: 0 for key in REALISTIC}, "op:crm.projects.create": 0.4}))
     emu = emulator_factory(latency=str(table))
     started = time.monotonic()
     op = requests.post(f"{emu.url}/v3/projects", json={"projectId": "demo-slow"}).json()
