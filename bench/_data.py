@@ -1,0 +1,223 @@
+"""Deterministic benchmark data: N single-instance CT studies and one 64-slice CT series.
+
+Every file is a Part-10 DICOM file, Explicit VR Little Endian, 256x256 int16 (about 132 KB).
+Study i has its own patient (`BENCH-000001`...), a StudyDate spread over 2010-2024 and UIDs
+`2.25.<uuid5 int>` derived from its index, so the same index always gives the same bytes and a
+smaller `--studies N` reuses the first N files of a larger cache.
+
+Speed: pydicom encodes only the small header of each file (the template dataset is built once
+and only UIDs, names, dates and numbers change); the pixel data element is appended as raw
+bytes cut from one precomputed numpy array. 2,000 studies take a few seconds.
+
+    python bench/_data.py [--studies N] [--out DIR]     # generate (or top up) the cache
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import os
+import struct
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+
+VERSION = 1                      # bump when the bytes of a file would change
+ROWS = COLS = 256
+SERIES_SLICES = 64
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/provision/bench/v1")
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "out" / "bench-data"
+FIRST_DAY = dt.date(2010, 1, 1)
+DAYS = (dt.date(2024, 12, 31) - FIRST_DAY).days + 1
+
+
+def uid(*parts: object) -> str:
+    """`2.25.<decimal of a UUIDv5>`: a valid, deterministic DICOM UID (at most 44 characters)."""
+    return "2.25." + str(uuid.uuid5(NAMESPACE, "/".join(map(str, parts))).int)
+
+
+def patient_id(i: int) -> str:
+    return f"BENCH-{i + 1:06d}"
+
+
+def study_uid(i: int) -> str:
+    return uid("study", i)
+
+
+def study_date(i: int) -> str:
+    """Spread over 2010-01-01..2024-12-31 (a multiplier coprime with the span scatters them)."""
+    return (FIRST_DAY + dt.timedelta(days=(i * 2741) % DAYS)).strftime("%Y%m%d")
+
+
+SERIES_STUDY_UID = uid("series-study")
+SERIES_UID = uid("series-study", "series")
+SERIES_PATIENT_ID = "BENCH-SERIES"
+
+
+def _phantom() -> np.ndarray:
+    """A 256x256 int16 head-like phantom in HU (air outside, water disc, a bone ring)."""
+    y, x = np.mgrid[0:ROWS, 0:COLS].astype(np.float32)
+    r = np.hypot(x - COLS / 2, y - ROWS / 2)
+    img = np.full((ROWS, COLS), -1000, np.float32)
+    img[r < 110] = 40
+    img[(r >= 100) & (r < 110)] = 900
+    img += 30 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    return (img + 1024).astype("<i2")   # stored values; RescaleIntercept -1024
+
+
+def _template() -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SOPClassUID = CTImageStorage
+    ds.StudyTime = "101500"
+    ds.Modality = "CT"
+    ds.Manufacturer = "provision-bench"
+    ds.ReferringPhysicianName = "REFERRER^BENCH"
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.SliceThickness = "2.5"
+    ds.KVP = "120"
+    ds.PatientPosition = "HFS"
+    ds.SeriesNumber = 1
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = ROWS
+    ds.Columns = COLS
+    ds.PixelSpacing = [0.9, 0.9]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.WindowCenter = "40"
+    ds.WindowWidth = "400"
+    ds.RescaleIntercept = "-1024"
+    ds.RescaleSlope = "1"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = uid("implementation")
+    ds.file_meta = meta
+    return ds
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.ds = _template()
+        self.base = _phantom()
+        n = ROWS * COLS * 2
+        # (7FE0,0010) OW, explicit VR LE: tag, "OW", 2 reserved bytes, 4-byte length.
+        self.pixel_header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, n)
+
+    def encode(self, *, study: str, series: str, sop: str, frame: str, pid: str, name: str, date: str,
+               accession: str, description: str, series_description: str, number: int, z: float,
+               shift: int) -> bytes:
+        ds = self.ds
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.SOPInstanceUID = sop
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        ds.FrameOfReferenceUID = frame
+        ds.PatientID = pid
+        ds.PatientName = name
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
+        ds.AccessionNumber = accession
+        ds.StudyID = accession[-8:]
+        ds.StudyDescription = description
+        ds.SeriesDescription = series_description
+        ds.InstanceNumber = number
+        ds.ImagePositionPatient = [-115.2, -115.2, round(z, 2)]
+        ds.SliceLocation = round(z, 2)
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        pixels = np.roll(self.base, shift, axis=1) if shift else self.base
+        return buf.getvalue() + self.pixel_header + pixels.tobytes()
+
+
+def study_path(root: Path, i: int) -> Path:
+    return root / "studies" / f"{i // 1000:03d}" / f"study-{i:06d}.dcm"
+
+
+def series_path(root: Path, k: int) -> Path:
+    return root / "series" / f"slice-{k:03d}.dcm"
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def ensure(n_studies: int, root: Path = DEFAULT_DIR, log=None) -> dict:
+    """Make sure the first `n_studies` studies and the 64-slice series exist under `root`.
+
+    Returns the manifest for this selection: file lists, UIDs and one PatientID to query.
+    """
+    root = Path(root)
+    manifest_path = root / "manifest.json"
+    have = 0
+    if manifest_path.exists():
+        m = json.loads(manifest_path.read_text())
+        if m.get("version") == VERSION:
+            have = m.get("studies", 0)
+    if have < n_studies or not all(series_path(root, k).exists() for k in range(SERIES_SLICES)):
+        w = _Writer()
+        todo = [i for i in range(n_studies) if i >= have or not study_path(root, i).exists()]
+        for i in todo:
+            _write(study_path(root, i), w.encode(
+                study=study_uid(i), series=uid("study", i, "series"), sop=uid("study", i, "instance"),
+                frame=uid("study", i, "frame"), pid=patient_id(i), name=f"BENCH^PATIENT{i + 1:06d}",
+                date=study_date(i), accession=f"ACC{i + 1:09d}", description=f"Bench CT head {i + 1}",
+                series_description="Axial 2.5mm", number=1, z=0.0, shift=i % 97))
+        for k in range(SERIES_SLICES):
+            if have == 0 or not series_path(root, k).exists():
+                _write(series_path(root, k), w.encode(
+                    study=SERIES_STUDY_UID, series=SERIES_UID, sop=uid("series-study", "instance", k),
+                    frame=uid("series-study", "frame"), pid=SERIES_PATIENT_ID, name="BENCH^SERIES",
+                    date="20200615", accession="ACCSERIES0001", description="Bench CT 64 slices",
+                    series_description="Axial 64 x 2.5mm", number=k + 1, z=-80.0 + 2.5 * k, shift=k))
+        if log and todo:
+            log(f"generated {len(todo)} studies and the {SERIES_SLICES}-slice series in {root}")
+        tmp = manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": VERSION, "studies": max(have, n_studies)}))
+        os.replace(tmp, manifest_path)
+    studies = [study_path(root, i) for i in range(n_studies)]
+    series = [series_path(root, k) for k in range(SERIES_SLICES)]
+    probe = n_studies // 2
+    return {
+        "root": str(root),
+        "study_files": [str(p) for p in studies],
+        "series_files": [str(p) for p in series],
+        "files": [str(p) for p in studies + series],
+        "bytes": sum(p.stat().st_size for p in studies + series),
+        "probe_patient_id": patient_id(probe),
+        "probe_study_uid": study_uid(probe),
+        "series_study_uid": SERIES_STUDY_UID,
+        "series_uid": SERIES_UID,
+        "series_first_sop_uid": uid("series-study", "instance", 0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--studies", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=DEFAULT_DIR)
+    args = ap.parse_args(argv)
+    import time
+
+    t = time.perf_counter()
+    m = ensure(args.studies, args.out, log=lambda s: print(s, file=sys.stderr))
+    print(f"{len(m['files'])} files, {m['bytes'] / 1e6:.1f} MB in {args.out} ({time.perf_counter() - t:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Orthanc side of bench/emulator.py: start Orthanc (+ DICOMweb plugin) on a fresh database, ingest
+the benchmark files by STOW-RS (dicomweb-client, 50 instances per request, sequential), time the
+same DICOMweb reads as our side, read Orthanc's VmRSS, stop it, print one JSON line on stdout.
+
+Orthanc 1.10 has no bind-address option and listens on every interface, so this script must run
+inside its own network namespace, which has only a loopback interface:
+
+    unshare -n .venv/bin/python bench/_orthanc_side.py --inside [--studies N] [--runs N]
+
+bench/emulator.py does exactly that. Without `--inside` this script does nothing (so running every
+bench/*.py, as `make bench` does, never starts Orthanc in the host's network namespace).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import _data  # noqa: E402
+from emulator import (FRAMES_ACCEPT_ORTHANC, log, measure_dicomweb, proc_status,  # noqa: E402
+                      raise_on_sigterm, stop_process, wait_http)
+
+ORTHANC = "/usr/sbin/Orthanc"
+PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+PORT = 18042
+BATCH = 50
+
+
+def _only_loopback() -> bool:
+    """True when the only network interface here is `lo` (a private namespace)."""
+    lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]   # per network namespace
+    return [line.split(":")[0].strip() for line in lines] == ["lo"]
+
+
+def config(workdir: Path) -> dict:
+    """Reference config (shared/reference/dicomweb.md §5): defaults otherwise, gzip left on."""
+    return {
+        "Name": "bench",
+        "HttpPort": PORT,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "StorageCompression": False,
+        "StorageDirectory": str(workdir / "db"),
+        "IndexDirectory": str(workdir / "db"),
+        "Plugins": [PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado",
+                     "Ssl": False},
+    }
+
+
+def ingest(base: str, files: list[str]) -> float:
+    """STOW-RS every file, BATCH per request, sequentially; returns the wall time.
+
+    Files are parsed by pydicom before the clock starts (dicomweb-client takes datasets); the
+    clock covers dicomweb-client encoding the request, the HTTP exchange and Orthanc storing.
+    """
+    import pydicom
+    from dicomweb_client.api import DICOMwebClient
+
+    client = DICOMwebClient(url=base, headers={"Accept-Encoding": "identity"}, timeout=300)
+    datasets = [pydicom.dcmread(f) for f in files]
+    t = time.perf_counter()
+    for i in range(0, len(datasets), BATCH):
+        resp = client.store_instances(datasets[i:i + BATCH])
+        failed = resp.get("00081198") if resp is not None else None
+        if failed:
+            raise RuntimeError(f"STOW-RS batch {i // BATCH} had failures: {failed}")
+    return time.perf_counter() - t
+
+
+def run(args: argparse.Namespace) -> dict:
+    import requests
+
+    manifest = _data.ensure(args.studies, args.data_dir)
+    workdir = args.workdir
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    (workdir / "db").mkdir(parents=True)
+    cfg_path = workdir / "orthanc.json"
+    cfg_path.write_text(json.dumps(config(workdir), indent=2))
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    url = f"http://127.0.0.1:{PORT}"
+    res: dict = {"files": len(manifest["files"])}
+    proc = None
+    with open(workdir / "orthanc.log", "wb") as log_fh:
+        try:
+            proc = subprocess.Popen([ORTHANC, str(cfg_path)], stdout=log_fh, stderr=subprocess.STDOUT, cwd=workdir)
+            res["pid"] = proc.pid
+            res["start_s"] = wait_http(f"{url}/system", 60, proc)
+            system = requests.get(f"{url}/system", timeout=10).json()
+            res["version"] = system.get("Version")
+            plugin = requests.get(f"{url}/plugins/dicom-web", timeout=10)
+            res["dicomweb_version"] = plugin.json().get("Version") if plugin.ok else None
+            log(f"Orthanc {res['version']} up in {res['start_s']:.2f} s; STOW-RS {len(manifest['files'])} files")
+            res["ingest_s"] = ingest(f"{url}/dicom-web", manifest["files"])
+            res["rss_after_ingest_mib"] = proc_status(proc.pid)["VmRSS"]
+            res["ingest_per_s"] = len(manifest["files"]) / res["ingest_s"]
+            stats = requests.get(f"{url}/statistics", timeout=30).json()
+            if int(stats["CountInstances"]) != len(manifest["files"]):
+                raise RuntimeError(f"Orthanc holds {stats['CountInstances']} instances, expected {len(manifest['files'])}")
+            log(f"Orthanc: ingest {res['ingest_per_s']:.0f} inst/s; measuring DICOMweb ({args.runs} runs)")
+            res.update(measure_dicomweb(f"{url}/dicom-web", manifest, runs=args.runs, warmup=args.warmup,
+                                        frames_accept=FRAMES_ACCEPT_ORTHANC))
+            st = proc_status(proc.pid)
+            res["rss_end_mib"], res["hwm_end_mib"] = st["VmRSS"], st["VmHWM"]
+            return res
+        finally:
+            stop_process(proc, "Orthanc")
+            if proc is not None:
+                res["exit_status"] = proc.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inside", action="store_true", help="we are inside `unshare -n`: really run")
+    ap.add_argument("--studies", type=int, default=2000)
+    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--data-dir", type=Path, default=_data.DEFAULT_DIR)
+    ap.add_argument("--workdir", type=Path, default=HERE.parent / "out" / "bench-work" / "orthanc")
+    args = ap.parse_args(argv)
+    if not args.inside:
+        print("bench/_orthanc_side.py is a helper of bench/emulator.py (run that); nothing to do", file=sys.stderr)
+        return 0
+    if not _only_loopback():
+        print("refusing to start Orthanc: this network namespace has interfaces other than lo "
+              "(run under `unshare -n`)", file=sys.stderr)
+        return 2
+    if not (Path(ORTHANC).exists() and Path(PLUGIN).exists()):
+        print("Orthanc is not installed: apt-get install -y orthanc orthanc-dicomweb", file=sys.stderr)
+        return 2
+    raise_on_sigterm()
+    res = run(args)
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
