@@ -318,7 +318,11 @@ def test_resumable_wire_details(emulator, bucket):
     assert requests.put(r.headers["Location"], headers={"Content-Range": "bytes */*"}).status_code == 404
 
 
-def test_object_names_and_path_tricks(emulator, bucket):
+def test_object_names_and_path_tricks(emulator_factory, tmp_path):
+    data_dir = tmp_path / "data"
+    emulator = emulator_factory(data_dir=data_dir)
+    make_project(emulator, PROJECT)
+    bucket = gcs(emulator).create_bucket("names-bucket")
     base = f"{emulator.url}/upload/storage/v1/b/{bucket.name}/o"
     for bad in ("", ".", "..", "a\nb", "a\rb", "x" * 1025, "é" * 513):
         r = requests.post(base, params={"uploadType": "media", "name": bad}, data=b"x")
@@ -327,17 +331,18 @@ def test_object_names_and_path_tricks(emulator, bucket):
     bucket.blob("é" * 512).upload_from_string(b"1024 bytes of name is fine")
 
     blobs_root = Path(emulator.world.blobs.root)
-    before = {p for p in blobs_root.parent.rglob("*")}
-    trick = "../../../../tmp/evil"
+    before = set(tmp_path.rglob("*"))
+    trick = "../../../../evil"
     bucket.blob(trick).upload_from_string(b"not a file")
-    assert [b.name for b in bucket.list_blobs(prefix="../")] == [trick]
-    after = {p for p in blobs_root.parent.rglob("*")}
-    assert all(blobs_root in p.parents or p == blobs_root for p in after - before)
-    assert not Path("/tmp/evil").exists()
-    # Reading it back by path meets the shared front end's '..' segment rule (400), never the file system.
-    r = requests.get(f"{emulator.url}/storage/v1/b/{bucket.name}/o/..%2F..%2F..%2F..%2Ftmp%2Fevil?alt=media")
-    assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid"
+    bucket.blob("../state.sqlite").upload_from_string(b"not the database either")
+    assert [b.name for b in bucket.list_blobs(prefix="../")] == ["../../../../evil", "../state.sqlite"]
+    new_files = set(tmp_path.rglob("*")) - before
+    assert new_files and all(blobs_root in p.parents for p in new_files), new_files
+    assert not (tmp_path / "evil").exists() and not (data_dir.parent.parent / "evil").exists()
     assert emulator.world.storage.get_object(bucket.name, trick)["size"] == len(b"not a file")
+    # Reading it back by path meets the shared front end's '..' segment rule (400), never the file system.
+    r = requests.get(f"{emulator.url}/storage/v1/b/{bucket.name}/o/..%2F..%2F..%2F..%2Fevil?alt=media")
+    assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid"
 
 
 def test_delete_object(emulator, bucket):

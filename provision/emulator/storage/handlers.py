@@ -15,7 +15,7 @@ from urllib.parse import quote
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
-from provision.emulator.http import Ctx, Router
+from provision.emulator.http import Ctx, Router, parse_json_body
 from provision.emulator.storage.state import (PAGE_MAX, Backend, Sink, bucket_not_found, decode_token, encode_token,
                                               gcs_error, object_name_problem, object_not_found,
                                               validate_object_metadata, verify_hashes)
@@ -463,7 +463,7 @@ def _multipart_body(ctx: Ctx, sink: Sink, leftover: bytes) -> None:
 
 
 def _resumable_start(ctx: Ctx, bucket: str) -> Response:
-    meta = ctx.json()
+    meta = validate_object_metadata(parse_json_body(ctx.request))  # the JSON limit, not the upload route's
     name = ctx.query.get("name") or meta.get("name")
     err = object_name_problem(name)
     if err:
