@@ -185,7 +185,7 @@ def test_granting_a_service_agent_that_does_not_exist_yet(emulator, client, buck
 
     emulator.world.serviceusage.ensure_agent(number, "healthcare.googleapis.com")
     st = emulator.world.storage
-    assert not st.can_read(agent.replace("serviceAccount:", "serviceAccount:"), bucket.name)
+    assert not st.can_read(agent, bucket.name)
     bucket.set_iam_policy(policy)
     assert st.can_read(agent, bucket.name)
     chain = st.policy_chain(bucket.name)
