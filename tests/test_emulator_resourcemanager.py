@@ -63,6 +63,8 @@ def test_create_then_get_by_id_and_number(emulator):
     by_number = client.get_project(name=made.name)
     by_id = client.get_project(name="projects/demo-alpha")
     assert by_number.project_id == by_id.project_id == "demo-alpha"
+    assert [p.project_id for p in client.list_projects(parent="folders/42")] == ["demo-alpha"]
+    assert list(client.list_projects(parent="folders/43")) == []
     raw = requests.get(f"{emulator.url}/v3/projects/demo-alpha").json()
     assert set(raw) <= V3_PROJECT_FIELDS
     assert_schema(V3, "Project", raw)
@@ -107,6 +109,20 @@ def test_duplicate_id_is_409_even_after_delete(emulator):
     assert client.get_project(name="projects/demo-twice").state == resourcemanager_v3.Project.State.DELETE_REQUESTED
     with pytest.raises(gexc.Conflict):
         client.create_project(project=resourcemanager_v3.Project(project_id="demo-twice"))
+
+
+def test_deleted_project_is_purged_after_30_days(emulator):
+    client = v3_client(emulator)
+    create(client, "demo-purged")
+    client.delete_project(name="projects/demo-purged").result(timeout=30)
+    assert client.get_project(name="projects/demo-purged").state.name == "DELETE_REQUESTED"
+    real_clock = emulator.world.clock
+    emulator.world.clock = lambda: real_clock() + 31 * 24 * 3600     # the emulator's own clock, 31 days on
+    with pytest.raises(gexc.Forbidden):
+        client.get_project(name="projects/demo-purged")
+    assert emulator.world.crm.lookup("demo-purged") is None
+    with pytest.raises(gexc.Conflict):                              # the ID is never free again
+        client.create_project(project=resourcemanager_v3.Project(project_id="demo-purged"))
 
 
 def test_invalid_project_id_is_400(emulator):

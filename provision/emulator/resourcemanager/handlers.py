@@ -100,8 +100,12 @@ def _test_permissions(ctx: Ctx, project: str) -> dict:
     return {"permissions": held} if held else {}
 
 
+PROJECT_OPERATIONS = ("operations/cp.", "operations/dp.", "operations/up.")
+
+
 def _operation(ctx: Ctx, name: str) -> dict:
-    op = ctx.world.operations.get(name)
+    """A project operation (create `cp.`, delete `dp.`, update `up.`); others are another API's."""
+    op = ctx.world.operations.get(name) if name.startswith(PROJECT_OPERATIONS) else None
     if op is None:
         raise not_found(f"Operation \"{name}\" not found.")
     return op
