@@ -1,0 +1,473 @@
+"""DICOMweb under `/v1/{store}/dicomWeb/`, as Google's conformance statement describes it:
+QIDO-RS search, WADO-RS retrieve (instances, metadata, frames, bulk data, rendered), STOW-RS
+and delete.
+
+Choices where Google's behaviour is not documented:
+- a missing store (or dataset, or project) is 403 PERMISSION_DENIED, as on every Healthcare
+  call; a study, series or instance missing from an existing store is 404 NOT_FOUND;
+- study-level QIDO results carry ModalitiesInStudy and the NumberOfStudyRelated* counts by
+  default, series results NumberOfSeriesRelatedInstances; series and instance results carry the
+  parent UIDs;
+- `rendered` also answers at series level (the middle instance by InstanceNumber), which OHIF's
+  thumbnails ask for first;
+- an identical duplicate in STOW is a success (listed in ReferencedSOPSequence), like import.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable
+
+from werkzeug.wrappers import Response
+
+from provision.emulator.errors import ApiError, invalid_argument, not_found
+from provision.emulator.healthcare import pixels, wire
+from provision.emulator.healthcare.dicomfile import BULK_MARK, EXPLICIT_LE, NotDicom, bulk_ranges, parse_file
+from provision.emulator.healthcare.index import Query, parse_query
+from provision.emulator.http import Ctx, Router
+
+router = Router()
+API = "healthcare"
+BASE = ("/v1/projects/<id:project>/locations/<id:location>/datasets/<id:dataset>/dicomStores/<id:store>/dicomWeb")
+STUDY = BASE + "/studies/<id:study>"
+SERIES = STUDY + "/series/<id:series>"
+INSTANCE = SERIES + "/instances/<id:sop>"
+DICOM_JSON = "application/dicom+json"
+READ, WRITE, DELETE = ("healthcare.dicomStores.dicomWebRead", "healthcare.dicomStores.dicomWebWrite",
+                       "healthcare.dicomStores.dicomWebDelete")
+# Compressed transfer syntaxes by the image media type that carries them.
+MEDIA_SYNTAXES = {
+    "image/jpeg": ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"),
+    "image/jls": ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"),
+    "image/jp2": ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"),
+    "image/jphc": ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"),
+    "image/dicom-rle": ("1.2.840.10008.1.2.5",),
+}
+
+
+class Store:
+    """The store a DICOMweb request addresses, checked for existence and permission."""
+
+    def __init__(self, ctx: Ctx, permission: str, project: str, location: str, dataset: str, store: str):
+        from provision.emulator.healthcare.handlers import resolve
+
+        t = resolve(ctx, permission, project, location, dataset, store, initialized=False)
+        self.ctx = ctx
+        self.target = t
+        self.name = t.store
+        self.backend = ctx.world.healthcare
+        self.sid = self.backend.sid(t.store)
+        # Absolute URLs (BulkDataURI, RetrieveURL) use the host the client called.
+        self.base_url = f"{origin(ctx)}/v1/{t.store}/dicomWeb"
+
+    def instance_url(self, study: str, series: str, sop: str) -> str:
+        return f"{self.base_url}/studies/{study}/series/{series}/instances/{sop}"
+
+    def rows(self, study: str, series: str | None = None, sop: str | None = None, columns: str | None = None) -> list[tuple]:
+        kwargs = {"columns": columns} if columns else {}
+        rows = self.backend.index.instances(self.sid, study, series, sop, **kwargs)
+        if not rows:
+            what = "instance" if sop else "series" if series else "study"
+            uid = sop or series or study
+            raise not_found(f"The requested DICOM {what} {uid} was not found in {self.name}.")
+        return rows
+
+    def path(self, blob: str):
+        return self.ctx.world.blobs.path(blob)
+
+
+def origin(ctx: Ctx) -> str:
+    """scheme://host[:port] the client called. dicomweb-client sends `Host` without the port, so a
+    Host with no port gets the port the request actually arrived on (when not the scheme's default)."""
+    req = ctx.request
+    host = req.host
+    if ":" not in host.rsplit("]", 1)[-1]:
+        port = str(req.environ.get("SERVER_PORT") or "")
+        if port and port != {"http": "80", "https": "443"}.get(req.scheme):
+            host = f"{host}:{port}"
+    return f"{req.scheme}://{host}"
+
+
+def dicom_json_response(body: str, status: int = 200) -> Response:
+    return Response(body, status=status, content_type=DICOM_JSON)
+
+
+# ---- QIDO-RS -------------------------------------------------------------------------------------
+def _search(ctx: Ctx, level: str, project, location, dataset, store, study=None, series=None) -> Response:
+    s = Store(ctx, READ, project, location, dataset, store)
+    q: Query = parse_query(ctx.query, level)
+    results = s.backend.index.search(s.sid, q, study=study, series=series)
+    return dicom_json_response(json.dumps(results, separators=(",", ":")))
+
+
+@router.route("GET", BASE + "/studies", api=API)
+def search_studies(ctx: Ctx, **kw):
+    return _search(ctx, "study", **kw)
+
+
+@router.route("GET", BASE + "/series", api=API)
+def search_all_series(ctx: Ctx, **kw):
+    return _search(ctx, "series", **kw)
+
+
+@router.route("GET", BASE + "/instances", api=API)
+def search_all_instances(ctx: Ctx, **kw):
+    return _search(ctx, "instance", **kw)
+
+
+@router.route("GET", STUDY + "/series", api=API)
+def search_series(ctx: Ctx, study: str, **kw):
+    return _search(ctx, "series", study=study, **kw)
+
+
+@router.route("GET", STUDY + "/instances", api=API)
+def search_study_instances(ctx: Ctx, study: str, **kw):
+    return _search(ctx, "instance", study=study, **kw)
+
+
+@router.route("GET", SERIES + "/instances", api=API)
+def search_series_instances(ctx: Ctx, study: str, series: str, **kw):
+    return _search(ctx, "instance", study=study, series=series, **kw)
+
+
+# ---- WADO-RS metadata ----------------------------------------------------------------------------
+def _metadata(ctx: Ctx, project, location, dataset, store, study, series=None, sop=None) -> Response:
+    s = Store(ctx, READ, project, location, dataset, store)
+    accept = wire.parse_accept(ctx.request.headers.get("Accept"))
+    if accept and not any(r.type in (DICOM_JSON, "application/json", "*/*", "application/*") for r in accept):
+        raise wire.not_acceptable("Only application/dicom+json metadata is available from this emulator.")
+    rows = s.rows(study, series, sop, columns="study, series, sop, meta")
+    parts = [meta.replace(BULK_MARK, s.instance_url(st, se, i)) for st, se, i, meta in rows]
+    return dicom_json_response("[" + ",".join(parts) + "]")
+
+
+@router.route("GET", STUDY + "/metadata", api=API)
+def study_metadata(ctx: Ctx, **kw):
+    return _metadata(ctx, **kw)
+
+
+@router.route("GET", SERIES + "/metadata", api=API)
+def series_metadata(ctx: Ctx, **kw):
+    return _metadata(ctx, **kw)
+
+
+@router.route("GET", INSTANCE + "/metadata", api=API)
+def instance_metadata(ctx: Ctx, **kw):
+    return _metadata(ctx, **kw)
+
+
+# ---- WADO-RS instances ---------------------------------------------------------------------------
+def _negotiate_dicom(header: str | None, *, single_ok: bool) -> tuple[bool, str]:
+    """(multipart?, transfer syntax or '*') for retrieving whole instances."""
+    ranges = wire.parse_accept(header)
+    if not ranges:
+        return True, EXPLICIT_LE
+    for r in ranges:
+        if r.q <= 0:
+            continue
+        if r.type == "multipart/related" and r.inner in (None, "application/dicom", "*/*", "application/*"):
+            return True, r.transfer_syntax or EXPLICIT_LE
+        if r.type == "application/dicom" and single_ok:
+            return False, r.transfer_syntax or EXPLICIT_LE
+        if r.type in ("*/*", "multipart/*"):
+            return True, EXPLICIT_LE
+    raise wire.not_acceptable(f"None of the requested media types ({header}) is supported for this resource; use "
+                              'multipart/related; type="application/dicom"' + (" or application/dicom." if single_ok else "."))
+
+
+def _instance_payload(s: Store, blob: str, stored_ts: str, want: str) -> tuple[str, Iterable[bytes] | bytes]:
+    """(transfer syntax, bytes or chunks) of an instance in the requested syntax."""
+    path = s.path(blob)
+    if want == "*" or want == stored_ts:
+        return stored_ts, s.ctx.world.blobs.iter_chunks(blob)
+    if want == EXPLICIT_LE:
+        return EXPLICIT_LE, pixels.to_explicit_le(path, stored_ts)
+    raise pixels.transcode_error(stored_ts, want)
+
+
+def _retrieve(ctx: Ctx, project, location, dataset, store, study, series=None, sop=None) -> Response:
+    s = Store(ctx, READ, project, location, dataset, store)
+    multipart, want = _negotiate_dicom(ctx.request.headers.get("Accept"), single_ok=sop is not None)
+    rows = s.rows(study, series, sop, columns="study, series, sop, blob, ts")
+    # Transcode up front: a failure must be a 406, not a broken stream.
+    payloads = [_instance_payload(s, blob, ts, want) for _, _, _, blob, ts in rows]
+    if not multipart:
+        ts, data = payloads[0]
+        body = data if isinstance(data, bytes) else b"".join(data)
+        return Response(body, content_type=f"application/dicom; transfer-syntax={ts}")
+    boundary = wire.new_boundary()
+    parts = []
+    for ts, data in payloads:
+        headers = {"Content-Type": f"application/dicom; transfer-syntax={ts}"}
+        parts.append((headers, [data] if isinstance(data, bytes) else data))
+    ctype = f'multipart/related; type="application/dicom"; transfer-syntax={want}; boundary={boundary}'
+    return Response(wire.multipart_body(parts, boundary), content_type=ctype, direct_passthrough=True)
+
+
+@router.route("GET", STUDY, api=API)
+def retrieve_study(ctx: Ctx, **kw):
+    return _retrieve(ctx, **kw)
+
+
+@router.route("GET", SERIES, api=API)
+def retrieve_series(ctx: Ctx, **kw):
+    return _retrieve(ctx, **kw)
+
+
+@router.route("GET", INSTANCE, api=API)
+def retrieve_instance(ctx: Ctx, **kw):
+    return _retrieve(ctx, **kw)
+
+
+# ---- frames --------------------------------------------------------------------------------------
+def _frame_numbers(raw: str) -> list[int]:
+    try:
+        numbers = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        raise invalid_argument(f"Invalid frame list {raw!r}: use comma-separated frame numbers, e.g. 1,2.") from None
+    if not numbers:
+        raise invalid_argument("The frame list is empty.")
+    return numbers
+
+
+def _negotiate_frames(header: str | None, stored_ts: str) -> tuple[bool, str, str]:
+    """(multipart?, media type, transfer syntax) for a frames response."""
+    ranges = wire.parse_accept(header)
+    if not ranges:
+        return True, "application/octet-stream", EXPLICIT_LE
+    for r in ranges:
+        if r.q <= 0:
+            continue
+        inner, ts = (r.inner, r.transfer_syntax) if r.type == "multipart/related" else (r.type, r.transfer_syntax)
+        multipart = r.type == "multipart/related"
+        if r.type in ("*/*", "multipart/*"):
+            return True, "application/octet-stream", EXPLICIT_LE
+        if inner in (None, "application/octet-stream", "*/*", "application/*"):
+            if not multipart and inner is None:
+                continue
+            if ts in (None, EXPLICIT_LE):
+                return multipart, "application/octet-stream", EXPLICIT_LE
+            if ts == "*":
+                return multipart, "application/octet-stream", "*"
+            if ts == stored_ts:
+                return multipart, "application/octet-stream", ts
+            continue
+        syntaxes = MEDIA_SYNTAXES.get(inner or "")
+        if syntaxes and stored_ts in syntaxes and ts in (None, "*", stored_ts):
+            return multipart, inner, stored_ts
+    raise wire.not_acceptable(f"None of the requested media types ({header}) can be served for this frame (stored as "
+                              f"{stored_ts}); use multipart/related; type=\"application/octet-stream\"; "
+                              "transfer-syntax=* or 1.2.840.10008.1.2.1.")
+
+
+@router.route("GET", INSTANCE + "/frames/<id:frames>", api=API)
+def retrieve_frames(ctx: Ctx, project, location, dataset, store, study, series, sop, frames):
+    s = Store(ctx, READ, project, location, dataset, store)
+    numbers = _frame_numbers(frames)
+    (_, _, _, blob, ts, pixel_json, meta) = s.rows(study, series, sop, columns="study, series, sop, blob, ts, pixel, meta")[0]
+    pixel = json.loads(pixel_json) if pixel_json else {}
+    if not pixel:
+        raise ApiError("INVALID_ARGUMENT", f"Instance {sop} has no pixel data, so it has no frames.")
+    multipart, media, want = _negotiate_frames(ctx.request.headers.get("Accept"), ts)
+    meta_d = json.loads(meta)
+    path = s.path(blob)
+    if want == EXPLICIT_LE:
+        data = pixels.frames_le(path, pixel, meta_d, ts, numbers)
+        out_ts = EXPLICIT_LE
+    else:
+        data = pixels.frames_as_stored(path, pixel, meta_d, ts, numbers)
+        out_ts = ts if pixel.get("length") is None else EXPLICIT_LE   # native frames are little-endian bytes
+    if not multipart:
+        if len(data) != 1:
+            raise wire.not_acceptable("A single-part response holds one frame; ask for multipart/related.")
+        return Response(data[0], content_type=f"{media}; transfer-syntax={out_ts}")
+    boundary = wire.new_boundary()
+    url = s.instance_url(study, series, sop)
+    parts = [({"Content-Type": f"{media}; transfer-syntax={out_ts}", "Content-Location": f"{url}/frames/{n}"}, [d])
+             for n, d in zip(numbers, data)]
+    ctype = f'multipart/related; type="{media}"; transfer-syntax={out_ts}; boundary={boundary}'
+    return Response(b"".join(wire.multipart_body(parts, boundary)), content_type=ctype)
+
+
+# ---- bulk data -----------------------------------------------------------------------------------
+@router.route("GET", INSTANCE + "/bulkdata/<path:attribute>", api=API)
+def retrieve_bulkdata(ctx: Ctx, project, location, dataset, store, study, series, sop, attribute):
+    s = Store(ctx, READ, project, location, dataset, store)
+    (_, _, _, blob, ts) = s.rows(study, series, sop, columns="study, series, sop, blob, ts")[0]
+    key = "/".join(p.upper() if len(p) == 8 else p for p in attribute.strip("/").split("/"))
+    ranges = bulk_ranges(s.path(blob))
+    if key not in ranges:
+        raise not_found(f"No bulk data at {attribute} in instance {sop}.")
+    offset, length = ranges[key]
+    with open(s.path(blob), "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(length) if length is not None else fh.read()
+    accept = wire.parse_accept(ctx.request.headers.get("Accept"))
+    single = any(r.type == "application/octet-stream" for r in accept) and not any(r.type == "multipart/related" for r in accept)
+    if single:
+        return Response(data, content_type="application/octet-stream")
+    boundary = wire.new_boundary()
+    part_ts = ts if length is None else EXPLICIT_LE
+    body = b"".join(wire.multipart_body([({"Content-Type": f"application/octet-stream; transfer-syntax={part_ts}"},
+                                           [data])], boundary))
+    return Response(body, content_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}')
+
+
+# ---- rendered ------------------------------------------------------------------------------------
+def _render_format(ctx: Ctx) -> str:
+    forced = ctx.query.get("accept")
+    ranges = wire.parse_accept(forced or ctx.request.headers.get("Accept"))
+    if not ranges:
+        return "jpeg"
+    for r in ranges:
+        if r.q <= 0:
+            continue
+        if r.type in ("image/jpeg", "image/*", "*/*", "image/jpg"):
+            return "jpeg"
+        if r.type == "image/png":
+            return "png"
+    raise wire.not_acceptable("Rendered images are available as image/jpeg (the default) or image/png.")
+
+
+def _viewport(ctx: Ctx) -> tuple[int, int] | None:
+    raw = ctx.query.get("viewport")
+    if not raw:
+        return None
+    try:
+        parts = [int(float(x)) for x in raw.split(",")]
+    except ValueError:
+        raise invalid_argument(f"Invalid viewport {raw!r}: use viewport=WIDTH,HEIGHT.") from None
+    if len(parts) < 2 or parts[0] <= 0 or parts[1] <= 0:
+        raise invalid_argument(f"Invalid viewport {raw!r}: use viewport=WIDTH,HEIGHT with positive sizes.")
+    return parts[0], parts[1]
+
+
+def _rendered(s: Store, row: tuple, frame: int, ctx: Ctx) -> Response:
+    blob, ts, pixel_json, meta = row
+    if not pixel_json:
+        raise ApiError("INVALID_ARGUMENT", "The instance has no pixel data to render.")
+    fmt = _render_format(ctx)
+    data = pixels.render(s.path(blob), json.loads(pixel_json), json.loads(meta), ts, frame, _viewport(ctx), fmt)
+    return Response(data, content_type=f"image/{fmt}")
+
+
+@router.route("GET", INSTANCE + "/rendered", api=API)
+def rendered_instance(ctx: Ctx, project, location, dataset, store, study, series, sop):
+    s = Store(ctx, READ, project, location, dataset, store)
+    row = s.rows(study, series, sop, columns="blob, ts, pixel, meta")[0]
+    return _rendered(s, row, 1, ctx)
+
+
+@router.route("GET", INSTANCE + "/frames/<id:frames>/rendered", api=API)
+def rendered_frame(ctx: Ctx, project, location, dataset, store, study, series, sop, frames):
+    s = Store(ctx, READ, project, location, dataset, store)
+    numbers = _frame_numbers(frames)
+    if len(numbers) != 1:
+        raise invalid_argument("Rendered frames are served one at a time.")
+    row = s.rows(study, series, sop, columns="blob, ts, pixel, meta")[0]
+    return _rendered(s, row, numbers[0], ctx)
+
+
+@router.route("GET", SERIES + "/rendered", api=API)
+def rendered_series(ctx: Ctx, project, location, dataset, store, study, series):
+    s = Store(ctx, READ, project, location, dataset, store)
+    rows = [r for r in s.rows(study, series, columns="blob, ts, pixel, meta, qdoc") if r[2]]
+    if not rows:
+        raise ApiError("INVALID_ARGUMENT", "The series has no instance with pixel data to render.")
+
+    def number(r):
+        v = json.loads(r[4]).get("00200013", {}).get("Value") or [0]
+        return v[0] if isinstance(v[0], int) else 0
+
+    rows.sort(key=number)
+    return _rendered(s, rows[len(rows) // 2][:4], 1, ctx)
+
+
+# ---- STOW-RS -------------------------------------------------------------------------------------
+def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
+    s = Store(ctx, WRITE, project, location, dataset, store)
+    ctype, params = wire.parse_content_type(ctx.request.headers.get("Content-Type"))
+    body = ctx.request.get_data(cache=False)
+    if ctype == "multipart/related":
+        inner = (params.get("type") or "application/dicom").lower()
+        if inner != "application/dicom":
+            raise ApiError("INVALID_ARGUMENT", f"STOW-RS with type={inner} is not supported by the emulator; send "
+                           "Part-10 instances as multipart/related; type=\"application/dicom\".", http_status=415)
+        if not params.get("boundary"):
+            raise invalid_argument("multipart/related Content-Type has no boundary.")
+        parts = [payload for headers, payload in wire.split_multipart(body, params["boundary"])
+                 if (headers.get("content-type") or "application/dicom").split(";")[0].strip().lower() == "application/dicom"]
+    elif ctype == "application/dicom":
+        parts = [body]
+    else:
+        raise ApiError("INVALID_ARGUMENT", f"Unsupported Content-Type {ctype or '(none)'} for STOW-RS: use "
+                       "multipart/related; type=\"application/dicom\" or application/dicom.", http_status=415)
+    if not parts:
+        raise invalid_argument("The request holds no application/dicom part.")
+    blobs = ctx.world.blobs
+    outcome = wire.StowOutcome(f"{s.base_url}/studies/{study}" if study else None)
+    accepted, conflict = [], False
+    for data in parts:
+        key = blobs.put(data)
+        try:
+            parsed = parse_file(blobs.path(key))
+        except NotDicom as exc:
+            outcome.failed.append({"reason": wire.FAILURE_CANNOT_UNDERSTAND, "detail": f"invalid DICOM data: {exc}",
+                                   "code": 400})
+            continue
+        if study and parsed.study != study:
+            conflict = True
+            outcome.failed.append({"sop_class": parsed.sop_class, "sop": parsed.sop, "reason": wire.FAILURE_PROCESSING,
+                                   "code": 409, "detail": f"the instance's StudyInstanceUID {parsed.study} does not "
+                                   f"match the study {study} in the request URL"})
+            continue
+        accepted.append((parsed, key, len(data)))
+    if accepted:
+        for res in s.backend.index.ingest(s.sid, accepted):
+            if res.outcome == "conflict":
+                conflict = True
+                outcome.failed.append({"sop_class": res.sop_class, "sop": res.sop, "reason": wire.FAILURE_PROCESSING,
+                                       "code": 409, "detail": res.detail})
+            else:
+                outcome.stored.append({"sop_class": res.sop_class, "sop": res.sop,
+                                       "url": s.instance_url(res.study, res.series, res.sop)})
+    if outcome.retrieve_url is None and outcome.stored and len({u["url"].split("/series/")[0] for u in outcome.stored}) == 1:
+        outcome.retrieve_url = outcome.stored[0]["url"].split("/series/")[0]
+    status = 200 if not outcome.failed else 409 if conflict or outcome.stored else 400
+    accept = wire.parse_accept(ctx.request.headers.get("Accept"))
+    as_json = bool(accept) and accept[0].type in (DICOM_JSON, "application/json")
+    if as_json:
+        return Response(json.dumps(wire.stow_json(outcome)), status=status, content_type=DICOM_JSON)
+    return Response(wire.stow_xml(outcome), status=status, content_type="application/dicom+xml")
+
+
+@router.route("POST", BASE + "/studies", api=API)
+def store_instances(ctx: Ctx, **kw):
+    return _stow(ctx, **kw)
+
+
+@router.route("POST", STUDY, api=API)
+def store_study_instances(ctx: Ctx, **kw):
+    return _stow(ctx, **kw)
+
+
+# ---- DELETE --------------------------------------------------------------------------------------
+@router.route("DELETE", STUDY, api=API)
+def delete_study(ctx: Ctx, project, location, dataset, store, study):
+    s = Store(ctx, DELETE, project, location, dataset, store)
+    s.rows(study, columns="sop")
+    return s.backend.delete_dicom(s.name, s.target.project, study, None)
+
+
+@router.route("DELETE", SERIES, api=API)
+def delete_series(ctx: Ctx, project, location, dataset, store, study, series):
+    s = Store(ctx, DELETE, project, location, dataset, store)
+    s.rows(study, series, columns="sop")
+    return s.backend.delete_dicom(s.name, s.target.project, study, series)
+
+
+@router.route("DELETE", INSTANCE, api=API)
+def delete_instance(ctx: Ctx, project, location, dataset, store, study, series, sop):
+    s = Store(ctx, DELETE, project, location, dataset, store)
+    s.rows(study, series, sop, columns="sop")
+    s.backend.index.delete(s.sid, study, series, sop)
+    return {}

@@ -1,0 +1,280 @@
+"""Healthcare v1 control plane over HTTP: locations, datasets (create is an LRO), dataset
+operations, DICOM stores, IAM on datasets and stores, import and export. DICOMweb routes live in
+`dicomweb.py` and are merged into this module's `router`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provision.emulator.errors import ApiError, invalid_argument, not_found
+from provision.emulator.healthcare import state as st
+from provision.emulator.healthcare.state import Healthcare, paginate, page_size
+from provision.emulator.http import Ctx, Router
+
+router = Router()
+API = "healthcare"
+DOC = "healthcare.v1"
+M = "healthcare.projects.locations"
+LOC = "/v1/projects/<id:project>/locations/<id:location>"
+DS = LOC + "/datasets/<id:dataset>"
+STORE = DS + "/dicomStores/<id:store>"
+
+
+def hc(ctx: Ctx) -> Healthcare:
+    return ctx.world.healthcare
+
+
+@dataclass
+class Target:
+    project: dict
+    location: str
+    dataset: str | None = None       # full resource names
+    store: str | None = None
+
+    @property
+    def project_id(self) -> str:
+        return self.project["projectId"]
+
+    @property
+    def parent(self) -> str:
+        return f"projects/{self.project_id}/locations/{self.location}"
+
+
+def resolve(ctx: Ctx, permission: str, project: str, location: str | None = None, dataset: str | None = None,
+            store: str | None = None, *, check_location: bool = False, initialized: bool = True) -> Target:
+    """Project (403 when missing, SERVICE_DISABLED when the API is off), IAM, then existence (403)."""
+    backend = hc(ctx)
+    asked = f"projects/{project}" + (f"/locations/{location}" if location else "") + \
+        (f"/datasets/{dataset}" if dataset else "") + (f"/dicomStores/{store}" if store else "")
+    record = backend.project(project, permission, asked)
+    t = Target(record, location or "")
+    if check_location:
+        backend.check_location(location)
+    if dataset:
+        t.dataset = f"{t.parent}/datasets/{dataset}"
+    if store:
+        t.store = f"{t.dataset}/dicomStores/{store}"
+    resource = t.store or t.dataset or (t.parent if location else f"projects/{t.project_id}")
+    policies = [backend.policy(t.store) if t.store else None, backend.policy(t.dataset) if t.dataset else None,
+                *backend.project_policies(t.project_id)]
+    ctx.require(permission, resource, policies)
+    if t.dataset:
+        ds = backend.dataset_record(t.dataset)
+        if ds is None:
+            raise st.denied(permission, resource)
+        if initialized:
+            backend.require_initialized(ds)
+    if t.store and backend.store_record(t.store) is None:
+        raise st.denied(permission, resource)
+    return t
+
+
+def policies_for(ctx: Ctx, t: Target) -> list:
+    backend = hc(ctx)
+    return [backend.policy(t.store) if t.store else None, backend.policy(t.dataset) if t.dataset else None,
+            *backend.project_policies(t.project_id)]
+
+
+# ---- locations -----------------------------------------------------------------------------------
+@router.route("GET", "/v1/projects/<id:project>/locations", api=API)
+def list_locations(ctx: Ctx, project: str):
+    t = resolve(ctx, "healthcare.locations.list", project)
+    if ctx.query.get("filter"):
+        raise invalid_argument(f"Unsupported filter {ctx.query.get('filter')!r}.")
+    views = [Healthcare.location_view(t.project_id, loc) for loc in st.LOCATIONS]
+    return paginate(views, "locations", page_size(ctx.query.get("pageSize"), 100, 1000), ctx.query.get("pageToken"))
+
+
+@router.route("GET", LOC, api=API)
+def get_location(ctx: Ctx, project: str, location: str):
+    t = resolve(ctx, "healthcare.locations.get", project, location)
+    if location not in st.LOCATIONS:
+        raise not_found(f"Location {location} not found for project {t.project_id}.")
+    return Healthcare.location_view(t.project_id, location)
+
+
+# ---- datasets ------------------------------------------------------------------------------------
+@router.route("POST", LOC + "/datasets", api=API, discovery=(DOC, f"{M}.datasets.create"))
+def create_dataset(ctx: Ctx, project: str, location: str):
+    t = resolve(ctx, "healthcare.datasets.create", project, location)
+    body = ctx.json()
+    return hc(ctx).create_dataset(t.project, location, ctx.query.get("datasetId"), body)
+
+
+@router.route("GET", LOC + "/datasets", api=API)
+def list_datasets(ctx: Ctx, project: str, location: str):
+    t = resolve(ctx, "healthcare.datasets.list", project, location, check_location=True)
+    views = hc(ctx).list_datasets(t.project_id, location)
+    return paginate(views, "datasets", page_size(ctx.query.get("pageSize")), ctx.query.get("pageToken"))
+
+
+@router.route("GET", DS, api=API)
+def get_dataset(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.datasets.get", project, location, dataset)
+    return hc(ctx).dataset_record(t.dataset)["view"]
+
+
+@router.route("PATCH", DS, api=API, discovery=(DOC, f"{M}.datasets.patch"))
+def patch_dataset(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.datasets.update", project, location, dataset)
+    return hc(ctx).patch_dataset(t.dataset, ctx.json(), ctx.query.get("updateMask"))
+
+
+@router.route("DELETE", DS, api=API)
+def delete_dataset(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.datasets.delete", project, location, dataset)
+    hc(ctx).delete_dataset(t.dataset)
+    return {}
+
+
+@router.route("GET", DS + ":getIamPolicy", api=API)
+def get_dataset_policy(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.datasets.getIamPolicy", project, location, dataset)
+    return hc(ctx).get_policy(t.dataset, _requested_version(ctx))
+
+
+@router.route("POST", DS + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.setIamPolicy"))
+def set_dataset_policy(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.datasets.setIamPolicy", project, location, dataset)
+    return hc(ctx).set_policy(t.dataset, ctx.json())
+
+
+@router.route("POST", DS + ":testIamPermissions", api=API, discovery=(DOC, f"{M}.datasets.testIamPermissions"))
+def test_dataset_permissions(ctx: Ctx, project: str, location: str, dataset: str):
+    t = _resolve_for_test(ctx, project, location, dataset)
+    return hc(ctx).test_permissions(ctx.principal, ctx.json().get("permissions") or [], policies_for(ctx, t))
+
+
+# ---- operations ----------------------------------------------------------------------------------
+@router.route("GET", DS + "/operations", api=API)
+def list_operations(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.operations.list", project, location, dataset, initialized=False)
+    ops = hc(ctx).list_operations(t.dataset)
+    flt = ctx.query.get("filter")
+    if flt:
+        ops = _filter_operations(ops, flt)
+    out = paginate(ops, "operations", page_size(ctx.query.get("pageSize")), ctx.query.get("pageToken"))
+    return out
+
+
+@router.route("GET", DS + "/operations/<id:op>", api=API)
+def get_operation(ctx: Ctx, project: str, location: str, dataset: str, op: str):
+    t = resolve(ctx, "healthcare.operations.get", project, location, dataset, initialized=False)
+    view = ctx.world.operations.get(f"{t.dataset}/operations/{op}")
+    if view is None:
+        raise not_found(f"Operation {t.dataset}/operations/{op} not found.")
+    return view
+
+
+def _filter_operations(ops: list[dict], flt: str) -> list[dict]:
+    """`done=true|false` and `metadata.api_method_name="..."`-style filters (AND-joined)."""
+    out = ops
+    for term in [x.strip() for x in flt.replace(" and ", " AND ").split(" AND ") if x.strip()]:
+        key, _, value = term.partition("=")
+        key, value = key.strip(), value.strip().strip('"')
+        if key == "done":
+            out = [o for o in out if bool(o.get("done")) == (value.lower() == "true")]
+        elif key in ("metadata.api_method_name", "metadata.apiMethodName"):
+            out = [o for o in out if o.get("metadata", {}).get("apiMethodName") == value]
+        else:
+            raise invalid_argument(f"Unsupported operations filter {flt!r}.")
+    return out
+
+
+# ---- DICOM stores --------------------------------------------------------------------------------
+@router.route("POST", DS + "/dicomStores", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.create"))
+def create_store(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.dicomStores.create", project, location, dataset)
+    return hc(ctx).create_store(t.dataset, ctx.query.get("dicomStoreId"), ctx.json())
+
+
+@router.route("GET", DS + "/dicomStores", api=API)
+def list_stores(ctx: Ctx, project: str, location: str, dataset: str):
+    t = resolve(ctx, "healthcare.dicomStores.list", project, location, dataset)
+    views = hc(ctx).list_stores(t.dataset, ctx.query.get("filter"))
+    return paginate(views, "dicomStores", page_size(ctx.query.get("pageSize")), ctx.query.get("pageToken"))
+
+
+@router.route("GET", STORE, api=API)
+def get_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = resolve(ctx, "healthcare.dicomStores.get", project, location, dataset, store)
+    return hc(ctx).store_record(t.store)["view"]
+
+
+@router.route("PATCH", STORE, api=API, discovery=(DOC, f"{M}.datasets.dicomStores.patch"))
+def patch_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = resolve(ctx, "healthcare.dicomStores.update", project, location, dataset, store)
+    return hc(ctx).patch_store(t.store, ctx.json(), ctx.query.get("updateMask"))
+
+
+@router.route("DELETE", STORE, api=API)
+def delete_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = resolve(ctx, "healthcare.dicomStores.delete", project, location, dataset, store)
+    hc(ctx).delete_store(t.store)
+    return {}
+
+
+@router.route("GET", STORE + ":getIamPolicy", api=API)
+def get_store_policy(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = resolve(ctx, "healthcare.dicomStores.getIamPolicy", project, location, dataset, store)
+    return hc(ctx).get_policy(t.store, _requested_version(ctx))
+
+
+@router.route("POST", STORE + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.setIamPolicy"))
+def set_store_policy(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = resolve(ctx, "healthcare.dicomStores.setIamPolicy", project, location, dataset, store)
+    return hc(ctx).set_policy(t.store, ctx.json())
+
+
+@router.route("POST", STORE + ":testIamPermissions", api=API,
+              discovery=(DOC, f"{M}.datasets.dicomStores.testIamPermissions"))
+def test_store_permissions(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = _resolve_for_test(ctx, project, location, dataset, store)
+    return hc(ctx).test_permissions(ctx.principal, ctx.json().get("permissions") or [], policies_for(ctx, t))
+
+
+@router.route("POST", STORE + ":import", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.import"))
+def import_dicom(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = resolve(ctx, "healthcare.dicomStores.import", project, location, dataset, store)
+    return hc(ctx).start_import(t.store, t.project, ctx.json())
+
+
+@router.route("POST", STORE + ":export", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.export"))
+def export_dicom(ctx: Ctx, project: str, location: str, dataset: str, store: str):
+    t = resolve(ctx, "healthcare.dicomStores.export", project, location, dataset, store)
+    return hc(ctx).start_export(t.store, t.project, ctx.json())
+
+
+def _resolve_for_test(ctx: Ctx, project: str, location: str, dataset: str, store: str | None = None) -> Target:
+    """testIamPermissions needs no permission of its own; the resource must still exist."""
+    backend = hc(ctx)
+    name = f"projects/{project}/locations/{location}/datasets/{dataset}" + (f"/dicomStores/{store}" if store else "")
+    record = backend.project(project, "healthcare.datasets.get", name)
+    t = Target(record, location)
+    t.dataset = f"{t.parent}/datasets/{dataset}"
+    t.store = f"{t.dataset}/dicomStores/{store}" if store else None
+    if backend.dataset_record(t.dataset) is None or (t.store and backend.store_record(t.store) is None):
+        raise st.denied("healthcare.dicomStores.get" if store else "healthcare.datasets.get", t.store or t.dataset)
+    return t
+
+
+def _requested_version(ctx: Ctx) -> int | None:
+    raw = ctx.query.get("options.requestedPolicyVersion")
+    if raw in (None, ""):
+        return None
+    try:
+        v = int(raw)
+    except ValueError:
+        raise invalid_argument(f"Invalid value for options.requestedPolicyVersion: {raw!r}") from None
+    if v not in (0, 1, 3):
+        raise invalid_argument(f"Invalid requested policy version {v}: use 1 or 3.")
+    return v
+
+
+# DICOMweb routes share this router.
+from provision.emulator.healthcare import dicomweb as _dicomweb  # noqa: E402
+
+router.rules.extend(r.empty() for r in _dicomweb.router.rules)
+router.routes.update(_dicomweb.router.routes)
+
+__all__ = ["router", "ApiError"]

@@ -1,0 +1,593 @@
+"""Healthcare API backend (no HTTP): datasets, DICOM stores, their IAM policies, dataset-level
+long-running operations, ingest (STOW and import share it), import from and export to Cloud
+Storage, and the DICOM index.
+
+Rules it keeps, as Google does: a project's Healthcare calls fail with SERVICE_DISABLED until the
+API is enabled; the Healthcare service agent comes into being with the project's first dataset;
+an import whose bucket the agent cannot read ends with PERMISSION_DENIED; a duplicate instance
+with identical bytes is a no-op, with different bytes a failure.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+import urllib.parse
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from provision.emulator import iam
+from provision.emulator.errors import ApiError, already_exists, error_info, invalid_argument, not_found
+from provision.emulator.healthcare.dicomfile import NotDicom, parse_file
+from provision.emulator.healthcare.index import DicomIndex, IngestResult
+from provision.emulator.operations import injected_failure
+
+if TYPE_CHECKING:
+    from provision.emulator.world import World
+
+ATTACH_AS = "healthcare"
+SERVICE = "healthcare.googleapis.com"
+DATASET = "healthcare.dataset"
+STORE = "healthcare.dicomStore"
+POLICY = "policy"
+
+LOCATIONS = ("northamerica-northeast1", "northamerica-northeast2", "us-central1", "us-east1", "us-east4", "us-west1",
+             "us-west2", "us-west3", "southamerica-east1", "asia-east1", "asia-east2", "asia-northeast1",
+             "asia-northeast2", "asia-northeast3", "asia-south1", "asia-southeast1", "asia-southeast2",
+             "australia-southeast1", "australia-southeast2", "europe-north1", "europe-west2", "europe-west3",
+             "europe-west4", "europe-west6", "me-west1", "me-central1", "me-central2", "us", "eu")
+
+METADATA_TYPE = "type.googleapis.com/google.cloud.healthcare.v1.OperationMetadata"
+DATASET_TYPE = "type.googleapis.com/google.cloud.healthcare.v1.dataset.Dataset"
+IMPORT_RESPONSE_TYPE = "type.googleapis.com/google.cloud.healthcare.v1.dicom.ImportDicomDataResponse"
+EXPORT_RESPONSE_TYPE = "type.googleapis.com/google.cloud.healthcare.v1.dicom.ExportDicomDataResponse"
+EMPTY_TYPE = "type.googleapis.com/google.protobuf.Empty"
+CREATE_DATASET = "google.cloud.healthcare.v1.dataset.DatasetService.CreateDataset"
+IMPORT_METHOD = "google.cloud.healthcare.v1.dicom.DicomService.ImportDicomData"
+EXPORT_METHOD = "google.cloud.healthcare.v1.dicom.DicomService.ExportDicomData"
+DELETE_STUDY = "google.cloud.healthcare.v1.dicomweb.DicomWebService.DeleteStudy"
+DELETE_SERIES = "google.cloud.healthcare.v1.dicomweb.DicomWebService.DeleteSeries"
+GCS_PERMISSION_MESSAGE = ("Healthcare API doesn't have required Cloud Storage permission. See "
+                          "https://cloud.google.com/healthcare/docs/how-tos/permissions-healthcare-api-gcp-products "
+                          "for more information")
+IMPORT_BATCH = 256
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+
+
+def timestamp(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def valid_id(value: str | None) -> bool:
+    """Dataset and DICOM store IDs: 1-256 of letters, digits, '_', '-' and '.' (Unicode letters allowed)."""
+    return bool(value) and len(value) <= 256 and all(ch.isalnum() or ch in "_-." for ch in value)
+
+
+def page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["o"])
+    except (ValueError, KeyError, TypeError):
+        raise invalid_argument("Invalid page token.") from None
+
+
+def page_size(raw: str | None, default: int = PAGE_DEFAULT, cap: int = PAGE_MAX) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise invalid_argument(f"Invalid value for pageSize: {raw!r}") from None
+    if n < 0:
+        raise invalid_argument("pageSize must not be negative")
+    return min(n or default, cap)
+
+
+def paginate(items: list, key: str, size: int, token: str | None) -> dict:
+    start = page_offset(token)
+    out: dict[str, Any] = {key: items[start:start + size]} if items[start:start + size] else {}
+    if start + size < len(items):
+        out["nextPageToken"] = page_token(start + size)
+    return out
+
+
+def denied(permission: str, resource: str) -> ApiError:
+    """403 for a resource that is missing or not allowed: Google does not tell the two apart."""
+    return ApiError("PERMISSION_DENIED", f"Permission '{permission}' denied on resource '{resource}' (or it may not exist).",
+                    [error_info("IAM_PERMISSION_DENIED", "iam.googleapis.com",
+                                {"permission": permission, "resource": resource})])
+
+
+def parse_gcs_uri(uri: Any, what: str) -> tuple[str, str]:
+    if not isinstance(uri, str) or not uri.startswith("gs://") or len(uri) <= 5:
+        raise invalid_argument(f"{what} must be a Cloud Storage URI of the form gs://bucket/path, got {uri!r}")
+    bucket, _, path = uri[5:].partition("/")
+    if not bucket:
+        raise invalid_argument(f"{what} has no bucket: {uri!r}")
+    return bucket, path
+
+
+def check_import_glob(path: str, uri: str) -> str:
+    """Validate an import source's wildcards; returns the literal prefix before the first one."""
+    if not path:
+        raise invalid_argument(f"gcsSource.uri must name objects (e.g. gs://bucket/dir/**.dcm), got {uri!r}")
+    first_wild = min([i for i in (path.find("*"), path.find("?")) if i >= 0], default=-1)
+    if "**" in path:
+        at = path.find("**")
+        rest = path[at + 2:]
+        if path.count("**") > 1 or "*" in rest or "?" in rest or "/" in rest or "*" in path[:at] or "?" in path[:at]:
+            raise invalid_argument(f"Invalid gcsSource.uri {uri!r}: '**' must be the last wildcard in the path, "
+                                   "with no other wildcard; it may be followed by an extension such as .dcm.")
+    if "***" in path:
+        raise invalid_argument(f"Invalid gcsSource.uri {uri!r}.")
+    return path if first_wild < 0 else path[:first_wild]
+
+
+class Healthcare:
+    def __init__(self, world: "World"):
+        self.world = world
+        self.docs = world.docs
+        self.index = DicomIndex(world.db)
+        self._rng = random.Random()
+        self._recover_interrupted()
+
+    # ---- cross-API lookups ------------------------------------------------------------------
+    def project(self, project: str, permission: str, resource: str) -> dict:
+        """The project record for a Healthcare call; 403 when it does not exist (or is being
+        deleted), SERVICE_DISABLED while the API is not enabled."""
+        crm = getattr(self.world, "crm", None)
+        record = crm.lookup(project) if crm else None
+        if record is None or record.get("state", "ACTIVE") != "ACTIVE":
+            raise denied(permission, resource)
+        usage = getattr(self.world, "serviceusage", None)
+        if usage is not None:
+            usage.require_enabled(record, SERVICE)
+        return record
+
+    def project_policies(self, project_id: str) -> list[dict]:
+        crm = getattr(self.world, "crm", None)
+        return list(crm.policy_chain(project_id)) if crm else []
+
+    def policy(self, resource: str) -> dict | None:
+        return self.docs.get(POLICY, resource)
+
+    @staticmethod
+    def check_location(location: str) -> None:
+        if location not in LOCATIONS:
+            raise invalid_argument(f"Location '{location}' is not supported by the Cloud Healthcare API; "
+                                   f"supported locations: {', '.join(LOCATIONS)}.")
+
+    def agent_email(self, project_number: str) -> str:
+        return f"service-{project_number}@gcp-sa-healthcare.iam.gserviceaccount.com"
+
+    # ---- locations ----------------------------------------------------------------------------
+    @staticmethod
+    def location_view(project_id: str, location: str) -> dict:
+        return {"name": f"projects/{project_id}/locations/{location}", "locationId": location}
+
+    # ---- datasets -----------------------------------------------------------------------------
+    def dataset_record(self, name: str) -> dict | None:
+        return self.docs.get(DATASET, name)
+
+    def initialized(self, record: dict) -> bool:
+        window = self.world.latency.seconds("propagation:healthcare.datasets.create")
+        return self.world.clock() >= record.get("createdAt", 0) + window
+
+    def require_initialized(self, record: dict) -> None:
+        if not self.initialized(record):
+            raise not_found(f"Dataset not initialized: {record['view']['name']} is still being created; retry shortly.")
+
+    def create_dataset(self, project: dict, location: str, dataset_id: str | None, body: dict) -> dict:
+        if not dataset_id:
+            raise invalid_argument("datasetId is required.", [("dataset_id", "required")])
+        if not valid_id(dataset_id):
+            raise invalid_argument(f"Invalid dataset ID {dataset_id!r}: use 1-256 letters, numbers, underscores, "
+                                   "hyphens and periods.", [("dataset_id", "invalid")])
+        self.check_location(location)
+        name = f"projects/{project['projectId']}/locations/{location}/datasets/{dataset_id}"
+        now = self.world.clock()
+        metadata = {"@type": METADATA_TYPE, "apiMethodName": CREATE_DATASET, "createTime": timestamp(now),
+                    "logsUrl": self._logs_url(project["projectId"], "")}
+        seconds = self.world.latency.seconds("op:healthcare.datasets.create")
+        with self.world.db.transaction():
+            if self.dataset_record(name) is not None:
+                raise already_exists(f"already exists: dataset {name}")
+            op_name = self._op_name(name)
+            metadata["logsUrl"] = self._logs_url(project["projectId"], op_name.rsplit("/", 1)[1])
+            done_meta = {**metadata, "endTime": timestamp(now + seconds)}
+            if self.world.faults.draw_operation():
+                return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
+                                                   done_metadata=done_meta)
+            view = {"name": name, "timeZone": body.get("timeZone") or "UTC"}
+            if body.get("encryptionSpec"):
+                view["encryptionSpec"] = body["encryptionSpec"]
+            self.docs.put(DATASET, name, {"view": view, "createdAt": now, "projectNumber": str(project["number"])})
+            usage = getattr(self.world, "serviceusage", None)
+            if usage is not None:
+                usage.ensure_agent(str(project["number"]), SERVICE)
+            return self.world.operations.start(op_name, metadata, seconds=seconds,
+                                               response={"@type": DATASET_TYPE, **view}, done_metadata=done_meta)
+
+    def list_datasets(self, project_id: str, location: str) -> list[dict]:
+        prefix = f"projects/{project_id}/locations/{location}/datasets/"
+        return [r["view"] for k, r in self.docs.list(DATASET, prefix) if "/" not in k[len(prefix):]]
+
+    def patch_dataset(self, name: str, body: dict, mask: str | None) -> dict:
+        record = self.dataset_record(name)
+        paths = _mask_paths(mask)
+        for p in paths:
+            if p != "timeZone" and p != "time_zone":
+                raise invalid_argument(f"Invalid update mask path {p!r}: only timeZone can be updated.")
+            record["view"]["timeZone"] = body.get("timeZone") or "UTC"
+        self.docs.put(DATASET, name, record)
+        return record["view"]
+
+    def delete_dataset(self, name: str) -> None:
+        with self.world.db.transaction():
+            for store_name, _ in self.docs.list(STORE, name + "/dicomStores/"):
+                self.docs.delete(STORE, store_name)
+                self.docs.delete(POLICY, store_name)
+            self.docs.delete(DATASET, name)
+            self.docs.delete(POLICY, name)
+        self.index.drop_stores_under(name + "/dicomStores/")
+
+    # ---- operations ---------------------------------------------------------------------------
+    def _op_name(self, dataset: str) -> str:
+        return f"{dataset}/operations/{self._rng.randrange(10**18, 10**19)}"
+
+    @staticmethod
+    def _logs_url(project_id: str, op_id: str) -> str:
+        query = (f'resource.type="healthcare_dataset"\nlogName="projects/{project_id}/logs/healthcare.googleapis.com%2F'
+                 f'import_dicom"\noperation.id="{op_id}"')
+        return (f"https://console.cloud.google.com/logs/query/query={urllib.parse.quote(query, safe='')}"
+                f"?project={project_id}")
+
+    def list_operations(self, dataset: str) -> list[dict]:
+        return self.world.operations.list(dataset + "/operations/")
+
+    def _recover_interrupted(self) -> None:
+        """Imports and exports that were running when the emulator stopped end with ABORTED."""
+        for name, record in self.docs.list("operation", "projects/"):
+            if record.get("busy") and "/datasets/" in name:
+                meta = dict(record.get("metadata") or {})
+                meta["endTime"] = timestamp(self.world.clock())
+                self.world.operations.finish(name, error={"code": 10, "message": "The operation was interrupted by an "
+                                                          "emulator restart; run it again."}, done_metadata=meta)
+
+    # ---- DICOM stores -------------------------------------------------------------------------
+    def store_record(self, name: str) -> dict | None:
+        return self.docs.get(STORE, name)
+
+    def create_store(self, dataset: str, store_id: str | None, body: dict) -> dict:
+        if not store_id:
+            raise invalid_argument("dicomStoreId is required.", [("dicom_store_id", "required")])
+        if not valid_id(store_id):
+            raise invalid_argument(f"Invalid DICOM store ID {store_id!r}: use 1-256 letters, numbers, underscores, "
+                                   "hyphens and periods.", [("dicom_store_id", "invalid")])
+        _check_labels(body.get("labels"))
+        name = f"{dataset}/dicomStores/{store_id}"
+        self.world.latency.sleep("sync:healthcare.dicomStores.create")
+        with self.world.db.transaction():
+            if self.store_record(name) is not None:
+                raise already_exists(f"already exists: DICOM store {name}")
+            view = {"name": name, **{k: v for k, v in body.items() if k != "name" and v not in (None, {}, [])}}
+            self.docs.put(STORE, name, {"view": view})
+            self.index.store_id(name, create=True)
+        return view
+
+    def list_stores(self, dataset: str, filter_expr: str | None = None) -> list[dict]:
+        prefix = dataset + "/dicomStores/"
+        views = [r["view"] for k, r in self.docs.list(STORE, prefix)]
+        if filter_expr:
+            views = [v for v in views if _label_filter(filter_expr)(v)]
+        return views
+
+    def patch_store(self, name: str, body: dict, mask: str | None) -> dict:
+        record = self.store_record(name)
+        view = record["view"]
+        allowed = {"labels", "notificationConfig", "notificationConfigs", "streamConfigs"}
+        for p in _mask_paths(mask):
+            top = p.split(".")[0]
+            top = {"notification_config": "notificationConfig", "notification_configs": "notificationConfigs",
+                   "stream_configs": "streamConfigs"}.get(top, top)
+            if top not in allowed:
+                raise invalid_argument(f"Invalid update mask path {p!r}: updatable fields are {', '.join(sorted(allowed))}.")
+            if top == "labels":
+                _check_labels(body.get("labels"))
+            if body.get(top) in (None, {}, []):
+                view.pop(top, None)
+            else:
+                view[top] = body[top]
+        self.docs.put(STORE, name, record)
+        return view
+
+    def delete_store(self, name: str) -> None:
+        with self.world.db.transaction():
+            self.docs.delete(STORE, name)
+            self.docs.delete(POLICY, name)
+        self.index.drop_store(name)
+
+    def sid(self, store_name: str) -> int:
+        return self.index.store_id(store_name, create=True)
+
+    # ---- IAM ----------------------------------------------------------------------------------
+    def get_policy(self, resource: str, requested_version: int | None) -> dict:
+        return iam.view(self.policy(resource) or iam.empty_policy(), requested_version)
+
+    def set_policy(self, resource: str, body: dict) -> dict:
+        policy = body.get("policy")
+        if not isinstance(policy, dict):
+            raise invalid_argument("policy is required.", [("policy", "required")])
+        for b in policy.get("bindings") or []:
+            role = b.get("role") or ""
+            if not (role.startswith("roles/") or "/roles/" in role):
+                raise invalid_argument(f"Role {role!r} is not a valid role name.")
+            for m in b.get("members") or []:
+                self._check_member(m)
+        self.world.latency.sleep("sync:healthcare.setIamPolicy")
+        with self.world.db.transaction():
+            new = iam.replace(self.policy(resource) or iam.empty_policy(), policy)
+            self.docs.put(POLICY, resource, new)
+        return iam.view(new, 3)
+
+    def _check_member(self, member: str) -> None:
+        if member in ("allUsers", "allAuthenticatedUsers"):
+            return
+        kind, sep, who = member.partition(":")
+        if not sep or not who or kind not in ("user", "serviceAccount", "group", "domain", "principal", "principalSet",
+                                              "deleted", "projectOwner", "projectEditor", "projectViewer"):
+            raise invalid_argument(f"Invalid member {member!r} in the policy.")
+        if kind == "serviceAccount":
+            usage = getattr(self.world, "serviceusage", None)
+            parsed = usage.parse_agent_email(who) if usage is not None else None
+            if parsed and not usage.agent_exists(*parsed):
+                raise ApiError("INVALID_ARGUMENT", f"Service account {who} does not exist.",
+                               [error_info("INVALID_IAM_POLICY", "healthcare.googleapis.com", {"member": member})])
+
+    def test_permissions(self, principal: str | None, permissions: list[str], policies: list[dict | None]) -> dict:
+        if not isinstance(permissions, list):
+            raise invalid_argument("permissions must be a list.")
+        held = []
+        for p in permissions:
+            if not isinstance(p, str) or "." not in p or "*" in p:
+                raise invalid_argument(f"Permission {p!r} is not valid.")
+            if not p.startswith("healthcare."):
+                raise invalid_argument(f"Permission {p} is not valid for this resource.")
+            if not self.world.options.enforce_iam or iam.allowed(principal or "", p, [x for x in policies if x]):
+                held.append(p)
+        return {"permissions": held} if held else {}
+
+    # ---- ingest -------------------------------------------------------------------------------
+    def ingest_blobs(self, store_name: str, blobs: list[tuple[str, int]]) -> list[IngestResult | str]:
+        """Parse and index stored blobs; each result is an IngestResult or the reason it is not DICOM."""
+        parsed, out = [], []
+        positions = []
+        for key, size in blobs:
+            try:
+                parsed.append((parse_file(self.world.blobs.path(key)), key, size))
+                positions.append(len(out))
+                out.append(None)
+            except NotDicom as exc:
+                out.append(str(exc))
+            except OSError as exc:
+                out.append(f"cannot read object: {exc}")
+        if parsed:
+            results = self.index.ingest(self.sid(store_name), parsed)
+            for pos, res in zip(positions, results):
+                out[pos] = res
+        return out
+
+    # ---- import -------------------------------------------------------------------------------
+    def start_import(self, store_name: str, project: dict, body: dict) -> dict:
+        if body.get("blobStorageSettings"):
+            raise invalid_argument("blobStorageSettings is not supported in v1.")
+        uri = (body.get("gcsSource") or {}).get("uri")
+        bucket, path = parse_gcs_uri(uri, "gcsSource.uri")
+        prefix = check_import_glob(path, uri)
+        dataset = store_name.rsplit("/dicomStores/", 1)[0]
+        op_name = self._op_name(dataset)
+        op_id = op_name.rsplit("/", 1)[1]
+        now = self.world.clock()
+        metadata = {"@type": METADATA_TYPE, "apiMethodName": IMPORT_METHOD, "createTime": timestamp(now),
+                    "logsUrl": self._logs_url(project["projectId"], op_id)}
+        storage = getattr(self.world, "storage", None)
+        objects: list[tuple[str, str, int]] = []
+        if storage is not None and storage.bucket(bucket) is not None:
+            objects = list(storage.iter_objects(bucket, glob=path if path != prefix else None, prefix=prefix))
+            if path == prefix:   # no wildcard: exactly that object
+                objects = [o for o in objects if o[0] == path]
+        seconds = (self.world.latency.seconds("op:healthcare.import")
+                   + self.world.latency.seconds("op:healthcare.import.per_instance", len(objects)))
+        if self.world.faults.draw_operation():
+            return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
+                                               done_metadata={**metadata, "endTime": timestamp(now + seconds)})
+        view = self.world.operations.start(op_name, {**metadata, "counter": {"pending": str(len(objects))}} if objects
+                                           else metadata, seconds=seconds, busy=True)
+        agent = f"serviceAccount:{self.agent_email(project['number'])}"
+        thread = threading.Thread(target=self._run_import, name=f"import-{op_id}", daemon=True,
+                                  args=(op_name, metadata, now + seconds, store_name, bucket, uri, agent, objects))
+        thread.start()
+        return view
+
+    def _run_import(self, op_name: str, metadata: dict, done_at: float, store_name: str, bucket: str, uri: str,
+                    agent: str, objects: list[tuple[str, str, int]]) -> None:
+        def end(error: dict | None = None, counter: dict | None = None) -> None:
+            meta = {**metadata, "endTime": timestamp(max(self.world.clock(), done_at))}
+            if counter:
+                meta["counter"] = counter
+            if error:
+                self.world.operations.finish(op_name, error=error, done_metadata=meta)
+            else:
+                self.world.operations.finish(op_name, response={"@type": IMPORT_RESPONSE_TYPE}, done_metadata=meta)
+
+        try:
+            storage = getattr(self.world, "storage", None)
+            if storage is None or storage.bucket(bucket) is None:
+                return end({"code": 5, "message": f"Cloud Storage bucket {bucket} not found: cannot import {uri}."})
+            if not storage.can_read(agent, bucket):
+                return end({"code": 7, "message": GCS_PERMISSION_MESSAGE})
+            if not objects:
+                return end({"code": 5, "message": f"No objects found matching {uri}."})
+            success = failure = 0
+            total = len(objects)
+            for i in range(0, total, IMPORT_BATCH):
+                if self.store_record(store_name) is None:   # the store was deleted meanwhile
+                    return end({"code": 5, "message": f"DICOM store {store_name} was deleted during the import."},
+                               _counter(success, failure + total - i, 0))
+                batch = objects[i:i + IMPORT_BATCH]
+                for res in self.ingest_blobs(store_name, [(key, size) for _, key, size in batch]):
+                    if isinstance(res, IngestResult) and res.outcome in ("stored", "duplicate"):
+                        success += 1
+                    else:
+                        failure += 1
+                pending = total - i - len(batch)
+                if pending:
+                    self.world.operations.update_metadata(op_name, {**metadata, "counter": _counter(success, failure, pending)})
+            counter = _counter(success, failure, 0)
+            if failure:
+                return end({"code": 13, "message": f"{failure} of {total} files failed to import; the errors are in "
+                                                   f"Cloud Logging: see metadata.logsUrl."}, counter)
+            end(None, counter)
+        except Exception as exc:  # noqa: BLE001 - an import must always finish
+            end({"code": 13, "message": f"Internal error during import: {exc}"})
+
+    # ---- export -------------------------------------------------------------------------------
+    def start_export(self, store_name: str, project: dict, body: dict) -> dict:
+        from provision.emulator.healthcare.pixels import UNCOMPRESSED_LE  # noqa: F401 (import check)
+
+        if body.get("bigqueryDestination") or body.get("filterConfig"):
+            raise ApiError("UNIMPLEMENTED", "The emulator exports to Cloud Storage only, without filterConfig.")
+        dest = body.get("gcsDestination") or {}
+        bucket, prefix = parse_gcs_uri(dest.get("uriPrefix"), "gcsDestination.uriPrefix")
+        mime = (dest.get("mimeType") or "").replace(" ", "")
+        if mime not in ("", "application/dicom", "application/dicom;transfer-syntax=*",
+                        "application/dicom;transfer-syntax=1.2.840.10008.1.2.1"):
+            raise invalid_argument(f"Unsupported export mimeType {dest.get('mimeType')!r}: the emulator exports "
+                                   "application/dicom, as stored or in Explicit VR Little Endian.")
+        dataset = store_name.rsplit("/dicomStores/", 1)[0]
+        op_name = self._op_name(dataset)
+        now = self.world.clock()
+        metadata = {"@type": METADATA_TYPE, "apiMethodName": EXPORT_METHOD, "createTime": timestamp(now),
+                    "logsUrl": self._logs_url(project["projectId"], op_name.rsplit("/", 1)[1])}
+        seconds = self.world.latency.seconds("op:healthcare.import")
+        if self.world.faults.draw_operation():
+            return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
+                                               done_metadata={**metadata, "endTime": timestamp(now + seconds)})
+        view = self.world.operations.start(op_name, metadata, seconds=seconds, busy=True)
+        agent = f"serviceAccount:{self.agent_email(project['number'])}"
+        threading.Thread(target=self._run_export, daemon=True, name="export",
+                         args=(op_name, metadata, now + seconds, store_name, bucket, prefix.rstrip("/"), mime, agent)).start()
+        return view
+
+    def _run_export(self, op_name, metadata, done_at, store_name, bucket, prefix, mime, agent) -> None:
+        from provision.emulator.healthcare.pixels import UNCOMPRESSED_LE, to_explicit_le
+
+        def end(error=None, counter=None):
+            meta = {**metadata, "endTime": timestamp(max(self.world.clock(), done_at))}
+            if counter:
+                meta["counter"] = counter
+            if error:
+                self.world.operations.finish(op_name, error=error, done_metadata=meta)
+            else:
+                self.world.operations.finish(op_name, response={"@type": EXPORT_RESPONSE_TYPE}, done_metadata=meta)
+
+        try:
+            storage = getattr(self.world, "storage", None)
+            if storage is None or storage.bucket(bucket) is None:
+                return end({"code": 5, "message": f"Cloud Storage bucket {bucket} not found."})
+            if not storage.holds(agent, "storage.objects.create", bucket):
+                return end({"code": 7, "message": GCS_PERMISSION_MESSAGE})
+            rows = self.index.all_instances(self.sid(store_name), "study, series, sop, blob, ts")
+            done = 0
+            for study, series, sop, blob, ts in rows:
+                path = self.world.blobs.path(blob)
+                if mime.endswith("1.2.840.10008.1.2.1") and ts not in UNCOMPRESSED_LE[:1]:
+                    data = to_explicit_le(path, ts)
+                else:
+                    data = path.read_bytes()
+                name = f"{prefix}/{study}/{series}/{sop}.dcm" if prefix else f"{study}/{series}/{sop}.dcm"
+                storage.put_object(bucket, name, data, "application/dicom")
+                done += 1
+            end(None, _counter(done, 0, 0))
+        except ApiError as exc:
+            end(exc.rpc_status())
+        except Exception as exc:  # noqa: BLE001
+            end({"code": 13, "message": f"Internal error during export: {exc}"})
+
+    # ---- DICOMweb delete ----------------------------------------------------------------------
+    def delete_dicom(self, store_name: str, project: dict, study: str, series: str | None) -> dict:
+        sid = self.sid(store_name)
+        dataset = store_name.rsplit("/dicomStores/", 1)[0]
+        op_name = self._op_name(dataset)
+        now = self.world.clock()
+        metadata = {"@type": METADATA_TYPE, "apiMethodName": DELETE_SERIES if series else DELETE_STUDY,
+                    "createTime": timestamp(now), "logsUrl": self._logs_url(project["projectId"], op_name.rsplit("/", 1)[1])}
+        seconds = self.world.latency.seconds("op:healthcare.delete")
+        done_meta = {**metadata, "endTime": timestamp(now + seconds)}
+        if self.world.faults.draw_operation():
+            return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
+                                               done_metadata=done_meta)
+        self.index.delete(sid, study, series)
+        return self.world.operations.start(op_name, metadata, seconds=seconds, response={"@type": EMPTY_TYPE},
+                                           done_metadata=done_meta)
+
+    # ---- world hooks --------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.index.reset()
+
+    def dump(self) -> dict:
+        return {"healthcare": {"dicomStores": self.index.summary()}}
+
+
+Backend = Healthcare
+
+
+def _counter(success: int, failure: int, pending: int) -> dict:
+    """ProgressCounter as proto3 JSON: int64 as strings, zero fields left out."""
+    out = {}
+    for k, v in (("success", success), ("failure", failure), ("pending", pending)):
+        if v:
+            out[k] = str(v)
+    return out
+
+
+def _mask_paths(mask: str | None) -> list[str]:
+    if not mask:
+        raise invalid_argument("updateMask is required.", [("update_mask", "required")])
+    return [p.strip() for p in mask.split(",") if p.strip()]
+
+
+def _check_labels(labels: Any) -> None:
+    if labels is None:
+        return
+    if not isinstance(labels, dict) or len(labels) > 64:
+        raise invalid_argument("labels must be a map of at most 64 entries.")
+    for k, v in labels.items():
+        if not (1 <= len(k) <= 63 and k[0].isalpha() and k[0].islower()
+                and all(c.islower() or c.isdigit() or c in "_-" for c in k)):
+            raise invalid_argument(f"Invalid label key {k!r}: 1-63 lower-case letters, digits, '_' or '-', "
+                                   "starting with a letter.")
+        if not isinstance(v, str) or len(v) > 63 or not all(c.islower() or c.isdigit() or c in "_-" for c in v):
+            raise invalid_argument(f"Invalid label value {v!r} for key {k!r}.")
+
+
+def _label_filter(expr: str):
+    """`labels.KEY=VALUE` (and `labels.KEY:*`), joined with AND: the filters dicomStores.list documents."""
+    terms = [t.strip() for t in expr.replace(" and ", " AND ").split(" AND ") if t.strip()]
+    checks = []
+    for t in terms:
+        if t.startswith("labels.") and "=" in t:
+            k, _, v = t[7:].partition("=")
+            checks.append(lambda view, k=k.strip(), v=v.strip().strip('"'): view.get("labels", {}).get(k) == v)
+        elif t.startswith("labels.") and t.endswith(":*"):
+            checks.append(lambda view, k=t[7:-2].strip(): k in view.get("labels", {}))
+        else:
+            raise invalid_argument(f"Unsupported filter {expr!r}: use labels.KEY=VALUE.")
+    return lambda view: all(c(view) for c in checks)
