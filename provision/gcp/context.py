@@ -1,0 +1,112 @@
+"""What a resource function gets: the target, the retry policy, a deadline, and a way to report.
+
+Resource modules never sleep or loop themselves: `ctx.call(fn)` retries under the step's
+deadline and reports each retry with its reason; `ctx.wait_*` waits for an operation with
+growing intervals; `ctx.progress` and `ctx.note` feed the engine's events.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, TypeVar
+
+from provision.gcp import operations
+from provision.gcp.retry import RetryPolicy, service_disabled_after_enable
+from provision.gcp.target import Target
+
+T = TypeVar("T")
+
+# Step deadlines (seconds), per kind of work: generous on Google (Terraform uses 20 min for
+# enables and project creation), the same figures on the emulator since it never needs them.
+DEADLINES = {
+    "default": 600.0,
+    "project": 1200.0,
+    "apis": 1200.0,
+    "import": 3600.0,
+    "read": 120.0,
+}
+
+
+@dataclass
+class Reporter:
+    """Callbacks the engine plugs in; all optional."""
+
+    on_retry: Callable[[int, float, str], None] | None = None
+    on_progress: Callable[[str, int | None, int | None], None] | None = None
+    on_note: Callable[[str], None] | None = None
+
+
+@dataclass
+class Ctx:
+    target: Target
+    step: str = "read"
+    policy: RetryPolicy | None = None
+    reporter: Reporter = field(default_factory=Reporter)
+    deadline_s: float | None = None
+    cancel: threading.Event | None = None
+    services: tuple[str, ...] = ()      # services this run enables (SERVICE_DISABLED for them is retried)
+    facts: dict = field(default_factory=dict)  # outputs shared between steps (project number, agent email)
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.policy is None:
+            base = RetryPolicy(first=self.target.first_backoff, cap=self.target.max_backoff)
+            self.policy = base.with_predicates(service_disabled_after_enable(self.services)) if self.services else base
+        if self.deadline_s is None:
+            self.deadline_s = DEADLINES.get(self.step.split(":")[0], DEADLINES["default"])
+
+    @property
+    def deadline(self) -> float:
+        return self.started + float(self.deadline_s or 600.0)
+
+    def for_step(self, step: str, reporter: Reporter | None = None, deadline_s: float | None = None) -> "Ctx":
+        """A context for one step, sharing facts, policy and cancellation."""
+        return Ctx(self.target, step, self.policy, reporter or Reporter(), deadline_s, self.cancel,
+                   self.services, self.facts)
+
+    # -------------------------------------------------------------- calling
+    def call(self, fn: Callable[[], T], *, within: float | None = None,
+             only: Callable[[BaseException], bool] | None = None) -> T:
+        """Run `fn`, retrying what the policy says is retryable, until the step's deadline
+        (or `within` seconds from now, if sooner)."""
+        deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
+        return self.policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel, only=only)
+
+    def execute(self, request: Any, **kw: Any) -> Any:
+        """`ctx.call(request.execute)` for a googleapiclient request (num_retries=0: we retry)."""
+        return self.call(lambda: request.execute(num_retries=0), **kw)
+
+    # -------------------------------------------------------------- waiting
+    def _wait_kw(self, on_poll=None) -> dict:
+        return dict(deadline=self.deadline, policy=self.policy, on_poll=on_poll,
+                    on_retry=self.reporter.on_retry, cancel=self.cancel)
+
+    def wait_serviceusage(self, op: dict, version: str = "v1") -> dict:
+        return operations.serviceusage(self.target, op, version=version, **self._wait_kw())
+
+    def wait_healthcare(self, op: dict, on_poll: Callable[[dict], None] | None = None) -> dict:
+        return operations.healthcare(self.target, op, **self._wait_kw(on_poll))
+
+    def wait_crm(self, operation: Any) -> Any:
+        return operations.crm(self.target, operation, **self._wait_kw())
+
+    # -------------------------------------------------------------- reporting
+    def progress(self, message: str, done: int | None = None, total: int | None = None) -> None:
+        if self.reporter.on_progress:
+            self.reporter.on_progress(message, done, total)
+
+    def note(self, message: str) -> None:
+        if self.reporter.on_note:
+            self.reporter.on_note(message)
+
+    def parallel(self, fns: Iterable[Callable[[], T]], workers: int = 8) -> list[T]:
+        """Run independent calls in parallel (reads); the first error is raised after all finish."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        fns = list(fns)
+        if len(fns) <= 1:
+            return [fn() for fn in fns]
+        with ThreadPoolExecutor(max_workers=min(workers, len(fns)), thread_name_prefix="read") as pool:
+            futures = [pool.submit(fn) for fn in fns]
+            return [f.result() for f in futures]

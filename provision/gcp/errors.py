@@ -1,0 +1,353 @@
+"""One reading of every error the client libraries raise, and one clear message for the user.
+
+`parse(exc)` turns a googleapiclient `HttpError`, an api_core `GoogleAPICallError` (which is
+also what google-cloud-storage raises), a finished operation's error, or a network failure
+into a `GoogleError` (HTTP status, canonical status, message, ErrorInfo reason and metadata).
+`to_provision_error` wraps it as a `StepError` that names the step, the resource, Google's
+message, the reason and the fix. Nothing here ever looks at request headers, so an access
+token cannot leak into a message.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from provision.errors import ProvisionError
+
+# google.rpc.Code numbers and names (an operation's error carries the number).
+RPC_CODES = {
+    0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION",
+    10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    15: "DATA_LOSS", 16: "UNAUTHENTICATED",
+}
+HTTP_DEFAULT_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                       412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                       501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+
+# Permission prefix -> the predefined role to ask for (what the fix names).
+ROLE_FOR_PERMISSION = (
+    ("resourcemanager.projects.create", "roles/resourcemanager.projectCreator", "Project Creator"),
+    ("resourcemanager.projects.setIamPolicy", "roles/resourcemanager.projectIamAdmin", "Project IAM Admin"),
+    ("resourcemanager.projects.getIamPolicy", "roles/resourcemanager.projectIamAdmin", "Project IAM Admin"),
+    ("resourcemanager.projects.createBillingAssignment", "roles/billing.projectManager", "Project Billing Manager"),
+    ("resourcemanager.projects.get", "roles/resourcemanager.projectIamAdmin", "Project IAM Admin"),
+    ("billing.", "roles/billing.user", "Billing Account User"),
+    ("serviceusage.", "roles/serviceusage.serviceUsageAdmin", "Service Usage Admin"),
+    ("healthcare.", "roles/healthcare.datasetAdmin", "Healthcare Dataset Administrator"),
+    ("storage.", "roles/storage.admin", "Storage Admin"),
+)
+
+
+def role_for(permission: str) -> tuple[str, str]:
+    """(role, title) of the predefined role that grants `permission`."""
+    for prefix, role, title in ROLE_FOR_PERMISSION:
+        if permission.startswith(prefix):
+            return role, title
+    return "roles/owner", "Owner"
+
+
+@dataclass
+class GoogleError:
+    """What an error says, whichever library raised it."""
+
+    http_status: int | None = None        # 403; None for a finished operation's error or a network failure
+    status: str | None = None             # canonical: PERMISSION_DENIED, ABORTED, ...
+    message: str = ""
+    reason: str | None = None             # ErrorInfo.reason (or Storage's errors[].reason)
+    domain: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    details: list[dict] = field(default_factory=list)
+    rpc_code: int | None = None           # for operation errors
+    network: bool = False                 # connection reset, timeout, refused
+
+    @property
+    def code_text(self) -> str:
+        bits = [str(self.http_status)] if self.http_status else []
+        if self.status:
+            bits.append(self.status)
+        return " ".join(bits) or "error"
+
+    def help_links(self) -> list[str]:
+        out = []
+        for d in self.details:
+            for link in d.get("links", []) or []:
+                if link.get("url"):
+                    out.append(link["url"])
+        return out
+
+
+class OperationFailed(Exception):
+    """A long-running operation finished with `error` (google.rpc.Status)."""
+
+    def __init__(self, name: str, error: dict, metadata: dict | None = None):
+        self.name = name
+        self.error = error or {}
+        self.metadata = metadata or {}
+        self.code = int(self.error.get("code", 2) or 2)
+        super().__init__(self.error.get("message") or f"operation {name} failed")
+
+
+class RawHttpError(Exception):
+    """A non-2xx answer to a raw AuthorizedSession call (DICOMweb)."""
+
+    def __init__(self, status: int, body: str, url: str = ""):
+        self.status = status
+        self.body = body
+        self.url = url
+        super().__init__(f"HTTP {status} from {url}")
+
+
+def raise_for_status(response) -> None:
+    """Raise RawHttpError for a requests Response that is not 2xx."""
+    if response.status_code >= 400:
+        raise RawHttpError(response.status_code, response.text[:4000], response.url.split("?")[0])
+
+
+class OperationTimeout(Exception):
+    def __init__(self, name: str, seconds: float):
+        self.name = name
+        self.seconds = seconds
+        super().__init__(f"operation {name} did not finish within {seconds:.0f} s")
+
+
+class StepError(ProvisionError):
+    """A step failed: names the step, the resource, Google's message, the reason and the fix."""
+
+    def __init__(self, step: str, resource: str | None, message: str, *, google: GoogleError | None = None,
+                 fix: str | None = None, action: str | None = None):
+        self.step = step
+        self.resource = resource
+        self.google = google
+        self.fix = fix
+        self.detail = message
+        self.action = action
+        head = f"step {step!r}"
+        if resource:
+            head += f" ({action + ' ' if action else ''}{resource})"
+        text = f"{head} failed: {message}"
+        if google and google.reason and google.reason not in message:
+            text += f" [reason: {google.reason}]"
+        if fix:
+            text += f"\n  fix: {fix}"
+        super().__init__(text)
+
+
+# ---------------------------------------------------------------------------- parsing
+def _from_body(ge: GoogleError, body: Any) -> None:
+    if not isinstance(body, dict):
+        return
+    err = body.get("error", body)
+    if not isinstance(err, dict):
+        if isinstance(err, str):
+            ge.message = ge.message or err
+        return
+    ge.message = err.get("message") or ge.message
+    if isinstance(err.get("status"), str):
+        ge.status = err["status"]
+    if isinstance(err.get("code"), int) and ge.http_status is None:
+        ge.http_status = err["code"]
+    details = err.get("details") or []
+    if isinstance(details, list):
+        ge.details = [d for d in details if isinstance(d, dict)]
+    for d in ge.details:
+        if str(d.get("@type", "")).endswith("google.rpc.ErrorInfo"):
+            ge.reason = d.get("reason") or ge.reason
+            ge.domain = d.get("domain") or ge.domain
+            ge.metadata = dict(d.get("metadata") or {})
+            break
+    if not ge.reason:
+        errors = err.get("errors") or []
+        if errors and isinstance(errors[0], dict):
+            ge.reason = errors[0].get("reason") or None
+
+
+def parse(exc: BaseException) -> GoogleError | None:
+    """Read any client-library error; None when `exc` is not an API or network error."""
+    if isinstance(exc, OperationFailed):
+        ge = GoogleError(rpc_code=exc.code, status=RPC_CODES.get(exc.code, "UNKNOWN"))
+        _from_body(ge, {"error": exc.error})
+        ge.http_status = None
+        return ge
+    if isinstance(exc, RawHttpError):
+        ge = GoogleError(http_status=exc.status)
+        try:
+            _from_body(ge, json.loads(exc.body))
+        except ValueError:
+            ge.message = exc.body.strip()[:300]
+        ge.http_status = exc.status
+        ge.status = ge.status or HTTP_DEFAULT_STATUS.get(exc.status)
+        ge.message = ge.message or f"HTTP {exc.status}"
+        return ge
+    try:
+        from googleapiclient.errors import HttpError
+    except ImportError:  # pragma: no cover
+        HttpError = ()  # type: ignore[assignment]
+    if HttpError and isinstance(exc, HttpError):
+        ge = GoogleError(http_status=int(exc.resp.status))
+        try:
+            _from_body(ge, json.loads(exc.content.decode("utf-8", "replace") if isinstance(exc.content, bytes) else exc.content))
+        except (ValueError, AttributeError):
+            ge.message = str(getattr(exc, "reason", "") or "")
+        ge.http_status = int(exc.resp.status)
+        ge.status = ge.status or HTTP_DEFAULT_STATUS.get(ge.http_status)
+        ge.message = ge.message or str(getattr(exc, "reason", "") or f"HTTP {ge.http_status}")
+        return ge
+    from google.api_core import exceptions as core
+
+    if isinstance(exc, core.GoogleAPICallError):
+        ge = GoogleError(http_status=exc.code if isinstance(exc.code, int) else None, message=exc.message or "")
+        response = getattr(exc, "response", None)
+        body = None
+        if response is not None:
+            try:
+                body = response.json()
+            except Exception:
+                body = None
+        if body is not None:
+            _from_body(ge, body)
+        else:
+            errors = getattr(exc, "errors", None) or []
+            if errors and isinstance(errors[0], dict):
+                ge.reason = errors[0].get("reason")
+        if getattr(exc, "reason", None):
+            ge.reason = ge.reason or exc.reason
+            ge.domain = ge.domain or exc.domain
+            ge.metadata = ge.metadata or dict(exc.metadata or {})
+        if isinstance(exc.code, int):
+            ge.http_status = exc.code
+        ge.status = ge.status or HTTP_DEFAULT_STATUS.get(ge.http_status or 0)
+        if not ge.message:
+            ge.message = str(exc)
+        return ge
+    if _is_network(exc):
+        return GoogleError(network=True, message=f"{type(exc).__name__}: {_safe(str(exc))}")
+    return None
+
+
+def _is_network(exc: BaseException) -> bool:
+    import http.client
+    import socket
+
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException)):
+        return True
+    try:
+        import requests
+
+        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                            requests.exceptions.ChunkedEncodingError)):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import google.auth.exceptions as gae
+
+        if isinstance(exc, gae.TransportError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import httplib2
+
+        if isinstance(exc, httplib2.HttpLib2Error):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from google.api_core import exceptions as core
+
+        if isinstance(exc, core.RetryError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+_TOKEN_RE = re.compile(r"(ya29\.[\w.-]+|Bearer\s+\S+|emulator:\S+@\S+?(?=[\s'\"]|$)|access_token=[^&\s]+)", re.I)
+
+
+def _safe(text: str) -> str:
+    """Remove anything that looks like a bearer token from a message."""
+    return _TOKEN_RE.sub("<redacted>", text)
+
+
+# ---------------------------------------------------------------------------- fixes
+def fix_for(ge: GoogleError, *, project: str | None = None) -> str | None:
+    """What the user should do about an error, when we can tell."""
+    msg = ge.message or ""
+    if ge.reason in ("SERVICE_DISABLED", "accessNotConfigured") or "has not been used in project" in msg:
+        svc = ge.metadata.get("service") or _re1(r"apis/api/([\w.-]+)/", msg) or "the API"
+        return (f"enable {svc} (list it under `apis:` in the blueprint and apply again); if it was just "
+                "enabled, wait a few minutes for it to propagate and retry")
+    if ge.reason == "UREQ_PROJECT_BILLING_NOT_FOUND" or re.search(r"[Bb]illing (account )?.*(not found|disabled|must be enabled)", msg):
+        return ("link a billing account to the project: set `project.billing_account` in the blueprint "
+                "(you need Billing Account User on it), then apply again")
+    if ge.status == "PERMISSION_DENIED" or ge.http_status == 403:
+        perm = _re1(r"[Pp]ermission '([\w.]+)'", msg) or _re1(r"([a-z]+\.[a-zA-Z]+\.[a-zA-Z]+) (?:permission|access)", msg)
+        if perm:
+            role, title = role_for(perm)
+            where = f" on project {project}" if project else ""
+            return f"ask an administrator for {title} ({role}){where}: it grants {perm}"
+        return "check that your account has the roles this step needs (see `provision plan`, which lists missing permissions)"
+    if ge.status == "UNAUTHENTICATED" or ge.http_status == 401:
+        return "refresh your credentials: `gcloud auth application-default login`"
+    if ge.network:
+        return "check the network and the endpoint; the call is safe to retry with `provision apply`"
+    if ge.status == "RESOURCE_EXHAUSTED" or ge.http_status == 429:
+        return "a quota was exceeded; wait and apply again, or ask for a quota increase"
+    return None
+
+
+def _re1(pattern: str, text: str) -> str | None:
+    m = re.search(pattern, text)
+    return m.group(1) if m else None
+
+
+def to_provision_error(exc: BaseException, step: str, resource: str | None = None, *,
+                       action: str | None = None, project: str | None = None, fix: str | None = None) -> ProvisionError:
+    """Any exception raised by a step as one clear ProvisionError."""
+    if isinstance(exc, ProvisionError):
+        return exc
+    if isinstance(exc, OperationTimeout):
+        return StepError(step, resource, str(exc), action=action,
+                         fix=fix or "the operation is still running on Google's side; run `provision apply` again later to resume")
+    ge = parse(exc)
+    if ge is None:
+        return StepError(step, resource, f"{type(exc).__name__}: {_safe(str(exc))}", action=action, fix=fix)
+    text = f"{ge.code_text}: {_safe(ge.message)}" if not ge.network else _safe(ge.message)
+    if isinstance(exc, OperationFailed):
+        text = f"operation {exc.name} failed with {ge.status} (code {exc.code}): {_safe(ge.message)}"
+    return StepError(step, resource, text, google=ge, fix=fix or fix_for(ge, project=project), action=action)
+
+
+def is_status(exc: BaseException, *statuses: int | str) -> bool:
+    """Whether `exc` is an API error with one of these HTTP codes or canonical statuses."""
+    ge = parse(exc)
+    if ge is None or ge.network:
+        return False
+    return any(s == ge.http_status or s == ge.status for s in statuses)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return is_status(exc, 404)
+
+
+def is_already_exists(exc: BaseException) -> bool:
+    """409 ALREADY_EXISTS (409 alone for Storage, which has no canonical status); not ABORTED."""
+    ge = parse(exc)
+    if ge is None or ge.http_status != 409:
+        return False
+    return ge.status in (None, "ALREADY_EXISTS") or ge.reason in ("conflict", "alreadyExists") or "already exists" in ge.message.lower()
+
+
+def is_absent(exc: BaseException) -> bool:
+    """404, or the 403 Google answers for a resource that may not exist ("... denied on resource
+    '…' (or it may not exist)"): Healthcare and Resource Manager hide absence behind 403."""
+    ge = parse(exc)
+    if ge is None or ge.network:
+        return False
+    if ge.http_status == 404:
+        return "not initialized" not in ge.message.lower()
+    return ge.http_status == 403 and "or it may not exist" in ge.message and ge.reason != "SERVICE_DISABLED"

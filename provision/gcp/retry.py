@@ -1,0 +1,198 @@
+"""The one retry policy: predicates that say whether an error is worth retrying, and why.
+
+A predicate is `(exc) -> (retry, reason) | None`: None means "not mine, ask the next one";
+`(False, reason)` stops the search (the error is final); `(True, reason)` retries. `run`
+calls a function under a deadline, backing off exponentially with full jitter, and reports
+every retry (attempt, delay, reason) through a callback, so a user sees why a step waits.
+
+The predicates follow what Terraform's google provider retries (reference/gcp-wire.md 4.8):
+429 and 5xx, network resets and timeouts, SERVICE_DISABLED right after an enable (eventual
+consistency), 404 "dataset not initialized", 400 "Service account ... does not exist" (a new
+service agent not yet propagated), 400 "Another activation or deactivation is in progress",
+IAM conflicts (409 ABORTED, Storage's 412) and operations that failed with INTERNAL or
+UNAVAILABLE.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, TypeVar
+
+from provision.gcp.errors import OperationFailed, parse
+
+Verdict = "tuple[bool, str] | None"
+Predicate = Callable[[BaseException], "tuple[bool, str] | None"]
+OnRetry = Callable[[int, float, str], None]
+T = TypeVar("T")
+
+
+class Cancelled(Exception):
+    """The run was interrupted while a step waited."""
+
+
+def _short(text: str, n: int = 160) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+# ---------------------------------------------------------------------------- predicates
+def transient_http(exc: BaseException):
+    """429 and 500/502/503/504: the service asks us to come back."""
+    ge = parse(exc)
+    if ge and not ge.network and ge.http_status in (429, 500, 502, 503, 504):
+        return True, f"{ge.code_text}: {_short(ge.message)}"
+    return None
+
+
+def network(exc: BaseException):
+    """Connection reset, refused for a moment, timed out."""
+    ge = parse(exc)
+    if ge and ge.network:
+        return True, f"network: {_short(ge.message)}"
+    return None
+
+
+def dataset_not_initialized(exc: BaseException):
+    """Healthcare answers 404 'dataset not initialized' for a moment after a dataset is created."""
+    ge = parse(exc)
+    if ge and ge.http_status == 404 and "not initialized" in ge.message.lower():
+        return True, "dataset not initialized yet (just created)"
+    return None
+
+
+def service_account_missing(exc: BaseException):
+    """A just-created service agent is not known to IAM yet: 400 'Service account service-N@gcp-sa-… does not exist'.
+
+    Only Google-managed service agents (`@gcp-sa-`) are waited for: a service account named in the
+    blueprint that does not exist is the user's mistake, and waiting would not fix it."""
+    ge = parse(exc)
+    text = ge.message.lower() if ge else ""
+    if ge and ge.http_status == 400 and "service account" in text and "does not exist" in text and "gcp-sa-" in text:
+        return True, "service agent not propagated yet (" + _short(ge.message, 100) + ")"
+    return None
+
+
+class NotYet(Exception):
+    """A read-back that does not show our change yet (eventual consistency); retried with backoff."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+def not_yet(exc: BaseException):
+    if isinstance(exc, NotYet):
+        return True, exc.reason
+    return None
+
+
+def activation_in_progress(exc: BaseException):
+    """Service Usage refuses overlapping enables of the same service."""
+    ge = parse(exc)
+    if ge and ge.http_status in (400, 409) and "activation or deactivation is in progress" in ge.message.lower():
+        return True, "another activation of the service is in progress"
+    if ge and ge.http_status in (400, 412) and "precondition check failed" in ge.message.lower():
+        return True, "Service Usage precondition check failed (transient)"
+    return None
+
+
+def iam_conflict(exc: BaseException):
+    """A concurrent policy change: 409 ABORTED (Resource Manager, Healthcare) or 412 (Storage)."""
+    ge = parse(exc)
+    if ge and ge.http_status == 409 and (ge.status == "ABORTED" or "concurrent" in ge.message.lower()):
+        return True, "concurrent IAM policy change (409 ABORTED): re-reading the policy"
+    if ge and ge.http_status == 412:
+        return True, "concurrent IAM policy change (412 Precondition Failed): re-reading the policy"
+    return None
+
+
+def operation_internal(exc: BaseException):
+    """A long-running operation that failed with INTERNAL (13) or UNAVAILABLE (14) is run again."""
+    if isinstance(exc, OperationFailed) and exc.code in (13, 14):
+        return True, f"operation failed with code {exc.code} ({_short(str(exc), 100)}): starting it again"
+    return None
+
+
+def service_disabled_after_enable(services: Iterable[str]) -> Predicate:
+    """403 SERVICE_DISABLED for a service this run enables: propagation, so wait.
+
+    A service the blueprint does not enable is not waited for (that is a real error)."""
+    wanted = set(services)
+
+    def predicate(exc: BaseException):
+        ge = parse(exc)
+        if ge is None or ge.http_status != 403:
+            return None
+        if ge.reason in ("SERVICE_DISABLED", "accessNotConfigured") or "has not been used in project" in ge.message:
+            svc = ge.metadata.get("service") or next((s for s in wanted if s in ge.message), None)
+            if svc in wanted:
+                return True, f"{svc} not yet active after enabling (SERVICE_DISABLED, propagating)"
+            return False, "service disabled"
+        return None
+
+    predicate.__name__ = "service_disabled_after_enable"
+    return predicate
+
+
+DEFAULT_PREDICATES: tuple[Predicate, ...] = (
+    not_yet, network, transient_http, dataset_not_initialized, service_account_missing, activation_in_progress,
+    iam_conflict, operation_internal,
+)
+
+
+# ---------------------------------------------------------------------------- policy
+@dataclass
+class RetryPolicy:
+    """Predicates + backoff. `first`/`cap` scale with the target (ms on the emulator, s on Google)."""
+
+    predicates: tuple[Predicate, ...] = DEFAULT_PREDICATES
+    first: float = 1.0
+    cap: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def with_predicates(self, *extra: Predicate) -> "RetryPolicy":
+        return RetryPolicy(tuple(extra) + self.predicates, self.first, self.cap, self.rng)
+
+    def classify(self, exc: BaseException) -> str | None:
+        """The reason to retry `exc`, or None when it is final."""
+        for predicate in self.predicates:
+            verdict = predicate(exc)
+            if verdict is not None:
+                retry, reason = verdict
+                return reason if retry else None
+        return None
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform(0, min(cap, first * 2**attempt)), never below 1 ms."""
+        ceiling = min(self.cap, self.first * (2 ** min(attempt, 30)))
+        return max(0.001, self.rng.uniform(0, ceiling))
+
+    def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
+            cancel: threading.Event | None = None, only: Callable[[BaseException], bool] | None = None) -> T:
+        """Call `fn` until it succeeds, a final error, or `deadline` (time.monotonic()) would pass.
+
+        `only`, when given, narrows which retryable errors are retried here."""
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - classified below
+                reason = self.classify(exc)
+                if reason is None or (only is not None and not only(exc)):
+                    raise
+                attempt += 1
+                wait = self.delay(attempt - 1)
+                if time.monotonic() + wait > deadline:
+                    exc.provision_attempts = attempt  # type: ignore[attr-defined]
+                    exc.provision_waited = time.monotonic() - started  # type: ignore[attr-defined]
+                    raise
+                if on_retry:
+                    on_retry(attempt, wait, reason)
+                if cancel is not None:
+                    if cancel.wait(wait):
+                        raise Cancelled() from exc
+                else:
+                    time.sleep(wait)

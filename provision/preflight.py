@@ -1,0 +1,124 @@
+"""Before changing anything: does the caller hold the permissions the plan needs?
+
+Asks `testIamPermissions` where Google answers it: the parent folder or organization (to
+create the project), the billing account (to link it), the project when it exists (everything
+else). Every missing permission is listed with the predefined role that grants it. The
+answer of the service (or the emulator, which grants everything without --enforce-iam)
+decides; a resource kind whose testIamPermissions is not served is skipped with a note.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from provision.errors import ProvisionError
+from provision.gcp.context import Ctx
+from provision.gcp.errors import is_status, role_for
+from provision.resources import billing as billing_mod
+from provision.resources import project_iam
+
+# What apply needs on an existing project, by purpose.
+PROJECT_PERMISSIONS = [
+    "resourcemanager.projects.get",
+    "resourcemanager.projects.getIamPolicy",
+    "serviceusage.services.list",
+    "serviceusage.services.enable",
+    "healthcare.datasets.get",
+    "healthcare.datasets.create",
+    "healthcare.dicomStores.get",
+    "healthcare.dicomStores.create",
+    "healthcare.dicomStores.import",
+    "healthcare.dicomStores.getIamPolicy",
+    "healthcare.dicomStores.setIamPolicy",
+    "storage.buckets.get",
+    "storage.buckets.create",
+    "storage.buckets.getIamPolicy",
+    "storage.buckets.setIamPolicy",
+    "storage.objects.list",
+    "storage.objects.create",
+]
+IAM_PERMISSIONS = ["resourcemanager.projects.setIamPolicy"]
+CREATE_PERMISSIONS = ["resourcemanager.projects.create"]
+BILLING_PERMISSIONS = ["billing.resourceAssociations.create"]
+
+
+@dataclass
+class Missing:
+    resource: str
+    permission: str
+    role: str
+    title: str
+
+    def text(self) -> str:
+        return f"{self.permission} on {self.resource}: ask for {self.title} ({self.role})"
+
+
+class PreflightError(ProvisionError):
+    def __init__(self, missing: list[Missing], project: str):
+        self.missing = missing
+        lines = [f"preflight: you lack {len(missing)} permission(s) this blueprint needs (project {project}); "
+                 "nothing was changed:"]
+        by_role: dict[tuple[str, str], list[Missing]] = {}
+        for m in missing:
+            by_role.setdefault((m.role, m.resource), []).append(m)
+        for (role, resource), ms in by_role.items():
+            lines.append(f"  - {ms[0].title} ({role}) on {resource}: grants {', '.join(m.permission for m in ms)}")
+        lines.append("  fix: ask an administrator for these roles (or run as an account that has them), then try again")
+        super().__init__("\n".join(lines))
+
+
+def _project_needs(bp: Any) -> list[str]:
+    perms = list(PROJECT_PERMISSIONS) + IAM_PERMISSIONS  # setIamPolicy: the service agent's role, at least
+    if not bp.bucket or not bp.bucket.create:
+        perms = [p for p in perms if p != "storage.buckets.create"]
+    return perms
+
+
+def check(ctx: Ctx, bp: Any, project_exists: bool, billing_linked: bool | None = None) -> tuple[list[Missing], list[str]]:
+    """(missing permissions, notes). Reads only."""
+    missing: list[Missing] = []
+    notes: list[str] = []
+    pid = bp.project.id
+    jobs = []
+
+    def on_project():
+        got = project_iam.test_permissions(ctx, pid, _project_needs(bp))
+        return [(f"projects/{pid}", p) for p in _project_needs(bp) if p not in got]
+
+    def on_parent():
+        parent = bp.project.parent
+        kind = parent.split("/")[0]
+        client = ctx.target.folders() if kind == "folders" else ctx.target.organizations()
+        try:
+            resp = ctx.call(lambda: client.test_iam_permissions(
+                request={"resource": parent, "permissions": CREATE_PERMISSIONS}, retry=None))
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 404, 501):
+                notes.append(f"could not check permissions on {parent} (testIamPermissions not served)")
+                return []
+            raise
+        got = set(resp.permissions)
+        return [(parent, p) for p in CREATE_PERMISSIONS if p not in got]
+
+    def on_billing():
+        acct = billing_mod.account_name(bp.project.billing_account)
+        try:
+            got = billing_mod.test_permissions(ctx, bp.project.billing_account, BILLING_PERMISSIONS)
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 404, 501):
+                notes.append(f"could not check permissions on {acct} (not found or not served)")
+                return []
+            raise
+        return [(acct, p) for p in BILLING_PERMISSIONS if p not in got]
+
+    if project_exists:
+        jobs.append(on_project)
+    elif bp.project.parent:
+        jobs.append(on_parent)
+    if bp.project.billing_account and not billing_linked:
+        jobs.append(on_billing)
+    for found in ctx.parallel(jobs):
+        for resource, perm in found:
+            role, title = role_for(perm)
+            missing.append(Missing(resource, perm, role, title))
+    return missing, notes

@@ -1,0 +1,139 @@
+"""Rendering engine events with rich, on stderr.
+
+On a terminal: a live block, one line per step with its state, elapsed time, a spinner while
+it runs (long-running operations included) and import counters as they move. Elsewhere (CI,
+pipes): one plain line per event that matters (start, retry, note, done, failed, skipped),
+and progress lines only when a counter moves. Usable as a listener: `with Progress() as p:
+provisioner.apply(bp, target, p)`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from provision.engine import Event
+
+ICON = {"pending": "·", "done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}
+
+
+class Progress:
+    def __init__(self, console: Any = None, live: bool | None = None, show_noop: bool = False):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True, soft_wrap=True)
+        self.live_mode = self.console.is_terminal if live is None else live
+        self.show_noop = show_noop
+        self._lock = threading.RLock()
+        self._rows: dict[str, dict] = {}
+        self._order: list[str] = []
+        self._live = None
+        self._last_progress: dict[str, tuple] = {}
+
+    # ------------------------------------------------------------------ context
+    def __enter__(self) -> "Progress":
+        if self.live_mode:
+            from rich.live import Live
+
+            self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False,
+                              get_renderable=self._render)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
+
+    # ------------------------------------------------------------------ listener
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._update(event)
+            if not self.live_mode:
+                self._print(event)
+
+    def _update(self, e: Event) -> None:
+        if e.kind == "plan" and e.steps:
+            for s in e.steps:
+                if s.id not in self._rows:
+                    self._order.append(s.id)
+                self._rows[s.id] = {"id": s.id, "action": s.action, "state": "pending", "t0": None,
+                                    "elapsed": 0.0, "detail": ", ".join(s.changes[:2])}
+            return
+        row = self._rows.get(e.step)
+        if row is None:
+            return
+        if e.kind == "start":
+            row.update(state="running", t0=time.monotonic())
+        elif e.kind == "progress":
+            row["detail"] = e.message + (f" [{e.done}/{e.total}]" if e.total else "")
+        elif e.kind == "retry":
+            row["detail"] = f"retrying: {e.message} (attempt {e.attempt})"
+        elif e.kind in ("done", "failed", "skipped"):
+            row.update(state=e.kind, elapsed=e.elapsed, detail=(e.message or "").splitlines()[0] if e.message else "")
+
+    def _print(self, e: Event) -> None:
+        from rich.markup import escape
+
+        c = self.console
+        tag = f"[dim]{escape(e.project)}[/] " if e.project else ""
+        e = _escaped(e, escape)
+        if e.kind == "reading":
+            c.print(f"{tag}{e.message}", highlight=False)
+        elif e.kind == "start":
+            c.print(f"{tag}[bold]{e.step}[/] {e.action}…" + (f" {e.message}" if e.message else ""), highlight=False)
+        elif e.kind == "retry":
+            c.print(f"{tag}[yellow]{e.text()}[/]", highlight=False, markup=True)
+        elif e.kind == "note":
+            c.print(f"{tag}[cyan]note[/] {e.step}: {e.message}", highlight=False)
+        elif e.kind == "progress":
+            key = (e.done, e.total, e.message if e.total is None else None)
+            if self._last_progress.get(e.step) != key:
+                self._last_progress[e.step] = key
+                c.print(f"{tag}  {e.step}: {e.message}" + (f" \\[{e.done}/{e.total}]" if e.total else ""),
+                        highlight=False)
+        elif e.kind == "done":
+            if e.message == "no changes" and not self.show_noop:
+                return
+            c.print(f"{tag}{ICON['done']} {e.step} ({e.elapsed:.1f}s)" + (f" {e.message}" if e.message else ""),
+                    highlight=False)
+        elif e.kind == "failed":
+            c.print(f"{tag}{ICON['failed']} {e.step} failed after {e.elapsed:.1f}s", highlight=False)
+        elif e.kind == "skipped":
+            c.print(f"{tag}{ICON['skipped']} {e.step} skipped ({e.message})", highlight=False)
+        elif e.kind == "finished":
+            c.print(f"{tag}{e.message} ({e.elapsed:.1f}s)", highlight=False)
+
+    # ------------------------------------------------------------------ live view
+    def _render(self) -> Any:
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
+        with self._lock:
+            table = Table.grid(padding=(0, 1))
+            table.add_column(width=2)
+            table.add_column(no_wrap=True)
+            table.add_column(no_wrap=True)
+            table.add_column(justify="right", no_wrap=True)
+            table.add_column(overflow="ellipsis", no_wrap=True)
+            for sid in self._order:
+                row = self._rows[sid]
+                if row["state"] == "done" and row["detail"] == "no changes" and not self.show_noop:
+                    continue
+                if row["state"] == "running":
+                    icon: Any = Spinner("dots")
+                    elapsed = time.monotonic() - (row["t0"] or time.monotonic())
+                else:
+                    icon = Text.from_markup(ICON.get(row["state"], "·"))
+                    elapsed = row["elapsed"]
+                table.add_row(icon, sid, row["action"], f"{elapsed:.1f}s" if row["state"] != "pending" else "",
+                              Text(row["detail"] or ""))
+            return table
+
+
+def _escaped(e: Event, escape) -> Event:
+    """A copy of the event whose free text cannot be taken for rich markup."""
+    from dataclasses import replace
+
+    return replace(e, step=escape(e.step), message=escape(e.message or ""))

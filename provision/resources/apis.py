@@ -1,0 +1,80 @@
+"""Enabled services (Service Usage v1): list, enable what is missing, verify by listing again.
+
+As Terraform does: a single service goes through `services/{svc}:enable` (batchEnable refuses
+a single item in some cases), several through one `services:batchEnable` (at most 20 per call);
+the operation is awaited (an `operations/noop.DONE_OPERATION` answer is already done); then
+`services?filter=state:ENABLED` is listed until every requested service shows, because enabling
+is eventually consistent.
+"""
+from __future__ import annotations
+
+from provision.gcp.context import Ctx
+from provision.gcp.retry import NotYet
+
+BATCH = 20
+
+
+def read(ctx: Ctx, project_id: str) -> set[str]:
+    """Names of the services enabled on the project."""
+    svc = ctx.target.serviceusage()
+
+    def list_all() -> set[str]:
+        out: set[str] = set()
+        token = None
+        for _ in range(100):  # 100 pages of 200: far more services than exist
+            req = svc.services().list(parent=f"projects/{project_id}", filter="state:ENABLED", pageSize=200,
+                                      pageToken=token)
+            page = req.execute(num_retries=0)
+            for s in page.get("services") or []:
+                name = s.get("config", {}).get("name") or s.get("name", "").rsplit("/", 1)[-1]
+                if s.get("state", "ENABLED") == "ENABLED":
+                    out.add(name)
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        return out
+
+    return ctx.call(list_all)
+
+
+def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
+    """Enable `services` (those not yet enabled) and wait until they all list as ENABLED."""
+    if not services:
+        return
+    su = ctx.target.serviceusage()
+    todo = sorted(services)
+    for i in range(0, len(todo), BATCH):
+        chunk = todo[i:i + BATCH]
+        ctx.progress(f"enabling {', '.join(chunk)}")
+        if len(chunk) == 1:
+            req = lambda c=chunk: su.services().enable(name=f"projects/{project_id}/services/{c[0]}", body={})  # noqa: E731
+        else:
+            req = lambda c=chunk: su.services().batchEnable(parent=f"projects/{project_id}", body={"serviceIds": c})  # noqa: E731
+
+        def attempt(make=req):
+            op = make().execute(num_retries=0)
+            return ctx.wait_serviceusage(op)
+
+        ctx.call(attempt)
+    verify(ctx, project_id, services)
+
+
+def verify(ctx: Ctx, project_id: str, services: list[str]) -> None:
+    def check():
+        enabled = read(ctx, project_id)
+        left = sorted(set(services) - enabled)
+        if left:
+            raise NotYet(f"waiting for {', '.join(left)} to show as enabled")
+
+    ctx.progress("verifying enabled services")
+    ctx.call(check)
+
+
+def disable(ctx: Ctx, project_id: str, service: str) -> None:
+    su = ctx.target.serviceusage()
+
+    def attempt():
+        op = su.services().disable(name=f"projects/{project_id}/services/{service}", body={}).execute(num_retries=0)
+        return ctx.wait_serviceusage(op)
+
+    ctx.call(attempt)

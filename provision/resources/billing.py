@@ -1,0 +1,57 @@
+"""The project's billing link: read, link, verify by reading it back (Cloud Billing v1)."""
+from __future__ import annotations
+
+from provision.gcp.context import Ctx
+from provision.gcp.errors import is_status
+from provision.gcp.retry import NotYet
+
+
+def account_name(account: str) -> str:
+    return account if account.startswith("billingAccounts/") else f"billingAccounts/{account}"
+
+
+def read(ctx: Ctx, project_id: str) -> str | None:
+    """The linked billing account name (`billingAccounts/X`), "" when none, None when unreadable (no project)."""
+    svc = ctx.target.billing()
+
+    def get():
+        try:
+            info = svc.projects().getBillingInfo(name=f"projects/{project_id}").execute(num_retries=0)
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 404):
+                return None
+            raise
+        return info.get("billingAccountName") or ""
+
+    return ctx.call(get)
+
+
+def link(ctx: Ctx, project_id: str, account: str) -> None:
+    """Link the project to the billing account, then read back until the link shows."""
+    want = account_name(account)
+    svc = ctx.target.billing()
+    ctx.execute(svc.projects().updateBillingInfo(name=f"projects/{project_id}", body={"billingAccountName": want}))
+    verify(ctx, project_id, account)
+
+
+def verify(ctx: Ctx, project_id: str, account: str) -> None:
+    want = account_name(account)
+
+    def check():
+        got = read(ctx, project_id)
+        if got != want:
+            raise NotYet(f"billing link of {project_id} not visible yet (reads {got or 'none'})")
+
+    ctx.call(check)
+
+
+def unlink(ctx: Ctx, project_id: str) -> None:
+    svc = ctx.target.billing()
+    ctx.execute(svc.projects().updateBillingInfo(name=f"projects/{project_id}", body={"billingAccountName": ""}))
+
+
+def test_permissions(ctx: Ctx, account: str, permissions: list[str]) -> list[str]:
+    """Which of `permissions` the caller holds on the billing account (testIamPermissions)."""
+    svc = ctx.target.billing()
+    req = svc.billingAccounts().testIamPermissions(resource=account_name(account), body={"permissions": permissions})
+    return list(ctx.execute(req).get("permissions") or [])

@@ -1,0 +1,198 @@
+"""Non-authoritative IAM: add (or remove) exactly the (role, member) pairs provision owns.
+
+One read-modify-write for the three kinds of policy we touch (project, bucket, DICOM store):
+read with requestedPolicyVersion 3, change only unconditional bindings of the named roles,
+write with the etag just read (and version 3, so conditional bindings survive), retry the
+whole cycle on a conflict (409 ABORTED, Storage 412), then re-read until our own change is
+visible, as Terraform does. Bindings we do not name are never touched.
+
+Policies travel as plain dicts in the REST shape: {version, etag, bindings[{role, members, condition}]}.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from provision.gcp.context import Ctx
+from provision.gcp.retry import NotYet
+
+Pair = tuple[str, str]  # (role, member)
+
+
+@dataclass
+class PolicyIO:
+    """How to read and write one resource's policy through its real client."""
+
+    resource: str
+    read: Callable[[], dict]
+    write: Callable[[dict], dict]
+
+
+def pairs_of(grants: Iterable[Any]) -> list[Pair]:
+    """Blueprint grants (member + roles) as sorted unique (role, member) pairs."""
+    out = {(role, g.member) for g in grants for role in g.roles}
+    return sorted(out)
+
+
+def unconditional(policy: dict) -> set[Pair]:
+    out: set[Pair] = set()
+    for b in policy.get("bindings") or []:
+        if b.get("condition"):
+            continue
+        for m in b.get("members") or []:
+            out.add((b["role"], m))
+    return out
+
+
+def missing(policy: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
+    have = unconditional(policy or {})
+    return [p for p in pairs if p not in have]
+
+
+def present(policy: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
+    have = unconditional(policy or {})
+    return [p for p in pairs if p in have]
+
+
+def with_added(policy: dict, pairs: Iterable[Pair]) -> dict:
+    """A copy of `policy` with the pairs added to unconditional bindings (others untouched)."""
+    new = copy.deepcopy(policy)
+    bindings = new.setdefault("bindings", [])
+    for role, member in pairs:
+        slot = next((b for b in bindings if b.get("role") == role and not b.get("condition")), None)
+        if slot is None:
+            slot = {"role": role, "members": []}
+            bindings.append(slot)
+        members = list(slot.get("members") or [])
+        if member not in members:
+            members.append(member)
+        slot["members"] = sorted(members)
+    new["version"] = 3
+    return new
+
+
+def with_removed(policy: dict, pairs: Iterable[Pair]) -> dict:
+    """A copy of `policy` without the pairs (from unconditional bindings only); empty bindings dropped."""
+    drop = set(pairs)
+    new = copy.deepcopy(policy)
+    kept = []
+    for b in new.get("bindings") or []:
+        if not b.get("condition"):
+            b["members"] = [m for m in b.get("members") or [] if (b["role"], m) not in drop]
+            if not b["members"]:
+                continue
+        kept.append(b)
+    new["bindings"] = kept
+    new["version"] = 3
+    return new
+
+
+def read(ctx: Ctx, io: PolicyIO) -> dict:
+    return ctx.call(io.read)
+
+
+def add(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
+    """Add the pairs that are missing; returns those this call added (visible on return)."""
+    return _rmw(ctx, io, list(pairs), adding=True)
+
+
+def remove(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
+    """Remove exactly these pairs where present; returns those removed."""
+    return _rmw(ctx, io, list(pairs), adding=False)
+
+
+def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool) -> list[Pair]:
+    if not pairs:
+        return []
+
+    def cycle() -> list[Pair]:
+        current = io.read()
+        todo = missing(current, pairs) if adding else present(current, pairs)
+        if not todo:
+            return []
+        new = with_added(current, todo) if adding else with_removed(current, todo)
+        new["etag"] = current.get("etag")
+        io.write(new)
+        return todo
+
+    changed = ctx.call(cycle)
+    if changed:
+        _until_visible(ctx, io, pairs, adding)
+    return changed
+
+
+def _until_visible(ctx: Ctx, io: PolicyIO, pairs: list[Pair], adding: bool) -> None:
+    """Re-read until our own change shows (IAM is eventually consistent)."""
+
+    def check() -> None:
+        policy = io.read()
+        left = missing(policy, pairs) if adding else present(policy, pairs)
+        if left:
+            role, member = left[0]
+            raise NotYet(f"IAM change on {io.resource} not visible yet ({member} {role})")
+
+    ctx.call(check)
+
+
+def describe(pairs: Iterable[Pair], sign: str = "+") -> list[str]:
+    return [f"{sign} {member} {role}" for role, member in pairs]
+
+
+# ---------------------------------------------------------------------------- adapters
+def project_io(ctx: Ctx, project_id: str) -> PolicyIO:
+    """Resource Manager v3 projects getIamPolicy / setIamPolicy (protobuf through the gapic client)."""
+    from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
+    from google.protobuf import json_format
+
+    client = ctx.target.projects()
+    resource = f"projects/{project_id}"
+
+    def read_policy() -> dict:
+        req = iam_policy_pb2.GetIamPolicyRequest(resource=resource, options=options_pb2.GetPolicyOptions(requested_policy_version=3))
+        pb = client.get_iam_policy(request=req, retry=None)
+        return json_format.MessageToDict(pb)
+
+    def write_policy(policy: dict) -> dict:
+        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings", "auditConfigs")}
+        pb = json_format.ParseDict(body, policy_pb2.Policy(), ignore_unknown_fields=True)
+        req = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=pb)
+        return json_format.MessageToDict(client.set_iam_policy(request=req, retry=None))
+
+    return PolicyIO(resource, read_policy, write_policy)
+
+
+def bucket_io(ctx: Ctx, bucket_name: str) -> PolicyIO:
+    """Cloud Storage bucket IAM through google-cloud-storage (412 on a stale etag)."""
+    from google.api_core.iam import Policy
+
+    client = ctx.target.storage()
+    bucket = client.bucket(bucket_name)
+
+    def read_policy() -> dict:
+        policy = bucket.get_iam_policy(requested_policy_version=3, retry=None)
+        out = policy.to_api_repr()
+        out["bindings"] = [dict(b, members=sorted(b.get("members") or [])) for b in out.get("bindings", [])]
+        return out
+
+    def write_policy(policy: dict) -> dict:
+        p = Policy.from_api_repr(copy.deepcopy({k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}))
+        return bucket.set_iam_policy(p, retry=None).to_api_repr()
+
+    return PolicyIO(f"gs://{bucket_name}", read_policy, write_policy)
+
+
+def dicom_store_io(ctx: Ctx, store_name: str) -> PolicyIO:
+    """Healthcare dicomStores getIamPolicy (GET) / setIamPolicy through the discovery client."""
+
+    def stores():
+        return ctx.target.healthcare().projects().locations().datasets().dicomStores()
+
+    def read_policy() -> dict:
+        return stores().getIamPolicy(resource=store_name, options_requestedPolicyVersion=3).execute(num_retries=0)
+
+    def write_policy(policy: dict) -> dict:
+        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings", "auditConfigs")}
+        return stores().setIamPolicy(resource=store_name, body={"policy": body}).execute(num_retries=0)
+
+    return PolicyIO(store_name, read_policy, write_policy)

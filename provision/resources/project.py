@@ -1,0 +1,161 @@
+"""The project: create under its parent with labels, adopt an existing one, update label drift.
+
+Labels are merged, not replaced: labels the blueprint does not name stay (non-authoritative,
+like IAM). A GET of a project that does not exist answers 403 on Google (the caller cannot
+tell "absent" from "not yours"); both read as absent, and create then tells them apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from provision.gcp.context import Ctx
+from provision.gcp.errors import StepError, is_already_exists, is_status
+from provision.gcp.retry import NotYet
+
+
+@dataclass
+class ProjectState:
+    project_id: str
+    number: str
+    display_name: str = ""
+    parent: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    state: str = "ACTIVE"
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.number}"
+
+
+def _state(pb: Any) -> ProjectState:
+    state = pb.state.name if hasattr(pb.state, "name") else str(pb.state)
+    return ProjectState(project_id=pb.project_id, number=pb.name.split("/")[-1], display_name=pb.display_name,
+                        parent=pb.parent, labels=dict(pb.labels), state=state)
+
+
+def read(ctx: Ctx, project_id: str) -> ProjectState | None:
+    """The project, or None when it does not exist (or is not visible to us: 403)."""
+    client = ctx.target.projects()
+
+    def get():
+        try:
+            return _state(client.get_project(name=f"projects/{project_id}", retry=None))
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 403, 404):
+                return None
+            raise
+
+    return ctx.call(get)
+
+
+def desired_changes(spec: Any, live: ProjectState) -> list[str]:
+    """Human-readable drift: labels to set, display name to change."""
+    out = []
+    for k, v in sorted((spec.labels or {}).items()):
+        if live.labels.get(k) != v:
+            was = live.labels.get(k)
+            out.append(f"label {k}={v}" + (f" (was {was})" if was is not None else ""))
+    if spec.display_name and spec.display_name != live.display_name:
+        out.append(f"display name {live.display_name!r} -> {spec.display_name!r}")
+    return out
+
+
+def create(ctx: Ctx, spec: Any) -> ProjectState:
+    """Create the project and wait for it; adopt it when it already exists and is ours."""
+    from google.cloud import resourcemanager_v3
+
+    client = ctx.target.projects()
+    project = resourcemanager_v3.Project(project_id=spec.id, display_name=spec.display_name or spec.id,
+                                         labels=dict(spec.labels or {}))
+    if spec.parent:
+        project.parent = spec.parent
+
+    def attempt() -> ProjectState | None:
+        try:
+            operation = client.create_project(project=project, retry=None)
+        except Exception as exc:  # noqa: BLE001
+            if is_already_exists(exc):
+                return None  # adopt below
+            raise
+        ctx.progress("waiting for project creation")
+        return _state(ctx.wait_crm(operation))
+
+    created = ctx.call(attempt)
+    if created is None:
+        live = read(ctx, spec.id)
+        if live is None:
+            raise StepError("project", f"projects/{spec.id}",
+                            f"the project ID {spec.id!r} is already taken (project IDs are global, and stay taken "
+                            "for 30 days after deletion), or it exists and you cannot see it",
+                            fix="choose another project.id, or ask the project's owner for access "
+                                "(roles/browser at least)", action="create")
+        ctx.note(f"project {spec.id} already exists: adopted")
+        return update(ctx, spec, live)
+    return verify(ctx, spec.id)
+
+
+def verify(ctx: Ctx, project_id: str) -> ProjectState:
+    """Read the project back until it is visible and ACTIVE."""
+
+    def check() -> ProjectState:
+        live = read(ctx, project_id)
+        if live is None:
+            raise NotYet(f"project {project_id} not visible yet")
+        if live.state != "ACTIVE":
+            raise StepError("project", f"projects/{project_id}",
+                            f"the project is in state {live.state} (pending deletion)",
+                            fix=f"restore it with `gcloud projects undelete {project_id}`, or choose another project.id")
+        return live
+
+    return ctx.call(check)
+
+
+def update(ctx: Ctx, spec: Any, live: ProjectState) -> ProjectState:
+    """Set the blueprint's labels (keeping others) and display name, when they differ."""
+    if live.state != "ACTIVE":
+        return verify(ctx, spec.id)
+    labels = dict(live.labels)
+    labels.update(spec.labels or {})
+    paths = []
+    if labels != live.labels:
+        paths.append("labels")
+    if spec.display_name and spec.display_name != live.display_name:
+        paths.append("display_name")
+    if not paths:
+        return live
+    from google.cloud import resourcemanager_v3
+    from google.protobuf import field_mask_pb2
+
+    client = ctx.target.projects()
+    project = resourcemanager_v3.Project(name=live.name, labels=labels,
+                                         display_name=spec.display_name or live.display_name)
+
+    def attempt():
+        operation = client.update_project(project=project, update_mask=field_mask_pb2.FieldMask(paths=paths), retry=None)
+        return ctx.wait_crm(operation)
+
+    ctx.call(attempt)
+
+    def check() -> ProjectState:
+        now = read(ctx, spec.id)
+        if now is None or any(now.labels.get(k) != v for k, v in (spec.labels or {}).items()):
+            raise NotYet(f"project {spec.id} labels not updated yet")
+        return now
+
+    return ctx.call(check)
+
+
+def delete(ctx: Ctx, project_id: str) -> None:
+    client = ctx.target.projects()
+
+    def attempt():
+        try:
+            operation = client.delete_project(name=f"projects/{project_id}", retry=None)
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 403, 404):
+                return None
+            raise
+        return ctx.wait_crm(operation)
+
+    ctx.call(attempt)

@@ -1,0 +1,112 @@
+"""apply against the emulator, through the real client libraries: a fresh apply builds everything,
+a second apply makes reads only, and a changed blueprint applies exactly its change."""
+from __future__ import annotations
+
+import pytest
+
+from provision import provisioner
+from provision.gcp.target import Target
+from provision.resources import dicom_import
+from test_apply_support import Events, blueprint_dict, load, mark, records, write_dicom, writes
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "data"
+    write_dicom(d, studies=2)
+    return d
+
+
+def test_fresh_apply_builds_everything_then_second_apply_makes_reads_only(emulator_factory, tmp_path, data_dir):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    target = Target(emulator=emu.url)
+    bp = load(tmp_path, blueprint_dict("ohif-apply-one", data_dir))
+    events = Events()
+
+    result = provisioner.apply(bp, target, events)
+
+    assert result.ok and result.changed
+    assert {s.id for s in result.steps} == {"project", "billing", "apis", "project-iam", "service-agent", "bucket",
+                                             "upload", "bucket-iam", "dataset", "store:primary", "store-iam:primary",
+                                             "import:primary"}
+    assert all(s.status == "done" for s in result.steps)
+    # Every step reported start and done with an elapsed time; the import reported counters.
+    assert set(events.steps("done")) == {s.id for s in result.steps}
+    counters = [e for e in events.kinds("progress") if e.step == "import:primary" and e.total]
+    assert counters and counters[-1].done == counters[-1].total == 5
+    # The end state, read back through the real clients.
+    from provision.gcp.context import Ctx
+
+    ctx = Ctx(target)
+    store = result.outputs["dicom_stores"]["primary"]["name"]
+    assert dicom_import.count_studies(ctx, store) == 2
+    number = result.outputs["project_number"]
+    assert result.outputs["service_agent"] == f"service-{number}@gcp-sa-healthcare.iam.gserviceaccount.com"
+    # The first apply wrote: project create, billing, enable, IAM, agent, bucket, 5 uploads, dataset, store, import, label.
+    first = records(rec)
+    paths = [(r["method"], r["path"]) for r in writes(first)]
+    assert ("POST", "/v3/projects") in paths
+    assert sum(1 for m, p in paths if p.startswith("/upload/storage/v1/b/ohif-apply-one-dicom/o")) == 5
+    assert any(p.endswith("/dicomStores/primary:import") for m, p in paths)
+    assert not any(r["status"] >= 500 for r in first)
+
+    # Second apply: "no changes", and only reads on the wire.
+    before = mark(rec)
+    again = provisioner.apply(bp, target, events)
+    assert not again.changed and again.summary == "no changes"
+    second = records(rec)[before:]
+    assert second, "the second apply must still read live state"
+    assert writes(second) == [], [(r["method"], r["path"]) for r in writes(second)]
+
+
+def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory, tmp_path, data_dir):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    target = Target(emulator=emu.url)
+    base = blueprint_dict("ohif-apply-two", data_dir)
+    provisioner.apply(load(tmp_path, base), target)
+
+    # A new store (no import) and a new member on the project.
+    changed = blueprint_dict("ohif-apply-two", data_dir)
+    changed["dicom_stores"].append({"id": "research", "iam": [{"member": "user:ana@example.com",
+                                                                 "roles": ["roles/healthcare.dicomEditor"]}]})
+    changed["iam"].append({"member": "user:ana@example.com", "roles": ["roles/serviceusage.serviceUsageConsumer"]})
+    bp = load(tmp_path, changed, "changed.yaml")
+
+    plan = provisioner.plan(bp, target)
+    by_id = {s.id: s for s in plan.changes}
+    assert set(by_id) == {"project-iam", "store:research", "store-iam:research"}
+    assert by_id["project-iam"].changes == ["+ user:ana@example.com roles/serviceusage.serviceUsageConsumer"]
+    assert by_id["store-iam:research"].changes == ["+ user:ana@example.com roles/healthcare.dicomEditor"]
+    assert by_id["store:research"].action == "create"
+
+    before = mark(rec)
+    result = provisioner.apply(bp, target)
+    assert result.changed
+    done = {s.id for s in result.steps if s.message != "no changes"}
+    assert done == {"project-iam", "store:research", "store-iam:research"}
+    paths = [(r["method"], r["path"]) for r in writes(records(rec)[before:])]
+    assert {m for m, _ in paths} <= {"POST"}
+    assert sorted(p.rsplit("/", 1)[-1] for _, p in paths) == sorted([
+        "ohif-apply-two:setIamPolicy", "dicomStores", "research:setIamPolicy"]), paths
+    # and then it is stable again
+    assert not provisioner.apply(bp, target).changed
+
+
+def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path, data_dir):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    target = Target(emulator=emu.url)
+    bp = load(tmp_path, blueprint_dict("ohif-apply-three", data_dir))
+    plan = provisioner.plan(bp, target)
+    doc = plan.to_json()
+    assert list(doc) == ["project", "target", "changes", "summary", "steps", "notes"]
+    assert [s["id"] for s in doc["steps"]] == ["project", "billing", "apis", "project-iam", "service-agent", "bucket",
+                                               "upload", "bucket-iam", "dataset", "store:primary", "store-iam:primary",
+                                               "import:primary"]
+    assert all(list(s) == ["id", "kind", "resource", "action", "changes", "depends_on"] for s in doc["steps"])
+    assert doc["steps"][0]["action"] == "create" and doc["changes"] == 12
+    assert plan.step("import:primary").deps == ["store:primary", "service-agent", "upload", "bucket-iam"]
+    assert "plan for project ohif-apply-three" in plan.render()
+    assert writes(records(rec)) == []
