@@ -161,23 +161,22 @@ def bucket_is_ours(bp: Any, live: Live) -> bool:
 
 
 # ---------------------------------------------------------------------------- observe
-def observe_project(ctx: Ctx, bp: Any) -> tuple[ProjectState | None, BucketState | None, list[LocalFile]]:
-    """Phase 1: the project, the bucket, the local upload tree (in parallel)."""
+def observe_project(ctx: Ctx, bp: Any) -> Live:
+    """Phase 1: the project, its billing link, the bucket, the local upload tree (in parallel)."""
     jobs: list[Callable[[], Any]] = [lambda: project_mod.read(ctx, bp.project.id)]
+    jobs.append((lambda: billing_mod.read(ctx, bp.project.id)) if bp.project.billing_account else (lambda: None))
     jobs.append((lambda: bucket_mod.read(ctx, bp.bucket.name)) if bp.bucket else (lambda: None))
     jobs.append((lambda: bucket_mod.local_files(bp.bucket.upload)) if bp.bucket and bp.bucket.upload else (lambda: []))
-    project, bucket, local = ctx.parallel(jobs)
-    return project, bucket, local
+    project, billing, bucket, local = ctx.parallel(jobs)
+    return Live(project=project, billing=billing if project is not None else None, bucket=bucket, local=local)
 
 
-def observe(ctx: Ctx, bp: Any, project: ProjectState | None, bucket: BucketState | None,
-            local: list[LocalFile]) -> Live:
+def observe(ctx: Ctx, bp: Any, live: Live) -> Live:
     """Phase 2: everything else, in parallel."""
-    live = Live(project=project, bucket=bucket, local=local)
+    project, bucket = live.project, live.bucket
     jobs: dict[str, Callable[[], Any]] = {}
     pid = bp.project.id
     if project is not None:
-        jobs["billing"] = lambda: billing_mod.read(ctx, pid)
         jobs["enabled"] = lambda: apis_mod.read(ctx, pid)
         jobs["project_policy"] = lambda: project_iam.read(ctx, pid)
         jobs["dataset"] = lambda: dataset_mod.read(ctx, dataset_name(bp))
@@ -196,7 +195,6 @@ def observe(ctx: Ctx, bp: Any, project: ProjectState | None, bucket: BucketState
             jobs[f"import:{s.id}"] = (lambda src=src: dicom_import.matched_objects(ctx, src))
     keys = list(jobs)
     results = dict(zip(keys, ctx.parallel([jobs[k] for k in keys])))
-    live.billing = results.get("billing")
     live.enabled = results.get("enabled") or set()
     live.project_policy = results.get("project_policy")
     live.dataset = results.get("dataset")

@@ -74,15 +74,28 @@ def _project_needs(bp: Any) -> list[str]:
     return perms
 
 
-def check(ctx: Ctx, bp: Any, project_exists: bool, billing_linked: bool | None = None) -> tuple[list[Missing], list[str]]:
-    """(missing permissions, notes). Reads only."""
+def check(ctx: Ctx, bp: Any, project_visible: bool, billing: str | None = None) -> tuple[list[Missing], list[str]]:
+    """(missing permissions, notes). Reads only.
+
+    `project_visible`: the project could be read. A project we cannot read may still exist
+    (Google answers 403 either way): testIamPermissions on it tells, since it answers for an
+    existing project even to a caller who holds nothing there. `billing`: the linked account
+    as read (the billing permission is only needed to make a link that is not there)."""
     missing: list[Missing] = []
     notes: list[str] = []
     pid = bp.project.id
     jobs = []
 
+    state = {"exists": project_visible}
+
     def on_project():
-        got = project_iam.test_permissions(ctx, pid, _project_needs(bp))
+        try:
+            got = project_iam.test_permissions(ctx, pid, _project_needs(bp))
+        except Exception as exc:  # noqa: BLE001
+            if not project_visible and is_status(exc, 403, 404):
+                return None  # absent (or wholly hidden from us): the parent decides
+            raise
+        state["exists"] = True
         return [(f"projects/{pid}", p) for p in _project_needs(bp) if p not in got]
 
     def on_parent():
@@ -111,14 +124,15 @@ def check(ctx: Ctx, bp: Any, project_exists: bool, billing_linked: bool | None =
             raise
         return [(acct, p) for p in BILLING_PERMISSIONS if p not in got]
 
-    if project_exists:
-        jobs.append(on_project)
+    found_project = on_project()
+    if found_project is not None:
+        jobs.append(lambda: found_project)
     elif bp.project.parent:
         jobs.append(on_parent)
-    if bp.project.billing_account and not billing_linked:
+    if bp.project.billing_account and billing != billing_mod.account_name(bp.project.billing_account):
         jobs.append(on_billing)
     for found in ctx.parallel(jobs):
-        for resource, perm in found:
+        for resource, perm in found or []:
             role, title = role_for(perm)
             missing.append(Missing(resource, perm, role, title))
     return missing, notes

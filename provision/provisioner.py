@@ -53,13 +53,13 @@ def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx 
     ctx = ctx or _ctx(bp, target)
     _emit(listener, Event("reading", "plan", f"reading live state of {bp.project.id} on {target.label}",
                           project=bp.project.id))
-    project, bucket, local = plan_mod.observe_project(ctx, bp)
+    live = plan_mod.observe_project(ctx, bp)
     notes: list[str] = []
     if check_permissions:
-        missing, notes = preflight.check(ctx, bp, project is not None)
+        missing, notes = preflight.check(ctx, bp, live.project is not None, live.billing)
         if missing:
             raise preflight.PreflightError(missing, bp.project.id)
-    live = plan_mod.observe(ctx, bp, project, bucket, local)
+    live = plan_mod.observe(ctx, bp, live)
     result = plan_mod.build(bp, live, target.label)
     result.notes = notes + result.notes
     ctx.facts.update(result.facts)
@@ -245,10 +245,11 @@ def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_p
                  ctx: Ctx | None = None) -> tuple[list[Step], list[str]]:
     """What destroy would do: only what the blueprint describes, data and project kept unless asked."""
     ctx = ctx or _ctx(bp, target)
-    project, bucket, local = plan_mod.observe_project(ctx, bp)
+    live = plan_mod.observe_project(ctx, bp)
+    project = live.project
     if project is None:
         return [], [f"project {bp.project.id} does not exist (or is not visible): nothing to destroy"]
-    live = plan_mod.observe(ctx, bp, project, bucket, [])
+    live = plan_mod.observe(ctx, bp, live)
     pid = bp.project.id
     steps: list[Step] = []
     kept: list[str] = []

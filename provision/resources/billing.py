@@ -18,7 +18,7 @@ def read(ctx: Ctx, project_id: str) -> str | None:
         try:
             info = svc.projects().getBillingInfo(name=f"projects/{project_id}").execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
-            if is_status(exc, 404):
+            if is_status(exc, 403, 404):
                 return None
             raise
         return info.get("billingAccountName") or ""
