@@ -51,6 +51,9 @@ def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx 
 
     Raises PreflightError when the caller lacks permissions the plan needs."""
     ctx = ctx or _ctx(bp, target)
+    if listener is not None and ctx.reporter.on_retry is None:
+        ctx.reporter.on_retry = lambda n, d, r: _emit(listener, Event("retry", "plan", r, attempt=n, delay=d,
+                                                                      project=bp.project.id))
     _emit(listener, Event("reading", "plan", f"reading live state of {bp.project.id} on {target.label}",
                           project=bp.project.id))
     live = plan_mod.observe_project(ctx, bp)

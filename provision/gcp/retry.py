@@ -111,6 +111,9 @@ def iam_conflict(exc: BaseException):
 def operation_internal(exc: BaseException):
     """A long-running operation that failed with INTERNAL (13) or UNAVAILABLE (14) is run again."""
     if isinstance(exc, OperationFailed) and exc.code in (13, 14):
+        counter = (exc.metadata or {}).get("counter") or {}
+        if int(counter.get("failure") or 0) > 0:
+            return False, "the operation reports failed items"  # data problems: running it again changes nothing
         return True, f"operation failed with code {exc.code} ({_short(str(exc), 100)}): starting it again"
     return None
 

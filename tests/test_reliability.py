@@ -1,0 +1,254 @@
+"""Reliability against the emulator: injected faults, realistic latency and propagation, IAM races
+and conditional bindings, a failing import, and SIGKILL at several points followed by a re-apply."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from provision import provisioner
+from provision.errors import ProvisionError
+from provision.gcp.context import Ctx, Reporter
+from provision.gcp.target import Target
+from provision.provisioner import ApplyFailed
+from provision.resources import dicom_import, dicom_store, iam, project_iam
+from test_apply_support import Events, blueprint_dict, load, records, write_dicom, writes
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dicom")
+    write_dicom(d, studies=2)
+    return d
+
+
+def test_apply_succeeds_under_injected_faults_and_reports_why_it_retried(emulator_factory, tmp_path, data_dir):
+    for seed in (1, 4):
+        emu = emulator_factory(faults="transient=0.2,operation=0.1", seed=seed)
+        target = Target(emulator=emu.url)
+        bp = load(tmp_path, blueprint_dict(f"ohif-faults-{seed}", data_dir))
+        events = Events()
+        result = provisioner.apply(bp, target, events)
+        assert result.ok and all(s.status == "done" for s in result.steps)
+        retries = events.kinds("retry")
+        assert retries, "a 20% fault rate must cause retries"
+        assert all(e.message for e in retries)
+        assert all(e.text().startswith(f"retrying {e.step}: ") and "(attempt" in e.text() for e in retries)
+        reasons = " | ".join(e.message for e in retries)
+        assert any(code in reasons for code in ("429", "500", "503", "network")), reasons
+        ctx = Ctx(target)
+        assert dicom_import.count_studies(ctx, result.outputs["dicom_stores"]["primary"]["name"]) == 2
+        # Once the faults have been ridden out, the state is stable.
+        again = provisioner.apply(bp, target)
+        assert not again.changed
+
+
+def test_realistic_latency_and_propagation_are_absorbed_without_fixed_sleeps(emulator_factory, tmp_path, data_dir):
+    emu = emulator_factory(latency="realistic", time_scale=0.02)
+    target = Target(emulator=emu.url)
+    bp = load(tmp_path, blueprint_dict("ohif-latency", data_dir))
+    events = Events()
+    t0 = time.monotonic()
+    result = provisioner.apply(bp, target, events)
+    elapsed = time.monotonic() - t0
+    assert result.ok
+    # The realistic table at 0.02 adds ~0.24 s project creation, 0.4 s enable (+0.6 s propagation),
+    # 0.5 s import: the whole apply stays within a few times that, because waits grow from 50 ms.
+    assert elapsed < 8, elapsed
+    reasons = " | ".join(e.message for e in events.kinds("retry"))
+    assert "SERVICE_DISABLED" in reasons or "not initialized" in reasons or "not visible" in reasons, reasons
+    assert not provisioner.apply(bp, target).changed
+
+
+# ---------------------------------------------------------------------------- IAM safety
+def _racing(io: iam.PolicyIO, foreign) -> iam.PolicyIO:
+    """Our read, then (once) a second client's whole read-modify-write before we write."""
+    raced = {"done": False}
+
+    def read():
+        policy = io.read()
+        if not raced["done"]:
+            raced["done"] = True
+            foreign()
+        return policy
+
+    return iam.PolicyIO(io.resource, read, io.write)
+
+
+@pytest.fixture
+def built(emulator_factory, tmp_path, data_dir):
+    emu = emulator_factory()
+    target = Target(emulator=emu.url)
+    bp = load(tmp_path, blueprint_dict("ohif-iam-race", data_dir))
+    result = provisioner.apply(bp, target)
+    return emu, target, bp, result
+
+
+@pytest.mark.parametrize("kind", ["project", "bucket", "store"])
+def test_a_foreign_binding_written_between_our_read_and_write_survives(built, kind):
+    emu, target, bp, result = built
+    other = Target(emulator=emu.url)     # a second client: its own connections and clients
+    ours = ("roles/healthcare.dicomEditor", "user:ours@example.com")
+    theirs = ("roles/healthcare.dicomEditor", "user:theirs@example.com")
+    if kind == "project":
+        make = lambda c: iam.project_io(c, bp.project.id)  # noqa: E731
+    elif kind == "bucket":
+        ours, theirs = ("roles/storage.objectViewer", "user:ours@example.com"), ("roles/storage.objectViewer", "user:theirs@example.com")
+        make = lambda c: iam.bucket_io(c, bp.bucket.name)  # noqa: E731
+    else:
+        make = lambda c: iam.dicom_store_io(c, result.outputs["dicom_stores"]["primary"]["name"])  # noqa: E731
+    reasons: list[str] = []
+    ctx = Ctx(target, "iam", reporter=Reporter(on_retry=lambda n, d, r: reasons.append(r)))
+    octx = Ctx(other, "foreign")
+    added = iam.add(ctx, _racing(make(ctx), lambda: iam.add(octx, make(octx), [theirs])), [ours])
+    assert added == [ours]
+    assert reasons and "concurrent IAM policy change" in reasons[0]
+    final = make(Ctx(other)).read()
+    assert not iam.missing(final, [ours, theirs])
+
+
+def test_conditional_bindings_survive_apply_and_destroy(built):
+    emu, target, bp, result = built
+    store = result.outputs["dicom_stores"]["primary"]["name"]
+    cond = {"title": "business-hours", "expression": "request.time.getHours('UTC') < 18"}
+    octx = Ctx(Target(emulator=emu.url))
+    for io in (iam.project_io(octx, bp.project.id), iam.dicom_store_io(octx, store)):
+        policy = io.read()
+        policy["bindings"] = policy.get("bindings", []) + [
+            {"role": "roles/healthcare.dicomViewer", "members": ["user:night@example.com"], "condition": cond}]
+        policy["version"] = 3
+        io.write(policy)
+    # A new unconditional grant of the same role goes next to the conditional binding, not into it.
+    data = blueprint_dict("ohif-iam-race", bp.bucket.upload.from_)
+    data["iam"].append({"member": "user:day@example.com", "roles": ["roles/healthcare.dicomViewer"]})
+    bp2 = load(bp.source.parent, data, "cond.yaml")
+    provisioner.apply(bp2, target)
+    for io in (iam.project_io(octx, bp.project.id), iam.dicom_store_io(octx, store)):
+        conditional = [b for b in io.read().get("bindings", []) if b.get("condition")]
+        assert conditional == [{"role": "roles/healthcare.dicomViewer", "members": ["user:night@example.com"],
+                                "condition": cond}], conditional
+    provisioner.destroy(bp2, target)
+    for io in (iam.project_io(octx, bp.project.id), iam.dicom_store_io(octx, store)):
+        policy = io.read()
+        assert [b for b in policy.get("bindings", []) if b.get("condition")][0]["members"] == ["user:night@example.com"]
+        assert iam.missing(policy, [("roles/healthcare.dicomViewer", "user:day@example.com")])
+
+
+# ---------------------------------------------------------------------------- import failure
+def test_import_from_a_foreign_bucket_without_the_grant_fails_at_the_import_step(emulator_factory, tmp_path, data_dir):
+    emu = emulator_factory()
+    target = Target(emulator=emu.url)
+    # Someone else's project and bucket, holding DICOM files; they never grant our agent.
+    owner_bp = load(tmp_path, blueprint_dict("ohif-foreign-owner", data_dir, dicom_stores=[{"id": "own"}]), "owner.yaml")
+    provisioner.apply(owner_bp, target)
+    foreign = owner_bp.bucket.name
+    mine = blueprint_dict("ohif-foreign-user", None, bucket=None,
+                          dicom_stores=[{"id": "primary", "import": {"uri": f"gs://{foreign}/dicom/**.dcm"}}])
+    bp = load(tmp_path, mine, "mine.yaml")
+    plan = provisioner.plan(bp, target)
+    assert not any(s.id.startswith("bucket") for s in plan.steps)   # grants nothing on a foreign bucket
+    events = Events()
+    with pytest.raises(ApplyFailed) as err:
+        provisioner.apply(bp, target, events)
+    assert err.value.exit_code == 1
+    text = str(err.value)
+    assert "step 'import:primary'" in text
+    assert "Healthcare API doesn't have required Cloud Storage permission" in text   # Google's message
+    assert "0 imported, 0 failed" in text and "logs:" in text                            # the counts and the logs link
+    agent = err.value.result.outputs["service_agent"]
+    assert f"gcloud storage buckets add-iam-policy-binding gs://{foreign} --member=serviceAccount:{agent} " \
+           f"--role=roles/storage.objectViewer" in text
+    assert err.value.result.steps[-1].status == "failed"
+    assert {s.id: s.status for s in err.value.result.steps}["store:primary"] == "done"
+    # The owner grants the agent; the next apply resumes with the import only.
+    from provision.resources import bucket_iam
+
+    bucket_iam.grant(Ctx(target), foreign, f"serviceAccount:{agent}")
+    again = provisioner.apply(bp, target)
+    assert [s.id for s in again.steps if s.message != "no changes"] == ["import:primary"]
+
+
+# ---------------------------------------------------------------------------- crash safety
+APPLY_SNIPPET = (
+    "import sys\n"
+    "from provision.blueprint import load_blueprint\n"
+    "from provision import provisioner\n"
+    "from provision.gcp.target import Target\n"
+    "provisioner.apply(load_blueprint(sys.argv[1]), Target(emulator=sys.argv[2]))\n"
+)
+
+
+def _kill_when(proc: subprocess.Popen, rec: Path, seen: int, predicate, timeout: float = 30.0) -> dict:
+    """SIGKILL the subprocess as soon as a new record matches `predicate`; returns that record."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while time.monotonic() < deadline:
+        for r in records(rec)[seen:]:
+            if predicate(r):
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+                return r
+        if proc.poll() is not None:
+            pytest.fail(f"apply finished before the kill point (exit {proc.returncode}): {proc.stderr.read()[-2000:]}")
+        time.sleep(pause)
+        pause = min(0.05, pause * 1.5)
+    proc.kill()
+    pytest.fail("the kill point never came")
+
+
+KILL_POINTS = {
+    "after-project": lambda r: r["method"] == "POST" and r["path"] == "/v3/projects" and r["status"] == 200,
+    "after-enable": lambda r: r["method"] == "POST" and r["path"].endswith(("services:batchEnable", ":enable")) and r["status"] == 200,
+    "during-import": lambda r: r["method"] == "POST" and r["path"].endswith(":import") and r["status"] == 200,
+}
+
+
+def test_sigkill_at_any_point_then_reapply_converges_to_the_same_end_state(emulator_factory, tmp_path, data_dir):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec, latency="realistic", time_scale=0.02)
+    target = Target(emulator=emu.url)
+    end_states = []
+    for point, predicate in KILL_POINTS.items():
+        pid = f"ohif-kill-{point}"[:30].rstrip("-")
+        bp_path = tmp_path / f"{point}.yaml"
+        load(tmp_path, blueprint_dict(pid, data_dir), bp_path.name)
+        seen = len(records(rec))
+        proc = subprocess.Popen([sys.executable, "-c", APPLY_SNIPPET, str(bp_path), emu.url], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _kill_when(proc, rec, seen, predicate)
+        assert proc.returncode == -signal.SIGKILL
+        bp = load(tmp_path, blueprint_dict(pid, data_dir), bp_path.name)
+        result = provisioner.apply(bp, target)          # resumes: adopts what exists, finishes the rest
+        assert result.ok
+        redone = {s.id for s in result.steps if s.message != "no changes"}
+        assert "project" not in redone                   # the project was there: adopted, not created again
+        assert "import:primary" in redone                # the import had not been marked done
+        if point == "during-import":
+            assert not redone & {"apis", "bucket", "upload", "dataset", "store:primary"}
+        assert provisioner.status(bp, target).in_sync
+        assert not provisioner.apply(bp, target).changed
+        ctx = Ctx(target)
+        store = result.outputs["dicom_stores"]["primary"]["name"]
+        policy = project_iam.read(ctx, pid)
+        end_states.append({
+            "studies": dicom_import.count_studies(ctx, store),
+            "objects": sorted(b.name for b in ctx.target.storage().list_blobs(bp.bucket.name, retry=None)),
+            "label": bool(dicom_store.read(ctx, store).labels.get(dicom_import.LABEL)),
+            "project_bindings": sorted((b["role"], tuple(m.replace(result.outputs["project_number"], "N") for m in b["members"]))
+                                       for b in policy.get("bindings", [])),
+        })
+        # Nothing was duplicated: one create of the project in total.
+        creates = [r for r in records(rec)[seen:] if r["method"] == "POST" and r["path"] == "/v3/projects"
+                   and (r["request"] or {}).get("projectId") == pid]
+        assert len([c for c in creates if c["status"] == 200]) == 1
+    assert end_states[0]["studies"] == 2
+    assert all(s == end_states[0] for s in end_states), end_states
