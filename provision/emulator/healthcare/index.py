@@ -33,6 +33,7 @@ CREATE INDEX IF NOT EXISTS hc_studies_ref ON hc_studies (sid, referring);
 CREATE INDEX IF NOT EXISTS hc_studies_date ON hc_studies (sid, study_date);
 CREATE TABLE IF NOT EXISTS hc_pn_tokens (sid INTEGER NOT NULL, token TEXT NOT NULL, study TEXT NOT NULL,
   PRIMARY KEY (sid, token, study)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hc_pn_tokens_study ON hc_pn_tokens (sid, study);
 CREATE TABLE IF NOT EXISTS hc_series (
   id INTEGER PRIMARY KEY, sid INTEGER NOT NULL, study TEXT NOT NULL, series TEXT NOT NULL,
   modality TEXT, n_instances INTEGER DEFAULT 0, doc TEXT NOT NULL,
@@ -155,9 +156,7 @@ def parse_query(args, level: str) -> Query:
                 continue  # an empty key matches everything (universal matching)
             if kw == "StudyDate" and not (re.fullmatch(r"\d{8}", value) or _DATE_RANGE.match(value)) or value == "-":
                 raise invalid_argument(f"invalid StudyDate value {value!r}: use YYYYMMDD or a range YYYYMMDD-YYYYMMDD")
-            if "*" in value or "?" in value:
-                if kw not in ("StudyDate",):
-                    pass  # no wildcard matching: '*' and '?' are literal characters, as on Google
+            # No wildcard matching: '*' and '?' are literal characters, as on Google.
             q.filters[kw] = [value]
     q.fields = extra or None
     return q
@@ -311,20 +310,31 @@ class DicomIndex:
         return results
 
     def _recount(self, conn, sid: int, studies: Iterable[str]) -> None:
-        for study in studies:
-            conn.execute("UPDATE hc_series SET n_instances=(SELECT count(*) FROM hc_instances i WHERE i.sid=hc_series.sid "
-                         "AND i.study=hc_series.study AND i.series=hc_series.series) WHERE sid=? AND study=?", (sid, study))
-            conn.execute("DELETE FROM hc_series WHERE sid=? AND study=? AND n_instances=0", (sid, study))
-            row = conn.execute("SELECT count(*), coalesce(sum(n_instances), 0) FROM hc_series WHERE sid=? AND study=?",
-                               (sid, study)).fetchone()
-            if row[0] == 0:
-                conn.execute("DELETE FROM hc_studies WHERE sid=? AND study=?", (sid, study))
-                conn.execute("DELETE FROM hc_pn_tokens WHERE sid=? AND study=?", (sid, study))
-                continue
-            mods = sorted({m for (m,) in conn.execute("SELECT DISTINCT modality FROM hc_series WHERE sid=? AND study=?",
-                                                      (sid, study)) if m})
-            conn.execute("UPDATE hc_studies SET n_series=?, n_instances=?, modalities=? WHERE sid=? AND study=?",
-                         (row[0], row[1], "\\".join(mods), sid, study))
+        """Refresh the per-series and per-study counts (and ModalitiesInStudy) of the touched
+        studies, dropping series and studies left empty: set-based, one statement per step."""
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS hc_touched (study TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM hc_touched")
+        conn.executemany("INSERT OR IGNORE INTO hc_touched (study) VALUES (?)", [(x,) for x in studies])
+        touched = "study IN (SELECT study FROM temp.hc_touched)"
+        conn.execute(f"UPDATE hc_series SET n_instances=(SELECT count(*) FROM hc_instances i WHERE i.sid=hc_series.sid "
+                     f"AND i.study=hc_series.study AND i.series=hc_series.series) WHERE sid=? AND {touched}", (sid,))
+        conn.execute(f"DELETE FROM hc_series WHERE sid=? AND {touched} AND n_instances=0", (sid,))
+        agg: dict[str, list] = {}
+        for study, modality, n_series, n_inst in conn.execute(
+                f"SELECT study, modality, count(*), sum(n_instances) FROM hc_series WHERE sid=? AND {touched} "
+                "GROUP BY study, modality", (sid,)):
+            a = agg.setdefault(study, [0, 0, set()])
+            a[0] += n_series
+            a[1] += n_inst
+            if modality:
+                a[2].add(modality)
+        conn.executemany("UPDATE hc_studies SET n_series=?, n_instances=?, modalities=? WHERE sid=? AND study=?",
+                         [(a[0], a[1], "\\".join(sorted(a[2])), sid, study) for study, a in agg.items()])
+        conn.execute(f"UPDATE hc_studies SET n_series=0 WHERE sid=? AND {touched} AND study NOT IN "
+                     "(SELECT study FROM hc_series WHERE sid=?)", (sid, sid))
+        conn.execute(f"DELETE FROM hc_pn_tokens WHERE sid=? AND {touched} AND study IN "
+                     f"(SELECT study FROM hc_studies WHERE sid=? AND {touched} AND n_series=0)", (sid, sid))
+        conn.execute(f"DELETE FROM hc_studies WHERE sid=? AND {touched} AND n_series=0", (sid,))
 
     # ---- delete ---------------------------------------------------------------------------
     def delete(self, sid: int, study: str, series: str | None = None, sop: str | None = None) -> int:
