@@ -171,6 +171,15 @@ def observe_project(ctx: Ctx, bp: Any) -> Live:
     return Live(project=project, billing=billing if project is not None else None, bucket=bucket, local=local)
 
 
+def refuse_inactive(project: ProjectState | None) -> None:
+    """A project pending deletion cannot be built on: say how to restore it."""
+    if project is not None and project.state != "ACTIVE":
+        from provision.errors import ProvisionError
+
+        raise ProvisionError(f"project {project.project_id} is {project.state} (deleted, pending purge): restore it "
+                             f"with `gcloud projects undelete {project.project_id}`, or choose another project.id")
+
+
 def observe(ctx: Ctx, bp: Any, live: Live) -> Live:
     """Phase 2: everything else, in parallel."""
     project, bucket = live.project, live.bucket
@@ -250,8 +259,7 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
 
         add(Step("project", "project", f"projects/{pid}", CREATE, changes, [], run_project))
     else:
-        if project.state != "ACTIVE":
-            notes.append(f"project {pid} is {project.state}: restore it (`gcloud projects undelete {pid}`) or choose another ID")
+        refuse_inactive(project)
         drift = project_mod.desired_changes(spec, project)
         run = (lambda ctx: (project_mod.update(ctx, spec, project), "labels updated")[1]) if drift else None
         add(Step("project", "project", f"projects/{pid}", UPDATE if drift else NOOP, drift, [], run))
@@ -279,7 +287,7 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
     pairs = iam_mod.pairs_of(bp.iam)
     missing = iam_mod.missing(live.project_policy, pairs) if project is not None else pairs
     if pairs:
-        add(Step("project-iam", "project-iam", f"projects/{pid}", UPDATE if missing else NOOP,
+        add(Step("project-iam", "project-iam", f"projects/{pid}", (UPDATE if project else CREATE) if missing else NOOP,
                  iam_mod.describe(missing), ["apis"],
                  (lambda ctx: f"granted {len(project_iam.grant(ctx, pid, pairs))} role(s)") if missing else None))
     agent_after = "project-iam" if pairs else "apis"
@@ -349,7 +357,8 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
             bucket_iam.grant(ctx, bname, ctx.facts["agent"])
             return f"{ctx.facts['agent']} {bucket_iam.VIEWER}"
 
-        add(Step("bucket-iam", "bucket-iam", f"gs://{bname}", NOOP if has else UPDATE,
+        fresh = live.bucket is None or not live.bucket.exists
+        add(Step("bucket-iam", "bucket-iam", f"gs://{bname}", NOOP if has else (CREATE if fresh else UPDATE),
                  [] if has else [f"+ {agent_member or 'the Healthcare service agent'} {bucket_iam.VIEWER}"],
                  ["bucket", "service-agent"], None if has else run_bucket_iam))
     for bname, access in live.foreign_access.items():
@@ -385,7 +394,8 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
         spairs = iam_mod.pairs_of(s.iam)
         if spairs:
             smissing = iam_mod.missing(live.store_policies.get(s.id), spairs) if state else spairs
-            add(Step(f"store-iam:{s.id}", "dicom-store-iam", sname, UPDATE if smissing else NOOP, iam_mod.describe(smissing),
+            add(Step(f"store-iam:{s.id}", "dicom-store-iam", sname, (UPDATE if state else CREATE) if smissing else NOOP,
+                     iam_mod.describe(smissing),
                      [f"store:{s.id}"],
                      (lambda ctx, n=sname, p=spairs: f"granted {len(dicom_store.grant(ctx, n, p))} role(s)") if smissing else None))
         if s.import_:
@@ -431,6 +441,10 @@ def _import_step(bp: Any, s: Any, sname: str, state: StoreState | None, live: Li
         n = dicom_import.run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix)
         return f"{n} studies in the store"
 
-    changes = [] if done else [f"import {uri}" + (f" ({count} object(s) now)" if objects is not None else "")]
+    if will_change or (bp.bucket and src.bucket == bp.bucket.name and not (live.bucket and live.bucket.exists)):
+        now = " (after the upload)"
+    else:
+        now = f" ({count} object(s) match now)" if objects is not None else ""
+    changes = [] if done else [f"import {uri}{now}"]
     return Step(f"import:{s.id}", "dicom-import", sname, NOOP if done else CREATE, changes, deps,
                 None if done else run_import)

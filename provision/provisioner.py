@@ -57,6 +57,7 @@ def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx 
     _emit(listener, Event("reading", "plan", f"reading live state of {bp.project.id} on {target.label}",
                           project=bp.project.id))
     live = plan_mod.observe_project(ctx, bp)
+    plan_mod.refuse_inactive(live.project)
     notes: list[str] = []
     if check_permissions:
         missing, notes = preflight.check(ctx, bp, live.project is not None, live.billing)
@@ -250,8 +251,8 @@ def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_p
     ctx = ctx or _ctx(bp, target)
     live = plan_mod.observe_project(ctx, bp)
     project = live.project
-    if project is None:
-        return [], [f"project {bp.project.id} does not exist (or is not visible): nothing to destroy"]
+    if project is None or project.state != "ACTIVE":
+        return [], [f"project {bp.project.id} does not exist (or is not visible, or is pending deletion): nothing to destroy"]
     live = plan_mod.observe(ctx, bp, live)
     pid = bp.project.id
     steps: list[Step] = []
