@@ -110,3 +110,40 @@ def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path
     assert plan.step("import:primary").deps == ["store:primary", "service-agent", "upload", "bucket-iam"]
     assert "plan for project ohif-apply-three" in plan.render()
     assert writes(records(rec)) == []
+
+
+def test_apply_many_runs_blueprints_side_by_side_and_reports_each(emulator, tmp_path):
+    target = Target(emulator=emulator.url)
+    good = [load(tmp_path, blueprint_dict(f"ohif-many-{i}", bucket=None, dicom_stores=[{"id": "s"}]), f"m{i}.yaml")
+            for i in range(3)]
+    # One of them cannot work: its import names a bucket that does not exist.
+    bad = load(tmp_path, blueprint_dict("ohif-many-bad", bucket=None,
+                                        dicom_stores=[{"id": "s", "import": {"uri": "gs://no-such-bucket-x/**.dcm"}}]),
+               "bad.yaml")
+    events = Events()
+    results = provisioner.apply_many([*good, bad], target, parallel=4, listener=events)
+    assert [type(r).__name__ for r in results] == ["ApplyResult"] * 3 + ["ApplyFailed"]
+    assert all(r.ok for r in results[:3])
+    assert "import:s" in str(results[3]) and "no-such-bucket-x" in str(results[3])
+    assert {e.project for e in events.kinds("done")} >= {f"ohif-many-{i}" for i in range(3)}
+
+
+def test_progress_renders_one_line_per_step_with_elapsed_time(emulator, tmp_path):
+    from rich.console import Console
+
+    from provision.progress import Progress
+
+    console = Console(record=True, width=200, force_terminal=False)
+    bp = load(tmp_path, blueprint_dict("ohif-progress", bucket=None, dicom_stores=[{"id": "s"}]))
+    with Progress(console=console, live=False) as progress:
+        provisioner.apply(bp, Target(emulator=emulator.url), progress)
+    text = console.export_text()
+    for step in ("project", "billing", "apis", "project-iam", "service-agent", "dataset", "store:s"):
+        assert f"✓ {step} (" in text, text
+    assert "s)" in text and "applied:" in text
+    # Live mode (a terminal): the same run, drawn as a table with spinners, ends with every step done.
+    console = Console(record=True, width=200, force_terminal=True)
+    bp2 = load(tmp_path, blueprint_dict("ohif-progress-2", bucket=None, dicom_stores=[{"id": "s"}]), "p2.yaml")
+    with Progress(console=console, live=True) as progress:
+        provisioner.apply(bp2, Target(emulator=emulator.url), progress)
+    assert "store:s" in console.export_text()
