@@ -369,3 +369,28 @@ def test_delete_instance_series_and_study(fresh):
     dw.delete_study(MR[0].StudyInstanceUID)
     assert dw.search_for_studies() == []
     assert requests.delete(f"{fresh.dicomweb_url}/studies/{MR[0].StudyInstanceUID}").status_code == 404
+
+
+def test_nested_bulk_data_and_large_numeric_values(fresh):
+    ds = f.mr_series("mr-bulk", slices=1)[0]
+    icon = pydicom.Dataset()
+    icon.Rows = icon.Columns = 4
+    icon.SamplesPerPixel = 1
+    icon.PhotometricInterpretation = "MONOCHROME2"
+    icon.BitsAllocated = icon.BitsStored = 8
+    icon.HighBit = 7
+    icon.PixelRepresentation = 0
+    icon.PixelData = bytes(range(16))
+    icon["PixelData"].VR = "OB"
+    ds.IconImageSequence = [icon]
+    ds.add_new(0x00181310, "US", [1, 2, 3, 4])                              # small: inline values
+    ds.add_new(0x00431001, "OB", b"\x01\x02")                              # private OB: bulk data
+    fresh.dicomweb.store_instances([ds])
+    meta = fresh.dicomweb.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    nested = meta["00880200"]["Value"][0]["7FE00010"]
+    assert nested["BulkDataURI"].endswith("/bulkdata/00880200/0/7FE00010")
+    assert fresh.dicomweb.retrieve_bulkdata(nested["BulkDataURI"])[0] == bytes(range(16))
+    assert meta["00181310"] == {"vr": "US", "Value": [1, 2, 3, 4]}
+    assert fresh.dicomweb.retrieve_bulkdata(meta["00431001"]["BulkDataURI"])[0] == b"\x01\x02"
+    single = requests.get(meta["00431001"]["BulkDataURI"], headers={"Accept": "application/octet-stream"})
+    assert single.headers["Content-Type"] == "application/octet-stream" and single.content == b"\x01\x02"

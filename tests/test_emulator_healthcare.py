@@ -343,3 +343,17 @@ def test_state_survives_restart(emulator_factory, tmp_path):
     assert env.stores.get(name=env.store).execute()["name"] == env.store
     ops = env.hc.projects().locations().datasets().operations().list(name=env.dataset).execute()["operations"]
     assert all(o["done"] for o in ops)
+
+
+def test_store_delete_drops_its_instances_and_reset_forgets_all(emulator):
+    env = ready_store(emulator, project="hc-reset")
+    env.dicomweb.store_instances(f.ct_series("reset", slices=2, size=16))
+    state = requests.get(f"{env.url}/_emulator/state").json()
+    assert state["healthcare"]["dicomStores"][env.store] == {"studies": 1, "series": 1, "instances": 2}
+    env.stores.delete(name=env.store).execute()
+    env.stores.create(parent=env.dataset, dicomStoreId=env.store_id, body={}).execute()
+    assert env.dicomweb.search_for_studies() == []
+    env.dicomweb.store_instances(f.ct_series("reset", slices=1, size=16))
+    assert requests.post(f"{env.url}/_emulator/reset").status_code == 200
+    assert requests.get(f"{env.url}/_emulator/state").json()["healthcare"]["dicomStores"] == {}
+    assert requests.get(f"{env.dicomweb_url}/studies").status_code == 403

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provision.emulator.errors import ApiError, invalid_argument, not_found
+from provision.emulator.errors import invalid_argument, not_found
 from provision.emulator.healthcare import state as st
 from provision.emulator.healthcare.state import Healthcare, paginate, page_size
 from provision.emulator.http import Ctx, Router
@@ -276,5 +276,3 @@ from provision.emulator.healthcare import dicomweb as _dicomweb  # noqa: E402
 
 router.rules.extend(r.empty() for r in _dicomweb.router.rules)
 router.routes.update(_dicomweb.router.routes)
-
-__all__ = ["router", "ApiError"]

@@ -73,7 +73,7 @@ def encapsulated_frames(path, pixel: dict, g: dict, numbers: list[int]) -> list[
     return [found[n] for n in numbers]
 
 
-def decoded_frames(path, numbers: list[int], src_ts: str) -> list[np.ndarray]:
+def decoded_frames(path, numbers: list[int]) -> list[np.ndarray]:
     """Frames decoded by pydicom (compressed or big-endian data)."""
     import pydicom
 
@@ -82,14 +82,9 @@ def decoded_frames(path, numbers: list[int], src_ts: str) -> list[np.ndarray]:
         arr = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - any decoder failure means we cannot serve it uncompressed
         raise CannotTranscode(str(exc)) from None
-    g = geometry_from_dataset(ds)
-    if g["frames"] == 1:
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) == 1:
         arr = arr[np.newaxis, ...]
     return [arr[n - 1] for n in numbers]
-
-
-def geometry_from_dataset(ds) -> dict:
-    return {"frames": int(getattr(ds, "NumberOfFrames", 1) or 1)}
 
 
 def frames_le(path, pixel: dict, meta: dict, ts: str, numbers: list[int]) -> list[bytes]:
@@ -99,7 +94,7 @@ def frames_le(path, pixel: dict, meta: dict, ts: str, numbers: list[int]) -> lis
     if ts in UNCOMPRESSED_LE and pixel.get("offset") is not None and pixel.get("length") is not None and g["bits"] % 8 == 0:
         return native_frames(path, pixel, g, numbers)
     try:
-        arrays = decoded_frames(path, numbers, ts)
+        arrays = decoded_frames(path, numbers)
     except CannotTranscode:
         raise transcode_error(ts, EXPLICIT_LE) from None
     out = []
@@ -157,7 +152,7 @@ def frame_array(path, pixel: dict, meta: dict, ts: str, number: int) -> np.ndarr
             arr = arr.reshape((g["rows"], g["cols"]))
         return arr
     try:
-        return decoded_frames(path, [number], ts)[0]
+        return decoded_frames(path, [number])[0]
     except CannotTranscode:
         raise ApiError("FAILED_PRECONDITION", f"Rendering is not supported for transfer syntax {ts}.", http_status=406) from None
 

@@ -13,7 +13,6 @@ import base64
 import json
 import random
 import threading
-import time
 import urllib.parse
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -460,8 +459,6 @@ class Healthcare:
 
     # ---- export -------------------------------------------------------------------------------
     def start_export(self, store_name: str, project: dict, body: dict) -> dict:
-        from provision.emulator.healthcare.pixels import UNCOMPRESSED_LE  # noqa: F401 (import check)
-
         if body.get("bigqueryDestination") or body.get("filterConfig"):
             raise ApiError("UNIMPLEMENTED", "The emulator exports to Cloud Storage only, without filterConfig.")
         dest = body.get("gcsDestination") or {}
@@ -487,7 +484,8 @@ class Healthcare:
         return view
 
     def _run_export(self, op_name, metadata, done_at, store_name, bucket, prefix, mime, agent) -> None:
-        from provision.emulator.healthcare.pixels import UNCOMPRESSED_LE, to_explicit_le
+        from provision.emulator.healthcare.dicomfile import EXPLICIT_LE
+        from provision.emulator.healthcare.pixels import to_explicit_le
 
         def end(error=None, counter=None):
             meta = {**metadata, "endTime": timestamp(max(self.world.clock(), done_at))}
@@ -508,7 +506,7 @@ class Healthcare:
             done = 0
             for study, series, sop, blob, ts in rows:
                 path = self.world.blobs.path(blob)
-                if mime.endswith("1.2.840.10008.1.2.1") and ts not in UNCOMPRESSED_LE[:1]:
+                if mime.endswith(EXPLICIT_LE) and ts != EXPLICIT_LE:
                     data = to_explicit_le(path, ts)
                 else:
                     data = path.read_bytes()
