@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -48,8 +49,8 @@ FRAME_BYTES = _data.ROWS * _data.COLS * 2
 # (key, label, unit, which direction is better, target for the ratio ours/Orthanc)
 ROWS: list[tuple[str, str, str, str, float | None]] = [
     ("ingest_per_s", "ingest (ours: bucket import; Orthanc: STOW-RS 50/request)", "inst/s", "higher", 1.0),
-    ("study_list_p50_ms", "OHIF study list QIDO, 101 results, p50", "ms", "lower", 0.5),
-    ("study_list_p95_ms", "OHIF study list QIDO, 101 results, p95", "ms", "lower", None),
+    ("study_list_p50_ms", "OHIF study list QIDO (limit=101), p50", "ms", "lower", 0.5),
+    ("study_list_p95_ms", "OHIF study list QIDO (limit=101), p95", "ms", "lower", None),
     ("one_study_p50_ms", "QIDO studies?PatientID=X (1 result), p50", "ms", "lower", None),
     ("metadata_p50_ms", "series metadata, 64 instances, p50", "ms", "lower", 1.0),
     ("frames_p50_ms", "frames/1 octet-stream (128 KiB), p50", "ms", "lower", 1.5),
@@ -59,6 +60,7 @@ INFO_ROWS = [
     ("ingest_s", "  ingest wall time", "s"),
     ("upload_s", "  ours only: bucket upload before import (storage client), untimed in ingest", "s"),
     ("import_op_s", "  ours only: import operation createTime..endTime", "s"),
+    ("ingest_with_upload_per_s", "  ours only: upload + import end to end", "inst/s"),
     ("one_study_p95_ms", "QIDO studies?PatientID=X, p95", "ms"),
     ("metadata_p95_ms", "series metadata, p95", "ms"),
     ("frames_p95_ms", "frames/1, p95", "ms"),
@@ -115,15 +117,16 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def stop_process(proc: subprocess.Popen | None, name: str, timeout: float = 20.0) -> None:
-    """Stop one process we started, by its PID: SIGTERM, then SIGKILL if it lingers."""
+def stop_process(proc: subprocess.Popen | None, name: str, timeout: float = 20.0,
+                 sig: int = signal.SIGTERM) -> None:
+    """Stop one process we started, by its PID: `sig`, then SIGKILL if it lingers."""
     if proc is None or proc.poll() is not None:
         return
     try:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        log(f"{name} (pid {proc.pid}) ignored SIGTERM; killing it")
+        log(f"{name} (pid {proc.pid}) still running {timeout:.0f} s after signal {int(sig)}; killing it")
         proc.kill()
         proc.wait(timeout=timeout)
 
@@ -314,9 +317,12 @@ def setup_and_import(url: str, manifest: dict, args: argparse.Namespace, emu_pid
 
     log(f"ours: uploading {len(manifest['files'])} files to gs://{BUCKET}/dicom/ (storage client, 4 threads)")
     t = time.perf_counter()
-    with ThreadPoolExecutor(4) as pool:
+    pool = ThreadPoolExecutor(4)
+    try:
         for _ in pool.map(upload, manifest["files"]):
             pass
+    finally:  # on failure or SIGTERM, drop the queued uploads instead of finishing them
+        pool.shutdown(wait=True, cancel_futures=True)
     res["upload_s"] = time.perf_counter() - t
 
     member = f"serviceAccount:service-{number}@gcp-sa-healthcare.iam.gserviceaccount.com"
@@ -349,6 +355,7 @@ def setup_and_import(url: str, manifest: dict, args: argparse.Namespace, emu_pid
     res["rss_after_ingest_mib"] = rss["VmRSS"]
     n = len(manifest["files"])
     res["ingest_per_s"] = n / res["ingest_s"]
+    res["ingest_with_upload_per_s"] = n / (res["ingest_s"] + res["upload_s"])
     meta = op.get("metadata", {})
     if meta.get("createTime") and meta.get("endTime"):
         res["import_op_s"] = _rfc3339(meta["endTime"]) - _rfc3339(meta["createTime"])
@@ -367,11 +374,20 @@ def run_ours(args: argparse.Namespace, manifest: dict) -> dict[str, Any]:
         [sys.executable, "-m", "provision.cli", "emulator", "--port", str(port)]
     args.workdir.mkdir(parents=True, exist_ok=True)
     log_path = args.workdir / "emulator.log"
+    # In-memory state; its blob directory is a temporary directory: keep it where we can remove it
+    # even if the emulator dies without cleaning up.
+    tmp = args.workdir / "emulator-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
     log(f"ours: {' '.join(cmd)} (log {log_path})")
     proc = None
     with open(log_path, "wb") as log_fh:
         try:
-            proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, cwd=REPO)
+            # Default SIGINT in the child even if ours is ignored (e.g. started with `&`), so that
+            # SIGINT makes the emulator close cleanly.
+            proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             res: dict[str, Any] = {"pid": proc.pid, "files": len(manifest["files"])}
             res["start_s"] = wait_http(f"{url}/_emulator/health", 60, proc)
             res.update(setup_and_import(url, manifest, args, proc.pid))
@@ -390,7 +406,8 @@ def run_ours(args: argparse.Namespace, manifest: dict) -> dict[str, Any]:
                     + "\n  ".join(tail))
             raise
         finally:
-            stop_process(proc, "emulator")
+            stop_process(proc, "emulator", sig=signal.SIGINT)   # SIGINT: it closes and cleans up
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------
