@@ -69,6 +69,9 @@ class SmokeReport:
     min_studies: int
     checks: list[Check] = field(default_factory=list)
     studies_found: int | None = None
+    # The studies the study-list query returned (UID, date, patient name as DICOM PN and as OHIF
+    # shows it). Kept out of to_dict()/to_json(): patient names are PHI on a real store.
+    studies: list[dict[str, str]] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +85,12 @@ class SmokeReport:
     @property
     def total_ms(self) -> float:
         return round(sum(c.ms for c in self.checks), 1)
+
+    def browser_expectations(self, n: int = 3) -> list[dict[str, str]]:
+        """Up to n studies the browser smoke should find in the study list: the most recent first,
+        as OHIF sorts its list (so they are on its first page)."""
+        ranked = sorted(self.studies, key=lambda s: (s.get("study_date", ""), s["study_uid"]), reverse=True)
+        return ranked[:n]
 
     def check(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
@@ -199,6 +208,17 @@ def _value(obj: dict[str, Any], tag: str) -> Any:
     return v[0]
 
 
+def _study_summary(study: dict[str, Any]) -> dict[str, str]:
+    pn = _value(study, "00100010")
+    pn = (pn.get("Alphabetic", "") if isinstance(pn, dict) else str(pn or ""))
+    return {
+        "study_uid": str(_value(study, "0020000D")),
+        "study_date": str(_value(study, "00080020") or ""),
+        "patient_name": pn,
+        "patient_name_ohif": pn.replace("^", ", ", 1).replace("^", " ").strip(),
+    }
+
+
 def _multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
     """The parts of a multipart body (headers lower-cased), per RFC 2046."""
     m = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type, re.I)
@@ -286,6 +306,7 @@ def run_dicomweb_smoke(
                 break
             offset += len(page)
         report.studies_found = len(found)
+        report.studies = [_study_summary(s) for s in found if _value(s, "0020000D")]
         if len(found) < min_studies:
             cause = ("nothing has been imported into the store (check the import step and its logs)" if not found
                      else "fewer studies were imported than smoke.min_studies expects")

@@ -260,3 +260,12 @@ def test_real_blueprint_model_if_available(tmp_path):
     )
     assert render_config(bp) == render_config(fixed_blueprint())
     assert render_config(bp, emulator_url=EMULATOR) == render_config(fixed_blueprint(), emulator_url=EMULATOR)
+
+
+def test_token_mode_without_oidc(tmp_path):
+    text = render_config(fixed_blueprint(), oidc=False)
+    assert "?token= URL parameter" in text
+    path = tmp_path / "t.js"
+    path.write_text(text)
+    got = node_eval(path)
+    assert "oidc" not in got and got["dataSources"] == node_eval(write_config(fixed_blueprint(), tmp_path / "g.js"))["dataSources"]

@@ -69,7 +69,8 @@ class Stub:
         j = lambda data: Response(json.dumps(data), 200, content_type="application/dicom+json")  # noqa: E731
         if parts == ["studies"]:
             studies = {i.StudyInstanceUID: i for i in insts}
-            return j([{"0020000D": {"vr": "UI", "Value": [u]}, "00100010": {"vr": "PN", "Value": [{"Alphabetic": str(i.PatientName)}]}}
+            return j([{"0020000D": {"vr": "UI", "Value": [u]}, "00080020": {"vr": "DA", "Value": [i.StudyDate]},
+                       "00100010": {"vr": "PN", "Value": [{"Alphabetic": str(i.PatientName)}]}}
                       for u, i in sorted(studies.items())])
         if len(parts) == 3 and parts[2] == "series":
             series = {i.SeriesInstanceUID: i for i in insts if i.StudyInstanceUID == parts[1]}
@@ -244,3 +245,12 @@ def test_unreachable_server():
     assert not report.ok
     assert "could not connect" in report.check("studies").detail and "not reachable" in report.check("studies").detail
     assert "could not connect" in report.check("cors").detail
+
+
+def test_studies_for_the_browser_smoke_but_not_in_json(stub, studies):
+    report = smoke(stub)
+    assert {s["study_uid"] for s in report.studies} == {s.study_uid for s in studies}
+    exp = report.browser_expectations(n=1)
+    assert exp == [{"study_uid": studies[1].study_uid, "study_date": "20240116", "patient_name": "Phantom^MR",
+                    "patient_name_ohif": "Phantom, MR"}]  # the most recent study
+    assert "Phantom" not in report.to_json()  # patient names are PHI on a real store

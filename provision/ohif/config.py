@@ -139,8 +139,12 @@ def _oidc(bp: Any) -> list[dict[str, Any]]:
     ]
 
 
-def config_dict(bp: Any, *, emulator_url: str | None = None) -> dict[str, Any]:
-    """The whole `window.config` object, keys in the order they are emitted."""
+def config_dict(bp: Any, *, emulator_url: str | None = None, oidc: bool = True) -> dict[str, Any]:
+    """The whole `window.config` object, keys in the order they are emitted.
+
+    `oidc=False` leaves the sign-in block out even for Google Cloud: the viewer then takes
+    an access token from its `?token=` URL parameter (what the browser smoke does with ADC).
+    """
     sources = data_sources(bp, emulator_url=emulator_url)
     cfg: dict[str, Any] = {
         "routerBasename": "/",
@@ -150,7 +154,7 @@ def config_dict(bp: Any, *, emulator_url: str | None = None) -> dict[str, Any]:
         "showLoadingIndicator": True,
         "strictZSpacingForVolumeViewport": True,
     }
-    if not emulator_url and getattr(bp.viewer, "oauth_client_id", None):
+    if oidc and not emulator_url and getattr(bp.viewer, "oauth_client_id", None):
         cfg["oidc"] = _oidc(bp)
     cfg.update(
         {
@@ -229,8 +233,10 @@ def _js(value: Any, indent: int) -> Iterable[str]:
         raise TypeError(f"cannot write {type(value).__name__} into the OHIF config")
 
 
-def render_config(bp: Any, *, emulator_url: str | None = None, fmt: Format = "js") -> str:
-    """The OHIF config for `bp` as JavaScript (`fmt="js"`) or its data sources as JSON (`fmt="json"`)."""
+def render_config(bp: Any, *, emulator_url: str | None = None, fmt: Format = "js", oidc: bool = True) -> str:
+    """The OHIF config for `bp` as JavaScript (`fmt="js"`) or its data sources as JSON (`fmt="json"`).
+
+    `oidc=False`: no sign-in block (for `?token=`, see config_dict)."""
     if fmt == "json":
         return json.dumps(data_sources(bp, emulator_url=emulator_url), indent=2) + "\n"
     if fmt != "js":
@@ -244,7 +250,9 @@ def render_config(bp: Any, *, emulator_url: str | None = None, fmt: Format = "js
     ]
     if not emulator_url and not getattr(bp.viewer, "oauth_client_id", None):
         head.append("// No viewer.oauth_client_id in the blueprint: no sign-in block (see `provision config` checklist).")
-    body = list(_js(config_dict(bp, emulator_url=emulator_url), 0))
+    elif not emulator_url and not oidc:
+        head.append("// No sign-in block: the viewer takes its access token from the ?token= URL parameter.")
+    body = list(_js(config_dict(bp, emulator_url=emulator_url, oidc=oidc), 0))
     body[0] = "window.config = " + body[0]
     body[-1] += ";"
     return "\n".join(head + body) + "\n"

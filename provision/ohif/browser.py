@@ -1,0 +1,461 @@
+"""Browser smoke: the real OHIF viewer, served with our config, driven in headless Chromium.
+
+    report = run_browser_smoke(config_js, expected_studies=[{"patient_name": "Phantom, CT", "study_uid": ...}],
+                               token=None, emulator_host="http://127.0.0.1:8765")
+    report.ok, report.problems, report.timings, report.screenshots
+
+1. The viewer (`@ohif/app`, from the cache) is served on 127.0.0.1 with `config_js` as
+   `/app-config.js`, and Debian's `/usr/bin/chromium` is launched through Playwright with a
+   fresh profile (never `playwright install`).
+2. Study list (`/`): waits for OHIF's QIDO answer, then for every expected study's patient
+   name as OHIF shows it ("Phantom, CT"). A missing study is named, with what the store
+   returned and what the list shows.
+3. Viewer (`/viewer?StudyInstanceUIDs=<first>`, `&token=` when a token is given, which is
+   how OHIF takes a token without a sign-in): waits for a viewport canvas to hold an image
+   (read in the page: distinct gray levels and non-black pixels), then screenshots the
+   viewport and checks it again with Pillow.
+4. Page errors (`pageerror`) fail the run; failed DICOMweb answers are listed.
+
+Emulator mode (`emulator_host` given): nothing may leave the machine. Chromium resolves no
+host name and sends anything not on loopback to a closed proxy port, so such requests
+fail in the browser itself; each is recorded and fails the run. No request is intercepted
+by Playwright (its routing would answer CORS preflights itself and hide what the emulator
+answers).
+
+With a token against Google Cloud, OHIF has no way to give the study list a token (only
+the viewer route reads `?token=`), so on the study list the smoke adds the header to
+DICOMweb requests itself, as a signed-in viewer would. The viewer page is then driven with
+OHIF's own `?token=`. The token never appears in the report, screenshots are of pages that
+show none, and the URL parameter is removed by OHIF on load.
+
+Waits are Playwright's (responses, selectors, in-page predicates) under one deadline per
+phase; there are no fixed sleeps.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import quote, urlsplit
+
+from provision.errors import ProvisionError
+
+__all__ = ["CHROMIUM", "BrowserReport", "chromium_args", "run_browser_smoke"]
+
+CHROMIUM = "/usr/bin/chromium"
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# Called by OHIF's Google configuration API on the study list (hard-coded hosts, reference/ohif.md 1b).
+GOOGLE_CONFIG_API = "https://cloudresourcemanager.googleapis.com/v1/**"
+
+# Read in the page: copy the largest viewport canvas into a scratch 2D canvas (never
+# touching the viewport canvas' own context) and count gray levels and non-black pixels.
+_CANVAS_STATS_JS = """
+() => {
+  const canvases = [...document.querySelectorAll('canvas.cornerstone-canvas, .cornerstone-viewport-element canvas')]
+    .filter(c => c.width > 0 && c.height > 0 && c.offsetParent !== null);
+  if (!canvases.length) return null;
+  const c = canvases.reduce((a, b) => (a.width * a.height >= b.width * b.height ? a : b));
+  const w = Math.min(c.width, 512), h = Math.min(c.height, 512);
+  const scratch = document.createElement('canvas');
+  scratch.width = w; scratch.height = h;
+  const ctx = scratch.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(c, 0, 0, w, h);
+  const d = ctx.getImageData(0, 0, w, h).data;
+  const levels = new Set();
+  let nonBlack = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    const g = (d[i] * 3 + d[i + 1] * 6 + d[i + 2]) / 10 | 0;
+    levels.add(g);
+    if (g > 16) nonBlack++;
+  }
+  return { width: c.width, height: c.height, levels: levels.size, nonBlack: nonBlack / (w * h),
+           canvases: canvases.length };
+}
+"""
+MIN_LEVELS = 16  # a drawn phantom or patient image has dozens; a blank or text-only canvas has few
+MIN_NON_BLACK = 0.05
+
+
+@dataclass
+class BrowserReport:
+    viewer_url: str = ""
+    problems: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds
+    screenshots: list[str] = field(default_factory=list)
+    studies_expected: list[str] = field(default_factory=list)
+    studies_shown: list[str] = field(default_factory=list)
+    canvas: dict[str, Any] = field(default_factory=dict)
+    page_errors: list[str] = field(default_factory=list)
+    external_requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, **asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        t = ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
+        head = f"browser smoke {'passed' if self.ok else 'FAILED'} ({t})"
+        lines = [head] + [f"  - {p}" for p in self.problems]
+        if self.screenshots:
+            lines.append("  screenshots: " + ", ".join(self.screenshots))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+class _Abort(Exception):
+    """A phase failed: stop driving the page (its problem is already recorded)."""
+
+
+def chromium_args(*, offline: bool) -> list[str]:
+    """Flags for Debian's chromium in a container (reference/ohif.md section 2), plus offline isolation."""
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-domain-reliability",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--metrics-recording-only",
+    ]
+    if offline:
+        # No name resolves and anything not on loopback goes to a closed proxy port
+        # (Chromium never proxies loopback): nothing leaves the machine, and CORS stays real.
+        args += ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9"]
+    return args
+
+
+def _expected(studies: Iterable[Any]) -> list[dict[str, str]]:
+    from provision.demo_data import ohif_patient_name
+
+    out = []
+    for s in studies:
+        get = s.get if isinstance(s, Mapping) else lambda k, d=None, s=s: getattr(s, k, d)
+        name = get("patient_name_ohif") or get("patient_name") or ""
+        if "^" in name:
+            name = ohif_patient_name(name)
+        out.append({"patient_name": name, "study_uid": get("study_uid") or ""})
+    if not out:
+        raise ValueError("expected_studies is empty: name at least one study the list must show")
+    return out
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
+def _dicomweb_roots(config_js: str) -> list[str]:
+    return sorted(set(re.findall(r"qidoRoot:\s*'([^']+)'", config_js)))
+
+
+def _pn_from_qido(study: dict[str, Any]) -> str:
+    from provision.demo_data import ohif_patient_name
+
+    value = ((study.get("00100010") or {}).get("Value") or [None])[0]
+    if isinstance(value, dict):
+        value = value.get("Alphabetic", "")
+    return ohif_patient_name(value or "")
+
+
+def _image_stats(png: bytes) -> dict[str, Any]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as img:
+        gray = img.convert("L")
+        hist = gray.histogram()
+        total = gray.width * gray.height
+    return {
+        "levels": sum(1 for n in hist if n),
+        "nonBlack": round(sum(hist[17:]) / total, 4) if total else 0.0,
+        "size": [gray.width, gray.height],
+    }
+
+
+def run_browser_smoke(
+    config_js: str,
+    *,
+    expected_studies: list[Any],
+    token: str | None = None,
+    out_dir: Path | str = Path("out/smoke"),
+    emulator_host: str | None = None,
+    timeout_s: float = 60.0,
+    dist: Path | None = None,
+    chromium: str = CHROMIUM,
+) -> BrowserReport:
+    """Drive the real OHIF viewer with `config_js`; returns a report (raises only when the browser cannot run)."""
+    expected = _expected(expected_studies)
+    if not Path(chromium).exists():
+        raise ProvisionError(f"cannot run the browser smoke: {chromium} is not installed (Debian: apt-get install chromium)")
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise ProvisionError("cannot run the browser smoke: the Python package playwright is not installed "
+                             "(pip install 'provision[test]')") from None
+    from provision.ohif.serve import ViewerServer
+
+    if dist is None:
+        from provision.ohif.fetch import ensure_viewer
+
+        dist = ensure_viewer()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in ("study-list.png", "viewer.png", "viewport.png", "failure.png"):
+        (out / old).unlink(missing_ok=True)
+
+    report = BrowserReport(studies_expected=[e["patient_name"] for e in expected])
+    offline = emulator_host is not None
+    allowed_hosts = set(LOOPBACK)
+    if emulator_host:
+        allowed_hosts.add(_host(emulator_host) or emulator_host)
+    t0 = time.perf_counter()
+    server = ViewerServer(dist, config_js, port=0)
+    server.start()
+    report.viewer_url = server.url
+    try:
+        with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="provision-chromium-") as profile:
+            t = time.perf_counter()
+            try:
+                context = pw.chromium.launch_persistent_context(
+                    profile,
+                    executable_path=chromium,
+                    headless=True,
+                    args=chromium_args(offline=offline),
+                    viewport={"width": 1280, "height": 900},
+                    device_scale_factor=1,
+                    service_workers="block",
+                    env={**os.environ, "TZ": "UTC"},
+                )
+            except PlaywrightError as exc:
+                raise ProvisionError(f"cannot run the browser smoke: chromium did not start: {str(exc).splitlines()[0]}") from None
+            report.timings["launch"] = round(time.perf_counter() - t, 2)
+            try:
+                drive = _Drive(context, server.url, report, roots=_dicomweb_roots(config_js), token=token, out=out,
+                               timeout_ms=timeout_s * 1000, offline=offline, allowed_hosts=allowed_hosts,
+                               errors=(PlaywrightError, PlaywrightTimeout))
+                drive.run(expected)
+            finally:
+                context.close()
+    finally:
+        server.stop()
+
+    if report.page_errors:
+        report.problems.append("the page raised errors: " + " | ".join(report.page_errors[:5]))
+    if report.external_requests:
+        report.problems.append(
+            f"{len(report.external_requests)} request(s) left the machine in emulator mode (aborted): "
+            + ", ".join(report.external_requests[:10])
+        )
+    if report.problems and report.failed_requests:
+        report.problems.append("failed DICOMweb requests: " + ", ".join(report.failed_requests[:10]))
+    report.timings["total"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+class _Drive:
+    """One browser session over the served viewer: the study list, then the viewer."""
+
+    def __init__(self, context, base: str, report: BrowserReport, *, roots: list[str], token: str | None, out: Path,
+                 timeout_ms: float, offline: bool, allowed_hosts: set[str], errors: tuple[type, type]) -> None:  # noqa: ANN001
+        self.base, self.report, self.roots, self.token, self.out = base, report, roots, token, out
+        self.timeout_ms, self.offline, self.allowed_hosts = timeout_ms, offline, allowed_hosts
+        self.Error, self.Timeout = errors
+        context.set_default_timeout(timeout_ms)
+        context.on("request", self._on_request)
+        context.on("response", self._on_response)
+        context.on("requestfailed", self._on_request_failed)
+        self.page = context.pages[0] if context.pages else context.new_page()
+        self.page.on("pageerror", lambda exc: report.page_errors.append(self.secret_free(str(exc))[:500]))
+        self.page.on("console", lambda msg: report.console_errors.append(self.secret_free(msg.text)[:300])
+                     if msg.type == "error" else None)
+
+    # ---- bookkeeping
+
+    def secret_free(self, text: str) -> str:
+        return text.replace(self.token, "<token>") if self.token else text
+
+    def _is_dicomweb(self, url: str) -> bool:
+        return any(url.startswith(r) for r in self.roots)
+
+    def _on_request(self, request) -> None:  # noqa: ANN001
+        url = request.url
+        if self.offline and url.startswith(("http:", "https:", "ws:", "wss:")) and _host(url) not in self.allowed_hosts:
+            self.report.external_requests.append(f"{request.method} {self.secret_free(url)}")
+
+    def _on_response(self, response) -> None:  # noqa: ANN001
+        if response.status >= 400 and self._is_dicomweb(response.url):
+            self.report.failed_requests.append(
+                f"{response.request.method} {self.secret_free(response.url)} -> {response.status}")
+
+    def _on_request_failed(self, request) -> None:  # noqa: ANN001
+        if self._is_dicomweb(request.url):
+            self.report.failed_requests.append(f"{request.method} {self.secret_free(request.url)} -> {request.failure}")
+
+    def screenshot(self, name: str, locator=None) -> bytes | None:  # noqa: ANN001
+        path = self.out / name
+        try:
+            png = (locator or self.page).screenshot(path=str(path), timeout=15000,
+                                                    **({} if locator else {"full_page": True}))
+        except self.Error:
+            return None
+        self.report.screenshots.append(str(path))
+        return png
+
+    def fail(self, problem: str) -> _Abort:
+        self.report.problems.append(problem)
+        return _Abort(problem)
+
+    def open_and_catch(self, url: str, predicate, what: str):  # noqa: ANN001
+        """Open url and return (request, response or None) of the first request matching predicate."""
+        try:
+            with self.page.expect_request(predicate, timeout=self.timeout_ms) as caught:
+                self.page.goto(url, wait_until="commit", timeout=self.timeout_ms)
+            request = caught.value
+            return request, request.response()  # None when the request failed (network, CORS)
+        except self.Timeout:
+            raise self.fail(f"{what} within {self.timeout_ms / 1000:.0f} s (now at {self.page.url.split('?')[0]})") from None
+        except self.Error as exc:
+            raise self.fail(f"opening {self.secret_free(url)} failed: {self.secret_free(str(exc)).splitlines()[0]}") from None
+
+    # ---- the run
+
+    def run(self, expected: list[dict[str, str]]) -> None:
+        try:
+            self.study_list(expected)
+            # The viewer opens the first expected study that the list does show.
+            first = next(e for e in expected if e["patient_name"] in self.report.studies_shown)
+            self.viewer(first["study_uid"])
+        except _Abort:
+            self.screenshot("failure.png")
+
+    def study_list(self, expected: list[dict[str, str]]) -> None:
+        report, page = self.report, self.page
+        t = time.perf_counter()
+        if self.token:
+            # Only the viewer route takes ?token=; give the study list's DICOMweb requests the header.
+            def add_token(route) -> None:  # noqa: ANN001
+                route.continue_(headers={**route.request.headers, "authorization": f"Bearer {self.token}"})
+
+            self.token_routes = [f"{r}/**" for r in self.roots] + ([] if self.offline else [GOOGLE_CONFIG_API])
+            for pattern in self.token_routes:
+                page.route(pattern, add_token)
+        request, response = self.open_and_catch(
+            self.base + "/", lambda r: _is_study_query(r.url, self.roots),
+            f"study list: the viewer sent no study query to {', '.join(self.roots) or '(no qidoRoot in the config)'} "
+            "(the app did not start, or the config's data source is wrong)",
+        )
+        report.timings["study_query"] = round(time.perf_counter() - t, 2)
+        if response is None:
+            raise self.fail(
+                f"study list: GET {request.url} failed in the browser ({request.failure}): the DICOMweb server is not "
+                "reachable from the viewer, or its CORS answer does not allow the viewer's origin"
+            )
+        status = response.status
+        if status not in (200, 204):
+            hint = " (wrong store path, or no permission on the store)" if status in (401, 403, 404) else ""
+            raise self.fail(f"study list: GET {response.url} answered {status}{hint}")
+        try:
+            returned = response.json() if status == 200 else []
+        except (self.Error, ValueError):
+            returned = []
+        names_returned = [_pn_from_qido(s) for s in returned if isinstance(s, dict)]
+        want = [e["patient_name"] for e in expected]
+        # Wait for the expected studies the store did return (those the list must show); one it
+        # did not return will never appear, so it is not waited for.
+        showable = [w for w in want if w in names_returned]
+        try:
+            page.wait_for_function(
+                "want => { const text = document.body ? document.body.innerText : ''; "
+                "return want.every(w => text.includes(w)); }",
+                arg=showable,
+                timeout=self.timeout_ms,
+            )
+        except self.Timeout:
+            pass
+        text = page.evaluate("() => document.body ? document.body.innerText : ''")
+        report.studies_shown = [w for w in want if w in text]
+        report.timings["study_list"] = round(time.perf_counter() - t, 2)
+        self.screenshot("study-list.png")
+        missing = [e for e in expected if e["patient_name"] not in text]
+        for e in missing:
+            where = ("the store's study query did not return it" if e["patient_name"] not in names_returned
+                     else "the store returned it but the list does not show it")
+            report.problems.append(
+                f"study list: study of {e['patient_name']!r} ({e['study_uid'] or 'no UID given'}) is missing: {where}; "
+                f"the store returned {len(names_returned)} studies ({', '.join(map(repr, names_returned)) or 'none'})"
+            )
+        if self.token:
+            for pattern in self.token_routes:
+                page.unroute(pattern)
+        if len(missing) == len(expected):
+            raise _Abort("no expected study is shown")
+
+    def viewer(self, study_uid: str) -> None:
+        report, page = self.report, self.page
+        url = f"{self.base}/viewer?StudyInstanceUIDs={quote(study_uid, safe='')}"
+        report.viewer_url = url
+        if self.token:
+            url += f"&token={quote(self.token, safe='')}"
+        t = time.perf_counter()
+        request, response = self.open_and_catch(
+            url, lambda r: "/frames/" in r.url and self._is_dicomweb(r.url),
+            f"viewer: no frame was requested after opening study {study_uid}",
+        )
+        report.timings["first_frame"] = round(time.perf_counter() - t, 2)
+        if response is None:
+            raise self.fail(f"viewer: the first frame request failed in the browser ({request.failure})")
+        if response.status != 200:
+            report.problems.append(f"viewer: the first frame request answered {response.status}")
+        try:
+            handle = page.wait_for_function(
+                f"() => {{ const s = ({_CANVAS_STATS_JS})(); "
+                f"return s && s.levels >= {MIN_LEVELS} && s.nonBlack >= {MIN_NON_BLACK} ? s : false; }}",
+                timeout=self.timeout_ms,
+                polling=100,
+            )
+            stats = handle.json_value()
+        except self.Timeout:
+            stats = page.evaluate(_CANVAS_STATS_JS)
+        report.timings["image_drawn"] = round(time.perf_counter() - t, 2)
+        report.canvas = {"page": stats}
+        self.screenshot("viewer.png")
+        if not stats:
+            raise self.fail(f"viewer: no viewport canvas appeared for study {study_uid}")
+        png = self.screenshot("viewport.png", page.locator("canvas.cornerstone-canvas").first)
+        shot = _image_stats(png) if png else {}
+        if shot:
+            report.canvas["screenshot"] = shot
+        blank_in_page = stats["levels"] < MIN_LEVELS or stats["nonBlack"] < MIN_NON_BLACK
+        blank_on_screen = bool(shot) and (shot["levels"] < MIN_LEVELS or shot["nonBlack"] < MIN_NON_BLACK)
+        if blank_in_page or blank_on_screen:
+            raise self.fail(
+                f"viewer: the viewport canvas is blank for study {study_uid} "
+                f"(in page: {stats['levels']} gray levels, {stats['nonBlack']:.1%} non-black"
+                + (f"; screenshot: {shot['levels']} levels, {shot['nonBlack']:.1%} non-black" if shot else "")
+                + f"; needs {MIN_LEVELS} levels and {MIN_NON_BLACK:.0%})"
+            )
+
+
+def _is_study_query(url: str, roots: list[str]) -> bool:
+    return any(url.split("?")[0] == f"{r}/studies" for r in roots)
