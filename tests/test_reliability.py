@@ -252,3 +252,19 @@ def test_sigkill_at_any_point_then_reapply_converges_to_the_same_end_state(emula
         assert len([c for c in creates if c["status"] == 200]) == 1
     assert end_states[0]["studies"] == 2
     assert all(s == end_states[0] for s in end_states), end_states
+
+
+def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulator_factory, tmp_path, data_dir):
+    """Both runs plan "create" for everything; whichever comes second finds each resource made and adopts it."""
+    emu = emulator_factory(latency="realistic", time_scale=0.01)
+    target = Target(emulator=emu.url)
+    bp = load(tmp_path, blueprint_dict("ohif-twice", data_dir))
+    events = Events()
+    first, second = provisioner.apply_many([bp, bp], target, parallel=2, listener=events)
+    assert first.ok and second.ok, (first, second)
+    notes = " | ".join(e.message for e in events.kinds("note"))
+    assert "adopted" in notes, notes
+    ctx = Ctx(target)
+    assert dicom_import.count_studies(ctx, first.outputs["dicom_stores"]["primary"]["name"]) == 2
+    assert len(list(ctx.target.storage().list_blobs(bp.bucket.name, retry=None))) == 5
+    assert not provisioner.apply(bp, target).changed
