@@ -66,3 +66,21 @@ def test_without_enforce_iam_everything_is_granted(emulator, tmp_path):
     bp = load(tmp_path, blueprint_dict("ohif-pre-three", bucket=None, dicom_stores=[{"id": "primary"}]))
     plan = provisioner.plan(bp, Target(emulator=emulator.url))
     assert plan.step("project").action == "create"
+
+
+def test_the_bearer_token_never_appears_in_results_events_or_errors(iam_emulator, tmp_path):
+    import json
+
+    from provision.gcp.errors import _safe
+    from test_apply_support import Events
+
+    token = f"emulator:{OWNER}"
+    bp = load(tmp_path, blueprint_dict("ohif-pre-token", bucket=None, dicom_stores=[{"id": "s"}]))
+    events = Events()
+    result = provisioner.apply(bp, as_member(iam_emulator, OWNER), events)
+    with pytest.raises(PreflightError) as err:
+        provisioner.apply(bp, as_member(iam_emulator, "user:nobody@example.com"), events)
+    text = json.dumps(result.to_json()) + result.render() + result.plan.render() + str(err.value)
+    text += "".join(e.text() for e in events.events) + repr(as_member(iam_emulator, OWNER))
+    assert token not in text and "emulator:user:nobody" not in text
+    assert "ya29" not in _safe("401 for Bearer ya29.a0AfH6SMB and access_token=ya29.x")
