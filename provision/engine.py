@@ -40,7 +40,9 @@ class Event:
     def text(self) -> str:
         """One log line for this event."""
         if self.kind == "retry":
-            return f"retrying {self.step}: {self.message} (attempt {self.attempt}, next in {self.delay:.2f}s)"
+            delay = self.delay or 0.0
+            nxt = f"{delay * 1000:.0f} ms" if delay < 1 else f"{delay:.1f} s"
+            return f"retrying {self.step}: {self.message} (attempt {self.attempt}, next in {nxt})"
         if self.kind == "progress" and self.total:
             return f"{self.step}: {self.message} [{self.done}/{self.total}]"
         if self.kind in ("done", "failed"):

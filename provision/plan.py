@@ -196,11 +196,15 @@ def observe(ctx: Ctx, bp: Any, live: Live) -> Live:
             jobs["bucket_policy"] = lambda: bucket_iam.read(ctx, bp.bucket.name)
         if bp.bucket.upload:
             jobs["remote"] = lambda: bucket_mod.list_objects(ctx, bp.bucket.name, bp.bucket.upload.prefix or "")
+    reuse: dict[str, dicom_import.Source] = {}
     for s in bp.dicom_stores:
         if s.import_:
             src = dicom_import.parse_uri(s.import_.uri)
             if bucket is not None and src.bucket == bucket.name and not bucket.exists:
                 continue  # the bucket is still to be created
+            if "remote" in jobs and src.bucket == bp.bucket.name and src.prefix.startswith(bp.bucket.upload.prefix or ""):
+                reuse[s.id] = src  # the upload's listing already covers these objects
+                continue
             jobs[f"import:{s.id}"] = (lambda src=src: dicom_import.matched_objects(ctx, src))
     keys = list(jobs)
     results = dict(zip(keys, ctx.parallel([jobs[k] for k in keys])))
@@ -213,7 +217,10 @@ def observe(ctx: Ctx, bp: Any, live: Live) -> Live:
         state, policy = results.get(f"store:{s.id}", (None, None))
         live.stores[s.id] = state
         live.store_policies[s.id] = policy
-        if s.import_:
+        if s.id in reuse:
+            rx = reuse[s.id].regex()
+            live.import_objects[s.id] = {n: o for n, o in live.remote.items() if rx.match(n)}
+        elif s.import_:
             live.import_objects[s.id] = results.get(f"import:{s.id}", {})
     if project is not None:
         member = service_agent.member_for(project.number)
