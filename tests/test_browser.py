@@ -174,3 +174,21 @@ def test_missing_chromium_is_a_clear_error(tmp_path):
     with pytest.raises(ProvisionError, match="is not installed"):
         run_browser_smoke("window.config = {};", expected_studies=[{"patient_name": "A, B"}],
                           chromium=str(tmp_path / "no-chromium"), out_dir=tmp_path)
+
+
+def test_blank_image_is_reported(emulator, demo, viewer_dist):
+    """A study whose pixels are all air draws a black viewport: the smoke says the canvas is blank."""
+    import copy
+
+    studies, datasets = demo
+    ct = [copy.deepcopy(ds) for ds in datasets if ds.StudyInstanceUID == studies[0].study_uid][:4]
+    for ds in ct:
+        ds.PixelData = bytes(len(ds.PixelData))  # stored 0 = -1024 HU: black in both windows
+    env = stored_demo_env(emulator, ct, project="browser-blank")
+    config = render_config(blueprint_for(env), emulator_url=emulator.url)
+    report = run_browser_smoke(config, expected_studies=expected(studies[:1]), out_dir=OUT / "blank",
+                               emulator_host=emulator.url, dist=viewer_dist, timeout_s=12)
+    keep("blank", report)
+    assert not report.ok
+    (problem,) = report.problems
+    assert "viewport canvas is blank" in problem and studies[0].study_uid in problem
