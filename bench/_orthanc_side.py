@@ -1,11 +1,13 @@
 """Orthanc side of bench/emulator.py: start Orthanc (+ DICOMweb plugin) on a fresh database, ingest
-the benchmark files by STOW-RS (dicomweb-client, 50 instances per request, sequential), time the
-same DICOMweb reads as our side, read Orthanc's VmRSS, stop it, print one JSON line on stdout.
+the benchmark files by STOW-RS (dicomweb-client, 50 instances per request, sequential) and print
+one JSON line on stdout; then, for each command line read on stdin, `{"cmd": "warmup"|"run", "n":
+N}` time N rounds of the same DICOMweb reads as our side (emulator.Prober) and answer `{"ok": true}`;
+`{"cmd": "stop"}` (or EOF) answers the timings and Orthanc's memory, stops Orthanc and exits.
 
 Orthanc 1.10 has no bind-address option and listens on every interface, so this script must run
 inside its own network namespace, which has only a loopback interface:
 
-    unshare -n .venv/bin/python bench/_orthanc_side.py --inside [--studies N] [--runs N]
+    unshare -n .venv/bin/python bench/_orthanc_side.py --inside [--studies N]
 
 bench/emulator.py does exactly that. Without `--inside` this script does nothing (so running every
 bench/*.py, as `make bench` does, never starts Orthanc in the host's network namespace).
@@ -24,8 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _data  # noqa: E402
-from emulator import (FRAMES_ACCEPT_ORTHANC, log, measure_dicomweb, proc_status,  # noqa: E402
-                      raise_on_sigterm, stop_process, wait_http)
+from emulator import (FRAMES_ACCEPT_ORTHANC, Prober, log, proc_status, raise_on_sigterm,  # noqa: E402
+                      stop_process, wait_http)
 
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
@@ -76,7 +78,13 @@ def ingest(base: str, files: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def run(args: argparse.Namespace) -> dict:
+def emit(msg: dict) -> None:
+    print(json.dumps(msg), flush=True)
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Start Orthanc, ingest, emit the results; then obey command lines from stdin until `stop` or
+    EOF. Orthanc is stopped (by PID) whatever happens."""
     import requests
 
     manifest = _data.ensure(args.studies, args.data_dir)
@@ -106,24 +114,36 @@ def run(args: argparse.Namespace) -> dict:
             stats = requests.get(f"{url}/statistics", timeout=30).json()
             if int(stats["CountInstances"]) != len(manifest["files"]):
                 raise RuntimeError(f"Orthanc holds {stats['CountInstances']} instances, expected {len(manifest['files'])}")
-            log(f"Orthanc: ingest {res['ingest_per_s']:.0f} inst/s; measuring DICOMweb ({args.runs} runs)")
-            res.update(measure_dicomweb(f"{url}/dicom-web", manifest, runs=args.runs, warmup=args.warmup,
-                                        frames_accept=FRAMES_ACCEPT_ORTHANC))
-            st = proc_status(proc.pid)
-            res["rss_end_mib"], res["hwm_end_mib"] = st["VmRSS"], st["VmHWM"]
-            return res
+            log(f"Orthanc: ingest {res['ingest_per_s']:.0f} inst/s")
+            prober = Prober(f"{url}/dicom-web", manifest, FRAMES_ACCEPT_ORTHANC)
+            emit(res)
+            for line in sys.stdin:           # EOF (the parent went away) ends the loop too
+                cmd = json.loads(line)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"Orthanc exited with status {proc.returncode}")
+                if cmd["cmd"] == "warmup":
+                    prober.warmup(int(cmd["n"]))
+                    emit({"ok": True})
+                elif cmd["cmd"] == "run":
+                    prober.run(int(cmd["n"]))
+                    emit({"ok": True})
+                elif cmd["cmd"] == "stop":
+                    st = proc_status(proc.pid)
+                    out = prober.summary()
+                    out["rss_end_mib"], out["hwm_end_mib"] = st["VmRSS"], st["VmHWM"]
+                    prober.close()
+                    emit(out)
+                    break
+                else:
+                    raise ValueError(f"unknown command {cmd!r}")
         finally:
             stop_process(proc, "Orthanc")
-            if proc is not None:
-                res["exit_status"] = proc.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inside", action="store_true", help="we are inside `unshare -n`: really run")
     ap.add_argument("--studies", type=int, default=2000)
-    ap.add_argument("--runs", type=int, default=50)
-    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--data-dir", type=Path, default=_data.DEFAULT_DIR)
     ap.add_argument("--workdir", type=Path, default=HERE.parent / "out" / "bench-work" / "orthanc")
     args = ap.parse_args(argv)
@@ -138,8 +158,14 @@ def main(argv: list[str] | None = None) -> int:
         print("Orthanc is not installed: apt-get install -y orthanc orthanc-dicomweb", file=sys.stderr)
         return 2
     raise_on_sigterm()
-    res = run(args)
-    print(json.dumps(res))
+    try:
+        serve(args)
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()
+        emit({"error": f"{type(exc).__name__}: {exc}"})
+        return 1
     return 0
 
 

@@ -8,8 +8,9 @@ Orthanc binds every interface, so it runs only inside a private network namespac
 loopback only) together with its client (`bench/_orthanc_side.py`, which prints JSON). Our
 emulator runs as its own process (`provision emulator --port P` on 127.0.0.1) so its resident
 memory is its own; it is set up through the real Google client libraries and ingests by a bucket
-import. Both sides are measured by the same code (`measure_dicomweb` below), one after the other
-(Orthanc first), never at the same time: the machine's cores are shared by client and server.
+import. The ingests run one after the other (Orthanc first); then both servers are up and idle,
+and the reads are timed by the same code (`Prober` below) in alternating blocks, one side at a
+time, so that load changes on the shared machine hit both columns alike.
 See bench/README.md for what each row means.
 """
 from __future__ import annotations
@@ -154,83 +155,174 @@ def _multipart_payload(body: bytes, content_type: str) -> bytes:
     return payload[:-2] if payload.endswith(b"\r\n") else payload
 
 
-def measure_dicomweb(base: str, manifest: dict, *, runs: int, warmup: int, frames_accept: str) -> dict[str, Any]:
-    """Time the OHIF-style DICOMweb reads against `base` (a DICOMweb root without trailing slash).
+class Prober:
+    """The OHIF-style DICOMweb reads against one server, timed.
 
-    One keep-alive session, `Accept-Encoding: identity`. Each of the `runs` rounds does every
-    request once (round-robin, so noise on the machine spreads evenly); `warmup` rounds first.
-    Every answer is checked (status, count, bytes), so both servers do the same work.
+    `base` is a DICOMweb root without a trailing slash. One keep-alive session, `Accept-Encoding:
+    identity`. A round does every request once; `run(n)` times n rounds, `warmup(n)` does n
+    untimed. The first answer of each kind in warm-up and in timed rounds is checked (status,
+    number of results, frame bytes), so both servers provably do the same work.
     """
-    import requests
 
-    s = requests.Session()
-    s.headers.update({"Accept-Encoding": "identity"})
-    st, se, sop = manifest["series_study_uid"], manifest["series_uid"], manifest["series_first_sop_uid"]
-    n_studies = len(manifest["study_files"]) + 1
-    want_list = min(101, n_studies)
+    KEYS = ("study_list", "one_study", "metadata", "frames")
 
-    def check_json_list(n: int) -> Callable[[requests.Response], None]:
-        def check(r: requests.Response) -> None:
+    def __init__(self, base: str, manifest: dict, frames_accept: str):
+        import requests
+
+        self.session = requests.Session()
+        self.session.headers.update({"Accept-Encoding": "identity"})
+        st, se, sop = manifest["series_study_uid"], manifest["series_uid"], manifest["series_first_sop_uid"]
+        want_list = min(101, len(manifest["study_files"]) + 1)
+        json_accept = {"Accept": "application/dicom+json"}
+        self.requests = {
+            "study_list": (f"{base}/{STUDY_LIST_QUERY}", json_accept, self._count(want_list)),
+            "one_study": (f"{base}/studies?PatientID={manifest['probe_patient_id']}", json_accept, self._count(1)),
+            "metadata": (f"{base}/studies/{st}/series/{se}/metadata", json_accept,
+                         self._count(len(manifest["series_files"]))),
+            "frames": (f"{base}/studies/{st}/series/{se}/instances/{sop}/frames/1", {"Accept": frames_accept},
+                       self._frame),
+        }
+        self.times: dict[str, list[float]] = {k: [] for k in self.KEYS}
+        self.sizes: dict[str, int] = {}
+        self._checked_warm = self._checked_timed = False
+
+    @staticmethod
+    def _count(n: int) -> Callable:
+        def check(r) -> None:
             got = r.json() if r.content else []
             if len(got) != n:
-                raise RuntimeError(f"expected {n} results, got {len(got)}")
+                raise RuntimeError(f"{r.url}: expected {n} results, got {len(got)}")
         return check
 
-    def check_frame(r: requests.Response) -> None:
+    @staticmethod
+    def _frame(r) -> None:
         payload = _multipart_payload(r.content, r.headers.get("Content-Type", ""))
         if len(payload) != FRAME_BYTES:
-            raise RuntimeError(f"frame payload is {len(payload)} bytes, expected {FRAME_BYTES}")
+            raise RuntimeError(f"{r.url}: frame payload is {len(payload)} bytes, expected {FRAME_BYTES}")
 
-    requests_: dict[str, tuple[str, dict, Callable]] = {
-        "study_list": (f"{base}/{STUDY_LIST_QUERY}", {"Accept": "application/dicom+json"}, check_json_list(want_list)),
-        "one_study": (f"{base}/studies?PatientID={manifest['probe_patient_id']}", {"Accept": "application/dicom+json"},
-                      check_json_list(1)),
-        "metadata": (f"{base}/studies/{st}/series/{se}/metadata", {"Accept": "application/dicom+json"},
-                     check_json_list(len(manifest["series_files"]))),
-        "frames": (f"{base}/studies/{st}/series/{se}/instances/{sop}/frames/1", {"Accept": frames_accept}, check_frame),
-    }
-    times: dict[str, list[float]] = {k: [] for k in requests_}
-    sizes: dict[str, int] = {}
-    for rnd in range(warmup + runs):
-        for key, (url, headers, check) in requests_.items():
+    def _round(self, timed: bool, check: bool) -> None:
+        for key in self.KEYS:
+            url, headers, checker = self.requests[key]
             t = time.perf_counter()
-            r = s.get(url, headers=headers, timeout=60)
+            r = self.session.get(url, headers=headers, timeout=60)
             body = r.content
             dt = time.perf_counter() - t
             if r.status_code != 200:
                 raise RuntimeError(f"GET {url} -> {r.status_code}: {body[:300]!r}")
-            if rnd == 0 or rnd == warmup:
-                check(r)
-                sizes[key] = len(body)
-            if rnd >= warmup:
-                times[key].append(dt * 1000.0)
-    s.close()
-    out: dict[str, Any] = {"response_bytes": sizes, "runs": runs, "warmup": warmup}
-    for key, values in times.items():
-        out[f"{key}_p50_ms"] = percentile(values, 50)
-        out[f"{key}_p95_ms"] = percentile(values, 95)
-    return out
+            if check:
+                checker(r)
+                self.sizes[key] = len(body)
+            if timed:
+                self.times[key].append(dt * 1000.0)
+
+    def warmup(self, n: int) -> None:
+        for _ in range(n):
+            self._round(False, not self._checked_warm)
+            self._checked_warm = True
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            self._round(True, not self._checked_timed)
+            self._checked_timed = True
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"response_bytes": self.sizes, "runs": len(self.times["study_list"])}
+        for key, values in self.times.items():
+            if values:
+                out[f"{key}_p50_ms"] = percentile(values, 50)
+                out[f"{key}_p95_ms"] = percentile(values, 95)
+        return out
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class _Lines:
+    """Lines of a child's stdout, read with a timeout (a reader thread feeds a queue)."""
+
+    def __init__(self, stream):
+        import queue
+        import threading
+
+        self.q: "queue.Queue[str | None]" = queue.Queue()
+
+        def pump() -> None:
+            for line in stream:
+                self.q.put(line)
+            self.q.put(None)
+
+        threading.Thread(target=pump, daemon=True, name="child-stdout").start()
+
+    def get(self, timeout: float) -> str | None:
+        import queue
+
+        try:
+            return self.q.get(timeout=timeout)
+        except queue.Empty:
+            raise RuntimeError(f"no answer within {timeout:.0f} s") from None
 
 
 # --------------------------------------------------------------------------------------------
-# Orthanc: a child process in its own network namespace
+# Orthanc: a child process in its own network namespace, driven by JSON lines
 # --------------------------------------------------------------------------------------------
 
-def run_orthanc(args: argparse.Namespace) -> dict[str, Any]:
-    cmd = ["unshare", "-n", sys.executable, str(HERE / "_orthanc_side.py"), "--inside",
-           "--studies", str(args.studies), "--runs", str(args.runs), "--warmup", str(args.warmup),
-           "--data-dir", str(args.data_dir), "--workdir", str(args.workdir / "orthanc")]
-    log("Orthanc side: " + " ".join(cmd[:4]) + " ...")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True)
-    try:
-        out, _ = proc.communicate(timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"Orthanc side did not finish within {args.timeout} s") from None
-    finally:
-        stop_process(proc, "Orthanc side")
-    if proc.returncode != 0:
-        raise RuntimeError(f"Orthanc side exited with status {proc.returncode}")
-    return json.loads(out.strip().splitlines()[-1])
+class OrthancSide:
+    """`unshare -n python bench/_orthanc_side.py --inside`: it starts Orthanc, ingests and prints a
+    JSON line; then each command line we send (`{"cmd": "warmup"|"run", "n": N}`, `{"cmd": "stop"}`)
+    gets one JSON line back. Orthanc and its client never leave the private namespace."""
+
+    name = "orthanc"
+
+    def __init__(self, args: argparse.Namespace, manifest: dict):
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.lines: _Lines | None = None
+        self.result: dict[str, Any] = {}
+
+    def _read(self, timeout: float) -> dict:
+        assert self.lines is not None
+        line = self.lines.get(timeout)
+        if line is None:
+            self.proc.wait(timeout=30)
+            raise RuntimeError(f"Orthanc side exited with status {self.proc.returncode}")
+        msg = json.loads(line)
+        if "error" in msg:
+            raise RuntimeError(f"Orthanc side: {msg['error']}")
+        return msg
+
+    def _ask(self, cmd: dict, timeout: float) -> dict:
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read(timeout)
+
+    def start_and_ingest(self) -> None:
+        cmd = ["unshare", "-n", sys.executable, str(HERE / "_orthanc_side.py"), "--inside",
+               "--studies", str(self.args.studies), "--data-dir", str(self.args.data_dir),
+               "--workdir", str(self.args.workdir / "orthanc")]
+        log("Orthanc side: " + " ".join(cmd[:4]) + " ...")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True,
+                                     bufsize=1)
+        self.lines = _Lines(self.proc.stdout)
+        self.result.update(self._read(self.args.timeout))
+
+    def warmup(self, n: int) -> None:
+        self._ask({"cmd": "warmup", "n": n}, self.args.timeout)
+
+    def run(self, n: int) -> None:
+        self._ask({"cmd": "run", "n": n}, self.args.timeout)
+
+    def finish(self) -> None:
+        self.result.update(self._ask({"cmd": "stop"}, 120))
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            try:
+                if self.proc.poll() is None:
+                    self.proc.stdin.close()       # EOF: the helper stops Orthanc and exits
+                    self.proc.wait(timeout=20)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            stop_process(self.proc, "Orthanc side")
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,48 +458,113 @@ def setup_and_import(url: str, manifest: dict, args: argparse.Namespace, emu_pid
     return res
 
 
-def run_ours(args: argparse.Namespace, manifest: dict) -> dict[str, Any]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    exe = REPO / ".venv" / "bin" / "provision"
-    cmd = [str(exe), "emulator", "--port", str(port)] if exe.exists() else \
-        [sys.executable, "-m", "provision.cli", "emulator", "--port", str(port)]
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    log_path = args.workdir / "emulator.log"
-    # In-memory state; its blob directory is a temporary directory: keep it where we can remove it
-    # even if the emulator dies without cleaning up.
-    tmp = args.workdir / "emulator-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}
-    log(f"ours: {' '.join(cmd)} (log {log_path})")
-    proc = None
-    with open(log_path, "wb") as log_fh:
-        try:
+class OursSide:
+    """`provision emulator --port P` as our own child process, set up through the client libraries."""
+
+    name = "ours"
+
+    def __init__(self, args: argparse.Namespace, manifest: dict):
+        self.args, self.manifest = args, manifest
+        self.proc: subprocess.Popen | None = None
+        self.prober: Prober | None = None
+        self.result: dict[str, Any] = {}
+        self.log_path = args.workdir / "emulator.log"
+        # In-memory state; its blobs go to a temporary directory: keep that where we can remove it
+        # even if the emulator dies without cleaning up.
+        self.tmp = args.workdir / "emulator-tmp"
+
+    def start_and_ingest(self) -> None:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        exe = REPO / ".venv" / "bin" / "provision"
+        cmd = [str(exe), "emulator", "--port", str(port)] if exe.exists() else \
+            [sys.executable, "-m", "provision.cli", "emulator", "--port", str(port)]
+        self.args.workdir.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
+        env = {**os.environ, "TMPDIR": str(self.tmp)}
+        log(f"ours: {' '.join(cmd)} (log {self.log_path})")
+        with open(self.log_path, "wb") as log_fh:
             # Default SIGINT in the child even if ours is ignored (e.g. started with `&`), so that
             # SIGINT makes the emulator close cleanly.
-            proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, cwd=REPO, env=env,
-                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-            res: dict[str, Any] = {"pid": proc.pid, "files": len(manifest["files"])}
-            res["start_s"] = wait_http(f"{url}/_emulator/health", 60, proc)
-            res.update(setup_and_import(url, manifest, args, proc.pid))
-            log(f"ours: ingest {res['ingest_per_s']:.0f} inst/s; measuring DICOMweb ({args.runs} runs)")
-            base = (f"{url}/v1/projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}"
-                    f"/dicomStores/{STORE}/dicomWeb")
-            res.update(measure_dicomweb(base, manifest, runs=args.runs, warmup=args.warmup,
-                                        frames_accept=FRAMES_ACCEPT_OURS))
-            st = proc_status(proc.pid)
-            res["rss_end_mib"], res["hwm_end_mib"] = st["VmRSS"], st["VmHWM"]
-            return res
+            self.proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, cwd=REPO, env=env,
+                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        self.result.update({"pid": self.proc.pid, "files": len(self.manifest["files"])})
+        try:
+            self.result["start_s"] = wait_http(f"{url}/_emulator/health", 60, self.proc)
+            self.result.update(setup_and_import(url, self.manifest, self.args, self.proc.pid))
         except BaseException:
-            if proc is not None and proc.poll() is not None:
-                tail = log_path.read_text(errors="replace").splitlines()[-5:]
-                log(f"emulator exited with status {proc.returncode}; last lines of {log_path}:\n  "
-                    + "\n  ".join(tail))
+            self._explain()
             raise
-        finally:
-            stop_process(proc, "emulator", sig=signal.SIGINT)   # SIGINT: it closes and cleans up
-            shutil.rmtree(tmp, ignore_errors=True)
+        log(f"ours: ingest {self.result['ingest_per_s']:.0f} inst/s")
+        base = f"{url}/v1/projects/{PROJECT}/locations/{LOCATION}/datasets/{DATASET}/dicomStores/{STORE}/dicomWeb"
+        self.prober = Prober(base, self.manifest, FRAMES_ACCEPT_OURS)
+
+    def _explain(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-5:]
+            log(f"emulator exited with status {self.proc.returncode}; last lines of {self.log_path}:\n  "
+                + "\n  ".join(tail))
+
+    def warmup(self, n: int) -> None:
+        self.prober.warmup(n)
+
+    def run(self, n: int) -> None:
+        self.prober.run(n)
+
+    def finish(self) -> None:
+        st = proc_status(self.proc.pid)
+        self.result["rss_end_mib"], self.result["hwm_end_mib"] = st["VmRSS"], st["VmHWM"]
+        self.result.update(self.prober.summary())
+        self.prober.close()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.returncode is not None and not self.tmp.exists():
+            return   # not started, or already stopped
+        self._explain()
+        stop_process(self.proc, "emulator", sig=signal.SIGINT)   # SIGINT: it closes and cleans up
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def run_sides(args: argparse.Namespace, manifest: dict, errors: list[str]) -> dict[str, dict | None]:
+    """Ingest on each side in turn (never both at once), then time the reads in alternating blocks
+    of `--block` rounds (ABBA order), so that load changes on the machine hit both sides alike."""
+    import traceback
+
+    sides = [cls(args, manifest) for cls in (OrthancSide, OursSide) if args.only in (None, cls.name)]
+    live: list = []
+
+    def attempt(side, what: str, fn: Callable[[], None]) -> bool:
+        try:
+            fn()
+            return True
+        except Exception as exc:  # report the other side anyway
+            traceback.print_exc()
+            errors.append(f"{side.name} ({what}): {type(exc).__name__}: {exc}")
+            if side in live:
+                live.remove(side)
+            side.stop()
+            return False
+
+    try:
+        for side in sides:
+            if attempt(side, "start and ingest", side.start_and_ingest):
+                live.append(side)
+        for side in list(live):
+            attempt(side, "warm-up", lambda: side.warmup(args.warmup))
+        log(f"measuring DICOMweb reads: {args.runs} rounds per side in blocks of {args.block}")
+        done, flip = 0, False
+        while done < args.runs and live:
+            n = min(args.block, args.runs - done)
+            for side in (list(reversed(live)) if flip else list(live)):
+                attempt(side, "reads", lambda: side.run(n))
+            done, flip = done + n, not flip
+        for side in list(live):
+            attempt(side, "finish", side.finish)
+    finally:
+        for side in sides:
+            side.stop()
+    return {side.name: (side.result or None) for side in sides}   # a failed side keeps what it measured
 
 
 # --------------------------------------------------------------------------------------------
@@ -458,8 +615,11 @@ def report(ours: dict | None, orth: dict | None, args: argparse.Namespace, manif
     lines.append(f"provision emulator vs Orthanc {orth.get('version', '?')} + DICOMweb plugin "
                  f"{orth.get('dicomweb_version', '?')}: {len(manifest['study_files'])} studies + one "
                  f"{len(manifest['series_files'])}-slice series = {n_files} instances "
-                 f"({manifest['bytes'] / 1e6:.0f} MB), {args.runs} runs after {args.warmup} warm-up, "
-                 f"{os.cpu_count()} cores shared by client and server")
+                 f"({manifest['bytes'] / 1e6:.0f} MB)")
+    load = getattr(args, "load", None)
+    lines.append(f"reads: {args.runs} timed rounds per side after {args.warmup} warm-up, sides alternating every "
+                 f"{args.block} rounds; {os.cpu_count()} cores shared by clients and servers"
+                 + (f"; load average {load[0][0]:.1f} at start, {load[1][0]:.1f} at end" if load else ""))
     sep = "  "
     for i, r in enumerate(table):
         lines.append(sep.join(c.ljust(widths[j]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(r)).rstrip())
@@ -475,32 +635,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--studies", type=int, default=2000, help="single-instance studies (default 2000)")
     ap.add_argument("--runs", type=int, default=50, help="timed requests per query (default 50)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed rounds first (default 5)")
+    ap.add_argument("--block", type=int, default=5, help="rounds per side before switching to the other (default 5)")
     ap.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     ap.add_argument("--data-dir", type=Path, default=_data.DEFAULT_DIR, help="generated DICOM cache")
     ap.add_argument("--workdir", type=Path, default=REPO / "out" / "bench-work", help="server databases and logs")
     ap.add_argument("--only", choices=["ours", "orthanc"], help="run one side only (no ratios)")
-    ap.add_argument("--timeout", type=float, default=1800, help="bound on each side's run, seconds")
+    ap.add_argument("--timeout", type=float, default=1800, help="bound on each step of a side (ingest, a block), seconds")
     args = ap.parse_args(argv)
-    if args.studies < 1 or args.runs < 1 or args.warmup < 0:
-        ap.error("--studies and --runs must be >= 1, --warmup >= 0")
+    if args.studies < 1 or args.runs < 1 or args.block < 1 or args.warmup < 0:
+        ap.error("--studies, --runs and --block must be >= 1, --warmup >= 0")
     args.data_dir, args.workdir = args.data_dir.resolve(), args.workdir.resolve()
     raise_on_sigterm()
 
     t = time.perf_counter()
     manifest = _data.ensure(args.studies, args.data_dir, log=log)
     log(f"data: {len(manifest['files'])} files in {args.data_dir} ({time.perf_counter() - t:.1f} s)")
-    results: dict[str, Any] = {"ours": None, "orthanc": None}
     errors: list[str] = []
-    for side, fn in (("orthanc", lambda: run_orthanc(args)), ("ours", lambda: run_ours(args, manifest))):
-        if args.only and args.only != side:
-            continue
-        try:
-            results[side] = fn()
-        except Exception as exc:  # report the other side anyway
-            import traceback
-
-            traceback.print_exc()
-            errors.append(f"{side}: {type(exc).__name__}: {exc}")
+    results = {"ours": None, "orthanc": None}
+    load_start = os.getloadavg()
+    results.update(run_sides(args, manifest, errors))
+    args.load = (load_start, os.getloadavg())
     text, rows = report(results["ours"], results["orthanc"], args, manifest)
     print(text)
     for e in errors:
@@ -509,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
             "studies": args.studies, "instances": len(manifest["files"]), "bytes": manifest["bytes"],
-            "runs": args.runs, "warmup": args.warmup, "cores": os.cpu_count(), "rows": rows,
+            "runs": args.runs, "warmup": args.warmup, "block": args.block, "cores": os.cpu_count(),
+            "loadavg_start": args.load[0], "loadavg_end": args.load[1], "rows": rows,
             "ours": results["ours"], "orthanc": results["orthanc"], "errors": errors}, indent=2))
     return 1 if errors else 0
 
