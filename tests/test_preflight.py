@@ -84,3 +84,16 @@ def test_the_bearer_token_never_appears_in_results_events_or_errors(iam_emulator
     text += "".join(e.text() for e in events.events) + repr(as_member(iam_emulator, OWNER))
     assert token not in text and "emulator:user:nobody" not in text
     assert "ya29" not in _safe("401 for Bearer ya29.a0AfH6SMB and access_token=ya29.x")
+
+
+def test_missing_project_creator_on_the_parent_is_named(iam_emulator, tmp_path):
+    # This caller may use the billing account but holds nothing on the organization.
+    member = "user:billing-only@example.com"
+    seed_policy(iam_emulator, f"billingAccounts/{BILLING}", [{"role": "roles/billing.user", "members": [OWNER, member]}])
+    bp = load(tmp_path, blueprint_dict("ohif-pre-parent", bucket=None, dicom_stores=[{"id": "primary"}]))
+    with pytest.raises(PreflightError) as err:
+        provisioner.plan(bp, as_member(iam_emulator, member))
+    text = str(err.value)
+    assert "resourcemanager.projects.create" in text and ORG in text
+    assert "roles/resourcemanager.projectCreator" in text
+    assert writes(records(tmp_path / "rec.jsonl")) == []

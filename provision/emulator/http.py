@@ -175,6 +175,8 @@ class App:
         if not request.path.startswith("/_emulator/"):
             fault = self.world.faults.draw_request()
             if fault == "reset":
+                if (request.content_length or 0) <= JSON_LIMIT:
+                    request.get_data(cache=True)  # read before the drop, so the record still shows the body
                 _reset_connection(environ)
                 return Response(b"", status=500)
             if fault:
@@ -223,7 +225,7 @@ class App:
             try:
                 raw = request.get_data(cache=True)
                 body = json.loads(raw) if raw.strip() else None
-            except (ValueError, UnicodeDecodeError):
+            except Exception:  # noqa: BLE001 - a dropped connection or junk body: record no body
                 body = None
         return {
             "t": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),

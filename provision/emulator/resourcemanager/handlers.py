@@ -183,6 +183,15 @@ def v3_test_iam_permissions(ctx: Ctx, project: str):
     return _test_permissions(ctx, project)
 
 
+@router.route("POST", "/v3/<any(folders,organizations):kind>/<id:number>:testIamPermissions", api=API,
+              discovery=(V3, "cloudresourcemanager.folders.testIamPermissions"))
+def v3_parent_test_iam_permissions(ctx: Ctx, kind: str, number: str):
+    """Preflight asks the parent whether the caller may create projects under it."""
+    asked = list(ctx.json().get("permissions") or [])
+    held = ctx.world.crm.held_on_parent(f"{kind}/{number}", ctx.principal, asked)
+    return {"permissions": held} if held else {}
+
+
 @router.route("GET", "/v3/operations/<id:op>", api=API)
 def v3_operation(ctx: Ctx, op: str):
     return _operation(ctx, f"operations/{op}")

@@ -239,6 +239,13 @@ class ResourceManager:
         chain = self.policy_chain(record["projectId"])
         return [p for p in permissions if iam.allowed(principal or "", p, chain)]
 
+    def held_on_parent(self, parent: str, principal: str | None, permissions: list[str]) -> list[str]:
+        """testIamPermissions on a folder or organization (policies seeded via /_emulator/policies)."""
+        if not self.world.options.enforce_iam:
+            return list(permissions)
+        policy = self.world.docs.get("policy", parent)
+        return [p for p in permissions if policy and iam.allowed(principal or "", p, [policy])]
+
     def _check_members(self, current: dict, bindings: list[dict]) -> None:
         existing = {(b.get("role"), m) for b in current.get("bindings", []) for m in b.get("members", [])}
         owners_to_invite = []
