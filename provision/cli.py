@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from provision.errors import BlueprintError, NotBuiltYet, ProvisionError
+from provision.errors import BlueprintError, ProvisionError
 from typer.core import TyperGroup
 
 
@@ -55,8 +55,39 @@ ImpersonateOpt = Annotated[
 ]
 
 
-def _not_built(what: str) -> None:
-    raise NotBuiltYet(f"`provision {what}` is not built yet: see the open issues for its status.")
+def _load(path: Path, emulator: str | None, impersonate: str | None):
+    """The blueprint and the target (Google Cloud, or the emulator named by --emulator / the environment)."""
+    from provision.blueprint import load_blueprint
+    from provision.gcp.target import Target
+
+    return load_blueprint(path), Target.from_env(emulator=emulator, impersonate=impersonate)
+
+
+def _progress():
+    """Progress on stderr (a live view on a terminal, one line per event elsewhere); stdout stays clean for --json."""
+    from provision.progress import Progress
+
+    return Progress()
+
+
+def _emit(json_out: bool, doc: dict, text: str) -> None:
+    """`--json`: one JSON document on stdout; otherwise the human rendering."""
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+    else:
+        typer.echo(text)
+
+
+def _confirm_or_refuse(question: str) -> None:
+    """Ask on a terminal; refuse (exit 2, nothing changed) when no one can answer."""
+    from provision.errors import UsageError
+
+    if not sys.stdin.isatty():
+        raise UsageError(f"{question} needs confirmation: run again with --yes (no terminal to ask on)")
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -102,7 +133,12 @@ def init(
 @app.command()
 def plan(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None) -> None:
     """Show what apply would change; changes nothing."""
-    _not_built("plan")
+    from provision import provisioner
+
+    bp, target = _load(blueprint, emulator, impersonate)
+    with _progress() as progress:
+        the_plan = provisioner.plan(bp, target, listener=progress)
+    _emit(json_out, the_plan.to_json(), the_plan.render())
 
 
 @app.command()
@@ -116,13 +152,47 @@ def apply(
     impersonate: ImpersonateOpt = None,
 ) -> None:
     """Create or update everything the blueprint describes, then check it works."""
-    _not_built("apply")
+    from provision import pipeline, provisioner
+
+    if len(blueprints) > 1:
+        loaded = [_load(path, emulator, impersonate) for path in blueprints]
+        target = loaded[0][1]
+        if not yes:
+            _confirm_or_refuse(f"apply {len(loaded)} blueprints ({', '.join(bp.project.id for bp, _ in loaded)})?")
+        with _progress() as progress:
+            outcomes = pipeline.apply_many([bp for bp, _ in loaded], target, progress, parallel=parallel,
+                                           run_smoke=not no_smoke)
+        failed = [o for o in outcomes if isinstance(o, ProvisionError)]
+        docs = [{"error": str(o)} if isinstance(o, ProvisionError) else o.to_json() for o in outcomes]
+        text = "\n".join(f"{bp.project.id}: failed: {o}" if isinstance(o, ProvisionError) else o.apply.render()
+                         for (bp, _), o in zip(loaded, outcomes))
+        _emit(json_out, {"results": docs}, text)
+        if failed:
+            raise typer.Exit(1)
+        return
+    bp, target = _load(blueprints[0], emulator, impersonate)
+    with _progress() as progress:
+        the_plan = provisioner.plan(bp, target, listener=progress)
+    if the_plan.has_changes and not yes:
+        typer.echo(the_plan.render(), err=True)
+        _confirm_or_refuse("apply these changes?")
+    with _progress() as progress:
+        outcome = pipeline.apply_and_check(bp, target, progress, plan_=the_plan, run_smoke=not no_smoke)
+    lines = [outcome.apply.render(), f"OHIF config: {outcome.config}"]
+    if outcome.smoke is not None:
+        lines.append(outcome.smoke.summary())
+    lines += [f"warning: {note}" for note in outcome.notes]
+    _emit(json_out, outcome.to_json(), "\n".join(lines))
 
 
 @app.command()
 def status(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None) -> None:
     """Compare live state with the blueprint (drift)."""
-    _not_built("status")
+    from provision import provisioner
+
+    bp, target = _load(blueprint, emulator, impersonate)
+    report = provisioner.status(bp, target)
+    _emit(json_out, report.to_json(), report.render())
 
 
 @app.command()
@@ -135,7 +205,23 @@ def destroy(
     impersonate: ImpersonateOpt = None,
 ) -> None:
     """Delete what the blueprint describes; data and the project are kept unless asked."""
-    _not_built("destroy")
+    from provision import provisioner
+
+    bp, target = _load(blueprint, emulator, impersonate)
+    steps, kept = provisioner.destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project)
+    for line in kept:
+        typer.echo(f"keep: {line}", err=True)
+    if not steps:
+        typer.echo("nothing to destroy")
+        return
+    if not yes:
+        for step in steps:
+            typer.echo(f"  {step.action:<7} {step.id}  {', '.join(step.changes)}", err=True)
+        _confirm_or_refuse(f"destroy {len(steps)} resource(s) of {bp.project.id}?")
+    with _progress() as progress:
+        result = provisioner.destroy(bp, target, delete_data=delete_data, delete_project=delete_project,
+                                     listener=progress)
+    typer.echo(result.render())
 
 
 @app.command()
@@ -170,7 +256,13 @@ def smoke(
     impersonate: ImpersonateOpt = None,
 ) -> None:
     """Prove the viewer will work: DICOMweb as OHIF uses it, optionally the real viewer."""
-    _not_built("smoke")
+    from provision import pipeline
+
+    bp, target = _load(blueprint, emulator, impersonate)
+    report = pipeline.smoke(bp, target, browser=browser or None)
+    _emit(json_out, report.to_dict(), report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -231,7 +323,11 @@ def demo(
     emulator: EmulatorOpt = None,
 ) -> None:
     """Run the whole flow offline on an embedded emulator with synthetic studies."""
-    _not_built("demo")
+    from provision.demo import run_demo
+
+    with _progress() as progress:
+        result = run_demo(emulator_url=emulator, browser=browser, listener=progress)
+    typer.echo(result.render())
 
 
 def main() -> None:

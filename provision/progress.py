@@ -87,7 +87,9 @@ class Progress:
         elif e.kind == "note":
             c.print(f"{tag}[cyan]note[/] {e.step}: {e.message}", highlight=False)
         elif e.kind == "progress":
-            key = (e.done, e.total, e.message if e.total is None else None)
+            # In a log, a counter line every tenth of the way (and the last one) is enough.
+            tenth = (10 * e.done) // e.total if e.total and e.done is not None else e.done
+            key = (tenth, e.total, e.message if e.total is None else None)
             if self._last_progress.get(e.step) != key:
                 self._last_progress[e.step] = key
                 c.print(f"{tag}  {e.step}: {e.message}" + (f" \\[{e.done}/{e.total}]" if e.total else ""),
