@@ -456,3 +456,80 @@ def run_dicomweb_smoke(
 
     step("cors", cors)
     return report
+
+
+# ------------------------------------------------------------------ whole blueprint
+
+
+@dataclass
+class BlueprintSmoke:
+    """The smoke of a whole blueprint: DICOMweb per store, then (optionally) the browser."""
+
+    stores: dict[str, SmokeReport] = field(default_factory=dict)
+    browser: Any = None  # provision.ohif.browser.BrowserReport, when run
+    browser_skipped: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.stores.values()) and (self.browser is None or self.browser.ok)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "dicomweb": {store: r.to_dict() for store, r in self.stores.items()},
+            "browser": self.browser.to_dict() if self.browser is not None else None,
+            **({"browser_skipped": self.browser_skipped} if self.browser_skipped else {}),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        parts = [r.summary() for r in self.stores.values()]
+        if self.browser is not None:
+            parts.append(self.browser.summary())
+        elif self.browser_skipped:
+            parts.append(f"browser smoke not run: {self.browser_skipped}")
+        return "\n".join(parts)
+
+
+def run_blueprint_smoke(
+    bp: Any,
+    *,
+    session: requests.Session | None = None,
+    emulator_url: str | None = None,
+    browser: bool = False,
+    token: str | None = None,
+    out_dir: Any = "out/smoke",
+) -> BlueprintSmoke:
+    """`provision smoke`: the DICOMweb smoke on every store of `bp`, then with `browser=True` the real
+    viewer on the first store (the viewer's default data source).
+
+    `session` carries the credentials (an AuthorizedSession for Google Cloud; None for an emulator
+    without --enforce-iam). `token` is the access token handed to the viewer with `?token=` (ADC's
+    token on Google Cloud); it is used only inside the browser and never reported.
+    """
+    from pathlib import Path
+
+    from provision.ohif.config import dicomweb_root, render_config
+
+    result = BlueprintSmoke()
+    for store in bp.dicom_stores:
+        root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
+        result.stores[store.id] = run_dicomweb_smoke(root, session=session, origin=bp.viewer.origin,
+                                                     min_studies=bp.smoke.min_studies)
+    if not browser:
+        return result
+    first = result.stores[bp.dicom_stores[0].id]
+    expected = first.browser_expectations()
+    if not first.ok:
+        result.browser_skipped = f"the DICOMweb smoke of store {bp.dicom_stores[0].id} failed"
+    elif not expected:
+        result.browser_skipped = f"store {bp.dicom_stores[0].id} holds no study to look for"
+    else:
+        from provision.ohif.browser import run_browser_smoke
+
+        config_js = render_config(bp, emulator_url=emulator_url, oidc=False)
+        result.browser = run_browser_smoke(config_js, expected_studies=expected, token=token, out_dir=Path(out_dir),
+                                           emulator_host=emulator_url)
+    return result

@@ -113,3 +113,27 @@ def test_enforced_iam_viewer_passes_stranger_gets_403(emulator_factory, demo_stu
 
     anonymous = run_dicomweb_smoke(env.dicomweb_url, origin=ORIGIN, min_studies=2)
     assert anonymous.check("studies").status == 401 and "expired" in anonymous.check("studies").detail
+
+
+def test_blueprint_smoke_dicomweb_only(emulator, demo_studies):
+    from types import SimpleNamespace
+
+    from provision.smoke import run_blueprint_smoke
+
+    env = ready_store(emulator, project="smoke-bp", dataset="imaging", store="primary")
+    store_demo(env, demo_studies[1])
+    env.stores.create(parent=env.dataset, dicomStoreId="empty", body={}).execute()
+    bp = SimpleNamespace(
+        project=SimpleNamespace(id=env.project),
+        dataset=SimpleNamespace(id="imaging", location=env.location),
+        dicom_stores=[SimpleNamespace(id="primary"), SimpleNamespace(id="empty")],
+        viewer=SimpleNamespace(origin=ORIGIN, oauth_client_id=None),
+        smoke=SimpleNamespace(min_studies=2, browser=False),
+    )
+    result = run_blueprint_smoke(bp, emulator_url=emulator.url)
+    assert list(result.stores) == ["primary", "empty"]
+    assert result.stores["primary"].ok and not result.stores["empty"].ok and not result.ok
+    assert result.browser is None
+    doc = json.loads(result.to_json())
+    assert doc["ok"] is False and doc["dicomweb"]["primary"]["ok"] is True and doc["browser"] is None
+    assert "found 0 studies" in result.summary()

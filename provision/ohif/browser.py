@@ -78,6 +78,16 @@ _CANVAS_STATS_JS = """
            canvases: canvases.length };
 }
 """
+# Cornerstone dispatches CORNERSTONE_IMAGE_RENDERED (not bubbling) on the viewport element after
+# each render; a capturing listener on the document sees it. A canvas still blank this long after
+# the first render is blank for good, so a black study fails in seconds, not at the deadline.
+_RENDER_PROBE_JS = """
+document.addEventListener('CORNERSTONE_IMAGE_RENDERED', () => {
+  window.__provisionRenders = (window.__provisionRenders || 0) + 1;
+  window.__provisionFirstRender = window.__provisionFirstRender || performance.now();
+}, true);
+"""
+SETTLE_MS = 1500
 MIN_LEVELS = 16  # a drawn phantom or patient image has dozens; a blank or text-only canvas has few
 MIN_NON_BLACK = 0.05
 
@@ -285,6 +295,7 @@ class _Drive:
         context.on("request", self._on_request)
         context.on("response", self._on_response)
         context.on("requestfailed", self._on_request_failed)
+        context.add_init_script(_RENDER_PROBE_JS)
         self.page = context.pages[0] if context.pages else context.new_page()
         self.page.on("pageerror", lambda exc: report.page_errors.append(self.secret_free(str(exc))[:500]))
         self.page.on("console", lambda msg: report.console_errors.append(self.secret_free(msg.text)[:300])
@@ -429,8 +440,10 @@ class _Drive:
             report.problems.append(f"viewer: the first frame request answered {response.status}")
         try:
             handle = page.wait_for_function(
-                f"() => {{ const s = ({_CANVAS_STATS_JS})(); "
-                f"return s && s.levels >= {MIN_LEVELS} && s.nonBlack >= {MIN_NON_BLACK} ? s : false; }}",
+                f"() => {{ const s = ({_CANVAS_STATS_JS})(); if (!s) return false; "
+                f"if (s.levels >= {MIN_LEVELS} && s.nonBlack >= {MIN_NON_BLACK}) return s; "
+                f"const first = window.__provisionFirstRender; "
+                f"return first && performance.now() - first > {SETTLE_MS} ? s : false; }}",
                 timeout=self.timeout_ms,
                 polling=100,
             )
