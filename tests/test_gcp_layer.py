@@ -119,15 +119,19 @@ def test_transient_faults_are_retried_with_reasons_until_the_deadline(emulator_f
     assert getattr(exc.value, "provision_attempts", 0) == len(reasons) + 1
 
 
-def test_backoff_is_exponential_with_full_jitter_and_capped():
+def test_backoff_grows_with_jitter_is_capped_and_bounded_by_time_spent():
     import random
 
     p = RetryPolicy(first=0.1, cap=1.0, rng=random.Random(7))
-    samples = [[p.delay(a) for _ in range(200)] for a in range(6)]
+    long_ago = 100.0  # retrying for a long time: only the exponential ceiling and the cap bind
+    samples = [[p.delay(a, long_ago) for _ in range(200)] for a in range(6)]
     assert all(0 < d <= min(1.0, 0.1 * 2 ** a) for a, ds in enumerate(samples) for d in ds)
-    assert max(samples[0]) < 0.1 < max(samples[3])          # the ceiling grows
+    assert max(samples[0]) <= 0.1 < max(samples[3])         # the ceiling grows
     assert max(samples[5]) <= 1.0                           # and is capped
-    assert min(samples[3]) < 0.2                            # full jitter: anywhere from ~0
+    assert min(samples[3]) < max(samples[3])                # jittered
+    # Early on, a wait is at most a fifth of the time already spent (but never below `first`).
+    assert all(p.delay(6, elapsed=2.0) <= 0.4 for _ in range(100))
+    assert all(p.delay(6, elapsed=0.0) <= 0.1 for _ in range(100))
 
 
 # ---------------------------------------------------------------------------- operations

@@ -167,10 +167,12 @@ class RetryPolicy:
                 return reason if retry else None
         return None
 
-    def delay(self, attempt: int) -> float:
-        """Full jitter: uniform(0, min(cap, first * 2**attempt)), never below 1 ms."""
-        ceiling = min(self.cap, self.first * (2 ** min(attempt, 30)))
-        return max(0.001, self.rng.uniform(0, ceiling))
+    def delay(self, attempt: int, elapsed: float = 0.0) -> float:
+        """Exponential backoff with jitter, never more than a fifth of the time already spent
+        retrying: a condition that clears (a propagating enable) is noticed soon after it does,
+        while a storm of 429s still spreads clients out. "Equal jitter": uniform(c/2, c)."""
+        ceiling = min(self.cap, self.first * (2 ** min(attempt, 30)), max(self.first, 0.2 * elapsed))
+        return max(0.001, self.rng.uniform(ceiling / 2, ceiling))
 
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
             cancel: threading.Event | None = None, only: Callable[[BaseException], bool] | None = None) -> T:
@@ -187,7 +189,7 @@ class RetryPolicy:
                 if reason is None or (only is not None and not only(exc)):
                     raise
                 attempt += 1
-                wait = self.delay(attempt - 1)
+                wait = self.delay(attempt - 1, time.monotonic() - started)
                 if time.monotonic() + wait > deadline:
                     exc.provision_attempts = attempt  # type: ignore[attr-defined]
                     exc.provision_waited = time.monotonic() - started  # type: ignore[attr-defined]

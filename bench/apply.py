@@ -1,0 +1,167 @@
+"""How close apply comes to the fastest it could be, and how little a no-op re-apply does.
+
+Prints, in one run:
+  - apply wall time on the emulator with `--latency realistic --time-scale S` (default 0.02),
+  - the critical-path lower bound computed from the same latency table and dependency graph,
+    and their ratio (target <= 1.10),
+  - a no-op re-apply's request count (target: at most one read per resource, zero writes)
+    and its wall time,
+  - `provision --help` median wall time (target < 0.3 s).
+
+Run: .venv/bin/python bench/apply.py [--time-scale 0.02] [--help-runs 15]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from provision.emulator.latency import REALISTIC  # noqa: E402  (the table the emulator plays)
+
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+READ_ONLY_POSTS = (":getIamPolicy", ":testIamPermissions")
+
+
+def critical_path(instances: int, scale: float) -> tuple[float, list[str]]:
+    """Longest path through apply's dependency graph, each step costing what the table says."""
+    t = {k: v * scale for k, v in REALISTIC.items()}
+    rmw = t["sync:crm.projects.getIamPolicy"] + t["sync:crm.projects.setIamPolicy"]
+    # step: (cost, dependencies). Healthcare calls wait for the enable to propagate.
+    steps = {
+        "project": (t["op:crm.projects.create"], []),
+        "billing": (t["sync:billing.updateBillingInfo"], ["project"]),
+        "apis": (t["op:serviceusage.enable"] + t["propagation:serviceusage.enable"], ["billing"]),
+        "project-iam": (rmw, ["project"]),
+        "service-agent": (t["op:serviceusage.generateServiceIdentity"] + rmw, ["apis"]),
+        "bucket": (t["sync:storage.buckets.insert"], ["project"]),
+        "bucket-iam": (t["sync:storage.buckets.setIamPolicy"], ["bucket", "service-agent"]),
+        "dataset": (t["op:healthcare.datasets.create"], ["apis"]),
+        "store": (t["sync:healthcare.dicomStores.create"], ["dataset"]),
+        "store-iam": (t["sync:healthcare.setIamPolicy"], ["store"]),
+        "import": (t["op:healthcare.import"] + t["op:healthcare.import.per_instance"] * instances,
+                   ["store", "bucket-iam"]),
+    }
+    finish: dict[str, tuple[float, list[str]]] = {}
+
+    def end(name: str) -> tuple[float, list[str]]:
+        if name not in finish:
+            cost, deps = steps[name]
+            start, path = max((end(d) for d in deps), default=(0.0, []))
+            finish[name] = (start + cost, path + [name])
+        return finish[name]
+
+    return max(end(s) for s in steps)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_emulator(scale: float, record: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([str(REPO / ".venv/bin/provision"), "emulator", "--port", str(port), "--latency", "realistic",
+                             "--time-scale", str(scale), "--record", str(record)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    import requests
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/_emulator/health", timeout=1).ok:
+                return proc, url
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("the emulator did not start within 20 s")
+
+
+def warm_up(target) -> None:
+    """Import the client libraries and parse the discovery documents once, before timing: the
+    ratio measures how well apply waits, not Python's import time (the --help row covers start-up)."""
+    target.projects(), target.serviceusage(), target.serviceusage("v1beta1"), target.billing()
+    target.healthcare(), target.storage("warm-up")
+
+
+def requests_in(record: Path) -> list[dict]:
+    return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+
+
+def help_median(runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([str(REPO / ".venv/bin/provision"), "--help"], stdout=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--time-scale", type=float, default=0.02)
+    parser.add_argument("--help-runs", type=int, default=15)
+    args = parser.parse_args()
+
+    from provision import provisioner
+    from provision.blueprint import load_blueprint
+    from provision.demo import DEMO_BLUEPRINT, demo_data_dir
+    from provision.demo_data import write_demo_studies
+    from provision.gcp.target import Target
+
+    studies = write_demo_studies(demo_data_dir())
+    instances = sum(s.n_instances for s in studies)
+    bp = load_blueprint(DEMO_BLUEPRINT)
+    bound, path = critical_path(instances, args.time_scale)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        record = Path(tmp) / "record.jsonl"
+        proc, url = start_emulator(args.time_scale, record)
+        try:
+            warm_up(Target(emulator=url))
+            t0 = time.perf_counter()
+            provisioner.apply(bp, Target(emulator=url))
+            fresh = time.perf_counter() - t0
+            record.write_text("")
+            t0 = time.perf_counter()
+            again = provisioner.apply(bp, Target(emulator=url))
+            noop = time.perf_counter() - t0
+            reqs = requests_in(record)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    writes = [r for r in reqs if r["method"] in WRITES and not r["path"].endswith(READ_ONLY_POSTS)]
+    resources = len(again.plan.steps)
+    help_s = help_median(args.help_runs)
+
+    rows = [
+        ("fresh apply, realistic latency x%g" % args.time_scale, f"{fresh:.2f} s", ""),
+        ("critical-path lower bound", f"{bound:.2f} s", " -> ".join(path)),
+        ("ratio apply / lower bound", f"{fresh / bound:.2f}", "target <= 1.10: " + ("met" if fresh / bound <= 1.10 else "MISSED")),
+        ("no-op re-apply requests", f"{len(reqs)} ({len(writes)} writes)",
+         f"{resources} resources; target <= {resources} reads, 0 writes: "
+         + ("met" if len(reqs) <= resources and not writes else "MISSED")),
+        ("no-op re-apply wall time", f"{noop:.2f} s", "changed=" + str(again.changed)),
+        ("provision --help median", f"{help_s:.3f} s", f"{args.help_runs} runs; target < 0.3 s: " + ("met" if help_s < 0.3 else "MISSED")),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"bench/apply.py  ({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; demo blueprint, {instances} instances)")
+    for name, value, note in rows:
+        print(f"  {name:<{width}}  {value:>18}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
