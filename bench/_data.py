@@ -168,24 +168,24 @@ def ensure(n_studies: int, root: Path = DEFAULT_DIR, log=None) -> dict:
         m = json.loads(manifest_path.read_text())
         if m.get("version") == VERSION:
             have = m.get("studies", 0)
-    if have < n_studies or not all(series_path(root, k).exists() for k in range(SERIES_SLICES)):
+    todo = [i for i in range(n_studies) if i >= have or not study_path(root, i).exists()]
+    if todo or not all(series_path(root, k).exists() for k in range(SERIES_SLICES)):
         w = _Writer()
-        todo = [i for i in range(n_studies) if i >= have or not study_path(root, i).exists()]
         for i in todo:
             _write(study_path(root, i), w.encode(
                 study=study_uid(i), series=uid("study", i, "series"), sop=uid("study", i, "instance"),
                 frame=uid("study", i, "frame"), pid=patient_id(i), name=f"BENCH^PATIENT{i + 1:06d}",
                 date=study_date(i), accession=f"ACC{i + 1:09d}", description=f"Bench CT head {i + 1}",
                 series_description="Axial 2.5mm", number=1, z=0.0, shift=i % 97))
-        for k in range(SERIES_SLICES):
-            if have == 0 or not series_path(root, k).exists():
-                _write(series_path(root, k), w.encode(
-                    study=SERIES_STUDY_UID, series=SERIES_UID, sop=uid("series-study", "instance", k),
-                    frame=uid("series-study", "frame"), pid=SERIES_PATIENT_ID, name="BENCH^SERIES",
-                    date="20200615", accession="ACCSERIES0001", description="Bench CT 64 slices",
-                    series_description="Axial 64 x 2.5mm", number=k + 1, z=-80.0 + 2.5 * k, shift=k))
-        if log and todo:
-            log(f"generated {len(todo)} studies and the {SERIES_SLICES}-slice series in {root}")
+        slices = [k for k in range(SERIES_SLICES) if have == 0 or not series_path(root, k).exists()]
+        for k in slices:
+            _write(series_path(root, k), w.encode(
+                study=SERIES_STUDY_UID, series=SERIES_UID, sop=uid("series-study", "instance", k),
+                frame=uid("series-study", "frame"), pid=SERIES_PATIENT_ID, name="BENCH^SERIES",
+                date="20200615", accession="ACCSERIES0001", description="Bench CT 64 slices",
+                series_description="Axial 64 x 2.5mm", number=k + 1, z=-80.0 + 2.5 * k, shift=k))
+        if log:
+            log(f"generated {len(todo)} studies and {len(slices)} series slices in {root}")
         tmp = manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": VERSION, "studies": max(have, n_studies)}))
         os.replace(tmp, manifest_path)
