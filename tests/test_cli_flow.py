@@ -87,3 +87,12 @@ def test_usage_errors_exit_2(args):
     result = run(*args)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
+
+
+@pytest.mark.browser
+def test_demo_with_browser_draws_the_image(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # screenshots land in ./out/smoke
+    result = run("demo", "--browser")
+    assert result.exit_code == 0, result.output
+    assert "browser smoke passed" in result.output
+    assert (tmp_path / "out" / "smoke" / "viewport.png").stat().st_size > 1000

@@ -127,3 +127,55 @@ def _scalar_ok(kind: str | None, fmt: str | None, value: Any) -> bool:
         return isinstance(value, str)
     return True
 
+
+
+# Which discovery documents describe each API the emulator serves (by the route's `api`).
+DOCUMENTS = {
+    "cloudresourcemanager": ("cloudresourcemanager.v3", "cloudresourcemanager.v1"),
+    "serviceusage": ("serviceusage.v1", "serviceusage.v1beta1"),
+    "cloudbilling": ("cloudbilling.v1",),
+    "healthcare": ("healthcare.v1",),
+    "storage": ("storage.v1",),
+}
+
+
+@functools.cache
+def _templates(doc: str) -> list[tuple[str, "re.Pattern[str]", dict]]:
+    import re
+
+    base = document(doc).get("servicePath", "")
+    out = []
+    for m in _methods(doc).values():
+        paths = [base + m.get("flatPath", m["path"])]
+        for proto in m.get("mediaUpload", {}).get("protocols", {}).values():
+            paths.append(proto["path"].lstrip("/"))
+        for path in paths:
+            regex = "".join("[^/]+" if part.startswith("{") else re.escape(part)
+                            for part in re.split(r"(\{[^}]+\})", path))
+            out.append((m["httpMethod"], re.compile(f"^/{regex}$"), m))
+    # Literal segments beat parameters: longer templates (fewer wildcards) first.
+    out.sort(key=lambda t: (t[1].pattern.count("[^/]+"), -len(t[1].pattern)))
+    return out
+
+
+def method_for(api: str | None, http_method: str, path: str) -> tuple[str, dict] | None:
+    """The discovery method (document, description) that a request stands for (any API when `api` is None)."""
+    docs = DOCUMENTS.get(api, ()) if api else [d for ds in DOCUMENTS.values() for d in ds]
+    for doc in docs:
+        for verb, pattern, m in _templates(doc):
+            if verb == http_method and pattern.match(path):
+                return doc, m
+    return None
+
+
+def response_problems(api: str | None, http_method: str, path: str, body: Any) -> list[tuple[str, str]] | None:
+    """How a JSON response body departs from its method's response schema; None when no method
+    describes it (or it is a raw HttpBody, as DICOMweb answers are)."""
+    found = method_for(api, http_method, path)
+    if found is None:
+        return None
+    doc, m = found
+    ref = (m.get("response") or {}).get("$ref")
+    if ref in (None, "HttpBody"):
+        return None
+    return problems(doc, ref, body)
