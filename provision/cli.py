@@ -5,7 +5,6 @@ Google client libraries are imported lazily, inside the commands that call them,
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional

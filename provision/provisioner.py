@@ -1,4 +1,4 @@
-"""The library entry points the CLI calls: plan, apply, status, destroy, apply_many.
+"""The library entry points the CLI calls: plan, apply, status, destroy (apply_many lives in pipeline.py).
 
 No command line here: each function takes a loaded `Blueprint` and a `Target` and returns a
 result object with `to_json()` (stable keys) and `render()` (for people). Expected failures
@@ -6,12 +6,10 @@ raise `ProvisionError` subclasses with one clear message.
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from provision import plan as plan_mod
 from provision import preflight
@@ -26,7 +24,7 @@ from provision.resources import iam as iam_mod
 from provision.resources import project as project_mod
 from provision.resources import project_iam
 
-__all__ = ["plan", "apply", "status", "destroy", "apply_many", "ApplyResult", "StatusReport", "DestroyResult",
+__all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
            "ApplyFailed", "Target"]
 
 
@@ -167,22 +165,6 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
         raise ApplyFailed(result.error, result)
     _emit(listener, Event("finished", "apply", result.summary, result.elapsed, project=bp.project.id))
     return result
-
-
-def apply_many(bps: Iterable[Any], target: Target, parallel: int = 4,
-               listener: Listener | None = None) -> list[ApplyResult | ProvisionError]:
-    """Apply several blueprints, `parallel` at a time. One entry per blueprint, in order: its
-    ApplyResult, or the ProvisionError it failed with (the others still run)."""
-    bps = list(bps)
-
-    def one(bp: Any) -> ApplyResult | ProvisionError:
-        try:
-            return apply(bp, target, listener)
-        except ProvisionError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="blueprint") as pool:
-        return list(pool.map(one, bps))
 
 
 # ---------------------------------------------------------------------------- status

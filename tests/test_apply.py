@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision import provisioner
+from provision import pipeline, provisioner
 from provision.gcp.target import Target
 from provision.resources import dicom_import
 from test_apply_support import Events, blueprint_dict, load, mark, records, write_dicom, writes
@@ -121,9 +121,9 @@ def test_apply_many_runs_blueprints_side_by_side_and_reports_each(emulator, tmp_
                                         dicom_stores=[{"id": "s", "import": {"uri": "gs://no-such-bucket-x/**.dcm"}}]),
                "bad.yaml")
     events = Events()
-    results = provisioner.apply_many([*good, bad], target, parallel=4, listener=events)
-    assert [type(r).__name__ for r in results] == ["ApplyResult"] * 3 + ["ApplyFailed"]
-    assert all(r.ok for r in results[:3])
+    results = pipeline.apply_many([*good, bad], target, events, parallel=4, run_smoke=False)
+    assert [type(r).__name__ for r in results] == ["Outcome"] * 3 + ["ApplyFailed"]
+    assert all(r.apply.ok and r.config.exists() for r in results[:3])
     assert "import:s" in str(results[3]) and "no-such-bucket-x" in str(results[3])
     assert {e.project for e in events.kinds("done")} >= {f"ohif-many-{i}" for i in range(3)}
 

@@ -187,7 +187,7 @@ def test_dicom_store_crud_and_paging(emulator):
         stores.get(name=f"{env.dataset}/dicomStores/s2").execute()
     assert gone.value.status_code == 403
     with pytest.raises(HttpError) as no_dataset:
-        stores.list(parent=f"projects/hc-stores/locations/us-central1/datasets/none").execute()
+        stores.list(parent="projects/hc-stores/locations/us-central1/datasets/none").execute()
     assert no_dataset.value.status_code == 403
 
 

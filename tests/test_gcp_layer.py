@@ -52,7 +52,7 @@ def test_importing_the_library_does_not_import_google_clients():
 # ---------------------------------------------------------------------------- errors
 def test_real_errors_are_read_alike_and_explained(emulator):
     target = Target(emulator=emulator.url)
-    ctx = fresh_project(target, "layer-errors")
+    fresh_project(target, "layer-errors")
     svc = target.healthcare()
     # 403 SERVICE_DISABLED, before healthcare is enabled
     with pytest.raises(Exception) as exc:

@@ -2,7 +2,6 @@
 and conditional bindings, a failing import, and SIGKILL at several points followed by a re-apply."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -11,15 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from provision import provisioner
-from provision.errors import ProvisionError
+from provision import pipeline, provisioner
 from provision.gcp.context import Ctx, Reporter
 from provision.gcp.target import Target
 from provision.provisioner import ApplyFailed
 from provision.resources import dicom_import, dicom_store, iam, project_iam
-from test_apply_support import Events, blueprint_dict, load, records, write_dicom, writes
+from test_apply_support import Events, blueprint_dict, load, records, write_dicom
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -260,8 +257,9 @@ def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulat
     target = Target(emulator=emu.url)
     bp = load(tmp_path, blueprint_dict("ohif-twice", data_dir))
     events = Events()
-    first, second = provisioner.apply_many([bp, bp], target, parallel=2, listener=events)
-    assert first.ok and second.ok, (first, second)
+    first, second = pipeline.apply_many([bp, bp], target, events, parallel=2, run_smoke=False)
+    assert not isinstance(first, Exception) and not isinstance(second, Exception), (first, second)
+    first = first.apply
     notes = " | ".join(e.message for e in events.kinds("note"))
     assert "adopted" in notes, notes
     ctx = Ctx(target)

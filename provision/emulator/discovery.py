@@ -8,6 +8,7 @@ import base64
 import binascii
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +141,7 @@ DOCUMENTS = {
 
 
 @functools.cache
-def _templates(doc: str) -> list[tuple[str, "re.Pattern[str]", dict]]:
-    import re
-
+def _templates(doc: str) -> list[tuple[str, re.Pattern[str], dict]]:
     base = document(doc).get("servicePath", "")
     out = []
     for m in _methods(doc).values():

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_absent, is_already_exists, is_status
+from provision.gcp.errors import is_absent, is_already_exists
 from provision.gcp.retry import NotYet
 
 

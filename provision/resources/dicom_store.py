@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_absent, is_already_exists, is_status
+from provision.gcp.errors import is_absent, is_already_exists
 from provision.gcp.retry import NotYet
 from provision.resources import iam
 from provision.resources.dataset import _service_disabled

@@ -21,7 +21,7 @@ import re
 import secrets
 import tempfile
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import quote
