@@ -96,3 +96,24 @@ def test_demo_with_browser_draws_the_image(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "browser smoke passed" in result.output
     assert (tmp_path / "out" / "smoke" / "viewport.png").stat().st_size > 1000
+
+
+def test_apply_several_blueprints_at_once_one_summary_each(emulator, tmp_path):
+    paths = []
+    for team in ("a", "b", "c"):
+        path = tmp_path / f"team-{team}.yaml"
+        path.write_text(f"""\
+version: 1
+project: {{id: ohif-team-{team}, parent: organizations/123456789012, billing_account: 012345-6789AB-CDEF01}}
+dataset: {{id: imaging, location: us-central1}}
+dicom_stores: [{{id: primary}}]
+smoke: {{min_studies: 0}}
+""")
+        paths.append(str(path))
+    result = run("apply", *paths, "--emulator", emulator.url, "--yes", "--parallel", "3", "--no-smoke", "--json")
+    assert result.exit_code == 0, result.output
+    docs = json.loads(result.stdout)["results"]
+    assert [d["apply"]["project"] for d in docs] == ["ohif-team-a", "ohif-team-b", "ohif-team-c"]
+    assert all(d["apply"]["ok"] and d["apply"]["changed"] for d in docs)
+    again = run("apply", *paths, "--emulator", emulator.url, "--yes", "--no-smoke")
+    assert again.exit_code == 0 and again.stdout.count(": no changes") == 3, again.output
