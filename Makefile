@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test setup chromium ohif bench clean
+ORTHANC := /usr/sbin/Orthanc
+
+.PHONY: demo test setup chromium ohif orthanc bench clean
 
 setup: $(STAMP)
 
@@ -33,8 +35,14 @@ demo: $(STAMP)
 test: $(STAMP) chromium ohif
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP)
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+orthanc: $(ORTHANC)
+
+$(ORTHANC):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq orthanc orthanc-dicomweb
+
+bench: $(STAMP) orthanc
+	for b in bench/[!_]*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
