@@ -5,9 +5,11 @@ Study i has its own patient (`BENCH-000001`...), a StudyDate spread over 2010-20
 `2.25.<uuid5 int>` derived from its index, so the same index always gives the same bytes and a
 smaller `--studies N` reuses the first N files of a larger cache.
 
-Speed: pydicom encodes only the small header of each file (the template dataset is built once
-and only UIDs, names, dates and numbers change); the pixel data element is appended as raw
-bytes cut from one precomputed numpy array. 2,000 studies take a few seconds.
+The instances are those of provision.demo_data (`ct_image`: real geometry, windows, rescale);
+what is the benchmark's own is speed: pydicom encodes only the small header of each file (the
+template dataset is built once and only UIDs, names, dates and numbers change); the pixel data
+element is appended as raw bytes cut from one precomputed numpy array. 2,000 studies take a few
+seconds.
 
     python bench/_data.py [--studies N] [--out DIR]     # generate (or top up) the cache
 """
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import os
 import struct
@@ -24,12 +25,12 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-VERSION = 1                      # bump when the bytes of a file would change
+from provision import demo_data
+
+VERSION = 2                      # bump when the bytes of a file would change
 ROWS = COLS = 256
+SPACING, THICKNESS = 0.9, 2.5    # mm
 SERIES_SLICES = 64
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/provision/bench/v1")
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "out" / "bench-data"
@@ -39,7 +40,7 @@ DAYS = (dt.date(2024, 12, 31) - FIRST_DAY).days + 1
 
 def uid(*parts: object) -> str:
     """`2.25.<decimal of a UUIDv5>`: a valid, deterministic DICOM UID (at most 44 characters)."""
-    return "2.25." + str(uuid.uuid5(NAMESPACE, "/".join(map(str, parts))).int)
+    return demo_data.uid(*parts, namespace=NAMESPACE)
 
 
 def patient_id(i: int) -> str:
@@ -61,84 +62,49 @@ SERIES_PATIENT_ID = "BENCH-SERIES"
 
 
 def _phantom() -> np.ndarray:
-    """A 256x256 int16 head-like phantom in HU (air outside, water disc, a bone ring)."""
+    """A 256x256 head-like phantom in HU (air outside, water disc, a bone ring)."""
     y, x = np.mgrid[0:ROWS, 0:COLS].astype(np.float32)
     r = np.hypot(x - COLS / 2, y - ROWS / 2)
     img = np.full((ROWS, COLS), -1000, np.float32)
     img[r < 110] = 40
     img[(r >= 100) & (r < 110)] = 900
     img += 30 * np.sin(x / 9.0) * np.cos(y / 13.0)
-    return (img + 1024).astype("<i2")   # stored values; RescaleIntercept -1024
+    return img
 
 
-def _template() -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-    ds.SOPClassUID = CTImageStorage
-    ds.StudyTime = "101500"
-    ds.Modality = "CT"
-    ds.Manufacturer = "provision-bench"
-    ds.ReferringPhysicianName = "REFERRER^BENCH"
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "O"
-    ds.SliceThickness = "2.5"
-    ds.KVP = "120"
-    ds.PatientPosition = "HFS"
-    ds.SeriesNumber = 1
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = ROWS
-    ds.Columns = COLS
-    ds.PixelSpacing = [0.9, 0.9]
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.WindowCenter = "40"
-    ds.WindowWidth = "400"
-    ds.RescaleIntercept = "-1024"
-    ds.RescaleSlope = "1"
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = uid("implementation")
-    ds.file_meta = meta
-    return ds
+def _study(uid_: str, patient_name: str, patient_id: str, date: str, accession: str,
+           description: str) -> demo_data.Study:
+    return demo_data.Study(uid=uid_, patient_name=patient_name, patient_id=patient_id, date=date, id=accession[-8:],
+                           accession=accession, description=description, referring="REFERRER^BENCH")
+
+
+SERIES_STUDY = _study(SERIES_STUDY_UID, "BENCH^SERIES", SERIES_PATIENT_ID, "20200615", "ACCSERIES0001",
+                      "Bench CT 64 slices")
+SERIES = demo_data.Series(uid=SERIES_UID, description="Axial 64 x 2.5mm", body_part="HEAD",
+                          frame_of_reference=uid("series-study", "frame"))
 
 
 class _Writer:
-    def __init__(self) -> None:
-        self.ds = _template()
-        self.base = _phantom()
-        n = ROWS * COLS * 2
-        # (7FE0,0010) OW, explicit VR LE: tag, "OW", 2 reserved bytes, 4-byte length.
-        self.pixel_header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, n)
+    """One CT template (demo_data.ct_image) whose header is re-encoded per file, pixels appended raw."""
 
-    def encode(self, *, study: str, series: str, sop: str, frame: str, pid: str, name: str, date: str,
-               accession: str, description: str, series_description: str, number: int, z: float,
+    def __init__(self) -> None:
+        self.ds = demo_data.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
+                                     z=0.0, hu=_phantom(), spacing=SPACING, thickness=THICKNESS)
+        self.base = np.frombuffer(self.ds.PixelData, "<i2").reshape(ROWS, COLS)
+        del self.ds.PixelData
+        # (7FE0,0010) OW, explicit VR LE: tag, "OW", 2 reserved bytes, 4-byte length.
+        self.pixel_header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, self.base.nbytes)
+
+    def encode(self, study: demo_data.Study, series: demo_data.Series, *, sop: str, number: int, z: float,
                shift: int) -> bytes:
         ds = self.ds
-        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        demo_data.set_study(ds, study)
+        demo_data.set_series(ds, series)
         ds.SOPInstanceUID = sop
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series
-        ds.FrameOfReferenceUID = frame
-        ds.PatientID = pid
-        ds.PatientName = name
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
-        ds.AccessionNumber = accession
-        ds.StudyID = accession[-8:]
-        ds.StudyDescription = description
-        ds.SeriesDescription = series_description
         ds.InstanceNumber = number
-        ds.ImagePositionPatient = [-115.2, -115.2, round(z, 2)]
-        ds.SliceLocation = round(z, 2)
-        buf = io.BytesIO()
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        demo_data.set_plane(ds, z=z, spacing=SPACING, thickness=THICKNESS, size=ROWS)
         pixels = np.roll(self.base, shift, axis=1) if shift else self.base
-        return buf.getvalue() + self.pixel_header + pixels.tobytes()
+        return demo_data.part10_bytes(demo_data.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
 
 
 def study_path(root: Path, i: int) -> Path:
@@ -172,18 +138,16 @@ def ensure(n_studies: int, root: Path = DEFAULT_DIR, log=None) -> dict:
     if todo or not all(series_path(root, k).exists() for k in range(SERIES_SLICES)):
         w = _Writer()
         for i in todo:
-            _write(study_path(root, i), w.encode(
-                study=study_uid(i), series=uid("study", i, "series"), sop=uid("study", i, "instance"),
-                frame=uid("study", i, "frame"), pid=patient_id(i), name=f"BENCH^PATIENT{i + 1:06d}",
-                date=study_date(i), accession=f"ACC{i + 1:09d}", description=f"Bench CT head {i + 1}",
-                series_description="Axial 2.5mm", number=1, z=0.0, shift=i % 97))
+            series = demo_data.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
+                                      frame_of_reference=uid("study", i, "frame"))
+            study = _study(study_uid(i), f"BENCH^PATIENT{i + 1:06d}", patient_id(i), study_date(i), f"ACC{i + 1:09d}",
+                           f"Bench CT head {i + 1}")
+            _write(study_path(root, i), w.encode(study, series, sop=uid("study", i, "instance"), number=1, z=0.0,
+                                                 shift=i % 97))
         slices = [k for k in range(SERIES_SLICES) if have == 0 or not series_path(root, k).exists()]
         for k in slices:
-            _write(series_path(root, k), w.encode(
-                study=SERIES_STUDY_UID, series=SERIES_UID, sop=uid("series-study", "instance", k),
-                frame=uid("series-study", "frame"), pid=SERIES_PATIENT_ID, name="BENCH^SERIES",
-                date="20200615", accession="ACCSERIES0001", description="Bench CT 64 slices",
-                series_description="Axial 64 x 2.5mm", number=k + 1, z=-80.0 + 2.5 * k, shift=k))
+            _write(series_path(root, k), w.encode(SERIES_STUDY, SERIES, sop=uid("series-study", "instance", k),
+                                                  number=k + 1, z=-80.0 + THICKNESS * k, shift=k))
         if log:
             log(f"generated {len(todo)} studies and {len(slices)} series slices in {root}")
         tmp = manifest_path.with_suffix(".tmp")

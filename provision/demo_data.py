@@ -13,6 +13,11 @@ entropy sources and returns a random UID), dates and times are fixed, and the
 implementation UID is ours (not pydicom's, which changes with its version), so a rerun
 writes the same bytes. Files are `<out>/<study UID>/<series UID>/<SOP instance UID>.dcm`;
 a file that already holds the same bytes is not rewritten.
+
+The building blocks are public, for the other generators (tests/dicom_factory.py,
+bench/_data.py): `uid` (with their own namespace), `Study` / `Series` and `set_study` /
+`set_series`, `ct_image` / `mr_image` (one instance with real geometry, windows and rescale
+from the caller's pixels), `set_plane`, and `set_file_meta` + `part10_bytes`.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ import io
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,16 +34,21 @@ from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-__all__ = ["StudyInfo", "ohif_patient_name", "uid", "write_demo_studies"]
+__all__ = [
+    "Series", "Study", "StudyInfo", "ct_image", "mr_image", "ohif_patient_name", "part10_bytes", "set_file_meta",
+    "set_plane", "set_series", "set_study", "uid", "write_demo_studies",
+]
 
 NAMESPACE = uuid.UUID("0b7e3f3e-5d1c-5a8e-9c57-6f2d4f0a1c42")
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 
 
-def uid(*parts: object) -> str:
-    """A deterministic UID under the 2.25 root (UUID-derived, ISO/IEC 9834-8), e.g. uid('study', 'ct')."""
-    return "2.25." + str(uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts)).int)
+def uid(*parts: object, namespace: uuid.UUID = NAMESPACE) -> str:
+    """A deterministic UID under the 2.25 root (UUID-derived, ISO/IEC 9834-8), e.g. uid('study', 'ct').
+
+    Another generator passes its own `namespace`, so its UIDs never collide with the demo's."""
+    return "2.25." + str(uuid.uuid5(namespace, "/".join(str(p) for p in parts)).int)
 
 
 IMPLEMENTATION_UID = uid("implementation", "provision-demo-data", 1)
@@ -113,56 +124,89 @@ def _mr_slice(z: float, size: int = 128) -> np.ndarray:
 # ---------------------------------------------------------------------- datasets
 
 
-def _common(study: dict, series: dict, sop_class: str, sop_uid: str, number: int) -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = sop_uid
-    # Patient
-    ds.PatientName = study["patient_name"]
-    ds.PatientID = study["patient_id"]
-    ds.PatientBirthDate = study["birth_date"]
-    ds.PatientSex = study["sex"]
-    # General Study
-    ds.StudyInstanceUID = study["uid"]
-    ds.StudyDate = study["date"]
+@dataclass(frozen=True)
+class Study:
+    """What every instance of one study repeats: the Patient and General Study modules."""
+
+    uid: str
+    patient_name: str
+    patient_id: str
+    date: str  # also the series and content date: a synthetic study is acquired in one day
+    id: str
+    accession: str
+    description: str
+    birth_date: str = "19700101"
+    sex: str = "O"
+    referring: str = "Demo^Referrer"
+
+
+@dataclass(frozen=True)
+class Series:
+    """What every instance of one series repeats: General Series and Frame of Reference."""
+
+    uid: str
+    description: str
+    body_part: str
+    frame_of_reference: str
+    number: int = 1
+    time: str = "102000"
+
+
+def set_study(ds: Dataset, study: Study) -> None:
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    ds.PatientBirthDate = study.birth_date
+    ds.PatientSex = study.sex
+    ds.StudyInstanceUID = study.uid
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = study.date
     ds.StudyTime = "101500"
-    ds.ReferringPhysicianName = "Demo^Referrer"
-    ds.StudyID = study["id"]
-    ds.AccessionNumber = study["accession"]
-    ds.StudyDescription = study["description"]
-    # General Series
-    ds.Modality = series["modality"]
-    ds.SeriesInstanceUID = series["uid"]
-    ds.SeriesNumber = series["number"]
-    ds.SeriesDescription = series["description"]
-    ds.SeriesDate = study["date"]
-    ds.SeriesTime = "102000"
-    ds.BodyPartExamined = series["body_part"]
+    ds.ReferringPhysicianName = study.referring
+    ds.StudyID = study.id
+    ds.AccessionNumber = study.accession
+    ds.StudyDescription = study.description
+
+
+def set_series(ds: Dataset, series: Series) -> None:
+    ds.SeriesInstanceUID = series.uid
+    ds.SeriesNumber = series.number
+    ds.SeriesDescription = series.description
+    ds.SeriesTime = series.time
+    ds.BodyPartExamined = series.body_part
     ds.PatientPosition = "HFS"
-    # Frame of Reference
-    ds.FrameOfReferenceUID = series["frame_of_reference"]
+    ds.FrameOfReferenceUID = series.frame_of_reference
     ds.PositionReferenceIndicator = ""
-    # General Equipment
-    ds.Manufacturer = "provision"
-    ds.ManufacturerModelName = "synthetic phantom"
-    ds.SoftwareVersions = "1"
-    # General Image
-    ds.InstanceNumber = number
-    ds.ContentDate = study["date"]
-    ds.ContentTime = "102000"
-    ds.AcquisitionNumber = 1
-    ds.ImageComments = "Synthetic phantom for demos; not a patient."
-    return ds
 
 
-def _plane(ds: Dataset, *, z: float, spacing: float, thickness: float, size: int) -> None:
+def set_plane(ds: Dataset, *, z: float, spacing: float, thickness: float, size: int) -> None:
+    """An axial square slice of `size` pixels centred on the table axis at height z (mm)."""
     half = (size - 1) * spacing / 2
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.ImagePositionPatient = [-half, -half, z]
     ds.SliceLocation = z
     ds.PixelSpacing = [spacing, spacing]
     ds.SliceThickness = thickness
+
+
+def _image(study: Study, series: Series, *, modality: str, sop_class: str, sop_uid: str, number: int,
+           image_type: list[str]) -> Dataset:
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    set_study(ds, study)
+    ds.Modality = modality
+    set_series(ds, series)
+    # General Equipment
+    ds.Manufacturer = "provision"
+    ds.ManufacturerModelName = "synthetic phantom"
+    ds.SoftwareVersions = "1"
+    # General Image
+    ds.ImageType = image_type
+    ds.InstanceNumber = number
+    ds.ContentTime = "102000"
+    ds.AcquisitionNumber = 1
+    ds.ImageComments = "Synthetic phantom for demos; not a patient."
+    return ds
 
 
 def _pixels(ds: Dataset, data: np.ndarray, *, signed: bool, bits_stored: int) -> None:
@@ -174,9 +218,57 @@ def _pixels(ds: Dataset, data: np.ndarray, *, signed: bool, bits_stored: int) ->
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 1 if signed else 0
     ds.PixelData = data.astype("<i2" if signed else "<u2").tobytes()
+    ds["PixelData"].VR = "OW"
 
 
-def _file_bytes(ds: Dataset) -> bytes:
+def ct_image(study: Study, series: Series, *, sop_uid: str, number: int, z: float, hu: np.ndarray, spacing: float,
+             thickness: float) -> Dataset:
+    """One axial CT slice: `hu` (square, Hounsfield units) stored as int16 with RescaleIntercept -1024,
+    soft-tissue (40/400) and lung (-600/1500) windows."""
+    ds = _image(study, series, modality="CT", sop_class=CT_IMAGE_STORAGE, sop_uid=sop_uid, number=number,
+                image_type=["ORIGINAL", "PRIMARY", "AXIAL"])
+    set_plane(ds, z=z, spacing=spacing, thickness=thickness, size=hu.shape[0])
+    ds.KVP = 120
+    ds.ConvolutionKernel = "STANDARD"
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    ds.RescaleType = "HU"
+    ds.WindowCenter = [40, -600]
+    ds.WindowWidth = [400, 1500]
+    ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "LUNG"]
+    _pixels(ds, np.rint(hu + 1024), signed=True, bits_stored=16)
+    return ds
+
+
+def mr_image(study: Study, series: Series, *, sop_uid: str, number: int, z: float, signal: np.ndarray, spacing: float,
+             thickness: float) -> Dataset:
+    """One axial T1 spin-echo MR slice: `signal` (square, 0..4095) stored as uint16 with 12 bits stored,
+    one full-range window."""
+    ds = _image(study, series, modality="MR", sop_class=MR_IMAGE_STORAGE, sop_uid=sop_uid, number=number,
+                image_type=["ORIGINAL", "PRIMARY", "OTHER"])
+    set_plane(ds, z=z, spacing=spacing, thickness=thickness, size=signal.shape[0])
+    ds.SpacingBetweenSlices = thickness
+    ds.ScanningSequence = "SE"
+    ds.SequenceVariant = "NONE"
+    ds.ScanOptions = ""
+    ds.MRAcquisitionType = "2D"
+    ds.RepetitionTime = 500
+    ds.EchoTime = 15
+    ds.EchoTrainLength = 1
+    ds.MagneticFieldStrength = 1.5
+    ds.ImagedNucleus = "1H"
+    ds.WindowCenter = 2048
+    ds.WindowWidth = 4096
+    _pixels(ds, np.rint(signal), signed=False, bits_stored=12)
+    return ds
+
+
+# ---------------------------------------------------------------------- files
+
+
+def set_file_meta(ds: Dataset) -> Dataset:
+    """Give `ds` its Part-10 preamble and file meta (Explicit VR Little Endian, our implementation UID);
+    returns `ds`."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -184,6 +276,12 @@ def _file_bytes(ds: Dataset) -> bytes:
     meta.ImplementationClassUID = IMPLEMENTATION_UID
     meta.ImplementationVersionName = "PROVISION_1"
     ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    return ds
+
+
+def part10_bytes(ds: Dataset) -> bytes:
+    """The Part-10 file bytes of `ds`, with the file meta it carries (see set_file_meta)."""
     buf = io.BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
@@ -207,82 +305,55 @@ def _write_if_changed(path: Path, data: bytes) -> None:
         raise
 
 
-def _ct_study(out_dir: Path) -> StudyInfo:
-    study = {
-        "uid": uid("study", "ct-chest"), "patient_name": "Phantom^CT", "patient_id": "PHANTOM-CT",
-        "birth_date": "19700101", "sex": "O", "date": "20240115", "id": "CT1", "accession": "DEMO-CT-0001",
-        "description": "CT chest phantom",
-    }  # fmt: skip
-    series = {
-        "uid": uid("series", "ct-chest", 1), "number": 1, "modality": "CT", "description": "Axial 2.5 mm",
-        "body_part": "CHEST", "frame_of_reference": uid("frame-of-reference", "ct-chest"),
-    }  # fmt: skip
-    n, size, spacing, thickness = 64, 256, 1.367, 2.5
+# ---------------------------------------------------------------------- studies
+
+
+def _write_study(out_dir: Path, key: str, study: Study, series: Series, *, modality: str, zs: list[float],
+                 image: Callable[[str, int, float], Dataset]) -> StudyInfo:
+    """One single-series study: `image(sop_uid, number, z)` for each z, written as `<study>/<series>/<sop>.dcm`."""
     files = []
-    for i in range(n):
-        z = -78.75 + i * thickness
-        sop = uid("instance", "ct-chest", 1, i + 1)
-        ds = _common(study, series, CT_IMAGE_STORAGE, sop, i + 1)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        _plane(ds, z=z, spacing=spacing, thickness=thickness, size=size)
-        ds.KVP = 120
-        ds.ConvolutionKernel = "STANDARD"
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.RescaleType = "HU"
-        ds.WindowCenter = [40, -600]
-        ds.WindowWidth = [400, 1500]
-        ds.WindowCenterWidthExplanation = ["SOFT TISSUE", "LUNG"]
-        _pixels(ds, np.rint(_ct_slice(z, size) + 1024), signed=True, bits_stored=16)
-        path = out_dir / study["uid"] / series["uid"] / f"{sop}.dcm"
-        _write_if_changed(path, _file_bytes(ds))
+    for i, z in enumerate(zs):
+        sop = uid("instance", key, series.number, i + 1)
+        path = out_dir / study.uid / series.uid / f"{sop}.dcm"
+        _write_if_changed(path, part10_bytes(set_file_meta(image(sop, i + 1, z))))
         files.append(path)
     return StudyInfo(
-        study_uid=study["uid"], patient_name=study["patient_name"],
-        patient_name_ohif=ohif_patient_name(study["patient_name"]), modality="CT", n_instances=n,
-        patient_id=study["patient_id"], description=study["description"], series_uid=series["uid"], files=tuple(files),
-    )  # fmt: skip
+        study_uid=study.uid, patient_name=study.patient_name, patient_name_ohif=ohif_patient_name(study.patient_name),
+        modality=modality, n_instances=len(files), patient_id=study.patient_id, description=study.description,
+        series_uid=series.uid, files=tuple(files),
+    )
+
+
+def _ct_study(out_dir: Path) -> StudyInfo:
+    key = "ct-chest"
+    study = Study(uid=uid("study", key), patient_name="Phantom^CT", patient_id="PHANTOM-CT", date="20240115", id="CT1",
+                  accession="DEMO-CT-0001", description="CT chest phantom", birth_date="19700101")
+    series = Series(uid=uid("series", key, 1), description="Axial 2.5 mm", body_part="CHEST",
+                    frame_of_reference=uid("frame-of-reference", key))
+    size, spacing, thickness = 256, 1.367, 2.5
+
+    def image(sop: str, number: int, z: float) -> Dataset:
+        return ct_image(study, series, sop_uid=sop, number=number, z=z, hu=_ct_slice(z, size), spacing=spacing,
+                        thickness=thickness)
+
+    return _write_study(out_dir, key, study, series, modality="CT", zs=[-78.75 + i * thickness for i in range(64)],
+                        image=image)
 
 
 def _mr_study(out_dir: Path) -> StudyInfo:
-    study = {
-        "uid": uid("study", "mr-head"), "patient_name": "Phantom^MR", "patient_id": "PHANTOM-MR",
-        "birth_date": "19800202", "sex": "O", "date": "20240116", "id": "MR1", "accession": "DEMO-MR-0001",
-        "description": "MR head phantom",
-    }  # fmt: skip
-    series = {
-        "uid": uid("series", "mr-head", 1), "number": 1, "modality": "MR", "description": "Axial T1 SE",
-        "body_part": "HEAD", "frame_of_reference": uid("frame-of-reference", "mr-head"),
-    }  # fmt: skip
-    n, size, spacing, thickness = 24, 128, 1.875, 3.0
-    files = []
-    for i in range(n):
-        z = -34.5 + i * thickness
-        sop = uid("instance", "mr-head", 1, i + 1)
-        ds = _common(study, series, MR_IMAGE_STORAGE, sop, i + 1)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
-        _plane(ds, z=z, spacing=spacing, thickness=thickness, size=size)
-        ds.SpacingBetweenSlices = thickness
-        ds.ScanningSequence = "SE"
-        ds.SequenceVariant = "NONE"
-        ds.ScanOptions = ""
-        ds.MRAcquisitionType = "2D"
-        ds.RepetitionTime = 500
-        ds.EchoTime = 15
-        ds.EchoTrainLength = 1
-        ds.MagneticFieldStrength = 1.5
-        ds.ImagedNucleus = "1H"
-        ds.WindowCenter = 2048
-        ds.WindowWidth = 4096
-        _pixels(ds, np.rint(_mr_slice(z, size)), signed=False, bits_stored=12)
-        path = out_dir / study["uid"] / series["uid"] / f"{sop}.dcm"
-        _write_if_changed(path, _file_bytes(ds))
-        files.append(path)
-    return StudyInfo(
-        study_uid=study["uid"], patient_name=study["patient_name"],
-        patient_name_ohif=ohif_patient_name(study["patient_name"]), modality="MR", n_instances=n,
-        patient_id=study["patient_id"], description=study["description"], series_uid=series["uid"], files=tuple(files),
-    )  # fmt: skip
+    key = "mr-head"
+    study = Study(uid=uid("study", key), patient_name="Phantom^MR", patient_id="PHANTOM-MR", date="20240116", id="MR1",
+                  accession="DEMO-MR-0001", description="MR head phantom", birth_date="19800202")
+    series = Series(uid=uid("series", key, 1), description="Axial T1 SE", body_part="HEAD",
+                    frame_of_reference=uid("frame-of-reference", key))
+    size, spacing, thickness = 128, 1.875, 3.0
+
+    def image(sop: str, number: int, z: float) -> Dataset:
+        return mr_image(study, series, sop_uid=sop, number=number, z=z, signal=_mr_slice(z, size), spacing=spacing,
+                        thickness=thickness)
+
+    return _write_study(out_dir, key, study, series, modality="MR", zs=[-34.5 + i * thickness for i in range(24)],
+                        image=image)
 
 
 def write_demo_studies(out_dir: Path | str) -> list[StudyInfo]:

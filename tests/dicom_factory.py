@@ -1,28 +1,34 @@
 """Deterministic DICOM test data (pydicom + numpy): CT and MR phantom series with real geometry,
 windowing and rescale, a multi-frame secondary capture, all Explicit VR Little Endian Part-10.
 
+The instances are built by provision.demo_data's building blocks; what is the tests' own is the
+knobs (study key, sizes, names, dates...), a simple phantom whose regions the rendering tests
+rely on, and the institution name the QIDO tests read back.
+
 UIDs are `2.25.<uuid5-int>` of a readable key, so reruns are byte-identical and tests can name
 the UIDs they expect: `uid("study", "ct1")`.
 """
 from __future__ import annotations
 
-import io
 import uuid
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.dataset import Dataset
+
+from provision import demo_data
+from provision.demo_data import Series, Study, ct_image, mr_image, part10_bytes, set_file_meta, set_study
 
 NAMESPACE = uuid.UUID("6f1f6c55-4b8b-4bd4-9d38-6c0f3a5a9e11")
-CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
-MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+CT_IMAGE = demo_data.CT_IMAGE_STORAGE
+MR_IMAGE = demo_data.MR_IMAGE_STORAGE
 SC_MULTIFRAME_WORD = "1.2.840.10008.5.1.4.1.1.7.3"
+INSTITUTION = "Emulator General"
 
 
 def uid(*parts: object) -> str:
     """A deterministic UID under the 2.25 root: `uid("series", "ct1", 1)`."""
-    return "2.25." + str(uuid.uuid5(NAMESPACE, "/".join(str(p) for p in parts)).int)
+    return demo_data.uid(*parts, namespace=NAMESPACE)
 
 
 def _phantom(size: int, z: float, *, hu: bool) -> np.ndarray:
@@ -43,35 +49,21 @@ def _phantom(size: int, z: float, *, hu: bool) -> np.ndarray:
     return img + ((x * 3 + y) % 11)
 
 
-def _base(study_key: str, *, patient_name: str, patient_id: str, study_date: str, accession: str,
-          referring: str, study_description: str, birth_date: str, sex: str) -> Dataset:
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 100"
-    ds.PatientName = patient_name
-    ds.PatientID = patient_id
-    ds.PatientBirthDate = birth_date
-    ds.PatientSex = sex
-    ds.StudyInstanceUID = uid("study", study_key)
-    ds.StudyDate = study_date
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = accession
-    ds.ReferringPhysicianName = referring
-    ds.StudyID = study_key[:16]
-    ds.StudyDescription = study_description
-    ds.Manufacturer = "provision-tests"
-    ds.InstitutionName = "Emulator General"
-    return ds
+def _study(study_key: str, *, patient_name: str, patient_id: str, study_date: str, accession: str,
+           referring: str, study_description: str, birth_date: str, sex: str) -> Study:
+    return Study(uid=uid("study", study_key), patient_name=patient_name, patient_id=patient_id, date=study_date,
+                 id=study_key[:16], accession=accession, description=study_description, birth_date=birth_date,
+                 sex=sex, referring=referring)
+
+
+def _series(study_key: str, series_number: int, description: str, body_part: str, time: str) -> Series:
+    return Series(uid=uid("series", study_key, series_number), number=series_number, description=description,
+                  body_part=body_part, frame_of_reference=uid("for", study_key), time=time)
 
 
 def _finish(ds: Dataset) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    return ds
+    ds.InstitutionName = INSTITUTION
+    return set_file_meta(ds)
 
 
 def ct_series(study_key: str = "ct1", *, slices: int = 8, size: int = 64, series_number: int = 1,
@@ -79,49 +71,14 @@ def ct_series(study_key: str = "ct1", *, slices: int = 8, size: int = 64, series
               accession: str = "ACC-CT1", referring: str = "Referrer^Rita", study_description: str = "CT chest phantom",
               series_description: str = "Axial 2.5mm") -> list[Dataset]:
     """An axial CT series: int16 pixels, RescaleIntercept -1024, two windows, real geometry."""
-    out = []
-    series_uid = uid("series", study_key, series_number)
-    for i in range(slices):
-        z = -2.5 * (slices - 1) / 2 + 2.5 * i
-        ds = _base(study_key, patient_name=patient_name, patient_id=patient_id, study_date=study_date,
+    study = _study(study_key, patient_name=patient_name, patient_id=patient_id, study_date=study_date,
                    accession=accession, referring=referring, study_description=study_description,
                    birth_date="19700101", sex="O")
-        ds.SOPClassUID = CT_IMAGE
-        ds.SOPInstanceUID = uid("instance", study_key, series_number, i + 1)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.Modality = "CT"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = series_description
-        ds.SeriesDate = study_date
-        ds.SeriesTime = "101600"
-        ds.FrameOfReferenceUID = uid("for", study_key)
-        ds.PositionReferenceIndicator = ""
-        ds.BodyPartExamined = "CHEST"
-        ds.KVP = "120"
-        ds.InstanceNumber = i + 1
-        ds.ImagePositionPatient = [-size * 0.6835, -size * 0.6835, round(z, 3)]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.SliceThickness = "2.5"
-        ds.SliceLocation = round(z, 3)
-        ds.PixelSpacing = [1.367, 1.367]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ds.Columns = size
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.WindowCenter = ["40", "-600"]
-        ds.WindowWidth = ["400", "1500"]
-        ds.RescaleIntercept = "-1024"
-        ds.RescaleSlope = "1"
-        ds.RescaleType = "HU"
-        pixels = (_phantom(size, z, hu=True) + 1024).astype("<i2")
-        ds.PixelData = pixels.tobytes()
-        ds["PixelData"].VR = "OW"
-        out.append(_finish(ds))
-    return out
+    series = _series(study_key, series_number, series_description, "CHEST", "101600")
+    zs = [-2.5 * (slices - 1) / 2 + 2.5 * i for i in range(slices)]
+    return [_finish(ct_image(study, series, sop_uid=uid("instance", study_key, series_number, i + 1), number=i + 1,
+                             z=z, hu=_phantom(size, z, hu=True), spacing=1.367, thickness=2.5))
+            for i, z in enumerate(zs)]
 
 
 def mr_series(study_key: str = "mr1", *, slices: int = 4, size: int = 32, series_number: int = 1,
@@ -129,54 +86,22 @@ def mr_series(study_key: str = "mr1", *, slices: int = 4, size: int = 32, series
               accession: str = "ACC-MR1", referring: str = "Referrer^Max", study_description: str = "MR head phantom",
               series_description: str = "T1 axial") -> list[Dataset]:
     """An MR series: uint16 with 12 bits stored, one window."""
-    out = []
-    series_uid = uid("series", study_key, series_number)
-    for i in range(slices):
-        z = 5.0 * i
-        ds = _base(study_key, patient_name=patient_name, patient_id=patient_id, study_date=study_date,
+    study = _study(study_key, patient_name=patient_name, patient_id=patient_id, study_date=study_date,
                    accession=accession, referring=referring, study_description=study_description,
                    birth_date="19800202", sex="F")
-        ds.SOPClassUID = MR_IMAGE
-        ds.SOPInstanceUID = uid("instance", study_key, series_number, i + 1)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
-        ds.Modality = "MR"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = series_number
-        ds.SeriesDescription = series_description
-        ds.SeriesDate = study_date
-        ds.SeriesTime = "090000"
-        ds.FrameOfReferenceUID = uid("for", study_key)
-        ds.ScanningSequence = "SE"
-        ds.SequenceVariant = "NONE"
-        ds.ScanOptions = ""
-        ds.MRAcquisitionType = "2D"
-        ds.EchoTime = "12"
-        ds.RepetitionTime = "500"
-        ds.MagneticFieldStrength = "1.5"
-        ds.InstanceNumber = i + 1
-        ds.ImagePositionPatient = [-80.0, -80.0, z]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.SliceThickness = "5"
-        ds.PixelSpacing = [5.0, 5.0]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = ds.Columns = size
-        ds.BitsAllocated = 16
-        ds.BitsStored = 12
-        ds.HighBit = 11
-        ds.PixelRepresentation = 0
-        ds.WindowCenter = "1500"
-        ds.WindowWidth = "3000"
-        ds.PixelData = _phantom(size, z, hu=False).astype("<u2").tobytes()
-        ds["PixelData"].VR = "OW"
-        out.append(_finish(ds))
-    return out
+    series = _series(study_key, series_number, series_description, "HEAD", "090000")
+    zs = [5.0 * i for i in range(slices)]
+    return [_finish(mr_image(study, series, sop_uid=uid("instance", study_key, series_number, i + 1), number=i + 1,
+                             z=z, signal=_phantom(size, z, hu=False), spacing=5.0, thickness=5.0))
+            for i, z in enumerate(zs)]
 
 
 def multiframe(study_key: str = "mf1", *, frames: int = 3, size: int = 16, patient_id: str = "PID-MF1") -> Dataset:
     """A multi-frame grayscale secondary capture: frame k has every pixel equal to 100*k."""
-    ds = _base(study_key, patient_name="Multi^Frame", patient_id=patient_id, study_date="20210303",
-               accession="ACC-MF1", referring="", study_description="Multi-frame", birth_date="", sex="")
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    set_study(ds, _study(study_key, patient_name="Multi^Frame", patient_id=patient_id, study_date="20210303",
+                         accession="ACC-MF1", referring="", study_description="Multi-frame", birth_date="", sex=""))
     ds.SOPClassUID = SC_MULTIFRAME_WORD
     ds.SOPInstanceUID = uid("instance", study_key, 1, 1)
     ds.Modality = "OT"
@@ -200,11 +125,7 @@ def multiframe(study_key: str = "mf1", *, frames: int = 3, size: int = 16, patie
     return _finish(ds)
 
 
-def to_bytes(ds: Dataset) -> bytes:
-    """The Part-10 file bytes."""
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+to_bytes = part10_bytes  # the Part-10 file bytes
 
 
 def pixel_bytes(ds: Dataset) -> bytes:
