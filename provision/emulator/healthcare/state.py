@@ -10,6 +10,7 @@ with identical bytes is a no-op, with different bytes a failure.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import random
 import threading
@@ -415,17 +416,21 @@ class Healthcare:
         thread.start()
         return view
 
+    def _finish_operation(self, op_name: str, metadata: dict, done_at: float, response_type: str,
+                          error: dict | None = None, counter: dict | None = None) -> None:
+        """End an import or export: endTime not before the promised `done_at`, the counter if any, then
+        the error, or else a response of `response_type`."""
+        meta = {**metadata, "endTime": timestamp(max(self.world.clock(), done_at))}
+        if counter:
+            meta["counter"] = counter
+        if error:
+            self.world.operations.finish(op_name, error=error, done_metadata=meta)
+        else:
+            self.world.operations.finish(op_name, response={"@type": response_type}, done_metadata=meta)
+
     def _run_import(self, op_name: str, metadata: dict, done_at: float, store_name: str, bucket: str, uri: str,
                     agent: str, objects: list[tuple[str, str, int]]) -> None:
-        def end(error: dict | None = None, counter: dict | None = None) -> None:
-            meta = {**metadata, "endTime": timestamp(max(self.world.clock(), done_at))}
-            if counter:
-                meta["counter"] = counter
-            if error:
-                self.world.operations.finish(op_name, error=error, done_metadata=meta)
-            else:
-                self.world.operations.finish(op_name, response={"@type": IMPORT_RESPONSE_TYPE}, done_metadata=meta)
-
+        end = functools.partial(self._finish_operation, op_name, metadata, done_at, IMPORT_RESPONSE_TYPE)
         try:
             storage = getattr(self.world, "storage", None)
             if storage is None or storage.bucket(bucket) is None:
@@ -487,15 +492,7 @@ class Healthcare:
         from provision.emulator.healthcare.dicomfile import EXPLICIT_LE
         from provision.emulator.healthcare.pixels import to_explicit_le
 
-        def end(error=None, counter=None):
-            meta = {**metadata, "endTime": timestamp(max(self.world.clock(), done_at))}
-            if counter:
-                meta["counter"] = counter
-            if error:
-                self.world.operations.finish(op_name, error=error, done_metadata=meta)
-            else:
-                self.world.operations.finish(op_name, response={"@type": EXPORT_RESPONSE_TYPE}, done_metadata=meta)
-
+        end = functools.partial(self._finish_operation, op_name, metadata, done_at, EXPORT_RESPONSE_TYPE)
         try:
             storage = getattr(self.world, "storage", None)
             if storage is None or storage.bucket(bucket) is None:

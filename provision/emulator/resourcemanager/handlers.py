@@ -64,6 +64,15 @@ def _page(ctx: Ctx, items: list, default_size: int) -> tuple[list, str]:
     return chunk, token
 
 
+def _projects_page(ctx: Ctx, records: list[dict], render) -> dict:
+    """A list answer: one page of `records`, each rendered as v1 or v3, and the next page's token."""
+    chunk, token = _page(ctx, records, 500)
+    out: dict = {"projects": [render(r) for r in chunk]} if chunk else {}
+    if token:
+        out["nextPageToken"] = token
+    return out
+
+
 def _visible(ctx: Ctx, records: list[dict]) -> list[dict]:
     crm = ctx.world.crm
     return [r for r in records if _allowed(ctx, "resourcemanager.projects.get", crm.policy_chain(r["projectId"]))]
@@ -75,31 +84,6 @@ def _requested_version(body: dict) -> int | None:
     return int(version) if version is not None else None
 
 
-def _get_policy(ctx: Ctx, project: str) -> dict:
-    record = _project(ctx, project, "resourcemanager.projects.getIamPolicy")
-    body = ctx.json()
-    ctx.world.latency.sleep("sync:crm.projects.getIamPolicy")
-    return ctx.world.crm.get_iam_policy(record["projectId"], _requested_version(body))
-
-
-def _set_policy(ctx: Ctx, project: str) -> dict:
-    record = _project(ctx, project, "resourcemanager.projects.setIamPolicy")
-    body = ctx.json()
-    if "policy" not in body:
-        raise invalid_argument("Request contains an invalid argument.", [("policy", "policy must be set")])
-    ctx.world.latency.sleep("sync:crm.projects.setIamPolicy")
-    return ctx.world.crm.set_iam_policy(record["projectId"], body.get("policy") or {}, body.get("updateMask"))
-
-
-def _test_permissions(ctx: Ctx, project: str) -> dict:
-    record = ctx.world.crm.lookup(project)
-    if record is None:
-        raise permission_denied()
-    asked = list(ctx.json().get("permissions") or [])
-    held = ctx.world.crm.held_permissions(record["projectId"], ctx.principal, asked)
-    return {"permissions": held} if held else {}
-
-
 PROJECT_OPERATIONS = ("operations/cp.", "operations/dp.", "operations/up.")
 
 
@@ -109,6 +93,44 @@ def _operation(ctx: Ctx, name: str) -> dict:
     if op is None:
         raise not_found(f"Operation \"{name}\" not found.")
     return op
+
+
+# ----- IAM: the same methods in v3 and v1 ------------------------------------------------------
+@router.route("POST", "/v3/projects/<id:project>:getIamPolicy", api=API,
+              discovery=(V3, "cloudresourcemanager.projects.getIamPolicy"))
+@router.route("POST", "/v1/projects/<id:project>:getIamPolicy", api=API,
+              discovery=(V1, "cloudresourcemanager.projects.getIamPolicy"))
+def projects_get_iam_policy(ctx: Ctx, project: str) -> dict:
+    record = _project(ctx, project, "resourcemanager.projects.getIamPolicy")
+    body = ctx.json()
+    ctx.world.latency.sleep("sync:crm.projects.getIamPolicy")
+    return ctx.world.crm.get_iam_policy(record["projectId"], _requested_version(body))
+
+
+@router.route("POST", "/v3/projects/<id:project>:setIamPolicy", api=API,
+              discovery=(V3, "cloudresourcemanager.projects.setIamPolicy"))
+@router.route("POST", "/v1/projects/<id:project>:setIamPolicy", api=API,
+              discovery=(V1, "cloudresourcemanager.projects.setIamPolicy"))
+def projects_set_iam_policy(ctx: Ctx, project: str) -> dict:
+    record = _project(ctx, project, "resourcemanager.projects.setIamPolicy")
+    body = ctx.json()
+    if "policy" not in body:
+        raise invalid_argument("Request contains an invalid argument.", [("policy", "policy must be set")])
+    ctx.world.latency.sleep("sync:crm.projects.setIamPolicy")
+    return ctx.world.crm.set_iam_policy(record["projectId"], body.get("policy") or {}, body.get("updateMask"))
+
+
+@router.route("POST", "/v3/projects/<id:project>:testIamPermissions", api=API,
+              discovery=(V3, "cloudresourcemanager.projects.testIamPermissions"))
+@router.route("POST", "/v1/projects/<id:project>:testIamPermissions", api=API,
+              discovery=(V1, "cloudresourcemanager.projects.testIamPermissions"))
+def projects_test_iam_permissions(ctx: Ctx, project: str) -> dict:
+    record = ctx.world.crm.lookup(project)
+    if record is None:
+        raise permission_denied()
+    asked = list(ctx.json().get("permissions") or [])
+    held = ctx.world.crm.held_permissions(record["projectId"], ctx.principal, asked)
+    return {"permissions": held} if held else {}
 
 
 # ----- v3 ------------------------------------------------------------------------------------
@@ -134,11 +156,7 @@ def v3_list(ctx: Ctx):
         raise invalid_argument("Request contains an invalid argument.", [("parent", "parent must be set")])
     records = [r for r in _visible(ctx, ctx.world.crm.list(parent=parent))
                if ctx.query.get("showDeleted") in ("true", "True", "1") or r["state"] == "ACTIVE"]
-    chunk, token = _page(ctx, records, 500)
-    out: dict = {"projects": [ctx.world.crm.v3(r) for r in chunk]} if chunk else {}
-    if token:
-        out["nextPageToken"] = token
-    return out
+    return _projects_page(ctx, records, ctx.world.crm.v3)
 
 
 @router.route("PATCH", "/v3/projects/<id:project>", api=API, discovery=(V3, "cloudresourcemanager.projects.patch"))
@@ -165,24 +183,6 @@ def v3_delete(ctx: Ctx, project: str):
     return _pending(ctx.world.crm.delete(record["projectId"]))
 
 
-@router.route("POST", "/v3/projects/<id:project>:getIamPolicy", api=API,
-              discovery=(V3, "cloudresourcemanager.projects.getIamPolicy"))
-def v3_get_iam_policy(ctx: Ctx, project: str):
-    return _get_policy(ctx, project)
-
-
-@router.route("POST", "/v3/projects/<id:project>:setIamPolicy", api=API,
-              discovery=(V3, "cloudresourcemanager.projects.setIamPolicy"))
-def v3_set_iam_policy(ctx: Ctx, project: str):
-    return _set_policy(ctx, project)
-
-
-@router.route("POST", "/v3/projects/<id:project>:testIamPermissions", api=API,
-              discovery=(V3, "cloudresourcemanager.projects.testIamPermissions"))
-def v3_test_iam_permissions(ctx: Ctx, project: str):
-    return _test_permissions(ctx, project)
-
-
 @router.route("POST", "/v3/<any(folders,organizations):kind>/<id:number>:testIamPermissions", api=API,
               discovery=(V3, "cloudresourcemanager.folders.testIamPermissions"))
 def v3_parent_test_iam_permissions(ctx: Ctx, kind: str, number: str):
@@ -201,11 +201,7 @@ def v3_operation(ctx: Ctx, op: str):
 @router.route("GET", "/v1/projects", api=API)
 def v1_list(ctx: Ctx):
     records = _visible(ctx, ctx.world.crm.list(filter_=ctx.query.get("filter")))
-    chunk, token = _page(ctx, records, 500)
-    out: dict = {"projects": [ctx.world.crm.v1(r) for r in chunk]} if chunk else {}
-    if token:
-        out["nextPageToken"] = token
-    return out
+    return _projects_page(ctx, records, ctx.world.crm.v1)
 
 
 @router.route("POST", "/v1/projects", api=API, discovery=(V1, "cloudresourcemanager.projects.create"))
@@ -236,24 +232,6 @@ def v1_update(ctx: Ctx, project: str):
 def v1_delete(ctx: Ctx, project: str):
     record = _project(ctx, project, "resourcemanager.projects.delete")
     return ctx.world.crm.delete(record["projectId"], operation=False)
-
-
-@router.route("POST", "/v1/projects/<id:project>:getIamPolicy", api=API,
-              discovery=(V1, "cloudresourcemanager.projects.getIamPolicy"))
-def v1_get_iam_policy(ctx: Ctx, project: str):
-    return _get_policy(ctx, project)
-
-
-@router.route("POST", "/v1/projects/<id:project>:setIamPolicy", api=API,
-              discovery=(V1, "cloudresourcemanager.projects.setIamPolicy"))
-def v1_set_iam_policy(ctx: Ctx, project: str):
-    return _set_policy(ctx, project)
-
-
-@router.route("POST", "/v1/projects/<id:project>:testIamPermissions", api=API,
-              discovery=(V1, "cloudresourcemanager.projects.testIamPermissions"))
-def v1_test_iam_permissions(ctx: Ctx, project: str):
-    return _test_permissions(ctx, project)
 
 
 # /v1/operations/<id> is also Service Usage's path (another host on Google, one port here):
