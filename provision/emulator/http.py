@@ -81,12 +81,16 @@ class Ctx:
                 discovery.validate_request(*self.route.discovery, self._json)
         return self._json
 
-    def require(self, permission: str, resource: str, policies: list[dict | None]) -> None:
-        """Under --enforce-iam, deny unless the caller holds `permission` through one of `policies`
-        (the resource's own policy and its ancestors'). Without it, every caller is the owner."""
+    def allows(self, permission: str, policies: list[dict | None]) -> bool:
+        """Whether the caller holds `permission` through one of `policies` (the resource's own policy
+        and its ancestors'); always under no --enforce-iam, where every caller is the owner."""
         if not self.world.options.enforce_iam:
-            return
-        if not iam.allowed(self.principal or "", permission, [p for p in policies if p]):
+            return True
+        return iam.allowed(self.principal or "", permission, [p for p in policies if p])
+
+    def require(self, permission: str, resource: str, policies: list[dict | None]) -> None:
+        """Deny unless the caller `allows` `permission` through one of `policies`."""
+        if not self.allows(permission, policies):
             raise permission_denied(f"Permission '{permission}' denied on resource '{resource}' (or it may not exist).")
 
 

@@ -54,14 +54,15 @@ def role_for(permission: str) -> str | None:
     """The narrowest predefined role in the table that grants `permission`."""
     best = None
     for role, perms in ROLE_PERMISSIONS.items():
-        if role in ("roles/owner", "roles/editor") or not _grants(perms, permission):
+        if role in ("roles/owner", "roles/editor") or not grants(perms, permission):
             continue
         if best is None or len(perms) < len(ROLE_PERMISSIONS[best]):
             best = role
     return best
 
 
-def _grants(perms: tuple[str, ...], permission: str) -> bool:
+def grants(perms: tuple[str, ...], permission: str) -> bool:
+    """Whether one of `perms` (exact names, `*`, or one `*` wildcard inside) covers `permission`."""
     for p in perms:
         if p == "*" or p == permission:
             return True
@@ -141,7 +142,7 @@ def members_with(policy: dict, permission: str) -> set[str]:
     for b in policy.get("bindings", []):
         if "condition" in b:
             continue  # conditions are not evaluated: a conditional grant never satisfies a check
-        if _grants(ROLE_PERMISSIONS.get(b["role"], ()), permission):
+        if grants(ROLE_PERMISSIONS.get(b["role"], ()), permission):
             out.update(b.get("members", []))
     return out
 

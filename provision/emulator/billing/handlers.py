@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 
-from provision.emulator import iam
 from provision.emulator.errors import invalid_argument, permission_denied
 from provision.emulator.http import Ctx, Router
+from provision.emulator.resourcemanager.handlers import caller_project
 
 router = Router()
 API = "cloudbilling"
@@ -18,23 +18,10 @@ V1 = "cloudbilling.v1"
 MAX_PAGE = 100
 
 
-def _allowed(ctx: Ctx, permission: str, policies: list) -> bool:
-    if not ctx.world.options.enforce_iam:
-        return True
-    return iam.allowed(ctx.principal or "", permission, [p for p in policies if p])
-
-
-def _project(ctx: Ctx, project: str, permission: str) -> dict:
-    record = ctx.world.crm.lookup(project)
-    if record is None or not _allowed(ctx, permission, ctx.world.crm.policy_chain(record["projectId"])):
-        raise permission_denied()
-    return record
-
-
 def _account(ctx: Ctx, account: str, permission: str | None) -> dict:
     billing = ctx.world.billing
     doc = billing.account(account)
-    if doc is None or (permission and not _allowed(ctx, permission, [billing.account_policy(account)])):
+    if doc is None or (permission and not ctx.allows(permission, [billing.account_policy(account)])):
         raise permission_denied()
     return doc
 
@@ -54,7 +41,7 @@ def _page(ctx: Ctx, items: list) -> tuple[list, str]:
 
 @router.route("GET", "/v1/projects/<id:project>/billingInfo", api=API)
 def get_billing_info(ctx: Ctx, project: str):
-    record = _project(ctx, project, "resourcemanager.projects.get")
+    record = caller_project(ctx, project, "resourcemanager.projects.get")
     return ctx.world.billing.billing_info(record["projectId"])
 
 
@@ -65,7 +52,7 @@ def update_billing_info(ctx: Ctx, project: str):
     name = body.get("billingAccountName") or ""
     permission = ("resourcemanager.projects.createBillingAssignment" if name
                   else "resourcemanager.projects.deleteBillingAssignment")
-    record = _project(ctx, project, permission)
+    record = caller_project(ctx, project, permission)
     if name and ctx.world.billing.account(name) is not None:
         _account(ctx, name, "billing.resourceAssociations.create")
     ctx.world.latency.sleep("sync:billing.updateBillingInfo")
@@ -76,7 +63,7 @@ def update_billing_info(ctx: Ctx, project: str):
 def list_accounts(ctx: Ctx):
     billing = ctx.world.billing
     visible = [a for a in billing.accounts()
-               if _allowed(ctx, "billing.accounts.get", [billing.account_policy(a["name"])])]
+               if ctx.allows("billing.accounts.get", [billing.account_policy(a["name"])])]
     chunk, token = _page(ctx, visible)
     return {"billingAccounts": chunk, "nextPageToken": token}
 
@@ -99,7 +86,7 @@ def test_account_permissions(ctx: Ctx, account: str):
     _account(ctx, account, None)
     asked = list(ctx.json().get("permissions") or [])
     policy = ctx.world.billing.account_policy(account)
-    held = [p for p in asked if _allowed(ctx, p, [policy])]
+    held = [p for p in asked if ctx.allows(p, [policy])]
     return {"permissions": held} if held else {}
 
 

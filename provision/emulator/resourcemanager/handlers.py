@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 
-from provision.emulator import iam
 from provision.emulator.errors import invalid_argument, not_found, permission_denied
 from provision.emulator.http import Ctx, Router
 from provision.emulator.resourcemanager.state import parent_from_v1
@@ -19,17 +18,12 @@ MAX_PAGE = 1000
 
 
 # ----- helpers -------------------------------------------------------------------------------
-def _allowed(ctx: Ctx, permission: str, policies: list) -> bool:
-    if not ctx.world.options.enforce_iam:
-        return True
-    return iam.allowed(ctx.principal or "", permission, [p for p in policies if p])
-
-
-def _project(ctx: Ctx, project: str, permission: str) -> dict:
-    """The project the caller may act on; a missing project and a denial look the same (403)."""
+def caller_project(ctx: Ctx, project: str, permission: str) -> dict:
+    """The project the caller may act on; a missing project and a denial look the same (403).
+    Cloud Billing's project methods answer the same way."""
     crm = ctx.world.crm
     record = crm.lookup(project)
-    if record is None or not _allowed(ctx, permission, crm.policy_chain(record["projectId"])):
+    if record is None or not ctx.allows(permission, crm.policy_chain(record["projectId"])):
         raise permission_denied()
     return record
 
@@ -41,7 +35,7 @@ def _check_create(ctx: Ctx, parent: str) -> None:
         if (ctx.principal or "").startswith("serviceAccount:"):
             raise permission_denied("Service accounts cannot create projects without a parent.")
         return
-    if not _allowed(ctx, "resourcemanager.projects.create", [ctx.world.crm.parent_policy(parent)]):
+    if not ctx.allows("resourcemanager.projects.create", [ctx.world.crm.parent_policy(parent)]):
         raise permission_denied()
 
 
@@ -75,7 +69,7 @@ def _projects_page(ctx: Ctx, records: list[dict], render) -> dict:
 
 def _visible(ctx: Ctx, records: list[dict]) -> list[dict]:
     crm = ctx.world.crm
-    return [r for r in records if _allowed(ctx, "resourcemanager.projects.get", crm.policy_chain(r["projectId"]))]
+    return [r for r in records if ctx.allows("resourcemanager.projects.get", crm.policy_chain(r["projectId"]))]
 
 
 def _requested_version(body: dict) -> int | None:
@@ -101,7 +95,7 @@ def _operation(ctx: Ctx, name: str) -> dict:
 @router.route("POST", "/v1/projects/<id:project>:getIamPolicy", api=API,
               discovery=(V1, "cloudresourcemanager.projects.getIamPolicy"))
 def projects_get_iam_policy(ctx: Ctx, project: str) -> dict:
-    record = _project(ctx, project, "resourcemanager.projects.getIamPolicy")
+    record = caller_project(ctx, project, "resourcemanager.projects.getIamPolicy")
     body = ctx.json()
     ctx.world.latency.sleep("sync:crm.projects.getIamPolicy")
     return ctx.world.crm.get_iam_policy(record["projectId"], _requested_version(body))
@@ -112,7 +106,7 @@ def projects_get_iam_policy(ctx: Ctx, project: str) -> dict:
 @router.route("POST", "/v1/projects/<id:project>:setIamPolicy", api=API,
               discovery=(V1, "cloudresourcemanager.projects.setIamPolicy"))
 def projects_set_iam_policy(ctx: Ctx, project: str) -> dict:
-    record = _project(ctx, project, "resourcemanager.projects.setIamPolicy")
+    record = caller_project(ctx, project, "resourcemanager.projects.setIamPolicy")
     body = ctx.json()
     if "policy" not in body:
         raise invalid_argument("Request contains an invalid argument.", [("policy", "policy must be set")])
@@ -146,7 +140,7 @@ def v3_create(ctx: Ctx):
 
 @router.route("GET", "/v3/projects/<id:project>", api=API)
 def v3_get(ctx: Ctx, project: str):
-    return ctx.world.crm.v3(_project(ctx, project, "resourcemanager.projects.get"))
+    return ctx.world.crm.v3(caller_project(ctx, project, "resourcemanager.projects.get"))
 
 
 @router.route("GET", "/v3/projects", api=API)
@@ -161,7 +155,7 @@ def v3_list(ctx: Ctx):
 
 @router.route("PATCH", "/v3/projects/<id:project>", api=API, discovery=(V3, "cloudresourcemanager.projects.patch"))
 def v3_patch(ctx: Ctx, project: str):
-    record = _project(ctx, project, "resourcemanager.projects.update")
+    record = caller_project(ctx, project, "resourcemanager.projects.update")
     body = ctx.json()
     mask = {p.strip() for p in (ctx.query.get("updateMask") or "").split(",") if p.strip()}
     if not mask:
@@ -179,7 +173,7 @@ def v3_patch(ctx: Ctx, project: str):
 
 @router.route("DELETE", "/v3/projects/<id:project>", api=API)
 def v3_delete(ctx: Ctx, project: str):
-    record = _project(ctx, project, "resourcemanager.projects.delete")
+    record = caller_project(ctx, project, "resourcemanager.projects.delete")
     return _pending(ctx.world.crm.delete(record["projectId"]))
 
 
@@ -216,12 +210,12 @@ def v1_create(ctx: Ctx):
 
 @router.route("GET", "/v1/projects/<id:project>", api=API)
 def v1_get(ctx: Ctx, project: str):
-    return ctx.world.crm.v1(_project(ctx, project, "resourcemanager.projects.get"))
+    return ctx.world.crm.v1(caller_project(ctx, project, "resourcemanager.projects.get"))
 
 
 @router.route("PUT", "/v1/projects/<id:project>", api=API, discovery=(V1, "cloudresourcemanager.projects.update"))
 def v1_update(ctx: Ctx, project: str):
-    record = _project(ctx, project, "resourcemanager.projects.update")
+    record = caller_project(ctx, project, "resourcemanager.projects.update")
     body = ctx.json()
     updated = ctx.world.crm.update(record["projectId"], display_name=body.get("name") or "",
                                    labels=body.get("labels") or {})
@@ -230,7 +224,7 @@ def v1_update(ctx: Ctx, project: str):
 
 @router.route("DELETE", "/v1/projects/<id:project>", api=API)
 def v1_delete(ctx: Ctx, project: str):
-    record = _project(ctx, project, "resourcemanager.projects.delete")
+    record = caller_project(ctx, project, "resourcemanager.projects.delete")
     return ctx.world.crm.delete(record["projectId"], operation=False)
 
 

@@ -216,26 +216,25 @@ def _object(ctx: Ctx, bucket: str, name: str) -> dict:
     return obj
 
 
-@router.route("GET", "/storage/v1/b/<id:bucket>/o/<path:object>", api=API)
-def objects_get(ctx: Ctx, bucket: str, object: str):
+def _get_object(ctx: Ctx, bucket: str, name: str, default_alt: str) -> Any:
+    """objects.get: the object's resource, or its bytes with alt=media (the default on the download path)."""
     _bucket(ctx, bucket)
     _require(ctx, "storage.objects.get", bucket=bucket)
-    obj = _object(ctx, bucket, object)
+    obj = _object(ctx, bucket, name)
     Backend.check_conditions(obj, _conditions(ctx))
-    if ctx.query.get("alt") == "media":
+    if ctx.query.get("alt", default_alt) == "media":
         return _media(ctx, obj)
     return _st(ctx).object_resource(obj, _base(ctx))
 
 
+@router.route("GET", "/storage/v1/b/<id:bucket>/o/<path:object>", api=API)
+def objects_get(ctx: Ctx, bucket: str, object: str):
+    return _get_object(ctx, bucket, object, default_alt="json")
+
+
 @router.route("GET", "/download/storage/v1/b/<id:bucket>/o/<path:object>", api=API)
 def objects_download(ctx: Ctx, bucket: str, object: str):
-    _bucket(ctx, bucket)
-    _require(ctx, "storage.objects.get", bucket=bucket)
-    obj = _object(ctx, bucket, object)
-    Backend.check_conditions(obj, _conditions(ctx))
-    if ctx.query.get("alt", "media") != "media":
-        return _st(ctx).object_resource(obj, _base(ctx))
-    return _media(ctx, obj)
+    return _get_object(ctx, bucket, object, default_alt="media")
 
 
 @router.route("PATCH", "/storage/v1/b/<id:bucket>/o/<path:object>", api=API, discovery=_doc("objects.patch"))

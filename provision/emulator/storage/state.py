@@ -403,15 +403,7 @@ class Backend:
 
     @staticmethod
     def role_grants(role: str, permission: str) -> bool:
-        perms = iam.ROLE_PERMISSIONS.get(role) or STORAGE_ROLES.get(role, ())
-        for p in perms:
-            if p == "*" or p == permission:
-                return True
-            if "*" in p:
-                head, _, tail = p.partition("*")
-                if permission.startswith(head) and permission.endswith(tail):
-                    return True
-        return False
+        return iam.grants(iam.ROLE_PERMISSIONS.get(role) or STORAGE_ROLES.get(role, ()), permission)
 
     def _policies_grant(self, policies: list[dict], permission: str, identities: set[str]) -> bool:
         for policy in policies:
