@@ -272,6 +272,14 @@ def run_dicomweb_smoke(
         except requests.RequestException as exc:
             raise _connection_failure("GET", url, exc) from None
 
+    def get_200(url: str, accept: str, what: str) -> requests.Response:
+        """GET `url` as the request the report names; any answer but 200 fails the `what` check."""
+        state["request"] = f"GET {url}"
+        resp = get(url, accept)
+        if resp.status_code != 200:
+            raise _http_failure("GET", url, resp, what)
+        return resp
+
     def step(name: str, fn: Callable[[], tuple[str, str, int | None]], needs: str | None = None) -> None:
         if needs and needs not in state:
             report.checks.append(Check(name, ok=True, ms=0.0, detail=f"skipped: {state.get('why_skip', 'nothing to check')}", skipped=True)
@@ -329,10 +337,7 @@ def run_dicomweb_smoke(
     def series() -> tuple[str, str, int | None]:
         st = state["study"]
         url = f"{root}/studies/{st}/series?includefield={quote(SERIES_INCLUDEFIELD, safe='')}"
-        state["request"] = f"GET {url}"
-        resp = get(url, DICOM_JSON)
-        if resp.status_code != 200:
-            raise _http_failure("GET", url, resp, "series of a study")
+        resp = get_200(url, DICOM_JSON, "series of a study")
         found = [s for s in _json_list(resp, url, "series of a study") if _value(s, "0020000E")]
         if not found:
             raise _Failed(f"series of a study: GET {url} returned no series for study {st}, which the study list showed. "
@@ -346,10 +351,7 @@ def run_dicomweb_smoke(
     def metadata() -> tuple[str, str, int | None]:
         st, se = state["study"], state["series"]
         url = f"{root}/studies/{st}/series/{se}/metadata"
-        state["request"] = f"GET {url}"
-        resp = get(url, DICOM_JSON)
-        if resp.status_code != 200:
-            raise _http_failure("GET", url, resp, "series metadata")
+        resp = get_200(url, DICOM_JSON, "series metadata")
         instances = [i for i in _json_list(resp, url, "series metadata") if _value(i, "00080018")]
         if not instances:
             raise _Failed(f"series metadata: GET {url} returned no instance with a SOPInstanceUID.", resp.status_code)
@@ -373,10 +375,7 @@ def run_dicomweb_smoke(
     def frame() -> tuple[str, str, int | None]:
         st, se, sop = state["study"], state["series"], state["instance"]
         url = f"{root}/studies/{st}/series/{se}/instances/{sop}/frames/1"
-        state["request"] = f"GET {url}"
-        resp = get(url, FRAME_ACCEPT)
-        if resp.status_code != 200:
-            raise _http_failure("GET", url, resp, "frame retrieval")
+        resp = get_200(url, FRAME_ACCEPT, "frame retrieval")
         ctype = resp.headers.get("Content-Type", "")
         if not ctype.lower().startswith("multipart/related"):
             raise _Failed(f"frame retrieval: GET {url} answered Content-Type {ctype!r}, not multipart/related. "
@@ -402,10 +401,7 @@ def run_dicomweb_smoke(
     def rendered() -> tuple[str, str, int | None]:
         st, se, sop = state["study"], state["series"], state["instance"]
         url = f"{root}/studies/{st}/series/{se}/instances/{sop}/rendered"
-        state["request"] = f"GET {url}"
-        resp = get(url, "image/jpeg")
-        if resp.status_code != 200:
-            raise _http_failure("GET", url, resp, "rendered image")
+        resp = get_200(url, "image/jpeg", "rendered image")
         from PIL import Image, UnidentifiedImageError
 
         try:

@@ -227,41 +227,29 @@ def parse(exc: BaseException) -> GoogleError | None:
     return None
 
 
+# What a client library raises when no answer came back, by module (each checked only if installed).
+_NETWORK_ERRORS = (
+    ("requests.exceptions", ("ConnectionError", "Timeout", "ChunkedEncodingError")),
+    ("google.auth.exceptions", ("TransportError",)),
+    ("httplib2", ("HttpLib2Error",)),
+    ("google.api_core.exceptions", ("RetryError",)),
+)
+
+
 def _is_network(exc: BaseException) -> bool:
     import http.client
+    import importlib
     import socket
 
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException)):
         return True
-    try:
-        import requests
-
-        if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
-                            requests.exceptions.ChunkedEncodingError)):
+    for module_name, class_names in _NETWORK_ERRORS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # pragma: no cover
+            continue
+        if isinstance(exc, tuple(getattr(module, name) for name in class_names)):
             return True
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import google.auth.exceptions as gae
-
-        if isinstance(exc, gae.TransportError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        import httplib2
-
-        if isinstance(exc, httplib2.HttpLib2Error):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from google.api_core import exceptions as core
-
-        if isinstance(exc, core.RetryError):
-            return True
-    except ImportError:  # pragma: no cover
-        pass
     return False
 
 
