@@ -28,7 +28,7 @@ class _Group(TyperGroup):
         except ProvisionError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, also at a confirmation prompt
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
@@ -151,37 +151,29 @@ def apply(
     impersonate: ImpersonateOpt = None,
 ) -> None:
     """Create or update everything the blueprint describes, then check it works."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from provision import pipeline, provisioner
 
-    if len(blueprints) > 1:
-        loaded = [_load(path, emulator, impersonate) for path in blueprints]
-        target = loaded[0][1]
-        if not yes:
-            _confirm_or_refuse(f"apply {len(loaded)} blueprints ({', '.join(bp.project.id for bp, _ in loaded)})?")
-        with _progress() as progress:
-            outcomes = pipeline.apply_many([bp for bp, _ in loaded], target, progress, parallel=parallel,
-                                           run_smoke=not no_smoke)
-        failed = [o for o in outcomes if isinstance(o, ProvisionError)]
-        docs = [{"error": str(o)} if isinstance(o, ProvisionError) else o.to_json() for o in outcomes]
-        text = "\n".join(f"{bp.project.id}: failed: {o}" if isinstance(o, ProvisionError) else o.apply.render()
-                         for (bp, _), o in zip(loaded, outcomes))
-        _emit(json_out, {"results": docs}, text)
-        if failed:
-            raise typer.Exit(1)
-        return
-    bp, target = _load(blueprints[0], emulator, impersonate)
-    with _progress() as progress:
-        the_plan = provisioner.plan(bp, target, listener=progress)
-    if the_plan.has_changes and not yes:
-        typer.echo(the_plan.render(), err=True)
+    loaded = [_load(path, emulator, impersonate) for path in blueprints]
+    bps, target = [bp for bp, _ in loaded], loaded[0][1]  # every blueprint goes to the same target
+    with _progress() as progress, ThreadPoolExecutor(max_workers=parallel) as pool:
+        plans = list(pool.map(lambda bp: provisioner.plan(bp, target, listener=progress), bps))
+    changing = [p for p in plans if p.has_changes]
+    if changing and not yes:
+        for p in changing:
+            typer.echo(p.render(), err=True)
         _confirm_or_refuse("apply these changes?")
     with _progress() as progress:
-        outcome = pipeline.apply_and_check(bp, target, progress, plan_=the_plan, run_smoke=not no_smoke)
-    lines = [outcome.apply.render(), f"OHIF config: {outcome.config}"]
-    if outcome.smoke is not None:
-        lines.append(outcome.smoke.summary())
-    lines += [f"warning: {note}" for note in outcome.notes]
-    _emit(json_out, outcome.to_json(), "\n".join(lines))
+        outcomes = pipeline.apply_many(bps, target, progress, plans=plans, parallel=parallel, run_smoke=not no_smoke)
+    docs = [o.to_json() for o in outcomes]
+    _emit(json_out, docs[0] if len(docs) == 1 else {"ok": all(o.ok for o in outcomes), "results": docs},
+          "\n".join(o.render() for o in outcomes))
+    for o in outcomes:
+        if not o.ok:
+            typer.echo(f"error: {o.project}: {o.error}", err=True)
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -231,18 +223,18 @@ def config(
     emulator: EmulatorOpt = None,
 ) -> None:
     """Write the OHIF viewer configuration for the blueprint's stores."""
-    from provision.blueprint import load_blueprint
-    from provision.ohif import config as ohif_config
+    from provision import pipeline
     from provision.errors import UsageError
+    from provision.ohif import config as ohif_config
 
     if fmt not in ("js", "json"):
         raise UsageError(f"--format {fmt!r}: use js (window.config) or json (data sources only)")
-    bp = load_blueprint(blueprint)
-    path = ohif_config.write_config(bp, out or bp.viewer.config_out, emulator_url=emulator, fmt=fmt)
+    bp, target = _load(blueprint, emulator, None)
+    path = pipeline.write_config(bp, target, out, fmt)
     typer.echo(f"wrote {path}", err=True)
-    if not emulator:
+    if not target.is_emulator:
         typer.echo(ohif_config.oauth_checklist(bp), err=True)
-    for warning in ohif_config.config_warnings(bp, emulator_url=emulator):
+    for warning in ohif_config.config_warnings(bp, emulator_url=target.emulator):
         typer.echo(f"warning: {warning}", err=True)
 
 
@@ -273,12 +265,11 @@ def viewer(
     """Serve the real OHIF viewer with the blueprint's configuration."""
     import threading
 
-    from provision.blueprint import load_blueprint
     from provision.ohif.config import render_config
     from provision.ohif.serve import serve_viewer
 
-    bp = load_blueprint(blueprint)
-    server = serve_viewer(render_config(bp, emulator_url=emulator), port=port)
+    bp, target = _load(blueprint, emulator, None)
+    server = serve_viewer(render_config(bp, emulator_url=target.emulator), port=port)
     typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)
     try:
         threading.Event().wait()

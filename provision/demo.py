@@ -76,6 +76,7 @@ def run_demo(*, emulator_url: str | None = None, browser: bool = False, listener
     from provision import pipeline
     from provision.blueprint import load_blueprint
     from provision.demo_data import write_demo_studies
+    from provision.errors import ProvisionError
     from provision.gcp.target import Target
 
     started = time.monotonic()
@@ -84,4 +85,6 @@ def run_demo(*, emulator_url: str | None = None, browser: bool = False, listener
     with _emulator(emulator_url) as (url, embedded):
         target = Target.from_env(emulator=url)
         outcome = pipeline.apply_and_check(bp, target, listener, browser=browser or None)
+    if not outcome.ok:
+        raise ProvisionError(f"the demo failed: {outcome.error}")
     return DemoResult(blueprint, url, embedded, studies, outcome, time.monotonic() - started)

@@ -2,10 +2,12 @@
 
 The provisioner makes live state match the blueprint; this module adds the two steps that
 follow it (DESIGN.md §4: ... → import → config → smoke) and is shared by `provision apply`
-and `provision demo`.
+and `provision demo`. A blueprint's failure is kept in its Outcome (with whatever was built
+and checked before it failed), so one document can describe every blueprint of a run.
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,30 +17,42 @@ from provision.errors import ProvisionError
 from provision.gcp.target import Target
 
 
-class SmokeFailed(ProvisionError):
-    """The environment was built but the viewer would not work: exit 1 with what failed."""
-
-    def __init__(self, report: Any):
-        self.report = report
-        super().__init__("smoke check failed:\n" + report.summary())
-
-
 @dataclass
 class Outcome:
-    """What one blueprint's apply produced: the provisioner's result, the config path, the smoke report."""
+    """What one blueprint's apply produced: the provisioner's result, the config path, the smoke
+    report, and the error that stopped it (None when everything passed)."""
 
-    apply: Any
+    project: str
+    apply: Any = None
     config: Path | None = None
     smoke: Any = None
     notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
     def to_json(self) -> dict:
         return {
-            "apply": self.apply.to_json(),
+            "project": self.project,
+            "ok": self.ok,
+            "error": self.error,
+            "apply": self.apply.to_json() if self.apply is not None else None,
             "config": str(self.config) if self.config else None,
             "smoke": self.smoke.to_dict() if self.smoke is not None else None,
             "notes": self.notes,
         }
+
+    def render(self) -> str:
+        """The human summary (the error, when there is one, is reported apart)."""
+        lines = [self.apply.render()] if self.apply is not None else []
+        if self.config:
+            lines.append(f"OHIF config: {self.config}")
+        if self.smoke is not None:
+            lines.append(self.smoke.summary())
+        lines += [f"warning: {note}" for note in self.notes]
+        return "\n".join(lines)
 
 
 def access_token(target: Target) -> str | None:
@@ -69,31 +83,41 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
                                token=access_token(target) if browser else None, out_dir=out_dir)
 
 
-def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None,
-                    run_smoke: bool = True, browser: bool | None = None) -> Outcome:
-    """Apply, write the OHIF config, then smoke-check. Raises ApplyFailed / SmokeFailed (exit 1)."""
+def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,
+                    browser: bool | None = None, cancel: threading.Event | None = None) -> Outcome:
+    """Apply, write the OHIF config, then smoke-check. Failures land in `Outcome.error`."""
     from provision import provisioner
     from provision.ohif.config import config_warnings
 
-    result = provisioner.apply(bp, target, listener, plan_=plan_)
-    outcome = Outcome(result, write_config(bp, target))
-    outcome.notes += config_warnings(bp, emulator_url=target.emulator)
-    if run_smoke:
-        outcome.smoke = smoke(bp, target, browser=browser)
-        if not outcome.smoke.ok:
-            raise SmokeFailed(outcome.smoke)
+    outcome = Outcome(bp.project.id)
+    try:
+        outcome.apply = provisioner.apply(bp, target, listener, plan_=plan_, cancel=cancel)
+        outcome.config = write_config(bp, target)
+        outcome.notes += config_warnings(bp, emulator_url=target.emulator)
+        if run_smoke:
+            outcome.smoke = smoke(bp, target, browser=browser)
+            if not outcome.smoke.ok:
+                outcome.error = "smoke check failed:\n" + outcome.smoke.summary()
+    except ProvisionError as exc:
+        outcome.apply = outcome.apply or getattr(exc, "result", None)
+        outcome.error = str(exc)
     return outcome
 
 
-def apply_many(bps: list[Any], target: Target, listener: Any = None, *, parallel: int = 4,
-               run_smoke: bool = True) -> list[Outcome | ProvisionError]:
-    """Onboard several teams at once: one Outcome (or the error it failed with) per blueprint, in order."""
-
-    def one(bp: Any) -> Outcome | ProvisionError:
-        try:
-            return apply_and_check(bp, target, listener, run_smoke=run_smoke)
-        except ProvisionError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(one, bps))
+def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: list[Any] | None = None,
+               parallel: int = 4, run_smoke: bool = True) -> list[Outcome]:
+    """Onboard several teams at once: one Outcome per blueprint, in order. Ctrl-C stops every
+    blueprint's run (steps under way end at their next wait) before KeyboardInterrupt goes on."""
+    cancel = threading.Event()
+    plans = plans or [None] * len(bps)
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="blueprint")
+    futures = [pool.submit(apply_and_check, bp, target, listener, plan_=p, run_smoke=run_smoke, cancel=cancel)
+               for bp, p in zip(bps, plans)]
+    try:
+        return [f.result() for f in futures]
+    except KeyboardInterrupt:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=False)

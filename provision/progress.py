@@ -53,14 +53,16 @@ class Progress:
                 self._print(event)
 
     def _update(self, e: Event) -> None:
+        # Rows are per (project, step): several blueprints applied at once each have their own.
         if e.kind == "plan" and e.steps:
             for s in e.steps:
-                if s.id not in self._rows:
-                    self._order.append(s.id)
-                self._rows[s.id] = {"id": s.id, "action": s.action, "state": "pending", "t0": None,
-                                    "elapsed": 0.0, "detail": ", ".join(s.changes[:2])}
+                key = (e.project, s.id)
+                if key not in self._rows:
+                    self._order.append(key)
+                self._rows[key] = {"id": s.id, "project": e.project, "action": s.action, "state": "pending",
+                                   "t0": None, "elapsed": 0.0, "detail": ", ".join(s.changes[:2])}
             return
-        row = self._rows.get(e.step)
+        row = self._rows.get((e.project, e.step))
         if row is None:
             return
         if e.kind == "start":
@@ -119,8 +121,10 @@ class Progress:
             table.add_column(no_wrap=True)
             table.add_column(justify="right", no_wrap=True)
             table.add_column(overflow="ellipsis", no_wrap=True)
-            for sid in self._order:
-                row = self._rows[sid]
+            several = len({project for project, _ in self._order}) > 1
+            for key in self._order:
+                row = self._rows[key]
+                sid = f"{row['project']} {row['id']}" if several else row["id"]
                 if row["state"] == "done" and row["detail"] == "no changes" and not self.show_noop:
                     continue
                 if row["state"] == "running":

@@ -122,9 +122,10 @@ def test_apply_many_runs_blueprints_side_by_side_and_reports_each(emulator, tmp_
                "bad.yaml")
     events = Events()
     results = pipeline.apply_many([*good, bad], target, events, parallel=4, run_smoke=False)
-    assert [type(r).__name__ for r in results] == ["Outcome"] * 3 + ["ApplyFailed"]
+    assert [r.ok for r in results] == [True, True, True, False]
     assert all(r.apply.ok and r.config.exists() for r in results[:3])
-    assert "import:s" in str(results[3]) and "no-such-bucket-x" in str(results[3])
+    assert "import:s" in results[3].error and "no-such-bucket-x" in results[3].error
+    assert results[3].apply is not None and not results[3].apply.ok  # what was built before the failure
     assert {e.project for e in events.kinds("done")} >= {f"ohif-many-{i}" for i in range(3)}
 
 
@@ -147,3 +148,22 @@ def test_progress_renders_one_line_per_step_with_elapsed_time(emulator, tmp_path
     with Progress(console=console, live=True) as progress:
         provisioner.apply(bp2, Target(emulator=emulator.url), progress)
     assert "store:s" in console.export_text()
+
+
+def test_live_progress_keeps_each_blueprints_steps_apart():
+    from rich.console import Console
+
+    from provision.engine import Event
+    from provision.plan import Step
+    from provision.progress import Progress
+
+    console = Console(record=True, width=200, force_terminal=True)
+    steps = [Step(id="project", kind="project", resource="p", action="create")]
+    with Progress(console=console, live=True) as progress:
+        for project, outcome in (("team-a", "done"), ("team-b", "failed")):
+            progress(Event("plan", project=project, steps=steps))
+            progress(Event("start", step="project", project=project, action="create"))
+            progress(Event(outcome, step="project", project=project, message=f"{project} {outcome}"))
+    text = console.export_text()
+    assert "team-a project" in text and "team-b project" in text
+    assert "team-a done" in text and "team-b failed" in text

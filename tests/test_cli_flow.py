@@ -117,3 +117,54 @@ smoke: {{min_studies: 0}}
     assert all(d["apply"]["ok"] and d["apply"]["changed"] for d in docs)
     again = run("apply", *paths, "--emulator", emulator.url, "--yes", "--no-smoke")
     assert again.exit_code == 0 and again.stdout.count(": no changes") == 3, again.output
+
+
+def _team_blueprint(tmp_path, team: str, store: str = "{id: primary}") -> str:
+    path = tmp_path / f"team-{team}.yaml"
+    path.write_text(f"""\
+version: 1
+project: {{id: ohif-team-{team}, parent: organizations/123456789012, billing_account: 012345-6789AB-CDEF01}}
+dataset: {{id: imaging, location: us-central1}}
+dicom_stores: [{store}]
+""")
+    return str(path)
+
+
+def test_a_failed_apply_still_prints_one_json_document(emulator, tmp_path):
+    path = _team_blueprint(tmp_path, "bad", '{id: primary, import: {uri: "gs://no-such-bucket-zz/**.dcm"}}')
+    result = run("apply", path, "--emulator", emulator.url, "--yes", "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is False and "no-such-bucket-zz" in doc["error"]
+    assert doc["apply"]["steps"], "what was built before the failure is reported"
+    assert "Traceback" not in result.output
+
+
+def test_config_refuses_a_bad_emulator_url(tmp_path):
+    result = run("config", str(DEMO_BLUEPRINT), "--emulator", "localhost:1", "--out", str(tmp_path / "c.js"))
+    assert result.exit_code == 2 and not (tmp_path / "c.js").exists()
+
+
+def test_ctrl_c_stops_a_multi_blueprint_apply_promptly(emulator_factory, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    emu = emulator_factory(latency="realistic", time_scale=0.1)  # a full apply would take ~10 s
+    paths = [_team_blueprint(tmp_path, t) for t in ("x", "y")]
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "provision"), "apply", *paths,
+                             "--emulator", emu.url, "--yes", "--no-smoke"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert stopped_after < 4.0, f"took {stopped_after:.1f}s to stop"
