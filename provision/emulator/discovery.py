@@ -52,11 +52,24 @@ def method(doc: str, method_id: str) -> dict:
     return _methods(doc)[method_id]
 
 
-def problems(doc: str, schema_ref: str, value: Any) -> list[tuple[str, str]]:
-    """Every way `value` departs from the named schema: (field path, Google-style description)."""
+def problems(doc: str, schema_ref: str, value: Any, root: str = "") -> list[tuple[str, str]]:
+    """Every way `value` departs from the named schema: (field path, Google-style description).
+    `root` is the field the value sits in (a request body's field, e.g. `dataset`)."""
     out: list[tuple[str, str]] = []
-    _check(document(doc)["schemas"], {"$ref": schema_ref}, value, "", out)
+    _check(document(doc)["schemas"], {"$ref": schema_ref}, value, root, out)
     return out
+
+
+def body_field(request: dict) -> str:
+    """The request-message field a method's JSON body fills, as Google names it in errors: the
+    discovery `parameterName` if given; '' when the body is the whole request message (`body: "*"`,
+    a `...Request` schema); else the snake_case of the schema (`DicomStore` -> `dicom_store`)."""
+    if request.get("parameterName"):
+        return request["parameterName"]
+    ref = request.get("$ref", "")
+    if ref.endswith("Request"):
+        return ""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", ref).lower()
 
 
 def validate_request(doc: str, method_id: str, body: Any) -> None:
@@ -64,9 +77,29 @@ def validate_request(doc: str, method_id: str, body: Any) -> None:
     req = method(doc, method_id).get("request")
     if req is None:
         return
-    found = problems(doc, req["$ref"], body)
+    # Cloud Storage's JSON API is not a proto front end: its messages name no request field.
+    found = problems(doc, req["$ref"], body, "" if doc.startswith("storage.") else body_field(req))
     if found:
         raise ApiError("INVALID_ARGUMENT", found[0][1], [bad_request(found)])
+
+
+# Query parameters every Google API accepts, beyond a method's own (the discovery document's
+# top-level `parameters` list most of them; the `$` forms are what the REST gapic clients send).
+STANDARD_QUERY = frozenset({"alt", "$alt", "prettyPrint", "$prettyPrint", "fields", "$fields", "key", "access_token",
+                            "oauth_token", "upload_protocol", "uploadType", "callback", "$callback", "quotaUser",
+                            "$.xgafv", "userProject", "userIp", "$userProject"})
+
+
+def validate_query(doc: str, method_id: str, names: list[str]) -> None:
+    """Raise Google's 400 for a query parameter the method's request message has no field for."""
+    allowed = STANDARD_QUERY | set(document(doc).get("parameters", {})) | set(method(doc, method_id).get("parameters", {}))
+    for name in names:
+        if name not in allowed:
+            message = (f'Invalid JSON payload received. Unknown name "{name}": Cannot bind query parameter. '
+                       f"Field '{name}' could not be found in request message.")
+            raise ApiError("INVALID_ARGUMENT", message,
+                           [{"@type": "type.googleapis.com/google.rpc.BadRequest",
+                             "fieldViolations": [{"description": message}]}])
 
 
 def _check(schemas: dict, schema: dict, value: Any, path: str, out: list) -> None:

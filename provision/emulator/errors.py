@@ -83,7 +83,8 @@ def error_info(reason: str, domain: str, metadata: dict[str, str] | None = None)
 
 def bad_request(violations: list[tuple[str, str]]) -> dict:
     """A google.rpc.BadRequest detail with field violations."""
-    return {"@type": BAD_REQUEST, "fieldViolations": [{"field": f, "description": d} for f, d in violations]}
+    return {"@type": BAD_REQUEST, "fieldViolations": [{"field": f, "description": d} if f else {"description": d}
+                                                      for f, d in violations]}
 
 
 def invalid_argument(message: str, violations: list[tuple[str, str]] | None = None) -> ApiError:

@@ -22,6 +22,12 @@ class Faults:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
 
+    def reseed(self) -> None:
+        """Start the sequence of draws over (on /_emulator/reset): the same requests after a reset
+        meet the same faults."""
+        with self._lock:
+            self._rng = random.Random(self.seed)
+
     @classmethod
     def parse(cls, spec: str | None, seed: int = 0) -> "Faults":
         """Parse a `--faults` spec; raises ValueError with the valid form."""

@@ -1,23 +1,35 @@
 """The HTTP layer shared by every API: routing, strict JSON bodies, who is calling, IAM checks,
 CORS, fault injection, the request record, and Google-shaped errors. API modules only declare
 routes and turn requests into backend calls.
+
+Routing works on the raw request path: it is split on `/` first and each segment is then
+percent-decoded, so `%2F` is never a separator. An encoded slash inside a resource ID is a
+400, as on Google; a `<path:...>` argument (a Cloud Storage object name) keeps it as `/`.
+The `.`/`..` rule applies to raw segments only (`a%2F..%2Fb` is a legal object name).
+
+Any exception a handler did not turn into an ApiError answers a Google-shaped 500 INTERNAL
+(the traceback goes to stderr, never to the client), with CORS headers, and is recorded.
 """
 from __future__ import annotations
 
 import json
+import re
 import socket
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.routing import BaseConverter, Map, PathConverter, Rule
 from werkzeug.wrappers import Request, Response
 
 from provision.emulator import discovery, iam
-from provision.emulator.errors import ApiError, permission_denied, unauthenticated
+from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
 from provision.emulator.world import World
 
 JSON_LIMIT = 10 * 1024 * 1024
@@ -36,6 +48,7 @@ class Route:
     handler: Callable[..., Any]
     discovery: tuple[str, str] | None = None   # (document, method id) whose request schema the body must meet
     body_limit: int = JSON_LIMIT
+    url_credential: bool = False  # the URL itself is the credential (a resumable-upload session URI)
 
 
 class Router:
@@ -46,13 +59,13 @@ class Router:
         self.routes: dict[str, Route] = {}
 
     def route(self, methods: str | list[str], rule: str, *, api: str, discovery: tuple[str, str] | None = None,
-              body_limit: int = JSON_LIMIT) -> Callable:
+              body_limit: int = JSON_LIMIT, url_credential: bool = False) -> Callable:
         """Decorator: `@router.route("GET", "/v3/projects/<id:project>", api="cloudresourcemanager")`."""
         verbs = [methods] if isinstance(methods, str) else list(methods)
 
         def wrap(fn: Callable) -> Callable:
             endpoint = f"{fn.__module__}.{fn.__qualname__}:{rule}:{','.join(verbs)}"
-            self.routes[endpoint] = Route(api, fn, discovery, body_limit)
+            self.routes[endpoint] = Route(api, fn, discovery, body_limit, url_credential)
             self.rules.append(Rule(rule, endpoint=endpoint, methods=verbs))
             return fn
 
@@ -97,12 +110,39 @@ class Ctx:
 _UNSET = object()
 
 
+BODY_KEY = "provision.emulator.body"  # environ key: the request body once read (bytes), or TOO_LARGE
+TOO_LARGE = object()
+
+
+def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, read once and at most `limit` bytes of it: None when it is larger (a
+    declared length is refused before reading; a chunked body stops at `limit` + 1 bytes)."""
+    cached = request.environ.get(BODY_KEY)
+    if cached is TOO_LARGE:
+        return None
+    if cached is not None:
+        return cached
+    if request.content_length and request.content_length > limit:
+        request.environ[BODY_KEY] = TOO_LARGE
+        return None
+    buf = bytearray()
+    read = request.stream.read
+    while len(buf) <= limit:
+        chunk = read(min(1 << 20, limit + 1 - len(buf)))
+        if not chunk:
+            break
+        buf += chunk
+    if len(buf) > limit:
+        request.environ[BODY_KEY] = TOO_LARGE
+        return None
+    request.environ[BODY_KEY] = raw = bytes(buf)
+    return raw
+
+
 def parse_json_body(request: Request, limit: int = JSON_LIMIT) -> Any:
     """Parse a JSON request body the way Google's front end does: empty is {}, junk is a 400."""
-    if request.content_length and request.content_length > limit:
-        raise ApiError("INVALID_ARGUMENT", f"Request payload size exceeds the limit: {limit} bytes.", http_status=413)
-    raw = request.get_data(cache=True)
-    if len(raw) > limit:
+    raw = read_body(request, limit)
+    if raw is None:
         raise ApiError("INVALID_ARGUMENT", f"Request payload size exceeds the limit: {limit} bytes.", http_status=413)
     if not raw.strip():
         return {}
@@ -148,16 +188,18 @@ class App:
         response: Response
         try:
             principal = self._principal(request)
-            if any(seg in (".", "..") for seg in request.path.split("/")):
+            segments = _raw_segments(environ, request)
+            if any(raw in (b".", b"..") for raw, _ in segments):
                 raise ApiError("INVALID_ARGUMENT", f"Invalid resource path {request.path!r}: '.' and '..' segments are not allowed.")
             if request.method == "OPTIONS":
                 response = self._preflight(request)
                 api = "cors"
             else:
                 adapter = self.map.bind_to_environ(environ)
-                endpoint, args = adapter.match()
-                route = self.routes[endpoint]
+                rule, args = adapter.match(path_info="/".join(_escape(seg) for _, seg in segments), return_rule=True)
+                route = self.routes[rule.endpoint]
                 api = route.api
+                args = _decode_args(rule, args)
                 response = self._dispatch(request, route, args, principal, environ)
         except ApiError as exc:
             response = json_response(exc.body(_style(api, request.path)), exc.http_status)
@@ -169,6 +211,11 @@ class App:
         except HTTPException as exc:
             response = json_response(ApiError("INVALID_ARGUMENT", exc.description or "Bad request.",
                                               http_status=exc.code or 400).body(), exc.code or 400)
+        except Exception:  # noqa: BLE001 - a bug: Google's 500, the traceback on stderr only
+            print(f"emulator: unhandled error in {request.method} {request.path}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            response = json_response(ApiError("INTERNAL", "Internal error encountered.").body(_style(api, request.path)),
+                                     500)
         status = response.status_code
         self._cors(request, response)
         if self.recorder and not request.path.startswith("/_emulator/"):
@@ -179,14 +226,15 @@ class App:
         if not request.path.startswith("/_emulator/"):
             fault = self.world.faults.draw_request()
             if fault == "reset":
-                if (request.content_length or 0) <= JSON_LIMIT:
-                    request.get_data(cache=True)  # read before the drop, so the record still shows the body
+                read_body(request, JSON_LIMIT)  # read before the drop, so the record still shows the body
                 _reset_connection(environ)
                 return Response(b"", status=500)
             if fault:
                 return _fault_response(fault, route.api, request.path)
-            if self.world.options.enforce_iam and principal is None:
+            if self.world.options.enforce_iam and principal is None and not route.url_credential:
                 raise unauthenticated()
+            if route.discovery and route.api != "storage":
+                discovery.validate_query(*route.discovery, list(request.args.keys()))
         ctx = Ctx(self.world, request, route, principal)
         result = route.handler(ctx, **args)
         if isinstance(result, Response):
@@ -224,11 +272,16 @@ class App:
         return json_response(err.body(_style(api, request.path)), 404)
 
     def _record(self, request: Request, api: str, principal: str | None, status: int, started: float) -> dict:
+        """One line of the record. The body is a JSON request's, at most JSON_LIMIT bytes of it: the one a
+        handler already read, else one whose declared length is within the limit (never an unbounded read)."""
         body = None
         if (request.mimetype or "") in ("application/json", "") and request.method in ("POST", "PUT", "PATCH"):
             try:
-                raw = request.get_data(cache=True)
-                body = json.loads(raw) if raw.strip() else None
+                raw = request.environ.get(BODY_KEY)
+                if raw is None and request.content_length is not None and request.content_length <= JSON_LIMIT:
+                    raw = read_body(request, JSON_LIMIT)
+                if isinstance(raw, bytes) and raw.strip():
+                    body = json.loads(raw)
             except Exception:  # noqa: BLE001 - a dropped connection or junk body: record no body
                 body = None
         return {
@@ -244,6 +297,42 @@ class App:
         }
 
 
+def _raw_segments(environ, request: Request) -> list[tuple[bytes, str]]:
+    """The request path as (raw segment, percent-decoded segment) pairs, split before decoding.
+    Without a raw URI (not werkzeug's server), the decoded PATH_INFO is all there is."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw is None:
+        return [(seg.encode(), seg) for seg in request.path.split("/")]
+    target = raw.encode("latin-1", "replace").decode("utf-8", "replace")  # undo the WSGI encoding dance
+    if not target.startswith("/"):
+        target = urlsplit(target).path or "/"  # absolute-form request target
+    path = target.partition("?")[0].partition("#")[0].encode("latin-1", "replace")
+    return [(seg, unquote_to_bytes(seg).decode("utf-8", "replace")) for seg in path.split(b"/")]
+
+
+def _escape(segment: str) -> str:
+    """A decoded segment as the route map sees it: a `/` inside stays `%2F` (and `%` is `%25`)."""
+    return segment.replace("%", "%25").replace("/", "%2F")
+
+
+_ESCAPED = re.compile(r"%(25|2F)")
+
+
+def _decode_args(rule: Rule, args: dict) -> dict:
+    """Undo `_escape` in the matched arguments: a `<path:...>` argument turns `%2F` into `/`; any
+    other argument is one resource ID, where a `/` is a 400 (Google never splits on `%2F`)."""
+    out = {}
+    for name, value in args.items():
+        if isinstance(value, str) and "%" in value:
+            decoded = _ESCAPED.sub(lambda m: "%" if m.group(1) == "25" else "/", value)
+            if "/" in decoded and not isinstance(rule._converters.get(name), PathConverter):
+                raise ApiError("INVALID_ARGUMENT", f"Invalid resource field value in the request: {name} "
+                                                   f"{decoded!r} must not contain '/'.")
+            value = decoded
+        out[name] = value
+    return out
+
+
 def _api_for_path(path: str) -> str:
     if path.startswith(("/storage/", "/upload/storage/", "/download/storage/")):
         return "storage"
@@ -254,13 +343,34 @@ def _style(api: str, path: str) -> str:
     return "gcs" if api == "storage" or _api_for_path(path) == "storage" else "rpc"
 
 
+_PROJECT_IN_PATH = re.compile(r"/projects/([^/:]+)")
+
+
 def _fault_response(kind: str, api: str, path: str) -> Response:
     code = int(kind)
-    status = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}[code]
-    message = {429: "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute'.",
-               500: "Internal error encountered.", 503: "The service is currently unavailable."}[code]
-    err = ApiError(status, message, http_status=code)
+    if code == 429:
+        err = rate_limited(api, path)
+    else:
+        status = {500: "INTERNAL", 503: "UNAVAILABLE"}[code]
+        message = {500: "Internal error encountered.", 503: "The service is currently unavailable."}[code]
+        err = ApiError(status, message, http_status=code)
     return json_response(err.body(_style(api, path)), code)
+
+
+def rate_limited(api: str, path: str) -> ApiError:
+    """A per-minute request quota exhausted, as Google answers it: 429 RESOURCE_EXHAUSTED with an
+    ErrorInfo RATE_LIMIT_EXCEEDED (what Terraform's Is429RetryableQuotaError retries on; gcp-wire
+    §4.8). Google sends no Retry-After header here, so neither do we."""
+    service = f"{api}.googleapis.com"
+    found = _PROJECT_IN_PATH.search(path)
+    consumer = f"projects/{found.group(1)}" if found else "projects/unknown"
+    metadata = {"service": service, "consumer": consumer, "quota_metric": f"{service}/default_requests",
+                "quota_limit": "DefaultRequestsPerMinutePerProject", "quota_limit_value": "6000",
+                "quota_location": "global", "quota_unit": "1/min/{project}"}
+    message = (f"Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of service "
+               f"'{service}' for consumer '{consumer}'.")
+    return ApiError("RESOURCE_EXHAUSTED", message, [error_info("RATE_LIMIT_EXCEEDED", "googleapis.com", metadata)],
+                    http_status=429)
 
 
 def _reset_connection(environ) -> None:

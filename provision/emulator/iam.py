@@ -8,7 +8,7 @@ import hashlib
 import json
 from typing import Any
 
-from provision.emulator.errors import ApiError
+from provision.emulator.errors import ApiError, bad_request
 
 # Predefined roles and the permissions they grant (the subset this product's calls need).
 # A permission ending in ".*" covers every permission with that prefix.
@@ -87,7 +87,10 @@ def empty_policy() -> dict:
 def normalise_bindings(bindings: list[dict]) -> list[dict]:
     """Merge bindings of one role and condition, sort members, drop empty ones (as Google stores them)."""
     merged: dict[tuple, dict] = {}
-    for b in bindings:
+    for i, b in enumerate(bindings):
+        if not isinstance(b, dict) or not isinstance(b.get("role"), str) or not b["role"]:
+            raise ApiError("INVALID_ARGUMENT", "Request contains an invalid argument.",
+                           [bad_request([(f"policy.bindings[{i}].role", "A role must be specified.")])])
         cond = b.get("condition")
         key = (b["role"], json.dumps(cond, sort_keys=True) if cond else "")
         slot = merged.setdefault(key, {"role": b["role"], "members": set(), **({"condition": cond} if cond else {})})

@@ -21,13 +21,8 @@ def build(options: Options) -> tuple[World, App]:
 
     _merge(router, control.router)
     for name in API_PACKAGES:
-        try:
-            state = importlib.import_module(f"provision.emulator.{name}.state")
-            handlers = importlib.import_module(f"provision.emulator.{name}.handlers")
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(f"provision.emulator.{name}"):
-                continue  # an API not built yet
-            raise
+        state = importlib.import_module(f"provision.emulator.{name}.state")
+        handlers = importlib.import_module(f"provision.emulator.{name}.handlers")
         world.attach(state.ATTACH_AS, state.Backend(world))
         _merge(router, handlers.router)
     return world, App(world, router)
@@ -39,7 +34,14 @@ def _merge(into: Router, other: Router) -> None:
 
 
 class _QuietHandler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections, as with Google
+    # HTTP/1.1 lets werkzeug send a response with no Content-Length (a streamed DICOMweb answer)
+    # chunked. It gives no keep-alive: werkzeug's dev server closes every connection
+    # (`Connection: close`), so clients open one connection per request.
+    protocol_version = "HTTP/1.1"
+    # A stalled client (a request body that stops arriving) is dropped after this many seconds
+    # of silence instead of holding its thread, and the upload session it was writing, forever.
+    timeout = 60
+
 
     def log_request(self, *args, **kwargs) -> None:  # the --record file is the request log
         pass

@@ -57,6 +57,10 @@ class World:
         self.clock = time.time
         self.operations = Operations(self.docs, self.clock)
         self._backends: list[Any] = []
+        # Bumped by every reset: long-running work (an upload, an import) notes it when it starts
+        # and checks it, under the database lock, before it commits, so it never writes into the
+        # new world what it read from the old one.
+        self.epoch = 0
 
     def attach(self, name: str, backend: Any) -> None:
         """Register an API backend under `name` (it becomes `world.<name>`)."""
@@ -64,8 +68,10 @@ class World:
         self._backends.append(backend)
 
     def reset(self) -> None:
-        """Forget everything (POST /_emulator/reset)."""
+        """Forget everything (POST /_emulator/reset); the fault generator starts over from its seed."""
         with self.db.transaction():
+            self.epoch += 1
+            self.faults.reseed()
             self.docs.clear()
             for backend in self._backends:
                 if hasattr(backend, "reset"):

@@ -1,0 +1,200 @@
+"""The emulator under abuse: bugs, encoded slashes, oversized bodies, stalled clients, resets
+during work, concurrent writes, injected faults, and the IAM gaps of the shared HTTP layer."""
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import time
+
+import pytest
+import requests
+from werkzeug.wrappers import Request
+
+from provision.emulator import http as emu_http
+from provision.emulator import server as emu_server
+from provision.emulator.world import Options
+
+from emulator_helpers import create_project
+
+
+def _counting_request(body: bytes, *, content_type: str = "application/json", chunked: bool = True,
+                      length: int | None = None):
+    """A werkzeug Request over a stream that counts how many bytes the emulator read from it."""
+    stream = io.BytesIO(body)
+    read_total = [0]
+    real_read = stream.read
+
+    def read(n=-1):
+        data = real_read(n)
+        read_total[0] += len(data)
+        return data
+
+    stream.read = read  # type: ignore[method-assign]
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v3/projects", "QUERY_STRING": "", "SERVER_NAME": "x",
+               "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": stream, "CONTENT_TYPE": content_type}
+    if chunked:
+        environ["wsgi.input_terminated"] = True
+    if length is not None:
+        environ["CONTENT_LENGTH"] = str(length)
+    return Request(environ), read_total
+
+
+# ------------------------------------------------------------------------------ 1. bugs are 500s
+
+def test_unhandled_exception_is_a_google_500_with_cors_and_recorded(emulator_factory, tmp_path, capfd):
+    record = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=record)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    emu.world.crm.lookup = boom
+    emu.world.storage.bucket = boom
+    origin = {"Origin": "http://127.0.0.1:3000"}
+    r = requests.get(f"{emu.url}/v3/projects/some-project", headers=origin)
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}
+    assert r.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:3000"
+    assert "secret internal detail" not in r.text
+    r = requests.get(f"{emu.url}/storage/v1/b/some-bucket", headers=origin)
+    assert r.status_code == 500 and r.json()["error"]["errors"][0]["reason"] == "backendError"
+    lines = [json.loads(x) for x in record.read_text().splitlines()]
+    assert [(x["path"], x["status"]) for x in lines] == [("/v3/projects/some-project", 500),
+                                                         ("/storage/v1/b/some-bucket", 500)]
+    err = capfd.readouterr().err
+    assert "RuntimeError: secret internal detail" in err and "Traceback" in err
+
+
+def test_set_iam_policy_binding_without_role_is_400(emulator):
+    create_project(emulator.url, "role-less", billing=False, enable=())
+    r = requests.post(f"{emulator.url}/v3/projects/role-less:setIamPolicy",
+                      json={"policy": {"bindings": [{"members": ["user:a@example.com"]}]}})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["status"] == "INVALID_ARGUMENT"
+    assert err["details"][0]["fieldViolations"][0]["field"] == "policy.bindings[0].role"
+
+
+# ------------------------------------------------------------------------------ 2. encoded slashes
+
+def test_encoded_slash_is_never_a_separator_in_an_id(emulator):
+    create_project(emulator.url, "slashy-project")
+    ds = f"{emulator.url}/v1/projects/slashy-project/locations/us-central1/datasets"
+    assert requests.post(ds, params={"datasetId": "ds1"}, json={}).status_code == 200
+    assert requests.post(f"{ds}/ds1/dicomStores", params={"dicomStoreId": "st1"}, json={}).status_code == 200
+    assert requests.get(f"{ds}/ds1/dicomStores/st1").status_code == 200
+    r = requests.get(f"{ds}/ds1%2FdicomStores%2Fst1")
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT", r.text
+    r = requests.get(f"{emulator.url}/v3/projects/slashy-project%2Fx")
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    # Other escapes in an ID are decoded as before.
+    assert requests.get(f"{emulator.url}/v3/projects/slashy%2Dproject").json()["projectId"] == "slashy-project"
+
+
+def test_storage_object_names_keep_encoded_slashes_and_dots(emulator):
+    create_project(emulator.url, "objects-project", billing=False, enable=())
+    r = requests.post(f"{emulator.url}/storage/v1/b", params={"project": "objects-project"}, json={"name": "slash-b"})
+    assert r.status_code == 200, r.text
+    up = f"{emulator.url}/upload/storage/v1/b/slash-b/o"
+    for name in ("a/b.dcm", "a/../b", "./x", "%2F literally"):
+        assert requests.post(up, params={"uploadType": "media", "name": name}, data=name.encode()).status_code == 200
+    from urllib.parse import quote
+
+    for name in ("a/b.dcm", "a/../b", "./x", "%2F literally"):
+        url = f"{emulator.url}/storage/v1/b/slash-b/o/{quote(name, safe='')}"
+        assert requests.get(url, params={"alt": "media"}).content == name.encode(), name
+        assert requests.get(url).json()["name"] == name
+        assert requests.delete(url).status_code == 204
+    assert requests.delete(f"{emulator.url}/storage/v1/b/slash-b").status_code == 204
+
+
+# ------------------------------------------------------------------------------ 3. bounded bodies
+
+def test_chunked_json_body_is_read_only_up_to_the_limit():
+    limit = 1000
+    request, read = _counting_request(b"[" + b"1," * 100_000 + b"1]")
+    with pytest.raises(emu_http.ApiError) as exc:
+        emu_http.parse_json_body(request, limit)
+    assert exc.value.http_status == 413
+    assert read[0] <= limit + 1
+    # a declared length over the limit is refused before reading anything
+    request, read = _counting_request(b"{}" * 1000, chunked=False, length=2000)
+    with pytest.raises(emu_http.ApiError):
+        emu_http.parse_json_body(request, limit)
+    assert read[0] == 0
+
+
+def test_record_never_reads_an_unread_large_or_chunked_body(tmp_path):
+    world, app = emu_server.build(Options(record=tmp_path / "rec.jsonl"))
+    try:
+        big = b'{"a": "' + b"x" * (emu_http.JSON_LIMIT + 10) + b'"}'
+        request, read = _counting_request(big, chunked=False, length=len(big))
+        assert app._record(request, "storage", None, 403, time.perf_counter())["request"] is None
+        assert read[0] == 0
+        request, read = _counting_request(b'{"a": 1}')  # chunked, unread by any handler
+        assert app._record(request, "storage", None, 403, time.perf_counter())["request"] is None
+        assert read[0] == 0
+        request, read = _counting_request(b'{"a": 1}', chunked=False, length=8)  # small and declared: recorded
+        assert app._record(request, "x", None, 403, time.perf_counter())["request"] == {"a": 1}
+    finally:
+        world.close()
+
+
+# ------------------------------------------------------------------------------ 7. 429 details
+
+def test_injected_429_carries_rate_limit_error_info(emulator_factory):
+    emu = emulator_factory(faults="429=1")
+    r = requests.get(f"{emu.url}/v1/projects/p1/services/healthcare.googleapis.com")
+    assert r.status_code == 429 and "Retry-After" not in r.headers
+    err = r.json()["error"]
+    assert err["status"] == "RESOURCE_EXHAUSTED"
+    info = err["details"][0]
+    assert info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert info["reason"] == "RATE_LIMIT_EXCEEDED" and info["domain"] == "googleapis.com"
+    assert info["metadata"]["service"] == "serviceusage.googleapis.com"
+    assert info["metadata"]["consumer"] == "projects/p1"
+    assert {"quota_metric", "quota_limit", "quota_limit_value"} <= set(info["metadata"])
+
+
+# ------------------------------------------------------------------------------ 9. reproducible faults
+
+def _fault_sequence(url: str, n: int = 40) -> list:
+    out = []
+    for i in range(n):
+        try:
+            out.append(requests.get(f"{url}/v3/projects/nope-{i}").status_code)
+        except requests.ConnectionError:
+            out.append("reset")
+    return out
+
+
+def test_faults_replay_after_reset_and_across_runs(emulator_factory):
+    a = emulator_factory(faults="transient=0.6", seed=11)
+    first = _fault_sequence(a.url)
+    assert {429, 500, 503, "reset"} & set(first) and 403 in first
+    assert requests.post(f"{a.url}/_emulator/reset").status_code == 200
+    assert _fault_sequence(a.url) == first
+    b = emulator_factory(faults="transient=0.6", seed=11)
+    assert _fault_sequence(b.url) == first
+
+
+# ------------------------------------------------------------------------------ 10. server assembly
+
+def test_build_does_not_swallow_a_broken_internal_import(monkeypatch):
+    real = emu_server.importlib.import_module
+
+    def broken(name, *args):
+        if name == "provision.emulator.billing.handlers":
+            raise ModuleNotFoundError("No module named 'provision.emulator.billing.helpers'",
+                                      name="provision.emulator.billing.helpers")
+        return real(name, *args)
+
+    monkeypatch.setattr(emu_server.importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError):
+        emu_server.build(Options())
+
+
+def test_request_handler_has_a_read_timeout():
+    assert 0 < emu_server._QuietHandler.timeout <= 120
