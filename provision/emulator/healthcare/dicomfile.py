@@ -45,6 +45,10 @@ CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_
             "ISO_IR 138": "iso8859_8", "ISO_IR 148": "iso8859_9", "ISO_IR 203": "iso8859_15",
             "ISO_IR 166": "cp874", "GB18030": "gb18030", "GBK": "gbk"}
 TEXT_VRS_WITH_CHARSET = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+MAX_SQ_DEPTH = 32      # nested sequences deeper than this are refused (real objects stay far below)
+# What a malformed data set can make the readers raise: all of it means "not a storable DICOM file".
+PARSE_ERRORS = (struct.error, IndexError, KeyError, TypeError, ValueError, UnicodeDecodeError, OverflowError,
+                RecursionError)
 
 
 class NotDicom(ValueError):
@@ -95,9 +99,21 @@ def parse_file(path) -> Parsed:
 
 
 def parse_buffer(buf, path=None) -> Parsed:
+    try:
+        return _parse_buffer(buf, path)
+    except NotDicom:
+        raise
+    except PARSE_ERRORS as exc:
+        raise NotDicom(f"malformed DICOM data: {type(exc).__name__}: {exc}") from None
+
+
+def _parse_buffer(buf, path=None) -> Parsed:
     if len(buf) < 132 or buf[128:132] != b"DICM":
         raise NotDicom("not a DICOM Part-10 file (no DICM prefix)")
-    pos, file_meta = _read_file_meta(buf)
+    try:
+        pos, file_meta = _read_file_meta(buf)
+    except PARSE_ERRORS as exc:
+        raise NotDicom(f"malformed file meta information: {exc}") from None
     ts = file_meta.get(0x00020010, "")
     if not ts:
         raise NotDicom("file meta has no TransferSyntaxUID")
@@ -106,7 +122,9 @@ def parse_buffer(buf, path=None) -> Parsed:
             raise _Fallback(ts)
         reader = _Reader(buf, implicit=(ts == IMPLICIT_LE))
         meta, pixel = reader.read_top(pos)
-    except (_Fallback, struct.error, IndexError, UnicodeDecodeError, ValueError) as exc:
+    except NotDicom:
+        raise
+    except (_Fallback, struct.error, IndexError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         # Unusual encodings and data sets with encoding errors pydicom may still read.
         if path is None:
             raise NotDicom(f"cannot read the data set: {exc}") from None
@@ -118,7 +136,34 @@ def parse_buffer(buf, path=None) -> Parsed:
     sop_class = _uid(meta, "00080016") or file_meta.get(0x00020002, "")
     if not (study and series and sop):
         raise NotDicom("missing Study, Series or SOP Instance UID")
+    check_pixel_length(meta, pixel, ts)
     return Parsed(meta, ts, sop_class, study, series, sop, pixel)
+
+
+def _int_attr(meta: dict, tag: str, default: int) -> int:
+    v = first(meta, tag, default)
+    try:
+        return int(v) if v is not None else default
+    except (TypeError, ValueError):
+        raise NotDicom(f"attribute {tag} has a non-numeric value {v!r}") from None
+
+
+def check_pixel_length(meta: dict, pixel: dict, ts: str) -> None:
+    """Native (uncompressed) Pixel Data must hold Rows x Columns x SamplesPerPixel x
+    BitsAllocated/8 x NumberOfFrames bytes (plus one byte of padding to an even length)."""
+    if not pixel or pixel.get("tag") != "7FE00010" or pixel.get("length") is None or ts not in NATIVE_SYNTAXES:
+        return
+    rows, cols = _int_attr(meta, "00280010", 0), _int_attr(meta, "00280011", 0)
+    spp, bits = _int_attr(meta, "00280002", 1), _int_attr(meta, "00280100", 0)
+    frames = max(_int_attr(meta, "00280008", 1), 1)
+    if rows <= 0 or cols <= 0 or spp <= 0 or bits <= 0:
+        raise NotDicom(f"Pixel Data without valid Rows ({rows}), Columns ({cols}), SamplesPerPixel ({spp}) and "
+                       f"BitsAllocated ({bits})")
+    expected = (rows * cols * spp * frames * bits + 7) // 8
+    length = pixel["length"]
+    if length != expected and length != expected + (expected % 2):
+        raise NotDicom(f"Pixel Data length {length} does not match Rows x Columns x SamplesPerPixel x "
+                       f"BitsAllocated/8 x NumberOfFrames = {rows} x {cols} x {spp} x {bits}/8 x {frames} = {expected} bytes")
 
 
 def _uid(meta: dict, tag: str) -> str:
@@ -153,6 +198,7 @@ class _Reader:
         self.implicit = implicit
         self.encoding = "latin-1"
         self.end = len(buf)
+        self.depth = 0        # sequence nesting
         self.signed = False   # PixelRepresentation 1: "US or SS" attributes are SS
         self.ranges: dict[str, tuple[int, int | None]] = {}   # bulk-data path -> (offset, length or None)
 
@@ -282,6 +328,15 @@ class _Reader:
         return {"vr": "UN", "BulkDataURI": f"{BULK_MARK}/bulkdata/{bulk_path}"}
 
     def _sequence(self, pos: int, length: int, path: str) -> tuple[list, int]:
+        self.depth += 1
+        try:
+            if self.depth > MAX_SQ_DEPTH:
+                raise NotDicom(f"sequences nested deeper than {MAX_SQ_DEPTH} levels")
+            return self._sequence_items(pos, length, path)
+        finally:
+            self.depth -= 1
+
+    def _sequence_items(self, pos: int, length: int, path: str) -> tuple[list, int]:
         items: list[dict] = []
         end = self.end if length == 0xFFFFFFFF else pos + length
         while pos + 8 <= end:
@@ -400,14 +455,17 @@ def bulk_ranges(path) -> dict[str, tuple[int, int | None]]:
     with open(path, "rb") as fh:
         mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        pos, file_meta = _read_file_meta(mm)
+        try:
+            pos, file_meta = _read_file_meta(mm)
+        except PARSE_ERRORS:
+            return {}
         ts = file_meta.get(0x00020010, "")
         if ts in (EXPLICIT_BE, DEFLATED_LE):
             return {}
         reader = _Reader(mm, implicit=(ts == IMPLICIT_LE))
         try:
             _, pixel = reader.read_top(pos)
-        except (_Fallback, struct.error, IndexError, UnicodeDecodeError, ValueError):
+        except (_Fallback,) + PARSE_ERRORS:
             return {}
         if pixel:
             reader.ranges[pixel["tag"]] = (pixel["offset"], pixel["length"])

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from provision.emulator.errors import ApiError, invalid_argument, not_found
 from provision.emulator.healthcare import pixels, wire
-from provision.emulator.healthcare.dicomfile import BULK_MARK, EXPLICIT_LE, NotDicom, bulk_ranges, parse_file
+from provision.emulator.healthcare.dicomfile import BULK_MARK, EXPLICIT_LE, bulk_ranges
 from provision.emulator.healthcare.index import Query, parse_query
 from provision.emulator.http import Ctx, Router
 
@@ -34,6 +34,7 @@ INSTANCE = SERIES + "/instances/<id:sop>"
 DICOM_JSON = "application/dicom+json"
 READ, WRITE, DELETE = ("healthcare.dicomStores.dicomWebRead", "healthcare.dicomStores.dicomWebWrite",
                        "healthcare.dicomStores.dicomWebDelete")
+MAX_VIEWPORT = 16384
 # Compressed transfer syntaxes by the image media type that carries them.
 MEDIA_SYNTAXES = {
     "image/jpeg": ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"),
@@ -334,10 +335,11 @@ def _viewport(ctx: Ctx) -> tuple[int, int] | None:
         return None
     try:
         parts = [int(float(x)) for x in raw.split(",")]
-    except ValueError:
+    except (ValueError, OverflowError):
         raise invalid_argument(f"Invalid viewport {raw!r}: use viewport=WIDTH,HEIGHT.") from None
-    if len(parts) < 2 or parts[0] <= 0 or parts[1] <= 0:
-        raise invalid_argument(f"Invalid viewport {raw!r}: use viewport=WIDTH,HEIGHT with positive sizes.")
+    if len(parts) not in (2, 6) or not all(0 < p <= MAX_VIEWPORT for p in parts[:2]):
+        raise invalid_argument(f"Invalid viewport {raw!r}: use viewport=WIDTH,HEIGHT with sizes from 1 to "
+                               f"{MAX_VIEWPORT} (the image is never rendered larger than it is).")
     return parts[0], parts[1]
 
 
@@ -384,9 +386,13 @@ def rendered_series(ctx: Ctx, project, location, dataset, store, study, series):
 
 # ---- STOW-RS -------------------------------------------------------------------------------------
 def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
+    """Parse the HTTP request (the body is spooled to files part by part, never held in memory)
+    and hand the parts to the state layer, which keeps only what it can store."""
     s = Store(ctx, WRITE, project, location, dataset, store)
     ctype, params = wire.parse_content_type(ctx.request.headers.get("Content-Type"))
-    body = ctx.request.get_data(cache=False)
+    if (ctx.request.content_length or 0) > wire.STOW_LIMIT:
+        raise wire.too_large(wire.STOW_LIMIT)
+    spool = s.backend.spool_dir()
     if ctype == "multipart/related":
         inner = (params.get("type") or "application/dicom").lower()
         if inner != "application/dicom":
@@ -394,42 +400,30 @@ def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
                            "Part-10 instances as multipart/related; type=\"application/dicom\".", http_status=415)
         if not params.get("boundary"):
             raise invalid_argument("multipart/related Content-Type has no boundary.")
-        parts = [payload for headers, payload in wire.split_multipart(body, params["boundary"])
-                 if (headers.get("content-type") or "application/dicom").split(";")[0].strip().lower() == "application/dicom"]
+
+        def is_dicom(headers: dict) -> bool:
+            return (headers.get("content-type") or "application/dicom").split(";")[0].strip().lower() == "application/dicom"
+
+        files = [path for _, path in wire.spool_multipart(ctx.request.stream, params["boundary"], spool, is_dicom)]
     elif ctype == "application/dicom":
-        parts = [body]
+        files = [wire.spool_body(ctx.request.stream, spool)]
     else:
         raise ApiError("INVALID_ARGUMENT", f"Unsupported Content-Type {ctype or '(none)'} for STOW-RS: use "
                        "multipart/related; type=\"application/dicom\" or application/dicom.", http_status=415)
-    if not parts:
+    if not files:
         raise invalid_argument("The request holds no application/dicom part.")
-    blobs = ctx.world.blobs
+    results, failed = s.backend.store_instances(s.name, files, study)
     outcome = wire.StowOutcome(f"{s.base_url}/studies/{study}" if study else None)
-    accepted, conflict = [], False
-    for data in parts:
-        key = blobs.put(data)
-        try:
-            parsed = parse_file(blobs.path(key))
-        except NotDicom as exc:
-            outcome.failed.append({"reason": wire.FAILURE_CANNOT_UNDERSTAND, "detail": f"invalid DICOM data: {exc}",
-                                   "code": 400})
-            continue
-        if study and parsed.study != study:
+    outcome.failed.extend(failed)
+    conflict = any(f.get("code") == 409 for f in failed)
+    for res in results:
+        if res.outcome == "conflict":
             conflict = True
-            outcome.failed.append({"sop_class": parsed.sop_class, "sop": parsed.sop, "reason": wire.FAILURE_PROCESSING,
-                                   "code": 409, "detail": f"the instance's StudyInstanceUID {parsed.study} does not "
-                                   f"match the study {study} in the request URL"})
-            continue
-        accepted.append((parsed, key, len(data)))
-    if accepted:
-        for res in s.backend.index.ingest(s.sid, accepted):
-            if res.outcome == "conflict":
-                conflict = True
-                outcome.failed.append({"sop_class": res.sop_class, "sop": res.sop, "reason": wire.FAILURE_PROCESSING,
-                                       "code": 409, "detail": res.detail})
-            else:
-                outcome.stored.append({"sop_class": res.sop_class, "sop": res.sop,
-                                       "url": s.instance_url(res.study, res.series, res.sop)})
+            outcome.failed.append({"sop_class": res.sop_class, "sop": res.sop, "reason": wire.FAILURE_PROCESSING,
+                                   "code": 409, "detail": res.detail})
+        else:
+            outcome.stored.append({"sop_class": res.sop_class, "sop": res.sop,
+                                   "url": s.instance_url(res.study, res.series, res.sop)})
     if outcome.retrieve_url is None and outcome.stored and len({u["url"].split("/series/")[0] for u in outcome.stored}) == 1:
         outcome.retrieve_url = outcome.stored[0]["url"].split("/series/")[0]
     status = 200 if not outcome.failed else 409 if conflict or outcome.stored else 400
@@ -469,5 +463,5 @@ def delete_series(ctx: Ctx, project, location, dataset, store, study, series):
 def delete_instance(ctx: Ctx, project, location, dataset, store, study, series, sop):
     s = Store(ctx, DELETE, project, location, dataset, store)
     s.rows(study, series, sop, columns="sop")
-    s.backend.index.delete(s.sid, study, series, sop)
+    s.backend.delete_instance(s.name, study, series, sop)
     return {}

@@ -1,17 +1,18 @@
 """Healthcare v1 control plane over HTTP: locations, datasets (create is an LRO), dataset
 operations, DICOM stores, IAM on datasets and stores, import and export. DICOMweb routes live in
-`dicomweb.py` and are merged into this module's `router`.
+`dicomweb.py`; this module's `router` combines both.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from provision.emulator.errors import invalid_argument, not_found
+from provision.emulator.healthcare import dicomweb
 from provision.emulator.healthcare import state as st
 from provision.emulator.healthcare.state import Healthcare, paginate, page_size
 from provision.emulator.http import Ctx, Router
 
-router = Router()
+control_router = Router()
 API = "healthcare"
 DOC = "healthcare.v1"
 M = "healthcare.projects.locations"
@@ -76,7 +77,7 @@ def policies_for(ctx: Ctx, t: Target) -> list:
 
 
 # ---- locations -----------------------------------------------------------------------------------
-@router.route("GET", "/v1/projects/<id:project>/locations", api=API)
+@control_router.route("GET", "/v1/projects/<id:project>/locations", api=API)
 def list_locations(ctx: Ctx, project: str):
     t = resolve(ctx, "healthcare.locations.list", project)
     if ctx.query.get("filter"):
@@ -85,7 +86,7 @@ def list_locations(ctx: Ctx, project: str):
     return paginate(views, "locations", page_size(ctx.query.get("pageSize"), 100, 1000), ctx.query.get("pageToken"))
 
 
-@router.route("GET", LOC, api=API)
+@control_router.route("GET", LOC, api=API)
 def get_location(ctx: Ctx, project: str, location: str):
     t = resolve(ctx, "healthcare.locations.get", project, location)
     if location not in st.LOCATIONS:
@@ -94,59 +95,59 @@ def get_location(ctx: Ctx, project: str, location: str):
 
 
 # ---- datasets ------------------------------------------------------------------------------------
-@router.route("POST", LOC + "/datasets", api=API, discovery=(DOC, f"{M}.datasets.create"))
+@control_router.route("POST", LOC + "/datasets", api=API, discovery=(DOC, f"{M}.datasets.create"))
 def create_dataset(ctx: Ctx, project: str, location: str):
     t = resolve(ctx, "healthcare.datasets.create", project, location)
     body = ctx.json()
     return hc(ctx).create_dataset(t.project, location, ctx.query.get("datasetId"), body)
 
 
-@router.route("GET", LOC + "/datasets", api=API)
+@control_router.route("GET", LOC + "/datasets", api=API)
 def list_datasets(ctx: Ctx, project: str, location: str):
     t = resolve(ctx, "healthcare.datasets.list", project, location, check_location=True)
     views = hc(ctx).list_datasets(t.project_id, location)
     return paginate(views, "datasets", page_size(ctx.query.get("pageSize")), ctx.query.get("pageToken"))
 
 
-@router.route("GET", DS, api=API)
+@control_router.route("GET", DS, api=API)
 def get_dataset(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.get", project, location, dataset)
     return hc(ctx).dataset_record(t.dataset)["view"]
 
 
-@router.route("PATCH", DS, api=API, discovery=(DOC, f"{M}.datasets.patch"))
+@control_router.route("PATCH", DS, api=API, discovery=(DOC, f"{M}.datasets.patch"))
 def patch_dataset(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.update", project, location, dataset)
     return hc(ctx).patch_dataset(t.dataset, ctx.json(), ctx.query.get("updateMask"))
 
 
-@router.route("DELETE", DS, api=API)
+@control_router.route("DELETE", DS, api=API)
 def delete_dataset(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.delete", project, location, dataset)
     hc(ctx).delete_dataset(t.dataset)
     return {}
 
 
-@router.route("GET", DS + ":getIamPolicy", api=API)
+@control_router.route("GET", DS + ":getIamPolicy", api=API)
 def get_dataset_policy(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.getIamPolicy", project, location, dataset)
     return hc(ctx).get_policy(t.dataset, _requested_version(ctx))
 
 
-@router.route("POST", DS + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.setIamPolicy"))
+@control_router.route("POST", DS + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.setIamPolicy"))
 def set_dataset_policy(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.setIamPolicy", project, location, dataset)
     return hc(ctx).set_policy(t.dataset, ctx.json())
 
 
-@router.route("POST", DS + ":testIamPermissions", api=API, discovery=(DOC, f"{M}.datasets.testIamPermissions"))
+@control_router.route("POST", DS + ":testIamPermissions", api=API, discovery=(DOC, f"{M}.datasets.testIamPermissions"))
 def test_dataset_permissions(ctx: Ctx, project: str, location: str, dataset: str):
     t = _resolve_for_test(ctx, project, location, dataset)
     return hc(ctx).test_permissions(ctx.principal, ctx.json().get("permissions") or [], policies_for(ctx, t))
 
 
 # ---- operations ----------------------------------------------------------------------------------
-@router.route("GET", DS + "/operations", api=API)
+@control_router.route("GET", DS + "/operations", api=API)
 def list_operations(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.operations.list", project, location, dataset, initialized=False)
     ops = hc(ctx).list_operations(t.dataset)
@@ -157,7 +158,7 @@ def list_operations(ctx: Ctx, project: str, location: str, dataset: str):
     return out
 
 
-@router.route("GET", DS + "/operations/<id:op>", api=API)
+@control_router.route("GET", DS + "/operations/<id:op>", api=API)
 def get_operation(ctx: Ctx, project: str, location: str, dataset: str, op: str):
     t = resolve(ctx, "healthcare.operations.get", project, location, dataset, initialized=False)
     view = ctx.world.operations.get(f"{t.dataset}/operations/{op}")
@@ -182,64 +183,64 @@ def _filter_operations(ops: list[dict], flt: str) -> list[dict]:
 
 
 # ---- DICOM stores --------------------------------------------------------------------------------
-@router.route("POST", DS + "/dicomStores", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.create"))
+@control_router.route("POST", DS + "/dicomStores", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.create"))
 def create_store(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.dicomStores.create", project, location, dataset)
     return hc(ctx).create_store(t.dataset, ctx.query.get("dicomStoreId"), ctx.json())
 
 
-@router.route("GET", DS + "/dicomStores", api=API)
+@control_router.route("GET", DS + "/dicomStores", api=API)
 def list_stores(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.dicomStores.list", project, location, dataset)
     views = hc(ctx).list_stores(t.dataset, ctx.query.get("filter"))
     return paginate(views, "dicomStores", page_size(ctx.query.get("pageSize")), ctx.query.get("pageToken"))
 
 
-@router.route("GET", STORE, api=API)
+@control_router.route("GET", STORE, api=API)
 def get_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.get", project, location, dataset, store)
     return hc(ctx).store_record(t.store)["view"]
 
 
-@router.route("PATCH", STORE, api=API, discovery=(DOC, f"{M}.datasets.dicomStores.patch"))
+@control_router.route("PATCH", STORE, api=API, discovery=(DOC, f"{M}.datasets.dicomStores.patch"))
 def patch_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.update", project, location, dataset, store)
     return hc(ctx).patch_store(t.store, ctx.json(), ctx.query.get("updateMask"))
 
 
-@router.route("DELETE", STORE, api=API)
+@control_router.route("DELETE", STORE, api=API)
 def delete_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.delete", project, location, dataset, store)
     hc(ctx).delete_store(t.store)
     return {}
 
 
-@router.route("GET", STORE + ":getIamPolicy", api=API)
+@control_router.route("GET", STORE + ":getIamPolicy", api=API)
 def get_store_policy(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.getIamPolicy", project, location, dataset, store)
     return hc(ctx).get_policy(t.store, _requested_version(ctx))
 
 
-@router.route("POST", STORE + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.setIamPolicy"))
+@control_router.route("POST", STORE + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.setIamPolicy"))
 def set_store_policy(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.setIamPolicy", project, location, dataset, store)
     return hc(ctx).set_policy(t.store, ctx.json())
 
 
-@router.route("POST", STORE + ":testIamPermissions", api=API,
+@control_router.route("POST", STORE + ":testIamPermissions", api=API,
               discovery=(DOC, f"{M}.datasets.dicomStores.testIamPermissions"))
 def test_store_permissions(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = _resolve_for_test(ctx, project, location, dataset, store)
     return hc(ctx).test_permissions(ctx.principal, ctx.json().get("permissions") or [], policies_for(ctx, t))
 
 
-@router.route("POST", STORE + ":import", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.import"))
+@control_router.route("POST", STORE + ":import", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.import"))
 def import_dicom(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.import", project, location, dataset, store)
     return hc(ctx).start_import(t.store, t.project, ctx.json())
 
 
-@router.route("POST", STORE + ":export", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.export"))
+@control_router.route("POST", STORE + ":export", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.export"))
 def export_dicom(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.export", project, location, dataset, store)
     return hc(ctx).start_export(t.store, t.project, ctx.json())
@@ -271,8 +272,14 @@ def _requested_version(ctx: Ctx) -> int | None:
     return v
 
 
-# DICOMweb routes share this router.
-from provision.emulator.healthcare import dicomweb as _dicomweb  # noqa: E402
+def _combine(*routers: Router) -> Router:
+    """One router holding the routes of several (the server takes one `router` per API package)."""
+    out = Router()
+    for r in routers:
+        out.rules.extend(rule.empty() for rule in r.rules)
+        out.routes.update(r.routes)
+    return out
 
-router.rules.extend(r.empty() for r in _dicomweb.router.rules)
-router.routes.update(_dicomweb.router.routes)
+
+# What the server serves for Healthcare: the control plane above and DICOMweb.
+router = _combine(control_router, dicomweb.router)

@@ -19,7 +19,7 @@ from provision.emulator.healthcare.dicomfile import Parsed, first, values
 from provision.emulator.store import Database
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS hc_stores (sid INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS hc_stores (sid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS hc_studies (
   id INTEGER PRIMARY KEY, sid INTEGER NOT NULL, study TEXT NOT NULL,
   patient_name TEXT, patient_id TEXT, accession TEXT, referring TEXT, study_date TEXT,
@@ -207,31 +207,49 @@ class DicomIndex:
         self.write_lock = threading.Lock()   # one writer at a time (STOW, import, delete)
         with db.lock:
             db.conn.executescript(SCHEMA)
+        self._migrate()
 
     # ---- stores ---------------------------------------------------------------------------
-    def store_id(self, name: str, *, create: bool = False) -> int | None:
+    # A store's sid is never reused (AUTOINCREMENT): rows written for a deleted or reset store
+    # can never show up in a store created later under the same name.
+    def _migrate(self) -> None:
+        """Databases made before sids were AUTOINCREMENT: rebuild hc_stores keeping its rows."""
+        row = self.db.conn.execute("SELECT sql FROM sqlite_master WHERE name='hc_stores'").fetchone()
+        if row and "AUTOINCREMENT" not in row[0].upper():
+            with self.db.transaction() as db:
+                db.conn.execute("ALTER TABLE hc_stores RENAME TO hc_stores_old")
+                db.conn.execute("CREATE TABLE hc_stores (sid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL)")
+                db.conn.execute("INSERT INTO hc_stores (sid, name) SELECT sid, name FROM hc_stores_old")
+                db.conn.execute("DROP TABLE hc_stores_old")
+
+    def store_id(self, name: str) -> int | None:
+        """The sid of a store that exists in the index, or None."""
         with self.db.lock:
             row = self.db.conn.execute("SELECT sid FROM hc_stores WHERE name=?", (name,)).fetchone()
-            if row:
-                return row[0]
-            if not create:
-                return None
-            return self.db.conn.execute("INSERT INTO hc_stores (name) VALUES (?)", (name,)).lastrowid
+            return row[0] if row else None
+
+    def add_store(self, name: str) -> int:
+        """Create the index row of a new store (only the store's create calls this); its fresh sid."""
+        with self.db.transaction() as db:
+            db.conn.execute("DELETE FROM hc_stores WHERE name=?", (name,))
+            return db.conn.execute("INSERT INTO hc_stores (name) VALUES (?)", (name,)).lastrowid
+
+    def store_alive(self, sid: int) -> bool:
+        with self.db.lock:
+            return self.db.conn.execute("SELECT 1 FROM hc_stores WHERE sid=?", (sid,)).fetchone() is not None
 
     def drop_store(self, name: str) -> None:
-        sid = self.store_id(name)
-        if sid is None:
-            return
         with self.db.transaction() as db:
-            for table in ("hc_instances", "hc_series", "hc_studies", "hc_pn_tokens", "hc_stores"):
-                db.conn.execute(f"DELETE FROM {table} WHERE sid=?", (sid,))
+            for (sid,) in db.conn.execute("SELECT sid FROM hc_stores WHERE name=?", (name,)).fetchall():
+                for table in ("hc_instances", "hc_series", "hc_studies", "hc_pn_tokens", "hc_stores"):
+                    db.conn.execute(f"DELETE FROM {table} WHERE sid=?", (sid,))
 
     def drop_stores_under(self, prefix: str) -> None:
-        with self.db.lock:
-            names = [r[0] for r in self.db.conn.execute("SELECT name FROM hc_stores WHERE name >= ? AND name < ?",
-                                                        (prefix, prefix + "\U0010ffff"))]
-        for n in names:
-            self.drop_store(n)
+        with self.db.transaction() as db:
+            names = [r[0] for r in db.conn.execute("SELECT name FROM hc_stores WHERE name >= ? AND name < ?",
+                                                   (prefix, prefix + "\U0010ffff"))]
+            for n in names:
+                self.drop_store(n)
 
     def reset(self) -> None:
         with self.db.transaction() as db:
@@ -249,8 +267,9 @@ class DicomIndex:
         return out
 
     # ---- ingest ---------------------------------------------------------------------------
-    def ingest(self, sid: int, items: list[tuple[Parsed, str, int]]) -> list[IngestResult]:
-        """Store parsed instances (with their blob key and size) in one transaction.
+    def ingest(self, sid: int, items: list[tuple[Parsed, str, int]]) -> list[IngestResult] | None:
+        """Store parsed instances (with their blob key and size) in one transaction; None (and
+        nothing written) when the store `sid` no longer exists (deleted or reset meanwhile).
 
         An instance whose SOP Instance UID is already stored with the same bytes is a no-op success
         (`duplicate`); with different bytes or under another study/series it is a `conflict`.
@@ -258,6 +277,8 @@ class DicomIndex:
         results: list[IngestResult] = []
         with self.write_lock, self.db.transaction() as db:
             conn = db.conn
+            if conn.execute("SELECT 1 FROM hc_stores WHERE sid=?", (sid,)).fetchone() is None:
+                return None
             sops = [p.sop for p, _, _ in items]
             existing: dict[str, tuple] = {}
             for chunk in _chunks(sops, 500):

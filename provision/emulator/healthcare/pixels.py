@@ -14,6 +14,7 @@ from provision.emulator.errors import ApiError
 from provision.emulator.healthcare.dicomfile import EXPLICIT_LE, IMPLICIT_LE, first, values
 
 UNCOMPRESSED_LE = (EXPLICIT_LE, IMPLICIT_LE)
+RENDER_MAX = 1024     # rendered images are not enlarged past this many pixels a side
 
 
 class CannotTranscode(Exception):
@@ -52,8 +53,18 @@ def native_frames(path, pixel: dict, g: dict, numbers: list[int]) -> list[bytes]
     with open(path, "rb") as fh:
         for n in numbers:
             fh.seek(pixel["offset"] + (n - 1) * size)
-            out.append(fh.read(size))
+            data = fh.read(size)
+            if size <= 0 or len(data) != size or (pixel.get("length") is not None and n * size > pixel["length"]):
+                raise pixel_mismatch(g, pixel)
+            out.append(data)
     return out
+
+
+def pixel_mismatch(g: dict, pixel: dict) -> ApiError:
+    """An instance (stored before ingest checked it) whose Pixel Data disagrees with its geometry."""
+    return ApiError("FAILED_PRECONDITION", f"The instance's Pixel Data ({pixel.get('length')} bytes) does not match its "
+                    f"Rows ({g['rows']}), Columns ({g['cols']}), SamplesPerPixel ({g['spp']}), BitsAllocated "
+                    f"({g['bits']}) and NumberOfFrames ({g['frames']}); its frames cannot be served.")
 
 
 def encapsulated_frames(path, pixel: dict, g: dict, numbers: list[int]) -> list[bytes]:
@@ -142,6 +153,8 @@ def frame_array(path, pixel: dict, meta: dict, ts: str, number: int) -> np.ndarr
         dtype = {8: "u1", 16: "u2", 32: "u4"}[g["bits"]]
         dtype = ("<i" if g["signed"] else "<u") + dtype[1:]
         arr = np.frombuffer(raw, dtype=dtype)
+        if arr.size != g["rows"] * g["cols"] * g["spp"]:
+            raise pixel_mismatch(g, pixel)
         if g["stored"] < g["bits"]:
             shift = g["bits"] - g["stored"]
             arr = (arr << shift) >> shift if g["signed"] else arr & ((1 << g["stored"]) - 1)
@@ -194,7 +207,10 @@ def render(path, pixel: dict, meta: dict, ts: str, number: int, viewport: tuple[
             img = Image.fromarray(np.ascontiguousarray(arr[..., :3]), "YCbCr").convert("RGB")
     if viewport:
         vw, vh = viewport
-        scale = min(vw / img.width, vh / img.height)
+        # Fitted inside the viewport; enlarged at most to RENDER_MAX pixels a side (a small image in
+        # a large viewport), never beyond that: a huge viewport costs nothing.
+        longest = max(img.width, img.height)
+        scale = min(vw / img.width, vh / img.height, max(longest, RENDER_MAX) / longest)
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
         if size != img.size:
             img = img.resize(size, Image.Resampling.BILINEAR)

@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
-import random
+import os
+import tempfile
 import threading
+import time
 import urllib.parse
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from provision.emulator import iam
 from provision.emulator.errors import ApiError, already_exists, error_info, invalid_argument, not_found
-from provision.emulator.healthcare.dicomfile import NotDicom, parse_file
+from provision.emulator.healthcare import wire
+from provision.emulator.healthcare.dicomfile import NotDicom, Parsed, parse_file
 from provision.emulator.healthcare.index import DicomIndex, IngestResult
 from provision.emulator.operations import injected_failure
 
@@ -60,9 +65,15 @@ def timestamp(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+ID_RULE = ("use 1-256 letters, numbers, underscores, hyphens and periods, with at least one character that is "
+           "not a period ('.', '..' and other all-period IDs are not allowed)")
+
+
 def valid_id(value: str | None) -> bool:
-    """Dataset and DICOM store IDs: 1-256 of letters, digits, '_', '-' and '.' (Unicode letters allowed)."""
-    return bool(value) and len(value) <= 256 and all(ch.isalnum() or ch in "_-." for ch in value)
+    """Dataset and DICOM store IDs: 1-256 of letters, digits, '_', '-' and '.' (Unicode letters
+    allowed), not only periods ('.' and '..' could never be addressed in a URL path)."""
+    return (bool(value) and len(value) <= 256 and all(ch.isalnum() or ch in "_-." for ch in value)
+            and value.strip(".") != "")
 
 
 def page_token(offset: int) -> str:
@@ -135,7 +146,6 @@ class Healthcare:
         self.world = world
         self.docs = world.docs
         self.index = DicomIndex(world.db)
-        self._rng = random.Random()
         self._recover_interrupted()
 
     # ---- cross-API lookups ------------------------------------------------------------------
@@ -188,19 +198,17 @@ class Healthcare:
         if not dataset_id:
             raise invalid_argument("datasetId is required.", [("dataset_id", "required")])
         if not valid_id(dataset_id):
-            raise invalid_argument(f"Invalid dataset ID {dataset_id!r}: use 1-256 letters, numbers, underscores, "
-                                   "hyphens and periods.", [("dataset_id", "invalid")])
+            raise invalid_argument(f"Invalid dataset ID {dataset_id!r}: {ID_RULE}.", [("dataset_id", "invalid")])
         self.check_location(location)
         name = f"projects/{project['projectId']}/locations/{location}/datasets/{dataset_id}"
         now = self.world.clock()
-        metadata = {"@type": METADATA_TYPE, "apiMethodName": CREATE_DATASET, "createTime": timestamp(now),
-                    "logsUrl": self._logs_url(project["projectId"], "")}
+        metadata = {"@type": METADATA_TYPE, "apiMethodName": CREATE_DATASET, "createTime": timestamp(now)}
         seconds = self.world.latency.seconds("op:healthcare.datasets.create")
         with self.world.db.transaction():
             if self.dataset_record(name) is not None:
                 raise already_exists(f"already exists: dataset {name}")
             op_name = self._op_name(name)
-            metadata["logsUrl"] = self._logs_url(project["projectId"], op_name.rsplit("/", 1)[1])
+            metadata["logsUrl"] = self._logs_url(project["projectId"], op_name.rsplit("/", 1)[1], log=None)
             done_meta = {**metadata, "endTime": timestamp(now + seconds)}
             if self.world.faults.draw_operation():
                 return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
@@ -220,13 +228,17 @@ class Healthcare:
         return [r["view"] for k, r in self.docs.list(DATASET, prefix) if "/" not in k[len(prefix):]]
 
     def patch_dataset(self, name: str, body: dict, mask: str | None) -> dict:
-        record = self.dataset_record(name)
         paths = _mask_paths(mask)
         for p in paths:
             if p != "timeZone" and p != "time_zone":
                 raise invalid_argument(f"Invalid update mask path {p!r}: only timeZone can be updated.")
-            record["view"]["timeZone"] = body.get("timeZone") or "UTC"
-        self.docs.put(DATASET, name, record)
+        with self.world.db.transaction():   # read-check-write: a concurrent delete is never undone
+            record = self.dataset_record(name)
+            if record is None:
+                raise denied("healthcare.datasets.update", name)
+            if paths:
+                record["view"]["timeZone"] = body.get("timeZone") or "UTC"
+            self.docs.put(DATASET, name, record)
         return record["view"]
 
     def delete_dataset(self, name: str) -> None:
@@ -236,16 +248,30 @@ class Healthcare:
                 self.docs.delete(POLICY, store_name)
             self.docs.delete(DATASET, name)
             self.docs.delete(POLICY, name)
-        self.index.drop_stores_under(name + "/dicomStores/")
+            self.index.drop_stores_under(name + "/dicomStores/")
 
     # ---- operations ---------------------------------------------------------------------------
     def _op_name(self, dataset: str) -> str:
-        return f"{dataset}/operations/{self._rng.randrange(10**18, 10**19)}"
+        """A 19-digit operation ID drawn from a persisted counter and the run's seed: the same seed
+        and the same calls give the same IDs."""
+        with self.world.db.transaction():
+            doc = self.docs.get("counter", "healthcare.operations") or {"value": 0}
+            doc["value"] += 1
+            self.docs.put("counter", "healthcare.operations", doc)
+        digest = hashlib.sha256(f"{self.world.options.seed}:{doc['value']}".encode()).digest()
+        return f"{dataset}/operations/{10**18 + int.from_bytes(digest[:8], 'big') % (9 * 10**18)}"
+
+    def _epoch(self) -> int:
+        return getattr(self.world, "epoch", 0)
 
     @staticmethod
-    def _logs_url(project_id: str, op_id: str) -> str:
-        query = (f'resource.type="healthcare_dataset"\nlogName="projects/{project_id}/logs/healthcare.googleapis.com%2F'
-                 f'import_dicom"\noperation.id="{op_id}"')
+    def _logs_url(project_id: str, op_id: str, log: str | None = "import_dicom") -> str:
+        """The Cloud Logging query of an operation's log entries (the dataset's, narrowed to the
+        import or export log for those operations)."""
+        query = f'resource.type="healthcare_dataset"\n'
+        if log:
+            query += f'logName="projects/{project_id}/logs/healthcare.googleapis.com%2F{log}"\n'
+        query += f'operation.id="{op_id}"'
         return (f"https://console.cloud.google.com/logs/query/query={urllib.parse.quote(query, safe='')}"
                 f"?project={project_id}")
 
@@ -258,6 +284,11 @@ class Healthcare:
             if record.get("busy") and "/datasets/" in name:
                 meta = dict(record.get("metadata") or {})
                 meta["endTime"] = timestamp(self.world.clock())
+                counter = dict(meta.get("counter") or {})
+                if counter.get("pending"):   # what was still to do failed with the interruption
+                    pending = int(counter.pop("pending"))
+                    counter["failure"] = str(int(counter.get("failure") or 0) + pending)
+                    meta["counter"] = counter
                 self.world.operations.finish(name, error={"code": 10, "message": "The operation was interrupted by an "
                                                           "emulator restart; run it again."}, done_metadata=meta)
 
@@ -269,8 +300,7 @@ class Healthcare:
         if not store_id:
             raise invalid_argument("dicomStoreId is required.", [("dicom_store_id", "required")])
         if not valid_id(store_id):
-            raise invalid_argument(f"Invalid DICOM store ID {store_id!r}: use 1-256 letters, numbers, underscores, "
-                                   "hyphens and periods.", [("dicom_store_id", "invalid")])
+            raise invalid_argument(f"Invalid DICOM store ID {store_id!r}: {ID_RULE}.", [("dicom_store_id", "invalid")])
         _check_labels(body.get("labels"))
         name = f"{dataset}/dicomStores/{store_id}"
         self.world.latency.sleep("sync:healthcare.dicomStores.create")
@@ -278,8 +308,8 @@ class Healthcare:
             if self.store_record(name) is not None:
                 raise already_exists(f"already exists: DICOM store {name}")
             view = {"name": name, **{k: v for k, v in body.items() if k != "name" and v not in (None, {}, [])}}
-            self.docs.put(STORE, name, {"view": view})
-            self.index.store_id(name, create=True)
+            sid = self.index.add_store(name)   # the only place an index row is made
+            self.docs.put(STORE, name, {"view": view, "sid": sid})
         return view
 
     def list_stores(self, dataset: str, filter_expr: str | None = None) -> list[dict]:
@@ -290,9 +320,8 @@ class Healthcare:
         return views
 
     def patch_store(self, name: str, body: dict, mask: str | None) -> dict:
-        record = self.store_record(name)
-        view = record["view"]
         allowed = {"labels", "notificationConfig", "notificationConfigs", "streamConfigs"}
+        tops = []
         for p in _mask_paths(mask):
             top = p.split(".")[0]
             top = {"notification_config": "notificationConfig", "notification_configs": "notificationConfigs",
@@ -301,21 +330,41 @@ class Healthcare:
                 raise invalid_argument(f"Invalid update mask path {p!r}: updatable fields are {', '.join(sorted(allowed))}.")
             if top == "labels":
                 _check_labels(body.get("labels"))
-            if body.get(top) in (None, {}, []):
-                view.pop(top, None)
-            else:
-                view[top] = body[top]
-        self.docs.put(STORE, name, record)
+            tops.append(top)
+        with self.world.db.transaction():   # read-check-write: a concurrent delete is never undone
+            record = self.store_record(name)
+            if record is None:
+                raise denied("healthcare.dicomStores.update", name)
+            view = record["view"]
+            for top in tops:
+                if body.get(top) in (None, {}, []):
+                    view.pop(top, None)
+                else:
+                    view[top] = body[top]
+            self.docs.put(STORE, name, record)
         return view
 
     def delete_store(self, name: str) -> None:
         with self.world.db.transaction():
             self.docs.delete(STORE, name)
             self.docs.delete(POLICY, name)
-        self.index.drop_store(name)
+            self.index.drop_store(name)
+
+    def store_sid(self, store_name: str) -> int | None:
+        """The index sid of an existing store (kept in its record), or None when there is no store."""
+        with self.world.db.transaction():
+            record = self.store_record(store_name)
+            if record is None:
+                return None
+            sid = record.get("sid")
+            return sid if sid is not None else self.index.store_id(store_name)
 
     def sid(self, store_name: str) -> int:
-        return self.index.store_id(store_name, create=True)
+        """The sid of a store the caller has just checked exists; 403 when it went away meanwhile."""
+        sid = self.store_sid(store_name)
+        if sid is None:
+            raise denied("healthcare.dicomStores.get", store_name)
+        return sid
 
     # ---- IAM ----------------------------------------------------------------------------------
     def get_policy(self, resource: str, requested_version: int | None) -> dict:
@@ -365,8 +414,9 @@ class Healthcare:
         return {"permissions": held} if held else {}
 
     # ---- ingest -------------------------------------------------------------------------------
-    def ingest_blobs(self, store_name: str, blobs: list[tuple[str, int]]) -> list[IngestResult | str]:
-        """Parse and index stored blobs; each result is an IngestResult or the reason it is not DICOM."""
+    def ingest_blobs(self, sid: int, blobs: list[tuple[str, int]]) -> list[IngestResult | str] | None:
+        """Parse and index stored blobs into store `sid`; each result is an IngestResult or the
+        reason the object is not storable. None when the store is gone (nothing indexed)."""
         parsed, out = [], []
         positions = []
         for key, size in blobs:
@@ -378,14 +428,63 @@ class Healthcare:
                 out.append(str(exc))
             except OSError as exc:
                 out.append(f"cannot read object: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one bad object is one failure, never the whole import
+                out.append(f"malformed DICOM data: {exc}")
         if parsed:
-            results = self.index.ingest(self.sid(store_name), parsed)
+            results = self.index.ingest(sid, parsed)
+            if results is None:
+                return None
             for pos, res in zip(positions, results):
                 out[pos] = res
         return out
 
+    # ---- STOW-RS --------------------------------------------------------------------------------
+    def spool_dir(self) -> str:
+        """Where request bodies are spooled: beside the blobs, so accepted files are moved, not copied."""
+        return str(self.world.blobs.root)
+
+    def store_instances(self, store_name: str, files: list[str], study: str | None) -> tuple[list, list[dict]]:
+        """STOW-RS: parse each spooled part file, keep only the instances that can be stored (moved
+        into the blob store), index them; the files are consumed. Returns (IngestResults of the
+        indexed instances, failures as {sop_class?, sop?, reason, code, detail})."""
+        failed: list[dict] = []
+        accepted: list[tuple[Parsed, str, int]] = []
+        try:
+            sid = self.sid(store_name)
+            for path in files:
+                try:
+                    parsed = parse_file(path)
+                except NotDicom as exc:
+                    failed.append({"reason": wire.FAILURE_CANNOT_UNDERSTAND, "detail": f"invalid DICOM data: {exc}",
+                                   "code": 400})
+                    continue
+                except Exception as exc:  # noqa: BLE001 - any parse failure is a rejected part, not a 500
+                    failed.append({"reason": wire.FAILURE_CANNOT_UNDERSTAND, "detail": f"malformed DICOM data: {exc}",
+                                   "code": 400})
+                    continue
+                if study and parsed.study != study:
+                    failed.append({"sop_class": parsed.sop_class, "sop": parsed.sop, "reason": wire.FAILURE_PROCESSING,
+                                   "code": 409, "detail": f"the instance's StudyInstanceUID {parsed.study} does not "
+                                   f"match the study {study} in the request URL"})
+                    continue
+                size = os.path.getsize(path)
+                accepted.append((parsed, self.world.blobs.put_file(path), size))
+        finally:
+            for path in files:
+                if os.path.exists(path):
+                    os.unlink(path)
+        results = self.index.ingest(sid, accepted) if accepted else []
+        if results is None:   # deleted (or reset) while the request was being read
+            raise denied("healthcare.dicomStores.dicomWebWrite", store_name)
+        return results, failed
+
+    def delete_instance(self, store_name: str, study: str, series: str, sop: str) -> int:
+        return self.index.delete(self.sid(store_name), study, series, sop)
+
     # ---- import -------------------------------------------------------------------------------
     def start_import(self, store_name: str, project: dict, body: dict) -> dict:
+        """Validate the request and answer the operation at once; a background worker lists the
+        bucket and imports."""
         if body.get("blobStorageSettings"):
             raise invalid_argument("blobStorageSettings is not supported in v1.")
         uri = (body.get("gcsSource") or {}).get("uri")
@@ -397,70 +496,92 @@ class Healthcare:
         now = self.world.clock()
         metadata = {"@type": METADATA_TYPE, "apiMethodName": IMPORT_METHOD, "createTime": timestamp(now),
                     "logsUrl": self._logs_url(project["projectId"], op_id)}
-        storage = getattr(self.world, "storage", None)
-        objects: list[tuple[str, str, int]] = []
-        if storage is not None and storage.bucket(bucket) is not None:
-            objects = list(storage.iter_objects(bucket, glob=path if path != prefix else None, prefix=prefix))
-            if path == prefix:   # no wildcard: exactly that object
-                objects = [o for o in objects if o[0] == path]
-        seconds = (self.world.latency.seconds("op:healthcare.import")
-                   + self.world.latency.seconds("op:healthcare.import.per_instance", len(objects)))
+        seconds = self.world.latency.seconds("op:healthcare.import")
         if self.world.faults.draw_operation():
             return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
                                                done_metadata={**metadata, "endTime": timestamp(now + seconds)})
-        view = self.world.operations.start(op_name, {**metadata, "counter": {"pending": str(len(objects))}} if objects
-                                           else metadata, seconds=seconds, busy=True)
+        sid = self.sid(store_name)
+        view = self.world.operations.start(op_name, metadata, seconds=seconds, busy=True)
         agent = f"serviceAccount:{self.agent_email(project['number'])}"
-        thread = threading.Thread(target=self._run_import, name=f"import-{op_id}", daemon=True,
-                                  args=(op_name, metadata, now + seconds, store_name, bucket, uri, agent, objects))
-        thread.start()
+        job = _ImportJob(op_name, metadata, now, store_name, sid, self._epoch(), bucket, uri, path, prefix, agent)
+        threading.Thread(target=self._run_import, name=f"import-{op_id}", daemon=True, args=(job,)).start()
         return view
 
+    def _current(self, store_name: str, sid: int, epoch: int) -> bool:
+        """The store a background job works on still exists (same sid) and the world was not reset."""
+        return self._epoch() == epoch and self.store_sid(store_name) == sid
+
     def _finish_operation(self, op_name: str, metadata: dict, done_at: float, response_type: str,
-                          error: dict | None = None, counter: dict | None = None) -> None:
+                          error: dict | None = None, counter: dict | None = None, epoch: int | None = None) -> None:
         """End an import or export: endTime not before the promised `done_at`, the counter if any, then
-        the error, or else a response of `response_type`."""
+        the error, or else a response of `response_type`. Nothing happens after a reset (`epoch`)."""
         meta = {**metadata, "endTime": timestamp(max(self.world.clock(), done_at))}
         if counter:
             meta["counter"] = counter
-        if error:
-            self.world.operations.finish(op_name, error=error, done_metadata=meta)
-        else:
-            self.world.operations.finish(op_name, response={"@type": response_type}, done_metadata=meta)
+        with self.world.db.transaction():
+            if epoch is not None and self._epoch() != epoch:
+                return
+            if error:
+                self.world.operations.finish(op_name, error=error, done_metadata=meta)
+            else:
+                self.world.operations.finish(op_name, response={"@type": response_type}, done_metadata=meta)
 
-    def _run_import(self, op_name: str, metadata: dict, done_at: float, store_name: str, bucket: str, uri: str,
-                    agent: str, objects: list[tuple[str, str, int]]) -> None:
-        end = functools.partial(self._finish_operation, op_name, metadata, done_at, IMPORT_RESPONSE_TYPE)
+    def _progress(self, job: "_ImportJob", counter: dict) -> None:
+        with self.world.db.transaction():
+            if self._epoch() == job.epoch:
+                self.world.operations.update_metadata(job.op_name, {**job.metadata, "counter": counter})
+
+    def _run_import(self, job: "_ImportJob") -> None:
+        done_at = job.started + self.world.latency.seconds("op:healthcare.import")
+
+        def end(error=None, counter=None):
+            self._finish_operation(job.op_name, job.metadata, done_at, IMPORT_RESPONSE_TYPE, error, counter,
+                                   epoch=job.epoch)
+
+        success = failure = 0
+        total = 0
         try:
             storage = getattr(self.world, "storage", None)
-            if storage is None or storage.bucket(bucket) is None:
-                return end({"code": 5, "message": f"Cloud Storage bucket {bucket} not found: cannot import {uri}."})
-            if not storage.can_read(agent, bucket):
+            if storage is None or storage.bucket(job.bucket) is None:
+                return end({"code": 5, "message": f"Cloud Storage bucket {job.bucket} not found: cannot import {job.uri}."})
+            if not storage.can_read(job.agent, job.bucket):
                 return end({"code": 7, "message": GCS_PERMISSION_MESSAGE})
-            if not objects:
-                return end({"code": 5, "message": f"No objects found matching {uri}."})
-            success = failure = 0
+            objects = list(storage.iter_objects(job.bucket, glob=job.path if job.path != job.prefix else None,
+                                                prefix=job.prefix))
+            if job.path == job.prefix:   # no wildcard: exactly that object
+                objects = [o for o in objects if o[0] == job.path]
             total = len(objects)
+            # The operation takes the fixed time plus a share per instance.
+            done_at += self.world.latency.seconds("op:healthcare.import.per_instance", total)
+            if not objects:
+                return end({"code": 5, "message": f"No objects found matching {job.uri}."})
+            self._progress(job, _counter(0, 0, total))
+            gone = {"code": 5, "message": f"DICOM store {job.store_name} was deleted during the import."}
             for i in range(0, total, IMPORT_BATCH):
-                if self.store_record(store_name) is None:   # the store was deleted meanwhile
-                    return end({"code": 5, "message": f"DICOM store {store_name} was deleted during the import."},
-                               _counter(success, failure + total - i, 0))
+                if not self._current(job.store_name, job.sid, job.epoch):   # deleted or reset meanwhile
+                    return end(gone, _counter(success, failure + total - i, 0))
                 batch = objects[i:i + IMPORT_BATCH]
-                for res in self.ingest_blobs(store_name, [(key, size) for _, key, size in batch]):
+                results = self.ingest_blobs(job.sid, [(key, size) for _, key, size in batch])
+                if results is None:
+                    return end(gone, _counter(success, failure + total - i, 0))
+                for res in results:
                     if isinstance(res, IngestResult) and res.outcome in ("stored", "duplicate"):
                         success += 1
                     else:
                         failure += 1
                 pending = total - i - len(batch)
                 if pending:
-                    self.world.operations.update_metadata(op_name, {**metadata, "counter": _counter(success, failure, pending)})
+                    self._progress(job, _counter(success, failure, pending))
+            while self.world.clock() < done_at and self._epoch() == job.epoch:   # the per-instance time
+                time.sleep(min(0.05, max(0.0, done_at - self.world.clock())))
             counter = _counter(success, failure, 0)
             if failure:
                 return end({"code": 13, "message": f"{failure} of {total} files failed to import; the errors are in "
                                                    f"Cloud Logging: see metadata.logsUrl."}, counter)
             end(None, counter)
         except Exception as exc:  # noqa: BLE001 - an import must always finish
-            end({"code": 13, "message": f"Internal error during import: {exc}"})
+            end({"code": 13, "message": f"Internal error during import: {exc}"},
+                _counter(success, failure + max(total - success - failure, 0), 0))
 
     # ---- export -------------------------------------------------------------------------------
     def start_export(self, store_name: str, project: dict, body: dict) -> dict:
@@ -542,6 +663,21 @@ class Healthcare:
 
 
 Backend = Healthcare
+
+
+@dataclass
+class _ImportJob:
+    op_name: str
+    metadata: dict
+    started: float
+    store_name: str
+    sid: int
+    epoch: int
+    bucket: str
+    uri: str
+    path: str
+    prefix: str
+    agent: str
 
 
 def _counter(success: int, failure: int, pending: int) -> dict:

@@ -4,6 +4,8 @@ q-values), multipart/related bodies in both directions, and the STOW-RS response
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -136,6 +138,135 @@ def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], by
         parts.append((headers, body[start:nxt]))
         pos = nxt + 2
     return parts
+
+
+STOW_LIMIT = 2 * 1024 ** 3       # request bodies beyond this are refused with 413
+_CHUNK = 1 << 20
+_HEADER_LIMIT = 64 * 1024
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError("INVALID_ARGUMENT", f"Request payload size exceeds the limit: {limit} bytes.", http_status=413)
+
+
+class _Limited:
+    """Reads a request stream in chunks, refusing more than `limit` bytes in all."""
+
+    def __init__(self, stream, limit: int):
+        self.stream, self.limit, self.seen = stream, limit, 0
+
+    def read(self) -> bytes:
+        data = self.stream.read(_CHUNK)
+        self.seen += len(data)
+        if self.seen > self.limit:
+            raise too_large(self.limit)
+        return data
+
+
+def spool_body(stream, directory: str, limit: int | None = None) -> str:
+    """Copy a whole request body to a temporary file in `directory`; its path."""
+    src = _Limited(stream, STOW_LIMIT if limit is None else limit)
+    fd, path = tempfile.mkstemp(dir=directory, prefix=".stow-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read():
+                out.write(chunk)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
+
+
+def spool_multipart(stream, boundary: str, directory: str, want, limit: int | None = None) -> list[tuple[dict, str]]:
+    """Split a multipart body while reading it, writing each part for which `want(headers)` is true to
+    its own temporary file in `directory` (other parts are skipped); [(lower-cased headers, path)].
+    Memory stays at about one chunk whatever the body's size."""
+    src = _Limited(stream, STOW_LIMIT if limit is None else limit)
+    delim = b"--" + boundary.encode("latin-1")
+    sep = b"\r\n" + delim
+    buf = bytearray()
+    eof = False
+    parts: list[tuple[dict, str]] = []
+
+    def more() -> bool:
+        nonlocal eof
+        if eof:
+            return False
+        chunk = src.read()
+        if not chunk:
+            eof = True
+            return False
+        buf.extend(chunk)
+        return True
+
+    try:
+        # preamble: up to the first delimiter
+        while True:
+            at = buf.find(delim)
+            if at >= 0 and (at == 0 or buf[at - 2:at] == b"\r\n"):
+                del buf[:at + len(delim)]
+                break
+            if at >= 0:
+                del buf[:at + 1]
+                continue
+            del buf[:max(0, len(buf) - len(delim))]
+            if not more():
+                raise ApiError("INVALID_ARGUMENT", "multipart body does not contain the boundary given in Content-Type")
+        while True:
+            # after a delimiter: "--" closes the body, else transport padding up to CRLF
+            while len(buf) < 2 and more():
+                pass
+            if buf[:2] == b"--":
+                return parts
+            while (eol := buf.find(b"\r\n")) < 0:
+                if len(buf) > _HEADER_LIMIT or not more():
+                    raise ApiError("INVALID_ARGUMENT", "malformed multipart delimiter line")
+            del buf[:eol + 2]
+            # part headers, up to an empty line
+            while True:
+                if buf[:2] == b"\r\n":
+                    raw_headers, body_at = b"", 2
+                    break
+                end = buf.find(b"\r\n\r\n")
+                if end >= 0:
+                    raw_headers, body_at = bytes(buf[:end]), end + 4
+                    break
+                if len(buf) > _HEADER_LIMIT or not more():
+                    raise ApiError("INVALID_ARGUMENT", "malformed multipart part headers")
+            headers = {}
+            for line in raw_headers.split(b"\r\n"):
+                if b":" in line:
+                    k, _, v = line.partition(b":")
+                    headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+            del buf[:body_at]
+            out = None
+            if want(headers):
+                fd, path = tempfile.mkstemp(dir=directory, prefix=".stow-")
+                out = os.fdopen(fd, "wb")
+                parts.append((headers, path))
+            try:
+                while True:
+                    at = buf.find(sep)
+                    if at >= 0:
+                        if out:
+                            out.write(buf[:at])
+                        del buf[:at + len(sep)]
+                        break
+                    keep = len(sep) - 1
+                    if len(buf) > keep:
+                        if out:
+                            out.write(buf[:len(buf) - keep])
+                        del buf[:len(buf) - keep]
+                    if not more():
+                        raise ApiError("INVALID_ARGUMENT", "multipart body is not terminated by its closing boundary")
+            finally:
+                if out:
+                    out.close()
+    except BaseException:
+        for _, path in parts:
+            if os.path.exists(path):
+                os.unlink(path)
+        raise
 
 
 # ---- STOW-RS response ---------------------------------------------------------------------------
