@@ -71,6 +71,7 @@ class Live:
     store_policies: dict[str, dict | None] = field(default_factory=dict)
     import_objects: dict[str, dict | None] = field(default_factory=dict)
     foreign_access: dict[str, bool | None] = field(default_factory=dict)
+    bucket_owner: str | None = None   # project id owning an existing bucket of another project, when readable
 
 
 @dataclass
@@ -151,13 +152,29 @@ def import_buckets(bp: Any) -> list[str]:
 
 
 def bucket_is_ours(bp: Any, live: Live) -> bool:
-    """The blueprint's bucket belongs to its project: we create it, or it lives in our project."""
+    """The blueprint's bucket belongs to its project: it lives in our project (same project number),
+    or it does not exist yet and this blueprint creates it."""
     if not bp.bucket:
         return False
-    if bp.bucket.create:
-        return True
-    return bool(live.bucket and live.project and live.bucket.project_number
-                and live.bucket.project_number == live.project.number)
+    b = live.bucket
+    if b is not None and b.exists:
+        return bool(b.accessible and b.project_number and live.project is not None
+                    and b.project_number == live.project.number)
+    return bool(bp.bucket.create)
+
+
+def refuse_foreign_bucket(bp: Any, live: Live) -> None:
+    """`create: true` naming a bucket another project owns: a plan error (never adopt, grant on or delete it)."""
+    b = live.bucket
+    if not (bp.bucket and bp.bucket.create and b is not None and b.exists and b.accessible and b.project_number):
+        return
+    if live.project is not None and b.project_number == live.project.number:
+        return
+    from provision.errors import ProvisionError
+
+    owner = live.bucket_owner or f"number {b.project_number}"
+    raise ProvisionError(f"bucket gs://{b.name}: bucket name taken by project {owner} (this blueprint's project is "
+                         f"{bp.project.id}); pick another name or set create: false to only read it")
 
 
 # ---------------------------------------------------------------------------- observe
@@ -168,7 +185,12 @@ def observe_project(ctx: Ctx, bp: Any) -> Live:
     jobs.append((lambda: bucket_mod.read(ctx, bp.bucket.name)) if bp.bucket else (lambda: None))
     jobs.append((lambda: bucket_mod.local_files(bp.bucket.upload)) if bp.bucket and bp.bucket.upload else (lambda: []))
     project, billing, bucket, local = ctx.parallel(jobs)
-    return Live(project=project, billing=billing if project is not None else None, bucket=bucket, local=local)
+    live = Live(project=project, billing=billing if project is not None else None, bucket=bucket, local=local)
+    if (bp.bucket and bp.bucket.create and bucket is not None and bucket.exists and bucket.project_number
+            and (project is None or bucket.project_number != project.number)):
+        owner = project_mod.read(ctx, bucket.project_number)  # to name it in the error; None if hidden
+        live.bucket_owner = owner.project_id if owner else None
+    return live
 
 
 def refuse_inactive(project: ProjectState | None) -> None:
@@ -192,7 +214,7 @@ def observe(ctx: Ctx, bp: Any, live: Live) -> Live:
         for s in bp.dicom_stores:
             jobs[f"store:{s.id}"] = (lambda sid=s.id: _read_store(ctx, store_name(bp, sid)))
     if bucket is not None and bucket.exists and bucket.accessible:
-        if bp.bucket.create or (project and bucket.project_number == project.number):
+        if bucket_is_ours(bp, live):
             jobs["bucket_policy"] = lambda: bucket_iam.read(ctx, bp.bucket.name)
         if bp.bucket.upload:
             jobs["remote"] = lambda: bucket_mod.list_objects(ctx, bp.bucket.name, bp.bucket.upload.prefix or "")
@@ -326,9 +348,7 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
                 add(Step("bucket", "bucket", f"gs://{b.name}", CREATE, [f"create gs://{b.name} (the name answers 403: taken?)"],
                          [base_dep], lambda ctx: (bucket_mod.create(ctx, pid, b, ctx.facts.get("project_number")), "")[1]))
             else:
-                if project is not None and live.bucket.project_number and live.bucket.project_number != project.number:
-                    notes.append(f"gs://{b.name} exists in another project (number {live.bucket.project_number}); "
-                                 "it is adopted as is")
+                refuse_foreign_bucket(bp, live)
                 add(Step("bucket", "bucket", f"gs://{b.name}", NOOP, [], [base_dep]))
         else:
             if live.bucket is None or not live.bucket.exists:

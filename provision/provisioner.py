@@ -287,13 +287,16 @@ def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_p
             steps.append(Step("bucket-iam", "bucket-iam", f"gs://{b.name}", DELETE, [f"- {agent} {bucket_iam.VIEWER}"], [],
                               lambda c: f"removed {len(bucket_iam.revoke(c, b.name, agent))} binding(s)"))
             deps = ["bucket-iam"]
-        if b.create:
+        ours = plan_mod.bucket_is_ours(bp, live)
+        if b.create and ours:
             has_objects = bool(ctx.call(lambda: list(ctx.target.storage().list_blobs(b.name, max_results=1, retry=None))))
             if has_objects and not delete_data:
                 kept.append(f"bucket gs://{b.name} holds objects: kept (pass --delete-data to delete it)")
             else:
                 steps.append(Step("bucket", "bucket", f"gs://{b.name}", DELETE, [f"delete gs://{b.name}"], deps,
                                   lambda c: (bucket_mod.delete(c, b.name, force=delete_data), "deleted")[1]))
+        elif not ours:
+            kept.append(f"bucket gs://{b.name}: belongs to another project, not deleted")
         else:
             kept.append(f"bucket gs://{b.name}: not ours to delete (create: false)")
     pairs = iam_mod.present(live.project_policy, iam_mod.pairs_of(bp.iam))
