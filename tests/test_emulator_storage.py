@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import os
+import socket
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,8 +33,6 @@ def creds(member: str | None):
 
 def make_project(emu, project_id: str, member: str | None = None) -> str:
     """Create a project through the real Resource Manager v3 REST client; its number."""
-    if not hasattr(emu.world, "crm"):  # Resource Manager not built: storage's own fallback
-        return emu.world.storage.project(project_id)["projectNumber"]
     client = resourcemanager_v3.ProjectsClient(credentials=creds(member), transport="rest",
                                                client_options=ClientOptions(api_endpoint=emu.url))
     client.create_project(project=resourcemanager_v3.Project(project_id=project_id, display_name="Storage test"))
@@ -447,8 +447,6 @@ def test_iter_objects_import_glob_semantics(emulator, client, bucket):
 
 def test_enforce_iam_denies_and_allows(emulator_factory):
     emu = emulator_factory(enforce_iam=True)
-    if not hasattr(emu.world, "crm"):
-        pytest.skip("Resource Manager backend not built: nobody owns a project")
     ana, bob, eve = "user:ana@example.com", "user:bob@example.com", "user:eve@example.com"
     make_project(emu, PROJECT, ana)  # ana creates it and owns it
     as_ana, as_bob, as_eve = gcs(emu, member=ana), gcs(emu, member=bob), gcs(emu, member=eve)
@@ -534,3 +532,102 @@ def test_state_dump_and_reset(emulator, bucket):
     requests.post(f"{emulator.url}/_emulator/reset")
     assert emulator.world.storage.bucket(bucket.name) is None
     assert emulator.world.storage.get_object(bucket.name, "one") is None
+
+
+# ------------------------------------------------------------------------------------ robustness
+
+def _session(emu, bucket: str, name: str, member: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer emulator:{member}"} if member else {}
+    r = requests.post(f"{emu.url}/upload/storage/v1/b/{bucket}/o", params={"uploadType": "resumable", "name": name},
+                      json={}, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.headers["Location"]
+
+
+def _partial_put(emu, location: str, declared: int, sent: bytes) -> socket.socket:
+    """A PUT of a resumable session that declares `declared` bytes and sends only `sent`; the open socket."""
+    target = location[len(emu.url):]
+    sock = socket.create_connection(("127.0.0.1", emu.port))
+    head = (f"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1:{emu.port}\r\nContent-Length: {declared}\r\n"
+            f"Content-Range: bytes 0-{declared - 1}/{declared}\r\n\r\n")
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def test_interrupted_resumable_chunk_can_be_resent(emulator, bucket):
+    location = _session(emulator, bucket.name, "interrupted.bin")
+    data = os.urandom(100)
+    _partial_put(emulator, location, 100, data[:10]).close()
+    time.sleep(0.3)
+    r = requests.put(location, headers={"Content-Range": "bytes */100"})
+    assert r.status_code == 308 and "Range" not in r.headers
+    r = requests.put(location, data=data, headers={"Content-Range": "bytes 0-99/100"})
+    assert r.status_code == 200, r.text
+    assert bucket.blob("interrupted.bin").download_as_bytes() == data
+
+
+def test_stalled_chunk_does_not_block_its_session(emulator, bucket):
+    location = _session(emulator, bucket.name, "stalled.bin")
+    stalled = _partial_put(emulator, location, 100, b"x" * 10)
+    try:
+        started = time.monotonic()
+        r = requests.put(location, headers={"Content-Range": "bytes */100"}, timeout=10)
+        assert r.status_code == 308 and time.monotonic() - started < 2
+        r = requests.put(location, data=b"y" * 100, headers={"Content-Range": "bytes 0-99/100"}, timeout=10)
+        assert r.status_code == 200
+    finally:
+        stalled.close()
+    assert bucket.blob("stalled.bin").download_as_bytes() == b"y" * 100
+
+
+def test_reset_during_an_upload_is_a_clean_404(emulator, bucket):
+    size = 40 << 20
+    location = _session(emulator, bucket.name, "big.bin")
+    sock = _partial_put(emulator, location, size, b"z" * (1 << 20))
+    assert requests.post(f"{emulator.url}/_emulator/reset").status_code == 200
+    sock.sendall(b"z" * (size - (1 << 20)))
+    reply = sock.makefile("rb").read()
+    sock.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404"), head
+    assert json.loads(body)["error"]["errors"][0]["reason"] == "notFound"
+    assert emulator.world.storage.dump()["storage"] == {"buckets": {}, "uploadsInProgress": 0}
+
+
+def test_reset_during_a_media_upload_is_a_clean_404(emulator, bucket):
+    size = 20 << 20
+    sock = socket.create_connection(("127.0.0.1", emulator.port))
+    sock.sendall((f"POST /upload/storage/v1/b/{bucket.name}/o?uploadType=media&name=m.bin HTTP/1.1\r\n"
+                  f"Host: x\r\nContent-Length: {size}\r\n\r\n").encode() + b"m" * (10 << 20))
+    time.sleep(0.2)
+    assert requests.post(f"{emulator.url}/_emulator/reset").status_code == 200
+    sock.sendall(b"m" * (size - (10 << 20)))
+    reply = sock.makefile("rb").read()
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 404"), reply[:200]
+
+
+def test_session_uri_is_the_credential(emulator_factory):
+    emu = emulator_factory(enforce_iam=True)
+    ana = "user:ana@example.com"
+    make_project(emu, PROJECT, ana)
+    gcs(emu, member=ana).create_bucket("session-bucket")
+    location = _session(emu, "session-bucket", "anon.bin", member=ana)
+    r = requests.put(location, data=b"abc", headers={"Content-Range": "bytes 0-2/3"})  # no Authorization
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{emu.url}/upload/storage/v1/b/session-bucket/o", params={"uploadType": "media", "name": "x"},
+                      data=b"x")
+    assert r.status_code == 401  # starting an upload still needs a caller
+
+
+def test_storage_never_invents_a_project():
+    from provision.emulator.storage.state import Backend
+    from provision.emulator.world import Options, World
+
+    world = World(Options())
+    try:
+        st = Backend(world)
+        with pytest.raises(AttributeError):  # no Resource Manager: no projects at all, none made up
+            st.project("well-formed-project")
+    finally:
+        world.close()

@@ -367,6 +367,7 @@ def objects_upload(ctx: Ctx, bucket: str):
                              "with /upload/", "invalid")
     st = _st(ctx)
     conditions = _conditions(ctx)
+    epoch = ctx.world.epoch
     sink = st.new_sink()
     try:
         if kind == "media":
@@ -388,8 +389,12 @@ def objects_upload(ctx: Ctx, bucket: str):
             _multipart_body(ctx, sink, leftover)
         verify_hashes({**{k: meta[k] for k in ("crc32c", "md5Hash") if meta.get(k)},
                        **_declared_hashes(ctx.request.headers.get("X-Goog-Hash"))}, sink.md5_b64, sink.crc32c_b64)
-        obj = st.commit_object(bucket, name, blob=sink.store(st.blobs), size=sink.size, md5=sink.md5_b64,
-                               crc32c=sink.crc32c_b64, meta=meta, conditions=conditions)
+        try:
+            blob = sink.store(st.blobs)
+        except FileNotFoundError:  # the world was reset while the bytes arrived: its temp file went with it
+            raise bucket_not_found() from None
+        obj = st.commit_object(bucket, name, blob=blob, size=sink.size, md5=sink.md5_b64,
+                               crc32c=sink.crc32c_b64, meta=meta, conditions=conditions, epoch=epoch)
     finally:
         sink.discard()
     return st.object_resource(obj, _base(ctx))
@@ -500,7 +505,8 @@ def _content_range(header: str | None, length: int) -> tuple[int | None, int | N
     return first, total
 
 
-@router.route("PUT", "/upload/storage/v1/b/<id:bucket>/o", api=API, body_limit=UPLOAD_LIMIT)
+# The session URI is the credential (as on Google): chunks and cancels need no Authorization.
+@router.route("PUT", "/upload/storage/v1/b/<id:bucket>/o", api=API, body_limit=UPLOAD_LIMIT, url_credential=True)
 def objects_upload_chunk(ctx: Ctx, bucket: str):
     upload_id = ctx.query.get("upload_id")
     if not upload_id:
@@ -518,7 +524,7 @@ def objects_upload_chunk(ctx: Ctx, bucket: str):
     return Response(b"", status=308, headers=headers)
 
 
-@router.route("DELETE", "/upload/storage/v1/b/<id:bucket>/o", api=API)
+@router.route("DELETE", "/upload/storage/v1/b/<id:bucket>/o", api=API, url_credential=True)
 def objects_upload_cancel(ctx: Ctx, bucket: str):
     upload_id = ctx.query.get("upload_id")
     if not upload_id:

@@ -81,6 +81,11 @@ def bucket_not_found() -> ApiError:
     return gcs_error(404, "The specified bucket does not exist.", "notFound")
 
 
+def upload_gone() -> ApiError:
+    """A resumable session that no longer exists (cancelled, failed, or the world was reset)."""
+    return gcs_error(404, "No such upload session.", "notFound")
+
+
 def object_not_found(bucket: str, name: str) -> ApiError:
     return gcs_error(404, f"No such object: {bucket}/{name}", "notFound")
 
@@ -371,33 +376,16 @@ class Backend:
 
     def project(self, id_or_number: str) -> dict | None:
         """`{"projectId", "projectNumber"}` of an existing, active project, or None."""
-        key = str(id_or_number)
-        crm = getattr(self.world, "crm", None)
-        if crm is not None:
-            found = crm.lookup(key)
-            if not found:
-                return None
-            state = found.get("state")
-            if state not in (None, "ACTIVE", 1):
-                return None
-            number = (found.get("number") or found.get("projectNumber")
-                      or str(found.get("name", "")).rpartition("/")[2])
-            return {"projectId": found["projectId"], "projectNumber": str(number)}
-        # FALLBACK, only while no Resource Manager backend is attached (world.crm absent): every
-        # well-formed project ID exists, with a project number derived deterministically from it.
-        if key.isdigit():
-            return {"projectId": key, "projectNumber": key}
-        if re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", key):
-            number = 100000000000 + int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % 900000000000
-            return {"projectId": key, "projectNumber": str(number)}
-        return None
+        found = self.world.crm.lookup(str(id_or_number))
+        if not found or found.get("state") not in (None, "ACTIVE", 1):
+            return None
+        number = (found.get("number") or found.get("projectNumber")
+                  or str(found.get("name", "")).rpartition("/")[2])
+        return {"projectId": found["projectId"], "projectNumber": str(number)}
 
     def project_chain(self, project_id: str) -> list[dict]:
-        """The project's IAM policy and its ancestors' (empty without a Resource Manager backend)."""
-        crm = getattr(self.world, "crm", None)
-        if crm is None:
-            return []
-        return [p for p in (crm.policy_chain(project_id) or []) if p]
+        """The project's IAM policy and its ancestors'."""
+        return [p for p in (self.world.crm.policy_chain(project_id) or []) if p]
 
     # ----------------------------------------------------------------- IAM evaluation
 
@@ -714,8 +702,9 @@ class Backend:
             raise precondition_failed()
 
     def commit_object(self, bucket: str, name: str, *, blob: str, size: int, md5: str, crc32c: str,
-                      meta: dict, conditions: dict[str, int] | None = None) -> dict:
-        """Make uploaded bytes the live object `name` (a new generation), preconditions permitting."""
+                      meta: dict, conditions: dict[str, int] | None = None, epoch: int | None = None) -> dict:
+        """Make uploaded bytes the live object `name` (a new generation), preconditions permitting.
+        `epoch`: the world's epoch when the upload began; after a reset the bucket is gone (404)."""
         err = object_name_problem(name)
         if err:
             raise err
@@ -728,6 +717,8 @@ class Backend:
         sclass = str(meta.get("storageClass") or rec["storageClass"]).upper()
         extra = {k: meta[k] for k in OBJECT_SETTABLE if meta.get(k) is not None}
         with self.db.transaction():
+            if epoch is not None and epoch != self.world.epoch:
+                raise bucket_not_found()
             current = self.get_object(bucket, name)
             self.check_conditions(current, conditions or {})
             gen = int(now * 1_000_000)
@@ -919,7 +910,7 @@ class Backend:
         row = self.db.execute("SELECT bucket, name, meta, conditions, received, total, result FROM storage_uploads "
                               "WHERE upload_id=?", (upload_id,)).fetchone()
         if row is None or row[0] != bucket:
-            raise gcs_error(404, "No such upload session.", "notFound")
+            raise upload_gone()
         b, name, meta, cond, received, total, result = row
         return {"bucket": b, "name": name, "meta": json.loads(meta), "conditions": json.loads(cond),
                 "received": received, "total": total, "result": json.loads(result) if result else None}
@@ -928,57 +919,89 @@ class Backend:
                      read: Callable[[int], bytes], length: int, declared: dict[str, str]) -> tuple[str, Any]:
         """One PUT of a resumable session. `first` is the chunk's first byte offset (None: a status
         query), `total` the object size once the client knows it. Answers ("done", object record)
-        or ("partial", bytes received so far)."""
-        with self._session_lock(upload_id):
-            sess = self._session(upload_id, bucket)
-            if sess["result"] is not None:
-                return "done", sess["result"]
-            path = self.upload_dir / upload_id
-            received = sess["received"]
+        or ("partial", bytes received so far).
+
+        The chunk is read in full (into a temp file past SPILL_BYTES) before the session's lock is
+        taken, so a stalled client never blocks others on the same session; a chunk cut short
+        (the client went away) changes nothing, and the session's bytes on disk are always the
+        `received` ones. A reset of the world meanwhile ends the session (404)."""
+        epoch = self.world.epoch
+        sess = self._session(upload_id, bucket)
+        if sess["result"] is not None:
+            return "done", sess["result"]
+        with tempfile.SpooledTemporaryFile(max_size=SPILL_BYTES, dir=self.upload_dir) as spool:
+            got = 0
             if first is not None and length:
-                if first > received:
-                    raise gcs_error(400, f"Invalid request. According to the Content-Range header, the upload "
-                                         f"offset is {first} byte(s), which exceeds already uploaded size of "
-                                         f"{received} byte(s).", "invalid")
-                skip = received - first
-                with open(path, "ab") as fh:
-                    left = length
-                    while left > 0:
-                        chunk = read(min(left, 1 << 20))
+                try:
+                    while got < length:
+                        chunk = read(min(length - got, 1 << 20))
                         if not chunk:
                             break
-                        left -= len(chunk)
-                        if skip >= len(chunk):
-                            skip -= len(chunk)
-                            continue
-                        fh.write(chunk[skip:])
-                        skip = 0
-                received = path.stat().st_size
-            if total is None:
-                total = sess["total"]
-            if total is not None and received > total:
-                raise gcs_error(400, f"Invalid request. The upload size {received} exceeds the declared object "
-                                     f"size {total}.", "invalid")
-            if total is None or received < total:
-                self.db.execute("UPDATE storage_uploads SET received=?, total=? WHERE upload_id=?",
-                                (received, total, upload_id))
-                return "partial", received
-            # complete: hash, check what the client declared, commit
-            size, md5, crc = hash_file(path)
-            meta = sess["meta"]
+                        spool.write(chunk)
+                        got += len(chunk)
+                except OSError:
+                    got = -1
+                if got != length:
+                    raise gcs_error(400, f"Invalid request. The request body ended after {max(got, 0)} of the "
+                                         f"{length} byte(s) its Content-Length declared.", "invalid")
+            with self._session_lock(upload_id):
+                if self.world.epoch != epoch:
+                    raise upload_gone()
+                sess = self._session(upload_id, bucket)
+                if sess["result"] is not None:
+                    return "done", sess["result"]
+                try:
+                    return self._append_chunk(upload_id, bucket, sess, spool, first, length, total, declared, epoch)
+                except FileNotFoundError:
+                    raise upload_gone() from None  # the world was reset under us
+
+    def _append_chunk(self, upload_id: str, bucket: str, sess: dict, spool, first: int | None, length: int,
+                      total: int | None, declared: dict[str, str], epoch: int) -> tuple[str, Any]:
+        path = self.upload_dir / upload_id
+        received = sess["received"]
+        if first is not None and length:
+            if first > received:
+                raise gcs_error(400, f"Invalid request. According to the Content-Range header, the upload "
+                                     f"offset is {first} byte(s), which exceeds already uploaded size of "
+                                     f"{received} byte(s).", "invalid")
             try:
-                verify_hashes({**{k: meta[k] for k in ("crc32c", "md5Hash") if meta.get(k)}, **declared}, md5, crc)
-                key = self.blobs.put_file(path)
-                obj = self.commit_object(bucket, sess["name"], blob=key, size=size, md5=md5, crc32c=crc, meta=meta,
-                                         conditions=sess["conditions"])
-            except ApiError:
-                # the upload failed for good (checksum mismatch, precondition): the session ends with it
-                self.db.execute("DELETE FROM storage_uploads WHERE upload_id=?", (upload_id,))
-                path.unlink(missing_ok=True)
-                raise
-            self.db.execute("UPDATE storage_uploads SET received=?, total=?, result=? WHERE upload_id=?",
-                            (size, total, json.dumps(obj), upload_id))
-            return "done", obj
+                with open(path, "r+b") as fh:
+                    fh.truncate(received)  # whatever an earlier, interrupted append left is not the session's
+                    fh.seek(received)
+                    spool.seek(received - first)
+                    while True:
+                        chunk = spool.read(1 << 20)
+                        if not chunk:
+                            break
+                        fh.write(chunk)
+            finally:
+                received = path.stat().st_size
+                self.db.execute("UPDATE storage_uploads SET received=? WHERE upload_id=?", (received, upload_id))
+        if total is None:
+            total = sess["total"]
+        if total is not None and received > total:
+            raise gcs_error(400, f"Invalid request. The upload size {received} exceeds the declared object "
+                                 f"size {total}.", "invalid")
+        if total is None or received < total:
+            self.db.execute("UPDATE storage_uploads SET received=?, total=? WHERE upload_id=?",
+                            (received, total, upload_id))
+            return "partial", received
+        # complete: hash, check what the client declared, commit
+        size, md5, crc = hash_file(path)
+        meta = sess["meta"]
+        try:
+            verify_hashes({**{k: meta[k] for k in ("crc32c", "md5Hash") if meta.get(k)}, **declared}, md5, crc)
+            key = self.blobs.put_file(path)
+            obj = self.commit_object(bucket, sess["name"], blob=key, size=size, md5=md5, crc32c=crc, meta=meta,
+                                     conditions=sess["conditions"], epoch=epoch)
+        except ApiError:
+            # the upload failed for good (checksum mismatch, precondition): the session ends with it
+            self.db.execute("DELETE FROM storage_uploads WHERE upload_id=?", (upload_id,))
+            path.unlink(missing_ok=True)
+            raise
+        self.db.execute("UPDATE storage_uploads SET received=?, total=?, result=? WHERE upload_id=?",
+                        (size, total, json.dumps(obj), upload_id))
+        return "done", obj
 
     def cancel_upload(self, upload_id: str, bucket: str) -> None:
         with self._session_lock(upload_id):
