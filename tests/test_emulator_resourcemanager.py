@@ -359,3 +359,45 @@ def test_v1_discovery_errors_surface_as_http_errors(emulator):
     with pytest.raises(HttpError) as err:
         v1_client(emulator).projects().get(projectId="nothing-here").execute()
     assert err.value.status_code == 403
+
+
+def test_operation_get_needs_permission_on_its_project(emulator_factory):
+    emu = emulator_factory(enforce_iam=True)
+    requests.put(f"{emu.url}/_emulator/policies/organizations/555", json={"bindings": [
+        {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com",
+                                                                     "user:bob@example.com"]}]})
+    ana, bob = ({"Authorization": f"Bearer emulator:user:{who}@example.com"} for who in ("ana", "bob"))
+    started = requests.post(f"{emu.url}/v3/projects", json={"projectId": "op-guarded", "parent": "organizations/555"},
+                            headers=ana).json()
+    url = f"{emu.url}/v3/{started['name']}"
+    assert requests.get(url, headers=ana).status_code == 200
+    assert requests.get(url, headers=bob).status_code == 403
+    assert requests.get(url).status_code == 401
+    v1 = f"{emu.url}/v1/{started['name']}"
+    assert requests.get(v1, headers=ana).status_code == 200 and requests.get(v1, headers=bob).status_code == 403
+    deleted = requests.delete(f"{emu.url}/v3/projects/op-guarded", headers=ana).json()
+    assert requests.get(f"{emu.url}/v3/{deleted['name']}", headers=ana).status_code == 200
+    assert requests.get(f"{emu.url}/v3/{deleted['name']}", headers=bob).status_code == 403
+
+
+def test_update_cannot_undo_a_concurrent_delete(emulator):
+    import threading
+
+    crm = emulator.world.crm
+    create(v3_client(emulator), "race-project")
+    real_validate = crm._validate
+
+    def slow_validate(*args, **kwargs):  # widen the window between reading the project and writing it
+        time.sleep(0.3)
+        return real_validate(*args, **kwargs)
+
+    crm._validate = slow_validate
+    patch = threading.Thread(target=crm.update, args=("race-project",), kwargs={"labels": {"a": "b"}})
+    patch.start()
+    time.sleep(0.1)
+    crm.delete("race-project", operation=False)
+    patch.join()
+    assert crm.lookup("race-project")["state"] == "DELETE_REQUESTED"
+    # and a second delete, even a concurrent one, finds it no longer ACTIVE
+    r = requests.delete(f"{emulator.url}/v3/projects/race-project")
+    assert r.status_code == 400 and r.json()["error"]["status"] == "FAILED_PRECONDITION"

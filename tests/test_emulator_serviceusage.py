@@ -358,7 +358,12 @@ def test_enforce_iam_on_service_usage(emulator_factory):
     err = error(denied.value)
     assert err["code"] == 403 and err["message"] == "Permission denied to enable service [pubsub.googleapis.com]"
     assert err["details"][0]["metadata"] == {"permission": "serviceusage.services.enable"}
-    wait_done(ana, ana.services().enable(name="projects/su-iam/services/pubsub.googleapis.com", body={}).execute()["name"])
+    started = ana.services().enable(name="projects/su-iam/services/pubsub.googleapis.com", body={}).execute()["name"]
+    with pytest.raises(HttpError) as denied:  # an operation is as private as its project
+        bob.operations().get(name=started).execute()
+    assert error(denied.value)["code"] == 403
+    assert requests.get(f"{emu.url}/v1/{started}").status_code == 401
+    wait_done(ana, started)
 
 
 def test_enabled_services_persist_and_failed_operations_change_nothing(emulator_factory, tmp_path):

@@ -1,5 +1,10 @@
 """`/_emulator/` control endpoints: health, reset, state dump, and seeding what a test needs
 (policies on organizations, folders and billing accounts, which no public API of ours creates).
+
+These are the tests' control plane, not a Google API: they are open to any caller, even under
+--enforce-iam (no token, no IAM check), skip fault injection and are left out of --record.
+Anyone who can reach the port can reset the world or read every resource: keep the emulator
+on 127.0.0.1 (the default).
 """
 from __future__ import annotations
 

@@ -22,14 +22,17 @@ class Operations:
         self.clock = clock
 
     def start(self, name: str, metadata: dict, *, seconds: float = 0.0, response: dict | None = None,
-              error: ApiError | None = None, done_metadata: dict | None = None, busy: bool = False) -> dict:
+              error: ApiError | None = None, done_metadata: dict | None = None, busy: bool = False,
+              project: str | None = None, caller: str | None = None) -> dict:
         """Record an operation that completes `seconds` from now; returns its wire view.
 
         `done_metadata` replaces `metadata` once done (e.g. healthcare's endTime and counters);
         `busy` keeps it pending until `finish` is called (an import still running).
+        `project` (ID or number) and `caller` (the principal who started it) are kept, never shown,
+        so that under --enforce-iam a GET of the operation can be checked (`owner`).
         """
         record = {"name": name, "metadata": metadata, "done_at": self.clock() + seconds, "busy": busy,
-                  "done_metadata": done_metadata}
+                  "done_metadata": done_metadata, "project": project, "caller": caller}
         if error is not None:
             record["error"] = error.rpc_status()
         elif response is not None:
@@ -64,6 +67,11 @@ class Operations:
         """The operation's wire view, or None when there is no such operation."""
         record = self.docs.get(KIND, name)
         return self.view(record) if record else None
+
+    def owner(self, name: str) -> tuple[str | None, str | None]:
+        """(project, caller) recorded when the operation started; (None, None) if unknown."""
+        record = self.docs.get(KIND, name) or {}
+        return record.get("project"), record.get("caller")
 
     def list(self, prefix: str) -> list[dict]:
         return [self.view(r) for _, r in self.docs.list(KIND, prefix)]

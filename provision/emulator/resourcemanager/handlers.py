@@ -86,6 +86,15 @@ def _operation(ctx: Ctx, name: str) -> dict:
     op = ctx.world.operations.get(name) if name.startswith(PROJECT_OPERATIONS) else None
     if op is None:
         raise not_found(f"Operation \"{name}\" not found.")
+    if ctx.world.options.enforce_iam:
+        # The caller needs resourcemanager.projects.get on the operation's project; whoever
+        # started a create may always poll it (a create that failed leaves no project to ask).
+        project, caller = ctx.world.operations.owner(name)
+        record = ctx.world.crm.lookup(project) if project else None
+        if not (caller and caller == ctx.principal) and (
+                record is None or not ctx.allows("resourcemanager.projects.get",
+                                                  ctx.world.crm.policy_chain(record["projectId"]))):
+            raise permission_denied()
     return op
 
 

@@ -128,7 +128,8 @@ class ResourceManager:
             now = self.world.clock()
             if self.world.faults.draw_operation():
                 metadata = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now)}
-                return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure())
+                return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
+                                                   project=project_id, caller=creator)
             number = self._project_number(next_counter(self.world, "crm.project"))
             record = {
                 "projectId": project_id, "number": number, "name": f"projects/{number}",
@@ -144,13 +145,13 @@ class ResourceManager:
             metadata = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now), "gettable": True}
             done = {**metadata, "ready": True}
             return self.world.operations.start(op_name, metadata, seconds=seconds, response=self._v3_any(record),
-                                               done_metadata=done)
+                                               done_metadata=done, project=project_id, caller=creator)
 
     def update(self, id_or_number: str, *, display_name: str | None = None, labels: dict | None = None) -> dict:
         """Change a project's display name and/or labels (None leaves a field as it is)."""
-        record = self.require(id_or_number)
-        self._validate(record["projectId"], display_name, labels)
-        with self.world.db.transaction():
+        with self.world.db.transaction():  # read, check and write as one step: a delete cannot slip in between
+            record = self.require(id_or_number)
+            self._validate(record["projectId"], display_name, labels)
             if display_name is not None:
                 record["displayName"] = display_name
             if labels is not None:
@@ -165,20 +166,21 @@ class ResourceManager:
         """v3 updateProject: the change applies now; the operation reports it."""
         record = self.update(id_or_number, **changes)
         name = f"operations/up.{self._digits('up', next_counter(self.world, 'crm.operation'), 19)}"
-        return self.world.operations.start(name, {"@type": V3_UPDATE_METADATA}, response=self._v3_any(record))
+        return self.world.operations.start(name, {"@type": V3_UPDATE_METADATA}, response=self._v3_any(record),
+                                           project=record["projectId"])
 
     def delete(self, id_or_number: str, *, operation: bool = True) -> dict:
         """Mark a project DELETE_REQUESTED. With `operation`, returns the (v3) operation's wire
         view; an injected operation failure leaves the project as it was."""
-        record = self.require(id_or_number)
-        if record["state"] != "ACTIVE":
-            raise failed_precondition("The project is not in the ACTIVE state and cannot be deleted.")
-        with self.world.db.transaction():
+        with self.world.db.transaction():  # read, check and write as one step
+            record = self.require(id_or_number)
+            if record["state"] != "ACTIVE":
+                raise failed_precondition("The project is not in the ACTIVE state and cannot be deleted.")
             op_name = f"operations/dp.{self._digits('dp', next_counter(self.world, 'crm.operation'), 19)}"
             seconds = self.world.latency.seconds("op:crm.projects.delete")
             if operation and self.world.faults.draw_operation():
                 return self.world.operations.start(op_name, {"@type": V3_DELETE_METADATA}, seconds=seconds,
-                                                   error=injected_failure())
+                                                   error=injected_failure(), project=record["projectId"])
             now = self.world.clock()
             record.update(state="DELETE_REQUESTED", deleteTime=timestamp(now), updateTime=timestamp(now),
                           etag=iam.make_etag([record["projectId"], now, "deleted"]))
@@ -186,7 +188,7 @@ class ResourceManager:
             if not operation:
                 return {}
             return self.world.operations.start(op_name, {"@type": V3_DELETE_METADATA}, seconds=seconds,
-                                               response=self._v3_any(record))
+                                               response=self._v3_any(record), project=record["projectId"])
 
     def require(self, id_or_number: str) -> dict:
         """The project, or Google's 403 for a project that does not exist (never a 404)."""

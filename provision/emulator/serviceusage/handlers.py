@@ -50,9 +50,17 @@ def _started(op: dict, *keys: str) -> dict:
 
 
 def _operation(ctx: Ctx, op: str) -> dict:
-    found = ctx.world.operations.get(f"operations/{op}")
+    """A Service Usage operation; under --enforce-iam the caller needs serviceusage.services.get
+    on its project (a denial reads like a miss, as on Google)."""
+    name = f"operations/{op}"
+    found = ctx.world.operations.get(name)
     if found is None or not op.startswith(("acf.", "acat.")):
-        raise not_found(f"Operation 'operations/{op}' not found.")
+        raise not_found(f"Operation '{name}' not found.")
+    if ctx.world.options.enforce_iam:
+        project, _ = ctx.world.operations.owner(name)
+        record = ctx.world.crm.lookup(project) if project else None
+        if record is None or not ctx.allows("serviceusage.services.get", ctx.world.crm.policy_chain(record["projectId"])):
+            raise _denied(f"Permission denied to get operation [{name}]", "serviceusage.services.get")
     return found
 
 

@@ -219,10 +219,10 @@ class ServiceUsage:
             name = self._operation_name(number)
             seconds = self.world.latency.seconds("op:serviceusage.enable")
             if self.world.faults.draw_operation():
-                return self.world.operations.start(name, EMPTY_METADATA, seconds=seconds, error=injected_failure())
+                return self._start(number, name, EMPTY_METADATA, seconds=seconds, error=injected_failure())
             self._write(number, service, "ENABLED", seconds)
             view = {"name": f"projects/{number}/services/{service}", "parent": f"projects/{number}", "state": "ENABLED"}
-            return self.world.operations.start(name, EMPTY_METADATA, seconds=seconds,
+            return self._start(number, name, EMPTY_METADATA, seconds=seconds,
                                                response={"@type": ENABLE_RESPONSE, "service": view})
 
     def batch_enable(self, project: dict, services: list[str]) -> dict:
@@ -250,10 +250,10 @@ class ServiceUsage:
             seconds = self.world.latency.seconds("op:serviceusage.enable")
             metadata = {"@type": OPERATION_METADATA}
             if self.world.faults.draw_operation():
-                return self.world.operations.start(name, metadata, seconds=seconds, error=injected_failure())
+                return self._start(number, name, metadata, seconds=seconds, error=injected_failure())
             for s in todo:
                 self._write(number, s, "ENABLED", seconds)
-            return self.world.operations.start(name, metadata, seconds=seconds, response=response)
+            return self._start(number, name, metadata, seconds=seconds, response=response)
 
     def disable(self, project: dict, service: str) -> dict:
         """Disable one service: it stops answering at once; the operation reports it."""
@@ -267,9 +267,9 @@ class ServiceUsage:
             name = self._operation_name(number)
             seconds = self.world.latency.seconds("op:serviceusage.enable")
             if self.world.faults.draw_operation():
-                return self.world.operations.start(name, EMPTY_METADATA, seconds=seconds, error=injected_failure())
+                return self._start(number, name, EMPTY_METADATA, seconds=seconds, error=injected_failure())
             self._write(number, service, "DISABLED", 0.0)
-            return self.world.operations.start(name, EMPTY_METADATA, seconds=seconds,
+            return self._start(number, name, EMPTY_METADATA, seconds=seconds,
                                                response={"@type": DISABLE_RESPONSE, "service": view})
 
     def generate_service_identity(self, project: dict, service: str) -> dict:
@@ -281,10 +281,10 @@ class ServiceUsage:
         name = self._operation_name(number)
         seconds = self.world.latency.seconds("op:serviceusage.generateServiceIdentity")
         if self.world.faults.draw_operation():
-            return self.world.operations.start(name, EMPTY_METADATA, seconds=seconds, error=injected_failure())
+            return self._start(number, name, EMPTY_METADATA, seconds=seconds, error=injected_failure())
         email = self.ensure_agent(number, service)
         agent = self.docs.get("service_agent", f"{number}/{service}")
-        return self.world.operations.start(name, EMPTY_METADATA, seconds=seconds, response={
+        return self._start(number, name, EMPTY_METADATA, seconds=seconds, response={
             "@type": IDENTITY_RESPONSE, "email": email, "uniqueId": agent["uniqueId"]})
 
     # ----- internals ---------------------------------------------------------------------
@@ -331,6 +331,10 @@ class ServiceUsage:
         if billing is not None and billing.linked_account(project["projectId"]):
             return
         raise billing_not_found(project["number"], billable)
+
+    def _start(self, number: str, name: str, metadata: dict, **kwargs) -> dict:
+        """Start one of this project's operations (its project kept for the IAM check on GET)."""
+        return self.world.operations.start(name, metadata, project=number, **kwargs)
 
     def _operation_name(self, number: str) -> str:
         n = next_counter(self.world, "serviceusage.operation")
