@@ -53,6 +53,16 @@ class Event:
 Listener = Callable[[Event], None]
 
 
+def emit(listener: Listener | None, event: Event) -> None:
+    """Hand `event` to `listener`, if any; a broken renderer must not break the run."""
+    if listener is None:
+        return
+    try:
+        listener(event)
+    except Exception:  # noqa: BLE001
+        pass
+
+
 @dataclass
 class StepResult:
     id: str
@@ -102,13 +112,8 @@ class Engine:
 
     def emit(self, event: Event) -> None:
         event.project = event.project or self.project
-        if self.listener is None:
-            return
         with self._lock:
-            try:
-                self.listener(event)
-            except Exception:  # noqa: BLE001 - a broken renderer must not break the run
-                pass
+            emit(self.listener, event)
 
     def run(self, steps: Iterable[Step]) -> RunResult:
         steps = list(steps)
@@ -203,7 +208,7 @@ class Engine:
             return False
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
             err = to_provision_error(exc, step.id, step.resource, action=step.action,
-                                     project=ctx.facts.get("project_id"))
+                                     project=ctx.facts.get("project_id"), target=ctx.target)
             attempts = getattr(exc, "provision_attempts", None)
             if attempts and isinstance(err, ProvisionError) and "attempt" not in str(err):
                 err.args = (f"{err} (gave up after {attempts} attempts)",)

@@ -21,6 +21,3 @@ class BlueprintError(UsageError):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
 
-
-class NotBuiltYet(ProvisionError):
-    """A command whose part of the product has not landed yet: said plainly, exit 1."""

@@ -15,7 +15,6 @@ no changes makes no call at all.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -103,9 +102,6 @@ class Plan:
             "steps": [s.to_json() for s in self.steps],
             "notes": list(self.notes),
         }
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=True)
 
     def summary(self) -> str:
         if not self.has_changes:
@@ -288,7 +284,6 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
 
         add(Step("project", "project", f"projects/{pid}", CREATE, changes, [], run_project))
     else:
-        refuse_inactive(project)
         drift = project_mod.desired_changes(spec, project)
         run = (lambda ctx: (project_mod.update(ctx, spec, project), "labels updated")[1]) if drift else None
         add(Step("project", "project", f"projects/{pid}", UPDATE if drift else NOOP, drift, [], run))

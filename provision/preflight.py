@@ -118,6 +118,9 @@ def check(ctx: Ctx, bp: Any, project_visible: bool, billing: str | None = None) 
         try:
             got = billing_mod.test_permissions(ctx, bp.project.billing_account, BILLING_PERMISSIONS)
         except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 403):
+                raise ProvisionError(f"billing account {bp.project.billing_account} not found or not yours; you need "
+                                     "Billing Account User (roles/billing.user) on it") from None
             if is_status(exc, 404, 501):
                 notes.append(f"could not check permissions on {acct} (not found or not served)")
                 return []

@@ -6,16 +6,19 @@ raise `ProvisionError` subclasses with one clear message.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from provision import plan as plan_mod
 from provision import preflight
-from provision.engine import Engine, Event, Listener, RunResult, StepResult
+from provision.engine import Engine, Event, Listener, RunResult, StepResult, emit
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
+from provision.gcp.errors import to_provision_error
+from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.plan import CREATE, DELETE, KEEP, NOOP, UPDATE, Plan, Step
 from provision.resources import bucket as bucket_mod
@@ -25,7 +28,7 @@ from provision.resources import project as project_mod
 from provision.resources import project_iam
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
-           "ApplyFailed", "Target"]
+           "ApplyFailed", "NeedsFlag", "Target"]
 
 
 def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
@@ -34,12 +37,20 @@ def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
     return ctx
 
 
-def _emit(listener: Listener | None, event: Event) -> None:
-    if listener is not None:
-        try:
-            listener(event)
-        except Exception:  # noqa: BLE001
-            pass
+@contextlib.contextmanager
+def _as_provision_error(step: str, resource: str, target: Target, project: str) -> Iterator[None]:
+    """Outside the engine too, an expected failure (API error, unreachable endpoint, missing
+    credentials) ends as one ProvisionError, never a traceback."""
+    try:
+        yield
+    except (ProvisionError, KeyboardInterrupt, Cancelled):
+        raise
+    except Exception as exc:  # noqa: BLE001
+        err = to_provision_error(exc, step, resource, project=project, target=target)
+        attempts = getattr(exc, "provision_attempts", None)
+        if attempts and "attempt" not in str(err):
+            err.args = (f"{err} (gave up after {attempts} attempts)",)
+        raise err from None
 
 
 # ---------------------------------------------------------------------------- plan
@@ -48,14 +59,19 @@ def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx 
     """Read live state and diff it against the blueprint. Changes nothing (reads only).
 
     Raises PreflightError when the caller lacks permissions the plan needs."""
+    with _as_provision_error("plan", f"projects/{bp.project.id}", target, bp.project.id):
+        return _plan(bp, target, listener=listener, ctx=ctx, check_permissions=check_permissions)
+
+
+def _plan(bp: Any, target: Target, *, listener: Listener | None, ctx: Ctx | None, check_permissions: bool) -> Plan:
     ctx = ctx or _ctx(bp, target)
     if listener is not None and ctx.reporter.on_retry is None:
-        ctx.reporter.on_retry = lambda n, d, r: _emit(listener, Event("retry", "plan", r, attempt=n, delay=d,
+        ctx.reporter.on_retry = lambda n, d, r: emit(listener, Event("retry", "plan", r, attempt=n, delay=d,
                                                                       project=bp.project.id))
-    _emit(listener, Event("reading", "plan", f"reading live state of {bp.project.id} on {target.label}",
+    emit(listener, Event("reading", "plan", f"reading live state of {bp.project.id} on {target.label}",
                           project=bp.project.id))
     live = plan_mod.observe_project(ctx, bp)
-    plan_mod.refuse_inactive(live.project)
+    plan_mod.refuse_inactive(live.project)  # before preflight: its message says how to restore the project
     notes: list[str] = []
     if check_permissions:
         missing, notes = preflight.check(ctx, bp, live.project is not None, live.billing)
@@ -119,6 +135,15 @@ class ApplyResult:
         return "\n".join(lines)
 
 
+class NeedsFlag(ProvisionError):
+    """Destroy refuses without a confirmation: `needs` names the option (`delete_data`,
+    `delete_project`) that would allow it, so a CLI can name its own flag."""
+
+    def __init__(self, message: str, needs: str):
+        self.needs = needs
+        super().__init__(message)
+
+
 class ApplyFailed(ProvisionError):
     """A step failed: the message is the step's; `result` holds every step's outcome."""
 
@@ -153,7 +178,7 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
         result = ApplyResult(bp.project.id, target.label, False, the_plan,
                              [StepResult(s.id, s.action, "done", 0.0, "no changes") for s in the_plan.steps],
                              time.monotonic() - started, _outputs(bp, target, ctx.facts))
-        _emit(listener, Event("finished", "apply", "no changes", result.elapsed, project=bp.project.id))
+        emit(listener, Event("finished", "apply", "no changes", result.elapsed, project=bp.project.id))
         return result
     run: RunResult = Engine(ctx, listener, project=bp.project.id).run(the_plan.steps)
     result = ApplyResult(bp.project.id, target.label, True, the_plan, run.results, time.monotonic() - started,
@@ -161,9 +186,9 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
     err = run.first_error()
     if err is not None or not run.ok:
         result.error = str(err) if err else "some steps did not finish"
-        _emit(listener, Event("finished", "apply", "failed", result.elapsed, project=bp.project.id))
+        emit(listener, Event("finished", "apply", "failed", result.elapsed, project=bp.project.id))
         raise ApplyFailed(result.error, result)
-    _emit(listener, Event("finished", "apply", result.summary, result.elapsed, project=bp.project.id))
+    emit(listener, Event("finished", "apply", result.summary, result.elapsed, project=bp.project.id))
     return result
 
 
@@ -199,8 +224,18 @@ class StatusReport:
 
 
 def status(bp: Any, target: Target) -> StatusReport:
-    """Live state versus the blueprint (drift), from reads only."""
-    p = plan(bp, target, check_permissions=False)
+    """Live state versus the blueprint (drift), from reads only. A project that is not ACTIVE
+    (pending deletion) is reported with its state, not as an error."""
+    with _as_provision_error("status", f"projects/{bp.project.id}", target, bp.project.id):
+        ctx = _ctx(bp, target)
+        live = plan_mod.observe_project(ctx, bp)
+        if live.project is not None and live.project.state != "ACTIVE":
+            st = live.project.state
+            return StatusReport(bp.project.id, target.label, [
+                {"id": "project", "kind": "project", "resource": f"projects/{bp.project.id}", "state": st,
+                 "details": [f"the project is {st} (deleted, pending purge); restore it with "
+                             f"`gcloud projects undelete {bp.project.id}`"]}], [])
+        p = plan(bp, target, check_permissions=False, ctx=ctx)
     resources = [{"id": s.id, "kind": s.kind, "resource": s.resource, "state": STATE_OF.get(s.action, s.action),
                   "details": list(s.changes)} for s in p.steps]
     return StatusReport(bp.project.id, target.label, resources, list(p.notes))
@@ -221,6 +256,8 @@ class DestroyResult:
                 "kept": self.kept}
 
     def render(self) -> str:
+        if not self.steps:
+            return f"destroy {self.project} on {self.target}: nothing to destroy"
         lines = [f"destroy {self.project} on {self.target}:"]
         for s, r in zip(self.steps, self.results):
             lines.append(f"  {s.action:<7} {s.id:<24} {r.status:<8} {r.message or ', '.join(s.changes)}")
@@ -229,12 +266,21 @@ class DestroyResult:
 
 def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_project: bool = False,
                  ctx: Ctx | None = None) -> tuple[list[Step], list[str]]:
-    """What destroy would do: only what the blueprint describes, data and project kept unless asked."""
+    """What destroy would do: only what the blueprint describes, data and project kept unless asked.
+
+    Steps are only what would change; what is kept is said in the second list."""
+    with _as_provision_error("destroy", f"projects/{bp.project.id}", target, bp.project.id):
+        return _destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
+
+
+def _destroy_plan(bp: Any, target: Target, *, delete_data: bool, delete_project: bool,
+                  ctx: Ctx | None) -> tuple[list[Step], list[str]]:
     ctx = ctx or _ctx(bp, target)
     live = plan_mod.observe_project(ctx, bp)
     project = live.project
     if project is None or project.state != "ACTIVE":
-        return [], [f"project {bp.project.id} does not exist (or is not visible, or is pending deletion): nothing to destroy"]
+        why = "does not exist (or is not visible to you)" if project is None else f"is {project.state} (pending deletion)"
+        return [], [f"nothing to destroy: project {bp.project.id} {why}"]
     live = plan_mod.observe(ctx, bp, live)
     pid = bp.project.id
     steps: list[Step] = []
@@ -256,15 +302,14 @@ def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_p
         studies = dicom_import.count_studies(ctx, sname, stop_at=1)
         if studies and not delete_data:
             holds_data.append(s.id)
-            kept.append(f"DICOM store {s.id} holds data: kept (pass --delete-data to delete it)")
-            steps.append(Step(f"store:{s.id}", "dicom-store", sname, KEEP, ["holds data: kept"], deps))
+            kept.append(f"DICOM store {s.id} holds data: kept (delete_data is needed to delete a store that holds data)")
         else:
             steps.append(Step(f"store:{s.id}", "dicom-store", sname, DELETE, [f"delete DICOM store {s.id}"], deps,
                               lambda c, n=sname: (dicom_store.delete(c, n), "deleted")[1]))
             store_deletes.append(f"store:{s.id}")
     if delete_project and holds_data:
-        raise ProvisionError(f"--delete-project would delete the data in DICOM store(s) {', '.join(holds_data)}; "
-                             "pass --delete-data as well to confirm")
+        raise NeedsFlag(f"deleting the project would delete the data in DICOM store(s) {', '.join(holds_data)}; "
+                        "confirm with delete_data as well", needs="delete_data")
     if live.dataset is not None:
         dname = plan_mod.dataset_name(bp)
         if holds_data:
@@ -291,7 +336,8 @@ def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_p
         if b.create and ours:
             has_objects = bool(ctx.call(lambda: list(ctx.target.storage().list_blobs(b.name, max_results=1, retry=None))))
             if has_objects and not delete_data:
-                kept.append(f"bucket gs://{b.name} holds objects: kept (pass --delete-data to delete it)")
+                kept.append(f"bucket gs://{b.name} holds objects: kept (delete_data is needed to delete a bucket "
+                            "that holds objects)")
             else:
                 steps.append(Step("bucket", "bucket", f"gs://{b.name}", DELETE, [f"delete gs://{b.name}"], deps,
                                   lambda c: (bucket_mod.delete(c, b.name, force=delete_data), "deleted")[1]))
@@ -307,7 +353,7 @@ def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_p
         steps.append(Step("project", "project", f"projects/{pid}", DELETE, [f"delete project {pid}"],
                           [s.id for s in steps], lambda c: (project_mod.delete(c, pid), "deletion requested")[1]))
     else:
-        kept.append(f"project {pid}: kept (pass --delete-project to delete it)")
+        kept.append(f"project {pid}: kept (delete_project is needed to delete it)")
     return steps, kept
 
 
@@ -333,6 +379,8 @@ def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: 
     are kept unless asked; only the IAM bindings the blueprint names are removed."""
     ctx = _ctx(bp, target)
     steps, kept = destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
+    if not steps:
+        return DestroyResult(bp.project.id, target.label, [], [], kept)
     run = Engine(ctx, listener, project=bp.project.id).run(steps)
     err = run.first_error()
     if err is not None:

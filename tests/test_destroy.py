@@ -39,7 +39,7 @@ def test_destroy_keeps_data_and_project_and_removes_only_our_bindings(built):
     assert dataset.read(ctx, result.outputs["dataset"]) is not None
     assert bucket_mod.read(ctx, bp.bucket.name).exists
     assert project.read(ctx, bp.project.id) is not None
-    assert any("holds data" in k for k in out.kept) and any("--delete-project" in k for k in out.kept)
+    assert any("holds data" in k for k in out.kept) and any("delete_project" in k for k in out.kept)
     # our bindings are gone, theirs stay (same role and other roles)
     ppol = iam.project_io(ctx, bp.project.id).read()
     assert iam.missing(ppol, [("roles/serviceusage.serviceUsageConsumer", "group:radiology@example.com")])
@@ -52,14 +52,16 @@ def test_destroy_keeps_data_and_project_and_removes_only_our_bindings(built):
     agent = f"serviceAccount:{result.outputs['service_agent']}"
     assert not iam.missing(ppol, [("roles/healthcare.serviceAgent", agent)])
     assert iam.missing(iam.bucket_io(ctx, bp.bucket.name).read(), [("roles/storage.objectViewer", agent)])
-    # a second destroy has nothing left to remove
-    assert all(s.action == "keep" for s in provisioner.destroy(bp, target).steps)
+    # a second destroy has nothing left to remove: no steps at all (what stays is in `kept`)
+    again = provisioner.destroy(bp, target)
+    assert again.steps == [] and any("holds data" in k for k in again.kept)
 
 
 def test_destroy_with_delete_data_deletes_stores_dataset_and_bucket_but_not_the_project(built):
     target, bp, result, store = built
-    with pytest.raises(ProvisionError, match="--delete-data"):
+    with pytest.raises(provisioner.NeedsFlag, match="delete_data") as info:
         provisioner.destroy(bp, target, delete_project=True)
+    assert info.value.needs == "delete_data"
     provisioner.destroy(bp, target, delete_data=True)
     ctx = Ctx(target)
     assert dicom_store.read(ctx, store) is None

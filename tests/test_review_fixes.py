@@ -50,3 +50,78 @@ def test_destroy_never_deletes_another_projects_bucket(emulator, tmp_path):
     assert bucket_mod.read(ctx, c.bucket.name).exists
     assert len(bucket_mod.list_objects(ctx, c.bucket.name)) == n_objects > 0
     assert iam.bucket_io(ctx, c.bucket.name).read()["bindings"] == before
+
+
+# ---------------------------------------------------------------------------- 2, 3: clear errors outside the engine
+import time  # noqa: E402
+
+from provision.errors import UsageError  # noqa: E402
+from provision.resources import project as project_mod  # noqa: E402
+
+
+def test_unreachable_emulator_fails_fast_with_a_clear_message(tmp_path):
+    bp = load(tmp_path, blueprint_dict("ohif-rv-a", None))
+    t0 = time.monotonic()
+    with pytest.raises(ProvisionError, match=r"cannot reach http://127.0.0.1:1: connection refused — is the emulator running"):
+        provisioner.plan(bp, Target(emulator="http://127.0.0.1:1"))
+    assert time.monotonic() - t0 < 20
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "http://[::1", "http://127.0.0.1:99999", "http://:80", "127.0.0.1:8765"])
+def test_bad_emulator_url_is_a_usage_error(url):
+    with pytest.raises(UsageError) as info:
+        Target(emulator=url)
+    assert "http://ftp://" not in str(info.value)
+
+
+def test_billing_account_not_ours_is_a_clear_plan_error(emulator, tmp_path):
+    bp = load(tmp_path, blueprint_dict("ohif-rv-b", None, project={
+        "id": "ohif-rv-b", "parent": "organizations/123456789012", "billing_account": "ABCDEF-ABCDEF-ABCDEF"}))
+    with pytest.raises(ProvisionError, match=r"billing account ABCDEF-ABCDEF-ABCDEF not found or not yours; "
+                                             r"you need Billing Account User \(roles/billing.user\)"):
+        provisioner.plan(bp, Target(emulator=emulator.url))
+
+
+def test_no_token_against_an_emulator_enforcing_iam(emulator_factory, tmp_path):
+    emu = emulator_factory(enforce_iam=True)
+    bp = load(tmp_path, blueprint_dict("ohif-rv-c", None))
+    with pytest.raises(ProvisionError, match="set PROVISION_EMULATOR_TOKEN=emulator:user:NAME@DOMAIN"):
+        provisioner.plan(bp, Target(emulator=emu.url))
+    with pytest.raises(ProvisionError, match="PROVISION_EMULATOR_TOKEN"):
+        provisioner.status(bp, Target(emulator=emu.url))
+    with pytest.raises(ProvisionError, match="PROVISION_EMULATOR_TOKEN"):
+        provisioner.destroy_plan(bp, Target(emulator=emu.url))
+
+
+# ---------------------------------------------------------------------------- 18: status of a project pending deletion
+def test_status_reports_a_project_pending_deletion(emulator, tmp_path):
+    target = Target(emulator=emulator.url)
+    bp = load(tmp_path, blueprint_dict("ohif-rv-d", None, bucket=None, dicom_stores=[{"id": "primary"}],
+                                       smoke={"min_studies": 0}))
+    provisioner.apply(bp, target)
+    project_mod.delete(Ctx(target), bp.project.id)
+    report = provisioner.status(bp, target)
+    assert not report.in_sync
+    assert report.resources[0]["state"] == "DELETE_REQUESTED"
+    assert "DELETE_REQUESTED" in report.render()
+    steps, kept = provisioner.destroy_plan(bp, target)
+    assert steps == [] and kept[0].startswith("nothing to destroy: project ohif-rv-d is DELETE_REQUESTED")
+
+
+# ---------------------------------------------------------------------------- 11: precondition only around enable
+def _http_error(status: int, message: str):
+    import json
+
+    import httplib2
+    from googleapiclient.errors import HttpError
+
+    body = json.dumps({"error": {"code": status, "message": message, "status": "FAILED_PRECONDITION"}}).encode()
+    return HttpError(httplib2.Response({"status": status}), body)
+
+
+def test_precondition_failed_is_retried_only_for_the_enable_call():
+    from provision.gcp.retry import ENABLE_PREDICATES, RetryPolicy
+
+    exc = _http_error(400, "Precondition check failed.")
+    assert RetryPolicy().classify(exc) is None
+    assert RetryPolicy().with_predicates(*ENABLE_PREDICATES).classify(exc)

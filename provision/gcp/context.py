@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 
 from provision.gcp import operations
-from provision.gcp.retry import RetryPolicy, service_disabled_after_enable
+from provision.gcp.retry import Predicate, RetryPolicy, service_disabled_after_enable
 from provision.gcp.target import Target
 
 T = TypeVar("T")
@@ -51,7 +51,8 @@ class Ctx:
 
     def __post_init__(self) -> None:
         if self.policy is None:
-            base = RetryPolicy(first=self.target.first_backoff, cap=self.target.max_backoff)
+            base = RetryPolicy(first=self.target.first_backoff, cap=self.target.max_backoff,
+                               unreachable_s=self.target.unreachable_s)
             self.policy = base.with_predicates(service_disabled_after_enable(self.services)) if self.services else base
         if self.deadline_s is None:
             self.deadline_s = DEADLINES.get(self.step.split(":")[0], DEADLINES["default"])
@@ -66,12 +67,12 @@ class Ctx:
                    self.services, self.facts)
 
     # -------------------------------------------------------------- calling
-    def call(self, fn: Callable[[], T], *, within: float | None = None,
-             only: Callable[[BaseException], bool] | None = None) -> T:
-        """Run `fn`, retrying what the policy says is retryable, until the step's deadline
-        (or `within` seconds from now, if sooner)."""
+    def call(self, fn: Callable[[], T], *, within: float | None = None, also: tuple[Predicate, ...] = ()) -> T:
+        """Run `fn`, retrying what the policy says is retryable (plus the `also` predicates, for
+        this call only), until the step's deadline (or `within` seconds from now, if sooner)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
-        return self.policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel, only=only)
+        policy = self.policy.with_predicates(*also) if also else self.policy
+        return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel)
 
     def execute(self, request: Any, **kw: Any) -> Any:
         """`ctx.call(request.execute)` for a googleapiclient request (num_retries=0: we retry)."""

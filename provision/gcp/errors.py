@@ -62,6 +62,8 @@ class GoogleError:
     details: list[dict] = field(default_factory=list)
     rpc_code: int | None = None           # for operation errors
     network: bool = False                 # connection reset, timeout, refused
+    unreachable: str | None = None        # "connection refused" / "name resolution failed": nobody answers there
+    host: str | None = None               # the host a network error names, when it does
 
     @property
     def code_text(self) -> str:
@@ -223,8 +225,56 @@ def parse(exc: BaseException) -> GoogleError | None:
             ge.message = str(exc)
         return ge
     if _is_network(exc):
-        return GoogleError(network=True, message=f"{type(exc).__name__}: {_safe(str(exc))}")
+        text = _chain_text(exc)
+        return GoogleError(network=True, message=f"{type(exc).__name__}: {_safe(str(exc))}",
+                           unreachable=_unreachable(exc, text), host=_re1(r"host='([^']+)'", text))
     return None
+
+
+_REFUSED = ("connection refused", "errno 111", "errno 61", "winerror 10061")
+_NO_NAME = ("name or service not known", "nodename nor servname", "temporary failure in name resolution",
+            "failed to resolve", "getaddrinfo failed", "no address associated with hostname")
+
+
+def _chain_text(exc: BaseException) -> str:
+    """The messages of an exception and of those it wraps (urllib3 wraps the socket error)."""
+    out, seen = [], set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        out.append(str(cur))
+        for arg in getattr(cur, "args", ()) or ():
+            if isinstance(arg, BaseException):
+                out.append(str(arg))
+        cur = cur.__cause__ or cur.__context__
+    return " | ".join(out)
+
+
+def _unreachable(exc: BaseException, text: str) -> str | None:
+    """'connection refused' or 'name resolution failed' when nothing answers at the address."""
+    import socket
+
+    cur: BaseException | None = exc
+    while cur is not None:
+        if isinstance(cur, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cur, socket.gaierror):
+            return "name resolution failed"
+        cur = cur.__cause__ or cur.__context__
+    low = text.lower()
+    if any(k in low for k in _REFUSED):
+        return "connection refused"
+    if any(k in low for k in _NO_NAME):
+        return "name resolution failed"
+    return None
+
+
+def is_service_disabled(exc_or_error: BaseException | GoogleError | None) -> bool:
+    """403 SERVICE_DISABLED (or its older forms): the API is not enabled on the project."""
+    ge = exc_or_error if isinstance(exc_or_error, GoogleError) or exc_or_error is None else parse(exc_or_error)
+    if ge is None:
+        return False
+    return ge.reason in ("SERVICE_DISABLED", "accessNotConfigured") or "has not been used in project" in (ge.message or "")
 
 
 # What a client library raises when no answer came back, by module (each checked only if installed).
@@ -265,7 +315,7 @@ def _safe(text: str) -> str:
 def fix_for(ge: GoogleError, *, project: str | None = None) -> str | None:
     """What the user should do about an error, when we can tell."""
     msg = ge.message or ""
-    if ge.reason in ("SERVICE_DISABLED", "accessNotConfigured") or "has not been used in project" in msg:
+    if is_service_disabled(ge):
         svc = ge.metadata.get("service") or _re1(r"apis/api/([\w.-]+)/", msg) or "the API"
         return (f"enable {svc} (list it under `apis:` in the blueprint and apply again); if it was just "
                 "enabled, wait a few minutes for it to propagate and retry")
@@ -293,20 +343,57 @@ def _re1(pattern: str, text: str) -> str | None:
     return m.group(1) if m else None
 
 
+EMULATOR_TOKEN_FIX = "the emulator enforces IAM: set PROVISION_EMULATOR_TOKEN=emulator:user:NAME@DOMAIN"
+
+
+def _anonymous_refused(exc: BaseException) -> bool:
+    """google-auth refusing to refresh anonymous credentials: the server answered 401 to a call without a token."""
+    try:
+        from google.auth import exceptions as auth_exc
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, auth_exc.InvalidOperation) and "anonymous credentials" in str(exc).lower()
+
+
+def unreachable_error(ge: GoogleError, step: str, resource: str | None, *, target: Any = None,
+                      action: str | None = None) -> StepError:
+    emulator = getattr(target, "emulator", None)
+    where = emulator or ge.host or "Google Cloud"
+    if emulator:
+        fix = f"is the emulator running? start it with `provision emulator` (it should listen at {emulator})"
+        tail = " — is the emulator running?" if ge.unreachable == "connection refused" else ""
+    else:
+        fix = "check the network (and any proxy or DNS settings); the call is safe to retry"
+        tail = ""
+    return StepError(step, resource, f"cannot reach {where}: {ge.unreachable}{tail}", google=ge, fix=fix,
+                     action=action)
+
+
 def to_provision_error(exc: BaseException, step: str, resource: str | None = None, *,
-                       action: str | None = None, project: str | None = None, fix: str | None = None) -> ProvisionError:
-    """Any exception raised by a step as one clear ProvisionError."""
+                       action: str | None = None, project: str | None = None, fix: str | None = None,
+                       target: Any = None) -> ProvisionError:
+    """Any exception raised by a step as one clear ProvisionError. `target` (optional) tailors the
+    advice for an emulator (a missing token, an emulator that is not running)."""
     if isinstance(exc, ProvisionError):
         return exc
+    emulator = getattr(target, "emulator", None)
+    if _anonymous_refused(exc):
+        return StepError(step, resource, "401 UNAUTHENTICATED: the call was made without credentials",
+                         action=action, fix=EMULATOR_TOKEN_FIX if emulator else
+                         "refresh your credentials: `gcloud auth application-default login`")
     if isinstance(exc, OperationTimeout):
         return StepError(step, resource, str(exc), action=action,
                          fix=fix or "the operation is still running on Google's side; run `provision apply` again later to resume")
     ge = parse(exc)
     if ge is None:
         return StepError(step, resource, f"{type(exc).__name__}: {_safe(str(exc))}", action=action, fix=fix)
+    if ge.network and ge.unreachable:
+        return unreachable_error(ge, step, resource, target=target, action=action)
     text = f"{ge.code_text}: {_safe(ge.message)}" if not ge.network else _safe(ge.message)
     if isinstance(exc, OperationFailed):
         text = f"operation {exc.name} failed with {ge.status} (code {exc.code}): {_safe(ge.message)}"
+    if emulator and ge.http_status == 401 and not getattr(target, "token", None):
+        fix = fix or EMULATOR_TOKEN_FIX
     return StepError(step, resource, text, google=ge, fix=fix or fix_for(ge, project=project), action=action)
 
 

@@ -2,7 +2,8 @@
 
 A predicate is `(exc) -> (retry, reason) | None`: None means "not mine, ask the next one";
 `(False, reason)` stops the search (the error is final); `(True, reason)` retries. `run`
-calls a function under a deadline, backing off exponentially with full jitter, and reports
+calls a function under a deadline, backing off exponentially with equal jitter (a delay drawn
+uniformly between half the ceiling and the ceiling), and reports
 every retry (attempt, delay, reason) through a callback, so a user sees why a step waits.
 
 The predicates follow what Terraform's google provider retries (reference/gcp-wire.md 4.8):
@@ -10,7 +11,10 @@ The predicates follow what Terraform's google provider retries (reference/gcp-wi
 consistency), 404 "dataset not initialized", 400 "Service account ... does not exist" (a new
 service agent not yet propagated), 400 "Another activation or deactivation is in progress",
 IAM conflicts (409 ABORTED, Storage's 412) and operations that failed with INTERNAL or
-UNAVAILABLE.
+UNAVAILABLE. 400 "Precondition check failed" is retried only around the services enable call
+(`ENABLE_PREDICATES`), as Terraform does. A connection refused or a failed name lookup is
+retried only for a short window (`unreachable_s`): nobody answers there, and waiting the whole
+deadline would only hide it.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
-from provision.gcp.errors import OperationFailed, parse
+from provision.gcp.errors import OperationFailed, is_service_disabled, parse
 
 Verdict = "tuple[bool, str] | None"
 Predicate = Callable[[BaseException], "tuple[bool, str] | None"]
@@ -93,9 +97,18 @@ def activation_in_progress(exc: BaseException):
     ge = parse(exc)
     if ge and ge.http_status in (400, 409) and "activation or deactivation is in progress" in ge.message.lower():
         return True, "another activation of the service is in progress"
+    return None
+
+
+def enable_precondition(exc: BaseException):
+    """Service Usage's transient 400/412 "Precondition check failed" on enable (only there)."""
+    ge = parse(exc)
     if ge and ge.http_status in (400, 412) and "precondition check failed" in ge.message.lower():
         return True, "Service Usage precondition check failed (transient)"
     return None
+
+
+ENABLE_PREDICATES: tuple = (enable_precondition,)
 
 
 def iam_conflict(exc: BaseException):
@@ -128,7 +141,7 @@ def service_disabled_after_enable(services: Iterable[str]) -> Predicate:
         ge = parse(exc)
         if ge is None or ge.http_status != 403:
             return None
-        if ge.reason in ("SERVICE_DISABLED", "accessNotConfigured") or "has not been used in project" in ge.message:
+        if is_service_disabled(ge):
             svc = ge.metadata.get("service") or next((s for s in wanted if s in ge.message), None)
             if svc in wanted:
                 return True, f"{svc} not yet active after enabling (SERVICE_DISABLED, propagating)"
@@ -154,9 +167,10 @@ class RetryPolicy:
     first: float = 1.0
     cap: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
+    unreachable_s: float = 30.0   # how long "connection refused" / "no such host" is retried
 
     def with_predicates(self, *extra: Predicate) -> "RetryPolicy":
-        return RetryPolicy(tuple(extra) + self.predicates, self.first, self.cap, self.rng)
+        return RetryPolicy(tuple(extra) + self.predicates, self.first, self.cap, self.rng, self.unreachable_s)
 
     def classify(self, exc: BaseException) -> str | None:
         """The reason to retry `exc`, or None when it is final."""
@@ -175,24 +189,34 @@ class RetryPolicy:
         return max(0.001, self.rng.uniform(ceiling / 2, ceiling))
 
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
-            cancel: threading.Event | None = None, only: Callable[[BaseException], bool] | None = None) -> T:
+            cancel: threading.Event | None = None) -> T:
         """Call `fn` until it succeeds, a final error, or `deadline` (time.monotonic()) would pass.
 
-        `only`, when given, narrows which retryable errors are retried here."""
+        An unreachable endpoint (connection refused, name not resolved) is given up on after
+        `unreachable_s` seconds of such failures in a row, whatever the deadline."""
         attempt = 0
         started = time.monotonic()
+        unreachable_since: float | None = None
         while True:
             try:
                 return fn()
             except Exception as exc:  # noqa: BLE001 - classified below
                 reason = self.classify(exc)
-                if reason is None or (only is not None and not only(exc)):
+                if reason is None:
                     raise
                 attempt += 1
-                wait = self.delay(attempt - 1, time.monotonic() - started)
-                if time.monotonic() + wait > deadline:
+                now = time.monotonic()
+                wait = self.delay(attempt - 1, now - started)
+                ge = parse(exc)
+                if ge is not None and ge.unreachable:
+                    unreachable_since = unreachable_since if unreachable_since is not None else now
+                    give_up = now + wait > unreachable_since + self.unreachable_s
+                else:
+                    unreachable_since = None
+                    give_up = False
+                if give_up or now + wait > deadline:
                     exc.provision_attempts = attempt  # type: ignore[attr-defined]
-                    exc.provision_waited = time.monotonic() - started  # type: ignore[attr-defined]
+                    exc.provision_waited = now - started  # type: ignore[attr-defined]
                     raise
                 if on_retry:
                     on_retry(attempt, wait, reason)

@@ -30,6 +30,30 @@ GOOGLE_ROOTS = {
 }
 
 
+def check_emulator_url(raw: str) -> str:
+    """The emulator URL, normalised; UsageError unless it is http(s)://HOST[:PORT]."""
+    from urllib.parse import urlsplit
+
+    url = raw.strip().rstrip("/")
+    example = "e.g. http://127.0.0.1:8765"
+    if "://" not in url:
+        raise UsageError(f"emulator URL {raw!r} needs a scheme: http://{url or '127.0.0.1:8765'}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"emulator URL {raw!r} is not a valid URL ({exc}); {example}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"emulator URL {raw!r} must use http or https, not {parts.scheme or 'nothing'}; {example}")
+    if not parts.hostname:
+        raise UsageError(f"emulator URL {raw!r} names no host; {example}")
+    if port == 0:
+        raise UsageError(f"emulator URL {raw!r} has port 0; {example}")
+    if parts.query or parts.fragment:
+        raise UsageError(f"emulator URL {raw!r} must not have a query or fragment; {example}")
+    return url
+
+
 @dataclass(eq=False)
 class Target:
     """Real Google Cloud (`emulator=None`) or an emulator at `emulator` (e.g. http://127.0.0.1:8765).
@@ -40,7 +64,6 @@ class Target:
 
     emulator: str | None = None
     impersonate: str | None = None
-    quota_project: str | None = None
     token: str | None = field(default=None, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
@@ -48,25 +71,21 @@ class Target:
 
     def __post_init__(self) -> None:
         if self.emulator is not None:
-            url = self.emulator.strip().rstrip("/")
-            if not url.startswith(("http://", "https://")):
-                raise UsageError(f"emulator URL {self.emulator!r} needs a scheme, e.g. http://{url or '127.0.0.1:8765'}")
-            self.emulator = url
+            self.emulator = check_emulator_url(self.emulator)
             if self.impersonate:
-                raise UsageError("--impersonate-service-account applies to Google Cloud only, not to an emulator")
+                raise UsageError("impersonating a service account applies to Google Cloud only, not to an emulator")
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_env(cls, emulator: str | None = None, impersonate: str | None = None,
-                 quota_project: str | None = None, env: dict | None = None) -> "Target":
-        """The CLI's target: `--emulator URL` or $PROVISION_EMULATOR_HOST, else Google Cloud."""
+                 env: dict | None = None) -> "Target":
+        """The CLI's target: `emulator` (a URL) or $PROVISION_EMULATOR_HOST, else Google Cloud."""
         env = os.environ if env is None else env
         url = emulator or env.get(ENV_HOST) or None
         token = env.get(ENV_TOKEN) or None
         if url and token and not token.startswith("emulator:"):
             raise UsageError(f"${ENV_TOKEN} must look like emulator:user:NAME@DOMAIN (an emulator principal)")
-        return cls(emulator=url, impersonate=impersonate, quota_project=quota_project,
-                   token=token if url else None)
+        return cls(emulator=url, impersonate=impersonate, token=token if url else None)
 
     @property
     def is_emulator(self) -> bool:
@@ -92,6 +111,11 @@ class Target:
     @property
     def max_backoff(self) -> float:
         return 2.0 if self.is_emulator else 30.0
+
+    @property
+    def unreachable_s(self) -> float:
+        """How long a refused connection or an unresolved name is retried before it is final."""
+        return 5.0 if self.is_emulator else 30.0
 
     def root(self, api: str) -> str:
         """Base URL of an API (no trailing slash, no version)."""
@@ -132,8 +156,6 @@ class Target:
             creds = impersonated_credentials.Credentials(
                 source_credentials=creds, target_principal=self.impersonate,
                 target_scopes=[CLOUD_PLATFORM], lifetime=3600)
-        if self.quota_project and hasattr(creds, "with_quota_project"):
-            creds = creds.with_quota_project(self.quota_project)
         return creds
 
     # ------------------------------------------------------------------ clients

@@ -9,7 +9,7 @@ is eventually consistent.
 from __future__ import annotations
 
 from provision.gcp.context import Ctx
-from provision.gcp.retry import NotYet
+from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 
 BATCH = 20
 
@@ -55,7 +55,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
             op = make().execute(num_retries=0)
             return ctx.wait_serviceusage(op)
 
-        ctx.call(attempt)
+        ctx.call(attempt, also=ENABLE_PREDICATES)
     verify(ctx, project_id, services)
 
 
@@ -68,13 +68,3 @@ def verify(ctx: Ctx, project_id: str, services: list[str]) -> None:
 
     ctx.progress("verifying enabled services")
     ctx.call(check)
-
-
-def disable(ctx: Ctx, project_id: str, service: str) -> None:
-    su = ctx.target.serviceusage()
-
-    def attempt():
-        op = su.services().disable(name=f"projects/{project_id}/services/{service}", body={}).execute(num_retries=0)
-        return ctx.wait_serviceusage(op)
-
-    ctx.call(attempt)

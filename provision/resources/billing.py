@@ -45,11 +45,6 @@ def verify(ctx: Ctx, project_id: str, account: str) -> None:
     ctx.call(check)
 
 
-def unlink(ctx: Ctx, project_id: str) -> None:
-    svc = ctx.target.billing()
-    ctx.execute(svc.projects().updateBillingInfo(name=f"projects/{project_id}", body={"billingAccountName": ""}))
-
-
 def test_permissions(ctx: Ctx, account: str, permissions: list[str]) -> list[str]:
     """Which of `permissions` the caller holds on the billing account (testIamPermissions)."""
     svc = ctx.target.billing()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_absent, is_already_exists
+from provision.gcp.errors import is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
 
 
@@ -35,20 +35,12 @@ def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetStat
         except Exception as exc:  # noqa: BLE001
             if is_absent(exc):
                 return None
-            if disabled_is_absent and _service_disabled(exc):
+            if disabled_is_absent and is_status(exc, 403) and is_service_disabled(exc):
                 return None
             raise
         return DatasetState(d.get("name", name), d.get("timeZone", ""))
 
     return ctx.call(get)
-
-
-def _service_disabled(exc: BaseException) -> bool:
-    from provision.gcp.errors import parse
-
-    ge = parse(exc)
-    return bool(ge and ge.http_status == 403 and (ge.reason in ("SERVICE_DISABLED", "accessNotConfigured")
-                                                  or "has not been used in project" in ge.message))
 
 
 def create(ctx: Ctx, name: str, time_zone: str) -> DatasetState:

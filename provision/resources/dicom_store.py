@@ -5,10 +5,9 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_absent, is_already_exists
+from provision.gcp.errors import is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
 from provision.resources import iam
-from provision.resources.dataset import _service_disabled
 
 
 @dataclass
@@ -30,7 +29,7 @@ def read(ctx: Ctx, name: str) -> StoreState | None:
         try:
             s = _stores(ctx).get(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
-            if is_absent(exc) or _service_disabled(exc):
+            if is_absent(exc) or (is_status(exc, 403) and is_service_disabled(exc)):
                 return None
             raise
         return StoreState(s.get("name", name), dict(s.get("labels") or {}))
