@@ -2,10 +2,8 @@
 during work, concurrent writes, injected faults, and the IAM gaps of the shared HTTP layer."""
 from __future__ import annotations
 
-import http.client
 import io
 import json
-import socket
 import time
 
 import pytest
@@ -198,3 +196,49 @@ def test_build_does_not_swallow_a_broken_internal_import(monkeypatch):
 
 def test_request_handler_has_a_read_timeout():
     assert 0 < emu_server._QuietHandler.timeout <= 120
+
+
+# ------------------------------------------------------------------------------ 13. shared helpers
+
+def test_shared_helpers_live_in_one_module():
+    import inspect
+
+    from provision.emulator import common
+    from provision.emulator.billing import handlers as bh
+    from provision.emulator.billing import state as bs
+    from provision.emulator.resourcemanager import handlers as rh
+    from provision.emulator.resourcemanager import state as rs
+    from provision.emulator.serviceusage import handlers as sh
+    from provision.emulator.serviceusage import state as ss
+    from provision.emulator.storage import state as gs
+
+    assert rs.ANONYMOUS_OWNER is common.ANONYMOUS_OWNER and bs.ANONYMOUS_OWNER is common.ANONYMOUS_OWNER
+    assert rs.timestamp is common.timestamp and ss.timestamp is common.timestamp
+    assert ss.agent_email is common.agent_email
+    for mod in (bh, bs, rh, rs, sh, ss, gs):
+        src = inspect.getsource(mod)
+        for copy in ("urlsafe_b64encode(str(", "def timestamp", "ANONYMOUS_OWNER =", "gcp-sa-([a-z0-9-]+)"):
+            assert copy not in src, (mod.__name__, copy)
+
+
+def test_common_page_and_agent_helpers():
+    from provision.emulator import common
+
+    items = list(range(7))
+    first, token = common.page({"pageSize": "3"}, items, default_size=5, max_size=4)
+    assert first == [0, 1, 2] and token
+    second, token = common.page({"pageSize": "9", "pageToken": token}, items, default_size=5, max_size=4)
+    assert second == [3, 4, 5, 6] and token == ""  # clamped to max_size
+    assert common.page({"pageSize": "-1"}, items, default_size=5, max_size=4)[0] == [0, 1, 2, 3, 4]
+    too_large = common.invalid_argument("too large")
+    with pytest.raises(emu_http.ApiError) as exc:
+        common.page({"pageSize": "5"}, items, default_size=5, max_size=4, too_large=too_large)
+    assert exc.value is too_large
+    with pytest.raises(emu_http.ApiError):
+        common.page({"pageToken": "%%%"}, items, default_size=5, max_size=4)
+    email = common.agent_email("123", "healthcare.googleapis.com")
+    assert email == "service-123@gcp-sa-healthcare.iam.gserviceaccount.com"
+    assert common.parse_agent_email(email) == ("123", "healthcare.googleapis.com")
+    assert common.parse_agent_email(f"serviceAccount:{email}") == ("123", "healthcare.googleapis.com")
+    assert common.parse_agent_email("ana@example.com") is None
+    assert common.timestamp(0) == "1970-01-01T00:00:00.000000Z"

@@ -6,8 +6,7 @@ Google's 403 "The caller does not have permission".
 """
 from __future__ import annotations
 
-import base64
-
+from provision.emulator.common import page
 from provision.emulator.errors import invalid_argument, permission_denied
 from provision.emulator.http import Ctx, Router
 from provision.emulator.resourcemanager.handlers import caller_project
@@ -27,16 +26,8 @@ def _account(ctx: Ctx, account: str, permission: str | None) -> dict:
 
 
 def _page(ctx: Ctx, items: list) -> tuple[list, str]:
-    try:
-        size = int(ctx.query.get("pageSize") or 50)
-        start = int(base64.urlsafe_b64decode(ctx.query["pageToken"]).decode()) if ctx.query.get("pageToken") else 0
-    except (ValueError, UnicodeDecodeError):
-        raise invalid_argument("Invalid page token or page size.") from None
-    if size < 0 or size > MAX_PAGE:
-        raise invalid_argument(f"Requested page size cannot exceed {MAX_PAGE}.")
-    size = size or 50
-    token = base64.urlsafe_b64encode(str(start + size).encode()).decode() if start + size < len(items) else ""
-    return items[start:start + size], token
+    return page(ctx.query, items, default_size=50, max_size=MAX_PAGE,
+                too_large=invalid_argument(f"Requested page size cannot exceed {MAX_PAGE}."))
 
 
 @router.route("GET", "/v1/projects/<id:project>/billingInfo", api=API)

@@ -22,6 +22,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from provision.emulator import iam
+from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import failed_precondition, invalid_argument, permission_denied
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ DEFAULT_ACCOUNT_NAME = "Emulator Billing Account"
 # carry `parent`, as in the recorded billing-account list).
 DEFAULT_ORGANIZATION = "organizations/123456789012"
 ACCOUNT_ID_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
-ANONYMOUS_OWNER = "user:emulator-owner@example.com"
 
 
 class Billing:

@@ -4,8 +4,7 @@ methods (what the OHIF viewer and the recorded exchanges call). Every miss is Go
 """
 from __future__ import annotations
 
-import base64
-
+from provision.emulator.common import page
 from provision.emulator.errors import invalid_argument, not_found, permission_denied
 from provision.emulator.http import Ctx, Router
 from provision.emulator.resourcemanager.state import parent_from_v1
@@ -44,23 +43,9 @@ def _pending(op: dict) -> dict:
     return {k: v for k, v in op.items() if k in ("name", "metadata")}
 
 
-def _page(ctx: Ctx, items: list, default_size: int) -> tuple[list, str]:
-    try:
-        size = int(ctx.query.get("pageSize") or default_size)
-        start = int(base64.urlsafe_b64decode(ctx.query["pageToken"]).decode()) if ctx.query.get("pageToken") else 0
-    except (ValueError, UnicodeDecodeError):
-        raise invalid_argument("Invalid page token or page size.") from None
-    if size <= 0:
-        size = default_size
-    size = min(size, MAX_PAGE)
-    chunk = items[start:start + size]
-    token = base64.urlsafe_b64encode(str(start + size).encode()).decode() if start + size < len(items) else ""
-    return chunk, token
-
-
 def _projects_page(ctx: Ctx, records: list[dict], render) -> dict:
     """A list answer: one page of `records`, each rendered as v1 or v3, and the next page's token."""
-    chunk, token = _page(ctx, records, 500)
+    chunk, token = page(ctx.query, records, default_size=500, max_size=MAX_PAGE)
     out: dict = {"projects": [render(r) for r in chunk]} if chunk else {}
     if token:
         out["nextPageToken"] = token

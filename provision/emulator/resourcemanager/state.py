@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from provision.emulator import iam
+from provision.emulator.common import ANONYMOUS_OWNER, timestamp
 from provision.emulator.errors import (ApiError, already_exists, bad_request, failed_precondition,
                                        permission_denied)
 from provision.emulator.operations import injected_failure
@@ -31,8 +32,6 @@ if TYPE_CHECKING:
 
 ATTACH_AS = "crm"
 
-# Who owns a project created by an anonymous caller (no --enforce-iam, no bearer token).
-ANONYMOUS_OWNER = "user:emulator-owner@example.com"
 # Deleted projects stay readable (DELETE_REQUESTED) for this long, then are purged: reads
 # answer 403 like a project that never existed, while the ID stays taken forever.
 PURGE_AFTER_SECONDS = 30 * 24 * 3600
@@ -53,11 +52,6 @@ LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
 PARENT_RE = re.compile(r"^(organizations|folders)/[0-9]{1,20}$")
 MEMBER_TYPES = ("user", "serviceAccount", "group", "domain", "principal", "principalSet", "deleted")
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-
-
-def timestamp(t: float) -> str:
-    """RFC 3339 with microseconds, as Google writes createTime."""
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def next_counter(world: "World", name: str) -> int:

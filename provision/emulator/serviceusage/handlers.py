@@ -8,9 +8,8 @@ synchronous `operations/noop.DONE_OPERATION`, which cannot be polled (404).
 """
 from __future__ import annotations
 
-import base64
-
 from provision.emulator import iam
+from provision.emulator.common import page
 from provision.emulator.errors import ApiError, error_info, invalid_argument, not_found
 from provision.emulator.http import Ctx, Router
 
@@ -75,19 +74,12 @@ def list_services(ctx: Ctx, project: str):
         if key.strip() != "state" or value.strip() not in ("ENABLED", "DISABLED"):
             raise invalid_argument(f"Invalid filter: {flt!r}. Supported filters are state:ENABLED and state:DISABLED.")
         state = value.strip()
-    try:
-        size = int(ctx.query.get("pageSize") or DEFAULT_PAGE)
-        start = int(base64.urlsafe_b64decode(ctx.query["pageToken"]).decode()) if ctx.query.get("pageToken") else 0
-    except (ValueError, UnicodeDecodeError):
-        raise invalid_argument("Invalid page token or page size.") from None
-    if size < 0 or size > MAX_PAGE:
-        raise invalid_argument(f"Requested page size cannot exceed {MAX_PAGE}.", [("page_size", f"must be at most {MAX_PAGE}")])
-    size = size or DEFAULT_PAGE
+    too_large = invalid_argument(f"Requested page size cannot exceed {MAX_PAGE}.", [("page_size", f"must be at most {MAX_PAGE}")])
     services = ctx.world.serviceusage.list(record["number"], state)
-    chunk = services[start:start + size]
+    chunk, token = page(ctx.query, services, default_size=DEFAULT_PAGE, max_size=MAX_PAGE, too_large=too_large)
     out: dict = {"services": chunk} if chunk else {}
-    if start + size < len(services):
-        out["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+    if token:
+        out["nextPageToken"] = token
     return out
 
 

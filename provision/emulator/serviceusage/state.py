@@ -20,13 +20,13 @@ answered without `parent`.
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from provision.emulator.errors import ApiError, error_info, failed_precondition, invalid_argument
 from provision.emulator.operations import injected_failure
-from provision.emulator.resourcemanager.state import next_counter, timestamp
+from provision.emulator.common import agent_email, parse_agent_email, timestamp
+from provision.emulator.resourcemanager.state import next_counter
 
 if TYPE_CHECKING:
     from provision.emulator.world import World
@@ -134,14 +134,6 @@ CATALOGUE: dict[str, tuple[str, bool]] = {
     "translate.googleapis.com": ("Cloud Translation API", False),
 }
 
-AGENT_EMAIL_RE = re.compile(r"^service-([0-9]+)@gcp-sa-([a-z0-9-]+)\.iam\.gserviceaccount\.com$")
-
-
-def agent_email(number: str, service: str) -> str:
-    """The service agent of `service` in project `number`."""
-    return f"service-{number}@gcp-sa-{service.split('.', 1)[0]}.iam.gserviceaccount.com"
-
-
 class ServiceUsage:
     """Cross-API interface: `require_enabled`, `is_enabled`, `agent_exists`, `ensure_agent`,
     `parse_agent_email`."""
@@ -179,8 +171,7 @@ class ServiceUsage:
     @staticmethod
     def parse_agent_email(email: str) -> tuple[str, str] | None:
         """`service-N@gcp-sa-x.iam.gserviceaccount.com` -> (N, "x.googleapis.com"); None otherwise."""
-        m = AGENT_EMAIL_RE.match(email)
-        return (m.group(1), f"{m.group(2)}.googleapis.com") if m else None
+        return parse_agent_email(email)
 
     # ----- reads -------------------------------------------------------------------------
     def service(self, number: str, service: str) -> dict:

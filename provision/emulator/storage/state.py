@@ -29,6 +29,7 @@ from urllib.parse import quote
 import google_crc32c
 
 from provision.emulator import discovery, iam
+from provision.emulator.common import parse_agent_email
 from provision.emulator.errors import ApiError
 
 ATTACH_AS = "storage"
@@ -67,7 +68,6 @@ STORAGE_ROLES: dict[str, tuple[str, ...]] = {
 }
 MEMBER_PREFIXES = ("user:", "serviceAccount:", "group:", "domain:", "projectOwner:", "projectEditor:",
                    "projectViewer:", "principal:", "principalSet:", "deleted:")
-SERVICE_AGENT = re.compile(r"serviceAccount:service-(\d+)@gcp-sa-([a-z0-9-]+)\.iam\.gserviceaccount\.com")
 
 
 def gcs_error(http_status: int, message: str, reason: str | None = None) -> ApiError:
@@ -663,12 +663,11 @@ class Backend:
 
     def _check_service_agent(self, member: str) -> None:
         """A Google-managed service agent that has not been created yet cannot be granted anything."""
-        m = SERVICE_AGENT.fullmatch(member)
+        parsed = parse_agent_email(member) if member.startswith("serviceAccount:") else None
         usage = getattr(self.world, "serviceusage", None)
-        if not m or usage is None:
+        if not parsed or usage is None:
             return
-        number, short = m.groups()
-        if not usage.agent_exists(number, f"{short}.googleapis.com"):
+        if not usage.agent_exists(*parsed):
             email = member.partition(":")[2]
             raise gcs_error(400, f"Service account {email} does not exist.", "badRequest")
 
