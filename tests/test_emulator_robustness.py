@@ -242,3 +242,26 @@ def test_common_page_and_agent_helpers():
     assert common.parse_agent_email(f"serviceAccount:{email}") == ("123", "healthcare.googleapis.com")
     assert common.parse_agent_email("ana@example.com") is None
     assert common.timestamp(0) == "1970-01-01T00:00:00.000000Z"
+
+
+# ------------------------------------------------------------------------------ 4. stalled clients
+
+@pytest.mark.parametrize("framing", [b"Content-Length: 100\r\n\r\n{\"projectId\": ",
+                                     b"Transfer-Encoding: chunked\r\n\r\n40\r\n{\"projectId\": "])
+def test_stalled_request_body_times_out_cleanly(emulator_factory, monkeypatch, capfd, framing):
+    import socket
+
+    monkeypatch.setattr(emu_server._QuietHandler, "timeout", 1)
+    emu = emulator_factory()
+    sock = socket.create_connection(("127.0.0.1", emu.port))
+    sock.settimeout(10)
+    sock.sendall(b"POST /v3/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + framing)
+    started = time.monotonic()
+    reply = sock.makefile("rb").read()  # the server gives up on the body and answers
+    sock.close()
+    assert time.monotonic() - started < 5
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 408")), head  # werkzeug reports a short body as 400
+    assert json.loads(body)["error"]["status"] == "INVALID_ARGUMENT"
+    assert b"Traceback" not in reply and "Traceback" not in capfd.readouterr().err
+    assert requests.get(f"{emu.url}/_emulator/health").status_code == 200

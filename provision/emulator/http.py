@@ -120,6 +120,10 @@ def read_body(request: Request, limit: int) -> bytes | None:
     cached = request.environ.get(BODY_KEY)
     if cached is TOO_LARGE:
         return None
+    if cached is None and isinstance(getattr(request, "_cached_data", None), bytes):
+        cached = request._cached_data  # a handler read it with werkzeug's get_data()
+        request.environ[BODY_KEY] = cached if len(cached) <= limit else TOO_LARGE
+        return cached if len(cached) <= limit else None
     if cached is not None:
         return cached
     if request.content_length and request.content_length > limit:
@@ -211,6 +215,10 @@ class App:
         except HTTPException as exc:
             response = json_response(ApiError("INVALID_ARGUMENT", exc.description or "Bad request.",
                                               http_status=exc.code or 400).body(), exc.code or 400)
+        except (TimeoutError, ConnectionError):  # the client stalled (socket timeout) or went away mid-body
+            err = ApiError("INVALID_ARGUMENT", "The client stopped sending the request body.", http_status=408,
+                           gcs_reason="requestTimeout")
+            response = json_response(err.body(_style(api, request.path)), 408)
         except Exception:  # noqa: BLE001 - a bug: Google's 500, the traceback on stderr only
             print(f"emulator: unhandled error in {request.method} {request.path}", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
