@@ -37,7 +37,9 @@ PROJECT_PERMISSIONS = [
     "storage.objects.list",
     "storage.objects.create",
 ]
-IAM_PERMISSIONS = ["resourcemanager.projects.setIamPolicy"]
+# setIamPolicy: the service agent's role, at least; update: the labels that record the grants provision adds.
+IAM_PERMISSIONS = ["resourcemanager.projects.setIamPolicy", "resourcemanager.projects.update",
+                   "healthcare.dicomStores.update", "storage.buckets.update"]
 CREATE_PERMISSIONS = ["resourcemanager.projects.create"]
 BILLING_PERMISSIONS = ["billing.resourceAssociations.create"]
 

@@ -293,7 +293,7 @@ def _destroy_plan(bp: Any, target: Target, *, delete_data: bool, delete_project:
         state = live.stores.get(s.id)
         if state is None:
             continue
-        pairs = iam_mod.present(live.store_policies.get(s.id), iam_mod.pairs_of(s.iam))
+        pairs = _ours(live.store_policies.get(s.id), state.labels, iam_mod.pairs_of(s.iam), f"DICOM store {s.id}", kept)
         deps = []
         if pairs:
             steps.append(Step(f"store-iam:{s.id}", "dicom-store-iam", sname, DELETE, iam_mod.describe(pairs, "-"), [],
@@ -328,7 +328,8 @@ def _destroy_plan(bp: Any, target: Target, *, delete_data: bool, delete_project:
     if bp.bucket and live.bucket and live.bucket.exists and live.bucket.accessible:
         b = bp.bucket
         deps = []
-        if plan_mod.bucket_is_ours(bp, live) and bucket_iam.agent_can_read(live.bucket_policy, agent):
+        if plan_mod.bucket_is_ours(bp, live) and _ours(live.bucket_policy, live.bucket.labels,
+                                                         [(bucket_iam.VIEWER, agent)], f"gs://{b.name}", kept):
             steps.append(Step("bucket-iam", "bucket-iam", f"gs://{b.name}", DELETE, [f"- {agent} {bucket_iam.VIEWER}"], [],
                               lambda c: f"removed {len(bucket_iam.revoke(c, b.name, agent))} binding(s)"))
             deps = ["bucket-iam"]
@@ -345,7 +346,7 @@ def _destroy_plan(bp: Any, target: Target, *, delete_data: bool, delete_project:
             kept.append(f"bucket gs://{b.name}: belongs to another project, not deleted")
         else:
             kept.append(f"bucket gs://{b.name}: not ours to delete (create: false)")
-    pairs = iam_mod.present(live.project_policy, iam_mod.pairs_of(bp.iam))
+    pairs = _ours(live.project_policy, project.labels, iam_mod.pairs_of(bp.iam), f"project {pid}", kept)
     if pairs:
         steps.append(Step("project-iam", "project-iam", f"projects/{pid}", DELETE, iam_mod.describe(pairs, "-"), [],
                           lambda c: f"removed {len(project_iam.revoke(c, pid, pairs))} binding(s)"))
@@ -355,6 +356,16 @@ def _destroy_plan(bp: Any, target: Target, *, delete_data: bool, delete_project:
     else:
         kept.append(f"project {pid}: kept (delete_project is needed to delete it)")
     return steps, kept
+
+
+def _ours(policy: dict | None, labels: dict | None, pairs: list, where: str, kept: list[str]) -> list:
+    """The pairs present that provision added (marked); those it did not add are left alone (said in `kept`)."""
+    present = iam_mod.present(policy, pairs)
+    ours = iam_mod.marked(labels, present)
+    for role, member in present:
+        if (role, member) not in ours:
+            kept.append(f"{where}: {member} {role} was not added by provision: left alone")
+    return ours
 
 
 def _other_stores(ctx: Ctx, dataset_name: str) -> list[str]:

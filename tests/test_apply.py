@@ -87,9 +87,13 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
     done = {s.id for s in result.steps if s.message != "no changes"}
     assert done == {"project-iam", "store:research", "store-iam:research"}
     paths = [(r["method"], r["path"]) for r in writes(records(rec)[before:])]
-    assert {m for m, _ in paths} <= {"POST"}
-    assert sorted(p.rsplit("/", 1)[-1] for _, p in paths) == sorted([
+    assert {m for m, _ in paths} <= {"POST", "PATCH"}
+    # each added grant is first marked (a label on the resource: what destroy may revoke), then set
+    assert sorted(p.rsplit("/", 1)[-1] for m, p in paths if m == "POST") == sorted([
         "ohif-apply-two:setIamPolicy", "dicomStores", "research:setIamPolicy"]), paths
+    patched = [p for m, p in paths if m == "PATCH"]
+    assert len(patched) == 2, paths
+    assert any(p.startswith("/v3/projects/") for p in patched) and any(p.endswith("/research") for p in patched), paths
     # and then it is stable again
     assert not provisioner.apply(bp, target).changed
 
@@ -107,7 +111,8 @@ def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path
                                                "import:primary"]
     assert all(list(s) == ["id", "kind", "resource", "action", "changes", "depends_on"] for s in doc["steps"])
     assert doc["steps"][0]["action"] == "create" and doc["changes"] == 12
-    assert plan.step("import:primary").deps == ["store:primary", "service-agent", "upload", "bucket-iam"]
+    assert plan.step("import:primary").deps == ["store:primary", "service-agent", "store-iam:primary", "upload",
+                                                "bucket-iam"]
     assert "plan for project ohif-apply-three" in plan.render()
     assert writes(records(rec)) == []
 

@@ -125,3 +125,37 @@ def test_precondition_failed_is_retried_only_for_the_enable_call():
     exc = _http_error(400, "Precondition check failed.")
     assert RetryPolicy().classify(exc) is None
     assert RetryPolicy().with_predicates(*ENABLE_PREDICATES).classify(exc)
+
+
+# ---------------------------------------------------------------------------- 4: destroy revokes only what provision added
+def test_destroy_leaves_pre_existing_grants_the_blueprint_names(emulator, tmp_path):
+    data = tmp_path / "data"
+    write_dicom(data, studies=1)
+    target = Target(emulator=emulator.url)
+    d = blueprint_dict("ohif-rv-e", data, smoke={"min_studies": 1})
+    d["iam"] = [{"member": "group:radiology@example.com", "roles": ["roles/serviceusage.serviceUsageConsumer"]},
+                {"member": "user:old@example.com", "roles": ["roles/serviceusage.serviceUsageConsumer"]}]
+    d["dicom_stores"][0]["iam"].append({"member": "user:old@example.com", "roles": ["roles/healthcare.dicomViewer"]})
+    bp = load(tmp_path, d)
+    # first, a project with a store, and grants made outside provision on both
+    pre = load(tmp_path, blueprint_dict("ohif-rv-e", None, bucket=None, iam=None,
+                                        dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0}), "pre.yaml")
+    provisioner.apply(pre, target)
+    ctx = Ctx(target)
+    store = provisioner.plan_mod.store_name(bp, "primary")
+    iam.add(ctx, iam.project_io(ctx, bp.project.id), [("roles/serviceusage.serviceUsageConsumer", "user:old@example.com")])
+    iam.add(ctx, iam.dicom_store_io(ctx, store), [("roles/healthcare.dicomViewer", "user:old@example.com")])
+    provisioner.apply(bp, target)
+    out = provisioner.destroy(bp, target, delete_data=False)
+    ppol = iam.project_io(ctx, bp.project.id).read()
+    spol = iam.dicom_store_io(ctx, store).read()
+    # the pre-existing pairs remain; the pairs provision added are gone
+    assert not iam.missing(ppol, [("roles/serviceusage.serviceUsageConsumer", "user:old@example.com")])
+    assert not iam.missing(spol, [("roles/healthcare.dicomViewer", "user:old@example.com")])
+    assert iam.missing(ppol, [("roles/serviceusage.serviceUsageConsumer", "group:radiology@example.com")])
+    assert iam.missing(spol, [("roles/healthcare.dicomViewer", "group:radiology@example.com")])
+    assert any("user:old@example.com" in k and "left alone" in k for k in out.kept)
+    # and the marks are gone with the grants they recorded
+    assert not any(k.startswith(iam.MARK_PREFIX) for k in project_mod.read(ctx, bp.project.id).labels)
+    assert not any(k.startswith(iam.MARK_PREFIX) for k in provisioner.dicom_store.read(ctx, store).labels)
+    assert not any(k.startswith(iam.MARK_PREFIX) for k in bucket_mod.read(ctx, bp.bucket.name).labels)

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ class BucketState:
     accessible: bool = True          # False: it exists but belongs to someone who did not share it (403)
     location: str = ""
     project_number: str = ""
+    labels: dict = field(default_factory=dict)
 
 
 def read(ctx: Ctx, name: str) -> BucketState:
@@ -38,7 +39,8 @@ def read(ctx: Ctx, name: str) -> BucketState:
             if is_status(exc, 403):
                 return BucketState(name, exists=True, accessible=False)
             raise
-        return BucketState(name, exists=True, location=b.location or "", project_number=str(b.project_number or ""))
+        return BucketState(name, exists=True, location=b.location or "", project_number=str(b.project_number or ""),
+                           labels=dict(b.labels or {}))
 
     return ctx.call(get)
 

@@ -22,11 +22,13 @@ def read(ctx: Ctx, bucket: str) -> dict:
 
 
 def grant(ctx: Ctx, bucket: str, member: str) -> list[iam.Pair]:
-    return iam.add(ctx, iam.bucket_io(ctx, bucket), [(VIEWER, member)])
+    """Grant the agent read access, marking it as added by provision (a bucket label)."""
+    return iam.add_marked(ctx, iam.bucket_io(ctx, bucket), iam.bucket_labels(ctx, bucket), [(VIEWER, member)])
 
 
 def revoke(ctx: Ctx, bucket: str, member: str) -> list[iam.Pair]:
-    return iam.remove(ctx, iam.bucket_io(ctx, bucket), [(VIEWER, member)])
+    """Remove the agent's read access if provision added it."""
+    return iam.remove_marked(ctx, iam.bucket_io(ctx, bucket), iam.bucket_labels(ctx, bucket), [(VIEWER, member)])
 
 
 def agent_can_read(policy: dict | None, member: str) -> bool:

@@ -92,8 +92,10 @@ def read_iam(ctx: Ctx, name: str) -> dict:
 
 
 def grant(ctx: Ctx, name: str, pairs: Iterable[iam.Pair]) -> list[iam.Pair]:
-    return iam.add(ctx, iam.dicom_store_io(ctx, name), pairs)
+    """Add the missing pairs, marking them as added by provision (a store label)."""
+    return iam.add_marked(ctx, iam.dicom_store_io(ctx, name), iam.dicom_store_labels(ctx, name), pairs)
 
 
 def revoke(ctx: Ctx, name: str, pairs: Iterable[iam.Pair]) -> list[iam.Pair]:
-    return iam.remove(ctx, iam.dicom_store_io(ctx, name), pairs)
+    """Remove those of the pairs provision added; the others stay."""
+    return iam.remove_marked(ctx, iam.dicom_store_io(ctx, name), iam.dicom_store_labels(ctx, name), pairs)

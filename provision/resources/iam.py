@@ -11,6 +11,7 @@ Policies travel as plain dicts in the REST shape: {version, etag, bindings[{role
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -135,6 +136,63 @@ def _until_visible(ctx: Ctx, io: PolicyIO, pairs: list[Pair], adding: bool) -> N
     ctx.call(check)
 
 
+# ---------------------------------------------------------------------------- what provision added
+# A grant apply ADDS (the pair was absent) is marked with a label on the resource that holds the
+# policy: `provision-iam-<10 hex of sha256(member|role)>` = `added`. Destroy revokes only marked
+# pairs (and drops their marks): a pair that was there before provision is never removed.
+MARK_PREFIX = "provision-iam-"
+MARK_VALUE = "added"
+MAX_LABELS = 64
+
+
+@dataclass
+class LabelsIO:
+    """How to read and patch one resource's labels (`patch`: key -> value, or None to remove)."""
+
+    resource: str
+    read: Callable[[], dict]
+    patch: Callable[[dict], None]
+
+
+def mark_key(pair: Pair) -> str:
+    role, member = pair
+    return MARK_PREFIX + hashlib.sha256(f"{member}|{role}".encode()).hexdigest()[:10]
+
+
+def marked(labels: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
+    """The pairs whose mark is on the resource (provision added them)."""
+    labels = labels or {}
+    return [p for p in pairs if labels.get(mark_key(p)) == MARK_VALUE]
+
+
+def add_marked(ctx: Ctx, io: PolicyIO, labels: LabelsIO, pairs: Iterable[Pair]) -> list[Pair]:
+    """`add`, marking first the pairs that are absent now (so an interrupted run still knows, next
+    time, that provision added them). Returns the pairs added."""
+    pairs = list(pairs)
+    todo = missing(ctx.call(io.read), pairs)
+    if not todo:
+        return []
+    current = ctx.call(labels.read)
+    new = {mark_key(p): MARK_VALUE for p in todo if current.get(mark_key(p)) != MARK_VALUE}
+    if new and len(set(current) | set(new)) > MAX_LABELS:
+        ctx.note(f"{labels.resource} has too many labels to record the grants provision adds; destroy will "
+                 "leave them in place")
+    elif new:
+        ctx.call(lambda: labels.patch(new))
+    return add(ctx, io, todo)
+
+
+def remove_marked(ctx: Ctx, io: PolicyIO, labels: LabelsIO, pairs: Iterable[Pair]) -> list[Pair]:
+    """Remove the pairs provision added (marked), then their marks; unmarked pairs stay."""
+    current = ctx.call(labels.read)
+    ours = marked(current, pairs)
+    if not ours:
+        return []
+    removed = remove(ctx, io, ours)
+    ctx.call(lambda: labels.patch({mark_key(p): None for p in ours}))
+    return removed
+
+
 def describe(pairs: Iterable[Pair], sign: str = "+") -> list[str]:
     return [f"{sign} {member} {role}" for role, member in pairs]
 
@@ -196,3 +254,67 @@ def dicom_store_io(ctx: Ctx, store_name: str) -> PolicyIO:
         return stores().setIamPolicy(resource=store_name, body={"policy": body}).execute(num_retries=0)
 
     return PolicyIO(store_name, read_policy, write_policy)
+
+
+# ---------------------------------------------------------------------------- label adapters
+def project_labels(ctx: Ctx, project_id: str) -> LabelsIO:
+    """Project labels (Resource Manager v3 updateProject, mask `labels`; others kept)."""
+
+    def read_labels() -> dict:
+        pb = ctx.target.projects().get_project(name=f"projects/{project_id}", retry=None)
+        return dict(pb.labels)
+
+    def patch(changes: dict) -> None:
+        from google.cloud import resourcemanager_v3
+        from google.protobuf import field_mask_pb2
+
+        client = ctx.target.projects()
+        pb = client.get_project(name=f"projects/{project_id}", retry=None)
+        labels = {k: v for k, v in dict(pb.labels).items() if changes.get(k, v) is not None}
+        labels.update({k: v for k, v in changes.items() if v is not None})
+        op = client.update_project(project=resourcemanager_v3.Project(name=pb.name, labels=labels),
+                                   update_mask=field_mask_pb2.FieldMask(paths=["labels"]), retry=None)
+        ctx.wait_crm(op)
+
+    return LabelsIO(f"projects/{project_id}", read_labels, patch)
+
+
+def bucket_labels(ctx: Ctx, bucket_name: str) -> LabelsIO:
+    """Bucket labels (Storage JSON API PATCH: a null value removes a label)."""
+
+    def read_labels() -> dict:
+        return dict(ctx.target.storage().get_bucket(bucket_name, retry=None).labels or {})
+
+    def patch(changes: dict) -> None:
+        bucket = ctx.target.storage().get_bucket(bucket_name, retry=None)
+        labels = dict(bucket.labels or {})
+        for k, v in changes.items():
+            if v is None:
+                labels.pop(k, None)
+            else:
+                labels[k] = v
+        bucket.labels = labels
+        bucket.patch(retry=None)
+
+    return LabelsIO(f"gs://{bucket_name}", read_labels, patch)
+
+
+def dicom_store_labels(ctx: Ctx, store_name: str) -> LabelsIO:
+    """DICOM store labels (Healthcare PATCH updateMask=labels, the whole map)."""
+
+    def stores():
+        return ctx.target.healthcare().projects().locations().datasets().dicomStores()
+
+    def read_labels() -> dict:
+        return dict(stores().get(name=store_name).execute(num_retries=0).get("labels") or {})
+
+    def patch(changes: dict) -> None:
+        labels = read_labels()
+        for k, v in changes.items():
+            if v is None:
+                labels.pop(k, None)
+            else:
+                labels[k] = v
+        stores().patch(name=store_name, updateMask="labels", body={"labels": labels}).execute(num_retries=0)
+
+    return LabelsIO(store_name, read_labels, patch)

@@ -17,13 +17,14 @@ def missing(policy: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
 
 
 def grant(ctx: Ctx, project_id: str, pairs: Iterable[Pair]) -> list[Pair]:
-    """Add the pairs not yet granted; re-read until visible. Never removes anything."""
-    return iam.add(ctx, iam.project_io(ctx, project_id), pairs)
+    """Add the pairs not yet granted (marking them as added by provision); re-read until visible.
+    Never removes anything."""
+    return iam.add_marked(ctx, iam.project_io(ctx, project_id), iam.project_labels(ctx, project_id), pairs)
 
 
 def revoke(ctx: Ctx, project_id: str, pairs: Iterable[Pair]) -> list[Pair]:
-    """Remove exactly these pairs (destroy); other members and conditional bindings stay."""
-    return iam.remove(ctx, iam.project_io(ctx, project_id), pairs)
+    """Remove those of these pairs provision added (destroy); others, and conditional bindings, stay."""
+    return iam.remove_marked(ctx, iam.project_io(ctx, project_id), iam.project_labels(ctx, project_id), pairs)
 
 
 def test_permissions(ctx: Ctx, project_id: str, permissions: list[str]) -> list[str]:
