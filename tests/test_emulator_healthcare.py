@@ -357,3 +357,16 @@ def test_store_delete_drops_its_instances_and_reset_forgets_all(emulator):
     assert requests.post(f"{env.url}/_emulator/reset").status_code == 200
     assert requests.get(f"{env.url}/_emulator/state").json()["healthcare"]["dicomStores"] == {}
     assert requests.get(f"{env.dicomweb_url}/studies").status_code == 403
+
+
+def test_the_agent_the_first_dataset_creates_gets_its_default_role(emulator):
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import resourcemanager_v3
+
+    env = ready_store(emulator, project="hc-agent-role")
+    crm = resourcemanager_v3.ProjectsClient(credentials=AnonymousCredentials(), transport="rest",
+                                            client_options=ClientOptions(api_endpoint=emulator.url))
+    policy = crm.get_iam_policy(request={"resource": "projects/hc-agent-role"})
+    agents = {m for b in policy.bindings if b.role == "roles/healthcare.serviceAgent" for m in b.members}
+    assert agents == {f"serviceAccount:{env.agent}"}

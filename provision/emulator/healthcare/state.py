@@ -217,9 +217,13 @@ class Healthcare:
             if body.get("encryptionSpec"):
                 view["encryptionSpec"] = body["encryptionSpec"]
             self.docs.put(DATASET, name, {"view": view, "createdAt": now, "projectNumber": str(project["number"])})
-            usage = getattr(self.world, "serviceusage", None)
-            if usage is not None:
-                usage.ensure_agent(str(project["number"]), SERVICE)
+            # The first dataset creates the service agent, and Google grants an agent it creates
+            # itself its default role (agents made by generateServiceIdentity get none).
+            number = str(project["number"])
+            if not self.world.serviceusage.agent_exists(number, SERVICE):
+                email = self.world.serviceusage.ensure_agent(number, SERVICE)
+                self.world.crm.add_binding(project["projectId"], "roles/healthcare.serviceAgent",
+                                           f"serviceAccount:{email}")
             return self.world.operations.start(op_name, metadata, seconds=seconds,
                                                response={"@type": DATASET_TYPE, **view}, done_metadata=done_meta)
 

@@ -227,6 +227,15 @@ class ResourceManager:
             self.docs.put("policy", key, updated)
         return iam.view(updated, 3)
 
+    def add_binding(self, project_id: str, role: str, member: str) -> None:
+        """Grant `role` to `member` on the project, as Google does itself (a service agent's default
+        role): no etag, no member rules, a new etag."""
+        key = f"projects/{project_id}"
+        with self.world.db.transaction():
+            current = self.policy(project_id)
+            bindings = [*current.get("bindings", []), {"role": role, "members": [member]}]
+            self.docs.put("policy", key, iam.replace(current, {"bindings": bindings, "version": current.get("version", 1)}))
+
     def held_permissions(self, id_or_number: str, principal: str | None, permissions: list[str]) -> list[str]:
         """testIamPermissions: the asked permissions the caller holds on the project."""
         record = self.require(id_or_number)
