@@ -47,6 +47,7 @@ FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-synta
 DICOM_JSON = "application/dicom+json"
 PAGE = 101
 TIMEOUT_S = 60.0
+RETRY_S = {True: 10.0, False: 60.0}  # how long a GET is retried (429, 5xx, resets): emulator, Google
 
 CHECK_NAMES = ("studies", "series", "series_metadata", "frame", "rendered", "cors")
 
@@ -258,17 +259,43 @@ def run_dicomweb_smoke(
     origin: str,
     min_studies: int = 1,
     timeout: float = TIMEOUT_S,
+    retry_s: float = 0.0,
+    has_import: bool = True,
 ) -> SmokeReport:
-    """Run the viewer's DICOMweb requests against one store; never raises for a failed check."""
+    """Run the viewer's DICOMweb requests against one store; never raises for a failed check.
+
+    Each GET goes through the project's retry policy for `retry_s` seconds (429, 5xx, resets; none
+    by default; `run_blueprint_smoke` gives RETRY_S);
+    the retries a check needed are said in its detail. `has_import`: the store is filled by an
+    import (the hint for an empty store then points at it)."""
+    from provision.gcp.errors import RawHttpError
+    from provision.gcp.retry import RetryPolicy, network, transient_http
+
     root = store_dicomweb_root.rstrip("/")
     origin = origin.rstrip("/")
     http = session or requests.Session()
     report = SmokeReport(root=root, origin=origin, min_studies=min_studies)
     state: dict[str, Any] = {}
+    policy = RetryPolicy(predicates=(transient_http, network), first=min(1.0, retry_s / 40), cap=max(0.05, retry_s / 6),
+                         unreachable_s=min(5.0, retry_s))
+
+    def on_retry(attempt: int, delay: float, reason: str) -> None:
+        state.setdefault("retries", []).append(reason)
 
     def get(url: str, accept: str) -> requests.Response:
+        last: dict[str, requests.Response] = {}
+
+        def once() -> requests.Response:
+            resp = http.get(url, headers={"Accept": accept, "Origin": origin}, timeout=timeout)
+            if resp.status_code in (429, 500, 502, 503, 504):
+                last["resp"] = resp
+                raise RawHttpError(resp.status_code, resp.text[:4000], url.split("?")[0])
+            return resp
+
         try:
-            return http.get(url, headers={"Accept": accept, "Origin": origin}, timeout=timeout)
+            return policy.run(once, deadline=time.monotonic() + retry_s, on_retry=on_retry)
+        except RawHttpError:
+            return last["resp"]  # still failing at the deadline: the check reports this answer
         except requests.RequestException as exc:
             raise _connection_failure("GET", url, exc) from None
 
@@ -287,11 +314,14 @@ def run_dicomweb_smoke(
                                  Check(name, ok=False, ms=0.0, detail=f"not run: {report.failures[-1].name} failed", skipped=True))
             return
         start = time.perf_counter()
+        state["retries"] = []
         try:
             detail, request, status = fn()
             ok = True
         except _Failed as exc:
             detail, request, status, ok = exc.detail, state.get("request", ""), exc.status, False
+        if state["retries"]:
+            detail += f" (after {len(state['retries'])} retr{'y' if len(state['retries']) == 1 else 'ies'}: {state['retries'][-1]})"
         report.checks.append(Check(name, ok=ok, ms=round((time.perf_counter() - start) * 1000, 1), detail=detail,
                                    request=request, status=status))
 
@@ -316,8 +346,11 @@ def run_dicomweb_smoke(
         report.studies_found = len(found)
         report.studies = [_study_summary(s) for s in found if _value(s, "0020000D")]
         if len(found) < min_studies:
-            cause = ("nothing has been imported into the store (check the import step and its logs)" if not found
-                     else "fewer studies were imported than smoke.min_studies expects")
+            if not has_import:
+                cause = "the store holds fewer studies than expected (it has no import in the blueprint)"
+            else:
+                cause = ("nothing has been imported into the store (check the import step and its logs)" if not found
+                         else "fewer studies were imported than smoke.min_studies expects")
             raise _Failed(f"study list: GET {state['qido_url']} found {len(found)} studies, "
                           f"expected at least {min_studies}. Likely cause: {cause}.", resp.status_code)
         study = next((s for s in found if _value(s, "0020000D")), None)
@@ -326,7 +359,8 @@ def run_dicomweb_smoke(
                 raise _Failed(f"study list: GET {state['qido_url']} returned studies without StudyInstanceUID (0020000D).",
                               resp.status_code)
             state["empty"] = True
-            state["why_skip"] = "the store holds no study (smoke.min_studies is 0)"
+            state["why_skip"] = ("the store holds no study (smoke.min_studies is 0)" if has_import
+                                 else "the store holds no study (it has no import)")
             return "0 studies (none required)", f"GET {state['qido_url']}", resp.status_code
         state["study"] = _value(study, "0020000D")
         return f"{len(found)} studies (at least {min_studies} required)", f"GET {state['qido_url']}", resp.status_code
@@ -512,8 +546,10 @@ def run_blueprint_smoke(
     result = BlueprintSmoke()
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
+        has_import = bool(getattr(store, "import_", None))
         result.stores[store.id] = run_dicomweb_smoke(root, session=session, origin=bp.viewer.origin,
-                                                     min_studies=bp.smoke.min_studies)
+                                                     min_studies=bp.smoke.min_studies if has_import else 0,
+                                                     retry_s=RETRY_S[emulator_url is not None], has_import=has_import)
     if not browser:
         return result
     first = result.stores[bp.dicom_stores[0].id]

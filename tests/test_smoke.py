@@ -126,7 +126,8 @@ def test_blueprint_smoke_dicomweb_only(emulator, demo_studies):
     bp = SimpleNamespace(
         project=SimpleNamespace(id=env.project),
         dataset=SimpleNamespace(id="imaging", location=env.location),
-        dicom_stores=[SimpleNamespace(id="primary"), SimpleNamespace(id="empty")],
+        dicom_stores=[SimpleNamespace(id="primary", import_=SimpleNamespace(uri="gs://b/**")),
+                      SimpleNamespace(id="empty", import_=SimpleNamespace(uri="gs://b/**"))],
         viewer=SimpleNamespace(origin=ORIGIN, oauth_client_id=None),
         smoke=SimpleNamespace(min_studies=2, browser=False),
     )
@@ -137,3 +138,51 @@ def test_blueprint_smoke_dicomweb_only(emulator, demo_studies):
     doc = json.loads(result.to_json())
     assert doc["ok"] is False and doc["dicomweb"]["primary"]["ok"] is True and doc["browser"] is None
     assert "found 0 studies" in result.summary()
+
+
+def _bp_for(env, stores, min_studies=2):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        project=SimpleNamespace(id=env.project),
+        dataset=SimpleNamespace(id="imaging", location=env.location),
+        dicom_stores=stores,
+        viewer=SimpleNamespace(origin=ORIGIN, oauth_client_id=None),
+        smoke=SimpleNamespace(min_studies=min_studies, browser=False),
+    )
+
+
+def test_blueprint_smoke_store_without_import_needs_no_study(emulator, demo_studies):
+    """A store without `import` is checked (QIDO + CORS) with no minimum; frame checks are skipped, not failed."""
+    from types import SimpleNamespace
+
+    from provision.smoke import run_blueprint_smoke
+
+    env = ready_store(emulator, project="smoke-noimp", dataset="imaging", store="primary")
+    store_demo(env, demo_studies[1])
+    env.stores.create(parent=env.dataset, dicomStoreId="scratch", body={}).execute()
+    bp = _bp_for(env, [SimpleNamespace(id="primary", import_=SimpleNamespace(uri="gs://b/**")),
+                       SimpleNamespace(id="scratch", import_=None)])
+    result = run_blueprint_smoke(bp, emulator_url=emulator.url)
+    assert result.ok, result.summary()
+    scratch = result.stores["scratch"]
+    assert scratch.min_studies == 0 and scratch.check("cors").ok and not scratch.check("cors").skipped
+    assert scratch.check("frame").skipped and "no import" in scratch.check("frame").detail
+    assert "import step" not in result.summary()
+
+
+def test_blueprint_smoke_retries_transient_faults(emulator, demo_studies):
+    """429 / 5xx / resets on the smoke's GETs are retried under a short deadline, and said in the detail."""
+    from types import SimpleNamespace
+
+    from provision.emulator.faults import Faults
+    from provision.smoke import run_blueprint_smoke
+
+    env = ready_store(emulator, project="smoke-faults", dataset="imaging", store="primary")
+    store_demo(env, demo_studies[1])
+    emulator.world.faults = Faults.parse("transient=0.3", 4)
+    bp = _bp_for(env, [SimpleNamespace(id="primary", import_=SimpleNamespace(uri="gs://b/**"))])
+    result = run_blueprint_smoke(bp, emulator_url=emulator.url)
+    emulator.world.faults = Faults.parse(None)
+    assert result.ok, result.summary()
+    assert any("retr" in c.detail for c in result.stores["primary"].checks), result.summary()
