@@ -487,7 +487,8 @@ class Project(_Model):
         json_schema_extra={"pattern": _PROJECT_ID_RE.pattern},
     )
     display_name: Annotated[str, _rule(check_display_name)] | None = Field(
-        None, description="4-30 characters; defaults to the project ID.", examples=["OHIF Team A"]
+        None, description="4-30 characters; a new project gets the project ID when absent (an existing project's name is then left as it is).",
+        examples=["OHIF Team A"]
     )
     parent: Annotated[str, _rule(check_parent)] | None = Field(
         None, description="folders/N or organizations/N (needed when a service account creates the project).",
@@ -500,13 +501,6 @@ class Project(_Model):
     labels: Annotated[dict[LabelKey, LabelValue], _rule(check_labels)] = Field(
         default_factory=dict, description="Up to 64 labels; lowercase keys and values."
     )
-
-    @model_validator(mode="after")
-    def _default_display_name(self) -> Project:
-        if self.display_name is None:
-            # Frozen model: set the derived default once, during validation.
-            object.__setattr__(self, "display_name", self.id)
-        return self
 
 
 class IamGrant(_Model):
@@ -958,7 +952,7 @@ version: 1
 
 project:
   id: my-ohif-project            # 6-30 chars: lowercase letters, digits, hyphens; globally unique
-  display_name: My OHIF Project  # 4-30 chars; defaults to the id
+  display_name: My OHIF Project  # 4-30 chars; a new project defaults to the id
   # parent: folders/123456789012 # or organizations/N; needed when a service account creates the project
   # billing_account: 012345-6789AB-CDEF01   # Cloud Healthcare needs billing on the project
   labels: {purpose: imaging}

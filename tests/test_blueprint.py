@@ -270,7 +270,7 @@ def test_default_config_out_is_next_to_the_blueprint(tmp_path):
     b = load_blueprint(write(tmp_path, MINIMAL), env={})
     assert b.viewer.config_out == tmp_path / "out" / "google.js"
     assert b.viewer.origin == "http://localhost:3000"
-    assert b.project.display_name == "ohif-team-a"
+    assert b.project.display_name is None  # absent: the id only when creating the project
     assert b.bucket is None and b.iam == [] and b.allow_basic_roles is False
     assert b.smoke.min_studies == 1 and b.smoke.browser is False
     assert b.dataset.time_zone == "UTC"

@@ -159,3 +159,36 @@ def test_destroy_leaves_pre_existing_grants_the_blueprint_names(emulator, tmp_pa
     assert not any(k.startswith(iam.MARK_PREFIX) for k in project_mod.read(ctx, bp.project.id).labels)
     assert not any(k.startswith(iam.MARK_PREFIX) for k in provisioner.dicom_store.read(ctx, store).labels)
     assert not any(k.startswith(iam.MARK_PREFIX) for k in bucket_mod.read(ctx, bp.bucket.name).labels)
+
+
+# ---------------------------------------------------------------------------- 7: no display_name never renames
+def test_absent_display_name_never_renames_an_adopted_project(emulator, tmp_path):
+    target = Target(emulator=emulator.url)
+    named = blueprint_dict("ohif-rv-f", None, bucket=None, dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0})
+    provisioner.apply(load(tmp_path, named, "named.yaml"), target)
+    anon = dict(named, project={k: v for k, v in named["project"].items() if k != "display_name"})
+    bp = load(tmp_path, anon, "anon.yaml")
+    assert bp.project.display_name is None
+    assert not provisioner.plan(bp, target).has_changes
+    provisioner.apply(bp, target)
+    assert project_mod.read(Ctx(target), "ohif-rv-f").display_name == "Provision Test"
+
+
+# ---------------------------------------------------------------------------- 16: uploads stop on Ctrl-C
+def test_upload_starts_no_file_once_cancelled(emulator, tmp_path):
+    import threading
+
+    from provision.gcp.retry import Cancelled
+
+    data = tmp_path / "data"
+    write_dicom(data, studies=2)
+    target = Target(emulator=emulator.url)
+    bp = load(tmp_path, blueprint_dict("ohif-rv-g", data))
+    ctx = Ctx(target)
+    project_mod.create(ctx, bp.project)
+    bucket_mod.create(ctx, bp.project.id, bp.bucket)
+    ctx.cancel = threading.Event()
+    ctx.cancel.set()
+    with pytest.raises(Cancelled):
+        bucket_mod.upload(ctx, bp.bucket.name, bucket_mod.local_files(bp.bucket.upload))
+    assert bucket_mod.list_objects(ctx, bp.bucket.name) == {}

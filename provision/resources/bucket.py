@@ -13,6 +13,7 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
+from provision.gcp.retry import Cancelled
 
 UPLOAD_WORKERS = 8
 
@@ -176,6 +177,8 @@ def upload(ctx: Ctx, bucket: str, files: list[LocalFile]) -> int:
     ctx.progress(f"uploading {total} file(s) to gs://{bucket}", 0, total)
 
     def one(f: LocalFile) -> None:
+        if ctx.cancel is not None and ctx.cancel.is_set():
+            raise Cancelled()  # interrupted: start no new file
         def put():
             blob = b.blob(f.name)
             blob.crc32c = f.crc32c  # the server checks what it received
