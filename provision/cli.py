@@ -199,9 +199,13 @@ def destroy(
     from provision import provisioner
 
     bp, target = _load(blueprint, emulator, impersonate)
-    steps, kept = provisioner.destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project)
+    try:
+        steps, kept = the_plan = provisioner.destroy_plan(bp, target, delete_data=delete_data,
+                                                          delete_project=delete_project)
+    except provisioner.NeedsFlag as exc:
+        raise ProvisionError(_flags(str(exc))) from None
     for line in kept:
-        typer.echo(f"keep: {line}", err=True)
+        typer.echo(_flags(line) if line.startswith("nothing to destroy") else f"keep: {_flags(line)}", err=True)
     if not steps:
         typer.echo("nothing to destroy")
         return
@@ -210,9 +214,13 @@ def destroy(
             typer.echo(f"  {step.action:<7} {step.id}  {', '.join(step.changes)}", err=True)
         _confirm_or_refuse(f"destroy {len(steps)} resource(s) of {bp.project.id}?")
     with _progress() as progress:
-        result = provisioner.destroy(bp, target, delete_data=delete_data, delete_project=delete_project,
-                                     listener=progress)
+        result = provisioner.destroy(bp, target, listener=progress, plan_=the_plan)
     typer.echo(result.render())
+
+
+def _flags(text: str) -> str:
+    """The library names destroy's options; users know them as flags."""
+    return text.replace("delete_data", "--delete-data").replace("delete_project", "--delete-project")
 
 
 @app.command()

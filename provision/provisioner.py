@@ -385,11 +385,12 @@ def _other_stores(ctx: Ctx, dataset_name: str) -> list[str]:
 
 
 def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: bool = False,
-            listener: Listener | None = None) -> DestroyResult:
+            listener: Listener | None = None, *, plan_: tuple[list[Step], list[str]] | None = None) -> DestroyResult:
     """Delete what the blueprint describes. Stores holding data, non-empty buckets and the project
-    are kept unless asked; only the IAM bindings the blueprint names are removed."""
+    are kept unless asked; only the IAM bindings provision added are removed. `plan_` is a
+    `destroy_plan` result already shown to (and confirmed by) the user: exactly that runs."""
     ctx = _ctx(bp, target)
-    steps, kept = destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
+    steps, kept = plan_ or destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
     if not steps:
         return DestroyResult(bp.project.id, target.label, [], [], kept)
     run = Engine(ctx, listener, project=bp.project.id).run(steps)

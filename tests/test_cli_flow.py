@@ -168,3 +168,15 @@ def test_ctrl_c_stops_a_multi_blueprint_apply_promptly(emulator_factory, tmp_pat
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     assert stopped_after < 4.0, f"took {stopped_after:.1f}s to stop"
+
+
+def test_destroy_names_its_flags_and_a_second_destroy_has_nothing_to_do(emulator):
+    assert run("demo", "--emulator", emulator.url).exit_code == 0
+    refused = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes", "--delete-project")
+    assert refused.exit_code == 1 and "--delete-data" in refused.output, refused.output
+    kept = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes")
+    assert "--delete-data is needed" in kept.output, kept.output
+    gone = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes", "--delete-data", "--delete-project")
+    assert gone.exit_code == 0, gone.output
+    again = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes")
+    assert again.exit_code == 0 and "nothing to destroy" in again.output
