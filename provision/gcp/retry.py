@@ -182,10 +182,10 @@ class RetryPolicy:
         return None
 
     def delay(self, attempt: int, elapsed: float = 0.0) -> float:
-        """Exponential backoff with jitter, never more than a fifth of the time already spent
+        """Exponential backoff with jitter, never more than a tenth of the time already spent
         retrying: a condition that clears (a propagating enable) is noticed soon after it does,
         while a storm of 429s still spreads clients out. "Equal jitter": uniform(c/2, c)."""
-        ceiling = min(self.cap, self.first * (2 ** min(attempt, 30)), max(self.first, 0.2 * elapsed))
+        ceiling = min(self.cap, self.first * (2 ** min(attempt, 30)), max(self.first, 0.1 * elapsed))
         return max(0.001, self.rng.uniform(ceiling / 2, ceiling))
 
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,

@@ -98,7 +98,7 @@ class Target:
     # Timing scales: the emulator answers in milliseconds, Google in seconds. Both grow.
     @property
     def first_poll(self) -> float:
-        return 0.05 if self.is_emulator else 1.0
+        return 0.02 if self.is_emulator else 1.0
 
     @property
     def max_poll(self) -> float:
