@@ -649,6 +649,18 @@ def _as_bool(value: Any) -> bool:
         return False
 
 
+def _explicit_false(value: Any) -> bool:
+    """A value that validates as the boolean false (an invalid one is reported elsewhere)."""
+    try:
+        return TypeAdapter(bool).validate_python(value) is False
+    except ValidationError:
+        return False
+
+
+# Cross-field problems reported at the key (the key is what is wrong, not its value).
+_AT_KEY: frozenset[PathKey] = frozenset({("bucket", "upload")})
+
+
 def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
     """Rules spanning several values; tolerant of wrong types (those are reported elsewhere)."""
     out: list[tuple[PathKey, str]] = []
@@ -694,6 +706,11 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
                         (at, f"'{role}' is a basic role (broad access to everything in the project); grant narrower roles "
                              f"such as {', '.join(NARROW_ROLES)}, or set allow_basic_roles: true if you really mean it")
                     )
+
+    bucket = data.get("bucket")
+    if isinstance(bucket, dict) and bucket.get("upload") is not None and _explicit_false(bucket.get("create", True)):
+        out.append((("bucket", "upload"), "upload needs create: true; with create: false the bucket is only read "
+                                          "(upload the files yourself, or set create: true)"))
 
     if isinstance(stores, list):
         first_at: dict[str, int] = {}
@@ -906,7 +923,8 @@ def load_blueprint(path: Path | str, env: Mapping[str, str] | None = None) -> Bl
                 (line, col), message = _explain(err, doc)
                 problems.append(Problem(line, col, message))
         for where, message in _cross_checks(doc.data):
-            problems.append(Problem(*doc.value_pos(where), f"{_dotted(where)}: {message}"))
+            pos = doc.key_pos(where) if where in _AT_KEY else doc.value_pos(where)
+            problems.append(Problem(*pos, f"{_dotted(where)}: {message}"))
     if problems:
         raise BlueprintError(_format(shown, problems))
     assert blueprint is not None

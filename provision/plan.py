@@ -391,6 +391,14 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
         elif access is None:
             notes.append(f"gs://{bname} is not this blueprint's bucket and its policy is not readable: the import "
                          f"needs {member} to hold {bucket_iam.VIEWER} on it")
+    if project is None:
+        # A new project: its agent's email is known only once the project exists (its number).
+        future = service_agent.member_for("<PROJECT_NUMBER>")
+        for bname in import_buckets(bp):
+            if bname != own_bucket(bp) or not bucket_is_ours(bp, live):
+                notes.append(f"gs://{bname} is not this blueprint's bucket: the new project's Healthcare service agent "
+                             f"({future.split(':', 1)[1]}, known once the project exists) will need "
+                             f"{bucket_iam.VIEWER} on it for the import; " + bucket_iam.ask_owner(bname, future))
 
     # dataset
     dname = dataset_name(bp)
@@ -421,9 +429,24 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
                      [f"store:{s.id}"],
                      (lambda ctx, n=sname, p=spairs: f"granted {len(dicom_store.grant(ctx, n, p))} role(s)") if smissing else None))
         if s.import_:
-            add(_import_step(bp, s, sname, state, live, upload_pending, grant_bucket))
+            step = add(_import_step(bp, s, sname, state, live, upload_pending, grant_bucket))
+            if step.changing and _matches_nothing_now(bp, s, live, upload_pending):
+                notes.append(f"import:{s.id} would fail before it starts (0 object(s) match {s.import_.uri} now); "
+                             "check the bucket, the prefix and the ** pattern")
 
     return Plan(pid, target_label, steps, notes, live, facts)
+
+
+def _matches_nothing_now(bp: Any, s: Any, live: Live, upload_pending: list[LocalFile]) -> bool:
+    """The import's bucket exists (and was listed), nothing in it matches, and no pending upload will."""
+    src = dicom_import.parse_uri(s.import_.uri)
+    if bp.bucket and src.bucket == bp.bucket.name:
+        if not (live.bucket and live.bucket.exists):
+            return False
+        rx = src.regex()
+        if any(f.name and rx.match(f.name) for f in upload_pending):
+            return False
+    return live.import_objects.get(s.id) == {}
 
 
 def _import_step(bp: Any, s: Any, sname: str, state: StoreState | None, live: Live,
@@ -455,6 +478,7 @@ def _import_step(bp: Any, s: Any, sname: str, state: StoreState | None, live: Li
         st = dicom_store.read(ctx, sname)
         if st is not None and st.labels.get(dicom_import.LABEL) == fp:
             return "already imported (label matches the objects)"
+        dicom_import.require_match(ctx, sname, uri, objs)
         agent = ctx.facts.get("agent", "")
         fix = None
         if not own:
@@ -466,7 +490,7 @@ def _import_step(bp: Any, s: Any, sname: str, state: StoreState | None, live: Li
         return f"{n} studies in the store"
 
     if will_change or (bp.bucket and src.bucket == bp.bucket.name and not (live.bucket and live.bucket.exists)):
-        now = " (after the upload)"
+        now = " (after the upload)" if bp.bucket.upload else " (the bucket does not exist yet)"
     else:
         now = f" ({count} object(s) match now)" if objects is not None else ""
     changes = [] if done else [f"import {uri}{now}"]

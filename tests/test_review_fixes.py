@@ -10,7 +10,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import bucket as bucket_mod
 from provision.resources import iam
-from test_apply_support import blueprint_dict, load, write_dicom
+from test_apply_support import blueprint_dict, load, records, write_dicom
 
 
 def _foreign_bucket_setup(emulator, tmp_path):
@@ -192,3 +192,133 @@ def test_upload_starts_no_file_once_cancelled(emulator, tmp_path):
     with pytest.raises(Cancelled):
         bucket_mod.upload(ctx, bp.bucket.name, bucket_mod.local_files(bp.bucket.upload))
     assert bucket_mod.list_objects(ctx, bp.bucket.name) == {}
+
+
+# ---------------------------------------------------------------------------- R1: upload needs create: true
+def test_upload_with_create_false_is_refused_at_the_upload_key(tmp_path):
+    from provision.blueprint import Blueprint
+    from provision.errors import BlueprintError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    d = blueprint_dict("ohif-rv-h", data, bucket={"name": "ohif-rv-h-dicom", "create": False,
+                                                  "upload": {"from": str(data), "prefix": "dicom/"}})
+    with pytest.raises(BlueprintError) as info:
+        load(tmp_path, d)
+    text = str(info.value)
+    lines = (tmp_path / "bp.yaml").read_text().splitlines()
+    row = next(i for i, line in enumerate(lines, 1) if line.strip().startswith("upload:"))
+    col = lines[row - 1].index("upload:") + 1
+    assert f"bp.yaml:{row}:{col}: bucket.upload: upload needs create: true; with create: false the bucket is only " \
+           f"read (upload the files yourself, or set create: true)" in text
+    # the same rule guards a blueprint built in Python
+    d["bucket"]["upload"]["from"] = str(data)
+    with pytest.raises(ValueError, match="upload needs create: true"):
+        Blueprint.model_validate(d)
+    # create: false alone, and create: true with an upload, stay valid
+    load(tmp_path, dict(d, bucket={"name": "ohif-rv-h-dicom", "create": False}), "ro.yaml")
+    load(tmp_path, dict(d, bucket={"name": "ohif-rv-h-dicom", "create": True,
+                                   "upload": {"from": str(data), "prefix": "dicom/"}}), "rw.yaml")
+
+
+# ---------------------------------------------------------------------------- R2: new project, foreign import bucket
+def test_plan_for_a_new_project_importing_from_a_foreign_bucket_says_what_to_ask_the_owner(emulator, tmp_path):
+    data = tmp_path / "data"
+    write_dicom(data, studies=1)
+    target = Target(emulator=emulator.url)
+    owner = load(tmp_path, blueprint_dict("ohif-rv-i", data, dicom_stores=[{"id": "own"}]), "owner.yaml")
+    provisioner.apply(owner, target)
+    foreign = owner.bucket.name
+    bp = load(tmp_path, blueprint_dict("ohif-rv-k", None, bucket=None,
+                                       dicom_stores=[{"id": "primary", "import": {"uri": f"gs://{foreign}/dicom/**.dcm"}}]),
+              "new.yaml")
+    plan = provisioner.plan(bp, target)
+    assert plan.step("project").action == "create"
+    agent = "service-<PROJECT_NUMBER>@gcp-sa-healthcare.iam.gserviceaccount.com"
+    note = next(n for n in plan.notes if f"gs://{foreign}" in n)
+    assert agent in note and "roles/storage.objectViewer" in note and "known once the project exists" in note
+    assert (f"gcloud storage buckets add-iam-policy-binding gs://{foreign} --member=serviceAccount:{agent} "
+            f"--role=roles/storage.objectViewer") in note
+    assert f"note: gs://{foreign}" in plan.render()
+    # a new project whose import reads its own new bucket gets no such note
+    own = load(tmp_path, blueprint_dict("ohif-rv-l", data), "own.yaml")
+    assert not any("PROJECT_NUMBER" in n for n in provisioner.plan(own, target).notes)
+
+
+# ---------------------------------------------------------------------------- R3: an import URI matching nothing
+def test_import_matching_no_object_fails_before_it_starts_and_plan_says_so(emulator_factory, tmp_path):
+    from provision.provisioner import ApplyFailed
+
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    target = Target(emulator=emu.url)
+    data = tmp_path / "data"
+    write_dicom(data, studies=1)
+    uri = "gs://ohif-rv-m-dicom/elsewhere/**.dcm"
+    d = blueprint_dict("ohif-rv-m", data)
+    d["dicom_stores"][0]["import"] = {"uri": uri}
+    bp = load(tmp_path, d)
+    with pytest.raises(ApplyFailed) as err:
+        provisioner.apply(bp, target)
+    text = str(err.value)
+    assert "step 'import:primary'" in text
+    assert f"the import URI {uri} matches no object; check the bucket, the prefix and the ** pattern" in text
+    assert "logs link" not in text
+    assert not any(r["path"].endswith(":import") for r in records(rec))   # never started
+    # now that the bucket exists, plan says that nothing matches
+    plan = provisioner.plan(bp, target)
+    assert plan.step("import:primary").action == "create"
+    assert any(f"(0 object(s) match {uri} now)" in n for n in plan.notes), plan.notes
+    # and says nothing of the kind when the URI matches
+    good = load(tmp_path, blueprint_dict("ohif-rv-m", data, smoke={"min_studies": 1}), "good.yaml")
+    assert not any("0 object(s) match" in n for n in provisioner.plan(good, target).notes)
+    provisioner.apply(good, target)
+    assert not provisioner.plan(good, target).has_changes
+
+
+# ---------------------------------------------------------------------------- R4: an operation that disappears
+def test_an_operation_answering_404_is_reported_and_given_up_after_a_window(emulator, monkeypatch, tmp_path):
+    import time
+
+    from provision.gcp import operations
+
+    monkeypatch.setitem(operations.GONE_S, True, 0.5)
+    target = Target(emulator=emulator.url)
+    provisioner.apply(load(tmp_path, blueprint_dict("ohif-rv-n", None, bucket=None, dicom_stores=[{"id": "primary"}],
+                                                    smoke={"min_studies": 0})), target)
+    name = "projects/ohif-rv-n/locations/us-central1/datasets/imaging/operations/424242"
+    reasons: list[str] = []
+    t0 = time.monotonic()
+    with pytest.raises(ProvisionError) as info:
+        operations.healthcare(target, {"name": name, "done": False}, deadline=time.monotonic() + 5,
+                              on_retry=lambda n, d, r: reasons.append(r))
+    assert time.monotonic() - t0 < 3
+    assert isinstance(info.value, operations.OperationGone)
+    assert f"operation {name} disappeared (404 for " in str(info.value)
+    assert "was the emulator restarted without --data-dir?" in str(info.value)
+    assert reasons and all(r.startswith(f"operation {name} not found yet") for r in reasons)
+    # on Google: the same window idea, five minutes, worded without the emulator
+    assert operations.GONE_S[False] == 300.0
+    google = str(operations.OperationGone(name, 301, emulator=False))
+    assert "disappeared (404 for 301 s)" in google and "the service no longer knows it" in google
+    assert "emulator" not in google
+
+
+# ---------------------------------------------------------------------------- R5: wording
+def test_import_progress_and_plan_wording(emulator, tmp_path):
+    from test_apply_support import Events
+
+    data = tmp_path / "data"
+    write_dicom(data, studies=2)
+    target = Target(emulator=emulator.url)
+    bp = load(tmp_path, blueprint_dict("ohif-rv-o", data))
+    assert "(after the upload)" in " ".join(provisioner.plan(bp, target).step("import:primary").changes)
+    events = Events()
+    provisioner.apply(bp, target, events)
+    progress = [e.message for e in events.kinds("progress") if e.step == "import:primary"]
+    assert "5 imported, 0 failed; counting studies" in progress, progress
+    assert not any("imported 5 imported" in m or m.startswith("imported ") for m in progress)
+    # a new bucket without an upload: nothing is "after the upload"
+    bare = load(tmp_path, blueprint_dict("ohif-rv-p", None), "bare.yaml")
+    changes = " ".join(provisioner.plan(bare, target).step("import:primary").changes)
+    assert changes.startswith("import gs://ohif-rv-p-dicom/dicom/**.dcm") and "upload" not in changes

@@ -11,7 +11,10 @@ Polls come at growing intervals (first interval from the target: milliseconds on
 a second on Google; then a tenth of the time waited so far, up to a cap) until a deadline. A finished operation with `error`
 raises `OperationFailed` carrying Google's message and the operation's metadata (import
 counters, logs link). A 404 on the operation itself counts as "not visible yet", as Terraform
-treats it; transient errors while polling are retried by the same policy as everything else.
+treats it, but only for a window (`GONE_S`, from the target): each 404 in a row is reported as a
+retry, and past the window the operation is taken as gone (`OperationGone`: an emulator restarted
+without --data-dir forgets its operations) instead of being polled until the deadline. Transient
+errors while polling are retried by the same policy as everything else.
 """
 from __future__ import annotations
 
@@ -19,19 +22,43 @@ import threading
 import time
 from typing import Any, Callable
 
+from provision.errors import ProvisionError
 from provision.gcp.errors import OperationFailed, OperationTimeout, is_not_found
 from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy
 
 OnPoll = Callable[[dict], None]
 POLL_FRACTION = 0.1
+GONE_S = {True: 30.0, False: 300.0}  # 404s in a row before an operation is taken as gone (emulator, Google)
+
+
+class OperationGone(ProvisionError):
+    """The service answers 404 for an operation it started, for longer than the window."""
+
+    def __init__(self, name: str, seconds: float, emulator: bool):
+        self.name = name
+        self.seconds = seconds
+        why = ("was the emulator restarted without --data-dir?" if emulator
+               else "the service no longer knows it; run `provision apply` again to resume")
+        super().__init__(f"operation {name} disappeared (404 for {seconds:.0f} s): {why}")
+
+
+def gone_window(target: Any) -> dict:
+    """The `wait` keywords for a target's 404 window."""
+    emulator = bool(getattr(target, "is_emulator", False))
+    return {"gone_after": GONE_S[emulator], "emulator": emulator}
 
 
 def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: float, interval: float,
          max_interval: float, policy: RetryPolicy | None = None, on_poll: OnPoll | None = None,
-         on_retry: OnRetry | None = None, cancel: threading.Event | None = None) -> dict:
-    """Poll `fetch()` until the operation is done; return it (raise OperationFailed on `error`)."""
+         on_retry: OnRetry | None = None, cancel: threading.Event | None = None,
+         gone_after: float | None = None, emulator: bool = False) -> dict:
+    """Poll `fetch()` until the operation is done; return it (raise OperationFailed on `error`).
+
+    404s in a row are reported through `on_retry`; after `gone_after` seconds of them (None:
+    until the deadline) the operation is taken as gone (OperationGone)."""
     op = first
     retries = 0
+    missing_since: float | None = None
     started = time.monotonic()
     first_interval = interval
     while True:
@@ -56,9 +83,18 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
         interval = min(max_interval, max(first_interval, POLL_FRACTION * (time.monotonic() - started)))
         try:
             op = fetch()
+            missing_since = None
         except Exception as exc:  # noqa: BLE001
             if is_not_found(exc):
-                op = None  # the operation is not visible yet: keep polling until the deadline
+                # Not visible yet (eventual consistency), or gone: keep polling for a window.
+                op = None
+                now = time.monotonic()
+                missing_since = now if missing_since is None else missing_since
+                if gone_after is not None and now - missing_since >= gone_after:
+                    raise OperationGone(name, now - missing_since, emulator) from None
+                retries += 1
+                if on_retry:
+                    on_retry(retries, interval, f"operation {name} not found yet (404)")
                 continue
             reason = policy.classify(exc) if policy else None
             if reason is None or time.monotonic() >= deadline:
@@ -77,14 +113,14 @@ def serviceusage(target: Any, op: dict, *, version: str = "v1", **kw: Any) -> di
         return op
     name = op["name"]
     return wait(lambda: target.serviceusage(version).operations().get(name=name).execute(), op,
-                name=name, interval=target.first_poll, max_interval=target.max_poll, **kw)
+                name=name, interval=target.first_poll, max_interval=target.max_poll, **gone_window(target), **kw)
 
 
 def healthcare(target: Any, op: dict, **kw: Any) -> dict:
     """Wait for a Healthcare dataset-level operation."""
     name = op["name"]
     return wait(lambda: target.healthcare().projects().locations().datasets().operations().get(name=name).execute(),
-                op, name=name, interval=target.first_poll, max_interval=target.max_poll, **kw)
+                op, name=name, interval=target.first_poll, max_interval=target.max_poll, **gone_window(target), **kw)
 
 
 def crm(target: Any, operation: Any, **kw: Any) -> Any:
@@ -103,5 +139,5 @@ def crm(target: Any, operation: Any, **kw: Any) -> Any:
         return as_dict()
 
     wait(fetch, as_dict(), name=pb.name or "operation", interval=target.first_poll,
-         max_interval=target.max_poll, **kw)
+         max_interval=target.max_poll, **gone_window(target), **kw)
     return operation.result(timeout=0, retry=None)

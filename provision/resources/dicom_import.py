@@ -79,6 +79,13 @@ def matched_objects(ctx: Ctx, src: Source) -> dict[str, dict] | None:
     return {n: o for n, o in objs.items() if rx.match(n)}
 
 
+def require_match(ctx: Ctx, store_name: str, uri: str, objects: dict[str, dict] | None) -> None:
+    """Refuse to start an import that would match nothing (None: not listable, so let the import say)."""
+    if objects is not None and not objects:
+        raise StepError(ctx.step, store_name, f"the import URI {uri} matches no object; check the bucket, the prefix "
+                                              "and the ** pattern", action="import")
+
+
 def fingerprint(uri: str, objects: dict[str, dict] | None) -> str:
     """A short, label-safe hash of the URI and the matched objects' names and checksums."""
     h = hashlib.sha256(uri.encode())
@@ -143,7 +150,7 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
                         + (f"; logs: {logs}" if logs else ""),
                         fix="look at the logs link for the files that failed (not DICOM? duplicates with other "
                             "bytes?), fix them, and apply again", action="import")
-    ctx.progress(f"imported {_counts_text(c)}; counting studies")
+    ctx.progress(f"{_counts_text(c)}; counting studies")
     count = verify_studies(ctx, store_name, min_studies)
     dicom_store.set_label(ctx, store_name, LABEL, fingerprint_value)
     return count
