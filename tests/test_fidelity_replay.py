@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pytest
@@ -35,6 +34,7 @@ from google.cloud import resourcemanager_v3
 
 from provision.emulator import discovery
 from conftest import SHARED  # tests/ is on sys.path (rootdir-relative test modules)
+from recorded import Exchange, parse_log
 
 LOG_DIR = SHARED / "fidelity" / "gcp-recorded"
 OWNED_ELSEWHERE = {
@@ -71,39 +71,6 @@ KNOWN_DIFFERENCES: dict[tuple[str, int], str] = {
 
 HOST_DOCS = {"cloudresourcemanager.googleapis.com": "cloudresourcemanager",
              "serviceusage.googleapis.com": "serviceusage", "cloudbilling.googleapis.com": "cloudbilling"}
-
-
-@dataclass
-class Exchange:
-    index: int
-    method: str
-    url: str
-    body: str
-    status: int
-    response: str
-
-
-def parse_log(text: str) -> list[Exchange]:
-    """Split a recording into exchanges: request line, headers, body; status line, headers, body."""
-    out = []
-    for block in re.split(r"\n---\n", text):
-        lines = block.strip("\n").split("\n")
-        if not lines or not lines[0].strip():
-            continue
-        method, url = lines[0].split(" ", 1)
-        i = 1
-        while i < len(lines) and lines[i].strip():          # request headers
-            i += 1
-        start = i
-        while i < len(lines) and not re.match(r"^\d{3} \w", lines[i]):
-            i += 1
-        body = "\n".join(lines[start:i]).strip()
-        status = int(lines[i].split(" ", 1)[0])
-        i += 1
-        while i < len(lines) and lines[i].strip():          # response headers
-            i += 1
-        out.append(Exchange(len(out), method, url.strip(), body, status, "\n".join(lines[i:]).strip()))
-    return out
 
 
 def shape(value, key: str = "", parent: str = ""):

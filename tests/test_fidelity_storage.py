@@ -9,8 +9,6 @@ so does a listed difference that no longer occurs.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import resourcemanager_v3
 
 from provision.emulator import discovery
+from recorded import Exchange, parse_log
 
 LOG = Path(__file__).resolve().parent.parent.parent / "shared" / "fidelity" / "gcp-recorded" / "storage-bucket-crud.http.log"
 PROJECT = "fidelity-storage-1"
@@ -30,45 +29,6 @@ KNOWN_DIFFERENCES: dict[str, str] = {}
 
 # The discovery schema each answer must meet, by exchange.
 RESPONSE_SCHEMAS = {0: "Bucket", 1: "Bucket", 2: "Buckets"}
-
-
-@dataclass
-class Exchange:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: str
-    status: int
-    response: str
-    response_headers: dict[str, str] = field(default_factory=dict)
-
-
-def parse_log(text: str) -> list[Exchange]:
-    out = []
-    for block in re.split(r"\n---\n", text):
-        lines = block.strip("\n").split("\n")
-        if not lines or not lines[0].strip():
-            continue
-        method, url = lines[0].split(" ", 1)
-        i, headers = 1, {}
-        while i < len(lines) and lines[i].strip():
-            k, _, v = lines[i].partition(":")
-            headers[k.strip()] = v.strip()
-            i += 1
-        body_lines = []
-        while i < len(lines) and not re.match(r"^\d{3} ", lines[i]):
-            body_lines.append(lines[i])
-            i += 1
-        status = int(lines[i].split(" ", 1)[0])
-        i += 1
-        response_headers = {}
-        while i < len(lines) and lines[i].strip():
-            k, _, v = lines[i].partition(":")
-            response_headers[k.strip()] = v.strip()
-            i += 1
-        out.append(Exchange(method, url, headers, "\n".join(body_lines).strip(), status,
-                            "\n".join(lines[i:]).strip(), response_headers))
-    return out
 
 
 def fill(text: str) -> str:
