@@ -11,8 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from provision.errors import BlueprintError, ProvisionError
 from typer.core import TyperGroup
+
+from provision.errors import BlueprintError, ProvisionError, UsageError
 
 
 class _Group(TyperGroup):
@@ -81,8 +82,6 @@ def _emit(json_out: bool, doc: dict, text: str) -> None:
 
 def _confirm_or_refuse(question: str) -> None:
     """Ask on a terminal; refuse (exit 2, nothing changed) when no one can answer."""
-    from provision.errors import UsageError
-
     if not sys.stdin.isatty():
         raise UsageError(f"{question} needs confirmation: run again with --yes (no terminal to ask on)")
     if not typer.confirm(question, default=False, err=True):
@@ -121,8 +120,6 @@ def init(
         typer.echo(text, nl=False)
         return
     if path.exists() and not force:
-        from provision.errors import UsageError
-
         raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -232,7 +229,6 @@ def config(
 ) -> None:
     """Write the OHIF viewer configuration for the blueprint's stores."""
     from provision import pipeline
-    from provision.errors import UsageError
     from provision.ohif import config as ohif_config
 
     if fmt not in ("js", "json"):
@@ -300,8 +296,6 @@ def emulator(
     """Run the local emulator of the Google APIs that provision and OHIF use."""
     from provision.emulator.server import EmulatorServer
     from provision.emulator.world import Options
-    from provision.errors import UsageError
-
     opts = Options(host=host, port=port, data_dir=data_dir, record=record, latency=latency,
                    time_scale=time_scale, faults=faults, seed=seed, enforce_iam=enforce_iam)
     try:
