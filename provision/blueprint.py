@@ -1,4 +1,4 @@
-"""The blueprint: its models, Google's naming rules, and loading with positioned errors.
+"""The blueprint: its models, loading with positioned errors, and its JSON Schema.
 
 A blueprint is validated in three layers, and every problem from all of them is
 reported together, each as `FILE:LINE:COL: what is wrong; what would be valid`:
@@ -6,7 +6,7 @@ reported together, each as `FILE:LINE:COL: what is wrong; what would be valid`:
 1. `provision.yamlpos` reads the file defensively (size, encoding, anchors, duplicate
    keys, `${ENV}` references) and remembers where every key and value is written.
 2. The pydantic models check structure and types, and each value against Google's
-   rules (per value, so one bad value never hides another).
+   rules (`provision.naming`; per value, so one bad value never hides another).
 3. `_cross_checks` looks at rules that span several values (duplicates, a required
    API, basic roles versus `allow_basic_roles`). It works on the raw data, so it runs
    even when layer 2 found problems elsewhere.
@@ -20,14 +20,10 @@ behind a read-only property: not a YAML key, not in the JSON Schema, not in
 """
 from __future__ import annotations
 
-import difflib
 import functools
-import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union, get_args, get_origin
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -45,6 +41,38 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from provision.errors import BlueprintError
+
+# Google's naming rules live in provision.naming; _Invalid is what every rule raises and
+# _rule (below) turns into a positioned blueprint error. starter_blueprint is re-exported
+# because `provision init` and callers import it from here.
+from provision.naming import (
+    BASIC_ROLES,
+    HEALTHCARE_API,
+    HEALTHCARE_LOCATIONS,
+    NARROW_ROLES,
+    PROJECT_ID_RE,
+    _Invalid,
+    check_api,
+    check_billing_account,
+    check_bucket_location,
+    check_bucket_name,
+    check_display_name,
+    check_healthcare_location,
+    check_import_uri,
+    check_label_key,
+    check_label_value,
+    check_labels,
+    check_member,
+    check_oauth_client_id,
+    check_origin,
+    check_parent,
+    check_project_id,
+    check_resource_id,
+    check_role,
+    check_time_zone,
+    closest,
+)
+from provision.starter import starter_blueprint
 from provision.yamlpos import Document, PathKey, Problem, read_yaml
 
 __all__ = [
@@ -52,7 +80,6 @@ __all__ = [
     "Bucket",
     "Dataset",
     "DicomStore",
-    "HEALTHCARE_LOCATIONS",
     "IamGrant",
     "Import",
     "Project",
@@ -64,43 +91,13 @@ __all__ = [
     "starter_blueprint",
 ]
 
-HEALTHCARE_API = "healthcare.googleapis.com"
+# The services a blueprint enables when it lists none.
 DEFAULT_APIS = (HEALTHCARE_API, "cloudresourcemanager.googleapis.com")
-
-# Cloud Healthcare API locations (reference/gcp-wire.md section 4.6).
-HEALTHCARE_LOCATIONS: tuple[str, ...] = (
-    "us", "eu",
-    "northamerica-northeast1", "northamerica-northeast2",
-    "us-central1", "us-east1", "us-east4", "us-west1", "us-west2", "us-west3",
-    "southamerica-east1",
-    "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
-    "asia-south1", "asia-southeast1", "asia-southeast2",
-    "australia-southeast1", "australia-southeast2",
-    "europe-north1", "europe-west2", "europe-west3", "europe-west4", "europe-west6",
-    "me-west1", "me-central1", "me-central2",
-)  # fmt: skip
-
-BASIC_ROLES = ("roles/owner", "roles/editor", "roles/viewer")
-NARROW_ROLES = (
-    "roles/healthcare.dicomViewer",
-    "roles/healthcare.dicomEditor",
-    "roles/healthcare.datasetAdmin",
-    "roles/serviceusage.serviceUsageAdmin",
-)
-PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-
-
-# --------------------------------------------------------------------------- rules
-# Each rule takes a value and returns it (possibly normalised) or raises _Invalid with
-# "what is wrong; what would be valid". They are plain functions so that the import URI
-# rule can reuse the bucket rule, and tests can call them directly.
-
-
-class _Invalid(ValueError):
-    pass
 
 
 def _rule(check: Callable[[Any], Any]) -> AfterValidator:
+    """Wrap a `provision.naming` rule as a pydantic validator whose error is the rule's message."""
+
     def run(value: Any) -> Any:
         try:
             return check(value)
@@ -109,349 +106,6 @@ def _rule(check: Callable[[Any], Any]) -> AfterValidator:
             raise PydanticCustomError("blueprint", "{detail}", {"detail": str(exc)}) from None
 
     return AfterValidator(run)
-
-
-def _chars(n: int) -> str:
-    return f"{n} character" if n == 1 else f"{n} characters"
-
-
-def _closest(word: str, choices: Any, cutoff: float = 0.6) -> str | None:
-    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
-    return found[0] if found else None
-
-
-_PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
-_PROJECT_ID_RULE = (
-    "a project ID has 6-30 characters: lowercase letters, digits and hyphens, "
-    "starts with a letter and does not end with a hyphen (e.g. ohif-team-a)"
-)
-RESTRICTED_PROJECT_WORDS = ("google", "null", "undefined", "ssl")
-
-
-def check_project_id(value: str) -> str:
-    """Google's project ID rule, plus the restricted words Google refuses in IDs."""
-    why = None
-    if not 6 <= len(value) <= 30:
-        why = f"it is {_chars(len(value))} long"
-    elif any(c.isupper() for c in value):
-        why = "it has uppercase letters"
-    elif not ("a" <= value[0] <= "z"):
-        why = f"it starts with {value[0]!r}"
-    elif bad := [c for c in value if not (c.isascii() and (c.isdigit() or "a" <= c <= "z" or c == "-"))]:
-        why = f"it contains {bad[0]!r}"
-    elif value.endswith("-"):
-        why = "it ends with a hyphen"
-    if why or not _PROJECT_ID_RE.match(value):
-        hint = ""
-        if value.lower() != value and _PROJECT_ID_RE.match(value.lower()):
-            hint = f" Did you mean '{value.lower()}'?"
-        raise _Invalid(f"'{value}' is not a valid project ID ({why or 'wrong form'}); {_PROJECT_ID_RULE}.{hint}")
-    for word in RESTRICTED_PROJECT_WORDS:
-        if word in value:
-            raise _Invalid(
-                f"project ID '{value}' contains the restricted string '{word}'; Google refuses project IDs "
-                f"containing {', '.join(RESTRICTED_PROJECT_WORDS)}: choose another ID, e.g. "
-                f"'{value.replace(word, 'img') if _PROJECT_ID_RE.match(value.replace(word, 'img')) else 'ohif-team-a'}'"
-            )
-    return value
-
-
-def check_display_name(value: str) -> str:
-    """4-30 characters of letters, digits, hyphen, quotes, space and '!' (Resource Manager)."""
-    bad = [c for c in value if not (c.isalnum() or c in "-'\" !")]
-    if not 4 <= len(value) <= 30 or bad:
-        why = f"it contains {bad[0]!r}" if bad else f"it is {_chars(len(value))} long"
-        raise _Invalid(
-            f"'{value}' is not a valid project display name ({why}); a display name has 4-30 characters: "
-            "letters, digits, hyphen, single quote, double quote, space and '!' (e.g. OHIF Team A)"
-        )
-    return value
-
-
-def _label_char(c: str) -> bool:
-    # Google allows international letters in labels, but only lowercase ones.
-    return c.isdigit() or c in "_-" or (c.isalpha() and not c.isupper())
-
-
-def check_label_key(value: str) -> str:
-    """Label keys: 1-63 characters, lowercase letters, digits, '_' and '-', starting with a letter."""
-    if not (1 <= len(value) <= 63 and value[0].isalpha() and not value[0].isupper() and all(map(_label_char, value))):
-        lower = value.lower()
-        hint = f" Did you mean '{lower}'?" if lower != value and lower[:1].isalpha() and all(map(_label_char, lower)) else ""
-        raise _Invalid(
-            f"label key '{value}' is not valid; a label key has 1-63 characters: lowercase letters, digits, "
-            f"'_' and '-', starting with a lowercase letter (e.g. team).{hint}"
-        )
-    return value
-
-
-def check_label_value(value: str) -> str:
-    """Label values: 0-63 characters, lowercase letters, digits, '_' and '-'."""
-    if not (len(value) <= 63 and all(map(_label_char, value))):
-        lower = value.lower()
-        hint = f" Did you mean '{lower}'?" if lower != value and len(lower) <= 63 and all(map(_label_char, lower)) else ""
-        raise _Invalid(
-            f"label value '{value}' is not valid; a label value has 0-63 characters: lowercase letters, "
-            f"digits, '_' and '-' (e.g. radiology).{hint}"
-        )
-    return value
-
-
-def check_labels(value: dict[str, str]) -> dict[str, str]:
-    """At most 64 labels on a project."""
-    if len(value) > 64:
-        raise _Invalid(f"{len(value)} labels given; a project can have at most 64 labels")
-    return value
-
-
-def check_parent(value: str) -> str:
-    """`folders/N` or `organizations/N`."""
-    if not re.fullmatch(r"(folders|organizations)/[0-9]+", value):
-        digits = re.sub(r"\D", "", value)
-        raise _Invalid(
-            f"'{value}' is not a valid parent; write folders/NUMBER or organizations/NUMBER "
-            f"(e.g. folders/{digits or '123456789012'})"
-        )
-    return value
-
-
-_BILLING_RE = re.compile(r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}")
-
-
-def check_billing_account(value: str) -> str:
-    """`XXXXXX-XXXXXX-XXXXXX` in uppercase hex; a `billingAccounts/` prefix is dropped."""
-    bare = value.removeprefix("billingAccounts/")
-    if not _BILLING_RE.fullmatch(bare):
-        hint = f" Did you mean '{bare.upper()}'?" if _BILLING_RE.fullmatch(bare.upper()) else ""
-        raise _Invalid(
-            f"'{value}' is not a valid billing account ID; write three groups of six uppercase hex digits "
-            f"as XXXXXX-XXXXXX-XXXXXX (e.g. 012345-6789AB-CDEF01), optionally prefixed billingAccounts/.{hint}"
-        )
-    return bare
-
-
-_API_RE = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*\.googleapis\.com$")
-
-
-def check_api(value: str) -> str:
-    """A service name such as healthcare.googleapis.com."""
-    if not _API_RE.match(value):
-        guess = value.lower().strip().removesuffix(".googleapis.com")
-        hint = f" Did you mean '{guess}.googleapis.com'?" if _API_RE.match(guess + ".googleapis.com") else ""
-        raise _Invalid(
-            f"'{value}' is not a Google API service name; write NAME.googleapis.com "
-            f"(e.g. healthcare.googleapis.com).{hint}"
-        )
-    return value
-
-
-_EMAIL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$")
-_DOMAIN_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$")
-_MEMBER_KINDS = {"user": "email", "group": "email", "serviceAccount": "email", "domain": "domain"}
-_MEMBER_FORMS = "user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN (e.g. group:radiology@example.com)"
-
-
-def check_member(value: str) -> str:
-    """An IAM principal: user:, group:, serviceAccount: (email) or domain:; never public."""
-    if value in PUBLIC_MEMBERS:
-        who = "anyone on the internet" if value == "allUsers" else "anyone with a Google account"
-        raise _Invalid(
-            f"'{value}' would give {who} access; these are medical images, so provision refuses public "
-            f"principals; grant a group instead: {_MEMBER_FORMS}"
-        )
-    kind, sep, rest = value.partition(":")
-    if not sep:
-        hint = f" Did you mean 'user:{value}' or 'group:{value}'?" if _EMAIL_RE.match(value) else ""
-        raise _Invalid(f"'{value}' has no principal type; write {_MEMBER_FORMS}.{hint}")
-    if kind not in _MEMBER_KINDS:
-        near = _closest(kind, _MEMBER_KINDS)
-        hint = f" Did you mean '{near}:{rest}'?" if near else ""
-        raise _Invalid(f"'{kind}:' is not a principal type; write {_MEMBER_FORMS}.{hint}")
-    if _MEMBER_KINDS[kind] == "email" and not _EMAIL_RE.match(rest):
-        raise _Invalid(f"'{rest}' is not an email address; write {kind}:NAME@DOMAIN (e.g. {kind}:radiology@example.com)")
-    if _MEMBER_KINDS[kind] == "domain" and not _DOMAIN_RE.match(rest):
-        raise _Invalid(f"'{rest}' is not a domain name; write domain:DOMAIN (e.g. domain:example.com)")
-    return value
-
-
-_ROLE_RE = re.compile(
-    r"^(roles/[A-Za-z0-9_.]+"
-    r"|projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/roles/[A-Za-z0-9_.]+"
-    r"|organizations/[0-9]+/roles/[A-Za-z0-9_.]+)$"
-)
-
-
-def check_role(value: str) -> str:
-    """A predefined role `roles/X` or a custom one `projects/P/roles/X`, `organizations/N/roles/X`."""
-    if not _ROLE_RE.match(value):
-        hint = f" Did you mean 'roles/{value}'?" if _ROLE_RE.match(f"roles/{value}") else ""
-        raise _Invalid(
-            f"'{value}' is not an IAM role; write roles/NAME (e.g. roles/healthcare.dicomViewer) or a custom "
-            f"role projects/PROJECT/roles/NAME or organizations/NUMBER/roles/NAME.{hint}"
-        )
-    return value
-
-
-_BUCKET_RULE = (
-    "a bucket name has 3-63 characters (up to 222 with dots, 63 per dot-separated part): lowercase "
-    "letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
-)
-# Cloud Storage refuses "google" and close misspellings of it; fold the usual digit swaps.
-_LOOKALIKES = str.maketrans({"0": "o", "1": "l", "3": "e", "9": "g", "6": "g"})
-
-
-def bucket_name_problem(name: str) -> str | None:
-    """Why `name` is not a valid Cloud Storage bucket name, or None when it is."""
-    if not name:
-        return f"a bucket name cannot be empty; {_BUCKET_RULE}"
-    bad = [c for c in name if not (c.isascii() and (c.islower() or c.isdigit() or c in "-_."))]
-    if bad:
-        hint = f" Did you mean '{name.lower()}'?" if name.lower() != name and bucket_name_problem(name.lower()) is None else ""
-        return f"'{name}' is not a valid bucket name (it contains {bad[0]!r}); {_BUCKET_RULE}.{hint}"
-    limit = 222 if "." in name else 63
-    if not 3 <= len(name) <= limit:
-        return f"'{name}' is not a valid bucket name (it is {_chars(len(name))} long); {_BUCKET_RULE}"
-    if any(not 1 <= len(part) <= 63 for part in name.split(".")):
-        return f"'{name}' is not a valid bucket name (a dot-separated part is empty or longer than 63); {_BUCKET_RULE}"
-    if not (name[0].isalnum() and name[-1].isalnum()):
-        return f"'{name}' is not a valid bucket name (it must start and end with a letter or digit); {_BUCKET_RULE}"
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    else:
-        return f"'{name}' is not a valid bucket name (it looks like an IP address); {_BUCKET_RULE}"
-    if name.startswith("goog"):
-        return f"'{name}' is not a valid bucket name: Cloud Storage refuses names that start with 'goog'"
-    if "google" in name.translate(_LOOKALIKES):
-        return f"'{name}' is not a valid bucket name: Cloud Storage refuses names containing 'google' or close misspellings of it"
-    return None
-
-
-def check_bucket_name(value: str) -> str:
-    """Cloud Storage bucket naming rules."""
-    problem = bucket_name_problem(value)
-    if problem:
-        raise _Invalid(problem)
-    return value
-
-
-def check_bucket_location(value: str) -> str:
-    """A Cloud Storage location: a multi-region (US, EU, ASIA), a dual-region or a region."""
-    if not re.fullmatch(r"[A-Za-z0-9-]+", value):
-        raise _Invalid(
-            f"'{value}' is not a Cloud Storage location; write a multi-region (US, EU, ASIA) or a region (e.g. us-central1)"
-        )
-    return value
-
-
-def check_resource_id(value: str, what: str = "ID", example: str = "imaging") -> str:
-    """Healthcare dataset / DICOM store IDs: 1-256 letters, digits, '_', '-' and '.'."""
-    bad = [c for c in value if not (c.isalnum() or c in "_-.")]
-    if not 1 <= len(value) <= 256 or bad:
-        why = f"it contains {bad[0]!r}" if bad else f"it is {_chars(len(value))} long"
-        raise _Invalid(
-            f"'{value}' is not a valid {what} ({why}); use 1-256 letters, digits, '_', '-' and '.' (e.g. {example})"
-        )
-    return value
-
-
-def check_healthcare_location(value: str) -> str:
-    """One of the Cloud Healthcare API locations."""
-    if value not in HEALTHCARE_LOCATIONS:
-        near = value.lower() if value.lower() in HEALTHCARE_LOCATIONS else _closest(value.lower(), HEALTHCARE_LOCATIONS, 0.5)
-        hint = f"; did you mean '{near}'?" if near else ";"
-        raise _Invalid(
-            f"'{value}' is not a Cloud Healthcare location{hint} Valid locations: {', '.join(HEALTHCARE_LOCATIONS)}"
-        )
-    return value
-
-
-@functools.cache
-def _time_zones() -> frozenset[str]:
-    import zoneinfo  # only needed when a blueprint is validated
-
-    return frozenset(zoneinfo.available_timezones())
-
-
-def check_time_zone(value: str) -> str:
-    """An IANA time zone name (e.g. UTC, Europe/Berlin)."""
-    zones = _time_zones()
-    if value in zones:
-        return value
-    if not zones and value == "UTC":  # no tz database on this machine: accept the default
-        return value
-    near = _closest(value, zones)
-    hint = f"; did you mean '{near}'? Or" if near else "; write"
-    raise _Invalid(f"'{value}' is not an IANA time zone name{hint} an IANA name such as UTC, Europe/Berlin or America/New_York")
-
-
-def check_import_uri(value: str) -> str:
-    """`gs://BUCKET/OBJECT-PATTERN`, with the wildcard rules of the Healthcare import."""
-    form = "gs://BUCKET/PATH-PATTERN (e.g. gs://my-bucket/dicom/**.dcm)"
-    if not value.startswith("gs://"):
-        raise _Invalid(f"'{value}' is not a Cloud Storage URI; write {form}")
-    bucket, _, obj = value[len("gs://") :].partition("/")
-    problem = bucket_name_problem(bucket)
-    if problem:
-        raise _Invalid(f"in import URI '{value}': {problem}")
-    if not obj or obj.endswith("/"):
-        raise _Invalid(f"import URI '{value}' names no objects; add a pattern after the folder: {form}")
-    if obj.count("**") > 1:
-        raise _Invalid(f"in import URI '{value}', '**' may appear only once (in the last path segment); write {form}")
-    if "**" in obj:
-        first = obj.index("**")
-        rest = obj[:first] + obj[first + 2 :]
-        if "/" in obj[first:]:
-            raise _Invalid(f"in import URI '{value}', '**' may only appear in the last path segment; write {form}")
-        if "*" in rest or "?" in rest:
-            raise _Invalid(
-                f"in import URI '{value}', '**' cannot be combined with another wildcard ('*' or '?') "
-                f"anywhere in the path; write {form}"
-            )
-    return value
-
-
-def check_origin(value: str) -> str:
-    """An http(s) origin: scheme://host[:port], no path, query or fragment. A trailing '/' is dropped."""
-    form = "scheme://host[:port] with http or https and nothing after it (e.g. http://localhost:3000)"
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise _Invalid(f"'{value}' is not a valid origin; write {form}") from None
-    why = None
-    if parts.scheme not in ("http", "https"):
-        why = f"the scheme must be http or https, not {parts.scheme or 'missing'!r}"
-    elif not parts.hostname:
-        why = "it has no host"
-    elif parts.username is not None or parts.password is not None:
-        why = "it has a user name or password"
-    elif parts.path not in ("", "/"):
-        why = f"it has a path ({parts.path})"
-    elif parts.query or "?" in value:
-        why = "it has a query"
-    elif parts.fragment or "#" in value:
-        why = "it has a fragment"
-    elif port == 0:
-        why = "port 0 cannot be served"
-    if why:
-        raise _Invalid(f"'{value}' is not a valid origin ({why}); write {form}")
-    # OAuth "authorized JavaScript origins" have no trailing slash.
-    return value.rstrip("/")
-
-
-_CLIENT_ID_RE = re.compile(r"^[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com$")
-
-
-def check_oauth_client_id(value: str) -> str:
-    """An OAuth web client ID: NUMBER-ID.apps.googleusercontent.com."""
-    if not _CLIENT_ID_RE.match(value):
-        raise _Invalid(
-            f"'{value}' is not an OAuth client ID; it looks like NUMBER-ID.apps.googleusercontent.com "
-            "(e.g. 123456789012-abc123def456.apps.googleusercontent.com), copied from the console's Credentials page"
-        )
-    return value
 
 
 # --------------------------------------------------------------------------- models
@@ -484,7 +138,7 @@ class Project(_Model):
 
     id: ProjectId = Field(
         description="Project ID: 6-30 characters, [a-z][a-z0-9-]*[a-z0-9].", examples=["ohif-team-a"],
-        json_schema_extra={"pattern": _PROJECT_ID_RE.pattern},
+        json_schema_extra={"pattern": PROJECT_ID_RE.pattern},
     )
     display_name: Annotated[str, _rule(check_display_name)] | None = Field(
         None, description="4-30 characters; a new project gets the project ID when absent (an existing project's name is then left as it is).",
@@ -843,7 +497,7 @@ def _explain(err: Mapping[str, Any], doc: Document) -> tuple[tuple[int, int], st
         key = str(loc[-1])
         model = _model_at(loc[:-1])
         valid = _valid_keys(model) if model else []
-        near = _closest(key, valid)
+        near = closest(key, valid)
         where = "at the top level" if len(loc) == 1 else f"in {_dotted(loc[:-1])}"
         hint = f"; did you mean '{near}'? Valid keys" if near else "; valid keys"
         return doc.key_pos(loc), f"unknown key '{key}' {where}{hint}: {', '.join(valid)}"
@@ -957,64 +611,3 @@ def json_schema() -> dict[str, Any]:
     """The blueprint's JSON Schema (YAML key names), for editors to complete and check blueprints."""
     schema = Blueprint.model_json_schema(by_alias=True)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "provision blueprint (version 1)", **schema}
-
-
-STARTER = """\
-# A provision blueprint: one OHIF viewer on Google Cloud Healthcare.
-#   provision validate THIS-FILE     check it (no API call)
-#   provision plan THIS-FILE         see what apply would change
-#   provision apply THIS-FILE        make it so
-# `provision schema` prints the JSON Schema for editor completion.
-# ${NAME} in a value is replaced by the environment variable NAME ($${ for a literal ${).
-version: 1
-
-project:
-  id: my-ohif-project            # 6-30 chars: lowercase letters, digits, hyphens; globally unique
-  display_name: My OHIF Project  # 4-30 chars; a new project defaults to the id
-  # parent: folders/123456789012 # or organizations/N; needed when a service account creates the project
-  # billing_account: 012345-6789AB-CDEF01   # Cloud Healthcare needs billing on the project
-  labels: {purpose: imaging}
-
-# Services to enable (this is the default; healthcare.googleapis.com is required).
-apis: [healthcare.googleapis.com, cloudresourcemanager.googleapis.com]
-
-# Additive grants on the project: bindings not named here are never removed.
-# Basic roles (roles/owner, roles/editor, roles/viewer) are refused unless
-# `allow_basic_roles: true`; prefer the narrower healthcare roles.
-iam:
-  - member: group:imaging-team@example.com
-    roles: [roles/serviceusage.serviceUsageConsumer]
-
-# The Cloud Storage bucket that holds the DICOM files to import.
-bucket:
-  name: my-ohif-project-dicom    # globally unique; lowercase, 3-63 chars
-  location: US
-  create: true                   # false: the bucket exists and is only read
-  # upload: {from: ./dicom, prefix: dicom/}   # upload local files first (directory must exist)
-
-dataset:
-  id: imaging
-  location: us-central1          # a Cloud Healthcare location (us-central1, europe-west4, us, eu, ...)
-  time_zone: UTC
-
-dicom_stores:
-  - id: primary
-    iam:                         # grants on this store only (least privilege)
-      - member: group:imaging-team@example.com
-        roles: [roles/healthcare.dicomViewer]
-    import: {uri: "gs://my-ohif-project-dicom/dicom/**.dcm"}   # '**' matches across folders
-
-viewer:
-  origin: http://localhost:3000  # where OHIF is served (scheme://host:port)
-  # oauth_client_id: 123456789012-abc123def456.apps.googleusercontent.com   # from the console; apply prints the steps
-  config_out: out/google.js      # relative to this file
-
-smoke:
-  min_studies: 1                 # the stores must hold at least this many studies after import
-  browser: false                 # true: also drive the real OHIF viewer in headless Chromium
-"""
-
-
-def starter_blueprint() -> str:
-    """A commented starter blueprint (YAML text) that validates as written."""
-    return STARTER

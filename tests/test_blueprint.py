@@ -21,8 +21,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from provision import blueprint as bp
 from provision import cli
+from provision import naming as bp
 from provision.blueprint import Blueprint, json_schema, load_blueprint, starter_blueprint
 from provision.errors import BlueprintError
 
