@@ -16,9 +16,12 @@ from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
 from provision.emulator.http import Ctx, Router, parse_json_body
-from provision.emulator.storage.state import (PAGE_MAX, Backend, Sink, bucket_not_found, decode_token, encode_token,
-                                              gcs_error, object_name_problem, object_not_found,
-                                              validate_object_metadata, verify_hashes)
+from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, decode_token, encode_token, gcs_error,
+                                               object_not_found)
+from provision.emulator.storage.names import object_name_problem
+from provision.emulator.storage.objects import validate_object_metadata
+from provision.emulator.storage.state import Backend
+from provision.emulator.storage.uploads import Sink, verify_hashes
 
 router = Router()
 API = "storage"
