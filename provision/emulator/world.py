@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the backends import World; World only names them
     from provision.emulator.healthcare.state import Healthcare
     from provision.emulator.resourcemanager.state import ResourceManager
     from provision.emulator.serviceusage.state import ServiceUsage
-    from provision.emulator.storage.state import Storage
+    from provision.emulator.storage.state import Backend as Storage
 
 
 @dataclass
