@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from provision import provisioner
-from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import bucket as bucket_mod

@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -272,7 +271,7 @@ class Healthcare:
     def _logs_url(project_id: str, op_id: str, log: str | None = "import_dicom") -> str:
         """The Cloud Logging query of an operation's log entries (the dataset's, narrowed to the
         import or export log for those operations)."""
-        query = f'resource.type="healthcare_dataset"\n'
+        query = 'resource.type="healthcare_dataset"\n'
         if log:
             query += f'logName="projects/{project_id}/logs/healthcare.googleapis.com%2F{log}"\n'
         query += f'operation.id="{op_id}"'
