@@ -453,9 +453,7 @@ def _import_step(bp: Any, s: Any, sname: str, state: StoreState | None, live: Li
                  upload_pending: list[LocalFile], grant_bucket: bool) -> Step:
     uri = s.import_.uri
     src = dicom_import.parse_uri(uri)
-    deps = [f"store:{s.id}", "service-agent"]
-    if iam_mod.pairs_of(s.iam):
-        deps.append(f"store-iam:{s.id}")  # both write the store's labels: one after the other
+    deps = [f"store:{s.id}", "service-agent"]  # store IAM runs alongside: their label writes share a lock
     if bp.bucket and src.bucket == bp.bucket.name:
         if bp.bucket.upload:
             deps.append("upload")

@@ -111,8 +111,7 @@ def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path
                                                "import:primary"]
     assert all(list(s) == ["id", "kind", "resource", "action", "changes", "depends_on"] for s in doc["steps"])
     assert doc["steps"][0]["action"] == "create" and doc["changes"] == 12
-    assert plan.step("import:primary").deps == ["store:primary", "service-agent", "store-iam:primary", "upload",
-                                                "bucket-iam"]
+    assert plan.step("import:primary").deps == ["store:primary", "service-agent", "upload", "bucket-iam"]
     assert "plan for project ohif-apply-three" in plan.render()
     assert writes(records(rec)) == []
 

@@ -48,6 +48,7 @@ class Ctx:
     services: tuple[str, ...] = ()      # services this run enables (SERVICE_DISABLED for them is retried)
     facts: dict = field(default_factory=dict)  # outputs shared between steps (project number, agent email)
     started: float = field(default_factory=time.monotonic)
+    locks: dict = field(default_factory=dict)  # per-resource locks shared by every step of one run
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -64,7 +65,12 @@ class Ctx:
     def for_step(self, step: str, reporter: Reporter | None = None, deadline_s: float | None = None) -> "Ctx":
         """A context for one step, sharing facts, policy and cancellation."""
         return Ctx(self.target, step, self.policy, reporter or Reporter(), deadline_s, self.cancel,
-                   self.services, self.facts)
+                   self.services, self.facts, locks=self.locks)
+
+    def resource_lock(self, name: str) -> threading.Lock:
+        """One lock per resource for read-modify-writes that have no etag (a store's labels), so
+        steps running side by side in this run never overwrite each other's change."""
+        return self.locks.setdefault(name, threading.Lock())  # dict.setdefault is atomic
 
     # -------------------------------------------------------------- calling
     def call(self, fn: Callable[[], T], *, within: float | None = None, also: tuple[Predicate, ...] = ()) -> T:

@@ -68,10 +68,11 @@ def verify(ctx: Ctx, name: str) -> StoreState:
 def set_label(ctx: Ctx, name: str, key: str, value: str) -> None:
     """Patch one label, keeping the others (read, then patch with updateMask=labels)."""
     def attempt():
-        s = _stores(ctx).get(name=name).execute(num_retries=0)
-        labels = dict(s.get("labels") or {})
-        labels[key] = value
-        _stores(ctx).patch(name=name, updateMask="labels", body={"labels": labels}).execute(num_retries=0)
+        with ctx.resource_lock(name):
+            s = _stores(ctx).get(name=name).execute(num_retries=0)
+            labels = dict(s.get("labels") or {})
+            labels[key] = value
+            _stores(ctx).patch(name=name, updateMask="labels", body={"labels": labels}).execute(num_retries=0)
 
     ctx.call(attempt)
 

@@ -309,12 +309,13 @@ def dicom_store_labels(ctx: Ctx, store_name: str) -> LabelsIO:
         return dict(stores().get(name=store_name).execute(num_retries=0).get("labels") or {})
 
     def patch(changes: dict) -> None:
-        labels = read_labels()
-        for k, v in changes.items():
-            if v is None:
-                labels.pop(k, None)
-            else:
-                labels[k] = v
-        stores().patch(name=store_name, updateMask="labels", body={"labels": labels}).execute(num_retries=0)
+        with ctx.resource_lock(store_name):  # the import step writes this store's labels too
+            labels = read_labels()
+            for k, v in changes.items():
+                if v is None:
+                    labels.pop(k, None)
+                else:
+                    labels[k] = v
+            stores().patch(name=store_name, updateMask="labels", body={"labels": labels}).execute(num_retries=0)
 
     return LabelsIO(store_name, read_labels, patch)
