@@ -8,7 +8,7 @@
 - Healthcare: dataset-level operations `projects/P/locations/L/datasets/D/operations/ID`.
 
 Polls come at growing intervals (first interval from the target: milliseconds on the emulator,
-a second on Google; then a tenth of the time waited so far, up to a cap) until a deadline. A finished operation with `error`
+a second on Google; then a twentieth of the time waited so far, up to a cap) until a deadline. A finished operation with `error`
 raises `OperationFailed` carrying Google's message and the operation's metadata (import
 counters, logs link). A 404 on the operation itself counts as "not visible yet", as Terraform
 treats it, but only for a window (`GONE_S`, from the target): each 404 in a row is reported as a
@@ -27,7 +27,7 @@ from provision.gcp.errors import OperationFailed, OperationTimeout, is_not_found
 from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy
 
 OnPoll = Callable[[dict], None]
-POLL_FRACTION = 0.1
+POLL_FRACTION = 0.05
 GONE_S = {True: 30.0, False: 300.0}  # 404s in a row before an operation is taken as gone (emulator, Google)
 
 
@@ -78,8 +78,8 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
                 raise Cancelled()
         else:
             time.sleep(pause)
-        # Intervals grow with the time already waited (a tenth of it), so a finished operation
-        # is noticed at most ~10% late, without polling a long one more than needed.
+        # Intervals grow with the time already waited (a twentieth of it), so a finished operation
+        # is noticed at most ~5% late, without polling a long one more than needed.
         interval = min(max_interval, max(first_interval, POLL_FRACTION * (time.monotonic() - started)))
         try:
             op = fetch()
