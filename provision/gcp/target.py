@@ -117,6 +117,11 @@ class Target:
         """How long a refused connection or an unresolved name is retried before it is final."""
         return 5.0 if self.is_emulator else 30.0
 
+    @property
+    def settle_s(self) -> float:
+        """How long search results may lag behind a finished import (DICOMweb is eventually consistent)."""
+        return 10.0 if self.is_emulator else 120.0
+
     def root(self, api: str) -> str:
         """Base URL of an API (no trailing slash, no version)."""
         return self.emulator if self.emulator else GOOGLE_ROOTS[api]

@@ -24,7 +24,6 @@ from provision.resources import dicom_store
 LABEL = "provision-import"
 QIDO_PAGE = 1000
 QIDO_PAGES = 1000
-QIDO_SETTLE = {True: 10.0, False: 120.0}  # seconds to wait for studies to show after an import (emulator, Google)
 
 
 @dataclass
@@ -196,7 +195,7 @@ def verify_studies(ctx: Ctx, store_name: str, min_studies: int) -> int:
         return n
 
     try:
-        return ctx.call(check, within=QIDO_SETTLE[ctx.target.is_emulator])
+        return ctx.call(check, within=ctx.target.settle_s)
     except NotYet:
         raise StepError(ctx.step, store_name,
                         f"after the import the store holds {seen['n']} studies; smoke.min_studies asks for at least {min_studies}",
