@@ -18,7 +18,7 @@ from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Reporter
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
-from provision.plan import Step
+from provision.steps import Step
 
 WORKERS = 8
 

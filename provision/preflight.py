@@ -35,11 +35,11 @@ PROJECT_PERMISSIONS = [
     "storage.buckets.getIamPolicy",
     "storage.buckets.setIamPolicy",
     "storage.objects.list",
+    "storage.objects.get",      # the ownership record (gs://<project>-provision-state/record.json)
     "storage.objects.create",
 ]
-# setIamPolicy: the service agent's role, at least; update: the labels that record the grants provision adds.
-IAM_PERMISSIONS = ["resourcemanager.projects.setIamPolicy", "resourcemanager.projects.update",
-                   "healthcare.dicomStores.update", "storage.buckets.update"]
+# setIamPolicy: the service agent's role, at least; update: the store label that marks a finished import.
+IAM_PERMISSIONS = ["resourcemanager.projects.setIamPolicy", "healthcare.dicomStores.update"]
 CREATE_PERMISSIONS = ["resourcemanager.projects.create"]
 BILLING_PERMISSIONS = ["billing.resourceAssociations.create"]
 

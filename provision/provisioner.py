@@ -20,15 +20,11 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
-from provision.plan import CREATE, DELETE, KEEP, NOOP, UPDATE, Plan, Step
-from provision.resources import bucket as bucket_mod
-from provision.resources import bucket_iam, dataset as dataset_mod, dicom_import, dicom_store
-from provision.resources import iam as iam_mod
-from provision.resources import project as project_mod
-from provision.resources import project_iam
+from provision.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
+from provision.steps import Options
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
-           "ApplyFailed", "NeedsFlag", "Target"]
+           "ApplyFailed", "NeedsFlag", "Target", "Options"]
 
 
 def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
@@ -55,30 +51,32 @@ def _as_provision_error(step: str, resource: str, target: Target, project: str) 
 
 # ---------------------------------------------------------------------------- plan
 def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx | None = None,
-         check_permissions: bool = True) -> Plan:
-    """Read live state and diff it against the blueprint. Changes nothing (reads only).
+         check_permissions: bool = True, opts: Options | None = None) -> Plan:
+    """Read live state and the ownership record, and diff them against the blueprint. Changes nothing.
 
     Raises PreflightError when the caller lacks permissions the plan needs."""
     with _as_provision_error("plan", f"projects/{bp.project.id}", target, bp.project.id):
-        return _plan(bp, target, listener=listener, ctx=ctx, check_permissions=check_permissions)
+        return _plan(bp, target, listener=listener, ctx=ctx, check_permissions=check_permissions,
+                     opts=opts or Options())
 
 
-def _plan(bp: Any, target: Target, *, listener: Listener | None, ctx: Ctx | None, check_permissions: bool) -> Plan:
+def _plan(bp: Any, target: Target, *, listener: Listener | None, ctx: Ctx | None, check_permissions: bool,
+          opts: Options) -> Plan:
     ctx = ctx or _ctx(bp, target)
     if listener is not None and ctx.reporter.on_retry is None:
         ctx.reporter.on_retry = lambda n, d, r: emit(listener, Event("retry", "plan", r, attempt=n, delay=d,
                                                                       project=bp.project.id))
     emit(listener, Event("reading", "plan", f"reading live state of {bp.project.id} on {target.label}",
                           project=bp.project.id))
-    live = plan_mod.observe_project(ctx, bp)
+    live = plan_mod.observe(ctx, bp, opts, phases=(1,))
     plan_mod.refuse_inactive(live.project)  # before preflight: its message says how to restore the project
     notes: list[str] = []
-    if check_permissions:
-        missing, notes = preflight.check(ctx, bp, live.project is not None, live.billing)
+    if check_permissions and not opts.destroy:
+        missing, notes = preflight.check(ctx, bp, live.project is not None, live.get("billing"))
         if missing:
             raise preflight.PreflightError(missing, bp.project.id)
-    live = plan_mod.observe(ctx, bp, live)
-    result = plan_mod.build(bp, live, target.label)
+    live = plan_mod.observe(ctx, bp, opts, phases=(2, 3), live=live)
+    result = plan_mod.build(bp, live, target.label, opts)
     result.notes = notes + result.notes
     ctx.facts.update(result.facts)
     return result
@@ -136,8 +134,8 @@ class ApplyResult:
 
 
 class NeedsFlag(ProvisionError):
-    """Destroy refuses without a confirmation: `needs` names the option (`delete_data`,
-    `delete_project`) that would allow it, so a CLI can name its own flag."""
+    """Apply or destroy refuses without a confirmation: `needs` names the option (`delete_data`,
+    `replace`) that would allow it, so a CLI can name its own flag. Nothing was changed."""
 
     def __init__(self, message: str, needs: str):
         self.needs = needs
@@ -165,14 +163,17 @@ def _outputs(bp: Any, target: Target, facts: dict) -> dict:
 
 
 def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: Plan | None = None,
-          cancel: threading.Event | None = None) -> ApplyResult:
+          cancel: threading.Event | None = None, opts: Options | None = None) -> ApplyResult:
     """Make live state match the blueprint. With nothing to do, only reads are made ("no changes").
 
     Raises ApplyFailed (a ProvisionError, exit 1) naming the failed step; PreflightError when
-    permissions are missing (nothing changed)."""
+    permissions are missing, NeedsFlag when the plan replaces something and `opts.replace` is
+    not set (nothing changed in both cases)."""
     started = time.monotonic()
+    opts = opts or Options()
     ctx = _ctx(bp, target, cancel)
-    the_plan = plan_ or plan(bp, target, listener=listener, ctx=ctx)
+    the_plan = plan_ or plan(bp, target, listener=listener, ctx=ctx, opts=opts)
+    refuse_replacements(the_plan, opts)
     ctx.facts.update(the_plan.facts)
     if not the_plan.has_changes:
         result = ApplyResult(bp.project.id, target.label, False, the_plan,
@@ -192,8 +193,17 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
     return result
 
 
+def refuse_replacements(the_plan: Plan, opts: Options) -> None:
+    """A `-/+ replace` runs only when asked for: it deletes and re-creates, data included."""
+    if the_plan.replacements and not opts.replace:
+        what = "; ".join(f"{s.id} ({s.changes[0]})" for s in the_plan.replacements)
+        raise NeedsFlag(f"the plan replaces {what}; nothing was changed. Read the plan (what happens to the data), "
+                        "then apply again with replace to carry it out, or restore the old value in the blueprint",
+                        needs="replace")
+
+
 # ---------------------------------------------------------------------------- status
-STATE_OF = {CREATE: "missing", UPDATE: "drift", NOOP: "ok", KEEP: "ok", DELETE: "extra"}
+STATE_OF = {CREATE: "missing", UPDATE: "drift", REPLACE: "drift", NOOP: "ok", KEEP: "kept", DELETE: "extra"}
 
 
 @dataclass
@@ -228,7 +238,7 @@ def status(bp: Any, target: Target) -> StatusReport:
     (pending deletion) is reported with its state, not as an error."""
     with _as_provision_error("status", f"projects/{bp.project.id}", target, bp.project.id):
         ctx = _ctx(bp, target)
-        live = plan_mod.observe_project(ctx, bp)
+        live = plan_mod.observe(ctx, bp, Options(), phases=(1,))
         if live.project is not None and live.project.state != "ACTIVE":
             st = live.project.state
             return StatusReport(bp.project.id, target.label, [
@@ -236,8 +246,9 @@ def status(bp: Any, target: Target) -> StatusReport:
                  "details": [f"the project is {st} (deleted, pending purge); restore it with "
                              f"`gcloud projects undelete {bp.project.id}`"]}], [])
         p = plan(bp, target, check_permissions=False, ctx=ctx)
-    resources = [{"id": s.id, "kind": s.kind, "resource": s.resource, "state": STATE_OF.get(s.action, s.action),
-                  "details": list(s.changes)} for s in p.steps]
+    resources = [{"id": s.id, "kind": s.kind, "resource": s.resource,
+                  "state": "drift" if s.action == NOOP and s.drift else STATE_OF.get(s.action, s.action),
+                  "details": list(s.changes) + list(s.drift)} for s in p.steps]
     return StatusReport(bp.project.id, target.label, resources, list(p.notes))
 
 
@@ -264,133 +275,63 @@ class DestroyResult:
         return "\n".join(lines)
 
 
+@dataclass
+class DestroyPlan:
+    """What destroy will do (`steps`, only changes) and keep (`kept`, with the reason), and the
+    facts its steps need (the ownership record). Unpacks as (steps, kept)."""
+
+    steps: list[Step]
+    kept: list[str]
+    facts: dict = field(default_factory=dict, repr=False)
+
+    def __iter__(self):
+        return iter((self.steps, self.kept))
+
+
 def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_project: bool = False,
-                 ctx: Ctx | None = None) -> tuple[list[Step], list[str]]:
-    """What destroy would do: only what the blueprint describes, data and project kept unless asked.
-
-    Steps are only what would change; what is kept is said in the second list."""
+                 ctx: Ctx | None = None) -> DestroyPlan:
+    """What destroy would do: remove what the record says provision made (data and project kept
+    unless asked). Steps are only what would change; what is kept, and why, is said in `kept`."""
     with _as_provision_error("destroy", f"projects/{bp.project.id}", target, bp.project.id):
-        return _destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
-
-
-def _destroy_plan(bp: Any, target: Target, *, delete_data: bool, delete_project: bool,
-                  ctx: Ctx | None) -> tuple[list[Step], list[str]]:
-    ctx = ctx or _ctx(bp, target)
-    live = plan_mod.observe_project(ctx, bp)
-    project = live.project
-    if project is None or project.state != "ACTIVE":
-        why = "does not exist (or is not visible to you)" if project is None else f"is {project.state} (pending deletion)"
-        return [], [f"nothing to destroy: project {bp.project.id} {why}"]
-    live = plan_mod.observe(ctx, bp, live)
-    pid = bp.project.id
-    steps: list[Step] = []
-    kept: list[str] = []
-    agent = f"serviceAccount:service-{project.number}@gcp-sa-healthcare.iam.gserviceaccount.com"
-    store_deletes: list[str] = []
-    holds_data: list[str] = []
-    for s in bp.dicom_stores:
-        sname = plan_mod.store_name(bp, s.id)
-        state = live.stores.get(s.id)
-        if state is None:
-            continue
-        pairs = _ours(live.store_policies.get(s.id), state.labels, iam_mod.pairs_of(s.iam), f"DICOM store {s.id}", kept)
-        deps = []
-        if pairs:
-            steps.append(Step(f"store-iam:{s.id}", "dicom-store-iam", sname, DELETE, iam_mod.describe(pairs, "-"), [],
-                              lambda c, n=sname, p=pairs: f"removed {len(dicom_store.revoke(c, n, p))} binding(s)"))
-            deps = [f"store-iam:{s.id}"]
-        studies = dicom_import.count_studies(ctx, sname, stop_at=1)
-        if studies and not delete_data:
-            holds_data.append(s.id)
-            kept.append(f"DICOM store {s.id} holds data: kept (delete_data is needed to delete a store that holds data)")
-        else:
-            steps.append(Step(f"store:{s.id}", "dicom-store", sname, DELETE, [f"delete DICOM store {s.id}"], deps,
-                              lambda c, n=sname: (dicom_store.delete(c, n), "deleted")[1]))
-            store_deletes.append(f"store:{s.id}")
-    if delete_project and holds_data:
-        raise NeedsFlag(f"deleting the project would delete the data in DICOM store(s) {', '.join(holds_data)}; "
+        ctx = ctx or _ctx(bp, target)
+        opts = Options(destroy=True, delete_data=delete_data, delete_project=delete_project)
+        live = plan_mod.observe(ctx, bp, opts, phases=(1,))
+        project = live.project
+        if project is None or project.state != "ACTIVE":
+            why = "does not exist (or is not visible to you)" if project is None else f"is {project.state} (pending deletion)"
+            return DestroyPlan([], [f"nothing to destroy: project {bp.project.id} {why}"])
+        p = plan_mod.build(bp, plan_mod.observe(ctx, bp, opts, phases=(2, 3), live=live), target.label, opts)
+    kept = [f"{s.id} {s.resource}: {'; '.join(s.changes)}" for s in p.kept] + list(p.notes)
+    with_data = [s.id for s in p.kept if "--delete-data" in " ".join(s.changes)]
+    if delete_project and with_data:
+        raise NeedsFlag(f"deleting the project would delete the data that {', '.join(with_data)} hold(s); "
                         "confirm with delete_data as well", needs="delete_data")
-    if live.dataset is not None:
-        dname = plan_mod.dataset_name(bp)
-        if holds_data:
-            kept.append(f"dataset {bp.dataset.id}: kept (it holds a store with data)")
-        else:
-            def run_dataset(c: Ctx, n=dname) -> str:
-                others = _other_stores(c, n)
-                if others:
-                    c.note(f"dataset keeps {len(others)} store(s) the blueprint does not describe: not deleted")
-                    return f"kept: holds {', '.join(others)}"
-                dataset_mod.delete(c, n)
-                return "deleted"
-
-            steps.append(Step("dataset", "dataset", dname, DELETE, [f"delete dataset {bp.dataset.id} (if no other stores)"],
-                              list(store_deletes), run_dataset))
-    if bp.bucket and live.bucket and live.bucket.exists and live.bucket.accessible:
-        b = bp.bucket
-        deps = []
-        if plan_mod.bucket_is_ours(bp, live) and _ours(live.bucket_policy, live.bucket.labels,
-                                                         [(bucket_iam.VIEWER, agent)], f"gs://{b.name}", kept):
-            steps.append(Step("bucket-iam", "bucket-iam", f"gs://{b.name}", DELETE, [f"- {agent} {bucket_iam.VIEWER}"], [],
-                              lambda c: f"removed {len(bucket_iam.revoke(c, b.name, agent))} binding(s)"))
-            deps = ["bucket-iam"]
-        ours = plan_mod.bucket_is_ours(bp, live)
-        if b.create and ours:
-            has_objects = bool(ctx.call(lambda: list(ctx.target.storage().list_blobs(b.name, max_results=1, retry=None))))
-            if has_objects and not delete_data:
-                kept.append(f"bucket gs://{b.name} holds objects: kept (delete_data is needed to delete a bucket "
-                            "that holds objects)")
-            else:
-                steps.append(Step("bucket", "bucket", f"gs://{b.name}", DELETE, [f"delete gs://{b.name}"], deps,
-                                  lambda c: (bucket_mod.delete(c, b.name, force=delete_data), "deleted")[1]))
-        elif not ours:
-            kept.append(f"bucket gs://{b.name}: belongs to another project, not deleted")
-        else:
-            kept.append(f"bucket gs://{b.name}: not ours to delete (create: false)")
-    pairs = _ours(live.project_policy, project.labels, iam_mod.pairs_of(bp.iam), f"project {pid}", kept)
-    if pairs:
-        steps.append(Step("project-iam", "project-iam", f"projects/{pid}", DELETE, iam_mod.describe(pairs, "-"), [],
-                          lambda c: f"removed {len(project_iam.revoke(c, pid, pairs))} binding(s)"))
-    if delete_project:
-        steps.append(Step("project", "project", f"projects/{pid}", DELETE, [f"delete project {pid}"],
-                          [s.id for s in steps], lambda c: (project_mod.delete(c, pid), "deletion requested")[1]))
-    else:
-        kept.append(f"project {pid}: kept (delete_project is needed to delete it)")
-    return steps, kept
+    steps = p.changes
+    if not delete_project and _leaves_record_empty(p) and p.live.record.generation:
+        steps.append(Step("record", "record", p.facts["record"].where, DELETE,
+                          ["delete the ownership record and its bucket (it names nothing any more)"],
+                          [s.id for s in steps], lambda c: (c.facts["record"].delete(c), "deleted")[1]))
+    return DestroyPlan(steps, kept, p.facts)
 
 
-def _ours(policy: dict | None, labels: dict | None, pairs: list, where: str, kept: list[str]) -> list:
-    """The pairs present that provision added (marked); those it did not add are left alone (said in `kept`)."""
-    present = iam_mod.present(policy, pairs)
-    ours = iam_mod.marked(labels, present)
-    for role, member in present:
-        if (role, member) not in ours:
-            kept.append(f"{where}: {member} {role} was not added by provision: left alone")
-    return ours
-
-
-def _other_stores(ctx: Ctx, dataset_name: str) -> list[str]:
-    ds = ctx.target.healthcare().projects().locations().datasets()
-    out = []
-    for kind, method in (("dicomStores", ds.dicomStores), ("fhirStores", ds.fhirStores), ("hl7V2Stores", ds.hl7V2Stores)):
-        try:
-            page = ctx.execute(method().list(parent=dataset_name))
-        except Exception as exc:  # noqa: BLE001
-            from provision.gcp.errors import is_status
-
-            if is_status(exc, 404, 501):
-                continue
-            raise
-        out += [x.get("name", "").rsplit("/", 1)[-1] for x in page.get(kind) or []]
-    return out
+def _leaves_record_empty(p: Plan) -> bool:
+    """Every resource and grant the record names is deleted by this destroy (none is kept)."""
+    rec = p.live.record
+    if rec.owns("project", p.project):
+        return False   # the project stays, and the record says provision made it
+    named = {n for _, n in rec.resources} | rec.granted_resources()
+    return not any(s.resource in named or s.resource.removeprefix("gs://") in named for s in p.kept)
 
 
 def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: bool = False,
-            listener: Listener | None = None, *, plan_: tuple[list[Step], list[str]] | None = None) -> DestroyResult:
-    """Delete what the blueprint describes. Stores holding data, non-empty buckets and the project
-    are kept unless asked; only the IAM bindings provision added are removed. `plan_` is a
+            listener: Listener | None = None, *, plan_: DestroyPlan | None = None) -> DestroyResult:
+    """Delete what provision made for this blueprint (its record says what). Stores holding data,
+    non-empty buckets and the project are kept unless asked; only the grants provision added are revoked. `plan_` is a
     `destroy_plan` result already shown to (and confirmed by) the user: exactly that runs."""
     ctx = _ctx(bp, target)
-    steps, kept = plan_ or destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
+    the_plan = plan_ or destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
+    steps, kept = the_plan
+    ctx.facts.update(the_plan.facts)
     if not steps:
         return DestroyResult(bp.project.id, target.label, [], [], kept)
     run = Engine(ctx, listener, project=bp.project.id).run(steps)

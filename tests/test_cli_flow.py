@@ -131,11 +131,19 @@ dicom_stores: [{store}]
 
 
 def test_a_failed_apply_still_prints_one_json_document(emulator, tmp_path):
-    path = _team_blueprint(tmp_path, "bad", '{id: primary, import: {uri: "gs://no-such-bucket-zz/**.dcm"}}')
+    from provision import provisioner
+    from provision.gcp.target import Target
+    from test_apply_support import blueprint_dict, load, write_dicom
+
+    # another team's bucket, with DICOM files its project's agent may read, and ours may not
+    write_dicom(tmp_path / "data", studies=1)
+    provisioner.apply(load(tmp_path, blueprint_dict("ohif-team-owner", tmp_path / "data", smoke={"min_studies": 1})),
+                      Target(emulator=emulator.url))
+    path = _team_blueprint(tmp_path, "bad", '{id: primary, import: {uri: "gs://ohif-team-owner-dicom/dicom/**.dcm"}}')
     result = run("apply", path, "--emulator", emulator.url, "--yes", "--json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
-    assert doc["ok"] is False and "no-such-bucket-zz" in doc["error"]
+    assert doc["ok"] is False and "ohif-team-owner-dicom" in doc["error"]
     assert doc["apply"]["steps"], "what was built before the failure is reported"
     assert "Traceback" not in result.output
 
@@ -175,7 +183,7 @@ def test_destroy_names_its_flags_and_a_second_destroy_has_nothing_to_do(emulator
     refused = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes", "--delete-project")
     assert refused.exit_code == 1 and "--delete-data" in refused.output, refused.output
     kept = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes")
-    assert "--delete-data is needed" in kept.output, kept.output
+    assert "kept: holds 2 studies (--delete-data deletes it)" in kept.output, kept.output
     gone = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes", "--delete-data", "--delete-project")
     assert gone.exit_code == 0, gone.output
     again = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes")

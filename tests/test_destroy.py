@@ -38,7 +38,7 @@ def test_destroy_keeps_data_and_project_and_removes_only_our_bindings(built):
     assert dataset.read(ctx, result.outputs["dataset"]) is not None
     assert bucket_mod.read(ctx, bp.bucket.name).exists
     assert project.read(ctx, bp.project.id) is not None
-    assert any("holds data" in k for k in out.kept) and any("delete_project" in k for k in out.kept)
+    assert any("holds 1 study" in k for k in out.kept) and any("--delete-project" in k for k in out.kept)
     # our bindings are gone, theirs stay (same role and other roles)
     ppol = iam.project_io(ctx, bp.project.id).read()
     assert iam.missing(ppol, [("roles/serviceusage.serviceUsageConsumer", "group:radiology@example.com")])
@@ -53,7 +53,7 @@ def test_destroy_keeps_data_and_project_and_removes_only_our_bindings(built):
     assert iam.missing(iam.bucket_io(ctx, bp.bucket.name).read(), [("roles/storage.objectViewer", agent)])
     # a second destroy has nothing left to remove: no steps at all (what stays is in `kept`)
     again = provisioner.destroy(bp, target)
-    assert again.steps == [] and any("holds data" in k for k in again.kept)
+    assert again.steps == [] and any("holds 1 study" in k for k in again.kept)
 
 
 def test_destroy_with_delete_data_deletes_stores_dataset_and_bucket_but_not_the_project(built):

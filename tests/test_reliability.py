@@ -167,9 +167,10 @@ def test_import_from_a_foreign_bucket_without_the_grant_fails_at_the_import_step
     assert err.value.result.steps[-1].status == "failed"
     assert {s.id: s.status for s in err.value.result.steps}["store:primary"] == "done"
     # The owner grants the agent; the next apply resumes with the import only.
-    from provision.resources import bucket_iam
+    from provision.resources import bucket_iam, iam
 
-    bucket_iam.grant(Ctx(target), foreign, f"serviceAccount:{agent}")
+    owner = Ctx(target)
+    iam.add(owner, iam.bucket_io(owner, foreign), [(bucket_iam.VIEWER, f"serviceAccount:{agent}")])
     again = provisioner.apply(bp, target)
     assert [s.id for s in again.steps if s.message != "no changes"] == ["import:primary"]
 

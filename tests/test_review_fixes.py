@@ -9,8 +9,9 @@ from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import bucket as bucket_mod
+from provision.resources import dicom_store as dicom_store_mod
 from provision.resources import iam
-from test_apply_support import blueprint_dict, load, records, write_dicom
+from test_apply_support import blueprint_dict, load, records, write_dicom, writes
 
 
 def _foreign_bucket_setup(emulator, tmp_path):
@@ -154,10 +155,10 @@ def test_destroy_leaves_pre_existing_grants_the_blueprint_names(emulator, tmp_pa
     assert not iam.missing(spol, [("roles/healthcare.dicomViewer", "user:old@example.com")])
     assert iam.missing(ppol, [("roles/serviceusage.serviceUsageConsumer", "group:radiology@example.com")])
     assert iam.missing(spol, [("roles/healthcare.dicomViewer", "group:radiology@example.com")])
-    assert any("user:old@example.com" in k and "left alone" in k for k in out.kept)
+    assert any("user:old@example.com" in k and "not granted by provision: left alone" in k for k in out.kept), out.kept
     # and the marks are gone with the grants they recorded
     assert not any(k.startswith(iam.MARK_PREFIX) for k in project_mod.read(ctx, bp.project.id).labels)
-    assert not any(k.startswith(iam.MARK_PREFIX) for k in provisioner.dicom_store.read(ctx, store).labels)
+    assert not any(k.startswith(iam.MARK_PREFIX) for k in dicom_store_mod.read(ctx, store).labels)
     assert not any(k.startswith(iam.MARK_PREFIX) for k in bucket_mod.read(ctx, bp.bucket.name).labels)
 
 
@@ -246,9 +247,7 @@ def test_plan_for_a_new_project_importing_from_a_foreign_bucket_says_what_to_ask
 
 
 # ---------------------------------------------------------------------------- R3: an import URI matching nothing
-def test_import_matching_no_object_fails_before_it_starts_and_plan_says_so(emulator_factory, tmp_path):
-    from provision.provisioner import ApplyFailed
-
+def test_import_matching_no_object_is_a_plan_error_before_any_write(emulator_factory, tmp_path):
     rec = tmp_path / "rec.jsonl"
     emu = emulator_factory(record=rec)
     target = Target(emulator=emu.url)
@@ -258,22 +257,25 @@ def test_import_matching_no_object_fails_before_it_starts_and_plan_says_so(emula
     d = blueprint_dict("ohif-rv-m", data)
     d["dicom_stores"][0]["import"] = {"uri": uri}
     bp = load(tmp_path, d)
-    with pytest.raises(ApplyFailed) as err:
+    with pytest.raises(ProvisionError) as err:
         provisioner.apply(bp, target)
     text = str(err.value)
-    assert "step 'import:primary'" in text
-    assert f"the import URI {uri} matches no object; check the bucket, the prefix and the ** pattern" in text
-    assert "logs link" not in text
-    assert not any(r["path"].endswith(":import") for r in records(rec))   # never started
-    # now that the bucket exists, plan says that nothing matches
-    plan = provisioner.plan(bp, target)
-    assert plan.step("import:primary").action == "create"
-    assert any(f"(0 object(s) match {uri} now)" in n for n in plan.notes), plan.notes
-    # and says nothing of the kind when the URI matches
+    assert text.startswith(f"import:primary: {uri} matches none of the 3 file(s) the upload puts in the bucket (dicom/")
+    assert "fix the pattern" in text
+    assert writes(records(rec)) == []   # nothing was made
+    # DICOM files without `.dcm` under `**.dcm`: the same refusal, naming what the upload holds
+    d["dicom_stores"][0]["import"] = {"uri": "gs://ohif-rv-m-dicom/dicom/**.DCM"}
+    with pytest.raises(ProvisionError, match=r"matches none of the 3 file\(s\)"):
+        provisioner.plan(load(tmp_path, d, "upper.yaml"), target)
+    # and nothing of the kind when the URI matches
     good = load(tmp_path, blueprint_dict("ohif-rv-m", data, smoke={"min_studies": 1}), "good.yaml")
-    assert not any("0 object(s) match" in n for n in provisioner.plan(good, target).notes)
     provisioner.apply(good, target)
     assert not provisioner.plan(good, target).has_changes
+    # once the bucket exists, a URI matching nothing in it is refused the same way
+    d["dicom_stores"][0]["import"] = {"uri": uri}
+    d["bucket"].pop("upload")
+    with pytest.raises(ProvisionError, match="matches no object in gs://ohif-rv-m-dicom now"):
+        provisioner.plan(load(tmp_path, d, "bare.yaml"), target)
 
 
 # ---------------------------------------------------------------------------- R4: an operation that disappears
@@ -318,7 +320,7 @@ def test_import_progress_and_plan_wording(emulator, tmp_path):
     progress = [e.message for e in events.kinds("progress") if e.step == "import:primary"]
     assert "5 imported, 0 failed; counting studies" in progress, progress
     assert not any("imported 5 imported" in m or m.startswith("imported ") for m in progress)
-    # a new bucket without an upload: nothing is "after the upload"
+    # a new bucket without an upload: the import could only fail, so the plan refuses it
     bare = load(tmp_path, blueprint_dict("ohif-rv-p", None), "bare.yaml")
-    changes = " ".join(provisioner.plan(bare, target).step("import:primary").changes)
-    assert changes.startswith("import gs://ohif-rv-p-dicom/dicom/**.dcm") and "upload" not in changes
+    with pytest.raises(ProvisionError, match="names the new bucket gs://ohif-rv-p-dicom, which nothing uploads into"):
+        provisioner.plan(bare, target)

@@ -8,8 +8,13 @@ is eventually consistent.
 """
 from __future__ import annotations
 
+from typing import Any
+
+from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, NOOP, Options, Step
 
 BATCH = 20
 
@@ -68,3 +73,32 @@ def verify(ctx: Ctx, project_id: str, services: list[str]) -> None:
 
     ctx.progress("verifying enabled services")
     ctx.call(check)
+
+
+# ---------------------------------------------------------------------------- kind
+KIND = "apis"
+# Services Google refuses to enable on a project without a billing account.
+BILLABLE = {"healthcare.googleapis.com"}
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    if phase == 2 and live.project is not None:
+        return {"enabled": lambda ctx: read(ctx, bp.project.id)}
+    return {}
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    if opts.destroy:
+        return   # provision never disables services: other things in the project may use them
+    pid = bp.project.id
+    todo = [a for a in dict.fromkeys(bp.apis) if a not in live.get("enabled", set())]
+    billable = sorted(set(todo) & BILLABLE)
+    no_billing = not bp.project.billing_account and (live.project is None or live.get("billing") == "")
+    if billable and no_billing:
+        where = "the new project" if live.project is None else f"project {pid}"
+        raise ProvisionError(f"{', '.join(billable)} can only be enabled on a project with billing, and {where} has "
+                             "no billing account while the blueprint sets none: set project.billing_account "
+                             "(`gcloud billing accounts list` shows yours, e.g. 012345-6789AB-CDEF01) and plan again")
+    draft.add(Step(KIND, KIND, f"projects/{pid}/services", CREATE if todo else NOOP, [f"+ {a}" for a in todo],
+                   ["project", "billing"],
+                   (lambda ctx: (enable(ctx, pid, todo), f"enabled {', '.join(todo)}")[1]) if todo else None))

@@ -1,9 +1,13 @@
 """The project's billing link: read, link, verify by reading it back (Cloud Billing v1)."""
 from __future__ import annotations
 
+from typing import Any
+
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.gcp.retry import NotYet
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, NOOP, UPDATE, Options, Step
 
 
 def account_name(account: str) -> str:
@@ -50,3 +54,26 @@ def test_permissions(ctx: Ctx, account: str, permissions: list[str]) -> list[str
     svc = ctx.target.billing()
     req = svc.billingAccounts().testIamPermissions(resource=account_name(account), body={"permissions": permissions})
     return list(ctx.execute(req).get("permissions") or [])
+
+
+# ---------------------------------------------------------------------------- kind
+KIND = "billing"
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    # Read even when the blueprint names no account: the apis kind refuses to plan Healthcare without one.
+    return {"billing": lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    spec, pid = bp.project, bp.project.id
+    if opts.destroy or not spec.billing_account:
+        return   # provision never unlinks billing: other things in the project may need it
+    want = account_name(spec.billing_account)
+    was = live.get("billing") if live.project is not None else None
+    resource = f"projects/{pid}/billingInfo"
+    if live.project is not None and was == want:
+        draft.add(Step(KIND, KIND, resource, NOOP, [], ["project"]))
+        return
+    draft.add(Step(KIND, KIND, resource, UPDATE if was else CREATE, [f"link {want}" + (f" (now {was})" if was else "")],
+                   ["project"], lambda ctx: (link(ctx, pid, spec.billing_account), f"linked {want}")[1]))

@@ -1,5 +1,10 @@
 """The Cloud Storage bucket: create or adopt, read-only when `create: false`, and the upload of a
 local tree under a prefix (parallel, skipping objects already there with the same checksum).
+
+Kind `bucket`: create (recorded first), `-/+ replace` when the location of a bucket provision
+made differs (a bucket's location cannot change), delete a recorded bucket the blueprint no
+longer names (kept while it holds objects, unless delete_data). A bucket provision did not make
+is never deleted. Reads `bucket`, `bucket_owner`, `bucket_objects`, `old_bucket:<name>`.
 """
 from __future__ import annotations
 
@@ -12,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from provision.gcp.context import Ctx
+from provision.errors import ProvisionError
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import Cancelled
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step
 
 UPLOAD_WORKERS = 8
+KIND = "bucket"
+COUNT_CAP = 1000
 
 
 @dataclass
@@ -198,3 +208,155 @@ def upload(ctx: Ctx, bucket: str, files: list[LocalFile]) -> int:
                 fut.cancel()
             raise
     return done
+
+
+def count_objects(ctx: Ctx, name: str, cap: int = COUNT_CAP) -> int:
+    """How many objects the bucket holds, counting at most `cap` (0 when it is gone)."""
+    client = ctx.target.storage()
+
+    def count() -> int:
+        try:
+            return sum(1 for _ in client.list_blobs(name, max_results=cap, retry=None))
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 404):
+                return 0
+            raise
+
+    return ctx.call(count)
+
+
+def _many(n: int, cap: int = COUNT_CAP) -> str:
+    return f"{n}+" if n >= cap else str(n)
+
+
+# ---------------------------------------------------------------------------- kind
+def is_ours(bp: Any, live: Live) -> bool:
+    """The blueprint's bucket belongs to its project (same project number), or does not exist yet
+    and this blueprint creates it."""
+    if not bp.bucket:
+        return False
+    b = live.get("bucket")
+    if b is not None and b.exists:
+        return bool(b.accessible and b.project_number and live.project_number
+                    and b.project_number == live.project_number)
+    return bool(bp.bucket.create)
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    out: Reads = {}
+    name = bp.bucket.name if bp.bucket else None
+    if phase == 1 and name:
+        out["bucket"] = lambda ctx: read(ctx, name)
+    if phase == 2 and name:
+        b = live.get("bucket")
+        if bp.bucket.create and b.exists and b.project_number and b.project_number != live.project_number:
+            from provision.resources import project as project_mod
+
+            # to name the owner in the error; None if hidden
+            out["bucket_owner"] = lambda ctx: project_mod.read(ctx, b.project_number)
+    if phase == 3:
+        for old in live.record.names(KIND):
+            if old == name and live.record.owns(KIND, old):
+                out["bucket_objects"] = lambda ctx: count_objects(ctx, name)
+            elif old != name:
+                out[f"old_bucket:{old}"] = lambda ctx, old=old: (read(ctx, old), count_objects(ctx, old))
+    return out
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    name = bp.bucket.name if bp.bucket else None
+    for old in live.record.names(KIND):
+        if old != name:
+            state, objects = live.get(f"old_bucket:{old}", (None, 0))
+            _remove(draft, old, state, objects, opts, "the blueprint no longer names it")
+    if not name:
+        return
+    b, spec, state = bp.bucket, bp.bucket, live.get("bucket")
+    ours = live.record.owns(KIND, name)
+    if opts.destroy:
+        if not state.exists:
+            if ours:
+                _remove(draft, name, state, 0, opts, "destroy")
+            return
+        if not is_ours(bp, live):
+            draft.keep(KIND, KIND, f"gs://{name}", "belongs to another project: not deleted")
+        elif not ours:
+            draft.keep(KIND, KIND, f"gs://{name}", "not created by provision (adopted, or create: false): not deleted")
+        else:
+            _remove(draft, name, state, live.get("bucket_objects", 0), opts, "destroy")
+        return
+    pid = bp.project.id
+    if not b.create:
+        if not state.exists:
+            raise ProvisionError(f"bucket gs://{name} does not exist, and the blueprint says `create: false`; "
+                                 "create it, or set `bucket.create: true`")
+        draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, ["exists; read only (create: false)"], ["project", "billing"]))
+        return
+    if not state.exists:
+        draft.add(Step(KIND, KIND, f"gs://{name}", CREATE, [f"create gs://{name} in {spec.location}"], ["project", "billing"],
+                       lambda ctx: _create(ctx, pid, spec)))
+        return
+    if not state.accessible:
+        raise ProvisionError(f"bucket gs://{name}: the name is taken (it answers 403: it exists in a project you "
+                             "cannot read; bucket names are global); pick another bucket.name, or set "
+                             "create: false if it is yours to read and you are granted access")
+    if not is_ours(bp, live):
+        owner = live.get("bucket_owner")
+        who = owner.project_id if owner is not None else f"number {state.project_number}"
+        raise ProvisionError(f"bucket gs://{name}: bucket name taken by project {who} (this blueprint's project is "
+                             f"{pid}); pick another name or set create: false to only read it")
+    if state.location and state.location.upper() != spec.location.upper():
+        if ours:
+            n = live.get("bucket_objects", 0)
+            draft.add(Step(KIND, KIND, f"gs://{name}", REPLACE,
+                           [f"location {state.location} -> {spec.location}: a bucket's location cannot change",
+                            f"its {_many(n)} object(s) are deleted with it, then the bucket is created again in "
+                            f"{spec.location}" + (" and the upload runs again" if spec.upload else
+                                                  " (empty: nothing uploads them again)"),
+                            "the stores keep the studies already imported"],
+                           ["project", "billing"], lambda ctx: _replace(ctx, pid, spec)))
+            live.read["bucket_replace"] = True
+            return
+        draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"],
+                       drift=[f"location {state.location}, the blueprint says {spec.location}: the bucket was not "
+                              "created by provision, so it is not replaced (move its objects yourself, or pick "
+                              "another bucket.name)"]))
+        return
+    draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"]))
+
+
+def _create(ctx: Ctx, project_id: str, spec: Any) -> str:
+    ctx.facts["record"].add_resource(ctx, KIND, spec.name)
+    create(ctx, project_id, spec, ctx.facts.get("project_number"))
+    return f"gs://{spec.name}"
+
+
+def _replace(ctx: Ctx, project_id: str, spec: Any) -> str:
+    delete(ctx, spec.name, force=True)
+    create(ctx, project_id, spec, ctx.facts.get("project_number"))
+    return f"gs://{spec.name} created again in {spec.location}"
+
+
+def _remove(draft: Draft, name: str, state: BucketState | None, objects: int, opts: Options, why: str) -> None:
+    """A recorded bucket to delete: kept while it holds objects, unless delete_data."""
+    resource = f"gs://{name}"
+    step_id = KIND if why == "destroy" else f"{KIND}:{name}"
+    deps = [f"bucket-iam:{name}", "bucket-iam"]
+    if state is None or not state.exists:
+        draft.add(Step(step_id, KIND, resource, DELETE, ["already gone: forget it in the record"], [],
+                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1]))
+    elif objects and not opts.delete_data:
+        draft.keep(step_id, KIND, resource, f"kept: holds {_many(objects)} object(s) (--delete-data deletes them "
+                                            "with the bucket)")
+    else:
+        what = f"delete gs://{name}" + (f" and its {_many(objects)} object(s)" if objects else "")
+        draft.add(Step(step_id, KIND, resource, DELETE, [what], deps,
+                       lambda ctx: _delete_recorded(ctx, name, force=opts.delete_data)))
+
+
+def _delete_recorded(ctx: Ctx, name: str, *, force: bool) -> str:
+    if not delete(ctx, name, force=force):
+        raise StepError(ctx.step, f"gs://{name}", "the bucket received objects since the plan: not deleted",
+                        fix="plan again (--delete-data deletes a bucket with its objects)", action="delete")
+    ctx.facts["record"].drop_resource(ctx, KIND, name)
+    return "deleted"

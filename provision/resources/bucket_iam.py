@@ -1,16 +1,23 @@
 """The Healthcare service agent's read access to the import bucket.
 
-On a bucket of this blueprint's project, provision grants `roles/storage.objectViewer` to the
-agent (additive RMW, 412 conflicts retried). On a foreign bucket it grants nothing: it checks
-what it can (the bucket's policy, if we may read it) and, when the agent lacks access, says
-exactly what to ask the bucket's owner.
+Kind `bucket-iam`. On the blueprint's own bucket (in this project), provision grants
+`roles/storage.objectViewer` to the agent when a store imports from it (additive RMW, 412
+conflicts retried). On a foreign bucket it grants nothing: it checks what it can (the bucket's
+policy, if we may read it) and, when the agent lacks access, says exactly what to ask the
+bucket's owner. Grants the record names on buckets the blueprint no longer uses are revoked.
+Reads `bucket_policy` (own bucket), `foreign_access:<bucket>`, `bucket_policy:<bucket>` (recorded).
 """
 from __future__ import annotations
 
+from typing import Any
+
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
-from provision.resources import iam
+from provision.resources import iam, service_agent
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
+KIND = "bucket-iam"
 VIEWER = "roles/storage.objectViewer"
 # Roles that let the agent read objects for an import.
 READER_ROLES = {VIEWER, "roles/storage.objectAdmin", "roles/storage.admin", "roles/storage.legacyObjectReader",
@@ -21,14 +28,24 @@ def read(ctx: Ctx, bucket: str) -> dict:
     return iam.read(ctx, iam.bucket_io(ctx, bucket))
 
 
+def read_if_there(ctx: Ctx, bucket: str) -> dict | None:
+    """The bucket's policy, None when the bucket is gone or hidden from us."""
+    try:
+        return ctx.call(iam.bucket_io(ctx, bucket).read)
+    except Exception as exc:  # noqa: BLE001
+        if is_status(exc, 403, 404):
+            return None
+        raise
+
+
 def grant(ctx: Ctx, bucket: str, member: str) -> list[iam.Pair]:
-    """Grant the agent read access, marking it as added by provision (a bucket label)."""
-    return iam.add_marked(ctx, iam.bucket_io(ctx, bucket), iam.bucket_labels(ctx, bucket), [(VIEWER, member)])
+    """Grant the agent read access, recording it first."""
+    return iam.grant_recorded(ctx, iam.bucket_io(ctx, bucket), [(VIEWER, member)])
 
 
-def revoke(ctx: Ctx, bucket: str, member: str) -> list[iam.Pair]:
-    """Remove the agent's read access if provision added it."""
-    return iam.remove_marked(ctx, iam.bucket_io(ctx, bucket), iam.bucket_labels(ctx, bucket), [(VIEWER, member)])
+def revoke(ctx: Ctx, bucket: str, pairs: list[iam.Pair]) -> list[iam.Pair]:
+    """Remove recorded grants from the bucket, then from the record."""
+    return iam.revoke_recorded(ctx, iam.bucket_io(ctx, bucket), pairs)
 
 
 def agent_can_read(policy: dict | None, member: str) -> bool:
@@ -42,13 +59,8 @@ def agent_can_read(policy: dict | None, member: str) -> bool:
 
 def check_foreign(ctx: Ctx, bucket: str, member: str) -> bool | None:
     """Whether the agent can read a bucket we do not own: True/False, None when we cannot tell."""
-    try:
-        policy = ctx.call(iam.bucket_io(ctx, bucket).read)
-    except Exception as exc:  # noqa: BLE001
-        if is_status(exc, 403, 404):
-            return None
-        raise
-    return agent_can_read(policy, member)
+    policy = read_if_there(ctx, bucket)
+    return None if policy is None else agent_can_read(policy, member)
 
 
 def ask_owner(bucket: str, member: str) -> str:
@@ -57,3 +69,100 @@ def ask_owner(bucket: str, member: str) -> str:
     return (f"ask the owner of gs://{bucket} to grant {member} the role {VIEWER} on the bucket:\n"
             f"    gcloud storage buckets add-iam-policy-binding gs://{bucket} --member={member} --role={VIEWER}\n"
             f"  (or: gsutil iam ch serviceAccount:{email}:objectViewer gs://{bucket}), then apply again")
+
+
+# ---------------------------------------------------------------------------- kind
+def _recorded_buckets(live: Live) -> list[str]:
+    return sorted(r[len("gs://"):] for r in live.record.granted_resources() if r.startswith("gs://"))
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    from provision.resources import bucket as bucket_mod
+    from provision.resources import dicom_import
+
+    out: Reads = {}
+    number = live.project_number
+    own = bp.bucket.name if bp.bucket else None
+    if phase == 2:
+        if own and bucket_mod.is_ours(bp, live) and live.get("bucket").exists:
+            out["bucket_policy"] = lambda ctx: read(ctx, own)
+        if number:
+            member = service_agent.member_for(number)
+            for b in dicom_import.source_buckets(bp):
+                if b != own or not bucket_mod.is_ours(bp, live):
+                    out[f"foreign_access:{b}"] = lambda ctx, b=b: check_foreign(ctx, b, member)
+    if phase == 3:
+        for b in _recorded_buckets(live):
+            if b != own:
+                out[f"bucket_policy:{b}"] = lambda ctx, b=b: read_if_there(ctx, b)
+    return out
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    from provision.resources import bucket as bucket_mod
+    from provision.resources import dicom_import
+
+    agent = draft.facts.get("agent")
+    own = bp.bucket.name if bp.bucket else None
+    wanted = (not opts.destroy and own is not None and bucket_mod.is_ours(bp, live)
+              and own in dicom_import.source_buckets(bp))
+    if wanted:
+        _own(bp, live, draft, own, agent)
+    for b in _recorded_buckets(live):
+        if b == own and not opts.destroy:
+            continue
+        pairs = sorted(live.record.pairs_on(f"gs://{b}"))
+        policy = live.get("bucket_policy" if b == own else f"bucket_policy:{b}")
+        d = iam.diff_grants(policy, [], pairs)
+        why = "the bucket is gone" if policy is None else None
+        changes = d.describe() if policy is not None else [f"- {m} {r} (bucket gone or hidden: forget it)" for r, m in pairs]
+        draft.add(Step(f"{KIND}:{b}" if b != own else KIND, KIND, f"gs://{b}", DELETE, changes, ["record"],
+                       _revoke(b, d.remove + d.forget if why is None else pairs, gone=why is not None)))
+    if opts.destroy:
+        return
+    for b, access in sorted((k.split(":", 1)[1], v) for k, v in live.read.items() if k.startswith("foreign_access:")):
+        member = agent or "the Healthcare service agent"
+        if access is False:
+            draft.note(f"the Healthcare service agent cannot read gs://{b} (not this blueprint's bucket); "
+                       + ask_owner(b, member))
+        elif access is None:
+            draft.note(f"gs://{b} is not this blueprint's bucket and its policy is not readable: the import "
+                       f"needs {member} to hold {VIEWER} on it")
+    if live.project is None:
+        # A new project: its agent's email is known only once the project exists (its number).
+        future = service_agent.member_for("<PROJECT_NUMBER>")
+        for b in dicom_import.source_buckets(bp):
+            if b != own or not bucket_mod.is_ours(bp, live):
+                draft.note(f"gs://{b} is not this blueprint's bucket: the new project's Healthcare service agent "
+                           f"({future.split(':', 1)[1]}, known once the project exists) will need "
+                           f"{VIEWER} on it for the import; " + ask_owner(b, future))
+
+
+def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:
+    state = live.get("bucket")
+    fresh = state is None or not state.exists or live.get("bucket_replace", False)
+    policy = None if fresh else live.get("bucket_policy")
+    d = iam.diff_grants(policy, [(VIEWER, agent)] if agent else [], live.record.pairs_on(f"gs://{bucket}"),
+                        ignore_members=[agent] if agent else [])
+    if fresh or not draft.facts.get("agent_exists"):
+        d.add = [(VIEWER, agent or "the Healthcare service agent")]   # its email is known once the project is
+    elif agent_can_read(policy, agent):
+        d.add = []   # it reads through another role, or allUsers
+    action = NOOP if not d.changing else (CREATE if fresh else UPDATE)
+    run = None
+    if d.changing:
+        def run(ctx: Ctx) -> str:
+            added = grant(ctx, bucket, ctx.facts["agent"]) if d.add else []
+            removed = revoke(ctx, bucket, d.remove + d.forget) if d.remove or d.forget else []
+            return iam.summary(added, removed)
+    draft.add(Step(KIND, KIND, f"gs://{bucket}", action, d.describe(), ["bucket", "service-agent", "record"], run,
+                   drift=d.drift()))
+
+
+def _revoke(bucket: str, pairs: list[iam.Pair], *, gone: bool):
+    def run(ctx: Ctx) -> str:
+        if gone:
+            ctx.facts["record"].drop_grants(ctx, f"gs://{bucket}", pairs)
+            return "forgotten (the bucket is gone)"
+        return iam.summary([], revoke(ctx, bucket, pairs))
+    return run

@@ -2,14 +2,22 @@
 
 Right after creation Healthcare can answer 404 "dataset not initialized": the retry policy
 waits that out. A time zone cannot be changed after creation, so drift is only reported.
+
+Kind `dataset`: create (recorded first); a recorded dataset the blueprint no longer names is
+deleted once its stores are (kept while a store holds data, unless delete_data, and when it holds
+stores provision did not make); a location change of a recorded dataset is `-/+ replace`.
+Reads `dataset`, `old_dataset:<name>` (its stores, None when gone).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_absent, is_already_exists, is_service_disabled, is_status
+from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Options, Step
 
 
 @dataclass
@@ -81,3 +89,129 @@ def delete(ctx: Ctx, name: str) -> None:
                 raise
 
     ctx.call(attempt)
+
+
+def list_stores(ctx: Ctx, name: str) -> list[str]:
+    """Names of every store in the dataset (DICOM, FHIR, HL7v2): deleting a dataset deletes them all."""
+    ds = _datasets(ctx)
+    out = []
+    for kind, method in (("dicomStores", ds.dicomStores), ("fhirStores", ds.fhirStores), ("hl7V2Stores", ds.hl7V2Stores)):
+        try:
+            page = ctx.execute(method().list(parent=name))
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 404, 501):
+                continue
+            raise
+        out += [x.get("name", "") for x in page.get(kind) or []]
+    return out
+
+
+# ---------------------------------------------------------------------------- kind
+KIND = "dataset"
+
+
+def desired_name(bp: Any) -> str:
+    return name_of(bp.project.id, bp.dataset.location, bp.dataset.id)
+
+
+def step_id(bp: Any, name: str) -> str:
+    """`dataset` for the blueprint's; `dataset:<location>/<id>` for another one the record names."""
+    if name == desired_name(bp):
+        return KIND
+    parts = name.split("/")
+    return f"{KIND}:{parts[3]}/{parts[5]}"
+
+
+def _old(bp: Any, live: Live, opts: Options) -> list[str]:
+    """Recorded datasets to remove: those the blueprint no longer names (all of them when destroying)."""
+    return [n for n in live.record.names(KIND) if opts.destroy or n != desired_name(bp)]
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    if live.project is None:
+        return {}
+    if phase == 2:
+        return {"dataset": lambda ctx: read(ctx, desired_name(bp))}
+    if phase == 3:
+        return {f"old_dataset:{n}": (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
+                for n in _old(bp, live, live.opts)}
+    return {}
+
+
+def replaced(bp: Any, live: Live) -> str | None:
+    """The recorded dataset the blueprint's replaces: same ID, another location, still there."""
+    if live.get("dataset") is not None:
+        return None
+    return next((n for n in live.record.names(KIND) if n != desired_name(bp) and n.rsplit("/", 1)[-1] == bp.dataset.id
+                 and live.get(f"old_dataset:{n}") is not None), None)
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    from provision.resources import dicom_store
+
+    name, ds, state = desired_name(bp), bp.dataset, live.get("dataset")
+    old_for_new = None if opts.destroy else replaced(bp, live)
+    if opts.destroy:
+        if state is not None and not live.record.owns(KIND, name):
+            draft.keep(KIND, KIND, name, "not created by provision: not deleted")
+    elif state is None:
+        changes = [f"create dataset {ds.id} in {ds.location} (time zone {ds.time_zone})"]
+        action = CREATE
+        if old_for_new:
+            action = REPLACE
+            was = old_for_new.split("/")[3]
+            held = dicom_store.data_in(live, old_for_new)
+            changes = [f"location {was} -> {ds.location}: a dataset's location cannot change",
+                       f"a new dataset {ds.id} is created in {ds.location}, its stores are created and imported again",
+                       f"then the old dataset in {was} is deleted with its stores"
+                       + (f" ({held})" if held else " (they hold no studies)")]
+        draft.add(Step(KIND, KIND, name, action, changes, ["apis"], lambda ctx: _create(ctx, name, ds.time_zone)))
+    else:
+        if ds.time_zone and state.time_zone and state.time_zone != ds.time_zone:
+            draft.note(f"dataset {ds.id} has time zone {state.time_zone}, the blueprint says {ds.time_zone}; "
+                       "a dataset's time zone cannot be changed")
+        draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"]))
+    for old in _old(bp, live, opts):
+        _remove(bp, live, opts, draft, old, replacing=old == old_for_new)
+
+
+def _create(ctx: Ctx, name: str, time_zone: str) -> str:
+    ctx.facts["record"].add_resource(ctx, KIND, name)
+    create(ctx, name, time_zone)
+    return name
+
+
+def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:
+    from provision.resources import dicom_store
+
+    sid = step_id(bp, name)
+    stores = live.get(f"old_dataset:{name}")
+    if stores is None:
+        draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
+                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1]))
+        return
+    ours = set(live.record.names(dicom_store.KIND))
+    foreign = [s.rsplit("/", 1)[-1] for s in stores if s not in ours]
+    if foreign:
+        draft.keep(sid, KIND, name, f"kept: holds store(s) provision did not make ({', '.join(sorted(foreign))})")
+        return
+    kept = [s.rsplit("/", 1)[-1] for s in stores if dicom_store.fate(live, s, opts, replacing) == KEEP]
+    if kept:
+        draft.keep(sid, KIND, name, f"kept: its store(s) {', '.join(kept)} hold data (--delete-data deletes them)")
+        return
+    deps = [dicom_store.step_id(bp, s) for s in stores]
+    if replacing:   # the old data goes only once the new stores hold theirs
+        deps += [f"import:{s.id}" for s in bp.dicom_stores] + [f"store:{s.id}" for s in bp.dicom_stores]
+    draft.add(Step(sid, KIND, name, DELETE, [f"delete dataset {name.rsplit('/', 1)[-1]} in {name.split('/')[3]}"],
+                   deps, lambda ctx: _delete_recorded(ctx, name)))
+
+
+def _delete_recorded(ctx: Ctx, name: str) -> str:
+    others = list_stores(ctx, name)
+    if others:
+        raise StepError(ctx.step, name, f"the dataset holds store(s) again since the plan "
+                        f"({', '.join(o.rsplit('/', 1)[-1] for o in others)}): not deleted",
+                        fix="plan again", action="delete")
+    delete(ctx, name)
+    ctx.facts["record"].drop_resource(ctx, KIND, name)
+    return "deleted"

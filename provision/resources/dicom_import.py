@@ -14,12 +14,16 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
+from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import OperationFailed, StepError, parse, raise_for_status, to_provision_error
 from provision.gcp.retry import NotYet
 from provision.resources import bucket as bucket_mod
 from provision.resources import dicom_store
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, NOOP, Options, Step
 
 LABEL = "provision-import"
 QIDO_PAGE = 1000
@@ -201,3 +205,166 @@ def verify_studies(ctx: Ctx, store_name: str, min_studies: int) -> int:
                         f"after the import the store holds {seen['n']} studies; smoke.min_studies asks for at least {min_studies}",
                         fix="check that the import URI matches your DICOM files (`**` crosses folders), or lower "
                             "smoke.min_studies", action="verify") from None
+
+
+# ---------------------------------------------------------------------------- kind
+KIND = "dicom-import"
+MISSING, FORBIDDEN = "missing", "forbidden"
+
+
+def source_buckets(bp: Any) -> list[str]:
+    """The buckets the blueprint's imports read, in order, once each."""
+    return list(dict.fromkeys(parse_uri(s.import_.uri).bucket for s in bp.dicom_stores if s.import_))
+
+
+def _list_or_why(ctx: Ctx, src: Source) -> dict[str, dict] | str:
+    """The matching objects, or MISSING / FORBIDDEN when the bucket cannot be listed."""
+    from provision.gcp.errors import is_status
+
+    try:
+        objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix)
+    except Exception as exc:  # noqa: BLE001
+        if is_status(exc, 404):
+            return MISSING
+        if is_status(exc, 403):
+            return FORBIDDEN
+        raise
+    rx = src.regex()
+    return {n: o for n, o in objs.items() if rx.match(n)}
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    out: Reads = {}
+    if live.opts.destroy:
+        return out
+    own = bp.bucket.name if bp.bucket else None
+    state = live.get("bucket")
+    if phase == 2:
+        for s in bp.dicom_stores:
+            if not s.import_:
+                continue
+            src = parse_uri(s.import_.uri)
+            if src.bucket == own and not (state.exists and state.accessible):
+                continue   # still to be created (or refused by the bucket kind)
+            if src.bucket == own and bp.bucket.upload and src.prefix.startswith(bp.bucket.upload.prefix or ""):
+                continue   # the upload kind's listing covers it
+            out[f"import_objects:{s.id}"] = lambda ctx, src=src: _list_or_why(ctx, src)
+    if phase == 3:
+        for s, name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
+            st = live.get(f"store:{name}")
+            if s.import_ and st is not None and st.labels.get(LABEL):
+                out[f"studies:{name}"] = lambda ctx, n=name: count_studies(ctx, n, stop_at=bp.smoke.min_studies)
+    return out
+
+
+def _objects(bp: Any, live: Live, s: Any) -> dict[str, dict] | str | None:
+    """What the URI matches now: objects, MISSING, FORBIDDEN, or None (the bucket is still to be created)."""
+    src = parse_uri(s.import_.uri)
+    if bp.bucket and src.bucket == bp.bucket.name:
+        state = live.get("bucket")
+        if not state.exists or live.get("bucket_replace", False):
+            return None
+        if bp.bucket.upload and src.prefix.startswith(bp.bucket.upload.prefix or ""):
+            rx = src.regex()
+            return {n: o for n, o in live.get("remote", {}).items() if rx.match(n)}
+    return live.get(f"import_objects:{s.id}")
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    if opts.destroy:
+        return
+    from provision.resources import bucket as bucket_kind
+    from provision.resources import upload
+
+    unknown = set(opts.reimport) - {s.id for s in bp.dicom_stores if s.import_}
+    if unknown:
+        from provision.errors import UsageError
+
+        valid = ", ".join(s.id for s in bp.dicom_stores if s.import_) or "none"
+        raise UsageError(f"--reimport {', '.join(sorted(unknown))}: no such store with an import in the blueprint "
+                         f"(stores with an import: {valid})")
+    pending = upload.pending(live)
+    own = bp.bucket.name if bp.bucket else None
+    for s, name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
+        if not s.import_:
+            continue
+        uri = s.import_.uri
+        src = parse_uri(uri)
+        objects = _objects(bp, live, s)
+        if objects == MISSING:
+            raise ProvisionError(f"import:{s.id}: the import source bucket gs://{src.bucket} does not exist; "
+                                 "fix dicom_stores[].import.uri, or create the bucket")
+        if objects == FORBIDDEN:
+            raise ProvisionError(f"import:{s.id}: you cannot list gs://{src.bucket} (403), so provision cannot check "
+                                 f"that {uri} matches files; ask its owner for roles/storage.objectViewer for "
+                                 "yourself (and for the project's Healthcare service agent)")
+        rx = src.regex()
+        coming = [f for f in pending if f.name and rx.match(f.name)] if src.bucket == own else []
+        state = live.get(f"store:{name}")
+        fp = fingerprint(uri, objects if objects is not None else None)
+        done = state is not None and state.labels.get(LABEL) == fp and not coming
+        why = ""
+        if done and s.id in opts.reimport:
+            done, why = False, " (--reimport)"
+        elif done and live.has(f"studies:{name}"):
+            n = live.get(f"studies:{name}", 0)
+            if n < bp.smoke.min_studies:
+                done = False
+                why = (f" again: the store holds {n} stud{'y' if n == 1 else 'ies'}, smoke.min_studies asks for "
+                       f"{bp.smoke.min_studies}")
+        if not done and not coming and not objects:
+            nothing = _why_nothing(bp, live, src, uri)
+            if nothing:
+                raise ProvisionError(f"import:{s.id}: {nothing}")
+        grant_bucket = src.bucket == own and bucket_kind.is_ours(bp, live)
+        deps = [f"store:{s.id}", "service-agent"]
+        if src.bucket == own:
+            deps += ["upload", "bucket-iam" if grant_bucket else "bucket"]
+        if objects is None:
+            now = " (after the upload)" if bp.bucket.upload else " (the bucket does not exist yet)"
+        else:
+            now = f" ({len(coming) or len(objects)} object(s) match{' after the upload' if coming else ' now'})"
+        draft.add(Step(f"import:{s.id}", KIND, name, NOOP if done else CREATE, [] if done else [f"import {uri}{why}{now}"],
+                       deps, None if done else _run(bp, s, name, grant_bucket, force=bool(why))))
+
+
+def _why_nothing(bp: Any, live: Live, src: Source, uri: str) -> str:
+    """Why an import would match no object ("" when it will, after the upload)."""
+    local = live.get("local", [])
+    if bp.bucket and src.bucket == bp.bucket.name and bp.bucket.upload:
+        rx = src.regex()
+        if any(f.name and rx.match(f.name) for f in local):
+            return ""
+        sample = ", ".join(f.name for f in local[:3]) or "no file at all"
+        return (f"{uri} matches none of the {len(local)} file(s) the upload puts in the bucket ({sample}); fix the "
+                "pattern (`**` crosses folders; the match is case-sensitive) or the upload prefix")
+    if bp.bucket and src.bucket == bp.bucket.name and not live.get("bucket").exists:
+        return f"{uri} names the new bucket gs://{src.bucket}, which nothing uploads into: add bucket.upload"
+    return (f"{uri} matches no object in gs://{src.bucket} now; check the bucket, the prefix and the ** pattern "
+            "(`gcloud storage ls` shows what is there)")
+
+
+def _run(bp: Any, s: Any, sname: str, own: bool, *, force: bool):
+    uri = s.import_.uri
+    src = parse_uri(uri)
+    min_studies = bp.smoke.min_studies
+
+    def run_import(ctx: Ctx) -> str:
+        from provision.resources import bucket_iam
+
+        objs = matched_objects(ctx, src)
+        fp = fingerprint(uri, objs)
+        st = dicom_store.read(ctx, sname)
+        if not force and st is not None and st.labels.get(LABEL) == fp:
+            return "already imported (label matches the objects)"
+        require_match(ctx, sname, uri, objs)
+        agent = ctx.facts.get("agent", "")
+        fix = None
+        if not own:
+            fix = bucket_iam.ask_owner(src.bucket, agent)
+            if agent and bucket_iam.check_foreign(ctx, src.bucket, agent) is False:
+                ctx.note(f"the service agent has no read access to gs://{src.bucket}; the import will likely fail")
+        n = run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix)
+        return f"{n} stud{'y' if n == 1 else 'ies'} in the store"
+
+    return run_import

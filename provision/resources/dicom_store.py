@@ -1,13 +1,21 @@
-"""DICOM stores (synchronous create) and their IAM (additive, version 3)."""
+"""DICOM stores (synchronous create), their IAM policy adapters, and kind `dicom-store`.
+
+A store provision made (recorded) and the blueprint no longer names (removed, or left behind in
+a dataset that moved) is deleted when it holds no study; with studies it is kept and reported,
+unless delete_data (or replace, when its dataset is replaced). Reads `store:<name>` and
+`old_store:<name>` (state and study count).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_absent, is_already_exists, is_service_disabled, is_status
+from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
 from provision.resources import iam
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
 
 
 @dataclass
@@ -88,15 +96,125 @@ def delete(ctx: Ctx, name: str) -> None:
     ctx.call(attempt)
 
 
-def read_iam(ctx: Ctx, name: str) -> dict:
-    return iam.read(ctx, iam.dicom_store_io(ctx, name))
+def read_iam(ctx: Ctx, name: str) -> dict | None:
+    """The store's policy; None when the store does not exist (or Healthcare is not enabled yet)."""
+    def get():
+        try:
+            return iam.dicom_store_io(ctx, name).read()
+        except Exception as exc:  # noqa: BLE001
+            if is_absent(exc) or (is_status(exc, 403) and is_service_disabled(exc)):
+                return None
+            raise
+    return ctx.call(get)
 
 
-def grant(ctx: Ctx, name: str, pairs: Iterable[iam.Pair]) -> list[iam.Pair]:
-    """Add the missing pairs, marking them as added by provision (a store label)."""
-    return iam.add_marked(ctx, iam.dicom_store_io(ctx, name), iam.dicom_store_labels(ctx, name), pairs)
+# ---------------------------------------------------------------------------- kind
+KIND = "dicom-store"
 
 
-def revoke(ctx: Ctx, name: str, pairs: Iterable[iam.Pair]) -> list[iam.Pair]:
-    """Remove those of the pairs provision added; the others stay."""
-    return iam.remove_marked(ctx, iam.dicom_store_io(ctx, name), iam.dicom_store_labels(ctx, name), pairs)
+def desired_names(bp: Any) -> list[str]:
+    from provision.resources import dataset
+
+    return [name_of(dataset.desired_name(bp), s.id) for s in bp.dicom_stores]
+
+
+def step_id(bp: Any, name: str, prefix: str = "store") -> str:
+    """`store:<id>` in the blueprint's dataset, `store:<location>/<dataset>/<id>` elsewhere."""
+    from provision.resources import dataset
+
+    parent, _, sid = name.rpartition("/dicomStores/")
+    if parent == dataset.desired_name(bp):
+        return f"{prefix}:{sid}"
+    parts = parent.split("/")
+    return f"{prefix}:{parts[3]}/{parts[5]}/{sid}"
+
+
+def _old(bp: Any, live: Live) -> list[str]:
+    """Stores the record names (as made, or as holding grants) that the blueprint does not, or all when destroying."""
+    want = set() if live.opts.destroy else set(desired_names(bp))
+    named = set(live.record.names(KIND)) | {r for r in live.record.granted_resources() if "/dicomStores/" in r}
+    return sorted(named - want)
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    from provision.resources import dicom_import
+
+    if live.project is None:
+        return {}
+    if phase == 2:
+        return {f"store:{n}": (lambda ctx, n=n: read(ctx, n)) for n in desired_names(bp)}
+    if phase == 3:
+        def old(ctx: Ctx, n: str):
+            state = read(ctx, n)
+            return (state, dicom_import.count_studies(ctx, n) if state else 0)
+        return {f"old_store:{n}": (lambda ctx, n=n: old(ctx, n)) for n in _old(bp, live)}
+    return {}
+
+
+def fate(live: Live, name: str, opts: Options, replacing: bool) -> str:
+    """What removal does to a store no longer named: DELETE, KEEP (holds studies) or "gone"."""
+    state, studies = live.get(f"old_store:{name}", (None, 0))
+    if state is None:
+        return "gone"
+    return KEEP if studies and not (opts.delete_data or replacing) else DELETE
+
+
+def data_in(live: Live, dataset_name: str) -> str:
+    """"primary: 2 studies, ..." for the recorded stores of a dataset that hold studies."""
+    out = []
+    for n in live.record.names(KIND):
+        if n.startswith(dataset_name + "/dicomStores/"):
+            _, studies = live.get(f"old_store:{n}", (None, 0))
+            if studies:
+                out.append(f"{n.rsplit('/', 1)[-1]}: {studies} stud{'y' if studies == 1 else 'ies'}")
+    return ", ".join(out)
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    from provision.resources import dataset
+
+    if not opts.destroy:
+        for s, name in zip(bp.dicom_stores, desired_names(bp)):
+            if live.get(f"store:{name}") is None:
+                draft.add(Step(f"store:{s.id}", KIND, name, CREATE, [f"create DICOM store {s.id}"], ["dataset"],
+                               lambda ctx, n=name: _create(ctx, n)))
+            else:
+                draft.add(Step(f"store:{s.id}", KIND, name, NOOP, [], ["dataset"]))
+    replaced = None if opts.destroy else dataset.replaced(bp, live)
+    for name in _old(bp, live):
+        sid = step_id(bp, name)
+        if not live.record.owns(KIND, name):
+            if opts.destroy and live.get(f"old_store:{name}", (None, 0))[0] is not None:
+                draft.keep(sid, KIND, name, "not created by provision: not deleted")
+            continue
+        replacing = bool(replaced) and name.startswith(replaced + "/dicomStores/")
+        what = fate(live, name, opts, replacing)
+        _, studies = live.get(f"old_store:{name}", (None, 0))
+        if what == "gone":
+            draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
+                           lambda ctx, n=name: (ctx.facts["record"].drop_resource(ctx, KIND, n), "forgotten")[1]))
+        elif what == KEEP:
+            draft.keep(sid, KIND, name, f"kept: holds {studies} stud{'y' if studies == 1 else 'ies'} "
+                                        "(--delete-data deletes it)")
+        else:
+            deps = [f"import:{s.id}" for s in bp.dicom_stores] if replacing else []
+            lost = f" and its {studies} stud{'y' if studies == 1 else 'ies'}" if studies else ""
+            draft.add(Step(sid, KIND, name, DELETE, [f"delete DICOM store {name.rsplit('/', 1)[-1]}{lost}"], deps,
+                           lambda ctx, n=name, force=bool(studies) or opts.delete_data: _delete_recorded(ctx, n, force)))
+
+
+def _create(ctx: Ctx, name: str) -> str:
+    ctx.facts["record"].add_resource(ctx, KIND, name)
+    create(ctx, name)
+    return name
+
+
+def _delete_recorded(ctx: Ctx, name: str, force: bool) -> str:
+    from provision.resources import dicom_import
+
+    if not force and dicom_import.count_studies(ctx, name, stop_at=1):
+        raise StepError(ctx.step, name, "the store received studies since the plan: not deleted",
+                        fix="plan again (--delete-data deletes a store with its studies)", action="delete")
+    delete(ctx, name)
+    ctx.facts["record"].drop_resource(ctx, KIND, name)   # its grants went with it
+    return "deleted"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -137,12 +138,84 @@ def _until_visible(ctx: Ctx, io: PolicyIO, pairs: list[Pair], adding: bool) -> N
 
 
 # ---------------------------------------------------------------------------- what provision added
-# A grant apply ADDS (the pair was absent) is marked with a label on the resource that holds the
-# policy: `provision-iam-<10 hex of sha256(member|role)>` = `added`. Destroy revokes only marked
-# pairs (and drops their marks): a pair that was there before provision is never removed.
+# The record (provision/record.py) names every pair provision added: the entry is written before
+# the grant, and dropped after the revocation. A pair that was there before provision is never
+# recorded, so it is never revoked.
+
+def grant_recorded(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
+    """Add the pairs absent now, recording them first (an interrupted run still knows, next time,
+    that provision added them). Returns the pairs added."""
+    todo = missing(ctx.call(io.read), list(pairs))
+    if not todo:
+        return []
+    ctx.facts["record"].add_grants(ctx, io.resource, todo)
+    return add(ctx, io, todo)
+
+
+def revoke_recorded(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
+    """Remove these pairs (provision added them), then drop them from the record."""
+    pairs = list(pairs)
+    removed = remove(ctx, io, pairs)
+    ctx.facts["record"].drop_grants(ctx, io.resource, pairs)
+    return removed
+
+
+@dataclass
+class GrantDiff:
+    """One policy against the blueprint and the record."""
+
+    add: list[Pair]        # named by the blueprint, absent
+    remove: list[Pair]     # provision added them, the blueprint no longer names them, present
+    forget: list[Pair]     # recorded, no longer named, already gone: only the record changes
+    foreign: list[Pair]    # access to data that neither the blueprint nor provision gave (drift)
+
+    @property
+    def changing(self) -> bool:
+        return bool(self.add or self.remove or self.forget)
+
+    def describe(self) -> list[str]:
+        return (describe(self.add) + describe(self.remove, "-")
+                + [f"- {m} {r} (already gone: forget it in the record)" for r, m in self.forget])
+
+    def drift(self) -> list[str]:
+        return [f"{m} has {r}: not in the blueprint and not granted by provision (left alone)"
+                for r, m in self.foreign]
+
+
+def left_alone(policy: dict | None, named: Iterable[Pair], recorded: Iterable[Pair], where: str) -> list[str]:
+    """Destroy's words for pairs the blueprint names that are there but were not granted by provision."""
+    rec = set(recorded)
+    return [f"{where}: {m} {r} was not granted by provision: left alone" for r, m in present(policy, named)
+            if (r, m) not in rec]
+
+
+# Roles that give access to images or data: extra holders of these are drift worth reporting.
+DATA_ROLES = re.compile(r"^roles/(healthcare\.(admin|dataset\w*|dicom\w*)|storage\.(admin|object\w*|legacyObject\w*)"
+                        r"|owner|editor|viewer)$")
+# Who holds such roles by construction (the project's own convenience members on buckets).
+STRUCTURAL_MEMBERS = ("projectOwner:", "projectEditor:", "projectViewer:")
+
+
+def diff_grants(policy: dict | None, desired: Iterable[Pair], recorded: Iterable[Pair], *,
+                ignore_roles: Iterable[str] = (), ignore_members: Iterable[str] = ()) -> GrantDiff:
+    """What to add, revoke and forget on one policy, and which foreign data-access grants it holds."""
+    have = unconditional(policy or {})
+    want = set(desired)
+    gone = sorted(set(recorded) - want)
+    skip_roles, skip_members = set(ignore_roles), set(ignore_members)
+    foreign = sorted(p for p in have if p not in want and p not in set(recorded) and DATA_ROLES.match(p[0])
+                     and p[0] not in skip_roles and p[1] not in skip_members
+                     and not p[1].startswith(STRUCTURAL_MEMBERS))
+    return GrantDiff([p for p in sorted(want) if p not in have], [p for p in gone if p in have],
+                     [p for p in gone if p not in have], foreign)
+
+
+# ---------------------------------------------------------------------------- legacy marks
+# Before the record, a pair apply added was marked with a label on the resource holding the
+# policy: `provision-iam-<10 hex of sha256(member|role)>` = `added`. The next apply adopts the
+# marked pairs into the record and removes the labels (resources/ownership.py).
 MARK_PREFIX = "provision-iam-"
 MARK_VALUE = "added"
-MAX_LABELS = 64
 
 
 @dataclass
@@ -159,38 +232,21 @@ def mark_key(pair: Pair) -> str:
     return MARK_PREFIX + hashlib.sha256(f"{member}|{role}".encode()).hexdigest()[:10]
 
 
-def marked(labels: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
-    """The pairs whose mark is on the resource (provision added them)."""
+def marked(labels: dict | None, policy: dict | None) -> list[Pair]:
+    """The pairs of the policy whose legacy mark is on the resource."""
     labels = labels or {}
-    return [p for p in pairs if labels.get(mark_key(p)) == MARK_VALUE]
+    return sorted(p for p in unconditional(policy or {}) if labels.get(mark_key(p)) == MARK_VALUE)
 
 
-def add_marked(ctx: Ctx, io: PolicyIO, labels: LabelsIO, pairs: Iterable[Pair]) -> list[Pair]:
-    """`add`, marking first the pairs that are absent now (so an interrupted run still knows, next
-    time, that provision added them). Returns the pairs added."""
-    pairs = list(pairs)
-    todo = missing(ctx.call(io.read), pairs)
-    if not todo:
-        return []
-    current = ctx.call(labels.read)
-    new = {mark_key(p): MARK_VALUE for p in todo if current.get(mark_key(p)) != MARK_VALUE}
-    if new and len(set(current) | set(new)) > MAX_LABELS:
-        ctx.note(f"{labels.resource} has too many labels to record the grants provision adds; destroy will "
-                 "leave them in place")
-    elif new:
-        ctx.call(lambda: labels.patch(new))
-    return add(ctx, io, todo)
+def marks(labels: dict | None) -> list[str]:
+    """The legacy mark labels on a resource."""
+    return sorted(k for k in (labels or {}) if k.startswith(MARK_PREFIX))
 
 
-def remove_marked(ctx: Ctx, io: PolicyIO, labels: LabelsIO, pairs: Iterable[Pair]) -> list[Pair]:
-    """Remove the pairs provision added (marked), then their marks; unmarked pairs stay."""
-    current = ctx.call(labels.read)
-    ours = marked(current, pairs)
-    if not ours:
-        return []
-    removed = remove(ctx, io, ours)
-    ctx.call(lambda: labels.patch({mark_key(p): None for p in ours}))
-    return removed
+def summary(added: list[Pair], removed: list[Pair]) -> str:
+    """What a grant step did, in words."""
+    parts = ([f"granted {len(added)} role(s)"] if added else []) + ([f"revoked {len(removed)}"] if removed else [])
+    return ", ".join(parts) or "nothing left to change"
 
 
 def describe(pairs: Iterable[Pair], sign: str = "+") -> list[str]:

@@ -12,6 +12,8 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import NotYet
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 
 @dataclass
@@ -159,3 +161,52 @@ def delete(ctx: Ctx, project_id: str) -> None:
         return ctx.wait_crm(operation)
 
     ctx.call(attempt)
+
+
+# ---------------------------------------------------------------------------- kind
+KIND = "project"
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    return {"project": lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    from provision.resources import service_agent
+
+    spec, pid, project = bp.project, bp.project.id, live.project
+    resource = f"projects/{pid}"
+    if project is not None:
+        draft.facts["project_number"] = project.number
+        draft.facts["agent"] = service_agent.member_for(project.number)
+    if opts.destroy:
+        if project is None:
+            return
+        if not opts.delete_project:
+            draft.keep(KIND, KIND, resource, "kept (--delete-project deletes it)")
+        elif not live.record.owns(KIND, pid):
+            draft.keep(KIND, KIND, resource, "not created by provision: not deleted")
+        else:
+            # after every other change (added by plan.build once all kinds have spoken)
+            draft.add(Step(KIND, KIND, resource, DELETE, [f"delete project {pid}"], ["*"],
+                           lambda ctx: (delete(ctx, pid), "deletion requested")[1]))
+        return
+    if project is None:
+        changes = [f"create project {pid}" + (f" under {spec.parent}" if spec.parent else "")]
+        changes += [f"label {k}={v}" for k, v in sorted((spec.labels or {}).items())]
+
+        def run_create(ctx: Ctx) -> str:
+            st = create(ctx, spec)
+            ctx.facts["project_number"] = st.number
+            ctx.facts["agent"] = service_agent.member_for(st.number)
+            ctx.facts["record"].project_number = st.number
+            ctx.facts["record"].add_resource(ctx, KIND, pid)   # the record lives in the project: after it exists
+            return f"project {pid} (number {st.number})"
+
+        draft.add(Step(KIND, KIND, resource, CREATE, changes, [], run_create))
+        return
+    drift = desired_changes(spec, project)
+    words = " and ".join(w for w, on in (("labels", any(c.startswith("label") for c in drift)),
+                                         ("display name", any(c.startswith("display") for c in drift))) if on)
+    draft.add(Step(KIND, KIND, resource, UPDATE if drift else NOOP, drift, [],
+                   (lambda ctx: (update(ctx, spec, project), f"{words} updated")[1]) if drift else None))

@@ -1,30 +1,35 @@
-"""Additive grants on the project (Resource Manager v3 getIamPolicy / setIamPolicy, version 3)."""
+"""Grants on the project (Resource Manager v3 getIamPolicy / setIamPolicy, version 3).
+
+Kind `project-iam`: adds the blueprint's pairs, revokes the pairs provision added that the
+blueprint no longer names, reports foreign data-access grants as drift. Reads `project_policy`.
+"""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
+from provision.resources.base import Draft, Live, Reads
 from provision.resources.iam import Pair
+from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
+
+KIND = "project-iam"
+# Basic roles on a project are how people administer it; reporting every owner would drown the signal.
+PROJECT_LEVEL_IGNORED = ("roles/owner", "roles/editor", "roles/viewer")
 
 
 def read(ctx: Ctx, project_id: str) -> dict:
     return iam.read(ctx, iam.project_io(ctx, project_id))
 
 
-def missing(policy: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
-    return iam.missing(policy, pairs)
-
-
 def grant(ctx: Ctx, project_id: str, pairs: Iterable[Pair]) -> list[Pair]:
-    """Add the pairs not yet granted (marking them as added by provision); re-read until visible.
-    Never removes anything."""
-    return iam.add_marked(ctx, iam.project_io(ctx, project_id), iam.project_labels(ctx, project_id), pairs)
+    """Add the pairs not yet granted (recording them first); re-read until visible. Never removes anything."""
+    return iam.grant_recorded(ctx, iam.project_io(ctx, project_id), pairs)
 
 
 def revoke(ctx: Ctx, project_id: str, pairs: Iterable[Pair]) -> list[Pair]:
-    """Remove those of these pairs provision added (destroy); others, and conditional bindings, stay."""
-    return iam.remove_marked(ctx, iam.project_io(ctx, project_id), iam.project_labels(ctx, project_id), pairs)
+    """Remove these pairs (recorded as provision's), then drop them from the record."""
+    return iam.revoke_recorded(ctx, iam.project_io(ctx, project_id), pairs)
 
 
 def test_permissions(ctx: Ctx, project_id: str, permissions: list[str]) -> list[str]:
@@ -33,3 +38,35 @@ def test_permissions(ctx: Ctx, project_id: str, permissions: list[str]) -> list[
     resp = ctx.call(lambda: client.test_iam_permissions(
         request={"resource": f"projects/{project_id}", "permissions": permissions}, retry=None))
     return list(resp.permissions)
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    if phase == 2 and live.project is not None:
+        return {"project_policy": lambda ctx: read(ctx, bp.project.id)}
+    return {}
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    pid = bp.project.id
+    resource = f"projects/{pid}"
+    desired = [] if opts.destroy else iam.pairs_of(bp.iam)
+    exists = live.project is not None
+    d = iam.diff_grants(live.get("project_policy") if exists else None, desired, live.record.pairs_on(resource),
+                        ignore_roles=PROJECT_LEVEL_IGNORED, ignore_members=[draft.facts.get("agent", "")])
+    if opts.destroy and exists:
+        for line in iam.left_alone(live.get("project_policy"), iam.pairs_of(bp.iam), live.record.pairs_on(resource),
+                                   f"project {pid}"):
+            draft.note(line)
+    if not (desired or d.changing or d.foreign):
+        return
+    action = NOOP if not d.changing else (CREATE if not exists else UPDATE if d.add else DELETE)
+    draft.add(Step(KIND, KIND, resource, action, d.describe(), ["apis", "record"], _run(pid, d) if d.changing else None,
+                   drift=d.drift()))
+
+
+def _run(pid: str, d: iam.GrantDiff):
+    def run(ctx: Ctx) -> str:
+        added = grant(ctx, pid, d.add) if d.add else []
+        removed = revoke(ctx, pid, d.remove + d.forget) if d.remove or d.forget else []
+        return iam.summary(added, removed)
+    return run

@@ -8,8 +8,12 @@ That grant is also how a later run sees, with reads only, that the agent exists.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from provision.gcp.context import Ctx
 from provision.resources import iam
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import CREATE, NOOP, Options, Step
 
 SERVICE = "healthcare.googleapis.com"
 AGENT_ROLE = "roles/healthcare.serviceAgent"
@@ -42,3 +46,29 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
     ctx.progress(f"granting {AGENT_ROLE} to {email}")
     iam.add(ctx, iam.project_io(ctx, project_id), [(AGENT_ROLE, f"serviceAccount:{email}")])
     return email
+
+
+# ---------------------------------------------------------------------------- kind
+KIND = "service-agent"
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    return {}   # the project policy (project_iam) tells whether the agent exists
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    if opts.destroy:
+        return   # the agent is Google's, and keeps the role it needs to exist
+    project, pid = live.project, bp.project.id
+    ok = project is not None and exists(live.get("project_policy"), project.number)
+    draft.facts["agent_exists"] = ok
+
+    def run(ctx: Ctx) -> str:
+        email = ensure(ctx, pid, ctx.facts["project_number"])
+        ctx.facts["agent"] = f"serviceAccount:{email}"
+        return email
+
+    resource = email_for(project.number) if project else email_for("<number>")
+    draft.add(Step(KIND, KIND, resource, NOOP if ok else CREATE,
+                   [] if ok else ["generate the Cloud Healthcare Service Agent", f"+ {AGENT_ROLE}"],
+                   ["project-iam", "apis"], None if ok else run))

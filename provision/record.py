@@ -1,0 +1,264 @@
+"""The ownership record: what provision created and granted in one project, kept on Google Cloud.
+
+Where: the object `record.json` in the bucket `gs://<project-id>-provision-state`, created in
+the project itself on the first write. Why there: CI needs no local state; anyone who may read
+the project can read it (`gcloud storage cat gs://P-provision-state/record.json`); and Cloud
+Storage gives compare-and-swap writes (`ifGenerationMatch`, what Terraform's GCS backend relies
+on), so two applies at once never lose each other's entries. A bucket of the blueprint would not
+do: it may be `create: false`, shared, or matched by an import pattern. Project labels (the
+earlier approach, `provision-iam-<hash>`) hold at most 64 opaque hashes and cannot name a member.
+
+Discipline that keeps it true after a kill at any point: an entry is written *before* the
+resource is created or the role granted, and dropped only *after* the deletion or revocation.
+So the record may name something that does not exist (the next plan forgets it), never the
+reverse. The one exception is the project itself, recorded right after it exists (the record
+lives inside it). The bucket must belong to the project (its project number is checked), else
+the record is refused: it decides what provision deletes.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+from provision.errors import ProvisionError
+from provision.gcp.context import Ctx
+from provision.gcp.errors import is_already_exists, is_status
+
+FORMAT = "provision-record/1"
+OBJECT = "record.json"
+CAS_ATTEMPTS = 20
+NOTE = ("What provision created and granted in this project. provision deletes and revokes what this record "
+        "names once the blueprint no longer names it, and never touches anything else.")
+
+Pair = tuple[str, str]  # (role, member), as in resources/iam.py
+
+
+def bucket_for(project_id: str) -> str:
+    """The record's bucket for a project (bucket names are global; project IDs are too)."""
+    return f"{project_id}-provision-state"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Record:
+    """Resources provision created ((kind, name) -> when) and grants it added ((resource, role, member) -> when)."""
+
+    project: str
+    resources: dict[tuple[str, str], str] = field(default_factory=dict)
+    grants: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    generation: int = 0   # of the object read; 0: there is none yet
+
+    def owns(self, kind: str, name: str) -> bool:
+        return (kind, name) in self.resources
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(n for k, n in self.resources if k == kind)
+
+    def pairs_on(self, resource: str) -> set[Pair]:
+        return {(role, member) for res, role, member in self.grants if res == resource}
+
+    def granted_resources(self) -> set[str]:
+        return {res for res, _, _ in self.grants}
+
+    @property
+    def empty(self) -> bool:
+        return not self.resources and not self.grants
+
+    # -------------------------------------------------------------- changes (in memory)
+    def add_resource(self, kind: str, name: str) -> None:
+        self.resources.setdefault((kind, name), _now())
+
+    def drop_resource(self, kind: str, name: str) -> None:
+        self.resources.pop((kind, name), None)
+
+    def add_grants(self, resource: str, pairs: Iterable[Pair]) -> None:
+        for role, member in pairs:
+            self.grants.setdefault((resource, role, member), _now())
+
+    def drop_grants(self, resource: str, pairs: Iterable[Pair] | None = None) -> None:
+        """Drop these grants on `resource` (all of them when `pairs` is None)."""
+        drop = None if pairs is None else set(pairs)
+        for key in [k for k in self.grants if k[0] == resource and (drop is None or (k[1], k[2]) in drop)]:
+            del self.grants[key]
+
+    # -------------------------------------------------------------- wire form
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "project": self.project,
+            "note": NOTE,
+            "resources": [{"kind": k, "name": n, "created": t} for (k, n), t in sorted(self.resources.items())],
+            "grants": [{"resource": r, "role": role, "member": m, "granted": t}
+                       for (r, role, m), t in sorted(self.grants.items())],
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict, project: str, generation: int) -> "Record":
+        if doc.get("format") != FORMAT:
+            raise ProvisionError(f"gs://{bucket_for(project)}/{OBJECT} is not a provision record of format {FORMAT} "
+                                 f"(it says {doc.get('format')!r}); a newer provision may have written it")
+        rec = cls(project, generation=generation)
+        for r in doc.get("resources") or []:
+            rec.resources[(r["kind"], r["name"])] = r.get("created", "")
+        for g in doc.get("grants") or []:
+            rec.grants[(g["resource"], g["role"], g["member"])] = g.get("granted", "")
+        return rec
+
+
+class RecordStore:
+    """One project's record, shared by every step of a run: read once, changed under a lock, each
+    change written with `ifGenerationMatch` and, on a conflict (412: someone else wrote it), re-read
+    and re-applied."""
+
+    def __init__(self, project_id: str, location: str = "US"):
+        self.project_id = project_id
+        self.bucket = bucket_for(project_id)
+        self.location = location
+        self.project_number: str | None = None
+        self.current: Record | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return f"gs://{self.bucket}/{OBJECT}"
+
+    def read(self, ctx: Ctx, project_number: str | None) -> Record:
+        """The record as stored now (an empty one when there is none). Refuses a bucket of another project."""
+        self.project_number = project_number or self.project_number
+        with self._lock:
+            self.current = self._read(ctx)
+            return copy.deepcopy(self.current)
+
+    def _read(self, ctx: Ctx) -> Record:
+        client = ctx.target.storage()
+
+        def get() -> Record:
+            try:
+                bucket = client.get_bucket(self.bucket, retry=None)
+            except Exception as exc:  # noqa: BLE001
+                if is_status(exc, 404):
+                    return Record(self.project_id)
+                if is_status(exc, 403):
+                    raise ProvisionError(f"the ownership record's bucket gs://{self.bucket} exists but you cannot "
+                                         "read it (it may belong to another project); provision cannot tell what "
+                                         "it made here. Ask for storage.objects.get on it, or delete it if it is "
+                                         "not this project's") from None
+                raise
+            number = str(bucket.project_number or "")
+            if self.project_number and number and number != str(self.project_number):
+                raise ProvisionError(f"the ownership record's bucket gs://{self.bucket} belongs to another project "
+                                     f"(number {number}, not {self.project_number}): provision will not trust a "
+                                     "record it did not write. Delete or rename that bucket's owner's copy")
+            blob = bucket.blob(OBJECT)
+            try:
+                data = blob.download_as_bytes(retry=None)
+            except Exception as exc:  # noqa: BLE001
+                if is_status(exc, 404):
+                    return Record(self.project_id)
+                raise
+            try:
+                doc = json.loads(data)
+            except ValueError:
+                raise ProvisionError(f"{self.where} is not valid JSON; restore it from its previous generation "
+                                     f"(`gcloud storage ls -a {self.where}`)") from None
+            return Record.from_json(doc, self.project_id, int(blob.generation or 0))
+
+        return ctx.call(get)
+
+    def change(self, ctx: Ctx, fn: Callable[[Record], None]) -> None:
+        """Apply `fn` to the record and write it, compare-and-swap, retrying on a foreign write."""
+        with self._lock:
+            for _ in range(CAS_ATTEMPTS):
+                if self.current is None:
+                    self.current = self._read(ctx)
+                new = copy.deepcopy(self.current)
+                fn(new)
+                if new.resources == self.current.resources and new.grants == self.current.grants:
+                    return
+                written = self._write(ctx, new)
+                if written is not None:
+                    new.generation = written
+                    self.current = new
+                    return
+                self.current = None   # someone else wrote it: read again, apply again
+        raise ProvisionError(f"{self.where} kept changing under provision ({CAS_ATTEMPTS} conflicting writes); "
+                             "is another apply running on this project? Run again when it is done")
+
+    def _write(self, ctx: Ctx, rec: Record) -> int | None:
+        """Write `rec` if the stored generation is still `rec.generation`; None on a conflict."""
+        client = ctx.target.storage(self.project_id)
+        body = json.dumps(rec.to_json(), indent=2, sort_keys=True) + "\n"
+
+        def put() -> int | None:
+            blob = client.bucket(self.bucket).blob(OBJECT)
+            try:
+                blob.upload_from_string(body, content_type="application/json", if_generation_match=rec.generation,
+                                        retry=None)
+            except Exception as exc:  # noqa: BLE001
+                if is_status(exc, 412):
+                    return None
+                if is_status(exc, 404):   # first write: the bucket does not exist yet
+                    self._create_bucket(ctx)
+                    blob.upload_from_string(body, content_type="application/json",
+                                            if_generation_match=rec.generation, retry=None)
+                else:
+                    raise
+            return int(blob.generation or 0)
+
+        return ctx.call(put)
+
+    def _create_bucket(self, ctx: Ctx) -> None:
+        client = ctx.target.storage(self.project_id)
+        try:
+            client.create_bucket(self.bucket, project=self.project_id, location=self.location, retry=None)
+        except Exception as exc:  # noqa: BLE001
+            if not is_already_exists(exc):
+                raise
+            self._read(ctx)   # exists: only if it is ours (raises otherwise)
+
+    def delete(self, ctx: Ctx) -> None:
+        """Remove the record and its bucket (destroy, once the record names nothing)."""
+        client = ctx.target.storage(self.project_id)
+
+        def attempt() -> None:
+            for blob in client.list_blobs(self.bucket, versions=True, retry=None):
+                try:
+                    blob.delete(retry=None)
+                except Exception as exc:  # noqa: BLE001
+                    if not is_status(exc, 404):
+                        raise
+            try:
+                client.bucket(self.bucket).delete(retry=None)
+            except Exception as exc:  # noqa: BLE001
+                if not is_status(exc, 404):
+                    raise
+
+        with self._lock:
+            ctx.call(attempt)
+            self.current = Record(self.project_id)
+
+    # -------------------------------------------------------------- the changes steps make
+    def add_resource(self, ctx: Ctx, kind: str, name: str) -> None:
+        self.change(ctx, lambda r: r.add_resource(kind, name))
+
+    def drop_resource(self, ctx: Ctx, kind: str, name: str, *, with_grants: bool = True) -> None:
+        def fn(r: Record) -> None:
+            r.drop_resource(kind, name)
+            if with_grants:
+                r.drop_grants(name)
+        self.change(ctx, fn)
+
+    def add_grants(self, ctx: Ctx, resource: str, pairs: Iterable[Pair]) -> None:
+        pairs = list(pairs)
+        self.change(ctx, lambda r: r.add_grants(resource, pairs))
+
+    def drop_grants(self, ctx: Ctx, resource: str, pairs: Iterable[Pair]) -> None:
+        pairs = list(pairs)
+        self.change(ctx, lambda r: r.drop_grants(resource, pairs))

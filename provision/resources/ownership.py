@@ -1,0 +1,67 @@
+"""Kind `record`: the ownership record itself (provision/record.py).
+
+Reads it once per plan (phase 2, when the project exists). Grants marked by the labels of
+earlier versions (`provision-iam-<hash>` on the project, the bucket, the stores) are adopted:
+the plan counts them as recorded, and a `record` step writes them into the record and then
+removes the labels. Every step that changes grants runs after it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from provision.gcp.context import Ctx
+from provision.record import Record, RecordStore
+from provision.resources import dicom_store, iam
+from provision.resources.base import Draft, Live, Reads
+from provision.steps import UPDATE, Options, Step
+
+KIND = "record"
+
+
+def reads(bp: Any, live: Live, phase: int) -> Reads:
+    if phase != 2:
+        return {}
+    store = RecordStore(bp.project.id, bp.bucket.location if bp.bucket else "US")
+    if live.project is None:
+        store.current = Record(bp.project.id)
+        return {"record": lambda ctx: store}
+    return {"record": lambda ctx: (store.read(ctx, live.project_number), store)[1]}
+
+
+def _legacy(bp: Any, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pair]]]:
+    """(resource, labels adapter maker, mark keys, marked pairs) for each resource carrying old marks."""
+    out = []
+    project, bucket = live.project, live.get("bucket")
+    if project is not None and iam.marks(project.labels):
+        out.append((f"projects/{bp.project.id}", lambda ctx: iam.project_labels(ctx, bp.project.id),
+                    iam.marks(project.labels), iam.marked(project.labels, live.get("project_policy"))))
+    if bucket is not None and bucket.exists and live.has("bucket_policy") and iam.marks(bucket.labels):
+        out.append((f"gs://{bucket.name}", lambda ctx: iam.bucket_labels(ctx, bucket.name),
+                    iam.marks(bucket.labels), iam.marked(bucket.labels, live.get("bucket_policy"))))
+    for name in dicom_store.desired_names(bp):
+        st = live.get(f"store:{name}")
+        if st is not None and iam.marks(st.labels):
+            out.append((name, lambda ctx, n=name: iam.dicom_store_labels(ctx, n), iam.marks(st.labels),
+                        iam.marked(st.labels, live.get(f"store_policy:{name}"))))
+    return out
+
+
+def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    draft.facts["record"] = live.read["record"]
+    legacy = _legacy(bp, live)
+    if not legacy:
+        return
+    changes = []
+    for resource, _, keys, pairs in legacy:
+        live.record.add_grants(resource, pairs)   # the other kinds plan with them as provision's
+        changes += [f"adopt {m} {r} on {resource} (marked by an earlier provision)" for r, m in pairs]
+        changes.append(f"remove {len(keys)} provision-iam-* label(s) from {resource}")
+
+    def run(ctx: Ctx) -> str:
+        for resource, labels_io, keys, pairs in legacy:
+            ctx.facts["record"].add_grants(ctx, resource, pairs)
+            io = labels_io(ctx)
+            ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))
+        return f"adopted {sum(len(p) for *_, p in legacy)} grant(s) into the record"
+
+    draft.add(Step(KIND, KIND, draft.facts["record"].where, UPDATE, changes, ["project"], run))

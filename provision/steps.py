@@ -1,0 +1,47 @@
+"""A plan's unit of work (`Step`), its actions, and the options that allow destructive ones.
+
+Every resource kind's `diff` returns Steps; the engine runs them in dependency order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+CREATE, UPDATE, NOOP, DELETE, KEEP, REPLACE = "create", "update", "noop", "delete", "keep", "replace"
+SIGN = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "=", KEEP: "=", REPLACE: "-/+"}
+
+
+@dataclass
+class Options:
+    """What the user allowed beyond the default (CLI flags, library keywords).
+
+    delete_data: delete data-bearing resources provision made (stores with studies, buckets with
+    objects, datasets with stores). replace: carry out `-/+ replace` steps. reimport: store IDs
+    whose import runs again. destroy: the desired state is "nothing" (what `destroy` plans).
+    delete_project: with destroy, the project too."""
+
+    delete_data: bool = False
+    replace: bool = False
+    reimport: frozenset[str] = frozenset()
+    destroy: bool = False
+    delete_project: bool = False
+
+
+@dataclass
+class Step:
+    id: str
+    kind: str
+    resource: str
+    action: str
+    changes: list[str] = field(default_factory=list)
+    deps: list[str] = field(default_factory=list)
+    run: Callable | None = field(default=None, repr=False, compare=False)
+    drift: list[str] = field(default_factory=list)   # what differs that apply will not change (status reports it)
+
+    @property
+    def changing(self) -> bool:
+        return self.action not in (NOOP, KEEP)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "resource": self.resource, "action": self.action,
+                "changes": list(self.changes), "drift": list(self.drift), "depends_on": list(self.deps)}
