@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from emulator_helpers import CONTROL
 from provision import provisioner
 from provision.gcp.target import Target
 from provision.preflight import PreflightError
@@ -14,7 +15,7 @@ OWNER = "user:owner@example.com"
 
 
 def seed_policy(emu, resource: str, bindings: list[dict]) -> None:
-    r = requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": bindings}, timeout=10)
+    r = requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": bindings}, timeout=10, headers=CONTROL)
     assert r.status_code == 200, r.text
 
 
