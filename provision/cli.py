@@ -27,7 +27,9 @@ class _Group(TyperGroup):
                 typer.echo(problem, err=True)
             raise typer.Exit(exc.exit_code) from None
         except ProvisionError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            from provision.redact import redact
+
+            typer.echo(f"error: {redact(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, also at a confirmation prompt
             typer.echo("interrupted", err=True)
