@@ -2,8 +2,8 @@
 
 A DNS-rebinding page (its own name resolving to 127.0.0.1) is refused by the Host check; a
 cross-origin page cannot reach the control endpoints (custom header, refused preflight, no CORS
-headers), whatever --enforce-iam says; Google's API paths keep Google's CORS. All over real
-HTTP against a real emulator.
+headers), whatever --enforce-iam says; Google's API paths keep Google's CORS. And --record keeps
+no credential. All over real HTTP against a real emulator.
 """
 from __future__ import annotations
 
@@ -159,3 +159,40 @@ def test_google_api_paths_keep_googles_cors(emulator):
     assert got.status_code == 200 and got.headers["Access-Control-Allow-Origin"] == PAGE
     v1 = requests.get(f"{emulator.url}/v1/projects/cors-kept", headers={"Origin": "http://127.0.0.1:3000"}, timeout=10)
     assert v1.status_code == 200 and v1.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:3000"
+
+
+# ------------------------------------------------------------------------------ --record keeps no credential
+
+def test_record_holds_no_authorization_header_and_no_access_token(emulator_factory, tmp_path):
+    record = tmp_path / "rec.jsonl"
+    emu = emulator_factory(enforce_iam=True, record=record)
+    requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
+        {"role": "roles/resourcemanager.projectCreator", "members": [OWNER]}]}, headers=CONTROL, timeout=10).raise_for_status()
+    token, query_token = f"emulator:{OWNER}", "ya29.a0QUERYSECRETquerysecret"
+    header_token = "ya29.a0HEADERSECRETheadersecret"
+    create_project(emu.url, "rec-one", billing=False, enable=(), member=OWNER, parent="organizations/1")
+    # A token in the query (as `?access_token=` works on Google) and one in the header.
+    requests.get(f"{emu.url}/v3/projects/rec-one", params={"access_token": query_token, "oauth_token": query_token},
+                 headers={"Authorization": f"Bearer {header_token}"}, timeout=10)
+    requests.get(f"{emu.url}/v1/projects/rec-one?alt=json&access_token={query_token}", timeout=10)
+    # A resumable upload: its session URI (upload_id) is that upload's credential.
+    from google.cloud import storage
+    from google.oauth2.credentials import Credentials
+
+    client = storage.Client(project="rec-one", credentials=Credentials(token=token),
+                            client_options={"api_endpoint": emu.url})
+    client.create_bucket("rec-one-bucket")
+    session = requests.post(f"{emu.url}/upload/storage/v1/b/rec-one-bucket/o?uploadType=resumable&name=s.bin",
+                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                            data="{}", timeout=10)
+    assert session.status_code == 200, session.text
+    upload_id = session.headers["Location"].split("upload_id=")[1].split("&")[0]
+    assert requests.put(session.headers["Location"], data=b"abc", timeout=10).status_code == 200
+    text = record.read_text()
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert any(e["query"].get("access_token") == ["<redacted>"] for e in entries)
+    uploads = [e for e in entries if "upload_id" in e["query"]]
+    assert uploads and all(e["query"]["upload_id"] == ["<redacted>"] for e in uploads)
+    assert any(e["principal"] == OWNER for e in entries)  # the member is recorded, its token is not
+    for secret in (token, query_token, header_token, upload_id, "Bearer", "uthorization"):
+        assert secret not in text, secret

@@ -23,6 +23,8 @@ as Google does, so a page in the user's browser is a client too):
   refused (403, no Access-Control-* headers); their answers never carry CORS headers. A
   request marked as coming from a page (`Origin` or `Sec-Fetch-Site`) is refused too, which
   covers a page served by the emulator itself (an HTML object downloaded from a bucket).
+- `--record` never writes a header, and keeps the name but not the value of credential query
+  parameters (`access_token`, `upload_id`, ...; see provision.redact).
 """
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ from werkzeug.wrappers import Request, Response
 from provision.emulator import discovery, iam
 from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
 from provision.emulator.world import Options, World
+from provision.redact import redact, redact_query, redact_value
 
 JSON_LIMIT = 10 * 1024 * 1024
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -381,15 +384,16 @@ class App:
                     body = json.loads(raw)
             except Exception:  # noqa: BLE001 - a dropped connection or junk body: record no body
                 body = None
+        # No header is recorded, and no credential: the query keeps credential parameters' names only.
         return {
             "t": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "method": request.method,
-            "path": request.path,
-            "query": {k: request.args.getlist(k) for k in request.args},
+            "path": redact(request.path),
+            "query": redact_query({k: request.args.getlist(k) for k in request.args}),
             "status": status,
             "api": api,
             "principal": principal or "anonymous",
-            "request": body,
+            "request": redact_value(body),
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
 
