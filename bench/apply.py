@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from provision.emulator.http import CONTROL_HEADER  # noqa: E402  (what /_emulator/* requires)
 from provision.emulator.latency import REALISTIC  # noqa: E402  (the table the emulator plays)
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
@@ -80,7 +81,7 @@ def start_emulator(scale: float, record: Path) -> tuple[subprocess.Popen, str]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{url}/_emulator/health", timeout=1).ok:
+            if requests.get(f"{url}/_emulator/health", timeout=1, headers={CONTROL_HEADER: "1"}).ok:
                 return proc, url
         except requests.ConnectionError:
             time.sleep(0.05)

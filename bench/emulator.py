@@ -99,8 +99,8 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> float:
-    """Poll `url` until it answers 200 (bounded); returns the seconds it took."""
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, headers: dict | None = None) -> float:
+    """Poll `url` (with `headers`) until it answers 200 (bounded); returns the seconds it took."""
     import requests
 
     t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with status {proc.returncode} before answering")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=2, headers=headers).status_code == 200:
                 return time.perf_counter() - t0
         except requests.RequestException:
             pass
@@ -490,7 +490,8 @@ class OursSide:
                                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.result.update({"pid": self.proc.pid, "files": len(self.manifest["files"])})
         try:
-            self.result["start_s"] = wait_http(f"{url}/_emulator/health", 60, self.proc)
+            self.result["start_s"] = wait_http(f"{url}/_emulator/health", 60, self.proc,
+                                               headers={"X-Emulator-Control": "1"})
             self.result.update(setup_and_import(url, self.manifest, self.args, self.proc.pid))
         except BaseException:
             self._explain()

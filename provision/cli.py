@@ -27,7 +27,9 @@ class _Group(TyperGroup):
                 typer.echo(problem, err=True)
             raise typer.Exit(exc.exit_code) from None
         except ProvisionError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            from provision.redact import redact
+
+            typer.echo(f"error: {redact(str(exc))}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, also at a confirmation prompt
             typer.echo("interrupted", err=True)
@@ -292,12 +294,17 @@ def emulator(
     faults: Annotated[Optional[str], typer.Option("--faults", help="Inject faults, e.g. '429=0.1,503=0.05,reset=0.02,operation=0.1'.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for reproducible faults.")] = 0,
     enforce_iam: Annotated[bool, typer.Option("--enforce-iam", help="Check every call against IAM; bearer tokens 'emulator:MEMBER'.")] = False,
+    allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", help="Also serve requests whose Host is this name (repeatable); loopback names and the bound address always are.")] = None,
 ) -> None:
     """Run the local emulator of the Google APIs that provision and OHIF use."""
     from provision.emulator.server import EmulatorServer
     from provision.emulator.world import Options
+    for name in allow_host or ():
+        if not name.strip() or any(c in name for c in "/ \t@?#"):
+            raise UsageError(f"--allow-host {name!r} is not a host name; e.g. --allow-host emulator.local")
     opts = Options(host=host, port=port, data_dir=data_dir, record=record, latency=latency,
-                   time_scale=time_scale, faults=faults, seed=seed, enforce_iam=enforce_iam)
+                   time_scale=time_scale, faults=faults, seed=seed, enforce_iam=enforce_iam,
+                   allow_hosts=tuple(allow_host or ()))
     try:
         server = EmulatorServer(opts)
     except (ValueError, FileNotFoundError) as exc:

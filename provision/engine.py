@@ -18,6 +18,7 @@ from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Reporter
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
+from provision.redact import redact
 from provision.steps import Step
 
 WORKERS = 8
@@ -54,9 +55,11 @@ Listener = Callable[[Event], None]
 
 
 def emit(listener: Listener | None, event: Event) -> None:
-    """Hand `event` to `listener`, if any; a broken renderer must not break the run."""
+    """Hand `event` to `listener`, if any; a broken renderer must not break the run. Every event
+    passes here, so its free text (which may quote a server) is redacted here."""
     if listener is None:
         return
+    event.message = redact(event.message)
     try:
         listener(event)
     except Exception:  # noqa: BLE001

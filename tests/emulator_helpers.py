@@ -6,6 +6,7 @@ serviceusage v1, healthcare v1 discovery, google-cloud-storage).
     env.hc                                 # healthcare v1 discovery client
     env.dicomweb                           # dicomweb_client.DICOMwebClient on the store
     env.upload(bucket, {name: bytes})      # objects through google-cloud-storage
+    requests.post(f"{url}/_emulator/reset", headers=CONTROL)   # control endpoints need the header
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.oauth2.credentials import Credentials
 
+from provision.emulator.http import CONTROL_HEADER
+
 ACCOUNT = "billingAccounts/012345-6789AB-CDEF01"
+CONTROL = {CONTROL_HEADER: "1"}  # what every call to /_emulator/* must carry (a web page cannot)
 HEALTHCARE = "healthcare.googleapis.com"
 LOCATION = "us-central1"
 

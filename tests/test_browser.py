@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from emulator_helpers import ready_store
+from emulator_helpers import CONTROL, ready_store
 from provision.demo_data import write_demo_studies
 from provision.errors import ProvisionError
 from provision.ohif.browser import CHROMIUM, chromium_args, run_browser_smoke
@@ -146,9 +146,9 @@ def test_token_mode_with_enforced_iam(emulator_factory, demo, viewer_dist):
     emu = emulator_factory(enforce_iam=True)
     owner, viewer = "user:ana@example.com", "user:vic@example.com"
     requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
-        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]}, timeout=10).raise_for_status()
+        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]}, timeout=10, headers=CONTROL).raise_for_status()
     requests.put(f"{emu.url}/_emulator/policies/billingAccounts/012345-6789AB-CDEF01", json={"bindings": [
-        {"role": "roles/billing.user", "members": [owner]}]}, timeout=10).raise_for_status()
+        {"role": "roles/billing.user", "members": [owner]}]}, timeout=10, headers=CONTROL).raise_for_status()
     env = stored_demo_env(emu, datasets, project="browser-iam", member=owner, parent="organizations/1")
     env.stores.setIamPolicy(resource=env.store, body={"policy": {"bindings": [
         {"role": "roles/healthcare.dicomViewer", "members": [viewer]}]}}).execute()

@@ -12,6 +12,7 @@ from google.oauth2.credentials import Credentials
 from googleapiclient import discovery as gdiscovery
 from googleapiclient.errors import HttpError
 
+from emulator_helpers import CONTROL
 from provision.emulator import discovery
 
 DOC = "cloudbilling.v1"
@@ -43,7 +44,7 @@ def error(exc: HttpError) -> dict:
 
 
 def add_account(emu, account_id: str, name: str, open_: bool = True) -> requests.Response:
-    return requests.put(f"{emu.url}/_emulator/billing-accounts/{account_id}", json={"displayName": name, "open": open_})
+    return requests.put(f"{emu.url}/_emulator/billing-accounts/{account_id}", json={"displayName": name, "open": open_}, headers=CONTROL)
 
 
 def test_seeded_account_is_listed_and_readable(emulator):
@@ -65,7 +66,7 @@ def test_control_route_adds_accounts_and_reset_keeps_the_seeded_one(emulator):
     assert add_account(emulator, "not-an-id", "Bad").status_code == 400
     names = [a["name"] for a in billing(emulator).billingAccounts().list().execute()["billingAccounts"]]
     assert names == [SEEDED_NAME, "billingAccounts/ABCDEF-012345-6789AB"]
-    requests.post(f"{emulator.url}/_emulator/reset")
+    requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL)
     names = [a["name"] for a in billing(emulator).billingAccounts().list().execute()["billingAccounts"]]
     assert names == [SEEDED_NAME]
 
@@ -151,7 +152,7 @@ def test_test_iam_permissions_on_accounts(emulator_factory):
 def test_enforce_iam_linking_needs_rights_on_project_and_account(emulator_factory):
     emu = emulator_factory(enforce_iam=True)
     requests.put(f"{emu.url}/_emulator/policies/organizations/9", json={"bindings": [
-        {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com"]}]})
+        {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com"]}]}, headers=CONTROL)
     new_project(emu, "bill-enforced", "user:ana@example.com", "organizations/9")
     ana = billing(emu, "user:ana@example.com")
     body = {"billingAccountName": SEEDED_NAME}
@@ -159,7 +160,7 @@ def test_enforce_iam_linking_needs_rights_on_project_and_account(emulator_factor
         ana.projects().updateBillingInfo(name="projects/bill-enforced", body=body).execute()
     assert denied.value.status_code == 403
     requests.put(f"{emu.url}/_emulator/policies/billingAccounts/{SEEDED}", json={"bindings": [
-        {"role": "roles/billing.user", "members": ["user:ana@example.com"]}]})
+        {"role": "roles/billing.user", "members": ["user:ana@example.com"]}]}, headers=CONTROL)
     assert ana.projects().updateBillingInfo(name="projects/bill-enforced", body=body).execute()["billingEnabled"]
     with pytest.raises(HttpError) as stranger:         # no rights on the project
         billing(emu, "user:bob@example.com").projects().getBillingInfo(name="projects/bill-enforced").execute()

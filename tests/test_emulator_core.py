@@ -1,10 +1,12 @@
 """The emulator's shared HTTP behaviour: control endpoints, Google-shaped 404s, CORS, path tricks."""
 import requests
 
+from emulator_helpers import CONTROL
+
 
 def test_health_and_state(emulator):
-    assert requests.get(f"{emulator.url}/_emulator/health").json()["status"] == "ok"
-    assert "docs" in requests.get(f"{emulator.url}/_emulator/state").json()
+    assert requests.get(f"{emulator.url}/_emulator/health", headers=CONTROL).json()["status"] == "ok"
+    assert "docs" in requests.get(f"{emulator.url}/_emulator/state", headers=CONTROL).json()
 
 
 def test_unknown_url_is_google_shaped_404(emulator):
@@ -31,7 +33,7 @@ def test_dot_dot_segments_refused_and_server_keeps_serving(emulator):
     resp = conn.getresponse()
     assert resp.status == 400
     assert b"INVALID_ARGUMENT" in resp.read()
-    assert requests.get(f"{emulator.url}/_emulator/health").status_code == 200
+    assert requests.get(f"{emulator.url}/_emulator/health", headers=CONTROL).status_code == 200
 
 
 def test_top_level_body_problems_name_the_body_field(emulator):

@@ -12,7 +12,7 @@ import requests
 from googleapiclient.errors import HttpError
 
 import dicom_factory as f
-from emulator_helpers import create_project, healthcare, ready_store, wait_operation
+from emulator_helpers import CONTROL, create_project, healthcare, ready_store, wait_operation
 from provision.emulator import discovery
 from provision.emulator.latency import REALISTIC
 
@@ -225,9 +225,9 @@ def test_enforce_iam_dicom_viewer_can_search(emulator_factory):
     emu = emulator_factory(enforce_iam=True)
     owner, viewer, stranger = "user:ana@example.com", "user:vic@example.com", "user:eve@example.com"
     requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
-        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]})
+        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]}, headers=CONTROL)
     requests.put(f"{emu.url}/_emulator/policies/billingAccounts/012345-6789AB-CDEF01", json={"bindings": [
-        {"role": "roles/billing.user", "members": [owner]}]})
+        {"role": "roles/billing.user", "members": [owner]}]}, headers=CONTROL)
     env = ready_store(emu, project="hc-enforce", member=owner, parent="organizations/1")
     env.dicomweb.store_instances(f.ct_series(slices=2, size=16))
     env.stores.setIamPolicy(resource=env.store, body={"policy": {"bindings": [
@@ -348,14 +348,14 @@ def test_state_survives_restart(emulator_factory, tmp_path):
 def test_store_delete_drops_its_instances_and_reset_forgets_all(emulator):
     env = ready_store(emulator, project="hc-reset")
     env.dicomweb.store_instances(f.ct_series("reset", slices=2, size=16))
-    state = requests.get(f"{env.url}/_emulator/state").json()
+    state = requests.get(f"{env.url}/_emulator/state", headers=CONTROL).json()
     assert state["healthcare"]["dicomStores"][env.store] == {"studies": 1, "series": 1, "instances": 2}
     env.stores.delete(name=env.store).execute()
     env.stores.create(parent=env.dataset, dicomStoreId=env.store_id, body={}).execute()
     assert env.dicomweb.search_for_studies() == []
     env.dicomweb.store_instances(f.ct_series("reset", slices=1, size=16))
-    assert requests.post(f"{env.url}/_emulator/reset").status_code == 200
-    assert requests.get(f"{env.url}/_emulator/state").json()["healthcare"]["dicomStores"] == {}
+    assert requests.post(f"{env.url}/_emulator/reset", headers=CONTROL).status_code == 200
+    assert requests.get(f"{env.url}/_emulator/state", headers=CONTROL).json()["healthcare"]["dicomStores"] == {}
     assert requests.get(f"{env.dicomweb_url}/studies").status_code == 403
 
 

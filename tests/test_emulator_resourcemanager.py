@@ -17,6 +17,7 @@ from google.oauth2.credentials import Credentials
 from googleapiclient import discovery as gdiscovery
 from googleapiclient.errors import HttpError
 
+from emulator_helpers import CONTROL
 from provision.emulator import discovery
 from provision.emulator.latency import REALISTIC
 
@@ -277,7 +278,7 @@ def test_v1_list_answers_browser_cors(emulator):
 def test_enforce_iam_allows_and_denies(emulator_factory):
     emu = emulator_factory(enforce_iam=True)
     seeded = requests.put(f"{emu.url}/_emulator/policies/organizations/555", json={"bindings": [
-        {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com"]}]})
+        {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com"]}]}, headers=CONTROL)
     assert seeded.status_code == 200
     ana, bob = v3_client(emu, "user:ana@example.com"), v3_client(emu, "user:bob@example.com")
     made = create(ana, "demo-enforced", "organizations/555")
@@ -365,7 +366,7 @@ def test_operation_get_needs_permission_on_its_project(emulator_factory):
     emu = emulator_factory(enforce_iam=True)
     requests.put(f"{emu.url}/_emulator/policies/organizations/555", json={"bindings": [
         {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com",
-                                                                     "user:bob@example.com"]}]})
+                                                                     "user:bob@example.com"]}]}, headers=CONTROL)
     ana, bob = ({"Authorization": f"Bearer emulator:user:{who}@example.com"} for who in ("ana", "bob"))
     started = requests.post(f"{emu.url}/v3/projects", json={"projectId": "op-guarded", "parent": "organizations/555"},
                             headers=ana).json()

@@ -14,7 +14,7 @@ from provision.emulator import http as emu_http
 from provision.emulator import server as emu_server
 from provision.emulator.world import Options
 
-from emulator_helpers import create_project
+from emulator_helpers import CONTROL, create_project
 
 
 def _counting_request(body: bytes, *, content_type: str = "application/json", chunked: bool = True,
@@ -172,7 +172,7 @@ def test_faults_replay_after_reset_and_across_runs(emulator_factory):
     a = emulator_factory(faults="transient=0.6", seed=11)
     first = _fault_sequence(a.url)
     assert {429, 500, 503, "reset"} & set(first) and 403 in first
-    assert requests.post(f"{a.url}/_emulator/reset").status_code == 200
+    assert requests.post(f"{a.url}/_emulator/reset", headers=CONTROL).status_code == 200
     assert _fault_sequence(a.url) == first
     b = emulator_factory(faults="transient=0.6", seed=11)
     assert _fault_sequence(b.url) == first
@@ -255,7 +255,7 @@ def test_stalled_request_body_times_out_cleanly(emulator_factory, monkeypatch, c
     emu = emulator_factory()
     sock = socket.create_connection(("127.0.0.1", emu.port))
     sock.settimeout(10)
-    sock.sendall(b"POST /v3/projects HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + framing)
+    sock.sendall(b"POST /v3/projects HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" + framing)
     started = time.monotonic()
     reply = sock.makefile("rb").read()  # the server gives up on the body and answers
     sock.close()
@@ -264,4 +264,4 @@ def test_stalled_request_body_times_out_cleanly(emulator_factory, monkeypatch, c
     assert head.startswith((b"HTTP/1.1 400", b"HTTP/1.1 408")), head  # werkzeug reports a short body as 400
     assert json.loads(body)["error"]["status"] == "INVALID_ARGUMENT"
     assert b"Traceback" not in reply and "Traceback" not in capfd.readouterr().err
-    assert requests.get(f"{emu.url}/_emulator/health").status_code == 200
+    assert requests.get(f"{emu.url}/_emulator/health", headers=CONTROL).status_code == 200

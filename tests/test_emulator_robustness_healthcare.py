@@ -19,7 +19,7 @@ from googleapiclient.errors import HttpError
 from PIL import Image
 
 import dicom_factory as f
-from emulator_helpers import create_project, healthcare, ready_store, wait_operation
+from emulator_helpers import CONTROL, create_project, healthcare, ready_store, wait_operation
 from provision.emulator.errors import ApiError
 from provision.emulator.healthcare import dicomfile, state as hc_state, wire
 from provision.emulator.latency import REALISTIC
@@ -85,7 +85,7 @@ def test_ingest_into_a_deleted_store_is_refused_and_sids_are_never_reused(emulat
     assert env.dicomweb.search_for_instances() == []
     assert hc.index.store_id(env.store) == new and hc.store_sid(env.store) == new
     # reset: the index forgets the store; a store created again gets a fresh sid and is empty
-    requests.post(f"{emulator.url}/_emulator/reset")
+    requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL)
     assert hc.index.store_id(env.store) is None and hc.index.ingest(new, _items(world, f.ct_series("r", slices=1, size=8))) is None
     env2 = ready_store(emulator, project="rb-sid")
     assert hc.sid(env2.store) not in (old, new) and env2.dicomweb.search_for_instances() == []

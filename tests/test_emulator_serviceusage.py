@@ -17,6 +17,7 @@ from google.oauth2.credentials import Credentials
 from googleapiclient import discovery as gdiscovery
 from googleapiclient.errors import HttpError
 
+from emulator_helpers import CONTROL
 from provision.emulator import discovery
 from provision.emulator.errors import ApiError
 from provision.emulator.latency import REALISTIC
@@ -351,7 +352,7 @@ def test_ensure_agent_is_the_cross_api_way_to_create_it(emulator):
 def test_enforce_iam_on_service_usage(emulator_factory):
     emu = emulator_factory(enforce_iam=True)
     requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
-        {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com"]}]})
+        {"role": "roles/resourcemanager.projectCreator", "members": ["user:ana@example.com"]}]}, headers=CONTROL)
     creds = Credentials(token="emulator:user:ana@example.com")
     client = resourcemanager_v3.ProjectsClient(credentials=creds, transport="rest",
                                                client_options=ClientOptions(api_endpoint=emu.url))

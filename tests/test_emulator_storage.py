@@ -20,6 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import resourcemanager_v3, storage
 from google.oauth2.credentials import Credentials
 
+from emulator_helpers import CONTROL
 from provision.emulator import discovery
 
 PROJECT = "storage-demo-1"
@@ -527,9 +528,9 @@ def test_data_dir_survives_restart(emulator_factory, tmp_path):
 
 def test_state_dump_and_reset(emulator, bucket):
     bucket.blob("one").upload_from_string(b"12345")
-    dump = requests.get(f"{emulator.url}/_emulator/state").json()["storage"]
+    dump = requests.get(f"{emulator.url}/_emulator/state", headers=CONTROL).json()["storage"]
     assert dump["buckets"][bucket.name]["objects"] == 1 and dump["buckets"][bucket.name]["bytes"] == 5
-    requests.post(f"{emulator.url}/_emulator/reset")
+    requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL)
     assert emulator.world.storage.bucket(bucket.name) is None
     assert emulator.world.storage.get_object(bucket.name, "one") is None
 
@@ -584,7 +585,7 @@ def test_reset_during_an_upload_is_a_clean_404(emulator, bucket):
     size = 40 << 20
     location = _session(emulator, bucket.name, "big.bin")
     sock = _partial_put(emulator, location, size, b"z" * (1 << 20))
-    assert requests.post(f"{emulator.url}/_emulator/reset").status_code == 200
+    assert requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL).status_code == 200
     sock.sendall(b"z" * (size - (1 << 20)))
     reply = sock.makefile("rb").read()
     sock.close()
@@ -598,9 +599,9 @@ def test_reset_during_a_media_upload_is_a_clean_404(emulator, bucket):
     size = 20 << 20
     sock = socket.create_connection(("127.0.0.1", emulator.port))
     sock.sendall((f"POST /upload/storage/v1/b/{bucket.name}/o?uploadType=media&name=m.bin HTTP/1.1\r\n"
-                  f"Host: x\r\nContent-Length: {size}\r\n\r\n").encode() + b"m" * (10 << 20))
+                  f"Host: 127.0.0.1:{emulator.port}\r\nContent-Length: {size}\r\n\r\n").encode() + b"m" * (10 << 20))
     time.sleep(0.2)
-    assert requests.post(f"{emulator.url}/_emulator/reset").status_code == 200
+    assert requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL).status_code == 200
     sock.sendall(b"m" * (size - (10 << 20)))
     reply = sock.makefile("rb").read()
     sock.close()

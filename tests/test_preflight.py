@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from emulator_helpers import CONTROL
 from provision import provisioner
 from provision.gcp.target import Target
 from provision.preflight import PreflightError
@@ -14,7 +15,7 @@ OWNER = "user:owner@example.com"
 
 
 def seed_policy(emu, resource: str, bindings: list[dict]) -> None:
-    r = requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": bindings}, timeout=10)
+    r = requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": bindings}, timeout=10, headers=CONTROL)
     assert r.status_code == 200, r.text
 
 
@@ -71,7 +72,7 @@ def test_without_enforce_iam_everything_is_granted(emulator, tmp_path):
 def test_the_bearer_token_never_appears_in_results_events_or_errors(iam_emulator, tmp_path):
     import json
 
-    from provision.gcp.errors import _safe
+    from provision.redact import redact
     from test_apply_support import Events
 
     token = f"emulator:{OWNER}"
@@ -83,7 +84,7 @@ def test_the_bearer_token_never_appears_in_results_events_or_errors(iam_emulator
     text = json.dumps(result.to_json()) + result.render() + result.plan.render() + str(err.value)
     text += "".join(e.text() for e in events.events) + repr(as_member(iam_emulator, OWNER))
     assert token not in text and "emulator:user:nobody" not in text
-    assert "ya29" not in _safe("401 for Bearer ya29.a0AfH6SMB and access_token=ya29.x")
+    assert "ya29" not in redact("401 for Bearer ya29.a0AfH6SMB and access_token=ya29.x")
 
 
 def test_missing_project_creator_on_the_parent_is_named(iam_emulator, tmp_path):

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 import requests
 
-from emulator_helpers import ready_store
+from emulator_helpers import CONTROL, ready_store
 from provision.demo_data import write_demo_studies
 from provision.smoke import CHECK_NAMES, run_dicomweb_smoke
 
@@ -91,9 +91,9 @@ def test_empty_store(emulator):
 def test_enforced_iam_viewer_passes_stranger_gets_403(emulator_factory, demo_studies):
     emu = emulator_factory(enforce_iam=True)
     requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
-        {"role": "roles/resourcemanager.projectCreator", "members": [OWNER]}]}, timeout=10).raise_for_status()
+        {"role": "roles/resourcemanager.projectCreator", "members": [OWNER]}]}, timeout=10, headers=CONTROL).raise_for_status()
     requests.put(f"{emu.url}/_emulator/policies/billingAccounts/012345-6789AB-CDEF01", json={"bindings": [
-        {"role": "roles/billing.user", "members": [OWNER]}]}, timeout=10).raise_for_status()
+        {"role": "roles/billing.user", "members": [OWNER]}]}, timeout=10, headers=CONTROL).raise_for_status()
     env = ready_store(emu, project="smoke-iam", dataset="imaging", store="primary", member=OWNER, parent="organizations/1")
     store_demo(env, demo_studies[1])
     env.stores.setIamPolicy(resource=env.store, body={"policy": {"bindings": [

@@ -1,9 +1,14 @@
 """`/_emulator/` control endpoints: health, reset, state dump, and seeding what a test needs
 (policies on organizations, folders and billing accounts, which no public API of ours creates).
 
-These are the tests' control plane, not a Google API: they are open to any caller, even under
---enforce-iam (no token, no IAM check), skip fault injection and are left out of --record.
-Anyone who can reach the port can reset the world or read every resource: keep the emulator
+These are the tests' control plane, not a Google API: no token and no IAM check, even under
+--enforce-iam; they skip fault injection and are left out of --record. They are for local
+tools, never for web pages (provision.emulator.http enforces it before any route runs): every
+call needs the header `X-Emulator-Control` (e.g. `X-Emulator-Control: 1`), which a page can
+only send after a CORS preflight, and preflights here are refused (403, no CORS headers);
+their answers never carry CORS headers; a request marked as coming from a page (`Origin`,
+`Sec-Fetch-Site`) is refused; and the Host check stops DNS-rebinding pages. Any local process
+that can reach the port can still reset the world or read every resource: keep the emulator
 on 127.0.0.1 (the default).
 """
 from __future__ import annotations

@@ -9,9 +9,26 @@ The `.`/`..` rule applies to raw segments only (`a%2F..%2Fb` is a legal object n
 
 Any exception a handler did not turn into an ApiError answers a Google-shaped 500 INTERNAL
 (the traceback goes to stderr, never to the client), with CORS headers, and is recorded.
+
+What a web page can do here (the emulator answers CORS for any Origin on Google's API paths,
+as Google does, so a page in the user's browser is a client too):
+- DNS rebinding: every request's `Host` must name the emulator: `localhost`, `127.0.0.1`,
+  `[::1]`, the bound address or a name given with `--allow-host`, on any port (dicomweb-client
+  sends no port, port forwarding changes it, and a rebinding page differs by its name, not
+  its port). When bound to a wildcard address (0.0.0.0, ::) any IP literal is served too: a
+  rebinding page always comes by a DNS name. Anything else is a 421 Misdirected Request,
+  before any routing, and changes nothing.
+- Control endpoints (`/_emulator/*`) need the header `X-Emulator-Control` (any value, e.g. `1`).
+  A page cannot send it cross-origin without a CORS preflight, and preflights for them are
+  refused (403, no Access-Control-* headers); their answers never carry CORS headers. A
+  request marked as coming from a page (`Origin` or `Sec-Fetch-Site`) is refused too, which
+  covers a page served by the emulator itself (an HTML object downloaded from a bucket).
+- `--record` never writes a header, and keeps the name but not the value of credential query
+  parameters (`access_token`, `upload_id`, ...; see provision.redact).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import socket
@@ -30,10 +47,46 @@ from werkzeug.wrappers import Request, Response
 
 from provision.emulator import discovery, iam
 from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
-from provision.emulator.world import World
+from provision.emulator.world import Options, World
+from provision.redact import redact, redact_query, redact_value
 
 JSON_LIMIT = 10 * 1024 * 1024
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CONTROL_PREFIX = "/_emulator"
+CONTROL_HEADER = "X-Emulator-Control"  # required on /_emulator/*: a page cannot send it without a preflight
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "[::]", ""})
+
+
+def is_control(path: str) -> bool:
+    """Whether `path` is one of the emulator's own control endpoints (not a Google API)."""
+    return path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/")
+
+
+def host_name(value: str) -> str:
+    """The name in a Host header (or an --allow-host value), lower-case, without its port:
+    `[::1]:8765` -> `[::1]`, `LocalHost:80` -> `localhost`; a bare IPv6 address gets its brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[: end + 1] if end > 0 else value
+    if value.count(":") > 1:  # a bare IPv6 address (a bind address, never a valid Host)
+        return f"[{value}]"
+    name, sep, port = value.rpartition(":")
+    return name if sep and (port.isdigit() or not port) else value
+
+
+def served_host_names(options: Options) -> frozenset[str]:
+    """The Host names the emulator answers: loopback names, the bound address, --allow-host names."""
+    return LOOPBACK_NAMES | {host_name(options.host)} | {host_name(h) for h in options.allow_hosts}
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name[1:-1] if name.startswith("[") else name)
+    except ValueError:
+        return False
+    return True
 
 
 class IdConverter(BaseConverter):
@@ -184,13 +237,22 @@ class App:
         self.map = router.build()
         self.routes = router.routes
         self.recorder = Recorder(world.options.record) if world.options.record else None
+        self.host_names = served_host_names(world.options)
+        self.any_ip = host_name(world.options.host) in WILDCARD_ADDRESSES
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         started = time.perf_counter()
         api, principal, status = "unknown", None, 500
+        control = is_control(request.path)
+        cors = not control
         response: Response
         try:
+            if not self._host_served(request):
+                cors = False  # a rebinding page is same-origin: CORS headers would only add noise
+                raise self._misdirected(request)
+            if control:
+                self._guard_control(request)
             principal = self._principal(request)
             segments = _raw_segments(environ, request)
             if any(raw in (b".", b"..") for raw, _ in segments):
@@ -225,13 +287,43 @@ class App:
             response = json_response(ApiError("INTERNAL", "Internal error encountered.").body(_style(api, request.path)),
                                      500)
         status = response.status_code
-        self._cors(request, response)
-        if self.recorder and not request.path.startswith("/_emulator/"):
+        if cors:
+            self._cors(request, response)
+        if self.recorder and not control:
             self.recorder.write(self._record(request, api, principal, status, started))
         return response(environ, start_response)
 
+    def _host_served(self, request: Request) -> bool:
+        """Whether the Host header names this emulator (the DNS-rebinding check; module docstring)."""
+        name = host_name(request.headers.get("Host", ""))
+        return name in self.host_names or (self.any_ip and _is_ip_literal(name))
+
+    def _misdirected(self, request: Request) -> ApiError:
+        host = request.headers.get("Host")
+        what = f"Host {host!r}" if host else "a request without a Host header"
+        bound = host_name(self.world.options.host)
+        names = ", ".join(sorted(self.host_names | ({"any IP address"} if self.any_ip else set())))
+        hint = f" (or start the emulator with --allow-host {host_name(host)})" if host else ""
+        return ApiError("PERMISSION_DENIED",
+                        f"Misdirected request: this emulator (bound to {bound}) does not serve {what}; it serves "
+                        f"{names}{hint}. This protects it from DNS rebinding.",
+                        [error_info("HOST_NOT_ALLOWED", "emulator.provision", {"host": host or ""})],
+                        http_status=421)
+
+    def _guard_control(self, request: Request) -> None:
+        """Control endpoints are for local tools, never for web pages (module docstring)."""
+        if request.method == "OPTIONS":
+            raise permission_denied("The emulator's control endpoints refuse cross-origin requests: "
+                                    "no CORS preflight is answered for them.")
+        if request.headers.get("Origin") is not None or request.headers.get("Sec-Fetch-Site") is not None:
+            raise permission_denied("The emulator's control endpoints refuse requests from web pages "
+                                    "(the request carries Origin or Sec-Fetch-Site).")
+        if CONTROL_HEADER not in request.headers:
+            raise permission_denied(f"The emulator's control endpoints need the request header "
+                                    f"'{CONTROL_HEADER}: 1' (a web page cannot send it).")
+
     def _dispatch(self, request: Request, route: Route, args: dict, principal: str | None, environ) -> Response:
-        if not request.path.startswith("/_emulator/"):
+        if not is_control(request.path):
             fault = self.world.faults.draw_request()
             if fault == "reset":
                 read_body(request, JSON_LIMIT)  # read before the drop, so the record still shows the body
@@ -292,15 +384,16 @@ class App:
                     body = json.loads(raw)
             except Exception:  # noqa: BLE001 - a dropped connection or junk body: record no body
                 body = None
+        # No header is recorded, and no credential: the query keeps credential parameters' names only.
         return {
             "t": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "method": request.method,
-            "path": request.path,
-            "query": {k: request.args.getlist(k) for k in request.args},
+            "path": redact(request.path),
+            "query": redact_query({k: request.args.getlist(k) for k in request.args}),
             "status": status,
             "api": api,
             "principal": principal or "anonymous",
-            "request": body,
+            "request": redact_value(body),
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
 

@@ -35,6 +35,7 @@ class Options:
     faults: str | None = None
     seed: int = 0
     enforce_iam: bool = False
+    allow_hosts: tuple[str, ...] = ()   # Host names served besides loopback and the bound address
 
 
 class World:

@@ -4,8 +4,9 @@
 also what google-cloud-storage raises), a finished operation's error, or a network failure
 into a `GoogleError` (HTTP status, canonical status, message, ErrorInfo reason and metadata).
 `to_provision_error` wraps it as a `StepError` that names the step, the resource, Google's
-message, the reason and the fix. Nothing here ever looks at request headers, so an access
-token cannot leak into a message.
+message, the reason and the fix. Nothing here ever looks at request headers, and every text
+taken from a server or an exception goes through `provision.redact.redact` (a parsed message,
+a StepError's message), so an access token cannot leak into a message.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provision.errors import ProvisionError
+from provision.redact import redact
 
 # google.rpc.Code numbers and names (an operation's error carries the number).
 RPC_CODES = {
@@ -124,7 +126,7 @@ class StepError(ProvisionError):
         self.resource = resource
         self.google = google
         self.fix = fix
-        self.detail = message
+        self.detail = message = redact(message)  # it may quote a server or an exception, whoever built it
         self.action = action
         head = f"step {step!r}"
         if resource:
@@ -167,7 +169,15 @@ def _from_body(ge: GoogleError, body: Any) -> None:
 
 
 def parse(exc: BaseException) -> GoogleError | None:
-    """Read any client-library error; None when `exc` is not an API or network error."""
+    """Read any client-library error; None when `exc` is not an API or network error. The message
+    is redacted: a server (or a proxy) may echo the request's URL or headers back."""
+    ge = _parse(exc)
+    if ge is not None:
+        ge.message = redact(ge.message)
+    return ge
+
+
+def _parse(exc: BaseException) -> GoogleError | None:
     if isinstance(exc, OperationFailed):
         ge = GoogleError(rpc_code=exc.code, status=RPC_CODES.get(exc.code, "UNKNOWN"))
         _from_body(ge, {"error": exc.error})
@@ -226,7 +236,7 @@ def parse(exc: BaseException) -> GoogleError | None:
         return ge
     if _is_network(exc):
         text = _chain_text(exc)
-        return GoogleError(network=True, message=f"{type(exc).__name__}: {_safe(str(exc))}",
+        return GoogleError(network=True, message=f"{type(exc).__name__}: {exc}",
                            unreachable=_unreachable(exc, text), host=_re1(r"host='([^']+)'", text))
     return None
 
@@ -303,12 +313,6 @@ def _is_network(exc: BaseException) -> bool:
     return False
 
 
-_TOKEN_RE = re.compile(r"(ya29\.[\w.-]+|Bearer\s+\S+|emulator:\S+@\S+?(?=[\s'\"]|$)|access_token=[^&\s]+)", re.I)
-
-
-def _safe(text: str) -> str:
-    """Remove anything that looks like a bearer token from a message."""
-    return _TOKEN_RE.sub("<redacted>", text)
 
 
 # ---------------------------------------------------------------------------- fixes
@@ -386,12 +390,12 @@ def to_provision_error(exc: BaseException, step: str, resource: str | None = Non
                          fix=fix or "the operation is still running on Google's side; run `provision apply` again later to resume")
     ge = parse(exc)
     if ge is None:
-        return StepError(step, resource, f"{type(exc).__name__}: {_safe(str(exc))}", action=action, fix=fix)
+        return StepError(step, resource, f"{type(exc).__name__}: {exc}", action=action, fix=fix)
     if ge.network and ge.unreachable:
         return unreachable_error(ge, step, resource, target=target, action=action)
-    text = f"{ge.code_text}: {_safe(ge.message)}" if not ge.network else _safe(ge.message)
+    text = f"{ge.code_text}: {ge.message}" if not ge.network else ge.message  # parse() redacted it
     if isinstance(exc, OperationFailed):
-        text = f"operation {exc.name} failed with {ge.status} (code {exc.code}): {_safe(ge.message)}"
+        text = f"operation {exc.name} failed with {ge.status} (code {exc.code}): {ge.message}"
     if emulator and ge.http_status == 401 and not getattr(target, "token", None):
         fix = fix or EMULATOR_TOKEN_FIX
     return StepError(step, resource, text, google=ge, fix=fix or fix_for(ge, project=project), action=action)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
 from provision.gcp.errors import OperationFailed, is_service_disabled, parse
+from provision.redact import redact
 
 Verdict = "tuple[bool, str] | None"
 Predicate = Callable[[BaseException], "tuple[bool, str] | None"]
@@ -173,12 +174,13 @@ class RetryPolicy:
         return RetryPolicy(tuple(extra) + self.predicates, self.first, self.cap, self.rng, self.unreachable_s)
 
     def classify(self, exc: BaseException) -> str | None:
-        """The reason to retry `exc`, or None when it is final."""
+        """The reason to retry `exc`, or None when it is final. The reason is shown to the user and
+        may quote the server or the exception, so it is redacted here, where every reason passes."""
         for predicate in self.predicates:
             verdict = predicate(exc)
             if verdict is not None:
                 retry, reason = verdict
-                return reason if retry else None
+                return redact(reason) if retry else None
         return None
 
     def delay(self, attempt: int, elapsed: float = 0.0) -> float:

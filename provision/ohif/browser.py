@@ -45,6 +45,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import quote, urlsplit
 
 from provision.errors import ProvisionError
+from provision.redact import redact
 
 __all__ = ["CHROMIUM", "BrowserReport", "chromium_args", "run_browser_smoke"]
 
@@ -304,7 +305,10 @@ class _Drive:
     # ---- bookkeeping
 
     def secret_free(self, text: str) -> str:
-        return text.replace(self.token, "<token>") if self.token else text
+        """`text` without the token, raw or as it stands in the viewer's URL, nor any other token material."""
+        if self.token:
+            text = text.replace(self.token, "<token>").replace(quote(self.token, safe=""), "<token>")
+        return redact(text)
 
     def _is_dicomweb(self, url: str) -> bool:
         return any(url.startswith(r) for r in self.roots)
