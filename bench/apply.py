@@ -118,13 +118,14 @@ def main() -> int:
 
     from provision import provisioner
     from provision.blueprint import load_blueprint
-    from provision.demo import DEMO_BLUEPRINT, demo_data_dir
+    from provision.demo import demo_data_dir, write_demo_blueprint
     from provision.demo_data import write_demo_studies
     from provision.gcp.target import Target
 
-    studies = write_demo_studies(demo_data_dir())
+    blueprint = write_demo_blueprint(REPO / "out")  # what `make demo` writes too
+    studies = write_demo_studies(demo_data_dir(blueprint))
     instances = sum(s.n_instances for s in studies)
-    bp = load_blueprint(DEMO_BLUEPRINT)
+    bp = load_blueprint(blueprint)
     bound, path = critical_path(instances, args.time_scale)
 
     with tempfile.TemporaryDirectory() as tmp:

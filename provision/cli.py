@@ -45,6 +45,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from provision import __version__
+
+        typer.echo(f"provision {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Turn one YAML blueprint into a working OHIF viewer on Google Cloud Healthcare."""
+
+
 BlueprintArg = Annotated[Path, typer.Argument(help="The blueprint YAML file.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout; progress goes to stderr.")]
 EmulatorOpt = Annotated[
@@ -319,13 +335,15 @@ def emulator(
 @app.command()
 def demo(
     browser: Annotated[bool, typer.Option("--browser", help="Also drive the real OHIF viewer at the end.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's blueprint, studies, OHIF config and screenshots "
+                                                    "(files of the same names are overwritten).")] = Path("out"),
     emulator: EmulatorOpt = None,
 ) -> None:
     """Run the whole flow offline on an embedded emulator with synthetic studies."""
     from provision.demo import run_demo
 
     with _progress() as progress:
-        result = run_demo(emulator_url=emulator, browser=browser, listener=progress)
+        result = run_demo(out_dir=out, emulator_url=emulator, browser=browser, listener=progress)
     typer.echo(result.render())
 
 

@@ -1,23 +1,55 @@
-"""`provision demo`: the whole flow offline — synthetic studies, an emulator, apply of
-`blueprints/demo.yaml` (bucket upload and import included), the OHIF config, the smoke check.
+"""`provision demo`: the whole flow offline — synthetic studies, an emulator, apply of the
+packaged demo blueprint (bucket upload and import included), the OHIF config, the smoke check.
+
+Everything the demo makes goes into one output folder (`./out` unless told otherwise): a
+copy of the blueprint (`demo.yaml`), the studies it uploads (`demo-data/`), the OHIF config
+(`google.js`) and, with `--browser`, the screenshots (`smoke/`). The blueprint is package
+data (`provision/blueprints/demo.yaml`), read with importlib.resources, so an installed
+`provision` needs nothing from a source checkout.
 
 With no emulator given it embeds one for the run; with `--emulator URL` (or
 PROVISION_EMULATOR_HOST) it uses that running emulator, so the result stays there for
-`provision viewer` and a later `provision apply blueprints/demo.yaml` reports no changes.
+`provision viewer OUT/demo.yaml` and a later `provision apply OUT/demo.yaml` reports no changes.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-DEMO_BLUEPRINT = Path(__file__).resolve().parent.parent / "blueprints" / "demo.yaml"
+DEFAULT_OUT = Path("out")
+
+
+def demo_blueprint_text() -> str:
+    """The demo blueprint as shipped in the package (its relative paths are relative to the copy)."""
+    return resources.files("provision").joinpath("blueprints", "demo.yaml").read_text(encoding="utf-8")
+
+
+def write_demo_blueprint(out_dir: Path | str = DEFAULT_OUT) -> Path:
+    """Copy the demo blueprint into `out_dir` (created if needed) as demo.yaml; returns its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "demo.yaml"
+    path.write_text(demo_blueprint_text(), encoding="utf-8")
+    return path
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the current directory when under it."""
+    path = path.absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @dataclass
 class DemoResult:
+    out_dir: Path
     blueprint: Path
     emulator: str
     embedded: bool
@@ -28,7 +60,9 @@ class DemoResult:
     def render(self) -> str:
         """What was made, and how to look at it."""
         bp_outputs = self.outcome.apply.outputs
+        files = sum(s.n_instances for s in self.studies)
         lines = [f"demo finished in {self.elapsed:.1f}s on the {'embedded ' if self.embedded else ''}emulator {self.emulator}",
+                 f"  wrote {self.out_dir}: demo.yaml (the blueprint), demo-data/ ({files} DICOM files), google.js",
                  f"  studies written: {len(self.studies)} ("
                  + ", ".join(f"{s.patient_name_ohif}: {s.modality} {s.n_instances} images" for s in self.studies) + ")"]
         for store_id, store in (bp_outputs.get("dicom_stores") or {}).items():
@@ -37,17 +71,19 @@ class DemoResult:
         smoke = self.outcome.smoke
         if smoke is not None:
             lines += ["  " + line for line in smoke.summary().splitlines()]
+        bp, out = _shown(self.blueprint), _shown(self.out_dir)
+        again = "provision demo" + ("" if self.out_dir.absolute() == DEFAULT_OUT.absolute() else f" --out {out}")
         if self.embedded:
             lines += ["to look at it in a browser, keep an emulator running and point the demo at it:",
-                      "  .venv/bin/provision emulator --data-dir .emu &",
+                      "  provision emulator --data-dir .emu &",
                       "  export PROVISION_EMULATOR_HOST=http://127.0.0.1:8765",
-                      "  .venv/bin/provision demo && .venv/bin/provision viewer blueprints/demo.yaml   # open http://127.0.0.1:3000"]
+                      f"  {again} && provision viewer {bp}   # open http://127.0.0.1:3000"]
         else:
-            lines += ["to look at it: .venv/bin/provision viewer blueprints/demo.yaml   # open http://127.0.0.1:3000"]
+            lines += [f"to look at it: provision viewer {bp}   # open http://127.0.0.1:3000"]
         return "\n".join(lines)
 
 
-def demo_data_dir(blueprint: Path = DEMO_BLUEPRINT) -> Path:
+def demo_data_dir(blueprint: Path) -> Path:
     """Where the demo blueprint uploads from; the data must exist before the blueprint validates."""
     import yaml
 
@@ -70,9 +106,10 @@ def _emulator(url: str | None) -> Iterator[tuple[str, bool]]:
         server.stop()
 
 
-def run_demo(*, emulator_url: str | None = None, browser: bool = False, listener: Any = None,
-             blueprint: Path = DEMO_BLUEPRINT) -> DemoResult:
-    """Write the demo studies, then apply, configure and smoke-check the demo blueprint on an emulator."""
+def run_demo(*, out_dir: Path | str = DEFAULT_OUT, emulator_url: str | None = None, browser: bool = False,
+             listener: Any = None) -> DemoResult:
+    """Write the demo blueprint and studies into `out_dir`, then apply, configure and smoke-check
+    the blueprint on an emulator (embedded unless `emulator_url`)."""
     from provision import pipeline
     from provision.blueprint import load_blueprint
     from provision.demo_data import write_demo_studies
@@ -80,11 +117,16 @@ def run_demo(*, emulator_url: str | None = None, browser: bool = False, listener
     from provision.gcp.target import Target
 
     started = time.monotonic()
-    studies = write_demo_studies(demo_data_dir(blueprint))
+    out = Path(os.path.abspath(out_dir))
+    try:
+        blueprint = write_demo_blueprint(out)
+        studies = write_demo_studies(demo_data_dir(blueprint))
+    except OSError as exc:
+        raise ProvisionError(f"the demo cannot write into {out}: {exc.strerror or exc}; choose another folder with --out") from None
     bp = load_blueprint(blueprint)
     with _emulator(emulator_url) as (url, embedded):
         target = Target.from_env(emulator=url)
-        outcome = pipeline.apply_and_check(bp, target, listener, browser=browser or None)
+        outcome = pipeline.apply_and_check(bp, target, listener, browser=browser or None, smoke_dir=out / "smoke")
     if not outcome.ok:
         raise ProvisionError(f"the demo failed: {outcome.error}")
-    return DemoResult(blueprint, url, embedded, studies, outcome, time.monotonic() - started)
+    return DemoResult(out, blueprint, url, embedded, studies, outcome, time.monotonic() - started)

@@ -84,8 +84,10 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
 
 
 def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,
-                    browser: bool | None = None, cancel: threading.Event | None = None) -> Outcome:
-    """Apply, write the OHIF config, then smoke-check. Failures land in `Outcome.error`."""
+                    browser: bool | None = None, cancel: threading.Event | None = None,
+                    smoke_dir: Path | str = "out/smoke") -> Outcome:
+    """Apply, write the OHIF config, then smoke-check (browser screenshots into `smoke_dir`).
+    Failures land in `Outcome.error`."""
     from provision import provisioner
     from provision.ohif.config import config_warnings
 
@@ -95,7 +97,7 @@ def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any
         outcome.config = write_config(bp, target)
         outcome.notes += config_warnings(bp, emulator_url=target.emulator)
         if run_smoke:
-            outcome.smoke = smoke(bp, target, browser=browser)
+            outcome.smoke = smoke(bp, target, browser=browser, out_dir=smoke_dir)
             if not outcome.smoke.ok:
                 outcome.error = "smoke check failed:\n" + outcome.smoke.summary()
     except ProvisionError as exc:

@@ -493,22 +493,27 @@ def run_dicomweb_smoke(
 
 @dataclass
 class BlueprintSmoke:
-    """The smoke of a whole blueprint: DICOMweb per store, then (optionally) the browser."""
+    """The smoke of a whole blueprint: DICOMweb per store, then (when asked) the browser.
+
+    A browser smoke that was asked for and could not run (no study to look for, the DICOMweb
+    smoke failed, no Chromium or Playwright, no viewer) is `browser_not_run`, with the reason,
+    and fails the smoke: a check nobody ran must never read as passed."""
 
     stores: dict[str, SmokeReport] = field(default_factory=dict)
     browser: Any = None  # provision.ohif.browser.BrowserReport, when run
-    browser_skipped: str = ""
+    browser_not_run: str = ""
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.stores.values()) and (self.browser is None or self.browser.ok)
+        return (all(r.ok for r in self.stores.values()) and not self.browser_not_run
+                and (self.browser is None or self.browser.ok))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "dicomweb": {store: r.to_dict() for store, r in self.stores.items()},
             "browser": self.browser.to_dict() if self.browser is not None else None,
-            **({"browser_skipped": self.browser_skipped} if self.browser_skipped else {}),
+            **({"browser_not_run": self.browser_not_run} if self.browser_not_run else {}),
         }
 
     def to_json(self) -> str:
@@ -518,8 +523,8 @@ class BlueprintSmoke:
         parts = [r.summary() for r in self.stores.values()]
         if self.browser is not None:
             parts.append(self.browser.summary())
-        elif self.browser_skipped:
-            parts.append(f"browser smoke not run: {self.browser_skipped}")
+        elif self.browser_not_run:
+            parts.append(f"browser smoke NOT RUN (asked for, so the smoke fails): {self.browser_not_run}")
         return "\n".join(parts)
 
 
@@ -533,7 +538,8 @@ def run_blueprint_smoke(
     out_dir: Any = "out/smoke",
 ) -> BlueprintSmoke:
     """`provision smoke`: the DICOMweb smoke on every store of `bp`, then with `browser=True` the real
-    viewer on the first store (the viewer's default data source).
+    viewer on the first store (the viewer's default data source). Never raises for a check that
+    failed or could not run: the report says which, and why.
 
     `session` carries the credentials (an AuthorizedSession for Google Cloud; None for an emulator
     without --enforce-iam). `token` is the access token handed to the viewer with `?token=` (ADC's
@@ -541,6 +547,7 @@ def run_blueprint_smoke(
     """
     from pathlib import Path
 
+    from provision.errors import ProvisionError
     from provision.ohif.config import dicomweb_root, render_config
 
     result = BlueprintSmoke()
@@ -552,16 +559,21 @@ def run_blueprint_smoke(
                                                      retry_s=RETRY_S[emulator_url is not None], has_import=has_import)
     if not browser:
         return result
-    first = result.stores[bp.dicom_stores[0].id]
+    first_id = bp.dicom_stores[0].id
+    first = result.stores[first_id]
     expected = first.browser_expectations()
     if not first.ok:
-        result.browser_skipped = f"the DICOMweb smoke of store {bp.dicom_stores[0].id} failed"
+        result.browser_not_run = f"the DICOMweb smoke of store {first_id} failed (above); fix that first"
     elif not expected:
-        result.browser_skipped = f"store {bp.dicom_stores[0].id} holds no study to look for"
+        result.browser_not_run = (f"store {first_id} (the viewer's default data source) holds no study for the viewer "
+                                  "to show; import studies into it, or leave out --browser (smoke.browser)")
     else:
         from provision.ohif.browser import run_browser_smoke
 
         config_js = render_config(bp, emulator_url=emulator_url, oidc=False)
-        result.browser = run_browser_smoke(config_js, expected_studies=expected, token=token, out_dir=Path(out_dir),
-                                           emulator_host=emulator_url)
+        try:
+            result.browser = run_browser_smoke(config_js, expected_studies=expected, token=token, out_dir=Path(out_dir),
+                                               emulator_host=emulator_url)
+        except ProvisionError as exc:  # no Chromium, no Playwright, no viewer: the check could not run
+            result.browser_not_run = str(exc)
     return result

@@ -28,7 +28,7 @@ from provision.errors import BlueprintError
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "tests" / "blueprints" / "invalid").glob("*.yaml"))
-DEMO = ROOT / "blueprints" / "demo.yaml"
+DEMO_PACKAGED = ROOT / "provision" / "blueprints" / "demo.yaml"
 EXAMPLE = ROOT / "blueprints" / "example-gcp.yaml"
 PROVISION = Path(sys.executable).parent / "provision"
 
@@ -67,11 +67,19 @@ def problems_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_data_dir() -> Path:
-    # demo.yaml uploads from ../out/demo-data, which `provision demo` fills before validating.
-    path = (DEMO.parent / "../out/demo-data").resolve()
-    path.mkdir(parents=True, exist_ok=True)
+def demo(tmp_path_factory) -> Path:
+    """The packaged demo blueprint where `provision demo` writes it: a copy beside demo-data/, which
+    the demo fills before validating (here left empty)."""
+    from provision.demo import write_demo_blueprint
+
+    path = write_demo_blueprint(tmp_path_factory.mktemp("demo"))
+    (path.parent / "demo-data").mkdir()
     return path
+
+
+@pytest.fixture(scope="module")
+def demo_data_dir(demo) -> Path:
+    return demo.parent / "demo-data"
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -109,7 +117,7 @@ def test_console_script_refuses_invalid_blueprint(name: str):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_validation_makes_no_network_call(monkeypatch, demo_data_dir):
+def test_validation_makes_no_network_call(monkeypatch, demo):
     def refuse(*args, **kwargs):
         raise AssertionError("validation tried to use the network")
 
@@ -120,7 +128,7 @@ def test_validation_makes_no_network_call(monkeypatch, demo_data_dir):
     for path in CORPUS:
         with pytest.raises(BlueprintError):
             load_blueprint(path, env={})
-    for path in (DEMO, EXAMPLE):
+    for path in (demo, EXAMPLE):
         load_blueprint(path, env={})
     code, out = run_provision("validate", str(EXAMPLE))
     assert code == 0, out
@@ -129,8 +137,8 @@ def test_validation_makes_no_network_call(monkeypatch, demo_data_dir):
 # ------------------------------------------------------------------- valid blueprints
 
 
-def test_demo_blueprint_validates(demo_data_dir):
-    b = load_blueprint(DEMO, env={})
+def test_demo_blueprint_validates(demo, demo_data_dir):
+    b = load_blueprint(demo, env={})
     assert b.project.id == "ohif-demo"
     assert b.project.display_name == "OHIF Demo"
     assert b.project.billing_account == "012345-6789AB-CDEF01"
@@ -141,9 +149,9 @@ def test_demo_blueprint_validates(demo_data_dir):
     assert b.dicom_stores[0].import_.uri == "gs://ohif-demo-dicom/dicom/**.dcm"
     assert b.dicom_stores[0].iam[0].roles == ["roles/healthcare.dicomViewer"]
     assert b.viewer.oauth_client_id is None
-    assert b.viewer.config_out == (ROOT / "out" / "google.js")
+    assert b.viewer.config_out == demo.parent / "google.js"
     assert b.smoke.min_studies == 2
-    assert b.source == DEMO
+    assert b.source == demo
 
 
 def test_example_gcp_blueprint_validates():
@@ -156,8 +164,8 @@ def test_example_gcp_blueprint_validates():
     assert not b.dicom_stores[1].import_.uri.startswith(f"gs://{b.bucket.name}/")
 
 
-def test_validate_command_reports_success(demo_data_dir):
-    code, out = run_provision("validate", str(DEMO))
+def test_validate_command_reports_success(demo):
+    code, out = run_provision("validate", str(demo))
     assert code == 0, out
     assert "valid" in out and "ohif-demo" in out
 
@@ -312,8 +320,8 @@ def test_round_trip_through_model_dump(tmp_path):
     assert again.source == tmp_path / "again.yaml"
 
 
-def test_round_trip_keeps_upload_from(tmp_path, demo_data_dir):
-    original = load_blueprint(DEMO, env={})
+def test_round_trip_keeps_upload_from(tmp_path, demo):
+    original = load_blueprint(demo, env={})
     dumped = yaml.safe_dump(original.model_dump(mode="json", by_alias=True))
     assert "from:" in dumped
     assert load_blueprint(write(tmp_path, dumped), env={}).model_dump() == original.model_dump()
@@ -588,5 +596,5 @@ def test_importing_blueprint_is_light():
 
 
 def test_example_files_are_in_the_repository():
-    for path in (DEMO, EXAMPLE):
+    for path in (DEMO_PACKAGED, EXAMPLE):
         assert path.read_text().startswith("#"), "example blueprints start with an explanatory comment"

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from provision.cli import app
-from provision.demo import DEMO_BLUEPRINT
+from provision.demo import demo_data_dir, write_demo_blueprint
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 READ_ONLY_POSTS = (":getIamPolicy", ":testIamPermissions")
@@ -17,31 +17,52 @@ def run(*args: str, **env: str):
     return CliRunner().invoke(app, list(args), env=env or None)
 
 
+def demo(tmp_path, *args: str):
+    """`provision demo --out TMP/out ARGS`: (the result, the blueprint the demo wrote there)."""
+    out = tmp_path / "out"
+    return run("demo", "--out", str(out), *args), out / "demo.yaml"
+
+
 def writes(record_path) -> list[dict]:
     entries = [json.loads(line) for line in record_path.read_text().splitlines()]
     return [e for e in entries if e["method"] in WRITES and not e["path"].endswith(READ_ONLY_POSTS)]
 
 
-def test_demo_on_the_embedded_emulator():
+def test_demo_on_the_embedded_emulator(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the demo writes into ./out of wherever it runs
     result = run("demo")
     assert result.exit_code == 0, result.output
     assert "DICOMweb smoke passed" in result.output
     assert "Phantom, CT" in result.output and "Phantom, MR" in result.output
+    out = tmp_path / "out"
+    assert f"wrote {out}:" in result.output and "provision viewer out/demo.yaml" in result.output
+    assert {p.name for p in out.iterdir()} == {"demo.yaml", "demo-data", "google.js"}
+
+
+def test_demo_out_names_its_folder_and_refuses_one_it_cannot_write(tmp_path):
+    result, blueprint = demo(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'out'}:" in result.output and blueprint.is_file()
+    assert run("validate", str(blueprint)).exit_code == 0
+    (tmp_path / "file").write_text("")
+    refused = run("demo", "--out", str(tmp_path / "file" / "sub"))
+    assert refused.exit_code == 1 and "cannot write into" in refused.output and "--out" in refused.output
+    assert "Traceback" not in refused.output
 
 
 def test_demo_on_a_running_emulator_then_apply_reports_no_changes(emulator_factory, tmp_path):
     record = tmp_path / "audit.jsonl"
     emu = emulator_factory(record=record)
-    first = run("demo", "--emulator", emu.url)
+    first, blueprint = demo(tmp_path, "--emulator", emu.url)
     assert first.exit_code == 0, first.output
     record.write_text("")  # only the second apply's requests from here on
-    second = run("apply", str(DEMO_BLUEPRINT), "--emulator", emu.url, "--yes", "--json", "--no-smoke")
+    second = run("apply", str(blueprint), "--emulator", emu.url, "--yes", "--json", "--no-smoke")
     assert second.exit_code == 0, second.output
     doc = json.loads(second.stdout)
     assert doc["apply"]["changed"] is False and doc["apply"]["summary"] == "no changes"
     assert writes(record) == [], "a no-op apply must make reads only"
     # The viewer's data is there: the smoke check on the same blueprint passes.
-    smoke = run("smoke", str(DEMO_BLUEPRINT), "--emulator", emu.url, "--json")
+    smoke = run("smoke", str(blueprint), "--emulator", emu.url, "--json")
     assert smoke.exit_code == 0, smoke.output
     assert json.loads(smoke.stdout)["ok"] is True
 
@@ -49,35 +70,38 @@ def test_demo_on_a_running_emulator_then_apply_reports_no_changes(emulator_facto
 def test_plan_changes_nothing_and_apply_without_yes_refuses_without_a_terminal(emulator_factory, tmp_path):
     record = tmp_path / "audit.jsonl"
     emu = emulator_factory(record=record)
-    from provision.demo import demo_data_dir
     from provision.demo_data import write_demo_studies
 
-    write_demo_studies(demo_data_dir())
-    plan = run("plan", str(DEMO_BLUEPRINT), "--emulator", emu.url, "--json")
+    blueprint = write_demo_blueprint(tmp_path)
+    write_demo_studies(demo_data_dir(blueprint))
+    plan = run("plan", str(blueprint), "--emulator", emu.url, "--json")
     assert plan.exit_code == 0, plan.output
     doc = json.loads(plan.stdout)
     assert {s["id"] for s in doc["steps"]} >= {"project", "billing", "apis", "dataset", "store:primary", "import:primary"}
     assert all(s["action"] == "create" for s in doc["steps"] if s["id"] in ("project", "dataset"))
-    refused = run("apply", str(DEMO_BLUEPRINT), "--emulator", emu.url)
+    refused = run("apply", str(blueprint), "--emulator", emu.url)
     assert refused.exit_code == 2 and "--yes" in refused.output
     assert writes(record) == [], "plan and a refused apply change nothing"
 
 
-def test_status_and_destroy_keep_data_unless_asked(emulator_factory):
+def test_status_and_destroy_keep_data_unless_asked(emulator_factory, tmp_path):
     emu = emulator_factory()
-    assert run("demo", "--emulator", emu.url).exit_code == 0
-    status = run("status", str(DEMO_BLUEPRINT), "--emulator", emu.url, "--json")
+    result, blueprint = demo(tmp_path, "--emulator", emu.url)
+    assert result.exit_code == 0, result.output
+    status = run("status", str(blueprint), "--emulator", emu.url, "--json")
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["in_sync"] is True
-    kept = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emu.url, "--yes")
+    kept = run("destroy", str(blueprint), "--emulator", emu.url, "--yes")
     assert kept.exit_code == 0, kept.output
     assert "keep:" in kept.output and "primary" in kept.output
     # The store still serves the studies.
-    assert run("smoke", str(DEMO_BLUEPRINT), "--emulator", emu.url).exit_code == 0
+    assert run("smoke", str(blueprint), "--emulator", emu.url).exit_code == 0
 
 
-def test_smoke_fails_with_exit_1_when_the_store_is_missing(emulator):
-    result = run("smoke", str(DEMO_BLUEPRINT), "--emulator", emulator.url)
+def test_smoke_fails_with_exit_1_when_the_store_is_missing(emulator, tmp_path):
+    blueprint = write_demo_blueprint(tmp_path)
+    demo_data_dir(blueprint).mkdir()
+    result = run("smoke", str(blueprint), "--emulator", emulator.url)
     assert result.exit_code == 1
     assert "studies" in result.output and "Traceback" not in result.output
 
@@ -90,9 +114,8 @@ def test_usage_errors_exit_2(args):
 
 
 @pytest.mark.browser
-def test_demo_with_browser_draws_the_image(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # screenshots land in ./out/smoke
-    result = run("demo", "--browser")
+def test_demo_with_browser_draws_the_image(tmp_path):
+    result, _ = demo(tmp_path, "--browser")  # screenshots land in OUT/smoke
     assert result.exit_code == 0, result.output
     assert "browser smoke passed" in result.output
     assert (tmp_path / "out" / "smoke" / "viewport.png").stat().st_size > 1000
@@ -149,7 +172,7 @@ def test_a_failed_apply_still_prints_one_json_document(emulator, tmp_path):
 
 
 def test_config_refuses_a_bad_emulator_url(tmp_path):
-    result = run("config", str(DEMO_BLUEPRINT), "--emulator", "localhost:1", "--out", str(tmp_path / "c.js"))
+    result = run("config", _team_blueprint(tmp_path, "cfg"), "--emulator", "localhost:1", "--out", str(tmp_path / "c.js"))
     assert result.exit_code == 2 and not (tmp_path / "c.js").exists()
 
 
@@ -178,13 +201,14 @@ def test_ctrl_c_stops_a_multi_blueprint_apply_promptly(emulator_factory, tmp_pat
     assert stopped_after < 4.0, f"took {stopped_after:.1f}s to stop"
 
 
-def test_destroy_names_its_flags_and_a_second_destroy_has_nothing_to_do(emulator):
-    assert run("demo", "--emulator", emulator.url).exit_code == 0
-    refused = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes", "--delete-project")
+def test_destroy_names_its_flags_and_a_second_destroy_has_nothing_to_do(emulator, tmp_path):
+    result, blueprint = demo(tmp_path, "--emulator", emulator.url)
+    assert result.exit_code == 0, result.output
+    refused = run("destroy", str(blueprint), "--emulator", emulator.url, "--yes", "--delete-project")
     assert refused.exit_code == 1 and "--delete-data" in refused.output, refused.output
-    kept = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes")
+    kept = run("destroy", str(blueprint), "--emulator", emulator.url, "--yes")
     assert "kept: holds 2 studies (--delete-data deletes it)" in kept.output, kept.output
-    gone = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes", "--delete-data", "--delete-project")
+    gone = run("destroy", str(blueprint), "--emulator", emulator.url, "--yes", "--delete-data", "--delete-project")
     assert gone.exit_code == 0, gone.output
-    again = run("destroy", str(DEMO_BLUEPRINT), "--emulator", emulator.url, "--yes")
+    again = run("destroy", str(blueprint), "--emulator", emulator.url, "--yes")
     assert again.exit_code == 0 and "nothing to destroy" in again.output

@@ -60,15 +60,15 @@ def checked_emulator():
         world.close()
 
 
-def test_every_json_answer_of_the_whole_flow_matches_the_discovery_schema(checked_emulator):
+def test_every_json_answer_of_the_whole_flow_matches_the_discovery_schema(checked_emulator, tmp_path):
     from provision import provisioner
     from provision.blueprint import load_blueprint
-    from provision.demo import DEMO_BLUEPRINT, run_demo
+    from provision.demo import run_demo
     from provision.gcp.target import Target
 
     url, checker = checked_emulator
-    run_demo(emulator_url=url)
-    bp = load_blueprint(DEMO_BLUEPRINT)
+    result = run_demo(out_dir=tmp_path, emulator_url=url)
+    bp = load_blueprint(result.blueprint)
     target = Target(emulator=url)
     provisioner.status(bp, target)
     # The OHIF configuration dialog's walk (Resource Manager v1 and Healthcare lists).

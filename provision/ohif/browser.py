@@ -223,7 +223,7 @@ def run_browser_smoke(
         from playwright.sync_api import sync_playwright
     except ImportError:
         raise ProvisionError("cannot run the browser smoke: the Python package playwright is not installed "
-                             "(pip install 'provision[test]')") from None
+                             "(pip install 'provision[browser]')") from None
     from provision.ohif.serve import ViewerServer
 
     if dist is None:
