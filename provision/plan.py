@@ -365,6 +365,7 @@ def build(bp: Any, live: Live, target_label: str = "") -> Plan:
             add(Step("upload", "upload", f"gs://{b.name}/{b.upload.prefix or ''}", CREATE if n else NOOP,
                      [f"upload {n} of {len(live.local)} file(s) from {b.upload.from_}"] if n else [],
                      ["bucket"], run_upload if n else None))
+            notes += bucket_mod.upload_notes(live.local)
 
     # bucket IAM for the agent (own bucket only)
     grant_bucket = bool(bp.bucket) and bucket_is_ours(bp, live) and bp.bucket.name in import_buckets(bp)
