@@ -485,7 +485,8 @@ def _import_step(bp: Any, s: Any, sname: str, state: StoreState | None, live: Li
             access = bucket_iam.check_foreign(ctx, src.bucket, agent) if agent else None
             if access is False:
                 ctx.note(f"the service agent has no read access to gs://{src.bucket}; the import will likely fail")
-        n = dicom_import.run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix)
+        n = dicom_import.run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix,
+                             max_failures=s.import_.max_failures)
         return f"{n} studies in the store"
 
     if will_change or (bp.bucket and src.bucket == bp.bucket.name and not (live.bucket and live.bucket.exists)):
