@@ -4,9 +4,12 @@ LogEntry dict. No HTTP, no state.
 
 Supported: comparisons `FIELD OP VALUE` with OP one of `=`, `!=`, `:` (has: substring, or
 `:*` for presence), `<`, `<=`, `>`, `>=`; `AND`, `OR`, `NOT` / a leading `-`, parentheses,
-and juxtaposition as AND. As in Google's language, string comparisons ignore case, NOT binds
-tightest and OR binds tighter than AND (`a OR b AND c` is `(a OR b) AND c`). `severity`
-compares by level (`severity>=ERROR`), `timestamp` and `receiveTimestamp` as instants.
+and juxtaposition as AND. String comparisons ignore case and `:` is "contains" (the query
+language page: "NOT textPayload:robot" matches entries whose textPayload does not contain
+robot; "string comparisons are case-insensitive"). NOT binds tightest and OR tighter than AND
+(`a OR b AND c` is `(a OR b) AND c`), as Google's filter grammar (AIP-160) has it: recalled,
+not found in our references; provision's own filters use AND only. `severity` compares by
+level (`severity>=ERROR`), `timestamp` and `receiveTimestamp` as instants.
 
 Not supported (answered 400 so that a client never gets a silently wrong list): global
 restrictions (a bare word with no field), regular expressions (`=~`, `!~`), functions
