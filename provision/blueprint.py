@@ -219,6 +219,19 @@ class Import(_Model):
     uri: Annotated[str, _rule(check_import_uri)] = Field(
         description="gs://BUCKET/PATTERN; '**' only once, in the last segment.", examples=["gs://ohif-team-a-dicom/dicom/**.dcm"]
     )
+    max_failures: int = Field(
+        0, ge=0, description="Files that may fail to import (not DICOM, or clashing with stored instances) "
+        "without failing apply; they are named in a note. 0 (the default): any failure fails apply.",
+        examples=[0],
+    )
+
+    @field_validator("max_failures", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # YAML `true` is no count (pydantic would read it as 1); "3" from ${VAR} still is one.
+        if isinstance(value, bool):
+            raise PydanticCustomError("int_type", "Input should be a valid integer")
+        return value
 
 
 class DicomStore(_Model):

@@ -38,7 +38,7 @@ bucket:
   name: my-ohif-project-dicom    # globally unique; lowercase, 3-63 chars
   location: US
   create: true                   # false: the bucket exists and is only read
-  # upload: {from: ./dicom, prefix: dicom/}   # upload local files first (directory must exist)
+  # upload: {from: ./dicom, prefix: dicom/}   # upload local DICOM files first (directory must exist)
 
 dataset:
   id: imaging
@@ -50,7 +50,9 @@ dicom_stores:
     iam:                         # grants on this store only (least privilege)
       - member: group:imaging-team@example.com
         roles: [roles/healthcare.dicomViewer]
-    import: {uri: "gs://my-ohif-project-dicom/dicom/**.dcm"}   # '**' matches across folders
+    import:
+      uri: "gs://my-ohif-project-dicom/dicom/**.dcm"   # '**' matches across folders
+      # max_failures: 0          # files that may fail to import (each named in a note); 0: none may
 
 viewer:
   origin: http://localhost:3000  # where OHIF is served (scheme://host:port)

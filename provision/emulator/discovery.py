@@ -170,6 +170,7 @@ DOCUMENTS = {
     "cloudbilling": ("cloudbilling.v1",),
     "healthcare": ("healthcare.v1",),
     "storage": ("storage.v1",),
+    "logging": ("logging.v2",),
 }
 
 

@@ -14,10 +14,15 @@ from provision.emulator.errors import ApiError, bad_request
 # A permission ending in ".*" covers every permission with that prefix.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "roles/owner": ("*",),
+    # The basic roles include reading (non-private) log entries, as Google's do.
     "roles/editor": ("resourcemanager.projects.get", "resourcemanager.projects.update", "serviceusage.*",
-                     "healthcare.*", "storage.buckets.*", "storage.objects.*"),
+                     "healthcare.*", "storage.buckets.*", "storage.objects.*", "logging.logEntries.list"),
     "roles/viewer": ("resourcemanager.projects.get", "serviceusage.services.get", "serviceusage.services.list",
-                     "healthcare.*.get", "healthcare.*.list", "storage.buckets.get", "storage.buckets.list"),
+                     "healthcare.*.get", "healthcare.*.list", "storage.buckets.get", "storage.buckets.list",
+                     "logging.logEntries.list"),
+    "roles/logging.viewer": ("logging.logEntries.list", "logging.logs.list", "logging.logServices.list",
+                             "logging.logServiceIndexes.list"),
+    "roles/logging.admin": ("logging.*",),
     "roles/resourcemanager.projectCreator": ("resourcemanager.projects.create",),
     "roles/resourcemanager.projectIamAdmin": ("resourcemanager.projects.get", "resourcemanager.projects.getIamPolicy",
                                               "resourcemanager.projects.setIamPolicy"),

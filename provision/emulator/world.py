@@ -17,6 +17,7 @@ from provision.emulator.store import BlobStore, Database, DocStore
 if TYPE_CHECKING:  # the backends import World; World only names them
     from provision.emulator.billing.state import Billing
     from provision.emulator.healthcare.state import Healthcare
+    from provision.emulator.logging.state import Logging
     from provision.emulator.resourcemanager.state import ResourceManager
     from provision.emulator.serviceusage.state import ServiceUsage
     from provision.emulator.storage.state import Backend as Storage
@@ -44,6 +45,7 @@ class World:
     billing: "Billing"
     storage: "Storage"
     healthcare: "Healthcare"
+    logging: "Logging"
 
     def __init__(self, options: Options):
         self.options = options

@@ -27,6 +27,7 @@ GOOGLE_ROOTS = {
     "cloudbilling": "https://cloudbilling.googleapis.com",
     "cloudresourcemanager": "https://cloudresourcemanager.googleapis.com",
     "storage": "https://storage.googleapis.com",
+    "logging": "https://logging.googleapis.com",
 }
 
 
@@ -118,6 +119,12 @@ class Target:
         return 5.0 if self.is_emulator else 30.0
 
     @property
+    def logs_lag_s(self) -> float:
+        """How long an operation's error entries may take to show in Cloud Logging after it ends
+        (ingestion is usually seconds on Google; the emulator writes them before it ends)."""
+        return 2.0 if self.is_emulator else 30.0
+
+    @property
     def settle_s(self) -> float:
         """How long search results may lag behind a finished import (DICOMweb is eventually consistent)."""
         return 10.0 if self.is_emulator else 120.0
@@ -191,6 +198,10 @@ class Target:
 
     def billing(self) -> Any:
         return self.discovery("cloudbilling", "v1")
+
+    def logging(self) -> Any:
+        """Cloud Logging v2 (`entries:list`), from the discovery document bundled with the client."""
+        return self.discovery("logging", "v2")
 
     def projects(self) -> Any:
         """resourcemanager_v3.ProjectsClient over REST."""

@@ -1,6 +1,11 @@
 """The Cloud Storage bucket: create or adopt, read-only when `create: false`, and the upload of a
 local tree under a prefix (parallel, skipping objects already there with the same checksum).
 
+Only DICOM Part-10 files are uploaded (the 4 bytes `DICM` after the 128-byte preamble): the
+import fails on any object that is not DICOM ("Returns an error if any of the files to import
+are not DICOM files", ImportDicomDataRequest), so a README.txt in the tree would fail it on
+every apply. Files left out are counted in one note.
+
 Kind `bucket`: create (recorded first), `-/+ replace` when the location of a bucket provision
 made differs (a bucket's location cannot change), delete a recorded bucket the blueprint no
 longer names (kept while it holds objects, unless delete_data). A bucket provision did not make
@@ -128,11 +133,33 @@ def _checksums(path: Path) -> tuple[str, str]:
     return base64.b64encode(crc.digest()).decode(), base64.b64encode(md5.digest()).decode()
 
 
-def local_files(upload: Any) -> list[LocalFile]:
-    """Every regular file under `upload.from_`, named `prefix + relative/path`."""
+class LocalFiles(list):
+    """The files to upload (LocalFile items), the directory they come from (`root`) and `skipped`:
+    the relative paths of the files left out because they are not DICOM. `pending` keeps both on
+    the files it selects."""
+
+    def __init__(self, items=(), skipped: list[str] | None = None, root: Path | None = None):
+        super().__init__(items)
+        self.skipped = list(skipped or [])
+        self.root = root
+
+
+def is_dicom(path: Path) -> bool:
+    """A DICOM Part-10 file: 128 bytes of preamble, then `DICM`."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def local_files(upload: Any) -> LocalFiles:
+    """Every regular DICOM file under `upload.from_`, named `prefix + relative/path`; the other
+    files are listed in `skipped` (dot files and dot directories are ignored altogether)."""
     root = Path(upload.from_)
     prefix = upload.prefix or ""
-    out = []
+    out = LocalFiles(root=root)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
@@ -141,10 +168,30 @@ def local_files(upload: Any) -> list[LocalFile]:
             p = Path(dirpath) / fn
             if not p.is_file():
                 continue
-            crc, md5 = _checksums(p)
             rel = p.relative_to(root).as_posix()
+            if not is_dicom(p):
+                out.skipped.append(rel)
+                continue
+            crc, md5 = _checksums(p)
             out.append(LocalFile(p, prefix + rel, p.stat().st_size, crc, md5))
     return out
+
+
+def skipped_note(files: list[LocalFile]) -> str | None:
+    """One line about the files left out of the upload (None when there are none)."""
+    skipped = getattr(files, "skipped", None) or []
+    if not skipped:
+        return None
+    root = getattr(files, "root", None)
+    where = f" in {root}" if root else ""
+    example = skipped[0] if len(skipped) == 1 else f"e.g. {skipped[0]}"
+    return f"{len(skipped)} file(s){where} are not DICOM Part-10 files (no DICM preamble) and are not uploaded ({example})"
+
+
+def upload_notes(files: list[LocalFile]) -> list[str]:
+    """The plan's notes about the local upload tree: [] or the skipped-files note."""
+    note = skipped_note(files)
+    return [f"upload: {note}"] if note else []
 
 
 def list_objects(ctx: Ctx, bucket: str, prefix: str = "") -> dict[str, dict]:
@@ -161,9 +208,9 @@ def list_objects(ctx: Ctx, bucket: str, prefix: str = "") -> dict[str, dict]:
     return ctx.call(list_all)
 
 
-def pending(files: list[LocalFile], remote: dict[str, dict]) -> list[LocalFile]:
+def pending(files: list[LocalFile], remote: dict[str, dict]) -> LocalFiles:
     """Local files whose object is missing or differs (crc32c, else md5)."""
-    out = []
+    out = LocalFiles(skipped=getattr(files, "skipped", None), root=getattr(files, "root", None))
     for f in files:
         r = remote.get(f.name)
         if r is None:
@@ -177,7 +224,11 @@ def pending(files: list[LocalFile], remote: dict[str, dict]) -> list[LocalFile]:
 
 
 def upload(ctx: Ctx, bucket: str, files: list[LocalFile]) -> int:
-    """Upload in parallel (8 workers), reporting counts; returns how many were uploaded."""
+    """Upload in parallel (8 workers), reporting counts; returns how many were uploaded. Files the
+    listing left out as not DICOM (`files.skipped`) are named in one note."""
+    note = skipped_note(files)
+    if note:
+        ctx.note(note)
     if not files:
         return 0
     client = ctx.target.storage()
@@ -192,8 +243,8 @@ def upload(ctx: Ctx, bucket: str, files: list[LocalFile]) -> int:
         def put():
             blob = b.blob(f.name)
             blob.crc32c = f.crc32c  # the server checks what it received
-            ctype = "application/dicom" if f.name.lower().endswith(".dcm") else None
-            blob.upload_from_filename(str(f.path), content_type=ctype, retry=None, checksum="crc32c")
+            # local_files only lists DICOM Part-10 files, whatever their extension.
+            blob.upload_from_filename(str(f.path), content_type="application/dicom", retry=None, checksum="crc32c")
         ctx.call(put)
 
     with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="upload") as pool:

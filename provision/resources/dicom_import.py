@@ -1,9 +1,12 @@
 """Importing DICOM files from Cloud Storage into a store, once.
 
 `POST …/dicomStores/S:import {gcsSource{uri}}` starts a dataset-level operation; its counters
-(success / failure / pending) are reported as they move. Any failure fails the step with the
-counts, Google's message and the logs link. Then QIDO `/studies` (raw AuthorizedSession GET,
-`Accept: application/dicom+json`) must count at least `smoke.min_studies` studies.
+(success / failure / pending) are reported as they move. Files that fail are named from Cloud
+Logging (`entries:list` on the import's error log, when the caller may read it; otherwise the
+logs link says where to look). More failures than `import.max_failures` (default 0) fail the
+step with the counts, the names and the link; fewer pass with a note naming them. Then QIDO
+`/studies` (raw AuthorizedSession GET, `Accept: application/dicom+json`) must count at least
+`smoke.min_studies` studies.
 
 Idempotence: after a successful import the store gets the label `provision-import` = a short
 hash of the URI and the matched objects (names and checksums). When the label matches the
@@ -13,13 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
-from provision.gcp.errors import OperationFailed, StepError, parse, raise_for_status, to_provision_error
-from provision.gcp.retry import NotYet
+from provision.gcp.errors import (RPC_CODES, OperationFailed, StepError, is_service_disabled, parse,
+                                  raise_for_status, to_provision_error)
+from provision.gcp.retry import Cancelled, NotYet
 from provision.resources import bucket as bucket_mod
 from provision.resources import dicom_store
 from provision.resources.base import Draft, Live, Reads
@@ -28,6 +33,16 @@ from provision.steps import CREATE, NOOP, Options, Step
 LABEL = "provision-import"
 QIDO_PAGE = 1000
 QIDO_PAGES = 1000
+SHOW_FAILED = 10      # failed objects named in a message; the rest are counted ("and K more")
+LOG_PAGE = 100        # entries read from Cloud Logging (one page) to find those names
+# The Healthcare import error log. Its jsonPayload is an ImportDicomLogEntry {source, error}
+# (googleapis google/cloud/healthcare/logging/dicom.proto; Google's logging how-to shows one:
+# error {code: 3, message: "empty DICOM instance found"}, source "gs://…"). The log ID is not
+# in any public text we found; it follows Healthcare's documented
+# `healthcare.googleapis.com%2Fquery_accessible_data`. Should Google name it otherwise, the
+# query finds nothing and the message falls back to the logs link.
+IMPORT_ERRORS_LOG = "healthcare.googleapis.com%2Fimport_dicom_errors"
+LOGS_ROLE = "roles/logging.viewer"
 
 
 @dataclass
@@ -110,9 +125,105 @@ def _counts_text(c: dict[str, int]) -> str:
     return f"{c['success']} imported, {c['failure']} failed" + (f", {c['pending']} pending" if c.get("pending") else "")
 
 
+# ---------------------------------------------------------------------------- naming failed objects
+@dataclass
+class ImportErrors:
+    """What Cloud Logging says about an import's failed objects: (gs:// source, error) pairs, in
+    name order, and `unavailable`, why they could not be read ("" when they were)."""
+
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    unavailable: str = ""
+
+
+def _log_filter(project: str, op_name: str, created: str | None) -> str:
+    """The entries:list filter for one import's error entries.
+
+    `operation.id:` (has) with the bare operation number matches whether Google puts the full
+    operation name there (as its documented query_accessible_data entry does) or only the ID.
+    The timestamp bound, a minute before the operation began, keeps the query fast, as the
+    API's description advises."""
+    terms = [f'logName="projects/{project}/logs/{IMPORT_ERRORS_LOG}"', f'operation.id:"{op_name.rsplit("/", 1)[-1]}"']
+    since = _minus_a_minute(created)
+    if since:
+        terms.append(f'timestamp>="{since}"')
+    return " AND ".join(terms)
+
+
+def _minus_a_minute(stamp: str | None) -> str | None:
+    """An RFC 3339 time (`Z` or an offset; nanoseconds allowed) a minute earlier, in UTC; None if unreadable."""
+    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$", stamp or "")
+    if not m:
+        return None
+    when = datetime.fromisoformat(m.group(1) + (m.group(2) or "Z").replace("Z", "+00:00"))
+    return (when - timedelta(minutes=1)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def import_errors(ctx: Ctx, op_name: str, *, created: str | None = None, expected: int = 1) -> ImportErrors:
+    """The objects an import failed on, with their errors, from Cloud Logging
+    (POST https://logging.googleapis.com/v2/entries:list). Entries may lag the operation's end:
+    while none shows and `expected` > 0, it asks again for up to `target.logs_lag_s`. A caller
+    who may not read the logs (403), a disabled Logging API, or any other failure gives an
+    `unavailable` reason instead of an error: naming files is a courtesy, never the failure."""
+    project = op_name.split("/")[1] if op_name.startswith("projects/") else ""
+    body = {"resourceNames": [f"projects/{project}"], "filter": _log_filter(project, op_name, created),
+            "orderBy": "timestamp asc", "pageSize": LOG_PAGE}
+
+    def read() -> dict[str, str]:
+        resp = ctx.target.logging().entries().list(body=body).execute(num_retries=0)
+        found: dict[str, str] = {}
+        for entry in resp.get("entries") or []:
+            payload = entry.get("jsonPayload") or {}
+            source = payload.get("source")
+            if isinstance(source, str) and source:
+                err = payload.get("error") or {}
+                found.setdefault(source, str(err.get("message") or RPC_CODES.get(err.get("code"), "failed")))
+        if not found and expected:
+            raise NotYet("the import's error entries are not in Cloud Logging yet")
+        return found
+
+    try:
+        found = ctx.call(read, within=ctx.target.logs_lag_s)
+    except NotYet:
+        return ImportErrors(unavailable="Cloud Logging shows no error entry for this import")
+    except Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        ge = parse(exc)
+        if ge is not None and is_service_disabled(ge):
+            why = f"the Cloud Logging API is disabled in project {project}"
+        elif ge is not None and ge.http_status == 403:
+            why = f"you may not read project {project}'s logs (logging.logEntries.list; ask for {LOGS_ROLE})"
+        else:
+            why = f"reading Cloud Logging failed ({ge.code_text + ': ' + ge.message if ge else exc})"
+        return ImportErrors(unavailable=why)
+    return ImportErrors(sorted(found.items()))
+
+
+def _failed_lines(errors: ImportErrors, failures: int) -> str:
+    """The failed objects, one per line (at most SHOW_FAILED, then "and K more")."""
+    shown = errors.failed[:SHOW_FAILED]
+    lines = [f"\n    {source}: {message}" for source, message in shown]
+    if failures > len(shown):
+        lines.append(f"\n    ... and {failures - len(shown)} more")
+    return "".join(lines)
+
+
+def _failure_report(uri: str, c: dict[str, int], errors: ImportErrors, logs: str | None) -> str:
+    text = _counts_text(c)
+    if errors.failed:
+        text += ":" + _failed_lines(errors, c["failure"])
+    elif errors.unavailable:
+        text += f"; the failed files are not named here: {errors.unavailable}"
+    if logs:
+        text += ("\n  logs: " if errors.failed else "; logs: ") + logs
+    return text
+
+
 def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_value: str,
-        access_fix: str | None = None) -> int:
-    """Import, verify the counters and the study count, then mark the store. Returns the study count."""
+        access_fix: str | None = None, max_failures: int = 0) -> int:
+    """Import, verify the counters and the study count, then mark the store. Returns the study count.
+
+    Up to `max_failures` files may fail (they are named in a note); more fail the step, naming them."""
     stores = ctx.target.healthcare().projects().locations().datasets().dicomStores()
     last: dict = {}
 
@@ -127,18 +238,22 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
         return ctx.wait_healthcare(op, on_poll=on_poll)
 
     ctx.progress(f"importing {uri}")
+    failed_op: OperationFailed | None = None
     try:
         done = ctx.call(attempt)
     except OperationFailed as exc:
         meta = exc.metadata or last.get("metadata") or {}
         c = _counter({"metadata": meta})
-        logs = meta.get("logsUrl")
-        msg = f"import of {uri} failed: {exc} ({_counts_text(c)})"
-        if logs:
-            msg += f"; logs: {logs}"
-        raise StepError(ctx.step, store_name, msg, google=parse(exc), fix=access_fix if _access_problem(str(exc)) else
-                        "look at the logs link for the files that failed, fix them, and apply again",
-                        action="import") from None
+        if not c["failure"] or _access_problem(str(exc)):
+            # The operation failed as a whole (not file by file): Google's message says why.
+            logs = meta.get("logsUrl")
+            msg = f"import of {uri} failed: {exc} ({_counts_text(c)})"
+            if logs:
+                msg += f"; logs: {logs}"
+            raise StepError(ctx.step, store_name, msg, google=parse(exc), fix=access_fix if _access_problem(str(exc)) else
+                            "look at the logs link for the files that failed, fix them, and apply again",
+                            action="import") from None
+        failed_op, done = exc, {"name": exc.name, "metadata": meta}
     except Exception as exc:  # noqa: BLE001
         err = to_provision_error(exc, ctx.step, store_name, action="import")
         ge = parse(exc)
@@ -148,11 +263,21 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
         raise err from None
     c = _counter(done)
     if c["failure"]:
-        logs = (done.get("metadata") or {}).get("logsUrl")
-        raise StepError(ctx.step, store_name, f"import of {uri} finished with failures: {_counts_text(c)}"
-                        + (f"; logs: {logs}" if logs else ""),
-                        fix="look at the logs link for the files that failed (not DICOM? duplicates with other "
-                            "bytes?), fix them, and apply again", action="import")
+        meta = done.get("metadata") or {}
+        errors = import_errors(ctx, done.get("name") or "", created=meta.get("createTime"), expected=c["failure"])
+        report = _failure_report(uri, c, errors, meta.get("logsUrl"))
+        if c["failure"] > max_failures:
+            bucket = parse_uri(uri).bucket
+            allow = (f"raise import.max_failures (now {max_failures}) to {c['failure']} to accept them"
+                     if c["success"] else "")
+            raise StepError(ctx.step, store_name, f"import of {uri} finished with failures: {report}",
+                            google=parse(failed_op) if failed_op else None,
+                            fix=f"replace or delete these objects in gs://{bucket} (they are not DICOM, or clash with "
+                                "stored instances); deleting a local file does not delete the object already "
+                                "uploaded: `gcloud storage rm gs://…`" + (f"; or {allow}" if allow else "")
+                                + "; then apply again", action="import")
+        ctx.note(f"import of {uri}: {c['failure']} file(s) failed and were left out (import.max_failures: "
+                 f"{max_failures}): {report}")
     ctx.progress(f"{_counts_text(c)}; counting studies")
     count = verify_studies(ctx, store_name, min_studies)
     dicom_store.set_label(ctx, store_name, LABEL, fingerprint_value)
@@ -364,7 +489,8 @@ def _run(bp: Any, s: Any, sname: str, own: bool, *, force: bool):
             fix = bucket_iam.ask_owner(src.bucket, agent)
             if agent and bucket_iam.check_foreign(ctx, src.bucket, agent) is False:
                 ctx.note(f"the service agent has no read access to gs://{src.bucket}; the import will likely fail")
-        n = run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix)
+        n = run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix,
+                max_failures=s.import_.max_failures)
         return f"{n} stud{'y' if n == 1 else 'ies'} in the store"
 
     return run_import

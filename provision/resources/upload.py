@@ -46,6 +46,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         done = bucket_mod.upload(ctx, b.name, files)
         return f"uploaded {done} file(s)" if done else "already uploaded"
 
+    for note in bucket_mod.upload_notes(live.get("local", [])):
+        draft.note(note)
     draft.add(Step(KIND, KIND, f"gs://{b.name}/{b.upload.prefix or ''}", CREATE if n else NOOP,
                    [f"upload {n} of {total} file(s) from {b.upload.from_}"] if n else [], ["bucket"],
                    run if n else None))

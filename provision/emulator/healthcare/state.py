@@ -57,6 +57,22 @@ GCS_PERMISSION_MESSAGE = ("Healthcare API doesn't have required Cloud Storage pe
                           "https://cloud.google.com/healthcare/docs/how-tos/permissions-healthcare-api-gcp-products "
                           "for more information")
 IMPORT_BATCH = 256
+# Import errors go to Cloud Logging, one entry per failed object. The shape follows Google's
+# documentation: jsonPayload is a google.cloud.healthcare.logging.ImportDicomLogEntry {source,
+# error{code, message}} (googleapis google/cloud/healthcare/logging/dicom.proto; the logging
+# how-to's sample: code 3 "empty DICOM instance found", source gs://...), `operation` holds the
+# operation's type and ID, `resource` the location, dataset and store. The log ID, the
+# monitored-resource type, the label names and operation.producer are not in any public text
+# we found: they follow the documented query_accessible_data entry (discovery healthcare.v1:
+# logName .../logs/healthcare.googleapis.com%2Fquery_accessible_data, operation{id: the full
+# operation name, producer: healthcare.googleapis.com/QueryAccessibleData}, resource
+# healthcare_consent_store with labels project_id, location, dataset_id, consent_store_id).
+IMPORT_ERRORS_LOG = "healthcare.googleapis.com/import_dicom_errors"
+IMPORT_LOG_TYPE = "type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry"
+IMPORT_PRODUCER = "healthcare.googleapis.com/ImportDicomData"
+# "If the number of errors exceeds a threshold, a limited number ... is shown in Cloud Logging"
+# (logging how-to); Google sizes the threshold by the input, the emulator keeps the first 1000.
+MAX_LOGGED_ERRORS = 1000
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 
 
@@ -268,12 +284,13 @@ class Healthcare:
         return getattr(self.world, "epoch", 0)
 
     @staticmethod
-    def _logs_url(project_id: str, op_id: str, log: str | None = "import_dicom") -> str:
-        """The Cloud Logging query of an operation's log entries (the dataset's, narrowed to the
-        import or export log for those operations)."""
-        query = 'resource.type="healthcare_dataset"\n'
+    def _logs_url(project_id: str, op_id: str, log: str | None = None,
+                  resource_type: str = "healthcare_dataset") -> str:
+        """The Cloud Logging query of an operation's log entries (the dataset's; for an import,
+        the store's import error log, the entries `_log_import_errors` writes)."""
+        query = f'resource.type="{resource_type}"\n'
         if log:
-            query += f'logName="projects/{project_id}/logs/healthcare.googleapis.com%2F{log}"\n'
+            query += f'logName="projects/{project_id}/logs/{urllib.parse.quote(log, safe="")}"\n'
         query += f'operation.id="{op_id}"'
         return (f"https://console.cloud.google.com/logs/query/query={urllib.parse.quote(query, safe='')}"
                 f"?project={project_id}")
@@ -498,7 +515,8 @@ class Healthcare:
         op_id = op_name.rsplit("/", 1)[1]
         now = self.world.clock()
         metadata = {"@type": METADATA_TYPE, "apiMethodName": IMPORT_METHOD, "createTime": timestamp(now),
-                    "logsUrl": self._logs_url(project["projectId"], op_id)}
+                    "logsUrl": self._logs_url(project["projectId"], op_name, IMPORT_ERRORS_LOG,
+                                              "healthcare_dicom_store")}
         seconds = self.world.latency.seconds("op:healthcare.import")
         if self.world.faults.draw_operation():
             return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
@@ -542,7 +560,7 @@ class Healthcare:
                                    epoch=job.epoch)
 
         success = failure = 0
-        total = 0
+        total = logged = 0
         try:
             storage = getattr(self.world, "storage", None)
             if storage is None or storage.bucket(job.bucket) is None:
@@ -567,11 +585,14 @@ class Healthcare:
                 results = self.ingest_blobs(job.sid, [(key, size) for _, key, size in batch])
                 if results is None:
                     return end(gone, _counter(success, failure + total - i, 0))
-                for res in results:
+                errors = []
+                for (name, _, _), res in zip(batch, results):
                     if isinstance(res, IngestResult) and res.outcome in ("stored", "duplicate"):
                         success += 1
                     else:
                         failure += 1
+                        errors.append((f"gs://{job.bucket}/{name}", *_import_error(res)))
+                logged = self._log_import_errors(job, errors, logged)
                 pending = total - i - len(batch)
                 if pending:
                     self._progress(job, _counter(success, failure, pending))
@@ -585,6 +606,23 @@ class Healthcare:
         except Exception as exc:  # noqa: BLE001 - an import must always finish
             end({"code": 13, "message": f"Internal error during import: {exc}"},
                 _counter(success, failure + max(total - success - failure, 0), 0))
+
+    def _log_import_errors(self, job: "_ImportJob", errors: list[tuple[str, int, str]], logged: int) -> int:
+        """Write one Cloud Logging entry per failed object (up to MAX_LOGGED_ERRORS per operation);
+        returns how many this operation has logged."""
+        logging_api = getattr(self.world, "logging", None)
+        keep = errors[:max(0, MAX_LOGGED_ERRORS - logged)]
+        if logging_api is None or not keep or self._epoch() != job.epoch:
+            return logged
+        parts = job.store_name.split("/")   # projects/P/locations/L/datasets/D/dicomStores/S
+        labels = {"project_id": parts[1], "location": parts[3], "dataset_id": parts[5], "dicom_store_id": parts[7]}
+        logging_api.write(parts[1], IMPORT_ERRORS_LOG, [{
+            "resource": {"type": "healthcare_dicom_store", "labels": labels},
+            "severity": "ERROR",
+            "operation": {"id": job.op_name, "producer": IMPORT_PRODUCER},
+            "jsonPayload": {"@type": IMPORT_LOG_TYPE, "source": source, "error": {"code": code, "message": message}},
+        } for source, code, message in keep])
+        return logged + len(keep)
 
     # ---- export -------------------------------------------------------------------------------
     def start_export(self, store_name: str, project: dict, body: dict) -> dict:
@@ -681,6 +719,16 @@ class _ImportJob:
     path: str
     prefix: str
     agent: str
+
+
+def _import_error(result: Any) -> tuple[int, str]:
+    """(google.rpc.Code, message) for one object an import could not store."""
+    if isinstance(result, IngestResult):   # a conflict: same UIDs, other bytes
+        return 6, result.detail or "An instance with the same UIDs already exists."
+    reason = str(result)
+    if reason == "empty file":
+        return 3, "empty DICOM instance found"   # Google's words for it (logging how-to sample)
+    return 3, reason
 
 
 def _counter(success: int, failure: int, pending: int) -> dict:
