@@ -11,7 +11,7 @@ import requests
 from googleapiclient.errors import HttpError
 
 import dicom_factory as f
-from emulator_helpers import discovery_client, ready_store
+from emulator_helpers import CONTROL, discovery_client, ready_store
 from provision.emulator import discovery
 
 LOG = "healthcare.googleapis.com%2Fimport_dicom_errors"
@@ -113,9 +113,9 @@ def test_reading_entries_needs_logging_permission(emulator_factory):
     emu = emulator_factory(enforce_iam=True)
     owner, reader, editor = "user:ana@example.com", "user:lou@example.com", "user:ed@example.com"
     requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
-        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]}, timeout=10)
+        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]}, headers=CONTROL, timeout=10)
     requests.put(f"{emu.url}/_emulator/policies/billingAccounts/012345-6789AB-CDEF01", json={"bindings": [
-        {"role": "roles/billing.user", "members": [owner]}]}, timeout=10)
+        {"role": "roles/billing.user", "members": [owner]}]}, headers=CONTROL, timeout=10)
     env = ready_store(emu, project="log-iam", member=owner, parent="organizations/1")
     failed_import(env, "log-iam-data")
     crm = discovery_client(emu.url, "cloudresourcemanager", "v3", owner).projects()

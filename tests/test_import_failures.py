@@ -15,6 +15,7 @@ from provision.gcp.errors import StepError
 from provision.gcp.target import Target
 from provision.resources import bucket as bucket_mod
 from provision.resources import dicom_import
+from emulator_helpers import CONTROL
 from test_apply_support import BILLING, ORG, Events, blueprint_dict, load, write_dicom
 
 README = b"# Scans for the teaching file\nNot DICOM: do not import.\n"
@@ -70,7 +71,7 @@ def test_without_permission_to_read_logs_the_message_falls_back_to_the_logs_link
     owner, ci = "user:owner@example.com", "user:ci@example.com"
     for resource, role in ((ORG, "roles/resourcemanager.projectCreator"), (f"billingAccounts/{BILLING}", "roles/billing.user")):
         assert requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [
-            {"role": role, "members": [owner]}]}, timeout=10).status_code == 200
+            {"role": role, "members": [owner]}]}, headers=CONTROL, timeout=10).status_code == 200
     data = any_bucket_blueprint("ohif-imp-iam", data_dir)
     data["iam"].append({"member": ci, "roles": ["roles/healthcare.dicomEditor"]})   # may import, not read logs
     as_owner = Target(emulator=emu.url, token=f"emulator:{owner}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 import requests
 
 from emulator_helpers import CONTROL
-from provision.demo import DEMO_BLUEPRINT
+from provision.demo import write_demo_blueprint
 from provision.engine import Event, emit
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import RetryPolicy
@@ -54,10 +53,8 @@ def test_a_full_run_under_enforced_iam_leaves_no_token(emulator_factory, tmp_pat
         requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [{"role": role, "members": [OWNER]}]},
                      headers=CONTROL, timeout=10).raise_for_status()
     work = tmp_path / "work"
-    (work / "blueprints").mkdir(parents=True)
-    blueprint = work / "blueprints" / "demo.yaml"
-    shutil.copy(DEMO_BLUEPRINT, blueprint)            # uploads from ../out/demo-data, config to ../out/google.js
-    write_demo_studies(work / "out" / "demo-data")
+    blueprint = write_demo_blueprint(work)            # uploads from ./demo-data, config to ./google.js
+    write_demo_studies(work / "demo-data")
     token, refused = f"emulator:{OWNER}", f"emulator:{NOBODY}"
 
     runs = [provision("apply", str(blueprint), "--yes", cwd=work, token=token, emulator=emu.url),
@@ -76,7 +73,7 @@ def test_a_full_run_under_enforced_iam_leaves_no_token(emulator_factory, tmp_pat
         assert list((work / "out" / "smoke").rglob("*.png")), "the browser smoke left no screenshot"
 
     outputs = {f"{i}.{stream}": getattr(run, stream) for i, run in enumerate(runs) for stream in ("stdout", "stderr")}
-    files = every_file(work / "out")
+    files = every_file(work)
     assert "google.js" in files  # the emitted OHIF config
     files["record"] = record.read_bytes()
     assert b'"principal":"' + OWNER.encode() in files["record"]  # the record names the member...
