@@ -123,6 +123,7 @@ class RecordStore:
         self.location = location
         self.project_number: str | None = None
         self.current: Record | None = None
+        self.checked = False   # the bucket was seen absent or in this project (a write before that reads first)
         self._lock = threading.Lock()
 
     @property
@@ -144,6 +145,7 @@ class RecordStore:
                 bucket = client.get_bucket(self.bucket, retry=None)
             except Exception as exc:  # noqa: BLE001
                 if is_status(exc, 404):
+                    self.checked = True
                     return Record(self.project_id)
                 if is_status(exc, 403):
                     raise ProvisionError(f"the ownership record's bucket gs://{self.bucket} exists but you cannot "
@@ -152,10 +154,12 @@ class RecordStore:
                                          "not this project's") from None
                 raise
             number = str(bucket.project_number or "")
-            if self.project_number and number and number != str(self.project_number):
+            if not self.project_number or not number or number != str(self.project_number):
                 raise ProvisionError(f"the ownership record's bucket gs://{self.bucket} belongs to another project "
-                                     f"(number {number}, not {self.project_number}): provision will not trust a "
-                                     "record it did not write. Delete or rename that bucket's owner's copy")
+                                     f"(number {number or '?'}, not {self.project_number or 'this one'}): provision will "
+                                     "not trust a record it did not write, and keeps nothing there. Ask the owner of "
+                                     "that bucket to delete it (bucket names are global), then apply again")
+            self.checked = True
             blob = bucket.blob(OBJECT)
             try:
                 data = blob.download_as_bytes(retry=None)
@@ -176,7 +180,7 @@ class RecordStore:
         """Apply `fn` to the record and write it, compare-and-swap, retrying on a foreign write."""
         with self._lock:
             for _ in range(CAS_ATTEMPTS):
-                if self.current is None:
+                if self.current is None or not self.checked:
                     self.current = self._read(ctx)
                 new = copy.deepcopy(self.current)
                 fn(new)

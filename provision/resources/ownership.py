@@ -1,6 +1,8 @@
 """Kind `record`: the ownership record itself (provision/record.py).
 
-Reads it once per plan (phase 2, when the project exists). Grants marked by the labels of
+Reads it once per plan (phase 2, when the project exists). A project carrying the label
+provision sets when it creates one, but not named by the record (a kill came between the two),
+is recorded. Grants marked by the labels of
 earlier versions (`provision-iam-<hash>` on the project, the bucket, the stores) are adopted:
 the plan counts them as recorded, and a `record` step writes them into the record and then
 removes the labels. Every step that changes grants runs after it.
@@ -13,6 +15,7 @@ from provision.gcp.context import Ctx
 from provision.record import Record, RecordStore
 from provision.resources import dicom_store, iam
 from provision.resources.base import Draft, Live, Reads
+from provision.resources.project import CREATED_LABEL
 from provision.steps import UPDATE, Options, Step
 
 KIND = "record"
@@ -49,19 +52,26 @@ def _legacy(bp: Any, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pai
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     draft.facts["record"] = live.read["record"]
     legacy = _legacy(bp, live)
-    if not legacy:
+    pid, project = bp.project.id, live.project
+    made = project is not None and project.labels.get(CREATED_LABEL) == "true" and not live.record.owns("project", pid)
+    if not (legacy or made):
         return
     changes = []
+    if made:   # created by a run killed before it could record it
+        live.record.add_resource("project", pid)
+        changes.append(f"record project {pid} (created by provision: label {CREATED_LABEL})")
     for resource, _, keys, pairs in legacy:
         live.record.add_grants(resource, pairs)   # the other kinds plan with them as provision's
         changes += [f"adopt {m} {r} on {resource} (marked by an earlier provision)" for r, m in pairs]
         changes.append(f"remove {len(keys)} provision-iam-* label(s) from {resource}")
 
     def run(ctx: Ctx) -> str:
+        if made:
+            ctx.facts["record"].add_resource(ctx, "project", pid)
         for resource, labels_io, keys, pairs in legacy:
             ctx.facts["record"].add_grants(ctx, resource, pairs)
             io = labels_io(ctx)
             ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))
-        return f"adopted {sum(len(p) for *_, p in legacy)} grant(s) into the record"
+        return f"recorded {'the project and ' if made else ''}{sum(len(p) for *_, p in legacy)} earlier grant(s)"
 
     draft.add(Step(KIND, KIND, draft.facts["record"].where, UPDATE, changes, ["project"], run))

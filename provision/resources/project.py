@@ -15,6 +15,10 @@ from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Live, Reads
 from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
+# Set in the create request itself: the record lives inside the project, so it can only name the
+# project once it exists; this label says "provision made it" even if a kill came in between.
+CREATED_LABEL = "provision-created"
+
 
 @dataclass
 class ProjectState:
@@ -69,7 +73,7 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
 
     client = ctx.target.projects()
     project = resourcemanager_v3.Project(project_id=spec.id, display_name=spec.display_name or spec.id,
-                                         labels=dict(spec.labels or {}))
+                                         labels={**(spec.labels or {}), CREATED_LABEL: "true"})
     if spec.parent:
         project.parent = spec.parent
 
