@@ -162,25 +162,38 @@ def apply(
     json_out: JsonOpt = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip the smoke check at the end.")] = False,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="Blueprints applied at once.")] = 4,
+    delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete what provision made that the "
+                                              "blueprint dropped and that holds data (stores with studies, "
+                                              "buckets with objects).")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Carry out -/+ replace steps (a dataset or bucket "
+                                          "whose location changed: deleted and made again, data included).")] = False,
+    reimport: Annotated[Optional[list[str]], typer.Option("--reimport", metavar="STORE",
+                                                          help="Run this store's import again (repeatable).")] = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
 ) -> None:
-    """Create or update everything the blueprint describes, then check it works."""
+    """Make the environment match the blueprint (within what provision made), then check it works."""
     from concurrent.futures import ThreadPoolExecutor
 
     from provision import pipeline, provisioner
 
+    opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
     loaded = [_load(path, emulator, impersonate) for path in blueprints]
     bps, target = [bp for bp, _ in loaded], loaded[0][1]  # every blueprint goes to the same target
     with _progress() as progress, ThreadPoolExecutor(max_workers=parallel) as pool:
-        plans = list(pool.map(lambda bp: provisioner.plan(bp, target, listener=progress), bps))
+        plans = list(pool.map(lambda bp: provisioner.plan(bp, target, listener=progress, opts=opts), bps))
+    for p in plans:
+        if p.replacements and not replace:
+            typer.echo(p.render(), err=True)
+        provisioner.refuse_replacements(p, opts)
     changing = [p for p in plans if p.has_changes]
     if changing and not yes:
         for p in changing:
             typer.echo(p.render(), err=True)
         _confirm_or_refuse("apply these changes?")
     with _progress() as progress:
-        outcomes = pipeline.apply_many(bps, target, progress, plans=plans, parallel=parallel, run_smoke=not no_smoke)
+        outcomes = pipeline.apply_many(bps, target, progress, plans=plans, parallel=parallel, run_smoke=not no_smoke,
+                                       opts=opts)
     docs = [o.to_json() for o in outcomes]
     _emit(json_out, docs[0] if len(docs) == 1 else {"ok": all(o.ok for o in outcomes), "results": docs},
           "\n".join(o.render() for o in outcomes))

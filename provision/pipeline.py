@@ -85,7 +85,7 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
 
 def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,
                     browser: bool | None = None, cancel: threading.Event | None = None,
-                    smoke_dir: Path | str = "out/smoke") -> Outcome:
+                    smoke_dir: Path | str = "out/smoke", opts: Any = None) -> Outcome:
     """Apply, write the OHIF config, then smoke-check (browser screenshots into `smoke_dir`).
     Failures land in `Outcome.error`."""
     from provision import provisioner
@@ -93,7 +93,7 @@ def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any
 
     outcome = Outcome(bp.project.id)
     try:
-        outcome.apply = provisioner.apply(bp, target, listener, plan_=plan_, cancel=cancel)
+        outcome.apply = provisioner.apply(bp, target, listener, plan_=plan_, cancel=cancel, opts=opts)
         outcome.config = write_config(bp, target)
         outcome.notes += config_warnings(bp, emulator_url=target.emulator)
         if run_smoke:
@@ -107,13 +107,14 @@ def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any
 
 
 def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: list[Any] | None = None,
-               parallel: int = 4, run_smoke: bool = True) -> list[Outcome]:
+               parallel: int = 4, run_smoke: bool = True, opts: Any = None) -> list[Outcome]:
     """Onboard several teams at once: one Outcome per blueprint, in order. Ctrl-C stops every
     blueprint's run (steps under way end at their next wait) before KeyboardInterrupt goes on."""
     cancel = threading.Event()
     plans = plans or [None] * len(bps)
     pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="blueprint")
-    futures = [pool.submit(apply_and_check, bp, target, listener, plan_=p, run_smoke=run_smoke, cancel=cancel)
+    futures = [pool.submit(apply_and_check, bp, target, listener, plan_=p, run_smoke=run_smoke, cancel=cancel,
+                           opts=opts)
                for bp, p in zip(bps, plans)]
     try:
         return [f.result() for f in futures]

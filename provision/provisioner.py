@@ -198,8 +198,8 @@ def refuse_replacements(the_plan: Plan, opts: Options) -> None:
     if the_plan.replacements and not opts.replace:
         what = "; ".join(f"{s.id} ({s.changes[0]})" for s in the_plan.replacements)
         raise NeedsFlag(f"the plan replaces {what}; nothing was changed. Read the plan (what happens to the data), "
-                        "then apply again with replace to carry it out, or restore the old value in the blueprint",
-                        needs="replace")
+                        "then allow it with the `replace` option (apply --replace), or restore the old value in "
+                        "the blueprint", needs="replace")
 
 
 # ---------------------------------------------------------------------------- status

@@ -345,3 +345,30 @@ def test_destroy_after_earlier_removals_leaves_nothing_provision_made(emulator, 
     assert dataset.read(ctx, provisioner.plan_mod.dataset_name(bp)) is None
     assert not bucket_mod.read(ctx, "ohif-life-end-dicom").exists
     assert provisioner.destroy(bp, target).steps == []
+
+
+# ---------------------------------------------------------------------------- the command line
+def test_cli_apply_refuses_a_replace_until_replace_is_given_and_reimports_on_demand(emulator, tmp_path, data_dir):
+    from typer.testing import CliRunner
+
+    from provision.cli import app
+
+    def run(*args):
+        return CliRunner().invoke(app, [*args, "--emulator", emulator.url, "--yes", "--no-smoke"])
+
+    d = blueprint_dict("ohif-life-cli", data_dir)
+    path = tmp_path / "bp.yaml"
+    load(tmp_path, d, path.name)
+    assert run("apply", str(path)).exit_code == 0
+    d["dataset"]["location"] = "europe-west4"
+    load(tmp_path, d, path.name)
+    refused = run("apply", str(path))
+    assert refused.exit_code == 1
+    assert "-/+ dataset" in refused.output and "(apply --replace)" in refused.output, refused.output
+    assert "Traceback" not in refused.output
+    done = run("apply", str(path), "--replace")
+    assert done.exit_code == 0, done.output
+    again = run("apply", str(path), "--reimport", "primary")
+    assert again.exit_code == 0 and "import:primary" in again.output, again.output
+    typo = run("apply", str(path), "--reimport", "primray")
+    assert typo.exit_code == 2 and "--reimport primray: no such store" in typo.output
