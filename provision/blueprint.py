@@ -48,7 +48,8 @@ from provision.errors import BlueprintError
 from provision.naming import (
     BASIC_ROLES,
     HEALTHCARE_API,
-    HEALTHCARE_LOCATIONS,
+    HEALTHCARE_LOCATION_RE,
+    HEALTHCARE_MULTI_REGIONS,
     NARROW_ROLES,
     PROJECT_ID_RE,
     _Invalid,
@@ -206,9 +207,11 @@ class Dataset(_Model):
         description="1-256 letters, digits, '_', '-', '.'.", examples=["imaging"]
     )
     location: Annotated[str, _rule(check_healthcare_location)] = Field(
-        description="A Cloud Healthcare location.",
-        examples=["us-central1"],
-        json_schema_extra={"enum": list(HEALTHCARE_LOCATIONS)},
+        description="A Cloud Healthcare location: a region (e.g. us-central1) or a multi-region (us, eu). "
+        "Plan checks it against the locations the target offers (projects.locations.list).",
+        examples=["us-central1", "europe-west4", "us"],
+        json_schema_extra={"pattern": "^(" + "|".join(HEALTHCARE_MULTI_REGIONS) + "|"
+                           + HEALTHCARE_LOCATION_RE.pattern.strip("^$") + ")$"},
     )
     time_zone: Annotated[str, _rule(check_time_zone)] = Field("UTC", description="IANA time zone name.")
 

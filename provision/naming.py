@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 __all__ = [
     "BASIC_ROLES",
     "HEALTHCARE_API",
-    "HEALTHCARE_LOCATIONS",
+    "HEALTHCARE_LOCATION_RE",
+    "HEALTHCARE_MULTI_REGIONS",
     "NARROW_ROLES",
     "PROJECT_ID_RE",
     "PUBLIC_MEMBERS",
@@ -52,18 +53,13 @@ __all__ = [
 
 HEALTHCARE_API = "healthcare.googleapis.com"
 
-# Cloud Healthcare API locations (reference/gcp-wire.md section 4.6).
-HEALTHCARE_LOCATIONS: tuple[str, ...] = (
-    "us", "eu",
-    "northamerica-northeast1", "northamerica-northeast2",
-    "us-central1", "us-east1", "us-east4", "us-west1", "us-west2", "us-west3",
-    "southamerica-east1",
-    "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
-    "asia-south1", "asia-southeast1", "asia-southeast2",
-    "australia-southeast1", "australia-southeast2",
-    "europe-north1", "europe-west2", "europe-west3", "europe-west4", "europe-west6",
-    "me-west1", "me-central1", "me-central2",
-)  # fmt: skip
+# Cloud Healthcare locations are not listed here: Google adds regions, so a list in the code goes
+# stale. The blueprint checks the form of a location (a region such as us-central1, or one of the
+# multi-regions); plan checks the name against the target's `projects.locations.list`.
+HEALTHCARE_MULTI_REGIONS: tuple[str, ...] = ("us", "eu")
+# A region's form: lowercase words joined by hyphens (us-central1, northamerica-northeast2).
+HEALTHCARE_LOCATION_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)+$")
+_ZONE_RE = re.compile(r"^([a-z]+-[a-z]+[0-9]+)-[a-z]$")   # a zone (us-central1-a): never a Healthcare location
 
 # Google's basic roles grant broad access to everything in a project; the blueprint refuses
 # them unless allowed and suggests the narrower roles instead.
@@ -333,14 +329,26 @@ def check_resource_id(value: str, what: str = "ID", example: str = "imaging") ->
 
 
 def check_healthcare_location(value: str) -> str:
-    """One of the Cloud Healthcare API locations."""
-    if value not in HEALTHCARE_LOCATIONS:
-        near = value.lower() if value.lower() in HEALTHCARE_LOCATIONS else closest(value.lower(), HEALTHCARE_LOCATIONS, 0.5)
-        hint = f"; did you mean '{near}'?" if near else ";"
-        raise _Invalid(
-            f"'{value}' is not a Cloud Healthcare location{hint} Valid locations: {', '.join(HEALTHCARE_LOCATIONS)}"
-        )
-    return value
+    """The form of a Cloud Healthcare location: a region (lowercase, e.g. us-central1) or a
+    multi-region (us, eu). Whether the target offers it is checked by plan, against Google's list."""
+    zone = _ZONE_RE.fullmatch(value.strip().lower())
+    if not zone and len(value) <= 63 and (value in HEALTHCARE_MULTI_REGIONS or HEALTHCARE_LOCATION_RE.fullmatch(value)):
+        return value
+    near = None
+    if zone:
+        why, near = " (that is a zone; a dataset lives in a region)", zone.group(1)
+    else:
+        why = ""
+        fixed = re.sub(r"[\s_]+", "-", value.strip().lower())
+        if len(fixed) <= 63 and (fixed in HEALTHCARE_MULTI_REGIONS or HEALTHCARE_LOCATION_RE.fullmatch(fixed)):
+            near = fixed
+    hint = f"; did you mean '{near}'? A" if near else "; a"
+    multi = " or ".join(HEALTHCARE_MULTI_REGIONS)
+    raise _Invalid(
+        f"'{value}' is not a Cloud Healthcare location name{why}{hint} location is a region in lowercase "
+        f"(e.g. us-central1, europe-west4) or a multi-region ({multi}); "
+        "plan checks it against the locations the target offers"
+    )
 
 
 @functools.cache

@@ -23,6 +23,7 @@ PROJECT_PERMISSIONS = [
     "resourcemanager.projects.getIamPolicy",
     "serviceusage.services.list",
     "serviceusage.services.enable",
+    "healthcare.locations.list",   # plan checks the dataset location against the target's list
     "healthcare.datasets.get",
     "healthcare.datasets.create",
     "healthcare.dicomStores.get",

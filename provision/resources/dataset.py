@@ -6,13 +6,18 @@ waits that out. A time zone cannot be changed after creation, so drift is only r
 Kind `dataset`: create (recorded first); a recorded dataset the blueprint no longer names is
 deleted once its stores are (kept while a store holds data, unless delete_data, and when it holds
 stores provision did not make); a location change of a recorded dataset is `-/+ replace`.
-Reads `dataset`, `old_dataset:<name>` (its stores, None when gone).
+Reads `dataset`, `old_dataset:<name>` (its stores, None when gone) and `healthcare_locations`
+(the locations the target offers the project, from projects.locations.list; None when the
+Healthcare API is not enabled yet). The blueprint only checks a location's form: a location the
+target does not offer is a plan error naming the nearest ones.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
@@ -49,6 +54,53 @@ def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetStat
         return DatasetState(d.get("name", name), d.get("timeZone", ""))
 
     return ctx.call(get)
+
+
+def read_locations(ctx: Ctx, project_id: str, *, page_size: int | None = None) -> list[str] | None:
+    """IDs of the Healthcare locations the project can use (projects.locations.list, every page),
+    or None while the Healthcare API is not enabled on it (a new project: nothing to check yet)."""
+    locations = ctx.target.healthcare().projects().locations()
+
+    def list_all() -> list[str] | None:
+        out: list[str] = []
+        token = None
+        for _ in range(100):   # 100 pages: far more locations than Google has
+            try:
+                page = locations.list(name=f"projects/{project_id}", pageSize=page_size,
+                                      pageToken=token).execute(num_retries=0)
+            except Exception as exc:  # noqa: BLE001
+                if is_status(exc, 403) and is_service_disabled(exc):
+                    return None
+                raise
+            out += [loc.get("locationId") or loc.get("name", "").rsplit("/", 1)[-1]
+                    for loc in page.get("locations") or []]
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        return out
+
+    return ctx.call(list_all)
+
+
+def nearest(location: str, offered: list[str], n: int = 4) -> list[str]:
+    """The offered locations closest to `location`: the best match and those about as close (a typo
+    names one, europe-west1 names its European neighbours)."""
+    scored = sorted((-difflib.SequenceMatcher(None, location, o).ratio(), o) for o in offered)
+    best = -scored[0][0] if scored else 0.0
+    return [o for r, o in scored[:n] if -r >= 0.6 and -r >= best - 0.05]
+
+
+def check_location(bp: Any, offered: list[str] | None) -> None:
+    """A plan error when the target does not offer the blueprint's dataset location."""
+    location = bp.dataset.location
+    if not offered or location in offered:
+        return
+    near = nearest(location, offered)
+    where = f"{bp.source}: " if bp.source else ""
+    hint = f"; did you mean {' or '.join(near)}? Valid" if near else "; valid"
+    raise ProvisionError(f"{where}dataset.location: {location} is not a Cloud Healthcare location of project "
+                         f"{bp.project.id} (projects.locations.list lists {len(offered)}){hint} locations: "
+                         f"{', '.join(sorted(offered))}. Nothing was changed.")
 
 
 def create(ctx: Ctx, name: str, time_zone: str) -> DatasetState:
@@ -131,7 +183,10 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {"dataset": lambda ctx: read(ctx, desired_name(bp))}
+        out: Reads = {"dataset": lambda ctx: read(ctx, desired_name(bp))}
+        if not live.opts.destroy:
+            out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
+        return out
     if phase == 3:
         return {f"old_dataset:{n}": (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
                 for n in _old(bp, live, live.opts)}
@@ -149,6 +204,8 @@ def replaced(bp: Any, live: Live) -> str | None:
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     from provision.resources import dicom_store
 
+    if not opts.destroy:
+        check_location(bp, live.get("healthcare_locations"))
     name, ds, state = desired_name(bp), bp.dataset, live.get("dataset")
     old_for_new = None if opts.destroy else replaced(bp, live)
     if opts.destroy:

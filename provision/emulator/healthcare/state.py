@@ -37,6 +37,10 @@ DATASET = "healthcare.dataset"
 STORE = "healthcare.dicomStore"
 POLICY = "policy"
 
+# What projects.locations.list answers: Google's list (reference/google-evidence.md §4.3, the
+# locations page crawled 2026-04-08): 27 regions, then the multi-regions us and eu. Each entry is a
+# Location with only name and locationId: the discovery document also declares displayName, labels and
+# metadata, but no capture shows Healthcare filling them, and JSON leaves out empty fields.
 LOCATIONS = ("northamerica-northeast1", "northamerica-northeast2", "us-central1", "us-east1", "us-east4", "us-west1",
              "us-west2", "us-west3", "southamerica-east1", "asia-east1", "asia-east2", "asia-northeast1",
              "asia-northeast2", "asia-northeast3", "asia-south1", "asia-southeast1", "asia-southeast2",
@@ -185,6 +189,10 @@ class Healthcare:
 
     @staticmethod
     def check_location(location: str) -> None:
+        # No capture shows Google's answer to a dataset created in a location it does not offer. The
+        # closest real one (GoogleCloudPlatform/mllp#2, 2019: a Healthcare call naming the wrong
+        # location) is 400 INVALID_ARGUMENT "location ID invalid, expected us-central1"; so a
+        # synchronous 400 INVALID_ARGUMENT here too, before any operation starts.
         if location not in LOCATIONS:
             raise invalid_argument(f"Location '{location}' is not supported by the Cloud Healthcare API; "
                                    f"supported locations: {', '.join(LOCATIONS)}.")
