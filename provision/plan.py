@@ -128,6 +128,9 @@ def build(bp: Any, live: Live, target_label: str = "", opts: Options | None = No
     draft = Draft()
     for kind in KINDS:
         kind.diff(bp, live, opts, draft)
+    for kind in KINDS:   # optional: a kind that ties together what the others planned
+        if hasattr(kind, "finish"):
+            kind.finish(bp, live, opts, draft)
     ids = draft.ids()
     for s in draft.steps:
         if s.deps == ["*"]:   # after every other change (deleting the project)

@@ -175,6 +175,7 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
     the_plan = plan_ or plan(bp, target, listener=listener, ctx=ctx, opts=opts)
     refuse_replacements(the_plan, opts)
     ctx.facts.update(the_plan.facts)
+    ctx.facts["claims"] = [c for s in the_plan.changes for c in s.claims]
     if not the_plan.has_changes:
         result = ApplyResult(bp.project.id, target.label, False, the_plan,
                              [StepResult(s.id, s.action, "done", 0.0, "no changes") for s in the_plan.steps],

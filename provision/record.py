@@ -249,6 +249,20 @@ class RecordStore:
             self.current = Record(self.project_id)
 
     # -------------------------------------------------------------- the changes steps make
+    def claim(self, ctx: Ctx, claims: Iterable[tuple]) -> None:
+        """Record, in one write, everything about to be created or granted (see Step.claims)."""
+        claims = list(claims)
+
+        def fn(r: Record) -> None:
+            for c in claims:
+                if c[0] == "resource":
+                    r.add_resource(c[1], c[2])
+                else:
+                    r.add_grants(c[1], [(c[2], c[3])])
+
+        if claims:
+            self.change(ctx, fn)
+
     def add_resource(self, ctx: Ctx, kind: str, name: str) -> None:
         self.change(ctx, lambda r: r.add_resource(kind, name))
 

@@ -37,6 +37,10 @@ class Step:
     deps: list[str] = field(default_factory=list)
     run: Callable | None = field(default=None, repr=False, compare=False)
     drift: list[str] = field(default_factory=list)   # what differs that apply will not change (status reports it)
+    # what the step will create or grant, for the ownership record: ("resource", kind, name) or
+    # ("grant", resource, role, member). Apply records every step's claims in one write before
+    # the first change (each step also records its own before acting: a no-op by then).
+    claims: list[tuple] = field(default_factory=list, repr=False)
 
     @property
     def changing(self) -> bool:

@@ -27,7 +27,7 @@ def test_fresh_apply_builds_everything_then_second_apply_makes_reads_only(emulat
     result = provisioner.apply(bp, target, events)
 
     assert result.ok and result.changed
-    assert {s.id for s in result.steps} == {"project", "billing", "apis", "project-iam", "service-agent", "bucket",
+    assert {s.id for s in result.steps} == {"project", "record", "billing", "apis", "project-iam", "service-agent", "bucket",
                                              "upload", "bucket-iam", "dataset", "store:primary", "store-iam:primary",
                                              "import:primary"}
     assert all(s.status == "done" for s in result.steps)
@@ -55,6 +55,8 @@ def test_fresh_apply_builds_everything_then_second_apply_makes_reads_only(emulat
     before = mark(rec)
     again = provisioner.apply(bp, target, events)
     assert not again.changed and again.summary == "no changes"
+    # once the project exists, the plan also names the ownership record (read, not changed)
+    assert again.plan.step("record").resource == "gs://ohif-apply-one-provision-state/record.json"
     second = records(rec)[before:]
     assert second, "the second apply must still read live state"
     assert writes(second) == [], [(r["method"], r["path"]) for r in writes(second)]
@@ -76,7 +78,8 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
 
     plan = provisioner.plan(bp, target)
     by_id = {s.id: s for s in plan.changes}
-    assert set(by_id) == {"project-iam", "store:research", "store-iam:research"}
+    assert set(by_id) == {"record", "project-iam", "store:research", "store-iam:research"}
+    assert by_id["record"].changes == ["record 1 resource(s) and 2 grant(s) before making them"]
     assert by_id["project-iam"].changes == ["+ user:ana@example.com roles/serviceusage.serviceUsageConsumer"]
     assert by_id["store-iam:research"].changes == ["+ user:ana@example.com roles/healthcare.dicomEditor"]
     assert by_id["store:research"].action == "create"
@@ -85,7 +88,7 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
     result = provisioner.apply(bp, target)
     assert result.changed
     done = {s.id for s in result.steps if s.message != "no changes"}
-    assert done == {"project-iam", "store:research", "store-iam:research"}
+    assert done == {"record", "project-iam", "store:research", "store-iam:research"}
     paths = [(r["method"], r["path"]) for r in writes(records(rec)[before:])]
     assert {m for m, _ in paths} == {"POST"}, paths
     # each creation and added grant is first written to the ownership record (what a later
@@ -93,7 +96,7 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
     record = "/upload/storage/v1/b/ohif-apply-two-provision-state/o"
     assert sorted(p.rsplit("/", 1)[-1] for m, p in paths if p != record) == sorted([
         "ohif-apply-two:setIamPolicy", "dicomStores", "research:setIamPolicy"]), paths
-    assert sum(p == record for m, p in paths) == 3, paths
+    assert sum(p == record for m, p in paths) == 1, paths   # every claim in one write, before the first change
     # and then it is stable again
     assert not provisioner.apply(bp, target).changed
 
@@ -106,11 +109,11 @@ def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path
     plan = provisioner.plan(bp, target)
     doc = plan.to_json()
     assert list(doc) == ["project", "target", "changes", "summary", "steps", "notes"]
-    assert [s["id"] for s in doc["steps"]] == ["project", "billing", "apis", "project-iam", "service-agent", "bucket",
+    assert [s["id"] for s in doc["steps"]] == ["project", "record", "billing", "apis", "project-iam", "service-agent", "bucket",
                                                "upload", "bucket-iam", "dataset", "store:primary", "store-iam:primary",
                                                "import:primary"]
     assert all(list(s) == ["id", "kind", "resource", "action", "changes", "drift", "depends_on"] for s in doc["steps"])
-    assert doc["steps"][0]["action"] == "create" and doc["changes"] == 12
+    assert doc["steps"][0]["action"] == "create" and doc["changes"] == 13   # with the record
     assert plan.step("import:primary").deps == ["store:primary", "service-agent", "upload", "bucket-iam"]
     assert "plan for project ohif-apply-three" in plan.render()
     assert writes(records(rec)) == []

@@ -42,7 +42,8 @@ def test_status_reports_drift_then_apply_repairs_it(emulator_factory, tmp_path):
     assert states["upload"]["state"] == "missing" and "upload 5 of 8" in states["upload"]["details"][0]
     assert states["import:primary"]["state"] == "missing"
     assert {r["id"] for r in report.resources if r["state"] != "ok"} == {"project", "store-iam:primary", "upload",
-                                                                         "import:primary"}
+                                                                         "import:primary", "record"}
+    assert states["record"]["details"] == ["record 0 resource(s) and 1 grant(s) before making them"]
     doc = report.to_json()
     assert list(doc) == ["project", "target", "in_sync", "resources", "notes"] and doc["in_sync"] is False
     assert "differ" in report.render()

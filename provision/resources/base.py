@@ -5,6 +5,7 @@ A kind is a module in provision/resources/ with:
     KIND = "dicom-store"
     def reads(bp, live, phase) -> {key: fn(ctx)}   what to read of live state in this phase
     def diff(bp, live, opts, draft) -> None         add Steps (and notes) to the draft
+    def finish(bp, live, opts, draft) -> None       optional, after every kind's diff
 
 Phases of reading (each phase's reads run in parallel; later phases see earlier results):
   1. what hangs off nothing: the project, its billing link, the bucket, the local upload tree;

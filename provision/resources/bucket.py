@@ -306,8 +306,11 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
             # to name the owner in the error; None if hidden
             out["bucket_owner"] = lambda ctx: project_mod.read(ctx, b.project_number)
     if phase == 3:
+        state = live.get("bucket")
+        moved = state is not None and state.location and bp.bucket and \
+            state.location.upper() != bp.bucket.location.upper()
         for old in live.record.names(KIND):
-            if old == name and live.record.owns(KIND, old):
+            if old == name and (live.opts.destroy or moved):   # what destroy or a replace would delete
                 out["bucket_objects"] = lambda ctx: count_objects(ctx, name)
             elif old != name:
                 out[f"old_bucket:{old}"] = lambda ctx, old=old: (read(ctx, old), count_objects(ctx, old))
@@ -345,7 +348,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         return
     if not state.exists:
         draft.add(Step(KIND, KIND, f"gs://{name}", CREATE, [f"create gs://{name} in {spec.location}"], ["project", "billing"],
-                       lambda ctx: _create(ctx, pid, spec)))
+                       lambda ctx: _create(ctx, pid, spec), claims=[("resource", KIND, name)]))
         return
     if not state.accessible:
         raise ProvisionError(f"bucket gs://{name}: the name is taken (it answers 403: it exists in a project you "

@@ -155,8 +155,9 @@ def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> N
             added = grant(ctx, bucket, ctx.facts["agent"]) if d.add else []
             removed = revoke(ctx, bucket, d.remove + d.forget) if d.remove or d.forget else []
             return iam.summary(added, removed)
+    claims = [("grant", f"gs://{bucket}", r, m) for r, m in d.add if m == agent]   # the agent is known
     draft.add(Step(KIND, KIND, f"gs://{bucket}", action, d.describe(), ["bucket", "service-agent", "record"], run,
-                   drift=d.drift()))
+                   drift=d.drift(), claims=claims))
 
 
 def _revoke(bucket: str, pairs: list[iam.Pair], *, gone: bool):

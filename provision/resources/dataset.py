@@ -183,13 +183,13 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        out: Reads = {"dataset": lambda ctx: read(ctx, desired_name(bp))}
-        if not live.opts.destroy:
+        return {"dataset": lambda ctx: read(ctx, desired_name(bp))}
+    if phase == 3:
+        out: Reads = {f"old_dataset:{n}": (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
+                      for n in _old(bp, live, live.opts)}
+        if not live.opts.destroy and live.get("dataset") is None:   # an existing dataset's location is valid
             out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
         return out
-    if phase == 3:
-        return {f"old_dataset:{n}": (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
-                for n in _old(bp, live, live.opts)}
     return {}
 
 
@@ -222,7 +222,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        f"a new dataset {ds.id} is created in {ds.location}, its stores are created and imported again",
                        f"then the old dataset in {was} is deleted with its stores"
                        + (f" ({held})" if held else " (they hold no studies)")]
-        draft.add(Step(KIND, KIND, name, action, changes, ["apis"], lambda ctx: _create(ctx, name, ds.time_zone)))
+        draft.add(Step(KIND, KIND, name, action, changes, ["apis"], lambda ctx: _create(ctx, name, ds.time_zone),
+                       claims=[("resource", KIND, name)]))
     else:
         if ds.time_zone and state.time_zone and state.time_zone != ds.time_zone:
             draft.note(f"dataset {ds.id} has time zone {state.time_zone}, the blueprint says {ds.time_zone}; "

@@ -177,7 +177,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         for s, name in zip(bp.dicom_stores, desired_names(bp)):
             if live.get(f"store:{name}") is None:
                 draft.add(Step(f"store:{s.id}", KIND, name, CREATE, [f"create DICOM store {s.id}"], ["dataset"],
-                               lambda ctx, n=name: _create(ctx, n)))
+                               lambda ctx, n=name: _create(ctx, n), claims=[("resource", KIND, name)]))
             else:
                 draft.add(Step(f"store:{s.id}", KIND, name, NOOP, [], ["dataset"]))
     replaced = None if opts.destroy else dataset.replaced(bp, live)

@@ -16,7 +16,7 @@ from provision.record import Record, RecordStore
 from provision.resources import dicom_store, iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.project import CREATED_LABEL
-from provision.steps import UPDATE, Options, Step
+from provision.steps import CREATE, NOOP, UPDATE, Options, Step
 
 KIND = "record"
 
@@ -51,11 +51,11 @@ def _legacy(bp: Any, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pai
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     draft.facts["record"] = live.read["record"]
+    if opts.destroy:
+        return   # destroy only drops entries, step by step
     legacy = _legacy(bp, live)
     pid, project = bp.project.id, live.project
     made = project is not None and project.labels.get(CREATED_LABEL) == "true" and not live.record.owns("project", pid)
-    if not (legacy or made):
-        return
     changes = []
     if made:   # created by a run killed before it could record it
         live.record.add_resource("project", pid)
@@ -66,12 +66,45 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         changes.append(f"remove {len(keys)} provision-iam-* label(s) from {resource}")
 
     def run(ctx: Ctx) -> str:
+        claims = list(ctx.facts.get("claims", []))
         if made:
-            ctx.facts["record"].add_resource(ctx, "project", pid)
-        for resource, labels_io, keys, pairs in legacy:
-            ctx.facts["record"].add_grants(ctx, resource, pairs)
+            claims.append(("resource", "project", pid))
+        claims += [("grant", resource, r, m) for resource, _, _, pairs in legacy for r, m in pairs]
+        ctx.facts["record"].claim(ctx, claims)
+        for resource, labels_io, keys, _ in legacy:
             io = labels_io(ctx)
             ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))
-        return f"recorded {'the project and ' if made else ''}{sum(len(p) for *_, p in legacy)} earlier grant(s)"
+        return f"{len(claims)} entr{'y' if len(claims) == 1 else 'ies'} recorded"
 
-    draft.add(Step(KIND, KIND, draft.facts["record"].where, UPDATE, changes, ["project"], run))
+    draft.add(Step(KIND, KIND, draft.facts["record"].where, UPDATE if changes else NOOP, changes, ["project"],
+                   run if changes else None))
+
+
+def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+    """Once every kind has spoken: the record step claims, in one write, all that the plan will
+    create or grant, and every claiming step waits for it. It depends on the project only, so the
+    write runs beside the billing link and the API enables, off the critical path."""
+    step = next((s for s in draft.steps if s.id == KIND), None)
+    if step is None:
+        return
+    draft.steps.remove(step)   # listed after the project it lives in
+    at = next((i + 1 for i, s in enumerate(draft.steps) if s.id == "project"), 0)
+    draft.steps.insert(at, step)
+    claims = [c for s in draft.steps if s.changing for c in s.claims]
+    if not claims:
+        return
+    n_res = sum(c[0] == "resource" for c in claims)
+    n_grants = len(claims) - n_res
+    step.changes.append(f"record {n_res} resource(s) and {n_grants} grant(s) before making them")
+    if step.action == NOOP:
+        step.action = CREATE if not live.record.generation and not live.record.resources else UPDATE
+        step.run = _claim_only
+    for s in draft.steps:
+        if s.claims and s.changing and s.id not in step.deps:   # the project comes first: the record lives in it
+            s.deps.append(KIND)
+
+
+def _claim_only(ctx: Ctx) -> str:
+    claims = ctx.facts.get("claims", [])
+    ctx.facts["record"].claim(ctx, claims)
+    return f"{len(claims)} entr{'y' if len(claims) == 1 else 'ies'} recorded"

@@ -203,11 +203,10 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             st = create(ctx, spec)
             ctx.facts["project_number"] = st.number
             ctx.facts["agent"] = service_agent.member_for(st.number)
-            ctx.facts["record"].project_number = st.number
-            ctx.facts["record"].add_resource(ctx, KIND, pid)   # the record lives in the project: after it exists
+            ctx.facts["record"].project_number = st.number   # the record step writes it down next
             return f"project {pid} (number {st.number})"
 
-        draft.add(Step(KIND, KIND, resource, CREATE, changes, [], run_create))
+        draft.add(Step(KIND, KIND, resource, CREATE, changes, [], run_create, claims=[("resource", KIND, pid)]))
         return
     drift = desired_changes(spec, project)
     words = " and ".join(w for w, on in (("labels", any(c.startswith("label") for c in drift)),
