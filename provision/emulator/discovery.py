@@ -67,6 +67,12 @@ def problems(doc: str, schema_ref: str, value: Any, root: str = "", *, strict: b
     return out
 
 
+def any_schema(doc: str, type_url: Any) -> tuple[dict, dict] | None:
+    """(schemas, schema) of the message an Any's `@type` names, looked up in `doc`'s API (another
+    version's document when the type names one); None for well-known and undescribed types."""
+    return _Mode(True, doc).any_schema(type_url)
+
+
 class _Mode:
     def __init__(self, strict: bool, doc: str):
         self.strict = strict
