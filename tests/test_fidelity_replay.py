@@ -276,3 +276,29 @@ def test_figures_in_the_docstring_are_current(emulator_factory):
         total += len(ok) + len(differ)
         matched += len(ok)
     assert f"({len(REPLAYED)} files, {total} exchanges): {matched} match" in " ".join(__doc__.split())
+
+
+def test_the_comparison_sees_scalar_types_enum_values_and_the_strict_schema():
+    """The replay would catch a number where Google writes an int64 string, a value outside an
+    enum, a state that differs, and a field its message does not have inside an operation's Any."""
+    doc = "cloudresourcemanager.v1"
+    schemas = discovery.document(doc)["schemas"]
+    project = {"projectNumber": "123", "lifecycleState": "ACTIVE", "createTime": "2024-04-01T12:34:56.123456Z"}
+
+    def seen(value):
+        return shape(value, {"$ref": "Project"}, schemas, doc)
+
+    assert seen(project) == seen({**project, "projectNumber": "987654321012"})
+    assert seen(project) != seen({**project, "projectNumber": 123})
+    assert seen(project) != seen({**project, "lifecycleState": "DELETE_REQUESTED"})
+    assert seen(project) != seen({**project, "createTime": "yesterday"})
+    assert discovery.problems(doc, "Project", {**project, "projectNumber": 123}, strict=True)
+    assert not discovery.problems(doc, "Project", {**project, "projectNumber": 123})     # a request may
+    assert discovery.problems(doc, "Project", {**project, "lifecycleState": "GONE"})
+    op = {"name": "operations/cp.1", "done": True,
+          "response": {"@type": "type.googleapis.com/google.cloud.resourcemanager.v3.Project", "projectId": "p",
+                       "lifecycleState": "ACTIVE"}}
+    found = discovery.problems(doc, "Operation", op, strict=True)
+    assert found and "lifecycleState" in found[0][1]                  # a v1 field in a v3 Project
+    assert normalise({"@type": "type.googleapis.com/google.protobuf.Empty", "value": {}}) == \
+        {"@type": "type.googleapis.com/google.protobuf.Empty"}
