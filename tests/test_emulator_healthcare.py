@@ -138,7 +138,7 @@ def test_dataset_not_initialized_window_and_failed_operations(emulator_factory, 
         datasets.get(name="projects/hc-prop/locations/us/datasets/slow").execute()
     assert early.value.status_code == 404 and "dataset not initialized" in early.value.content.decode().lower()
     assert wait_operation(hc, op["name"])["done"] is True
-    time.sleep(0.4)
+    time.sleep(0.7)   # the window lasts until the operation is done, plus the propagation key
     assert datasets.get(name="projects/hc-prop/locations/us/datasets/slow").execute()["name"].endswith("/slow")
 
     ready = emulator_factory(data_dir=tmp_path / "faults")

@@ -126,8 +126,14 @@ def test_get_service_shapes(emulator):
     su = build(emulator, "serviceusage", "v1")
     untouched = assert_schema(SU, "GoogleApiServiceusageV1Service",
                               su.services().get(name=f"projects/su-get/services/{HEALTHCARE}").execute())
+    config = untouched.pop("config")      # what `gcloud services list` prints its NAME and TITLE from
     assert untouched == {"name": f"projects/{number}/services/{HEALTHCARE}", "state": "DISABLED"}
+    assert (config["name"], config["title"]) == (HEALTHCARE, "Cloud Healthcare API")
+    assert config["usage"]["requirements"] == ["serviceusage.googleapis.com/tos/cloud",
+                                               "serviceusage.googleapis.com/billing-enabled"]
     default = su.services().get(name=f"projects/{number}/services/logging.googleapis.com").execute()
+    assert default.pop("config")["documentation"] == {"summary": "Writes log entries and manages your Cloud Logging "
+                                                                 "configuration."}
     assert default == {"name": f"projects/{number}/services/logging.googleapis.com",
                        "parent": f"projects/{number}", "state": "ENABLED"}
 
@@ -178,7 +184,7 @@ def test_enable_operation_then_noop_when_already_enabled(emulator):
     assert re.fullmatch(rf"operations/acf\.p2-{number}-[0-9a-f-]{{36}}", started["name"])
     op = assert_schema(SU, "Operation", wait_done(su, started["name"]))
     assert set(op) == {"name", "metadata", "done", "response"}
-    assert op["metadata"] == {"@type": "type.googleapis.com/google.protobuf.Empty", "value": {}}
+    assert op["metadata"] == {"@type": "type.googleapis.com/google.protobuf.Empty"}   # no Go-style "value"
     assert op["response"] == {"@type": "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse",
                               "service": {"name": f"projects/{number}/services/{HEALTHCARE}",
                                           "parent": f"projects/{number}", "state": "ENABLED"}}

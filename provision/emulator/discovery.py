@@ -52,12 +52,49 @@ def method(doc: str, method_id: str) -> dict:
     return _methods(doc)[method_id]
 
 
-def problems(doc: str, schema_ref: str, value: Any, root: str = "") -> list[tuple[str, str]]:
+def problems(doc: str, schema_ref: str, value: Any, root: str = "", *, strict: bool = False) -> list[tuple[str, str]]:
     """Every way `value` departs from the named schema: (field path, Google-style description).
-    `root` is the field the value sits in (a request body's field, e.g. `dataset`)."""
+    `root` is the field the value sits in (a request body's field, e.g. `dataset`).
+
+    An enum field must hold one of its values, always. `strict` is for what Google writes (a
+    response): proto3 JSON as Google's front end renders it, so an int64 is a string of digits,
+    an int32 a JSON number, a double a number (or "NaN"/"Infinity"), and an `Any` (an operation's
+    `metadata`, `response`) is checked against the message its `@type` names when a bundled
+    discovery document of the same API describes it. Without `strict` (a request), Google's
+    parser also takes an int64 as a number and an int32 as a string, so those pass."""
     out: list[tuple[str, str]] = []
-    _check(document(doc)["schemas"], {"$ref": schema_ref}, value, root, out)
+    _check(document(doc)["schemas"], {"$ref": schema_ref}, value, root, out, _Mode(strict, doc))
     return out
+
+
+def any_schema(doc: str, type_url: Any) -> tuple[dict, dict] | None:
+    """(schemas, schema) of the message an Any's `@type` names, looked up in `doc`'s API (another
+    version's document when the type names one); None for well-known and undescribed types."""
+    return _Mode(True, doc).any_schema(type_url)
+
+
+class _Mode:
+    def __init__(self, strict: bool, doc: str):
+        self.strict = strict
+        self.doc = doc
+
+    def any_schema(self, type_url: Any) -> tuple[dict, dict] | None:
+        """(schemas, schema) of the message an Any's `@type` names, e.g.
+        `type.googleapis.com/google.cloud.resourcemanager.v3.Project` -> cloudresourcemanager.v3 `Project`."""
+        if not isinstance(type_url, str) or "/" not in type_url:
+            return None
+        full = type_url.rsplit("/", 1)[1]
+        if full.startswith("google.protobuf."):
+            return None   # a well-known type: its JSON form is {"@type", "value"}, no message fields
+        parts = full.split(".")
+        version = next((p for p in parts if re.fullmatch(r"v\d+((alpha|beta|p\d+beta)\d*)?", p)), None)
+        family = self.doc.split(".", 1)[0]
+        name = f"{family}.{version}" if version else self.doc
+        if not (_documents_dir() / f"{name}.json").is_file():
+            name = self.doc
+        schemas = document(name)["schemas"]
+        schema = schemas.get(parts[-1])
+        return (schemas, schema) if schema else None
 
 
 def body_field(request: dict) -> str:
@@ -102,7 +139,7 @@ def validate_query(doc: str, method_id: str, names: list[str]) -> None:
                              "fieldViolations": [{"description": message}]}])
 
 
-def _check(schemas: dict, schema: dict, value: Any, path: str, out: list) -> None:
+def _check(schemas: dict, schema: dict, value: Any, path: str, out: list, mode: _Mode | None = None) -> None:
     if "$ref" in schema:
         schema = schemas[schema["$ref"]]
     kind, fmt = schema.get("type"), schema.get("format")
@@ -114,11 +151,17 @@ def _check(schemas: dict, schema: dict, value: Any, path: str, out: list) -> Non
             return
         props = schema.get("properties")
         extra = schema.get("additionalProperties")
+        if mode and mode.strict and props is None and (extra or {}).get("type") == "any" and "@type" in value:
+            found = mode.any_schema(value["@type"])   # an Any: check the message it carries
+            if found is not None:
+                rest = {k: v for k, v in value.items() if k != "@type"}
+                _check(found[0], found[1], rest, path, out, mode)
+            return
         for key, sub in value.items():
             if props is not None and key in props:
-                _check(schemas, props[key], sub, f"{path}.{key}" if path else key, out)
+                _check(schemas, props[key], sub, f"{path}.{key}" if path else key, out, mode)
             elif extra is not None:
-                _check(schemas, extra, sub, f"{path}[{key!r}]", out)
+                _check(schemas, extra, sub, f"{path}[{key!r}]", out, mode)
             elif props is not None:
                 where = f" at '{path}'" if path else ""
                 out.append((path, f'Invalid JSON payload received. Unknown name "{key}"{where}: Cannot find field.'))
@@ -128,9 +171,10 @@ def _check(schemas: dict, schema: dict, value: Any, path: str, out: list) -> Non
             out.append((path, f"Invalid value at '{path}' (TYPE_LIST), {json.dumps(value)}"))
             return
         for i, item in enumerate(value):
-            _check(schemas, schema.get("items", {}), item, f"{path}[{i}]", out)
+            _check(schemas, schema.get("items", {}), item, f"{path}[{i}]", out, mode)
         return
-    if not _scalar_ok(kind, fmt, value):
+    strict = bool(mode and mode.strict)
+    if not _scalar_ok(kind, fmt, value, strict) or ("enum" in schema and value not in schema["enum"]):
         proto = PROTO_TYPES.get((kind, fmt), "TYPE_STRING" if kind == "string" else f"TYPE_{str(kind).upper()}")
         shown = json.dumps(value)
         if "enum" in schema and isinstance(value, str):
@@ -138,18 +182,23 @@ def _check(schemas: dict, schema: dict, value: Any, path: str, out: list) -> Non
         out.append((path, f"Invalid value at '{path}' ({proto}), {shown}"))
 
 
-def _scalar_ok(kind: str | None, fmt: str | None, value: Any) -> bool:
+def _scalar_ok(kind: str | None, fmt: str | None, value: Any, strict: bool = False) -> bool:
     if kind == "boolean":
         return isinstance(value, bool)
     if isinstance(value, bool):
         return False
     if kind == "integer":
+        if strict:
+            return isinstance(value, int)
         return isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())
     if kind == "number":
+        if strict:
+            return isinstance(value, (int, float)) or value in ("NaN", "Infinity", "-Infinity")
         return isinstance(value, (int, float)) or isinstance(value, str)
     if kind == "string":
         if fmt in ("int64", "uint64"):
-            return isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())
+            digits = isinstance(value, str) and value.lstrip("-").isdigit()
+            return digits if strict else digits or isinstance(value, int)
         if fmt == "byte":
             if not isinstance(value, str):
                 return False
@@ -211,4 +260,4 @@ def response_problems(api: str | None, http_method: str, path: str, body: Any) -
     ref = (m.get("response") or {}).get("$ref")
     if ref in (None, "HttpBody"):
         return None
-    return problems(doc, ref, body)
+    return problems(doc, ref, body, strict=True)

@@ -27,6 +27,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "roles/resourcemanager.projectIamAdmin": ("resourcemanager.projects.get", "resourcemanager.projects.getIamPolicy",
                                               "resourcemanager.projects.setIamPolicy"),
     "roles/billing.user": ("billing.resourceAssociations.create", "billing.accounts.get"),
+    "roles/billing.admin": ("billing.*",),
+    "roles/billing.viewer": ("billing.accounts.get", "billing.accounts.getIamPolicy", "billing.accounts.list",
+                             "billing.resourceAssociations.list"),
     "roles/billing.projectManager": ("resourcemanager.projects.createBillingAssignment",
                                      "resourcemanager.projects.deleteBillingAssignment"),
     "roles/serviceusage.serviceUsageAdmin": ("serviceusage.*", "resourcemanager.projects.get"),
@@ -89,6 +92,14 @@ def empty_policy() -> dict:
     return {"version": 1, "bindings": [], "etag": make_etag([])}
 
 
+def never_set_policy() -> dict:
+    """The policy of a resource nobody has granted anything on yet: getIamPolicy answers just its
+    etag (version 0, which proto3 JSON leaves out, and no bindings), as the recorded first read of
+    a project a service account created under an organization shows. `ACAB` is the etag Google
+    answers for such a policy (`gcloud ... get-iam-policy` prints `etag: ACAB`)."""
+    return {"version": 0, "bindings": [], "etag": "ACAB"}
+
+
 def normalise_bindings(bindings: list[dict]) -> list[dict]:
     """Merge bindings of one role and condition, sort members, drop empty ones (as Google stores them)."""
     merged: dict[tuple, dict] = {}
@@ -119,7 +130,8 @@ def view(policy: dict, requested_version: int | None, *, storage: bool = False, 
     if storage:
         out["kind"] = "storage#policy"
         out["resourceId"] = resource_id
-    out["version"] = 3 if has_conditions else 1
+    if policy.get("version", 1) != 0 or bindings:   # version 0: a policy never set (`never_set_policy`)
+        out["version"] = 3 if has_conditions else 1
     if bindings or storage:
         out["bindings"] = [dict(b) for b in bindings]
     out["etag"] = policy["etag"]

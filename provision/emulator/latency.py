@@ -25,8 +25,8 @@ REALISTIC: dict[str, float] = {
     "propagation:serviceusage.enable": 30.0,  # SERVICE_DISABLED after the enable finished
     "sync:storage.buckets.insert": 1.0,
     "sync:storage.buckets.setIamPolicy": 0.5,
-    "op:healthcare.datasets.create": 5.0,
-    "propagation:healthcare.datasets.create": 2.0,  # 404 "dataset not initialized" window
+    "op:healthcare.datasets.create": 5.0,     # also the 404 "dataset not initialized" window
+    "propagation:healthcare.datasets.create": 0.0,  # more of that window after the operation is done
     "sync:healthcare.dicomStores.create": 1.0,
     "sync:healthcare.setIamPolicy": 0.5,
     "op:healthcare.import": 25.0,           # fixed part of an import

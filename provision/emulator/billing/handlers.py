@@ -6,6 +6,7 @@ Google's 403 "The caller does not have permission".
 """
 from __future__ import annotations
 
+from provision.emulator import iam
 from provision.emulator.common import page
 from provision.emulator.errors import invalid_argument, permission_denied
 from provision.emulator.http import Ctx, Router
@@ -79,6 +80,30 @@ def test_account_permissions(ctx: Ctx, account: str):
     policy = ctx.world.billing.account_policy(account)
     held = [p for p in asked if ctx.allows(p, [policy])]
     return {"permissions": held} if held else {}
+
+
+@router.route("GET", "/v1/billingAccounts/<id:account>:getIamPolicy", api=API,
+              discovery=(V1, "cloudbilling.billingAccounts.getIamPolicy"))
+def get_account_policy(ctx: Ctx, account: str):
+    _account(ctx, account, "billing.accounts.getIamPolicy")
+    raw = ctx.query.get("options.requestedPolicyVersion")
+    try:
+        version = int(raw) if raw not in (None, "") else None
+    except ValueError:
+        raise invalid_argument(f"Invalid value for options.requestedPolicyVersion: {raw!r}") from None
+    return iam.view(ctx.world.billing.account_policy(account), version)
+
+
+@router.route("POST", "/v1/billingAccounts/<id:account>:setIamPolicy", api=API,
+              discovery=(V1, "cloudbilling.billingAccounts.setIamPolicy"))
+def set_account_policy(ctx: Ctx, account: str):
+    """Read-modify-write with the etag (a stale one is 409 ABORTED, as for projects); only the
+    account's own policy changes. `updateMask` may name bindings and etag (the rest is kept)."""
+    _account(ctx, account, "billing.accounts.setIamPolicy")
+    body = ctx.json()
+    if not isinstance(body.get("policy"), dict):
+        raise invalid_argument("Request contains an invalid argument.", [("policy", "policy must be set")])
+    return ctx.world.billing.set_account_policy(account, body["policy"])
 
 
 @router.route("PUT", "/_emulator/billing-accounts/<id:account>", api="emulator")

@@ -88,6 +88,20 @@ class Billing:
     def account_policy(self, account_id: str) -> dict:
         return self.docs.get("policy", f"billingAccounts/{_account_id(account_id)}") or iam.empty_policy()
 
+    def set_account_policy(self, account_id: str, policy: dict) -> dict:
+        """setIamPolicy on the account: etag-checked, members `type:value` (allUsers and
+        allAuthenticatedUsers are refused: a billing account is never public)."""
+        for binding in policy.get("bindings") or []:
+            for member in (binding or {}).get("members") or []:
+                kind, sep, value = str(member).partition(":")
+                if not sep or not value:
+                    raise invalid_argument('Policy members must be of the form "<type>:<value>".')
+        key = f"billingAccounts/{_account_id(account_id)}"
+        with self.world.db.transaction():
+            updated = iam.replace(self.account_policy(account_id), policy)
+            self.docs.put("policy", key, updated)
+        return iam.view(updated, 3)
+
     def projects_of(self, account_id: str) -> list[dict]:
         """ProjectBillingInfo of every project linked to the account."""
         name = f"billingAccounts/{_account_id(account_id)}"

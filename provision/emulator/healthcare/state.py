@@ -210,12 +210,23 @@ class Healthcare:
         return self.docs.get(DATASET, name)
 
     def initialized(self, record: dict) -> bool:
-        window = self.world.latency.seconds("propagation:healthcare.datasets.create")
-        return self.world.clock() >= record.get("createdAt", 0) + window
+        """Whether the dataset is usable: its create operation has finished (plus the optional
+        `propagation:healthcare.datasets.create` window). Until then Google answers a GET, and a
+        store created in it, 404 "dataset not initialized" (terraform-provider-google #8128:
+        Terraform GETs right after the create call without waiting for the operation; its
+        predicate HealthcareDatasetNotInitialized retries exactly that; python-docs-samples
+        #5331 shows it for a child store; Google's Go sample: "the dataset is not always ready to
+        use immediately ... Initialization usually takes less than a minute")."""
+        ready = record.get("readyAt")
+        if ready is None:   # a record written before readyAt existed
+            ready = record.get("createdAt", 0) + self.world.latency.seconds("op:healthcare.datasets.create")
+        return self.world.clock() >= ready + self.world.latency.seconds("propagation:healthcare.datasets.create")
 
     def require_initialized(self, record: dict) -> None:
         if not self.initialized(record):
-            raise not_found(f"Dataset not initialized: {record['view']['name']} is still being created; retry shortly.")
+            # The message Google's answer carries: an HttpError whose details are the message
+            # alone, `Details: "dataset not initialized"` (python-docs-samples #5331).
+            raise not_found("dataset not initialized")
 
     def create_dataset(self, project: dict, location: str, dataset_id: str | None, body: dict) -> dict:
         if not dataset_id:
@@ -239,7 +250,8 @@ class Healthcare:
             view = {"name": name, "timeZone": body.get("timeZone") or "UTC"}
             if body.get("encryptionSpec"):
                 view["encryptionSpec"] = body["encryptionSpec"]
-            self.docs.put(DATASET, name, {"view": view, "createdAt": now, "projectNumber": str(project["number"])})
+            self.docs.put(DATASET, name, {"view": view, "createdAt": now, "readyAt": now + seconds,
+                                          "projectNumber": str(project["number"])})
             # The first dataset creates the service agent, and Google grants an agent it creates
             # itself its default role (agents made by generateServiceIdentity get none).
             number = str(project["number"])

@@ -63,11 +63,11 @@ def _requested_version(body: dict) -> int | None:
     return int(version) if version is not None else None
 
 
-PROJECT_OPERATIONS = ("operations/cp.", "operations/dp.", "operations/up.")
+PROJECT_OPERATIONS = ("operations/cp.", "operations/dp.", "operations/up.", "operations/ud.")
 
 
 def _operation(ctx: Ctx, name: str) -> dict:
-    """A project operation (create `cp.`, delete `dp.`, update `up.`); others are another API's."""
+    """A project operation (create `cp.`, delete `dp.`, update `up.`, undelete `ud.`); others are another API's."""
     op = ctx.world.operations.get(name) if name.startswith(PROJECT_OPERATIONS) else None
     if op is None:
         raise not_found(f"Operation \"{name}\" not found.")
@@ -130,6 +130,20 @@ def v3_create(ctx: Ctx):
     op = ctx.world.crm.create(project_id=body.get("projectId"), display_name=body.get("displayName"),
                               parent=parent, labels=body.get("labels"), creator=ctx.principal)
     return _pending(op)
+
+
+@router.route("GET", "/v3/projects:search", api=API)
+def v3_search(ctx: Ctx):
+    records = _visible(ctx, ctx.world.crm.search(ctx.query.get("query")))
+    return _projects_page(ctx, records, ctx.world.crm.v3)
+
+
+@router.route("POST", "/v3/projects/<id:project>:undelete", api=API,
+              discovery=(V3, "cloudresourcemanager.projects.undelete"))
+def v3_undelete(ctx: Ctx, project: str):
+    record = caller_project(ctx, project, "resourcemanager.projects.undelete")
+    ctx.json()
+    return _pending(ctx.world.crm.undelete(record["projectId"]))
 
 
 @router.route("GET", "/v3/projects/<id:project>", api=API)
@@ -220,6 +234,14 @@ def v1_update(ctx: Ctx, project: str):
 def v1_delete(ctx: Ctx, project: str):
     record = caller_project(ctx, project, "resourcemanager.projects.delete")
     return ctx.world.crm.delete(record["projectId"], operation=False)
+
+
+@router.route("POST", "/v1/projects/<id:project>:undelete", api=API,
+              discovery=(V1, "cloudresourcemanager.projects.undelete"))
+def v1_undelete(ctx: Ctx, project: str):
+    record = caller_project(ctx, project, "resourcemanager.projects.undelete")
+    ctx.json()
+    return ctx.world.crm.undelete(record["projectId"], operation=False)
 
 
 # /v1/operations/<id> is also Service Usage's path (another host on Google, one port here):

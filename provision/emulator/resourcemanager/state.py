@@ -40,6 +40,7 @@ V3_PROJECT = "type.googleapis.com/google.cloud.resourcemanager.v3.Project"
 V3_CREATE_METADATA = "type.googleapis.com/google.cloud.resourcemanager.v3.CreateProjectMetadata"
 V3_DELETE_METADATA = "type.googleapis.com/google.cloud.resourcemanager.v3.DeleteProjectMetadata"
 V3_UPDATE_METADATA = "type.googleapis.com/google.cloud.resourcemanager.v3.UpdateProjectMetadata"
+V3_UNDELETE_METADATA = "type.googleapis.com/google.cloud.resourcemanager.v3.UndeleteProjectMetadata"
 V1_PROJECT = "type.googleapis.com/google.cloudresourcemanager.v1.Project"
 V1_CREATE_STATUS = "type.googleapis.com/google.cloudresourcemanager.v1.ProjectCreationStatus"
 PROJECT_IAM_POLICY_ERROR = "type.googleapis.com/google.cloudresourcemanager.v1.ProjectIamPolicyError"
@@ -78,7 +79,9 @@ class ResourceManager:
         """The internal record of a project by ID or number, or None if there is none (or it
         was deleted and purged). Keys: projectId, number (str), name ("projects/<number>"),
         displayName, state (ACTIVE | DELETE_REQUESTED), parent ("folders/N",
-        "organizations/N" or ""), labels, createTime, updateTime, deleteTime, etag."""
+        "organizations/N" or ""), labels, createTime, updateTime, deleteTime, etag,
+        defaultServices (False for a project a service account made under a parent; absent
+        in records written before it existed, meaning True)."""
         record = self._record(id_or_number)
         if record is None or self._purged(record):
             return None
@@ -131,10 +134,23 @@ class ResourceManager:
                 "labels": dict(labels or {}), "createTime": timestamp(now), "updateTime": timestamp(now),
                 "deleteTime": "", "etag": iam.make_etag([project_id, now]),
             }
+            # Who creates the project shapes what it starts with. Made by a person (a user, or the
+            # anonymous caller standing for one): its creator is its owner and Google's default
+            # services are on, as Google documents for projects created in the console or with
+            # gcloud. Made by a service account under a folder or organization (automation, the
+            # only way a service account can create one): the recorded exchanges show such a
+            # project's first policy empty ({etag} alone) and cloudapis.googleapis.com enabled by
+            # a real operation, i.e. not on by default; so no owner binding and no default
+            # services (access comes through the folder's or organization's policy).
+            automated = bool(parent) and (creator or "").startswith("serviceAccount:")
+            record["defaultServices"] = not automated
             self.docs.put("project", project_id, record)
             self.docs.put("project_number", number, {"projectId": project_id})
-            owner = creator or ANONYMOUS_OWNER
-            policy = iam.replace(iam.empty_policy(), {"bindings": [{"role": "roles/owner", "members": [owner]}]})
+            if automated:
+                policy = iam.never_set_policy()
+            else:
+                owner = creator or ANONYMOUS_OWNER
+                policy = iam.replace(iam.empty_policy(), {"bindings": [{"role": "roles/owner", "members": [owner]}]})
             self.docs.put("policy", f"projects/{project_id}", policy)
             metadata = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now), "gettable": True}
             done = {**metadata, "ready": True}
@@ -183,6 +199,43 @@ class ResourceManager:
                 return {}
             return self.world.operations.start(op_name, {"@type": V3_DELETE_METADATA}, seconds=seconds,
                                                response=self._v3_any(record), project=record["projectId"])
+
+    def undelete(self, id_or_number: str, *, operation: bool = True) -> dict:
+        """Bring a DELETE_REQUESTED project back to ACTIVE (until it is purged). With `operation`,
+        returns the (v3) operation's wire view: UndeleteProjectMetadata, the Project as response.
+        Undeleting a project that is not DELETE_REQUESTED is a 400 FAILED_PRECONDITION (our
+        choice: Google documents the state rule, not the error)."""
+        with self.world.db.transaction():
+            record = self.require(id_or_number)
+            if record["state"] != "DELETE_REQUESTED":
+                raise failed_precondition("The project is not in the DELETE_REQUESTED state and cannot be undeleted.")
+            now = self.world.clock()
+            record.update(state="ACTIVE", deleteTime="", updateTime=timestamp(now),
+                          etag=iam.make_etag([record["projectId"], now, "undeleted"]))
+            self.docs.put("project", record["projectId"], record)
+            if not operation:
+                return {}
+            # Operation names for undelete are not in any public text we found: `ud.` + digits,
+            # like the create (`cp.`) and delete (`dp.`) names Google uses.
+            op_name = f"operations/ud.{self._digits('ud', next_counter(self.world, 'crm.operation'), 19)}"
+            return self.world.operations.start(op_name, {"@type": V3_UNDELETE_METADATA},
+                                               response=self._v3_any(record), project=record["projectId"])
+
+    def search(self, query: str | None) -> list[dict]:
+        """v3 projects.search: every (unpurged) project, in any state, matching the query. The
+        discovery document: terms are case-insensitive `field:value` (`value*` a prefix) over
+        displayName|name, parent (`folders/123`, `organizations/*`), parent.type, parent.id,
+        id|projectId, state|lifecycleState, labels (a label's key or value), labels.KEY; "if
+        multiple fields are included in the query, then it will return results that match any of
+        the fields". An explicit AND joins the terms around it (our reading)."""
+        groups = parse_search(query or "")
+        out = []
+        for _, record in self.docs.list("project"):
+            if self._purged(record):
+                continue
+            if not groups or any(all(_term_matches(record, k, v) for k, v in group) for group in groups):
+                out.append(record)
+        return out
 
     def require(self, id_or_number: str) -> dict:
         """The project, or Google's 403 for a project that does not exist (never a 404)."""
@@ -419,6 +472,31 @@ def parse_filter(text: str) -> list[tuple[str, str]]:
     return terms
 
 
+def parse_search(text: str) -> list[list[tuple[str, str]]]:
+    """A v3 search query as OR-ed groups of AND-ed `(field, value)` terms."""
+    import shlex
+
+    try:
+        tokens = shlex.split(text)
+    except ValueError:
+        raise ApiError("INVALID_ARGUMENT", f"Invalid query: {text!r}") from None
+    groups: list[list[tuple[str, str]]] = []
+    join = False
+    for token in tokens:
+        if token.upper() in ("AND", "OR"):
+            join = token.upper() == "AND" and bool(groups)
+            continue
+        m = re.match(r"^([A-Za-z_.\-]+)\s*[:=]\s*(.*)$", token)
+        if not m:
+            raise ApiError("INVALID_ARGUMENT", f"Invalid query: {text!r}")
+        if join:
+            groups[-1].append((m.group(1), m.group(2)))
+        else:
+            groups.append([(m.group(1), m.group(2))])
+        join = False
+    return groups
+
+
 def _term_matches(record: dict, key: str, value: str) -> bool:
     view = v1_from_v3({"name": record["name"], "projectId": record["projectId"], "state": record["state"],
                        "displayName": record.get("displayName"), "labels": record.get("labels"),
@@ -426,8 +504,12 @@ def _term_matches(record: dict, key: str, value: str) -> bool:
     k = key.lower()
     if k in ("id", "projectid"):
         actual = view["projectId"]
-    elif k == "name":
+    elif k in ("name", "displayname"):
         actual = view.get("name", "")
+    elif k == "labels":
+        labels = view.get("labels") or {}
+        return value == "*" and bool(labels) or any(
+            _text_matches(x, value) for pair in labels.items() for x in pair)
     elif k in ("lifecyclestate", "state"):
         actual = view["lifecycleState"]
     elif k in ("projectnumber", "number"):
@@ -448,6 +530,11 @@ def _term_matches(record: dict, key: str, value: str) -> bool:
             return True
     else:
         raise ApiError("INVALID_ARGUMENT", f"Invalid filter field: {key!r}")
+    return _text_matches(actual, value)
+
+
+def _text_matches(actual: str, value: str) -> bool:
+    """Case-insensitive equality; a trailing `*` makes the value a prefix."""
     if value.endswith("*"):
         return actual.lower().startswith(value[:-1].lower())
     return actual.lower() == value.lower()

@@ -5,7 +5,9 @@ No HTTP here.
 Records in `world.docs`:
 - ("service", "<number>/<service>"): {"state", "done_at", "usable_at"} once a service was ever
   enabled or disabled in the project. A project with no record for a service has it ENABLED
-  when it is one of Google's default services, otherwise DISABLED (never touched);
+  when it is one of Google's default services and the project started with them (not one a
+  service account created under a folder or organization: see ResourceManager.create),
+  otherwise DISABLED (never touched);
 - ("service_agent", "<number>/<service>"): {"email", "uniqueId", "createTime"};
 - ("counter", "serviceusage.operation").
 
@@ -19,6 +21,7 @@ answered without `parent`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -33,7 +36,13 @@ if TYPE_CHECKING:
 
 ATTACH_AS = "serviceusage"
 
-EMPTY_METADATA = {"@type": "type.googleapis.com/google.protobuf.Empty", "value": {}}
+# An Any holding google.protobuf.Empty is `{"@type": ".../google.protobuf.Empty"}`. The recorded
+# exchanges show `"value": {}` beside it, which is how Go's protojson writes it (golang/protobuf
+# #759, #1707) and not how the C++, Java and Python printers do (protocolbuffers/protobuf #5390,
+# #17099); Google's front end is not Go, and the Python parser the REST clients use refuses the
+# recorded form ("Message type google.protobuf.Empty has no field named value",
+# protocolbuffers/protobuf #24445), so google-cloud-service-usage could not poll it.
+EMPTY_METADATA = {"@type": "type.googleapis.com/google.protobuf.Empty"}
 OPERATION_METADATA = "type.googleapis.com/google.api.serviceusage.v1.OperationMetadata"
 ENABLE_RESPONSE = "type.googleapis.com/google.api.serviceusage.v1.EnableServiceResponse"
 DISABLE_RESPONSE = "type.googleapis.com/google.api.serviceusage.v1.DisableServiceResponse"
@@ -45,8 +54,10 @@ HELP = "type.googleapis.com/google.rpc.Help"
 PRECONDITION_FAILURE = "type.googleapis.com/google.rpc.PreconditionFailure"
 MAX_BATCH = 20
 
-# Enabled in every new project: the list Google documents for projects created with the
-# console or gcloud (cloud.google.com/service-usage/docs/enabled-service#default, 2025).
+# Enabled in a new project: the list Google documents for projects created with the console or
+# gcloud (cloud.google.com/service-usage/docs/enabled-service#default, 2025). A project a service
+# account creates under a folder or organization starts with none of them: the recorded
+# exchanges enable cloudapis.googleapis.com on such a project with a real operation.
 DEFAULT_SERVICES = (
     "analyticshub.googleapis.com", "bigquery.googleapis.com", "bigqueryconnection.googleapis.com",
     "bigquerydatapolicy.googleapis.com", "bigquerymigration.googleapis.com",
@@ -134,6 +145,40 @@ CATALOGUE: dict[str, tuple[str, bool]] = {
     "translate.googleapis.com": ("Cloud Translation API", False),
 }
 
+@functools.cache
+def _summary(service: str) -> str | None:
+    """A service's one-line summary: the `description` of its bundled discovery document (the
+    document whose rootUrl is the service's host), which is what Google's service configuration
+    carries as `documentation.summary` (e.g. logging: "Writes log entries and manages your Cloud
+    Logging configuration." in both)."""
+    from provision.emulator import discovery
+
+    prefix = service.split(".", 1)[0]
+    for version in ("v1", "v2", "v3", "v1beta1", "v1beta2", "v2beta1"):
+        try:
+            doc = discovery.document(f"{prefix}.{version}")
+        except FileNotFoundError:
+            continue
+        if doc.get("rootUrl", "").rstrip("/") == f"https://{service}":
+            return " ".join(str(doc.get("description", "")).split()) or None
+    return None
+
+
+def service_config(service: str) -> dict:
+    """The service's `config` (GoogleApiServiceusageV1ServiceConfig) as Google answers it in
+    services.get/list: name, title, documentation.summary, empty authentication/quota/monitoring,
+    and usage.requirements, where billable services add the billing-enabled requirement. The
+    shape is that of `gcloud services list --format=json` output of the real API quoted in public
+    repositories (monitoredResources and monitoring destinations left out here)."""
+    title, billable = CATALOGUE.get(service, (service, False))
+    summary = _summary(service)
+    requirements = ["serviceusage.googleapis.com/tos/cloud"]
+    if billable:
+        requirements.append("serviceusage.googleapis.com/billing-enabled")
+    return {"name": service, "title": title, "documentation": {"summary": summary} if summary else {},
+            "quota": {}, "authentication": {}, "usage": {"requirements": requirements}, "monitoring": {}}
+
+
 class ServiceUsage:
     """Cross-API interface: `require_enabled`, `is_enabled`, `agent_exists`, `ensure_agent`,
     `parse_agent_email`."""
@@ -175,11 +220,13 @@ class ServiceUsage:
 
     # ----- reads -------------------------------------------------------------------------
     def service(self, number: str, service: str) -> dict:
-        """The GoogleApiServiceusageV1Service wire view."""
+        """The GoogleApiServiceusageV1Service wire view, as services.get/list/batchGet answer it
+        (with `config`; the views inside enable/disable operations have none, as recorded)."""
         status = self._status(number, service)
         out: dict[str, Any] = {"name": f"projects/{number}/services/{service}"}
         if status["touched"]:
             out["parent"] = f"projects/{number}"
+        out["config"] = service_config(service)
         out["state"] = status["state"]
         return out
 
@@ -283,7 +330,7 @@ class ServiceUsage:
         record = self.docs.get("service", f"{number}/{service}")
         now = self.world.clock()
         if record is None:
-            default = service in DEFAULT_SERVICES
+            default = service in DEFAULT_SERVICES and self._has_defaults(number)
             return {"state": "ENABLED" if default else "DISABLED", "touched": default, "pending": False,
                     "usable": default}
         pending = now < record["done_at"]
@@ -292,6 +339,12 @@ class ServiceUsage:
             return {"state": "ENABLED" if enabled else "DISABLED", "touched": True, "pending": pending,
                     "usable": enabled and now >= record["usable_at"]}
         return {"state": "DISABLED", "touched": True, "pending": pending, "usable": False}
+
+    def _has_defaults(self, number: str) -> bool:
+        """Whether the project started with Google's default services (see ResourceManager.create)."""
+        crm = getattr(self.world, "crm", None)
+        record = crm.lookup(str(number)) if crm is not None else None
+        return record is None or record.get("defaultServices", True)
 
     def _write(self, number: str, service: str, state: str, seconds: float) -> None:
         now = self.world.clock()

@@ -1,13 +1,14 @@
 """Cloud Storage JSON API v1 routes, as google-cloud-storage (and the OHIF viewer) call them.
 
 Buckets: insert, list, get, patch, delete. Bucket IAM: getIamPolicy, setIamPolicy (a flat
-Policy body), testIamPermissions. Objects: media, multipart and resumable uploads, get,
-download (alt=media, /download/..., Range), list (prefix, delimiter, matchGlob, offsets,
-paging), patch, delete. Errors use Storage's own envelope (`errors[].reason`).
+Policy body), testIamPermissions. Objects: media, multipart and resumable uploads (chunks by
+PUT or POST), get, download (alt=media, /download/..., Range), list (prefix, delimiter,
+matchGlob, offsets, paging), patch, delete, copy, rewrite, compose, move. Errors use Storage's own envelope (`errors[].reason`).
 """
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
@@ -15,9 +16,10 @@ from urllib.parse import quote
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
+from provision.emulator.errors import unauthenticated
 from provision.emulator.http import Ctx, Router, parse_json_body
 from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, decode_token, encode_token, gcs_error,
-                                               object_not_found)
+                                               object_not_found, proto_etag)
 from provision.emulator.storage.names import object_name_problem
 from provision.emulator.storage.objects import validate_object_metadata
 from provision.emulator.storage.state import Backend
@@ -256,16 +258,91 @@ def objects_delete(ctx: Ctx, bucket: str, object: str):
     return 204, None
 
 
+# ------------------------------------------------------------------------ copy, rewrite, compose, move
+
+def _source_conditions(ctx: Ctx) -> dict[str, int]:
+    """ifSourceGenerationMatch and friends, under the plain names `check_conditions` takes."""
+    return {k: _int(ctx, "ifSource" + k[2:]) for k in CONDITIONS if ctx.query.get("ifSource" + k[2:]) not in (None, "")}
+
+
+def _copy_request(ctx: Ctx, bucket: str, object: str, dbucket: str, dobject: str) -> dict:
+    """What copy and rewrite share: permissions, the source, the destination's metadata; the new object."""
+    _bucket(ctx, bucket)
+    _bucket(ctx, dbucket)
+    _require(ctx, "storage.objects.get", bucket=bucket)
+    _require_write(ctx, dbucket, dobject)
+    body = ctx.json()
+    if body and not isinstance(body, dict):
+        raise gcs_error(400, "Invalid JSON payload received: the body must be an object.", "invalid")
+    st = _st(ctx)
+    src = st.source_object(bucket, object, _int(ctx, "sourceGeneration"), _source_conditions(ctx))
+    body = {k: v for k, v in (body or {}).items() if k not in ("name", "bucket", "kind")}
+    return st.copy_object(src, dbucket, dobject, body, _conditions(ctx), _source_conditions(ctx))
+
+
+@router.route("POST", "/storage/v1/b/<id:bucket>/o/<path:object>/copyTo/b/<id:dbucket>/o/<path:dobject>",
+              api=API, discovery=_doc("objects.copy"))
+def objects_copy(ctx: Ctx, bucket: str, object: str, dbucket: str, dobject: str):
+    obj = _copy_request(ctx, bucket, object, dbucket, dobject)
+    return _st(ctx).object_resource(obj, _base(ctx))
+
+
+@router.route("POST", "/storage/v1/b/<id:bucket>/o/<path:object>/rewriteTo/b/<id:dbucket>/o/<path:dobject>",
+              api=API, discovery=_doc("objects.rewrite"))
+def objects_rewrite(ctx: Ctx, bucket: str, object: str, dbucket: str, dobject: str):
+    """objects.rewrite. Google may need several calls for a large object or one that changes
+    location or storage class (`rewriteToken`); bytes are shared here, so every rewrite is done
+    in one call, which clients handle as Google's own single-call rewrites."""
+    if ctx.query.get("rewriteToken"):
+        raise gcs_error(400, "Invalid rewrite token.", "invalid")   # we never hand one out
+    obj = _copy_request(ctx, bucket, object, dbucket, dobject)
+    size = str(obj["size"])
+    return {"kind": "storage#rewriteResponse", "totalBytesRewritten": size, "objectSize": size, "done": True,
+            "resource": _st(ctx).object_resource(obj, _base(ctx))}
+
+
+@router.route("POST", "/storage/v1/b/<id:bucket>/o/<path:object>/compose", api=API, discovery=_doc("objects.compose"))
+def objects_compose(ctx: Ctx, bucket: str, object: str):
+    _bucket(ctx, bucket)
+    _require(ctx, "storage.objects.get", bucket=bucket)
+    _require_write(ctx, bucket, object)
+    body = ctx.json()
+    if body.get("deleteSourceObjects"):
+        _require(ctx, "storage.objects.delete", bucket=bucket)
+    st = _st(ctx)
+    obj = st.compose_objects(bucket, object, body, _conditions(ctx))
+    if body.get("deleteSourceObjects"):
+        for item in body.get("sourceObjects") or []:
+            if item.get("name") != object and st.get_object(bucket, item["name"]) is not None:
+                st.delete_object(bucket, item["name"], {})
+    return st.object_resource(obj, _base(ctx))
+
+
+@router.route("POST", "/storage/v1/b/<id:bucket>/o/<path:object>/moveTo/o/<path:dobject>", api=API,
+              discovery=_doc("objects.move"))
+def objects_move(ctx: Ctx, bucket: str, object: str, dobject: str):
+    _bucket(ctx, bucket)
+    _require(ctx, "storage.objects.get", bucket=bucket)
+    _require(ctx, "storage.objects.delete", bucket=bucket)
+    _require_write(ctx, bucket, dobject)
+    ctx.json()
+    if object == dobject:
+        raise gcs_error(400, "Source and destination object names must be different.", "invalid")
+    obj = _st(ctx).move_object(bucket, object, dobject, _conditions(ctx), _source_conditions(ctx))
+    return _st(ctx).object_resource(obj, _base(ctx))
+
+
 def _media(ctx: Ctx, obj: dict) -> Response:
     """The object's bytes, streamed from the blob store; a single `Range` answers 206."""
     size = obj["size"]
     headers = {
-        "X-Goog-Hash": f"crc32c={obj['crc32c']},md5={obj['md5Hash']}",
+        "X-Goog-Hash": f"crc32c={obj['crc32c']}" + (f",md5={obj['md5Hash']}" if obj["md5Hash"] else ""),
         "X-Goog-Generation": str(obj["generation"]), "X-Goog-Metageneration": str(obj["metageneration"]),
         "X-Goog-Stored-Content-Length": str(size),
         "X-Goog-Stored-Content-Encoding": obj["extra"].get("contentEncoding", "identity"),
         "X-Goog-Storage-Class": obj["storageClass"], "Accept-Ranges": "bytes",
-        "ETag": f'"{obj["md5Hash"]}"', "Last-Modified": http_date(_epoch(obj["updated"])),
+        "ETag": f'"{obj["md5Hash"] or proto_etag(obj["generation"], obj["metageneration"])}"',
+        "Last-Modified": http_date(_epoch(obj["updated"])),
         "Cache-Control": obj["extra"].get("cacheControl", "private, max-age=0"),
     }
     for key, header in (("contentDisposition", "Content-Disposition"), ("contentLanguage", "Content-Language"),
@@ -358,9 +435,17 @@ def _pump(ctx: Ctx, sink: Sink, first: bytes = b"") -> None:
         sink.write(chunk)
 
 
+# The session URI is the credential of a resumable upload, so this route lets anonymous requests
+# through (url_credential) and asks for a principal itself unless the request sends a chunk.
 @router.route("POST", "/upload/storage/v1/b/<id:bucket>/o", api=API, discovery=_doc("objects.insert"),
-              body_limit=UPLOAD_LIMIT)
+              body_limit=UPLOAD_LIMIT, url_credential=True)
 def objects_upload(ctx: Ctx, bucket: str):
+    if ctx.query.get("upload_id"):
+        # A chunk of a resumable session sent with POST to the session URI: Cloud Storage takes it
+        # as it takes a PUT (gcsfs sends its chunks so).
+        return objects_upload_chunk(ctx, bucket)
+    if ctx.world.options.enforce_iam and ctx.principal is None:
+        raise unauthenticated()
     _bucket(ctx, bucket)
     kind = ctx.query.get("uploadType")
     if kind == "resumable":
@@ -405,11 +490,16 @@ def objects_upload(ctx: Ctx, bucket: str):
 
 def _part_headers(raw: bytes) -> dict[str, str]:
     out = {}
-    for line in raw.decode("latin-1").split("\r\n"):
-        key, sep, value = line.partition(":")
+    for line in re.split(rb"\r?\n", raw):
+        key, sep, value = line.decode("latin-1").partition(":")
         if sep:
             out[key.strip().lower()] = value.strip()
     return out
+
+
+# multipart/related as Cloud Storage parses it: lines end with CRLF, as RFC 2046 writes them, or
+# with a bare LF, which Cloud Storage accepts too (gcsfs sends `--B\nheaders\n\n...\n--B--`).
+BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 
 
 def _multipart_head(ctx: Ctx) -> tuple[dict, str | None, bytes]:
@@ -422,18 +512,16 @@ def _multipart_head(ctx: Ctx) -> tuple[dict, str | None, bytes]:
         raise gcs_error(400, "Multipart upload is missing its boundary.", "invalid")
     dash = b"--" + boundary.encode("latin-1")
     ctx._multipart_dash = dash  # type: ignore[attr-defined]
+    delimiter = re.compile(rb"\r?\n" + re.escape(dash))
     buf = bytearray()
     read = ctx.request.stream.read
     while True:
         d1 = buf.find(dash)
-        if d1 >= 0:
-            h1 = buf.find(b"\r\n\r\n", d1)
-            if h1 >= 0:
-                d2 = buf.find(b"\r\n" + dash, h1 + 4)
-                if d2 >= 0:
-                    h2 = buf.find(b"\r\n\r\n", d2 + 2 + len(dash))
-                    if h2 >= 0:
-                        break
+        h1 = BLANK_LINE.search(buf, d1) if d1 >= 0 else None
+        d2 = delimiter.search(buf, h1.end()) if h1 else None
+        h2 = BLANK_LINE.search(buf, d2.end()) if d2 else None
+        if h2:
+            break
         if len(buf) > HEAD_LIMIT:
             raise gcs_error(400, "Multipart upload metadata part is too large or malformed.", "invalid")
         chunk = read(1 << 16)
@@ -441,17 +529,18 @@ def _multipart_head(ctx: Ctx) -> tuple[dict, str | None, bytes]:
             raise gcs_error(400, "Malformed multipart upload body.", "invalid")
         buf += chunk
     try:
-        meta = json.loads(bytes(buf[h1 + 4:d2]) or b"{}")
+        meta = json.loads(bytes(buf[h1.end():d2.start()]) or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise gcs_error(400, "Invalid JSON payload received in the metadata part.", "parseError") from None
     validate_object_metadata(meta)
-    media_headers = _part_headers(bytes(buf[d2 + 2 + len(dash):h2]))
-    return meta, media_headers.get("content-type"), bytes(buf[h2 + 4:])
+    media_headers = _part_headers(bytes(buf[d2.end():h2.start()]))
+    return meta, media_headers.get("content-type"), bytes(buf[h2.end():])
 
 
 def _multipart_body(ctx: Ctx, sink: Sink, leftover: bytes) -> None:
-    """Stream the media part into `sink`, holding back only the closing delimiter's bytes."""
-    closing = b"\r\n" + ctx._multipart_dash + b"--"  # type: ignore[attr-defined]
+    """Stream the media part into `sink`, holding back only the closing delimiter's bytes
+    (`CRLF--boundary--`, or `LF--boundary--`), then whatever transport padding follows it."""
+    closing = ctx._multipart_dash + b"--"  # type: ignore[attr-defined]
     hold = len(closing) + 64
     pending = bytearray(leftover)
     read = ctx.request.stream.read
@@ -464,8 +553,9 @@ def _multipart_body(ctx: Ctx, sink: Sink, leftover: bytes) -> None:
             break
         pending += chunk
     end = pending.rfind(closing)
-    if end < 0 or pending[end + len(closing):].strip():
+    if end < 0 or pending[end + len(closing):].strip() or pending[end - 1:end] != b"\n":
         raise gcs_error(400, "Malformed multipart upload body: missing the closing boundary.", "invalid")
+    end -= 2 if pending[end - 2:end] == b"\r\n" else 1
     sink.write(bytes(pending[:end]))
 
 

@@ -67,6 +67,8 @@ def object_resource(obj: dict, base: str) -> dict:
         "timeCreated": obj["timeCreated"], "updated": obj["updated"],
         "timeStorageClassUpdated": obj["timeCreated"], "timeFinalized": obj["timeCreated"],
     }
+    if not obj["md5Hash"]:
+        del out["md5Hash"]   # a composite object has no MD5 (docs: storage/docs/composite-objects)
     out.update(obj["extra"])
     return out
 
@@ -96,18 +98,25 @@ class ObjectTable:
         return self.db.execute("SELECT 1 FROM storage_objects WHERE bucket=? LIMIT 1", (bucket,)).fetchone() is not None
 
     def commit(self, bucket: str, rec: dict, name: str, *, blob: str, size: int, md5: str, crc32c: str,
-               meta: dict, conditions: dict[str, int] | None = None, epoch: int | None = None) -> dict:
+               meta: dict, conditions: dict[str, int] | None = None, epoch: int | None = None,
+               component_count: int | None = None, check: Any = None) -> dict:
         """Make stored bytes the live object `name` in `bucket` (record `rec`; a new generation),
         preconditions permitting. `epoch`: the world's epoch when the upload began; after a reset
-        the bucket is gone (404). The caller has checked the name and that the bucket exists."""
+        the bucket is gone (404). The caller has checked the name and that the bucket exists.
+        `component_count` marks a composite object (md5 ""); `check()` runs inside the write's
+        transaction first (a copy re-checks its source there)."""
         now = self.world.clock()
         stamp = rfc3339(now)
         ctype = meta.get("contentType") or "application/octet-stream"
         sclass = str(meta.get("storageClass") or rec["storageClass"]).upper()
         extra = {k: meta[k] for k in OBJECT_SETTABLE if meta.get(k) is not None}
+        if component_count is not None:
+            extra["componentCount"] = component_count
         with self.db.transaction():
             if epoch is not None and epoch != self.world.epoch:
                 raise bucket_not_found()
+            if check is not None:
+                check()
             current = self.get(bucket, name)
             check_conditions(current, conditions or {})
             gen = int(now * 1_000_000)
