@@ -245,7 +245,9 @@ def test_6_3_duplicates_identical_200_different_409_already_exists(fresh):
     other.PatientName = "Someone^Else"
     r = requests.post(url, data=multipart([smp.to_bytes(other)])[0], headers={"Content-Type": ctype})
     assert r.status_code == 409
-    item = ET.fromstring(r.content).find("*[@keyword='FailedSOPSequence']/Item")
+    root = ET.fromstring(r.content)
+    assert root.find("*[@keyword='RetrieveURL']/Value").text == f"{fresh.dicomweb_url}/studies/{MONO.StudyInstanceUID}"
+    item = root.find("*[@keyword='FailedSOPSequence']/Item")
     assert [a.get("keyword") for a in item] == ["FailureReason", "FailureDetail", "ReferencedSOPClassUID",
                                                  "ReferencedSOPInstanceUID"]
     detail = item.find("*[@tag='00090097']")

@@ -451,8 +451,11 @@ def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
         else:
             outcome.stored.append({"sop_class": res.sop_class, "sop": res.sop,
                                    "url": s.instance_url(res.study, res.series, res.sop)})
-    if outcome.retrieve_url is None and outcome.stored and len({u["url"].split("/series/")[0] for u in outcome.stored}) == 1:
-        outcome.retrieve_url = outcome.stored[0]["url"].split("/series/")[0]
+    # The study's RetrieveURL when the request's instances all belong to one study, stored or not: the
+    # real 409s quoted in healthcare-api-dicomweb-cli #46 and dcmjs #249 carry it.
+    studies = {res.study for res in results}
+    if outcome.retrieve_url is None and len(studies) == 1:
+        outcome.retrieve_url = f"{s.base_url}/studies/{studies.pop()}"
     # Any instance not stored (a conflict or an invalid file) is 409 with its FailedSOPSequence item.
     status = 409 if outcome.failed else 200
     accept = wire.parse_accept(ctx.request.headers.get("Accept"))
