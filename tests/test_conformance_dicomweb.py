@@ -334,7 +334,8 @@ def test_6_4_metadata_carries_file_meta_like_google(env):
 
 
 # ---- §1.2 the retrieve table: transcoding ---------------------------------------------------------
-@pytest.mark.parametrize("ts", [EXPLICIT_LE, "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", smp.RLE])
+@pytest.mark.parametrize("ts", [EXPLICIT_LE, "1.2.840.10008.1.2", "1.2.840.10008.1.2.1.99", smp.RLE,
+                                "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90"])
 def test_1_2_instances_transcode_losslessly(env, ts):
     for ds in (CT[0], MR[0], MONO, RGB, JPEG):
         r = get(env, ipath(ds), accept=f'multipart/related; type="application/dicom"; transfer-syntax={ts}')
@@ -385,6 +386,14 @@ def test_1_2_frames_as_jpeg_png_and_rle(env):
                                           bits_stored=16, pixel_representation=1, number_of_frames=1,
                                           photometric_interpretation="MONOCHROME2")[0]
     assert np.array_equal(decoded, CT[0].pixel_array)
+    for media, ts in (("image/jls", "1.2.840.10008.1.2.4.80"), ("image/jp2", "1.2.840.10008.1.2.4.90")):
+        (headers, body), = parts_of(get(env, f"{ipath(MR[0])}/frames/1", accept=f'multipart/related; type="{media}"'))
+        assert headers["content-type"] == f"{media}; transfer-syntax={ts}"
+        from pydicom.pixels import get_decoder
+        back = get_decoder(ts).as_array(pydicom.encaps.encapsulate([body]), rows=32, columns=32, samples_per_pixel=1,
+                                        bits_allocated=16, bits_stored=12, pixel_representation=0, number_of_frames=1,
+                                        photometric_interpretation="MONOCHROME2")[0]
+        assert np.array_equal(back, MR[0].pixel_array), media
     # the stored JPEG frame is served as it is stored when image/jpeg is asked for
     stored = parts_of(get(env, f"{ipath(JPEG)}/frames/1", accept='multipart/related; type="image/jpeg"'))
     assert stored[0][1] == next(pydicom.encaps.generate_frames(JPEG.PixelData, number_of_frames=1))
@@ -393,7 +402,21 @@ def test_1_2_frames_as_jpeg_png_and_rle(env):
     assert get(env, f"{ipath(CT[0])}/frames/1", accept='multipart/related; type="image/jpeg"').status_code == 406
 
 
-@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201"])
+@pytest.mark.parametrize("ts,method", [("1.2.840.10008.1.2.4.81", "ISO_14495_1"), ("1.2.840.10008.1.2.4.91", "ISO_15444_1")])
+def test_1_2_instances_transcode_to_jpeg_ls_near_lossless_and_jpeg_2000(env, ts, method):
+    for ds in (CT[0], MR[0], MONO, RGB):
+        r = get(env, ipath(ds), accept=f"application/dicom; transfer-syntax={ts}")
+        assert r.status_code == 200, r.text[:300]
+        back = pydicom.dcmread(io.BytesIO(r.content))
+        assert back.file_meta.TransferSyntaxUID == ts and back.LossyImageCompressionMethod == method
+        bits = ds.BitsStored
+        diff = np.abs(back.pixel_array.astype(int) - ds.pixel_array.astype(int))
+        assert diff.mean() < 2 ** bits / 64, (ts, ds.SOPInstanceUID, diff.mean())
+    rgb = pydicom.dcmread(io.BytesIO(get(env, ipath(RGB), accept="application/dicom; transfer-syntax=1.2.840.10008.1.2.4.90").content))
+    assert rgb.PhotometricInterpretation == "YBR_RCT" and np.array_equal(rgb.pixel_array, RGB.pixel_array)
+
+
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.201"])
 def test_1_2_google_syntaxes_without_an_encoder_here_say_so(env, ts):
     """Google serves these (CONF §1.2); the emulator has no encoder: an honest 406, never a wrong body."""
     r = get(env, ipath(MONO), accept=f"application/dicom; transfer-syntax={ts}")
@@ -450,3 +473,19 @@ def test_1_2_asking_for_the_stored_syntax_is_never_a_transcode(fresh):
     assert frame.status_code == 200 and b"opaque-j2k-codestream" in frame.content
     # decoding it is another matter: no decoder here for this fake stream -> 406, not a broken body
     assert requests.get(f"{fresh.dicomweb_url}/{ipath(ds)}", headers={"Accept": "application/dicom"}).status_code == 406
+
+
+def test_1_2_stored_jpeg_ls_and_jpeg_2000_are_transcoded_from(fresh):
+    """CONF §1.2 lists JPEG-LS and JPEG 2000 among the syntaxes Google transcodes *from*."""
+    sources = []
+    for key, ts in (("conf-src-jls", "1.2.840.10008.1.2.4.80"), ("conf-src-j2k", "1.2.840.10008.1.2.4.90")):
+        ds = f.mr_series(key, slices=1, size=32, patient_id=f"PID-{key}")[0]
+        ds.compress(ts)
+        sources.append(ds)
+    fresh.dicomweb.store_instances(sources)
+    for ds in sources:
+        (headers, body), = parts_of(requests.get(f"{fresh.dicomweb_url}/{ipath(ds)}"))     # default: Explicit VR LE
+        back = pydicom.dcmread(io.BytesIO(body))
+        assert back.file_meta.TransferSyntaxUID == EXPLICIT_LE and np.array_equal(back.pixel_array, ds.pixel_array)
+        frame = requests.get(f"{fresh.dicomweb_url}/{ipath(ds)}/frames/1", headers={"Accept": "multipart/related; type=image/png"})
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(parts_of(frame)[0][1]))), ds.pixel_array)

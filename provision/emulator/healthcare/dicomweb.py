@@ -261,8 +261,11 @@ def _frame_numbers(raw: str) -> list[int]:
     return numbers
 
 
-# Frames transcoded into an image media type: media -> the transfer syntax it then carries (None: PNG).
-ENCODED_FRAMES = {"image/jpeg": transcode.JPEG_BASELINE, "image/dicom-rle": transcode.RLE, "image/png": None}
+# Frames transcoded into an image media type: media -> the transfer syntaxes it can then carry, its
+# default first (PS3.18 Table 8.7.4-2); None: PNG, which has none.
+ENCODED_FRAMES = {"image/jpeg": (transcode.JPEG_BASELINE,), "image/dicom-rle": (transcode.RLE,),
+                  "image/jls": (transcode.JLS_LOSSLESS, transcode.JLS_NEAR),
+                  "image/jp2": (transcode.J2K_LOSSLESS, transcode.J2K), "image/png": (None,)}
 
 
 def _negotiate_frames(header: str | None, stored_ts: str) -> tuple[bool, str, str | None, str]:
@@ -290,11 +293,11 @@ def _negotiate_frames(header: str | None, stored_ts: str) -> tuple[bool, str, st
         syntaxes = MEDIA_SYNTAXES.get(inner)
         if syntaxes and stored_ts in syntaxes and ts in (None, "*", stored_ts):
             return multipart, inner, stored_ts, "stored"
-        if inner in ENCODED_FRAMES and ts in (None, ENCODED_FRAMES[inner]):
-            return multipart, inner, ENCODED_FRAMES[inner], "encode"
+        if inner in ENCODED_FRAMES and (ts is None or ts in ENCODED_FRAMES[inner]):
+            return multipart, inner, ts or ENCODED_FRAMES[inner][0], "encode"
     raise wire.not_acceptable(f"None of the requested media types ({header}) can be served for this frame (stored as "
                               f"{stored_ts}); use multipart/related; type=\"application/octet-stream\"; "
-                              "transfer-syntax=* or 1.2.840.10008.1.2.1, or image/jpeg, image/png, image/dicom-rle.")
+                              "transfer-syntax=* or 1.2.840.10008.1.2.1, or image/jpeg, image/png, image/jls, image/jp2, image/dicom-rle.")
 
 
 @router.route("GET", INSTANCE + "/frames/<id:frames>", api=API)
@@ -317,7 +320,7 @@ def retrieve_frames(ctx: Ctx, project, location, dataset, store, study, series, 
     else:
         g = pixels.geometry(meta_d)
         pixels.check_frames(numbers, g)
-        data = transcode.frames_as(path, ts, g, numbers, media)
+        data = transcode.frames_as(path, ts, g, numbers, media, want)
         out_ts = want
     part_type = f"{media}; transfer-syntax={out_ts}" if out_ts else media
     if not multipart:

@@ -3,16 +3,22 @@ whole instances into another transfer syntax, single frames into image media typ
 
 What this emulator produces, and with which codec (no codec is written here):
 - native encodings (Implicit and Explicit VR Little Endian, Deflated Explicit VR Little Endian):
-  pydicom (decoding compressed sources with its decoders: RLE natively, JPEG through Pillow);
+  pydicom (decoding compressed sources with its decoders: RLE natively, JPEG Baseline and Extended
+  through Pillow, JPEG-LS, JPEG 2000 and HTJ2K through the plugins below; JPEG Lossless and JPEG XL
+  sources have no decoder here and are served only as stored);
 - RLE Lossless (1.2.840.10008.1.2.5), instances and `image/dicom-rle` frames: pydicom's own RLE
   encoder;
+- JPEG-LS Lossless and Near-Lossless (.4.80, .4.81; `image/jls` frames) and JPEG 2000 Lossless and
+  lossy (.4.90, .4.91; `image/jp2` frames): pydicom's encoders with their plugins from the pydicom
+  project (pyjpegls over CharLS, pylibjpeg-openjpeg over OpenJPEG); colour JPEG 2000 with its
+  multiple-component transform, so YBR_RCT / YBR_ICT (PS3.5 §8.2.4);
 - JPEG Baseline 8-bit (1.2.840.10008.1.2.4.50), instances and `image/jpeg` frames: Pillow
   (libjpeg-turbo); colour as YBR_FULL_422 (4:2:2), the photometric interpretation PS3.5 §8.2.1
   prescribes for it;
 - `image/png` frames: Pillow (8-bit grey, 16-bit grey, 8-bit RGB).
 
-Google also lists JPEG Extended and Lossless, JPEG-LS, JPEG 2000, HTJ2K and JPEG XL; this
-emulator has no encoder for them and answers 406 saying so (`GOOGLE_ONLY`), never a wrong body.
+Google also lists JPEG Extended and Lossless, HTJ2K and JPEG XL; this emulator has no encoder for
+them and answers 406 saying so (`GOOGLE_ONLY`), never a wrong body.
 
 Choices where Google's statement is silent:
 - JPEG Baseline is 8-bit by definition: a source with more than 8 bits stored, signed pixels or
@@ -22,7 +28,10 @@ Choices where Google's statement is silent:
 - an instance without pixel data asked for in a compressed syntax is written as that syntax
   (its data set is Explicit VR Little Endian either way, which PS3.5 allows);
 - a lossy result carries LossyImageCompression "01", its method and ratio (PS3.3 C.7.6.1.1.5), and
-  keeps its SOP Instance UID (it is a view of the stored instance, not a new one).
+  keeps its SOP Instance UID (it is a view of the stored instance, not a new one);
+- lossy settings: JPEG Baseline quality 90, JPEG-LS NEAR 2, JPEG 2000 compression ratio 2;
+- JPEG 2000 needs frames of at least 32 x 32 pixels (pylibjpeg-openjpeg always asks OpenJPEG for six
+  resolution levels): smaller ones answer 406 with the codec's message.
 """
 from __future__ import annotations
 
@@ -35,18 +44,22 @@ from provision.emulator.healthcare.dicomfile import DEFLATED_LE, EXPLICIT_BE, EX
 
 RLE = "1.2.840.10008.1.2.5"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JLS_LOSSLESS, JLS_NEAR = "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"
+J2K_LOSSLESS, J2K = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"
 NATIVE_TARGETS = (EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE)
-INSTANCE_TARGETS = frozenset(NATIVE_TARGETS + (RLE, JPEG_BASELINE))
+# Encoded by pydicom (its encoder options per syntax).
+PYDICOM_ENCODED = {RLE: {}, JLS_LOSSLESS: {}, JLS_NEAR: {"jls_error": 2}, J2K_LOSSLESS: {}, J2K: {"j2k_cr": [2]}}
+INSTANCE_TARGETS = frozenset(NATIVE_TARGETS + (JPEG_BASELINE,) + tuple(PYDICOM_ENCODED))
+LOSSY_METHOD = {JPEG_BASELINE: "ISO_10918_1", JLS_NEAR: "ISO_14495_1", J2K: "ISO_15444_1"}
 # In Google's retrieve tables (CONF §1.2) but without an encoder here.
 GOOGLE_ONLY = frozenset({
     "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",   # JPEG Extended, Lossless
-    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",                             # JPEG-LS
-    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",                             # JPEG 2000
     "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112",  # JPEG XL
     "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",  # HTJ2K
 })
 # "Transcoding is supported only from" these (CONF §1.2); anything else is an error.
-SOURCES = frozenset({IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE, DEFLATED_LE, RLE, JPEG_BASELINE}) | GOOGLE_ONLY
+SOURCES = frozenset({IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE, DEFLATED_LE, "1.2.840.10008.1.2.8.1"}) | INSTANCE_TARGETS \
+    | GOOGLE_ONLY
 
 
 def not_acceptable(message: str) -> ApiError:
@@ -64,8 +77,7 @@ def check_target(ts: str) -> None:
         return
     if ts in GOOGLE_ONLY:
         raise not_acceptable(f"Transfer syntax {ts} is in Google's retrieve table, but this emulator has no encoder "
-                             "for it; request transfer-syntax=*, 1.2.840.10008.1.2.1, 1.2.840.10008.1.2, "
-                             f"1.2.840.10008.1.2.1.99, {RLE} or {JPEG_BASELINE}.")
+                             f"for it; request transfer-syntax=* or one of {', '.join(sorted(INSTANCE_TARGETS))}.")
     raise not_acceptable(f"Transfer syntax {ts} is not one Google's DICOMweb serves (see the retrieve table of its "
                          "DICOM conformance statement).")
 
@@ -127,22 +139,26 @@ def png_bytes(frame: np.ndarray, g: dict) -> bytes:
     return buf.getvalue()
 
 
-def rle_frame(frame: np.ndarray, g: dict) -> bytes:
-    from pydicom.pixels.encoders import RLELosslessEncoder
+def pydicom_frame(ts: str, frame: np.ndarray, g: dict) -> bytes:
+    """One decoded frame encoded by pydicom's encoder for `ts` (RLE, JPEG-LS, JPEG 2000)."""
+    from pydicom.pixels import get_encoder
 
-    return RLELosslessEncoder.encode(
-        np.ascontiguousarray(frame), encoding_plugin="pydicom", rows=g["rows"], columns=g["cols"],
-        samples_per_pixel=g["spp"], bits_allocated=g["bits"], bits_stored=g["stored"],
-        pixel_representation=1 if g["signed"] else 0, number_of_frames=1,
-        photometric_interpretation="RGB" if g["spp"] == 3 else g["photometric"], planar_configuration=0)
+    try:
+        return bytes(get_encoder(ts).encode(
+            np.ascontiguousarray(frame), rows=g["rows"], columns=g["cols"], samples_per_pixel=g["spp"],
+            bits_allocated=g["bits"], bits_stored=g["stored"], pixel_representation=1 if g["signed"] else 0,
+            number_of_frames=1, photometric_interpretation="RGB" if g["spp"] == 3 else g["photometric"],
+            planar_configuration=0, **PYDICOM_ENCODED[ts]))
+    except Exception as exc:  # noqa: BLE001 - no plugin, or pixels the codec cannot hold
+        raise cannot("the stored encoding", ts, str(exc)) from None
 
 
-def frames_as(path, stored_ts: str, g: dict, numbers: list[int], media: str) -> list[bytes]:
-    """Frames `numbers` (1-based) as `media`: image/jpeg (Baseline), image/png or image/dicom-rle."""
-    target = {"image/jpeg": JPEG_BASELINE, "image/dicom-rle": RLE}.get(media, media)
+def frames_as(path, stored_ts: str, g: dict, numbers: list[int], media: str, ts: str | None) -> list[bytes]:
+    """Frames `numbers` (1-based) as `media` in transfer syntax `ts` (None for image/png)."""
+    target = ts or media
     if stored_ts not in SOURCES:
         raise cannot(stored_ts, target)
-    if media == "image/jpeg" and (why := _geometry_ok_for_jpeg(g)):
+    if ts == JPEG_BASELINE and (why := _geometry_ok_for_jpeg(g)):
         raise cannot(stored_ts, JPEG_BASELINE, why)
     out = []
     for n in numbers:
@@ -150,12 +166,12 @@ def frames_as(path, stored_ts: str, g: dict, numbers: list[int], media: str) -> 
             frame = _decoded(path, n - 1)
         except _Undecodable as exc:
             raise cannot(stored_ts, target, f"its pixel data cannot be decoded ({exc})") from None
-        if media == "image/jpeg":
+        if ts == JPEG_BASELINE:
             out.append(jpeg_bytes(frame))
-        elif media == "image/png":
+        elif ts is None:
             out.append(png_bytes(frame, g))
         else:
-            out.append(rle_frame(frame, g))
+            out.append(pydicom_frame(ts, frame, g))
     return out
 
 
@@ -175,7 +191,7 @@ def instance_as(path, stored_ts: str, want: str) -> bytes:
     has_pixels = "PixelData" in ds
     stored = UID(stored_ts)
     try:
-        if has_pixels and (want in (RLE, JPEG_BASELINE) or stored.is_compressed):
+        if has_pixels and (want in PYDICOM_ENCODED or want == JPEG_BASELINE or stored.is_compressed):
             arr = _decoded(path)
             frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
             if frames == 1:
@@ -186,12 +202,17 @@ def instance_as(path, stored_ts: str, want: str) -> bytes:
                 ds.PlanarConfiguration = 0
             if want == JPEG_BASELINE:
                 _to_jpeg_baseline(ds, arr, stored_ts)
-            elif want == RLE:
+            elif want in PYDICOM_ENCODED:
                 g = {"rows": int(ds.Rows), "cols": int(ds.Columns), "spp": spp, "bits": int(ds.BitsAllocated),
                      "stored": int(getattr(ds, "BitsStored", ds.BitsAllocated)),
                      "signed": int(getattr(ds, "PixelRepresentation", 0)) == 1,
                      "photometric": str(ds.PhotometricInterpretation)}
-                _set_encapsulated(ds, [rle_frame(f, g) for f in arr])
+                encoded = [pydicom_frame(want, f, g) for f in arr]
+                _set_encapsulated(ds, encoded)
+                if spp == 3 and want in (J2K_LOSSLESS, J2K):   # OpenJPEG applied its colour transform
+                    ds.PhotometricInterpretation = "YBR_RCT" if want == J2K_LOSSLESS else "YBR_ICT"
+                if want in LOSSY_METHOD:
+                    _mark_lossy(ds, want, arr.size * (g["bits"] // 8), encoded)
             else:
                 _set_native(ds, arr)
     except _Undecodable as exc:
@@ -231,10 +252,14 @@ def _to_jpeg_baseline(ds, arr: np.ndarray, stored_ts: str) -> None:
     if why := _geometry_ok_for_jpeg(g):
         raise cannot(stored_ts, JPEG_BASELINE, why)
     encoded = [jpeg_bytes(f) for f in arr]
-    raw = arr.size * (g["bits"] // 8)
     _set_encapsulated(ds, encoded)
     if g["spp"] == 3:
         ds.PhotometricInterpretation = "YBR_FULL_422"
+    _mark_lossy(ds, JPEG_BASELINE, arr.size * (g["bits"] // 8), encoded)
+
+
+def _mark_lossy(ds, ts: str, raw: int, encoded: list[bytes]) -> None:
+    """Lossy Image Compression attributes (PS3.3 C.7.6.1.1.5)."""
     ds.LossyImageCompression = "01"
-    ds.LossyImageCompressionMethod = "ISO_10918_1"
+    ds.LossyImageCompressionMethod = LOSSY_METHOD[ts]
     ds.LossyImageCompressionRatio = f"{raw / max(1, sum(len(e) for e in encoded)):.2f}"[:16]
