@@ -32,14 +32,16 @@ ohif: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/provision demo
 
-test: $(STAMP) chromium ohif
+test: $(STAMP) chromium ohif orthanc
 	$(VENV)/bin/pytest -q
 
 orthanc: $(ORTHANC)
 
+# Orthanc is a DICOMweb peer for tests/clients/test_orthanc.py and the benchmarks; it listens on
+# every interface, so both run it in a loopback-only network namespace (unshare, ip from iproute2).
 $(ORTHANC):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq orthanc orthanc-dicomweb
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq orthanc orthanc-dicomweb iproute2
 
 bench: $(STAMP) orthanc
 	for b in bench/[!_]*.py; do $(PY) $$b || exit 1; done

@@ -107,9 +107,22 @@ def parse_buffer(buf, path=None) -> Parsed:
         raise NotDicom(f"malformed DICOM data: {type(exc).__name__}: {exc}") from None
 
 
+NO_PREAMBLE = ("not a DICOM Part-10 file (no DICM prefix): it is a data set without the PS3.10 128-byte preamble "
+               "and \"DICM\" prefix (pydicom 3 writes a data set built in memory that way unless told "
+               "dcmwrite(..., enforce_file_format=True))")
+
+
+def _bare_data_set(buf) -> bool:
+    """Does `buf` start like a DICOM data set (a group 0002 or 0008 element, explicit or implicit VR)?"""
+    if len(buf) < 8:
+        return False
+    group, = struct.unpack_from("<H", buf, 0)
+    return group in (0x0002, 0x0008) and (bytes(buf[4:6]).isalpha() or buf[6:8] == b"\0\0")
+
+
 def _parse_buffer(buf, path=None) -> Parsed:
     if len(buf) < 132 or buf[128:132] != b"DICM":
-        raise NotDicom("not a DICOM Part-10 file (no DICM prefix)")
+        raise NotDicom(NO_PREAMBLE if _bare_data_set(buf) else "not a DICOM Part-10 file (no DICM prefix)")
     try:
         pos, file_meta = _read_file_meta(buf)
     except PARSE_ERRORS as exc:
@@ -120,8 +133,11 @@ def _parse_buffer(buf, path=None) -> Parsed:
     try:
         if ts in (EXPLICIT_BE, DEFLATED_LE):
             raise _Fallback(ts)
-        reader = _Reader(buf, implicit=(ts == IMPLICIT_LE))
+        reader = _Reader(buf, implicit=False)
+        file_meta_json = reader.read_file_meta(132, pos)
+        reader.implicit = ts == IMPLICIT_LE
         meta, pixel = reader.read_top(pos)
+        meta = {**file_meta_json, **meta}
     except NotDicom:
         raise
     except (_Fallback, struct.error, IndexError, UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -223,6 +239,16 @@ class _Reader:
         if not vr.isalpha() or not vr.isupper():
             raise ValueError(f"invalid VR at offset {pos}")
         return tag, vr, struct.unpack_from("<H", self.buf, pos + 6)[0], pos + 8
+
+    def read_file_meta(self, pos: int, end: int) -> dict:
+        """DICOM JSON of the File Meta Information (group 0002, always Explicit VR Little Endian)
+        between `pos` and `end`. Google's metadata carries it (TransferSyntaxUID and the rest;
+        EZ-WSI asks for 00020010 by includefield and its store mock returns file_meta too)."""
+        out: dict[str, Any] = {}
+        while pos + 8 <= end:
+            tag, vr, length, vstart = self.header(pos)
+            pos = self._element(out, tag, vr, length, vstart, "")
+        return out
 
     def read_top(self, pos: int) -> tuple[dict, dict]:
         out: dict[str, Any] = {}
@@ -437,7 +463,9 @@ def _pydicom_fallback(path, ts: str) -> tuple[dict, dict]:
     def bulk(elem) -> str:
         return f"{BULK_MARK}/bulkdata/{elem.tag:08X}"
 
-    meta = ds.to_json_dict(bulk_data_threshold=INLINE_LIMIT, bulk_data_element_handler=bulk)
+    meta = ds.file_meta.to_json_dict(bulk_data_threshold=INLINE_LIMIT, bulk_data_element_handler=bulk) \
+        if getattr(ds, "file_meta", None) is not None else {}
+    meta.update(ds.to_json_dict(bulk_data_threshold=INLINE_LIMIT, bulk_data_element_handler=bulk))
     for key in list(meta):
         if key.endswith("0000"):
             del meta[key]
@@ -462,8 +490,10 @@ def bulk_ranges(path) -> dict[str, tuple[int, int | None]]:
         ts = file_meta.get(0x00020010, "")
         if ts in (EXPLICIT_BE, DEFLATED_LE):
             return {}
-        reader = _Reader(mm, implicit=(ts == IMPLICIT_LE))
+        reader = _Reader(mm, implicit=False)
         try:
+            reader.read_file_meta(132, pos)
+            reader.implicit = ts == IMPLICIT_LE
             _, pixel = reader.read_top(pos)
         except (_Fallback,) + PARSE_ERRORS:
             return {}

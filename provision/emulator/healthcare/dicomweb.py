@@ -2,15 +2,30 @@
 QIDO-RS search, WADO-RS retrieve (instances, metadata, frames, bulk data, rendered), STOW-RS
 and delete.
 
+Where the evidence (../shared/reference/google-evidence.md) decides:
+- a search with no match is 204 No Content with an empty body (§2.3: a Google engineer's
+  statement, IDC's guide, every Google-written client special-cases it);
+- a study, series, instance, frame source or bulk-data attribute that does not exist is 403
+  PERMISSION_DENIED, like a missing store: Google's conformance statement lists 403 "no access
+  *or the resource doesn't exist*" for every retrieve and delete transaction and lists no 404
+  (§1.2, §1.5). No recording of the live answer exists (§7); the only 404s are in Google's EZ-WSI
+  mock, which ranks below the statement (GOOGLE-CODE < SPEC);
+- `rendered` answers for instances and frames only, as Google's (CONF §1.1): a series-level
+  `rendered` (which OHIF asks for when thumbnailRendering is 'rendered', then falls back) is not
+  routed;
+- STOW-RS answers 409 with a FailedSOPSequence whenever an instance is not stored, an invalid
+  DICOM file included (CONF §1.3 "e.g. invalid DICOM file"; healthcare-api-dicom-fuse #20, a
+  Google engineer: "You'll also get a 409 conflict error if you try and upload an invalid DICOM
+  file"); 400 is for the request itself (media type);
+- a STOW part without the PS3.10 128-byte preamble and "DICM" prefix (what pydicom 3 writes for a
+  data set built in memory unless told `enforce_file_format=True`) is such an invalid file: PS3.18
+  requires application/dicom parts in the PS3.10 file format, and Google's own EZ-WSI store mock
+  parses them with a strict `pydicom.dcmread` that refuses them too. No live answer is recorded.
+
 Choices where Google's behaviour is not documented:
-- a missing store (or dataset, or project) is 403 PERMISSION_DENIED, as on every Healthcare
-  call; a study, series or instance missing from an existing store is 404 NOT_FOUND;
-- study-level QIDO results carry ModalitiesInStudy and the NumberOfStudyRelated* counts by
-  default, series results NumberOfSeriesRelatedInstances; series and instance results carry the
-  parent UIDs;
-- `rendered` also answers at series level (the middle instance by InstanceNumber), which OHIF's
-  thumbnails ask for first;
-- an identical duplicate in STOW is a success (listed in ReferencedSOPSequence), like import.
+- series and instance QIDO results carry the parent UIDs;
+- an identical duplicate in STOW is a success (listed in ReferencedSOPSequence), like import: Google's
+  DICOM adapter counts on it ("if the md5 of the instances match, we will get a HTTP 200", §1.3).
 """
 from __future__ import annotations
 
@@ -19,10 +34,11 @@ from typing import Iterable
 
 from werkzeug.wrappers import Response
 
-from provision.emulator.errors import ApiError, invalid_argument, not_found
-from provision.emulator.healthcare import pixels, wire
+from provision.emulator.errors import ApiError, invalid_argument
+from provision.emulator.healthcare import pixels, transcode, wire
 from provision.emulator.healthcare.dicomfile import BULK_MARK, EXPLICIT_LE, bulk_ranges
 from provision.emulator.healthcare.index import Query, parse_query
+from provision.emulator.healthcare.state import denied
 from provision.emulator.http import Ctx, Router
 
 router = Router()
@@ -53,6 +69,7 @@ class Store:
 
         t = resolve(ctx, permission, project, location, dataset, store, initialized=False)
         self.ctx = ctx
+        self.permission = permission
         self.target = t
         self.name = t.store
         self.backend = ctx.world.healthcare
@@ -67,10 +84,14 @@ class Store:
         kwargs = {"columns": columns} if columns else {}
         rows = self.backend.index.instances(self.sid, study, series, sop, **kwargs)
         if not rows:
-            what = "instance" if sop else "series" if series else "study"
-            uid = sop or series or study
-            raise not_found(f"The requested DICOM {what} {uid} was not found in {self.name}.")
+            raise self.missing(study, series, sop)
         return rows
+
+    def missing(self, study: str, series: str | None = None, sop: str | None = None, extra: str = "") -> ApiError:
+        """403, as Google's conformance statement answers a resource that does not exist (see above)."""
+        path = f"{self.name}/dicomWeb/studies/{study}" + (f"/series/{series}" if series else "") + \
+            (f"/instances/{sop}" if sop else "") + extra
+        return denied(self.permission, path)
 
     def path(self, blob: str):
         return self.ctx.world.blobs.path(blob)
@@ -97,7 +118,16 @@ def _search(ctx: Ctx, level: str, project, location, dataset, store, study=None,
     s = Store(ctx, READ, project, location, dataset, store)
     q: Query = parse_query(ctx.query, level)
     results = s.backend.index.search(s.sid, q, study=study, series=series)
+    if not results:
+        return no_content()
     return dicom_json_response(json.dumps(results, separators=(",", ":")))
+
+
+def no_content() -> Response:
+    """Google's answer to a search with no match: 204 and no body (google-evidence.md §2.3)."""
+    resp = Response(b"", status=204)
+    del resp.headers["Content-Type"]
+    return resp
 
 
 @router.route("GET", BASE + "/studies", api=API)
@@ -158,31 +188,32 @@ def instance_metadata(ctx: Ctx, **kw):
 
 # ---- WADO-RS instances ---------------------------------------------------------------------------
 def _negotiate_dicom(header: str | None, *, single_ok: bool) -> tuple[bool, str]:
-    """(multipart?, transfer syntax or '*') for retrieving whole instances."""
+    """(multipart?, transfer syntax or '*') for retrieving whole instances (whether each instance
+    can be given in that syntax is for transcode.instance_as to say: 406 when not)."""
     ranges = wire.parse_accept(header)
     if not ranges:
         return True, EXPLICIT_LE
     for r in ranges:
         if r.q <= 0:
             continue
+        found = None
         if r.type == "multipart/related" and r.inner in (None, "application/dicom", "*/*", "application/*"):
-            return True, r.transfer_syntax or EXPLICIT_LE
-        if r.type == "application/dicom" and single_ok:
-            return False, r.transfer_syntax or EXPLICIT_LE
-        if r.type in ("*/*", "multipart/*"):
-            return True, EXPLICIT_LE
+            found = True, r.transfer_syntax or EXPLICIT_LE
+        elif r.type == "application/dicom" and single_ok:
+            found = False, r.transfer_syntax or EXPLICIT_LE
+        elif r.type in ("*/*", "multipart/*"):
+            found = True, EXPLICIT_LE
+        if found:
+            return found
     raise wire.not_acceptable(f"None of the requested media types ({header}) is supported for this resource; use "
                               'multipart/related; type="application/dicom"' + (" or application/dicom." if single_ok else "."))
 
 
 def _instance_payload(s: Store, blob: str, stored_ts: str, want: str) -> tuple[str, Iterable[bytes] | bytes]:
     """(transfer syntax, bytes or chunks) of an instance in the requested syntax."""
-    path = s.path(blob)
     if want == "*" or want == stored_ts:
         return stored_ts, s.ctx.world.blobs.iter_chunks(blob)
-    if want == EXPLICIT_LE:
-        return EXPLICIT_LE, pixels.to_explicit_le(path, stored_ts)
-    raise pixels.transcode_error(stored_ts, want)
+    return want, transcode.instance_as(s.path(blob), stored_ts, want)
 
 
 def _retrieve(ctx: Ctx, project, location, dataset, store, study, series=None, sop=None) -> Response:
@@ -230,34 +261,43 @@ def _frame_numbers(raw: str) -> list[int]:
     return numbers
 
 
-def _negotiate_frames(header: str | None, stored_ts: str) -> tuple[bool, str, str]:
-    """(multipart?, media type, transfer syntax) for a frames response."""
+# Frames transcoded into an image media type: media -> the transfer syntaxes it can then carry, its
+# default first (PS3.18 Table 8.7.4-2); None: PNG, which has none.
+ENCODED_FRAMES = {"image/jpeg": (transcode.JPEG_BASELINE,), "image/dicom-rle": (transcode.RLE,),
+                  "image/jls": (transcode.JLS_LOSSLESS, transcode.JLS_NEAR),
+                  "image/jp2": (transcode.J2K_LOSSLESS, transcode.J2K), "image/png": (None,)}
+
+
+def _negotiate_frames(header: str | None, stored_ts: str) -> tuple[bool, str, str | None, str]:
+    """(multipart?, media type, transfer syntax, how) for a frames response; `how` is `le`
+    (uncompressed little endian), `stored` (the stored bytes) or `encode` (transcode.frames_as)."""
     ranges = wire.parse_accept(header)
     if not ranges:
-        return True, "application/octet-stream", EXPLICIT_LE
+        return True, "application/octet-stream", EXPLICIT_LE, "le"
     for r in ranges:
         if r.q <= 0:
             continue
         inner, ts = (r.inner, r.transfer_syntax) if r.type == "multipart/related" else (r.type, r.transfer_syntax)
         multipart = r.type == "multipart/related"
         if r.type in ("*/*", "multipart/*"):
-            return True, "application/octet-stream", EXPLICIT_LE
+            return True, "application/octet-stream", EXPLICIT_LE, "le"
         if inner in (None, "application/octet-stream", "*/*", "application/*"):
             if not multipart and inner is None:
                 continue
             if ts in (None, EXPLICIT_LE):
-                return multipart, "application/octet-stream", EXPLICIT_LE
-            if ts == "*":
-                return multipart, "application/octet-stream", "*"
-            if ts == stored_ts:
-                return multipart, "application/octet-stream", ts
+                return multipart, "application/octet-stream", EXPLICIT_LE, "le"
+            if ts == "*" or ts == stored_ts:
+                return multipart, "application/octet-stream", ts, "stored"
             continue
-        syntaxes = MEDIA_SYNTAXES.get(inner or "")
+        inner = inner or ""
+        syntaxes = MEDIA_SYNTAXES.get(inner)
         if syntaxes and stored_ts in syntaxes and ts in (None, "*", stored_ts):
-            return multipart, inner, stored_ts
+            return multipart, inner, stored_ts, "stored"
+        if inner in ENCODED_FRAMES and (ts is None or ts in ENCODED_FRAMES[inner]):
+            return multipart, inner, ts or ENCODED_FRAMES[inner][0], "encode"
     raise wire.not_acceptable(f"None of the requested media types ({header}) can be served for this frame (stored as "
                               f"{stored_ts}); use multipart/related; type=\"application/octet-stream\"; "
-                              "transfer-syntax=* or 1.2.840.10008.1.2.1.")
+                              "transfer-syntax=* or 1.2.840.10008.1.2.1, or image/jpeg, image/png, image/jls, image/jp2, image/dicom-rle.")
 
 
 @router.route("GET", INSTANCE + "/frames/<id:frames>", api=API)
@@ -268,24 +308,31 @@ def retrieve_frames(ctx: Ctx, project, location, dataset, store, study, series, 
     pixel = json.loads(pixel_json) if pixel_json else {}
     if not pixel:
         raise ApiError("INVALID_ARGUMENT", f"Instance {sop} has no pixel data, so it has no frames.")
-    multipart, media, want = _negotiate_frames(ctx.request.headers.get("Accept"), ts)
+    multipart, media, want, how = _negotiate_frames(ctx.request.headers.get("Accept"), ts)
     meta_d = json.loads(meta)
     path = s.path(blob)
-    if want == EXPLICIT_LE:
+    if how == "le":
         data = pixels.frames_le(path, pixel, meta_d, ts, numbers)
         out_ts = EXPLICIT_LE
-    else:
+    elif how == "stored":
         data = pixels.frames_as_stored(path, pixel, meta_d, ts, numbers)
         out_ts = ts if pixel.get("length") is None else EXPLICIT_LE   # native frames are little-endian bytes
+    else:
+        g = pixels.geometry(meta_d)
+        pixels.check_frames(numbers, g)
+        data = transcode.frames_as(path, ts, g, numbers, media, want)
+        out_ts = want
+    part_type = f"{media}; transfer-syntax={out_ts}" if out_ts else media
     if not multipart:
         if len(data) != 1:
             raise wire.not_acceptable("A single-part response holds one frame; ask for multipart/related.")
-        return Response(data[0], content_type=f"{media}; transfer-syntax={out_ts}")
+        return Response(data[0], content_type=part_type)
     boundary = wire.new_boundary()
     url = s.instance_url(study, series, sop)
-    parts = [({"Content-Type": f"{media}; transfer-syntax={out_ts}", "Content-Location": f"{url}/frames/{n}"}, [d])
+    parts = [({"Content-Type": part_type, "Content-Location": f"{url}/frames/{n}"}, [d])
              for n, d in zip(numbers, data)]
-    ctype = f'multipart/related; type="{media}"; transfer-syntax={out_ts}; boundary={boundary}'
+    ctype = f'multipart/related; type="{media}"' + (f"; transfer-syntax={out_ts}" if out_ts else "") + \
+        f"; boundary={boundary}"
     return Response(b"".join(wire.multipart_body(parts, boundary)), content_type=ctype)
 
 
@@ -297,7 +344,7 @@ def retrieve_bulkdata(ctx: Ctx, project, location, dataset, store, study, series
     key = "/".join(p.upper() if len(p) == 8 else p for p in attribute.strip("/").split("/"))
     ranges = bulk_ranges(s.path(blob))
     if key not in ranges:
-        raise not_found(f"No bulk data at {attribute} in instance {sop}.")
+        raise s.missing(study, series, sop, f"/bulkdata/{attribute}")
     offset, length = ranges[key]
     with open(s.path(blob), "rb") as fh:
         fh.seek(offset)
@@ -369,21 +416,6 @@ def rendered_frame(ctx: Ctx, project, location, dataset, store, study, series, s
     return _rendered(s, row, numbers[0], ctx)
 
 
-@router.route("GET", SERIES + "/rendered", api=API)
-def rendered_series(ctx: Ctx, project, location, dataset, store, study, series):
-    s = Store(ctx, READ, project, location, dataset, store)
-    rows = [r for r in s.rows(study, series, columns="blob, ts, pixel, meta, qdoc") if r[2]]
-    if not rows:
-        raise ApiError("INVALID_ARGUMENT", "The series has no instance with pixel data to render.")
-
-    def number(r):
-        v = json.loads(r[4]).get("00200013", {}).get("Value") or [0]
-        return v[0] if isinstance(v[0], int) else 0
-
-    rows.sort(key=number)
-    return _rendered(s, rows[len(rows) // 2][:4], 1, ctx)
-
-
 # ---- STOW-RS -------------------------------------------------------------------------------------
 def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
     """Parse the HTTP request (the body is spooled to files part by part, never held in memory)
@@ -415,18 +447,20 @@ def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
     results, failed = s.backend.store_instances(s.name, files, study)
     outcome = wire.StowOutcome(f"{s.base_url}/studies/{study}" if study else None)
     outcome.failed.extend(failed)
-    conflict = any(f.get("code") == 409 for f in failed)
     for res in results:
         if res.outcome == "conflict":
-            conflict = True
             outcome.failed.append({"sop_class": res.sop_class, "sop": res.sop, "reason": wire.FAILURE_PROCESSING,
                                    "code": 409, "detail": res.detail})
         else:
             outcome.stored.append({"sop_class": res.sop_class, "sop": res.sop,
                                    "url": s.instance_url(res.study, res.series, res.sop)})
-    if outcome.retrieve_url is None and outcome.stored and len({u["url"].split("/series/")[0] for u in outcome.stored}) == 1:
-        outcome.retrieve_url = outcome.stored[0]["url"].split("/series/")[0]
-    status = 200 if not outcome.failed else 409 if conflict or outcome.stored else 400
+    # The study's RetrieveURL when the request's instances all belong to one study, stored or not: the
+    # real 409s quoted in healthcare-api-dicomweb-cli #46 and dcmjs #249 carry it.
+    studies = {res.study for res in results}
+    if outcome.retrieve_url is None and len(studies) == 1:
+        outcome.retrieve_url = f"{s.base_url}/studies/{studies.pop()}"
+    # Any instance not stored (a conflict or an invalid file) is 409 with its FailedSOPSequence item.
+    status = 409 if outcome.failed else 200
     accept = wire.parse_accept(ctx.request.headers.get("Accept"))
     as_json = bool(accept) and accept[0].type in (DICOM_JSON, "application/json")
     if as_json:
@@ -445,18 +479,24 @@ def store_study_instances(ctx: Ctx, **kw):
 
 
 # ---- DELETE --------------------------------------------------------------------------------------
+def _operation_started(op: dict) -> dict:
+    """DeleteStudy/DeleteSeries answer only the operation's name; the client polls it (HOWTO's
+    example response, google-evidence.md §1.5; Google's CLI takes `name` and polls, §3.3)."""
+    return {"name": op["name"]}
+
+
 @router.route("DELETE", STUDY, api=API)
 def delete_study(ctx: Ctx, project, location, dataset, store, study):
     s = Store(ctx, DELETE, project, location, dataset, store)
     s.rows(study, columns="sop")
-    return s.backend.delete_dicom(s.name, s.target.project, study, None)
+    return _operation_started(s.backend.delete_dicom(s.name, s.target.project, study, None))
 
 
 @router.route("DELETE", SERIES, api=API)
 def delete_series(ctx: Ctx, project, location, dataset, store, study, series):
     s = Store(ctx, DELETE, project, location, dataset, store)
     s.rows(study, series, columns="sop")
-    return s.backend.delete_dicom(s.name, s.target.project, study, series)
+    return _operation_started(s.backend.delete_dicom(s.name, s.target.project, study, series))
 
 
 @router.route("DELETE", INSTANCE, api=API)

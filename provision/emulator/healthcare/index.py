@@ -5,6 +5,12 @@ ingest, so QIDO is a query and WADO metadata a lookup.
 Search follows Google's conformance statement: nine searchable keys (by keyword or tag), exact
 matching, StudyDate ranges, prefix-token fuzzy PatientName, `includefield`, `limit`/`offset`
 with Google's defaults and caps.
+
+Results carry Google's default attributes of each level *only as they are in the stored
+instance* (google-evidence.md §2.1, the golden output of Google's CLI integration test on the
+live service): an attribute the file lacks is omitted, one it has empty is `{"vr": "XX"}` with
+no `Value`. Nothing is synthesised: no InstanceAvailability, ModalitiesInStudy or
+NumberOf*Related* counts (none is in Google's default lists, CONF §1.4).
 """
 from __future__ import annotations
 
@@ -56,18 +62,30 @@ INSTANCE_AVAILABILITY = "00080056"
 
 STUDY_DEFAULT = ("00080005", "00080020", "00080030", "00080050", INSTANCE_AVAILABILITY, "00080090", "00080201",
                  "00100010", "00100020", "00100030", "00100040", STUDY_UID, "00200010")
-# Our choice (Google does not document them): ModalitiesInStudy and the related counts come by default.
-STUDY_COMPUTED = (MODALITIES_IN_STUDY, N_STUDY_SERIES, N_STUDY_INSTANCES)
 STUDY_EXTRA = ("00080051", "00080080", "00080096", "00081030", "00081032", "00081048", "00081049", "00081060",
                "00081062", "00081080", "00081084", "00081110", "00321032", "00321033", "00321060", "00380010",
                "00380300", "00200010")
+# Our choice (Google's lists do not say): series and instance results also carry their parent UIDs,
+# which a search across studies (`/series`, `/instances`) needs to address what it found.
 SERIES_DEFAULT = ("00080005", "00080060", "00080201", "0008103E", SERIES_UID, "00400244", "00400245", "00400275",
-                  STUDY_UID, N_SERIES_INSTANCES)
+                  STUDY_UID)
 SERIES_EXTRA = ("00200011", "00200060", "00080021", "00080031", "00080070", "00081090", "00081010", "00180015",
                 "00185100", "00181030", "00200052", "00081050", "00081052", "00081070", "00081111", "00400260",
                 "00080080", "00081040", INSTANCE_AVAILABILITY)
 INSTANCE_DEFAULT = ("00080005", "00080016", SOP_UID, INSTANCE_AVAILABILITY, "00080201", "00200013", "00280010",
                     "00280011", "00280100", "00280008", STUDY_UID, SERIES_UID)
+
+# Attributes a server computes rather than reads from the instances (PS3.18 §10.6.3, PS3.4 C.3.4).
+# Google rejects `includefield=AvailableTransferSyntaxUID` with 400 "unknown/unsupported QIDO
+# attribute: AvailableTransferSyntaxUID" (google-evidence.md §2.2, wsidicom PR #149 against a real
+# store) and lists none of the others in any of its attribute sets (CONF §1.4), so - our choice, by
+# analogy - asking for any of them is the same 400.
+UNSUPPORTED_FIELDS = frozenset({
+    "00083002",   # AvailableTransferSyntaxUID
+    MODALITIES_IN_STUDY, "00080062",   # SOPClassesInStudy
+    N_STUDY_SERIES, N_STUDY_INSTANCES, N_SERIES_INSTANCES,
+    "00201200", "00201202", "00201204",   # NumberOfPatientRelatedStudies/Series/Instances
+})
 
 LIMITS = {"study": (100, 5000), "series": (100, 5000), "instance": (1000, 50000)}
 MAX_OFFSET = 1_000_000
@@ -142,7 +160,7 @@ def parse_query(args, level: str) -> Query:
                         q.all_fields = True
                         continue
                     tag = tag_key(item)
-                    if tag is None:
+                    if tag is None or tag in UNSUPPORTED_FIELDS:
                         raise invalid_argument(f"unknown/unsupported QIDO attribute: {item}")
                     extra.add(tag)
         elif name in CONTROL_PARAMS:
@@ -181,14 +199,11 @@ def _level_doc(meta: dict, level: str) -> dict:
         keep = {k: v for k, v in meta.items() if k.startswith("0010") or k in STUDY_DEFAULT or k in STUDY_EXTRA}
     else:
         keep = _json_doc(meta, SERIES_DEFAULT + SERIES_EXTRA)
-    keep[INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
     return dict(sorted(keep.items()))
 
 
 def instance_qdoc(meta: dict) -> dict:
-    doc = _json_doc(meta, INSTANCE_DEFAULT)
-    doc[INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
-    return doc
+    return _json_doc(meta, INSTANCE_DEFAULT)
 
 
 @dataclass
@@ -448,9 +463,9 @@ class DicomIndex:
                 params.append(value)
         need_meta = level == "instance" and (q.all_fields or bool(q.fields and q.fields - set(INSTANCE_DEFAULT)))
         if level == "study":
-            cols = "s.doc, s.modalities, s.n_series, s.n_instances"
+            cols = "s.doc"
         elif level == "series":
-            cols = "r.doc, r.n_instances"
+            cols = "r.doc"
         else:
             cols = "i.meta" if need_meta else "i.qdoc"
         sql = (f"SELECT {cols} FROM {_table(level)} {own} {' '.join(joins)} WHERE {' AND '.join(where)} "
@@ -462,19 +477,7 @@ class DicomIndex:
 
     def _result(self, level: str, row: tuple, q: Query) -> dict:
         doc = json.loads(row[0])
-        if level == "study":
-            mods = [m for m in (row[1] or "").split("\\") if m]
-            doc[MODALITIES_IN_STUDY] = {"vr": "CS", "Value": mods} if mods else {"vr": "CS"}
-            doc[N_STUDY_SERIES] = {"vr": "IS", "Value": [row[2]]}
-            doc[N_STUDY_INSTANCES] = {"vr": "IS", "Value": [row[3]]}
-            wanted = STUDY_DEFAULT + STUDY_COMPUTED
-        elif level == "series":
-            doc[N_SERIES_INSTANCES] = {"vr": "IS", "Value": [row[1]]}
-            doc.setdefault(INSTANCE_AVAILABILITY, {"vr": "CS", "Value": ["ONLINE"]})
-            wanted = SERIES_DEFAULT
-        else:
-            doc[INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
-            wanted = INSTANCE_DEFAULT
+        wanted = {"study": STUDY_DEFAULT, "series": SERIES_DEFAULT, "instance": INSTANCE_DEFAULT}[level]
         if q.all_fields:
             out = {k: v for k, v in doc.items() if "BulkDataURI" not in v}
         else:

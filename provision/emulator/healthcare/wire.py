@@ -306,8 +306,8 @@ def _failed_item_json(f: dict) -> dict:
     return item
 
 
-def _attr(tag: str, vr: str, keyword: str, value: str | None, indent: str) -> str:
-    kw = f' keyword="{keyword}"' if keyword else ""
+def _attr(tag: str, vr: str, keyword: str, value: str | None, indent: str, private_creator: str = "") -> str:
+    kw = (f' keyword="{keyword}"' if keyword else "") + (f' privateCreator="{private_creator}"' if private_creator else "")
     if value is None:
         return f'{indent}<DicomAttribute tag="{tag}" vr="{vr}"{kw}/>\n'
     return (f'{indent}<DicomAttribute tag="{tag}" vr="{vr}"{kw}>\n'
@@ -321,13 +321,16 @@ def stow_xml(o: StowOutcome) -> str:
     if o.failed:
         out.append('  <DicomAttribute tag="00081198" vr="SQ" keyword="FailedSOPSequence">\n')
         for n, f in enumerate(o.failed, 1):
+            # Google's order and its private FailureDetail, as in two real responses quoted verbatim
+            # (healthcare-api-dicomweb-cli #46, dcmjs #249): FailureReason, FailureDetail, then the
+            # referenced SOP class and instance.
             out.append(f'    <Item number="{n}">\n')
+            out.append(_attr("00081197", "US", "FailureReason", str(f["reason"]), "      "))
+            out.append(_attr("00090097", "LT", "FailureDetail", f["detail"], "      ", private_creator="GOOGLE"))
             if f.get("sop_class"):
                 out.append(_attr("00081150", "UI", "ReferencedSOPClassUID", f["sop_class"], "      "))
             if f.get("sop"):
                 out.append(_attr("00081155", "UI", "ReferencedSOPInstanceUID", f["sop"], "      "))
-            out.append(_attr("00081197", "US", "FailureReason", str(f["reason"]), "      "))
-            out.append(_attr("00090097", "LT", "", f["detail"], "      "))
             out.append("    </Item>\n")
         out.append("  </DicomAttribute>\n")
     if o.stored:
