@@ -300,6 +300,24 @@ def test_an_import_source_bucket_that_does_not_exist_is_a_plan_error(emulator, t
         provisioner.plan(load(tmp_path, d, "src.yaml"), target)
 
 
+def test_an_import_source_bucket_the_caller_cannot_list_is_a_plan_error(emulator_factory, tmp_path, data_dir):
+    from emulator_helpers import CONTROL
+    import requests
+
+    emu = emulator_factory(enforce_iam=True)
+    for resource, role in (("organizations/123456789012", "roles/resourcemanager.projectCreator"),
+                           ("billingAccounts/012345-6789AB-CDEF01", "roles/billing.user")):
+        requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [{"role": role, "members": [
+            "user:them@example.com", "user:us@example.com"]}]}, headers=CONTROL, timeout=10).raise_for_status()
+    provisioner.apply(load(tmp_path, blueprint_dict("ohif-life-priv", data_dir, smoke={"min_studies": 1}), "p.yaml"),
+                      Target(emulator=emu.url, token="emulator:user:them@example.com"))
+    us = Target(emulator=emu.url, token="emulator:user:us@example.com")
+    d = blueprint_dict("ohif-life-reader", None, bucket=None,
+                       dicom_stores=[{"id": "s", "import": {"uri": "gs://ohif-life-priv-dicom/dicom/**.dcm"}}])
+    with pytest.raises(ProvisionError, match=r"you cannot list gs://ohif-life-priv-dicom \(403\)"):
+        provisioner.plan(load(tmp_path, d, "r.yaml"), us)
+
+
 # ---------------------------------------------------------------------------- adoption of the old labels
 def test_grants_marked_by_labels_of_an_earlier_version_are_adopted_then_revocable(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)

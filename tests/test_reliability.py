@@ -294,3 +294,7 @@ def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulat
     assert dicom_import.count_studies(ctx, first.outputs["dicom_stores"]["primary"]["name"]) == 2
     assert len(list(ctx.target.storage().list_blobs(bp.bucket.name, retry=None))) == 5
     assert not provisioner.apply(bp, target).changed
+    # both runs wrote the record, compare-and-swap: it names everything once, and nothing else
+    resources, grants = _ownership(target, "ohif-twice")
+    assert [k for k, _ in resources] == ["bucket", "dataset", "dicom-store", "project"]
+    assert len(grants) == 3, grants
