@@ -11,38 +11,114 @@ from typing import Annotated, Optional
 
 import typer
 
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from provision.errors import BlueprintError, ProvisionError, UsageError
 
 
+EPILOG = """\b
+Exit codes:
+  0    success
+  1    failure at run time: an API error, a failed import or smoke check,
+       a saved plan the live state moved away from
+  2    invalid blueprint or usage
+  3    changes or drift (plan, status with --detailed-exitcode)
+  130  interrupted
+
+\b
+Environment:
+  PROVISION_EMULATOR_HOST   the emulator to call instead of Google Cloud
+                            (same as --emulator URL)
+  PROVISION_EMULATOR_TOKEN  the emulator principal to act as, e.g.
+                            emulator:user:ana@example.com (--enforce-iam)
+  PROVISION_CACHE           where the OHIF viewer package is cached
+                            (default ~/.cache/provision)
+  GOOGLE_APPLICATION_CREDENTIALS  credentials for Google Cloud (ADC)
+"""
+
+
 class _Group(TyperGroup):
-    """Expected failures become one clear message and their exit code, never a traceback."""
+    """Expected failures become one clear message and their exit code, never a traceback; with
+    --json, also one JSON document on stdout (provision/output.py)."""
 
     def invoke(self, ctx):
+        raw = [*ctx._protected_args, *ctx.args]
+        command = raw[0] if raw else ""
+        json_mode = "--json" in raw
+        from typer._click.exceptions import UsageError as ParseError
+
         try:
             return super().invoke(ctx)
         except BlueprintError as exc:
             for problem in exc.problems:  # FILE:LINE:COL: ... one per line, for editors and CI
                 typer.echo(problem, err=True)
+            _fail_json(json_mode, command, 2, "invalid_blueprint",
+                       f"{len(exc.problems)} problem(s) in the blueprint(s)", exc.problems)
             raise typer.Exit(exc.exit_code) from None
+        except ParseError as exc:
+            if not json_mode:
+                raise
+            exc.show()
+            _fail_json(True, command, 2, "usage", exc.format_message())
+            raise typer.Exit(2) from None
         except ProvisionError as exc:
             from provision.redact import redact
 
             typer.echo(f"error: {redact(str(exc))}", err=True)
+            _fail_json(json_mode, command, exc.exit_code, "usage" if exc.exit_code == 2 else "runtime",
+                       redact(str(exc)))
             raise typer.Exit(exc.exit_code) from None
         except (KeyboardInterrupt, typer.Abort):  # Ctrl-C, also at a confirmation prompt
-            typer.echo("interrupted", err=True)
+            progress = ctx.meta.get("progress")
+            typer.echo(progress.interrupted() if progress is not None else "interrupted", err=True)
+            _fail_json(json_mode, command, 130, "interrupted", "interrupted (Ctrl-C); nothing more was started")
             raise typer.Exit(130) from None
+
+
+class _Command(TyperCommand):
+    """Help as people write it: `BLUEPRINT...` and `N`, not Typer's internal types (`<list[Path]>`)."""
+
+    def get_help(self, ctx):
+        for p in self.params:
+            if getattr(p, "is_flag", False):
+                continue
+            if p.param_type_name == "argument":
+                p.display_type_rich = lambda ctx: None
+                if p.metavar:
+                    p._usage_display_name = lambda p=p: p.metavar
+            else:
+                p.display_type_rich = lambda ctx, p=p: p.metavar or p.name.upper().replace("_", "-")
+        return super().get_help(ctx)
+
+    def get_usage(self, ctx):
+        self.get_help(ctx)   # the same names in the usage line of an error
+        return super().get_usage(ctx)
+
+
+def _fail_json(json_mode: bool, command: str, code: int, kind: str, message: str, problems: list[str] | None = None) -> None:
+    """The one --json document of a run that ended in an error before it had results."""
+    from provision import output
+
+    if json_mode and command in output.COMMANDS:
+        _print_json(output.envelope(command, [], code, output.error(kind, message, problems)))
+
+
+def _print_json(doc: dict) -> None:
+    import json
+
+    typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
 
 app = typer.Typer(
     cls=_Group,
     name="provision",
     help="Turn one YAML blueprint into a working OHIF viewer on Google Cloud Healthcare.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
 
 def _version(value: bool) -> None:
@@ -55,77 +131,126 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every retry and its reason as it "
+                                          "happens (by default: one summary per step).")] = False,
 ) -> None:
     """Turn one YAML blueprint into a working OHIF viewer on Google Cloud Healthcare."""
+    ctx.meta["verbose"] = verbose
 
 
-BlueprintArg = Annotated[Path, typer.Argument(help="The blueprint YAML file.", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout; progress goes to stderr.")]
+BlueprintsArg = Annotated[list[Path], typer.Argument(metavar="BLUEPRINT...", show_default=False,
+                                                      help="Blueprint files, or directories of them (*.yaml).")]
+BlueprintArg = Annotated[Path, typer.Argument(metavar="BLUEPRINT", help="The blueprint YAML file.", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (progress goes to stderr), "
+                                                      "success or failure; `provision schema --output` describes it.")]
+DetailedOpt = Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 3 when there are changes or drift "
+                                                                       "(0 in sync, 1 error, 2 usage).")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only the blueprints of CI job I "
+                                                 "of N (a stable split: N jobs cover them all, once).")]
 EmulatorOpt = Annotated[
     Optional[str],
-    typer.Option("--emulator", envvar="PROVISION_EMULATOR_HOST", help="Send every API call to this emulator URL instead of Google Cloud."),
+    typer.Option("--emulator", metavar="URL", envvar="PROVISION_EMULATOR_HOST",
+                 help="Send every API call to this emulator instead of Google Cloud."),
 ]
 ImpersonateOpt = Annotated[
     Optional[str],
-    typer.Option("--impersonate-service-account", help="Act as this service account (Google Cloud only)."),
+    typer.Option("--impersonate-service-account", metavar="EMAIL", help="Act as this service account (Google Cloud only)."),
 ]
 
 
-def _load(path: Path, emulator: str | None, impersonate: str | None):
-    """The blueprint and the target (Google Cloud, or the emulator named by --emulator / the environment)."""
-    from provision.blueprint import load_blueprint
+def _target(emulator: str | None, impersonate: str | None):
+    """Google Cloud, or the emulator named by --emulator / the environment."""
     from provision.gcp.target import Target
 
-    return load_blueprint(path), Target.from_env(emulator=emulator, impersonate=impersonate)
+    return Target.from_env(emulator=emulator, impersonate=impersonate)
+
+
+def _load(path: Path, emulator: str | None, impersonate: str | None):
+    """The blueprint and the target."""
+    from provision.blueprint import load_blueprint
+
+    return load_blueprint(path), _target(emulator, impersonate)
 
 
 def _progress():
-    """Progress on stderr (a live view on a terminal, one line per event elsewhere); stdout stays clean for --json."""
+    """Progress on stderr (a live view on a terminal, one line per event elsewhere); stdout stays clean for --json.
+    Registered so that Ctrl-C can say what finished and what was in flight."""
+    from typer._click.globals import get_current_context
+
     from provision.progress import Progress
 
-    return Progress()
+    ctx = get_current_context().find_root()
+    progress = Progress(verbose=bool(ctx.meta.get("verbose")))
+    ctx.meta["progress"] = progress
+    return progress
 
 
-def _emit(json_out: bool, doc: dict, text: str) -> None:
-    """`--json`: one JSON document on stdout; otherwise the human rendering."""
+def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: int | None = None,
+            detailed: bool = False, changed=lambda value: False) -> None:
+    """Print the run's result (the JSON envelope, or each blueprint's text and errors) and exit
+    with its code: 1 if any blueprint failed, else 3 with --detailed-exitcode and changes, else 0."""
+    from provision import output
+
+    if code is None:
+        code = 1 if any(not o.ok for o in outcomes) else (
+            3 if detailed and any(changed(o.value) for o in outcomes) else 0)
     if json_out:
-        import json
-
-        typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+        results = [output.result(str(o.item.path), o.item.project, ok=o.ok, err=o.error,
+                                 **(payload(o) if o.value is not None or o.ok else {})) for o in outcomes]
+        _print_json(output.envelope(command, results, code))
     else:
-        typer.echo(text)
+        for o in outcomes:
+            if o.value is not None:
+                typer.echo(text(o))
+    for o in outcomes:
+        if not o.ok:
+            typer.echo(f"error: {o.item.path}: {o.error}", err=True)
+    if code:
+        raise typer.Exit(code)
 
 
-def _confirm_or_refuse(question: str) -> None:
-    """Ask on a terminal; refuse (exit 2, nothing changed) when no one can answer."""
+def _confirm_or_refuse(question: str, *, type_to_confirm: str | None = None) -> None:
+    """Ask on a terminal (y/N, or typing `type_to_confirm` back); refuse (exit 2, nothing changed)
+    when no one can answer."""
     if not sys.stdin.isatty():
         raise UsageError(f"{question} needs confirmation: run again with --yes (no terminal to ask on)")
-    if not typer.confirm(question, default=False, err=True):
+    if type_to_confirm is None:
+        if not typer.confirm(question, default=False, err=True):
+            raise typer.Exit(1)
+        return
+    answer = typer.prompt(f"{question}\nType {type_to_confirm} to confirm", default="", show_default=False, err=True)
+    if answer.strip() != type_to_confirm:
+        typer.echo("not confirmed: nothing was changed", err=True)
         raise typer.Exit(1)
 
 
-@app.command()
-def validate(blueprint: BlueprintArg) -> None:
-    """Check a blueprint (schema and Google's naming rules) without calling any API."""
-    from provision.blueprint import load_blueprint
+@app.command(cls=_Command)
+def validate(blueprints: BlueprintsArg, json_out: JsonOpt = False) -> None:
+    """Check blueprints (schema, Google's naming rules); no API call."""
+    from provision import runs
 
-    bp = load_blueprint(blueprint)
-    typer.echo(f"{blueprint}: valid (project {bp.project.id}, {len(bp.dicom_stores)} DICOM store(s))")
+    outcomes = [runs.Outcome(it, it.bp) for it in runs.load(blueprints)]
+    _finish("validate", json_out, outcomes,
+            lambda o: {"validate": {"valid": True, "dicom_stores": len(o.value.dicom_stores)}},
+            lambda o: f"{o.item.path}: valid (project {o.item.project}, {len(o.value.dicom_stores)} "
+                      f"DICOM store{'' if len(o.value.dicom_stores) == 1 else 's'})")
 
 
-@app.command()
-def schema() -> None:
-    """Print the blueprint's JSON Schema, for editors to complete and check blueprints."""
-    import json
-
+@app.command(cls=_Command)
+def schema(
+    output_schema: Annotated[bool, typer.Option("--output", help="The JSON Schema of the --json output instead.")] = False,
+) -> None:
+    """Print the blueprint's JSON Schema (for editors), or the output's."""
+    from provision import output
     from provision.blueprint import json_schema
 
-    typer.echo(json.dumps(json_schema(), indent=2, sort_keys=True))
+    _print_json(output.SCHEMA if output_schema else json_schema())
 
 
-@app.command()
+@app.command(cls=_Command)
 def init(
     path: Annotated[Optional[Path], typer.Argument(help="Where to write the starter blueprint (default: stdout).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -144,24 +269,44 @@ def init(
     typer.echo(f"wrote {path}; edit it, then run: provision validate {path}")
 
 
-@app.command()
-def plan(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None) -> None:
+@app.command(cls=_Command)
+def plan(
+    blueprints: BlueprintsArg,
+    json_out: JsonOpt = False,
+    detailed: DetailedOpt = False,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="PLAN.json", help="Save the plan: `apply PLAN.json` "
+                                                "applies exactly it, or refuses if the live state moved.")] = None,
+    delete_data: Annotated[bool, typer.Option("--delete-data", help="Plan as apply --delete-data would.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Plan as apply --replace would.")] = False,
+    reimport: Annotated[Optional[list[str]], typer.Option("--reimport", metavar="STORE",
+                                                          help="Plan as apply --reimport STORE would.")] = None,
+    shard: ShardOpt = None,
+    emulator: EmulatorOpt = None,
+    impersonate: ImpersonateOpt = None,
+) -> None:
     """Show what apply would change; changes nothing."""
-    from provision import provisioner
+    from provision import provisioner, runs, saved_plan
 
-    bp, target = _load(blueprint, emulator, impersonate)
+    opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
+    items, target = runs.load(blueprints, shard), _target(emulator, impersonate)
     with _progress() as progress:
-        the_plan = provisioner.plan(bp, target, listener=progress)
-    _emit(json_out, the_plan.to_json(), the_plan.render())
+        outcomes = runs.each(items, lambda it: provisioner.plan(it.bp, target, listener=progress, opts=opts))
+    if out is not None and all(o.ok for o in outcomes):
+        saved_plan.save(out, [(o.item.path, o.value) for o in outcomes], target.label, opts)
+        typer.echo(f"saved the plan to {out}; apply it with: provision apply {out}", err=True)
+    _finish("plan", json_out, outcomes, lambda o: {"plan": o.value.to_json()}, lambda o: o.value.render(),
+            detailed=detailed, changed=lambda p: p.has_changes)
 
 
-@app.command()
+@app.command(cls=_Command)
 def apply(
-    blueprints: Annotated[list[Path], typer.Argument(help="One or more blueprint YAML files.", show_default=False)],
+    blueprints: Annotated[list[Path], typer.Argument(metavar="BLUEPRINT...|PLAN.json", show_default=False, help=(
+        "Blueprint files, directories of them, or one plan saved by `plan --out`."))],
     yes: Annotated[bool, typer.Option("--yes", help="Apply without asking for confirmation.")] = False,
     json_out: JsonOpt = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip the smoke check at the end.")] = False,
-    parallel: Annotated[int, typer.Option("--parallel", min=1, help="Blueprints applied at once.")] = 4,
+    parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=1, help="Blueprints applied at once (at least 1).",
+                                          show_default=True)] = 4,
     delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete what provision made that the "
                                               "blueprint dropped and that holds data (stores with studies, "
                                               "buckets with objects).")] = False,
@@ -169,81 +314,133 @@ def apply(
                                           "whose location changed: deleted and made again, data included).")] = False,
     reimport: Annotated[Optional[list[str]], typer.Option("--reimport", metavar="STORE",
                                                           help="Run this store's import again (repeatable).")] = None,
+    shard: ShardOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
 ) -> None:
-    """Make the environment match the blueprint (within what provision made), then check it works."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Make the environment match the blueprint, then check it works.
 
-    from provision import pipeline, provisioner
+    Within what provision made: what it made and the blueprint dropped is removed; what it
+    did not make is never touched."""
+    from provision import pipeline, provisioner, runs, saved_plan
 
-    opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-    loaded = [_load(path, emulator, impersonate) for path in blueprints]
-    bps, target = [bp for bp, _ in loaded], loaded[0][1]  # every blueprint goes to the same target
-    with _progress() as progress, ThreadPoolExecutor(max_workers=parallel) as pool:
-        plans = list(pool.map(lambda bp: provisioner.plan(bp, target, listener=progress, opts=opts), bps))
-    for p in plans:
-        if p.replacements and not replace:
-            typer.echo(p.render(), err=True)
-        provisioner.refuse_replacements(p, opts)
-    changing = [p for p in plans if p.has_changes]
+    target = _target(emulator, impersonate)
+    if len(blueprints) == 1 and saved_plan.is_saved_plan(blueprints[0]):
+        items, plans = _saved(blueprints[0], target, shard)
+        opts, yes = saved_plan.options(saved_plan.load(blueprints[0])), True   # reviewed when it was saved
+    else:
+        opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
+        items = runs.load(blueprints, shard)
+        with _progress() as progress:
+            plans = runs.each(items, lambda it: provisioner.plan(it.bp, target, listener=progress, opts=opts),
+                              parallel)
+    good = [o for o in plans if o.ok]
+    for o in good:
+        if o.value.replacements and not opts.replace:
+            typer.echo(o.value.render(), err=True)
+        provisioner.refuse_replacements(o.value, opts)
+    changing = [o.value for o in good if o.value.has_changes]
     if changing and not yes:
         for p in changing:
             typer.echo(p.render(), err=True)
         _confirm_or_refuse("apply these changes?")
     with _progress() as progress:
-        outcomes = pipeline.apply_many(bps, target, progress, plans=plans, parallel=parallel, run_smoke=not no_smoke,
-                                       opts=opts)
-    docs = [o.to_json() for o in outcomes]
-    _emit(json_out, docs[0] if len(docs) == 1 else {"ok": all(o.ok for o in outcomes), "results": docs},
-          "\n".join(o.render() for o in outcomes))
-    for o in outcomes:
-        if not o.ok:
-            typer.echo(f"error: {o.project}: {o.error}", err=True)
-    if not all(o.ok for o in outcomes):
-        raise typer.Exit(1)
+        applied = pipeline.apply_many([o.item.bp for o in good], target, progress, plans=[o.value for o in good],
+                                      parallel=parallel, run_smoke=not no_smoke, opts=opts)
+    done = {id(o.item.bp): a for o, a in zip(good, applied)}
+    outcomes = [runs.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]
+
+    def payload(o) -> dict:
+        if not isinstance(o.value, pipeline.Outcome):
+            return {"apply": None}
+        doc = o.value.to_json()
+        return {"apply": doc["apply"], "config_path": doc["config"], "smoke": doc["smoke"], "notes": doc["notes"]}
+
+    _finish("apply", json_out, outcomes, payload,
+            lambda o: o.value.render() if isinstance(o.value, pipeline.Outcome) else "")
 
 
-@app.command()
-def status(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None) -> None:
-    """Compare live state with the blueprint (drift)."""
-    from provision import provisioner
+def _saved(path: Path, target, shard: str | None):
+    """The blueprints of a saved plan, each planned again now and refused (PlanMoved) unless the
+    new plan is the saved one."""
+    from provision import provisioner, runs, saved_plan
 
-    bp, target = _load(blueprint, emulator, impersonate)
-    report = provisioner.status(bp, target)
-    _emit(json_out, report.to_json(), report.render())
+    doc = saved_plan.load(path)
+    items = runs.load([Path(e["blueprint"]) for e in doc["plans"]], shard)
+    by_path = {str(Path(e["blueprint"])): e for e in doc["plans"]}
+    opts = saved_plan.options(doc)
+
+    def check(it):
+        entry = by_path[str(it.path)]
+        saved_plan.check_inputs(entry, target.label, doc["target"])
+        fresh = provisioner.plan(it.bp, target, opts=opts)
+        moved = saved_plan.differences(entry["plan"], fresh)
+        if moved:
+            raise saved_plan.PlanMoved(f"the live state moved since the plan was saved; nothing was changed:\n  "
+                                       + "\n  ".join(moved) + "\nplan again, review, and apply the new plan")
+        return fresh
+
+    with _progress():
+        return items, runs.each(items, check)
 
 
-@app.command()
-def destroy(
-    blueprint: BlueprintArg,
-    yes: Annotated[bool, typer.Option("--yes", help="Destroy without asking for confirmation.")] = False,
-    delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete DICOM stores that hold data.")] = False,
-    delete_project: Annotated[bool, typer.Option("--delete-project", help="Also delete the project.")] = False,
+@app.command(cls=_Command)
+def status(
+    blueprints: BlueprintsArg,
+    json_out: JsonOpt = False,
+    detailed: DetailedOpt = False,
+    shard: ShardOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
 ) -> None:
-    """Delete what the blueprint describes; data and the project are kept unless asked."""
-    from provision import provisioner
+    """Live state versus the blueprint: missing, drift, extra, kept."""
+    from provision import provisioner, runs
 
-    bp, target = _load(blueprint, emulator, impersonate)
-    try:
-        steps, kept = the_plan = provisioner.destroy_plan(bp, target, delete_data=delete_data,
-                                                          delete_project=delete_project)
-    except provisioner.NeedsFlag as exc:
-        raise ProvisionError(_flags(str(exc))) from None
-    for line in kept:
-        typer.echo(_flags(line) if line.startswith("nothing to destroy") else f"keep: {_flags(line)}", err=True)
-    if not steps:
-        typer.echo("nothing to destroy")
-        return
-    if not yes:
-        for step in steps:
-            typer.echo(f"  {step.action:<7} {step.id}  {', '.join(step.changes)}", err=True)
-        _confirm_or_refuse(f"destroy {len(steps)} resource(s) of {bp.project.id}?")
+    items, target = runs.load(blueprints, shard), _target(emulator, impersonate)
+    outcomes = runs.each(items, lambda it: provisioner.status(it.bp, target))
+    _finish("status", json_out, outcomes, lambda o: {"status": o.value.to_json()}, lambda o: o.value.render(),
+            detailed=detailed, changed=lambda r: not r.in_sync)
+
+
+@app.command(cls=_Command)
+def destroy(
+    blueprints: BlueprintsArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Destroy without asking for confirmation.")] = False,
+    json_out: JsonOpt = False,
+    delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete stores with studies and buckets "
+                                              "with objects that provision made.")] = False,
+    delete_project: Annotated[bool, typer.Option("--delete-project", help="Also delete the project (if provision "
+                                                 "created it).")] = False,
+    emulator: EmulatorOpt = None,
+    impersonate: ImpersonateOpt = None,
+) -> None:
+    """Delete what provision made for the blueprints (data kept unless asked).
+
+    Its ownership record says what it made; data and the project are kept unless asked."""
+    from provision import provisioner, runs
+
+    items, target = runs.load(blueprints), _target(emulator, impersonate)
+
+    def destroy_plan(it):
+        try:
+            return provisioner.destroy_plan(it.bp, target, delete_data=delete_data, delete_project=delete_project)
+        except provisioner.NeedsFlag as exc:
+            raise ProvisionError(_flags(str(exc))) from None
+
+    plans = runs.each(items, destroy_plan)
+    for o in plans:
+        if o.ok:
+            typer.echo(provisioner.render_destroy_plan(o.item.project, o.value), err=True)
+    todo = [o for o in plans if o.ok and o.value.steps]
+    if todo and not yes:
+        data = [o.item.project for o in todo if o.value.deletes_data]
+        question = f"destroy {sum(len(o.value.steps) for o in todo)} resource(s) of {', '.join(o.item.project for o in todo)}?"
+        _confirm_or_refuse(question, type_to_confirm=", ".join(data) if data else None)
     with _progress() as progress:
-        result = provisioner.destroy(bp, target, listener=progress, plan_=the_plan)
-    typer.echo(result.render())
+        outcomes = [runs.each([o.item], lambda it, o=o: provisioner.destroy(it.bp, target, listener=progress,
+                                                                             plan_=o.value))[0] if o.ok else o
+                    for o in plans]
+    _finish("destroy", json_out, outcomes, lambda o: {"destroy": o.value.to_json()}, lambda o: o.value.render())
 
 
 def _flags(text: str) -> str:
@@ -251,50 +448,64 @@ def _flags(text: str) -> str:
     return text.replace("delete_data", "--delete-data").replace("delete_project", "--delete-project")
 
 
-@app.command()
+@app.command(cls=_Command)
 def config(
-    blueprint: BlueprintArg,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write here instead of viewer.config_out.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="js (window.config) or json (data sources only).")] = "js",
+    blueprints: BlueprintsArg,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="PATH|-", help="Write here instead of "
+                                                "viewer.config_out (`-`: standard output).")] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="js|json", help="js (window.config for OHIF) or json "
+                                     "(the same, as JSON; written next to viewer.config_out as .json).")] = "js",
     emulator: EmulatorOpt = None,
 ) -> None:
-    """Write the OHIF viewer configuration for the blueprint's stores."""
-    from provision import pipeline
+    """Write the OHIF viewer configuration for the blueprints' stores."""
+    from provision import pipeline, runs
     from provision.ohif import config as ohif_config
 
     if fmt not in ("js", "json"):
-        raise UsageError(f"--format {fmt!r}: use js (window.config) or json (data sources only)")
-    bp, target = _load(blueprint, emulator, None)
-    path = pipeline.write_config(bp, target, out, fmt)
-    typer.echo(f"wrote {path}", err=True)
-    if not target.is_emulator:
-        typer.echo(ohif_config.oauth_checklist(bp), err=True)
-    for warning in ohif_config.config_warnings(bp, emulator_url=target.emulator):
-        typer.echo(f"warning: {warning}", err=True)
+        raise UsageError(f"--format {fmt!r}: use js (window.config) or json")
+    items, target = runs.load(blueprints), _target(emulator, None)
+    if out is not None and len(items) > 1 and str(out) != "-":
+        raise UsageError("--out names one file: give one blueprint, or leave --out out to write each blueprint's "
+                         "viewer.config_out")
+    for it in items:
+        if str(out) == "-":
+            typer.echo(ohif_config.render_config(it.bp, emulator_url=target.emulator, fmt=fmt), nl=False)
+            continue
+        path = pipeline.write_config(it.bp, target, out, fmt)
+        typer.echo(f"wrote {path}", err=True)
+        if not target.is_emulator:
+            typer.echo(ohif_config.oauth_checklist(it.bp), err=True)
+        for warning in ohif_config.config_warnings(it.bp, emulator_url=target.emulator):
+            typer.echo(f"warning: {warning}", err=True)
 
 
-@app.command()
+@app.command(cls=_Command)
 def smoke(
-    blueprint: BlueprintArg,
+    blueprints: BlueprintsArg,
     browser: Annotated[bool, typer.Option("--browser", help="Also drive the real OHIF viewer in headless Chromium.")] = False,
+    as_member: Annotated[Optional[str], typer.Option("--as", metavar="MEMBER", help=(
+        "Check as this principal, as the viewer's users will be: on the emulator user:EMAIL (its "
+        "emulator:MEMBER token), on Google Cloud serviceAccount:EMAIL (impersonated).")) ] = None,
     json_out: JsonOpt = False,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
 ) -> None:
-    """Prove the viewer will work: DICOMweb as OHIF uses it, optionally the real viewer."""
-    from provision import pipeline
+    """Prove the viewer works: DICOMweb as OHIF uses it, or the real viewer."""
+    from provision import pipeline, runs
 
-    bp, target = _load(blueprint, emulator, impersonate)
-    report = pipeline.smoke(bp, target, browser=browser or None)
-    _emit(json_out, report.to_dict(), report.summary())
-    if not report.ok:
-        raise typer.Exit(1)
+    items, target = runs.load(blueprints), _target(emulator, impersonate)
+    if as_member:
+        target = pipeline.target_as(target, as_member)
+    outcomes = runs.each(items, lambda it: pipeline.smoke(it.bp, target, browser=browser or None))
+    outcomes = [runs.Outcome(o.item, o.value, o.error or (None if o.value.ok else "smoke check failed"))
+                for o in outcomes]
+    _finish("smoke", json_out, outcomes, lambda o: {"smoke": o.value.to_dict()}, lambda o: o.value.summary())
 
 
-@app.command()
+@app.command(cls=_Command)
 def viewer(
     blueprint: BlueprintArg,
-    port: Annotated[int, typer.Option("--port", help="Port to serve the viewer on.")] = 3000,
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to serve the viewer on.")] = 3000,
     emulator: EmulatorOpt = None,
 ) -> None:
     """Serve the real OHIF viewer with the blueprint's configuration."""
@@ -312,20 +523,20 @@ def viewer(
         server.stop()
 
 
-@app.command()
+@app.command(cls=_Command)
 def emulator(
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Keep state here across restarts (default: in memory).")] = None,
-    record: Annotated[Optional[Path], typer.Option("--record", help="Append one JSON line per request to this file.")] = None,
-    latency: Annotated[str, typer.Option("--latency", help="none, realistic, or a JSON/YAML latency table file.")] = "none",
-    time_scale: Annotated[float, typer.Option("--time-scale", min=0.0, help="Multiply every latency by this factor.")] = 1.0,
-    faults: Annotated[Optional[str], typer.Option("--faults", help="Inject faults, e.g. '429=0.1,503=0.05,reset=0.02,operation=0.1'.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for reproducible faults.")] = 0,
+    host: Annotated[str, typer.Option("--host", metavar="ADDR", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8765,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", help="Keep state here across restarts (default: in memory).")] = None,
+    record: Annotated[Optional[Path], typer.Option("--record", metavar="FILE", help="Append one JSON line per request to this file.")] = None,
+    latency: Annotated[str, typer.Option("--latency", metavar="none|realistic|FILE", help="none, realistic, or a JSON/YAML latency table file.")] = "none",
+    time_scale: Annotated[float, typer.Option("--time-scale", metavar="F", min=0.0, help="Multiply every latency by this factor.")] = 1.0,
+    faults: Annotated[Optional[str], typer.Option("--faults", metavar="SPEC", help="Inject faults, e.g. '429=0.1,503=0.05,reset=0.02,operation=0.1'.")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for reproducible faults.")] = 0,
     enforce_iam: Annotated[bool, typer.Option("--enforce-iam", help="Check every call against IAM; bearer tokens 'emulator:MEMBER'.")] = False,
-    allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", help="Also serve requests whose Host is this name (repeatable); loopback names and the bound address always are.")] = None,
+    allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", metavar="NAME", help="Also serve requests whose Host is this name (repeatable); loopback names and the bound address always are.")] = None,
 ) -> None:
-    """Run the local emulator of the Google APIs that provision and OHIF use."""
+    """Run the local emulator of the Google APIs provision and OHIF use."""
     from provision.emulator.server import EmulatorServer
     from provision.emulator.world import Options
     for name in allow_host or ():
@@ -345,14 +556,14 @@ def emulator(
     server.serve_forever()
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     browser: Annotated[bool, typer.Option("--browser", help="Also drive the real OHIF viewer at the end.")] = False,
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's blueprint, studies, OHIF config and screenshots "
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for the demo's blueprint, studies, OHIF config and screenshots "
                                                     "(files of the same names are overwritten).")] = Path("out"),
     emulator: EmulatorOpt = None,
 ) -> None:
-    """Run the whole flow offline on an embedded emulator with synthetic studies."""
+    """The whole flow offline, on an embedded emulator with synthetic studies."""
     from provision.demo import run_demo
 
     with _progress() as progress:

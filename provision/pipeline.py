@@ -67,11 +67,31 @@ def access_token(target: Target) -> str | None:
     return creds.token
 
 
+def target_as(target: Target, member: str) -> Target:
+    """The same target, acting as `member`: on the emulator its `emulator:MEMBER` token, on Google
+    Cloud the service account impersonated (a person cannot be impersonated)."""
+    from provision.errors import UsageError
+
+    if target.is_emulator:
+        if ":" not in member:
+            raise UsageError(f"--as {member!r}: name a member, e.g. user:ana@example.com or serviceAccount:EMAIL")
+        return Target(emulator=target.emulator, token=f"emulator:{member}")
+    kind, _, email = member.partition(":")
+    if kind != "serviceAccount" or not email:
+        raise UsageError(f"--as {member!r}: on Google Cloud only a service account can be acted as "
+                         "(serviceAccount:EMAIL, impersonated; you need roles/iam.serviceAccountTokenCreator on it)")
+    return Target(impersonate=email)
+
+
 def write_config(bp: Any, target: Target, out: Path | None = None, fmt: str = "js") -> Path:
-    """Write OHIF's config for `bp` (to `viewer.config_out` unless `out`), pointing at the target."""
+    """Write OHIF's config for `bp` (to `viewer.config_out` unless `out`), pointing at the target.
+    JSON never lands on the viewer's .js path by default: it goes next to it, as .json."""
     from provision.ohif import config as ohif_config
 
-    return ohif_config.write_config(bp, out or bp.viewer.config_out, emulator_url=target.emulator, fmt=fmt)
+    path = Path(out or bp.viewer.config_out)
+    if out is None and fmt == "json":
+        path = path.with_suffix(".json")
+    return ohif_config.write_config(bp, path, emulator_url=target.emulator, fmt=fmt)
 
 
 def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke") -> Any:

@@ -2,9 +2,10 @@
 
 On a terminal: a live block, one line per step with its state, elapsed time, a spinner while
 it runs (long-running operations included) and import counters as they move. Elsewhere (CI,
-pipes): one plain line per event that matters (start, retry, note, done, failed, skipped),
-and progress lines only when a counter moves. Usable as a listener: `with Progress() as p:
-provisioner.apply(bp, target, p)`.
+pipes): one plain line per event that matters (start, note, done, failed, skipped), and
+progress lines only when a counter moves. Retries are summed up per step ("waiting: <why>
+(12 retries, 3.1 s)") on its live line and on its done/failed line; `verbose` prints each one
+as it happens. Usable as a listener: `with Progress() as p: provisioner.apply(bp, target, p)`.
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ ICON = {"pending": "·", "done": "[green]✓[/]", "failed": "[red]✗[/]", "skip
 
 
 class Progress:
-    def __init__(self, console: Any = None, live: bool | None = None, show_noop: bool = False):
+    def __init__(self, console: Any = None, live: bool | None = None, show_noop: bool = False,
+                 verbose: bool = False):
         from rich.console import Console
 
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.live_mode = self.console.is_terminal if live is None else live
         self.show_noop = show_noop
+        self.verbose = verbose
+        self._retries: dict[tuple, dict] = {}   # (project, step) -> {n, since, reason}
         self._lock = threading.RLock()
         self._rows: dict[str, dict] = {}
         self._order: list[str] = []
@@ -52,7 +56,33 @@ class Progress:
             if not self.live_mode:
                 self._print(event)
 
+    def _retry_summary(self, project: str, step: str) -> str:
+        r = self._retries.get((project, step))
+        if not r:
+            return ""
+        n = r["n"]
+        return f"{r['reason']} ({n} retr{'y' if n == 1 else 'ies'}, {time.monotonic() - r['since']:.1f} s)"
+
+    def interrupted(self) -> str:
+        """What to tell someone who pressed Ctrl-C: what finished, what was in flight, what to do."""
+        with self._lock:
+            rows = [self._rows[k] for k in self._order]
+        label = lambda r: f"{r['project']} {r['id']}".strip()  # noqa: E731
+        done = [label(r) for r in rows if r["state"] == "done" and r["detail"] != "no changes"]
+        running = [label(r) for r in rows if r["state"] == "running"]
+        lines = ["interrupted (Ctrl-C): nothing more was started"]
+        if done:
+            lines.append(f"  finished: {', '.join(done)}")
+        if running:
+            lines.append(f"  in flight (stopped at their next wait; Google may still finish them): {', '.join(running)}")
+        lines.append("  run the same command again: apply picks up where it stopped and duplicates nothing")
+        return "\n".join(lines)
+
     def _update(self, e: Event) -> None:
+        if e.kind == "retry":
+            r = self._retries.setdefault((e.project, e.step), {"n": 0, "since": time.monotonic()})
+            r["n"] += 1
+            r["reason"] = (e.message or "").splitlines()[0][:160]
         # Rows are per (project, step): several blueprints applied at once each have their own.
         if e.kind == "plan" and e.steps:
             for s in e.steps:
@@ -70,7 +100,7 @@ class Progress:
         elif e.kind == "progress":
             row["detail"] = e.message + (f" [{e.done}/{e.total}]" if e.total else "")
         elif e.kind == "retry":
-            row["detail"] = f"retrying: {e.message} (attempt {e.attempt})"
+            row["detail"] = "waiting: " + self._retry_summary(e.project, e.step)
         elif e.kind in ("done", "failed", "skipped"):
             row.update(state=e.kind, elapsed=e.elapsed, detail=(e.message or "").splitlines()[0] if e.message else "")
 
@@ -85,7 +115,8 @@ class Progress:
         elif e.kind == "start":
             c.print(f"{tag}[bold]{e.step}[/] {e.action}…" + (f" {e.message}" if e.message else ""), highlight=False)
         elif e.kind == "retry":
-            c.print(f"{tag}[yellow]{e.text()}[/]", highlight=False, markup=True)
+            if self.verbose:
+                c.print(f"{tag}[yellow]{e.text()}[/]", highlight=False, markup=True)
         elif e.kind == "note":
             c.print(f"{tag}[cyan]note[/] {e.step}: {e.message}", highlight=False)
         elif e.kind == "progress":
@@ -99,14 +130,20 @@ class Progress:
         elif e.kind == "done":
             if e.message == "no changes" and not self.show_noop:
                 return
-            c.print(f"{tag}{ICON['done']} {e.step} ({e.elapsed:.1f}s)" + (f" {e.message}" if e.message else ""),
-                    highlight=False)
+            c.print(f"{tag}{ICON['done']} {e.step} ({e.elapsed:.1f}s)" + (f" {e.message}" if e.message else "")
+                    + self._retried(e), highlight=False)
         elif e.kind == "failed":
-            c.print(f"{tag}{ICON['failed']} {e.step} failed after {e.elapsed:.1f}s", highlight=False)
+            c.print(f"{tag}{ICON['failed']} {e.step} failed after {e.elapsed:.1f}s" + self._retried(e), highlight=False)
         elif e.kind == "skipped":
             c.print(f"{tag}{ICON['skipped']} {e.step} skipped ({e.message})", highlight=False)
         elif e.kind == "finished":
             c.print(f"{tag}{e.message} ({e.elapsed:.1f}s)", highlight=False)
+
+    def _retried(self, e: Event) -> str:
+        from rich.markup import escape
+
+        summary = self._retry_summary(e.project, e.step)
+        return f" [dim](after waiting: {escape(summary)})[/]" if summary and not self.verbose else ""
 
     # ------------------------------------------------------------------ live view
     def _render(self) -> Any:

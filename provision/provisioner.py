@@ -243,7 +243,7 @@ def status(bp: Any, target: Target) -> StatusReport:
         if live.project is not None and live.project.state != "ACTIVE":
             st = live.project.state
             return StatusReport(bp.project.id, target.label, [
-                {"id": "project", "kind": "project", "resource": f"projects/{bp.project.id}", "state": st,
+                {"id": "project", "kind": "project", "resource": f"projects/{bp.project.id}", "state": "pending_deletion",
                  "details": [f"the project is {st} (deleted, pending purge); restore it with "
                              f"`gcloud projects undelete {bp.project.id}`"]}], [])
         p = plan(bp, target, check_permissions=False, ctx=ctx)
@@ -264,7 +264,7 @@ class DestroyResult:
 
     def to_json(self) -> dict:
         return {"project": self.project, "target": self.target,
-                "steps": [dict(s.to_json(), status=r.status, message=r.message) for s, r in zip(self.steps, self.results)],
+                "deleted": [dict(s.to_json(), status=r.status, message=r.message) for s, r in zip(self.steps, self.results)],
                 "kept": self.kept}
 
     def render(self) -> str:
@@ -287,6 +287,22 @@ class DestroyPlan:
 
     def __iter__(self):
         return iter((self.steps, self.kept))
+
+    @property
+    def deletes_data(self) -> bool:
+        """Some step deletes studies or objects (what a typed confirmation guards)."""
+        return any(" and its " in c for s in self.steps for c in s.changes)
+
+
+def render_destroy_plan(project: str, the_plan: DestroyPlan) -> str:
+    """What destroy will delete (with the studies and objects lost) and keep, and why."""
+    if not the_plan.steps:
+        return "\n".join([f"{project}: nothing to destroy"] + [f"  keep   {k}" for k in the_plan.kept
+                                                                 if not k.startswith("nothing to destroy")])
+    lines = [f"{project}: destroy deletes {len(the_plan.steps)} and keeps {len(the_plan.kept)}"]
+    lines += [f"  delete {s.id:<24} {'; '.join(s.changes)}" for s in the_plan.steps]
+    lines += [f"  keep   {k}" for k in the_plan.kept]
+    return "\n".join(lines)
 
 
 def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_project: bool = False,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-CREATE, UPDATE, NOOP, DELETE, KEEP, REPLACE = "create", "update", "noop", "delete", "keep", "replace"
+CREATE, UPDATE, NOOP, DELETE, KEEP, REPLACE = "create", "update", "no-op", "delete", "keep", "replace"
 SIGN = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "=", KEEP: "=", REPLACE: "-/+"}
 
 
@@ -41,6 +41,8 @@ class Step:
     # ("grant", resource, role, member). Apply records every step's claims in one write before
     # the first change (each step also records its own before acting: a no-op by then).
     claims: list[tuple] = field(default_factory=list, repr=False)
+    # the same change for machines: {"field", "before", "after"} per changed field
+    fields: list[dict] = field(default_factory=list)
 
     @property
     def changing(self) -> bool:
@@ -48,4 +50,10 @@ class Step:
 
     def to_json(self) -> dict:
         return {"id": self.id, "kind": self.kind, "resource": self.resource, "action": self.action,
-                "changes": list(self.changes), "drift": list(self.drift), "depends_on": list(self.deps)}
+                "changes": list(self.changes), "fields": [dict(f) for f in self.fields], "drift": list(self.drift),
+                "depends_on": list(self.deps)}
+
+
+def field_change(name: str, before: object, after: object) -> dict:
+    """One changed field of a step, for `--json` (None: absent)."""
+    return {"field": name, "before": before, "after": after}

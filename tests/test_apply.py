@@ -112,7 +112,8 @@ def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path
     assert [s["id"] for s in doc["steps"]] == ["project", "record", "billing", "apis", "project-iam", "service-agent", "bucket",
                                                "upload", "bucket-iam", "dataset", "store:primary", "store-iam:primary",
                                                "import:primary"]
-    assert all(list(s) == ["id", "kind", "resource", "action", "changes", "drift", "depends_on"] for s in doc["steps"])
+    assert all(list(s) == ["id", "kind", "resource", "action", "changes", "fields", "drift", "depends_on"]
+               for s in doc["steps"])
     assert doc["steps"][0]["action"] == "create" and doc["changes"] == 13   # with the record
     assert plan.step("import:primary").deps == ["store:primary", "service-agent", "upload", "bucket-iam"]
     assert "plan for project ohif-apply-three" in plan.render()

@@ -420,7 +420,7 @@ def bp_max() -> int:
     ("make", "phrase"),
     [
         (lambda d: d / "missing.yaml", "no such file"),
-        (lambda d: d, "is a directory"),
+        (lambda d: d, "no blueprint (*.yaml, *.yml) in this directory"),   # a directory is a fleet: empty here
     ],
     ids=["missing", "directory"],
 )

@@ -58,13 +58,13 @@ def test_demo_on_a_running_emulator_then_apply_reports_no_changes(emulator_facto
     record.write_text("")  # only the second apply's requests from here on
     second = run("apply", str(blueprint), "--emulator", emu.url, "--yes", "--json", "--no-smoke")
     assert second.exit_code == 0, second.output
-    doc = json.loads(second.stdout)
+    doc = json.loads(second.stdout)["results"][0]
     assert doc["apply"]["changed"] is False and doc["apply"]["summary"] == "no changes"
     assert writes(record) == [], "a no-op apply must make reads only"
     # The viewer's data is there: the smoke check on the same blueprint passes.
     smoke = run("smoke", str(blueprint), "--emulator", emu.url, "--json")
     assert smoke.exit_code == 0, smoke.output
-    assert json.loads(smoke.stdout)["ok"] is True
+    assert json.loads(smoke.stdout)["ok"] is True and json.loads(smoke.stdout)["results"][0]["smoke"]["ok"] is True
 
 
 def test_plan_changes_nothing_and_apply_without_yes_refuses_without_a_terminal(emulator_factory, tmp_path):
@@ -76,7 +76,7 @@ def test_plan_changes_nothing_and_apply_without_yes_refuses_without_a_terminal(e
     write_demo_studies(demo_data_dir(blueprint))
     plan = run("plan", str(blueprint), "--emulator", emu.url, "--json")
     assert plan.exit_code == 0, plan.output
-    doc = json.loads(plan.stdout)
+    doc = json.loads(plan.stdout)["results"][0]["plan"]
     assert {s["id"] for s in doc["steps"]} >= {"project", "billing", "apis", "dataset", "store:primary", "import:primary"}
     assert all(s["action"] == "create" for s in doc["steps"] if s["id"] in ("project", "dataset"))
     refused = run("apply", str(blueprint), "--emulator", emu.url)
@@ -90,10 +90,10 @@ def test_status_and_destroy_keep_data_unless_asked(emulator_factory, tmp_path):
     assert result.exit_code == 0, result.output
     status = run("status", str(blueprint), "--emulator", emu.url, "--json")
     assert status.exit_code == 0, status.output
-    assert json.loads(status.stdout)["in_sync"] is True
+    assert json.loads(status.stdout)["results"][0]["status"]["in_sync"] is True
     kept = run("destroy", str(blueprint), "--emulator", emu.url, "--yes")
     assert kept.exit_code == 0, kept.output
-    assert "keep:" in kept.output and "primary" in kept.output
+    assert "  keep   store:primary" in kept.output and "kept: holds 2 studies" in kept.output, kept.output
     # The store still serves the studies.
     assert run("smoke", str(blueprint), "--emulator", emu.url).exit_code == 0
 
@@ -166,8 +166,9 @@ def test_a_failed_apply_still_prints_one_json_document(emulator, tmp_path):
     result = run("apply", path, "--emulator", emulator.url, "--yes", "--json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
-    assert doc["ok"] is False and "ohif-team-owner-dicom" in doc["error"]
-    assert doc["apply"]["steps"], "what was built before the failure is reported"
+    one = doc["results"][0]
+    assert doc["ok"] is False and one["ok"] is False and "ohif-team-owner-dicom" in one["error"]
+    assert one["apply"]["steps"], "what was built before the failure is reported"
     assert "Traceback" not in result.output
 
 

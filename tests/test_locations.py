@@ -94,7 +94,7 @@ def test_offered_region_and_multi_region_plan_fine_after_reading_the_list(emulat
         before = len(records(rec))
         planned = run("plan", str(bp.source), "--emulator", emu.url, "--json")
         assert planned.exit_code == 0, planned.output
-        doc = json.loads(planned.stdout)
+        doc = json.loads(planned.stdout)["results"][0]["plan"]
         step = next(s for s in doc["steps"] if s["id"] == "dataset")
         assert step["resource"] == f"projects/ohif-loc-ok/locations/{location}/datasets/imaging"
         assert len(location_reads(records(rec)[before:], "ohif-loc-ok")) == 1

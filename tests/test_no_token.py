@@ -65,7 +65,7 @@ def test_a_full_run_under_enforced_iam_leaves_no_token(emulator_factory, tmp_pat
         runs.append(provision("smoke", str(blueprint), "--browser", "--json", cwd=work, token=token, emulator=emu.url))
     first, again, status, denied = runs[:4]
     assert first.returncode == 0, first.stderr
-    assert json.loads(again.stdout)["apply"]["changed"] is False
+    assert json.loads(again.stdout)["results"][0]["apply"]["changed"] is False
     assert status.returncode == 0, status.stderr
     assert denied.returncode == 1 and "you lack" in denied.stderr, denied.stderr  # an error was printed
     if len(runs) > 4:

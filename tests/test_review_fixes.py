@@ -103,7 +103,7 @@ def test_status_reports_a_project_pending_deletion(emulator, tmp_path):
     project_mod.delete(Ctx(target), bp.project.id)
     report = provisioner.status(bp, target)
     assert not report.in_sync
-    assert report.resources[0]["state"] == "DELETE_REQUESTED"
+    assert report.resources[0]["state"] == "pending_deletion"
     assert "DELETE_REQUESTED" in report.render()
     steps, kept = provisioner.destroy_plan(bp, target)
     assert steps == [] and kept[0].startswith("nothing to destroy: project ohif-rv-d is DELETE_REQUESTED")

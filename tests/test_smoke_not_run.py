@@ -58,7 +58,7 @@ def test_browser_smoke_on_an_empty_first_store_is_not_run_and_fails(emulator, tm
     assert "browser smoke NOT RUN" in result.output and "store primary" in result.output
     assert "holds no study" in result.output and "Traceback" not in result.output
 
-    doc = json.loads(run("smoke", path, "--browser", "--emulator", emulator.url, "--json").stdout)
+    doc = json.loads(run("smoke", path, "--browser", "--emulator", emulator.url, "--json").stdout)["results"][0]["smoke"]
     assert doc["ok"] is False and doc["browser"] is None
     assert doc["dicomweb"]["primary"]["ok"] is True
     assert "holds no study" in doc["browser_not_run"]
@@ -72,7 +72,7 @@ def test_browser_smoke_without_playwright_is_not_run_and_keeps_the_dicomweb_resu
     monkeypatch.setitem(sys.modules, "playwright.sync_api", None)
     result = run("smoke", blueprint, "--browser", "--emulator", emulator.url, "--json")
     assert result.exit_code == 1, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)["results"][0]["smoke"]
     assert doc["ok"] is False and doc["browser"] is None
     assert doc["dicomweb"]["primary"]["ok"] is True and doc["dicomweb"]["primary"]["studies_found"] == 2
     assert doc["browser_not_run"].startswith("cannot run the browser smoke: ")
@@ -99,6 +99,6 @@ smoke: {min_studies: 0}
     wrong.write_text(path.read_text().replace("[{id: primary}]", "[{id: missing}]"))
     result = run("smoke", str(wrong), "--browser", "--emulator", emulator.url, "--json")
     assert result.exit_code == 1, result.output
-    doc = json.loads(result.stdout)
+    doc = json.loads(result.stdout)["results"][0]["smoke"]
     assert doc["ok"] is False and doc["dicomweb"]["missing"]["ok"] is False
     assert "DICOMweb smoke of store missing failed" in doc["browser_not_run"]

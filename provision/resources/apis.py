@@ -14,7 +14,7 @@ from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, NOOP, Options, Step
+from provision.steps import CREATE, NOOP, Options, Step, field_change
 
 BATCH = 20
 
@@ -101,4 +101,5 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                              "(`gcloud billing accounts list` shows yours, e.g. 012345-6789AB-CDEF01) and plan again")
     draft.add(Step(KIND, KIND, f"projects/{pid}/services", CREATE if todo else NOOP, [f"+ {a}" for a in todo],
                    ["project", "billing"],
-                   (lambda ctx: (enable(ctx, pid, todo), f"enabled {', '.join(todo)}")[1]) if todo else None))
+                   (lambda ctx: (enable(ctx, pid, todo), f"enabled {', '.join(todo)}")[1]) if todo else None,
+                   fields=[field_change(f"services.{a}", "disabled", "enabled") for a in todo]))

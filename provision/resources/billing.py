@@ -7,7 +7,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, NOOP, UPDATE, Options, Step
+from provision.steps import CREATE, NOOP, UPDATE, Options, Step, field_change
 
 
 def account_name(account: str) -> str:
@@ -76,4 +76,5 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         draft.add(Step(KIND, KIND, resource, NOOP, [], ["project"]))
         return
     draft.add(Step(KIND, KIND, resource, UPDATE if was else CREATE, [f"link {want}" + (f" (now {was})" if was else "")],
-                   ["project"], lambda ctx: (link(ctx, pid, spec.billing_account), f"linked {want}")[1]))
+                   ["project"], lambda ctx: (link(ctx, pid, spec.billing_account), f"linked {want}")[1],
+                   fields=[field_change("billing_account", was or None, want)]))

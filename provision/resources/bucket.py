@@ -26,7 +26,7 @@ from provision.errors import ProvisionError
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import Cancelled
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step
+from provision.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step, field_change
 
 UPLOAD_WORKERS = 8
 KIND = "bucket"
@@ -368,7 +368,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                             f"{spec.location}" + (" and the upload runs again" if spec.upload else
                                                   " (empty: nothing uploads them again)"),
                             "the stores keep the studies already imported"],
-                           ["project", "billing"], lambda ctx: _replace(ctx, pid, spec)))
+                           ["project", "billing"], lambda ctx: _replace(ctx, pid, spec),
+                           fields=[field_change("location", state.location, spec.location)]))
             live.read["bucket_replace"] = True
             return
         draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"],

@@ -157,7 +157,7 @@ def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> N
             return iam.summary(added, removed)
     claims = [("grant", f"gs://{bucket}", r, m) for r, m in d.add if m == agent]   # the agent is known
     draft.add(Step(KIND, KIND, f"gs://{bucket}", action, d.describe(), ["bucket", "service-agent", "record"], run,
-                   drift=d.drift(), claims=claims))
+                   drift=d.drift(), fields=d.fields(), claims=claims))
 
 
 def _revoke(bucket: str, pairs: list[iam.Pair], *, gone: bool):

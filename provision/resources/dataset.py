@@ -22,7 +22,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Options, Step
+from provision.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Options, Step, field_change
 
 
 @dataclass
@@ -222,8 +222,9 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        f"a new dataset {ds.id} is created in {ds.location}, its stores are created and imported again",
                        f"then the old dataset in {was} is deleted with its stores"
                        + (f" ({held})" if held else " (they hold no studies)")]
+        fields = [field_change("location", old_for_new.split("/")[3], ds.location)] if old_for_new else []
         draft.add(Step(KIND, KIND, name, action, changes, ["apis"], lambda ctx: _create(ctx, name, ds.time_zone),
-                       claims=[("resource", KIND, name)]))
+                       claims=[("resource", KIND, name)], fields=fields))
     else:
         if ds.time_zone and state.time_zone and state.time_zone != ds.time_zone:
             draft.note(f"dataset {ds.id} has time zone {state.time_zone}, the blueprint says {ds.time_zone}; "

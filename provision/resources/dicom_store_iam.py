@@ -50,7 +50,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                 continue
             action = NOOP if not d.changing else (CREATE if not exists else UPDATE if d.add else DELETE)
             draft.add(Step(f"store-iam:{s.id}", KIND, name, action, d.describe(), [f"store:{s.id}", "record"],
-                           _run(name, d) if d.changing else None, drift=d.drift(),
+                           _run(name, d) if d.changing else None, drift=d.drift(), fields=d.fields(),
                            claims=[("grant", name, r, m) for r, m in d.add]))
     from provision.resources import dataset
 

@@ -181,6 +181,13 @@ class GrantDiff:
         return [f"{m} has {r}: not in the blueprint and not granted by provision (left alone)"
                 for r, m in self.foreign]
 
+    def fields(self) -> list[dict]:
+        """The bindings that change, for --json: {"field": "binding", "before", "after"}."""
+        from provision.steps import field_change
+
+        return ([field_change("binding", None, {"role": r, "member": m}) for r, m in self.add]
+                + [field_change("binding", {"role": r, "member": m}, None) for r, m in self.remove + self.forget])
+
 
 def left_alone(policy: dict | None, named: Iterable[Pair], recorded: Iterable[Pair], where: str) -> list[str]:
     """Destroy's words for pairs the blueprint names that are there but were not granted by provision."""

@@ -13,7 +13,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
+from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
 
 # Set in the create request itself: the record lives inside the project, so it can only name the
 # project once it exists; this label says "provision made it" even if a kill came in between.
@@ -211,5 +211,9 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     drift = desired_changes(spec, project)
     words = " and ".join(w for w, on in (("labels", any(c.startswith("label") for c in drift)),
                                          ("display name", any(c.startswith("display") for c in drift))) if on)
+    fields = [field_change(f"labels.{k}", project.labels.get(k), v) for k, v in sorted((spec.labels or {}).items())
+              if project.labels.get(k) != v]
+    if spec.display_name and spec.display_name != project.display_name:
+        fields.append(field_change("display_name", project.display_name, spec.display_name))
     draft.add(Step(KIND, KIND, resource, UPDATE if drift else NOOP, drift, [],
-                   (lambda ctx: (update(ctx, spec, project), f"{words} updated")[1]) if drift else None))
+                   (lambda ctx: (update(ctx, spec, project), f"{words} updated")[1]) if drift else None, fields=fields))

@@ -61,7 +61,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         return
     action = NOOP if not d.changing else (CREATE if not exists else UPDATE if d.add else DELETE)
     draft.add(Step(KIND, KIND, resource, action, d.describe(), ["apis", "record"], _run(pid, d) if d.changing else None,
-                   drift=d.drift(), claims=[("grant", resource, r, m) for r, m in d.add]))
+                   drift=d.drift(), fields=d.fields(), claims=[("grant", resource, r, m) for r, m in d.add]))
 
 
 def _run(pid: str, d: iam.GrantDiff):

@@ -1,0 +1,109 @@
+"""Commands over one blueprint or a fleet of them: which blueprints (files, directories, a CI
+shard), loaded all at once (every problem of every file reported together, nothing called
+before all are valid), then one library call per blueprint, each outcome kept apart so one
+team's failure never hides another's result.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from provision.errors import BlueprintError, ProvisionError, UsageError
+
+SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class Item:
+    """One blueprint of the run: where it came from and what it says."""
+
+    path: Path
+    bp: Any
+
+    @property
+    def project(self) -> str:
+        return self.bp.project.id
+
+
+@dataclass
+class Outcome:
+    """What one blueprint's call gave: a value, or the message of its expected failure."""
+
+    item: Item
+    value: Any = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory stands for every *.yaml / *.yml under it, in path order."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file()
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise UsageError(f"{p}: no blueprint (*.yaml, *.yml) in this directory")
+            out += found
+        else:
+            out.append(p)
+    return list(dict.fromkeys(out))
+
+
+def shard(paths: list[Path], spec: str | None) -> list[Path]:
+    """The blueprints of CI job I of N (`spec` "I/N", 1-based): a stable hash of each file's name
+    picks its job, so N jobs cover the fleet exactly once, whatever order they list it in."""
+    if not spec:
+        return paths
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise UsageError(f"--shard {spec!r}: use I/N with 1 <= I <= N, e.g. --shard 2/4")
+    i, n = int(m.group(1)), int(m.group(2))
+    return [p for p in paths if int(hashlib.sha256(p.as_posix().encode()).hexdigest(), 16) % n == i - 1]
+
+
+def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
+    """Load every blueprint; all problems of all files in one BlueprintError."""
+    from provision.blueprint import load_blueprint
+
+    items, problems = [], []
+    for path in shard(expand(paths), shard_spec):
+        try:
+            items.append(Item(path, load_blueprint(path)))
+        except BlueprintError as exc:
+            problems += exc.problems
+    if problems:
+        raise BlueprintError(problems)
+    seen: dict[str, Path] = {}
+    for it in items:
+        if it.project in seen:
+            raise UsageError(f"{seen[it.project]} and {it.path} both name project {it.project}: one blueprint per "
+                             "project (they would share its ownership record and remove each other's resources)")
+        seen[it.project] = it.path
+    return items
+
+
+def each(items: list[Item], fn: Callable[[Item], Any], parallel: int = 4) -> list[Outcome]:
+    """`fn` for every blueprint, `parallel` at a time; an expected failure stays in its Outcome."""
+
+    def one(it: Item) -> Outcome:
+        try:
+            return Outcome(it, fn(it))
+        except UsageError:
+            raise   # the command line is wrong for every blueprint: exit 2
+        except ProvisionError as exc:
+            from provision.redact import redact
+
+            return Outcome(it, getattr(exc, "result", None), redact(str(exc)))
+
+    if len(items) <= 1:
+        return [one(it) for it in items]
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="blueprint") as pool:
+        return list(pool.map(one, items))
