@@ -42,11 +42,7 @@ def _as_provision_error(step: str, resource: str, target: Target, project: str) 
     except (ProvisionError, KeyboardInterrupt, Cancelled):
         raise
     except Exception as exc:  # noqa: BLE001
-        err = to_provision_error(exc, step, resource, project=project, target=target)
-        attempts = getattr(exc, "provision_attempts", None)
-        if attempts and "attempt" not in str(err):
-            err.args = (f"{err} (gave up after {attempts} attempts)",)
-        raise err from None
+        raise to_provision_error(exc, step, resource, project=project, target=target, attempts=True) from None
 
 
 # ---------------------------------------------------------------------------- plan

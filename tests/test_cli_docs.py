@@ -41,3 +41,45 @@ def test_help_does_not_import_google_libraries():
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "", f"imported at startup: {out}"
+
+
+def _examples() -> list[str]:
+    """Every `provision ...` command line the README shows (code spans and code blocks)."""
+    found, fenced, prose = [], False, []
+    for line in README.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        command = line.strip().lstrip("$ ").split("  #")[0].strip()
+        if fenced and command.startswith("provision "):
+            found.append(command)
+        elif not fenced:
+            prose.append(line)
+    found += [m for m in re.findall(r"`(provision [^`]+)`", "\n".join(prose)) if re.match(r"provision (-|[a-z]+\b)", m)]
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("example", _examples())
+def test_every_readme_example_parses(example):
+    """Each example names a real command and real options with valid values (the parser accepts it)."""
+    import shlex
+
+    import typer
+
+    words = shlex.split(example)[1:]
+    cut = next((i for i, w in enumerate(words) if w in ("|", ">", "&&", ";", "2>", "&")), len(words))
+    words = words[:cut]
+    group = typer.main.get_command(app)
+    try:
+        if words[0].startswith("-"):
+            group.make_context("provision", list(words))
+            return
+        assert words[0] in COMMANDS, example
+        command = group.get_command(None, words[0])
+        args = words[1:]
+        needs_one = any(p.param_type_name == "argument" and p.required for p in command.params)
+        if needs_one and not [a for a in args if not a.startswith("-")]:
+            args = [*args, "x.yaml"]
+        command.make_context(words[0], args)
+    except typer.Exit:
+        pass   # --help, --version

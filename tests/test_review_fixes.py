@@ -63,7 +63,7 @@ from provision.resources import project as project_mod  # noqa: E402
 def test_unreachable_emulator_fails_fast_with_a_clear_message(tmp_path):
     bp = load(tmp_path, blueprint_dict("ohif-rv-a", None))
     t0 = time.monotonic()
-    with pytest.raises(ProvisionError, match=r"cannot reach http://127.0.0.1:1: connection refused — is the emulator running"):
+    with pytest.raises(ProvisionError, match=r"cannot reach http://127.0.0.1:1: connection refused\n  fix: is the emulator running"):
         provisioner.plan(bp, Target(emulator="http://127.0.0.1:1"))
     assert time.monotonic() - t0 < 20
 

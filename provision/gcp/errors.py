@@ -365,19 +365,27 @@ def unreachable_error(ge: GoogleError, step: str, resource: str | None, *, targe
     where = emulator or ge.host or "Google Cloud"
     if emulator:
         fix = f"is the emulator running? start it with `provision emulator` (it should listen at {emulator})"
-        tail = " — is the emulator running?" if ge.unreachable == "connection refused" else ""
     else:
         fix = "check the network (and any proxy or DNS settings); the call is safe to retry"
-        tail = ""
-    return StepError(step, resource, f"cannot reach {where}: {ge.unreachable}{tail}", google=ge, fix=fix,
-                     action=action)
+    return StepError(step, resource, f"cannot reach {where}: {ge.unreachable}", google=ge, fix=fix, action=action)
 
 
 def to_provision_error(exc: BaseException, step: str, resource: str | None = None, *,
                        action: str | None = None, project: str | None = None, fix: str | None = None,
-                       target: Any = None) -> ProvisionError:
+                       target: Any = None, attempts: bool = False) -> ProvisionError:
     """Any exception raised by a step as one clear ProvisionError. `target` (optional) tailors the
-    advice for an emulator (a missing token, an emulator that is not running)."""
+    advice for an emulator (a missing token, an emulator that is not running); `attempts` adds how
+    many tries the retry policy made, except for an unreachable endpoint (said once, plainly)."""
+    err = _to_provision_error(exc, step, resource, action=action, project=project, fix=fix, target=target)
+    tries = getattr(exc, "provision_attempts", None)
+    google = getattr(err, "google", None)
+    if attempts and tries and "attempt" not in str(err) and not (google is not None and google.unreachable):
+        err.args = (f"{err} (gave up after {tries} attempts)",)
+    return err
+
+
+def _to_provision_error(exc: BaseException, step: str, resource: str | None, *, action: str | None,
+                        project: str | None, fix: str | None, target: Any) -> ProvisionError:
     if isinstance(exc, ProvisionError):
         return exc
     emulator = getattr(target, "emulator", None)
