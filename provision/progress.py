@@ -67,14 +67,19 @@ class Progress:
         """What to tell someone who pressed Ctrl-C: what finished, what was in flight, what to do."""
         with self._lock:
             rows = [self._rows[k] for k in self._order]
-        label = lambda r: f"{r['project']} {r['id']}".strip()  # noqa: E731
-        done = [label(r) for r in rows if r["state"] == "done" and r["detail"] != "no changes"]
-        running = [label(r) for r in rows if r["state"] == "running"]
+        def by_project(state: str) -> str:
+            groups: dict[str, list[str]] = {}
+            for r in rows:
+                if r["state"] == state and r["detail"] != "no changes":
+                    groups.setdefault(r["project"], []).append(r["id"])
+            return "; ".join(f"{p}: {', '.join(ids)}" if p else ", ".join(ids) for p, ids in groups.items())
+
+        done, running = by_project("done"), by_project("running")
         lines = ["interrupted (Ctrl-C): nothing more was started"]
         if done:
-            lines.append(f"  finished: {', '.join(done)}")
+            lines.append(f"  finished: {done}")
         if running:
-            lines.append(f"  in flight (stopped at their next wait; Google may still finish them): {', '.join(running)}")
+            lines.append(f"  in flight (stopped at their next wait; Google may still finish them): {running}")
         lines.append("  run the same command again: apply picks up where it stopped and duplicates nothing")
         return "\n".join(lines)
 

@@ -105,7 +105,7 @@ def test_upload_sends_only_dicom_files_and_says_which_it_left_out(emulator, tmp_
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     plan = provisioner.plan(load(tmp_path, data), target)
-    assert plan.step("upload").changes == [f"upload 5 of 5 file(s) from {data_dir}"]
+    assert plan.step("upload").changes == [f"upload 5 of 5 files from {data_dir}"]
     note = next(n for n in plan.notes if n.startswith("upload:"))
     assert "2 file(s)" in note and "not DICOM" in note and "README.txt" in note
 

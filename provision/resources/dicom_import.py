@@ -464,7 +464,8 @@ def _why_nothing(bp: Any, live: Live, src: Source, uri: str) -> str:
         return (f"{uri} matches none of the {len(local)} file(s) the upload puts in the bucket ({sample}); fix the "
                 "pattern (`**` crosses folders; the match is case-sensitive) or the upload prefix")
     if bp.bucket and src.bucket == bp.bucket.name and not live.get("bucket").exists:
-        return f"{uri} names the new bucket gs://{src.bucket}, which nothing uploads into: add bucket.upload"
+        return (f"{uri} names the new bucket gs://{src.bucket}, which nothing uploads into: add bucket.upload "
+                "(a local folder of DICOM files), or point import.uri at a bucket that holds them")
     return (f"{uri} matches no object in gs://{src.bucket} now; check the bucket, the prefix and the ** pattern "
             "(`gcloud storage ls` shows what is there)")
 

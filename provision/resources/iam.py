@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from provision.gcp.context import Ctx
+from provision.words import plural
 from provision.gcp.retry import NotYet
 
 Pair = tuple[str, str]  # (role, member)
@@ -252,7 +253,7 @@ def marks(labels: dict | None) -> list[str]:
 
 def summary(added: list[Pair], removed: list[Pair]) -> str:
     """What a grant step did, in words."""
-    parts = ([f"granted {len(added)} role(s)"] if added else []) + ([f"revoked {len(removed)}"] if removed else [])
+    parts = ([f"granted {plural(len(added), 'role')}"] if added else []) + ([f"revoked {len(removed)}"] if removed else [])
     return ", ".join(parts) or "nothing left to change"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
+from provision.words import plural
 from provision.resources import bucket as bucket_mod
 from provision.resources.base import Draft, Live, Reads
 from provision.steps import CREATE, NOOP, Options, Step
@@ -44,10 +45,10 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         remote = bucket_mod.list_objects(ctx, b.name, b.upload.prefix or "")
         files = bucket_mod.pending(bucket_mod.local_files(b.upload), remote)
         done = bucket_mod.upload(ctx, b.name, files)
-        return f"uploaded {done} file(s)" if done else "already uploaded"
+        return f"uploaded {plural(done, 'file')}" if done else "already uploaded"
 
     for note in bucket_mod.upload_notes(live.get("local", [])):
         draft.note(note)
     draft.add(Step(KIND, KIND, f"gs://{b.name}/{b.upload.prefix or ''}", CREATE if n else NOOP,
-                   [f"upload {n} of {total} file(s) from {b.upload.from_}"] if n else [], ["bucket"],
+                   [f"upload {n} of {plural(total, 'file')} from {b.upload.from_}"] if n else [], ["bucket"],
                    run if n else None))
