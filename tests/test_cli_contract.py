@@ -245,3 +245,44 @@ def test_help_fits_80_columns_with_real_metavars(command):
 def test_output_schema_is_published():
     result = run("schema", "--output")
     assert result.exit_code == 0 and json.loads(result.stdout)["title"] == "provision --json output"
+
+
+def test_destroy_asks_to_type_the_project_id_before_deleting_data(emulator, tmp_path, data_dir):
+    """On a terminal (a pseudo-terminal here), a wrong answer changes nothing; the project ID deletes."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import time
+
+    path = blueprint(tmp_path, "ohif-json-typed", data_dir)
+    assert run("apply", path, "--emulator", emulator.url, "--yes", "--no-smoke").exit_code == 0
+    exe = os.path.join(os.path.dirname(sys.executable), "provision")
+
+    def destroy_answering(answer: str) -> tuple[int, str]:
+        leader, follower = pty.openpty()
+        proc = subprocess.Popen([exe, "destroy", path, "--emulator", emulator.url, "--delete-data"],
+                                stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+        os.close(follower)
+        seen, deadline, sent = b"", time.monotonic() + 60, False
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            seen += chunk
+            if not sent and b"to confirm" in seen:
+                os.write(leader, answer.encode() + b"\n")
+                sent = True
+        proc.wait(timeout=30)
+        os.close(leader)
+        return proc.returncode, seen.decode(errors="replace")
+
+    code, text = destroy_answering("ohif-json-typo")
+    assert code == 1 and "Type ohif-json-typed to confirm" in text and "nothing was changed" in text, text
+    assert "delete DICOM store primary and its 1 study" in text
+    assert json.loads(run("status", path, "--emulator", emulator.url, "--json").stdout)["results"][0]["status"]["in_sync"]
+    code, text = destroy_answering("ohif-json-typed")
+    assert code == 0, text
+    gone = json.loads(run("status", path, "--emulator", emulator.url, "--json").stdout)["results"][0]["status"]
+    assert {r["id"]: r["state"] for r in gone["resources"]}["store:primary"] == "missing"
