@@ -189,9 +189,10 @@ def _progress():
 
 
 def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: int | None = None,
-            detailed: bool = False, changed=lambda value: False) -> None:
-    """Print the run's result (the JSON envelope, or each blueprint's text and errors) and exit
-    with its code: 1 if any blueprint failed, else 3 with --detailed-exitcode and changes, else 0."""
+            detailed: bool = False, changed=lambda value: False, summary=None) -> None:
+    """Print the run's result (the JSON envelope, or each blueprint's text, errors, and for a
+    fleet one summary table) and exit with its code: 1 if any blueprint failed, else 3 with
+    --detailed-exitcode and changes, else 0. `summary(outcome)` is its table cell."""
     from provision import output
 
     if code is None:
@@ -205,6 +206,10 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
         for o in outcomes:
             if o.value is not None:
                 typer.echo(text(o))
+        if len(outcomes) > 1:
+            from provision.runs import summary_table
+
+            typer.echo(summary_table(outcomes, summary or (lambda o: "")))
     for o in outcomes:
         if not o.ok:
             typer.echo(f"error: {o.item.path}: {o.error}", err=True)
@@ -295,7 +300,7 @@ def plan(
         saved_plan.save(out, [(o.item.path, o.value) for o in outcomes], target.label, opts)
         typer.echo(f"saved the plan to {out}; apply it with: provision apply {out}", err=True)
     _finish("plan", json_out, outcomes, lambda o: {"plan": o.value.to_json()}, lambda o: o.value.render(),
-            detailed=detailed, changed=lambda p: p.has_changes)
+            detailed=detailed, changed=lambda p: p.has_changes, summary=lambda o: o.value.summary())
 
 
 @app.command(cls=_Command)
@@ -356,8 +361,12 @@ def apply(
         doc = o.value.to_json()
         return {"apply": doc["apply"], "config_path": doc["config"], "smoke": doc["smoke"], "notes": doc["notes"]}
 
+    def summary(o) -> str:
+        a = o.value.apply if isinstance(o.value, pipeline.Outcome) else None
+        return f"{a.summary} in {a.elapsed:.1f}s" if a is not None else ""
+
     _finish("apply", json_out, outcomes, payload,
-            lambda o: o.value.render() if isinstance(o.value, pipeline.Outcome) else "")
+            lambda o: o.value.render() if isinstance(o.value, pipeline.Outcome) else "", summary=summary)
 
 
 def _saved(path: Path, target, shard: str | None):
@@ -376,7 +385,7 @@ def _saved(path: Path, target, shard: str | None):
         fresh = provisioner.plan(it.bp, target, opts=opts)
         moved = saved_plan.differences(entry["plan"], fresh)
         if moved:
-            raise saved_plan.PlanMoved(f"the live state moved since the plan was saved; nothing was changed:\n  "
+            raise saved_plan.PlanMoved("the live state moved since the plan was saved; nothing was changed:\n  "
                                        + "\n  ".join(moved) + "\nplan again, review, and apply the new plan")
         return fresh
 
@@ -399,7 +408,7 @@ def status(
     items, target = runs.load(blueprints, shard), _target(emulator, impersonate)
     outcomes = runs.each(items, lambda it: provisioner.status(it.bp, target))
     _finish("status", json_out, outcomes, lambda o: {"status": o.value.to_json()}, lambda o: o.value.render(),
-            detailed=detailed, changed=lambda r: not r.in_sync)
+            detailed=detailed, changed=lambda r: not r.in_sync, summary=lambda o: o.value.headline())
 
 
 @app.command(cls=_Command)

@@ -218,8 +218,12 @@ class StatusReport:
         return {"project": self.project, "target": self.target, "in_sync": self.in_sync,
                 "resources": self.resources, "notes": self.notes}
 
+    def headline(self) -> str:
+        n = sum(r["state"] != "ok" for r in self.resources)
+        return "in sync" if self.in_sync else f"{n} resource{'' if n == 1 else 's'} differ{'s' if n == 1 else ''}"
+
     def render(self) -> str:
-        head = "in sync" if self.in_sync else f"{sum(r['state'] != 'ok' for r in self.resources)} resource(s) differ"
+        head = self.headline()
         lines = [f"status of {self.project} on {self.target}: {head}"]
         for r in self.resources:
             lines.append(f"  {r['state']:<8} {r['id']:<24} {r['resource']}")

@@ -231,18 +231,19 @@ class RecordStore:
         """Remove the record and its bucket (destroy, once the record names nothing)."""
         client = ctx.target.storage(self.project_id)
 
-        def attempt() -> None:
-            for blob in client.list_blobs(self.bucket, versions=True, retry=None):
-                try:
-                    blob.delete(retry=None)
-                except Exception as exc:  # noqa: BLE001
-                    if not is_status(exc, 404):
-                        raise
+        def gone_ok(fn) -> None:
             try:
-                client.bucket(self.bucket).delete(retry=None)
-            except Exception as exc:  # noqa: BLE001
+                fn()
+            except Exception as exc:  # noqa: BLE001 - already gone is what we want
                 if not is_status(exc, 404):
                     raise
+
+        def attempt() -> None:
+            blobs: list = []
+            gone_ok(lambda: blobs.extend(client.list_blobs(self.bucket, versions=True, retry=None)))
+            for blob in blobs:
+                gone_ok(lambda b=blob: b.delete(retry=None))
+            gone_ok(lambda: client.bucket(self.bucket).delete(retry=None))
 
         with self._lock:
             ctx.call(attempt)

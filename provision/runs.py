@@ -90,6 +90,16 @@ def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
     return items
 
 
+def summary_table(outcomes: list[Outcome], cell: Callable[[Outcome], str]) -> str:
+    """One line per blueprint: project, result, and what happened (the command's `cell`)."""
+    rows = [(o.item.project, "ok" if o.ok else "FAILED", cell(o) if o.ok else (o.error or "").splitlines()[0][:100])
+            for o in outcomes]
+    w = max(len(r[0]) for r in rows)
+    failed = sum(not o.ok for o in outcomes)
+    head = f"{len(outcomes)} blueprints: {len(outcomes) - failed} ok" + (f", {failed} failed" if failed else "")
+    return "\n".join([head] + [f"  {p:<{w}}  {r:<6}  {c}" for p, r, c in rows])
+
+
 def each(items: list[Item], fn: Callable[[Item], Any], parallel: int = 4) -> list[Outcome]:
     """`fn` for every blueprint, `parallel` at a time; an expected failure stays in its Outcome."""
 

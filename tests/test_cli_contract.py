@@ -286,3 +286,18 @@ def test_destroy_asks_to_type_the_project_id_before_deleting_data(emulator, tmp_
     assert code == 0, text
     gone = json.loads(run("status", path, "--emulator", emulator.url, "--json").stdout)["results"][0]["status"]
     assert {r["id"]: r["state"] for r in gone["resources"]}["store:primary"] == "missing"
+
+
+def test_a_fleet_apply_ends_with_one_summary_table(emulator, tmp_path):
+    fleet = tmp_path / "teams"
+    fleet.mkdir()
+    for team in ("a", "b"):
+        blueprint(fleet, f"ohif-table-{team}", None, bucket=None, dicom_stores=[{"id": "s"}])
+    d = blueprint_dict("ohif-table-c", None, bucket=None, dicom_stores=[{"id": "s"}])
+    d["project"].pop("billing_account")
+    load(fleet, d, "c.yaml")
+    result = run("apply", str(fleet), "--emulator", emulator.url, "--yes", "--no-smoke")
+    assert result.exit_code == 1
+    table = result.stdout[result.stdout.index("3 blueprints: 2 ok, 1 failed"):]
+    assert re.search(r"ohif-table-a\s+ok\s+applied: \d+ to create in \d+\.\d+s", table), table
+    assert re.search(r"ohif-table-c\s+FAILED\s+healthcare.googleapis.com can only be enabled", table), table

@@ -8,7 +8,7 @@ unless delete_data (or replace, when its dataset is replaced). Reads `store:<nam
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
