@@ -194,3 +194,13 @@ def to_bytes(ds: Dataset) -> bytes:
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
+
+
+def need_jpeg_decoder() -> None:
+    """The tests read the emulator's JPEG Lossless and 12-bit JPEG with pydicom, whose plugin for
+    them is pylibjpeg-libjpeg (a test dependency): say so plainly when it is missing."""
+    from pydicom.pixels import get_decoder
+
+    assert "pylibjpeg" in get_decoder("1.2.840.10008.1.2.4.70").available_plugins, \
+        "pydicom cannot decode JPEG Lossless here: install the test dependencies (pip install -e '.[test]', " \
+        "which brings pylibjpeg-libjpeg)"

@@ -416,7 +416,104 @@ def test_1_2_instances_transcode_to_jpeg_ls_near_lossless_and_jpeg_2000(env, ts,
     assert rgb.PhotometricInterpretation == "YBR_RCT" and np.array_equal(rgb.pixel_array, RGB.pixel_array)
 
 
-@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.201"])
+def jpeg_header(stream: bytes) -> dict:
+    """The frame header (SOFn, precision P, components and their sampling) and the first scan's
+    predictor (Ss) of a JPEG stream."""
+    i, out = 2, {}
+    while i + 4 <= len(stream):
+        marker, length = stream[i + 1], int.from_bytes(stream[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            n = stream[i + 9]
+            out.update(sof=marker - 0xC0, precision=stream[i + 4],
+                       sampling=[(stream[i + 11 + 3 * k] >> 4, stream[i + 11 + 3 * k] & 15) for k in range(n)])
+        if marker == 0xDA:
+            out["predictor"] = stream[i + 5 + 2 * stream[i + 4]]
+            return out
+        i += 2 + length
+    return out
+
+
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"])
+def test_1_2_instances_and_frames_transcode_to_jpeg_lossless(env, ts):
+    """JPEG Lossless (Process 14, first-order predictor): every sample back exactly, 8-bit grey and
+    colour, 12-bit and signed 16-bit grey; decoded by pydicom's decoder (pylibjpeg-libjpeg)."""
+    smp.need_jpeg_decoder()
+    for ds in (CT[0], MR[0], MONO, RGB, JPEG):
+        r = get(env, ipath(ds), accept=f'multipart/related; type="application/dicom"; transfer-syntax={ts}')
+        assert r.status_code == 200, (ts, r.text[:300])
+        (headers, body), = parts_of(r)
+        assert f"transfer-syntax={ts}" in headers["content-type"]
+        back = pydicom.dcmread(io.BytesIO(body))
+        assert back.file_meta.TransferSyntaxUID == ts and back.SOPInstanceUID == ds.SOPInstanceUID
+        assert back["PixelData"].is_undefined_length                  # encapsulated, one fragment a frame
+        count = int(back.get("NumberOfFrames", 1))
+        frames = list(pydicom.encaps.generate_frames(back.PixelData, number_of_frames=count))
+        assert len(frames) == count
+        head = jpeg_header(frames[0])
+        assert (head["sof"], head["predictor"], head["precision"]) == (3, 1, ds.BitsStored), head
+        assert back.PhotometricInterpretation == ds.PhotometricInterpretation and back.BitsStored == ds.BitsStored
+        assert back.get("LossyImageCompression") == ds.get("LossyImageCompression")   # only the stored JPEG was lossy
+        assert np.array_equal(back.pixel_array, ds.pixel_array), (ts, ds.SOPInstanceUID)
+    from pydicom.pixels import get_decoder
+    accept = f'multipart/related; type="image/jpeg"; transfer-syntax={ts}'
+    (headers, body), = parts_of(get(env, f"{ipath(CT[1])}/frames/1", accept=accept))
+    assert headers["content-type"] == f"image/jpeg; transfer-syntax={ts}"
+    back = get_decoder(ts).as_array(pydicom.encaps.encapsulate([body]), rows=32, columns=32, samples_per_pixel=1,
+                                    bits_allocated=16, bits_stored=16, pixel_representation=1, number_of_frames=1,
+                                    photometric_interpretation="MONOCHROME2")[0]
+    assert np.array_equal(back, CT[1].pixel_array)
+
+
+def test_1_2_instances_and_frames_transcode_to_jpeg_extended_8_and_12_bit(env):
+    smp.need_jpeg_decoder()                                   # 12-bit JPEG: Pillow reads only 8
+    ts = "1.2.840.10008.1.2.4.51"
+    for ds, photometric, sof, precision in ((MONO, "MONOCHROME2", 0, 8), (RGB, "YBR_FULL_422", 0, 8),
+                                            (JPEG, "MONOCHROME2", 0, 8), (MR[0], "MONOCHROME2", 1, 12)):
+        r = get(env, ipath(ds), accept=f"application/dicom; transfer-syntax={ts}")
+        assert r.status_code == 200 and r.headers["Content-Type"] == f"application/dicom; transfer-syntax={ts}"
+        back = pydicom.dcmread(io.BytesIO(r.content))
+        assert back.file_meta.TransferSyntaxUID == ts and back.PhotometricInterpretation == photometric
+        assert (back.LossyImageCompression, back.LossyImageCompressionMethod) == ("01", "ISO_10918_1")
+        assert float(back.LossyImageCompressionRatio) > 1 and back.SOPInstanceUID == ds.SOPInstanceUID
+        assert (back.BitsStored, back.HighBit) == (precision, precision - 1)
+        head = jpeg_header(next(pydicom.encaps.generate_frames(back.PixelData, number_of_frames=1)))
+        # SOF0 is the 8-bit sequential Huffman process, a subset of Process 2 & 4; 12-bit is SOF1
+        assert (head["sof"], head["precision"]) == (sof, precision), head
+        if ds is RGB:
+            assert head["sampling"] == [(2, 1), (1, 1), (1, 1)]                  # 4:2:2
+        diff = np.abs(back.pixel_array.astype(int) - ds.pixel_array.astype(int))
+        assert diff.mean() < (12 if precision == 8 else 64), (ds.SOPInstanceUID, diff.mean())   # as Baseline's
+    # 16 bits stored is more than lossy JPEG holds
+    r = get(env, ipath(CT[0]), accept=f"application/dicom; transfer-syntax={ts}")
+    assert r.status_code == 406 and "12-bit" in r.text
+    accept = f'multipart/related; type="image/jpeg"; transfer-syntax={ts}'
+    assert get(env, f"{ipath(CT[0])}/frames/1", accept=accept).status_code == 406
+    (headers, body), = parts_of(get(env, f"{ipath(MR[1])}/frames/1", accept=accept))
+    assert headers["content-type"] == f"image/jpeg; transfer-syntax={ts}"
+    assert jpeg_header(body)["precision"] == 12
+
+
+@pytest.mark.parametrize("ts,geometry,why", [
+    ("1.2.840.10008.1.2.4.51", {"spp": 1, "bits": 16, "stored": 12, "signed": True}, "unsigned samples"),
+    ("1.2.840.10008.1.2.4.51", {"spp": 3, "bits": 16, "stored": 12, "signed": False}, "colour of 8 bits"),
+    ("1.2.840.10008.1.2.4.70", {"spp": 3, "bits": 16, "stored": 16, "signed": False}, "colour of 8 bits"),
+    ("1.2.840.10008.1.2.4.57", {"spp": 1, "bits": 8, "stored": 1, "signed": False}, "2- to 16-bit"),
+    ("1.2.840.10008.1.2.4.70", {"spp": 4, "bits": 8, "stored": 8, "signed": False}, "1 or 3 samples"),
+    ("1.2.840.10008.1.2.4.70", {"spp": 1, "bits": 32, "stored": 32, "signed": False}, "8- or 16-bit"),
+])
+def test_1_2_jpeg_refuses_pixels_it_cannot_hold(ts, geometry, why):
+    """Google "cannot transcode non-monochrome images with bit depth > 8 to JPEG" (CONF §1.2); DCT
+    JPEG has no sign, lossless JPEG 2 to 16 bits: 406 with the reason, before any pixel is read."""
+    from provision.emulator.errors import ApiError
+    from provision.emulator.healthcare import transcode
+
+    g = {"rows": 4, "cols": 4, "photometric": "MONOCHROME2", **geometry}
+    with pytest.raises(ApiError) as refused:
+        transcode.frames_as("/nonexistent", EXPLICIT_LE, g, [1], "image/jpeg", ts)
+    assert refused.value.http_status == 406 and why in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize("ts", ["1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.201"])
 def test_1_2_google_syntaxes_without_an_encoder_here_say_so(env, ts):
     """Google serves these (CONF §1.2); the emulator has no encoder: an honest 406, never a wrong body."""
     r = get(env, ipath(MONO), accept=f"application/dicom; transfer-syntax={ts}")

@@ -263,7 +263,8 @@ def _frame_numbers(raw: str) -> list[int]:
 
 # Frames transcoded into an image media type: media -> the transfer syntaxes it can then carry, its
 # default first (PS3.18 Table 8.7.4-2); None: PNG, which has none.
-ENCODED_FRAMES = {"image/jpeg": (transcode.JPEG_BASELINE,), "image/dicom-rle": (transcode.RLE,),
+ENCODED_FRAMES = {"image/jpeg": (transcode.JPEG_BASELINE, transcode.JPEG_EXTENDED, transcode.JPEG_LOSSLESS,
+                                  transcode.JPEG_LOSSLESS_SV1), "image/dicom-rle": (transcode.RLE,),
                   "image/jls": (transcode.JLS_LOSSLESS, transcode.JLS_NEAR),
                   "image/jp2": (transcode.J2K_LOSSLESS, transcode.J2K), "image/png": (None,)}
 

@@ -3,9 +3,9 @@ whole instances into another transfer syntax, single frames into image media typ
 
 What this emulator produces, and with which codec (no codec is written here):
 - native encodings (Implicit and Explicit VR Little Endian, Deflated Explicit VR Little Endian):
-  pydicom (decoding compressed sources with its decoders: RLE natively, JPEG Baseline and Extended
-  through Pillow, JPEG-LS, JPEG 2000 and HTJ2K through the plugins below; JPEG Lossless and JPEG XL
-  sources have no decoder here and are served only as stored);
+  pydicom (decoding compressed sources with its decoders: RLE natively, JPEG Baseline and 8-bit
+  Extended through Pillow, JPEG-LS, JPEG 2000 and HTJ2K through the plugins below; 12-bit JPEG
+  Extended, JPEG Lossless and JPEG XL sources have no decoder here and are served only as stored);
 - RLE Lossless (1.2.840.10008.1.2.5), instances and `image/dicom-rle` frames: pydicom's own RLE
   encoder;
 - JPEG-LS Lossless and Near-Lossless (.4.80, .4.81; `image/jls` frames) and JPEG 2000 Lossless and
@@ -15,21 +15,36 @@ What this emulator produces, and with which codec (no codec is written here):
 - JPEG Baseline 8-bit (1.2.840.10008.1.2.4.50), instances and `image/jpeg` frames: Pillow
   (libjpeg-turbo); colour as YBR_FULL_422 (4:2:2), the photometric interpretation PS3.5 §8.2.1
   prescribes for it;
+- JPEG Extended (.4.51, 8- or 12-bit lossy), JPEG Lossless (.4.57) and JPEG Lossless SV1 (.4.70),
+  instances and `image/jpeg` frames: imagecodecs' `jpeg8_encode` over libjpeg-turbo 3, whose one
+  library writes 8- and 12-bit lossy and 2- to 16-bit lossless JPEG; the JPEG sample precision is
+  Bits Stored for lossless (at least 9 when Bits Allocated is 16), 8 or 12 for lossy (by Bits
+  Allocated 8 or 16); colour lossless stays RGB (no colour transform, so the samples come back
+  exactly), colour lossy is YBR_FULL_422 as for Baseline;
 - `image/png` frames: Pillow (8-bit grey, 16-bit grey, 8-bit RGB).
 
-Google also lists JPEG Extended and Lossless, HTJ2K and JPEG XL; this emulator has no encoder for
-them and answers 406 saying so (`GOOGLE_ONLY`), never a wrong body.
+Google also lists HTJ2K and JPEG XL; this emulator has no encoder for them and answers 406 saying
+so (`GOOGLE_ONLY`), never a wrong body.
 
 Choices where Google's statement is silent:
 - JPEG Baseline is 8-bit by definition: a source with more than 8 bits stored, signed pixels or
   other than 1 or 3 samples is not transcoded to it (406); Google says only that it cannot do it
   for colour images deeper than 8 bits;
+- JPEG Extended (lossy) takes unsigned grey up to 12 bits stored and unsigned 8-bit colour (406
+  otherwise: DCT JPEG holds 8 or 12 bits and no sign, and Google refuses colour deeper than 8
+  bits); JPEG Lossless takes grey of 2 to 16 bits stored, signed too (the two's-complement bit
+  patterns are coded, as pydicom's decoders expect), and 8-bit colour;
+- JPEG Lossless (.4.57) uses the same first-order predictor (selection value 1) as .4.70: Process 14
+  allows any of the seven and 1 is what DCMTK's encoder uses by default;
+- a lossy JPEG result has Bits Stored equal to its JPEG precision (8 or 12; High Bit one less): the
+  decoded samples may use the whole range of that precision, which a smaller Bits Stored would cut;
 - PNG holds unsigned samples: signed pixel data is not transcoded to it (406);
 - an instance without pixel data asked for in a compressed syntax is written as that syntax
   (its data set is Explicit VR Little Endian either way, which PS3.5 allows);
 - a lossy result carries LossyImageCompression "01", its method and ratio (PS3.3 C.7.6.1.1.5), and
   keeps its SOP Instance UID (it is a view of the stored instance, not a new one);
-- lossy settings: JPEG Baseline quality 90, JPEG-LS NEAR 2, JPEG 2000 compression ratio 2;
+- lossy settings: JPEG Baseline and Extended quality 90, JPEG-LS NEAR 2, JPEG 2000 compression
+  ratio 2;
 - JPEG 2000 needs frames of at least 32 x 32 pixels (pylibjpeg-openjpeg always asks OpenJPEG for six
   resolution levels): smaller ones answer 406 with the codec's message.
 """
@@ -44,16 +59,22 @@ from provision.emulator.healthcare.dicomfile import DEFLATED_LE, EXPLICIT_BE, EX
 
 RLE = "1.2.840.10008.1.2.5"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+JPEG_LOSSLESS, JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"
 JLS_LOSSLESS, JLS_NEAR = "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"
 J2K_LOSSLESS, J2K = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"
 NATIVE_TARGETS = (EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE)
 # Encoded by pydicom (its encoder options per syntax).
 PYDICOM_ENCODED = {RLE: {}, JLS_LOSSLESS: {}, JLS_NEAR: {"jls_error": 2}, J2K_LOSSLESS: {}, J2K: {"j2k_cr": [2]}}
-INSTANCE_TARGETS = frozenset(NATIVE_TARGETS + (JPEG_BASELINE,) + tuple(PYDICOM_ENCODED))
-LOSSY_METHOD = {JPEG_BASELINE: "ISO_10918_1", JLS_NEAR: "ISO_14495_1", J2K: "ISO_15444_1"}
+# Encoded by imagecodecs' jpeg8_encode (libjpeg-turbo 3): the predictor of each lossless syntax.
+JPEG_TURBO = {JPEG_EXTENDED: None, JPEG_LOSSLESS: 1, JPEG_LOSSLESS_SV1: 1}
+JPEG_FAMILY = frozenset({JPEG_BASELINE} | set(JPEG_TURBO))
+INSTANCE_TARGETS = frozenset(NATIVE_TARGETS + (JPEG_BASELINE,) + tuple(JPEG_TURBO) + tuple(PYDICOM_ENCODED))
+LOSSY_METHOD = {JPEG_BASELINE: "ISO_10918_1", JPEG_EXTENDED: "ISO_10918_1", JLS_NEAR: "ISO_14495_1",
+                J2K: "ISO_15444_1"}
+JPEG_QUALITY = 90
 # In Google's retrieve tables (CONF §1.2) but without an encoder here.
 GOOGLE_ONLY = frozenset({
-    "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",   # JPEG Extended, Lossless
     "1.2.840.10008.1.2.4.110", "1.2.840.10008.1.2.4.111", "1.2.840.10008.1.2.4.112",  # JPEG XL
     "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203",  # HTJ2K
 })
@@ -97,14 +118,23 @@ class _Undecodable(Exception):
     pass
 
 
-def _geometry_ok_for_jpeg(g: dict) -> str:
-    """Why these pixels cannot be JPEG Baseline 8-bit; '' when they can."""
-    if g["stored"] > 8 or g["bits"] != 8:
+def _geometry_ok_for_jpeg(g: dict, ts: str = JPEG_BASELINE) -> str:
+    """Why these pixels cannot be JPEG in transfer syntax `ts`; '' when they can."""
+    name = {JPEG_BASELINE: "JPEG Baseline", JPEG_EXTENDED: "JPEG Extended"}.get(ts, "JPEG Lossless")
+    if ts == JPEG_BASELINE and (g["stored"] > 8 or g["bits"] != 8):
         return f"JPEG Baseline holds 8-bit samples and the instance has {g['stored']} bits stored"
-    if g["signed"]:
-        return "JPEG Baseline holds unsigned samples and the instance's pixels are signed"
     if g["spp"] not in (1, 3):
-        return f"JPEG Baseline holds 1 or 3 samples per pixel, not {g['spp']}"
+        return f"{name} holds 1 or 3 samples per pixel, not {g['spp']}"
+    if g["bits"] not in (8, 16) or not 1 <= g["stored"] <= g["bits"]:
+        return f"{name} is served for 8- or 16-bit samples, not {g['bits']} allocated and {g['stored']} stored"
+    if g["spp"] == 3 and g["bits"] != 8:
+        return f"{name} is served for colour of 8 bits, not {g['bits']}"
+    if ts == JPEG_EXTENDED and g["stored"] > 12:
+        return f"JPEG Extended holds at most 12-bit samples and the instance has {g['stored']} bits stored"
+    if ts in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1) and g["stored"] < 2:
+        return "JPEG Lossless holds 2- to 16-bit samples and the instance has 1 bit stored"
+    if ts in (JPEG_BASELINE, JPEG_EXTENDED) and g["signed"]:
+        return f"{name} holds unsigned samples and the instance's pixels are signed"
     return ""
 
 
@@ -115,8 +145,38 @@ def jpeg_bytes(frame: np.ndarray) -> bytes:
     arr = np.ascontiguousarray(frame.astype(np.uint8, copy=False))
     img = Image.fromarray(arr)          # uint8: "L" (2-D) or "RGB" (rows x cols x 3)
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=90, subsampling="4:2:2", optimize=False)
+    img.save(buf, "JPEG", quality=JPEG_QUALITY, subsampling="4:2:2", optimize=False)
     return buf.getvalue()
+
+
+def jpeg_precision(ts: str, g: dict) -> int:
+    """The JPEG sample precision P of a frame in `ts`: Bits Stored for lossless, 8 or 12 for lossy;
+    more than 8 when Bits Allocated is 16, which is how decoders (pylibjpeg) size their output."""
+    if ts in (JPEG_LOSSLESS, JPEG_LOSSLESS_SV1):
+        return g["stored"] if g["bits"] == 8 else max(g["stored"], 9)
+    return 8 if g["bits"] == 8 else 12
+
+
+def jpeg_turbo_bytes(ts: str, frame: np.ndarray, g: dict) -> bytes:
+    """One frame (rows x cols, or rows x cols x 3 RGB) as JPEG Extended or Lossless, encoded by
+    imagecodecs over libjpeg-turbo 3. Samples are given as their Bits Stored low bits (signed
+    lossless: the two's-complement pattern), which also keeps 12-bit lossy input in the range
+    libjpeg-turbo requires."""
+    import imagecodecs
+
+    precision = jpeg_precision(ts, g)
+    bits = np.ascontiguousarray(frame).astype(np.int64) & ((1 << g["stored"]) - 1)
+    samples = np.ascontiguousarray(bits.astype(np.uint8 if precision <= 8 else np.uint16))
+    colour = samples.ndim == 3
+    if ts == JPEG_EXTENDED:
+        options = {"level": JPEG_QUALITY, "outcolorspace": "YCbCr", "subsampling": "422"} if colour else \
+            {"level": JPEG_QUALITY}
+    else:
+        options = {"lossless": True, "predictor": JPEG_TURBO[ts], **({"outcolorspace": "RGB"} if colour else {})}
+    try:
+        return bytes(imagecodecs.jpeg8_encode(samples, bitspersample=precision, **options))
+    except Exception as exc:  # noqa: BLE001 - pixels libjpeg-turbo refuses
+        raise cannot("the stored encoding", ts, str(exc)) from None
 
 
 def png_bytes(frame: np.ndarray, g: dict) -> bytes:
@@ -158,8 +218,8 @@ def frames_as(path, stored_ts: str, g: dict, numbers: list[int], media: str, ts:
     target = ts or media
     if stored_ts not in SOURCES:
         raise cannot(stored_ts, target)
-    if ts == JPEG_BASELINE and (why := _geometry_ok_for_jpeg(g)):
-        raise cannot(stored_ts, JPEG_BASELINE, why)
+    if ts in JPEG_FAMILY and (why := _geometry_ok_for_jpeg(g, ts)):
+        raise cannot(stored_ts, ts, why)
     out = []
     for n in numbers:
         try:
@@ -168,6 +228,8 @@ def frames_as(path, stored_ts: str, g: dict, numbers: list[int], media: str, ts:
             raise cannot(stored_ts, target, f"its pixel data cannot be decoded ({exc})") from None
         if ts == JPEG_BASELINE:
             out.append(jpeg_bytes(frame))
+        elif ts in JPEG_TURBO:
+            out.append(jpeg_turbo_bytes(ts, frame, g))
         elif ts is None:
             out.append(png_bytes(frame, g))
         else:
@@ -191,7 +253,7 @@ def instance_as(path, stored_ts: str, want: str) -> bytes:
     has_pixels = "PixelData" in ds
     stored = UID(stored_ts)
     try:
-        if has_pixels and (want in PYDICOM_ENCODED or want == JPEG_BASELINE or stored.is_compressed):
+        if has_pixels and (want in PYDICOM_ENCODED or want in JPEG_FAMILY or stored.is_compressed):
             arr = _decoded(path)
             frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
             if frames == 1:
@@ -200,8 +262,8 @@ def instance_as(path, stored_ts: str, want: str) -> bytes:
             if spp == 3:   # pydicom hands colour back as RGB, interleaved
                 ds.PhotometricInterpretation = "RGB"
                 ds.PlanarConfiguration = 0
-            if want == JPEG_BASELINE:
-                _to_jpeg_baseline(ds, arr, stored_ts)
+            if want in JPEG_FAMILY:
+                _to_jpeg(ds, arr, stored_ts, want)
             elif want in PYDICOM_ENCODED:
                 g = {"rows": int(ds.Rows), "cols": int(ds.Columns), "spp": spp, "bits": int(ds.BitsAllocated),
                      "stored": int(getattr(ds, "BitsStored", ds.BitsAllocated)),
@@ -246,16 +308,22 @@ def _set_encapsulated(ds, frames: list[bytes]) -> None:
     ds["PixelData"].is_undefined_length = True
 
 
-def _to_jpeg_baseline(ds, arr: np.ndarray, stored_ts: str) -> None:
+def _to_jpeg(ds, arr: np.ndarray, stored_ts: str, want: str) -> None:
+    """Decoded frames re-encoded as JPEG Baseline (Pillow), Extended or Lossless (imagecodecs)."""
     g = {"bits": int(ds.BitsAllocated), "stored": int(getattr(ds, "BitsStored", ds.BitsAllocated)),
          "signed": int(getattr(ds, "PixelRepresentation", 0)) == 1, "spp": int(getattr(ds, "SamplesPerPixel", 1) or 1)}
-    if why := _geometry_ok_for_jpeg(g):
-        raise cannot(stored_ts, JPEG_BASELINE, why)
-    encoded = [jpeg_bytes(f) for f in arr]
+    if why := _geometry_ok_for_jpeg(g, want):
+        raise cannot(stored_ts, want, why)
+    encoded = [jpeg_bytes(f) if want == JPEG_BASELINE else jpeg_turbo_bytes(want, f, g) for f in arr]
     _set_encapsulated(ds, encoded)
+    if want not in LOSSY_METHOD:
+        return                                   # lossless: RGB stays RGB, grey stays as it was
     if g["spp"] == 3:
         ds.PhotometricInterpretation = "YBR_FULL_422"
-    _mark_lossy(ds, JPEG_BASELINE, arr.size * (g["bits"] // 8), encoded)
+    precision = jpeg_precision(want, g)
+    if g["stored"] != precision:                 # decoded samples may fill the whole JPEG precision
+        ds.BitsStored, ds.HighBit = precision, precision - 1
+    _mark_lossy(ds, want, arr.size * (g["bits"] // 8), encoded)
 
 
 def _mark_lossy(ds, ts: str, raw: int, encoded: list[bytes]) -> None:
