@@ -534,6 +534,9 @@ def emulator(
     faults: Annotated[Optional[str], typer.Option("--faults", metavar="SPEC", help="Inject faults, e.g. '429=0.1,503=0.05,reset=0.02,operation=0.1'.")] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for reproducible faults.")] = 0,
     enforce_iam: Annotated[bool, typer.Option("--enforce-iam", help="Check every call against IAM; bearer tokens 'emulator:MEMBER'.")] = False,
+    public_datasets: Annotated[bool, typer.Option("--public-datasets/--no-public-datasets", help=(
+        "Serve stand-ins for the public datasets at their real names (NCI IDC releases, the NIH Chest X-ray "
+        "store and its Requester Pays bucket).")) ] = True,
     allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", metavar="NAME", help="Also serve requests whose Host is this name (repeatable); loopback names and the bound address always are.")] = None,
 ) -> None:
     """Run the local emulator of the Google APIs provision and OHIF use."""
@@ -544,7 +547,7 @@ def emulator(
             raise UsageError(f"--allow-host {name!r} is not a host name; e.g. --allow-host emulator.local")
     opts = Options(host=host, port=port, data_dir=data_dir, record=record, latency=latency,
                    time_scale=time_scale, faults=faults, seed=seed, enforce_iam=enforce_iam,
-                   allow_hosts=tuple(allow_host or ()))
+                   allow_hosts=tuple(allow_host or ()), public_datasets=public_datasets)
     try:
         server = EmulatorServer(opts)
     except (ValueError, FileNotFoundError) as exc:
