@@ -469,7 +469,8 @@ def config(
                          "viewer.config_out")
     for it in items:
         if str(out) == "-":
-            typer.echo(ohif_config.render_config(it.bp, emulator_url=target.emulator, fmt=fmt), nl=False)
+            typer.echo(ohif_config.render_config(pipeline.pinned(it.bp, target), emulator_url=target.emulator,
+                                                 fmt=fmt), nl=False)
             continue
         path = pipeline.write_config(it.bp, target, out, fmt)
         typer.echo(f"wrote {path}", err=True)
@@ -511,11 +512,12 @@ def viewer(
     """Serve the real OHIF viewer with the blueprint's configuration."""
     import threading
 
+    from provision import pipeline
     from provision.ohif.config import render_config
     from provision.ohif.serve import serve_viewer
 
     bp, target = _load(blueprint, emulator, None)
-    server = serve_viewer(render_config(bp, emulator_url=target.emulator), port=port)
+    server = serve_viewer(render_config(pipeline.pinned(bp, target), emulator_url=target.emulator), port=port)
     typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)
     try:
         threading.Event().wait()

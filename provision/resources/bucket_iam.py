@@ -35,6 +35,10 @@ def read_if_there(ctx: Ctx, bucket: str) -> dict | None:
     except Exception as exc:  # noqa: BLE001
         if is_status(exc, 403, 404):
             return None
+        from provision.resources.bucket import is_requester_pays
+
+        if is_requester_pays(exc):   # a Requester Pays bucket of someone else: we cannot tell
+            return None
         raise
 
 
