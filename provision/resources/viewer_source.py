@@ -12,7 +12,7 @@ the viewer will show. Plan reads, as the caller:
   `healthcare.dicomStores.dicomWebRead` on its store. Missing access is a plan note saying how to
   get it (the dataset's access page, or the owning team and the exact gcloud grant), never an
   error: a team may plan before its access arrives. The viewer's users need the same permission
-  (`provision smoke --as MEMBER` checks one of them); plan says so once, as a note.
+  (`provision smoke BLUEPRINT --as MEMBER` checks one of them); plan says so once, as a note.
 
 `pin(bp, target)` returns the blueprint with `idc: latest` replaced by the release plan would
 choose: the OHIF config, `provision viewer` and the smoke all use a pinned blueprint.
@@ -243,4 +243,4 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                    f"{s.access}. provision writes nothing to project {s.project}.")
     if checked:
         draft.note(f"viewer sources: plan checked {READ} for you ({member}); the viewer's users need it on each "
-                   "Cloud Healthcare source as well (`provision smoke --as MEMBER` checks one of them)")
+                   "Cloud Healthcare source as well (`provision smoke BLUEPRINT --as MEMBER` checks one of them)")
