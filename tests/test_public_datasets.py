@@ -211,3 +211,40 @@ def test_plan_and_smoke_json_with_sources_meet_the_published_schema(emulator, tm
     assert smoke["results"][0]["smoke"]["dicomweb"]["source:idc"]["ok"] is True
     config = run("config", str(path), "--out", "-", "--emulator", emulator.url)
     assert config.exit_code == 0 and "idc-store-v24/dicomWeb" in config.stdout
+
+
+def test_demo_shows_the_idc_stand_in_as_a_second_source(tmp_path):
+    from provision.demo import run_demo
+
+    result = run_demo(out_dir=tmp_path / "out")
+    assert result.outcome.ok
+    smoke = result.outcome.smoke
+    assert set(smoke.stores) == {"primary", "source:idc"} and smoke.stores["source:idc"].studies_found == 3
+    cfg = node_eval(result.outcome.config)
+    assert [s["sourceName"] for s in cfg["dataSources"]] == ["primary", "idc"]
+    assert cfg["defaultDataSourceName"] == "primary"
+    assert cfg["dataSources"][1]["configuration"]["qidoRoot"].endswith(f"{IDC}/dicomStores/idc-store-v24/dicomWeb")
+    assert "idc-store-v24/dicomWeb" in result.render()
+
+
+def test_readme_worked_example_plans_as_it_says(iam_emulator, tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### A worked example", 1)[1]
+    text = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "teaching.yaml"
+    path.write_text(text)
+    from provision.blueprint import load_blueprint
+
+    bp = load_blueprint(path)
+    seed_policy(iam_emulator, f"billingAccounts/{BILLING}", [{"role": "roles/billing.user",
+                                                              "members": ["user:ana@example.com"]}])
+    plan = provisioner.plan(bp, as_member(iam_emulator, "user:ana@example.com"))
+    shown = plan.render()
+    for excerpt in ("the latest of the 2 IDC publishes (v23, v24)", "is Requester Pays (billing.requesterPays): project",
+                    "viewer source nih: you (user:ana@example.com) lack healthcare.dicomStores.dicomWebRead",
+                    "ask the store's owners (imaging-admins@team-b.example.com) to run: gcloud healthcare dicom-stores "
+                    "add-iam-policy-binding primary --project=team-b-imaging"):
+        assert excerpt in shown, excerpt
