@@ -590,9 +590,10 @@ class Healthcare:
             # A Requester Pays source bucket: the import request has no userProject (the discovery
             # document's ImportDicomDataRequest is {gcsSource{uri}, blobStorageSettings}); the
             # service agent reads the objects and its own project, the store's, is the one billed.
-            # Google documents no such rule; it is what Google's own lab does without a billing
-            # project: `gcloud healthcare dicom-stores import gcs ... --gcs-uri=gs://gcs-public-data--
-            # healthcare-nih-chest-xray/dicom/000000*.dcm` (Cloud Skills Boost GSP626 scripts).
+            # Google documents no such rule; it is what a Google Cloud Skills Boost lab does with no
+            # billing project at all (a public copy of its solution script runs `gcloud healthcare
+            # dicom-stores import gcs ... --gcs-uri=gs://gcs-public-data--healthcare-nih-chest-xray/
+            # dicom/000000*.dcm`), and the NIH dataset's page says "Your GCP project will be billed".
             objects = list(storage.iter_objects(job.bucket, glob=job.path if job.path != job.prefix else None,
                                                 prefix=job.prefix))
             if job.path == job.prefix:   # no wildcard: exactly that object
