@@ -57,8 +57,10 @@ from provision.naming import (
     check_billing_account,
     check_bucket_location,
     check_bucket_name,
+    check_dicomweb_url,
     check_display_name,
     check_healthcare_location,
+    check_idc_version,
     check_import_uri,
     check_label_key,
     check_label_value,
@@ -70,6 +72,8 @@ from provision.naming import (
     check_project_id,
     check_resource_id,
     check_role,
+    check_source_name,
+    check_store_path,
     check_time_zone,
     closest,
 )
@@ -87,6 +91,7 @@ __all__ = [
     "Smoke",
     "Upload",
     "Viewer",
+    "ViewerSource",
     "json_schema",
     "load_blueprint",
     "starter_blueprint",
@@ -247,6 +252,71 @@ class DicomStore(_Model):
     import_: Import | None = Field(None, alias="import")
 
 
+# Well-known public datasets a viewer source can name with `public:` (provision.resources.viewer_source
+# knows where each one is and how access to it is obtained).
+PUBLIC_DATASETS = ("nih-chest-xray", "idc-proxy")
+SOURCE_KINDS = ("store", "dicomweb", "idc", "public")
+_SOURCE_FORMS = ("store: projects/P/locations/L/datasets/D/dicomStores/S, dicomweb: https://.../dicomWeb, "
+                 "idc: latest (or a release such as v23), or public: " + " | ".join(PUBLIC_DATASETS))
+
+
+def _check_public(value: str) -> str:
+    if value in PUBLIC_DATASETS:
+        return value
+    near = closest(value, PUBLIC_DATASETS)
+    hint = f"; did you mean '{near}'?" if near else ";"
+    raise _Invalid(f"'{value}' is not a public dataset provision knows{hint} known: {', '.join(PUBLIC_DATASETS)} "
+                   "(for NCI Imaging Data Commons stores write idc: latest)")
+
+
+def _check_text(limit: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not value.strip() or len(value) > limit or not value.isprintable():
+            raise _Invalid(f"'{value}' must be 1-{limit} printable characters on one line")
+        return value
+    return check
+
+
+class ViewerSource(_Model):
+    """A read-only data source the viewer shows beside the blueprint's own stores: a DICOM store of
+    another project (another team's, shared with you), a plain DICOMweb root, or a public dataset.
+    Exactly one of store, dicomweb, idc, public. provision never writes to a source: plan checks
+    your access (testIamPermissions) and says how to get what is missing."""
+
+    name: Annotated[str, _rule(check_source_name)] = Field(
+        description="The OHIF data source name (the viewer opens it with ?datasources=NAME); unique, and not "
+        "the ID of one of the blueprint's stores.", examples=["idc"])
+    label: Annotated[str, _rule(_check_text(100))] | None = Field(
+        None, description="The name the viewer shows; default: whose data it is, and that it is read-only.",
+        examples=["Team B imaging (read-only)"])
+    store: Annotated[str, _rule(check_store_path)] | None = Field(
+        None, description="A Cloud Healthcare DICOM store in any project.",
+        examples=["projects/team-b-imaging/locations/us-central1/datasets/imaging/dicomStores/primary"],
+        json_schema_extra={"pattern": r"^projects/[^/]+/locations/[^/]+/datasets/[^/]+/dicomStores/[^/]+$"})
+    dicomweb: Annotated[str, _rule(check_dicomweb_url)] | None = Field(
+        None, description="A plain DICOMweb root (https), used as written on Google Cloud and on an emulator; no "
+        "credential is sent to it.", examples=["https://dicomweb.example.org/dicomWeb"])
+    idc: Annotated[Union[str, int], _rule(check_idc_version)] | None = Field(
+        None, description="An NCI Imaging Data Commons release on Cloud Healthcare (projects/nci-idc-data/.../"
+        "idc-store-vN): latest (plan lists IDC's stores and says which it chose) or vN.",
+        examples=["latest", "v23"])
+    public: Annotated[str, _rule(_check_public)] | None = Field(
+        None, description="A well-known public dataset: nih-chest-xray (the NIH Chest X-ray DICOM store, access on "
+        "request) or idc-proxy (IDC's public DICOMweb proxy, no sign-in, daily quota).",
+        json_schema_extra={"enum": list(PUBLIC_DATASETS)})
+    contact: Annotated[str, _rule(_check_text(200))] | None = Field(
+        None, description="With store: who grants access to it (a team's email or page); named in plan's note "
+        "when you lack access.", examples=["imaging-admins@team-b.example.com"])
+
+    @field_validator("idc", mode="before")
+    @classmethod
+    def _release_not_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):   # YAML `idc: yes` is no release (pydantic would read it as 1)
+            raise PydanticCustomError("blueprint", "{detail}", {"detail": f"'{str(value).lower()}' is not an IDC "
+                                      "release; write latest, or a release such as v23"})
+        return value
+
+
 class Viewer(_Model):
     """Where the OHIF viewer is served and where its configuration is written."""
 
@@ -285,6 +355,10 @@ class Blueprint(_Model):
     bucket: Bucket | None = None
     dataset: Dataset = Field(examples=[{"id": "imaging", "location": "us-central1"}])
     dicom_stores: Annotated[list[DicomStore], Field(min_length=1)] = Field(examples=[[{"id": "primary"}]])
+    viewer_sources: list[ViewerSource] = Field(
+        default_factory=list, description="Read-only data sources the viewer shows beside the stores (public "
+        "datasets, other teams' stores); the first store stays the viewer's default.",
+        examples=[[{"name": "idc", "idc": "latest"}]])
     # Validated from {} (not built by a factory) so that its default config_out is
     # resolved against the blueprint's directory like a written one.
     viewer: Viewer = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
@@ -395,6 +469,50 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
                 )
             else:
                 first_at[sid] = i
+    out += _source_checks(data, stores if isinstance(stores, list) else [])
+    return out
+
+
+def _source_checks(data: Mapping[str, Any], stores: list) -> list[tuple[PathKey, str]]:
+    """viewer_sources: one kind each, unique names apart from the store IDs, never one of our own stores."""
+    out: list[tuple[PathKey, str]] = []
+    sources = data.get("viewer_sources")
+    if not isinstance(sources, list):
+        return out
+    store_ids = {s.get("id"): i for i, s in enumerate(stores) if isinstance(s, dict) and isinstance(s.get("id"), str)}
+    own_paths: dict[str, int] = {}
+    project, dataset = data.get("project"), data.get("dataset")
+    if isinstance(project, dict) and isinstance(dataset, dict):
+        for sid, i in store_ids.items():
+            own_paths[f"projects/{project.get('id')}/locations/{dataset.get('location')}/datasets/"
+                      f"{dataset.get('id')}/dicomStores/{sid}"] = i
+    names: dict[str, int] = {}
+    for i, src in enumerate(sources):
+        if not isinstance(src, dict):
+            continue
+        at = ("viewer_sources", i)
+        kinds = [k for k in SOURCE_KINDS if src.get(k) is not None]
+        if not kinds:
+            out.append((at, f"names no source; add one of {_SOURCE_FORMS}"))
+        for extra in kinds[1:]:
+            out.append((at + (extra,), f"a source is one of store, dicomweb, idc or public, and this one already "
+                                       f"has {kinds[0]}: move {extra} to its own entry (with its own name)"))
+        if src.get("contact") is not None and kinds[:1] != ["store"]:
+            out.append((at + ("contact",), "contact names who grants access to a store: it goes with store: "
+                                           "(public datasets say themselves how to get access)"))
+        name = src.get("name")
+        if isinstance(name, str):
+            if name in names:
+                out.append((at + ("name",), f"source name '{name}' is used twice (first by viewer_sources"
+                                            f"[{names[name]}]); each data source needs its own name"))
+            elif name in store_ids:
+                out.append((at + ("name",), f"'{name}' is already the name of dicom_stores[{store_ids[name]}] in the "
+                                            "viewer; give the source another name"))
+            names.setdefault(name, i)
+        path = src.get("store")
+        if isinstance(path, str) and path.strip() in own_paths:
+            out.append((at + ("store",), f"this is the blueprint's own store (dicom_stores[{own_paths[path.strip()]}]), "
+                                         "which the viewer shows already; list other projects' stores here"))
     return out
 
 

@@ -478,7 +478,8 @@ def config(
                          "viewer.config_out")
     for it in items:
         if str(out) == "-":
-            typer.echo(ohif_config.render_config(it.bp, emulator_url=target.emulator, fmt=fmt), nl=False)
+            typer.echo(ohif_config.render_config(pipeline.pinned(it.bp, target), emulator_url=target.emulator,
+                                                 fmt=fmt), nl=False)
             continue
         path = pipeline.write_config(it.bp, target, out, fmt)
         typer.echo(f"wrote {path}", err=True)
@@ -520,11 +521,12 @@ def viewer(
     """Serve the real OHIF viewer with the blueprint's configuration."""
     import threading
 
+    from provision import pipeline
     from provision.ohif.config import render_config
     from provision.ohif.serve import serve_viewer
 
     bp, target = _load(blueprint, emulator, None)
-    server = serve_viewer(render_config(bp, emulator_url=target.emulator), port=port)
+    server = serve_viewer(render_config(pipeline.pinned(bp, target), emulator_url=target.emulator), port=port)
     typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)
     try:
         threading.Event().wait()
@@ -543,6 +545,9 @@ def emulator(
     faults: Annotated[Optional[str], typer.Option("--faults", metavar="SPEC", help="Inject faults, e.g. '429=0.1,503=0.05,reset=0.02,operation=0.1'.")] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for reproducible faults.")] = 0,
     enforce_iam: Annotated[bool, typer.Option("--enforce-iam", help="Check every call against IAM; bearer tokens 'emulator:MEMBER'.")] = False,
+    public_datasets: Annotated[bool, typer.Option("--public-datasets/--no-public-datasets", help=(
+        "Serve stand-ins for the public datasets at their real names (NCI IDC releases, the NIH Chest X-ray "
+        "store and its Requester Pays bucket).")) ] = True,
     allow_host: Annotated[Optional[list[str]], typer.Option("--allow-host", metavar="NAME", help="Also serve requests whose Host is this name (repeatable); loopback names and the bound address always are.")] = None,
 ) -> None:
     """Run the local emulator of the Google APIs provision and OHIF use."""
@@ -553,7 +558,7 @@ def emulator(
             raise UsageError(f"--allow-host {name!r} is not a host name; e.g. --allow-host emulator.local")
     opts = Options(host=host, port=port, data_dir=data_dir, record=record, latency=latency,
                    time_scale=time_scale, faults=faults, seed=seed, enforce_iam=enforce_iam,
-                   allow_hosts=tuple(allow_host or ()))
+                   allow_hosts=tuple(allow_host or ()), public_datasets=public_datasets)
     try:
         server = EmulatorServer(opts)
     except (ValueError, FileNotFoundError) as exc:

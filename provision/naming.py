@@ -35,7 +35,9 @@ __all__ = [
     "check_bucket_location",
     "check_bucket_name",
     "check_display_name",
+    "check_dicomweb_url",
     "check_healthcare_location",
+    "check_idc_version",
     "check_import_uri",
     "check_label_key",
     "check_label_value",
@@ -47,6 +49,8 @@ __all__ = [
     "check_project_id",
     "check_resource_id",
     "check_role",
+    "check_source_name",
+    "check_store_path",
     "check_time_zone",
     "closest",
 ]
@@ -394,6 +398,92 @@ def check_import_uri(value: str) -> str:
                 f"anywhere in the path; write {form}"
             )
     return value
+
+
+STORE_PATH_FORM = "projects/PROJECT/locations/LOCATION/datasets/DATASET/dicomStores/STORE"
+
+
+def check_store_path(value: str) -> str:
+    """A Cloud Healthcare DICOM store's resource name (in any project):
+    `projects/P/locations/L/datasets/D/dicomStores/S`. A DICOMweb URL of such a store is refused
+    with the path to write instead (a store path lets plan check access; a URL cannot)."""
+    text = value.strip()
+    m = re.search(r"(projects/[^?#]*?)(/dicomWeb)?/?$", text)
+    if text.startswith(("http://", "https://")):
+        hint = ""
+        if m and "/dicomStores/" in m.group(1):
+            hint = f"; for a Cloud Healthcare store write its path, store: {m.group(1)}"
+        raise _Invalid(f"'{value}' is a URL, not a store path{hint}; a plain DICOMweb root goes in dicomweb: instead")
+    if text.endswith("/dicomWeb"):
+        raise _Invalid(f"'{value}' ends with /dicomWeb; write the store path alone: {text[: -len('/dicomWeb')]}")
+    parts = text.split("/")
+    keys = ("projects", "locations", "datasets", "dicomStores")
+    if len(parts) != 8 or tuple(parts[0::2]) != keys or not all(parts[1::2]):
+        raise _Invalid(f"'{value}' is not a DICOM store path; write {STORE_PATH_FORM} "
+                       "(e.g. projects/team-b-imaging/locations/us-central1/datasets/imaging/dicomStores/primary)")
+    project, location, dataset, store = parts[1::2]
+    try:
+        check_project_id(project)
+        check_healthcare_location(location)
+        check_resource_id(dataset, what="dataset ID")
+        check_resource_id(store, what="DICOM store ID", example="primary")
+    except _Invalid as exc:
+        raise _Invalid(f"in store path '{value}': {exc}") from None
+    return text
+
+
+def check_dicomweb_url(value: str) -> str:
+    """A plain DICOMweb root (a public proxy, another PACS): an http(s) URL with a host and no
+    query or fragment; https unless the host is a loopback one. A trailing '/' is dropped."""
+    form = "https://HOST/PATH/dicomWeb (the root OHIF appends /studies to)"
+    try:
+        parts = urlsplit(value)
+        parts.port
+    except ValueError:
+        raise _Invalid(f"'{value}' is not a valid URL; write {form}") from None
+    why = None
+    if parts.scheme not in ("http", "https"):
+        why = f"the scheme must be https, not {parts.scheme or 'missing'!r}"
+    elif not parts.hostname:
+        why = "it has no host"
+    elif parts.username is not None or parts.password is not None:
+        why = "it has a user name or password (the viewer's config is public: put no secret in it)"
+    elif parts.query or "?" in value or parts.fragment or "#" in value:
+        why = "it has a query or fragment"
+    elif parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        why = "plain http is only for a local server; a remote DICOMweb root needs https"
+    if why:
+        raise _Invalid(f"'{value}' is not a DICOMweb root ({why}); write {form}")
+    if parts.hostname == "healthcare.googleapis.com" and "/dicomStores/" in parts.path:
+        m = re.search(r"(projects/.*?/dicomStores/[^/]+)", parts.path)
+        raise _Invalid(f"'{value}' is a Cloud Healthcare store: write store: {m.group(1) if m else STORE_PATH_FORM} "
+                       "instead, so plan can check your access to it")
+    return value.rstrip("/")
+
+
+_SOURCE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+
+def check_source_name(value: str) -> str:
+    """An OHIF data source name (`sourceName`, used in the viewer's `?datasources=` URL parameter)."""
+    if not _SOURCE_NAME_RE.match(value):
+        raise _Invalid(f"'{value}' is not a valid source name; use 1-63 letters, digits, '_' and '-', starting "
+                       "with a letter (it appears in the viewer's URL as ?datasources=NAME), e.g. idc")
+    return value
+
+
+def check_idc_version(value: Any) -> str:
+    """An NCI Imaging Data Commons release: `latest` (resolved by plan) or `vN` (a number N is read as vN)."""
+    if isinstance(value, bool):
+        raise _Invalid(f"'{value}' is not an IDC release; write latest, or a release such as v23")
+    text = str(value).strip()
+    if text == "latest":
+        return text
+    m = re.fullmatch(r"[vV]?([0-9]{1,4})", text)
+    if not m or int(m.group(1)) < 1:
+        raise _Invalid(f"'{value}' is not an IDC release; write latest (plan picks the newest store IDC "
+                       "publishes and says which), or a release such as v23")
+    return f"v{int(m.group(1))}"
 
 
 def check_origin(value: str) -> str:

@@ -91,16 +91,48 @@ def write_config(bp: Any, target: Target, out: Path | None = None, fmt: str = "j
     path = Path(out or bp.viewer.config_out)
     if out is None and fmt == "json":
         path = path.with_suffix(".json")
-    return ohif_config.write_config(bp, path, emulator_url=target.emulator, fmt=fmt)
+    return ohif_config.write_config(pinned(bp, target), path, emulator_url=target.emulator, fmt=fmt)
+
+
+def pinned(bp: Any, target: Target) -> Any:
+    """`bp` with its viewer sources' `idc: latest` resolved to the release IDC publishes now."""
+    from provision.resources.viewer_source import pin
+
+    return pin(bp, target)
 
 
 def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke") -> Any:
-    """The DICOMweb smoke on every store, and the browser smoke when asked (default: `smoke.browser`)."""
+    """The DICOMweb smoke on every store, and the browser smoke when asked (default: `smoke.browser`);
+    then the DICOMweb smoke on every viewer source (at least one study each: a source the viewer
+    cannot read fails the smoke, with how to get access)."""
     from provision.smoke import run_blueprint_smoke
 
+    bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
-    return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
-                               token=access_token(target) if browser else None, out_dir=out_dir)
+    result = run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
+                                 token=access_token(target) if browser else None, out_dir=out_dir)
+    smoke_sources(bp, target, result)
+    return result
+
+
+def smoke_sources(bp: Any, target: Target, result: Any) -> None:
+    """Add each viewer source's DICOMweb smoke to `result.stores` (keyed `source:NAME`). A plain
+    DICOMweb root gets no credential (an unauthenticated session: the caller's Google token goes
+    to Google only)."""
+    import requests
+
+    from provision.ohif.config import source_root
+    from provision.resources.viewer_source import resolve
+    from provision.smoke import RETRY_S, run_dicomweb_smoke
+
+    for source in resolve(bp):
+        session = target.session() if source.store else requests.Session()
+        report = run_dicomweb_smoke(source_root(source, emulator_url=target.emulator), session=session,
+                                    origin=bp.viewer.origin, min_studies=1, retry_s=RETRY_S[target.is_emulator])
+        if source.store and any(c.status in (401, 403) for c in report.failures):
+            for c in report.failures:
+                c.detail += f" How to get access to source {source.name}: {source.access}."
+        result.stores[f"source:{source.name}"] = report
 
 
 def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,

@@ -195,17 +195,39 @@ def test_schema_command_prints_json_schema():
     schema = json.loads(out)
     assert set(schema["properties"]) == {
         "version", "project", "apis", "allow_basic_roles", "iam", "bucket",
-        "dataset", "dicom_stores", "viewer", "smoke",
+        "dataset", "dicom_stores", "viewer_sources", "viewer", "smoke",
     }  # fmt: skip
     assert {"version", "project", "dataset", "dicom_stores"} <= set(schema["required"])
     assert schema["additionalProperties"] is False
     defs = schema["$defs"]
     assert "from" in defs["Upload"]["properties"] and "from_" not in defs["Upload"]["properties"]
     assert "import" in defs["DicomStore"]["properties"]
-    assert "source" not in json.dumps(schema["properties"])
+    assert "source" not in schema["properties"] and '"_source"' not in json.dumps(schema)   # Blueprint.source is no key
     location = defs["Dataset"]["properties"]["location"]
     assert "enum" not in location and location["pattern"] == "^(us|eu|[a-z][a-z0-9]*(-[a-z0-9]+)+)$"
     assert schema == json.loads(json.dumps(json_schema()))
+
+
+def test_viewer_sources_are_read_and_normalised(tmp_path):
+    bp = load_blueprint(write(tmp_path, MINIMAL + """\
+viewer_sources:
+  - {name: idc, idc: latest}
+  - {name: idc23, idc: 23}
+  - {name: nih, public: nih-chest-xray, label: NIH (read-only)}
+  - name: teamb
+    store: projects/team-b-imaging/locations/us-central1/datasets/imaging/dicomStores/primary
+    contact: imaging-admins@team-b.example.com
+  - {name: pacs, dicomweb: "https://pacs.example.org/dicomWeb/"}
+"""), env={})
+    got = [(s.name, s.idc, s.public, s.store, s.dicomweb) for s in bp.viewer_sources]
+    assert got == [("idc", "latest", None, None, None), ("idc23", "v23", None, None, None),
+                   ("nih", None, "nih-chest-xray", None, None),
+                   ("teamb", None, None, "projects/team-b-imaging/locations/us-central1/datasets/imaging/dicomStores/primary",
+                    None),
+                   ("pacs", None, None, None, "https://pacs.example.org/dicomWeb")]
+    assert load_blueprint(write(tmp_path, MINIMAL, "plain.yaml"), env={}).viewer_sources == []
+    defs = json_schema()["$defs"]["ViewerSource"]["properties"]
+    assert defs["public"]["enum"] == ["nih-chest-xray", "idc-proxy"] and "pattern" in defs["store"]
 
 
 # ------------------------------------------------------------------ loading behaviour

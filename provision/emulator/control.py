@@ -22,7 +22,8 @@ API = "emulator"
 
 @router.route("GET", "/_emulator/health", api=API)
 def health(ctx: Ctx):
-    return {"status": "ok", "enforceIam": ctx.world.options.enforce_iam}
+    return {"status": "ok", "enforceIam": ctx.world.options.enforce_iam,
+            "publicDatasets": ctx.world.options.public_datasets}
 
 
 @router.route("POST", "/_emulator/reset", api=API)
@@ -38,12 +39,24 @@ def state(ctx: Ctx):
 
 @router.route("PUT", "/_emulator/policies/<path:resource>", api=API)
 def put_policy(ctx: Ctx, resource: str):
-    """Set the IAM policy of an organization, folder or billing account: `{"bindings": [...]}`."""
-    if not resource.startswith(("organizations/", "folders/", "billingAccounts/")):
-        raise invalid_argument("Only organizations/N, folders/N and billingAccounts/X policies are seeded here.")
+    """Set the IAM policy of an organization, folder or billing account: `{"bindings": [...]}`; or of a
+    Healthcare dataset or DICOM store of a public-dataset stand-in (what its owner grants on request,
+    e.g. access to the NIH Chest X-ray store), which no caller could set through the API."""
+    if not resource.startswith(("organizations/", "folders/", "billingAccounts/")) and not _stand_in(ctx, resource):
+        raise invalid_argument("Only organizations/N, folders/N and billingAccounts/X policies, and those of the "
+                               "public-dataset stand-ins' datasets and stores, are seeded here.")
     from provision.emulator import iam
 
     body = ctx.json(validate=False)
     policy = iam.replace(ctx.world.docs.get("policy", resource) or iam.empty_policy(), {"bindings": body.get("bindings", []), "version": 3})
     ctx.world.docs.put("policy", resource, policy)
     return policy
+
+
+def _stand_in(ctx: Ctx, resource: str) -> bool:
+    """A dataset or DICOM store of a stand-in project (provision/emulator/publicdata.py)."""
+    parts = resource.split("/")
+    if len(parts) not in (6, 8) or parts[0::2] != ["projects", "locations", "datasets", "dicomStores"][:len(parts) // 2]:
+        return False
+    record = ctx.world.crm.lookup(parts[1])
+    return bool(record and record.get("standIn"))

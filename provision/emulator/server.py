@@ -25,6 +25,10 @@ def build(options: Options) -> tuple[World, App]:
         handlers = importlib.import_module(f"provision.emulator.{name}.handlers")
         world.attach(state.ATTACH_AS, state.Backend(world))
         _merge(router, handlers.router)
+    # Last: the public-dataset stand-ins are written into every API's state (and again after a reset).
+    from provision.emulator import publicdata
+
+    world.attach(publicdata.ATTACH_AS, publicdata.Backend(world))
     return world, App(world, router)
 
 

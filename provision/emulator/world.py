@@ -37,6 +37,9 @@ class Options:
     seed: int = 0
     enforce_iam: bool = False
     allow_hosts: tuple[str, ...] = ()   # Host names served besides loopback and the bound address
+    # Stand-ins for the public datasets (IDC releases, the NIH Chest X-ray store and its Requester
+    # Pays bucket) at their real names: provision/emulator/publicdata.py.
+    public_datasets: bool = True
 
 
 class World:
@@ -64,6 +67,9 @@ class World:
         # and checks it, under the database lock, before it commits, so it never writes into the
         # new world what it read from the old one.
         self.epoch = 0
+        # Names of the public-dataset stand-ins (buckets, DICOM stores; provision/emulator/publicdata.py):
+        # the state dump lists them apart, so it shows what clients made.
+        self.stand_ins: set[str] = set()
 
     def attach(self, name: str, backend: Any) -> None:
         """Register an API backend under `name` (it becomes `world.<name>`)."""

@@ -38,6 +38,7 @@ __all__ = [
     "dicomweb_root",
     "oauth_checklist",
     "render_config",
+    "source_root",
     "write_config",
 ]
 
@@ -90,8 +91,58 @@ _COMMENTS: dict[str, tuple[str, ...]] = {
 }
 
 
+def source_root(source: Any, *, emulator_url: str | None = None) -> str:
+    """A viewer source's DICOMweb root: a Healthcare store's at Google (or the emulator), a plain
+    root as the blueprint writes it (on both targets: it is no Google URL to redirect)."""
+    if source.store:
+        base = emulator_url.rstrip("/") if emulator_url else HEALTHCARE_URL
+        return f"{base}/v1/{source.store}/dicomWeb"
+    return source.dicomweb
+
+
 def data_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, Any]]:
-    """One OHIF `dicomweb` data source per store, in blueprint order."""
+    """One OHIF `dicomweb` data source per store, in blueprint order, then one per viewer source
+    (read-only). A blueprint whose sources say `idc: latest` must be pinned first
+    (provision.resources.viewer_source.pin: it asks IDC which release is the latest)."""
+    out = _store_sources(bp, emulator_url=emulator_url)
+    for source in _viewer_sources(bp):
+        root = source_root(source, emulator_url=emulator_url)
+        # Read-only: no upload (OHIF's dicomUploadEnabled), and no configurationAPI: a source is one
+        # fixed store, and the Google configuration API would browse the user's own projects from it
+        # (and fetch cloudresourcemanager/v1/projects/<the source's project>, which its readers may not
+        # read). The friendly name says whose data it is; the first store stays the default source.
+        out.append({
+            "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
+            "sourceName": source.name,
+            "configuration": {
+                "friendlyName": source.label,
+                "name": source.name,
+                "wadoUriRoot": root,
+                "qidoRoot": root,
+                "wadoRoot": root,
+                "qidoSupportsIncludeField": True,
+                "imageRendering": "wadors",
+                "thumbnailRendering": "wadors",
+                "enableStudyLazyLoad": True,
+                "supportsFuzzyMatching": True,
+                "supportsWildcard": False,
+                "dicomUploadEnabled": False,
+                "omitQuotationForMultipartRequest": True,
+                "bulkDataURI": {"enabled": True},
+            },
+        })
+    return out
+
+
+def _viewer_sources(bp: Any) -> list[Any]:
+    if not getattr(bp, "viewer_sources", None):
+        return []
+    from provision.resources.viewer_source import resolve
+
+    return resolve(bp)
+
+
+def _store_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)

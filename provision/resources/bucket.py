@@ -41,6 +41,7 @@ class BucketState:
     location: str = ""
     project_number: str = ""
     labels: dict = field(default_factory=dict)
+    requester_pays: bool = False     # known only when Cloud Storage asked for a billing project
 
 
 def read(ctx: Ctx, name: str) -> BucketState:
@@ -54,6 +55,8 @@ def read(ctx: Ctx, name: str) -> BucketState:
                 return BucketState(name, exists=False, accessible=True)
             if is_status(exc, 403):
                 return BucketState(name, exists=True, accessible=False)
+            if is_requester_pays(exc):   # someone's Requester Pays bucket, asked without a billing project
+                return BucketState(name, exists=True, accessible=True, requester_pays=True)
             raise
         return BucketState(name, exists=True, location=b.location or "", project_number=str(b.project_number or ""),
                            labels=dict(b.labels or {}))
@@ -194,13 +197,22 @@ def upload_notes(files: list[LocalFile]) -> list[str]:
     return [f"upload: {note}"] if note else []
 
 
-def list_objects(ctx: Ctx, bucket: str, prefix: str = "") -> dict[str, dict]:
-    """name -> {crc32c, md5, generation, size} for the objects under `prefix`."""
+def is_requester_pays(exc: Exception) -> bool:
+    """Cloud Storage's 400 for a Requester Pays bucket asked without a billing project ("Bucket is a
+    requester pays bucket but no user project provided.", reason `required`)."""
+    return is_status(exc, 400) and "requester pays" in str(exc).lower()
+
+
+def list_objects(ctx: Ctx, bucket: str, prefix: str = "", user_project: str | None = None) -> dict[str, dict]:
+    """name -> {crc32c, md5, generation, size} for the objects under `prefix`. `user_project`: the
+    billing project of a Requester Pays bucket (sent as `userProject`, as gsutil -u and gcloud
+    --billing-project do)."""
     client = ctx.target.storage()
 
     def list_all() -> dict[str, dict]:
         out = {}
-        for b in client.list_blobs(bucket, prefix=prefix or None, retry=None):
+        for b in client.list_blobs(client.bucket(bucket, user_project=user_project), prefix=prefix or None,
+                                   retry=None):
             out[b.name] = {"crc32c": b.crc32c, "md5": b.md5_hash, "generation": str(b.generation or ""),
                            "size": b.size}
         return out

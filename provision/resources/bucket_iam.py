@@ -35,6 +35,10 @@ def read_if_there(ctx: Ctx, bucket: str) -> dict | None:
     except Exception as exc:  # noqa: BLE001
         if is_status(exc, 403, 404):
             return None
+        from provision.resources.bucket import is_requester_pays
+
+        if is_requester_pays(exc):   # a Requester Pays bucket of someone else: we cannot tell
+            return None
         raise
 
 
@@ -127,7 +131,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        + ask_owner(b, member))
         elif access is None:
             draft.note(f"gs://{b} is not this blueprint's bucket and its policy is not readable: the import "
-                       f"needs {member} to hold {VIEWER} on it")
+                       f"needs {member} to hold {VIEWER} on it (nothing to ask for when the bucket is public, "
+                       "readable by allUsers, as public datasets' buckets are)")
     if live.project is None:
         # A new project: its agent's email is known only once the project exists (its number).
         future = service_agent.member_for("<PROJECT_NUMBER>")
@@ -135,7 +140,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             if b != own or not bucket_mod.is_ours(bp, live):
                 draft.note(f"gs://{b} is not this blueprint's bucket: the new project's Healthcare service agent "
                            f"({future.split(':', 1)[1]}, known once the project exists) will need "
-                           f"{VIEWER} on it for the import; " + ask_owner(b, future))
+                           f"{VIEWER} on it for the import (nothing to ask for when the bucket is public, readable "
+                           "by allUsers, as public datasets' buckets are); " + ask_owner(b, future))
 
 
 def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:

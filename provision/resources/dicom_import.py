@@ -83,14 +83,20 @@ def parse_uri(uri: str) -> Source:
     return Source(uri, bucket, glob)
 
 
-def matched_objects(ctx: Ctx, src: Source) -> dict[str, dict] | None:
-    """Objects the URI matches now (name -> checksums), or None when we may not list the bucket."""
+def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -> dict[str, dict] | None:
+    """Objects the URI matches now (name -> checksums), or None when we may not list the bucket.
+    A Requester Pays bucket is listed again with `billing_project` as its userProject."""
     from provision.gcp.errors import is_status
 
     try:
-        objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix)
+        try:
+            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix)
+        except Exception as exc:  # noqa: BLE001
+            if not (billing_project and bucket_mod.is_requester_pays(exc)):
+                raise
+            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix, user_project=billing_project)
     except Exception as exc:  # noqa: BLE001
-        if is_status(exc, 403, 404):
+        if is_status(exc, 403, 404) or bucket_mod.is_requester_pays(exc):
             return None
         raise
     rx = src.regex()
@@ -334,7 +340,39 @@ def verify_studies(ctx: Ctx, store_name: str, min_studies: int) -> int:
 
 # ---------------------------------------------------------------------------- kind
 KIND = "dicom-import"
-MISSING, FORBIDDEN = "missing", "forbidden"
+MISSING, FORBIDDEN, BILLING = "missing", "forbidden", "billing"
+USAGE_ROLE = "roles/serviceusage.serviceUsageConsumer"
+
+
+@dataclass
+class Listing:
+    """What plan learned of an import's source bucket: the matching objects (or MISSING, FORBIDDEN,
+    BILLING: you may not bill the blueprint's project; None: not listed, see `deferred`), and whether
+    the bucket is Requester Pays, with the project provision named as its billing project."""
+
+    found: dict[str, dict] | str | None
+    requester_pays: bool = False
+    user_project: str | None = None
+    deferred: bool = False   # Requester Pays, and the project to bill does not exist yet
+
+
+def _requester_pays(ctx: Ctx, bucket: str) -> bool | None:
+    """The bucket's metadata: `billing.requesterPays`. A Requester Pays bucket of someone else answers
+    a metadata read without a billing project with Cloud Storage's 400 (googleapis/python-storage#479:
+    it "can not detect if bucket is requester-pays without using a user project"), which says as
+    much. None when the metadata is hidden (403: a public bucket grants objects, not buckets.get)."""
+    client = ctx.target.storage()
+    try:
+        b = ctx.call(lambda: client.get_bucket(bucket, retry=None))
+    except Exception as exc:  # noqa: BLE001
+        if bucket_mod.is_requester_pays(exc):
+            return True
+        from provision.gcp.errors import is_status
+
+        if is_status(exc, 403, 404):
+            return None
+        raise
+    return bool(b.requester_pays)
 
 
 def source_buckets(bp: Any) -> list[str]:
@@ -342,20 +380,38 @@ def source_buckets(bp: Any) -> list[str]:
     return list(dict.fromkeys(parse_uri(s.import_.uri).bucket for s in bp.dicom_stores if s.import_))
 
 
-def _list_or_why(ctx: Ctx, src: Source) -> dict[str, dict] | str:
-    """The matching objects, or MISSING / FORBIDDEN when the bucket cannot be listed."""
+def _list_or_why(ctx: Ctx, src: Source, billing_project: str | None = None) -> Listing:
+    """The matching objects, or MISSING / FORBIDDEN / BILLING when the bucket cannot be listed.
+
+    Requester Pays: detected from the bucket's metadata (or, when the metadata is hidden, from the
+    listing's own 400), then listed with `userProject` = `billing_project` (the blueprint's
+    project, None while it does not exist: the listing then waits for apply)."""
     from provision.gcp.errors import is_status
 
+    rp = _requester_pays(ctx, src.bucket)
+    user_project = billing_project if rp else None
+    if rp and not billing_project:
+        return Listing(None, True, deferred=True)
     try:
-        objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix)
+        try:
+            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix, user_project=user_project)
+        except Exception as exc:  # noqa: BLE001
+            if rp or not bucket_mod.is_requester_pays(exc):
+                raise
+            rp = True
+            if not billing_project:
+                return Listing(None, True, deferred=True)
+            user_project = billing_project
+            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix, user_project=user_project)
     except Exception as exc:  # noqa: BLE001
         if is_status(exc, 404):
-            return MISSING
+            return Listing(MISSING, bool(rp), user_project)
         if is_status(exc, 403):
-            return FORBIDDEN
+            billing = user_project and "serviceusage.services.use" in str(exc)
+            return Listing(BILLING if billing else FORBIDDEN, bool(rp), user_project)
         raise
     rx = src.regex()
-    return {n: o for n, o in objs.items() if rx.match(n)}
+    return Listing({n: o for n, o in objs.items() if rx.match(n)}, bool(rp), user_project)
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
@@ -373,7 +429,8 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
                 continue   # still to be created (or refused by the bucket kind)
             if src.bucket == own and bp.bucket.upload and src.prefix.startswith(bp.bucket.upload.prefix or ""):
                 continue   # the upload kind's listing covers it
-            out[f"import_objects:{s.id}"] = lambda ctx, src=src: _list_or_why(ctx, src)
+            payer = bp.project.id if live.project is not None else None
+            out[f"import_objects:{s.id}"] = lambda ctx, src=src, payer=payer: _list_or_why(ctx, src, payer)
     if phase == 3:
         for s, name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
             st = live.get(f"store:{name}")
@@ -392,7 +449,8 @@ def _objects(bp: Any, live: Live, s: Any) -> dict[str, dict] | str | None:
         if bp.bucket.upload and src.prefix.startswith(bp.bucket.upload.prefix or ""):
             rx = src.regex()
             return {n: o for n, o in live.get("remote", {}).items() if rx.match(n)}
-    return live.get(f"import_objects:{s.id}")
+    found = live.get(f"import_objects:{s.id}")
+    return found.found if isinstance(found, Listing) else found
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
@@ -423,6 +481,14 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             raise ProvisionError(f"import:{s.id}: you cannot list gs://{src.bucket} (403), so provision cannot check "
                                  f"that {uri} matches files; ask its owner for roles/storage.objectViewer for "
                                  "yourself (and for the project's Healthcare service agent)")
+        if objects == BILLING:
+            raise ProvisionError(f"import:{s.id}: gs://{src.bucket} is Requester Pays, and you may not bill project "
+                                 f"{bp.project.id} for reading it (Cloud Storage answered 403: serviceusage.services.use);"
+                                 f" ask for {USAGE_ROLE} on project {bp.project.id}, then plan again")
+        listing = live.get(f"import_objects:{s.id}")
+        billed = _billing_note(bp, src, listing, objects if isinstance(objects, dict) else None)
+        if billed:
+            draft.note(billed)
         rx = src.regex()
         coming = [f for f in pending if f.name and rx.match(f.name)] if src.bucket == own else []
         state = live.get(f"store:{name}")
@@ -437,7 +503,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                 done = False
                 why = (f" again: the store holds {n} stud{'y' if n == 1 else 'ies'}, smoke.min_studies asks for "
                        f"{bp.smoke.min_studies}")
-        if not done and not coming and not objects:
+        deferred = isinstance(listing, Listing) and listing.deferred
+        if not done and not coming and not objects and not deferred:
             nothing = _why_nothing(bp, live, src, uri)
             if nothing:
                 raise ProvisionError(f"import:{s.id}: {nothing}")
@@ -445,12 +512,43 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         deps = [f"store:{s.id}", "service-agent"]
         if src.bucket == own:
             deps += ["upload", "bucket-iam" if grant_bucket else "bucket"]
-        if objects is None:
+        if deferred:
+            now = f" (objects counted at apply: the bucket is Requester Pays, and project {bp.project.id}, which pays " \
+                  "for the listing, does not exist yet)"
+        elif objects is None:
             now = " (after the upload)" if bp.bucket.upload else " (the bucket does not exist yet)"
         else:
             now = f" ({len(coming) or len(objects)} object(s) match{' after the upload' if coming else ' now'})"
+        if isinstance(listing, Listing) and listing.requester_pays:
+            now += f"; Requester Pays: reads billed to project {bp.project.id}"
         draft.add(Step(f"import:{s.id}", KIND, name, NOOP if done else CREATE, [] if done else [f"import {uri}{why}{now}"],
                        deps, None if done else _run(bp, s, name, grant_bucket, force=bool(why))))
+
+
+def _billing_note(bp: Any, src: Source, listing: Any, objects: dict[str, dict] | None) -> str:
+    """What a Requester Pays source costs, and whom: said in the plan, before anything is read."""
+    if not isinstance(listing, Listing) or not listing.requester_pays:
+        return ""
+    pid = bp.project.id
+    if objects:
+        size = sum(int(o.get("size") or 0) for o in objects.values())
+        what = f"the import reads the {len(objects)} matching object(s) ({_bytes(size)})"
+    else:
+        what = "the import reads the matching objects"
+    return (f"gs://{src.bucket} is Requester Pays (billing.requesterPays): project {pid} is billed for reading it. "
+            f"provision lists it with userProject={pid} (you need serviceusage.services.use there, e.g. {USAGE_ROLE}); "
+            f"{what}, and the Healthcare import bills those reads to the store's project, {pid} (the import request "
+            "takes no userProject: the project's Healthcare service agent reads the bucket). Billed: Cloud Storage "
+            "operations (one list call per 1,000 objects, one read per object) and network egress when the bucket's "
+            f"location differs from the dataset's ({bp.dataset.location}); storing the bucket stays with its owner.")
+
+
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
 
 
 def _why_nothing(bp: Any, live: Live, src: Source, uri: str) -> str:
@@ -478,7 +576,7 @@ def _run(bp: Any, s: Any, sname: str, own: bool, *, force: bool):
     def run_import(ctx: Ctx) -> str:
         from provision.resources import bucket_iam
 
-        objs = matched_objects(ctx, src)
+        objs = matched_objects(ctx, src, billing_project=bp.project.id)
         fp = fingerprint(uri, objs)
         st = dicom_store.read(ctx, sname)
         if not force and st is not None and st.labels.get(LABEL) == fp:

@@ -587,6 +587,13 @@ class Healthcare:
                 return end({"code": 5, "message": f"Cloud Storage bucket {job.bucket} not found: cannot import {job.uri}."})
             if not storage.can_read(job.agent, job.bucket):
                 return end({"code": 7, "message": GCS_PERMISSION_MESSAGE})
+            # A Requester Pays source bucket: the import request has no userProject (the discovery
+            # document's ImportDicomDataRequest is {gcsSource{uri}, blobStorageSettings}); the
+            # service agent reads the objects and its own project, the store's, is the one billed.
+            # Google documents no such rule; it is what a Google Cloud Skills Boost lab does with no
+            # billing project at all (a public copy of its solution script runs `gcloud healthcare
+            # dicom-stores import gcs ... --gcs-uri=gs://gcs-public-data--healthcare-nih-chest-xray/
+            # dicom/000000*.dcm`), and the NIH dataset's page says "Your GCP project will be billed".
             objects = list(storage.iter_objects(job.bucket, glob=job.path if job.path != job.prefix else None,
                                                 prefix=job.prefix))
             if job.path == job.prefix:   # no wildcard: exactly that object
@@ -720,7 +727,8 @@ class Healthcare:
         self.index.reset()
 
     def dump(self) -> dict:
-        return {"healthcare": {"dicomStores": self.index.summary()}}
+        stores = {name: n for name, n in self.index.summary().items() if name not in self.world.stand_ins}
+        return {"healthcare": {"dicomStores": stores}}   # the stand-ins: under publicDatasets
 
 
 Backend = Healthcare

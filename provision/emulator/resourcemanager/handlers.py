@@ -54,7 +54,19 @@ def _projects_page(ctx: Ctx, records: list[dict], render) -> dict:
 
 def _visible(ctx: Ctx, records: list[dict]) -> list[dict]:
     crm = ctx.world.crm
-    return [r for r in records if ctx.allows("resourcemanager.projects.get", crm.policy_chain(r["projectId"]))]
+    return [r for r in records if ctx.allows("resourcemanager.projects.get", crm.policy_chain(r["projectId"]))
+            and (not r.get("standIn") or _holds_really(ctx, r))]
+
+
+def _holds_really(ctx: Ctx, record: dict) -> bool:
+    """A public-dataset stand-in's project (provision/emulator/publicdata.py) belongs to its publisher:
+    listed only to who really holds projects.get on it, even without --enforce-iam (where the
+    anonymous caller stands for the owner of what it creates, not of everything)."""
+    from provision.emulator import iam
+    from provision.emulator.common import ANONYMOUS_OWNER
+
+    who = ctx.principal or ("" if ctx.world.options.enforce_iam else ANONYMOUS_OWNER)
+    return iam.allowed(who, "resourcemanager.projects.get", ctx.world.crm.policy_chain(record["projectId"]))
 
 
 def _requested_version(body: dict) -> int | None:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from werkzeug.http import http_date
 from werkzeug.wrappers import Response
 
+from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import unauthenticated
 from provision.emulator.http import Ctx, Router, parse_json_body
 from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, decode_token, encode_token, gcs_error,
@@ -85,7 +86,47 @@ def _bucket(ctx: Ctx, name: str) -> dict:
     rec = _st(ctx).bucket(name)
     if rec is None:
         raise bucket_not_found()
+    _billing_project(ctx, rec)
     return rec
+
+
+# Requester Pays (cloud.google.com/storage/docs/requester-pays): once a bucket's billing.requesterPays
+# is set, a request must name a billing project (`userProject`) in good standing on which the caller
+# holds serviceusage.services.use, unless the caller may bill the bucket's own project
+# (resourcemanager.projects.createBillingAssignment there, as its owners may; the audit log in
+# theiagen/public_health_bioinformatics#449 shows that permission checked on such a request).
+# Without one, Cloud Storage answers 400 `required` "Bucket is a requester pays bucket but no user
+# project provided." (googleapis/google-cloud-python#4674, forseti-security#1300,
+# renchap/shrine-google_cloud_storage#56); a billing project the caller may not use is a 403
+# "... does not have serviceusage.services.use access to the Google Cloud project." (hail-is/hail#9096).
+# A userProject naming no project: 400 "User project specified in the request is invalid." (the
+# wording is from memory of Cloud Storage's answers, not from a capture).
+# Requester Pays is billing, not IAM: it holds without --enforce-iam too, where the anonymous caller
+# stands for the owner of the projects it creates (ANONYMOUS_OWNER), not of everyone's.
+REQUESTER_PAYS_MISSING = "Bucket is a requester pays bucket but no user project provided."
+
+
+def _billing_project(ctx: Ctx, rec: dict) -> None:
+    st = _st(ctx)
+    user_project = ctx.query.get("userProject")
+    if user_project:
+        project = st.project(user_project)
+        if project is None:
+            raise gcs_error(400, "User project specified in the request is invalid.", "invalid")
+        if ctx.world.options.enforce_iam and not st.holds_on_project(ctx.principal or "", "serviceusage.services.use",
+                                                                     project):
+            who = (ctx.principal or "").partition(":")[2] or "Anonymous caller"
+            raise gcs_error(403, f"{who} does not have serviceusage.services.use access to the Google Cloud project. "
+                                 "Permission 'serviceusage.services.use' denied on resource (or it may not exist).",
+                            "forbidden")
+        return
+    if not (rec.get("billing") or {}).get("requesterPays"):
+        return
+    payer = ctx.principal or ("" if ctx.world.options.enforce_iam else ANONYMOUS_OWNER)
+    owner = {"projectId": rec["projectId"], "projectNumber": rec["projectNumber"]}
+    if payer and st.holds_on_project(payer, "resourcemanager.projects.createBillingAssignment", owner):
+        return
+    raise gcs_error(400, REQUESTER_PAYS_MISSING, "required")
 
 
 def _project(ctx: Ctx) -> dict:

@@ -377,6 +377,8 @@ class Backend:
         counts = self.objects.usage()
         out = {}
         for name, rec in self.buckets.all():
+            if name in self.world.stand_ins:
+                continue   # listed under publicDatasets (provision/emulator/publicdata.py)
             n, size = counts.get(name, (0, 0))
             out[name] = {"projectId": rec["projectId"], "projectNumber": rec["projectNumber"],
                          "location": rec["location"], "objects": n, "bytes": size,
