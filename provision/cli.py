@@ -69,16 +69,24 @@ EmulatorOpt = Annotated[
 ]
 ImpersonateOpt = Annotated[
     Optional[str],
-    typer.Option("--impersonate-service-account", help="Act as this service account (Google Cloud only)."),
+    typer.Option("--impersonate-service-account", help="Act as this service account (through IAM Credentials "
+                 "generateAccessToken; you need Service Account Token Creator on it)."),
+]
+QuotaProjectOpt = Annotated[
+    Optional[str],
+    typer.Option("--quota-project", envvar="GOOGLE_CLOUD_QUOTA_PROJECT", metavar="PROJECT",
+                 help="Bill quota to this project (sent as x-goog-user-project); needed with user credentials "
+                      "that name none (default: the credentials' quota_project_id)."),
 ]
 
 
-def _load(path: Path, emulator: str | None, impersonate: str | None):
+def _load(path: Path, emulator: str | None, impersonate: str | None, quota_project: str | None = None):
     """The blueprint and the target (Google Cloud, or the emulator named by --emulator / the environment)."""
     from provision.blueprint import load_blueprint
     from provision.gcp.target import Target
 
-    return load_blueprint(path), Target.from_env(emulator=emulator, impersonate=impersonate)
+    return load_blueprint(path), Target.from_env(emulator=emulator, impersonate=impersonate,
+                                                 quota_project=quota_project)
 
 
 def _progress():
@@ -145,11 +153,12 @@ def init(
 
 
 @app.command()
-def plan(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None) -> None:
+def plan(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None,
+         quota_project: QuotaProjectOpt = None) -> None:
     """Show what apply would change; changes nothing."""
     from provision import provisioner
 
-    bp, target = _load(blueprint, emulator, impersonate)
+    bp, target = _load(blueprint, emulator, impersonate, quota_project)
     with _progress() as progress:
         the_plan = provisioner.plan(bp, target, listener=progress)
     _emit(json_out, the_plan.to_json(), the_plan.render())
@@ -171,6 +180,7 @@ def apply(
                                                           help="Run this store's import again (repeatable).")] = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Make the environment match the blueprint (within what provision made), then check it works."""
     from concurrent.futures import ThreadPoolExecutor
@@ -178,7 +188,7 @@ def apply(
     from provision import pipeline, provisioner
 
     opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-    loaded = [_load(path, emulator, impersonate) for path in blueprints]
+    loaded = [_load(path, emulator, impersonate, quota_project) for path in blueprints]
     bps, target = [bp for bp, _ in loaded], loaded[0][1]  # every blueprint goes to the same target
     with _progress() as progress, ThreadPoolExecutor(max_workers=parallel) as pool:
         plans = list(pool.map(lambda bp: provisioner.plan(bp, target, listener=progress, opts=opts), bps))
@@ -205,11 +215,12 @@ def apply(
 
 
 @app.command()
-def status(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None) -> None:
+def status(blueprint: BlueprintArg, json_out: JsonOpt = False, emulator: EmulatorOpt = None, impersonate: ImpersonateOpt = None,
+           quota_project: QuotaProjectOpt = None) -> None:
     """Compare live state with the blueprint (drift)."""
     from provision import provisioner
 
-    bp, target = _load(blueprint, emulator, impersonate)
+    bp, target = _load(blueprint, emulator, impersonate, quota_project)
     report = provisioner.status(bp, target)
     _emit(json_out, report.to_json(), report.render())
 
@@ -222,11 +233,12 @@ def destroy(
     delete_project: Annotated[bool, typer.Option("--delete-project", help="Also delete the project.")] = False,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Delete what the blueprint describes; data and the project are kept unless asked."""
     from provision import provisioner
 
-    bp, target = _load(blueprint, emulator, impersonate)
+    bp, target = _load(blueprint, emulator, impersonate, quota_project)
     try:
         steps, kept = the_plan = provisioner.destroy_plan(bp, target, delete_data=delete_data,
                                                           delete_project=delete_project)
@@ -280,11 +292,12 @@ def smoke(
     json_out: JsonOpt = False,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Prove the viewer will work: DICOMweb as OHIF uses it, optionally the real viewer."""
     from provision import pipeline
 
-    bp, target = _load(blueprint, emulator, impersonate)
+    bp, target = _load(blueprint, emulator, impersonate, quota_project)
     report = pipeline.smoke(bp, target, browser=browser or None)
     _emit(json_out, report.to_dict(), report.summary())
     if not report.ok:

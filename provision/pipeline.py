@@ -57,9 +57,11 @@ class Outcome:
 
 def access_token(target: Target) -> str | None:
     """The bearer token the browser hands to OHIF with `?token=` (never printed)."""
-    if target.is_emulator:
-        return target.token
     creds = target.credentials()
+    from google.auth.credentials import AnonymousCredentials
+
+    if isinstance(creds, AnonymousCredentials):
+        return None
     if not creds.valid:
         from google.auth.transport.requests import Request
 
@@ -80,7 +82,8 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
 
     browser = bp.smoke.browser if browser is None else browser
     return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
-                               token=access_token(target) if browser else None, out_dir=out_dir)
+                               token=access_token(target) if browser else None, out_dir=out_dir,
+                               retry_s=target.timing.smoke_retry_s)
 
 
 def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,

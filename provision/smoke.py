@@ -47,7 +47,6 @@ FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-synta
 DICOM_JSON = "application/dicom+json"
 PAGE = 101
 TIMEOUT_S = 60.0
-RETRY_S = {True: 10.0, False: 60.0}  # how long a GET is retried (429, 5xx, resets): emulator, Google
 
 CHECK_NAMES = ("studies", "series", "series_metadata", "frame", "rendered", "cors")
 
@@ -265,7 +264,7 @@ def run_dicomweb_smoke(
     """Run the viewer's DICOMweb requests against one store; never raises for a failed check.
 
     Each GET goes through the project's retry policy for `retry_s` seconds (429, 5xx, resets; none
-    by default; `run_blueprint_smoke` gives RETRY_S);
+    by default; `run_blueprint_smoke` gives the target's `timing.smoke_retry_s`);
     the retries a check needed are said in its detail. `has_import`: the store is filled by an
     import (the hint for an empty store then points at it)."""
     from provision.gcp.errors import RawHttpError
@@ -536,6 +535,7 @@ def run_blueprint_smoke(
     browser: bool = False,
     token: str | None = None,
     out_dir: Any = "out/smoke",
+    retry_s: float = 60.0,
 ) -> BlueprintSmoke:
     """`provision smoke`: the DICOMweb smoke on every store of `bp`, then with `browser=True` the real
     viewer on the first store (the viewer's default data source). Never raises for a check that
@@ -543,7 +543,8 @@ def run_blueprint_smoke(
 
     `session` carries the credentials (an AuthorizedSession for Google Cloud; None for an emulator
     without --enforce-iam). `token` is the access token handed to the viewer with `?token=` (ADC's
-    token on Google Cloud); it is used only inside the browser and never reported.
+    token on Google Cloud); it is used only inside the browser and never reported. `retry_s`: how
+    long each GET is retried (the target's timing profile, `smoke_retry_s`).
     """
     from pathlib import Path
 
@@ -556,7 +557,7 @@ def run_blueprint_smoke(
         has_import = bool(getattr(store, "import_", None))
         result.stores[store.id] = run_dicomweb_smoke(root, session=session, origin=bp.viewer.origin,
                                                      min_studies=bp.smoke.min_studies if has_import else 0,
-                                                     retry_s=RETRY_S[emulator_url is not None], has_import=has_import)
+                                                     retry_s=retry_s, has_import=has_import)
     if not browser:
         return result
     first_id = bp.dicom_stores[0].id
