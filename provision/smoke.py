@@ -571,10 +571,18 @@ def run_blueprint_smoke(
     else:
         from provision.ohif.browser import run_browser_smoke
 
-        config_js = render_config(bp, emulator_url=emulator_url, oidc=False)
+        if emulator_url:
+            # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
+            # emulator, where the viewer signs in for real when the config has an oidc block.
+            config_js = render_config(bp)
+            route = {"google_via": emulator_url, "origin": bp.viewer.origin}
+            token = None if getattr(bp.viewer, "oauth_client_id", None) else token
+        else:  # on Google Cloud no one can sign in interactively: ADC's token through OHIF's ?token=
+            config_js = render_config(bp, oidc=False)
+            route = {}
         try:
             result.browser = run_browser_smoke(config_js, expected_studies=expected, token=token, out_dir=Path(out_dir),
-                                               emulator_host=emulator_url)
+                                               **route)
         except ProvisionError as exc:  # no Chromium, no Playwright, no viewer: the check could not run
             result.browser_not_run = str(exc)
     return result

@@ -20,6 +20,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "roles/viewer": ("resourcemanager.projects.get", "serviceusage.services.get", "serviceusage.services.list",
                      "healthcare.*.get", "healthcare.*.list", "storage.buckets.get", "storage.buckets.list",
                      "logging.logEntries.list"),
+    "roles/browser": ("resourcemanager.projects.get", "resourcemanager.projects.list", "resourcemanager.projects.getIamPolicy",
+                      "resourcemanager.folders.get", "resourcemanager.folders.list", "resourcemanager.organizations.get"),
     "roles/logging.viewer": ("logging.logEntries.list", "logging.logs.list", "logging.logServices.list",
                              "logging.logServiceIndexes.list"),
     "roles/logging.admin": ("logging.*",),
