@@ -153,6 +153,7 @@ def test_signed_in_user_without_the_role_is_refused(google_env):
                                timeout_s=30)
     keep("google-denied", report)
     assert not report.ok and report.sign_in["signed_in"]
-    assert "answered 403 (wrong store path, or no permission on the store)" in report.problems[0]
+    assert "answered 403: Permission 'healthcare.dicomStores.dicomWebRead' denied" in report.problems[0]
+    assert "Likely cause: the caller lacks roles/healthcare.dicomViewer on the store" in report.problems[0]
     assert report.dicomweb_unauthorized == []      # eve's token was sent; IAM refused it
     assert report.external_requests == []

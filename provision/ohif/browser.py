@@ -687,8 +687,13 @@ class _Drive:
             )
         status = response.status
         if status not in (200, 204):
-            hint = " (wrong store path, or no permission on the store)" if status in (401, 403, 404) else ""
-            raise self.fail(f"study list: GET {response.url} answered {status}{hint}")
+            from provision.smoke import http_problem
+
+            try:
+                body = response.body()
+            except self.Error:
+                body = b""
+            raise self.fail(self.secret_free(http_problem("GET", response.url, status, body, "study list")))
         try:
             returned = response.json() if status == 200 else []
         except (self.Error, ValueError):
@@ -742,6 +747,15 @@ class _Drive:
             raise self.fail(f"viewer: the first frame request failed in the browser ({request.failure})")
         if response.status != 200:
             report.problems.append(f"viewer: the first frame request answered {response.status}")
+        else:  # judged as the DICOMweb smoke judges its own frames/1 answer
+            from provision.smoke import frame_problem
+
+            try:
+                problem, _ = frame_problem(response.url, response.headers.get("content-type", ""), response.body())
+            except self.Error:
+                problem = None
+            if problem:
+                report.problems.append(f"viewer: {self.secret_free(problem)}")
         try:
             handle = page.wait_for_function(
                 f"() => {{ const s = ({_CANVAS_STATS_JS})(); if (!s) return false; "
