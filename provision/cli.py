@@ -157,15 +157,22 @@ EmulatorOpt = Annotated[
 ]
 ImpersonateOpt = Annotated[
     Optional[str],
-    typer.Option("--impersonate-service-account", metavar="EMAIL", help="Act as this service account (Google Cloud only)."),
+    typer.Option("--impersonate-service-account", metavar="EMAIL", help="Act as this service account (through IAM "
+                 "Credentials generateAccessToken; you need Service Account Token Creator on it)."),
+]
+QuotaProjectOpt = Annotated[
+    Optional[str],
+    typer.Option("--quota-project", envvar="GOOGLE_CLOUD_QUOTA_PROJECT", metavar="PROJECT",
+                 help="Bill quota to this project (sent as x-goog-user-project); needed with user credentials "
+                      "that name none (default: the credentials' quota_project_id)."),
 ]
 
 
-def _target(emulator: str | None, impersonate: str | None):
+def _target(emulator: str | None, impersonate: str | None, quota_project: str | None = None):
     """Google Cloud, or the emulator named by --emulator / the environment."""
     from provision.gcp.target import Target
 
-    return Target.from_env(emulator=emulator, impersonate=impersonate)
+    return Target.from_env(emulator=emulator, impersonate=impersonate, quota_project=quota_project)
 
 
 def _load(path: Path, emulator: str | None, impersonate: str | None):
@@ -288,12 +295,13 @@ def plan(
     shard: ShardOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Show what apply would change; changes nothing."""
     from provision import provisioner, runs, saved_plan
 
     opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-    items, target = runs.load(blueprints, shard), _target(emulator, impersonate)
+    items, target = runs.load(blueprints, shard), _target(emulator, impersonate, quota_project)
     with _progress() as progress:
         outcomes = runs.each(items, lambda it: provisioner.plan(it.bp, target, listener=progress, opts=opts))
     if out is not None and all(o.ok for o in outcomes):
@@ -322,6 +330,7 @@ def apply(
     shard: ShardOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Make the environment match the blueprint, then check it works.
 
@@ -329,7 +338,7 @@ def apply(
     did not make is never touched."""
     from provision import pipeline, provisioner, runs, saved_plan
 
-    target = _target(emulator, impersonate)
+    target = _target(emulator, impersonate, quota_project)
     if len(blueprints) == 1 and saved_plan.is_saved_plan(blueprints[0]):
         items, plans = _saved(blueprints[0], target, shard)
         opts, yes = saved_plan.options(saved_plan.load(blueprints[0])), True   # reviewed when it was saved
@@ -401,11 +410,12 @@ def status(
     shard: ShardOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Live state versus the blueprint: missing, drift, extra, kept."""
     from provision import provisioner, runs
 
-    items, target = runs.load(blueprints, shard), _target(emulator, impersonate)
+    items, target = runs.load(blueprints, shard), _target(emulator, impersonate, quota_project)
     outcomes = runs.each(items, lambda it: provisioner.status(it.bp, target))
     _finish("status", json_out, outcomes, lambda o: {"status": o.value.to_json()}, lambda o: o.value.render(),
             detailed=detailed, changed=lambda r: not r.in_sync, summary=lambda o: o.value.headline())
@@ -422,13 +432,14 @@ def destroy(
                                                  "created it).")] = False,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Delete what provision made for the blueprints (data kept unless asked).
 
     Its ownership record says what it made; data and the project are kept unless asked."""
     from provision import provisioner, runs
 
-    items, target = runs.load(blueprints), _target(emulator, impersonate)
+    items, target = runs.load(blueprints), _target(emulator, impersonate, quota_project)
 
     def destroy_plan(it):
         try:
@@ -499,11 +510,12 @@ def smoke(
     json_out: JsonOpt = False,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Prove the viewer works: DICOMweb as OHIF uses it, or the real viewer."""
     from provision import pipeline, runs
 
-    items, target = runs.load(blueprints), _target(emulator, impersonate)
+    items, target = runs.load(blueprints), _target(emulator, impersonate, quota_project)
     if as_member:
         target = pipeline.target_as(target, as_member)
     outcomes = runs.each(items, lambda it: pipeline.smoke(it.bp, target, browser=browser or None))

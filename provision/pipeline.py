@@ -57,9 +57,11 @@ class Outcome:
 
 def access_token(target: Target) -> str | None:
     """The bearer token the browser hands to OHIF with `?token=` (never printed)."""
-    if target.is_emulator:
-        return target.token
     creds = target.credentials()
+    from google.auth.credentials import AnonymousCredentials
+
+    if isinstance(creds, AnonymousCredentials):
+        return None
     if not creds.valid:
         from google.auth.transport.requests import Request
 
@@ -110,7 +112,8 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
     result = run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
-                                 token=access_token(target) if browser else None, out_dir=out_dir)
+                                 token=access_token(target) if browser else None, out_dir=out_dir,
+                                 retry_s=target.timing.smoke_retry_s)
     smoke_sources(bp, target, result)
     return result
 
@@ -123,12 +126,12 @@ def smoke_sources(bp: Any, target: Target, result: Any) -> None:
 
     from provision.ohif.config import source_root
     from provision.resources.viewer_source import resolve
-    from provision.smoke import RETRY_S, run_dicomweb_smoke
+    from provision.smoke import run_dicomweb_smoke
 
     for source in resolve(bp):
         session = target.session() if source.store else requests.Session()
         report = run_dicomweb_smoke(source_root(source, emulator_url=target.emulator), session=session,
-                                    origin=bp.viewer.origin, min_studies=1, retry_s=RETRY_S[target.is_emulator])
+                                    origin=bp.viewer.origin, min_studies=1, retry_s=target.timing.smoke_retry_s)
         if source.store and any(c.status in (401, 403) for c in report.failures):
             for c in report.failures:
                 c.detail += f" How to get access to source {source.name}: {source.access}."

@@ -1,6 +1,10 @@
 """Before changing anything: does the caller hold the permissions the plan needs?
 
-Asks `testIamPermissions` where Google answers it: the parent folder or organization (to
+First, user credentials without a quota project (gcloud's ADC, the classic trap): one read of
+Service Usage, which Google refuses to them ("... requires a quota project, which is not set by
+default"), so apply would fail at its first enable; preflight stops with the exact fix instead.
+
+Then asks `testIamPermissions` where Google answers it: the parent folder or organization (to
 create the project), the billing account (to link it), the project when it exists (everything
 else). Every missing permission is listed with the predefined role that grants it. The
 answer of the service (or the emulator, which grants everything without --enforce-iam)
@@ -13,7 +17,7 @@ from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_status, role_for
+from provision.gcp.errors import is_quota_project_missing, is_status, quota_project_fix, role_for
 from provision.resources import billing as billing_mod
 from provision.resources import project_iam
 
@@ -70,6 +74,42 @@ class PreflightError(ProvisionError):
         super().__init__("\n".join(lines))
 
 
+class QuotaProjectError(ProvisionError):
+    """User credentials without a quota project, refused by Service Usage."""
+
+    def __init__(self, project: str | None, google_message: str):
+        self.project = project
+        super().__init__(
+            "preflight: Service Usage refuses your credentials: they are a user's Application Default Credentials "
+            "(`gcloud auth application-default login`) without a quota project, and Google answers: "
+            f"{google_message!r}. Nothing was changed.\n  fix: {quota_project_fix(project)}")
+
+
+def _user_credentials_without_quota_project(creds: Any) -> bool:
+    """An `authorized_user` credential (a user's refresh token) that names no quota project."""
+    try:
+        from google.oauth2.credentials import Credentials
+    except ImportError:  # pragma: no cover
+        return False
+    return (isinstance(creds, Credentials) and creds.refresh_token is not None
+            and not getattr(creds, "quota_project_id", None))
+
+
+def check_quota_project(ctx: Ctx, bp: Any, project_visible: bool) -> None:
+    """Raise QuotaProjectError when Service Usage refuses these credentials for want of a quota project."""
+    if not _user_credentials_without_quota_project(ctx.target.credentials()):
+        return
+    name = f"projects/{bp.project.id}/services/serviceusage.googleapis.com"
+    try:
+        ctx.execute(ctx.target.serviceusage().services().get(name=name))
+    except Exception as exc:  # noqa: BLE001 - a probe: only the quota-project answer matters here
+        if is_quota_project_missing(exc):
+            from provision.gcp.errors import parse
+
+            ge = parse(exc)
+            raise QuotaProjectError(bp.project.id if project_visible else None, ge.message if ge else str(exc)) from None
+
+
 def _project_needs(bp: Any) -> list[str]:
     perms = list(PROJECT_PERMISSIONS) + IAM_PERMISSIONS  # setIamPolicy: the service agent's role, at least
     if not bp.bucket or not bp.bucket.create:
@@ -84,6 +124,7 @@ def check(ctx: Ctx, bp: Any, project_visible: bool, billing: str | None = None) 
     (Google answers 403 either way): testIamPermissions on it tells, since it answers for an
     existing project even to a caller who holds nothing there. `billing`: the linked account
     as read (the billing permission is only needed to make a link that is not there)."""
+    check_quota_project(ctx, bp, project_visible)
     missing: list[Missing] = []
     notes: list[str] = []
     pid = bp.project.id

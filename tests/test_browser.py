@@ -120,7 +120,7 @@ def test_wrong_store_path_fails_clearly(emulator, demo, viewer_dist):
     keep("wrong-store", report)
     assert not report.ok
     assert "study list: GET " in report.problems[0] and "/dicomStores/primry/dicomWeb/studies?" in report.problems[0]
-    assert "wrong store path" in report.problems[0]
+    assert "answered 403" in report.problems[0] and "the store path is wrong" in report.problems[0]
     assert report.external_requests == []
     assert any(Path(p).name == "failure.png" for p in report.screenshots)
 

@@ -38,8 +38,8 @@ def test_target_from_env_and_token_never_shown():
     assert Target.from_env(emulator="http://x:1", env={"PROVISION_EMULATOR_HOST": "http://y:2"}).emulator == "http://x:1"
     with pytest.raises(UsageError):
         Target(emulator="127.0.0.1:8765")
-    with pytest.raises(UsageError):
-        Target(emulator="http://x:1", impersonate="sa@p.iam.gserviceaccount.com")
+    with pytest.raises(UsageError, match="needs credentials to impersonate it with"):
+        Target(emulator="http://x:1", impersonate="sa@p.iam.gserviceaccount.com").credentials()
 
 
 def test_importing_the_library_does_not_import_google_clients():

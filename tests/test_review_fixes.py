@@ -284,8 +284,10 @@ def test_an_operation_answering_404_is_reported_and_given_up_after_a_window(emul
 
     from provision.gcp import operations
 
-    monkeypatch.setitem(operations.GONE_S, True, 0.5)
+    from dataclasses import replace
+
     target = Target(emulator=emulator.url)
+    target.timing = replace(target.timing, gone_s=0.5)  # the target's timing profile says how long 404s may last
     provisioner.apply(load(tmp_path, blueprint_dict("ohif-rv-n", None, bucket=None, dicom_stores=[{"id": "primary"}],
                                                     smoke={"min_studies": 0})), target)
     name = "projects/ohif-rv-n/locations/us-central1/datasets/imaging/operations/424242"
@@ -300,7 +302,7 @@ def test_an_operation_answering_404_is_reported_and_given_up_after_a_window(emul
     assert "was the emulator restarted without --data-dir?" in str(info.value)
     assert reasons and all(r.startswith(f"operation {name} not found yet") for r in reasons)
     # on Google: the same window idea, five minutes, worded without the emulator
-    assert operations.GONE_S[False] == 300.0
+    assert Target().timing.gone_s == 300.0
     google = str(operations.OperationGone(name, 301, emulator=False))
     assert "disappeared (404 for 301 s)" in google and "the service no longer knows it" in google
     assert "emulator" not in google

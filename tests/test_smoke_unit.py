@@ -254,3 +254,28 @@ def test_studies_for_the_browser_smoke_but_not_in_json(stub, studies):
     assert exp == [{"study_uid": studies[1].study_uid, "study_date": "20240116", "patient_name": "Phantom^MR",
                     "patient_name_ohif": "Phantom, MR"}]  # the most recent study
     assert "Phantom" not in report.to_json()  # patient names are PHI on a real store
+
+
+def test_the_checks_are_small_named_functions_the_browser_smoke_shares():
+    """run_dicomweb_smoke is a loop over named checks; the browser judges its own answers with the same words."""
+    import inspect
+
+    from provision import smoke
+    from provision.ohif import browser
+
+    assert [name for name, _, _ in smoke.CHECKS] == list(CHECK_NAMES)
+    for name, check, _needs in smoke.CHECKS:
+        assert check.__name__ == f"check_{name}" and check.__doc__
+        assert len(inspect.getsource(check).splitlines()) <= 45, name
+    assert len(inspect.getsource(smoke.run_dicomweb_smoke).splitlines()) <= 30
+    problem, _ = smoke.frame_problem("http://x/frames/1", "application/octet-stream", b"\0" * 8)
+    assert "not multipart/related" in problem
+    boundary = "b1"
+    body = f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + b"\1" * 8 + f"\r\n--{boundary}--".encode()
+    ctype = f"multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1; boundary={boundary}"
+    assert smoke.frame_problem("http://x/frames/1", ctype, body) == (None, "1 part(s), 8 bytes, transfer syntax 1.2.840.10008.1.2.1")
+    assert "expected 16" in smoke.frame_problem("http://x/frames/1", ctype, body, expect_bytes=16)[0]
+    text = smoke.http_problem("GET", "http://x/studies", 403, b'{"error": {"code": 403, "message": "denied"}}', "study list")
+    assert text.startswith("study list: GET http://x/studies answered 403: denied. Likely cause: the caller lacks")
+    source = inspect.getsource(browser)
+    assert "http_problem(" in source and "frame_problem(" in source

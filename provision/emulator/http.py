@@ -333,6 +333,9 @@ class App:
                 return _fault_response(fault, route.api, request.path)
             if self.world.options.enforce_iam and principal is None and not route.url_credential:
                 raise unauthenticated()
+            if not route.url_credential:  # scopes and the quota project of an OAuth token (emulator/oauth)
+                self.world.oauth.check_call(route.api, request.method, request.headers,
+                                            self.world.oauth.bearer(request.headers.get("Authorization", "")), principal)
             if route.discovery and route.api != "storage":
                 discovery.validate_query(*route.discovery, list(request.args.keys()))
         ctx = Ctx(self.world, request, route, principal)
@@ -348,7 +351,7 @@ class App:
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer emulator:"):
             return auth[len("bearer emulator:"):].strip()
-        return None
+        return self.world.oauth.principal(auth)  # a token it issued (emulator/oauth); a dead one is a 401
 
     def _preflight(self, request: Request) -> Response:
         headers = {

@@ -31,6 +31,7 @@ HTTP_DEFAULT_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PE
 
 # Permission prefix -> the predefined role to ask for (what the fix names).
 ROLE_FOR_PERMISSION = (
+    ("iam.serviceAccounts.getAccessToken", "roles/iam.serviceAccountTokenCreator", "Service Account Token Creator"),
     ("resourcemanager.projects.create", "roles/resourcemanager.projectCreator", "Project Creator"),
     ("resourcemanager.projects.setIamPolicy", "roles/resourcemanager.projectIamAdmin", "Project IAM Admin"),
     ("resourcemanager.projects.getIamPolicy", "roles/resourcemanager.projectIamAdmin", "Project IAM Admin"),
@@ -234,11 +235,44 @@ def _parse(exc: BaseException) -> GoogleError | None:
         if not ge.message:
             ge.message = str(exc)
         return ge
+    refused = _refresh_error(exc)
+    if refused is not None:
+        return refused
     if _is_network(exc):
         text = _chain_text(exc)
         return GoogleError(network=True, message=f"{type(exc).__name__}: {exc}",
                            unreachable=_unreachable(exc, text), host=_re1(r"host='([^']+)'", text))
     return None
+
+
+def _refresh_error(exc: BaseException) -> GoogleError | None:
+    """google-auth's RefreshError: the token endpoint's OAuth error (`invalid_grant`, ...) or, for
+    impersonation, IAM Credentials' google.rpc.Status, which it carries as a JSON string."""
+    try:
+        from google.auth.exceptions import RefreshError
+    except ImportError:  # pragma: no cover
+        return None
+    if not isinstance(exc, RefreshError):
+        return None
+    for arg in exc.args[1:]:
+        body = arg
+        if isinstance(arg, (str, bytes)):
+            try:
+                body = json.loads(arg)
+            except ValueError:
+                continue
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            ge = GoogleError()
+            _from_body(ge, body)
+            ge.http_status = ge.http_status or body["error"].get("code")
+            return ge
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            detail = body.get("error_description") or ""
+            return GoogleError(http_status=401, status="UNAUTHENTICATED", reason=body["error"],
+                               message=f"the token endpoint refused the credentials: {body['error']}"
+                                       + (f" ({detail})" if detail else ""))
+    return GoogleError(http_status=401, status="UNAUTHENTICATED",
+                       message=f"the credentials could not be refreshed: {exc.args[0] if exc.args else exc}")
 
 
 _REFUSED = ("connection refused", "errno 111", "errno 61", "winerror 10061")
@@ -280,11 +314,31 @@ def _unreachable(exc: BaseException, text: str) -> str | None:
 
 
 def is_service_disabled(exc_or_error: BaseException | GoogleError | None) -> bool:
-    """403 SERVICE_DISABLED (or its older forms): the API is not enabled on the project."""
+    """403 SERVICE_DISABLED (or its older forms): the API is not enabled on the project. Not the
+    quota-project refusal, which Google also marks SERVICE_DISABLED (`is_quota_project_missing`)."""
     ge = exc_or_error if isinstance(exc_or_error, GoogleError) or exc_or_error is None else parse(exc_or_error)
-    if ge is None:
+    if ge is None or is_quota_project_missing(ge):
         return False
     return ge.reason in ("SERVICE_DISABLED", "accessNotConfigured") or "has not been used in project" in (ge.message or "")
+
+
+QUOTA_PROJECT_FIX = ("set a quota project for your user credentials: `gcloud auth application-default "
+                     "set-quota-project PROJECT` (writes quota_project_id into the ADC file), or run with "
+                     "--quota-project PROJECT (or GOOGLE_CLOUD_QUOTA_PROJECT=PROJECT); PROJECT is one where you "
+                     "hold serviceusage.services.use (Service Usage Consumer){example}")
+
+
+def is_quota_project_missing(exc_or_error: BaseException | GoogleError | None) -> bool:
+    """Google's 403 to user credentials of gcloud's own OAuth client without a quota project: "Your
+    application is authenticating by using local Application Default Credentials. The X API
+    requires a quota project, which is not set by default." (ErrorInfo SERVICE_DISABLED with
+    consumer projects/764086051850, gcloud's project, not the user's)."""
+    ge = exc_or_error if isinstance(exc_or_error, GoogleError) or exc_or_error is None else parse(exc_or_error)
+    return ge is not None and "requires a quota project" in (ge.message or "")
+
+
+def quota_project_fix(project: str | None = None) -> str:
+    return QUOTA_PROJECT_FIX.format(example=f", e.g. {project}" if project else "")
 
 
 # What a client library raises when no answer came back, by module (each checked only if installed).
@@ -319,6 +373,12 @@ def _is_network(exc: BaseException) -> bool:
 def fix_for(ge: GoogleError, *, project: str | None = None) -> str | None:
     """What the user should do about an error, when we can tell."""
     msg = ge.message or ""
+    if is_quota_project_missing(ge):
+        return quota_project_fix(project)
+    if ge.reason == "USER_PROJECT_DENIED":
+        quota = (ge.metadata.get("consumer") or "").removeprefix("projects/") or "the quota project"
+        return (f"you may not use {quota} as the quota project: ask for Service Usage Consumer "
+                f"(roles/serviceusage.serviceUsageConsumer) on it, or name another with --quota-project")
     if is_service_disabled(ge):
         svc = ge.metadata.get("service") or _re1(r"apis/api/([\w.-]+)/", msg) or "the API"
         return (f"enable {svc} (list it under `apis:` in the blueprint and apply again); if it was just "
@@ -330,7 +390,8 @@ def fix_for(ge: GoogleError, *, project: str | None = None) -> str | None:
         perm = _re1(r"[Pp]ermission '([\w.]+)'", msg) or _re1(r"([a-z]+\.[a-zA-Z]+\.[a-zA-Z]+) (?:permission|access)", msg)
         if perm:
             role, title = role_for(perm)
-            where = f" on project {project}" if project else ""
+            where = (" on the service account you impersonate" if perm.startswith("iam.serviceAccounts.")
+                     else f" on project {project}" if project else "")
             return f"ask an administrator for {title} ({role}){where}: it grants {perm}"
         return "check that your account has the roles this step needs (see `provision plan`, which lists missing permissions)"
     if ge.status == "UNAUTHENTICATED" or ge.http_status == 401:

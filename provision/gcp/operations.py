@@ -7,12 +7,12 @@
 - Service Usage v1beta1 `generateServiceIdentity`: same operations endpoint, v1beta1.
 - Healthcare: dataset-level operations `projects/P/locations/L/datasets/D/operations/ID`.
 
-Polls come at growing intervals (first interval from the target: milliseconds on the emulator,
-a second on Google; then a twentieth of the time waited so far, up to a cap) until a deadline. A finished operation with `error`
+Polls come at growing intervals (first interval from the target's timing profile: a second on
+Google, scaled down with it; then a twentieth of the time waited so far, up to a cap) until a deadline. A finished operation with `error`
 raises `OperationFailed` carrying Google's message and the operation's metadata (import
 counters, logs link). A 404 on the operation itself counts as "not visible yet", as Terraform
-treats it, but only for a window (`GONE_S`, from the target): each 404 in a row is reported as a
-retry, and past the window the operation is taken as gone (`OperationGone`: an emulator restarted
+treats it, but only for a window (`gone_s`, from the target's timing profile): each 404 in a row is reported as a
+retry, and past the window (the target's timing profile, `gone_s`) the operation is taken as gone (`OperationGone`: an emulator restarted
 without --data-dir forgets its operations) instead of being polled until the deadline. Transient
 errors while polling are retried by the same policy as everything else.
 """
@@ -28,7 +28,6 @@ from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy
 
 OnPoll = Callable[[dict], None]
 POLL_FRACTION = 0.05
-GONE_S = {True: 30.0, False: 300.0}  # 404s in a row before an operation is taken as gone (emulator, Google)
 
 
 class OperationGone(ProvisionError):
@@ -43,9 +42,8 @@ class OperationGone(ProvisionError):
 
 
 def gone_window(target: Any) -> dict:
-    """The `wait` keywords for a target's 404 window."""
-    emulator = bool(getattr(target, "is_emulator", False))
-    return {"gone_after": GONE_S[emulator], "emulator": emulator}
+    """The `wait` keywords for a target's 404 window (its timing profile); `emulator` only words the message."""
+    return {"gone_after": target.timing.gone_s, "emulator": bool(getattr(target, "emulator", None))}
 
 
 def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: float, interval: float,

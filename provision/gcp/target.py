@@ -3,15 +3,32 @@
 A `Target` builds the real client libraries, pointed at the right endpoint with the right
 credentials, and caches them: discovery clients per thread (httplib2 is not thread-safe),
 the Resource Manager and Storage clients once per target (they ride on `requests`).
-The provisioner reaches an emulator exactly as it reaches Google: only the endpoint and the
-credentials differ. Google libraries are imported inside the methods, so importing this
-module costs nothing.
+The provisioner reaches an emulator exactly as it reaches Google: only the endpoints differ.
+Google libraries are imported inside the methods, so importing this module costs nothing.
+
+Credentials are the same on both: Application Default Credentials (an `authorized_user` file
+from `gcloud auth application-default login`, a `service_account` key, or what
+`GOOGLE_APPLICATION_CREDENTIALS` names), optionally impersonating a service account
+(`--impersonate-service-account`), optionally with a quota project (`--quota-project`, else the
+credentials' own `quota_project_id` or `$GOOGLE_CLOUD_QUOTA_PROJECT`), which google-auth sends as
+`x-goog-user-project`. Against an emulator every Google endpoint is the emulator's URL, the
+token endpoint (oauth2.googleapis.com/token) and IAM Credentials (generateAccessToken) too, so
+google-auth refreshes and impersonates for real there. What differs is only where credentials
+come from when none are named: against an emulator ADC are used only when
+`GOOGLE_APPLICATION_CREDENTIALS` names a file (never gcloud's well-known file of a real
+login); otherwise `$PROVISION_EMULATOR_TOKEN` (`emulator:MEMBER`) or no credentials at all.
+
+Timing: `Target.timing` is the target's timing profile: Google's figures (poll intervals,
+backoff, how long a finished import may take to show in search, how long log entries take to
+arrive, how long an operation may answer 404) multiplied by a time scale,
+`$PROVISION_TIME_SCALE` (1 on Google Cloud; 0.02 by default against an emulator, the scale
+at which `provision emulator --latency realistic --time-scale 0.02` plays Google's latencies).
 """
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from provision.errors import UsageError
@@ -19,6 +36,10 @@ from provision.errors import UsageError
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ENV_HOST = "PROVISION_EMULATOR_HOST"
 ENV_TOKEN = "PROVISION_EMULATOR_TOKEN"
+ENV_TIME_SCALE = "PROVISION_TIME_SCALE"
+ENV_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
+ENV_QUOTA_PROJECT = "GOOGLE_CLOUD_QUOTA_PROJECT"
+EMULATOR_TIME_SCALE = 0.02  # the default scale of Google's timing profile against an emulator
 
 # Discovery APIs and their public roots (used for raw calls and for links in messages).
 GOOGLE_ROOTS = {
@@ -29,6 +50,37 @@ GOOGLE_ROOTS = {
     "storage": "https://storage.googleapis.com",
     "logging": "https://logging.googleapis.com",
 }
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A target's timing profile, in seconds: Google's figures (`Timing()`), or them scaled."""
+
+    first_poll: float = 1.0      # first interval between polls of a long-running operation
+    max_poll: float = 15.0       # the largest one
+    first_backoff: float = 1.0   # first retry delay
+    max_backoff: float = 30.0    # the largest one (Terraform: 30 s)
+    unreachable_s: float = 30.0  # how long a refused connection or unresolved name is retried
+    logs_lag_s: float = 30.0     # how long an operation's error entries may take to show in Cloud Logging
+    settle_s: float = 120.0      # how long search may lag behind a finished import
+    gone_s: float = 300.0        # how long an operation may answer 404 before it is taken as gone
+    smoke_retry_s: float = 60.0  # how long a smoke GET is retried (429, 5xx, resets)
+    scale: float = 1.0
+
+    # A refused connection is the local network or a local process (an emulator restarting),
+    # whose pace no time scale changes: never retried for less than this.
+    UNREACHABLE_FLOOR_S = 5.0
+
+    def scaled(self, factor: float) -> "Timing":
+        """Every figure multiplied by `factor` (the emulator's --time-scale)."""
+        if not factor > 0:
+            raise UsageError(f"${ENV_TIME_SCALE} must be a positive number, e.g. 0.02 (got {factor!r})")
+        out = {f.name: getattr(self, f.name) * factor for f in fields(self) if f.name != "scale"}
+        out["unreachable_s"] = max(self.UNREACHABLE_FLOOR_S, out["unreachable_s"])
+        return replace(self, **out, scale=self.scale * factor)
+
+
+GOOGLE_TIMING = Timing()
 
 
 def check_emulator_url(raw: str) -> str:
@@ -59,13 +111,20 @@ def check_emulator_url(raw: str) -> str:
 class Target:
     """Real Google Cloud (`emulator=None`) or an emulator at `emulator` (e.g. http://127.0.0.1:8765).
 
-    `token` is the emulator principal's bearer token (`emulator:user:ana@example.com`), used
-    when an emulator runs with --enforce-iam; it is never shown (`repr=False`).
+    `token` is an emulator principal's bearer token (`emulator:user:ana@example.com`), used when
+    no credentials file is named; it is never shown (`repr=False`). `credentials_file`: the ADC
+    file to use against an emulator (on Google, google.auth.default() finds it itself).
+    `quota_project`: sent as x-goog-user-project. `timing`: the target's timing profile
+    (default: Google's, scaled by `time_scale`, module docstring).
     """
 
     emulator: str | None = None
     impersonate: str | None = None
     token: str | None = field(default=None, repr=False)
+    quota_project: str | None = None
+    credentials_file: str | None = None
+    time_scale: float | None = None
+    timing: Timing = field(default=GOOGLE_TIMING)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False)
@@ -73,20 +132,28 @@ class Target:
     def __post_init__(self) -> None:
         if self.emulator is not None:
             self.emulator = check_emulator_url(self.emulator)
-            if self.impersonate:
-                raise UsageError("impersonating a service account applies to Google Cloud only, not to an emulator")
+        if self.timing is GOOGLE_TIMING:
+            scale = self.time_scale if self.time_scale is not None else (EMULATOR_TIME_SCALE if self.emulator else 1.0)
+            self.timing = GOOGLE_TIMING.scaled(scale) if scale != 1.0 else GOOGLE_TIMING
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_env(cls, emulator: str | None = None, impersonate: str | None = None,
-                 env: dict | None = None) -> "Target":
+                 env: dict | None = None, quota_project: str | None = None) -> "Target":
         """The CLI's target: `emulator` (a URL) or $PROVISION_EMULATOR_HOST, else Google Cloud."""
         env = os.environ if env is None else env
         url = emulator or env.get(ENV_HOST) or None
         token = env.get(ENV_TOKEN) or None
         if url and token and not token.startswith("emulator:"):
             raise UsageError(f"${ENV_TOKEN} must look like emulator:user:NAME@DOMAIN (an emulator principal)")
-        return cls(emulator=url, impersonate=impersonate, token=token if url else None)
+        scale = env.get(ENV_TIME_SCALE) or None
+        try:
+            time_scale = float(scale) if scale is not None else None
+        except ValueError:
+            raise UsageError(f"${ENV_TIME_SCALE} must be a number, e.g. 0.02 (got {scale!r})") from None
+        return cls(emulator=url, impersonate=impersonate, token=token if url else None,
+                   quota_project=quota_project or env.get(ENV_QUOTA_PROJECT) or None,
+                   credentials_file=env.get(ENV_CREDENTIALS) or None, time_scale=time_scale)
 
     @property
     def is_emulator(self) -> bool:
@@ -96,42 +163,46 @@ class Target:
     def label(self) -> str:
         return f"emulator {self.emulator}" if self.emulator else "Google Cloud"
 
-    # Timing scales: the emulator answers in milliseconds, Google in seconds. Both grow.
+    # The timing profile's figures, by their old names (resources read them from the target).
     @property
     def first_poll(self) -> float:
-        return 0.02 if self.is_emulator else 1.0
+        return self.timing.first_poll
 
     @property
     def max_poll(self) -> float:
-        return 2.0 if self.is_emulator else 15.0
+        return self.timing.max_poll
 
     @property
     def first_backoff(self) -> float:
-        return 0.05 if self.is_emulator else 1.0
+        return self.timing.first_backoff
 
     @property
     def max_backoff(self) -> float:
-        return 2.0 if self.is_emulator else 30.0
+        return self.timing.max_backoff
 
     @property
     def unreachable_s(self) -> float:
-        """How long a refused connection or an unresolved name is retried before it is final."""
-        return 5.0 if self.is_emulator else 30.0
+        return self.timing.unreachable_s
 
     @property
     def logs_lag_s(self) -> float:
-        """How long an operation's error entries may take to show in Cloud Logging after it ends
-        (ingestion is usually seconds on Google; the emulator writes them before it ends)."""
-        return 2.0 if self.is_emulator else 30.0
+        return self.timing.logs_lag_s
 
     @property
     def settle_s(self) -> float:
-        """How long search results may lag behind a finished import (DICOMweb is eventually consistent)."""
-        return 10.0 if self.is_emulator else 120.0
+        return self.timing.settle_s
 
     def root(self, api: str) -> str:
         """Base URL of an API (no trailing slash, no version)."""
         return self.emulator if self.emulator else GOOGLE_ROOTS[api]
+
+    def token_uri(self) -> str | None:
+        """Where google-auth gets tokens: the emulator's token endpoint (None: the credentials' own)."""
+        return f"{self.emulator}/token" if self.emulator else None
+
+    def iam_endpoint(self, account: str) -> str | None:
+        """IAM Credentials generateAccessToken for `account` on an emulator (None: Google's)."""
+        return f"{self.emulator}/v1/projects/-/serviceAccounts/{account}:generateAccessToken" if self.emulator else None
 
     # ------------------------------------------------------------------ credentials
     def credentials(self) -> Any:
@@ -142,32 +213,50 @@ class Target:
             return creds
 
     def _make_credentials(self) -> Any:
-        if self.is_emulator:
+        creds = self._base_credentials()
+        if self.impersonate:
+            from google.auth import impersonated_credentials
+
+            creds = impersonated_credentials.Credentials(
+                source_credentials=creds, target_principal=self.impersonate,
+                target_scopes=[CLOUD_PLATFORM], lifetime=3600, iam_endpoint_override=self.iam_endpoint(self.impersonate))
+        if self.quota_project and hasattr(creds, "with_quota_project"):
+            creds = creds.with_quota_project(self.quota_project)
+        return creds
+
+    def _base_credentials(self) -> Any:
+        """The caller's own credentials (before impersonation and the quota project)."""
+        from provision.errors import ProvisionError
+
+        if self.emulator and (self.token or not self.credentials_file):
             if self.token:
                 from google.oauth2.credentials import Credentials
 
                 return Credentials(token=self.token)
             from google.auth.credentials import AnonymousCredentials
 
+            if self.impersonate:
+                raise UsageError("impersonating a service account needs credentials to impersonate it with: set "
+                                 f"{ENV_CREDENTIALS} to a credentials file for the emulator (POST /_emulator/oauth/adc "
+                                 f"makes one) or ${ENV_TOKEN}")
             return AnonymousCredentials()
         import google.auth
         from google.auth import exceptions as auth_exceptions
 
-        from provision.errors import ProvisionError
-
         try:
-            creds, _project = google.auth.default(scopes=[CLOUD_PLATFORM])
-        except auth_exceptions.DefaultCredentialsError:
+            if self.emulator:
+                creds = _credentials_from_file(self.credentials_file)
+            else:
+                creds, _project = google.auth.default(scopes=[CLOUD_PLATFORM])
+        except auth_exceptions.DefaultCredentialsError as exc:
+            if self.emulator:
+                raise ProvisionError(f"{ENV_CREDENTIALS}={self.credentials_file}: {exc}") from None
             raise ProvisionError(
                 "no Google Cloud credentials found; run `gcloud auth application-default login` "
                 "(or set GOOGLE_APPLICATION_CREDENTIALS), or point provision at an emulator with "
                 f"--emulator URL / ${ENV_HOST}") from None
-        if self.impersonate:
-            from google.auth import impersonated_credentials
-
-            creds = impersonated_credentials.Credentials(
-                source_credentials=creds, target_principal=self.impersonate,
-                target_scopes=[CLOUD_PLATFORM], lifetime=3600)
+        if self.emulator and hasattr(creds, "with_token_uri"):
+            creds = creds.with_token_uri(self.token_uri())  # oauth2.googleapis.com/token is the emulator's too
         return creds
 
     # ------------------------------------------------------------------ clients
@@ -248,3 +337,30 @@ class Target:
             if key not in self._cache:
                 self._cache[key] = make()
             return self._cache[key]
+
+
+def _credentials_from_file(path: str) -> Any:
+    """The ADC file named for an emulator: a user's `authorized_user` file or a `service_account`
+    key, loaded by their own google-auth classes (the generic loader warns about files of unknown
+    origin); any other type goes through google-auth's loader."""
+    import json
+
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            info = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise auth_exceptions.DefaultCredentialsError(f"cannot read the credentials file: {exc}") from None
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "authorized_user":
+        from google.oauth2.credentials import Credentials
+
+        return Credentials.from_authorized_user_info(info, scopes=[CLOUD_PLATFORM])
+    if kind == "service_account":
+        from google.oauth2 import service_account
+
+        return service_account.Credentials.from_service_account_info(info, scopes=[CLOUD_PLATFORM])
+    import google.auth
+
+    return google.auth.load_credentials_from_file(path, scopes=[CLOUD_PLATFORM])[0]

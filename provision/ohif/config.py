@@ -17,8 +17,10 @@ Two targets:
   and `config_warnings` / `oauth_checklist` say so; a placeholder client ID would only
   fail later, at sign-in, with a less clear message).
 - An emulator (`emulator_url="http://127.0.0.1:8765"`): roots at the emulator, no
-  `oidc` (the emulator needs no login), and no `configurationAPI`, whose Google hosts are
-  hard-coded in OHIF and cannot be pointed at an emulator (reference/ohif.md section 1b).
+  `oidc`, and no `configurationAPI`, whose Google hosts are hard-coded in OHIF and cannot
+  be pointed at an emulator by config (reference/ohif.md section 1b). This is what
+  `provision viewer` serves; the browser smoke runs the Google form instead, unchanged, with
+  the browser's requests for Google's hosts routed to the emulator (provision.ohif.browser).
 """
 from __future__ import annotations
 
