@@ -45,7 +45,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import BaseConverter, Map, PathConverter, Rule
 from werkzeug.wrappers import Request, Response
 
-from provision.emulator import discovery, iam
+from provision.emulator import discovery, iam, quotas
 from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
 from provision.emulator.world import Options, World
 from provision.redact import redact, redact_query, redact_value
@@ -333,6 +333,11 @@ class App:
                 return _fault_response(fault, route.api, request.path)
             if self.world.options.enforce_iam and principal is None and not route.url_credential:
                 raise unauthenticated()
+            if self.world.quotas.enabled:  # Google checks quota after the caller, before the request itself
+                exhausted = quotas.check(self.world.quotas, route.api, request.method, request.path,
+                                         request.headers, principal, self._project_number)
+                if exhausted is not None:
+                    raise exhausted
             if route.discovery and route.api != "storage":
                 discovery.validate_query(*route.discovery, list(request.args.keys()))
         ctx = Ctx(self.world, request, route, principal)
@@ -343,6 +348,10 @@ class App:
             status, body = result
             return json_response(body, status) if body is not None else Response(b"", status=status)
         return json_response(result)
+
+    def _project_number(self, project_id: str) -> str | None:
+        record = self.world.crm.lookup(project_id)
+        return record["number"] if record else None
 
     def _principal(self, request: Request) -> str | None:
         auth = request.headers.get("Authorization", "")

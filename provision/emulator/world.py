@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from provision.emulator.faults import Faults
 from provision.emulator.latency import Latency
 from provision.emulator.operations import Operations
+from provision.emulator.quotas import Quotas
 from provision.emulator.store import BlobStore, Database, DocStore
 
 if TYPE_CHECKING:  # the backends import World; World only names them
@@ -33,6 +34,7 @@ class Options:
     record: Path | None = None
     latency: str = "none"
     time_scale: float = 1.0
+    quotas: str | None = None           # none | realistic | FILE; None: on with --latency realistic
     faults: str | None = None
     seed: int = 0
     enforce_iam: bool = False
@@ -56,6 +58,7 @@ class World:
         self.docs = DocStore(self.db)
         self.blobs = BlobStore(data_dir / "blobs" if data_dir else None)
         self.latency = Latency.from_option(options.latency, options.time_scale)
+        self.quotas = Quotas.from_option(options.quotas, options.latency, options.time_scale)
         self.faults = Faults.parse(options.faults, options.seed)
         self.clock = time.time
         self.operations = Operations(self.docs, self.clock)
@@ -75,6 +78,7 @@ class World:
         with self.db.transaction():
             self.epoch += 1
             self.faults.reseed()
+            self.quotas.reset()
             self.docs.clear()
             for backend in self._backends:
                 if hasattr(backend, "reset"):
