@@ -287,6 +287,9 @@ class App:
             response = json_response(ApiError("INTERNAL", "Internal error encountered.").body(_style(api, request.path)),
                                      500)
         status = response.status_code
+        # Bytes this request stored are referenced by now (committed), or never will be.
+        if self.world.blobs.release_pins() and status >= 400:
+            self.world.blobs_dirty()
         if cors:
             self._cors(request, response)
         if self.recorder and not control:

@@ -4,7 +4,10 @@ method calls.
 """
 from __future__ import annotations
 
+import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +70,15 @@ class World:
         # and checks it, under the database lock, before it commits, so it never writes into the
         # new world what it read from the old one.
         self.epoch = 0
+        # Blob garbage collection: `blobs_dirty()` (something may have lost its last reference)
+        # wakes a background sweeper, which lets a burst of deletes settle for GC_SETTLE_S first.
+        self._gc_wake = threading.Event()
+        self._gc_thread: threading.Thread | None = None
+        self._gc_lock = threading.Lock()
+        self._closing = False
+        self.gc_runs = 0
+
+    GC_SETTLE_S = 0.1
 
     def attach(self, name: str, backend: Any) -> None:
         """Register an API backend under `name` (it becomes `world.<name>`)."""
@@ -83,6 +95,50 @@ class World:
             for backend in self._backends:
                 if hasattr(backend, "reset"):
                     backend.reset()
+        self.blobs_dirty()
+
+    # ------------------------------------------------------------------ blob garbage
+    def referenced_blobs(self, keys: list[str] | None = None) -> set[str]:
+        """Which of `keys` (every key when None) a backend's rows name (objects, DICOM instances)."""
+        out: set[str] = set()
+        for backend in self._backends:
+            refs = getattr(backend, "blob_refs", None)
+            if refs is not None:
+                out |= refs(keys)
+        return out
+
+    def collect_garbage(self) -> dict[str, int]:
+        """Remove every blob nothing refers to now; returns the files and bytes freed."""
+        with self._gc_lock:
+            freed = self.blobs.sweep(self.referenced_blobs, self.db.lock)
+            self.gc_runs += 1
+            return freed
+
+    def blobs_dirty(self) -> None:
+        """Bytes may have lost their last reference (a delete, an overwrite, a refused write):
+        sweep soon, in the background."""
+        if self._closing:
+            return
+        self._gc_wake.set()
+        if self._gc_thread is None:
+            with self._gc_lock:
+                if self._gc_thread is None:
+                    self._gc_thread = threading.Thread(target=self._gc_loop, name="blob-gc", daemon=True)
+                    self._gc_thread.start()
+
+    def _gc_loop(self) -> None:
+        while not self._closing:
+            self._gc_wake.wait()
+            if self._closing:
+                return
+            time.sleep(self.GC_SETTLE_S)     # let a burst of deletes finish: one sweep for all
+            self._gc_wake.clear()
+            try:
+                self.collect_garbage()
+            except Exception:  # noqa: BLE001 - never take the emulator down; try again next time
+                if not self._closing:
+                    print("emulator: blob garbage collection failed", file=sys.stderr)
+                    traceback.print_exc(file=sys.stderr)
 
     def dump(self) -> dict:
         """Every resource, for GET /_emulator/state."""
@@ -93,5 +149,9 @@ class World:
         return out
 
     def close(self) -> None:
+        self._closing = True
+        self._gc_wake.set()
+        if self._gc_thread is not None:
+            self._gc_thread.join(timeout=10)
         self.db.close()
         self.blobs.close()
