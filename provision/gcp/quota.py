@@ -12,8 +12,8 @@ A 429 RESOURCE_EXHAUSTED names its quota in an ErrorInfo (`service`, `quota_metr
   most `limit` calls probe an exhausted quota, and when one gets through its slot passes at once
   to the next caller in line, which takes whatever the quota has refilled meanwhile;
 - `limit` follows additive increase / multiplicative decrease (as TCP's congestion window):
-  halved when a call meets the quota (once per round: calls admitted before the last decrease
-  do not decrease it again), +1/limit for each call that gets through, between 1 and `ceiling`;
+  halved when a call meets the quota (once per round: a call sent before the last decrease
+  does not decrease it again), +1/limit for each call that gets through, between 1 and `ceiling`;
 - the wait before trying again is the server's `RetryInfo.retryDelay` when it sends one
   (honoured: never shorter, up to a tenth longer to spread callers), else the family's observed
   spacing between admitted calls times the number of callers probing, so that together they
@@ -121,6 +121,7 @@ class AIMDLimiter:
         self.holders = 0
         self.probing = 0            # holders waiting to try again after meeting the quota
         self.epoch = 0              # bumped by every decrease
+        self._last_decrease = float("-inf")   # when (self.clock) the limit last went down
         self.throttles = 0
         self.admitted = 0
         self.interval: float | None = None   # EWMA of the time between admitted calls under throttling
@@ -182,16 +183,19 @@ class AIMDLimiter:
             self._last_admit = now
             self._cond.notify_all()
 
-    def on_throttle(self, epoch: int | None = None, hot_for: float = 0.0) -> bool:
-        """A call met the quota: multiplicative decrease, once per round (the epoch its slot was
-        granted in). Returns whether the limit went down."""
+    def on_throttle(self, sent_at: float | None = None, hot_for: float = 0.0) -> bool:
+        """A call sent at `sent_at` (self.clock; None: now) met the quota: multiplicative decrease,
+        once per round: a call sent before the last decrease saw the old limit's traffic and does
+        not decrease it again. Returns whether the limit went down."""
         with self._cond:
             self.throttles += 1
-            self._hot_until = max(self._hot_until, self.clock() + hot_for)
-            if epoch is not None and epoch != self.epoch:
+            now = self.clock()
+            self._hot_until = max(self._hot_until, now + hot_for)
+            if (now if sent_at is None else sent_at) < self._last_decrease:
                 return False
             self.limit = max(self.floor, self.limit * self.decrease_factor)
             self.epoch += 1
+            self._last_decrease = now
             return True
 
     def probe_started(self) -> None:
@@ -283,6 +287,12 @@ def hold(limiter: AIMDLimiter) -> list:
     stack = _held.__dict__.setdefault("stack", [])
     stack.append(entry)
     return entry
+
+
+def holding(limiter: AIMDLimiter) -> bool:
+    """Whether this thread already holds a live slot of `limiter` (a call made from inside another
+    call of the same quota: it must not wait for a second slot, which could be its own)."""
+    return any(e[0] is limiter and e[1] for e in _held.__dict__.get("stack", []))
 
 
 def give_back(entry: list, success: bool | None = None) -> None:

@@ -265,11 +265,10 @@ class RetryPolicy:
             site = getattr(fn, "__code__", None)
         family = gov.bound(site, project) if gov is not None else None
         entry: list | None = None
-        epoch: int | None = None
         last_exc: BaseException | None = None
         try:
             while True:
-                if family is not None and entry is None:
+                if family is not None and entry is None and not quota_mod.holding(family[1]):
                     key, limiter = family
 
                     def told(ahead: int, label: str = key.label) -> None:
@@ -277,14 +276,15 @@ class RetryPolicy:
                             on_wait(f"waiting for the {label} ({ahead} ahead)")
 
                     try:
-                        epoch = limiter.acquire(deadline=deadline, cancel=cancel, on_wait=told)
+                        granted = limiter.acquire(deadline=deadline, cancel=cancel, on_wait=told)
                     except quota_mod.QuotaWaitTimeout:
                         if last_exc is not None:
                             raise last_exc from None
                         raise
-                    if epoch < 0:
+                    if granted < 0:
                         raise Cancelled()
                     entry = quota_mod.hold(limiter)
+                sent_at = time.monotonic()
                 try:
                     result = fn()
                 except Exception as exc:  # noqa: BLE001 - classified below
@@ -302,10 +302,10 @@ class RetryPolicy:
                             if entry is not None:            # a slot of another family: not this quota's
                                 quota_mod.give_back(entry)
                                 entry = None
-                            family, epoch = learned, None
+                            family = learned
                         limiter = family[1]
                         wait = self.delay_for(exc, attempt - 1, now - started, limiter)
-                        limiter.on_throttle(epoch, hot_for=max(10 * wait, self.cap))
+                        limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
                         reason = reason.replace(f"limited by {family[0].label}",
                                                 f"limited by {family[0].label} ({int(limiter.limit)} at a time)", 1)
                     else:
