@@ -67,6 +67,10 @@ def test_run_reports_the_retry_info_delay_and_names_the_quota():
     assert 0.05 <= delay <= 0.055
     assert reason.startswith("limited by Service Usage write quota (")
     assert "429 RESOURCE_EXHAUSTED" in reason
+    assert quota.limited_by(reason) == "Service Usage write quota"
+    assert quota.limited_by("polling operations/x: limited by Resource Manager read quota: 429") == \
+        "Resource Manager read quota"
+    assert quota.limited_by("429 RESOURCE_EXHAUSTED: slow down") is None
 
 
 def test_operation_polls_honour_retry_info():

@@ -32,6 +32,7 @@ retry names the family: "limited by Service Usage write quota".
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 import weakref
@@ -50,6 +51,16 @@ SERVICE_NAMES = {
     "logging.googleapis.com": "Cloud Logging",
 }
 QUOTA_REASONS = ("RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED", "rateLimitExceeded", "userRateLimitExceeded")
+
+
+_LIMITED_BY = re.compile(r"^(?:polling \S+: )?limited by (.+? quota)\b")
+
+
+def limited_by(reason: str) -> str | None:
+    """The quota a retry reason names ("Service Usage write quota"), or None: for a listener that
+    sums up what limited a step (e.g. a StepResult's --json)."""
+    m = _LIMITED_BY.match(reason or "")
+    return m.group(1) if m else None
 
 
 class QuotaWaitTimeout(Exception):
