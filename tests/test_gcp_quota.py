@@ -250,8 +250,12 @@ def test_twenty_blueprints_converge_at_the_service_usage_quota(emulator_factory,
     assert any(e.message.startswith("limited by Service Usage write quota") for e in retries)
     if throttled["cloudresourcemanager"]:                 # CreateProject takes the whole 10/s
         assert any(e.message.startswith("limited by Resource Manager write quota") for e in retries)
-    # ...and queued for it instead of retrying blindly: far fewer 429s than calls that waited.
-    assert throttled["serviceusage"] < 3 * len(batch_enables)
+    # ...and queued for it instead of retrying on their own: calls waited in line (reported as
+    # progress), and the 429s stay a few per enable, not a storm (retrying blindly makes 4 to 7
+    # per enable here; queued, 1 to 2).
+    queued = [e for e in events if e.kind == "progress" and e.message.startswith("waiting for the Service Usage")]
+    assert queued
+    assert throttled["serviceusage"] < 4 * len(batch_enables)
     snapshot = {f["label"]: f for f in quota.governor_for(target).snapshot()}
     assert snapshot["Service Usage write quota"]["throttles"] == throttled["serviceusage"]
     assert snapshot["Service Usage write quota"]["holders"] == 0

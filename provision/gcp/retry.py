@@ -235,15 +235,18 @@ class RetryPolicy:
         return max(0.001, self.rng.uniform(ceiling / 2, ceiling))
 
     def delay_for(self, exc: BaseException, attempt: int, elapsed: float = 0.0,
-                  limiter: "quota_mod.AIMDLimiter | None" = None) -> float:
+                  limiter: "quota_mod.AIMDLimiter | None" = None, strikes: int = 1) -> float:
         """The wait before trying `exc`'s call again: the server's RetryInfo when it sends one
         (never less, at most a tenth more, not capped: the server knows); else, at a quota whose
-        pace is known, that pace (jittered, at most `cap`); else `delay`."""
+        pace is known, that pace, doubled for each time in a row this call met the quota (a call
+        dearer than the average one, a batchEnable among cheaper writes, needs longer to find
+        its cost refilled), jittered, at most `cap`; else `delay`."""
         hint = retry_info_delay(parse(exc))
         if hint is not None:
             return max(0.001, quota_mod.retry_jitter(self.rng, hint))
         pace = limiter.pace() if limiter is not None else None
         if pace is not None:
+            pace *= 2 ** (min(max(strikes, 1), 8) - 1)
             return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))
         return self.delay(attempt, elapsed)
 
@@ -266,6 +269,7 @@ class RetryPolicy:
         family = gov.bound(site, project) if gov is not None else None
         entry: list | None = None
         last_exc: BaseException | None = None
+        strikes = 0      # quota refusals in a row for this call
         try:
             while True:
                 if family is not None and entry is None and not quota_mod.holding(family[1]):
@@ -304,11 +308,13 @@ class RetryPolicy:
                                 entry = None
                             family = learned
                         limiter = family[1]
-                        wait = self.delay_for(exc, attempt - 1, now - started, limiter)
+                        strikes += 1
+                        wait = self.delay_for(exc, attempt - 1, now - started, limiter, strikes)
                         limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
                         reason = reason.replace(f"limited by {family[0].label}",
                                                 f"limited by {family[0].label} ({int(limiter.limit)} at a time)", 1)
                     else:
+                        strikes = 0
                         if entry is not None:   # answered, not at the quota: the slot goes back
                             quota_mod.give_back(entry)
                             entry = None
