@@ -21,6 +21,28 @@ def test_a_session_sends_every_request_on_one_connection(emulator):
     assert emulator.connections_accepted - before == 1
 
 
+def test_streamed_dicomweb_answers_are_chunked_on_a_kept_connection(emulator):
+    from dicom_factory import ct_series, to_bytes
+    from emulator_helpers import ready_store
+
+    env = ready_store(emulator, project="keepalive-dw")
+    series = ct_series("ka1", slices=2, size=32, patient_id="KA-1")
+    for ds in series:
+        requests.post(f"{env.dicomweb_url}/studies", data=to_bytes(ds), timeout=10,
+                      headers={"Content-Type": "application/dicom"}).raise_for_status()
+    ds = series[0]
+    url = (f"{env.dicomweb_url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+           f"/instances/{ds.SOPInstanceUID}")
+    before = emulator.connections_accepted
+    with requests.Session() as session:
+        for _ in range(10):
+            r = session.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'}, timeout=10)
+            assert r.status_code == 200 and r.headers.get("Transfer-Encoding") == "chunked"
+            assert ds.SOPInstanceUID.encode() in r.content          # the instance, whole
+            assert session.get(f"{env.dicomweb_url}/studies", timeout=10).status_code == 200
+    assert emulator.connections_accepted - before == 1
+
+
 def test_the_discovery_client_reuses_its_connection_too(emulator):
     create_project(emulator.url, "keepalive-b", enable=())
     su = discovery_client(emulator.url, "serviceusage", "v1")
