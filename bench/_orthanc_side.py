@@ -1,8 +1,14 @@
 """Orthanc side of bench/emulator.py: start Orthanc (+ DICOMweb plugin) on a fresh database, ingest
-the benchmark files by STOW-RS (dicomweb-client, 50 instances per request, sequential) and print
-one JSON line on stdout; then, for each command line read on stdin, `{"cmd": "warmup"|"run", "n":
-N}` time N rounds of the same DICOMweb reads as our side (emulator.Prober) and answer `{"ok": true}`;
-`{"cmd": "stop"}` (or EOF) answers the timings and Orthanc's memory, stops Orthanc and exits.
+the benchmark files by STOW-RS (emulator.stow_ingest: dicomweb-client, 50 instances per request,
+sequential, the same as our side) and print one JSON line on stdout; then, for each command line
+read on stdin, `{"cmd": "warmup"|"run", "n": N}` time N rounds of the same DICOMweb reads as our
+side (emulator.Prober) and answer `{"ok": true}`; `{"cmd": "stop"}` (or EOF) answers the timings
+and Orthanc's memory, stops Orthanc and exits.
+
+`--large N`: the store of N small instances (bench/_large.py) kept in `--workdir` across runs:
+built (STOW-RS) only when it is missing or incomplete, by an Orthanc that is then stopped; the
+measure is always taken on a fresh Orthanc started on the cached database, and reads only the
+study list and the series metadata.
 
 Orthanc 1.10 has no bind-address option and listens on every interface, so this script must run
 inside its own network namespace, which has only a loopback interface:
@@ -19,20 +25,19 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _data  # noqa: E402
+import _large  # noqa: E402
 from emulator import (FRAMES_ACCEPT_ORTHANC, Prober, log, proc_status, raise_on_sigterm,  # noqa: E402
-                      stop_process, wait_http)
+                      stop_process, stow_ingest, wait_http)
 
 ORTHANC = "/usr/sbin/Orthanc"
 PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 PORT = 18042
-BATCH = 50
 
 
 def _only_loopback() -> bool:
@@ -58,64 +63,80 @@ def config(workdir: Path) -> dict:
     }
 
 
-def ingest(base: str, files: list[str]) -> float:
-    """STOW-RS every file, BATCH per request, sequentially; returns the wall time.
-
-    Files are parsed by pydicom before the clock starts (dicomweb-client takes datasets); the
-    clock covers dicomweb-client encoding the request, the HTTP exchange and Orthanc storing.
-    """
-    import pydicom
-    from dicomweb_client.api import DICOMwebClient
-
-    client = DICOMwebClient(url=base, headers={"Accept-Encoding": "identity"}, timeout=300)
-    datasets = [pydicom.dcmread(f) for f in files]
-    t = time.perf_counter()
-    for i in range(0, len(datasets), BATCH):
-        resp = client.store_instances(datasets[i:i + BATCH])
-        failed = resp.get("00081198") if resp is not None else None
-        if failed:
-            raise RuntimeError(f"STOW-RS batch {i // BATCH} had failures: {failed}")
-    return time.perf_counter() - t
-
-
 def emit(msg: dict) -> None:
     print(json.dumps(msg), flush=True)
 
 
-def serve(args: argparse.Namespace) -> None:
-    """Start Orthanc, ingest, emit the results; then obey command lines from stdin until `stop` or
-    EOF. Orthanc is stopped (by PID) whatever happens."""
+def _start(cfg_path: Path, workdir: Path, log_fh) -> tuple[subprocess.Popen, float]:
+    proc = subprocess.Popen([ORTHANC, str(cfg_path)], stdout=log_fh, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        return proc, wait_http(f"http://127.0.0.1:{PORT}/system", 60, proc)
+    except BaseException:
+        stop_process(proc, "Orthanc")
+        raise
+
+
+def _count(url: str) -> int:
     import requests
 
-    manifest = _data.ensure(args.studies, args.data_dir)
+    return int(requests.get(f"{url}/statistics", timeout=60).json()["CountInstances"])
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Start Orthanc, ingest (or reuse the cached large store), emit the results; then obey command
+    lines from stdin until `stop` or EOF. Orthanc is stopped (by PID) whatever happens."""
+    import requests
+
+    large = args.large
+    manifest = _large.ensure(large, args.data_dir) if large else _data.ensure(args.studies, args.data_dir)
+    n = len(manifest["files"])
     workdir = args.workdir
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    (workdir / "db").mkdir(parents=True)
+    marker = workdir / "bench-complete.json"
+    built = json.loads(marker.read_text()) if large and marker.exists() else None
+    if not large or not built or built.get("instances") != n:
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        built = None
+    (workdir / "db").mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / "orthanc.json"
     cfg_path.write_text(json.dumps(config(workdir), indent=2))
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     url = f"http://127.0.0.1:{PORT}"
-    res: dict = {"files": len(manifest["files"])}
+    res: dict = {"files": n}
     proc = None
-    with open(workdir / "orthanc.log", "wb") as log_fh:
+    with open(workdir / "orthanc.log", "ab") as log_fh:
         try:
-            proc = subprocess.Popen([ORTHANC, str(cfg_path)], stdout=log_fh, stderr=subprocess.STDOUT, cwd=workdir)
+            proc, res["start_s"] = _start(cfg_path, workdir, log_fh)
             res["pid"] = proc.pid
-            res["start_s"] = wait_http(f"{url}/system", 60, proc)
             system = requests.get(f"{url}/system", timeout=10).json()
             res["version"] = system.get("Version")
             plugin = requests.get(f"{url}/plugins/dicom-web", timeout=10)
             res["dicomweb_version"] = plugin.json().get("Version") if plugin.ok else None
-            log(f"Orthanc {res['version']} up in {res['start_s']:.2f} s; STOW-RS {len(manifest['files'])} files")
-            res["ingest_s"] = ingest(f"{url}/dicom-web", manifest["files"])
-            res["rss_after_ingest_mib"] = proc_status(proc.pid)["VmRSS"]
-            res["ingest_per_s"] = len(manifest["files"]) / res["ingest_s"]
-            stats = requests.get(f"{url}/statistics", timeout=30).json()
-            if int(stats["CountInstances"]) != len(manifest["files"]):
-                raise RuntimeError(f"Orthanc holds {stats['CountInstances']} instances, expected {len(manifest['files'])}")
-            log(f"Orthanc: ingest {res['ingest_per_s']:.0f} inst/s")
-            prober = Prober(f"{url}/dicom-web", manifest, FRAMES_ACCEPT_ORTHANC)
+            if large and built is None:
+                log(f"Orthanc: building the cached store of {n:,} instances in {workdir} (STOW-RS, once)")
+                took = stow_ingest(f"{url}/dicom-web", manifest["files"], preparse=False, log_every=200)
+                if _count(url) != n:
+                    raise RuntimeError(f"Orthanc holds {_count(url)} instances, expected {n}")
+                built = {"instances": n, "ingest_s": took}
+                stop_process(proc, "Orthanc")        # the measure starts from a fresh Orthanc
+                marker.write_text(json.dumps(built))
+                proc, res["start_s"] = _start(cfg_path, workdir, log_fh)
+                res["pid"] = proc.pid
+                res["built_now"] = True
+            if large:
+                res["build_ingest_per_s"] = built["instances"] / built["ingest_s"]
+                if _count(url) != n:
+                    raise RuntimeError(f"the cached Orthanc store holds {_count(url)} instances, expected {n}")
+            else:
+                log(f"Orthanc {res['version']} up in {res['start_s']:.2f} s; STOW-RS {n} files")
+                res["ingest_s"] = stow_ingest(f"{url}/dicom-web", manifest["files"])
+                res["rss_after_ingest_mib"] = proc_status(proc.pid)["VmRSS"]
+                res["ingest_per_s"] = n / res["ingest_s"]
+                if _count(url) != n:
+                    raise RuntimeError(f"Orthanc holds {_count(url)} instances, expected {n}")
+                log(f"Orthanc: ingest {res['ingest_per_s']:.0f} inst/s")
+            keys = ("study_list", "metadata") if large else Prober.KEYS
+            prober = Prober(f"{url}/dicom-web", manifest, FRAMES_ACCEPT_ORTHANC, keys)
             emit(res)
             for line in sys.stdin:           # EOF (the parent went away) ends the loop too
                 cmd = json.loads(line)
@@ -144,9 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inside", action="store_true", help="we are inside `unshare -n`: really run")
     ap.add_argument("--studies", type=int, default=2000)
-    ap.add_argument("--data-dir", type=Path, default=_data.DEFAULT_DIR)
+    ap.add_argument("--large", type=int, default=0, help="the cached store of this many small instances")
+    ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--workdir", type=Path, default=HERE.parent / "out" / "bench-work" / "orthanc")
     args = ap.parse_args(argv)
+    if args.data_dir is None:
+        args.data_dir = _large.DEFAULT_DIR if args.large else _data.DEFAULT_DIR
     if not args.inside:
         print("bench/_orthanc_side.py is a helper of bench/emulator.py (run that); nothing to do", file=sys.stderr)
         return 0

@@ -553,7 +553,8 @@ def emulator(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", help="Keep state here across restarts (default: in memory).")] = None,
     record: Annotated[Optional[Path], typer.Option("--record", metavar="FILE", help="Append one JSON line per request to this file.")] = None,
     latency: Annotated[str, typer.Option("--latency", metavar="none|realistic|FILE", help="none, realistic, or a JSON/YAML latency table file.")] = "none",
-    time_scale: Annotated[float, typer.Option("--time-scale", metavar="F", min=0.0, help="Multiply every latency by this factor.")] = 1.0,
+    time_scale: Annotated[float, typer.Option("--time-scale", metavar="F", min=0.0, help="Multiply every latency (and quota window) by this factor.")] = 1.0,
+    quotas: Annotated[Optional[str], typer.Option("--quotas", metavar="none|realistic|FILE", help="Google's request quotas: none, realistic, or a JSON/YAML table file (default: on with --latency realistic).")] = None,
     faults: Annotated[Optional[str], typer.Option("--faults", metavar="SPEC", help="Inject faults, e.g. '429=0.1,503=0.05,reset=0.02,operation=0.1'.")] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for reproducible faults.")] = 0,
     enforce_iam: Annotated[bool, typer.Option("--enforce-iam", help="Check every call against IAM; bearer tokens 'emulator:MEMBER'.")] = False,
@@ -569,7 +570,7 @@ def emulator(
         if not name.strip() or any(c in name for c in "/ \t@?#"):
             raise UsageError(f"--allow-host {name!r} is not a host name; e.g. --allow-host emulator.local")
     opts = Options(host=host, port=port, data_dir=data_dir, record=record, latency=latency,
-                   time_scale=time_scale, faults=faults, seed=seed, enforce_iam=enforce_iam,
+                   time_scale=time_scale, quotas=quotas, faults=faults, seed=seed, enforce_iam=enforce_iam,
                    allow_hosts=tuple(allow_host or ()), public_datasets=public_datasets)
     try:
         server = EmulatorServer(opts)

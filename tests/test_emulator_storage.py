@@ -550,7 +550,7 @@ def _partial_put(emu, location: str, declared: int, sent: bytes) -> socket.socke
     target = location[len(emu.url):]
     sock = socket.create_connection(("127.0.0.1", emu.port))
     head = (f"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1:{emu.port}\r\nContent-Length: {declared}\r\n"
-            f"Content-Range: bytes 0-{declared - 1}/{declared}\r\n\r\n")
+            f"Content-Range: bytes 0-{declared - 1}/{declared}\r\nConnection: close\r\n\r\n")
     sock.sendall(head.encode() + sent)
     return sock
 
@@ -599,7 +599,8 @@ def test_reset_during_a_media_upload_is_a_clean_404(emulator, bucket):
     size = 20 << 20
     sock = socket.create_connection(("127.0.0.1", emulator.port))
     sock.sendall((f"POST /upload/storage/v1/b/{bucket.name}/o?uploadType=media&name=m.bin HTTP/1.1\r\n"
-                  f"Host: 127.0.0.1:{emulator.port}\r\nContent-Length: {size}\r\n\r\n").encode() + b"m" * (10 << 20))
+                  f"Host: 127.0.0.1:{emulator.port}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n").encode()
+                 + b"m" * (10 << 20))   # it reads the answer to the end of the connection: ask for that end
     time.sleep(0.2)
     assert requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL).status_code == 200
     sock.sendall(b"m" * (size - (10 << 20)))

@@ -1,4 +1,5 @@
-"""`/_emulator/` control endpoints: health, reset, state dump, and seeding what a test needs
+"""`/_emulator/` control endpoints: health, reset, state dump, blob disk use and garbage collection,
+and seeding what a test needs
 (policies on organizations, folders and billing accounts, which no public API of ours creates).
 
 These are the tests' control plane, not a Google API: no token and no IAM check, even under
@@ -35,6 +36,20 @@ def reset(ctx: Ctx):
 @router.route("GET", "/_emulator/state", api=API)
 def state(ctx: Ctx):
     return ctx.world.dump()
+
+
+@router.route("GET", "/_emulator/blobs", api=API)
+def blobs(ctx: Ctx):
+    """The blob store's disk use: `{"files": N, "bytes": B, "gcRuns": R}` (bytes nothing refers to
+    are swept in the background soon after a delete; see provision.emulator.store.BlobStore)."""
+    return {**ctx.world.blobs.usage(), "gcRuns": ctx.world.gc_runs}
+
+
+@router.route("POST", "/_emulator/gc", api=API)
+def gc(ctx: Ctx):
+    """Sweep unreferenced blobs now; answers what was freed and what is left."""
+    freed = ctx.world.collect_garbage()
+    return {"freed": freed, **ctx.world.blobs.usage()}
 
 
 @router.route("PUT", "/_emulator/policies/<path:resource>", api=API)

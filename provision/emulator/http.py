@@ -45,7 +45,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import BaseConverter, Map, PathConverter, Rule
 from werkzeug.wrappers import Request, Response
 
-from provision.emulator import discovery, iam
+from provision.emulator import discovery, iam, quotas
 from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
 from provision.emulator.world import Options, World
 from provision.redact import redact, redact_query, redact_value
@@ -287,6 +287,9 @@ class App:
             response = json_response(ApiError("INTERNAL", "Internal error encountered.").body(_style(api, request.path)),
                                      500)
         status = response.status_code
+        # Bytes this request stored are referenced by now (committed), or never will be.
+        if self.world.blobs.release_pins() and status >= 400:
+            self.world.blobs_dirty()
         if cors:
             self._cors(request, response)
         if self.recorder and not control:
@@ -336,6 +339,11 @@ class App:
             if not route.url_credential:  # scopes and the quota project of an OAuth token (emulator/oauth)
                 self.world.oauth.check_call(route.api, request.method, request.headers,
                                             self.world.oauth.bearer(request.headers.get("Authorization", "")), principal)
+            if self.world.quotas.enabled:  # Google checks quota after the caller, before the request itself
+                exhausted = quotas.check(self.world.quotas, route.api, request.method, request.path,
+                                         request.headers, principal, self._project_number)
+                if exhausted is not None:
+                    raise exhausted
             if route.discovery and route.api != "storage":
                 discovery.validate_query(*route.discovery, list(request.args.keys()))
         ctx = Ctx(self.world, request, route, principal)
@@ -346,6 +354,10 @@ class App:
             status, body = result
             return json_response(body, status) if body is not None else Response(b"", status=status)
         return json_response(result)
+
+    def _project_number(self, project_id: str) -> str | None:
+        record = self.world.crm.lookup(project_id)
+        return record["number"] if record else None
 
     def _principal(self, request: Request) -> str | None:
         auth = request.headers.get("Authorization", "")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 import threading
 
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -37,18 +38,197 @@ def _merge(into: Router, other: Router) -> None:
     into.routes.update(other.routes)
 
 
+# A request body the application left unread is read and dropped, so the connection can carry the
+# next request, up to this many bytes; past that (a refused upload) the connection is closed.
+DRAIN_LIMIT = 4 << 20
+
+
 class _QuietHandler(WSGIRequestHandler):
-    # HTTP/1.1 lets werkzeug send a response with no Content-Length (a streamed DICOMweb answer)
-    # chunked. It gives no keep-alive: werkzeug's dev server closes every connection
-    # (`Connection: close`), so clients open one connection per request.
+    """werkzeug's request handler with HTTP/1.1 keep-alive.
+
+    werkzeug's development server closes every connection (`Connection: close`), because its
+    handler cannot tell where a request body the application did not read ends. This one frames
+    every body itself (Content-Length through a LimitedStream, chunked through werkzeug's
+    DechunkedInput), reads what the application left before answering the next request, and keeps
+    the connection open unless the client asked to close it (`Connection: close`, HTTP/1.0 without
+    keep-alive), the rest of the body is too large to drop (`DRAIN_LIMIT`), or the answer could
+    not be framed (an error half-way through a response). An answer with no Content-Length (a
+    streamed DICOMweb answer) is sent chunked to an HTTP/1.1 client; to an HTTP/1.0 client it ends
+    with the connection.
+    """
+
     protocol_version = "HTTP/1.1"
-    # A stalled client (a request body that stops arriving) is dropped after this many seconds
-    # of silence instead of holding its thread, and the upload session it was writing, forever.
+    # A stalled client (a request body that stops arriving), or an idle kept-alive connection, is
+    # dropped after this many seconds of silence instead of holding its thread forever.
     timeout = 60
 
+    def setup(self) -> None:
+        super().setup()
+        try:   # small answers go out at once (no Nagle wait for the client's delayed ACK)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        track = getattr(self.server, "track_connection", None)
+        if track is not None:
+            track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            track = getattr(self.server, "track_connection", None)
+            if track is not None:
+                track(self.connection, False)
 
     def log_request(self, *args, **kwargs) -> None:  # the --record file is the request log
         pass
+
+    def connection_dropped(self, error: BaseException, environ=None) -> None:
+        self.close_connection = True
+
+    def run_wsgi(self) -> None:  # noqa: C901 - werkzeug's, with framing and keep-alive
+        from werkzeug.exceptions import InternalServerError
+
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.environ = environ = self.make_environ()
+        body: _Body | None = None
+        if not environ.get("wsgi.input_terminated"):      # not chunked: Content-Length frames the body
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self.close_connection = True
+                length = 0
+            body = _Body(self.rfile, length)
+            environ["wsgi.input"] = body
+        http11 = self.request_version >= "HTTP/1.1"
+        state: dict = {"status": None, "headers": None, "sent": False, "chunked": False}
+
+        def write(data: bytes) -> None:
+            assert state["status"] is not None, "write() before start_response"
+            if not state["sent"]:
+                state["sent"] = True
+                try:
+                    code_str, msg = state["status"].split(None, 1)
+                except ValueError:
+                    code_str, msg = state["status"], ""
+                code = int(code_str)
+                self.send_response(code, msg)
+                keys = set()
+                for key, value in state["headers"]:
+                    self.send_header(key, value)     # a `Connection: close` from the app closes too
+                    keys.add(key.lower())
+                bodyless = environ["REQUEST_METHOD"] == "HEAD" or 100 <= code < 200 or code in (204, 304)
+                if "content-length" not in keys and not bodyless:
+                    if http11:
+                        state["chunked"] = True
+                        self.send_header("Transfer-Encoding", "chunked")
+                    else:
+                        self.close_connection = True   # the end of the connection ends the answer
+                if self.close_connection and "connection" not in keys:
+                    self.send_header("Connection", "close")
+                elif not http11 and not self.close_connection:
+                    self.send_header("Connection", "keep-alive")
+                # The headers and the first piece of the body leave in one write.
+                self._headers_buffer.append(b"\r\n")
+                if data:
+                    self._headers_buffer.append(b"%x\r\n%b\r\n" % (len(data), data) if state["chunked"] else data)
+                self.flush_headers()
+            elif data:
+                if state["chunked"]:
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+                else:
+                    self.wfile.write(data)
+            self.wfile.flush()
+
+        def start_response(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+            if exc_info:
+                try:
+                    if state["sent"]:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state["headers"] is not None:
+                raise AssertionError("Headers already set")
+            state["status"], state["headers"] = status, headers
+            return write
+
+        def execute(app) -> None:
+            iterable = app(environ, start_response)
+            try:
+                for data in iterable:
+                    write(data)
+                if not state["sent"]:
+                    write(b"")
+                if state["chunked"]:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+            finally:
+                if hasattr(iterable, "close"):
+                    iterable.close()
+
+        try:
+            execute(self.server.app)
+        except (ConnectionError, TimeoutError) as exc:
+            self.connection_dropped(exc, environ)
+            return
+        except Exception:  # noqa: BLE001 - werkzeug's behaviour: a 500, the traceback to the log
+            self.close_connection = True
+            if not state["sent"]:
+                state.update(status=None, headers=None)
+                try:
+                    execute(InternalServerError())
+                except Exception:  # noqa: BLE001
+                    pass
+            import traceback
+
+            self.server.log("error", "Error on request:\n" + traceback.format_exc())
+            return
+        if not self.close_connection:
+            self._drain(environ, body)
+
+    def _drain(self, environ, body) -> None:
+        """Read what is left of the request body (or close the connection when it is too much)."""
+        try:
+            if body is not None:
+                left = body.limit - body.tell()
+                if body.broken or left > DRAIN_LIMIT:
+                    self.close_connection = True
+                elif left > 0:
+                    body.exhaust()
+                return
+            stream, total = environ["wsgi.input"], 0   # chunked
+            while True:
+                chunk = stream.read(1 << 16)
+                if not chunk:
+                    return
+                total += len(chunk)
+                if total > DRAIN_LIMIT:
+                    self.close_connection = True
+                    return
+        except Exception:  # noqa: BLE001 - a body that cannot be read to its end: no next request on it
+            self.close_connection = True
+
+
+def _body_class():
+    from werkzeug.wsgi import LimitedStream
+
+    class Body(LimitedStream):
+        """A Content-Length request body that remembers whether reading it failed (a client that
+        stalled or went away: the connection cannot carry another request)."""
+
+        broken = False
+
+        def on_disconnect(self, error=None):
+            self.broken = True
+            return super().on_disconnect(error)
+
+    return Body
+
+
+_Body = _body_class()
 
 
 class EmulatorServer:
@@ -60,6 +240,12 @@ class EmulatorServer:
         self._server = make_server(self.options.host, self.options.port, self.app, threaded=True,
                                    request_handler=_QuietHandler)
         self._server.daemon_threads = True
+        # Open (kept-alive) connections, closed with the server so that no idle one goes on serving
+        # a closed world; `connections_accepted` counts every connection ever accepted.
+        self._connections: set = set()
+        self._conn_lock = threading.Lock()
+        self.connections_accepted = 0
+        self._server.track_connection = self._track
         self.port = self._server.server_port
         self.url = f"http://{self.options.host}:{self.port}"
         self._thread: threading.Thread | None = None
@@ -85,8 +271,23 @@ class EmulatorServer:
             self._thread.join(timeout=10)
         self.close()
 
+    def _track(self, sock, opened: bool) -> None:
+        with self._conn_lock:
+            if opened:
+                self._connections.add(sock)
+                self.connections_accepted += 1
+            else:
+                self._connections.discard(sock)
+
     def close(self) -> None:
         self._server.server_close()
+        with self._conn_lock:
+            open_ = list(self._connections)
+        for sock in open_:   # idle keep-alive connections: their threads see EOF and end
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.world.close()
 
     def __enter__(self) -> "EmulatorServer":

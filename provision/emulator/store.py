@@ -11,7 +11,7 @@ import sqlite3
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 class Database:
@@ -58,6 +58,20 @@ class _Txn:
             self.db.lock.release()
 
 
+def distinct_values(db: Database, table: str, column: str, among: list[str] | None) -> set[str]:
+    """The distinct values of `table`.`column`, only those in `among` when it is given."""
+    with db.lock:
+        if among is None:
+            return {row[0] for row in db.conn.execute(f"SELECT DISTINCT {column} FROM {table}")}
+        out: set[str] = set()
+        for i in range(0, len(among), 500):
+            chunk = among[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(row[0] for row in db.conn.execute(
+                f"SELECT DISTINCT {column} FROM {table} WHERE {column} IN ({marks})", chunk))
+        return out
+
+
 class DocStore:
     """JSON documents by (kind, key): the control-plane resources of every API."""
 
@@ -95,16 +109,50 @@ class DocStore:
 
 
 class BlobStore:
-    """Content-addressed bytes on disk: one file per SHA-256, shared by objects and DICOM instances."""
+    """Content-addressed bytes on disk: one file per SHA-256, shared by objects and DICOM instances.
+
+    Bytes nothing refers to any more (a deleted object or instance, an overwritten object, a
+    refused upload) are garbage-collected by `sweep`: a blob file is removed when no row of any
+    backend names its key (`referenced`) and no thread has pinned it. A thread pins every key it
+    stores (`put`, `put_file`) or is about to refer to (`pin`: an import's listed objects) until
+    it calls `release_pins`, which the HTTP layer does after each request and a background job when
+    it ends: so a blob stored (or found already there) but not yet committed is never swept.
+    Lock order: the database's lock, then this store's.
+    """
 
     def __init__(self, root: Path | None):
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="provision-emulator-")
         self.root = Path(root) if root else Path(self._tmp.name)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._pins: dict[str, int] = {}
+        self._local = threading.local()
 
+    # ------------------------------------------------------------------ pins
+    def pin(self, key: str) -> None:
+        """Keep `key` from being swept until this thread calls `release_pins`."""
+        with self._lock:
+            self._pins[key] = self._pins.get(key, 0) + 1
+        self._local.__dict__.setdefault("pins", []).append(key)
+
+    def release_pins(self) -> int:
+        """Drop every pin this thread holds; returns how many it held."""
+        keys = self._local.__dict__.pop("pins", None) or []
+        if keys:
+            with self._lock:
+                for key in keys:
+                    n = self._pins.get(key, 0) - 1
+                    if n > 0:
+                        self._pins[key] = n
+                    else:
+                        self._pins.pop(key, None)
+        return len(keys)
+
+    # ------------------------------------------------------------------ bytes
     def put(self, data: bytes) -> str:
-        """Store bytes; returns their key (hex SHA-256). Writing is atomic."""
+        """Store bytes; returns their key (hex SHA-256), pinned for this thread. Writing is atomic."""
         key = hashlib.sha256(data).hexdigest()
+        self.pin(key)            # before looking: a sweep never removes it from under us
         path = self.path(key)
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
@@ -115,12 +163,14 @@ class BlobStore:
         return key
 
     def put_file(self, src: Path) -> str:
-        """Store a file's bytes (without holding more than one chunk in memory at a time)."""
+        """Store a file's bytes (without holding more than one chunk in memory at a time); the key is
+        pinned for this thread."""
         h = hashlib.sha256()
         with open(src, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
         key = h.hexdigest()
+        self.pin(key)
         path = self.path(key)
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
@@ -142,6 +192,61 @@ class BlobStore:
         with self.open(key) as fh:
             yield from iter(lambda: fh.read(size), b"")
 
+    # ------------------------------------------------------------------ garbage
+    def _files(self) -> Iterator[tuple[str, int]]:
+        """(key, size) of every blob file (upload spools and temporary files are not blobs)."""
+        for sub in os.scandir(self.root):
+            if not (sub.is_dir(follow_symlinks=False) and len(sub.name) == 2 and _is_hex(sub.name)):
+                continue
+            for entry in os.scandir(sub.path):
+                if len(entry.name) == 64 and entry.name.startswith(sub.name) and _is_hex(entry.name):
+                    try:
+                        yield entry.name, entry.stat(follow_symlinks=False).st_size
+                    except FileNotFoundError:
+                        continue
+
+    def usage(self) -> dict[str, int]:
+        """How many blob files there are and their bytes."""
+        files = total = 0
+        for _key, size in self._files():
+            files += 1
+            total += size
+        return {"files": files, "bytes": total}
+
+    def sweep(self, referenced: Callable[[list[str] | None], set[str]], db_lock: Any) -> dict[str, int]:
+        """Remove the blob files nothing refers to. `referenced(keys)` answers which of `keys` (all
+        keys when None) a backend row names. Candidates are found without locks, then checked
+        again under the database's lock (no commit can add a reference meanwhile) and this store's
+        (no pin can be taken meanwhile) before each file goes."""
+        on_disk = dict(self._files())
+        if not on_disk:
+            return {"files": 0, "bytes": 0}
+        live = referenced(None)
+        candidates = [k for k in on_disk if k not in live]
+        freed = removed = 0
+        for i in range(0, len(candidates), 500):
+            batch = candidates[i:i + 500]
+            with db_lock:
+                still = referenced(batch)
+                with self._lock:
+                    for key in batch:
+                        if key in still or self._pins.get(key):
+                            continue
+                        try:
+                            os.unlink(self.path(key))
+                        except FileNotFoundError:
+                            continue
+                        removed += 1
+                        freed += on_disk[key]
+        return {"files": removed, "bytes": freed}
+
     def close(self) -> None:
         if self._tmp:
             self._tmp.cleanup()
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_hex(name: str) -> bool:
+    return all(c in _HEX for c in name)

@@ -4,7 +4,10 @@ method calls.
 """
 from __future__ import annotations
 
+import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from provision.emulator.faults import Faults
 from provision.emulator.latency import Latency
 from provision.emulator.operations import Operations
+from provision.emulator.quotas import Quotas
 from provision.emulator.store import BlobStore, Database, DocStore
 
 if TYPE_CHECKING:  # the backends import World; World only names them
@@ -33,6 +37,7 @@ class Options:
     record: Path | None = None
     latency: str = "none"
     time_scale: float = 1.0
+    quotas: str | None = None           # none | realistic | FILE; None: on with --latency realistic
     faults: str | None = None
     seed: int = 0
     enforce_iam: bool = False
@@ -59,6 +64,7 @@ class World:
         self.docs = DocStore(self.db)
         self.blobs = BlobStore(data_dir / "blobs" if data_dir else None)
         self.latency = Latency.from_option(options.latency, options.time_scale)
+        self.quotas = Quotas.from_option(options.quotas, options.latency, options.time_scale)
         self.faults = Faults.parse(options.faults, options.seed)
         self.clock = time.time
         self.operations = Operations(self.docs, self.clock)
@@ -70,6 +76,15 @@ class World:
         # Names of the public-dataset stand-ins (buckets, DICOM stores; provision/emulator/publicdata.py):
         # the state dump lists them apart, so it shows what clients made.
         self.stand_ins: set[str] = set()
+        # Blob garbage collection: `blobs_dirty()` (something may have lost its last reference)
+        # wakes a background sweeper, which lets a burst of deletes settle for GC_SETTLE_S first.
+        self._gc_wake = threading.Event()
+        self._gc_thread: threading.Thread | None = None
+        self._gc_lock = threading.Lock()
+        self._closing = False
+        self.gc_runs = 0
+
+    GC_SETTLE_S = 0.1
 
     def attach(self, name: str, backend: Any) -> None:
         """Register an API backend under `name` (it becomes `world.<name>`)."""
@@ -81,10 +96,60 @@ class World:
         with self.db.transaction():
             self.epoch += 1
             self.faults.reseed()
+            self.quotas.reset()
             self.docs.clear()
             for backend in self._backends:
                 if hasattr(backend, "reset"):
                     backend.reset()
+        self.blobs_dirty()
+
+    # ------------------------------------------------------------------ blob garbage
+    def referenced_blobs(self, keys: list[str] | None = None) -> set[str]:
+        """Which of `keys` (every key when None) a backend's rows name (objects, DICOM instances)."""
+        out: set[str] = set()
+        for backend in self._backends:
+            refs = getattr(backend, "blob_refs", None)
+            if refs is not None:
+                out |= refs(keys)
+        return out
+
+    def collect_garbage(self) -> dict[str, int]:
+        """Remove every blob nothing refers to now; returns the files and bytes freed."""
+        with self._gc_lock:
+            freed = self.blobs.sweep(self.referenced_blobs, self.db.lock)
+            self.gc_runs += 1
+            return freed
+
+    def blobs_dirty(self) -> None:
+        """Bytes may have lost their last reference (a delete, an overwrite, a refused write):
+        sweep soon, in the background."""
+        if self._closing:
+            return
+        self._gc_wake.set()
+        if self._gc_thread is None:
+            with self._gc_lock:
+                if self._gc_thread is None:
+                    self._gc_thread = threading.Thread(target=self._gc_loop, name="blob-gc", daemon=True)
+                    self._gc_thread.start()
+
+    def _gc_loop(self) -> None:
+        while not self._closing:
+            self._gc_wake.wait()
+            if self._closing:
+                return
+            time.sleep(self.GC_SETTLE_S)     # let a burst of deletes finish: one sweep for all
+            self._gc_wake.clear()
+            started = time.monotonic()
+            try:
+                self.collect_garbage()
+            except Exception:  # noqa: BLE001 - never take the emulator down; try again next time
+                if not self._closing:
+                    print("emulator: blob garbage collection failed", file=sys.stderr)
+                    traceback.print_exc(file=sys.stderr)
+            # A sweep reads every blob name and every reference (about half a second per 100,000
+            # instances): under a stream of deletes, sweep at most half the time.
+            if not self._closing:
+                time.sleep(min(5.0, time.monotonic() - started))
 
     def dump(self) -> dict:
         """Every resource, for GET /_emulator/state."""
@@ -95,5 +160,9 @@ class World:
         return out
 
     def close(self) -> None:
+        self._closing = True
+        self._gc_wake.set()
+        if self._gc_thread is not None:
+            self._gc_thread.join(timeout=10)
         self.db.close()
         self.blobs.close()

@@ -2,7 +2,9 @@
 
 Resource modules never sleep or loop themselves: `ctx.call(fn)` retries under the step's
 deadline and reports each retry with its reason; `ctx.wait_*` waits for an operation with
-growing intervals; `ctx.progress` and `ctx.note` feed the engine's events.
+growing intervals; `ctx.progress` and `ctx.note` feed the engine's events. Every policy of one target shares its
+quota governor (provision.gcp.quota), so blueprints applied side by side queue together at a
+Google quota; a call waiting in that line reports it as progress.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 
-from provision.gcp import operations
+from provision.gcp import operations, quota
 from provision.gcp.retry import Predicate, RetryPolicy, service_disabled_after_enable
 from provision.gcp.target import Target
 
@@ -53,7 +55,7 @@ class Ctx:
     def __post_init__(self) -> None:
         if self.policy is None:
             base = RetryPolicy(first=self.target.first_backoff, cap=self.target.max_backoff,
-                               unreachable_s=self.target.unreachable_s)
+                               unreachable_s=self.target.unreachable_s, governor=quota.governor_for(self.target))
             self.policy = base.with_predicates(service_disabled_after_enable(self.services)) if self.services else base
         if self.deadline_s is None:
             self.deadline_s = DEADLINES.get(self.step.split(":")[0], DEADLINES["default"])
@@ -73,19 +75,28 @@ class Ctx:
         return self.locks.setdefault(name, threading.Lock())  # dict.setdefault is atomic
 
     # -------------------------------------------------------------- calling
-    def call(self, fn: Callable[[], T], *, within: float | None = None, also: tuple[Predicate, ...] = ()) -> T:
+    def call(self, fn: Callable[[], T], *, within: float | None = None, also: tuple[Predicate, ...] = (),
+             site: object = None) -> T:
         """Run `fn`, retrying what the policy says is retryable (plus the `also` predicates, for
         this call only), until the step's deadline (or `within` seconds from now, if sooner)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
         policy = self.policy.with_predicates(*also) if also else self.policy
-        return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel)
+        return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
+                          on_wait=self.progress if self.reporter.on_progress else None,
+                          project=self.facts.get("project_id"), number=self.facts.get("project_number"), site=site)
 
     def execute(self, request: Any, **kw: Any) -> Any:
         """`ctx.call(request.execute)` for a googleapiclient request (num_retries=0: we retry)."""
+        # The API method names the call for the quota governor (every execute shares this lambda).
+        kw.setdefault("site", getattr(request, "methodId", None) or (getattr(request, "method", ""),
+                                                                      str(getattr(request, "uri", "")).split("?")[0]))
         return self.call(lambda: request.execute(num_retries=0), **kw)
 
     # -------------------------------------------------------------- waiting
     def _wait_kw(self, on_poll=None) -> dict:
+        # The call that started the operation was answered: its quota slot goes back before the
+        # (long) wait, so the next caller in line need not wait for this operation too.
+        quota.release_held()
         return dict(deadline=self.deadline, policy=self.policy, on_poll=on_poll,
                     on_retry=self.reporter.on_retry, cancel=self.cancel)
 

@@ -14,7 +14,8 @@ counters, logs link). A 404 on the operation itself counts as "not visible yet",
 treats it, but only for a window (`gone_s`, from the target's timing profile): each 404 in a row is reported as a
 retry, and past the window (the target's timing profile, `gone_s`) the operation is taken as gone (`OperationGone`: an emulator restarted
 without --data-dir forgets its operations) instead of being polled until the deadline. Transient
-errors while polling are retried by the same policy as everything else.
+errors while polling are retried by the same policy as everything else; a RetryInfo in one (a
+quota's 429) delays the next poll by at least its `retryDelay`.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ import time
 from typing import Any, Callable
 
 from provision.errors import ProvisionError
-from provision.gcp.errors import OperationFailed, OperationTimeout, is_not_found
-from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy
+from provision.gcp.errors import OperationFailed, OperationTimeout, is_not_found, parse
+from provision.gcp.quota import retry_jitter
+from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy, retry_info_delay
 
 OnPoll = Callable[[dict], None]
 POLL_FRACTION = 0.05
@@ -59,6 +61,7 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
     missing_since: float | None = None
     started = time.monotonic()
     first_interval = interval
+    asked = 0.0      # a RetryInfo's delay for the next poll (a quota's answer), else 0
     while True:
         if op is not None:
             if on_poll:
@@ -70,7 +73,8 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
         now = time.monotonic()
         if now >= deadline:
             raise OperationTimeout(name, now - started)
-        pause = min(interval, max(0.0, deadline - now))
+        pause = min(max(interval, asked), max(0.0, deadline - now))
+        asked = 0.0
         if cancel is not None:
             if cancel.wait(pause):
                 raise Cancelled()
@@ -98,8 +102,11 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
             if reason is None or time.monotonic() >= deadline:
                 raise
             retries += 1
+            hint = retry_info_delay(parse(exc))
+            if hint is not None and policy is not None:
+                asked = retry_jitter(policy.rng, hint)   # honoured, as in RetryPolicy.run
             if on_retry:
-                on_retry(retries, interval, f"polling {name}: {reason}")
+                on_retry(retries, max(interval, asked), f"polling {name}: {reason}")
             op = None
 
 

@@ -15,16 +15,25 @@ UNAVAILABLE. 400 "Precondition check failed" is retried only around the services
 (`ENABLE_PREDICATES`), as Terraform does. A connection refused or a failed name lookup is
 retried only for a short window (`unreachable_s`): nobody answers there, and waiting the whole
 deadline would only hide it.
+
+A 429 that names its quota (ErrorInfo `quota_metric`) is not retried blindly: with a `governor`
+(provision.gcp.quota; the Ctx gives every policy its target's), the call joins the quota family's
+line (AIMD on how many calls may probe it at once), and its retry reason says which quota limits
+it: "limited by Service Usage write quota (2 at a time): 429 RESOURCE_EXHAUSTED: ...". A
+`google.rpc.RetryInfo` in any error is honoured: the next try comes no sooner than its
+`retryDelay` (and at most a tenth later), whatever the backoff would have said.
 """
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, TypeVar
 
-from provision.gcp.errors import OperationFailed, is_service_disabled, parse
+from provision.gcp import quota as quota_mod
+from provision.gcp.errors import GoogleError, OperationFailed, is_service_disabled, parse
 from provision.redact import redact
 
 Verdict = "tuple[bool, str] | None"
@@ -42,7 +51,39 @@ def _short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+_DURATION = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]*)?)s\s*$")
+
+
+def retry_info_delay(ge: GoogleError | None) -> float | None:
+    """The seconds a `google.rpc.RetryInfo` detail asks the caller to wait (None: no RetryInfo).
+    `retryDelay` is a protobuf Duration in JSON (`"38s"`, `"2.463586755s"`), or an object with
+    `seconds`/`nanos`."""
+    for d in (ge.details if ge is not None else None) or []:
+        if not str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            continue
+        value = d.get("retryDelay")
+        if isinstance(value, str):
+            m = _DURATION.match(value)
+            if m:
+                return max(0.0, float(m.group(1)))
+        elif isinstance(value, dict):
+            try:
+                return max(0.0, float(value.get("seconds") or 0) + float(value.get("nanos") or 0) / 1e9)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 # ---------------------------------------------------------------------------- predicates
+def quota_exhausted(exc: BaseException):
+    """429 RESOURCE_EXHAUSTED naming its quota: retried (the reason names the quota)."""
+    ge = parse(exc)
+    found = quota_mod.quota_of(ge)
+    if found is not None:
+        return True, f"limited by {quota_mod.family_label(found[0], found[1])}: {ge.code_text}: {_short(ge.message)}"
+    return None
+
+
 def transient_http(exc: BaseException):
     """429 and 500/502/503/504: the service asks us to come back."""
     ge = parse(exc)
@@ -154,7 +195,7 @@ def service_disabled_after_enable(services: Iterable[str]) -> Predicate:
 
 
 DEFAULT_PREDICATES: tuple[Predicate, ...] = (
-    not_yet, network, transient_http, dataset_not_initialized, service_account_missing, activation_in_progress,
+    not_yet, network, quota_exhausted, transient_http, dataset_not_initialized, service_account_missing, activation_in_progress,
     iam_conflict, operation_internal,
 )
 
@@ -162,16 +203,19 @@ DEFAULT_PREDICATES: tuple[Predicate, ...] = (
 # ---------------------------------------------------------------------------- policy
 @dataclass
 class RetryPolicy:
-    """Predicates + backoff. `first`/`cap` scale with the target (ms on the emulator, s on Google)."""
+    """Predicates + backoff. `first`/`cap` scale with the target (ms on the emulator, s on Google).
+    `governor` (optional) shares quota families between every policy of one target."""
 
     predicates: tuple[Predicate, ...] = DEFAULT_PREDICATES
     first: float = 1.0
     cap: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
     unreachable_s: float = 30.0   # how long "connection refused" / "no such host" is retried
+    governor: "quota_mod.Governor | None" = None
 
     def with_predicates(self, *extra: Predicate) -> "RetryPolicy":
-        return RetryPolicy(tuple(extra) + self.predicates, self.first, self.cap, self.rng, self.unreachable_s)
+        return RetryPolicy(tuple(extra) + self.predicates, self.first, self.cap, self.rng, self.unreachable_s,
+                           self.governor)
 
     def classify(self, exc: BaseException) -> str | None:
         """The reason to retry `exc`, or None when it is final. The reason is shown to the user and
@@ -190,40 +234,120 @@ class RetryPolicy:
         ceiling = min(self.cap, self.first * (2 ** min(attempt, 30)), max(self.first, 0.1 * elapsed))
         return max(0.001, self.rng.uniform(ceiling / 2, ceiling))
 
+    def delay_for(self, exc: BaseException, attempt: int, elapsed: float = 0.0,
+                  limiter: "quota_mod.AIMDLimiter | None" = None, strikes: int = 1) -> float:
+        """The wait before trying `exc`'s call again: the server's RetryInfo when it sends one
+        (never less, at most a tenth more, not capped: the server knows); else, at a quota whose
+        pace is known, that pace, doubled for each time in a row this call met the quota (a call
+        dearer than the average one, a batchEnable among cheaper writes, needs longer to find
+        its cost refilled), jittered, at most `cap`; else `delay`."""
+        hint = retry_info_delay(parse(exc))
+        if hint is not None:
+            return max(0.001, quota_mod.retry_jitter(self.rng, hint))
+        pace = limiter.pace() if limiter is not None else None
+        if pace is not None:
+            pace *= 2 ** (min(max(strikes, 1), 8) - 1)
+            return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))
+        return self.delay(attempt, elapsed)
+
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
-            cancel: threading.Event | None = None) -> T:
+            cancel: threading.Event | None = None, on_wait: Callable[[str], None] | None = None,
+            project: str | None = None, number: str | None = None, site: object = None) -> T:
         """Call `fn` until it succeeds, a final error, or `deadline` (time.monotonic()) would pass.
 
         An unreachable endpoint (connection refused, name not resolved) is given up on after
-        `unreachable_s` seconds of such failures in a row, whatever the deadline."""
+        `unreachable_s` seconds of such failures in a row, whatever the deadline. With a governor,
+        a call of a quota family waits for one of its slots first (`on_wait` hears why, once);
+        `project`/`number` name the blueprint's project, for quotas charged per project; `site`
+        names the call for the governor (default: `fn`'s code, the same line in every blueprint)."""
         attempt = 0
         started = time.monotonic()
         unreachable_since: float | None = None
-        while True:
-            try:
-                return fn()
-            except Exception as exc:  # noqa: BLE001 - classified below
-                reason = self.classify(exc)
-                if reason is None:
-                    raise
-                attempt += 1
-                now = time.monotonic()
-                wait = self.delay(attempt - 1, now - started)
-                ge = parse(exc)
-                if ge is not None and ge.unreachable:
-                    unreachable_since = unreachable_since if unreachable_since is not None else now
-                    give_up = now + wait > unreachable_since + self.unreachable_s
+        gov = self.governor
+        if gov is not None and site is None:
+            site = getattr(fn, "__code__", None)
+        family = gov.bound(site, project) if gov is not None else None
+        entry: list | None = None
+        last_exc: BaseException | None = None
+        strikes = 0      # quota refusals in a row for this call
+        try:
+            while True:
+                if family is not None and entry is None and not quota_mod.holding(family[1]):
+                    key, limiter = family
+
+                    def told(ahead: int, label: str = key.label) -> None:
+                        if on_wait is not None:
+                            on_wait(f"waiting for the {label} ({ahead} ahead)")
+
+                    try:
+                        granted = limiter.acquire(deadline=deadline, cancel=cancel, on_wait=told)
+                    except quota_mod.QuotaWaitTimeout:
+                        if last_exc is not None:
+                            raise last_exc from None
+                        raise
+                    if granted < 0:
+                        raise Cancelled()
+                    entry = quota_mod.hold(limiter)
+                sent_at = time.monotonic()
+                try:
+                    result = fn()
+                except Exception as exc:  # noqa: BLE001 - classified below
+                    last_exc = exc
+                    reason = self.classify(exc)
+                    if reason is None:
+                        raise
+                    attempt += 1
+                    now = time.monotonic()
+                    ge = parse(exc)
+                    learned = gov.learn(site, ge, project, number) if gov is not None else None
+                    limiter = None
+                    if learned is not None:
+                        if family is None or learned[0] != family[0]:
+                            if entry is not None:            # a slot of another family: not this quota's
+                                quota_mod.give_back(entry)
+                                entry = None
+                            family = learned
+                        limiter = family[1]
+                        strikes += 1
+                        wait = self.delay_for(exc, attempt - 1, now - started, limiter, strikes)
+                        limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
+                        reason = reason.replace(f"limited by {family[0].label}",
+                                                f"limited by {family[0].label} ({int(limiter.limit)} at a time)", 1)
+                    else:
+                        strikes = 0
+                        if entry is not None:   # answered, not at the quota: the slot goes back
+                            quota_mod.give_back(entry)
+                            entry = None
+                        wait = self.delay_for(exc, attempt - 1, now - started)
+                    if ge is not None and ge.unreachable:
+                        unreachable_since = unreachable_since if unreachable_since is not None else now
+                        give_up = now + wait > unreachable_since + self.unreachable_s
+                    else:
+                        unreachable_since = None
+                        give_up = False
+                    if give_up or now + wait > deadline:
+                        exc.provision_attempts = attempt  # type: ignore[attr-defined]
+                        exc.provision_waited = now - started  # type: ignore[attr-defined]
+                        raise
+                    if on_retry:
+                        on_retry(attempt, wait, reason)
+                    probing = limiter is not None and entry is not None
+                    if probing:
+                        limiter.probe_started()
+                    try:
+                        if cancel is not None:
+                            if cancel.wait(wait):
+                                raise Cancelled() from exc
+                        else:
+                            time.sleep(wait)
+                    finally:
+                        if probing:
+                            limiter.probe_ended()
                 else:
-                    unreachable_since = None
-                    give_up = False
-                if give_up or now + wait > deadline:
-                    exc.provision_attempts = attempt  # type: ignore[attr-defined]
-                    exc.provision_waited = now - started  # type: ignore[attr-defined]
-                    raise
-                if on_retry:
-                    on_retry(attempt, wait, reason)
-                if cancel is not None:
-                    if cancel.wait(wait):
-                        raise Cancelled() from exc
-                else:
-                    time.sleep(wait)
+                    if entry is not None:
+                        quota_mod.give_back(entry, success=True)
+                        entry = None
+                    return result
+        finally:
+            if entry is not None:
+                quota_mod.give_back(entry)

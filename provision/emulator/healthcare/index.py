@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 from provision.emulator.errors import invalid_argument
 from provision.emulator.healthcare.dicomfile import Parsed, first, values
-from provision.emulator.store import Database
+from provision.emulator.store import Database, distinct_values
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hc_stores (sid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL);
@@ -217,8 +217,9 @@ class IngestResult:
 
 
 class DicomIndex:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, on_release=lambda: None):
         self.db = db
+        self.on_release = on_release   # called when instances are gone: their bytes may be nobody's
         self.write_lock = threading.Lock()   # one writer at a time (STOW, import, delete)
         with db.lock:
             db.conn.executescript(SCHEMA)
@@ -258,6 +259,11 @@ class DicomIndex:
             for (sid,) in db.conn.execute("SELECT sid FROM hc_stores WHERE name=?", (name,)).fetchall():
                 for table in ("hc_instances", "hc_series", "hc_studies", "hc_pn_tokens", "hc_stores"):
                     db.conn.execute(f"DELETE FROM {table} WHERE sid=?", (sid,))
+        self.on_release()
+
+    def blob_refs(self, keys: list[str] | None) -> set[str]:
+        """Which blob keys instances use (for the blob sweeper)."""
+        return distinct_values(self.db, "hc_instances", "blob", keys)
 
     def drop_stores_under(self, prefix: str) -> None:
         with self.db.transaction() as db:
@@ -384,6 +390,8 @@ class DicomIndex:
             n = db.conn.execute(f"DELETE FROM hc_instances WHERE {where}", params).rowcount
             if n:
                 self._recount(db.conn, sid, [study])
+        if n:
+            self.on_release()
         return n
 
     # ---- lookups --------------------------------------------------------------------------

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import numpy as np
+from provision.emulator.lazy import LazyModule
+
+np = LazyModule("numpy")   # imported on first use: a server that never decodes pixels never loads it
 
 from provision.emulator.errors import ApiError
 from provision.emulator.healthcare.dicomfile import EXPLICIT_LE, IMPLICIT_LE, first, values

@@ -164,7 +164,7 @@ class Healthcare:
     def __init__(self, world: "World"):
         self.world = world
         self.docs = world.docs
-        self.index = DicomIndex(world.db)
+        self.index = DicomIndex(world.db, on_release=world.blobs_dirty)
         self._recover_interrupted()
 
     # ---- cross-API lookups ------------------------------------------------------------------
@@ -514,6 +514,8 @@ class Healthcare:
                 if os.path.exists(path):
                     os.unlink(path)
         results = self.index.ingest(sid, accepted) if accepted else []
+        if results is None or any(r.outcome != "stored" for r in results):
+            self.world.blobs_dirty()   # bytes stored for instances that were not kept
         if results is None:   # deleted (or reset) while the request was being read
             raise denied("healthcare.dicomStores.dicomWebWrite", store_name)
         return results, failed
@@ -598,6 +600,8 @@ class Healthcare:
                                                 prefix=job.prefix))
             if job.path == job.prefix:   # no wildcard: exactly that object
                 objects = [o for o in objects if o[0] == job.path]
+            for _, key, _ in objects:    # kept from the sweeper until indexed (or the job ends)
+                self.world.blobs.pin(key)
             total = len(objects)
             # The operation takes the fixed time plus a share per instance.
             done_at += self.world.latency.seconds("op:healthcare.import.per_instance", total)
@@ -633,6 +637,8 @@ class Healthcare:
         except Exception as exc:  # noqa: BLE001 - an import must always finish
             end({"code": 13, "message": f"Internal error during import: {exc}"},
                 _counter(success, failure + max(total - success - failure, 0), 0))
+        finally:
+            self.world.blobs.release_pins()
 
     def _log_import_errors(self, job: "_ImportJob", errors: list[tuple[str, int, str]], logged: int) -> int:
         """Write one Cloud Logging entry per failed object (up to MAX_LOGGED_ERRORS per operation);
@@ -704,6 +710,9 @@ class Healthcare:
             end(exc.rpc_status())
         except Exception as exc:  # noqa: BLE001
             end({"code": 13, "message": f"Internal error during export: {exc}"})
+        finally:
+            if self.world.blobs.release_pins():   # the objects it wrote are committed (or not: swept)
+                self.world.blobs_dirty()
 
     # ---- DICOMweb delete ----------------------------------------------------------------------
     def delete_dicom(self, store_name: str, project: dict, study: str, series: str | None) -> dict:
@@ -723,6 +732,10 @@ class Healthcare:
                                            done_metadata=done_meta)
 
     # ---- world hooks --------------------------------------------------------------------------
+    def blob_refs(self, keys: list[str] | None) -> set[str]:
+        """Which blob keys DICOM instances use (World.referenced_blobs)."""
+        return self.index.blob_refs(keys)
+
     def reset(self) -> None:
         self.index.reset()
 

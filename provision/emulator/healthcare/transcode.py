@@ -52,7 +52,9 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
+from provision.emulator.lazy import LazyModule
+
+np = LazyModule("numpy")   # imported on first use: a server that never decodes pixels never loads it
 
 from provision.emulator.errors import ApiError
 from provision.emulator.healthcare.dicomfile import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE

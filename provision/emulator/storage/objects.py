@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 from provision.emulator import discovery
+from provision.emulator.store import distinct_values
 from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, gcs_error, merge_patch, object_not_found,
                                                precondition_failed, proto_etag, rfc3339)
 from provision.emulator.storage.globs import after_prefix, compile_glob, name_range
@@ -93,6 +94,10 @@ class ObjectTable:
                               (bucket, name)).fetchone()
         return _obj(bucket, row) if row else None
 
+    def blob_refs(self, keys: list[str] | None) -> set[str]:
+        """Which of `keys` (all when None) some object's bytes are (for the blob sweeper)."""
+        return distinct_values(self.db, "storage_objects", "blob", keys)
+
     def any_in(self, bucket: str) -> bool:
         """Whether the bucket holds at least one object."""
         return self.db.execute("SELECT 1 FROM storage_objects WHERE bucket=? LIMIT 1", (bucket,)).fetchone() is not None
@@ -125,6 +130,8 @@ class ObjectTable:
             self.db.execute(
                 f"INSERT OR REPLACE INTO storage_objects ({_OBJ_COLS}, bucket) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (name, gen, 1, size, blob, ctype, md5, crc32c, sclass, stamp, stamp, json.dumps(extra), bucket))
+        if current and current["blob"] != blob:
+            self.world.blobs_dirty()   # the overwritten bytes may be nobody's now
         return {"bucket": bucket, "name": name, "generation": gen, "metageneration": 1, "size": size, "blob": blob,
                 "contentType": ctype, "md5Hash": md5, "crc32c": crc32c, "storageClass": sclass,
                 "timeCreated": stamp, "updated": stamp, "extra": extra}
@@ -160,7 +167,9 @@ class ObjectTable:
                 raise object_not_found(bucket, name)
             check_conditions(current, conditions)
             self.db.execute("DELETE FROM storage_objects WHERE bucket=? AND name=?", (bucket, name))
-        # The bytes stay in the blob store: it is content-addressed and shared (DICOM instances too).
+        # The bytes are content-addressed and shared (DICOM instances too): the sweeper removes
+        # them once nothing refers to them.
+        self.world.blobs_dirty()
 
     def _rows(self, bucket: str, lo: str, hi: str | None, limit: int) -> list:
         if hi is None:
@@ -247,3 +256,4 @@ class ObjectTable:
     def clear(self) -> None:
         """Forget every object (a world reset; the blob store is the world's to clear)."""
         self.db.execute("DELETE FROM storage_objects")
+

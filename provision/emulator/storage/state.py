@@ -365,6 +365,10 @@ class Backend:
 
     # ----------------------------------------------------------------- control
 
+    def blob_refs(self, keys: list[str] | None) -> set[str]:
+        """Which blob keys objects use (World.referenced_blobs)."""
+        return self.objects.blob_refs(keys)
+
     def reset(self) -> None:
         """Forget every bucket, policy, object and upload session."""
         self.objects.clear()
