@@ -104,38 +104,16 @@ def pinned(bp: Any, target: Target) -> Any:
 
 
 def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke") -> Any:
-    """The DICOMweb smoke on every store, and the browser smoke when asked (default: `smoke.browser`);
-    then the DICOMweb smoke on every viewer source (at least one study each: a source the viewer
-    cannot read fails the smoke, with how to get access)."""
+    """The DICOMweb smoke on every store and every viewer source (at least one study each: a source the
+    viewer cannot read fails the smoke, with how to get access), and the browser smoke on the default
+    data source and each viewer source when asked (default: `smoke.browser`)."""
     from provision.smoke import run_blueprint_smoke
 
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
-    result = run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
-                                 token=access_token(target) if browser else None, out_dir=out_dir,
-                                 retry_s=target.timing.smoke_retry_s)
-    smoke_sources(bp, target, result)
-    return result
-
-
-def smoke_sources(bp: Any, target: Target, result: Any) -> None:
-    """Add each viewer source's DICOMweb smoke to `result.stores` (keyed `source:NAME`). A plain
-    DICOMweb root gets no credential (an unauthenticated session: the caller's Google token goes
-    to Google only)."""
-    import requests
-
-    from provision.ohif.config import source_root
-    from provision.resources.viewer_source import resolve
-    from provision.smoke import run_dicomweb_smoke
-
-    for source in resolve(bp):
-        session = target.session() if source.store else requests.Session()
-        report = run_dicomweb_smoke(source_root(source, emulator_url=target.emulator), session=session,
-                                    origin=bp.viewer.origin, min_studies=1, retry_s=target.timing.smoke_retry_s)
-        if source.store and any(c.status in (401, 403) for c in report.failures):
-            for c in report.failures:
-                c.detail += f" How to get access to source {source.name}: {source.access}."
-        result.stores[f"source:{source.name}"] = report
+    return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
+                               token=access_token(target) if browser else None, out_dir=out_dir,
+                               retry_s=target.timing.smoke_retry_s)
 
 
 def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,

@@ -207,3 +207,25 @@ def test_blueprint_smoke_with_browser(emulator, demo, viewer_dist, tmp_path):
     assert result.ok, result.summary()
     assert result.browser is not None and result.browser.studies_shown  # the most recent studies, as listed
     assert set(result.browser.studies_shown) <= {"Phantom, CT", "Phantom, MR"}
+
+
+def test_demo_browser_smoke_opens_the_idc_source_and_draws_an_image(tmp_path, viewer_dist):
+    """`provision demo --browser`: after the default store, the viewer opens the IDC stand-in (the demo's second
+    data source) with ?datasources=idc, lists its v24 studies and draws one of them."""
+    from provision.demo import run_demo
+
+    result = run_demo(out_dir=tmp_path / "out", browser=True)
+    smoke = result.outcome.smoke
+    assert result.outcome.ok and smoke.ok, smoke.summary()
+    assert smoke.browser.ok and smoke.browser.data_source == ""
+    idc = smoke.browser_sources["idc"]
+    keep("source-idc", idc)
+    assert idc.ok and idc.data_source == "idc"
+    assert len(idc.studies_expected) == 3 and idc.studies_shown == idc.studies_expected  # the v24 studies
+    assert not set(idc.studies_shown) & set(smoke.browser.studies_shown)  # not the default store's list
+    assert "/viewer/idc?StudyInstanceUIDs=" in idc.viewer_url
+    assert idc.canvas["page"]["levels"] >= 16 and idc.canvas["page"]["nonBlack"] >= 0.05  # drawn, not blank
+    assert str(tmp_path / "out" / "smoke" / "source-idc" / "viewport.png") in idc.screenshots
+    doc = smoke.to_dict()
+    assert doc["browser_sources"]["idc"]["ok"] is True and "browser_sources_not_run" not in doc
+    assert "browser smoke of data source idc passed" in result.render()

@@ -180,7 +180,7 @@ def test_dicomweb_smoke_runs_on_every_source(emulator, tmp_path):
     assert "source:idc" in report.to_dict()["dicomweb"]
 
 
-def test_source_smoke_under_enforced_iam_denies_with_how_to_get_access(iam_emulator, tmp_path):
+def test_source_smoke_under_enforced_iam_denies_with_how_to_get_access(iam_emulator, tmp_path, monkeypatch):
     owner = as_member(iam_emulator, OWNER)
     bp = load(tmp_path, sources_blueprint("ohif-src-deny", [{"name": "idc", "idc": "latest"},
                                                             {"name": "nih", "public": "nih-chest-xray"}]))
@@ -192,6 +192,19 @@ def test_source_smoke_under_enforced_iam_denies_with_how_to_get_access(iam_emula
     assert nih.check("studies").status == 403
     assert "How to get access to source nih" in nih.check("studies").detail
     assert "public-datasets/nih-chest" in nih.check("studies").detail
+
+    # --browser: the denied source is "not run" with the reason, never silently skipped (no real browser here:
+    # tests/test_browser.py drives one; this one records which data sources would be opened).
+    from provision.ohif import browser
+
+    opened = []
+    monkeypatch.setattr(browser, "run_browser_smoke", lambda config_js, *, data_source=None, **kw: (
+        opened.append(data_source), browser.BrowserReport(data_source=data_source or ""))[1])
+    with_browser = pipeline.smoke(bp, owner, browser=True, out_dir=tmp_path / "smoke")
+    assert opened == ["idc"]  # the empty default store is not run either (it holds no study)
+    assert not with_browser.ok and with_browser.browser_sources["idc"].ok
+    assert "DICOMweb smoke of source nih failed" in with_browser.to_dict()["browser_sources_not_run"]["nih"]
+    assert "browser smoke of data source nih NOT RUN" in with_browser.summary()
     seed_policy(iam_emulator, NIH, [{"role": "roles/healthcare.dicomViewer", "members": [OWNER]}])
     allowed = pipeline.smoke(bp, owner)
     assert allowed.ok, allowed.summary()

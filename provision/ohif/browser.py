@@ -16,6 +16,11 @@
    viewport and checks it again with Pillow.
 4. Page errors (`pageerror`) fail the run; failed DICOMweb answers are listed.
 
+`data_source="idc"` drives a data source other than the default: the study list is opened with
+`/?datasources=idc` and the viewer at `/viewer/idc?StudyInstanceUIDs=...` (the link OHIF's own
+list gives; its viewer route ignores `?datasources=`), and the study query and the first frame
+must go to that source's DICOMweb root.
+
 Emulator mode (`emulator_host` given): nothing may leave the machine. Chromium resolves no
 host name and sends anything not on loopback to a closed proxy port, so such requests
 fail in the browser itself; each is recorded and fails the run. No request is intercepted
@@ -143,6 +148,7 @@ class BrowserReport:
     sign_in: dict[str, Any] = field(default_factory=dict)
     dialog: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    data_source: str = ""                  # the OHIF sourceName driven ("": the default data source)
 
     @property
     def ok(self) -> bool:
@@ -156,7 +162,8 @@ class BrowserReport:
 
     def summary(self) -> str:
         t = ", ".join(f"{k} {v:.2f} s" for k, v in self.timings.items())
-        head = f"browser smoke {'passed' if self.ok else 'FAILED'} ({t})"
+        of = f" of data source {self.data_source}" if self.data_source else ""
+        head = f"browser smoke{of} {'passed' if self.ok else 'FAILED'} ({t})"
         lines = [head] + [f"  - {p}" for p in self.problems]
         if self.screenshots:
             lines.append("  screenshots: " + ", ".join(self.screenshots))
@@ -216,6 +223,14 @@ def _dicomweb_roots(config_js: str) -> list[str]:
     return sorted(set(re.findall(r"qidoRoot:\s*'([^']+)'", config_js)))
 
 
+def _source_root(config_js: str, name: str) -> str:
+    """The qidoRoot of the data source `name` in `config_js` (the first root after its sourceName)."""
+    m = re.search(rf"sourceName:\s*'{re.escape(name)}'.*?qidoRoot:\s*'([^']+)'", config_js, re.DOTALL)
+    if not m:
+        raise ProvisionError(f"cannot run the browser smoke of data source {name!r}: the config has no such data source")
+    return m.group(1)
+
+
 def _pn_from_qido(study: dict[str, Any]) -> str:
     from provision.demo_data import ohif_patient_name
 
@@ -269,13 +284,16 @@ def run_browser_smoke(
     renewal: bool = False,
     dialog: Mapping[str, str] | None = None,
     sign_out: bool = False,
+    data_source: str | None = None,
 ) -> BrowserReport:
     """Drive the real OHIF viewer with `config_js`; returns a report (raises only when the browser cannot run).
 
     `google_via`: route Google's hosts to this emulator (module docstring); `origin`: the viewer's
     origin (the blueprint's `viewer.origin`). `renewal`, `dialog` ({"project", "location",
-    "dataset", "store"}: names to pick in OHIF's data-source dialog) and `sign_out` add those phases."""
+    "dataset", "store"}: names to pick in OHIF's data-source dialog) and `sign_out` add those phases.
+    `data_source`: an OHIF sourceName other than the default, opened with `?datasources=` (module docstring)."""
     expected = _expected(expected_studies)
+    source_root = _source_root(config_js, data_source) if data_source else None
     if not Path(chromium).exists():
         raise ProvisionError(f"cannot run the browser smoke: {chromium} is not installed (Debian: apt-get install chromium)")
     try:
@@ -296,7 +314,7 @@ def run_browser_smoke(
     for old in ("study-list.png", "viewer.png", "viewport.png", "failure.png", "dialog.png", "signed-out.png"):
         (out / old).unlink(missing_ok=True)
 
-    report = BrowserReport(studies_expected=[e["patient_name"] for e in expected])
+    report = BrowserReport(studies_expected=[e["patient_name"] for e in expected], data_source=data_source or "")
     offline = emulator_host is not None or google_via is not None
     report.mode = "google-via-emulator" if google_via else ("emulator" if emulator_host else "google")
     allowed_hosts = set(LOOPBACK)
@@ -331,7 +349,7 @@ def run_browser_smoke(
                 drive = _Drive(context, base, report, roots=_dicomweb_roots(config_js), token=token, out=out,
                                timeout_ms=timeout_s * 1000, offline=offline, allowed_hosts=allowed_hosts,
                                errors=(PlaywrightError, PlaywrightTimeout), google_via=google_via,
-                               oidc="oidc:" in config_js)
+                               oidc="oidc:" in config_js, data_source=data_source, source_root=source_root)
                 drive.run(expected, renewal=renewal, dialog=dialog, sign_out=sign_out)
             finally:
                 context.close()
@@ -360,8 +378,12 @@ class _Drive:
 
     def __init__(self, context, base: str, report: BrowserReport, *, roots: list[str], token: str | None, out: Path,
                  timeout_ms: float, offline: bool, allowed_hosts: set[str], errors: tuple[type, type],
-                 google_via: str | None = None, oidc: bool = False) -> None:  # noqa: ANN001
+                 google_via: str | None = None, oidc: bool = False, data_source: str | None = None,
+                 source_root: str | None = None) -> None:  # noqa: ANN001
         self.base, self.report, self.roots, self.token, self.out = base, report, roots, token, out
+        # A data source other than the default: its name in the URLs, and the one root its pages must ask.
+        self.data_source = data_source
+        self.page_roots = [source_root] if source_root else roots
         self.timeout_ms, self.offline, self.allowed_hosts = timeout_ms, offline, allowed_hosts
         self.Error, self.Timeout = errors
         self.google_via, self.oidc = google_via, oidc
@@ -671,12 +693,14 @@ class _Drive:
             def add_token(route) -> None:  # noqa: ANN001
                 route.continue_(headers={**route.request.headers, "authorization": f"Bearer {self.token}"})
 
-            self.token_routes = [f"{r}/**" for r in self.roots] + ([] if self.offline else [GOOGLE_CONFIG_API])
+            self.token_routes = [f"{r}/**" for r in self.page_roots] + ([] if self.offline else [GOOGLE_CONFIG_API])
             for pattern in self.token_routes:
                 page.route(pattern, add_token)
+        query = f"?datasources={quote(self.data_source, safe='')}" if self.data_source else ""
         request, response = self.open_and_catch(
-            self.base + "/", lambda r: _is_study_query(r.url, self.roots),
-            f"study list: the viewer sent no study query to {', '.join(self.roots) or '(no qidoRoot in the config)'} "
+            f"{self.base}/{query}", lambda r: _is_study_query(r.url, self.page_roots),
+            f"study list{query}: the viewer sent no study query to "
+            f"{', '.join(self.page_roots) or '(no qidoRoot in the config)'} "
             "(the app did not start, or the config's data source is wrong)",
         )
         report.timings["study_query"] = round(time.perf_counter() - t, 2)
@@ -733,13 +757,14 @@ class _Drive:
 
     def viewer(self, study_uid: str) -> None:
         report, page = self.report, self.page
-        url = f"{self.base}/viewer?StudyInstanceUIDs={quote(study_uid, safe='')}"
+        path = f"/viewer/{quote(self.data_source, safe='')}" if self.data_source else "/viewer"
+        url = f"{self.base}{path}?StudyInstanceUIDs={quote(study_uid, safe='')}"
         report.viewer_url = url
         if self.token:
             url += f"&token={quote(self.token, safe='')}"
         t = time.perf_counter()
         request, response = self.open_and_catch(
-            url, lambda r: "/frames/" in r.url and self._is_dicomweb(r.url),
+            url, lambda r: "/frames/" in r.url and any(r.url.startswith(root) for root in self.page_roots),
             f"viewer: no frame was requested after opening study {study_uid}",
         )
         report.timings["first_frame"] = round(time.perf_counter() - t, 2)
