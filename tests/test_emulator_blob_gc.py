@@ -86,7 +86,7 @@ def test_instances_keep_shared_bytes_until_they_are_deleted_too(emulator_factory
 
 def test_reset_empties_the_blob_store(emulator_factory, tmp_path):
     data_dir = tmp_path / "state"
-    emu = emulator_factory(data_dir=data_dir)
+    emu = emulator_factory(data_dir=data_dir, public_datasets=False)   # the stand-ins come back after a reset
     env = ready_store(emu, project="gc-reset")
     env.upload(env.bucket("gc-reset-bucket", grant_agent=False), {"a.bin": os.urandom(100_000)})
     assert disk_use(data_dir) >= 100_000
