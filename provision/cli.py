@@ -318,8 +318,9 @@ def apply(
     yes: Annotated[bool, typer.Option("--yes", help="Apply without asking for confirmation.")] = False,
     json_out: JsonOpt = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip the smoke check at the end.")] = False,
-    parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=1, help="Blueprints applied at once (at least 1).",
-                                          show_default=True)] = 4,
+    parallel: Annotated[int, typer.Option("--parallel", metavar="N", min=0, help=(
+        "Blueprints applied at once; 0 (the default): all of them, up to 32 (the quota governor paces "
+        "their calls to each Google quota)."))] = 0,
     delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete what provision made that the "
                                               "blueprint dropped and that holds data (stores with studies, "
                                               "buckets with objects).")] = False,
@@ -342,9 +343,11 @@ def apply(
     if len(blueprints) == 1 and saved_plan.is_saved_plan(blueprints[0]):
         items, plans = _saved(blueprints[0], target, shard)
         opts, yes = saved_plan.options(saved_plan.load(blueprints[0])), True   # reviewed when it was saved
+        parallel = parallel or min(len(items), runs.AUTO_PARALLEL)
     else:
         opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
         items = runs.load(blueprints, shard)
+        parallel = parallel or min(len(items), runs.AUTO_PARALLEL)
         with _progress() as progress:
             plans = runs.each(items, lambda it: provisioner.plan(it.bp, target, listener=progress, opts=opts),
                               parallel)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from provision.errors import ProvisionError
+from provision.gcp import quota
 from provision.gcp.context import Ctx, Reporter
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
@@ -75,10 +76,11 @@ class StepResult:
     message: str = ""
     retries: int = 0
     error: ProvisionError | None = field(default=None, repr=False)
+    limited_by: set[str] = field(default_factory=set)   # quotas that made the step wait ("Service Usage write quota")
 
     def to_json(self) -> dict:
         return {"id": self.id, "action": self.action, "status": self.status, "elapsed_s": round(self.elapsed, 3),
-                "message": self.message, "retries": self.retries}
+                "message": self.message, "retries": self.retries, "limited_by": sorted(self.limited_by)}
 
 
 @dataclass
@@ -190,6 +192,9 @@ class Engine:
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             result.retries += 1
+            family = quota.limited_by(reason)
+            if family:
+                result.limited_by.add(family)
             self.emit(Event("retry", step.id, reason, elapsed(), step.action, attempt=attempt, delay=delay))
 
         def on_progress(message: str, done: int | None, total: int | None) -> None:

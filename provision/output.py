@@ -74,8 +74,9 @@ _PLAN = {
     },
 }
 _STEP_RESULT = {
-    "type": "object", "required": ["id", "action", "status", "elapsed_s", "message", "retries"],
+    "type": "object", "required": ["id", "action", "status", "elapsed_s", "message", "retries", "limited_by"],
     "properties": {"id": {"type": "string"}, "action": {"enum": list(ACTIONS)},
+                   "limited_by": {"type": "array", "items": {"type": "string"}},
                    "status": {"enum": ["pending", "running", "done", "failed", "skipped"]},
                    "elapsed_s": {"type": "number"}, "message": {"type": "string"}, "retries": {"type": "integer"}},
 }

@@ -15,6 +15,9 @@ from typing import Any, Callable
 from provision.errors import BlueprintError, ProvisionError, UsageError
 
 SUFFIXES = (".yaml", ".yml")
+# Blueprints applied at once by default: enough that a fleet waits on Google's quotas (which the
+# governor in gcp/quota.py paces), not on a queue of its own; each has a few threads.
+AUTO_PARALLEL = 32
 
 
 @dataclass

@@ -256,6 +256,10 @@ def test_twenty_blueprints_converge_at_the_service_usage_quota(emulator_factory,
     queued = [e for e in events if e.kind == "progress" and e.message.startswith("waiting for the Service Usage")]
     assert queued
     assert throttled["serviceusage"] < 5 * len(batch_enables)
+    # what limited each blueprint's apps step is in its result, as --json shows it
+    limited = {o.project: o.apply.to_json()["steps"] for o in outcomes}
+    assert any("Service Usage write quota" in s["limited_by"] for steps in limited.values() for s in steps
+               if s["id"] == "apis")
     snapshot = {f["label"]: f for f in quota.governor_for(target).snapshot()}
     assert snapshot["Service Usage write quota"]["throttles"] == throttled["serviceusage"]
     assert snapshot["Service Usage write quota"]["holders"] == 0
