@@ -106,11 +106,13 @@ def run_size(n: int, scale: float) -> dict:
                 except OSError:
                     time.sleep(0.05)
             t0 = time.perf_counter()
-            proc = subprocess.Popen([str(exe), "apply", str(fleet), "--yes", "--no-smoke", "--emulator", url],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            _, status, usage = os.wait4(proc.pid, 0)
+            log = Path(tmp) / "apply.log"   # a file, not a pipe: a fleet's progress would fill a pipe and block
+            with open(log, "w") as fh:
+                proc = subprocess.Popen([str(exe), "apply", str(fleet), "--yes", "--no-smoke", "--emulator", url],
+                                        stdout=subprocess.DEVNULL, stderr=fh)
+                _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - t0
-            err = proc.stderr.read()
+            err = log.read_text()
             if os.waitstatus_to_exitcode(status) != 0:
                 raise SystemExit(f"apply of {n} blueprints failed:\n{err[-3000:]}")
             quota_s, why = quota_bound(record, scale)
