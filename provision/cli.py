@@ -341,8 +341,8 @@ def apply(
 
     target = _target(emulator, impersonate, quota_project)
     if len(blueprints) == 1 and saved_plan.is_saved_plan(blueprints[0]):
-        items, plans = _saved(blueprints[0], target, shard)
-        opts, yes = saved_plan.options(saved_plan.load(blueprints[0])), True   # reviewed when it was saved
+        items, plans, opts = _saved(blueprints[0], target, shard)
+        yes = True   # reviewed when it was saved
         parallel = parallel or min(len(items), runs.AUTO_PARALLEL)
     else:
         opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
@@ -383,7 +383,7 @@ def apply(
 
 def _saved(path: Path, target, shard: str | None):
     """The blueprints of a saved plan, each planned again now and refused (PlanMoved) unless the
-    new plan is the saved one."""
+    new plan is the saved one, and the options it was made with."""
     from provision import provisioner, runs, saved_plan
 
     doc = saved_plan.load(path)
@@ -402,7 +402,7 @@ def _saved(path: Path, target, shard: str | None):
         return fresh
 
     with _progress():
-        return items, runs.each(items, check)
+        return items, runs.each(items, check), opts
 
 
 @app.command(cls=_Command)

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from provision.engine import Event
+from provision.words import plural
 
 ICON = {"pending": "·", "done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}
 
@@ -61,7 +62,7 @@ class Progress:
         if not r:
             return ""
         n = r["n"]
-        return f"{r['reason']} ({n} retr{'y' if n == 1 else 'ies'}, {time.monotonic() - r['since']:.1f} s)"
+        return f"{r['reason']} ({plural(n, 'retry')}, {time.monotonic() - r['since']:.1f} s)"
 
     def interrupted(self) -> str:
         """What to tell someone who pressed Ctrl-C: what finished, what was in flight, what to do."""

@@ -57,14 +57,14 @@ def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx 
 
 
 def _plan(bp: Any, target: Target, *, listener: Listener | None, ctx: Ctx | None, check_permissions: bool,
-          opts: Options) -> Plan:
+          opts: Options, live: plan_mod.Live | None = None) -> Plan:
     ctx = ctx or _ctx(bp, target)
     if listener is not None and ctx.reporter.on_retry is None:
         ctx.reporter.on_retry = lambda n, d, r: emit(listener, Event("retry", "plan", r, attempt=n, delay=d,
                                                                       project=bp.project.id))
     emit(listener, Event("reading", "plan", f"reading live state of {bp.project.id} on {target.label}",
                           project=bp.project.id))
-    live = plan_mod.observe(ctx, bp, opts, phases=(1,))
+    live = live or plan_mod.observe(ctx, bp, opts, phases=(1,))   # status has read phase 1 already
     plan_mod.refuse_inactive(live.project)  # before preflight: its message says how to restore the project
     notes: list[str] = []
     if check_permissions and not opts.destroy:
@@ -246,7 +246,7 @@ def status(bp: Any, target: Target) -> StatusReport:
                 {"id": "project", "kind": "project", "resource": f"projects/{bp.project.id}", "state": "pending_deletion",
                  "details": [f"the project is {st} (deleted, pending purge); restore it with "
                              f"`gcloud projects undelete {bp.project.id}`"]}], [])
-        p = plan(bp, target, check_permissions=False, ctx=ctx)
+        p = _plan(bp, target, listener=None, ctx=ctx, check_permissions=False, opts=Options(), live=live)
     resources = [{"id": s.id, "kind": s.kind, "resource": s.resource,
                   "state": "drift" if s.action == NOOP and s.drift else STATE_OF.get(s.action, s.action),
                   "details": list(s.changes) + list(s.drift)} for s in p.steps]

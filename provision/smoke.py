@@ -35,6 +35,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from provision.words import plural
+
 __all__ = [
     "CHECKS",
     "FRAME_ACCEPT",
@@ -490,7 +492,7 @@ def _run_check(p: Probe, name: str, check: Callable[[Probe], CheckResult], needs
     except _Failed as exc:
         detail, request, status, ok = exc.detail, p.request, exc.status, False
     if p.retries:
-        detail += f" (after {len(p.retries)} retr{'y' if len(p.retries) == 1 else 'ies'}: {p.retries[-1]})"
+        detail += f" (after {plural(len(p.retries), 'retry')}: {p.retries[-1]})"
     return Check(name, ok=ok, ms=round((time.perf_counter() - start) * 1000, 1), detail=detail, request=request,
                  status=status)
 

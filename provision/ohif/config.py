@@ -113,26 +113,7 @@ def data_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, 
         # fixed store, and the Google configuration API would browse the user's own projects from it
         # (and fetch cloudresourcemanager/v1/projects/<the source's project>, which its readers may not
         # read). The friendly name says whose data it is; the first store stays the default source.
-        out.append({
-            "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
-            "sourceName": source.name,
-            "configuration": {
-                "friendlyName": source.label,
-                "name": source.name,
-                "wadoUriRoot": root,
-                "qidoRoot": root,
-                "wadoRoot": root,
-                "qidoSupportsIncludeField": True,
-                "imageRendering": "wadors",
-                "thumbnailRendering": "wadors",
-                "enableStudyLazyLoad": True,
-                "supportsFuzzyMatching": True,
-                "supportsWildcard": False,
-                "dicomUploadEnabled": False,
-                "omitQuotationForMultipartRequest": True,
-                "bulkDataURI": {"enabled": True},
-            },
-        })
+        out.append(_dicomweb_source(source.name, source.label, source.name, root, upload=False))
     return out
 
 
@@ -148,9 +129,22 @@ def _store_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str
     out: list[dict[str, Any]] = []
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
-        configuration: dict[str, Any] = {
-            "friendlyName": f"{bp.dataset.id}/{store.id} ({'emulator' if emulator_url else bp.project.id})",
-            "name": "GCP",
+        friendly = f"{bp.dataset.id}/{store.id} ({'emulator' if emulator_url else bp.project.id})"
+        source = _dicomweb_source(store.id, friendly, "GCP", root, upload=True)
+        if not emulator_url:
+            source["configuration"]["configurationAPI"] = "ohif.dataSourceConfigurationAPI.google"
+        out.append(source)
+    return out
+
+
+def _dicomweb_source(source_name: str, friendly: str, name: str, root: str, *, upload: bool) -> dict[str, Any]:
+    """One OHIF dicomweb data source with Google's options (one root for QIDO, WADO and WADO-URI)."""
+    return {
+        "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
+        "sourceName": source_name,
+        "configuration": {
+            "friendlyName": friendly,
+            "name": name,
             "wadoUriRoot": root,
             "qidoRoot": root,
             "wadoRoot": root,
@@ -160,20 +154,11 @@ def _store_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str
             "enableStudyLazyLoad": True,
             "supportsFuzzyMatching": True,
             "supportsWildcard": False,
-            "dicomUploadEnabled": True,
+            "dicomUploadEnabled": upload,
             "omitQuotationForMultipartRequest": True,
             "bulkDataURI": {"enabled": True},
-        }
-        if not emulator_url:
-            configuration["configurationAPI"] = "ohif.dataSourceConfigurationAPI.google"
-        out.append(
-            {
-                "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
-                "sourceName": store.id,
-                "configuration": configuration,
-            }
-        )
-    return out
+        },
+    }
 
 
 def _oidc(bp: Any) -> list[dict[str, Any]]:

@@ -42,16 +42,6 @@ def read_if_there(ctx: Ctx, bucket: str) -> dict | None:
         raise
 
 
-def grant(ctx: Ctx, bucket: str, member: str) -> list[iam.Pair]:
-    """Grant the agent read access, recording it first."""
-    return iam.grant_recorded(ctx, iam.bucket_io(ctx, bucket), [(VIEWER, member)])
-
-
-def revoke(ctx: Ctx, bucket: str, pairs: list[iam.Pair]) -> list[iam.Pair]:
-    """Remove recorded grants from the bucket, then from the record."""
-    return iam.revoke_recorded(ctx, iam.bucket_io(ctx, bucket), pairs)
-
-
 def agent_can_read(policy: dict | None, member: str) -> bool:
     for b in (policy or {}).get("bindings") or []:
         if b.get("condition") or b.get("role") not in READER_ROLES:
@@ -121,7 +111,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         why = "the bucket is gone" if policy is None else None
         changes = d.describe() if policy is not None else [f"- {m} {r} (bucket gone or hidden: forget it)" for r, m in pairs]
         draft.add(Step(f"{KIND}:{b}" if b != own else KIND, KIND, f"gs://{b}", DELETE, changes, ["record"],
-                       _revoke(b, d.remove + d.forget if why is None else pairs, gone=why is not None)))
+                       _revoke(b, d, gone=why is not None)))
     if opts.destroy:
         return
     for b, access in sorted((k.split(":", 1)[1], v) for k, v in live.read.items() if k.startswith("foreign_access:")):
@@ -155,21 +145,16 @@ def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> N
     elif agent_can_read(policy, agent):
         d.add = []   # it reads through another role, or allUsers
     action = NOOP if not d.changing else (CREATE if fresh else UPDATE)
-    run = None
-    if d.changing:
-        def run(ctx: Ctx) -> str:
-            added = grant(ctx, bucket, ctx.facts["agent"]) if d.add else []
-            removed = revoke(ctx, bucket, d.remove + d.forget) if d.remove or d.forget else []
-            return iam.summary(added, removed)
+    run = (lambda ctx: iam.apply_diff(ctx, iam.bucket_io(ctx, bucket), d, agent=True)) if d.changing else None
     claims = [("grant", f"gs://{bucket}", r, m) for r, m in d.add if m == agent]   # the agent is known
     draft.add(Step(KIND, KIND, f"gs://{bucket}", action, d.describe(), ["bucket", "service-agent", "record"], run,
                    drift=d.drift(), fields=d.fields(), claims=claims))
 
 
-def _revoke(bucket: str, pairs: list[iam.Pair], *, gone: bool):
+def _revoke(bucket: str, d: iam.GrantDiff, *, gone: bool):
+    """Revoke provision's grants on a bucket the blueprint no longer imports from (a gone bucket's
+    policy reads as empty: its grants are only forgotten)."""
     def run(ctx: Ctx) -> str:
-        if gone:
-            ctx.facts["record"].drop_grants(ctx, f"gs://{bucket}", pairs)
-            return "forgotten (the bucket is gone)"
-        return iam.summary([], revoke(ctx, bucket, pairs))
+        done = iam.apply_diff(ctx, iam.bucket_io(ctx, bucket), d)
+        return "forgotten (the bucket is gone)" if gone else done
     return run

@@ -29,6 +29,7 @@ from provision.resources import bucket as bucket_mod
 from provision.resources import dicom_store
 from provision.resources.base import Draft, Live, Reads
 from provision.steps import CREATE, NOOP, Options, Step
+from provision.words import plural
 
 LABEL = "provision-import"
 QIDO_PAGE = 1000
@@ -380,6 +381,13 @@ def source_buckets(bp: Any) -> list[str]:
     return list(dict.fromkeys(parse_uri(s.import_.uri).bucket for s in bp.dicom_stores if s.import_))
 
 
+def _covered_by_upload(bp: Any, src: Source) -> bool:
+    """The URI reads the blueprint's own bucket under the upload's prefix: the upload kind's
+    listing (`remote`) already holds every object it can match."""
+    up = bp.bucket.upload if bp.bucket else None
+    return bool(up and src.bucket == bp.bucket.name and src.prefix.startswith(up.prefix or ""))
+
+
 def _list_or_why(ctx: Ctx, src: Source, billing_project: str | None = None) -> Listing:
     """The matching objects, or MISSING / FORBIDDEN / BILLING when the bucket cannot be listed.
 
@@ -427,7 +435,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
             src = parse_uri(s.import_.uri)
             if src.bucket == own and not (state.exists and state.accessible):
                 continue   # still to be created (or refused by the bucket kind)
-            if src.bucket == own and bp.bucket.upload and src.prefix.startswith(bp.bucket.upload.prefix or ""):
+            if _covered_by_upload(bp, src):
                 continue   # the upload kind's listing covers it
             payer = bp.project.id if live.project is not None else None
             out[f"import_objects:{s.id}"] = lambda ctx, src=src, payer=payer: _list_or_why(ctx, src, payer)
@@ -446,7 +454,7 @@ def _objects(bp: Any, live: Live, s: Any) -> dict[str, dict] | str | None:
         state = live.get("bucket")
         if not state.exists or live.get("bucket_replace", False):
             return None
-        if bp.bucket.upload and src.prefix.startswith(bp.bucket.upload.prefix or ""):
+        if _covered_by_upload(bp, src):
             rx = src.regex()
             return {n: o for n, o in live.get("remote", {}).items() if rx.match(n)}
     found = live.get(f"import_objects:{s.id}")
@@ -501,7 +509,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             n = live.get(f"studies:{name}", 0)
             if n < bp.smoke.min_studies:
                 done = False
-                why = (f" again: the store holds {n} stud{'y' if n == 1 else 'ies'}, smoke.min_studies asks for "
+                why = (f" again: the store holds {plural(n, 'study')}, smoke.min_studies asks for "
                        f"{bp.smoke.min_studies}")
         deferred = isinstance(listing, Listing) and listing.deferred
         if not done and not coming and not objects and not deferred:
@@ -590,6 +598,6 @@ def _run(bp: Any, s: Any, sname: str, own: bool, *, force: bool):
                 ctx.note(f"the service agent has no read access to gs://{src.bucket}; the import will likely fail")
         n = run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix,
                 max_failures=s.import_.max_failures)
-        return f"{n} stud{'y' if n == 1 else 'ies'} in the store"
+        return f"{plural(n, 'study')} in the store"
 
     return run_import

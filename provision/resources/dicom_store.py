@@ -16,6 +16,7 @@ from provision.gcp.retry import NotYet
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
 from provision.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
+from provision.words import plural
 
 
 @dataclass
@@ -166,7 +167,7 @@ def data_in(live: Live, dataset_name: str) -> str:
         if n.startswith(dataset_name + "/dicomStores/"):
             _, studies = live.get(f"old_store:{n}", (None, 0))
             if studies:
-                out.append(f"{n.rsplit('/', 1)[-1]}: {studies} stud{'y' if studies == 1 else 'ies'}")
+                out.append(f"{n.rsplit('/', 1)[-1]}: {plural(studies, 'study')}")
     return ", ".join(out)
 
 
@@ -194,11 +195,11 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
                            lambda ctx, n=name: (ctx.facts["record"].drop_resource(ctx, KIND, n), "forgotten")[1]))
         elif what == KEEP:
-            draft.keep(sid, KIND, name, f"kept: holds {studies} stud{'y' if studies == 1 else 'ies'} "
+            draft.keep(sid, KIND, name, f"kept: holds {plural(studies, 'study')} "
                                         "(--delete-data deletes it)")
         else:
             deps = [f"import:{s.id}" for s in bp.dicom_stores] if replacing else []
-            lost = f" and its {studies} stud{'y' if studies == 1 else 'ies'}" if studies else ""
+            lost = f" and its {plural(studies, 'study')}" if studies else ""
             draft.add(Step(sid, KIND, name, DELETE, [f"delete DICOM store {name.rsplit('/', 1)[-1]}{lost}"], deps,
                            lambda ctx, n=name, force=bool(studies) or opts.delete_data: _delete_recorded(ctx, n, force)))
 

@@ -7,24 +7,13 @@ Reads `store_policy:<name>`.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
-from provision.gcp.context import Ctx
 from provision.resources import dicom_store, iam
 from provision.resources.base import Draft, Live, Reads
 from provision.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 
 KIND = "dicom-store-iam"
-
-
-def grant(ctx: Ctx, name: str, pairs: Iterable[iam.Pair]) -> list[iam.Pair]:
-    """Add the missing pairs, recording them first."""
-    return iam.grant_recorded(ctx, iam.dicom_store_io(ctx, name), pairs)
-
-
-def revoke(ctx: Ctx, name: str, pairs: Iterable[iam.Pair]) -> list[iam.Pair]:
-    """Remove these recorded pairs, then drop them from the record."""
-    return iam.revoke_recorded(ctx, iam.dicom_store_io(ctx, name), pairs)
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
@@ -78,12 +67,4 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _run(name: str, d: iam.GrantDiff):
-    def run(ctx: Ctx) -> str:
-        added = grant(ctx, name, d.add) if d.add else []
-        removed = []
-        if d.remove:
-            removed = revoke(ctx, name, d.remove)
-        if d.forget:
-            ctx.facts["record"].drop_grants(ctx, name, d.forget)
-        return iam.summary(added, removed)
-    return run
+    return lambda ctx: iam.apply_diff(ctx, iam.dicom_store_io(ctx, name), d)

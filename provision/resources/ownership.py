@@ -17,6 +17,7 @@ from provision.resources import dicom_store, iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.project import CREATED_LABEL
 from provision.steps import CREATE, NOOP, UPDATE, Options, Step
+from provision.words import plural
 
 KIND = "record"
 
@@ -65,19 +66,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         changes += [f"adopt {m} {r} on {resource} (marked by an earlier provision)" for r, m in pairs]
         changes.append(f"remove {len(keys)} provision-iam-* label(s) from {resource}")
 
-    def run(ctx: Ctx) -> str:
-        claims = list(ctx.facts.get("claims", []))
-        if made:
-            claims.append(("resource", "project", pid))
-        claims += [("grant", resource, r, m) for resource, _, _, pairs in legacy for r, m in pairs]
-        ctx.facts["record"].claim(ctx, claims)
-        for resource, labels_io, keys, _ in legacy:
-            io = labels_io(ctx)
-            ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))
-        return f"{len(claims)} entr{'y' if len(claims) == 1 else 'ies'} recorded"
-
     draft.add(Step(KIND, KIND, draft.facts["record"].where, UPDATE if changes else NOOP, changes, ["project"],
-                   run if changes else None))
+                   _run(pid, made, legacy) if changes else None))
 
 
 def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
@@ -98,13 +88,23 @@ def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     step.changes.append(f"record {n_res} resource(s) and {n_grants} grant(s) before making them")
     if step.action == NOOP:
         step.action = CREATE if not live.record.generation and not live.record.resources else UPDATE
-        step.run = _claim_only
+        step.run = _run(bp.project.id, False, [])
     for s in draft.steps:
         if s.claims and s.changing and s.id not in step.deps:   # the project comes first: the record lives in it
             s.deps.append(KIND)
 
 
-def _claim_only(ctx: Ctx) -> str:
-    claims = ctx.facts.get("claims", [])
-    ctx.facts["record"].claim(ctx, claims)
-    return f"{len(claims)} entr{'y' if len(claims) == 1 else 'ies'} recorded"
+def _run(pid: str, made: bool, legacy: list):
+    """The record step: one write with every claim of the plan (ctx.facts["claims"]), a project
+    made by an interrupted run, and the grants of legacy marks; then the marks are removed."""
+    def run(ctx: Ctx) -> str:
+        claims = list(ctx.facts.get("claims", []))
+        if made:
+            claims.append(("resource", "project", pid))
+        claims += [("grant", resource, r, m) for resource, _, _, pairs in legacy for r, m in pairs]
+        ctx.facts["record"].claim(ctx, claims)
+        for _, labels_io, keys, _ in legacy:
+            io = labels_io(ctx)
+            ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))
+        return f"{plural(len(claims), 'entry')} recorded"
+    return run

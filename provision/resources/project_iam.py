@@ -5,12 +5,11 @@ blueprint no longer names, reports foreign data-access grants as drift. Reads `p
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
-from provision.resources.iam import Pair
 from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 KIND = "project-iam"
@@ -20,16 +19,6 @@ PROJECT_LEVEL_IGNORED = ("roles/owner", "roles/editor", "roles/viewer")
 
 def read(ctx: Ctx, project_id: str) -> dict:
     return iam.read(ctx, iam.project_io(ctx, project_id))
-
-
-def grant(ctx: Ctx, project_id: str, pairs: Iterable[Pair]) -> list[Pair]:
-    """Add the pairs not yet granted (recording them first); re-read until visible. Never removes anything."""
-    return iam.grant_recorded(ctx, iam.project_io(ctx, project_id), pairs)
-
-
-def revoke(ctx: Ctx, project_id: str, pairs: Iterable[Pair]) -> list[Pair]:
-    """Remove these pairs (recorded as provision's), then drop them from the record."""
-    return iam.revoke_recorded(ctx, iam.project_io(ctx, project_id), pairs)
 
 
 def test_permissions(ctx: Ctx, project_id: str, permissions: list[str]) -> list[str]:
@@ -65,8 +54,4 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _run(pid: str, d: iam.GrantDiff):
-    def run(ctx: Ctx) -> str:
-        added = grant(ctx, pid, d.add) if d.add else []
-        removed = revoke(ctx, pid, d.remove + d.forget) if d.remove or d.forget else []
-        return iam.summary(added, removed)
-    return run
+    return lambda ctx: iam.apply_diff(ctx, iam.project_io(ctx, pid), d)
