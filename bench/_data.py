@@ -5,7 +5,7 @@ Study i has its own patient (`BENCH-000001`...), a StudyDate spread over 2010-20
 `2.25.<uuid5 int>` derived from its index, so the same index always gives the same bytes and a
 smaller `--studies N` reuses the first N files of a larger cache.
 
-The instances are those of provision.demo_data (`ct_image`: real geometry, windows, rescale);
+The instances are those of provision.demo.studies (`ct_image`: real geometry, windows, rescale);
 what is the benchmark's own is speed: pydicom encodes only the small header of each file (the
 template dataset is built once and only UIDs, names, dates and numbers change); the pixel data
 element is appended as raw bytes cut from one precomputed numpy array. 2,000 studies take a few
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from provision import demo_data
+from provision.demo import studies
 
 VERSION = 2                      # bump when the bytes of a file would change
 ROWS = COLS = 256
@@ -40,7 +40,7 @@ DAYS = (dt.date(2024, 12, 31) - FIRST_DAY).days + 1
 
 def uid(*parts: object) -> str:
     """`2.25.<decimal of a UUIDv5>`: a valid, deterministic DICOM UID (at most 44 characters)."""
-    return demo_data.uid(*parts, namespace=NAMESPACE)
+    return studies.uid(*parts, namespace=NAMESPACE)
 
 
 def patient_id(i: int) -> str:
@@ -73,38 +73,38 @@ def _phantom() -> np.ndarray:
 
 
 def _study(uid_: str, patient_name: str, patient_id: str, date: str, accession: str,
-           description: str) -> demo_data.Study:
-    return demo_data.Study(uid=uid_, patient_name=patient_name, patient_id=patient_id, date=date, id=accession[-8:],
+           description: str) -> studies.Study:
+    return studies.Study(uid=uid_, patient_name=patient_name, patient_id=patient_id, date=date, id=accession[-8:],
                            accession=accession, description=description, referring="REFERRER^BENCH")
 
 
 SERIES_STUDY = _study(SERIES_STUDY_UID, "BENCH^SERIES", SERIES_PATIENT_ID, "20200615", "ACCSERIES0001",
                       "Bench CT 64 slices")
-SERIES = demo_data.Series(uid=SERIES_UID, description="Axial 64 x 2.5mm", body_part="HEAD",
+SERIES = studies.Series(uid=SERIES_UID, description="Axial 64 x 2.5mm", body_part="HEAD",
                           frame_of_reference=uid("series-study", "frame"))
 
 
 class _Writer:
-    """One CT template (demo_data.ct_image) whose header is re-encoded per file, pixels appended raw."""
+    """One CT template (studies.ct_image) whose header is re-encoded per file, pixels appended raw."""
 
     def __init__(self) -> None:
-        self.ds = demo_data.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
+        self.ds = studies.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
                                      z=0.0, hu=_phantom(), spacing=SPACING, thickness=THICKNESS)
         self.base = np.frombuffer(self.ds.PixelData, "<i2").reshape(ROWS, COLS)
         del self.ds.PixelData
         # (7FE0,0010) OW, explicit VR LE: tag, "OW", 2 reserved bytes, 4-byte length.
         self.pixel_header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, self.base.nbytes)
 
-    def encode(self, study: demo_data.Study, series: demo_data.Series, *, sop: str, number: int, z: float,
+    def encode(self, study: studies.Study, series: studies.Series, *, sop: str, number: int, z: float,
                shift: int) -> bytes:
         ds = self.ds
-        demo_data.set_study(ds, study)
-        demo_data.set_series(ds, series)
+        studies.set_study(ds, study)
+        studies.set_series(ds, series)
         ds.SOPInstanceUID = sop
         ds.InstanceNumber = number
-        demo_data.set_plane(ds, z=z, spacing=SPACING, thickness=THICKNESS, size=ROWS)
+        studies.set_plane(ds, z=z, spacing=SPACING, thickness=THICKNESS, size=ROWS)
         pixels = np.roll(self.base, shift, axis=1) if shift else self.base
-        return demo_data.part10_bytes(demo_data.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
+        return studies.part10_bytes(studies.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
 
 
 def study_path(root: Path, i: int) -> Path:
@@ -138,7 +138,7 @@ def ensure(n_studies: int, root: Path = DEFAULT_DIR, log=None) -> dict:
     if todo or not all(series_path(root, k).exists() for k in range(SERIES_SLICES)):
         w = _Writer()
         for i in todo:
-            series = demo_data.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
+            series = studies.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
                                       frame_of_reference=uid("study", i, "frame"))
             study = _study(study_uid(i), f"BENCH^PATIENT{i + 1:06d}", patient_id(i), study_date(i), f"ACC{i + 1:09d}",
                            f"Bench CT head {i + 1}")

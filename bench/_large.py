@@ -3,7 +3,7 @@
 The 64 slices of one CT series come first (the series the metadata row reads), then single-instance
 CT studies, one patient each, so a store of N instances holds N - 63 studies; a smaller N is the
 first N files of a larger cache. Each instance is a 16x16 int16 slice with the full header of
-provision.demo_data's CT (about 2 KB a file): a store of many instances, not of many bytes.
+provision.demo.studies's CT (about 2 KB a file): a store of many instances, not of many bytes.
 
 Files live under ~/.cache/provision/bench-large/data-v<VERSION>/ ($XDG_CACHE_HOME honoured), where
 the benchmark also keeps each server's ingested store (bench/emulator.py --large).
@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 import _data  # noqa: E402  (the same template, smaller pixels)
 
-from provision import demo_data  # noqa: E402
+from provision.demo import studies  # noqa: E402
 
 VERSION = 1
 SIZE = 16
@@ -37,7 +37,7 @@ DEFAULT_DIR = CACHE / f"data-v{VERSION}"
 
 
 def uid(*parts: object) -> str:
-    return demo_data.uid(*parts, namespace=NAMESPACE)
+    return studies.uid(*parts, namespace=NAMESPACE)
 
 
 def patient_id(i: int) -> str:
@@ -46,7 +46,7 @@ def patient_id(i: int) -> str:
 
 SERIES_STUDY = _data._study(uid("series-study"), "LARGE^SERIES", "LARGE-SERIES", "20200615", "ACCLARGE0001",
                             "Large bench CT 64 slices")
-SERIES = demo_data.Series(uid=uid("series-study", "series"), description="Axial 64 x 2.5mm", body_part="HEAD",
+SERIES = studies.Series(uid=uid("series-study", "series"), description="Axial 64 x 2.5mm", body_part="HEAD",
                           frame_of_reference=uid("series-study", "frame"))
 
 
@@ -58,7 +58,7 @@ class _SmallWriter(_data._Writer):
 
         y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
         hu = np.where(np.hypot(x - SIZE / 2, y - SIZE / 2) < SIZE / 3, 40, -1000).astype(np.float32)
-        self.ds = demo_data.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
+        self.ds = studies.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
                                      z=0.0, hu=hu, spacing=_data.SPACING, thickness=_data.THICKNESS)
         self.base = np.frombuffer(self.ds.PixelData, "<i2").reshape(SIZE, SIZE)
         del self.ds.PixelData
@@ -66,13 +66,13 @@ class _SmallWriter(_data._Writer):
 
     def encode(self, study, series, *, sop: str, number: int, z: float, shift: int) -> bytes:
         ds = self.ds
-        demo_data.set_study(ds, study)
-        demo_data.set_series(ds, series)
+        studies.set_study(ds, study)
+        studies.set_series(ds, series)
         ds.SOPInstanceUID = sop
         ds.InstanceNumber = number
-        demo_data.set_plane(ds, z=z, spacing=_data.SPACING, thickness=_data.THICKNESS, size=SIZE)
+        studies.set_plane(ds, z=z, spacing=_data.SPACING, thickness=_data.THICKNESS, size=SIZE)
         pixels = np.roll(self.base, shift, axis=1) if shift else self.base
-        return demo_data.part10_bytes(demo_data.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
+        return studies.part10_bytes(studies.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
 
 
 def study_path(root: Path, i: int) -> Path:
@@ -100,7 +100,7 @@ def ensure(n_instances: int, root: Path = DEFAULT_DIR, log=None) -> dict:
             _data._write(series_path(root, k), w.encode(SERIES_STUDY, SERIES, sop=uid("series-study", "instance", k),
                                                         number=k + 1, z=-80.0 + _data.THICKNESS * k, shift=k % SIZE))
         for n, i in enumerate(todo):
-            series = demo_data.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
+            series = studies.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
                                       frame_of_reference=uid("study", i, "frame"))
             study = _data._study(uid("study", i), f"LARGE^PATIENT{i + 1:07d}", patient_id(i), _data.study_date(i),
                                  f"ACL{i + 1:09d}", f"Large bench CT head {i + 1}")

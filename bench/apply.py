@@ -119,10 +119,10 @@ def main() -> int:
     parser.add_argument("--help-runs", type=int, default=15)
     args = parser.parse_args()
 
-    from provision import provisioner
-    from provision.blueprint import load_blueprint
-    from provision.demo import demo_data_dir, write_demo_blueprint
-    from provision.demo_data import write_demo_studies
+    from provision.running import lifecycle
+    from provision.blueprint.load import load_blueprint
+    from provision.demo.run import demo_data_dir, write_demo_blueprint
+    from provision.demo.studies import write_demo_studies
     from provision.gcp.target import Target
 
     blueprint = write_demo_blueprint(REPO / "out")  # what `make demo` writes too
@@ -138,11 +138,11 @@ def main() -> int:
             target = Target(emulator=url)
             warm_up(target, bp.project.id)
             t0 = time.perf_counter()
-            provisioner.apply(bp, target)
+            lifecycle.apply(bp, target)
             fresh = time.perf_counter() - t0
             record.write_text("")
             t0 = time.perf_counter()
-            again = provisioner.apply(bp, Target(emulator=url))
+            again = lifecycle.apply(bp, Target(emulator=url))
             noop = time.perf_counter() - t0
             reqs = requests_in(record)
         finally:

@@ -39,7 +39,7 @@ Environment:
 
 class _Group(TyperGroup):
     """Expected failures become one clear message and their exit code, never a traceback; with
-    --json, also one JSON document on stdout (provision/output.py)."""
+    --json, also one JSON document on stdout (provision/running/output.py)."""
 
     def invoke(self, ctx):
         raw = [*ctx._protected_args, *ctx.args]
@@ -97,7 +97,7 @@ class _Command(TyperCommand):
 
 def _fail_json(json_mode: bool, command: str, code: int, kind: str, message: str, problems: list[str] | None = None) -> None:
     """The one --json document of a run that ended in an error before it had results."""
-    from provision import output
+    from provision.running import output
 
     if json_mode and command in output.COMMANDS:
         _print_json(output.envelope(command, [], code, output.error(kind, message, problems)))
@@ -177,7 +177,7 @@ def _target(emulator: str | None, impersonate: str | None, quota_project: str | 
 
 def _load(path: Path, emulator: str | None, impersonate: str | None):
     """The blueprint and the target."""
-    from provision.blueprint import load_blueprint
+    from provision.blueprint.load import load_blueprint
 
     return load_blueprint(path), _target(emulator, impersonate)
 
@@ -187,7 +187,7 @@ def _progress():
     Registered so that Ctrl-C can say what finished and what was in flight."""
     from typer._click.globals import get_current_context
 
-    from provision.progress import Progress
+    from provision.running.progress import Progress
 
     ctx = get_current_context().find_root()
     progress = Progress(verbose=bool(ctx.meta.get("verbose")))
@@ -200,7 +200,7 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
     """Print the run's result (the JSON envelope, or each blueprint's text, errors, and for a
     fleet one summary table) and exit with its code: 1 if any blueprint failed, else 3 with
     --detailed-exitcode and changes, else 0. `summary(outcome)` is its table cell."""
-    from provision import output
+    from provision.running import output
 
     if code is None:
         code = 1 if any(not o.ok for o in outcomes) else (
@@ -214,7 +214,7 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
             if o.value is not None:
                 typer.echo(text(o))
         if len(outcomes) > 1:
-            from provision.runs import summary_table
+            from provision.running.fleet import summary_table
 
             typer.echo(summary_table(outcomes, summary or (lambda o: "")))
     for o in outcomes:
@@ -242,9 +242,9 @@ def _confirm_or_refuse(question: str, *, type_to_confirm: str | None = None) -> 
 @app.command(cls=_Command)
 def validate(blueprints: BlueprintsArg, json_out: JsonOpt = False) -> None:
     """Check blueprints (schema, Google's naming rules); no API call."""
-    from provision import runs
+    from provision.running import fleet
 
-    outcomes = [runs.Outcome(it, it.bp) for it in runs.load(blueprints)]
+    outcomes = [fleet.Outcome(it, it.bp) for it in fleet.load(blueprints)]
     _finish("validate", json_out, outcomes,
             lambda o: {"validate": {"valid": True, "dicom_stores": len(o.value.dicom_stores)}},
             lambda o: f"{o.item.path}: valid (project {o.item.project}, {len(o.value.dicom_stores)} "
@@ -256,8 +256,8 @@ def schema(
     output_schema: Annotated[bool, typer.Option("--output", help="The JSON Schema of the --json output instead.")] = False,
 ) -> None:
     """Print the blueprint's JSON Schema (for editors), or the output's."""
-    from provision import output
-    from provision.blueprint import json_schema
+    from provision.running import output
+    from provision.blueprint.load import json_schema
 
     _print_json(output.SCHEMA if output_schema else json_schema())
 
@@ -268,7 +268,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter blueprint that validates."""
-    from provision.blueprint import starter_blueprint
+    from provision.blueprint.starter import starter_blueprint
 
     text = starter_blueprint()
     if path is None:
@@ -298,14 +298,16 @@ def plan(
     quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Show what apply would change; changes nothing."""
-    from provision import provisioner, runs, saved_plan
+    from provision.running import lifecycle
+    from provision.running import fleet
+    from provision.planning import saved
 
-    opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-    items, target = runs.load(blueprints, shard), _target(emulator, impersonate, quota_project)
+    opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
+    items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
     with _progress() as progress:
-        outcomes = runs.each(items, lambda it: provisioner.plan(it.bp, target, listener=progress, opts=opts))
+        outcomes = fleet.each(items, lambda it: lifecycle.plan(it.bp, target, listener=progress, opts=opts))
     if out is not None and all(o.ok for o in outcomes):
-        saved_plan.save(out, [(o.item.path, o.value) for o in outcomes], target.label, opts)
+        saved.save(out, [(o.item.path, o.value) for o in outcomes], target.label, opts)
         typer.echo(f"saved the plan to {out}; apply it with: provision apply {out}", err=True)
     _finish("plan", json_out, outcomes, lambda o: {"plan": o.value.to_json()}, lambda o: o.value.render(),
             detailed=detailed, changed=lambda p: p.has_changes, summary=lambda o: o.value.summary())
@@ -337,72 +339,77 @@ def apply(
 
     Within what provision made: what it made and the blueprint dropped is removed; what it
     did not make is never touched."""
-    from provision import pipeline, provisioner, runs, saved_plan
+    from provision.running import flow
+    from provision.running import lifecycle
+    from provision.running import fleet
+    from provision.planning import saved
 
     target = _target(emulator, impersonate, quota_project)
-    if len(blueprints) == 1 and saved_plan.is_saved_plan(blueprints[0]):
+    if len(blueprints) == 1 and saved.is_saved_plan(blueprints[0]):
         items, plans, opts = _saved(blueprints[0], target, shard)
         yes = True   # reviewed when it was saved
-        parallel = parallel or min(len(items), runs.AUTO_PARALLEL)
+        parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
     else:
-        opts = provisioner.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-        items = runs.load(blueprints, shard)
-        parallel = parallel or min(len(items), runs.AUTO_PARALLEL)
+        opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
+        items = fleet.load(blueprints, shard)
+        parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
         with _progress() as progress:
-            plans = runs.each(items, lambda it: provisioner.plan(it.bp, target, listener=progress, opts=opts),
+            plans = fleet.each(items, lambda it: lifecycle.plan(it.bp, target, listener=progress, opts=opts),
                               parallel)
     good = [o for o in plans if o.ok]
     for o in good:
         if o.value.replacements and not opts.replace:
             typer.echo(o.value.render(), err=True)
-        provisioner.refuse_replacements(o.value, opts)
+        lifecycle.refuse_replacements(o.value, opts)
     changing = [o.value for o in good if o.value.has_changes]
     if changing and not yes:
         for p in changing:
             typer.echo(p.render(), err=True)
         _confirm_or_refuse("apply these changes?")
     with _progress() as progress:
-        applied = pipeline.apply_many([o.item.bp for o in good], target, progress, plans=[o.value for o in good],
+        applied = flow.apply_many([o.item.bp for o in good], target, progress, plans=[o.value for o in good],
                                       parallel=parallel, run_smoke=not no_smoke, opts=opts)
     done = {id(o.item.bp): a for o, a in zip(good, applied)}
-    outcomes = [runs.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]
+    outcomes = [fleet.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]
 
     def payload(o) -> dict:
-        if not isinstance(o.value, pipeline.Outcome):
+        if not isinstance(o.value, flow.Outcome):
             return {"apply": None}
         doc = o.value.to_json()
         return {"apply": doc["apply"], "config_path": doc["config"], "smoke": doc["smoke"], "notes": doc["notes"]}
 
     def summary(o) -> str:
-        a = o.value.apply if isinstance(o.value, pipeline.Outcome) else None
+        a = o.value.apply if isinstance(o.value, flow.Outcome) else None
         return f"{a.summary} in {a.elapsed:.1f}s" if a is not None else ""
 
     _finish("apply", json_out, outcomes, payload,
-            lambda o: o.value.render() if isinstance(o.value, pipeline.Outcome) else "", summary=summary)
+            lambda o: o.value.render() if isinstance(o.value, flow.Outcome) else "", summary=summary)
 
 
 def _saved(path: Path, target, shard: str | None):
     """The blueprints of a saved plan, each planned again now and refused (PlanMoved) unless the
     new plan is the saved one, and the options it was made with."""
-    from provision import provisioner, runs, saved_plan
+    from provision.running import lifecycle
+    from provision.running import fleet
+    from provision.planning import saved
 
-    doc = saved_plan.load(path)
-    items = runs.load([Path(e["blueprint"]) for e in doc["plans"]], shard)
+    doc = saved.load(path)
+    items = fleet.load([Path(e["blueprint"]) for e in doc["plans"]], shard)
     by_path = {str(Path(e["blueprint"])): e for e in doc["plans"]}
-    opts = saved_plan.options(doc)
+    opts = saved.options(doc)
 
     def check(it):
         entry = by_path[str(it.path)]
-        saved_plan.check_inputs(entry, target.label, doc["target"])
-        fresh = provisioner.plan(it.bp, target, opts=opts)
-        moved = saved_plan.differences(entry["plan"], fresh)
+        saved.check_inputs(entry, target.label, doc["target"])
+        fresh = lifecycle.plan(it.bp, target, opts=opts)
+        moved = saved.differences(entry["plan"], fresh)
         if moved:
-            raise saved_plan.PlanMoved("the live state moved since the plan was saved; nothing was changed:\n  "
+            raise saved.PlanMoved("the live state moved since the plan was saved; nothing was changed:\n  "
                                        + "\n  ".join(moved) + "\nplan again, review, and apply the new plan")
         return fresh
 
     with _progress():
-        return items, runs.each(items, check), opts
+        return items, fleet.each(items, check), opts
 
 
 @app.command(cls=_Command)
@@ -416,10 +423,11 @@ def status(
     quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Live state versus the blueprint: missing, drift, extra, kept."""
-    from provision import provisioner, runs
+    from provision.running import lifecycle
+    from provision.running import fleet
 
-    items, target = runs.load(blueprints, shard), _target(emulator, impersonate, quota_project)
-    outcomes = runs.each(items, lambda it: provisioner.status(it.bp, target))
+    items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
+    outcomes = fleet.each(items, lambda it: lifecycle.status(it.bp, target))
     _finish("status", json_out, outcomes, lambda o: {"status": o.value.to_json()}, lambda o: o.value.render(),
             detailed=detailed, changed=lambda r: not r.in_sync, summary=lambda o: o.value.headline())
 
@@ -440,27 +448,28 @@ def destroy(
     """Delete what provision made for the blueprints (data kept unless asked).
 
     Its ownership record says what it made; data and the project are kept unless asked."""
-    from provision import provisioner, runs
+    from provision.running import lifecycle
+    from provision.running import fleet
 
-    items, target = runs.load(blueprints), _target(emulator, impersonate, quota_project)
+    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
 
     def destroy_plan(it):
         try:
-            return provisioner.destroy_plan(it.bp, target, delete_data=delete_data, delete_project=delete_project)
-        except provisioner.NeedsFlag as exc:
+            return lifecycle.destroy_plan(it.bp, target, delete_data=delete_data, delete_project=delete_project)
+        except lifecycle.NeedsFlag as exc:
             raise ProvisionError(_flags(str(exc))) from None
 
-    plans = runs.each(items, destroy_plan)
+    plans = fleet.each(items, destroy_plan)
     for o in plans:
         if o.ok:
-            typer.echo(provisioner.render_destroy_plan(o.item.project, o.value), err=True)
+            typer.echo(lifecycle.render_destroy_plan(o.item.project, o.value), err=True)
     todo = [o for o in plans if o.ok and o.value.steps]
     if todo and not yes:
         data = [o.item.project for o in todo if o.value.deletes_data]
         question = f"destroy {sum(len(o.value.steps) for o in todo)} resource(s) of {', '.join(o.item.project for o in todo)}?"
         _confirm_or_refuse(question, type_to_confirm=", ".join(data) if data else None)
     with _progress() as progress:
-        outcomes = [runs.each([o.item], lambda it, o=o: provisioner.destroy(it.bp, target, listener=progress,
+        outcomes = [fleet.each([o.item], lambda it, o=o: lifecycle.destroy(it.bp, target, listener=progress,
                                                                              plan_=o.value))[0] if o.ok else o
                     for o in plans]
     _finish("destroy", json_out, outcomes, lambda o: {"destroy": o.value.to_json()}, lambda o: o.value.render())
@@ -481,21 +490,22 @@ def config(
     emulator: EmulatorOpt = None,
 ) -> None:
     """Write the OHIF viewer configuration for the blueprints' stores."""
-    from provision import pipeline, runs
+    from provision.running import flow
+    from provision.running import fleet
     from provision.ohif import config as ohif_config
 
     if fmt not in ("js", "json"):
         raise UsageError(f"--format {fmt!r}: use js (window.config) or json")
-    items, target = runs.load(blueprints), _target(emulator, None)
+    items, target = fleet.load(blueprints), _target(emulator, None)
     if out is not None and len(items) > 1 and str(out) != "-":
         raise UsageError("--out names one file: give one blueprint, or leave --out out to write each blueprint's "
                          "viewer.config_out")
     for it in items:
         if str(out) == "-":
-            typer.echo(ohif_config.render_config(pipeline.pinned(it.bp, target), emulator_url=target.emulator,
+            typer.echo(ohif_config.render_config(flow.pinned(it.bp, target), emulator_url=target.emulator,
                                                  fmt=fmt), nl=False)
             continue
-        path = pipeline.write_config(it.bp, target, out, fmt)
+        path = flow.write_config(it.bp, target, out, fmt)
         typer.echo(f"wrote {path}", err=True)
         if not target.is_emulator:
             typer.echo(ohif_config.oauth_checklist(it.bp), err=True)
@@ -516,13 +526,14 @@ def smoke(
     quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Prove the viewer works: DICOMweb as OHIF uses it, or the real viewer."""
-    from provision import pipeline, runs
+    from provision.running import flow
+    from provision.running import fleet
 
-    items, target = runs.load(blueprints), _target(emulator, impersonate, quota_project)
+    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
     if as_member:
-        target = pipeline.target_as(target, as_member)
-    outcomes = runs.each(items, lambda it: pipeline.smoke(it.bp, target, browser=browser or None))
-    outcomes = [runs.Outcome(o.item, o.value, o.error or (None if o.value.ok else "smoke check failed"))
+        target = flow.target_as(target, as_member)
+    outcomes = fleet.each(items, lambda it: flow.smoke(it.bp, target, browser=browser or None))
+    outcomes = [fleet.Outcome(o.item, o.value, o.error or (None if o.value.ok else "smoke check failed"))
                 for o in outcomes]
     _finish("smoke", json_out, outcomes, lambda o: {"smoke": o.value.to_dict()}, lambda o: o.value.summary())
 
@@ -536,12 +547,12 @@ def viewer(
     """Serve the real OHIF viewer with the blueprint's configuration."""
     import threading
 
-    from provision import pipeline
+    from provision.running import flow
     from provision.ohif.config import render_config
     from provision.ohif.serve import serve_viewer
 
     bp, target = _load(blueprint, emulator, None)
-    server = serve_viewer(render_config(pipeline.pinned(bp, target), emulator_url=target.emulator), port=port)
+    server = serve_viewer(render_config(flow.pinned(bp, target), emulator_url=target.emulator), port=port)
     typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)
     try:
         threading.Event().wait()
@@ -594,7 +605,7 @@ def demo(
     emulator: EmulatorOpt = None,
 ) -> None:
     """The whole flow offline, on an embedded emulator with synthetic studies."""
-    from provision.demo import run_demo
+    from provision.demo.run import run_demo
 
     with _progress() as progress:
         result = run_demo(out_dir=out, emulator_url=emulator, browser=browser, listener=progress)

@@ -16,7 +16,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, RLELossless
 
 import dicom_factory as f
-from provision.demo_data import set_file_meta
+from provision.demo.studies import set_file_meta
 
 SC_IMAGE = "1.2.840.10008.5.1.4.1.1.7"              # Secondary Capture Image Storage
 VL_PHOTOGRAPHIC = "1.2.840.10008.5.1.4.1.1.77.1.4"   # modality XC

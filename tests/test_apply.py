@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from provision import pipeline, provisioner
+from provision.running import flow
+from provision.running import lifecycle
 from provision.gcp.target import Target
 from provision.resources import dicom_import
 from test_apply_support import Events, blueprint_dict, load, mark, records, write_dicom, writes
@@ -24,7 +25,7 @@ def test_fresh_apply_builds_everything_then_second_apply_makes_reads_only(emulat
     bp = load(tmp_path, blueprint_dict("ohif-apply-one", data_dir))
     events = Events()
 
-    result = provisioner.apply(bp, target, events)
+    result = lifecycle.apply(bp, target, events)
 
     assert result.ok and result.changed
     assert {s.id for s in result.steps} == {"project", "record", "billing", "apis", "project-iam", "service-agent", "bucket",
@@ -53,7 +54,7 @@ def test_fresh_apply_builds_everything_then_second_apply_makes_reads_only(emulat
 
     # Second apply: "no changes", and only reads on the wire.
     before = mark(rec)
-    again = provisioner.apply(bp, target, events)
+    again = lifecycle.apply(bp, target, events)
     assert not again.changed and again.summary == "no changes"
     # once the project exists, the plan also names the ownership record (read, not changed)
     assert again.plan.step("record").resource == "gs://ohif-apply-one-provision-state/record.json"
@@ -67,7 +68,7 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
     emu = emulator_factory(record=rec)
     target = Target(emulator=emu.url)
     base = blueprint_dict("ohif-apply-two", data_dir)
-    provisioner.apply(load(tmp_path, base), target)
+    lifecycle.apply(load(tmp_path, base), target)
 
     # A new store (no import) and a new member on the project.
     changed = blueprint_dict("ohif-apply-two", data_dir)
@@ -76,7 +77,7 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
     changed["iam"].append({"member": "user:ana@example.com", "roles": ["roles/serviceusage.serviceUsageConsumer"]})
     bp = load(tmp_path, changed, "changed.yaml")
 
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     by_id = {s.id: s for s in plan.changes}
     assert set(by_id) == {"record", "project-iam", "store:research", "store-iam:research"}
     assert by_id["record"].changes == ["record 1 resource(s) and 2 grant(s) before making them"]
@@ -85,7 +86,7 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
     assert by_id["store:research"].action == "create"
 
     before = mark(rec)
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     assert result.changed
     done = {s.id for s in result.steps if s.message != "no changes"}
     assert done == {"record", "project-iam", "store:research", "store-iam:research"}
@@ -98,7 +99,7 @@ def test_changed_blueprint_plans_and_applies_exactly_the_change(emulator_factory
         "ohif-apply-two:setIamPolicy", "dicomStores", "research:setIamPolicy"]), paths
     assert sum(p == record for m, p in paths) == 1, paths   # every claim in one write, before the first change
     # and then it is stable again
-    assert not provisioner.apply(bp, target).changed
+    assert not lifecycle.apply(bp, target).changed
 
 
 def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path, data_dir):
@@ -106,7 +107,7 @@ def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path
     emu = emulator_factory(record=rec)
     target = Target(emulator=emu.url)
     bp = load(tmp_path, blueprint_dict("ohif-apply-three", data_dir))
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     doc = plan.to_json()
     assert list(doc) == ["project", "target", "changes", "summary", "steps", "notes"]
     assert [s["id"] for s in doc["steps"]] == ["project", "record", "billing", "apis", "project-iam", "service-agent", "bucket",
@@ -129,7 +130,7 @@ def test_apply_many_runs_blueprints_side_by_side_and_reports_each(emulator, tmp_
                                         dicom_stores=[{"id": "s", "import": {"uri": "gs://no-such-bucket-x/**.dcm"}}]),
                "bad.yaml")
     events = Events()
-    results = pipeline.apply_many([*good, bad], target, events, parallel=4, run_smoke=False)
+    results = flow.apply_many([*good, bad], target, events, parallel=4, run_smoke=False)
     assert [r.ok for r in results] == [True, True, True, False]
     assert all(r.apply.ok and r.config.exists() for r in results[:3])
     assert "import:s" in results[3].error and "gs://no-such-bucket-x does not exist" in results[3].error
@@ -145,12 +146,12 @@ def test_apply_many_runs_blueprints_side_by_side_and_reports_each(emulator, tmp_
 def test_progress_renders_one_line_per_step_with_elapsed_time(emulator, tmp_path):
     from rich.console import Console
 
-    from provision.progress import Progress
+    from provision.running.progress import Progress
 
     console = Console(record=True, width=200, force_terminal=False)
     bp = load(tmp_path, blueprint_dict("ohif-progress", bucket=None, dicom_stores=[{"id": "s"}]))
     with Progress(console=console, live=False) as progress:
-        provisioner.apply(bp, Target(emulator=emulator.url), progress)
+        lifecycle.apply(bp, Target(emulator=emulator.url), progress)
     text = console.export_text()
     for step in ("project", "billing", "apis", "project-iam", "service-agent", "dataset", "store:s"):
         assert f"✓ {step} (" in text, text
@@ -159,16 +160,16 @@ def test_progress_renders_one_line_per_step_with_elapsed_time(emulator, tmp_path
     console = Console(record=True, width=200, force_terminal=True)
     bp2 = load(tmp_path, blueprint_dict("ohif-progress-2", bucket=None, dicom_stores=[{"id": "s"}]), "p2.yaml")
     with Progress(console=console, live=True) as progress:
-        provisioner.apply(bp2, Target(emulator=emulator.url), progress)
+        lifecycle.apply(bp2, Target(emulator=emulator.url), progress)
     assert "store:s" in console.export_text()
 
 
 def test_live_progress_keeps_each_blueprints_steps_apart():
     from rich.console import Console
 
-    from provision.engine import Event
-    from provision.plan import Step
-    from provision.progress import Progress
+    from provision.running.engine import Event
+    from provision.planning.plan import Step
+    from provision.running.progress import Progress
 
     console = Console(record=True, width=200, force_terminal=True)
     steps = [Step(id="project", kind="project", resource="p", action="create")]

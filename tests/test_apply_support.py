@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from provision.blueprint import load_blueprint
+from provision.blueprint.load import load_blueprint
 
 READ_ONLY_POSTS = (":getIamPolicy", ":testIamPermissions")
 BILLING = "012345-6789AB-CDEF01"

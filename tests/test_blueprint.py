@@ -22,8 +22,10 @@ import yaml
 from typer.testing import CliRunner
 
 from provision import cli
-from provision import naming as bp
-from provision.blueprint import Blueprint, json_schema, load_blueprint, starter_blueprint
+from provision.blueprint import naming as bp
+from provision.blueprint.load import json_schema, load_blueprint
+from provision.blueprint.models import Blueprint
+from provision.blueprint.starter import starter_blueprint
 from provision.errors import BlueprintError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +72,7 @@ def problems_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
 def demo(tmp_path_factory) -> Path:
     """The packaged demo blueprint where `provision demo` writes it: a copy beside demo-data/, which
     the demo fills before validating (here left empty)."""
-    from provision.demo import write_demo_blueprint
+    from provision.demo.run import write_demo_blueprint
 
     path = write_demo_blueprint(tmp_path_factory.mktemp("demo"))
     (path.parent / "demo-data").mkdir()
@@ -433,7 +435,7 @@ def test_file_of_exactly_one_mebibyte_is_read(tmp_path):
 
 
 def bp_max() -> int:
-    from provision.yamlpos import MAX_BYTES
+    from provision.blueprint.yamlpos import MAX_BYTES
 
     return MAX_BYTES
 
@@ -624,7 +626,7 @@ def test_oauth_client_ids():
 
 def test_importing_blueprint_is_light():
     code = (
-        "import sys, provision.blueprint; "
+        "import sys, provision.blueprint.load; "
         "heavy = [m for m in sys.modules if m.split('.')[0] in "
         "('google', 'googleapiclient', 'requests', 'numpy', 'pydicom', 'rich', 'typer', 'werkzeug')]; "
         "print(heavy)"

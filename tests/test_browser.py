@@ -16,7 +16,7 @@ import requests
 from PIL import Image
 
 from emulator_helpers import CONTROL, ready_store
-from provision.demo_data import write_demo_studies
+from provision.demo.studies import write_demo_studies
 from provision.errors import ProvisionError
 from provision.ohif.browser import CHROMIUM, chromium_args, run_browser_smoke
 from provision.ohif.config import render_config
@@ -197,7 +197,7 @@ def test_blank_image_is_reported(emulator, demo, viewer_dist):
 
 def test_blueprint_smoke_with_browser(emulator, demo, viewer_dist, tmp_path):
     """What `provision smoke --browser` runs: DICOMweb on every store, then the viewer on the first."""
-    from provision.smoke import run_blueprint_smoke
+    from provision.running.smoke import run_blueprint_smoke
 
     studies, datasets = demo
     env = stored_demo_env(emulator, datasets, project="browser-bp")
@@ -212,7 +212,7 @@ def test_blueprint_smoke_with_browser(emulator, demo, viewer_dist, tmp_path):
 def test_demo_browser_smoke_opens_the_idc_source_and_draws_an_image(tmp_path, viewer_dist):
     """`provision demo --browser`: after the default store, the viewer opens the IDC stand-in (the demo's second
     data source) with ?datasources=idc, lists its v24 studies and draws one of them."""
-    from provision.demo import run_demo
+    from provision.demo.run import run_demo
 
     result = run_demo(out_dir=tmp_path / "out", browser=True)
     smoke = result.outcome.smoke

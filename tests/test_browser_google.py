@@ -16,7 +16,7 @@ import requests
 from typer.testing import CliRunner
 
 from emulator_helpers import CONTROL
-from provision import provisioner
+from provision.running import lifecycle
 from provision.cli import app
 from provision.emulator.server import EmulatorServer
 from provision.emulator.world import Options
@@ -47,7 +47,7 @@ def free_port() -> int:
 def google_env(tmp_path_factory):
     """An enforce-iam emulator holding the demo studies, applied from a blueprint by the provisioner,
     with the OAuth web client registered exactly as the OAuth checklist says."""
-    from provision.demo_data import write_demo_studies
+    from provision.demo.studies import write_demo_studies
 
     tmp = tmp_path_factory.mktemp("browser-google")
     data = tmp / "data"
@@ -75,7 +75,7 @@ def google_env(tmp_path_factory):
         }
         bp = load(tmp, blueprint)
         target = Target(emulator=emu.url, token=f"emulator:{OWNER}")
-        assert provisioner.apply(bp, target).ok
+        assert lifecycle.apply(bp, target).ok
         # The console step, as the checklist prints it: origins and redirect URIs, nothing else.
         checklist = oauth_checklist(bp)
         uris = re.findall(r"^\s+(http\S+)", checklist.split("Authorized redirect URIs:")[1].split("- Create")[0], re.M)

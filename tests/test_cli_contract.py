@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from provision import output
+from provision.running import output
 from provision.cli import app
 from test_apply_support import blueprint_dict, load, write_dicom
 

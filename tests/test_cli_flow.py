@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from provision.cli import app
-from provision.demo import demo_data_dir, write_demo_blueprint
+from provision.demo.run import demo_data_dir, write_demo_blueprint
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 READ_ONLY_POSTS = (":getIamPolicy", ":testIamPermissions")
@@ -70,7 +70,7 @@ def test_demo_on_a_running_emulator_then_apply_reports_no_changes(emulator_facto
 def test_plan_changes_nothing_and_apply_without_yes_refuses_without_a_terminal(emulator_factory, tmp_path):
     record = tmp_path / "audit.jsonl"
     emu = emulator_factory(record=record)
-    from provision.demo_data import write_demo_studies
+    from provision.demo.studies import write_demo_studies
 
     blueprint = write_demo_blueprint(tmp_path)
     write_demo_studies(demo_data_dir(blueprint))
@@ -154,13 +154,13 @@ dicom_stores: [{store}]
 
 
 def test_a_failed_apply_still_prints_one_json_document(emulator, tmp_path):
-    from provision import provisioner
+    from provision.running import lifecycle
     from provision.gcp.target import Target
     from test_apply_support import blueprint_dict, load, write_dicom
 
     # another team's bucket, with DICOM files its project's agent may read, and ours may not
     write_dicom(tmp_path / "data", studies=1)
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-team-owner", tmp_path / "data", smoke={"min_studies": 1})),
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-team-owner", tmp_path / "data", smoke={"min_studies": 1})),
                       Target(emulator=emulator.url))
     path = _team_blueprint(tmp_path, "bad", '{id: primary, import: {uri: "gs://ohif-team-owner-dicom/dicom/**.dcm"}}')
     result = run("apply", path, "--emulator", emulator.url, "--yes", "--json")

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
-from provision.demo_data import StudyInfo, ohif_patient_name, uid, write_demo_studies
+from provision.demo.studies import StudyInfo, ohif_patient_name, uid, write_demo_studies
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -46,7 +46,7 @@ def test_study_info(demo):
 
 def test_same_bytes_in_a_fresh_process(demo, tmp_path):
     out, _, _ = demo
-    code = f"from provision.demo_data import write_demo_studies; write_demo_studies({str(tmp_path)!r})"
+    code = f"from provision.demo.studies import write_demo_studies; write_demo_studies({str(tmp_path)!r})"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     assert digest(tmp_path) == digest(out)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision import provisioner
+from provision.running import lifecycle
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import bucket as bucket_mod
@@ -18,7 +18,7 @@ def built(emulator, tmp_path):
     write_dicom(data, studies=1)
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, blueprint_dict("ohif-destroy", data, smoke={"min_studies": 1}))
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     # Someone else's grants, next to ours: on the same roles and on others.
     other = Ctx(Target(emulator=emulator.url))
     store = result.outputs["dicom_stores"]["primary"]["name"]
@@ -31,7 +31,7 @@ def built(emulator, tmp_path):
 
 def test_destroy_keeps_data_and_project_and_removes_only_our_bindings(built):
     target, bp, result, store = built
-    out = provisioner.destroy(bp, target)
+    out = lifecycle.destroy(bp, target)
     ctx = Ctx(target)
     # kept: the store holds data, so its dataset stays; the bucket holds objects; the project.
     assert dicom_store.read(ctx, store) is not None
@@ -52,29 +52,29 @@ def test_destroy_keeps_data_and_project_and_removes_only_our_bindings(built):
     assert not iam.missing(ppol, [("roles/healthcare.serviceAgent", agent)])
     assert iam.missing(iam.bucket_io(ctx, bp.bucket.name).read(), [("roles/storage.objectViewer", agent)])
     # a second destroy has nothing left to remove: no steps at all (what stays is in `kept`)
-    again = provisioner.destroy(bp, target)
+    again = lifecycle.destroy(bp, target)
     assert again.steps == [] and any("holds 1 study" in k for k in again.kept)
 
 
 def test_destroy_with_delete_data_deletes_stores_dataset_and_bucket_but_not_the_project(built):
     target, bp, result, store = built
-    with pytest.raises(provisioner.NeedsFlag, match="delete_data") as info:
-        provisioner.destroy(bp, target, delete_project=True)
+    with pytest.raises(lifecycle.NeedsFlag, match="delete_data") as info:
+        lifecycle.destroy(bp, target, delete_project=True)
     assert info.value.needs == "delete_data"
-    provisioner.destroy(bp, target, delete_data=True)
+    lifecycle.destroy(bp, target, delete_data=True)
     ctx = Ctx(target)
     assert dicom_store.read(ctx, store) is None
     assert dataset.read(ctx, result.outputs["dataset"]) is None
     assert not bucket_mod.read(ctx, bp.bucket.name).exists
     assert project.read(ctx, bp.project.id) is not None
     # and apply builds it again
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     assert {s.id for s in plan.changes} >= {"bucket", "upload", "dataset", "store:primary", "import:primary", "project-iam"}
-    assert provisioner.apply(bp, target).ok
+    assert lifecycle.apply(bp, target).ok
 
 
 def test_destroy_with_delete_project(built):
     target, bp, result, store = built
-    provisioner.destroy(bp, target, delete_data=True, delete_project=True)
+    lifecycle.destroy(bp, target, delete_data=True, delete_project=True)
     live = project.read(Ctx(target), bp.project.id)
     assert live is None or live.state == "DELETE_REQUESTED"

@@ -20,7 +20,7 @@ import requests
 from googleapiclient.errors import HttpError
 
 from emulator_helpers import CONTROL, HEALTHCARE, create_project, discovery_client, healthcare, wait_operation
-from provision import provisioner
+from provision.running import lifecycle
 from provision.gcp.target import Target
 from test_apply_support import BILLING, ORG, blueprint_dict, load, write_dicom
 
@@ -82,12 +82,12 @@ def test_provision_applies_as_a_service_account_under_an_organization(emulator_f
     write_dicom(data)
     bp = load(tmp_path, blueprint_dict("ohif-robot-org", data))
     target = Target(emulator=emu.url, token=f"emulator:{ROBOT}")
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     assert result.ok
     policy = requests.post(f"{emu.url}/v3/projects/ohif-robot-org:getIamPolicy", json={}, headers=auth(ROBOT)).json()
     members = {m for b in policy["bindings"] for m in b["members"]}
     assert ROBOT not in members and "group:radiology@example.com" in members   # its rights come from the org
-    assert not provisioner.apply(bp, target).changed
+    assert not lifecycle.apply(bp, target).changed
 
 
 def realistic_with_project(emulator_factory, tmp_path, project: str, time_scale: float):
@@ -137,7 +137,7 @@ def test_provision_waits_out_a_dataset_that_is_not_initialized_yet(emulator_fact
     datasets = healthcare(emu.url).projects().locations().datasets()
     datasets.create(parent="projects/ohif-window/locations/us-central1", datasetId="imaging",
                     body={"timeZone": "UTC"}).execute()
-    result = provisioner.apply(bp, Target(emulator=emu.url))
+    result = lifecycle.apply(bp, Target(emulator=emu.url))
     assert result.ok
     gets = [(r["status"]) for r in map(json.loads, (tmp_path / "rec.jsonl").read_text().splitlines())
             if r["method"] == "GET" and r["path"] == "/v1/projects/ohif-window/locations/us-central1/datasets/imaging"]

@@ -61,22 +61,22 @@ def checked_emulator():
 
 
 def test_every_json_answer_of_the_whole_flow_matches_the_discovery_schema(checked_emulator, tmp_path):
-    from provision import provisioner
-    from provision.blueprint import load_blueprint
-    from provision.demo import run_demo
+    from provision.running import lifecycle
+    from provision.blueprint.load import load_blueprint
+    from provision.demo.run import run_demo
     from provision.gcp.target import Target
 
     url, checker = checked_emulator
     result = run_demo(out_dir=tmp_path, emulator_url=url)
     bp = load_blueprint(result.blueprint)
     target = Target(emulator=url)
-    provisioner.status(bp, target)
+    lifecycle.status(bp, target)
     # The OHIF configuration dialog's walk (Resource Manager v1 and Healthcare lists).
     for path in ("/v1/projects", "/v1/projects/ohif-demo", "/v1/projects/ohif-demo/locations",
                  "/v1/projects/ohif-demo/locations/us-central1/datasets",
                  "/v1/projects/ohif-demo/locations/us-central1/datasets/imaging/dicomStores"):
         assert requests.get(url + path, timeout=10).status_code == 200
-    provisioner.destroy(bp, target, delete_data=True, delete_project=True)
+    lifecycle.destroy(bp, target, delete_data=True, delete_project=True)
 
     assert checker.problems == []
     assert set(checker.checked) >= {"cloudresourcemanager.v3", "cloudresourcemanager.v1", "serviceusage.v1",

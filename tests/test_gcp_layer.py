@@ -43,7 +43,7 @@ def test_target_from_env_and_token_never_shown():
 
 
 def test_importing_the_library_does_not_import_google_clients():
-    code = ("import sys, provision.provisioner, provision.plan, provision.engine, provision.progress; "
+    code = ("import sys, provision.running.lifecycle, provision.planning.plan, provision.running.engine, provision.running.progress; "
             "print([m for m in ('googleapiclient', 'google.cloud.storage', 'google.cloud.resourcemanager_v3') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

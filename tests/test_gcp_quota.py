@@ -221,7 +221,7 @@ def test_a_429_that_names_no_quota_is_a_plain_transient_retry():
 def test_twenty_blueprints_converge_at_the_service_usage_quota(emulator_factory, tmp_path):
     from test_apply_support import blueprint_dict, load, records
 
-    from provision import pipeline
+    from provision.running import flow
     from provision.gcp.target import Target
 
     table = tmp_path / "quotas.json"
@@ -240,7 +240,7 @@ def test_twenty_blueprints_converge_at_the_service_usage_quota(emulator_factory,
         with lock:
             events.append(event)
 
-    outcomes = pipeline.apply_many(bps, target, listener, parallel=20, run_smoke=False)
+    outcomes = flow.apply_many(bps, target, listener, parallel=20, run_smoke=False)
     assert [o.error for o in outcomes] == [None] * 20
     throttled = Counter(r["api"] for r in records(rec) if r["status"] == 429)
     batch_enables = [r for r in records(rec) if r["path"].endswith(":batchEnable") and r["status"] == 200]

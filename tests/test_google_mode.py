@@ -14,7 +14,7 @@ import requests
 from typer.testing import CliRunner
 
 from emulator_helpers import CONTROL, create_project
-from provision import provisioner
+from provision.running import lifecycle
 from provision.cli import app
 from provision.gcp.target import Target
 from test_apply_support import BILLING, ORG, blueprint_dict, load, records
@@ -112,11 +112,11 @@ def test_service_account_key_and_impersonation(emulator_factory, tmp_path):
     key = adc_file(emu, tmp_path, "deployer.json", type="service_account", email=DEPLOYER)
     target = Target.from_env(env={"PROVISION_EMULATOR_HOST": emu.url, "GOOGLE_APPLICATION_CREDENTIALS": key})
     bp = small_blueprint(tmp_path, "gm-sa-key")
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     assert result.ok and result.changed, result.error
-    assert provisioner.status(bp, target).to_json()
-    assert not provisioner.plan(bp, target).has_changes
-    provisioner.destroy(bp, target)
+    assert lifecycle.status(bp, target).to_json()
+    assert not lifecycle.plan(bp, target).has_changes
+    lifecycle.destroy(bp, target)
     assert principals(record) == {f"serviceAccount:{DEPLOYER}", ANA}  # ANA: the setup above only
     # impersonation: ana's ADC acting as deployer, refused until she holds Token Creator on it
     start = len(records(record))
@@ -132,7 +132,7 @@ def test_service_account_key_and_impersonation(emulator_factory, tmp_path):
     requests.put(f"{emu.url}/_emulator/oauth/service-accounts/{DEPLOYER}", json={"bindings": [
         {"role": "roles/iam.serviceAccountTokenCreator", "members": [ANA]}]}, headers=CONTROL, timeout=10).raise_for_status()
     acting = Target.from_env(impersonate=DEPLOYER, env=env)
-    assert provisioner.apply(bp2, acting).ok
+    assert lifecycle.apply(bp2, acting).ok
     recs = records(record)[start:]
     assert any(r["path"].endswith(f"{DEPLOYER}:generateAccessToken") and r["principal"] == ANA and r["status"] == 200
                for r in recs)

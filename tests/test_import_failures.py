@@ -8,7 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from provision import provisioner
+from provision.running import lifecycle
 from provision.cli import app
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError
@@ -47,7 +47,7 @@ def data_dir(tmp_path):
 def test_a_non_dicom_object_fails_apply_with_exit_1_naming_it(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
     data = any_bucket_blueprint("ohif-imp-one", data_dir)
-    provisioner.apply(load(tmp_path, data), target)
+    lifecycle.apply(load(tmp_path, data), target)
     put_object(target, "ohif-imp-one-dicom", "dicom/notes/README.txt", README)
     # A file apply changes (the import runs again, so the new object is in its source).
     path = tmp_path / "bp.yaml"
@@ -75,7 +75,7 @@ def test_without_permission_to_read_logs_the_message_falls_back_to_the_logs_link
     data = any_bucket_blueprint("ohif-imp-iam", data_dir)
     data["iam"].append({"member": ci, "roles": ["roles/healthcare.dicomEditor"]})   # may import, not read logs
     as_owner = Target(emulator=emu.url, token=f"emulator:{owner}")
-    result = provisioner.apply(load(tmp_path, data), as_owner)
+    result = lifecycle.apply(load(tmp_path, data), as_owner)
     store = result.outputs["dicom_stores"]["primary"]["name"]
     put_object(as_owner, "ohif-imp-iam-dicom", "dicom/README.txt", README)
     uri = data["dicom_stores"][0]["import"]["uri"]
@@ -104,7 +104,7 @@ def test_upload_sends_only_dicom_files_and_says_which_it_left_out(emulator, tmp_
     path = tmp_path / "bp.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
-    plan = provisioner.plan(load(tmp_path, data), target)
+    plan = lifecycle.plan(load(tmp_path, data), target)
     assert plan.step("upload").changes == [f"upload 5 of 5 files from {data_dir}"]
     note = next(n for n in plan.notes if n.startswith("upload:"))
     assert "2 file(s)" in note and "not DICOM" in note and "README.txt" in note
@@ -115,29 +115,29 @@ def test_upload_sends_only_dicom_files_and_says_which_it_left_out(emulator, tmp_
     names = set(bucket_mod.list_objects(Ctx(target), "ohif-imp-up-dicom"))
     assert len(names) == 5 and all(n.endswith(".dcm") for n in names), names
     # Nothing left to upload: a second plan has no upload change, and still says why README.txt is not there.
-    again = provisioner.plan(load(tmp_path, data), target)
+    again = lifecycle.plan(load(tmp_path, data), target)
     assert not again.has_changes and any("README.txt" in n for n in again.notes)
 
 
 def test_max_failures_lets_a_known_bad_file_through_with_a_note(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
     data = any_bucket_blueprint("ohif-imp-max", data_dir, max_failures=1)
-    provisioner.apply(load(tmp_path, data), target)
+    lifecycle.apply(load(tmp_path, data), target)
     put_object(target, "ohif-imp-max-dicom", "dicom/README.txt", README)
     events = Events()
 
-    result = provisioner.apply(load(tmp_path, data), target, events)
+    result = lifecycle.apply(load(tmp_path, data), target, events)
 
     assert result.ok
     notes = [e.message for e in events.kinds("note") if e.step == "import:primary"]
     assert len(notes) == 1 and "1 file(s) failed and were left out (import.max_failures: 1)" in notes[0], notes
     assert "gs://ohif-imp-max-dicom/dicom/README.txt: not a DICOM Part-10 file" in notes[0]
     # Accepted once, it stays accepted: the next apply changes nothing.
-    assert not provisioner.apply(load(tmp_path, data), target).changed
+    assert not lifecycle.apply(load(tmp_path, data), target).changed
     # A second bad file is one more than allowed.
     put_object(target, "ohif-imp-max-dicom", "dicom/empty.dcm", b"")
-    with pytest.raises(provisioner.ApplyFailed, match=r"5 imported, 2 failed") as err:
-        provisioner.apply(load(tmp_path, data), target)
+    with pytest.raises(lifecycle.ApplyFailed, match=r"5 imported, 2 failed") as err:
+        lifecycle.apply(load(tmp_path, data), target)
     assert "dicom/empty.dcm: empty DICOM instance found" in str(err.value)
     assert "raise import.max_failures (now 1) to 2" in str(err.value)
 

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from provision import provisioner
+from provision.running import lifecycle
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
-from provision.provisioner import NeedsFlag, Options
-from provision.record import OBJECT, RecordStore, bucket_for
+from provision.running.lifecycle import NeedsFlag, Options
+from provision.resources.record import OBJECT, RecordStore, bucket_for
 from provision.resources import bucket as bucket_mod
 from provision.resources import bucket_iam, dataset, dicom_import, dicom_store, iam
 from test_apply_support import blueprint_dict, load, mark, records, write_dicom, writes
@@ -42,7 +42,7 @@ def store_policy(target: Target, name: str) -> dict:
 def test_apply_keeps_a_readable_record_of_what_it_made_and_granted(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, blueprint_dict("ohif-life-rec", data_dir))
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     blob = Ctx(target).target.storage().bucket(bucket_for("ohif-life-rec")).blob(OBJECT)
     doc = json.loads(blob.download_as_bytes())
     assert doc["format"] == "provision-record/1" and doc["project"] == "ohif-life-rec"
@@ -62,7 +62,7 @@ def test_apply_keeps_a_readable_record_of_what_it_made_and_granted(emulator, tmp
 
 def test_a_foreign_write_between_read_and_write_is_kept(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-life-cas", data_dir)), target)
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-life-cas", data_dir)), target)
     ctx = Ctx(target)
     number = ctx.target.projects().get_project(name="projects/ohif-life-cas", retry=None).name.split("/")[-1]
     ours, theirs = RecordStore("ohif-life-cas"), RecordStore("ohif-life-cas")
@@ -77,7 +77,7 @@ def test_a_foreign_write_between_read_and_write_is_kept(emulator, tmp_path, data
 
 def test_a_record_bucket_of_another_project_is_refused(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-life-squat", None, bucket=None, dicom_stores=[{"id": "s"}],
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-life-squat", None, bucket=None, dicom_stores=[{"id": "s"}],
                                                     smoke={"min_studies": 0})), target)
     # another project takes the name of the record bucket of a project still to be made
     ctx = Ctx(target)
@@ -85,7 +85,7 @@ def test_a_record_bucket_of_another_project_is_refused(emulator, tmp_path, data_
     victim = load(tmp_path, blueprint_dict("ohif-life-victim", None, bucket=None, dicom_stores=[{"id": "s"}],
                                            smoke={"min_studies": 0}), "victim.yaml")
     with pytest.raises(ProvisionError, match="belongs to another project"):
-        provisioner.apply(victim, target)
+        lifecycle.apply(victim, target)
 
 
 # ---------------------------------------------------------------------------- defect 1
@@ -93,18 +93,18 @@ def test_apply_grants_on_its_own_bucket_only_never_on_a_foreign_one(emulator_fac
     rec = tmp_path / "rec.jsonl"
     emu = emulator_factory(record=rec)
     target = Target(emulator=emu.url)
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-life-teach", data_dir), "teach.yaml"), target)
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-life-teach", data_dir), "teach.yaml"), target)
     foreign = "ohif-life-teach-dicom"
     before = iam.bucket_io(Ctx(target), foreign).read()
     d = blueprint_dict("ohif-life-two", data_dir)
     d["dicom_stores"].append({"id": "teaching", "import": {"uri": f"gs://{foreign}/dicom/**.dcm"}})
     bp = load(tmp_path, d)
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     assert [s.resource for s in plan.steps if s.kind == "bucket-iam"] == ["gs://ohif-life-two-dicom"]
     seen = mark(rec)
     result = None
-    with pytest.raises(provisioner.ApplyFailed) as err:   # the foreign owner never granted our agent
-        provisioner.apply(bp, target)
+    with pytest.raises(lifecycle.ApplyFailed) as err:   # the foreign owner never granted our agent
+        lifecycle.apply(bp, target)
     result = err.value.result
     status = {s.id: s.status for s in result.steps}
     assert status["import:primary"] == "done" and status["import:teaching"] == "failed"
@@ -119,23 +119,23 @@ def test_a_member_removed_from_the_blueprint_loses_access(emulator, tmp_path, da
     target = Target(emulator=emulator.url)
     d = blueprint_dict("ohif-life-rm", data_dir)
     d["dicom_stores"][0]["iam"].append({"member": "user:x@example.com", "roles": [VIEWER]})
-    provisioner.apply(load(tmp_path, d), target)
-    store = provisioner.plan_mod.store_name(load(tmp_path, d), "primary")
+    lifecycle.apply(load(tmp_path, d), target)
+    store = lifecycle.plan_mod.store_name(load(tmp_path, d), "primary")
     assert not iam.missing(store_policy(target, store), [(VIEWER, "user:x@example.com")])
     d["dicom_stores"][0]["iam"].pop()
     bp = load(tmp_path, d, "without-x.yaml")
-    report = provisioner.status(bp, target)
+    report = lifecycle.status(bp, target)
     assert not report.in_sync
     assert {r["id"]: r["state"] for r in report.resources}["store-iam:primary"] == "extra"
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     step = plan.step("store-iam:primary")
     assert step.action == "delete" and step.changes == [f"- user:x@example.com {VIEWER}"]
-    provisioner.apply(bp, target)
+    lifecycle.apply(bp, target)
     policy = store_policy(target, store)
     assert iam.missing(policy, [(VIEWER, "user:x@example.com")])
     assert not iam.missing(policy, [(VIEWER, "group:radiology@example.com")])
     assert (VIEWER, "user:x@example.com") not in record_of(target, "ohif-life-rm").pairs_on(store)
-    assert provisioner.status(bp, target).in_sync and not provisioner.plan(bp, target).has_changes
+    assert lifecycle.status(bp, target).in_sync and not lifecycle.plan(bp, target).has_changes
 
 
 def test_a_removed_store_is_deleted_when_empty_and_kept_with_data_until_delete_data(emulator, tmp_path, data_dir):
@@ -143,28 +143,28 @@ def test_a_removed_store_is_deleted_when_empty_and_kept_with_data_until_delete_d
     d = blueprint_dict("ohif-life-stores", data_dir)
     d["dicom_stores"].append({"id": "scratch"})
     full = load(tmp_path, d)
-    provisioner.apply(full, target)
+    lifecycle.apply(full, target)
     ctx = Ctx(target)
-    scratch, primary = (provisioner.plan_mod.store_name(full, s) for s in ("scratch", "primary"))
+    scratch, primary = (lifecycle.plan_mod.store_name(full, s) for s in ("scratch", "primary"))
     d["dicom_stores"] = [s for s in d["dicom_stores"] if s["id"] != "scratch"]
-    provisioner.apply(load(tmp_path, d, "no-scratch.yaml"), target)
+    lifecycle.apply(load(tmp_path, d, "no-scratch.yaml"), target)
     assert dicom_store.read(ctx, scratch) is None                       # empty: deleted
     assert not record_of(target, "ohif-life-stores").owns("dicom-store", scratch)
     # a store with studies: kept and reported, by plan, apply and status
     d["dicom_stores"] = [{"id": "other"}]
     d["smoke"] = {"min_studies": 0}
     bp = load(tmp_path, d, "no-primary.yaml")
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     kept = plan.step("store:primary")
     assert kept.action == "keep" and kept.changes == ["kept: holds 2 studies (--delete-data deletes it)"]
     assert plan.step("store-iam:primary").action == "delete"   # access it granted goes, the data stays
-    provisioner.apply(bp, target)
+    lifecycle.apply(bp, target)
     assert dicom_import.count_studies(ctx, primary) == 2
     assert iam.missing(store_policy(target, primary), [(VIEWER, "group:radiology@example.com")])
-    assert {r["id"]: r["state"] for r in provisioner.status(bp, target).resources}["store:primary"] == "kept"
-    provisioner.apply(bp, target, opts=Options(delete_data=True))
+    assert {r["id"]: r["state"] for r in lifecycle.status(bp, target).resources}["store:primary"] == "kept"
+    lifecycle.apply(bp, target, opts=Options(delete_data=True))
     assert dicom_store.read(ctx, primary) is None
-    assert not provisioner.plan(bp, target).has_changes
+    assert not lifecycle.plan(bp, target).has_changes
 
 
 # ---------------------------------------------------------------------------- defect 3: replacement
@@ -174,11 +174,11 @@ def test_a_dataset_location_change_is_a_replace_refused_without_the_flag(emulato
     target = Target(emulator=emu.url)
     d = blueprint_dict("ohif-life-move", data_dir)
     us = load(tmp_path, d)
-    provisioner.apply(us, target)
-    old_ds, old_store = provisioner.plan_mod.dataset_name(us), provisioner.plan_mod.store_name(us, "primary")
+    lifecycle.apply(us, target)
+    old_ds, old_store = lifecycle.plan_mod.dataset_name(us), lifecycle.plan_mod.store_name(us, "primary")
     d["dataset"]["location"] = "europe-west4"
     eu = load(tmp_path, d, "eu.yaml")
-    plan = provisioner.plan(eu, target)
+    plan = lifecycle.plan(eu, target)
     step = plan.step("dataset")
     assert step.action == "replace"
     assert step.changes[0] == "location us-central1 -> europe-west4: a dataset's location cannot change"
@@ -187,53 +187,53 @@ def test_a_dataset_location_change_is_a_replace_refused_without_the_flag(emulato
     assert plan.step("store:us-central1/imaging/primary").action == "delete"
     seen = mark(rec)
     with pytest.raises(NeedsFlag) as err:
-        provisioner.apply(eu, target)
+        lifecycle.apply(eu, target)
     assert err.value.needs == "replace" and "nothing was changed" in str(err.value)
     assert writes(records(rec)[seen:]) == []
-    assert provisioner.status(eu, target).in_sync is False
-    result = provisioner.apply(eu, target, opts=Options(replace=True))
+    assert lifecycle.status(eu, target).in_sync is False
+    result = lifecycle.apply(eu, target, opts=Options(replace=True))
     ctx = Ctx(target)
     assert dataset.read(ctx, old_ds) is None and dicom_store.read(ctx, old_store) is None   # no second dataset left
     new_store = result.outputs["dicom_stores"]["primary"]["name"]
     assert "/locations/europe-west4/" in new_store and dicom_import.count_studies(ctx, new_store) == 2
     assert not iam.missing(store_policy(target, new_store), [(VIEWER, "group:radiology@example.com")])
-    assert record_of(target, "ohif-life-move").names("dataset") == [provisioner.plan_mod.dataset_name(eu)]
-    assert not provisioner.plan(eu, target).has_changes
+    assert record_of(target, "ohif-life-move").names("dataset") == [lifecycle.plan_mod.dataset_name(eu)]
+    assert not lifecycle.plan(eu, target).has_changes
 
 
 def test_a_bucket_location_change_is_a_replace(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
     d = blueprint_dict("ohif-life-bloc", data_dir)
-    provisioner.apply(load(tmp_path, d), target)
+    lifecycle.apply(load(tmp_path, d), target)
     d["bucket"]["location"] = "EU"
     bp = load(tmp_path, d, "eu.yaml")
-    step = provisioner.plan(bp, target).step("bucket")
+    step = lifecycle.plan(bp, target).step("bucket")
     assert step.action == "replace" and step.changes[0] == "location US -> EU: a bucket's location cannot change"
     with pytest.raises(NeedsFlag):
-        provisioner.apply(bp, target)
-    provisioner.apply(bp, target, opts=Options(replace=True))
+        lifecycle.apply(bp, target)
+    lifecycle.apply(bp, target, opts=Options(replace=True))
     ctx = Ctx(target)
     assert bucket_mod.read(ctx, "ohif-life-bloc-dicom").location == "EU"
     assert len(bucket_mod.list_objects(ctx, "ohif-life-bloc-dicom")) == 5   # uploaded again
-    assert not provisioner.plan(bp, target).has_changes
+    assert not lifecycle.plan(bp, target).has_changes
 
 
 # ---------------------------------------------------------------------------- defect 4: drift
 def test_a_foreign_data_access_grant_on_a_managed_store_is_drift(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, blueprint_dict("ohif-life-drift", data_dir))
-    provisioner.apply(bp, target)
-    store = provisioner.plan_mod.store_name(bp, "primary")
+    lifecycle.apply(bp, target)
+    store = lifecycle.plan_mod.store_name(bp, "primary")
     ctx = Ctx(target)
     iam.add(ctx, iam.dicom_store_io(ctx, store), [("roles/healthcare.dicomEditor", "user:intruder@example.com")])
-    report = provisioner.status(bp, target)
+    report = lifecycle.status(bp, target)
     row = {r["id"]: r for r in report.resources}["store-iam:primary"]
     assert not report.in_sync and row["state"] == "drift"
     assert row["details"] == ["user:intruder@example.com has roles/healthcare.dicomEditor: not in the blueprint and "
                               "not granted by provision (left alone)"]
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     assert not plan.has_changes and "drift: user:intruder@example.com" in plan.render()
-    provisioner.apply(bp, target)   # never removes what provision did not make
+    lifecycle.apply(bp, target)   # never removes what provision did not make
     assert not iam.missing(store_policy(target, store), [("roles/healthcare.dicomEditor", "user:intruder@example.com")])
 
 
@@ -241,21 +241,21 @@ def test_a_foreign_data_access_grant_on_a_managed_store_is_drift(emulator, tmp_p
 def test_an_emptied_store_is_imported_again(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, blueprint_dict("ohif-life-empty", data_dir))
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     store = result.outputs["dicom_stores"]["primary"]["name"]
     session = target.session()
     root = f"{target.root('healthcare')}/v1/{store}/dicomWeb/studies"
     for study in session.get(root, headers={"Accept": "application/dicom+json"}).json():
         uid = study["0020000D"]["Value"][0]
         assert session.delete(f"{root}/{uid}").status_code in (200, 204)
-    step = provisioner.plan(bp, target).step("import:primary")
+    step = lifecycle.plan(bp, target).step("import:primary")
     assert step.action == "create" and "again: the store holds 0 studies" in step.changes[0]
-    provisioner.apply(bp, target)
+    lifecycle.apply(bp, target)
     assert dicom_import.count_studies(Ctx(target), store) == 2
     # and on demand
     with pytest.raises(ProvisionError, match="no such store"):
-        provisioner.plan(bp, target, opts=Options(reimport=frozenset({"nope"})))
-    forced = provisioner.plan(bp, target, opts=Options(reimport=frozenset({"primary"})))
+        lifecycle.plan(bp, target, opts=Options(reimport=frozenset({"nope"})))
+    forced = lifecycle.plan(bp, target, opts=Options(reimport=frozenset({"primary"})))
     assert forced.step("import:primary").changes[0].startswith("import gs://ohif-life-empty-dicom/dicom/**.dcm (--reimport)")
 
 
@@ -266,7 +266,7 @@ def test_billing_missing_for_healthcare_is_a_plan_error(emulator_factory, tmp_pa
     d = blueprint_dict("ohif-life-nobill", None, bucket=None, dicom_stores=[{"id": "s"}], smoke={"min_studies": 0})
     d["project"].pop("billing_account")
     with pytest.raises(ProvisionError, match="healthcare.googleapis.com can only be enabled on a project with billing"):
-        provisioner.apply(load(tmp_path, d), target)
+        lifecycle.apply(load(tmp_path, d), target)
     assert writes(records(rec)) == []
 
 
@@ -281,23 +281,23 @@ def test_a_bucket_name_taken_by_someone_unreadable_is_a_plan_error(emulator_fact
             requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [{"role": role, "members": [
                 "user:them@example.com", "user:us@example.com"]}]}, headers=CONTROL, timeout=10).raise_for_status()
     them = Target(emulator=emu.url, token="emulator:user:them@example.com")
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-life-them", None, dicom_stores=[{"id": "s"}],
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-life-them", None, dicom_stores=[{"id": "s"}],
                                                     smoke={"min_studies": 0}), "them.yaml"), them)
     us = Target(emulator=emu.url, token="emulator:user:us@example.com")
     d = blueprint_dict("ohif-life-us", None, dicom_stores=[{"id": "s"}], smoke={"min_studies": 0})
     d["bucket"]["name"] = "ohif-life-them-dicom"
     with pytest.raises(ProvisionError, match="the name is taken .*403"):
-        provisioner.plan(load(tmp_path, d, "us.yaml"), us)
+        lifecycle.plan(load(tmp_path, d, "us.yaml"), us)
 
 
 def test_an_import_source_bucket_that_does_not_exist_is_a_plan_error(emulator, tmp_path):
     target = Target(emulator=emulator.url)
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-life-src", None, bucket=None, dicom_stores=[{"id": "s"}],
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-life-src", None, bucket=None, dicom_stores=[{"id": "s"}],
                                                     smoke={"min_studies": 0})), target)
     d = blueprint_dict("ohif-life-src", None, bucket=None,
                        dicom_stores=[{"id": "s", "import": {"uri": "gs://ohif-life-nowhere/**.dcm"}}])
     with pytest.raises(ProvisionError, match="gs://ohif-life-nowhere does not exist"):
-        provisioner.plan(load(tmp_path, d, "src.yaml"), target)
+        lifecycle.plan(load(tmp_path, d, "src.yaml"), target)
 
 
 def test_an_import_source_bucket_the_caller_cannot_list_is_a_plan_error(emulator_factory, tmp_path, data_dir):
@@ -309,13 +309,13 @@ def test_an_import_source_bucket_the_caller_cannot_list_is_a_plan_error(emulator
                            ("billingAccounts/012345-6789AB-CDEF01", "roles/billing.user")):
         requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [{"role": role, "members": [
             "user:them@example.com", "user:us@example.com"]}]}, headers=CONTROL, timeout=10).raise_for_status()
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-life-priv", data_dir, smoke={"min_studies": 1}), "p.yaml"),
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-life-priv", data_dir, smoke={"min_studies": 1}), "p.yaml"),
                       Target(emulator=emu.url, token="emulator:user:them@example.com"))
     us = Target(emulator=emu.url, token="emulator:user:us@example.com")
     d = blueprint_dict("ohif-life-reader", None, bucket=None,
                        dicom_stores=[{"id": "s", "import": {"uri": "gs://ohif-life-priv-dicom/dicom/**.dcm"}}])
     with pytest.raises(ProvisionError, match=r"you cannot list gs://ohif-life-priv-dicom \(403\)"):
-        provisioner.plan(load(tmp_path, d, "r.yaml"), us)
+        lifecycle.plan(load(tmp_path, d, "r.yaml"), us)
 
 
 # ---------------------------------------------------------------------------- adoption of the old labels
@@ -323,20 +323,20 @@ def test_grants_marked_by_labels_of_an_earlier_version_are_adopted_then_revocabl
     target = Target(emulator=emulator.url)
     d = blueprint_dict("ohif-life-legacy", data_dir)
     bp = load(tmp_path, d)
-    provisioner.apply(bp, target)
+    lifecycle.apply(bp, target)
     ctx = Ctx(target)
-    store = provisioner.plan_mod.store_name(bp, "primary")
+    store = lifecycle.plan_mod.store_name(bp, "primary")
     old = (VIEWER, "user:old@example.com")
     # what an earlier provision left: the grant, marked by a label, and no record entry
     iam.add(ctx, iam.dicom_store_io(ctx, store), [old])
     iam.dicom_store_labels(ctx, store).patch({iam.mark_key(old): iam.MARK_VALUE})
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     assert plan.step("record").action == "update"
     assert plan.step("store-iam:primary").changes == [f"- user:old@example.com {VIEWER}"]
-    provisioner.apply(bp, target)
+    lifecycle.apply(bp, target)
     assert iam.missing(store_policy(target, store), [old])
     assert not iam.marks(dicom_store.read(ctx, store).labels)
-    assert not provisioner.plan(bp, target).has_changes
+    assert not lifecycle.plan(bp, target).has_changes
 
 
 # ---------------------------------------------------------------------------- destroy after removals
@@ -345,7 +345,7 @@ def test_destroy_after_earlier_removals_leaves_nothing_provision_made(emulator, 
     d = blueprint_dict("ohif-life-end", data_dir)
     d["dicom_stores"].append({"id": "extra", "iam": [{"member": "user:y@example.com", "roles": [VIEWER]}]})
     d["iam"].append({"member": "user:y@example.com", "roles": ["roles/serviceusage.serviceUsageConsumer"]})
-    provisioner.apply(load(tmp_path, d), target)
+    lifecycle.apply(load(tmp_path, d), target)
     # a foreign grant provision must leave alone, before the removals
     ctx = Ctx(target)
     iam.add(ctx, iam.project_io(ctx, "ohif-life-end"), [("roles/browser", "user:colleague@example.com")])
@@ -353,16 +353,16 @@ def test_destroy_after_earlier_removals_leaves_nothing_provision_made(emulator, 
     d["dicom_stores"].pop()
     d["iam"].pop()
     bp = load(tmp_path, d, "smaller.yaml")
-    provisioner.apply(bp, target)
-    provisioner.destroy(bp, target, delete_data=True)
+    lifecycle.apply(bp, target)
+    lifecycle.destroy(bp, target, delete_data=True)
     rec = record_of(target, "ohif-life-end")
     assert rec.resources.keys() == {("project", "ohif-life-end")} and not rec.grants
     policy = iam.project_io(ctx, "ohif-life-end").read()
     assert not iam.missing(policy, [("roles/browser", "user:colleague@example.com")])
     assert not [p for p in iam.unconditional(policy) if p[1] in ("user:y@example.com", "group:radiology@example.com")]
-    assert dataset.read(ctx, provisioner.plan_mod.dataset_name(bp)) is None
+    assert dataset.read(ctx, lifecycle.plan_mod.dataset_name(bp)) is None
     assert not bucket_mod.read(ctx, "ohif-life-end-dicom").exists
-    assert provisioner.destroy(bp, target).steps == []
+    assert lifecycle.destroy(bp, target).steps == []
 
 
 # ---------------------------------------------------------------------------- the command line

@@ -40,7 +40,7 @@ def _live_target() -> Target:
 
 def test_live_apply_is_idempotent_and_destroy_cleans_up(tmp_path):
     target = _live_target()
-    from provision import provisioner
+    from provision.running import lifecycle
 
     pid = f"ohif-live-{secrets.token_hex(4)}"
     data = tmp_path / "data"
@@ -54,9 +54,9 @@ def test_live_apply_is_idempotent_and_destroy_cleans_up(tmp_path):
         raw["project"].pop("parent")
     bp = load(tmp_path, raw)
     try:
-        result = provisioner.apply(bp, target)
+        result = lifecycle.apply(bp, target)
         assert result.ok and result.changed
-        assert not provisioner.apply(bp, target).changed
-        assert provisioner.status(bp, target).in_sync
+        assert not lifecycle.apply(bp, target).changed
+        assert lifecycle.status(bp, target).in_sync
     finally:
-        provisioner.destroy(bp, target, delete_data=True, delete_project=True)
+        lifecycle.destroy(bp, target, delete_data=True, delete_project=True)

@@ -14,7 +14,7 @@ from googleapiclient.errors import HttpError
 from typer.testing import CliRunner
 
 from emulator_helpers import create_project, healthcare
-from provision import provisioner
+from provision.running import lifecycle
 from provision.cli import app
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
@@ -133,7 +133,7 @@ def test_new_project_or_healthcare_off_plans_without_the_check(emulator_factory,
     emu = emulator_factory(record=rec)
     target = Target(emulator=emu.url)
     new = blueprint(tmp_path, "ohif-loc-new", "us-centrall", "new.yaml")   # the project does not exist yet
-    plan = provisioner.plan(new, target)
+    plan = lifecycle.plan(new, target)
     assert plan.step("dataset").action == "create" and plan.step("project").action == "create"
     assert location_reads(records(rec), "ohif-loc-new") == []
 

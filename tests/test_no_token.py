@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from emulator_helpers import CONTROL
-from provision.demo import write_demo_blueprint
-from provision.engine import Event, emit
+from provision.demo.run import write_demo_blueprint
+from provision.running.engine import Event, emit
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import RetryPolicy
 from provision.gcp.target import Target
@@ -45,7 +45,7 @@ def every_file(root: Path) -> dict[str, bytes]:
 
 
 def test_a_full_run_under_enforced_iam_leaves_no_token(emulator_factory, tmp_path):
-    from provision.demo_data import write_demo_studies
+    from provision.demo.studies import write_demo_studies
 
     record = tmp_path / "record.jsonl"
     emu = emulator_factory(enforce_iam=True, record=record)

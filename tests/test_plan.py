@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision import provisioner
+from provision.running import lifecycle
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
@@ -18,10 +18,10 @@ def test_status_reports_drift_then_apply_repairs_it(emulator_factory, tmp_path):
     write_dicom(data, studies=1)
     target = Target(emulator=emu.url)
     bp = load(tmp_path, blueprint_dict("ohif-status", data, smoke={"min_studies": 1}))
-    before = provisioner.status(bp, target)
+    before = lifecycle.status(bp, target)
     assert not before.in_sync and {r["state"] for r in before.resources} == {"missing"}
-    result = provisioner.apply(bp, target)
-    assert provisioner.status(bp, target).in_sync
+    result = lifecycle.apply(bp, target)
+    assert lifecycle.status(bp, target).in_sync
 
     # Drift made by others: a label changed, a store grant removed, a new local file.
     other = Ctx(Target(emulator=emu.url))
@@ -33,7 +33,7 @@ def test_status_reports_drift_then_apply_repairs_it(emulator_factory, tmp_path):
     write_dicom(data / "more", studies=2)   # one more study (the CT is the same as before, the MR is new)
 
     n = len(records(rec))
-    report = provisioner.status(bp, target)
+    report = lifecycle.status(bp, target)
     assert writes(records(rec)[n:]) == []
     states = {r["id"]: r for r in report.resources}
     assert states["project"]["state"] == "drift" and states["project"]["details"] == ["label team=a (was b)"]
@@ -49,15 +49,15 @@ def test_status_reports_drift_then_apply_repairs_it(emulator_factory, tmp_path):
     assert "differ" in report.render()
 
     bp2 = load(tmp_path, blueprint_dict("ohif-status", data, smoke={"min_studies": 2}), "bp2.yaml")
-    provisioner.apply(bp2, target)
-    assert provisioner.status(bp2, target).in_sync
+    lifecycle.apply(bp2, target)
+    assert lifecycle.status(bp2, target).in_sync
     assert project.read(other, bp.project.id).labels["team"] == "a"
 
 
 def test_plan_refuses_a_project_pending_deletion(emulator, tmp_path):
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, blueprint_dict("ohif-deleted", bucket=None, dicom_stores=[{"id": "s"}]))
-    provisioner.apply(bp, target)
+    lifecycle.apply(bp, target)
     project.delete(Ctx(target), bp.project.id)
     with pytest.raises(ProvisionError, match="undelete"):
-        provisioner.plan(bp, target)
+        lifecycle.plan(bp, target)

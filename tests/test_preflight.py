@@ -6,9 +6,9 @@ import pytest
 import requests
 
 from emulator_helpers import CONTROL
-from provision import provisioner
+from provision.running import lifecycle
 from provision.gcp.target import Target
-from provision.preflight import PreflightError
+from provision.checks.preflight import PreflightError
 from test_apply_support import BILLING, ORG, blueprint_dict, load, records, write_dicom, writes
 
 OWNER = "user:owner@example.com"
@@ -35,7 +35,7 @@ def test_missing_billing_permission_is_named_with_its_role_and_nothing_changes(i
     bp = load(tmp_path, blueprint_dict("ohif-pre-one", bucket=None,
                                        dicom_stores=[{"id": "primary"}]))
     with pytest.raises(PreflightError) as err:
-        provisioner.apply(bp, as_member(iam_emulator, "user:nobody@example.com"))
+        lifecycle.apply(bp, as_member(iam_emulator, "user:nobody@example.com"))
     text = str(err.value)
     assert "billing.resourceAssociations.create" in text
     assert "Billing Account User (roles/billing.user)" in text
@@ -48,10 +48,10 @@ def test_every_missing_project_permission_is_listed(iam_emulator, tmp_path):
     write_dicom(data, studies=1)
     bp = load(tmp_path, blueprint_dict("ohif-pre-two", data, smoke={"min_studies": 1}))
     owner = as_member(iam_emulator, OWNER)
-    provisioner.apply(bp, owner)          # the owner builds it all, under enforced IAM
+    lifecycle.apply(bp, owner)          # the owner builds it all, under enforced IAM
     # A radiologist who only reads images may not apply it.
     with pytest.raises(PreflightError) as err:
-        provisioner.plan(bp, as_member(iam_emulator, "group:radiology@example.com"))
+        lifecycle.plan(bp, as_member(iam_emulator, "group:radiology@example.com"))
     text = str(err.value)
     for title, role in [("Service Usage Admin", "roles/serviceusage.serviceUsageAdmin"),
                         ("Healthcare Dataset Administrator", "roles/healthcare.datasetAdmin"),
@@ -60,12 +60,12 @@ def test_every_missing_project_permission_is_listed(iam_emulator, tmp_path):
         assert f"{title} ({role})" in text, text
     assert "serviceusage.services.enable" in text and "storage.buckets.setIamPolicy" in text
     # The owner passes preflight and the re-apply is a no-op.
-    assert not provisioner.apply(bp, owner).changed
+    assert not lifecycle.apply(bp, owner).changed
 
 
 def test_without_enforce_iam_everything_is_granted(emulator, tmp_path):
     bp = load(tmp_path, blueprint_dict("ohif-pre-three", bucket=None, dicom_stores=[{"id": "primary"}]))
-    plan = provisioner.plan(bp, Target(emulator=emulator.url))
+    plan = lifecycle.plan(bp, Target(emulator=emulator.url))
     assert plan.step("project").action == "create"
 
 
@@ -78,9 +78,9 @@ def test_the_bearer_token_never_appears_in_results_events_or_errors(iam_emulator
     token = f"emulator:{OWNER}"
     bp = load(tmp_path, blueprint_dict("ohif-pre-token", bucket=None, dicom_stores=[{"id": "s"}]))
     events = Events()
-    result = provisioner.apply(bp, as_member(iam_emulator, OWNER), events)
+    result = lifecycle.apply(bp, as_member(iam_emulator, OWNER), events)
     with pytest.raises(PreflightError) as err:
-        provisioner.apply(bp, as_member(iam_emulator, "user:nobody@example.com"), events)
+        lifecycle.apply(bp, as_member(iam_emulator, "user:nobody@example.com"), events)
     text = json.dumps(result.to_json()) + result.render() + result.plan.render() + str(err.value)
     text += "".join(e.text() for e in events.events) + repr(as_member(iam_emulator, OWNER))
     assert token not in text and "emulator:user:nobody" not in text
@@ -93,7 +93,7 @@ def test_missing_project_creator_on_the_parent_is_named(iam_emulator, tmp_path):
     seed_policy(iam_emulator, f"billingAccounts/{BILLING}", [{"role": "roles/billing.user", "members": [OWNER, member]}])
     bp = load(tmp_path, blueprint_dict("ohif-pre-parent", bucket=None, dicom_stores=[{"id": "primary"}]))
     with pytest.raises(PreflightError) as err:
-        provisioner.plan(bp, as_member(iam_emulator, member))
+        lifecycle.plan(bp, as_member(iam_emulator, member))
     text = str(err.value)
     assert "resourcemanager.projects.create" in text and ORG in text
     assert "roles/resourcemanager.projectCreator" in text

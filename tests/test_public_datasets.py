@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from emulator_helpers import CONTROL
-from provision import pipeline, provisioner
+from provision.running import flow
+from provision.running import lifecycle
 from provision.errors import ProvisionError
 from provision.gcp.target import Target
 from provision.ohif.config import write_config
@@ -58,12 +59,12 @@ def test_requester_pays_import_is_billed_to_the_blueprints_project(emulator_fact
     uri = f"gs://{NIH_BUCKET}/dicom/**.dcm"
     bp = load(tmp_path, blueprint_dict("ohif-nih-copy", bucket=None, smoke={"min_studies": 2},
                                        dicom_stores=[{"id": "primary", "import": {"uri": uri}}]))
-    first = provisioner.plan(bp, target)     # the project does not exist yet: nothing can pay for a listing
+    first = lifecycle.plan(bp, target)     # the project does not exist yet: nothing can pay for a listing
     assert "Requester Pays" in first.step("import:primary").changes[0]
     assert "objects counted at apply" in first.step("import:primary").changes[0]
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     assert "2 studies in the store" in result.render()
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     assert not plan.has_changes
     note = next(n for n in plan.notes if n.startswith(f"gs://{NIH_BUCKET} is Requester Pays"))
     assert "project ohif-nih-copy is billed" in note and "2 matching object(s)" in note
@@ -83,14 +84,14 @@ def test_latest_idc_is_resolved_at_plan_and_named(emulator, tmp_path):
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, sources_blueprint("ohif-idc-latest", [{"name": "idc", "idc": "latest"},
                                                               {"name": "idc23", "idc": 23}]))
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     latest = plan.step("source:idc")
     assert latest.action == "no-op" and latest.resource == f"{IDC}/dicomStores/idc-store-v24"
     assert "release v24, the latest of the 2 IDC publishes (v23, v24)" in latest.changes[0]
     assert plan.step("source:idc23").resource == f"{IDC}/dicomStores/idc-store-v23"
     doc = plan.to_json()
     assert [s["id"] for s in doc["steps"] if s["kind"] == "viewer-source"] == ["source:idc", "source:idc23"]
-    pinned = pipeline.pinned(bp, target)
+    pinned = flow.pinned(bp, target)
     assert [s.idc for s in pinned.viewer_sources] == ["v24", "v23"] and bp.viewer_sources[0].idc == "latest"
 
 
@@ -98,7 +99,7 @@ def test_latest_idc_that_cannot_be_listed_is_a_plan_error(emulator_factory, tmp_
     emu = emulator_factory(public_datasets=False)
     bp = load(tmp_path, sources_blueprint("ohif-idc-gone", [{"name": "idc", "idc": "latest"}]))
     with pytest.raises(ProvisionError, match=r"idc: latest` cannot be resolved.*403.*pin a release"):
-        provisioner.plan(bp, Target(emulator=emu.url))
+        lifecycle.plan(bp, Target(emulator=emu.url))
 
 
 def test_plan_notes_how_to_get_missing_access_and_writes_nothing_to_sources(iam_emulator, tmp_path):
@@ -108,7 +109,7 @@ def test_plan_notes_how_to_get_missing_access_and_writes_nothing_to_sources(iam_
                 "store": "projects/team-b-imaging/locations/us-central1/datasets/imaging/dicomStores/primary"}]
     bp = load(tmp_path, sources_blueprint("ohif-src-notes", sources))
     before = len(records(rec))
-    plan = provisioner.plan(bp, as_member(iam_emulator, OWNER))
+    plan = lifecycle.plan(bp, as_member(iam_emulator, OWNER))
     nih = next(n for n in plan.notes if n.startswith("viewer source nih:"))
     assert f"you ({OWNER}) lack healthcare.dicomStores.dicomWebRead on {NIH}" in nih
     assert "https://cloud.google.com/healthcare-api/docs/resources/public-datasets/nih-chest" in nih
@@ -124,7 +125,7 @@ def test_plan_notes_how_to_get_missing_access_and_writes_nothing_to_sources(iam_
     assert touched and all(r["method"] == "GET" or r["path"].endswith(":testIamPermissions") for r in touched)
     # Once the dataset's owners grant access, the note is gone.
     seed_policy(iam_emulator, NIH, [{"role": "roles/healthcare.dicomViewer", "members": [OWNER]}])
-    again = provisioner.plan(bp, as_member(iam_emulator, OWNER))
+    again = lifecycle.plan(bp, as_member(iam_emulator, OWNER))
     assert not any(n.startswith("viewer source nih:") for n in again.notes)
 
 
@@ -144,7 +145,7 @@ def test_config_with_several_sources_evaluates_in_node(emulator, tmp_path):
     with pytest.raises(ProvisionError, match="not resolved yet"):   # latest is never written unresolved
         write_config(bp, tmp_path / "unpinned.js")
     for label, url in (("emulator", emulator.url), ("google", None)):
-        path = write_config(pipeline.pinned(bp, target), tmp_path / f"{label}.js", emulator_url=url)
+        path = write_config(flow.pinned(bp, target), tmp_path / f"{label}.js", emulator_url=url)
         cfg = node_eval(path)
         assert cfg["defaultDataSourceName"] == "primary"
         by_name = {s["sourceName"]: s["configuration"] for s in cfg["dataSources"]}
@@ -169,8 +170,8 @@ def test_dicomweb_smoke_runs_on_every_source(emulator, tmp_path):
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, sources_blueprint("ohif-src-smoke", [{"name": "idc", "idc": "latest"},
                                                              {"name": "idc23", "idc": "v23"}]))
-    provisioner.apply(bp, target)
-    report = pipeline.smoke(bp, target)
+    lifecycle.apply(bp, target)
+    report = flow.smoke(bp, target)
     assert report.ok, report.summary()
     assert set(report.stores) == {"primary", "source:idc", "source:idc23"}
     assert report.stores["source:idc"].studies_found == 3 and report.stores["source:idc23"].studies_found == 2
@@ -184,8 +185,8 @@ def test_source_smoke_under_enforced_iam_denies_with_how_to_get_access(iam_emula
     owner = as_member(iam_emulator, OWNER)
     bp = load(tmp_path, sources_blueprint("ohif-src-deny", [{"name": "idc", "idc": "latest"},
                                                             {"name": "nih", "public": "nih-chest-xray"}]))
-    provisioner.apply(bp, owner)
-    denied = pipeline.smoke(bp, owner)
+    lifecycle.apply(bp, owner)
+    denied = flow.smoke(bp, owner)
     assert not denied.ok
     assert denied.stores["source:idc"].ok and denied.stores["primary"].ok
     nih = denied.stores["source:nih"]
@@ -200,13 +201,13 @@ def test_source_smoke_under_enforced_iam_denies_with_how_to_get_access(iam_emula
     opened = []
     monkeypatch.setattr(browser, "run_browser_smoke", lambda config_js, *, data_source=None, **kw: (
         opened.append(data_source), browser.BrowserReport(data_source=data_source or ""))[1])
-    with_browser = pipeline.smoke(bp, owner, browser=True, out_dir=tmp_path / "smoke")
+    with_browser = flow.smoke(bp, owner, browser=True, out_dir=tmp_path / "smoke")
     assert opened == ["idc"]  # the empty default store is not run either (it holds no study)
     assert not with_browser.ok and with_browser.browser_sources["idc"].ok
     assert "DICOMweb smoke of source nih failed" in with_browser.to_dict()["browser_sources_not_run"]["nih"]
     assert "browser smoke of data source nih NOT RUN" in with_browser.summary()
     seed_policy(iam_emulator, NIH, [{"role": "roles/healthcare.dicomViewer", "members": [OWNER]}])
-    allowed = pipeline.smoke(bp, owner)
+    allowed = flow.smoke(bp, owner)
     assert allowed.ok, allowed.summary()
     assert allowed.stores["source:nih"].studies_found == 2
 
@@ -227,7 +228,7 @@ def test_plan_and_smoke_json_with_sources_meet_the_published_schema(emulator, tm
 
 
 def test_demo_shows_the_idc_stand_in_as_a_second_source(tmp_path):
-    from provision.demo import run_demo
+    from provision.demo.run import run_demo
 
     result = run_demo(out_dir=tmp_path / "out")
     assert result.outcome.ok
@@ -249,12 +250,12 @@ def test_readme_worked_example_plans_as_it_says(iam_emulator, tmp_path):
     text = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     path = tmp_path / "teaching.yaml"
     path.write_text(text)
-    from provision.blueprint import load_blueprint
+    from provision.blueprint.load import load_blueprint
 
     bp = load_blueprint(path)
     seed_policy(iam_emulator, f"billingAccounts/{BILLING}", [{"role": "roles/billing.user",
                                                               "members": ["user:ana@example.com"]}])
-    plan = provisioner.plan(bp, as_member(iam_emulator, "user:ana@example.com"))
+    plan = lifecycle.plan(bp, as_member(iam_emulator, "user:ana@example.com"))
     shown = plan.render()
     for excerpt in ("the latest of the 2 IDC publishes (v23, v24)", "is Requester Pays (billing.requesterPays): project",
                     "viewer source nih: you (user:ana@example.com) lack healthcare.dicomStores.dicomWebRead",

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from provision import pipeline, provisioner
+from provision.running import flow
+from provision.running import lifecycle
 from provision.gcp.context import Ctx, Reporter
 from provision.gcp.target import Target
-from provision.provisioner import ApplyFailed
+from provision.running.lifecycle import ApplyFailed
 from provision.resources import dicom_import, dicom_store, iam, project_iam
 from test_apply_support import Events, blueprint_dict, load, records, write_dicom
 
@@ -34,7 +35,7 @@ def test_apply_succeeds_under_injected_faults_and_reports_why_it_retried(emulato
         target = Target(emulator=emu.url)
         bp = load(tmp_path, blueprint_dict(f"ohif-faults-{seed}", data_dir))
         events = Events()
-        result = provisioner.apply(bp, target, events)
+        result = lifecycle.apply(bp, target, events)
         assert result.ok and all(s.status == "done" for s in result.steps)
         retries = events.kinds("retry")
         assert retries, "a 20% fault rate must cause retries"
@@ -45,7 +46,7 @@ def test_apply_succeeds_under_injected_faults_and_reports_why_it_retried(emulato
         ctx = Ctx(target)
         assert dicom_import.count_studies(ctx, result.outputs["dicom_stores"]["primary"]["name"]) == 2
         # Once the faults have been ridden out, the state is stable.
-        again = provisioner.apply(bp, target)
+        again = lifecycle.apply(bp, target)
         assert not again.changed
 
 
@@ -55,7 +56,7 @@ def test_realistic_latency_and_propagation_are_absorbed_without_fixed_sleeps(emu
     bp = load(tmp_path, blueprint_dict("ohif-latency", data_dir))
     events = Events()
     t0 = time.monotonic()
-    result = provisioner.apply(bp, target, events)
+    result = lifecycle.apply(bp, target, events)
     elapsed = time.monotonic() - t0
     assert result.ok
     # The realistic table at 0.02 adds ~0.24 s project creation, 0.4 s enable (+0.6 s propagation),
@@ -63,7 +64,7 @@ def test_realistic_latency_and_propagation_are_absorbed_without_fixed_sleeps(emu
     assert elapsed < 8, elapsed
     reasons = " | ".join(e.message for e in events.kinds("retry"))
     assert "SERVICE_DISABLED" in reasons or "not initialized" in reasons or "not visible" in reasons, reasons
-    assert not provisioner.apply(bp, target).changed
+    assert not lifecycle.apply(bp, target).changed
 
 
 # ---------------------------------------------------------------------------- IAM safety
@@ -86,7 +87,7 @@ def built(emulator_factory, tmp_path, data_dir):
     emu = emulator_factory()
     target = Target(emulator=emu.url)
     bp = load(tmp_path, blueprint_dict("ohif-iam-race", data_dir))
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     return emu, target, bp, result
 
 
@@ -128,12 +129,12 @@ def test_conditional_bindings_survive_apply_and_destroy(built):
     data = blueprint_dict("ohif-iam-race", bp.bucket.upload.from_)
     data["iam"].append({"member": "user:day@example.com", "roles": ["roles/healthcare.dicomViewer"]})
     bp2 = load(bp.source.parent, data, "cond.yaml")
-    provisioner.apply(bp2, target)
+    lifecycle.apply(bp2, target)
     for io in (iam.project_io(octx, bp.project.id), iam.dicom_store_io(octx, store)):
         conditional = [b for b in io.read().get("bindings", []) if b.get("condition")]
         assert conditional == [{"role": "roles/healthcare.dicomViewer", "members": ["user:night@example.com"],
                                 "condition": cond}], conditional
-    provisioner.destroy(bp2, target)
+    lifecycle.destroy(bp2, target)
     for io in (iam.project_io(octx, bp.project.id), iam.dicom_store_io(octx, store)):
         policy = io.read()
         assert [b for b in policy.get("bindings", []) if b.get("condition")][0]["members"] == ["user:night@example.com"]
@@ -146,16 +147,16 @@ def test_import_from_a_foreign_bucket_without_the_grant_fails_at_the_import_step
     target = Target(emulator=emu.url)
     # Someone else's project and bucket, holding DICOM files; they never grant our agent.
     owner_bp = load(tmp_path, blueprint_dict("ohif-foreign-owner", data_dir, dicom_stores=[{"id": "own"}]), "owner.yaml")
-    provisioner.apply(owner_bp, target)
+    lifecycle.apply(owner_bp, target)
     foreign = owner_bp.bucket.name
     mine = blueprint_dict("ohif-foreign-user", None, bucket=None,
                           dicom_stores=[{"id": "primary", "import": {"uri": f"gs://{foreign}/dicom/**.dcm"}}])
     bp = load(tmp_path, mine, "mine.yaml")
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     assert not any(s.id.startswith("bucket") for s in plan.steps)   # grants nothing on a foreign bucket
     events = Events()
     with pytest.raises(ApplyFailed) as err:
-        provisioner.apply(bp, target, events)
+        lifecycle.apply(bp, target, events)
     assert err.value.exit_code == 1
     text = str(err.value)
     assert "step 'import:primary'" in text
@@ -171,17 +172,17 @@ def test_import_from_a_foreign_bucket_without_the_grant_fails_at_the_import_step
 
     owner = Ctx(target)
     iam.add(owner, iam.bucket_io(owner, foreign), [(bucket_iam.VIEWER, f"serviceAccount:{agent}")])
-    again = provisioner.apply(bp, target)
+    again = lifecycle.apply(bp, target)
     assert [s.id for s in again.steps if s.message != "no changes"] == ["import:primary"]
 
 
 # ---------------------------------------------------------------------------- crash safety
 APPLY_SNIPPET = (
     "import sys\n"
-    "from provision.blueprint import load_blueprint\n"
-    "from provision import provisioner\n"
+    "from provision.blueprint.load import load_blueprint\n"
+    "from provision.running import lifecycle\n"
     "from provision.gcp.target import Target\n"
-    "provisioner.apply(load_blueprint(sys.argv[1]), Target(emulator=sys.argv[2]))\n"
+    "lifecycle.apply(load_blueprint(sys.argv[1]), Target(emulator=sys.argv[2]))\n"
 )
 
 
@@ -225,7 +226,7 @@ def _record_body(r: dict) -> bytes:
 
 def _ownership(target: Target, pid: str) -> tuple:
     """What the record names, with the project number masked (comparable across projects)."""
-    from provision.record import RecordStore
+    from provision.resources.record import RecordStore
 
     ctx = Ctx(target)
     number = ctx.target.projects().get_project(name=f"projects/{pid}", retry=None).name.split("/")[-1]
@@ -249,15 +250,15 @@ def test_sigkill_at_any_point_then_reapply_converges_to_the_same_end_state(emula
         _kill_when(proc, rec, seen, predicate, url=emu.url)
         assert proc.returncode == -signal.SIGKILL
         bp = load(tmp_path, blueprint_dict(pid, data_dir), bp_path.name)
-        result = provisioner.apply(bp, target)          # resumes: adopts what exists, finishes the rest
+        result = lifecycle.apply(bp, target)          # resumes: adopts what exists, finishes the rest
         assert result.ok
         redone = {s.id for s in result.steps if s.message != "no changes"}
         assert "project" not in redone                   # the project was there: adopted, not created again
         assert "import:primary" in redone                # the import had not been marked done
         if point == "during-import":
             assert not redone & {"apis", "bucket", "upload", "dataset", "store:primary"}
-        assert provisioner.status(bp, target).in_sync
-        assert not provisioner.apply(bp, target).changed
+        assert lifecycle.status(bp, target).in_sync
+        assert not lifecycle.apply(bp, target).changed
         ctx = Ctx(target)
         store = result.outputs["dicom_stores"]["primary"]["name"]
         policy = project_iam.read(ctx, pid)
@@ -285,7 +286,7 @@ def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulat
     target = Target(emulator=emu.url)
     bp = load(tmp_path, blueprint_dict("ohif-twice", data_dir))
     events = Events()
-    first, second = pipeline.apply_many([bp, bp], target, events, parallel=2, run_smoke=False)
+    first, second = flow.apply_many([bp, bp], target, events, parallel=2, run_smoke=False)
     assert first.ok and second.ok, (first.error, second.error)
     first = first.apply
     notes = " | ".join(e.message for e in events.kinds("note"))
@@ -293,7 +294,7 @@ def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulat
     ctx = Ctx(target)
     assert dicom_import.count_studies(ctx, first.outputs["dicom_stores"]["primary"]["name"]) == 2
     assert len(list(ctx.target.storage().list_blobs(bp.bucket.name, retry=None))) == 5
-    assert not provisioner.apply(bp, target).changed
+    assert not lifecycle.apply(bp, target).changed
     # both runs wrote the record, compare-and-swap: it names everything once, and nothing else
     resources, grants = _ownership(target, "ohif-twice")
     assert [k for k, _ in resources] == ["bucket", "dataset", "dicom-store", "project"]

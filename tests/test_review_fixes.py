@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from provision import provisioner
+from provision.running import lifecycle
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
@@ -20,10 +20,10 @@ def _foreign_bucket_setup(emulator, tmp_path):
     write_dicom(data, studies=1)
     target = Target(emulator=emulator.url)
     c = load(tmp_path, blueprint_dict("ohif-rv-c", data, smoke={"min_studies": 1}), "c.yaml")
-    provisioner.apply(c, target)
+    lifecycle.apply(c, target)
     j0 = load(tmp_path, blueprint_dict("ohif-rv-j", None, bucket=None,
                                        dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0}), "j0.yaml")
-    provisioner.apply(j0, target)
+    lifecycle.apply(j0, target)
     j = load(tmp_path, blueprint_dict("ohif-rv-j", None, bucket={"name": "ohif-rv-c-dicom", "location": "US", "create": True},
                                       dicom_stores=[{"id": "primary",
                                                      "import": {"uri": "gs://ohif-rv-c-dicom/dicom/**.dcm"}}]), "j.yaml")
@@ -34,9 +34,9 @@ def test_create_true_on_another_projects_bucket_is_a_plan_error(emulator, tmp_pa
     target, c, j = _foreign_bucket_setup(emulator, tmp_path)
     before = iam.bucket_io(Ctx(target), c.bucket.name).read()["bindings"]
     with pytest.raises(ProvisionError, match=r"bucket name taken by project ohif-rv-c .*ohif-rv-j.*create: false"):
-        provisioner.plan(j, target)
+        lifecycle.plan(j, target)
     with pytest.raises(ProvisionError, match="taken by project ohif-rv-c"):
-        provisioner.apply(j, target)
+        lifecycle.apply(j, target)
     assert iam.bucket_io(Ctx(target), c.bucket.name).read()["bindings"] == before
 
 
@@ -45,7 +45,7 @@ def test_destroy_never_deletes_another_projects_bucket(emulator, tmp_path):
     ctx = Ctx(target)
     before = iam.bucket_io(ctx, c.bucket.name).read()["bindings"]
     n_objects = len(bucket_mod.list_objects(ctx, c.bucket.name))
-    out = provisioner.destroy(j, target, delete_data=True)
+    out = lifecycle.destroy(j, target, delete_data=True)
     assert not any(s.id.startswith("bucket") for s in out.steps)
     assert any("another project" in k for k in out.kept)
     assert bucket_mod.read(ctx, c.bucket.name).exists
@@ -64,7 +64,7 @@ def test_unreachable_emulator_fails_fast_with_a_clear_message(tmp_path):
     bp = load(tmp_path, blueprint_dict("ohif-rv-a", None))
     t0 = time.monotonic()
     with pytest.raises(ProvisionError, match=r"cannot reach http://127.0.0.1:1: connection refused\n  fix: is the emulator running"):
-        provisioner.plan(bp, Target(emulator="http://127.0.0.1:1"))
+        lifecycle.plan(bp, Target(emulator="http://127.0.0.1:1"))
     assert time.monotonic() - t0 < 20
 
 
@@ -80,18 +80,18 @@ def test_billing_account_not_ours_is_a_clear_plan_error(emulator, tmp_path):
         "id": "ohif-rv-b", "parent": "organizations/123456789012", "billing_account": "ABCDEF-ABCDEF-ABCDEF"}))
     with pytest.raises(ProvisionError, match=r"billing account ABCDEF-ABCDEF-ABCDEF not found or not yours; "
                                              r"you need Billing Account User \(roles/billing.user\)"):
-        provisioner.plan(bp, Target(emulator=emulator.url))
+        lifecycle.plan(bp, Target(emulator=emulator.url))
 
 
 def test_no_token_against_an_emulator_enforcing_iam(emulator_factory, tmp_path):
     emu = emulator_factory(enforce_iam=True)
     bp = load(tmp_path, blueprint_dict("ohif-rv-c", None))
     with pytest.raises(ProvisionError, match="set PROVISION_EMULATOR_TOKEN=emulator:user:NAME@DOMAIN"):
-        provisioner.plan(bp, Target(emulator=emu.url))
+        lifecycle.plan(bp, Target(emulator=emu.url))
     with pytest.raises(ProvisionError, match="PROVISION_EMULATOR_TOKEN"):
-        provisioner.status(bp, Target(emulator=emu.url))
+        lifecycle.status(bp, Target(emulator=emu.url))
     with pytest.raises(ProvisionError, match="PROVISION_EMULATOR_TOKEN"):
-        provisioner.destroy_plan(bp, Target(emulator=emu.url))
+        lifecycle.destroy_plan(bp, Target(emulator=emu.url))
 
 
 # ---------------------------------------------------------------------------- 18: status of a project pending deletion
@@ -99,13 +99,13 @@ def test_status_reports_a_project_pending_deletion(emulator, tmp_path):
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, blueprint_dict("ohif-rv-d", None, bucket=None, dicom_stores=[{"id": "primary"}],
                                        smoke={"min_studies": 0}))
-    provisioner.apply(bp, target)
+    lifecycle.apply(bp, target)
     project_mod.delete(Ctx(target), bp.project.id)
-    report = provisioner.status(bp, target)
+    report = lifecycle.status(bp, target)
     assert not report.in_sync
     assert report.resources[0]["state"] == "pending_deletion"
     assert "DELETE_REQUESTED" in report.render()
-    steps, kept = provisioner.destroy_plan(bp, target)
+    steps, kept = lifecycle.destroy_plan(bp, target)
     assert steps == [] and kept[0].startswith("nothing to destroy: project ohif-rv-d is DELETE_REQUESTED")
 
 
@@ -141,13 +141,13 @@ def test_destroy_leaves_pre_existing_grants_the_blueprint_names(emulator, tmp_pa
     # first, a project with a store, and grants made outside provision on both
     pre = load(tmp_path, blueprint_dict("ohif-rv-e", None, bucket=None, iam=None,
                                         dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0}), "pre.yaml")
-    provisioner.apply(pre, target)
+    lifecycle.apply(pre, target)
     ctx = Ctx(target)
-    store = provisioner.plan_mod.store_name(bp, "primary")
+    store = lifecycle.plan_mod.store_name(bp, "primary")
     iam.add(ctx, iam.project_io(ctx, bp.project.id), [("roles/serviceusage.serviceUsageConsumer", "user:old@example.com")])
     iam.add(ctx, iam.dicom_store_io(ctx, store), [("roles/healthcare.dicomViewer", "user:old@example.com")])
-    provisioner.apply(bp, target)
-    out = provisioner.destroy(bp, target, delete_data=False)
+    lifecycle.apply(bp, target)
+    out = lifecycle.destroy(bp, target, delete_data=False)
     ppol = iam.project_io(ctx, bp.project.id).read()
     spol = iam.dicom_store_io(ctx, store).read()
     # the pre-existing pairs remain; the pairs provision added are gone
@@ -166,12 +166,12 @@ def test_destroy_leaves_pre_existing_grants_the_blueprint_names(emulator, tmp_pa
 def test_absent_display_name_never_renames_an_adopted_project(emulator, tmp_path):
     target = Target(emulator=emulator.url)
     named = blueprint_dict("ohif-rv-f", None, bucket=None, dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0})
-    provisioner.apply(load(tmp_path, named, "named.yaml"), target)
+    lifecycle.apply(load(tmp_path, named, "named.yaml"), target)
     anon = dict(named, project={k: v for k, v in named["project"].items() if k != "display_name"})
     bp = load(tmp_path, anon, "anon.yaml")
     assert bp.project.display_name is None
-    assert not provisioner.plan(bp, target).has_changes
-    provisioner.apply(bp, target)
+    assert not lifecycle.plan(bp, target).has_changes
+    lifecycle.apply(bp, target)
     assert project_mod.read(Ctx(target), "ohif-rv-f").display_name == "Provision Test"
 
 
@@ -197,7 +197,7 @@ def test_upload_starts_no_file_once_cancelled(emulator, tmp_path):
 
 # ---------------------------------------------------------------------------- R1: upload needs create: true
 def test_upload_with_create_false_is_refused_at_the_upload_key(tmp_path):
-    from provision.blueprint import Blueprint
+    from provision.blueprint.models import Blueprint
     from provision.errors import BlueprintError
 
     data = tmp_path / "data"
@@ -228,12 +228,12 @@ def test_plan_for_a_new_project_importing_from_a_foreign_bucket_says_what_to_ask
     write_dicom(data, studies=1)
     target = Target(emulator=emulator.url)
     owner = load(tmp_path, blueprint_dict("ohif-rv-i", data, dicom_stores=[{"id": "own"}]), "owner.yaml")
-    provisioner.apply(owner, target)
+    lifecycle.apply(owner, target)
     foreign = owner.bucket.name
     bp = load(tmp_path, blueprint_dict("ohif-rv-k", None, bucket=None,
                                        dicom_stores=[{"id": "primary", "import": {"uri": f"gs://{foreign}/dicom/**.dcm"}}]),
               "new.yaml")
-    plan = provisioner.plan(bp, target)
+    plan = lifecycle.plan(bp, target)
     assert plan.step("project").action == "create"
     agent = "service-<PROJECT_NUMBER>@gcp-sa-healthcare.iam.gserviceaccount.com"
     note = next(n for n in plan.notes if f"gs://{foreign}" in n)
@@ -243,7 +243,7 @@ def test_plan_for_a_new_project_importing_from_a_foreign_bucket_says_what_to_ask
     assert f"note: gs://{foreign}" in plan.render()
     # a new project whose import reads its own new bucket gets no such note
     own = load(tmp_path, blueprint_dict("ohif-rv-l", data), "own.yaml")
-    assert not any("PROJECT_NUMBER" in n for n in provisioner.plan(own, target).notes)
+    assert not any("PROJECT_NUMBER" in n for n in lifecycle.plan(own, target).notes)
 
 
 # ---------------------------------------------------------------------------- R3: an import URI matching nothing
@@ -258,7 +258,7 @@ def test_import_matching_no_object_is_a_plan_error_before_any_write(emulator_fac
     d["dicom_stores"][0]["import"] = {"uri": uri}
     bp = load(tmp_path, d)
     with pytest.raises(ProvisionError) as err:
-        provisioner.apply(bp, target)
+        lifecycle.apply(bp, target)
     text = str(err.value)
     assert text.startswith(f"import:primary: {uri} matches none of the 3 file(s) the upload puts in the bucket (dicom/")
     assert "fix the pattern" in text
@@ -266,16 +266,16 @@ def test_import_matching_no_object_is_a_plan_error_before_any_write(emulator_fac
     # DICOM files without `.dcm` under `**.dcm`: the same refusal, naming what the upload holds
     d["dicom_stores"][0]["import"] = {"uri": "gs://ohif-rv-m-dicom/dicom/**.DCM"}
     with pytest.raises(ProvisionError, match=r"matches none of the 3 file\(s\)"):
-        provisioner.plan(load(tmp_path, d, "upper.yaml"), target)
+        lifecycle.plan(load(tmp_path, d, "upper.yaml"), target)
     # and nothing of the kind when the URI matches
     good = load(tmp_path, blueprint_dict("ohif-rv-m", data, smoke={"min_studies": 1}), "good.yaml")
-    provisioner.apply(good, target)
-    assert not provisioner.plan(good, target).has_changes
+    lifecycle.apply(good, target)
+    assert not lifecycle.plan(good, target).has_changes
     # once the bucket exists, a URI matching nothing in it is refused the same way
     d["dicom_stores"][0]["import"] = {"uri": uri}
     d["bucket"].pop("upload")
     with pytest.raises(ProvisionError, match="matches no object in gs://ohif-rv-m-dicom now"):
-        provisioner.plan(load(tmp_path, d, "bare.yaml"), target)
+        lifecycle.plan(load(tmp_path, d, "bare.yaml"), target)
 
 
 # ---------------------------------------------------------------------------- R4: an operation that disappears
@@ -288,7 +288,7 @@ def test_an_operation_answering_404_is_reported_and_given_up_after_a_window(emul
 
     target = Target(emulator=emulator.url)
     target.timing = replace(target.timing, gone_s=0.5)  # the target's timing profile says how long 404s may last
-    provisioner.apply(load(tmp_path, blueprint_dict("ohif-rv-n", None, bucket=None, dicom_stores=[{"id": "primary"}],
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-rv-n", None, bucket=None, dicom_stores=[{"id": "primary"}],
                                                     smoke={"min_studies": 0})), target)
     name = "projects/ohif-rv-n/locations/us-central1/datasets/imaging/operations/424242"
     reasons: list[str] = []
@@ -316,13 +316,13 @@ def test_import_progress_and_plan_wording(emulator, tmp_path):
     write_dicom(data, studies=2)
     target = Target(emulator=emulator.url)
     bp = load(tmp_path, blueprint_dict("ohif-rv-o", data))
-    assert "(after the upload)" in " ".join(provisioner.plan(bp, target).step("import:primary").changes)
+    assert "(after the upload)" in " ".join(lifecycle.plan(bp, target).step("import:primary").changes)
     events = Events()
-    provisioner.apply(bp, target, events)
+    lifecycle.apply(bp, target, events)
     progress = [e.message for e in events.kinds("progress") if e.step == "import:primary"]
     assert "5 imported, 0 failed; counting studies" in progress, progress
     assert not any("imported 5 imported" in m or m.startswith("imported ") for m in progress)
     # a new bucket without an upload: the import could only fail, so the plan refuses it
     bare = load(tmp_path, blueprint_dict("ohif-rv-p", None), "bare.yaml")
     with pytest.raises(ProvisionError, match="names the new bucket gs://ohif-rv-p-dicom, which nothing uploads into"):
-        provisioner.plan(bare, target)
+        lifecycle.plan(bare, target)

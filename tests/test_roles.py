@@ -11,7 +11,8 @@ import requests
 from google.api_core.client_options import ClientOptions
 
 from emulator_helpers import ACCOUNT, CONTROL, credentials, discovery_client
-from provision import preflight, provisioner
+from provision.checks import preflight
+from provision.running import lifecycle
 from provision.gcp.target import Target
 from test_apply_support import BILLING, ORG, blueprint_dict, is_write, load, records, write_dicom
 
@@ -64,18 +65,18 @@ def test_readme_roles_are_enough_and_each_is_needed(emulator_factory, tmp_path):
         grant([r for r in README_PROJECT_ROLES if r != missing])
         start = len(records(record))
         with pytest.raises(preflight.PreflightError) as info:
-            provisioner.plan(bp, target)
+            lifecycle.plan(bp, target)
         message = str(info.value)
         named = set(re.findall(r"\((roles/[\w.]+)\) on projects/", message))
         assert named == {missing}, (missing, message)
         assert f"{title} ({missing})" in message
         assert not [r for r in records(record)[start:] if is_write(r)], "preflight changed something"
     grant(README_PROJECT_ROLES)
-    result = provisioner.apply(bp, target)
+    result = lifecycle.apply(bp, target)
     assert result.ok, result.error
     assert any(s.id.startswith("import") and s.status == "done" for s in result.steps)
     store = f"projects/{PID}/locations/us-central1/datasets/imaging/dicomStores/primary"
     studies = requests.get(f"{emu.url}/v1/{store}/dicomWeb/studies",
                            headers={"Authorization": f"Bearer emulator:{OWNER}"}, timeout=10).json()
     assert len(studies) == 2
-    assert not provisioner.plan(bp, target).has_changes   # and the second run is reads only
+    assert not lifecycle.plan(bp, target).has_changes   # and the second run is reads only

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from emulator_helpers import CONTROL, ready_store
-from provision.demo_data import write_demo_studies
-from provision.smoke import CHECK_NAMES, run_dicomweb_smoke
+from provision.demo.studies import write_demo_studies
+from provision.checks.dicomweb import CHECK_NAMES, run_dicomweb_smoke
 
 ORIGIN = "http://127.0.0.1:3000"
 REPO = Path(__file__).resolve().parent.parent
@@ -118,7 +118,7 @@ def test_enforced_iam_viewer_passes_stranger_gets_403(emulator_factory, demo_stu
 def test_blueprint_smoke_dicomweb_only(emulator, demo_studies):
     from types import SimpleNamespace
 
-    from provision.smoke import run_blueprint_smoke
+    from provision.running.smoke import run_blueprint_smoke
 
     env = ready_store(emulator, project="smoke-bp", dataset="imaging", store="primary")
     store_demo(env, demo_studies[1])
@@ -156,7 +156,7 @@ def test_blueprint_smoke_store_without_import_needs_no_study(emulator, demo_stud
     """A store without `import` is checked (QIDO + CORS) with no minimum; frame checks are skipped, not failed."""
     from types import SimpleNamespace
 
-    from provision.smoke import run_blueprint_smoke
+    from provision.running.smoke import run_blueprint_smoke
 
     env = ready_store(emulator, project="smoke-noimp", dataset="imaging", store="primary")
     store_demo(env, demo_studies[1])
@@ -176,7 +176,7 @@ def test_blueprint_smoke_retries_transient_faults(emulator, demo_studies):
     from types import SimpleNamespace
 
     from provision.emulator.faults import Faults
-    from provision.smoke import run_blueprint_smoke
+    from provision.running.smoke import run_blueprint_smoke
 
     env = ready_store(emulator, project="smoke-faults", dataset="imaging", store="primary")
     store_demo(env, demo_studies[1])

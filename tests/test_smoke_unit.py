@@ -18,8 +18,8 @@ from PIL import Image
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from provision.demo_data import write_demo_studies
-from provision.smoke import CHECK_NAMES, FRAME_ACCEPT, run_dicomweb_smoke
+from provision.demo.studies import write_demo_studies
+from provision.checks.dicomweb import CHECK_NAMES, FRAME_ACCEPT, run_dicomweb_smoke
 
 ORIGIN = "http://127.0.0.1:3000"
 PREFIX = "/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
@@ -260,22 +260,22 @@ def test_the_checks_are_small_named_functions_the_browser_smoke_shares():
     """run_dicomweb_smoke is a loop over named checks; the browser judges its own answers with the same words."""
     import inspect
 
-    from provision import smoke
+    from provision.checks import answers, dicomweb
     from provision.ohif import browser
 
-    assert [name for name, _, _ in smoke.CHECKS] == list(CHECK_NAMES)
-    for name, check, _needs in smoke.CHECKS:
+    assert [name for name, _, _ in dicomweb.CHECKS] == list(CHECK_NAMES)
+    for name, check, _needs in dicomweb.CHECKS:
         assert check.__name__ == f"check_{name}" and check.__doc__
         assert len(inspect.getsource(check).splitlines()) <= 45, name
-    assert len(inspect.getsource(smoke.run_dicomweb_smoke).splitlines()) <= 30
-    problem, _ = smoke.frame_problem("http://x/frames/1", "application/octet-stream", b"\0" * 8)
+    assert len(inspect.getsource(dicomweb.run_dicomweb_smoke).splitlines()) <= 30
+    problem, _ = answers.frame_problem("http://x/frames/1", "application/octet-stream", b"\0" * 8)
     assert "not multipart/related" in problem
     boundary = "b1"
     body = f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + b"\1" * 8 + f"\r\n--{boundary}--".encode()
     ctype = f"multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1; boundary={boundary}"
-    assert smoke.frame_problem("http://x/frames/1", ctype, body) == (None, "1 part(s), 8 bytes, transfer syntax 1.2.840.10008.1.2.1")
-    assert "expected 16" in smoke.frame_problem("http://x/frames/1", ctype, body, expect_bytes=16)[0]
-    text = smoke.http_problem("GET", "http://x/studies", 403, b'{"error": {"code": 403, "message": "denied"}}', "study list")
+    assert answers.frame_problem("http://x/frames/1", ctype, body) == (None, "1 part(s), 8 bytes, transfer syntax 1.2.840.10008.1.2.1")
+    assert "expected 16" in answers.frame_problem("http://x/frames/1", ctype, body, expect_bytes=16)[0]
+    text = answers.http_problem("GET", "http://x/studies", 403, b'{"error": {"code": 403, "message": "denied"}}', "study list")
     assert text.startswith("study list: GET http://x/studies answered 403: denied. Likely cause: the caller lacks")
     source = inspect.getsource(browser)
     assert "http_problem(" in source and "frame_problem(" in source

@@ -201,7 +201,7 @@ def chromium_args(*, offline: bool) -> list[str]:
 
 
 def _expected(studies: Iterable[Any]) -> list[dict[str, str]]:
-    from provision.demo_data import ohif_patient_name
+    from provision.demo.studies import ohif_patient_name
 
     out = []
     for s in studies:
@@ -232,7 +232,7 @@ def _source_root(config_js: str, name: str) -> str:
 
 
 def _pn_from_qido(study: dict[str, Any]) -> str:
-    from provision.demo_data import ohif_patient_name
+    from provision.demo.studies import ohif_patient_name
 
     value = ((study.get("00100010") or {}).get("Value") or [None])[0]
     if isinstance(value, dict):
@@ -711,7 +711,7 @@ class _Drive:
             )
         status = response.status
         if status not in (200, 204):
-            from provision.smoke import http_problem
+            from provision.checks.answers import http_problem
 
             try:
                 body = response.body()
@@ -773,7 +773,7 @@ class _Drive:
         if response.status != 200:
             report.problems.append(f"viewer: the first frame request answered {response.status}")
         else:  # judged as the DICOMweb smoke judges its own frames/1 answer
-            from provision.smoke import frame_problem
+            from provision.checks.answers import frame_problem
 
             try:
                 problem, _ = frame_problem(response.url, response.headers.get("content-type", ""), response.body())

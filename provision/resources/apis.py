@@ -14,7 +14,7 @@ from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, NOOP, Options, Step, field_change
+from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
 
 BATCH = 20
 

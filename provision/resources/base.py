@@ -12,7 +12,7 @@ Phases of reading (each phase's reads run in parallel; later phases see earlier 
   2. with the project known: the ownership record and everything the blueprint names;
   3. what the record names that the blueprint no longer does (to remove it), and counts that
      depend on phase 2 (studies in stores that exist).
-A Step's `run(ctx)` makes the change, records it (provision/record.py) and verifies it by
+A Step's `run(ctx)` makes the change, records it (provision/resources/record.py) and verifies it by
 reading back. Kinds never call each other's diff; they share what was read through `live`.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from provision.record import Record
-from provision.steps import KEEP, Options, Step
+from provision.resources.record import Record
+from provision.resources.steps import KEEP, Options, Step
 
 PHASES = (1, 2, 3)
 Reads = dict[str, Callable[[Any], Any]]

@@ -7,7 +7,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, NOOP, UPDATE, Options, Step, field_change
+from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step, field_change
 
 
 def account_name(account: str) -> str:

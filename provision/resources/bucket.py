@@ -26,7 +26,7 @@ from provision.errors import ProvisionError
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import Cancelled
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step, field_change
+from provision.resources.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step, field_change
 
 UPLOAD_WORKERS = 8
 KIND = "bucket"

@@ -15,7 +15,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.resources import iam, service_agent
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
+from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 KIND = "bucket-iam"
 VIEWER = "roles/storage.objectViewer"

@@ -28,7 +28,7 @@ from provision.gcp.retry import Cancelled, NotYet
 from provision.resources import bucket as bucket_mod
 from provision.resources import dicom_store
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, NOOP, Options, Step
+from provision.resources.steps import CREATE, NOOP, Options, Step
 from provision.words import plural
 
 LABEL = "provision-import"

@@ -15,7 +15,7 @@ from provision.gcp.errors import StepError, is_absent, is_already_exists, is_ser
 from provision.gcp.retry import NotYet
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
+from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
 from provision.words import plural
 
 

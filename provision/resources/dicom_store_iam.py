@@ -11,7 +11,7 @@ from typing import Any
 
 from provision.resources import dicom_store, iam
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
+from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 
 KIND = "dicom-store-iam"
 

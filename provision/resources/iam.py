@@ -139,7 +139,7 @@ def _until_visible(ctx: Ctx, io: PolicyIO, pairs: list[Pair], adding: bool) -> N
 
 
 # ---------------------------------------------------------------------------- what provision added
-# The record (provision/record.py) names every pair provision added: the entry is written before
+# The record (provision/resources/record.py) names every pair provision added: the entry is written before
 # the grant, and dropped after the revocation. A pair that was there before provision is never
 # recorded, so it is never revoked.
 
@@ -188,7 +188,7 @@ class GrantDiff:
 
     def fields(self) -> list[dict]:
         """The bindings that change, for --json: {"field": "binding", "before", "after"}."""
-        from provision.steps import field_change
+        from provision.resources.steps import field_change
 
         return ([field_change("binding", None, {"role": r, "member": m}) for r, m in self.add]
                 + [field_change("binding", {"role": r, "member": m}, None) for r, m in self.remove + self.forget])

@@ -1,4 +1,4 @@
-"""Kind `record`: the ownership record itself (provision/record.py).
+"""Kind `record`: the ownership record itself (provision/resources/record.py).
 
 Reads it once per plan (phase 2, when the project exists). A project carrying the label
 provision sets when it creates one, but not named by the record (a kill came between the two),
@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
-from provision.record import Record, RecordStore
+from provision.resources.record import Record, RecordStore
 from provision.resources import dicom_store, iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.project import CREATED_LABEL
-from provision.steps import CREATE, NOOP, UPDATE, Options, Step
+from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step
 from provision.words import plural
 
 KIND = "record"

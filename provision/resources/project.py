@@ -13,7 +13,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
+from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
 
 # Set in the create request itself: the record lives inside the project, so it can only name the
 # project once it exists; this label says "provision made it" even if a kill came in between.

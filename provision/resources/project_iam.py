@@ -10,7 +10,7 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
+from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 KIND = "project-iam"
 # Basic roles on a project are how people administer it; reporting every owner would drown the signal.

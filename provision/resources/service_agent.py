@@ -13,7 +13,7 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, NOOP, Options, Step
+from provision.resources.steps import CREATE, NOOP, Options, Step
 
 SERVICE = "healthcare.googleapis.com"
 AGENT_ROLE = "roles/healthcare.serviceAgent"

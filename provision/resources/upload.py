@@ -9,7 +9,7 @@ from provision.gcp.context import Ctx
 from provision.words import plural
 from provision.resources import bucket as bucket_mod
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import CREATE, NOOP, Options, Step
+from provision.resources.steps import CREATE, NOOP, Options, Step
 
 KIND = "upload"
 

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.resources.base import Draft, Live, Reads
-from provision.steps import NOOP, Options, Step
+from provision.resources.steps import NOOP, Options, Step
 
 KIND = "viewer-source"
 READ = "healthcare.dicomStores.dicomWebRead"

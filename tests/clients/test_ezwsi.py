@@ -18,7 +18,7 @@ from pydicom.uid import JPEGBaseline8Bit
 
 import dicom_factory as f
 from emulator_helpers import ready_store
-from provision.demo_data import set_file_meta
+from provision.demo.studies import set_file_meta
 from provision.emulator.server import EmulatorServer
 from provision.emulator.world import Options
 

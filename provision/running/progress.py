@@ -5,7 +5,7 @@ it runs (long-running operations included) and import counters as they move. Els
 pipes): one plain line per event that matters (start, note, done, failed, skipped), and
 progress lines only when a counter moves. Retries are summed up per step ("waiting: <why>
 (12 retries, 3.1 s)") on its live line and on its done/failed line; `verbose` prints each one
-as it happens. Usable as a listener: `with Progress() as p: provisioner.apply(bp, target, p)`.
+as it happens. Usable as a listener: `with Progress() as p: lifecycle.apply(bp, target, p)`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from provision.engine import Event
+from provision.running.engine import Event
 from provision.words import plural
 
 ICON = {"pending": "·", "done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.errors import ProvisionError, UsageError
-from provision.steps import Options
+from provision.resources.steps import Options
 
 FORMAT = "provision-plan/1"
 

@@ -110,9 +110,9 @@ def run_demo(*, out_dir: Path | str = DEFAULT_OUT, emulator_url: str | None = No
              listener: Any = None) -> DemoResult:
     """Write the demo blueprint and studies into `out_dir`, then apply, configure and smoke-check
     the blueprint on an emulator (embedded unless `emulator_url`)."""
-    from provision import pipeline
-    from provision.blueprint import load_blueprint
-    from provision.demo_data import write_demo_studies
+    from provision.running import flow
+    from provision.blueprint.load import load_blueprint
+    from provision.demo.studies import write_demo_studies
     from provision.errors import ProvisionError
     from provision.gcp.target import Target
 
@@ -126,7 +126,7 @@ def run_demo(*, out_dir: Path | str = DEFAULT_OUT, emulator_url: str | None = No
     bp = load_blueprint(blueprint)
     with _emulator(emulator_url) as (url, embedded):
         target = Target.from_env(emulator=url)
-        outcome = pipeline.apply_and_check(bp, target, listener, browser=browser or None, smoke_dir=out / "smoke")
+        outcome = flow.apply_and_check(bp, target, listener, browser=browser or None, smoke_dir=out / "smoke")
     if not outcome.ok:
         raise ProvisionError(f"the demo failed: {outcome.error}")
     return DemoResult(out, blueprint, url, embedded, studies, outcome, time.monotonic() - started)

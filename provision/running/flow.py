@@ -107,7 +107,7 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
     """The DICOMweb smoke on every store and every viewer source (at least one study each: a source the
     viewer cannot read fails the smoke, with how to get access), and the browser smoke on the default
     data source and each viewer source when asked (default: `smoke.browser`)."""
-    from provision.smoke import run_blueprint_smoke
+    from provision.running.smoke import run_blueprint_smoke
 
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
@@ -121,12 +121,12 @@ def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any
                     smoke_dir: Path | str = "out/smoke", opts: Any = None) -> Outcome:
     """Apply, write the OHIF config, then smoke-check (browser screenshots into `smoke_dir`).
     Failures land in `Outcome.error`."""
-    from provision import provisioner
+    from provision.running import lifecycle
     from provision.ohif.config import config_warnings
 
     outcome = Outcome(bp.project.id)
     try:
-        outcome.apply = provisioner.apply(bp, target, listener, plan_=plan_, cancel=cancel, opts=opts)
+        outcome.apply = lifecycle.apply(bp, target, listener, plan_=plan_, cancel=cancel, opts=opts)
         outcome.config = write_config(bp, target)
         outcome.notes += config_warnings(bp, emulator_url=target.emulator)
         if run_smoke:

@@ -12,16 +12,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from provision import plan as plan_mod
-from provision import preflight
-from provision.engine import Engine, Event, Listener, RunResult, StepResult, emit
+from provision.planning import plan as plan_mod
+from provision.checks import preflight
+from provision.running.engine import Engine, Event, Listener, RunResult, StepResult, emit
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
-from provision.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
-from provision.steps import Options
+from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
+from provision.resources.steps import Options
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
            "ApplyFailed", "NeedsFlag", "Target", "Options"]

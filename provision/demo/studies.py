@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from provision.checks.answers import ohif_patient_name
 import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -52,11 +53,6 @@ def uid(*parts: object, namespace: uuid.UUID = NAMESPACE) -> str:
 
 
 IMPLEMENTATION_UID = uid("implementation", "provision-demo-data", 1)
-
-
-def ohif_patient_name(pn: str) -> str:
-    """A DICOM PN as OHIF's study list shows it: first '^' -> ', ', other '^' -> ' ', trimmed."""
-    return pn.replace("^", ", ", 1).replace("^", " ").strip()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from provision.gcp.context import Ctx, Reporter
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.redact import redact
-from provision.steps import Step
+from provision.resources.steps import Step
 
 WORKERS = 8
 

@@ -74,7 +74,7 @@ def shard(paths: list[Path], spec: str | None) -> list[Path]:
 
 def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
     """Load every blueprint; all problems of all files in one BlueprintError."""
-    from provision.blueprint import load_blueprint
+    from provision.blueprint.load import load_blueprint
 
     items, problems = [], []
     for path in shard(expand(paths), shard_spec):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -35,6 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from provision.checks.answers import _Failed, _http_failure, frame_problem, http_problem, ohif_patient_name
 from provision.words import plural
 
 __all__ = [
@@ -131,62 +131,7 @@ class SmokeReport:
         return self.summary()
 
 
-class _Failed(Exception):
-    def __init__(self, detail: str, status: int | None = None):
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-
-
 # ------------------------------------------------------------------------- helpers
-
-
-def _google_message(resp: requests.Response) -> tuple[str, str]:
-    """(message, reason) from a google.rpc.Status body, or a short text excerpt."""
-    try:
-        body = resp.json()
-    except ValueError:
-        text = (resp.text or "").strip().replace("\n", " ")
-        return text[:300], ""
-    err = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(err, dict):
-        return json.dumps(body)[:300], ""
-    reason = ""
-    for d in err.get("details") or []:
-        if isinstance(d, dict) and d.get("reason"):
-            reason = str(d["reason"])
-            break
-    return str(err.get("message", ""))[:500], reason
-
-
-def _likely_cause(status: int, reason: str, message: str) -> str:
-    if reason == "SERVICE_DISABLED" or "has not been used" in message or "is disabled" in message:
-        return "the Cloud Healthcare API is not enabled on the project (apply enables it)"
-    if status == 401:
-        return "the credentials were refused: the access token is missing or expired (gcloud auth application-default login)"
-    if status == 403:
-        return (
-            "the caller lacks roles/healthcare.dicomViewer on the store (or its dataset/project), or the store path "
-            "is wrong: Google answers 403, not 404, for a store that does not exist"
-        )
-    if status == 404:
-        return "wrong store path: check the project, location, dataset and store IDs"
-    if status == 400:
-        return "the server refused the request as the viewer sends it"
-    if status == 406:
-        return "the server cannot answer in the media type the viewer asks for"
-    if status == 429:
-        return "quota exceeded or rate limited: retry later"
-    if status >= 500:
-        return "the service failed or is unavailable: retry, and check the service status"
-    return "unexpected answer"
-
-
-def _http_failure(method: str, url: str, resp: requests.Response, what: str) -> _Failed:
-    message, reason = _google_message(resp)
-    cause = _likely_cause(resp.status_code, reason, message)
-    said = f": {message}" if message else ""
-    return _Failed(f"{what}: {method} {url} answered {resp.status_code}{said}. Likely cause: {cause}.", resp.status_code)
 
 
 def _connection_failure(method: str, url: str, exc: Exception) -> _Failed:
@@ -224,70 +169,8 @@ def _study_summary(study: dict[str, Any]) -> dict[str, str]:
         "study_uid": str(_value(study, "0020000D")),
         "study_date": str(_value(study, "00080020") or ""),
         "patient_name": pn,
-        "patient_name_ohif": pn.replace("^", ", ", 1).replace("^", " ").strip(),
+        "patient_name_ohif": ohif_patient_name(pn),
     }
-
-
-def _multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
-    """The parts of a multipart body (headers lower-cased), per RFC 2046."""
-    m = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type, re.I)
-    if not m:
-        raise ValueError("no boundary in Content-Type")
-    boundary = (m.group(1) or m.group(2)).encode()
-    delimiter = b"--" + boundary
-    chunks = body.split(delimiter)
-    if len(chunks) < 3:
-        raise ValueError("the body does not contain the boundary")
-    parts = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break  # the close delimiter
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
-        head, sep, payload = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            raise ValueError("a part has no header/body separator")
-        if payload.endswith(b"\r\n"):
-            payload = payload[:-2]
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            if ":" in line:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-        parts.append((headers, payload))
-    return parts
-
-
-# ------------------------------------------------------------- judgements (shared)
-# What an answer means, whoever asked: the checks below and the browser smoke (which sees the
-# viewer's own requests) judge the same answers with the same words.
-
-
-def http_problem(method: str, url: str, status: int, body: bytes | str, what: str) -> str:
-    """`what: METHOD URL answered STATUS: Google's message. Likely cause: ...`"""
-    fake = requests.Response()
-    fake.status_code = status
-    fake._content = body.encode() if isinstance(body, str) else (body or b"")
-    return _http_failure(method, url, fake, what).detail
-
-
-def frame_problem(url: str, content_type: str, body: bytes, expect_bytes: int = 0) -> tuple[str | None, str]:
-    """(problem or None, detail) for a frames/1 answer: multipart/related with a non-empty part, and as many
-    uncompressed bytes as Rows x Columns x BitsAllocated/8 x SamplesPerPixel when `expect_bytes` is known."""
-    if not content_type.lower().startswith("multipart/related"):
-        return (f"frame retrieval: GET {url} answered Content-Type {content_type!r}, not multipart/related. "
-                "Likely cause: the server ignores the viewer's multipart Accept.", "")
-    try:
-        parts = _multipart_parts(content_type, body)
-    except ValueError as exc:
-        return f"frame retrieval: GET {url}: the multipart body cannot be parsed ({exc}).", ""
-    if not parts or not parts[0][1]:
-        return f"frame retrieval: GET {url} returned {len(parts)} parts and no pixel bytes.", ""
-    size = len(parts[0][1])
-    ts = re.search(r"transfer-syntax=([0-9.]+)", content_type + ";" + parts[0][0].get("content-type", ""))
-    if ts and ts.group(1) in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2") and expect_bytes and size < expect_bytes:
-        return f"frame retrieval: GET {url} returned {size} bytes of uncompressed pixels, expected {expect_bytes}.", ""
-    syntax = f", transfer syntax {ts.group(1)}" if ts else ""
-    return None, f"{len(parts)} part(s), {size} bytes{syntax}"
 
 
 # --------------------------------------------------------------------------- checks
@@ -510,7 +393,7 @@ def run_dicomweb_smoke(
     """Run the viewer's DICOMweb requests (`CHECKS`) against one store; never raises for a failed check.
 
     Each GET goes through the project's retry policy for `retry_s` seconds (429, 5xx, resets; none
-    by default; `run_blueprint_smoke` gives the target's `timing.smoke_retry_s`);
+    by default; `provision.running.smoke.run_blueprint_smoke` gives the target's `timing.smoke_retry_s`);
     the retries a check needed are said in its detail. `has_import`: the store is filled by an
     import (the hint for an empty store then points at it)."""
     root = store_dicomweb_root.rstrip("/")
@@ -555,140 +438,3 @@ def _retrying_get(http: requests.Session, origin: str, timeout: float, retry_s: 
     return get
 
 
-# ------------------------------------------------------------------ whole blueprint
-
-
-@dataclass
-class BlueprintSmoke:
-    """The smoke of a whole blueprint: DICOMweb per store and per viewer source (`source:NAME`),
-    then (when asked) the browser on the default data source and on each viewer source.
-
-    A browser smoke that was asked for and could not run (no study to look for, the DICOMweb
-    smoke failed, no Chromium or Playwright, no viewer) is `browser_not_run` (a source's:
-    `browser_sources_not_run[NAME]`), with the reason, and fails the smoke: a check nobody ran
-    must never read as passed."""
-
-    stores: dict[str, SmokeReport] = field(default_factory=dict)
-    browser: Any = None  # provision.ohif.browser.BrowserReport, when run
-    browser_not_run: str = ""
-    browser_sources: dict[str, Any] = field(default_factory=dict)        # source name -> BrowserReport
-    browser_sources_not_run: dict[str, str] = field(default_factory=dict)  # source name -> why
-
-    @property
-    def ok(self) -> bool:
-        return (all(r.ok for r in self.stores.values()) and not self.browser_not_run
-                and (self.browser is None or self.browser.ok)
-                and not self.browser_sources_not_run and all(r.ok for r in self.browser_sources.values()))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "dicomweb": {store: r.to_dict() for store, r in self.stores.items()},
-            "browser": self.browser.to_dict() if self.browser is not None else None,
-            **({"browser_not_run": self.browser_not_run} if self.browser_not_run else {}),
-            **({"browser_sources": {n: r.to_dict() for n, r in self.browser_sources.items()}}
-               if self.browser_sources else {}),
-            **({"browser_sources_not_run": self.browser_sources_not_run} if self.browser_sources_not_run else {}),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def summary(self) -> str:
-        parts = [r.summary() for r in self.stores.values()]
-        if self.browser is not None:
-            parts.append(self.browser.summary())
-        elif self.browser_not_run:
-            parts.append(f"browser smoke NOT RUN (asked for, so the smoke fails): {self.browser_not_run}")
-        parts += [r.summary() for r in self.browser_sources.values()]
-        parts += [f"browser smoke of data source {name} NOT RUN (asked for, so the smoke fails): {why}"
-                  for name, why in self.browser_sources_not_run.items()]
-        return "\n".join(parts)
-
-
-def run_blueprint_smoke(
-    bp: Any,
-    *,
-    session: requests.Session | None = None,
-    emulator_url: str | None = None,
-    browser: bool = False,
-    token: str | None = None,
-    out_dir: Any = "out/smoke",
-    retry_s: float = 60.0,
-) -> BlueprintSmoke:
-    """`provision smoke`: the DICOMweb smoke on every store of `bp` and on every viewer source (at least
-    one study each), then with `browser=True` the real viewer on the first store (the viewer's default
-    data source) and on each viewer source (`?datasources=NAME`). Never raises for a check that
-    failed or could not run: the report says which, and why. Viewer sources saying `idc: latest`
-    must be pinned first (provision.pipeline.pinned).
-
-    `session` carries the credentials (an AuthorizedSession for Google Cloud; None for an emulator
-    without --enforce-iam); a viewer source that is a plain DICOMweb root gets none (the caller's
-    Google token goes to Google only). `token` is the access token handed to the viewer with `?token=` (ADC's
-    token on Google Cloud); it is used only inside the browser and never reported. `retry_s`: how
-    long each GET is retried (the target's timing profile, `smoke_retry_s`).
-    """
-    from pathlib import Path
-
-    from provision.errors import ProvisionError
-    from provision.ohif.config import dicomweb_root, render_config, source_root
-    from provision.resources.viewer_source import resolve
-
-    result = BlueprintSmoke()
-    for store in bp.dicom_stores:
-        root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
-        has_import = bool(getattr(store, "import_", None))
-        result.stores[store.id] = run_dicomweb_smoke(root, session=session, origin=bp.viewer.origin,
-                                                     min_studies=bp.smoke.min_studies if has_import else 0,
-                                                     retry_s=retry_s, has_import=has_import)
-    sources = resolve(bp) if getattr(bp, "viewer_sources", None) else []
-    for source in sources:
-        report = run_dicomweb_smoke(source_root(source, emulator_url=emulator_url),
-                                    session=session if source.store else requests.Session(),
-                                    origin=bp.viewer.origin, min_studies=1, retry_s=retry_s)
-        if source.store and any(c.status in (401, 403) for c in report.failures):
-            for c in report.failures:
-                c.detail += f" How to get access to source {source.name}: {source.access}."
-        result.stores[f"source:{source.name}"] = report
-    if not browser:
-        return result
-    first_id = bp.dicom_stores[0].id
-    first = result.stores[first_id]
-    expected = first.browser_expectations()
-    if not first.ok:
-        result.browser_not_run = f"the DICOMweb smoke of store {first_id} failed (above); fix that first"
-    elif not expected:
-        result.browser_not_run = (f"store {first_id} (the viewer's default data source) holds no study for the viewer "
-                                  "to show; import studies into it, or leave out --browser (smoke.browser)")
-    from provision.ohif.browser import run_browser_smoke
-
-    if emulator_url:
-        # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
-        # emulator, where the viewer signs in for real when the config has an oidc block.
-        config_js = render_config(bp)
-        route = {"google_via": emulator_url, "origin": bp.viewer.origin}
-        token = None if getattr(bp.viewer, "oauth_client_id", None) else token
-    else:  # on Google Cloud no one can sign in interactively: ADC's token through OHIF's ?token=
-        config_js = render_config(bp, oidc=False)
-        route = {}
-    if not result.browser_not_run:
-        try:
-            result.browser = run_browser_smoke(config_js, expected_studies=expected, token=token, out_dir=Path(out_dir),
-                                               **route)
-        except ProvisionError as exc:  # no Chromium, no Playwright, no viewer: the check could not run
-            result.browser_not_run = str(exc)
-    # Each viewer source: its study list (?datasources=NAME) and one image, screenshots in out_dir/source-NAME.
-    for source in sources:
-        report = result.stores[f"source:{source.name}"]
-        expected = report.browser_expectations()
-        if not report.ok or not expected:
-            result.browser_sources_not_run[source.name] = (
-                f"the DICOMweb smoke of source {source.name} failed (above); fix that first")
-            continue
-        try:
-            result.browser_sources[source.name] = run_browser_smoke(
-                config_js, expected_studies=expected, token=token, out_dir=Path(out_dir) / f"source-{source.name}",
-                data_source=source.name, **route)
-        except ProvisionError as exc:
-            result.browser_sources_not_run[source.name] = str(exc)
-    return result

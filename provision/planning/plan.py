@@ -19,7 +19,7 @@ from provision.gcp.context import Ctx
 from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store
 from provision.resources import dicom_store_iam, ownership, project, project_iam, service_agent, upload, viewer_source
 from provision.resources.base import PHASES, Draft, Live
-from provision.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
+from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
 
 __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREATE", "UPDATE", "NOOP", "DELETE",
            "KEEP", "REPLACE"]

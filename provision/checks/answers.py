@@ -1,0 +1,126 @@
+"""What an answer means, whoever asked: the DICOMweb smoke (provision.checks.dicomweb) and the browser
+smoke (provision.ohif.browser, which sees the viewer's own requests) judge the same answers with the
+same words."""
+from __future__ import annotations
+
+import json
+import re
+
+import requests
+
+
+def ohif_patient_name(pn: str) -> str:
+    """A DICOM PN as OHIF's study list shows it: first '^' -> ', ', other '^' -> ' ', trimmed."""
+    return pn.replace("^", ", ", 1).replace("^", " ").strip()
+
+
+class _Failed(Exception):
+    def __init__(self, detail: str, status: int | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+def _google_message(resp: requests.Response) -> tuple[str, str]:
+    """(message, reason) from a google.rpc.Status body, or a short text excerpt."""
+    try:
+        body = resp.json()
+    except ValueError:
+        text = (resp.text or "").strip().replace("\n", " ")
+        return text[:300], ""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return json.dumps(body)[:300], ""
+    reason = ""
+    for d in err.get("details") or []:
+        if isinstance(d, dict) and d.get("reason"):
+            reason = str(d["reason"])
+            break
+    return str(err.get("message", ""))[:500], reason
+
+
+def _likely_cause(status: int, reason: str, message: str) -> str:
+    if reason == "SERVICE_DISABLED" or "has not been used" in message or "is disabled" in message:
+        return "the Cloud Healthcare API is not enabled on the project (apply enables it)"
+    if status == 401:
+        return "the credentials were refused: the access token is missing or expired (gcloud auth application-default login)"
+    if status == 403:
+        return (
+            "the caller lacks roles/healthcare.dicomViewer on the store (or its dataset/project), or the store path "
+            "is wrong: Google answers 403, not 404, for a store that does not exist"
+        )
+    if status == 404:
+        return "wrong store path: check the project, location, dataset and store IDs"
+    if status == 400:
+        return "the server refused the request as the viewer sends it"
+    if status == 406:
+        return "the server cannot answer in the media type the viewer asks for"
+    if status == 429:
+        return "quota exceeded or rate limited: retry later"
+    if status >= 500:
+        return "the service failed or is unavailable: retry, and check the service status"
+    return "unexpected answer"
+
+
+def _http_failure(method: str, url: str, resp: requests.Response, what: str) -> _Failed:
+    message, reason = _google_message(resp)
+    cause = _likely_cause(resp.status_code, reason, message)
+    said = f": {message}" if message else ""
+    return _Failed(f"{what}: {method} {url} answered {resp.status_code}{said}. Likely cause: {cause}.", resp.status_code)
+
+
+def _multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart body (headers lower-cased), per RFC 2046."""
+    m = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type, re.I)
+    if not m:
+        raise ValueError("no boundary in Content-Type")
+    boundary = (m.group(1) or m.group(2)).encode()
+    delimiter = b"--" + boundary
+    chunks = body.split(delimiter)
+    if len(chunks) < 3:
+        raise ValueError("the body does not contain the boundary")
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break  # the close delimiter
+        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
+        head, sep, payload = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("a part has no header/body separator")
+        if payload.endswith(b"\r\n"):
+            payload = payload[:-2]
+        headers = {}
+        for line in head.decode("latin-1").split("\r\n"):
+            if ":" in line:
+                k, _, v = line.partition(":")
+                headers[k.strip().lower()] = v.strip()
+        parts.append((headers, payload))
+    return parts
+
+
+def http_problem(method: str, url: str, status: int, body: bytes | str, what: str) -> str:
+    """`what: METHOD URL answered STATUS: Google's message. Likely cause: ...`"""
+    fake = requests.Response()
+    fake.status_code = status
+    fake._content = body.encode() if isinstance(body, str) else (body or b"")
+    return _http_failure(method, url, fake, what).detail
+
+
+def frame_problem(url: str, content_type: str, body: bytes, expect_bytes: int = 0) -> tuple[str | None, str]:
+    """(problem or None, detail) for a frames/1 answer: multipart/related with a non-empty part, and as many
+    uncompressed bytes as Rows x Columns x BitsAllocated/8 x SamplesPerPixel when `expect_bytes` is known."""
+    if not content_type.lower().startswith("multipart/related"):
+        return (f"frame retrieval: GET {url} answered Content-Type {content_type!r}, not multipart/related. "
+                "Likely cause: the server ignores the viewer's multipart Accept.", "")
+    try:
+        parts = _multipart_parts(content_type, body)
+    except ValueError as exc:
+        return f"frame retrieval: GET {url}: the multipart body cannot be parsed ({exc}).", ""
+    if not parts or not parts[0][1]:
+        return f"frame retrieval: GET {url} returned {len(parts)} parts and no pixel bytes.", ""
+    size = len(parts[0][1])
+    ts = re.search(r"transfer-syntax=([0-9.]+)", content_type + ";" + parts[0][0].get("content-type", ""))
+    if ts and ts.group(1) in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2") and expect_bytes and size < expect_bytes:
+        return f"frame retrieval: GET {url} returned {size} bytes of uncompressed pixels, expected {expect_bytes}.", ""
+    syntax = f", transfer syntax {ts.group(1)}" if ts else ""
+    return None, f"{len(parts)} part(s), {size} bytes{syntax}"

@@ -1,0 +1,1 @@
+"""`provision demo`: synthetic studies (studies.py) and the whole flow offline (run.py)."""

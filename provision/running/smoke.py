@@ -1,0 +1,147 @@
+"""The smoke check of a whole blueprint: DICOMweb per store and per viewer source
+(provision.checks.dicomweb), then, when asked, the real viewer in a browser (provision.ohif.browser)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from provision.checks.dicomweb import SmokeReport, run_dicomweb_smoke
+
+
+@dataclass
+class BlueprintSmoke:
+    """The smoke of a whole blueprint: DICOMweb per store and per viewer source (`source:NAME`),
+    then (when asked) the browser on the default data source and on each viewer source.
+
+    A browser smoke that was asked for and could not run (no study to look for, the DICOMweb
+    smoke failed, no Chromium or Playwright, no viewer) is `browser_not_run` (a source's:
+    `browser_sources_not_run[NAME]`), with the reason, and fails the smoke: a check nobody ran
+    must never read as passed."""
+
+    stores: dict[str, SmokeReport] = field(default_factory=dict)
+    browser: Any = None  # provision.ohif.browser.BrowserReport, when run
+    browser_not_run: str = ""
+    browser_sources: dict[str, Any] = field(default_factory=dict)        # source name -> BrowserReport
+    browser_sources_not_run: dict[str, str] = field(default_factory=dict)  # source name -> why
+
+    @property
+    def ok(self) -> bool:
+        return (all(r.ok for r in self.stores.values()) and not self.browser_not_run
+                and (self.browser is None or self.browser.ok)
+                and not self.browser_sources_not_run and all(r.ok for r in self.browser_sources.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "dicomweb": {store: r.to_dict() for store, r in self.stores.items()},
+            "browser": self.browser.to_dict() if self.browser is not None else None,
+            **({"browser_not_run": self.browser_not_run} if self.browser_not_run else {}),
+            **({"browser_sources": {n: r.to_dict() for n, r in self.browser_sources.items()}}
+               if self.browser_sources else {}),
+            **({"browser_sources_not_run": self.browser_sources_not_run} if self.browser_sources_not_run else {}),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def summary(self) -> str:
+        parts = [r.summary() for r in self.stores.values()]
+        if self.browser is not None:
+            parts.append(self.browser.summary())
+        elif self.browser_not_run:
+            parts.append(f"browser smoke NOT RUN (asked for, so the smoke fails): {self.browser_not_run}")
+        parts += [r.summary() for r in self.browser_sources.values()]
+        parts += [f"browser smoke of data source {name} NOT RUN (asked for, so the smoke fails): {why}"
+                  for name, why in self.browser_sources_not_run.items()]
+        return "\n".join(parts)
+
+
+def run_blueprint_smoke(
+    bp: Any,
+    *,
+    session: requests.Session | None = None,
+    emulator_url: str | None = None,
+    browser: bool = False,
+    token: str | None = None,
+    out_dir: Any = "out/smoke",
+    retry_s: float = 60.0,
+) -> BlueprintSmoke:
+    """`provision smoke`: the DICOMweb smoke on every store of `bp` and on every viewer source (at least
+    one study each), then with `browser=True` the real viewer on the first store (the viewer's default
+    data source) and on each viewer source (`?datasources=NAME`). Never raises for a check that
+    failed or could not run: the report says which, and why. Viewer sources saying `idc: latest`
+    must be pinned first (provision.running.flow.pinned).
+
+    `session` carries the credentials (an AuthorizedSession for Google Cloud; None for an emulator
+    without --enforce-iam); a viewer source that is a plain DICOMweb root gets none (the caller's
+    Google token goes to Google only). `token` is the access token handed to the viewer with `?token=` (ADC's
+    token on Google Cloud); it is used only inside the browser and never reported. `retry_s`: how
+    long each GET is retried (the target's timing profile, `smoke_retry_s`).
+    """
+    from pathlib import Path
+
+    from provision.errors import ProvisionError
+    from provision.ohif.config import dicomweb_root, render_config, source_root
+    from provision.resources.viewer_source import resolve
+
+    result = BlueprintSmoke()
+    for store in bp.dicom_stores:
+        root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
+        has_import = bool(getattr(store, "import_", None))
+        result.stores[store.id] = run_dicomweb_smoke(root, session=session, origin=bp.viewer.origin,
+                                                     min_studies=bp.smoke.min_studies if has_import else 0,
+                                                     retry_s=retry_s, has_import=has_import)
+    sources = resolve(bp) if getattr(bp, "viewer_sources", None) else []
+    for source in sources:
+        report = run_dicomweb_smoke(source_root(source, emulator_url=emulator_url),
+                                    session=session if source.store else requests.Session(),
+                                    origin=bp.viewer.origin, min_studies=1, retry_s=retry_s)
+        if source.store and any(c.status in (401, 403) for c in report.failures):
+            for c in report.failures:
+                c.detail += f" How to get access to source {source.name}: {source.access}."
+        result.stores[f"source:{source.name}"] = report
+    if not browser:
+        return result
+    first_id = bp.dicom_stores[0].id
+    first = result.stores[first_id]
+    expected = first.browser_expectations()
+    if not first.ok:
+        result.browser_not_run = f"the DICOMweb smoke of store {first_id} failed (above); fix that first"
+    elif not expected:
+        result.browser_not_run = (f"store {first_id} (the viewer's default data source) holds no study for the viewer "
+                                  "to show; import studies into it, or leave out --browser (smoke.browser)")
+    from provision.ohif.browser import run_browser_smoke
+
+    if emulator_url:
+        # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
+        # emulator, where the viewer signs in for real when the config has an oidc block.
+        config_js = render_config(bp)
+        route = {"google_via": emulator_url, "origin": bp.viewer.origin}
+        token = None if getattr(bp.viewer, "oauth_client_id", None) else token
+    else:  # on Google Cloud no one can sign in interactively: ADC's token through OHIF's ?token=
+        config_js = render_config(bp, oidc=False)
+        route = {}
+    if not result.browser_not_run:
+        try:
+            result.browser = run_browser_smoke(config_js, expected_studies=expected, token=token, out_dir=Path(out_dir),
+                                               **route)
+        except ProvisionError as exc:  # no Chromium, no Playwright, no viewer: the check could not run
+            result.browser_not_run = str(exc)
+    # Each viewer source: its study list (?datasources=NAME) and one image, screenshots in out_dir/source-NAME.
+    for source in sources:
+        report = result.stores[f"source:{source.name}"]
+        expected = report.browser_expectations()
+        if not report.ok or not expected:
+            result.browser_sources_not_run[source.name] = (
+                f"the DICOMweb smoke of source {source.name} failed (above); fix that first")
+            continue
+        try:
+            result.browser_sources[source.name] = run_browser_smoke(
+                config_js, expected_studies=expected, token=token, out_dir=Path(out_dir) / f"source-{source.name}",
+                data_source=source.name, **route)
+        except ProvisionError as exc:
+            result.browser_sources_not_run[source.name] = str(exc)
+    return result
