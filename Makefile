@@ -9,7 +9,7 @@ CHROMIUM := /usr/bin/chromium
 
 ORTHANC := /usr/sbin/Orthanc
 
-.PHONY: demo test setup chromium ohif orthanc bench clean
+.PHONY: demo test setup chromium ohif orthanc bench clean minimums
 
 setup: $(STAMP)
 
@@ -32,8 +32,25 @@ ohif: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/provision demo
 
-test: $(STAMP) chromium ohif orthanc
+test: $(STAMP) chromium ohif orthanc minimums
 	$(VENV)/bin/pytest -q
+
+# The declared lower bounds are true: every runtime dependency pinned to its minimum
+# (tools/minimum_requirements.py) must install together, and the demo must pass on them.
+MIN_VENV := .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+
+$(MIN_STAMP): pyproject.toml tools/minimum_requirements.py
+	rm -rf $(MIN_VENV) && python3 -m venv $(MIN_VENV)
+	python3 tools/minimum_requirements.py > $(MIN_VENV)/minimums.txt
+	$(MIN_VENV)/bin/pip install -q -r $(MIN_VENV)/minimums.txt
+	$(MIN_VENV)/bin/pip install -q --no-deps .
+	touch $(MIN_STAMP)
+
+minimums: $(MIN_STAMP)
+	rm -rf $(MIN_VENV)/demo && mkdir -p $(MIN_VENV)/demo
+	cd $(MIN_VENV)/demo && ../bin/provision demo --out out > demo.log 2>&1 || { tail -30 demo.log; exit 1; }
+	@echo "minimum versions: the demo passed on $$(tr '\n' ' ' < $(MIN_VENV)/minimums.txt)"
 
 orthanc: $(ORTHANC)
 
@@ -47,4 +64,4 @@ bench: $(STAMP) orthanc
 	for b in bench/[!_]*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(MIN_VENV) out .pytest_cache
