@@ -4,7 +4,11 @@ with the AUTH_PERMISSION_DENIED ErrorInfo Service Usage attaches.
 
 Calls answer the way the recorded exchanges show: `:enable` and `:batchEnable` answer just the
 operation's name, `:disable` its name and metadata; an already-enabled service answers the
-synchronous `operations/noop.DONE_OPERATION`, which cannot be polled (404).
+synchronous `operations/noop.DONE_OPERATION`, which cannot be polled (404). Evidence: Terraform's
+maintainers found that Service Usage "can return an Operation that doesn't require refreshing because
+it's already done, and returns an error if you try to query it again"
+(hashicorp/terraform-provider-google#1630); no recording shows a 200 for it. Which error code Google
+answers is not recorded: 404 NOT_FOUND is this emulator's choice.
 """
 from __future__ import annotations
 
