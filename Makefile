@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(VENV)/bin/provision demo
 
 test: $(STAMP) chromium ohif orthanc minimums
-	$(VENV)/bin/pytest -q
+	PROVISION_NO_SKIP=1 $(VENV)/bin/pytest -q -rs --durations=10
 
 # The declared lower bounds are true: every runtime dependency pinned to its minimum
 # (tools/minimum_requirements.py) must install together, and the demo must pass on them.

@@ -1,6 +1,7 @@
 """Shared fixtures: a real emulator on a free loopback port, stopped after each test."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -32,3 +33,27 @@ def emulator_factory() -> Iterator[Callable[..., EmulatorServer]]:
 def emulator(emulator_factory) -> EmulatorServer:
     """A fresh in-memory emulator with no latency and no faults."""
     return emulator_factory()
+
+
+# `make test` installs everything the tests need (chromium, node, the OHIF viewer, Orthanc), so there
+# a skip means a missing install step, not a passing test: with PROVISION_NO_SKIP=1 (set by the
+# Makefile) any skip but a `live` test's (real Google Cloud, no credentials here) fails the run.
+_UNEXPECTED_SKIPS: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "live" not in report.keywords and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _UNEXPECTED_SKIPS.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+    if _UNEXPECTED_SKIPS and os.environ.get("PROVISION_NO_SKIP") == "1":
+        terminalreporter.section("unexpected skips (PROVISION_NO_SKIP=1): a missing install step?", red=True)
+        for line in _UNEXPECTED_SKIPS:
+            terminalreporter.line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _UNEXPECTED_SKIPS and os.environ.get("PROVISION_NO_SKIP") == "1" and exitstatus == 0:
+        session.exitstatus = 1

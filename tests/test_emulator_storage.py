@@ -174,8 +174,6 @@ def test_bucket_iam_read_modify_write(emulator, client, bucket):
 
 
 def test_granting_a_service_agent_that_does_not_exist_yet(emulator, client, bucket):
-    if not hasattr(emulator.world, "serviceusage"):
-        pytest.skip("Service Usage backend not built")
     number = str(bucket.project_number)
     agent = f"serviceAccount:service-{number}@gcp-sa-healthcare.iam.gserviceaccount.com"
     policy = bucket.get_iam_policy()
