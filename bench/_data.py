@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from provision.demo import studies
+from provision.demo import studies as demo_studies
 
 VERSION = 2                      # bump when the bytes of a file would change
 ROWS = COLS = 256
@@ -40,7 +40,7 @@ DAYS = (dt.date(2024, 12, 31) - FIRST_DAY).days + 1
 
 def uid(*parts: object) -> str:
     """`2.25.<decimal of a UUIDv5>`: a valid, deterministic DICOM UID (at most 44 characters)."""
-    return studies.uid(*parts, namespace=NAMESPACE)
+    return demo_studies.uid(*parts, namespace=NAMESPACE)
 
 
 def patient_id(i: int) -> str:
@@ -73,38 +73,38 @@ def _phantom() -> np.ndarray:
 
 
 def _study(uid_: str, patient_name: str, patient_id: str, date: str, accession: str,
-           description: str) -> studies.Study:
-    return studies.Study(uid=uid_, patient_name=patient_name, patient_id=patient_id, date=date, id=accession[-8:],
+           description: str) -> demo_studies.Study:
+    return demo_studies.Study(uid=uid_, patient_name=patient_name, patient_id=patient_id, date=date, id=accession[-8:],
                            accession=accession, description=description, referring="REFERRER^BENCH")
 
 
 SERIES_STUDY = _study(SERIES_STUDY_UID, "BENCH^SERIES", SERIES_PATIENT_ID, "20200615", "ACCSERIES0001",
                       "Bench CT 64 slices")
-SERIES = studies.Series(uid=SERIES_UID, description="Axial 64 x 2.5mm", body_part="HEAD",
+SERIES = demo_studies.Series(uid=SERIES_UID, description="Axial 64 x 2.5mm", body_part="HEAD",
                           frame_of_reference=uid("series-study", "frame"))
 
 
 class _Writer:
-    """One CT template (studies.ct_image) whose header is re-encoded per file, pixels appended raw."""
+    """One CT template (demo_studies.ct_image) whose header is re-encoded per file, pixels appended raw."""
 
     def __init__(self) -> None:
-        self.ds = studies.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
+        self.ds = demo_studies.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
                                      z=0.0, hu=_phantom(), spacing=SPACING, thickness=THICKNESS)
         self.base = np.frombuffer(self.ds.PixelData, "<i2").reshape(ROWS, COLS)
         del self.ds.PixelData
         # (7FE0,0010) OW, explicit VR LE: tag, "OW", 2 reserved bytes, 4-byte length.
         self.pixel_header = struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, self.base.nbytes)
 
-    def encode(self, study: studies.Study, series: studies.Series, *, sop: str, number: int, z: float,
+    def encode(self, study: demo_studies.Study, series: demo_studies.Series, *, sop: str, number: int, z: float,
                shift: int) -> bytes:
         ds = self.ds
-        studies.set_study(ds, study)
-        studies.set_series(ds, series)
+        demo_studies.set_study(ds, study)
+        demo_studies.set_series(ds, series)
         ds.SOPInstanceUID = sop
         ds.InstanceNumber = number
-        studies.set_plane(ds, z=z, spacing=SPACING, thickness=THICKNESS, size=ROWS)
+        demo_studies.set_plane(ds, z=z, spacing=SPACING, thickness=THICKNESS, size=ROWS)
         pixels = np.roll(self.base, shift, axis=1) if shift else self.base
-        return studies.part10_bytes(studies.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
+        return demo_studies.part10_bytes(demo_studies.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
 
 
 def study_path(root: Path, i: int) -> Path:
@@ -138,7 +138,7 @@ def ensure(n_studies: int, root: Path = DEFAULT_DIR, log=None) -> dict:
     if todo or not all(series_path(root, k).exists() for k in range(SERIES_SLICES)):
         w = _Writer()
         for i in todo:
-            series = studies.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
+            series = demo_studies.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
                                       frame_of_reference=uid("study", i, "frame"))
             study = _study(study_uid(i), f"BENCH^PATIENT{i + 1:06d}", patient_id(i), study_date(i), f"ACC{i + 1:09d}",
                            f"Bench CT head {i + 1}")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 import _data  # noqa: E402  (the same template, smaller pixels)
 
-from provision.demo import studies  # noqa: E402
+from provision.demo import studies as demo_studies  # noqa: E402
 
 VERSION = 1
 SIZE = 16
@@ -37,7 +37,7 @@ DEFAULT_DIR = CACHE / f"data-v{VERSION}"
 
 
 def uid(*parts: object) -> str:
-    return studies.uid(*parts, namespace=NAMESPACE)
+    return demo_studies.uid(*parts, namespace=NAMESPACE)
 
 
 def patient_id(i: int) -> str:
@@ -46,7 +46,7 @@ def patient_id(i: int) -> str:
 
 SERIES_STUDY = _data._study(uid("series-study"), "LARGE^SERIES", "LARGE-SERIES", "20200615", "ACCLARGE0001",
                             "Large bench CT 64 slices")
-SERIES = studies.Series(uid=uid("series-study", "series"), description="Axial 64 x 2.5mm", body_part="HEAD",
+SERIES = demo_studies.Series(uid=uid("series-study", "series"), description="Axial 64 x 2.5mm", body_part="HEAD",
                           frame_of_reference=uid("series-study", "frame"))
 
 
@@ -58,7 +58,7 @@ class _SmallWriter(_data._Writer):
 
         y, x = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
         hu = np.where(np.hypot(x - SIZE / 2, y - SIZE / 2) < SIZE / 3, 40, -1000).astype(np.float32)
-        self.ds = studies.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
+        self.ds = demo_studies.ct_image(SERIES_STUDY, SERIES, sop_uid=uid("series-study", "instance", 0), number=1,
                                      z=0.0, hu=hu, spacing=_data.SPACING, thickness=_data.THICKNESS)
         self.base = np.frombuffer(self.ds.PixelData, "<i2").reshape(SIZE, SIZE)
         del self.ds.PixelData
@@ -66,13 +66,13 @@ class _SmallWriter(_data._Writer):
 
     def encode(self, study, series, *, sop: str, number: int, z: float, shift: int) -> bytes:
         ds = self.ds
-        studies.set_study(ds, study)
-        studies.set_series(ds, series)
+        demo_studies.set_study(ds, study)
+        demo_studies.set_series(ds, series)
         ds.SOPInstanceUID = sop
         ds.InstanceNumber = number
-        studies.set_plane(ds, z=z, spacing=_data.SPACING, thickness=_data.THICKNESS, size=SIZE)
+        demo_studies.set_plane(ds, z=z, spacing=_data.SPACING, thickness=_data.THICKNESS, size=SIZE)
         pixels = np.roll(self.base, shift, axis=1) if shift else self.base
-        return studies.part10_bytes(studies.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
+        return demo_studies.part10_bytes(demo_studies.set_file_meta(ds)) + self.pixel_header + pixels.tobytes()
 
 
 def study_path(root: Path, i: int) -> Path:
@@ -100,7 +100,7 @@ def ensure(n_instances: int, root: Path = DEFAULT_DIR, log=None) -> dict:
             _data._write(series_path(root, k), w.encode(SERIES_STUDY, SERIES, sop=uid("series-study", "instance", k),
                                                         number=k + 1, z=-80.0 + _data.THICKNESS * k, shift=k % SIZE))
         for n, i in enumerate(todo):
-            series = studies.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
+            series = demo_studies.Series(uid=uid("study", i, "series"), description="Axial 2.5mm", body_part="HEAD",
                                       frame_of_reference=uid("study", i, "frame"))
             study = _data._study(uid("study", i), f"LARGE^PATIENT{i + 1:07d}", patient_id(i), _data.study_date(i),
                                  f"ACL{i + 1:09d}", f"Large bench CT head {i + 1}")

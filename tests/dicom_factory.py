@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from provision.demo import studies
+from provision.demo import studies as demo_studies
 from provision.demo.studies import Series, Study, ct_image, mr_image, part10_bytes, set_file_meta, set_study
 
 NAMESPACE = uuid.UUID("6f1f6c55-4b8b-4bd4-9d38-6c0f3a5a9e11")
-CT_IMAGE = studies.CT_IMAGE_STORAGE
-MR_IMAGE = studies.MR_IMAGE_STORAGE
+CT_IMAGE = demo_studies.CT_IMAGE_STORAGE
+MR_IMAGE = demo_studies.MR_IMAGE_STORAGE
 SC_MULTIFRAME_WORD = "1.2.840.10008.5.1.4.1.1.7.3"
 INSTITUTION = "Emulator General"
 
 
 def uid(*parts: object) -> str:
     """A deterministic UID under the 2.25 root: `uid("series", "ct1", 1)`."""
-    return studies.uid(*parts, namespace=NAMESPACE)
+    return demo_studies.uid(*parts, namespace=NAMESPACE)
 
 
 def _phantom(size: int, z: float, *, hu: bool) -> np.ndarray:
