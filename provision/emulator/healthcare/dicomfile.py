@@ -76,6 +76,8 @@ class _Fallback(Exception):
 def _dictionary_vr(tag: int) -> str:
     from pydicom.datadict import dictionary_VR
 
+    if (tag >> 16) & 1 and 0x0010 <= (tag & 0xFFFF) <= 0x00FF:
+        return "LO"   # a Private Creator (PS3.5 7.8.1), whatever the group
     try:
         vr = dictionary_VR(tag)
     except KeyError:
@@ -175,7 +177,9 @@ def check_pixel_length(meta: dict, pixel: dict, ts: str) -> None:
     if rows <= 0 or cols <= 0 or spp <= 0 or bits <= 0:
         raise NotDicom(f"Pixel Data without valid Rows ({rows}), Columns ({cols}), SamplesPerPixel ({spp}) and "
                        f"BitsAllocated ({bits})")
-    expected = (rows * cols * spp * frames * bits + 7) // 8
+    # YBR_FULL_422 native pixel data carries two samples per pixel, not three (PS3.3 C.7.6.3.1.2).
+    samples = 2 if spp == 3 and first(meta, "00280004", "") == "YBR_FULL_422" else spp
+    expected = (rows * cols * samples * frames * bits + 7) // 8
     length = pixel["length"]
     if length != expected and length != expected + (expected % 2):
         raise NotDicom(f"Pixel Data length {length} does not match Rows x Columns x SamplesPerPixel x "
@@ -235,7 +239,16 @@ class _Reader:
             return tag, vr, length, pos + 8
         vr = bytes(self.buf[pos + 4:pos + 6]).decode("ascii", "replace")
         if vr in LONG_VRS:
-            return tag, vr, struct.unpack_from("<I", self.buf, pos + 8)[0], pos + 12
+            length = struct.unpack_from("<I", self.buf, pos + 8)[0]
+            if vr == "UN" and length != 0xFFFFFFFF and not (group & 1):
+                # A standard attribute written as UN (by a node that did not know it) holds its value
+                # in Implicit VR LE, which for a non-sequence value is the same bytes: read it by the
+                # dictionary's VR, as pydicom (replace_un_with_known_vr), dcmtk and GDCM do. Whether
+                # Google does is not documented; a store that kept such UIDs as UN would refuse the
+                # instance for missing UIDs, which no recording or report shows.
+                known = _dictionary_vr(tag)
+                vr = known if known not in ("UN", "SQ") else vr
+            return tag, vr, length, pos + 12
         if not vr.isalpha() or not vr.isupper():
             raise ValueError(f"invalid VR at offset {pos}")
         return tag, vr, struct.unpack_from("<H", self.buf, pos + 6)[0], pos + 8
@@ -277,6 +290,16 @@ class _Reader:
     def _element(self, out: dict, tag: int, vr: str, length: int, vstart: int, path: str) -> int:
         """Convert one element into out[tag]; returns the position after it."""
         key = f"{tag:08X}"
+        if vr == "UN" and not self.implicit and _dictionary_vr(tag) == "SQ":
+            # A sequence written as UN: its items are Implicit VR Little Endian (PS3.5 6.2.2), whatever
+            # the file's transfer syntax; read as the sequence it is (as pydicom, dcmtk and GDCM do).
+            self.implicit = True
+            try:
+                items, nxt = self._sequence(vstart, length, f"{path}{key}/")
+            finally:
+                self.implicit = False
+            out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+            return nxt
         if vr == "SQ":
             items, nxt = self._sequence(vstart, length, f"{path}{key}/")
             if (tag & 0xFFFF) != 0:
