@@ -13,7 +13,7 @@ from provision.cli import app
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError
 from provision.gcp.target import Target
-from provision.resources import bucket as bucket_mod
+from provision.resources import bucket_reads
 from provision.resources import dicom_import
 from emulator_helpers import CONTROL
 from test_apply_support import BILLING, ORG, Events, blueprint_dict, load, write_dicom
@@ -112,7 +112,7 @@ def test_upload_sends_only_dicom_files_and_says_which_it_left_out(emulator, tmp_
     result = cli("apply", str(path), "--emulator", emulator.url, "--yes", "--no-smoke")
     assert result.exit_code == 0, result.output
     assert "2 file(s) in" in result.output and "are not DICOM Part-10 files" in result.output
-    names = set(bucket_mod.list_objects(Ctx(target), "ohif-imp-up-dicom"))
+    names = set(bucket_reads.list_objects(Ctx(target), "ohif-imp-up-dicom"))
     assert len(names) == 5 and all(n.endswith(".dcm") for n in names), names
     # Nothing left to upload: a second plan has no upload change, and still says why README.txt is not there.
     again = lifecycle.plan(load(tmp_path, data), target)

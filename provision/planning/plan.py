@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provision.gcp.context import Ctx
-from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store
-from provision.resources import dicom_store_iam, ownership, project, project_iam, service_agent, upload, viewer_source
+from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store, dicom_store_iam
+from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_source
 from provision.resources.base import PHASES, Draft, Live
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
 
@@ -89,11 +89,11 @@ class Plan:
 
 # ---------------------------------------------------------------------------- names
 def dataset_name(bp: Any) -> str:
-    return dataset.desired_name(bp)
+    return healthcare_names.desired_dataset(bp)
 
 
 def store_name(bp: Any, store_id: str) -> str:
-    return dicom_store.name_of(dataset_name(bp), store_id)
+    return healthcare_names.store_name(dataset_name(bp), store_id)
 
 
 # ---------------------------------------------------------------------------- observe

@@ -23,17 +23,19 @@ from typing import Any
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import (RPC_CODES, OperationFailed, StepError, is_service_disabled, parse,
-                                  raise_for_status, to_provision_error)
+                                  to_provision_error)
 from provision.gcp.retry import Cancelled, NotYet
-from provision.resources import bucket as bucket_mod
-from provision.resources import dicom_store
+from provision.resources import bucket_reads
 from provision.resources.base import Draft, Live, Reads
+from provision.resources.bucket_access import ask_owner, check_foreign
+from provision.resources.healthcare_names import desired_stores
+from provision.resources.import_sources import Source, parse_uri
+from provision.resources.store_calls import count_studies, read as read_store, set_label
+from provision.resources.upload_files import to_upload
 from provision.resources.steps import CREATE, NOOP, Options, Step
 from provision.words import plural
 
 LABEL = "provision-import"
-QIDO_PAGE = 1000
-QIDO_PAGES = 1000
 SHOW_FAILED = 10      # failed objects named in a message; the rest are counted ("and K more")
 LOG_PAGE = 100        # entries read from Cloud Logging (one page) to find those names
 # The Healthcare import error log. Its jsonPayload is an ImportDicomLogEntry {source, error}
@@ -46,44 +48,6 @@ IMPORT_ERRORS_LOG = "healthcare.googleapis.com%2Fimport_dicom_errors"
 LOGS_ROLE = "roles/logging.viewer"
 
 
-@dataclass
-class Source:
-    uri: str
-    bucket: str
-    glob: str
-
-    @property
-    def prefix(self) -> str:
-        """The literal part of the object pattern, before any wildcard (used as the list prefix)."""
-        m = re.search(r"[*?\[]", self.glob)
-        return self.glob[: m.start()] if m else self.glob
-
-    def regex(self) -> re.Pattern:
-        out = []
-        i = 0
-        g = self.glob
-        while i < len(g):
-            if g.startswith("**", i):
-                out.append(".*")
-                i += 2
-            elif g[i] == "*":
-                out.append("[^/]*")
-                i += 1
-            elif g[i] == "?":
-                out.append("[^/]")
-                i += 1
-            else:
-                out.append(re.escape(g[i]))
-                i += 1
-        return re.compile("".join(out) + r"\Z")
-
-
-def parse_uri(uri: str) -> Source:
-    rest = uri.removeprefix("gs://")
-    bucket, _, glob = rest.partition("/")
-    return Source(uri, bucket, glob)
-
-
 def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -> dict[str, dict] | None:
     """Objects the URI matches now (name -> checksums), or None when we may not list the bucket.
     A Requester Pays bucket is listed again with `billing_project` as its userProject."""
@@ -91,13 +55,13 @@ def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -
 
     try:
         try:
-            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix)
+            objs = bucket_reads.list_objects(ctx, src.bucket, src.prefix)
         except Exception as exc:  # noqa: BLE001
-            if not (billing_project and bucket_mod.is_requester_pays(exc)):
+            if not (billing_project and bucket_reads.is_requester_pays(exc)):
                 raise
-            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix, user_project=billing_project)
+            objs = bucket_reads.list_objects(ctx, src.bucket, src.prefix, user_project=billing_project)
     except Exception as exc:  # noqa: BLE001
-        if is_status(exc, 403, 404) or bucket_mod.is_requester_pays(exc):
+        if is_status(exc, 403, 404) or bucket_reads.is_requester_pays(exc):
             return None
         raise
     rx = src.regex()
@@ -287,36 +251,13 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
                  f"{max_failures}): {report}")
     ctx.progress(f"{_counts_text(c)}; counting studies")
     count = verify_studies(ctx, store_name, min_studies)
-    dicom_store.set_label(ctx, store_name, LABEL, fingerprint_value)
+    set_label(ctx, store_name, LABEL, fingerprint_value)
     return count
 
 
 def _access_problem(message: str) -> bool:
     m = message.lower()
     return "permission" in m or "storage" in m and "denied" in m or "forbidden" in m
-
-
-def count_studies(ctx: Ctx, store_name: str, stop_at: int | None = None) -> int:
-    """QIDO /studies, paged, as OHIF asks it (application/dicom+json)."""
-    session = ctx.target.session()
-    url = f"{ctx.target.root('healthcare')}/v1/{store_name}/dicomWeb/studies"
-
-    def page(offset: int) -> int:
-        r = session.get(url, params={"limit": QIDO_PAGE, "offset": offset, "includefield": "0020000D"},
-                        headers={"Accept": "application/dicom+json"}, timeout=60)
-        if r.status_code == 204:
-            return 0
-        raise_for_status(r)
-        body = r.json() if r.content.strip() else []
-        return len(body) if isinstance(body, list) else 0
-
-    total = 0
-    for i in range(QIDO_PAGES):
-        n = ctx.call(lambda: page(i * QIDO_PAGE))
-        total += n
-        if n < QIDO_PAGE or (stop_at is not None and total >= stop_at):
-            break
-    return total
 
 
 def verify_studies(ctx: Ctx, store_name: str, min_studies: int) -> int:
@@ -366,7 +307,7 @@ def _requester_pays(ctx: Ctx, bucket: str) -> bool | None:
     try:
         b = ctx.call(lambda: client.get_bucket(bucket, retry=None))
     except Exception as exc:  # noqa: BLE001
-        if bucket_mod.is_requester_pays(exc):
+        if bucket_reads.is_requester_pays(exc):
             return True
         from provision.gcp.errors import is_status
 
@@ -374,11 +315,6 @@ def _requester_pays(ctx: Ctx, bucket: str) -> bool | None:
             return None
         raise
     return bool(b.requester_pays)
-
-
-def source_buckets(bp: Any) -> list[str]:
-    """The buckets the blueprint's imports read, in order, once each."""
-    return list(dict.fromkeys(parse_uri(s.import_.uri).bucket for s in bp.dicom_stores if s.import_))
 
 
 def _covered_by_upload(bp: Any, src: Source) -> bool:
@@ -402,15 +338,15 @@ def _list_or_why(ctx: Ctx, src: Source, billing_project: str | None = None) -> L
         return Listing(None, True, deferred=True)
     try:
         try:
-            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix, user_project=user_project)
+            objs = bucket_reads.list_objects(ctx, src.bucket, src.prefix, user_project=user_project)
         except Exception as exc:  # noqa: BLE001
-            if rp or not bucket_mod.is_requester_pays(exc):
+            if rp or not bucket_reads.is_requester_pays(exc):
                 raise
             rp = True
             if not billing_project:
                 return Listing(None, True, deferred=True)
             user_project = billing_project
-            objs = bucket_mod.list_objects(ctx, src.bucket, src.prefix, user_project=user_project)
+            objs = bucket_reads.list_objects(ctx, src.bucket, src.prefix, user_project=user_project)
     except Exception as exc:  # noqa: BLE001
         if is_status(exc, 404):
             return Listing(MISSING, bool(rp), user_project)
@@ -440,7 +376,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
             payer = bp.project.id if live.project is not None else None
             out[f"import_objects:{s.id}"] = lambda ctx, src=src, payer=payer: _list_or_why(ctx, src, payer)
     if phase == 3:
-        for s, name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
             st = live.get(f"store:{name}")
             if s.import_ and st is not None and st.labels.get(LABEL):
                 out[f"studies:{name}"] = lambda ctx, n=name: count_studies(ctx, n, stop_at=bp.smoke.min_studies)
@@ -464,9 +400,6 @@ def _objects(bp: Any, live: Live, s: Any) -> dict[str, dict] | str | None:
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return
-    from provision.resources import bucket as bucket_kind
-    from provision.resources import upload
-
     unknown = set(opts.reimport) - {s.id for s in bp.dicom_stores if s.import_}
     if unknown:
         from provision.errors import UsageError
@@ -474,9 +407,9 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         valid = ", ".join(s.id for s in bp.dicom_stores if s.import_) or "none"
         raise UsageError(f"--reimport {', '.join(sorted(unknown))}: no such store with an import in the blueprint "
                          f"(stores with an import: {valid})")
-    pending = upload.pending(live)
+    pending = to_upload(live)
     own = bp.bucket.name if bp.bucket else None
-    for s, name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
+    for s, name in zip(bp.dicom_stores, desired_stores(bp)):
         if not s.import_:
             continue
         uri = s.import_.uri
@@ -516,7 +449,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             nothing = _why_nothing(bp, live, src, uri)
             if nothing:
                 raise ProvisionError(f"import:{s.id}: {nothing}")
-        grant_bucket = src.bucket == own and bucket_kind.is_ours(bp, live)
+        grant_bucket = src.bucket == own and bucket_reads.is_ours(bp, live)
         deps = [f"store:{s.id}", "service-agent"]
         if src.bucket == own:
             deps += ["upload", "bucket-iam" if grant_bucket else "bucket"]
@@ -582,19 +515,17 @@ def _run(bp: Any, s: Any, sname: str, own: bool, *, force: bool):
     min_studies = bp.smoke.min_studies
 
     def run_import(ctx: Ctx) -> str:
-        from provision.resources import bucket_iam
-
         objs = matched_objects(ctx, src, billing_project=bp.project.id)
         fp = fingerprint(uri, objs)
-        st = dicom_store.read(ctx, sname)
+        st = read_store(ctx, sname)
         if not force and st is not None and st.labels.get(LABEL) == fp:
             return "already imported (label matches the objects)"
         require_match(ctx, sname, uri, objs)
         agent = ctx.facts.get("agent", "")
         fix = None
         if not own:
-            fix = bucket_iam.ask_owner(src.bucket, agent)
-            if agent and bucket_iam.check_foreign(ctx, src.bucket, agent) is False:
+            fix = ask_owner(src.bucket, agent)
+            if agent and check_foreign(ctx, src.bucket, agent) is False:
                 ctx.note(f"the service agent has no read access to gs://{src.bucket}; the import will likely fail")
         n = run(ctx, sname, uri, min_studies=min_studies, fingerprint_value=fp, access_fix=fix,
                 max_failures=s.import_.max_failures)

@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
-from provision.resources.record import Record, RecordStore
-from provision.resources import dicom_store, iam
+from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
-from provision.resources.project import CREATED_LABEL
+from provision.resources.healthcare_names import desired_stores
+from provision.resources.project_reads import CREATED_LABEL
+from provision.resources.record import Record, RecordStore
 from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step
 from provision.words import plural
 
@@ -42,7 +43,7 @@ def _legacy(bp: Any, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pai
     if bucket is not None and bucket.exists and live.has("bucket_policy") and iam.marks(bucket.labels):
         out.append((f"gs://{bucket.name}", lambda ctx: iam.bucket_labels(ctx, bucket.name),
                     iam.marks(bucket.labels), iam.marked(bucket.labels, live.get("bucket_policy"))))
-    for name in dicom_store.desired_names(bp):
+    for name in desired_stores(bp):
         st = live.get(f"store:{name}")
         if st is not None and iam.marks(st.labels):
             out.append((name, lambda ctx, n=name: iam.dicom_store_labels(ctx, n), iam.marks(st.labels),
