@@ -48,26 +48,6 @@ IMPORT_ERRORS_LOG = "healthcare.googleapis.com%2Fimport_dicom_errors"
 LOGS_ROLE = "roles/logging.viewer"
 
 
-def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -> dict[str, dict] | None:
-    """Objects the URI matches now (name -> checksums), or None when we may not list the bucket.
-    A Requester Pays bucket is listed again with `billing_project` as its userProject."""
-    from provision.gcp.errors import is_status
-
-    try:
-        try:
-            objs = bucket_reads.list_objects(ctx, src.bucket, src.prefix)
-        except Exception as exc:  # noqa: BLE001
-            if not (billing_project and bucket_reads.is_requester_pays(exc)):
-                raise
-            objs = bucket_reads.list_objects(ctx, src.bucket, src.prefix, user_project=billing_project)
-    except Exception as exc:  # noqa: BLE001
-        if is_status(exc, 403, 404) or bucket_reads.is_requester_pays(exc):
-            return None
-        raise
-    rx = src.regex()
-    return {n: o for n, o in objs.items() if rx.match(n)}
-
-
 def require_match(ctx: Ctx, store_name: str, uri: str, objects: dict[str, dict] | None) -> None:
     """Refuse to start an import that would match nothing (None: not listable, so let the import say)."""
     if objects is not None and not objects:
@@ -324,15 +304,14 @@ def _covered_by_upload(bp: Any, src: Source) -> bool:
     return bool(up and src.bucket == bp.bucket.name and src.prefix.startswith(up.prefix or ""))
 
 
-def _list_or_why(ctx: Ctx, src: Source, billing_project: str | None = None) -> Listing:
+def _listing(ctx: Ctx, src: Source, billing_project: str | None, rp: bool | None = None) -> Listing:
     """The matching objects, or MISSING / FORBIDDEN / BILLING when the bucket cannot be listed.
 
-    Requester Pays: detected from the bucket's metadata (or, when the metadata is hidden, from the
-    listing's own 400), then listed with `userProject` = `billing_project` (the blueprint's
-    project, None while it does not exist: the listing then waits for apply)."""
+    A Requester Pays bucket (`rp`, known from its metadata; or told by the listing's own 400) is
+    listed with `userProject` = `billing_project` (the blueprint's project; None while it does not
+    exist: the listing then waits for apply, `deferred`)."""
     from provision.gcp.errors import is_status
 
-    rp = _requester_pays(ctx, src.bucket)
     user_project = billing_project if rp else None
     if rp and not billing_project:
         return Listing(None, True, deferred=True)
@@ -356,6 +335,19 @@ def _list_or_why(ctx: Ctx, src: Source, billing_project: str | None = None) -> L
         raise
     rx = src.regex()
     return Listing({n: o for n, o in objs.items() if rx.match(n)}, bool(rp), user_project)
+
+
+def _list_or_why(ctx: Ctx, src: Source, billing_project: str | None = None) -> Listing:
+    """What plan learns of an import's source: Requester Pays first from the bucket's metadata
+    (hidden metadata leaves it to the listing's 400), then the listing."""
+    return _listing(ctx, src, billing_project, _requester_pays(ctx, src.bucket))
+
+
+def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -> dict[str, dict] | None:
+    """Objects the URI matches now (name -> checksums), or None when we may not list the bucket.
+    A Requester Pays bucket is listed again with `billing_project` as its userProject."""
+    found = _listing(ctx, src, billing_project).found
+    return found if isinstance(found, dict) else None
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
