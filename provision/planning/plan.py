@@ -15,10 +15,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from provision.gcp.context import Ctx
+from provision.gcp.context import Ctx, Facts
 from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store, dicom_store_iam
 from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_source
-from provision.resources.base import PHASES, Draft, Live
+from provision.resources.base import PHASES, Draft, Key, Live
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
 
 __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREATE", "UPDATE", "NOOP", "DELETE",
@@ -36,7 +36,7 @@ class Plan:
     steps: list[Step]
     notes: list[str] = field(default_factory=list)
     live: Live | None = field(default=None, repr=False)
-    facts: dict = field(default_factory=dict, repr=False)
+    facts: Facts = field(default_factory=Facts, repr=False)
 
     @property
     def changes(self) -> list[Step]:
@@ -106,8 +106,8 @@ def observe(ctx: Ctx, bp: Any, opts: Options, *, phases: tuple[int, ...] = PHASE
             jobs.update(kind.reads(bp, live, phase))
         keys = list(jobs)
         live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys])))
-        if "record" in jobs:
-            live.record = copy.deepcopy(live.read["record"].current)   # kinds may add to the plan's view
+        if Key.RECORD in jobs:
+            live.record = copy.deepcopy(live.read[Key.RECORD].current)   # kinds may add to the plan's view
     return live
 
 

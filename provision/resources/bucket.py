@@ -8,30 +8,19 @@ is never deleted. Reads `bucket`, `bucket_owner`, `bucket_objects`, `old_bucket:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.errors import ProvisionError
 from provision.gcp.errors import StepError, is_already_exists, is_status
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.bucket_reads import is_ours, is_requester_pays
 from provision.resources.project_reads import read as read_project
+from provision.resources.states import BucketState
 from provision.resources.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step, field_change
 
 KIND = "bucket"
 COUNT_CAP = 1000
-
-
-@dataclass
-class BucketState:
-    name: str
-    exists: bool
-    accessible: bool = True          # False: it exists but belongs to someone who did not share it (403)
-    location: str = ""
-    project_number: str = ""
-    labels: dict = field(default_factory=dict)
-    requester_pays: bool = False     # known only when Cloud Storage asked for a billing project
 
 
 def read(ctx: Ctx, name: str) -> BucketState:
@@ -128,14 +117,14 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     out: Reads = {}
     name = bp.bucket.name if bp.bucket else None
     if phase == 1 and name:
-        out["bucket"] = lambda ctx: read(ctx, name)
+        out[Key.BUCKET] = lambda ctx: read(ctx, name)
     if phase == 2 and name:
-        b = live.get("bucket")
+        b = live.bucket
         if bp.bucket.create and b.exists and b.project_number and b.project_number != live.project_number:
             # to name the owner in the error; None if hidden
             out["bucket_owner"] = lambda ctx: read_project(ctx, b.project_number)
     if phase == 3:
-        state = live.get("bucket")
+        state = live.bucket
         moved = state is not None and state.location and bp.bucket and \
             state.location.upper() != bp.bucket.location.upper()
         for old in live.record.names(KIND):
@@ -154,7 +143,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             _remove(draft, old, state, objects, opts, "the blueprint no longer names it")
     if not name:
         return
-    b, spec, state = bp.bucket, bp.bucket, live.get("bucket")
+    b, spec, state = bp.bucket, bp.bucket, live.bucket
     ours = live.record.owns(KIND, name)
     if opts.destroy:
         if not state.exists:
@@ -199,7 +188,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                             "the stores keep the studies already imported"],
                            ["project", "billing"], lambda ctx: _replace(ctx, pid, spec),
                            fields=[field_change("location", state.location, spec.location)]))
-            live.read["bucket_replace"] = True
+            live.bucket_replace = True
             return
         draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"],
                        drift=[f"location {state.location}, the blueprint says {spec.location}: the bucket was not "
@@ -210,14 +199,14 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _create(ctx: Ctx, project_id: str, spec: Any) -> str:
-    ctx.facts["record"].add_resource(ctx, KIND, spec.name)
-    create(ctx, project_id, spec, ctx.facts.get("project_number"))
+    ctx.facts.record.add_resource(ctx, KIND, spec.name)
+    create(ctx, project_id, spec, ctx.facts.project_number)
     return f"gs://{spec.name}"
 
 
 def _replace(ctx: Ctx, project_id: str, spec: Any) -> str:
     delete(ctx, spec.name, force=True)
-    create(ctx, project_id, spec, ctx.facts.get("project_number"))
+    create(ctx, project_id, spec, ctx.facts.project_number)
     return f"gs://{spec.name} created again in {spec.location}"
 
 
@@ -228,7 +217,7 @@ def _remove(draft: Draft, name: str, state: BucketState | None, objects: int, op
     deps = [f"bucket-iam:{name}", "bucket-iam"]
     if state is None or not state.exists:
         draft.add(Step(step_id, KIND, resource, DELETE, ["already gone: forget it in the record"], [],
-                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1]))
+                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1]))
     elif objects and not opts.delete_data:
         draft.keep(step_id, KIND, resource, f"kept: holds {_many(objects)} object(s) (--delete-data deletes them "
                                             "with the bucket)")
@@ -242,5 +231,5 @@ def _delete_recorded(ctx: Ctx, name: str, *, force: bool) -> str:
     if not delete(ctx, name, force=force):
         raise StepError(ctx.step, f"gs://{name}", "the bucket received objects since the plan: not deleted",
                         fix="plan again (--delete-data deletes a bucket with its objects)", action="delete")
-    ctx.facts["record"].drop_resource(ctx, KIND, name)
+    ctx.facts.record.drop_resource(ctx, KIND, name)
     return "deleted"

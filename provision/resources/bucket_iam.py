@@ -13,7 +13,7 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.bucket_access import VIEWER, agent_can_read, ask_owner, check_foreign, read_if_there
 from provision.resources.bucket_reads import is_ours
 from provision.resources.healthcare_names import agent_member
@@ -37,8 +37,8 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     number = live.project_number
     own = bp.bucket.name if bp.bucket else None
     if phase == 2:
-        if own and is_ours(bp, live) and live.get("bucket").exists:
-            out["bucket_policy"] = lambda ctx: read(ctx, own)
+        if own and is_ours(bp, live) and live.bucket.exists:
+            out[Key.BUCKET_POLICY] = lambda ctx: read(ctx, own)
         if number:
             member = agent_member(number)
             for b in source_buckets(bp):
@@ -52,7 +52,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
-    agent = draft.facts.get("agent")
+    agent = draft.facts.agent
     own = bp.bucket.name if bp.bucket else None
     wanted = (not opts.destroy and own is not None and is_ours(bp, live)
               and own in source_buckets(bp))
@@ -62,7 +62,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         if b == own and not opts.destroy:
             continue
         pairs = sorted(live.record.pairs_on(f"gs://{b}"))
-        policy = live.get("bucket_policy" if b == own else f"bucket_policy:{b}")
+        policy = live.bucket_policy if b == own else live.get(f"bucket_policy:{b}")
         d = iam.diff_grants(policy, [], pairs)
         why = "the bucket is gone" if policy is None else None
         changes = d.describe() if policy is not None else [f"- {m} {r} (bucket gone or hidden: forget it)" for r, m in pairs]
@@ -91,12 +91,12 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:
-    state = live.get("bucket")
-    fresh = state is None or not state.exists or live.get("bucket_replace", False)
-    policy = None if fresh else live.get("bucket_policy")
+    state = live.bucket
+    fresh = state is None or not state.exists or live.bucket_replace
+    policy = None if fresh else live.bucket_policy
     d = iam.diff_grants(policy, [(VIEWER, agent)] if agent else [], live.record.pairs_on(f"gs://{bucket}"),
                         ignore_members=[agent] if agent else [])
-    if fresh or not draft.facts.get("agent_exists"):
+    if fresh or not draft.facts.agent_exists:
         d.add = [(VIEWER, agent or "the Healthcare service agent")]   # its email is known once the project is
     elif agent_can_read(policy, agent):
         d.add = []   # it reads through another role, or allUsers

@@ -38,7 +38,7 @@ def is_ours(bp: Any, live: Live) -> bool:
     and this blueprint creates it."""
     if not bp.bucket:
         return False
-    b = live.get("bucket")
+    b = live.bucket
     if b is not None and b.exists:
         return bool(b.accessible and b.project_number and live.project_number
                     and b.project_number == live.project_number)

@@ -14,23 +14,17 @@ target does not offer is a plan error naming the nearest ones.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import DATASET, DICOM_STORE, desired_dataset, store_step_id
 from provision.resources.healthcare_removals import data_in, fate, replaced_dataset
+from provision.resources.states import DatasetState
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Options, Step, field_change
-
-
-@dataclass
-class DatasetState:
-    name: str
-    time_zone: str = ""
 
 
 def _datasets(ctx: Ctx):
@@ -177,11 +171,11 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {"dataset": lambda ctx: read(ctx, desired_dataset(bp))}
+        return {Key.DATASET: lambda ctx: read(ctx, desired_dataset(bp))}
     if phase == 3:
-        out: Reads = {f"old_dataset:{n}": (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
+        out: Reads = {Key.old_dataset(n): (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
                       for n in _old(bp, live, live.opts)}
-        if not live.opts.destroy and live.get("dataset") is None:   # an existing dataset's location is valid
+        if not live.opts.destroy and live.dataset is None:   # an existing dataset's location is valid
             out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
         return out
     return {}
@@ -190,7 +184,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
         check_location(bp, live.get("healthcare_locations"))
-    name, ds, state = desired_dataset(bp), bp.dataset, live.get("dataset")
+    name, ds, state = desired_dataset(bp), bp.dataset, live.dataset
     old_for_new = None if opts.destroy else replaced_dataset(bp, live)
     if opts.destroy:
         if state is not None and not live.record.owns(KIND, name):
@@ -219,17 +213,17 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _create(ctx: Ctx, name: str, time_zone: str) -> str:
-    ctx.facts["record"].add_resource(ctx, KIND, name)
+    ctx.facts.record.add_resource(ctx, KIND, name)
     create(ctx, name, time_zone)
     return name
 
 
 def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:
     sid = step_id(bp, name)
-    stores = live.get(f"old_dataset:{name}")
+    stores = live.old_dataset(name)
     if stores is None:
         draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1]))
+                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1]))
         return
     ours = set(live.record.names(DICOM_STORE))
     foreign = [s.rsplit("/", 1)[-1] for s in stores if s not in ours]
@@ -254,5 +248,5 @@ def _delete_recorded(ctx: Ctx, name: str) -> str:
                         f"({', '.join(o.rsplit('/', 1)[-1] for o in others)}): not deleted",
                         fix="plan again", action="delete")
     delete(ctx, name)
-    ctx.facts["record"].drop_resource(ctx, KIND, name)
+    ctx.facts.record.drop_resource(ctx, KIND, name)
     return "deleted"

@@ -355,7 +355,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.opts.destroy:
         return out
     own = bp.bucket.name if bp.bucket else None
-    state = live.get("bucket")
+    state = live.bucket
     if phase == 2:
         for s in bp.dicom_stores:
             if not s.import_:
@@ -369,7 +369,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
             out[f"import_objects:{s.id}"] = lambda ctx, src=src, payer=payer: _list_or_why(ctx, src, payer)
     if phase == 3:
         for s, name in zip(bp.dicom_stores, desired_stores(bp)):
-            st = live.get(f"store:{name}")
+            st = live.store(name)
             if s.import_ and st is not None and st.labels.get(LABEL):
                 out[f"studies:{name}"] = lambda ctx, n=name: count_studies(ctx, n, stop_at=bp.smoke.min_studies)
     return out
@@ -379,12 +379,12 @@ def _objects(bp: Any, live: Live, s: Any) -> dict[str, dict] | str | None:
     """What the URI matches now: objects, MISSING, FORBIDDEN, or None (the bucket is still to be created)."""
     src = parse_uri(s.import_.uri)
     if bp.bucket and src.bucket == bp.bucket.name:
-        state = live.get("bucket")
-        if not state.exists or live.get("bucket_replace", False):
+        state = live.bucket
+        if not state.exists or live.bucket_replace:
             return None
         if _covered_by_upload(bp, src):
             rx = src.regex()
-            return {n: o for n, o in live.get("remote", {}).items() if rx.match(n)}
+            return {n: o for n, o in live.remote.items() if rx.match(n)}
     found = live.get(f"import_objects:{s.id}")
     return found.found if isinstance(found, Listing) else found
 
@@ -424,7 +424,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             draft.note(billed)
         rx = src.regex()
         coming = [f for f in pending if f.name and rx.match(f.name)] if src.bucket == own else []
-        state = live.get(f"store:{name}")
+        state = live.store(name)
         fp = fingerprint(uri, objects if objects is not None else None)
         done = state is not None and state.labels.get(LABEL) == fp and not coming
         why = ""
@@ -486,7 +486,7 @@ def _bytes(n: int) -> str:
 
 def _why_nothing(bp: Any, live: Live, src: Source, uri: str) -> str:
     """Why an import would match no object ("" when it will, after the upload)."""
-    local = live.get("local", [])
+    local = live.local
     if bp.bucket and src.bucket == bp.bucket.name and bp.bucket.upload:
         rx = src.regex()
         if any(f.name and rx.match(f.name) for f in local):
@@ -494,7 +494,7 @@ def _why_nothing(bp: Any, live: Live, src: Source, uri: str) -> str:
         sample = ", ".join(f.name for f in local[:3]) or "no file at all"
         return (f"{uri} matches none of the {len(local)} file(s) the upload puts in the bucket ({sample}); fix the "
                 "pattern (`**` crosses folders; the match is case-sensitive) or the upload prefix")
-    if bp.bucket and src.bucket == bp.bucket.name and not live.get("bucket").exists:
+    if bp.bucket and src.bucket == bp.bucket.name and not live.bucket.exists:
         return (f"{uri} names the new bucket gs://{src.bucket}, which nothing uploads into: add bucket.upload "
                 "(a local folder of DICOM files), or point import.uri at a bucket that holds them")
     return (f"{uri} matches no object in gs://{src.bucket} now; check the bucket, the prefix and the ** pattern "
@@ -513,7 +513,7 @@ def _run(bp: Any, s: Any, sname: str, own: bool, *, force: bool):
         if not force and st is not None and st.labels.get(LABEL) == fp:
             return "already imported (label matches the objects)"
         require_match(ctx, sname, uri, objs)
-        agent = ctx.facts.get("agent", "")
+        agent = ctx.facts.agent or ""
         fix = None
         if not own:
             fix = ask_owner(src.bucket, agent)

@@ -13,10 +13,11 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists
 from provision.gcp.retry import NotYet
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import DICOM_STORE, desired_stores, store_step_id
 from provision.resources.healthcare_removals import fate, old_stores, replaced_dataset
-from provision.resources.store_calls import StoreState, count_studies, read, stores
+from provision.resources.states import StoreState
+from provision.resources.store_calls import count_studies, read, stores
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
 from provision.words import plural
 
@@ -68,19 +69,19 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {f"store:{n}": (lambda ctx, n=n: read(ctx, n)) for n in desired_stores(bp)}
+        return {Key.store(n): (lambda ctx, n=n: read(ctx, n)) for n in desired_stores(bp)}
     if phase == 3:
         def old(ctx: Ctx, n: str):
             state = read(ctx, n)
             return (state, count_studies(ctx, n) if state else 0)
-        return {f"old_store:{n}": (lambda ctx, n=n: old(ctx, n)) for n in old_stores(bp, live)}
+        return {Key.old_store(n): (lambda ctx, n=n: old(ctx, n)) for n in old_stores(bp, live)}
     return {}
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
         for s, name in zip(bp.dicom_stores, desired_stores(bp)):
-            if live.get(f"store:{name}") is None:
+            if live.store(name) is None:
                 draft.add(Step(f"store:{s.id}", KIND, name, CREATE, [f"create DICOM store {s.id}"], ["dataset"],
                                lambda ctx, n=name: _create(ctx, n), claims=[("resource", KIND, name)]))
             else:
@@ -89,15 +90,15 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     for name in old_stores(bp, live):
         sid = store_step_id(bp, name)
         if not live.record.owns(KIND, name):
-            if opts.destroy and live.get(f"old_store:{name}", (None, 0))[0] is not None:
+            if opts.destroy and live.old_store(name)[0] is not None:
                 draft.keep(sid, KIND, name, "not created by provision: not deleted")
             continue
         replacing = bool(replaced) and name.startswith(replaced + "/dicomStores/")
         what = fate(live, name, opts, replacing)
-        _, studies = live.get(f"old_store:{name}", (None, 0))
+        _, studies = live.old_store(name)
         if what == "gone":
             draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                           lambda ctx, n=name: (ctx.facts["record"].drop_resource(ctx, KIND, n), "forgotten")[1]))
+                           lambda ctx, n=name: (ctx.facts.record.drop_resource(ctx, KIND, n), "forgotten")[1]))
         elif what == KEEP:
             draft.keep(sid, KIND, name, f"kept: holds {plural(studies, 'study')} "
                                         "(--delete-data deletes it)")
@@ -109,7 +110,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _create(ctx: Ctx, name: str) -> str:
-    ctx.facts["record"].add_resource(ctx, KIND, name)
+    ctx.facts.record.add_resource(ctx, KIND, name)
     create(ctx, name)
     return name
 
@@ -119,5 +120,5 @@ def _delete_recorded(ctx: Ctx, name: str, force: bool) -> str:
         raise StepError(ctx.step, name, "the store received studies since the plan: not deleted",
                         fix="plan again (--delete-data deletes a store with its studies)", action="delete")
     delete(ctx, name)
-    ctx.facts["record"].drop_resource(ctx, KIND, name)   # its grants went with it
+    ctx.facts.record.drop_resource(ctx, KIND, name)   # its grants went with it
     return "deleted"

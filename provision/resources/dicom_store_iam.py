@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from provision.resources import iam
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import DICOM_STORE, desired_stores, store_step_id
 from provision.resources.healthcare_removals import fate, old_stores, replaced_dataset
 from provision.resources.store_calls import read_iam
@@ -23,20 +23,20 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {f"store_policy:{n}": (lambda ctx, n=n: read_iam(ctx, n)) for n in desired_stores(bp)}
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n)) for n in desired_stores(bp)}
     if phase == 3:
         granted = live.record.granted_resources()
-        return {f"store_policy:{n}": (lambda ctx, n=n: read_iam(ctx, n))
-                for n in old_stores(bp, live) if n in granted and not live.has(f"store_policy:{n}")}
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n))
+                for n in old_stores(bp, live) if n in granted and not live.has(Key.store_policy(n))}
     return {}
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
         for s, name in zip(bp.dicom_stores, desired_stores(bp)):
-            exists = live.get(f"store:{name}") is not None
+            exists = live.store(name) is not None
             desired = iam.pairs_of(s.iam)
-            d = iam.diff_grants(live.get(f"store_policy:{name}") if exists else None, desired,
+            d = iam.diff_grants(live.store_policy(name) if exists else None, desired,
                                 live.record.pairs_on(name))
             if not (desired or d.changing or d.foreign):
                 continue
@@ -48,7 +48,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     granted = live.record.granted_resources()
     if opts.destroy:
         for s, name in zip(bp.dicom_stores, desired_stores(bp)):
-            for line in iam.left_alone(live.get(f"store_policy:{name}"), iam.pairs_of(s.iam),
+            for line in iam.left_alone(live.store_policy(name), iam.pairs_of(s.iam),
                                        live.record.pairs_on(name), f"DICOM store {s.id}"):
                 draft.note(line)
     for name in old_stores(bp, live):
@@ -59,7 +59,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         if what == "delete":
             continue   # its grants go with it
         pairs = sorted(live.record.pairs_on(name))
-        policy = live.get(f"store_policy:{name}")
+        policy = live.store_policy(name)
         d = iam.diff_grants(policy, [], pairs)
         if policy is None:   # the store is gone: only the record changes
             d.remove, d.forget = [], pairs

@@ -25,7 +25,7 @@ def old_stores(bp: Any, live: Live) -> list[str]:
 
 def fate(live: Live, name: str, opts: Options, replacing: bool) -> str:
     """What removal does to a store no longer named: DELETE, KEEP (holds studies) or "gone"."""
-    state, studies = live.get(f"old_store:{name}", (None, 0))
+    state, studies = live.old_store(name)
     if state is None:
         return "gone"
     return KEEP if studies and not (opts.delete_data or replacing) else DELETE
@@ -36,7 +36,7 @@ def data_in(live: Live, dataset_name: str) -> str:
     out = []
     for n in live.record.names(DICOM_STORE):
         if n.startswith(dataset_name + "/dicomStores/"):
-            _, studies = live.get(f"old_store:{n}", (None, 0))
+            _, studies = live.old_store(n)
             if studies:
                 out.append(f"{n.rsplit('/', 1)[-1]}: {plural(studies, 'study')}")
     return ", ".join(out)
@@ -44,7 +44,7 @@ def data_in(live: Live, dataset_name: str) -> str:
 
 def replaced_dataset(bp: Any, live: Live) -> str | None:
     """The recorded dataset the blueprint's replaces: same ID, another location, still there."""
-    if live.get("dataset") is not None:
+    if live.dataset is not None:
         return None
     return next((n for n in live.record.names(DATASET) if n != desired_dataset(bp)
-                 and n.rsplit("/", 1)[-1] == bp.dataset.id and live.get(f"old_dataset:{n}") is not None), None)
+                 and n.rsplit("/", 1)[-1] == bp.dataset.id and live.old_dataset(n) is not None), None)

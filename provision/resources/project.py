@@ -11,7 +11,7 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import NotYet
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import agent_member
 from provision.resources.project_reads import CREATED_LABEL, ProjectState, read, state_of
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
@@ -133,15 +133,15 @@ KIND = "project"
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
-    return {"project": lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
+    return {Key.PROJECT: lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     spec, pid, project = bp.project, bp.project.id, live.project
     resource = f"projects/{pid}"
     if project is not None:
-        draft.facts["project_number"] = project.number
-        draft.facts["agent"] = agent_member(project.number)
+        draft.facts.project_number = project.number
+        draft.facts.agent = agent_member(project.number)
     if opts.destroy:
         if project is None:
             return
@@ -160,9 +160,9 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
         def run_create(ctx: Ctx) -> str:
             st = create(ctx, spec)
-            ctx.facts["project_number"] = st.number
-            ctx.facts["agent"] = agent_member(st.number)
-            ctx.facts["record"].project_number = st.number   # the record step writes it down next
+            ctx.facts.project_number = st.number
+            ctx.facts.agent = agent_member(st.number)
+            ctx.facts.record.project_number = st.number   # the record step writes it down next
             return f"project {pid} (number {st.number})"
 
         draft.add(Step(KIND, KIND, resource, CREATE, changes, [], run_create, claims=[("resource", KIND, pid)]))

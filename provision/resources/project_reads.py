@@ -7,29 +7,15 @@ from "not yours"); both read as absent.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
+from provision.resources.states import ProjectState
 
 # Set in the create request itself: the record lives inside the project, so it can only name the
 # project once it exists; this label says "provision made it" even if a kill came in between.
 CREATED_LABEL = "provision-created"
-
-
-@dataclass
-class ProjectState:
-    project_id: str
-    number: str
-    display_name: str = ""
-    parent: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    state: str = "ACTIVE"
-
-    @property
-    def name(self) -> str:
-        return f"projects/{self.number}"
 
 
 def state_of(pb: Any) -> ProjectState:

@@ -53,12 +53,12 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # the agent is Google's, and keeps the role it needs to exist
     project, pid = live.project, bp.project.id
-    ok = project is not None and exists(live.get("project_policy"), project.number)
-    draft.facts["agent_exists"] = ok
+    ok = project is not None and exists(live.project_policy, project.number)
+    draft.facts.agent_exists = ok
 
     def run(ctx: Ctx) -> str:
-        email = ensure(ctx, pid, ctx.facts["project_number"])
-        ctx.facts["agent"] = f"serviceAccount:{email}"
+        email = ensure(ctx, pid, ctx.facts.project_number)
+        ctx.facts.agent = f"serviceAccount:{email}"
         return email
 
     resource = agent_email(project.number) if project else agent_email("<number>")

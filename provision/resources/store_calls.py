@@ -3,20 +3,13 @@ read its IAM policy, and count its studies with QIDO-RS, as OHIF asks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_absent, is_service_disabled, is_status, raise_for_status
 from provision.resources import iam
+from provision.resources.states import StoreState
 
 QIDO_PAGE = 1000
 QIDO_PAGES = 1000
-
-
-@dataclass
-class StoreState:
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
 
 
 def stores(ctx: Ctx):

@@ -7,7 +7,7 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.words import plural
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.bucket_reads import list_objects
 from provision.resources.upload_files import local_files, pending, to_upload, upload, upload_notes
 from provision.resources.steps import CREATE, NOOP, Options, Step
@@ -20,10 +20,10 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if up is None:
         return {}
     if phase == 1:
-        return {"local": lambda ctx: local_files(up)}
-    state = live.get("bucket")
+        return {Key.LOCAL: lambda ctx: local_files(up)}
+    state = live.bucket
     if phase == 2 and state.exists and state.accessible:
-        return {"remote": lambda ctx: list_objects(ctx, bp.bucket.name, up.prefix or "")}
+        return {Key.REMOTE: lambda ctx: list_objects(ctx, bp.bucket.name, up.prefix or "")}
     return {}
 
 
@@ -32,7 +32,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         return
     b = bp.bucket
     todo = to_upload(live)
-    n, total = len(todo), len(live.get("local", []))
+    n, total = len(todo), len(live.local)
 
     def run(ctx: Ctx) -> str:
         remote = list_objects(ctx, b.name, b.upload.prefix or "")
@@ -40,7 +40,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         done = upload(ctx, b.name, files)
         return f"uploaded {plural(done, 'file')}" if done else "already uploaded"
 
-    for note in upload_notes(live.get("local", [])):
+    for note in upload_notes(live.local):
         draft.note(note)
     draft.add(Step(KIND, KIND, f"gs://{b.name}/{b.upload.prefix or ''}", CREATE if n else NOOP,
                    [f"upload {n} of {plural(total, 'file')} from {b.upload.from_}"] if n else [], ["bucket"],

@@ -14,24 +14,15 @@ import base64
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.retry import Cancelled
 from provision.resources.base import Live
+from provision.resources.states import LocalFile
 
 UPLOAD_WORKERS = 8
-
-
-@dataclass
-class LocalFile:
-    path: Path
-    name: str          # object name
-    size: int
-    crc32c: str        # base64, as Cloud Storage reports it
-    md5: str
 
 
 def _checksums(path: Path) -> tuple[str, str]:
@@ -162,7 +153,7 @@ def upload(ctx: Ctx, bucket: str, files: list[LocalFile]) -> int:
 
 def to_upload(live: Live) -> list[LocalFile]:
     """The local files the upload step will send (all of them into a bucket to be created or replaced)."""
-    state = live.get("bucket")
-    if state is None or not state.exists or live.get("bucket_replace", False):
-        return list(live.get("local", []))
-    return pending(live.get("local", []), live.get("remote", {}))
+    state = live.bucket
+    if state is None or not state.exists or live.bucket_replace:
+        return list(live.local)
+    return pending(live.local, live.remote)
