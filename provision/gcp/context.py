@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -142,8 +143,6 @@ class Ctx:
 
     def parallel(self, fns: Iterable[Callable[[], T]], workers: int = 8) -> list[T]:
         """Run independent calls in parallel (reads); the first error is raised after all finish."""
-        from concurrent.futures import ThreadPoolExecutor
-
         fns = list(fns)
         if len(fns) <= 1:
             return [fn() for fn in fns]

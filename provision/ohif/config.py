@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
+from provision.resources.viewer_source import resolve
+
 __all__ = [
     "GOOGLE_SCOPES",
     "HEALTHCARE_URL",
@@ -120,7 +122,6 @@ def data_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, 
 def _viewer_sources(bp: Any) -> list[Any]:
     if not getattr(bp, "viewer_sources", None):
         return []
-    from provision.resources.viewer_source import resolve
 
     return resolve(bp)
 

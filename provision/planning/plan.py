@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Facts
 from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store, dicom_store_iam
 from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_source
@@ -114,8 +115,6 @@ def observe(ctx: Ctx, bp: Any, opts: Options, *, phases: tuple[int, ...] = PHASE
 def refuse_inactive(project_state: Any) -> None:
     """A project pending deletion cannot be built on: say how to restore it."""
     if project_state is not None and project_state.state != "ACTIVE":
-        from provision.errors import ProvisionError
-
         pid = project_state.project_id
         raise ProvisionError(f"project {pid} is {project_state.state} (deleted, pending purge): restore it "
                              f"with `gcloud projects undelete {pid}`, or choose another project.id")

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, UsageError
 from provision.gcp.context import Ctx
-from provision.gcp.errors import (RPC_CODES, OperationFailed, StepError, is_service_disabled, parse,
+from provision.gcp.errors import (RPC_CODES, OperationFailed, StepError, is_service_disabled, is_status, parse,
                                   to_provision_error)
 from provision.gcp.retry import Cancelled, NotYet
 from provision.resources import bucket_reads
@@ -30,9 +30,9 @@ from provision.resources.base import Draft, Live, Reads
 from provision.resources.bucket_access import ask_owner, check_foreign
 from provision.resources.healthcare_names import desired_stores
 from provision.resources.import_sources import Source, parse_uri
+from provision.resources.steps import CREATE, NOOP, Options, Step
 from provision.resources.store_calls import count_studies, read as read_store, set_label
 from provision.resources.upload_files import to_upload
-from provision.resources.steps import CREATE, NOOP, Options, Step
 from provision.words import plural
 
 LABEL = "provision-import"
@@ -289,8 +289,6 @@ def _requester_pays(ctx: Ctx, bucket: str) -> bool | None:
     except Exception as exc:  # noqa: BLE001
         if bucket_reads.is_requester_pays(exc):
             return True
-        from provision.gcp.errors import is_status
-
         if is_status(exc, 403, 404):
             return None
         raise
@@ -310,8 +308,6 @@ def _listing(ctx: Ctx, src: Source, billing_project: str | None, rp: bool | None
     A Requester Pays bucket (`rp`, known from its metadata; or told by the listing's own 400) is
     listed with `userProject` = `billing_project` (the blueprint's project; None while it does not
     exist: the listing then waits for apply, `deferred`)."""
-    from provision.gcp.errors import is_status
-
     user_project = billing_project if rp else None
     if rp and not billing_project:
         return Listing(None, True, deferred=True)
@@ -394,8 +390,6 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         return
     unknown = set(opts.reimport) - {s.id for s in bp.dicom_stores if s.import_}
     if unknown:
-        from provision.errors import UsageError
-
         valid = ", ".join(s.id for s in bp.dicom_stores if s.import_) or "none"
         raise UsageError(f"--reimport {', '.join(sorted(unknown))}: no such store with an import in the blueprint "
                          f"(stores with an import: {valid})")

@@ -7,6 +7,7 @@ whole cycle on a conflict (409 ABORTED, Storage 412), then re-read until our own
 visible, as Terraform does. Bindings we do not name are never touched.
 
 Policies travel as plain dicts in the REST shape: {version, etag, bindings[{role, members, condition}]}.
+Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from provision.gcp.context import Ctx
-from provision.words import plural
 from provision.gcp.retry import NotYet
+from provision.resources.steps import field_change
+from provision.words import plural
 
 Pair = tuple[str, str]  # (role, member)
 
@@ -188,8 +190,6 @@ class GrantDiff:
 
     def fields(self) -> list[dict]:
         """The bindings that change, for --json: {"field": "binding", "before", "after"}."""
-        from provision.resources.steps import field_change
-
         return ([field_change("binding", None, {"role": r, "member": m}) for r, m in self.add]
                 + [field_change("binding", {"role": r, "member": m}, None) for r, m in self.remove + self.forget])
 

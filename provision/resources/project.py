@@ -3,6 +3,7 @@
 Labels are merged, not replaced: labels the blueprint does not name stay (non-authoritative,
 like IAM). A GET of a project that does not exist answers 403 on Google (the caller cannot
 tell "absent" from "not yours"); both read as absent, and create then tells them apart.
+Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 

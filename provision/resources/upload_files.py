@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
+
 from provision.gcp.context import Ctx
 from provision.gcp.retry import Cancelled
 from provision.resources.base import Live
@@ -26,8 +28,6 @@ UPLOAD_WORKERS = 8
 
 
 def _checksums(path: Path) -> tuple[str, str]:
-    import google_crc32c
-
     crc = google_crc32c.Checksum()
     md5 = hashlib.md5()
     with open(path, "rb") as fh:
