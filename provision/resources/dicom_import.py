@@ -2,7 +2,7 @@
 
 `POST …/dicomStores/S:import {gcsSource{uri}}` starts a dataset-level operation; its counters
 (success / failure / pending) are reported as they move. Files that fail are named from Cloud
-Logging (`entries:list` on the import's error log, when the caller may read it; otherwise the
+Logging (`entries:list` for the import's error entries, when the caller may read them; otherwise the
 logs link says where to look). More failures than `import.max_failures` (default 0) fail the
 step with the counts, the names and the link; fewer pass with a note naming them. Then QIDO
 `/studies` (raw AuthorizedSession GET, `Accept: application/dicom+json`) must count at least
@@ -38,13 +38,13 @@ from provision.words import plural
 LABEL = "provision-import"
 SHOW_FAILED = 10      # failed objects named in a message; the rest are counted ("and K more")
 LOG_PAGE = 100        # entries read from Cloud Logging (one page) to find those names
-# The Healthcare import error log. Its jsonPayload is an ImportDicomLogEntry {source, error}
-# (googleapis google/cloud/healthcare/logging/dicom.proto; Google's logging how-to shows one:
-# error {code: 3, message: "empty DICOM instance found"}, source "gs://…"). The log ID is not
-# in any public text we found; it follows Healthcare's documented
-# `healthcare.googleapis.com%2Fquery_accessible_data`. Should Google name it otherwise, the
-# query finds nothing and the message falls back to the logs link.
-IMPORT_ERRORS_LOG = "healthcare.googleapis.com%2Fimport_dicom_errors"
+# An import's error entries in Cloud Logging, found by what Google documents of them (the logging
+# how-to, https://cloud.google.com/healthcare-api/docs/how-tos/logging, "Log contents" and its DICOM
+# import sample): `resource.type` healthcare_dicom_store, a jsonPayload of @type ImportDicomLogEntry
+# {source, error {code, message}}, and `operation` holding the ID of the operation that failed.
+# The log's name is not documented, so the query does not name it.
+STORE_RESOURCE = "healthcare_dicom_store"
+IMPORT_LOG_ENTRY = "type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry"
 LOGS_ROLE = "roles/logging.viewer"
 
 
@@ -86,14 +86,15 @@ class ImportErrors:
     unavailable: str = ""
 
 
-def _log_filter(project: str, op_name: str, created: str | None) -> str:
-    """The entries:list filter for one import's error entries.
+def _log_filter(op_name: str, created: str | None) -> str:
+    """The entries:list filter for one import's error entries (the documented fields above).
 
     `operation.id:` (has) with the bare operation number matches whether Google puts the full
-    operation name there (as its documented query_accessible_data entry does) or only the ID.
+    operation name there or only the ID (the how-to says "the type and ID of the operation").
     The timestamp bound, a minute before the operation began, keeps the query fast, as the
     API's description advises."""
-    terms = [f'logName="projects/{project}/logs/{IMPORT_ERRORS_LOG}"', f'operation.id:"{op_name.rsplit("/", 1)[-1]}"']
+    terms = [f'resource.type="{STORE_RESOURCE}"', f'jsonPayload.@type="{IMPORT_LOG_ENTRY}"',
+             f'operation.id:"{op_name.rsplit("/", 1)[-1]}"']
     since = _minus_a_minute(created)
     if since:
         terms.append(f'timestamp>="{since}"')
@@ -116,7 +117,7 @@ def import_errors(ctx: Ctx, op_name: str, *, created: str | None = None, expecte
     who may not read the logs (403), a disabled Logging API, or any other failure gives an
     `unavailable` reason instead of an error: naming files is a courtesy, never the failure."""
     project = op_name.split("/")[1] if op_name.startswith("projects/") else ""
-    body = {"resourceNames": [f"projects/{project}"], "filter": _log_filter(project, op_name, created),
+    body = {"resourceNames": [f"projects/{project}"], "filter": _log_filter(op_name, created),
             "orderBy": "timestamp asc", "pageSize": LOG_PAGE}
 
     def read() -> dict[str, str]:
