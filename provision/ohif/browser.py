@@ -83,7 +83,8 @@ __all__ = ["CHROMIUM", "GOOGLE_HOSTS", "BrowserReport", "chromium_args", "run_br
 
 CHROMIUM = "/usr/bin/chromium"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-# Called by OHIF's Google configuration API on the study list (hard-coded hosts, reference/ohif.md 1b).
+# Called by OHIF's Google configuration API on the study list (hard-coded hosts: OHIF's
+# extensions/default/src/DataSourceConfigurationAPI/GoogleCloudDataSourceConfigurationAPI.ts).
 GOOGLE_CONFIG_API = "https://cloudresourcemanager.googleapis.com/v1/**"
 # The Google hosts the viewer calls (sign-in, tokens, keys, user info, DICOMweb, the configuration API).
 GOOGLE_HOSTS = ("accounts.google.com", "oauth2.googleapis.com", "www.googleapis.com", "openidconnect.googleapis.com",
@@ -184,7 +185,9 @@ class _Abort(Exception):
 
 
 def chromium_args(*, offline: bool) -> list[str]:
-    """Flags for Debian's chromium in a container (reference/ohif.md section 2), plus offline isolation."""
+    """Flags for Debian's chromium in a container (--no-sandbox and --disable-dev-shm-usage, as
+    Puppeteer's troubleshooting guide advises for containers: https://pptr.dev/troubleshooting; the
+    others stop background calls home), plus offline isolation."""
     args = [
         "--headless",
         "--no-sandbox",

@@ -1,7 +1,7 @@
 """`apply` as a user sees it: the cloud resources, then the OHIF config, then the smoke check.
 
 The provisioner makes live state match the blueprint; this module adds the two steps that
-follow it (DESIGN.md §4: ... → import → config → smoke) and is shared by `provision apply`
+follow it (... → import → config → smoke) and is shared by `provision apply`
 and `provision demo`. A blueprint's failure is kept in its Outcome (with whatever was built
 and checked before it failed), so one document can describe every blueprint of a run.
 Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
