@@ -2,8 +2,10 @@
 
 A kind never imports another kind. What two kinds share lives in a module below them all:
 
-- base.py: the protocol (Live, Draft, read phases); steps.py: a plan's steps and Options;
-  record.py: the ownership record; iam.py: non-authoritative IAM (policies, grant diffs);
+- base.py: the protocol (Live, Draft, read phases; `Key` names what one kind reads and others
+  use); states.py: what the reads return (ProjectState, BucketState, DatasetState, StoreState,
+  LocalFile); steps.py: a plan's steps and Options; record.py: the ownership record;
+  iam.py: non-authoritative IAM (policies, grant diffs);
 - healthcare_names.py: resource names and step IDs of the dataset and stores, the Healthcare
   service agent; healthcare_removals.py: what removing recorded datasets and stores means;
   store_calls.py: reading a store, patching a label, its policy, counting its studies (QIDO);
