@@ -14,7 +14,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError
 from provision.gcp.target import Target
 from provision.resources import bucket_reads
-from provision.resources import dicom_import
+from provision.resources import dicom_import, import_errors
 from emulator_helpers import CONTROL
 from test_apply_support import BILLING, ORG, Events, blueprint_dict, load, write_dicom
 
@@ -99,7 +99,7 @@ def test_the_log_query_names_only_what_google_documents():
     """An import's error entries are found by what Google documents of them (the logging how-to:
     resource.type, the jsonPayload's @type, the operation), never by the log's name, which no public
     text gives."""
-    flt = dicom_import._log_filter("projects/p/locations/us-central1/datasets/d/operations/123", "2026-01-01T00:01:00Z")
+    flt = import_errors.log_filter("projects/p/locations/us-central1/datasets/d/operations/123", "2026-01-01T00:01:00Z")
     assert 'resource.type="healthcare_dicom_store"' in flt
     assert 'jsonPayload.@type="type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry"' in flt
     assert 'operation.id:"123"' in flt and 'timestamp>="2026-01-01T00:00:00Z"' in flt
@@ -172,9 +172,7 @@ def test_max_failures_lets_a_known_bad_file_through_with_a_note(emulator, tmp_pa
 
 
 def test_a_long_list_of_failures_names_the_first_ten_and_counts_the_rest():
-    from provision.resources.dicom_import import ImportErrors, _failure_report
-
-    errors = ImportErrors([(f"gs://b/d/{i:02}.txt", "not DICOM") for i in range(12)])
-    text = _failure_report("gs://b/d/**", {"success": 1, "failure": 40, "pending": 0}, errors, "https://logs")
+    errors = import_errors.ImportErrors([(f"gs://b/d/{i:02}.txt", "not DICOM") for i in range(12)])
+    text = import_errors.failure_report("gs://b/d/**", {"success": 1, "failure": 40, "pending": 0}, errors, "https://logs")
     assert text.count("not DICOM") == 10 and "gs://b/d/09.txt" in text and "gs://b/d/10.txt" not in text
     assert "... and 30 more" in text and text.endswith("logs: https://logs")

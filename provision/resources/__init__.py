@@ -13,5 +13,7 @@ A kind never imports another kind. What two kinds share lives in a module below 
 - bucket_reads.py: listing objects, Requester Pays, whether the bucket is the project's;
   bucket_access.py: whether the Healthcare service agent may read a bucket;
   import_sources.py: an import's gs:// URI and the buckets imports read;
+  import_errors.py: the files an import failed on, from Cloud Logging (used by dicom-import only,
+  apart so that module stays small);
   upload_files.py: the local DICOM tree to upload and the upload itself.
 """

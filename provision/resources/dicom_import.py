@@ -15,20 +15,18 @@ objects that match now, there is nothing to do and no write is made.
 from __future__ import annotations
 
 import hashlib
-import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
 from typing import Any
 
 from provision.errors import ProvisionError, UsageError
 from provision.gcp.context import Ctx
-from provision.gcp.errors import (RPC_CODES, OperationFailed, StepError, is_service_disabled, is_status, parse,
-                                  to_provision_error)
-from provision.gcp.retry import Cancelled, NotYet
+from provision.gcp.errors import OperationFailed, StepError, is_status, parse, to_provision_error
+from provision.gcp.retry import NotYet
 from provision.resources import bucket_reads
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.bucket_access import ask_owner, check_foreign
 from provision.resources.healthcare_names import desired_stores
+from provision.resources.import_errors import counts_text, failure_report, import_errors
 from provision.resources.import_sources import Source, parse_uri
 from provision.resources.steps import CREATE, NOOP, Options, Step
 from provision.resources.store_calls import count_studies, read as read_store, set_label
@@ -36,16 +34,6 @@ from provision.resources.upload_files import to_upload
 from provision.words import plural
 
 LABEL = "provision-import"
-SHOW_FAILED = 10      # failed objects named in a message; the rest are counted ("and K more")
-LOG_PAGE = 100        # entries read from Cloud Logging (one page) to find those names
-# An import's error entries in Cloud Logging, found by what Google documents of them (the logging
-# how-to, https://cloud.google.com/healthcare-api/docs/how-tos/logging, "Log contents" and its DICOM
-# import sample): `resource.type` healthcare_dicom_store, a jsonPayload of @type ImportDicomLogEntry
-# {source, error {code, message}}, and `operation` holding the ID of the operation that failed.
-# The log's name is not documented, so the query does not name it.
-STORE_RESOURCE = "healthcare_dicom_store"
-IMPORT_LOG_ENTRY = "type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry"
-LOGS_ROLE = "roles/logging.viewer"
 
 
 def require_match(ctx: Ctx, store_name: str, uri: str, objects: dict[str, dict] | None) -> None:
@@ -72,105 +60,6 @@ def _counter(op: dict) -> dict[str, int]:
     return {k: int(c.get(k) or 0) for k in ("success", "failure", "pending")}
 
 
-def _counts_text(c: dict[str, int]) -> str:
-    return f"{c['success']} imported, {c['failure']} failed" + (f", {c['pending']} pending" if c.get("pending") else "")
-
-
-# ---------------------------------------------------------------------------- naming failed objects
-@dataclass
-class ImportErrors:
-    """What Cloud Logging says about an import's failed objects: (gs:// source, error) pairs, in
-    name order, and `unavailable`, why they could not be read ("" when they were)."""
-
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    unavailable: str = ""
-
-
-def _log_filter(op_name: str, created: str | None) -> str:
-    """The entries:list filter for one import's error entries (the documented fields above).
-
-    `operation.id:` (has) with the bare operation number matches whether Google puts the full
-    operation name there or only the ID (the how-to says "the type and ID of the operation").
-    The timestamp bound, a minute before the operation began, keeps the query fast, as the
-    API's description advises."""
-    terms = [f'resource.type="{STORE_RESOURCE}"', f'jsonPayload.@type="{IMPORT_LOG_ENTRY}"',
-             f'operation.id:"{op_name.rsplit("/", 1)[-1]}"']
-    since = _minus_a_minute(created)
-    if since:
-        terms.append(f'timestamp>="{since}"')
-    return " AND ".join(terms)
-
-
-def _minus_a_minute(stamp: str | None) -> str | None:
-    """An RFC 3339 time (`Z` or an offset; nanoseconds allowed) a minute earlier, in UTC; None if unreadable."""
-    m = re.match(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.\d+)?(Z|[+-]\d{2}:\d{2})?$", stamp or "")
-    if not m:
-        return None
-    when = datetime.fromisoformat(m.group(1) + (m.group(2) or "Z").replace("Z", "+00:00"))
-    return (when - timedelta(minutes=1)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def import_errors(ctx: Ctx, op_name: str, *, created: str | None = None, expected: int = 1) -> ImportErrors:
-    """The objects an import failed on, with their errors, from Cloud Logging
-    (POST https://logging.googleapis.com/v2/entries:list). Entries may lag the operation's end:
-    while none shows and `expected` > 0, it asks again for up to `target.logs_lag_s`. A caller
-    who may not read the logs (403), a disabled Logging API, or any other failure gives an
-    `unavailable` reason instead of an error: naming files is a courtesy, never the failure."""
-    project = op_name.split("/")[1] if op_name.startswith("projects/") else ""
-    body = {"resourceNames": [f"projects/{project}"], "filter": _log_filter(op_name, created),
-            "orderBy": "timestamp asc", "pageSize": LOG_PAGE}
-
-    def read() -> dict[str, str]:
-        resp = ctx.target.logging().entries().list(body=body).execute(num_retries=0)
-        found: dict[str, str] = {}
-        for entry in resp.get("entries") or []:
-            payload = entry.get("jsonPayload") or {}
-            source = payload.get("source")
-            if isinstance(source, str) and source:
-                err = payload.get("error") or {}
-                found.setdefault(source, str(err.get("message") or RPC_CODES.get(err.get("code"), "failed")))
-        if not found and expected:
-            raise NotYet("the import's error entries are not in Cloud Logging yet")
-        return found
-
-    try:
-        found = ctx.call(read, within=ctx.target.logs_lag_s)
-    except NotYet:
-        return ImportErrors(unavailable="Cloud Logging shows no error entry for this import")
-    except Cancelled:
-        raise
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        ge = parse(exc)
-        if ge is not None and is_service_disabled(ge):
-            why = f"the Cloud Logging API is disabled in project {project}"
-        elif ge is not None and ge.http_status == 403:
-            why = f"you may not read project {project}'s logs (logging.logEntries.list; ask for {LOGS_ROLE})"
-        else:
-            why = f"reading Cloud Logging failed ({ge.code_text + ': ' + ge.message if ge else exc})"
-        return ImportErrors(unavailable=why)
-    return ImportErrors(sorted(found.items()))
-
-
-def _failed_lines(errors: ImportErrors, failures: int) -> str:
-    """The failed objects, one per line (at most SHOW_FAILED, then "and K more")."""
-    shown = errors.failed[:SHOW_FAILED]
-    lines = [f"\n    {source}: {message}" for source, message in shown]
-    if failures > len(shown):
-        lines.append(f"\n    ... and {failures - len(shown)} more")
-    return "".join(lines)
-
-
-def _failure_report(uri: str, c: dict[str, int], errors: ImportErrors, logs: str | None) -> str:
-    text = _counts_text(c)
-    if errors.failed:
-        text += ":" + _failed_lines(errors, c["failure"])
-    elif errors.unavailable:
-        text += f"; the failed files are not named here: {errors.unavailable}"
-    if logs:
-        text += ("\n  logs: " if errors.failed else "; logs: ") + logs
-    return text
-
-
 def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_value: str,
         access_fix: str | None = None, max_failures: int = 0) -> int:
     """Import, verify the counters and the study count, then mark the store. Returns the study count.
@@ -183,7 +72,7 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
         c = _counter(op)
         last.update(op)
         total = c["success"] + c["failure"] + c["pending"]
-        ctx.progress(f"importing {uri}: {_counts_text(c)}", c["success"] + c["failure"], total or None)
+        ctx.progress(f"importing {uri}: {counts_text(c)}", c["success"] + c["failure"], total or None)
 
     def attempt() -> dict:
         op = stores.import_(name=store_name, body={"gcsSource": {"uri": uri}}).execute(num_retries=0)
@@ -199,7 +88,7 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
         if not c["failure"] or _access_problem(str(exc)):
             # The operation failed as a whole (not file by file): Google's message says why.
             logs = meta.get("logsUrl")
-            msg = f"import of {uri} failed: {exc} ({_counts_text(c)})"
+            msg = f"import of {uri} failed: {exc} ({counts_text(c)})"
             if logs:
                 msg += f"; logs: {logs}"
             raise StepError(ctx.step, store_name, msg, google=parse(exc), fix=access_fix if _access_problem(str(exc)) else
@@ -217,7 +106,7 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
     if c["failure"]:
         meta = done.get("metadata") or {}
         errors = import_errors(ctx, done.get("name") or "", created=meta.get("createTime"), expected=c["failure"])
-        report = _failure_report(uri, c, errors, meta.get("logsUrl"))
+        report = failure_report(uri, c, errors, meta.get("logsUrl"))
         if c["failure"] > max_failures:
             bucket = parse_uri(uri).bucket
             allow = (f"raise import.max_failures (now {max_failures}) to {c['failure']} to accept them"
@@ -230,7 +119,7 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
                                 + "; then apply again", action="import")
         ctx.note(f"import of {uri}: {c['failure']} file(s) failed and were left out (import.max_failures: "
                  f"{max_failures}): {report}")
-    ctx.progress(f"{_counts_text(c)}; counting studies")
+    ctx.progress(f"{counts_text(c)}; counting studies")
     count = verify_studies(ctx, store_name, min_studies)
     set_label(ctx, store_name, LABEL, fingerprint_value)
     return count
