@@ -1,20 +1,26 @@
 """The `provision` command line: each command is a few lines over the library.
 
-Google client libraries are imported lazily, inside the commands that call them, so that
-`provision --help` and `provision validate` stay fast.
+The commands import the library (and through it Google's client libraries, the blueprint models,
+the emulator) inside their functions, so that `provision --help` loads none of them and stays fast
+(tests/test_cli_docs.py::test_help_does_not_import_google_libraries); that is why the imports
+below the module's top are there.
 """
 from __future__ import annotations
 
+import json
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
 from typer.core import TyperCommand, TyperGroup
 
+from provision import __version__
 from provision.errors import BlueprintError, ProvisionError, UsageError
-
+from provision.gcp.target import Target
+from provision.redact import redact
+from provision.running import output
 
 EPILOG = """\b
 Exit codes:
@@ -62,8 +68,6 @@ class _Group(TyperGroup):
             _fail_json(True, command, 2, "usage", exc.format_message())
             raise typer.Exit(2) from None
         except ProvisionError as exc:
-            from provision.redact import redact
-
             typer.echo(f"error: {redact(str(exc))}", err=True)
             _fail_json(json_mode, command, exc.exit_code, "usage" if exc.exit_code == 2 else "runtime",
                        redact(str(exc)))
@@ -97,15 +101,11 @@ class _Command(TyperCommand):
 
 def _fail_json(json_mode: bool, command: str, code: int, kind: str, message: str, problems: list[str] | None = None) -> None:
     """The one --json document of a run that ended in an error before it had results."""
-    from provision.running import output
-
     if json_mode and command in output.COMMANDS:
         _print_json(output.envelope(command, [], code, output.error(kind, message, problems)))
 
 
 def _print_json(doc: dict) -> None:
-    import json
-
     typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 
 
@@ -123,8 +123,6 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from provision import __version__
-
         typer.echo(f"provision {__version__}")
         raise typer.Exit()
 
@@ -170,8 +168,6 @@ QuotaProjectOpt = Annotated[
 
 def _target(emulator: str | None, impersonate: str | None, quota_project: str | None = None):
     """Google Cloud, or the emulator named by --emulator / the environment."""
-    from provision.gcp.target import Target
-
     return Target.from_env(emulator=emulator, impersonate=impersonate, quota_project=quota_project)
 
 
@@ -200,8 +196,6 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
     """Print the run's result (the JSON envelope, or each blueprint's text, errors, and for a
     fleet one summary table) and exit with its code: 1 if any blueprint failed, else 3 with
     --detailed-exitcode and changes, else 0. `summary(outcome)` is its table cell."""
-    from provision.running import output
-
     if code is None:
         code = 1 if any(not o.ok for o in outcomes) else (
             3 if detailed and any(changed(o.value) for o in outcomes) else 0)
@@ -256,7 +250,6 @@ def schema(
     output_schema: Annotated[bool, typer.Option("--output", help="The JSON Schema of the --json output instead.")] = False,
 ) -> None:
     """Print the blueprint's JSON Schema (for editors), or the output's."""
-    from provision.running import output
     from provision.blueprint.load import json_schema
 
     _print_json(output.SCHEMA if output_schema else json_schema())
@@ -298,9 +291,8 @@ def plan(
     quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Show what apply would change; changes nothing."""
-    from provision.running import lifecycle
-    from provision.running import fleet
     from provision.planning import saved
+    from provision.running import fleet, lifecycle
 
     opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
     items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
@@ -339,10 +331,8 @@ def apply(
 
     Within what provision made: what it made and the blueprint dropped is removed; what it
     did not make is never touched."""
-    from provision.running import flow
-    from provision.running import lifecycle
-    from provision.running import fleet
     from provision.planning import saved
+    from provision.running import fleet, flow, lifecycle
 
     target = _target(emulator, impersonate, quota_project)
     if len(blueprints) == 1 and saved.is_saved_plan(blueprints[0]):
@@ -389,9 +379,8 @@ def apply(
 def _saved(path: Path, target, shard: str | None):
     """The blueprints of a saved plan, each planned again now and refused (PlanMoved) unless the
     new plan is the saved one, and the options it was made with."""
-    from provision.running import lifecycle
-    from provision.running import fleet
     from provision.planning import saved
+    from provision.running import fleet, lifecycle
 
     doc = saved.load(path)
     items = fleet.load([Path(e["blueprint"]) for e in doc["plans"]], shard)
@@ -423,8 +412,7 @@ def status(
     quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Live state versus the blueprint: missing, drift, extra, kept."""
-    from provision.running import lifecycle
-    from provision.running import fleet
+    from provision.running import fleet, lifecycle
 
     items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
     outcomes = fleet.each(items, lambda it: lifecycle.status(it.bp, target))
@@ -448,8 +436,7 @@ def destroy(
     """Delete what provision made for the blueprints (data kept unless asked).
 
     Its ownership record says what it made; data and the project are kept unless asked."""
-    from provision.running import lifecycle
-    from provision.running import fleet
+    from provision.running import fleet, lifecycle
 
     items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
 
@@ -490,9 +477,8 @@ def config(
     emulator: EmulatorOpt = None,
 ) -> None:
     """Write the OHIF viewer configuration for the blueprints' stores."""
-    from provision.running import flow
-    from provision.running import fleet
     from provision.ohif import config as ohif_config
+    from provision.running import fleet, flow
 
     if fmt not in ("js", "json"):
         raise UsageError(f"--format {fmt!r}: use js (window.config) or json")
@@ -526,8 +512,7 @@ def smoke(
     quota_project: QuotaProjectOpt = None,
 ) -> None:
     """Prove the viewer works: DICOMweb as OHIF uses it, or the real viewer."""
-    from provision.running import flow
-    from provision.running import fleet
+    from provision.running import fleet, flow
 
     items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
     if as_member:
@@ -545,11 +530,9 @@ def viewer(
     emulator: EmulatorOpt = None,
 ) -> None:
     """Serve the real OHIF viewer with the blueprint's configuration."""
-    import threading
-
-    from provision.running import flow
     from provision.ohif.config import render_config
     from provision.ohif.serve import serve_viewer
+    from provision.running import flow
 
     bp, target = _load(blueprint, emulator, None)
     server = serve_viewer(render_config(flow.pinned(bp, target), emulator_url=target.emulator), port=port)

@@ -7,7 +7,7 @@ import pytest
 from provision.running import flow
 from provision.running import lifecycle
 from provision.gcp.target import Target
-from provision.resources import dicom_import
+from provision.resources import store_calls
 from test_apply_support import Events, blueprint_dict, load, mark, records, write_dicom, writes
 
 
@@ -41,7 +41,7 @@ def test_fresh_apply_builds_everything_then_second_apply_makes_reads_only(emulat
 
     ctx = Ctx(target)
     store = result.outputs["dicom_stores"]["primary"]["name"]
-    assert dicom_import.count_studies(ctx, store) == 2
+    assert store_calls.count_studies(ctx, store) == 2
     number = result.outputs["project_number"]
     assert result.outputs["service_agent"] == f"service-{number}@gcp-sa-healthcare.iam.gserviceaccount.com"
     # The first apply wrote: project create, billing, enable, IAM, agent, bucket, 5 uploads, dataset, store, import, label.

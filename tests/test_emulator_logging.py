@@ -64,6 +64,12 @@ def test_import_errors_are_listed_with_their_object_and_error(emulator):
     # The first, successful import logged nothing; another operation's filter finds nothing.
     other = dict(body, filter=f'operation.id="{op["name"]}0"')
     assert logging_client(emulator.url).entries().list(body=other).execute() == {}
+    # What Google documents of these entries (resource type, payload type, operation) finds the same ones.
+    documented = dict(body, filter='resource.type="healthcare_dicom_store" AND jsonPayload.@type='
+                      '"type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry" AND '
+                      f'operation.id:"{op["name"].rsplit("/", 1)[1]}"')
+    found = logging_client(emulator.url).entries().list(body=documented).execute()["entries"]
+    assert sorted(e["insertId"] for e in found) == sorted(e["insertId"] for e in entries)
 
 
 def test_filter_order_and_pages(emulator):

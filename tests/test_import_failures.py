@@ -13,8 +13,8 @@ from provision.cli import app
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError
 from provision.gcp.target import Target
-from provision.resources import bucket as bucket_mod
-from provision.resources import dicom_import
+from provision.resources import bucket_reads
+from provision.resources import dicom_import, import_errors
 from emulator_helpers import CONTROL
 from test_apply_support import BILLING, ORG, Events, blueprint_dict, load, write_dicom
 
@@ -95,6 +95,35 @@ def test_without_permission_to_read_logs_the_message_falls_back_to_the_logs_link
     assert "gs://ohif-imp-iam-dicom/dicom/README.txt: not a DICOM Part-10 file" in str(named.value)
 
 
+def test_the_log_query_names_only_what_google_documents():
+    """An import's error entries are found by what Google documents of them (the logging how-to:
+    resource.type, the jsonPayload's @type, the operation), never by the log's name, which no public
+    text gives."""
+    flt = import_errors.log_filter("projects/p/locations/us-central1/datasets/d/operations/123", "2026-01-01T00:01:00Z")
+    assert 'resource.type="healthcare_dicom_store"' in flt
+    assert 'jsonPayload.@type="type.googleapis.com/google.cloud.healthcare.logging.ImportDicomLogEntry"' in flt
+    assert 'operation.id:"123"' in flt and 'timestamp>="2026-01-01T00:00:00Z"' in flt
+    assert "logName" not in flt and "import_dicom_errors" not in flt and "logs/" not in flt
+
+
+def test_failed_files_are_named_whatever_google_calls_the_log(emulator, monkeypatch, tmp_path, data_dir):
+    # The emulator writes import errors under a log ID of its own choosing (Google's is not documented).
+    # Under another name the same failure still names the file: the query does not depend on it.
+    from provision.emulator.healthcare import state as healthcare_state
+
+    monkeypatch.setattr(healthcare_state, "IMPORT_ERRORS_LOG", "healthcare.googleapis.com/some_other_log")
+    target = Target(emulator=emulator.url)
+    data = any_bucket_blueprint("ohif-imp-log", data_dir)
+    store = lifecycle.apply(load(tmp_path, data), target).outputs["dicom_stores"]["primary"]["name"]
+    put_object(target, "ohif-imp-log-dicom", "dicom/README.txt", README)
+    with pytest.raises(StepError) as err:
+        dicom_import.run(Ctx(target, step="import:primary"), store, data["dicom_stores"][0]["import"]["uri"],
+                         min_studies=1, fingerprint_value="x")
+    text = str(err.value)
+    assert "gs://ohif-imp-log-dicom/dicom/README.txt: not a DICOM Part-10 file" in text, text
+    assert "some_other_log" in text   # the logs link (the operation's logsUrl) names the log the emulator used
+
+
 def test_upload_sends_only_dicom_files_and_says_which_it_left_out(emulator, tmp_path, data_dir):
     (data_dir / "README.txt").write_bytes(README)
     (data_dir / "notes").mkdir()
@@ -112,7 +141,7 @@ def test_upload_sends_only_dicom_files_and_says_which_it_left_out(emulator, tmp_
     result = cli("apply", str(path), "--emulator", emulator.url, "--yes", "--no-smoke")
     assert result.exit_code == 0, result.output
     assert "2 file(s) in" in result.output and "are not DICOM Part-10 files" in result.output
-    names = set(bucket_mod.list_objects(Ctx(target), "ohif-imp-up-dicom"))
+    names = set(bucket_reads.list_objects(Ctx(target), "ohif-imp-up-dicom"))
     assert len(names) == 5 and all(n.endswith(".dcm") for n in names), names
     # Nothing left to upload: a second plan has no upload change, and still says why README.txt is not there.
     again = lifecycle.plan(load(tmp_path, data), target)
@@ -143,9 +172,7 @@ def test_max_failures_lets_a_known_bad_file_through_with_a_note(emulator, tmp_pa
 
 
 def test_a_long_list_of_failures_names_the_first_ten_and_counts_the_rest():
-    from provision.resources.dicom_import import ImportErrors, _failure_report
-
-    errors = ImportErrors([(f"gs://b/d/{i:02}.txt", "not DICOM") for i in range(12)])
-    text = _failure_report("gs://b/d/**", {"success": 1, "failure": 40, "pending": 0}, errors, "https://logs")
+    errors = import_errors.ImportErrors([(f"gs://b/d/{i:02}.txt", "not DICOM") for i in range(12)])
+    text = import_errors.failure_report("gs://b/d/**", {"success": 1, "failure": 40, "pending": 0}, errors, "https://logs")
     assert text.count("not DICOM") == 10 and "gs://b/d/09.txt" in text and "gs://b/d/10.txt" not in text
     assert "... and 30 more" in text and text.endswith("logs: https://logs")

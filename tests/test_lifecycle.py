@@ -14,7 +14,7 @@ from provision.gcp.target import Target
 from provision.running.lifecycle import NeedsFlag, Options
 from provision.resources.record import OBJECT, RecordStore, bucket_for
 from provision.resources import bucket as bucket_mod
-from provision.resources import bucket_iam, dataset, dicom_import, dicom_store, iam
+from provision.resources import bucket_iam, bucket_reads, dataset, dicom_store, iam, store_calls
 from test_apply_support import blueprint_dict, load, mark, records, write_dicom, writes
 
 VIEWER = "roles/healthcare.dicomViewer"
@@ -159,7 +159,7 @@ def test_a_removed_store_is_deleted_when_empty_and_kept_with_data_until_delete_d
     assert kept.action == "keep" and kept.changes == ["kept: holds 2 studies (--delete-data deletes it)"]
     assert plan.step("store-iam:primary").action == "delete"   # access it granted goes, the data stays
     lifecycle.apply(bp, target)
-    assert dicom_import.count_studies(ctx, primary) == 2
+    assert store_calls.count_studies(ctx, primary) == 2
     assert iam.missing(store_policy(target, primary), [(VIEWER, "group:radiology@example.com")])
     assert {r["id"]: r["state"] for r in lifecycle.status(bp, target).resources}["store:primary"] == "kept"
     lifecycle.apply(bp, target, opts=Options(delete_data=True))
@@ -195,7 +195,7 @@ def test_a_dataset_location_change_is_a_replace_refused_without_the_flag(emulato
     ctx = Ctx(target)
     assert dataset.read(ctx, old_ds) is None and dicom_store.read(ctx, old_store) is None   # no second dataset left
     new_store = result.outputs["dicom_stores"]["primary"]["name"]
-    assert "/locations/europe-west4/" in new_store and dicom_import.count_studies(ctx, new_store) == 2
+    assert "/locations/europe-west4/" in new_store and store_calls.count_studies(ctx, new_store) == 2
     assert not iam.missing(store_policy(target, new_store), [(VIEWER, "group:radiology@example.com")])
     assert record_of(target, "ohif-life-move").names("dataset") == [lifecycle.plan_mod.dataset_name(eu)]
     assert not lifecycle.plan(eu, target).has_changes
@@ -214,7 +214,7 @@ def test_a_bucket_location_change_is_a_replace(emulator, tmp_path, data_dir):
     lifecycle.apply(bp, target, opts=Options(replace=True))
     ctx = Ctx(target)
     assert bucket_mod.read(ctx, "ohif-life-bloc-dicom").location == "EU"
-    assert len(bucket_mod.list_objects(ctx, "ohif-life-bloc-dicom")) == 5   # uploaded again
+    assert len(bucket_reads.list_objects(ctx, "ohif-life-bloc-dicom")) == 5   # uploaded again
     assert not lifecycle.plan(bp, target).has_changes
 
 
@@ -251,7 +251,7 @@ def test_an_emptied_store_is_imported_again(emulator, tmp_path, data_dir):
     step = lifecycle.plan(bp, target).step("import:primary")
     assert step.action == "create" and "again: the store holds 0 studies" in step.changes[0]
     lifecycle.apply(bp, target)
-    assert dicom_import.count_studies(Ctx(target), store) == 2
+    assert store_calls.count_studies(Ctx(target), store) == 2
     # and on demand
     with pytest.raises(ProvisionError, match="no such store"):
         lifecycle.plan(bp, target, opts=Options(reimport=frozenset({"nope"})))

@@ -16,7 +16,7 @@ from provision.running import lifecycle
 from provision.gcp.context import Ctx, Reporter
 from provision.gcp.target import Target
 from provision.running.lifecycle import ApplyFailed
-from provision.resources import dicom_import, dicom_store, iam, project_iam
+from provision.resources import dicom_import, dicom_store, iam, project_iam, store_calls
 from test_apply_support import Events, blueprint_dict, load, records, write_dicom
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ def test_apply_succeeds_under_injected_faults_and_reports_why_it_retried(emulato
         reasons = " | ".join(e.message for e in retries)
         assert any(code in reasons for code in ("429", "500", "503", "network")), reasons
         ctx = Ctx(target)
-        assert dicom_import.count_studies(ctx, result.outputs["dicom_stores"]["primary"]["name"]) == 2
+        assert store_calls.count_studies(ctx, result.outputs["dicom_stores"]["primary"]["name"]) == 2
         # Once the faults have been ridden out, the state is stable.
         again = lifecycle.apply(bp, target)
         assert not again.changed
@@ -263,7 +263,7 @@ def test_sigkill_at_any_point_then_reapply_converges_to_the_same_end_state(emula
         store = result.outputs["dicom_stores"]["primary"]["name"]
         policy = project_iam.read(ctx, pid)
         end_states.append({
-            "studies": dicom_import.count_studies(ctx, store),
+            "studies": store_calls.count_studies(ctx, store),
             "objects": sorted(b.name for b in ctx.target.storage().list_blobs(bp.bucket.name, retry=None)),
             "label": bool(dicom_store.read(ctx, store).labels.get(dicom_import.LABEL)),
             "record": _ownership(target, pid),
@@ -292,7 +292,7 @@ def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulat
     notes = " | ".join(e.message for e in events.kinds("note"))
     assert "adopted" in notes, notes
     ctx = Ctx(target)
-    assert dicom_import.count_studies(ctx, first.outputs["dicom_stores"]["primary"]["name"]) == 2
+    assert store_calls.count_studies(ctx, first.outputs["dicom_stores"]["primary"]["name"]) == 2
     assert len(list(ctx.target.storage().list_blobs(bp.bucket.name, retry=None))) == 5
     assert not lifecycle.apply(bp, target).changed
     # both runs wrote the record, compare-and-swap: it names everything once, and nothing else

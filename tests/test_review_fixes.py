@@ -10,7 +10,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import bucket as bucket_mod
 from provision.resources import dicom_store as dicom_store_mod
-from provision.resources import iam
+from provision.resources import bucket_reads, iam, upload_files
 from test_apply_support import blueprint_dict, load, records, write_dicom, writes
 
 
@@ -44,12 +44,12 @@ def test_destroy_never_deletes_another_projects_bucket(emulator, tmp_path):
     target, c, j = _foreign_bucket_setup(emulator, tmp_path)
     ctx = Ctx(target)
     before = iam.bucket_io(ctx, c.bucket.name).read()["bindings"]
-    n_objects = len(bucket_mod.list_objects(ctx, c.bucket.name))
+    n_objects = len(bucket_reads.list_objects(ctx, c.bucket.name))
     out = lifecycle.destroy(j, target, delete_data=True)
     assert not any(s.id.startswith("bucket") for s in out.steps)
     assert any("another project" in k for k in out.kept)
     assert bucket_mod.read(ctx, c.bucket.name).exists
-    assert len(bucket_mod.list_objects(ctx, c.bucket.name)) == n_objects > 0
+    assert len(bucket_reads.list_objects(ctx, c.bucket.name)) == n_objects > 0
     assert iam.bucket_io(ctx, c.bucket.name).read()["bindings"] == before
 
 
@@ -191,8 +191,8 @@ def test_upload_starts_no_file_once_cancelled(emulator, tmp_path):
     ctx.cancel = threading.Event()
     ctx.cancel.set()
     with pytest.raises(Cancelled):
-        bucket_mod.upload(ctx, bp.bucket.name, bucket_mod.local_files(bp.bucket.upload))
-    assert bucket_mod.list_objects(ctx, bp.bucket.name) == {}
+        upload_files.upload(ctx, bp.bucket.name, upload_files.local_files(bp.bucket.upload))
+    assert bucket_reads.list_objects(ctx, bp.bucket.name) == {}
 
 
 # ---------------------------------------------------------------------------- R1: upload needs create: true

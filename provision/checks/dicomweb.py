@@ -33,8 +33,11 @@ from typing import Any, Callable
 from urllib.parse import quote, urlsplit
 
 import requests
+from PIL import Image, UnidentifiedImageError
 
 from provision.checks.answers import _Failed, _http_failure, frame_problem, http_problem, ohif_patient_name
+from provision.gcp.errors import RawHttpError
+from provision.gcp.retry import RetryPolicy, network, transient_http
 from provision.words import plural
 
 __all__ = [
@@ -301,7 +304,6 @@ def check_rendered(p: Probe) -> CheckResult:
     st, se, sop = p.learnt["study"], p.learnt["series"], p.learnt["instance"]
     url = f"{p.root}/studies/{st}/series/{se}/instances/{sop}/rendered"
     resp = p.get_200(url, "image/jpeg", "rendered image")
-    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(resp.content)) as img:
@@ -412,9 +414,6 @@ def run_dicomweb_smoke(
 def _retrying_get(http: requests.Session, origin: str, timeout: float, retry_s: float,
                   on_retry: Callable[[int, float, str], None]) -> Callable[[str, str], requests.Response]:
     """A GET as the browser sends it (`Origin`), retried on 429, 5xx and resets for `retry_s` seconds."""
-    from provision.gcp.errors import RawHttpError
-    from provision.gcp.retry import RetryPolicy, network, transient_http
-
     policy = RetryPolicy(predicates=(transient_http, network), first=min(1.0, retry_s / 40), cap=max(0.05, retry_s / 6),
                          unreachable_s=min(5.0, retry_s))
 

@@ -9,6 +9,7 @@ create the project), the billing account (to link it), the project when it exist
 else). Every missing permission is listed with the predefined role that grants it. The
 answer of the service (or the emulator, which grants everything without --enforce-iam)
 decides; a resource kind whose testIamPermissions is not served is skipped with a note.
+Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_quota_project_missing, is_status, quota_project_fix, role_for
+from provision.gcp.errors import is_quota_project_missing, is_status, parse, quota_project_fix, role_for
 from provision.resources import billing as billing_mod
 from provision.resources import project_iam
 
@@ -104,8 +105,6 @@ def check_quota_project(ctx: Ctx, bp: Any, project_visible: bool) -> None:
         ctx.execute(ctx.target.serviceusage().services().get(name=name))
     except Exception as exc:  # noqa: BLE001 - a probe: only the quota-project answer matters here
         if is_quota_project_missing(exc):
-            from provision.gcp.errors import parse
-
             ge = parse(exc)
             raise QuotaProjectError(bp.project.id if project_visible else None, ge.message if ge else str(exc)) from None
 

@@ -21,6 +21,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
+import yaml
+
+from provision.blueprint.load import load_blueprint
+from provision.demo.studies import write_demo_studies
+from provision.errors import ProvisionError
+from provision.gcp.target import Target
+from provision.running import flow
+
 DEFAULT_OUT = Path("out")
 
 
@@ -85,8 +93,6 @@ class DemoResult:
 
 def demo_data_dir(blueprint: Path) -> Path:
     """Where the demo blueprint uploads from; the data must exist before the blueprint validates."""
-    import yaml
-
     raw = yaml.safe_load(blueprint.read_text())
     return (blueprint.parent / raw["bucket"]["upload"]["from"]).resolve()
 
@@ -96,6 +102,7 @@ def _emulator(url: str | None) -> Iterator[tuple[str, bool]]:
     if url:
         yield url, False
         return
+    # Imported here: the emulator's modules load only when the demo starts one (not for --emulator URL).
     from provision.emulator.server import EmulatorServer
     from provision.emulator.world import Options
 
@@ -110,12 +117,6 @@ def run_demo(*, out_dir: Path | str = DEFAULT_OUT, emulator_url: str | None = No
              listener: Any = None) -> DemoResult:
     """Write the demo blueprint and studies into `out_dir`, then apply, configure and smoke-check
     the blueprint on an emulator (embedded unless `emulator_url`)."""
-    from provision.running import flow
-    from provision.blueprint.load import load_blueprint
-    from provision.demo.studies import write_demo_studies
-    from provision.errors import ProvisionError
-    from provision.gcp.target import Target
-
     started = time.monotonic()
     out = Path(os.path.abspath(out_dir))
     try:

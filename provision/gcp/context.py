@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, TypeVar
 
 from provision.gcp import operations, quota
@@ -40,6 +41,28 @@ class Reporter:
 
 
 @dataclass
+class Facts:
+    """What a plan learns and apply's steps share, by name (a misspelt name fails at type-check
+    time, not as a silent miss). None: not known (yet)."""
+
+    project_id: str | None = None        # the blueprint's project: quota lines and messages name it
+    project_number: str | None = None    # once the project exists (planned, or created by its step)
+    agent: str | None = None             # the Healthcare service agent, as an IAM member
+    agent_exists: bool | None = None     # plan: the project policy grants the agent its role
+    # The ownership record (a provision.resources.record.RecordStore: typed Any because the record
+    # is built on this module, which therefore cannot import it).
+    record: Any = None
+    claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
+
+    def update(self, other: "Facts") -> None:
+        """Take every fact `other` knows (a plan's, for the apply that runs it)."""
+        for f in fields(self):
+            value = getattr(other, f.name)
+            if value is not None:
+                setattr(self, f.name, value)
+
+
+@dataclass
 class Ctx:
     target: Target
     step: str = "read"
@@ -48,7 +71,7 @@ class Ctx:
     deadline_s: float | None = None
     cancel: threading.Event | None = None
     services: tuple[str, ...] = ()      # services this run enables (SERVICE_DISABLED for them is retried)
-    facts: dict = field(default_factory=dict)  # outputs shared between steps (project number, agent email)
+    facts: Facts = field(default_factory=Facts)  # shared between steps (project number, agent, record)
     started: float = field(default_factory=time.monotonic)
     locks: dict = field(default_factory=dict)  # per-resource locks shared by every step of one run
 
@@ -83,7 +106,7 @@ class Ctx:
         policy = self.policy.with_predicates(*also) if also else self.policy
         return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
                           on_wait=self.progress if self.reporter.on_progress else None,
-                          project=self.facts.get("project_id"), number=self.facts.get("project_number"), site=site)
+                          project=self.facts.project_id, number=self.facts.project_number, site=site)
 
     def execute(self, request: Any, **kw: Any) -> Any:
         """`ctx.call(request.execute)` for a googleapiclient request (num_retries=0: we retry)."""
@@ -120,8 +143,6 @@ class Ctx:
 
     def parallel(self, fns: Iterable[Callable[[], T]], workers: int = 8) -> list[T]:
         """Run independent calls in parallel (reads); the first error is raised after all finish."""
-        from concurrent.futures import ThreadPoolExecutor
-
         fns = list(fns)
         if len(fns) <= 1:
             return [fn() for fn in fns]

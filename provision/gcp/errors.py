@@ -6,12 +6,16 @@ into a `GoogleError` (HTTP status, canonical status, message, ErrorInfo reason a
 `to_provision_error` wraps it as a `StepError` that names the step, the resource, Google's
 message, the reason and the fix. Nothing here ever looks at request headers, and every text
 taken from a server or an exception goes through `provision.redact.redact` (a parsed message,
-a StepError's message), so an access token cannot leak into a message.
+a StepError's message), so an access token cannot leak into a message. Google's libraries are
+imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 
+import http.client
+import importlib
 import json
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,8 +300,6 @@ def _chain_text(exc: BaseException) -> str:
 
 def _unreachable(exc: BaseException, text: str) -> str | None:
     """'connection refused' or 'name resolution failed' when nothing answers at the address."""
-    import socket
-
     cur: BaseException | None = exc
     while cur is not None:
         if isinstance(cur, ConnectionRefusedError):
@@ -351,10 +353,6 @@ _NETWORK_ERRORS = (
 
 
 def _is_network(exc: BaseException) -> bool:
-    import http.client
-    import importlib
-    import socket
-
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException)):
         return True
     for module_name, class_names in _NETWORK_ERRORS:

@@ -6,7 +6,8 @@ calls a function under a deadline, backing off exponentially with equal jitter (
 uniformly between half the ceiling and the ceiling), and reports
 every retry (attempt, delay, reason) through a callback, so a user sees why a step waits.
 
-The predicates follow what Terraform's google provider retries (reference/gcp-wire.md 4.8):
+The predicates follow what Terraform's google provider retries (its google/transport/
+error_retry_predicates.go, https://github.com/hashicorp/terraform-provider-google):
 429 and 5xx, network resets and timeouts, SERVICE_DISABLED right after an enable (eventual
 consistency), 404 "dataset not initialized", 400 "Service account ... does not exist" (a new
 service agent not yet propagated), 400 "Another activation or deactivation is in progress",

@@ -4,7 +4,8 @@ A `Target` builds the real client libraries, pointed at the right endpoint with 
 credentials, and caches them: discovery clients per thread (httplib2 is not thread-safe),
 the Resource Manager and Storage clients once per target (they ride on `requests`).
 The provisioner reaches an emulator exactly as it reaches Google: only the endpoints differ.
-Google libraries are imported inside the methods, so importing this module costs nothing.
+Google libraries are imported inside the methods, so importing this module costs nothing
+(provision/gcp/__init__.py says why).
 
 Credentials are the same on both: Application Default Credentials (an `authorized_user` file
 from `gcloud auth application-default login`, a `service_account` key, or what
@@ -26,12 +27,15 @@ at which `provision emulator --latency realistic --time-scale 0.02` plays Google
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
-from provision.errors import UsageError
+from provision.errors import ProvisionError, UsageError
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ENV_HOST = "PROVISION_EMULATOR_HOST"
@@ -85,8 +89,6 @@ GOOGLE_TIMING = Timing()
 
 def check_emulator_url(raw: str) -> str:
     """The emulator URL, normalised; UsageError unless it is http(s)://HOST[:PORT]."""
-    from urllib.parse import urlsplit
-
     url = raw.strip().rstrip("/")
     example = "e.g. http://127.0.0.1:8765"
     if "://" not in url:
@@ -226,8 +228,6 @@ class Target:
 
     def _base_credentials(self) -> Any:
         """The caller's own credentials (before impersonation and the quota project)."""
-        from provision.errors import ProvisionError
-
         if self.emulator and (self.token or not self.credentials_file):
             if self.token:
                 from google.oauth2.credentials import Credentials
@@ -266,8 +266,6 @@ class Target:
         key = (api, version)
         svc = cache.get(key)
         if svc is None:
-            import logging
-
             from googleapiclient import discovery
 
             # googleapiclient logs every 403/429 as a WARNING; we report errors ourselves.
@@ -343,8 +341,6 @@ def _credentials_from_file(path: str) -> Any:
     """The ADC file named for an emulator: a user's `authorized_user` file or a `service_account`
     key, loaded by their own google-auth classes (the generic loader warns about files of unknown
     origin); any other type goes through google-auth's loader."""
-    import json
-
     from google.auth import exceptions as auth_exceptions
 
     try:

@@ -68,16 +68,23 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
+import requests
+from PIL import Image
+
+from provision.checks.answers import frame_problem, http_problem, ohif_patient_name
 from provision.errors import ProvisionError
+from provision.ohif.fetch import ensure_viewer
+from provision.ohif.serve import ViewerServer
 from provision.redact import redact
 
 __all__ = ["CHROMIUM", "GOOGLE_HOSTS", "BrowserReport", "chromium_args", "run_browser_smoke"]
 
 CHROMIUM = "/usr/bin/chromium"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-# Called by OHIF's Google configuration API on the study list (hard-coded hosts, reference/ohif.md 1b).
+# Called by OHIF's Google configuration API on the study list (hard-coded hosts: OHIF's
+# extensions/default/src/DataSourceConfigurationAPI/GoogleCloudDataSourceConfigurationAPI.ts).
 GOOGLE_CONFIG_API = "https://cloudresourcemanager.googleapis.com/v1/**"
 # The Google hosts the viewer calls (sign-in, tokens, keys, user info, DICOMweb, the configuration API).
 GOOGLE_HOSTS = ("accounts.google.com", "oauth2.googleapis.com", "www.googleapis.com", "openidconnect.googleapis.com",
@@ -178,7 +185,9 @@ class _Abort(Exception):
 
 
 def chromium_args(*, offline: bool) -> list[str]:
-    """Flags for Debian's chromium in a container (reference/ohif.md section 2), plus offline isolation."""
+    """Flags for Debian's chromium in a container (--no-sandbox and --disable-dev-shm-usage, as
+    Puppeteer's troubleshooting guide advises for containers: https://pptr.dev/troubleshooting; the
+    others stop background calls home), plus offline isolation."""
     args = [
         "--headless",
         "--no-sandbox",
@@ -201,8 +210,6 @@ def chromium_args(*, offline: bool) -> list[str]:
 
 
 def _expected(studies: Iterable[Any]) -> list[dict[str, str]]:
-    from provision.demo.studies import ohif_patient_name
-
     out = []
     for s in studies:
         get = s.get if isinstance(s, Mapping) else lambda k, d=None, s=s: getattr(s, k, d)
@@ -232,8 +239,6 @@ def _source_root(config_js: str, name: str) -> str:
 
 
 def _pn_from_qido(study: dict[str, Any]) -> str:
-    from provision.demo.studies import ohif_patient_name
-
     value = ((study.get("00100010") or {}).get("Value") or [None])[0]
     if isinstance(value, dict):
         value = value.get("Alphabetic", "")
@@ -241,8 +246,6 @@ def _pn_from_qido(study: dict[str, Any]) -> str:
 
 
 def _image_stats(png: bytes) -> dict[str, Any]:
-    from PIL import Image
-
     with Image.open(io.BytesIO(png)) as img:
         gray = img.convert("L")
         hist = gray.histogram()
@@ -303,11 +306,8 @@ def run_browser_smoke(
     except ImportError:
         raise ProvisionError("cannot run the browser smoke: the Python package playwright is not installed "
                              "(pip install 'provision[browser]')") from None
-    from provision.ohif.serve import ViewerServer
 
     if dist is None:
-        from provision.ohif.fetch import ensure_viewer
-
         dist = ensure_viewer()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -494,7 +494,6 @@ class _Drive:
         location = resp.headers.get("location", "")
         if resp.status in (301, 302, 303) and "access_token=" in location:
             got = dict(pair.split("=", 1) for pair in urlsplit(location).fragment.split("&") if "=" in pair)
-            from urllib.parse import unquote
 
             fp = self._remember(unquote(got.get("access_token", "")))
             self.issued.append(fp)
@@ -653,8 +652,6 @@ class _Drive:
 
     def sign_out(self) -> None:
         """OHIF's /logout, and whether the token it held still works at the emulator afterwards."""
-        import requests
-
         page, t = self.page, time.perf_counter()
         last = self.tokens.get(self.issued[-1]) if self.issued else None
         page.goto(self.base + "/logout", wait_until="commit")
@@ -711,8 +708,6 @@ class _Drive:
             )
         status = response.status
         if status not in (200, 204):
-            from provision.checks.answers import http_problem
-
             try:
                 body = response.body()
             except self.Error:
@@ -773,7 +768,6 @@ class _Drive:
         if response.status != 200:
             report.problems.append(f"viewer: the first frame request answered {response.status}")
         else:  # judged as the DICOMweb smoke judges its own frames/1 answer
-            from provision.checks.answers import frame_problem
 
             try:
                 problem, _ = frame_problem(response.url, response.headers.get("content-type", ""), response.body())

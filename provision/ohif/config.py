@@ -18,7 +18,9 @@ Two targets:
   fail later, at sign-in, with a less clear message).
 - An emulator (`emulator_url="http://127.0.0.1:8765"`): roots at the emulator, no
   `oidc`, and no `configurationAPI`, whose Google hosts are hard-coded in OHIF and cannot
-  be pointed at an emulator by config (reference/ohif.md section 1b). This is what
+  be pointed at an emulator by config (`initialUrl` and `baseHealthcareUrl` in OHIF's
+  extensions/default/src/DataSourceConfigurationAPI/GoogleCloudDataSourceConfigurationAPI.ts,
+  https://github.com/OHIF/Viewers). This is what
   `provision viewer` serves; the browser smoke runs the Google form instead, unchanged, with
   the browser's requests for Google's hosts routed to the emulator (provision.ohif.browser).
 """
@@ -30,6 +32,8 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Literal
+
+from provision.resources.viewer_source import resolve
 
 __all__ = [
     "GOOGLE_SCOPES",
@@ -120,7 +124,6 @@ def data_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, 
 def _viewer_sources(bp: Any) -> list[Any]:
     if not getattr(bp, "viewer_sources", None):
         return []
-    from provision.resources.viewer_source import resolve
 
     return resolve(bp)
 

@@ -18,6 +18,7 @@ import errno
 import mimetypes
 import posixpath
 import shutil
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +27,7 @@ from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 from provision.errors import ProvisionError
+from provision.ohif.fetch import ensure_viewer
 
 __all__ = ["CONTENT_TYPES", "ViewerServer", "serve_viewer"]
 
@@ -66,7 +68,6 @@ class _Server(ThreadingHTTPServer):
     on_request: Callable[[str, str, int], None] | None
 
     def handle_error(self, request, client_address) -> None:  # noqa: ANN001
-        import sys
 
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError)):
@@ -228,7 +229,5 @@ def serve_viewer(
 ) -> ViewerServer:
     """Start serving the viewer (fetched into the cache if needed) with `config_js`; returns the running server."""
     if dist is None:
-        from provision.ohif.fetch import ensure_viewer
-
         dist = ensure_viewer()
     return ViewerServer(dist, config_js, host=host, port=port, on_request=on_request).start()

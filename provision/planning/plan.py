@@ -15,10 +15,11 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from provision.gcp.context import Ctx
-from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store
-from provision.resources import dicom_store_iam, ownership, project, project_iam, service_agent, upload, viewer_source
-from provision.resources.base import PHASES, Draft, Live
+from provision.errors import ProvisionError
+from provision.gcp.context import Ctx, Facts
+from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store, dicom_store_iam
+from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_source
+from provision.resources.base import PHASES, Draft, Key, Live
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
 
 __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREATE", "UPDATE", "NOOP", "DELETE",
@@ -36,7 +37,7 @@ class Plan:
     steps: list[Step]
     notes: list[str] = field(default_factory=list)
     live: Live | None = field(default=None, repr=False)
-    facts: dict = field(default_factory=dict, repr=False)
+    facts: Facts = field(default_factory=Facts, repr=False)
 
     @property
     def changes(self) -> list[Step]:
@@ -89,11 +90,11 @@ class Plan:
 
 # ---------------------------------------------------------------------------- names
 def dataset_name(bp: Any) -> str:
-    return dataset.desired_name(bp)
+    return healthcare_names.desired_dataset(bp)
 
 
 def store_name(bp: Any, store_id: str) -> str:
-    return dicom_store.name_of(dataset_name(bp), store_id)
+    return healthcare_names.store_name(dataset_name(bp), store_id)
 
 
 # ---------------------------------------------------------------------------- observe
@@ -106,16 +107,14 @@ def observe(ctx: Ctx, bp: Any, opts: Options, *, phases: tuple[int, ...] = PHASE
             jobs.update(kind.reads(bp, live, phase))
         keys = list(jobs)
         live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys])))
-        if "record" in jobs:
-            live.record = copy.deepcopy(live.read["record"].current)   # kinds may add to the plan's view
+        if Key.RECORD in jobs:
+            live.record = copy.deepcopy(live.read[Key.RECORD].current)   # kinds may add to the plan's view
     return live
 
 
 def refuse_inactive(project_state: Any) -> None:
     """A project pending deletion cannot be built on: say how to restore it."""
     if project_state is not None and project_state.state != "ACTIVE":
-        from provision.errors import ProvisionError
-
         pid = project_state.project_id
         raise ProvisionError(f"project {pid} is {project_state.state} (deleted, pending purge): restore it "
                              f"with `gcloud projects undelete {pid}`, or choose another project.id")

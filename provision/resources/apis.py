@@ -93,7 +93,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     pid = bp.project.id
     todo = [a for a in dict.fromkeys(bp.apis) if a not in live.get("enabled", set())]
     billable = sorted(set(todo) & BILLABLE)
-    no_billing = not bp.project.billing_account and (live.project is None or live.get("billing") == "")
+    no_billing = not bp.project.billing_account and (live.project is None or live.billing == "")
     if billable and no_billing:
         where = "the new project" if live.project is None else f"project {pid}"
         raise ProvisionError(f"{', '.join(billable)} can only be enabled on a project with billing, and {where} has "

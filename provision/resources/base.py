@@ -20,20 +20,60 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from provision.gcp.context import Facts
 from provision.resources.record import Record
+from provision.resources.states import BucketState, DatasetState, LocalFile, ProjectState, StoreState
 from provision.resources.steps import KEEP, Options, Step
 
 PHASES = (1, 2, 3)
 Reads = dict[str, Callable[[Any], Any]]
 
 
+class Key:
+    """Names of what one kind reads and other kinds use: the reading kind's `reads` names them with
+    these, the others read them through Live's typed accessors, so a misspelt name fails at import
+    or type-check time instead of reading as "absent". Keys one kind keeps to itself stay there."""
+
+    PROJECT = "project"                # ProjectState | None (kind project)
+    RECORD = "record"                  # the RecordStore (kind record)
+    BILLING = "billing"                # the project's billing account, "" when none (kind billing)
+    BUCKET = "bucket"                  # BucketState (kind bucket)
+    LOCAL = "local"                    # the local upload tree, LocalFiles (kind upload)
+    REMOTE = "remote"                  # objects under the upload prefix (kind upload)
+    PROJECT_POLICY = "project_policy"  # the project's IAM policy (kind project-iam)
+    BUCKET_POLICY = "bucket_policy"    # the blueprint's bucket's IAM policy (kind bucket-iam)
+    DATASET = "dataset"                # DatasetState | None (kind dataset)
+
+    @staticmethod
+    def store(name: str) -> str:
+        """StoreState | None of a store the blueprint names (kind dicom-store)."""
+        return f"store:{name}"
+
+    @staticmethod
+    def old_store(name: str) -> str:
+        """(StoreState | None, studies) of a recorded store the blueprint no longer names (kind dicom-store)."""
+        return f"old_store:{name}"
+
+    @staticmethod
+    def store_policy(name: str) -> str:
+        """A store's IAM policy, None when the store is gone (kind dicom-store-iam)."""
+        return f"store_policy:{name}"
+
+    @staticmethod
+    def old_dataset(name: str) -> str:
+        """The stores of a recorded dataset the blueprint no longer names, None when gone (kind dataset)."""
+        return f"old_dataset:{name}"
+
+
 @dataclass
 class Live:
-    """What the reads found, by key (each kind documents the keys it reads), and the record."""
+    """What the reads found, by key (each kind documents the keys it reads), and the record.
+    What kinds share is read through the typed accessors below (keys in `Key`)."""
 
     read: dict[str, Any] = field(default_factory=dict)
     record: Record = field(default_factory=lambda: Record(""))
     opts: Options = field(default_factory=Options)   # what the user allowed (destroy reads what it removes)
+    bucket_replace: bool = False   # the bucket kind plans to delete and create the bucket again (-/+ replace)
 
     def get(self, key: str, default: Any = None) -> Any:
         value = self.read.get(key, default)
@@ -43,13 +83,53 @@ class Live:
         return key in self.read
 
     @property
-    def project(self) -> Any:
-        return self.read.get("project")
+    def project(self) -> ProjectState | None:
+        return self.read.get(Key.PROJECT)
 
     @property
     def project_number(self) -> str | None:
         p = self.project
         return p.number if p is not None else None
+
+    @property
+    def billing(self) -> str | None:
+        return self.get(Key.BILLING)
+
+    @property
+    def bucket(self) -> BucketState | None:
+        return self.get(Key.BUCKET)
+
+    @property
+    def local(self) -> list[LocalFile]:
+        return self.get(Key.LOCAL, [])
+
+    @property
+    def remote(self) -> dict[str, dict]:
+        return self.get(Key.REMOTE, {})
+
+    @property
+    def project_policy(self) -> dict | None:
+        return self.get(Key.PROJECT_POLICY)
+
+    @property
+    def bucket_policy(self) -> dict | None:
+        return self.get(Key.BUCKET_POLICY)
+
+    @property
+    def dataset(self) -> DatasetState | None:
+        return self.get(Key.DATASET)
+
+    def store(self, name: str) -> StoreState | None:
+        return self.get(Key.store(name))
+
+    def old_store(self, name: str) -> tuple[StoreState | None, int]:
+        return self.get(Key.old_store(name), (None, 0))
+
+    def store_policy(self, name: str) -> dict | None:
+        return self.get(Key.store_policy(name))
+
+    def old_dataset(self, name: str) -> list[str] | None:
+        return self.get(Key.old_dataset(name))
 
 
 @dataclass
@@ -58,7 +138,7 @@ class Draft:
 
     steps: list[Step] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    facts: dict = field(default_factory=dict)
+    facts: Facts = field(default_factory=Facts)
 
     def add(self, step: Step) -> Step:
         self.steps.append(step)

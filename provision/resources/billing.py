@@ -6,7 +6,7 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.gcp.retry import NotYet
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step, field_change
 
 
@@ -62,7 +62,7 @@ KIND = "billing"
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
     # Read even when the blueprint names no account: the apis kind refuses to plan Healthcare without one.
-    return {"billing": lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
+    return {Key.BILLING: lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
@@ -70,7 +70,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy or not spec.billing_account:
         return   # provision never unlinks billing: other things in the project may need it
     want = account_name(spec.billing_account)
-    was = live.get("billing") if live.project is not None else None
+    was = live.billing if live.project is not None else None
     resource = f"projects/{pid}/billingInfo"
     if live.project is not None and was == want:
         draft.add(Step(KIND, KIND, resource, NOOP, [], ["project"]))

@@ -1,10 +1,5 @@
-"""The Cloud Storage bucket: create or adopt, read-only when `create: false`, and the upload of a
-local tree under a prefix (parallel, skipping objects already there with the same checksum).
-
-Only DICOM Part-10 files are uploaded (the 4 bytes `DICM` after the 128-byte preamble): the
-import fails on any object that is not DICOM ("Returns an error if any of the files to import
-are not DICOM files", ImportDicomDataRequest), so a README.txt in the tree would fail it on
-every apply. Files left out are counted in one note.
+"""The Cloud Storage bucket: create or adopt, read-only when `create: false` (the upload of a local
+tree into it is kind `upload`, with upload_files.py).
 
 Kind `bucket`: create (recorded first), `-/+ replace` when the location of a bucket provision
 made differs (a bucket's location cannot change), delete a recorded bucket the blueprint no
@@ -13,35 +8,19 @@ is never deleted. Reads `bucket`, `bucket_owner`, `bucket_objects`, `old_bucket:
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.errors import ProvisionError
 from provision.gcp.errors import StepError, is_already_exists, is_status
-from provision.gcp.retry import Cancelled
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
+from provision.resources.bucket_reads import is_ours, is_requester_pays
+from provision.resources.project_reads import read as read_project
+from provision.resources.states import BucketState
 from provision.resources.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step, field_change
 
-UPLOAD_WORKERS = 8
 KIND = "bucket"
 COUNT_CAP = 1000
-
-
-@dataclass
-class BucketState:
-    name: str
-    exists: bool
-    accessible: bool = True          # False: it exists but belongs to someone who did not share it (403)
-    location: str = ""
-    project_number: str = ""
-    labels: dict = field(default_factory=dict)
-    requester_pays: bool = False     # known only when Cloud Storage asked for a billing project
 
 
 def read(ctx: Ctx, name: str) -> BucketState:
@@ -114,165 +93,6 @@ def _ignore_404(fn):
         raise
 
 
-# ---------------------------------------------------------------------------- upload
-@dataclass
-class LocalFile:
-    path: Path
-    name: str          # object name
-    size: int
-    crc32c: str        # base64, as Cloud Storage reports it
-    md5: str
-
-
-def _checksums(path: Path) -> tuple[str, str]:
-    import google_crc32c
-
-    crc = google_crc32c.Checksum()
-    md5 = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            crc.update(chunk)
-            md5.update(chunk)
-    return base64.b64encode(crc.digest()).decode(), base64.b64encode(md5.digest()).decode()
-
-
-class LocalFiles(list):
-    """The files to upload (LocalFile items), the directory they come from (`root`) and `skipped`:
-    the relative paths of the files left out because they are not DICOM. `pending` keeps both on
-    the files it selects."""
-
-    def __init__(self, items=(), skipped: list[str] | None = None, root: Path | None = None):
-        super().__init__(items)
-        self.skipped = list(skipped or [])
-        self.root = root
-
-
-def is_dicom(path: Path) -> bool:
-    """A DICOM Part-10 file: 128 bytes of preamble, then `DICM`."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def local_files(upload: Any) -> LocalFiles:
-    """Every regular DICOM file under `upload.from_`, named `prefix + relative/path`; the other
-    files are listed in `skipped` (dot files and dot directories are ignored altogether)."""
-    root = Path(upload.from_)
-    prefix = upload.prefix or ""
-    out = LocalFiles(root=root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in sorted(filenames):
-            if fn.startswith("."):
-                continue
-            p = Path(dirpath) / fn
-            if not p.is_file():
-                continue
-            rel = p.relative_to(root).as_posix()
-            if not is_dicom(p):
-                out.skipped.append(rel)
-                continue
-            crc, md5 = _checksums(p)
-            out.append(LocalFile(p, prefix + rel, p.stat().st_size, crc, md5))
-    return out
-
-
-def skipped_note(files: list[LocalFile]) -> str | None:
-    """One line about the files left out of the upload (None when there are none)."""
-    skipped = getattr(files, "skipped", None) or []
-    if not skipped:
-        return None
-    root = getattr(files, "root", None)
-    where = f" in {root}" if root else ""
-    example = skipped[0] if len(skipped) == 1 else f"e.g. {skipped[0]}"
-    return f"{len(skipped)} file(s){where} are not DICOM Part-10 files (no DICM preamble) and are not uploaded ({example})"
-
-
-def upload_notes(files: list[LocalFile]) -> list[str]:
-    """The plan's notes about the local upload tree: [] or the skipped-files note."""
-    note = skipped_note(files)
-    return [f"upload: {note}"] if note else []
-
-
-def is_requester_pays(exc: Exception) -> bool:
-    """Cloud Storage's 400 for a Requester Pays bucket asked without a billing project ("Bucket is a
-    requester pays bucket but no user project provided.", reason `required`)."""
-    return is_status(exc, 400) and "requester pays" in str(exc).lower()
-
-
-def list_objects(ctx: Ctx, bucket: str, prefix: str = "", user_project: str | None = None) -> dict[str, dict]:
-    """name -> {crc32c, md5, generation, size} for the objects under `prefix`. `user_project`: the
-    billing project of a Requester Pays bucket (sent as `userProject`, as gsutil -u and gcloud
-    --billing-project do)."""
-    client = ctx.target.storage()
-
-    def list_all() -> dict[str, dict]:
-        out = {}
-        for b in client.list_blobs(client.bucket(bucket, user_project=user_project), prefix=prefix or None,
-                                   retry=None):
-            out[b.name] = {"crc32c": b.crc32c, "md5": b.md5_hash, "generation": str(b.generation or ""),
-                           "size": b.size}
-        return out
-
-    return ctx.call(list_all)
-
-
-def pending(files: list[LocalFile], remote: dict[str, dict]) -> LocalFiles:
-    """Local files whose object is missing or differs (crc32c, else md5)."""
-    out = LocalFiles(skipped=getattr(files, "skipped", None), root=getattr(files, "root", None))
-    for f in files:
-        r = remote.get(f.name)
-        if r is None:
-            out.append(f)
-        elif r.get("crc32c"):
-            if r["crc32c"] != f.crc32c:
-                out.append(f)
-        elif r.get("md5") != f.md5:
-            out.append(f)
-    return out
-
-
-def upload(ctx: Ctx, bucket: str, files: list[LocalFile]) -> int:
-    """Upload in parallel (8 workers), reporting counts; returns how many were uploaded. Files the
-    listing left out as not DICOM (`files.skipped`) are named in one note."""
-    note = skipped_note(files)
-    if note:
-        ctx.note(note)
-    if not files:
-        return 0
-    client = ctx.target.storage()
-    b = client.bucket(bucket)
-    total = len(files)
-    done = 0
-    ctx.progress(f"uploading {total} file(s) to gs://{bucket}", 0, total)
-
-    def one(f: LocalFile) -> None:
-        if ctx.cancel is not None and ctx.cancel.is_set():
-            raise Cancelled()  # interrupted: start no new file
-        def put():
-            blob = b.blob(f.name)
-            blob.crc32c = f.crc32c  # the server checks what it received
-            # local_files only lists DICOM Part-10 files, whatever their extension.
-            blob.upload_from_filename(str(f.path), content_type="application/dicom", retry=None, checksum="crc32c")
-        ctx.call(put)
-
-    with ThreadPoolExecutor(max_workers=UPLOAD_WORKERS, thread_name_prefix="upload") as pool:
-        futures = [pool.submit(one, f) for f in files]
-        try:
-            for fut in as_completed(futures):
-                fut.result()
-                done += 1
-                ctx.progress(f"uploaded {done}/{total}", done, total)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-    return done
-
-
 def count_objects(ctx: Ctx, name: str, cap: int = COUNT_CAP) -> int:
     """How many objects the bucket holds, counting at most `cap` (0 when it is gone)."""
     client = ctx.target.storage()
@@ -293,32 +113,18 @@ def _many(n: int, cap: int = COUNT_CAP) -> str:
 
 
 # ---------------------------------------------------------------------------- kind
-def is_ours(bp: Any, live: Live) -> bool:
-    """The blueprint's bucket belongs to its project (same project number), or does not exist yet
-    and this blueprint creates it."""
-    if not bp.bucket:
-        return False
-    b = live.get("bucket")
-    if b is not None and b.exists:
-        return bool(b.accessible and b.project_number and live.project_number
-                    and b.project_number == live.project_number)
-    return bool(bp.bucket.create)
-
-
 def reads(bp: Any, live: Live, phase: int) -> Reads:
     out: Reads = {}
     name = bp.bucket.name if bp.bucket else None
     if phase == 1 and name:
-        out["bucket"] = lambda ctx: read(ctx, name)
+        out[Key.BUCKET] = lambda ctx: read(ctx, name)
     if phase == 2 and name:
-        b = live.get("bucket")
+        b = live.bucket
         if bp.bucket.create and b.exists and b.project_number and b.project_number != live.project_number:
-            from provision.resources import project as project_mod
-
             # to name the owner in the error; None if hidden
-            out["bucket_owner"] = lambda ctx: project_mod.read(ctx, b.project_number)
+            out["bucket_owner"] = lambda ctx: read_project(ctx, b.project_number)
     if phase == 3:
-        state = live.get("bucket")
+        state = live.bucket
         moved = state is not None and state.location and bp.bucket and \
             state.location.upper() != bp.bucket.location.upper()
         for old in live.record.names(KIND):
@@ -337,7 +143,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             _remove(draft, old, state, objects, opts, "the blueprint no longer names it")
     if not name:
         return
-    b, spec, state = bp.bucket, bp.bucket, live.get("bucket")
+    b, spec, state = bp.bucket, bp.bucket, live.bucket
     ours = live.record.owns(KIND, name)
     if opts.destroy:
         if not state.exists:
@@ -382,7 +188,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                             "the stores keep the studies already imported"],
                            ["project", "billing"], lambda ctx: _replace(ctx, pid, spec),
                            fields=[field_change("location", state.location, spec.location)]))
-            live.read["bucket_replace"] = True
+            live.bucket_replace = True
             return
         draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"],
                        drift=[f"location {state.location}, the blueprint says {spec.location}: the bucket was not "
@@ -393,14 +199,14 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _create(ctx: Ctx, project_id: str, spec: Any) -> str:
-    ctx.facts["record"].add_resource(ctx, KIND, spec.name)
-    create(ctx, project_id, spec, ctx.facts.get("project_number"))
+    ctx.facts.record.add_resource(ctx, KIND, spec.name)
+    create(ctx, project_id, spec, ctx.facts.project_number)
     return f"gs://{spec.name}"
 
 
 def _replace(ctx: Ctx, project_id: str, spec: Any) -> str:
     delete(ctx, spec.name, force=True)
-    create(ctx, project_id, spec, ctx.facts.get("project_number"))
+    create(ctx, project_id, spec, ctx.facts.project_number)
     return f"gs://{spec.name} created again in {spec.location}"
 
 
@@ -411,7 +217,7 @@ def _remove(draft: Draft, name: str, state: BucketState | None, objects: int, op
     deps = [f"bucket-iam:{name}", "bucket-iam"]
     if state is None or not state.exists:
         draft.add(Step(step_id, KIND, resource, DELETE, ["already gone: forget it in the record"], [],
-                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1]))
+                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1]))
     elif objects and not opts.delete_data:
         draft.keep(step_id, KIND, resource, f"kept: holds {_many(objects)} object(s) (--delete-data deletes them "
                                             "with the bucket)")
@@ -425,5 +231,5 @@ def _delete_recorded(ctx: Ctx, name: str, *, force: bool) -> str:
     if not delete(ctx, name, force=force):
         raise StepError(ctx.step, f"gs://{name}", "the bucket received objects since the plan: not deleted",
                         fix="plan again (--delete-data deletes a bucket with its objects)", action="delete")
-    ctx.facts["record"].drop_resource(ctx, KIND, name)
+    ctx.facts.record.drop_resource(ctx, KIND, name)
     return "deleted"

@@ -12,57 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_status
-from provision.resources import iam, service_agent
-from provision.resources.base import Draft, Live, Reads
+from provision.resources import iam
+from provision.resources.base import Draft, Key, Live, Reads
+from provision.resources.bucket_access import VIEWER, agent_can_read, ask_owner, check_foreign, read_if_there
+from provision.resources.bucket_reads import is_ours
+from provision.resources.healthcare_names import agent_member
+from provision.resources.import_sources import source_buckets
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 KIND = "bucket-iam"
-VIEWER = "roles/storage.objectViewer"
-# Roles that let the agent read objects for an import.
-READER_ROLES = {VIEWER, "roles/storage.objectAdmin", "roles/storage.admin", "roles/storage.legacyObjectReader",
-                "roles/storage.objectUser"}
 
 
 def read(ctx: Ctx, bucket: str) -> dict:
     return iam.read(ctx, iam.bucket_io(ctx, bucket))
-
-
-def read_if_there(ctx: Ctx, bucket: str) -> dict | None:
-    """The bucket's policy, None when the bucket is gone or hidden from us."""
-    try:
-        return ctx.call(iam.bucket_io(ctx, bucket).read)
-    except Exception as exc:  # noqa: BLE001
-        if is_status(exc, 403, 404):
-            return None
-        from provision.resources.bucket import is_requester_pays
-
-        if is_requester_pays(exc):   # a Requester Pays bucket of someone else: we cannot tell
-            return None
-        raise
-
-
-def agent_can_read(policy: dict | None, member: str) -> bool:
-    for b in (policy or {}).get("bindings") or []:
-        if b.get("condition") or b.get("role") not in READER_ROLES:
-            continue
-        if member in (b.get("members") or []) or "allUsers" in (b.get("members") or []):
-            return True
-    return False
-
-
-def check_foreign(ctx: Ctx, bucket: str, member: str) -> bool | None:
-    """Whether the agent can read a bucket we do not own: True/False, None when we cannot tell."""
-    policy = read_if_there(ctx, bucket)
-    return None if policy is None else agent_can_read(policy, member)
-
-
-def ask_owner(bucket: str, member: str) -> str:
-    """What to ask a foreign bucket's owner for."""
-    email = member.split(":", 1)[-1]
-    return (f"ask the owner of gs://{bucket} to grant {member} the role {VIEWER} on the bucket:\n"
-            f"    gcloud storage buckets add-iam-policy-binding gs://{bucket} --member={member} --role={VIEWER}\n"
-            f"  (or: gsutil iam ch serviceAccount:{email}:objectViewer gs://{bucket}), then apply again")
 
 
 # ---------------------------------------------------------------------------- kind
@@ -71,19 +33,16 @@ def _recorded_buckets(live: Live) -> list[str]:
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
-    from provision.resources import bucket as bucket_mod
-    from provision.resources import dicom_import
-
     out: Reads = {}
     number = live.project_number
     own = bp.bucket.name if bp.bucket else None
     if phase == 2:
-        if own and bucket_mod.is_ours(bp, live) and live.get("bucket").exists:
-            out["bucket_policy"] = lambda ctx: read(ctx, own)
+        if own and is_ours(bp, live) and live.bucket.exists:
+            out[Key.BUCKET_POLICY] = lambda ctx: read(ctx, own)
         if number:
-            member = service_agent.member_for(number)
-            for b in dicom_import.source_buckets(bp):
-                if b != own or not bucket_mod.is_ours(bp, live):
+            member = agent_member(number)
+            for b in source_buckets(bp):
+                if b != own or not is_ours(bp, live):
                     out[f"foreign_access:{b}"] = lambda ctx, b=b: check_foreign(ctx, b, member)
     if phase == 3:
         for b in _recorded_buckets(live):
@@ -93,20 +52,17 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
-    from provision.resources import bucket as bucket_mod
-    from provision.resources import dicom_import
-
-    agent = draft.facts.get("agent")
+    agent = draft.facts.agent
     own = bp.bucket.name if bp.bucket else None
-    wanted = (not opts.destroy and own is not None and bucket_mod.is_ours(bp, live)
-              and own in dicom_import.source_buckets(bp))
+    wanted = (not opts.destroy and own is not None and is_ours(bp, live)
+              and own in source_buckets(bp))
     if wanted:
         _own(bp, live, draft, own, agent)
     for b in _recorded_buckets(live):
         if b == own and not opts.destroy:
             continue
         pairs = sorted(live.record.pairs_on(f"gs://{b}"))
-        policy = live.get("bucket_policy" if b == own else f"bucket_policy:{b}")
+        policy = live.bucket_policy if b == own else live.get(f"bucket_policy:{b}")
         d = iam.diff_grants(policy, [], pairs)
         why = "the bucket is gone" if policy is None else None
         changes = d.describe() if policy is not None else [f"- {m} {r} (bucket gone or hidden: forget it)" for r, m in pairs]
@@ -125,9 +81,9 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        "readable by allUsers, as public datasets' buckets are)")
     if live.project is None:
         # A new project: its agent's email is known only once the project exists (its number).
-        future = service_agent.member_for("<PROJECT_NUMBER>")
-        for b in dicom_import.source_buckets(bp):
-            if b != own or not bucket_mod.is_ours(bp, live):
+        future = agent_member("<PROJECT_NUMBER>")
+        for b in source_buckets(bp):
+            if b != own or not is_ours(bp, live):
                 draft.note(f"gs://{b} is not this blueprint's bucket: the new project's Healthcare service agent "
                            f"({future.split(':', 1)[1]}, known once the project exists) will need "
                            f"{VIEWER} on it for the import (nothing to ask for when the bucket is public, readable "
@@ -135,12 +91,12 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:
-    state = live.get("bucket")
-    fresh = state is None or not state.exists or live.get("bucket_replace", False)
-    policy = None if fresh else live.get("bucket_policy")
+    state = live.bucket
+    fresh = state is None or not state.exists or live.bucket_replace
+    policy = None if fresh else live.bucket_policy
     d = iam.diff_grants(policy, [(VIEWER, agent)] if agent else [], live.record.pairs_on(f"gs://{bucket}"),
                         ignore_members=[agent] if agent else [])
-    if fresh or not draft.facts.get("agent_exists"):
+    if fresh or not draft.facts.agent_exists:
         d.add = [(VIEWER, agent or "the Healthcare service agent")]   # its email is known once the project is
     elif agent_can_read(policy, agent):
         d.add = []   # it reads through another role, or allUsers

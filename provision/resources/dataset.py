@@ -14,25 +14,17 @@ target does not offer is a plan error naming the nearest ones.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
+from provision.resources.healthcare_names import DATASET, DICOM_STORE, desired_dataset, store_step_id
+from provision.resources.healthcare_removals import data_in, fate, replaced_dataset
+from provision.resources.states import DatasetState
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Options, Step, field_change
-
-
-@dataclass
-class DatasetState:
-    name: str
-    time_zone: str = ""
-
-
-def name_of(project_id: str, location: str, dataset_id: str) -> str:
-    return f"projects/{project_id}/locations/{location}/datasets/{dataset_id}"
 
 
 def _datasets(ctx: Ctx):
@@ -159,16 +151,12 @@ def list_stores(ctx: Ctx, name: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- kind
-KIND = "dataset"
-
-
-def desired_name(bp: Any) -> str:
-    return name_of(bp.project.id, bp.dataset.location, bp.dataset.id)
+KIND = DATASET
 
 
 def step_id(bp: Any, name: str) -> str:
     """`dataset` for the blueprint's; `dataset:<location>/<id>` for another one the record names."""
-    if name == desired_name(bp):
+    if name == desired_dataset(bp):
         return KIND
     parts = name.split("/")
     return f"{KIND}:{parts[3]}/{parts[5]}"
@@ -176,38 +164,28 @@ def step_id(bp: Any, name: str) -> str:
 
 def _old(bp: Any, live: Live, opts: Options) -> list[str]:
     """Recorded datasets to remove: those the blueprint no longer names (all of them when destroying)."""
-    return [n for n in live.record.names(KIND) if opts.destroy or n != desired_name(bp)]
+    return [n for n in live.record.names(KIND) if opts.destroy or n != desired_dataset(bp)]
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {"dataset": lambda ctx: read(ctx, desired_name(bp))}
+        return {Key.DATASET: lambda ctx: read(ctx, desired_dataset(bp))}
     if phase == 3:
-        out: Reads = {f"old_dataset:{n}": (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
+        out: Reads = {Key.old_dataset(n): (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
                       for n in _old(bp, live, live.opts)}
-        if not live.opts.destroy and live.get("dataset") is None:   # an existing dataset's location is valid
+        if not live.opts.destroy and live.dataset is None:   # an existing dataset's location is valid
             out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
         return out
     return {}
 
 
-def replaced(bp: Any, live: Live) -> str | None:
-    """The recorded dataset the blueprint's replaces: same ID, another location, still there."""
-    if live.get("dataset") is not None:
-        return None
-    return next((n for n in live.record.names(KIND) if n != desired_name(bp) and n.rsplit("/", 1)[-1] == bp.dataset.id
-                 and live.get(f"old_dataset:{n}") is not None), None)
-
-
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
-    from provision.resources import dicom_store
-
     if not opts.destroy:
         check_location(bp, live.get("healthcare_locations"))
-    name, ds, state = desired_name(bp), bp.dataset, live.get("dataset")
-    old_for_new = None if opts.destroy else replaced(bp, live)
+    name, ds, state = desired_dataset(bp), bp.dataset, live.dataset
+    old_for_new = None if opts.destroy else replaced_dataset(bp, live)
     if opts.destroy:
         if state is not None and not live.record.owns(KIND, name):
             draft.keep(KIND, KIND, name, "not created by provision: not deleted")
@@ -217,7 +195,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         if old_for_new:
             action = REPLACE
             was = old_for_new.split("/")[3]
-            held = dicom_store.data_in(live, old_for_new)
+            held = data_in(live, old_for_new)
             changes = [f"location {was} -> {ds.location}: a dataset's location cannot change",
                        f"a new dataset {ds.id} is created in {ds.location}, its stores are created and imported again",
                        f"then the old dataset in {was} is deleted with its stores"
@@ -235,30 +213,28 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _create(ctx: Ctx, name: str, time_zone: str) -> str:
-    ctx.facts["record"].add_resource(ctx, KIND, name)
+    ctx.facts.record.add_resource(ctx, KIND, name)
     create(ctx, name, time_zone)
     return name
 
 
 def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:
-    from provision.resources import dicom_store
-
     sid = step_id(bp, name)
-    stores = live.get(f"old_dataset:{name}")
+    stores = live.old_dataset(name)
     if stores is None:
         draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1]))
+                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1]))
         return
-    ours = set(live.record.names(dicom_store.KIND))
+    ours = set(live.record.names(DICOM_STORE))
     foreign = [s.rsplit("/", 1)[-1] for s in stores if s not in ours]
     if foreign:
         draft.keep(sid, KIND, name, f"kept: holds store(s) provision did not make ({', '.join(sorted(foreign))})")
         return
-    kept = [s.rsplit("/", 1)[-1] for s in stores if dicom_store.fate(live, s, opts, replacing) == KEEP]
+    kept = [s.rsplit("/", 1)[-1] for s in stores if fate(live, s, opts, replacing) == KEEP]
     if kept:
         draft.keep(sid, KIND, name, f"kept: its store(s) {', '.join(kept)} hold data (--delete-data deletes them)")
         return
-    deps = [dicom_store.step_id(bp, s) for s in stores]
+    deps = [store_step_id(bp, s) for s in stores]
     if replacing:   # the old data goes only once the new stores hold theirs
         deps += [f"import:{s.id}" for s in bp.dicom_stores] + [f"store:{s.id}" for s in bp.dicom_stores]
     draft.add(Step(sid, KIND, name, DELETE, [f"delete dataset {name.rsplit('/', 1)[-1]} in {name.split('/')[3]}"],
@@ -272,5 +248,5 @@ def _delete_recorded(ctx: Ctx, name: str) -> str:
                         f"({', '.join(o.rsplit('/', 1)[-1] for o in others)}): not deleted",
                         fix="plan again", action="delete")
     delete(ctx, name)
-    ctx.facts["record"].drop_resource(ctx, KIND, name)
+    ctx.facts.record.drop_resource(ctx, KIND, name)
     return "deleted"

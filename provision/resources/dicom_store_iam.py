@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.resources import dicom_store, iam
-from provision.resources.base import Draft, Live, Reads
+from provision.resources import iam
+from provision.resources.base import Draft, Key, Live, Reads
+from provision.resources.healthcare_names import DICOM_STORE, desired_stores, store_step_id
+from provision.resources.healthcare_removals import fate, old_stores, replaced_dataset
+from provision.resources.store_calls import read_iam
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 
 KIND = "dicom-store-iam"
@@ -20,20 +23,20 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {f"store_policy:{n}": (lambda ctx, n=n: dicom_store.read_iam(ctx, n)) for n in dicom_store.desired_names(bp)}
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n)) for n in desired_stores(bp)}
     if phase == 3:
         granted = live.record.granted_resources()
-        return {f"store_policy:{n}": (lambda ctx, n=n: dicom_store.read_iam(ctx, n))
-                for n in dicom_store._old(bp, live) if n in granted and not live.has(f"store_policy:{n}")}
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n))
+                for n in old_stores(bp, live) if n in granted and not live.has(Key.store_policy(n))}
     return {}
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
-        for s, name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
-            exists = live.get(f"store:{name}") is not None
+        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+            exists = live.store(name) is not None
             desired = iam.pairs_of(s.iam)
-            d = iam.diff_grants(live.get(f"store_policy:{name}") if exists else None, desired,
+            d = iam.diff_grants(live.store_policy(name) if exists else None, desired,
                                 live.record.pairs_on(name))
             if not (desired or d.changing or d.foreign):
                 continue
@@ -41,28 +44,26 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             draft.add(Step(f"store-iam:{s.id}", KIND, name, action, d.describe(), [f"store:{s.id}", "record"],
                            _run(name, d) if d.changing else None, drift=d.drift(), fields=d.fields(),
                            claims=[("grant", name, r, m) for r, m in d.add]))
-    from provision.resources import dataset
-
-    replaced = None if opts.destroy else dataset.replaced(bp, live)
+    replaced = None if opts.destroy else replaced_dataset(bp, live)
     granted = live.record.granted_resources()
     if opts.destroy:
-        for s, name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
-            for line in iam.left_alone(live.get(f"store_policy:{name}"), iam.pairs_of(s.iam),
+        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+            for line in iam.left_alone(live.store_policy(name), iam.pairs_of(s.iam),
                                        live.record.pairs_on(name), f"DICOM store {s.id}"):
                 draft.note(line)
-    for name in dicom_store._old(bp, live):
+    for name in old_stores(bp, live):
         if name not in granted:
             continue
         replacing = bool(replaced) and name.startswith(replaced + "/dicomStores/")
-        what = dicom_store.fate(live, name, opts, replacing) if live.record.owns(dicom_store.KIND, name) else KEEP
+        what = fate(live, name, opts, replacing) if live.record.owns(DICOM_STORE, name) else KEEP
         if what == "delete":
             continue   # its grants go with it
         pairs = sorted(live.record.pairs_on(name))
-        policy = live.get(f"store_policy:{name}")
+        policy = live.store_policy(name)
         d = iam.diff_grants(policy, [], pairs)
         if policy is None:   # the store is gone: only the record changes
             d.remove, d.forget = [], pairs
-        draft.add(Step(dicom_store.step_id(bp, name, "store-iam"), KIND, name, DELETE, d.describe(), ["record"],
+        draft.add(Step(store_step_id(bp, name, "store-iam"), KIND, name, DELETE, d.describe(), ["record"],
                        _run(name, d)))
 
 

@@ -7,6 +7,7 @@ whole cycle on a conflict (409 ABORTED, Storage 412), then re-read until our own
 visible, as Terraform does. Bindings we do not name are never touched.
 
 Policies travel as plain dicts in the REST shape: {version, etag, bindings[{role, members, condition}]}.
+Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from provision.gcp.context import Ctx
-from provision.words import plural
 from provision.gcp.retry import NotYet
+from provision.resources.steps import field_change
+from provision.words import plural
 
 Pair = tuple[str, str]  # (role, member)
 
@@ -149,7 +151,7 @@ def grant_recorded(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
     todo = missing(ctx.call(io.read), list(pairs))
     if not todo:
         return []
-    ctx.facts["record"].add_grants(ctx, io.resource, todo)
+    ctx.facts.record.add_grants(ctx, io.resource, todo)
     return add(ctx, io, todo)
 
 
@@ -157,11 +159,11 @@ def apply_diff(ctx: Ctx, io: PolicyIO, d: "GrantDiff", *, agent: bool = False) -
     """Carry out a GrantDiff on one policy: grant what is missing (recorded first; `agent`: to the
     Healthcare service agent, known only at run time), revoke what provision added and the
     blueprint dropped, and forget in the record what is already gone."""
-    add = [(role, ctx.facts["agent"]) for role, _ in d.add] if agent else d.add
+    add = [(role, ctx.facts.agent) for role, _ in d.add] if agent else d.add
     added = grant_recorded(ctx, io, add) if add else []
     removed = remove(ctx, io, d.remove) if d.remove else []
     if d.remove or d.forget:
-        ctx.facts["record"].drop_grants(ctx, io.resource, d.remove + d.forget)
+        ctx.facts.record.drop_grants(ctx, io.resource, d.remove + d.forget)
     return summary(added, removed)
 
 
@@ -188,8 +190,6 @@ class GrantDiff:
 
     def fields(self) -> list[dict]:
         """The bindings that change, for --json: {"field": "binding", "before", "after"}."""
-        from provision.resources.steps import field_change
-
         return ([field_change("binding", None, {"role": r, "member": m}) for r, m in self.add]
                 + [field_change("binding", {"role": r, "member": m}, None) for r, m in self.remove + self.forget])
 

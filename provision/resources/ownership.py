@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
+from provision.resources import iam
+from provision.resources.base import Draft, Key, Live, Reads
+from provision.resources.healthcare_names import desired_stores
+from provision.resources.project_reads import CREATED_LABEL
 from provision.resources.record import Record, RecordStore
-from provision.resources import dicom_store, iam
-from provision.resources.base import Draft, Live, Reads
-from provision.resources.project import CREATED_LABEL
 from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step
 from provision.words import plural
 
@@ -28,30 +29,30 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     store = RecordStore(bp.project.id, bp.bucket.location if bp.bucket else "US")
     if live.project is None:
         store.current = Record(bp.project.id)
-        return {"record": lambda ctx: store}
-    return {"record": lambda ctx: (store.read(ctx, live.project_number), store)[1]}
+        return {Key.RECORD: lambda ctx: store}
+    return {Key.RECORD: lambda ctx: (store.read(ctx, live.project_number), store)[1]}
 
 
 def _legacy(bp: Any, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pair]]]:
     """(resource, labels adapter maker, mark keys, marked pairs) for each resource carrying old marks."""
     out = []
-    project, bucket = live.project, live.get("bucket")
+    project, bucket = live.project, live.bucket
     if project is not None and iam.marks(project.labels):
         out.append((f"projects/{bp.project.id}", lambda ctx: iam.project_labels(ctx, bp.project.id),
-                    iam.marks(project.labels), iam.marked(project.labels, live.get("project_policy"))))
-    if bucket is not None and bucket.exists and live.has("bucket_policy") and iam.marks(bucket.labels):
+                    iam.marks(project.labels), iam.marked(project.labels, live.project_policy)))
+    if bucket is not None and bucket.exists and live.has(Key.BUCKET_POLICY) and iam.marks(bucket.labels):
         out.append((f"gs://{bucket.name}", lambda ctx: iam.bucket_labels(ctx, bucket.name),
-                    iam.marks(bucket.labels), iam.marked(bucket.labels, live.get("bucket_policy"))))
-    for name in dicom_store.desired_names(bp):
-        st = live.get(f"store:{name}")
+                    iam.marks(bucket.labels), iam.marked(bucket.labels, live.bucket_policy)))
+    for name in desired_stores(bp):
+        st = live.store(name)
         if st is not None and iam.marks(st.labels):
             out.append((name, lambda ctx, n=name: iam.dicom_store_labels(ctx, n), iam.marks(st.labels),
-                        iam.marked(st.labels, live.get(f"store_policy:{name}"))))
+                        iam.marked(st.labels, live.store_policy(name))))
     return out
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
-    draft.facts["record"] = live.read["record"]
+    draft.facts.record = live.read[Key.RECORD]
     if opts.destroy:
         return   # destroy only drops entries, step by step
     legacy = _legacy(bp, live)
@@ -66,7 +67,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         changes += [f"adopt {m} {r} on {resource} (marked by an earlier provision)" for r, m in pairs]
         changes.append(f"remove {len(keys)} provision-iam-* label(s) from {resource}")
 
-    draft.add(Step(KIND, KIND, draft.facts["record"].where, UPDATE if changes else NOOP, changes, ["project"],
+    draft.add(Step(KIND, KIND, draft.facts.record.where, UPDATE if changes else NOOP, changes, ["project"],
                    _run(pid, made, legacy) if changes else None))
 
 
@@ -95,14 +96,14 @@ def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _run(pid: str, made: bool, legacy: list):
-    """The record step: one write with every claim of the plan (ctx.facts["claims"]), a project
+    """The record step: one write with every claim of the plan (ctx.facts.claims), a project
     made by an interrupted run, and the grants of legacy marks; then the marks are removed."""
     def run(ctx: Ctx) -> str:
-        claims = list(ctx.facts.get("claims", []))
+        claims = list(ctx.facts.claims or [])
         if made:
             claims.append(("resource", "project", pid))
         claims += [("grant", resource, r, m) for resource, _, _, pairs in legacy for r, m in pairs]
-        ctx.facts["record"].claim(ctx, claims)
+        ctx.facts.record.claim(ctx, claims)
         for _, labels_io, keys, _ in legacy:
             io = labels_io(ctx)
             ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))

@@ -3,57 +3,19 @@
 Labels are merged, not replaced: labels the blueprint does not name stay (non-authoritative,
 like IAM). A GET of a project that does not exist answers 403 on Google (the caller cannot
 tell "absent" from "not yours"); both read as absent, and create then tells them apart.
+Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import NotYet
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
+from provision.resources.healthcare_names import agent_member
+from provision.resources.project_reads import CREATED_LABEL, ProjectState, read, state_of
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
-
-# Set in the create request itself: the record lives inside the project, so it can only name the
-# project once it exists; this label says "provision made it" even if a kill came in between.
-CREATED_LABEL = "provision-created"
-
-
-@dataclass
-class ProjectState:
-    project_id: str
-    number: str
-    display_name: str = ""
-    parent: str = ""
-    labels: dict[str, str] = field(default_factory=dict)
-    state: str = "ACTIVE"
-
-    @property
-    def name(self) -> str:
-        return f"projects/{self.number}"
-
-
-def _state(pb: Any) -> ProjectState:
-    state = pb.state.name if hasattr(pb.state, "name") else str(pb.state)
-    return ProjectState(project_id=pb.project_id, number=pb.name.split("/")[-1], display_name=pb.display_name,
-                        parent=pb.parent, labels=dict(pb.labels), state=state)
-
-
-def read(ctx: Ctx, project_id: str) -> ProjectState | None:
-    """The project, or None when it does not exist (or is not visible to us: 403)."""
-    client = ctx.target.projects()
-
-    def get():
-        try:
-            return _state(client.get_project(name=f"projects/{project_id}", retry=None))
-        except Exception as exc:  # noqa: BLE001
-            if is_status(exc, 403, 404):
-                return None
-            raise
-
-    return ctx.call(get)
-
 
 def desired_changes(spec: Any, live: ProjectState) -> list[str]:
     """Human-readable drift: labels to set, display name to change."""
@@ -85,7 +47,7 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
                 return None  # adopt below
             raise
         ctx.progress("waiting for project creation")
-        return _state(ctx.wait_crm(operation))
+        return state_of(ctx.wait_crm(operation))
 
     created = ctx.call(attempt)
     if created is None:
@@ -172,17 +134,15 @@ KIND = "project"
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
-    return {"project": lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
+    return {Key.PROJECT: lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
-    from provision.resources import service_agent
-
     spec, pid, project = bp.project, bp.project.id, live.project
     resource = f"projects/{pid}"
     if project is not None:
-        draft.facts["project_number"] = project.number
-        draft.facts["agent"] = service_agent.member_for(project.number)
+        draft.facts.project_number = project.number
+        draft.facts.agent = agent_member(project.number)
     if opts.destroy:
         if project is None:
             return
@@ -201,9 +161,9 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
         def run_create(ctx: Ctx) -> str:
             st = create(ctx, spec)
-            ctx.facts["project_number"] = st.number
-            ctx.facts["agent"] = service_agent.member_for(st.number)
-            ctx.facts["record"].project_number = st.number   # the record step writes it down next
+            ctx.facts.project_number = st.number
+            ctx.facts.agent = agent_member(st.number)
+            ctx.facts.record.project_number = st.number   # the record step writes it down next
             return f"project {pid} (number {st.number})"
 
         draft.add(Step(KIND, KIND, resource, CREATE, changes, [], run_create, claims=[("resource", KIND, pid)]))

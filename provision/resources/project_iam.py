@@ -9,7 +9,7 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 KIND = "project-iam"
@@ -31,7 +31,7 @@ def test_permissions(ctx: Ctx, project_id: str, permissions: list[str]) -> list[
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
     if phase == 2 and live.project is not None:
-        return {"project_policy": lambda ctx: read(ctx, bp.project.id)}
+        return {Key.PROJECT_POLICY: lambda ctx: read(ctx, bp.project.id)}
     return {}
 
 
@@ -40,10 +40,10 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     resource = f"projects/{pid}"
     desired = [] if opts.destroy else iam.pairs_of(bp.iam)
     exists = live.project is not None
-    d = iam.diff_grants(live.get("project_policy") if exists else None, desired, live.record.pairs_on(resource),
-                        ignore_roles=PROJECT_LEVEL_IGNORED, ignore_members=[draft.facts.get("agent", "")])
+    d = iam.diff_grants(live.project_policy if exists else None, desired, live.record.pairs_on(resource),
+                        ignore_roles=PROJECT_LEVEL_IGNORED, ignore_members=[draft.facts.agent or ""])
     if opts.destroy and exists:
-        for line in iam.left_alone(live.get("project_policy"), iam.pairs_of(bp.iam), live.record.pairs_on(resource),
+        for line in iam.left_alone(live.project_policy, iam.pairs_of(bp.iam), live.record.pairs_on(resource),
                                    f"project {pid}"):
             draft.note(line)
     if not (desired or d.changing or d.foreign):

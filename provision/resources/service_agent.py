@@ -13,23 +13,16 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
+from provision.resources.healthcare_names import agent_email, agent_member
 from provision.resources.steps import CREATE, NOOP, Options, Step
 
 SERVICE = "healthcare.googleapis.com"
 AGENT_ROLE = "roles/healthcare.serviceAgent"
 
 
-def email_for(project_number: str) -> str:
-    return f"service-{project_number}@gcp-sa-healthcare.iam.gserviceaccount.com"
-
-
-def member_for(project_number: str) -> str:
-    return f"serviceAccount:{email_for(project_number)}"
-
-
 def exists(project_policy: dict | None, project_number: str) -> bool:
     """Whether the project policy already grants the agent its role (our mark that it exists)."""
-    return not iam.missing(project_policy, [(AGENT_ROLE, member_for(project_number))])
+    return not iam.missing(project_policy, [(AGENT_ROLE, agent_member(project_number))])
 
 
 def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
@@ -42,7 +35,7 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
 
     ctx.progress("generating the Healthcare service agent")
     op = ctx.call(attempt)
-    email = (op.get("response") or {}).get("email") or email_for(project_number)
+    email = (op.get("response") or {}).get("email") or agent_email(project_number)
     ctx.progress(f"granting {AGENT_ROLE} to {email}")
     iam.add(ctx, iam.project_io(ctx, project_id), [(AGENT_ROLE, f"serviceAccount:{email}")])
     return email
@@ -60,15 +53,15 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # the agent is Google's, and keeps the role it needs to exist
     project, pid = live.project, bp.project.id
-    ok = project is not None and exists(live.get("project_policy"), project.number)
-    draft.facts["agent_exists"] = ok
+    ok = project is not None and exists(live.project_policy, project.number)
+    draft.facts.agent_exists = ok
 
     def run(ctx: Ctx) -> str:
-        email = ensure(ctx, pid, ctx.facts["project_number"])
-        ctx.facts["agent"] = f"serviceAccount:{email}"
+        email = ensure(ctx, pid, ctx.facts.project_number)
+        ctx.facts.agent = f"serviceAccount:{email}"
         return email
 
-    resource = email_for(project.number) if project else email_for("<number>")
+    resource = agent_email(project.number) if project else agent_email("<number>")
     draft.add(Step(KIND, KIND, resource, NOOP if ok else CREATE,
                    [] if ok else ["generate the Cloud Healthcare Service Agent", f"+ {AGENT_ROLE}"],
                    ["project-iam", "apis"], None if ok else run))

@@ -7,8 +7,9 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.words import plural
-from provision.resources import bucket as bucket_mod
-from provision.resources.base import Draft, Live, Reads
+from provision.resources.base import Draft, Key, Live, Reads
+from provision.resources.bucket_reads import list_objects
+from provision.resources.upload_files import local_files, pending, to_upload, upload, upload_notes
 from provision.resources.steps import CREATE, NOOP, Options, Step
 
 KIND = "upload"
@@ -19,35 +20,27 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     if up is None:
         return {}
     if phase == 1:
-        return {"local": lambda ctx: bucket_mod.local_files(up)}
-    state = live.get("bucket")
+        return {Key.LOCAL: lambda ctx: local_files(up)}
+    state = live.bucket
     if phase == 2 and state.exists and state.accessible:
-        return {"remote": lambda ctx: bucket_mod.list_objects(ctx, bp.bucket.name, up.prefix or "")}
+        return {Key.REMOTE: lambda ctx: list_objects(ctx, bp.bucket.name, up.prefix or "")}
     return {}
-
-
-def pending(live: Live) -> list[bucket_mod.LocalFile]:
-    """The local files the upload step will send (all of them into a bucket to be created or replaced)."""
-    state = live.get("bucket")
-    if state is None or not state.exists or live.get("bucket_replace", False):
-        return list(live.get("local", []))
-    return bucket_mod.pending(live.get("local", []), live.get("remote", {}))
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy or not (bp.bucket and bp.bucket.upload):
         return
     b = bp.bucket
-    todo = pending(live)
-    n, total = len(todo), len(live.get("local", []))
+    todo = to_upload(live)
+    n, total = len(todo), len(live.local)
 
     def run(ctx: Ctx) -> str:
-        remote = bucket_mod.list_objects(ctx, b.name, b.upload.prefix or "")
-        files = bucket_mod.pending(bucket_mod.local_files(b.upload), remote)
-        done = bucket_mod.upload(ctx, b.name, files)
+        remote = list_objects(ctx, b.name, b.upload.prefix or "")
+        files = pending(local_files(b.upload), remote)
+        done = upload(ctx, b.name, files)
         return f"uploaded {plural(done, 'file')}" if done else "already uploaded"
 
-    for note in bucket_mod.upload_notes(live.get("local", [])):
+    for note in upload_notes(live.local):
         draft.note(note)
     draft.add(Step(KIND, KIND, f"gs://{b.name}/{b.upload.prefix or ''}", CREATE if n else NOOP,
                    [f"upload {n} of {plural(total, 'file')} from {b.upload.from_}"] if n else [], ["bucket"],

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
+from provision.gcp.errors import parse
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import NOOP, Options, Step
 
@@ -121,8 +122,6 @@ def wants_releases(bp: Any) -> bool:
 
 def list_releases(ctx: Ctx) -> list[int] | str:
     """The IDC releases published as Healthcare stores (numbers), or why they could not be listed."""
-    from provision.gcp.errors import parse
-
     stores = ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
     def page(token: str | None) -> dict:
@@ -162,8 +161,6 @@ def caller(target: Any) -> str:
 def test_access(ctx: Ctx, store: str) -> str:
     """HELD / MISSING (testIamPermissions answered without it) / HIDDEN (403: Google answers so for a
     store that does not exist and one you may not see alike), or another answer's text."""
-    from provision.gcp.errors import parse
-
     stores = ctx.target.healthcare().projects().locations().datasets().dicomStores()
     try:
         resp = ctx.call(lambda: stores.testIamPermissions(resource=store, body={"permissions": [READ]})

@@ -216,7 +216,7 @@ class Engine:
             return False
         except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
             err = to_provision_error(exc, step.id, step.resource, action=step.action,
-                                     project=ctx.facts.get("project_id"), target=ctx.target, attempts=True)
+                                     project=ctx.facts.project_id, target=ctx.target, attempts=True)
             result.status, result.elapsed, result.error = "failed", elapsed(), err
             result.message = str(err)
             self.emit(Event("failed", step.id, str(err), result.elapsed, step.action))

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from provision.blueprint.load import load_blueprint
 from provision.errors import BlueprintError, ProvisionError, UsageError
+from provision.redact import redact
 
 SUFFIXES = (".yaml", ".yml")
 # Blueprints applied at once by default: enough that a fleet waits on Google's quotas (which the
@@ -74,8 +76,6 @@ def shard(paths: list[Path], spec: str | None) -> list[Path]:
 
 def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
     """Load every blueprint; all problems of all files in one BlueprintError."""
-    from provision.blueprint.load import load_blueprint
-
     items, problems = [], []
     for path in shard(expand(paths), shard_spec):
         try:
@@ -112,8 +112,6 @@ def each(items: list[Item], fn: Callable[[Item], Any], parallel: int = 4) -> lis
         except UsageError:
             raise   # the command line is wrong for every blueprint: exit 2
         except ProvisionError as exc:
-            from provision.redact import redact
-
             return Outcome(it, getattr(exc, "result", None), redact(str(exc)))
 
     if len(items) <= 1:

@@ -1,9 +1,10 @@
 """`apply` as a user sees it: the cloud resources, then the OHIF config, then the smoke check.
 
 The provisioner makes live state match the blueprint; this module adds the two steps that
-follow it (DESIGN.md §4: ... → import → config → smoke) and is shared by `provision apply`
+follow it (... → import → config → smoke) and is shared by `provision apply`
 and `provision demo`. A blueprint's failure is kept in its Outcome (with whatever was built
 and checked before it failed), so one document can describe every blueprint of a run.
+Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provision.errors import ProvisionError
+from provision.errors import ProvisionError, UsageError
 from provision.gcp.target import Target
+from provision.ohif import config as ohif_config
+from provision.ohif.config import config_warnings
+from provision.resources.viewer_source import pin
+from provision.running import lifecycle
+from provision.running.smoke import run_blueprint_smoke
 
 
 @dataclass
@@ -72,8 +78,6 @@ def access_token(target: Target) -> str | None:
 def target_as(target: Target, member: str) -> Target:
     """The same target, acting as `member`: on the emulator its `emulator:MEMBER` token, on Google
     Cloud the service account impersonated (a person cannot be impersonated)."""
-    from provision.errors import UsageError
-
     if target.is_emulator:
         if ":" not in member:
             raise UsageError(f"--as {member!r}: name a member, e.g. user:ana@example.com or serviceAccount:EMAIL")
@@ -88,8 +92,6 @@ def target_as(target: Target, member: str) -> Target:
 def write_config(bp: Any, target: Target, out: Path | None = None, fmt: str = "js") -> Path:
     """Write OHIF's config for `bp` (to `viewer.config_out` unless `out`), pointing at the target.
     JSON never lands on the viewer's .js path by default: it goes next to it, as .json."""
-    from provision.ohif import config as ohif_config
-
     path = Path(out or bp.viewer.config_out)
     if out is None and fmt == "json":
         path = path.with_suffix(".json")
@@ -98,8 +100,6 @@ def write_config(bp: Any, target: Target, out: Path | None = None, fmt: str = "j
 
 def pinned(bp: Any, target: Target) -> Any:
     """`bp` with its viewer sources' `idc: latest` resolved to the release IDC publishes now."""
-    from provision.resources.viewer_source import pin
-
     return pin(bp, target)
 
 
@@ -107,8 +107,6 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
     """The DICOMweb smoke on every store and every viewer source (at least one study each: a source the
     viewer cannot read fails the smoke, with how to get access), and the browser smoke on the default
     data source and each viewer source when asked (default: `smoke.browser`)."""
-    from provision.running.smoke import run_blueprint_smoke
-
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
     return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
@@ -121,9 +119,6 @@ def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any
                     smoke_dir: Path | str = "out/smoke", opts: Any = None) -> Outcome:
     """Apply, write the OHIF config, then smoke-check (browser screenshots into `smoke_dir`).
     Failures land in `Outcome.error`."""
-    from provision.running import lifecycle
-    from provision.ohif.config import config_warnings
-
     outcome = Outcome(bp.project.id)
     try:
         outcome.apply = lifecycle.apply(bp, target, listener, plan_=plan_, cancel=cancel, opts=opts)

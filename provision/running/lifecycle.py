@@ -16,7 +16,7 @@ from provision.planning import plan as plan_mod
 from provision.checks import preflight
 from provision.running.engine import Engine, Event, Listener, RunResult, StepResult, emit
 from provision.errors import ProvisionError
-from provision.gcp.context import Ctx
+from provision.gcp.context import Ctx, Facts
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
@@ -29,7 +29,7 @@ __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", 
 
 def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
     ctx = Ctx(target, "read", services=tuple(bp.apis), cancel=cancel)
-    ctx.facts["project_id"] = bp.project.id
+    ctx.facts.project_id = bp.project.id
     return ctx
 
 
@@ -68,7 +68,7 @@ def _plan(bp: Any, target: Target, *, listener: Listener | None, ctx: Ctx | None
     plan_mod.refuse_inactive(live.project)  # before preflight: its message says how to restore the project
     notes: list[str] = []
     if check_permissions and not opts.destroy:
-        missing, notes = preflight.check(ctx, bp, live.project is not None, live.get("billing"))
+        missing, notes = preflight.check(ctx, bp, live.project is not None, live.billing)
         if missing:
             raise preflight.PreflightError(missing, bp.project.id)
     live = plan_mod.observe(ctx, bp, opts, phases=(2, 3), live=live)
@@ -146,15 +146,15 @@ class ApplyFailed(ProvisionError):
         super().__init__(message)
 
 
-def _outputs(bp: Any, target: Target, facts: dict) -> dict:
+def _outputs(bp: Any, target: Target, facts: Facts) -> dict:
     root = target.root("healthcare")
     stores = {s.id: {"name": plan_mod.store_name(bp, s.id),
                      "dicomweb": f"{root}/v1/{plan_mod.store_name(bp, s.id)}/dicomWeb"} for s in bp.dicom_stores}
     out = {"project_id": bp.project.id, "dataset": plan_mod.dataset_name(bp), "dicom_stores": stores}
-    if facts.get("project_number"):
-        out["project_number"] = facts["project_number"]
-    if facts.get("agent"):
-        out["service_agent"] = facts["agent"].split(":", 1)[-1]
+    if facts.project_number:
+        out["project_number"] = facts.project_number
+    if facts.agent:
+        out["service_agent"] = facts.agent.split(":", 1)[-1]
     return out
 
 
@@ -171,7 +171,7 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
     the_plan = plan_ or plan(bp, target, listener=listener, ctx=ctx, opts=opts)
     refuse_replacements(the_plan, opts)
     ctx.facts.update(the_plan.facts)
-    ctx.facts["claims"] = [c for s in the_plan.changes for c in s.claims]
+    ctx.facts.claims = [c for s in the_plan.changes for c in s.claims]
     if not the_plan.has_changes:
         result = ApplyResult(bp.project.id, target.label, False, the_plan,
                              [StepResult(s.id, s.action, "done", 0.0, "no changes") for s in the_plan.steps],
@@ -283,7 +283,7 @@ class DestroyPlan:
 
     steps: list[Step]
     kept: list[str]
-    facts: dict = field(default_factory=dict, repr=False)
+    facts: Facts = field(default_factory=Facts, repr=False)
 
     def __iter__(self):
         return iter((self.steps, self.kept))
@@ -325,9 +325,9 @@ def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_p
                         "confirm with delete_data as well", needs="delete_data")
     steps = p.changes
     if not delete_project and _leaves_record_empty(p) and p.live.record.generation:
-        steps.append(Step("record", "record", p.facts["record"].where, DELETE,
+        steps.append(Step("record", "record", p.facts.record.where, DELETE,
                           ["delete the ownership record and its bucket (it names nothing any more)"],
-                          [s.id for s in steps], lambda c: (c.facts["record"].delete(c), "deleted")[1]))
+                          [s.id for s in steps], lambda c: (c.facts.record.delete(c), "deleted")[1]))
     return DestroyPlan(steps, kept, p.facts)
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from provision import __version__
+
 FORMAT = "provision-output/1"
 ERROR_KINDS = ("invalid_blueprint", "usage", "runtime", "interrupted")
 ACTIONS = ("create", "update", "delete", "replace", "no-op", "keep")
@@ -36,8 +38,6 @@ def result(blueprint: str | None, project: str | None, *, ok: bool = True, err: 
 
 
 def envelope(command: str, results: list[dict], exit_code: int, err: dict | None = None) -> dict:
-    from provision import __version__
-
     return {"format": FORMAT, "command": command, "version": __version__,
             "ok": exit_code in (0, 3) and err is None and all(r["ok"] for r in results),
             "exit_code": exit_code, "error": err, "results": results}

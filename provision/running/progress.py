@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
 
 from provision.running.engine import Event
 from provision.words import plural
@@ -22,8 +30,6 @@ ICON = {"pending": "·", "done": "[green]✓[/]", "failed": "[red]✗[/]", "skip
 class Progress:
     def __init__(self, console: Any = None, live: bool | None = None, show_noop: bool = False,
                  verbose: bool = False):
-        from rich.console import Console
-
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.live_mode = self.console.is_terminal if live is None else live
         self.show_noop = show_noop
@@ -38,8 +44,6 @@ class Progress:
     # ------------------------------------------------------------------ context
     def __enter__(self) -> "Progress":
         if self.live_mode:
-            from rich.live import Live
-
             self._live = Live(self._render(), console=self.console, refresh_per_second=8, transient=False,
                               get_renderable=self._render)
             self._live.__enter__()
@@ -111,8 +115,6 @@ class Progress:
             row.update(state=e.kind, elapsed=e.elapsed, detail=(e.message or "").splitlines()[0] if e.message else "")
 
     def _print(self, e: Event) -> None:
-        from rich.markup import escape
-
         c = self.console
         tag = f"[dim]{escape(e.project)}[/] " if e.project else ""
         e = _escaped(e, escape)
@@ -146,17 +148,11 @@ class Progress:
             c.print(f"{tag}{e.message} ({e.elapsed:.1f}s)", highlight=False)
 
     def _retried(self, e: Event) -> str:
-        from rich.markup import escape
-
         summary = self._retry_summary(e.project, e.step)
         return f" [dim](after waiting: {escape(summary)})[/]" if summary and not self.verbose else ""
 
     # ------------------------------------------------------------------ live view
     def _render(self) -> Any:
-        from rich.spinner import Spinner
-        from rich.table import Table
-        from rich.text import Text
-
         with self._lock:
             table = Table.grid(padding=(0, 1))
             table.add_column(width=2)
@@ -183,6 +179,4 @@ class Progress:
 
 def _escaped(e: Event, escape) -> Event:
     """A copy of the event whose free text cannot be taken for rich markup."""
-    from dataclasses import replace
-
     return replace(e, step=escape(e.step), message=escape(e.message or ""))

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from provision.checks.dicomweb import SmokeReport, run_dicomweb_smoke
+from provision.errors import ProvisionError
+from provision.ohif import browser as browser_smoke
+from provision.ohif.config import dicomweb_root, render_config, source_root
+from provision.resources.viewer_source import resolve
 
 
 @dataclass
@@ -81,12 +86,6 @@ def run_blueprint_smoke(
     token on Google Cloud); it is used only inside the browser and never reported. `retry_s`: how
     long each GET is retried (the target's timing profile, `smoke_retry_s`).
     """
-    from pathlib import Path
-
-    from provision.errors import ProvisionError
-    from provision.ohif.config import dicomweb_root, render_config, source_root
-    from provision.resources.viewer_source import resolve
-
     result = BlueprintSmoke()
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
@@ -113,7 +112,6 @@ def run_blueprint_smoke(
     elif not expected:
         result.browser_not_run = (f"store {first_id} (the viewer's default data source) holds no study for the viewer "
                                   "to show; import studies into it, or leave out --browser (smoke.browser)")
-    from provision.ohif.browser import run_browser_smoke
 
     if emulator_url:
         # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
@@ -126,8 +124,8 @@ def run_blueprint_smoke(
         route = {}
     if not result.browser_not_run:
         try:
-            result.browser = run_browser_smoke(config_js, expected_studies=expected, token=token, out_dir=Path(out_dir),
-                                               **route)
+            result.browser = browser_smoke.run_browser_smoke(config_js, expected_studies=expected, token=token,
+                                                             out_dir=Path(out_dir), **route)
         except ProvisionError as exc:  # no Chromium, no Playwright, no viewer: the check could not run
             result.browser_not_run = str(exc)
     # Each viewer source: its study list (?datasources=NAME) and one image, screenshots in out_dir/source-NAME.
@@ -139,7 +137,7 @@ def run_blueprint_smoke(
                 f"the DICOMweb smoke of source {source.name} failed (above); fix that first")
             continue
         try:
-            result.browser_sources[source.name] = run_browser_smoke(
+            result.browser_sources[source.name] = browser_smoke.run_browser_smoke(
                 config_js, expected_studies=expected, token=token, out_dir=Path(out_dir) / f"source-{source.name}",
                 data_source=source.name, **route)
         except ProvisionError as exc:

@@ -65,9 +65,11 @@ IMPORT_BATCH = 256
 # documentation: jsonPayload is a google.cloud.healthcare.logging.ImportDicomLogEntry {source,
 # error{code, message}} (googleapis google/cloud/healthcare/logging/dicom.proto; the logging
 # how-to's sample: code 3 "empty DICOM instance found", source gs://...), `operation` holds the
-# operation's type and ID, `resource` the location, dataset and store. The log ID, the
-# monitored-resource type, the label names and operation.producer are not in any public text
-# we found: they follow the documented query_accessible_data entry (discovery healthcare.v1:
+# operation's type and ID, `resource` the location, dataset and store; the how-to filters them by
+# resource.type healthcare_dicom_store (https://cloud.google.com/healthcare-api/docs/how-tos/logging),
+# so a client can find them by those documented fields alone. The log ID, the resource label
+# names and operation.producer are not in any public text we found: they follow the documented
+# query_accessible_data entry (discovery healthcare.v1:
 # logName .../logs/healthcare.googleapis.com%2Fquery_accessible_data, operation{id: the full
 # operation name, producer: healthcare.googleapis.com/QueryAccessibleData}, resource
 # healthcare_consent_store with labels project_id, location, dataset_id, consent_store_id).
