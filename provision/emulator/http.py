@@ -143,6 +143,8 @@ class Ctx:
         """The request body parsed as JSON ({} when empty), checked against the method's discovery schema."""
         if self._json is _UNSET:
             self._json = parse_json_body(self.request, self.route.body_limit)
+            if self.route.discovery and "enum-encoding=int" in self.query.get("$alt", ""):
+                self._json = discovery.enum_names(*self.route.discovery, self._json)
             if validate and self.route.discovery:
                 discovery.validate_request(*self.route.discovery, self._json)
         return self._json

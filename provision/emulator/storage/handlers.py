@@ -21,6 +21,8 @@ from provision.emulator.errors import unauthenticated
 from provision.emulator.http import Ctx, Router, parse_json_body
 from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, decode_token, encode_token, gcs_error,
                                                object_not_found, proto_etag)
+from provision.emulator.storage import lockdown
+from provision.emulator.storage.buckets import iam_configuration
 from provision.emulator.storage.names import object_name_problem
 from provision.emulator.storage.objects import validate_object_metadata
 from provision.emulator.storage.state import Backend
@@ -146,6 +148,7 @@ def buckets_insert(ctx: Ctx):
     body = ctx.json()
     project = _project(ctx)
     _require(ctx, "storage.buckets.create", project=project)
+    _refuse_acls(ctx, {"iamConfiguration": iam_configuration(body.get("iamConfiguration") or {}, 0)}, body)
     ctx.world.latency.sleep("sync:storage.buckets.insert")
     rec = _st(ctx).create_bucket(project, body)
     return _st(ctx).bucket_resource(rec, _base(ctx), full=_full(ctx))
@@ -177,9 +180,11 @@ def buckets_get(ctx: Ctx, bucket: str):
 
 @router.route("PATCH", "/storage/v1/b/<id:bucket>", api=API, discovery=_doc("buckets.patch"))
 def buckets_patch(ctx: Ctx, bucket: str):
-    _bucket(ctx, bucket)
+    current = _bucket(ctx, bucket)
     _require(ctx, "storage.buckets.update", bucket=bucket)
-    rec = _st(ctx).patch_bucket(bucket, ctx.json(), _conditions(ctx))
+    body = ctx.json()
+    _refuse_acls(ctx, current, body)
+    rec = _st(ctx).patch_bucket(bucket, body, _conditions(ctx))
     return _st(ctx).bucket_resource(rec, _base(ctx), full=_full(ctx))
 
 
@@ -189,6 +194,18 @@ def buckets_delete(ctx: Ctx, bucket: str):
     _require(ctx, "storage.buckets.delete", bucket=bucket)
     _st(ctx).delete_bucket(bucket, _conditions(ctx))
     return 204, None
+
+
+def _refuse_acls(ctx: Ctx, rec: dict, body: dict) -> None:
+    """ACLs in a bucket insert or patch (body fields or predefined ACL parameters) that the bucket's
+    iamConfiguration forbids (provision/emulator/storage/lockdown.py)."""
+    if body.get("acl") is not None or ctx.query.get("predefinedAcl"):
+        lockdown.refuse_predefined(rec, ctx.query.get("predefinedAcl") or "private", on_object=False)
+        lockdown.refuse_public_members(rec, [a.get("entity") for a in body.get("acl") or [] if isinstance(a, dict)])
+    if body.get("defaultObjectAcl") is not None or ctx.query.get("predefinedDefaultObjectAcl"):
+        lockdown.refuse_predefined(rec, ctx.query.get("predefinedDefaultObjectAcl") or "private", on_object=False)
+        lockdown.refuse_public_members(rec, [a.get("entity") for a in body.get("defaultObjectAcl") or []
+                                             if isinstance(a, dict)])
 
 
 # ------------------------------------------------------------------------------------ bucket IAM
@@ -202,9 +219,11 @@ def buckets_get_iam(ctx: Ctx, bucket: str):
 
 @router.route("PUT", "/storage/v1/b/<id:bucket>/iam", api=API, discovery=_doc("buckets.setIamPolicy"))
 def buckets_set_iam(ctx: Ctx, bucket: str):
-    _bucket(ctx, bucket)
+    rec = _bucket(ctx, bucket)
     _require(ctx, "storage.buckets.setIamPolicy", bucket=bucket)
     body = ctx.json()
+    lockdown.refuse_public_members(rec, [m for b in body.get("bindings") or [] if isinstance(b, dict)
+                                         for m in b.get("members") or []])
     ctx.world.latency.sleep("sync:storage.buckets.setIamPolicy")
     _st(ctx).set_policy(bucket, body)
     return _st(ctx).policy_resource(bucket, 3)
@@ -285,9 +304,11 @@ def objects_download(ctx: Ctx, bucket: str, object: str):
 
 @router.route("PATCH", "/storage/v1/b/<id:bucket>/o/<path:object>", api=API, discovery=_doc("objects.patch"))
 def objects_patch(ctx: Ctx, bucket: str, object: str):
-    _bucket(ctx, bucket)
+    rec = _bucket(ctx, bucket)
     _require(ctx, "storage.objects.update", bucket=bucket)
-    obj = _st(ctx).patch_object(bucket, object, ctx.json(), _conditions(ctx))
+    body = ctx.json()
+    _refuse_object_acl(ctx, rec, body)
+    obj = _st(ctx).patch_object(bucket, object, body, _conditions(ctx))
     return _st(ctx).object_resource(obj, _base(ctx))
 
 
@@ -371,6 +392,13 @@ def objects_move(ctx: Ctx, bucket: str, object: str, dobject: str):
         raise gcs_error(400, "Source and destination object names must be different.", "invalid")
     obj = _st(ctx).move_object(bucket, object, dobject, _conditions(ctx), _source_conditions(ctx))
     return _st(ctx).object_resource(obj, _base(ctx))
+
+
+def _refuse_object_acl(ctx: Ctx, rec: dict, meta: dict) -> None:
+    """An object write carrying an ACL (`acl` metadata or `predefinedAcl`) that the bucket forbids."""
+    if meta.get("acl") is not None or ctx.query.get("predefinedAcl"):
+        lockdown.refuse_predefined(rec, ctx.query.get("predefinedAcl") or "private", on_object=True)
+        lockdown.refuse_public_members(rec, [a.get("entity") for a in meta.get("acl") or [] if isinstance(a, dict)])
 
 
 def _media(ctx: Ctx, obj: dict) -> Response:
@@ -487,7 +515,8 @@ def objects_upload(ctx: Ctx, bucket: str):
         return objects_upload_chunk(ctx, bucket)
     if ctx.world.options.enforce_iam and ctx.principal is None:
         raise unauthenticated()
-    _bucket(ctx, bucket)
+    rec = _bucket(ctx, bucket)
+    _refuse_object_acl(ctx, rec, {})
     kind = ctx.query.get("uploadType")
     if kind == "resumable":
         return _resumable_start(ctx, bucket)
@@ -509,6 +538,7 @@ def objects_upload(ctx: Ctx, bucket: str):
             _pump(ctx, sink)
         else:
             meta, media_type, leftover = _multipart_head(ctx)
+            _refuse_object_acl(ctx, rec, meta)
             name = ctx.query.get("name") or meta.get("name")
             err = object_name_problem(name)
             if err:

@@ -140,7 +140,8 @@ class Backend:
 
     def bucket_resource(self, rec: dict, base: str, *, full: bool = False) -> dict:
         """The wire `storage#bucket` (only fields of the discovery Bucket schema)."""
-        return buckets.bucket_resource(rec, base, full=full)
+        acls = {scope: self.buckets.acl(rec, scope) for scope in ("bucket", "default")} if full else None
+        return buckets.bucket_resource(rec, base, full=full, acls=acls)
 
     # ----------------------------------------------------------------- bucket IAM
 
