@@ -1,0 +1,195 @@
+"""Safe for patient data by default, end to end through the real clients against the emulator:
+locked-down buckets (the blueprint's and the record's, the record in the dataset's region), Data
+Access audit logs written with updateMask and owned like grants, a study read that `provision
+audit` lists with its principal, opt-outs flagged in the plan, and no-op re-applies with zero writes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from typer.testing import CliRunner
+
+from provision import cli
+from provision.gcp.context import Ctx
+from provision.gcp.target import Target
+from provision.resources import audit_logs, iam
+from provision.resources.record import bucket_for
+from provision.running import audit, lifecycle, output
+from test_apply_support import blueprint_dict, load, mark, records, write_dicom, writes
+
+ALL = {(s, t) for s in audit_logs.SERVICES for t in audit_logs.LOG_TYPES}
+OTHERS = {"service": "bigquery.googleapis.com",
+          "auditLogConfigs": [{"logType": "DATA_READ", "exemptedMembers": ["user:batch@example.com"]}]}
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    d = tmp_path / "data"
+    write_dicom(d, studies=2)
+    return d
+
+
+def policy(target: Target, pid: str) -> dict:
+    return iam.project_io(Ctx(target), pid).read()
+
+
+def set_configs(target: Target, pid: str, configs: list[dict]) -> None:
+    """Another party's write of the project's audit configs (a compliance team's, say)."""
+    io = iam.project_io(Ctx(target), pid, audit_logs.MASK)
+    current = io.read()
+    io.write(dict(current, auditConfigs=configs))
+
+
+def test_both_buckets_are_locked_down_and_the_record_sits_in_the_datasets_region(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    bp = load(tmp_path, blueprint_dict("ohif-safe-bkt", data_dir))
+    plan = lifecycle.plan(bp, target)
+    assert "uniform bucket-level access on, public access prevention enforced" in plan.step("bucket").changes
+    lifecycle.apply(bp, target)
+    gcs = Ctx(target).target.storage()
+    for name in ("ohif-safe-bkt-dicom", bucket_for("ohif-safe-bkt")):
+        cfg = gcs.get_bucket(name).iam_configuration
+        assert cfg.uniform_bucket_level_access_enabled is True, name
+        assert cfg.public_access_prevention == "enforced", name
+    assert gcs.get_bucket(bucket_for("ohif-safe-bkt")).location == "US-CENTRAL1"   # the dataset's, not US
+    assert gcs.get_bucket("ohif-safe-bkt-dicom").location == "US"                  # as the blueprint says
+
+
+def test_an_adopted_bucket_without_them_is_reported_and_changed_only_when_asked(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-safe-adopt", data_dir)), target)
+    gcs = Ctx(target).target.storage()
+    open_bucket = gcs.create_bucket("ohif-safe-adopt-open", project="ohif-safe-adopt")   # made by someone else
+    assert open_bucket.iam_configuration.public_access_prevention == "inherited"
+    raw = blueprint_dict("ohif-safe-adopt", data_dir)
+    raw["bucket"]["name"] = "ohif-safe-adopt-open"
+    raw["dicom_stores"][0]["import"]["uri"] = "gs://ohif-safe-adopt-open/dicom/**.dcm"
+    plan = lifecycle.plan(load(tmp_path, raw, "adopt.yaml"), target)
+    step = plan.step("bucket")
+    assert step.action == "no-op" and any("uniform bucket-level access is off" in d for d in step.drift)
+    assert any("public access prevention is inherited" in d for d in step.drift)
+    assert any("ohif-safe-adopt-open (not created by provision" in n for n in plan.notes)
+    status = lifecycle.status(load(tmp_path, raw, "adopt.yaml"), target)
+    assert next(r for r in status.resources if r["id"] == "bucket")["state"] == "drift"
+
+    raw["bucket"]["uniform_access"] = True
+    raw["bucket"]["public_access_prevention"] = "enforced"
+    asked = load(tmp_path, raw, "asked.yaml")
+    step = lifecycle.plan(asked, target).step("bucket")
+    assert step.action == "update" and step.changes == ["uniform_access: False -> True",
+                                                        "public_access_prevention: inherited -> enforced"]
+    lifecycle.apply(asked, target)
+    cfg = gcs.get_bucket("ohif-safe-adopt-open").iam_configuration
+    assert cfg.uniform_bucket_level_access_enabled and cfg.public_access_prevention == "enforced"
+
+
+def test_bucket_opt_outs_are_flagged_in_the_plan(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    raw = blueprint_dict("ohif-safe-optout", data_dir)
+    raw["bucket"].update(uniform_access=False, public_access_prevention="inherited")
+    plan = lifecycle.plan(load(tmp_path, raw), target)
+    safety = [n for n in plan.notes if n.startswith("safety:")]
+    assert any("bucket.uniform_access: false" in n for n in safety)
+    assert any("bucket.public_access_prevention: inherited" in n for n in safety)
+    lifecycle.apply(load(tmp_path, raw), target)
+    cfg = Ctx(target).target.storage().get_bucket("ohif-safe-optout-dicom").iam_configuration
+    assert not cfg.uniform_bucket_level_access_enabled and cfg.public_access_prevention == "inherited"
+
+
+def test_audit_configs_are_written_others_kept_and_removed_only_when_provision_added_them(emulator_factory,
+                                                                                         tmp_path, data_dir):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    target = Target(emulator=emu.url)
+    bp = load(tmp_path, blueprint_dict("ohif-safe-audit", data_dir))
+    plan = lifecycle.plan(bp, target)
+    assert any("log volume" in n and "costs money" in n for n in plan.notes)
+    lifecycle.apply(bp, target)
+    sets = [r for r in records(rec) if r["path"].endswith("ohif-safe-audit:setIamPolicy")
+            and (r["request"] or {}).get("policy", {}).get("auditConfigs")]
+    assert sets and all("auditConfigs" in r["request"]["updateMask"] for r in sets)
+    assert audit_logs.present(policy(target, "ohif-safe-audit")) == ALL
+
+    # another party's config arrives; a re-apply leaves it, and writes nothing at all
+    set_configs(target, "ohif-safe-audit", policy(target, "ohif-safe-audit")["auditConfigs"] + [OTHERS])
+    before = mark(rec)
+    assert not lifecycle.apply(bp, target).changed
+    assert writes(records(rec)[before:]) == []
+
+    # the blueprint turns them off: the plan flags it; what provision added goes, the other stays
+    raw = blueprint_dict("ohif-safe-audit", data_dir)
+    raw["audit_logs"] = {"data_access": False}
+    off = load(tmp_path, raw, "off.yaml")
+    plan = lifecycle.plan(off, target)
+    assert any(n.startswith("safety: Data Access audit logs off") for n in plan.notes)
+    assert plan.step("audit-logs").action == "delete"
+    lifecycle.apply(off, target)
+    assert policy(target, "ohif-safe-audit")["auditConfigs"] == [OTHERS]
+    assert not lifecycle.apply(off, target).changed
+
+
+def test_configs_that_were_there_before_provision_stay_when_the_blueprint_turns_them_off(emulator, tmp_path,
+                                                                                         data_dir):
+    target = Target(emulator=emulator.url)
+    raw = blueprint_dict("ohif-safe-theirs", data_dir)
+    raw["audit_logs"] = {"data_access": False}
+    off = load(tmp_path, raw)
+    lifecycle.apply(off, target)
+    theirs = {"service": "healthcare.googleapis.com", "auditLogConfigs": [{"logType": "DATA_READ"}]}
+    set_configs(target, "ohif-safe-theirs", [theirs])
+    plan = lifecycle.plan(off, target)
+    assert not plan.has_changes and any("provision did not turn on stay on" in n for n in plan.notes)
+    assert policy(target, "ohif-safe-theirs")["auditConfigs"] == [theirs]
+
+
+def test_a_study_read_is_an_audit_entry_that_provision_audit_lists_with_its_principal(emulator, tmp_path,
+                                                                                      data_dir):
+    target = Target(emulator=emulator.url)
+    bp = load(tmp_path, blueprint_dict("ohif-safe-trail", data_dir))
+    result = lifecycle.apply(bp, target)
+    root = result.outputs["dicom_stores"]["primary"]["dicomweb"]
+    ana = {"Authorization": "Bearer emulator:user:ana@example.com"}
+    studies = requests.get(f"{root}/studies", headers=ana).json()
+    uid = studies[0]["0020000D"]["Value"][0]
+    got = requests.get(f"{root}/studies/{uid}", headers=dict(ana, Accept='multipart/related; type="application/dicom"'))
+    assert got.status_code == 200
+    requests.get(f"{root}/studies/{uid}/metadata", headers=ana).raise_for_status()
+
+    report = audit.audit(bp, target, audit.parse_since("1h"))
+    mine = [r for r in report.rows if r.principal == "ana@example.com"]
+    assert {(r.action, r.store, r.study) for r in mine} >= {("RetrieveStudy", "primary", uid),
+                                                            ("RetrieveStudyMetadata", "primary", uid),
+                                                            ("SearchForStudies", "primary", "")}
+    assert all(r.count == 1 and r.first == r.last for r in mine)
+
+    out = CliRunner().invoke(cli.app, ["audit", str(bp.source), "--since", "1h", "--json", "--emulator",
+                                       emulator.url])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    import jsonschema
+
+    jsonschema.validate(doc, output.SCHEMA)
+    rows = doc["results"][0]["audit"]["rows"]
+    assert {"principal": "ana@example.com", "action": "RetrieveStudy", "store": "primary", "study": uid} in [
+        {k: r[k] for k in ("principal", "action", "store", "study")} for r in rows]
+    text = CliRunner().invoke(cli.app, ["audit", str(bp.source), "--emulator", emulator.url])
+    assert "ana@example.com" in text.stdout and "RetrieveStudy" in text.stdout and uid in text.stdout
+
+
+def test_no_entries_when_the_audit_logs_are_off(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    raw = blueprint_dict("ohif-safe-quiet", data_dir)
+    raw["audit_logs"] = {"data_access": False}
+    bp = load(tmp_path, raw)
+    result = lifecycle.apply(bp, target)
+    requests.get(f"{result.outputs['dicom_stores']['primary']['dicomweb']}/studies").raise_for_status()
+    report = audit.audit(bp, target, audit.parse_since("1h"))
+    assert report.rows == [] and report.entries == 0 and report.notes
+
+
+def test_since_takes_durations_and_refuses_the_rest():
+    assert audit.parse_since("7d").days == 7 and audit.parse_since("12h").seconds == 12 * 3600
+    for bad in ("", "7", "seven days", "0d", "3y"):
+        with pytest.raises(Exception, match="give a duration"):
+            audit.parse_since(bad)
