@@ -193,3 +193,45 @@ def test_since_takes_durations_and_refuses_the_rest():
     for bad in ("", "7", "seven days", "0d", "3y"):
         with pytest.raises(Exception, match="give a duration"):
             audit.parse_since(bad)
+
+
+def test_an_exempted_member_is_drift_and_destroy_keeps_the_logs_while_data_is_kept(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    bp = load(tmp_path, blueprint_dict("ohif-safe-exempt", data_dir))
+    lifecycle.apply(bp, target)
+    configs = policy(target, "ohif-safe-exempt")["auditConfigs"]
+    for cfg in configs:
+        if cfg["service"] == "healthcare.googleapis.com":
+            cfg["auditLogConfigs"][0]["exemptedMembers"] = ["user:quiet@example.com"]
+    set_configs(target, "ohif-safe-exempt", configs)
+    status = lifecycle.status(bp, target)
+    row = next(r for r in status.resources if r["id"] == "audit-logs")
+    assert row["state"] == "drift" and any("user:quiet@example.com is exempted" in d for d in row["details"])
+
+    plan = lifecycle.destroy_plan(bp, target)            # the store holds studies: kept, and so are the logs
+    assert any(k.startswith("audit-logs ") and "stay on while" in k for k in plan.kept)
+    assert "audit-logs" not in [s.id for s in plan.steps]
+    plan = lifecycle.destroy_plan(bp, target, delete_data=True)
+    assert plan.steps[[s.id for s in plan.steps].index("audit-logs")].action == "delete"
+
+
+def test_a_record_bucket_from_before_is_locked_down_and_its_location_noted(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    bp = load(tmp_path, blueprint_dict("ohif-safe-old", data_dir))
+    lifecycle.apply(bp, target)
+    gcs = Ctx(target).target.storage()
+    name = bucket_for("ohif-safe-old")
+    saved = gcs.bucket(name).blob("record.json").download_as_bytes()
+    for blob in gcs.list_blobs(name, versions=True):
+        blob.delete()
+    gcs.bucket(name).delete()
+    gcs.create_bucket(name, project="ohif-safe-old", location="US").blob("record.json").upload_from_string(saved)
+
+    plan = lifecycle.plan(bp, target)                     # as an earlier provision left it: US, open
+    step = plan.step("record")
+    assert step.action == "update" and any(c.startswith(f"lock down gs://{name}") for c in step.changes)
+    assert any(f"gs://{name} is in US, not in the dataset's location US-CENTRAL1" in n for n in plan.notes)
+    lifecycle.apply(bp, target)
+    cfg = gcs.get_bucket(name).iam_configuration
+    assert cfg.uniform_bucket_level_access_enabled and cfg.public_access_prevention == "enforced"
+    assert not lifecycle.apply(bp, target).changed

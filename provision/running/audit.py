@@ -66,11 +66,17 @@ class AuditReport:
         head = f"audit of {self.project} on {self.target} since {self.since}: {self.entries} Data Access entr" + \
                ("y" if self.entries == 1 else "ies")
         cells = [("PRINCIPAL", "ACTION", "STORE", "STUDY", "COUNT", "FIRST", "LAST")] + [
-            (r.principal, r.action, r.store, r.study or "-", str(r.count), r.first, r.last) for r in self.rows]
+            (r.principal, r.action, r.store, r.study or "-", str(r.count), _short(r.first), _short(r.last))
+            for r in self.rows]
         widths = [max(len(c[i]) for c in cells) for i in range(7)]
         lines = [head] + (["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
                           if self.rows else [])
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+def _short(stamp: str) -> str:
+    """`2026-12-08T00:25:54.393568Z` -> `2026-12-08T00:25:54Z` (the table's; --json keeps Google's)."""
+    return re.sub(r"\.\d+Z$", "Z", stamp)
 
 
 def audit(bp: Any, target: Target, since: timedelta, *, now: datetime | None = None) -> AuditReport:
