@@ -235,3 +235,28 @@ def test_a_record_bucket_from_before_is_locked_down_and_its_location_noted(emula
     cfg = gcs.get_bucket(name).iam_configuration
     assert cfg.uniform_bucket_level_access_enabled and cfg.public_access_prevention == "enforced"
     assert not lifecycle.apply(bp, target).changed
+
+
+def test_reading_the_trail_takes_the_private_logs_viewer_role(emulator_factory, tmp_path, data_dir):
+    emu = emulator_factory(enforce_iam=True)
+    admin = "user:admin@example.com"
+    for resource, role in (("organizations/123456789012", "roles/owner"),
+                           ("billingAccounts/012345-6789AB-CDEF01", "roles/billing.user")):
+        requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [
+            {"role": role, "members": [admin]}]}, headers={"X-Emulator-Control": "1"}).raise_for_status()
+    raw = blueprint_dict("ohif-safe-private", data_dir)
+    raw["iam"].append({"member": "user:auditor@example.com", "roles": ["roles/logging.viewer"]})
+    raw["iam"].append({"member": "user:officer@example.com", "roles": ["roles/logging.privateLogViewer"]})
+    raw["dicom_stores"][0]["iam"].append({"member": "user:ana@example.com", "roles": ["roles/healthcare.dicomViewer"]})
+    bp = load(tmp_path, raw)
+    result = lifecycle.apply(bp, Target(emulator=emu.url, token=f"emulator:{admin}"))
+    root = result.outputs["dicom_stores"]["primary"]["dicomweb"]
+    requests.get(f"{root}/studies", headers={"Authorization": "Bearer emulator:user:ana@example.com"}).raise_for_status()
+
+    officer = audit.audit(bp, Target(emulator=emu.url, token="emulator:user:officer@example.com"),
+                          audit.parse_since("1h"))
+    assert ("ana@example.com", "SearchForStudies") in {(r.principal, r.action) for r in officer.rows}
+    assert "admin@example.com" in {r.principal for r in officer.rows}     # the caller, under --enforce-iam
+    auditor = audit.audit(bp, Target(emulator=emu.url, token="emulator:user:auditor@example.com"),
+                          audit.parse_since("1h"))
+    assert auditor.rows == [] and any("privateLogViewer" in n for n in auditor.notes)

@@ -95,7 +95,8 @@ def audit(bp: Any, target: Target, since: timedelta, *, now: datetime | None = N
         report.notes.append(f"stopped after {MAX_ENTRIES} entries: give a shorter --since")
     if not entries:
         report.notes.append("no Data Access entries: are the audit logs on (audit_logs.data_access, plan shows "
-                            "the audit-logs step), and did anyone call the stores since then?")
+                            "the audit-logs step), did anyone call the stores since then, and may you read them "
+                            "(Data Access logs are private: roles/logging.privateLogViewer)?")
     return report
 
 
