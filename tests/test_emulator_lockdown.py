@@ -79,3 +79,15 @@ def test_public_iam_grants_are_refused_under_prevention_and_allowed_without(clie
     policy.bindings.append({"role": "roles/storage.objectViewer", "members": {"allAuthenticatedUsers"}})
     bucket.set_iam_policy(policy)
     assert any("allAuthenticatedUsers" in b["members"] for b in bucket.get_iam_policy(requested_policy_version=3).bindings)
+
+
+def test_a_bucket_created_with_an_acl_meets_its_own_settings(client):
+    bucket = client.bucket("born-locked")
+    bucket.iam_configuration.uniform_bucket_level_access_enabled = True
+    with pytest.raises(gexc.BadRequest, match="Cannot use ACL API"):
+        client.create_bucket(bucket, predefined_acl="projectPrivate")
+    bucket = client.bucket("born-private")
+    bucket.iam_configuration.public_access_prevention = "enforced"
+    with pytest.raises(gexc.PreconditionFailed, match="public access prevention is enforced"):
+        client.create_bucket(bucket, predefined_acl="publicRead")
+    assert [b.name for b in client.list_buckets()] == []        # neither was made

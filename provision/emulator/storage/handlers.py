@@ -148,7 +148,8 @@ def buckets_insert(ctx: Ctx):
     body = ctx.json()
     project = _project(ctx)
     _require(ctx, "storage.buckets.create", project=project)
-    _refuse_acls(ctx, {"iamConfiguration": iam_configuration(body.get("iamConfiguration") or {}, 0)}, body)
+    lockdown.refuse_bucket_acls({"iamConfiguration": iam_configuration(body.get("iamConfiguration") or {}, 0)},
+                               body, ctx.query)
     ctx.world.latency.sleep("sync:storage.buckets.insert")
     rec = _st(ctx).create_bucket(project, body)
     return _st(ctx).bucket_resource(rec, _base(ctx), full=_full(ctx))
@@ -183,7 +184,7 @@ def buckets_patch(ctx: Ctx, bucket: str):
     current = _bucket(ctx, bucket)
     _require(ctx, "storage.buckets.update", bucket=bucket)
     body = ctx.json()
-    _refuse_acls(ctx, current, body)
+    lockdown.refuse_bucket_acls(current, body, ctx.query)
     rec = _st(ctx).patch_bucket(bucket, body, _conditions(ctx))
     return _st(ctx).bucket_resource(rec, _base(ctx), full=_full(ctx))
 
@@ -194,18 +195,6 @@ def buckets_delete(ctx: Ctx, bucket: str):
     _require(ctx, "storage.buckets.delete", bucket=bucket)
     _st(ctx).delete_bucket(bucket, _conditions(ctx))
     return 204, None
-
-
-def _refuse_acls(ctx: Ctx, rec: dict, body: dict) -> None:
-    """ACLs in a bucket insert or patch (body fields or predefined ACL parameters) that the bucket's
-    iamConfiguration forbids (provision/emulator/storage/lockdown.py)."""
-    if body.get("acl") is not None or ctx.query.get("predefinedAcl"):
-        lockdown.refuse_predefined(rec, ctx.query.get("predefinedAcl") or "private", on_object=False)
-        lockdown.refuse_public_members(rec, [a.get("entity") for a in body.get("acl") or [] if isinstance(a, dict)])
-    if body.get("defaultObjectAcl") is not None or ctx.query.get("predefinedDefaultObjectAcl"):
-        lockdown.refuse_predefined(rec, ctx.query.get("predefinedDefaultObjectAcl") or "private", on_object=False)
-        lockdown.refuse_public_members(rec, [a.get("entity") for a in body.get("defaultObjectAcl") or []
-                                             if isinstance(a, dict)])
 
 
 # ------------------------------------------------------------------------------------ bucket IAM
@@ -307,7 +296,7 @@ def objects_patch(ctx: Ctx, bucket: str, object: str):
     rec = _bucket(ctx, bucket)
     _require(ctx, "storage.objects.update", bucket=bucket)
     body = ctx.json()
-    _refuse_object_acl(ctx, rec, body)
+    lockdown.refuse_object_acls(rec, body, ctx.query)
     obj = _st(ctx).patch_object(bucket, object, body, _conditions(ctx))
     return _st(ctx).object_resource(obj, _base(ctx))
 
@@ -392,13 +381,6 @@ def objects_move(ctx: Ctx, bucket: str, object: str, dobject: str):
         raise gcs_error(400, "Source and destination object names must be different.", "invalid")
     obj = _st(ctx).move_object(bucket, object, dobject, _conditions(ctx), _source_conditions(ctx))
     return _st(ctx).object_resource(obj, _base(ctx))
-
-
-def _refuse_object_acl(ctx: Ctx, rec: dict, meta: dict) -> None:
-    """An object write carrying an ACL (`acl` metadata or `predefinedAcl`) that the bucket forbids."""
-    if meta.get("acl") is not None or ctx.query.get("predefinedAcl"):
-        lockdown.refuse_predefined(rec, ctx.query.get("predefinedAcl") or "private", on_object=True)
-        lockdown.refuse_public_members(rec, [a.get("entity") for a in meta.get("acl") or [] if isinstance(a, dict)])
 
 
 def _media(ctx: Ctx, obj: dict) -> Response:
@@ -516,7 +498,7 @@ def objects_upload(ctx: Ctx, bucket: str):
     if ctx.world.options.enforce_iam and ctx.principal is None:
         raise unauthenticated()
     rec = _bucket(ctx, bucket)
-    _refuse_object_acl(ctx, rec, {})
+    lockdown.refuse_object_acls(rec, {}, ctx.query)
     kind = ctx.query.get("uploadType")
     if kind == "resumable":
         return _resumable_start(ctx, bucket)
@@ -538,7 +520,7 @@ def objects_upload(ctx: Ctx, bucket: str):
             _pump(ctx, sink)
         else:
             meta, media_type, leftover = _multipart_head(ctx)
-            _refuse_object_acl(ctx, rec, meta)
+            lockdown.refuse_object_acls(rec, meta, ctx.query)
             name = ctx.query.get("name") or meta.get("name")
             err = object_name_problem(name)
             if err:

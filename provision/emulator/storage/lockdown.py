@@ -79,3 +79,23 @@ def refuse_predefined(rec: dict, value: str | None, *, on_object: bool) -> None:
         refuse_bucket_acl(rec, write=True)
     if value in PUBLIC_PREDEFINED and prevents_public(rec):
         raise public_refused()
+
+
+def _entities(acl) -> list:
+    return [a.get("entity") for a in acl or [] if isinstance(a, dict)]
+
+
+def refuse_bucket_acls(rec: dict, body: dict, query) -> None:
+    """ACLs in a bucket insert or patch (`acl`, `defaultObjectAcl`, or the predefined parameters)
+    that `rec`'s iamConfiguration forbids."""
+    for key, param in (("acl", "predefinedAcl"), ("defaultObjectAcl", "predefinedDefaultObjectAcl")):
+        if body.get(key) is not None or query.get(param):
+            refuse_predefined(rec, query.get(param) or "private", on_object=False)
+            refuse_public_members(rec, _entities(body.get(key)))
+
+
+def refuse_object_acls(rec: dict, meta: dict, query) -> None:
+    """An object write carrying an ACL (`acl` metadata or `predefinedAcl`) that the bucket forbids."""
+    if meta.get("acl") is not None or query.get("predefinedAcl"):
+        refuse_predefined(rec, query.get("predefinedAcl") or "private", on_object=True)
+        refuse_public_members(rec, _entities(meta.get("acl")))
