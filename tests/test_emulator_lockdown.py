@@ -91,3 +91,22 @@ def test_a_bucket_created_with_an_acl_meets_its_own_settings(client):
     with pytest.raises(gexc.PreconditionFailed, match="public access prevention is enforced"):
         client.create_bucket(bucket, predefined_acl="publicRead")
     assert [b.name for b in client.list_buckets()] == []        # neither was made
+
+
+def test_prevention_turns_off_a_public_grant_made_before_it(emulator_factory):
+    emu = emulator_factory(enforce_iam=True)
+    owner = "user:owner@example.com"
+    make_project(emu, PROJECT, member=owner)
+    client = gcs(emu, member=owner)
+    bucket = client.create_bucket("was-public")
+    bucket.blob("x.dcm").upload_from_string(b"x")
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.bindings.append({"role": "roles/storage.objectViewer", "members": {"allUsers"}})
+    bucket.set_iam_policy(policy)
+    stranger = gcs(emu, member="user:stranger@example.com")
+    assert stranger.bucket("was-public").blob("x.dcm").download_as_bytes() == b"x"
+    bucket.iam_configuration.public_access_prevention = "enforced"
+    bucket.patch()
+    assert "allUsers" in {m for b in bucket.get_iam_policy(requested_policy_version=3).bindings for m in b["members"]}
+    with pytest.raises(gexc.Forbidden):
+        stranger.bucket("was-public").blob("x.dcm").download_as_bytes()

@@ -16,6 +16,8 @@ bucket record; the handlers call them before they change anything.
   prevention is enforced." (gsutil's report of an ACL change, GoogleCloudPlatform/gsutil#1620).
   The same answer for setIamPolicy is our choice (the docs say public grants fail; no capture of
   the IAM wording was found); its reason is `conditionNotMet`, Storage's reason for every 412.
+  Public bindings made before prevention stay in the policy and grant nothing while it is
+  enforced (the policy "overrides existing public permissions", Cloud Storage docs).
 """
 from __future__ import annotations
 

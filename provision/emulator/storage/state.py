@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import google_crc32c
 
 from provision.emulator import iam
-from provision.emulator.storage import access, buckets, objects, uploads
+from provision.emulator.storage import access, lockdown, buckets, objects, uploads
 from provision.emulator.storage.common import PAGE_MAX, b64, bucket_not_found, gcs_error
 from provision.emulator.storage.names import object_name_problem
 from provision.emulator.storage.uploads import Sink
@@ -79,6 +79,8 @@ class Backend:
             return False
         chain = self.project_chain(rec["projectId"])
         identities = access.identities(member, rec, chain)
+        if lockdown.prevents_public(rec):   # public bindings may stay in the policy; they grant nothing
+            identities -= set(lockdown.PUBLIC)
         policies = [self.policy(bucket), *access.object_acl_equivalent(rec), *chain]
         return access.policies_grant(policies, permission, identities)
 
