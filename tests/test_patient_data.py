@@ -260,3 +260,18 @@ def test_reading_the_trail_takes_the_private_logs_viewer_role(emulator_factory, 
     auditor = audit.audit(bp, Target(emulator=emu.url, token="emulator:user:auditor@example.com"),
                           audit.parse_since("1h"))
     assert auditor.rows == [] and any("privateLogViewer" in n for n in auditor.notes)
+
+
+def test_a_read_only_bucket_without_them_is_reported_with_what_its_owner_can_do(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-safe-ro", data_dir)), target)
+    gcs = Ctx(target).target.storage()
+    shared = gcs.create_bucket("ohif-safe-ro-shared", project="ohif-safe-ro")
+    shared.blob("dicom/a.dcm").upload_from_filename(str(next(data_dir.rglob("*.dcm"))))
+    raw = blueprint_dict("ohif-safe-ro", None)
+    raw["bucket"] = {"name": "ohif-safe-ro-shared", "create": False}
+    raw["dicom_stores"][0]["import"]["uri"] = "gs://ohif-safe-ro-shared/dicom/**.dcm"
+    plan = lifecycle.plan(load(tmp_path, raw, "ro.yaml"), target)
+    assert plan.step("bucket").action == "no-op" and len(plan.step("bucket").drift) == 2
+    note = next(n for n in plan.notes if n.startswith("gs://ohif-safe-ro-shared (create: false"))
+    assert "gcloud storage buckets update gs://ohif-safe-ro-shared --uniform-bucket-level-access" in note

@@ -363,13 +363,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     pid = bp.project.id
     want = lockdown.wanted(spec)
     if not b.create:
-        if not state.exists:
-            raise ProvisionError(f"bucket gs://{name} does not exist, and the blueprint says `create: false`; "
-                                 "create it, or set `bucket.create: true`")
-        drift = lockdown.reported(state.uniform, state.prevention, want, ours=False)
-        _note_unlocked(draft, name, drift, "create: false: provision only reads it")
-        draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, ["exists; read only (create: false)"], ["project", "billing"],
-                       drift=drift))
+        _read_only(draft, name, state, want)
         return
     for note in lockdown.opt_out_notes(name, want):
         draft.note(note)
@@ -408,15 +402,31 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     _settle(draft, name, state, want, ours)
 
 
+def _read_only(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted) -> None:
+    """A `create: false` bucket: it must exist; what it lacks of the defaults is reported."""
+    if not state.exists:
+        raise ProvisionError(f"bucket gs://{name} does not exist, and the blueprint says `create: false`; "
+                             "create it, or set `bucket.create: true`")
+    drift = lockdown.reported(state.uniform, state.prevention, want, ours=False)
+    _note_unlocked(draft, name, drift, "create: false: provision only reads it", ASK_OWNER)
+    draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, ["exists; read only (create: false)"], ["project", "billing"],
+                   drift=drift))
+
+
 def _settings(want: lockdown.Wanted) -> str:
     return (f"uniform bucket-level access {'on' if want.uniform else 'OFF'}, public access prevention "
             f"{want.prevention}")
 
 
-def _note_unlocked(draft: Draft, name: str, drift: list[str], why: str) -> None:
+ASK = ("set bucket.uniform_access: true and bucket.public_access_prevention: enforced for provision to "
+       "change it")
+ASK_OWNER = ("ask its owner to turn on uniform bucket-level access and public access prevention "
+             "(`gcloud storage buckets update gs://{name} --uniform-bucket-level-access --public-access-prevention`)")
+
+
+def _note_unlocked(draft: Draft, name: str, drift: list[str], why: str, fix: str = ASK) -> None:
     if drift:
-        draft.note(f"gs://{name} ({why}): " + "; ".join(drift) + ". Set bucket.uniform_access: true and "
-                   "bucket.public_access_prevention: enforced for provision to change it")
+        draft.note(f"gs://{name} ({why}): " + "; ".join(drift) + f". To lock it down, {fix.format(name=name)}")
 
 
 def _settle(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted, ours: bool) -> None:
