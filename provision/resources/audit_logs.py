@@ -132,9 +132,8 @@ def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     step = next((s for s in draft.steps if s.id == KIND), None)
     kept = [s.id for s in draft.steps if s.action == KEEP and s.kind in DATA_KINDS]
     if opts.destroy and step is not None and step.changing and kept:
-        draft.steps[draft.steps.index(step)] = Step(
-            KIND, KIND, step.resource, KEEP, [f"kept: Data Access audit logs stay on while {', '.join(kept)} "
-                                              "keep(s) data"], step.deps)
+        why = f"kept: Data Access audit logs stay on while {', '.join(kept)} keep(s) data"
+        draft.steps[draft.steps.index(step)] = Step(KIND, KIND, step.resource, KEEP, [why], step.deps)
 
 
 def _run(ctx: Ctx, pid: str, add: list[Pair], remove: list[Pair], forget: list[Pair]) -> str:
