@@ -275,3 +275,19 @@ def test_a_read_only_bucket_without_them_is_reported_with_what_its_owner_can_do(
     assert plan.step("bucket").action == "no-op" and len(plan.step("bucket").drift) == 2
     note = next(n for n in plan.notes if n.startswith("gs://ohif-safe-ro-shared (create: false"))
     assert "gcloud storage buckets update gs://ohif-safe-ro-shared --uniform-bucket-level-access" in note
+
+
+def test_an_organizations_audit_config_applies_to_its_projects(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    raw = blueprint_dict("ohif-safe-org", data_dir)           # under organizations/123456789012
+    raw["audit_logs"] = {"data_access": False}
+    bp = load(tmp_path, raw)
+    result = lifecycle.apply(bp, target)
+    requests.put(f"{emulator.url}/_emulator/policies/organizations/123456789012", headers={"X-Emulator-Control": "1"},
+                 json={"bindings": [], "auditConfigs": [{"service": "allServices", "auditLogConfigs": [
+                     {"logType": "DATA_READ", "exemptedMembers": ["user:batch@example.com"]}]}]}).raise_for_status()
+    root = result.outputs["dicom_stores"]["primary"]["dicomweb"]
+    for who in ("ana", "batch"):
+        requests.get(f"{root}/studies", headers={"Authorization": f"Bearer emulator:user:{who}@example.com"})
+    rows = audit.audit(bp, target, audit.parse_since("1h")).rows
+    assert {(r.principal, r.action) for r in rows} == {("ana@example.com", "SearchForStudies")}

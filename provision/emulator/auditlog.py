@@ -92,7 +92,7 @@ def write(world: Any, api: str, handler: str, args: dict, request: Any, principa
     if "request" in extra:   # the request message the method takes, as Google's entries name it
         extra["request"]["@type"] = f"type.googleapis.com/{HC}dicomweb.{method[0].rsplit('.', 1)[1]}Request"
     member = principal or ANONYMOUS_OWNER
-    if not enabled(world.crm.policy(project_id), service, method[1], member):
+    if not enabled(world.crm.policy_chain(project_id), service, method[1], member):
         return
     payload = {"@type": AUDIT_TYPE, "serviceName": service, "methodName": method[0], "resourceName": resource_name,
                "authenticationInfo": {"principalEmail": member.partition(":")[2] or member},

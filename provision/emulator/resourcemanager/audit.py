@@ -91,16 +91,20 @@ def with_view(answer: dict, policy: dict) -> dict:
     return answer
 
 
-def enabled(policy: dict | None, service: str, log_type: str, member: str) -> bool:
-    """Whether the policy turns `log_type` on for `service` (or allServices) and `member` is not
-    exempted from it: what decides that a Data Access entry is written."""
+def enabled(policies: list[dict | None], service: str, log_type: str, member: str) -> bool:
+    """Whether the policies of a resource's ancestry (project, then folder or organization) turn
+    `log_type` on for `service` (or allServices), and `member` is exempted from it in none of them:
+    what decides that a Data Access entry is written. The configuration in effect is the union of
+    the levels' (logging/docs/audit/configure-data-access: configs at an organization or folder
+    apply to the projects under it)."""
     on = False
-    for cfg in (policy or {}).get("auditConfigs") or []:
-        if cfg.get("service") not in (service, "allServices"):
-            continue
-        for log in cfg.get("auditLogConfigs") or []:
-            if log.get("logType") == log_type:
-                if member and member in (log.get("exemptedMembers") or []):
-                    return False
-                on = True
+    for policy in policies:
+        for cfg in (policy or {}).get("auditConfigs") or []:
+            if cfg.get("service") not in (service, "allServices"):
+                continue
+            for log in cfg.get("auditLogConfigs") or []:
+                if log.get("logType") == log_type:
+                    if member and member in (log.get("exemptedMembers") or []):
+                        return False
+                    on = True
     return on
