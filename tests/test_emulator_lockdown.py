@@ -110,3 +110,21 @@ def test_prevention_turns_off_a_public_grant_made_before_it(emulator_factory):
     assert "allUsers" in {m for b in bucket.get_iam_policy(requested_policy_version=3).bindings for m in b["members"]}
     with pytest.raises(gexc.Forbidden):
         stranger.bucket("was-public").blob("x.dcm").download_as_bytes()
+
+
+def test_provisions_retry_policy_does_not_retry_a_refusal_for_good(client):
+    """A 412 for public access prevention is a rule, not a concurrent change: retried, it would
+    only burn the step's deadline."""
+    from provision.gcp.retry import iam_conflict
+
+    bucket = locked(client, "locked-4")
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.bindings.append({"role": "roles/storage.objectViewer", "members": {"allUsers"}})
+    with pytest.raises(gexc.PreconditionFailed) as refused:
+        bucket.set_iam_policy(policy)
+    assert iam_conflict(refused.value) is None
+    stale = bucket.get_iam_policy(requested_policy_version=3)
+    bucket.set_iam_policy(bucket.get_iam_policy(requested_policy_version=3))   # moves the etag on
+    with pytest.raises(gexc.PreconditionFailed) as conflict:
+        bucket.set_iam_policy(stale)
+    assert iam_conflict(conflict.value)[0] is True
