@@ -291,3 +291,20 @@ def test_an_organizations_audit_config_applies_to_its_projects(emulator, tmp_pat
         requests.get(f"{root}/studies", headers={"Authorization": f"Bearer emulator:user:{who}@example.com"})
     rows = audit.audit(bp, target, audit.parse_since("1h")).rows
     assert {(r.principal, r.action) for r in rows} == {("ana@example.com", "SearchForStudies")}
+
+
+def test_asking_for_one_setting_on_an_adopted_bucket_changes_that_one_only(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    lifecycle.apply(load(tmp_path, blueprint_dict("ohif-safe-one", data_dir)), target)
+    gcs = Ctx(target).target.storage()
+    gcs.create_bucket("ohif-safe-one-open", project="ohif-safe-one")
+    raw = blueprint_dict("ohif-safe-one", data_dir)
+    raw["bucket"].update(name="ohif-safe-one-open", uniform_access=True)
+    raw["dicom_stores"][0]["import"]["uri"] = "gs://ohif-safe-one-open/dicom/**.dcm"
+    bp = load(tmp_path, raw, "one.yaml")
+    step = lifecycle.plan(bp, target).step("bucket")
+    assert step.changes == ["uniform_access: False -> True"]
+    assert any("public access prevention is inherited" in d for d in step.drift)   # reported, not changed
+    lifecycle.apply(bp, target)
+    cfg = gcs.get_bucket("ohif-safe-one-open").iam_configuration
+    assert cfg.uniform_bucket_level_access_enabled and cfg.public_access_prevention == "inherited"

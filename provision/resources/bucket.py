@@ -439,18 +439,22 @@ def _settle(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted, 
         draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"], drift=drift))
         return
     draft.add(Step(KIND, KIND, f"gs://{name}", UPDATE, [f"{f}: {a} -> {b}" for f, a, b in diffs],
-                   ["project", "billing"], lambda ctx: _lock(ctx, name, want),
+                   ["project", "billing"], lambda ctx: _lock(ctx, name, {f: b for f, _, b in diffs}),
                    drift=drift, fields=[field_change(f, a, b) for f, a, b in diffs]))
 
 
-def _lock(ctx: Ctx, name: str, want: lockdown.Wanted) -> str:
+def _lock(ctx: Ctx, name: str, change: dict) -> str:
+    """Patch exactly the settings that differ (an adopted bucket's others stay as they are)."""
     def patch() -> None:
         bucket = ctx.target.storage().get_bucket(name, retry=None)
-        lockdown.lock_down(bucket, want.uniform, want.prevention)
+        if "uniform_access" in change:
+            bucket.iam_configuration.uniform_bucket_level_access_enabled = change["uniform_access"]
+        if "public_access_prevention" in change:
+            bucket.iam_configuration.public_access_prevention = change["public_access_prevention"]
         bucket.patch(retry=None)
 
     ctx.call(patch)
-    return _settings(want)
+    return ", ".join(f"{k} {v}" for k, v in change.items())
 
 
 def _create(ctx: Ctx, project_id: str, spec: Any) -> str:
