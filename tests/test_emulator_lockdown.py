@@ -128,3 +128,18 @@ def test_provisions_retry_policy_does_not_retry_a_refusal_for_good(client):
     with pytest.raises(gexc.PreconditionFailed) as conflict:
         bucket.set_iam_policy(stale)
     assert iam_conflict(conflict.value)[0] is True
+
+
+def test_an_objects_acl_lives_and_dies_with_it(client):
+    bucket = client.create_bucket("obj-acl-1")
+    blob = bucket.blob("a.dcm")
+    blob.upload_from_string(b"x")
+    blob.acl.user("ana@example.com").grant_read()
+    blob.acl.save()
+    blob.acl.reload()
+    assert "user-ana@example.com" in {e["entity"] for e in blob.acl}
+    blob.delete()
+    again = bucket.blob("a.dcm")
+    again.upload_from_string(b"y")
+    again.acl.reload()
+    assert "user-ana@example.com" not in {e["entity"] for e in again.acl}

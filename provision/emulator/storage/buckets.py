@@ -131,6 +131,10 @@ class Buckets:
         """Store an ACL as given (entity -> role)."""
         self.docs.put(ACL, f"{bucket}\x00{scope}", dict(entries))
 
+    def drop_acl(self, bucket: str, scope: str) -> None:
+        """Forget a stored ACL (back to the default)."""
+        self.docs.delete(ACL, f"{bucket}\x00{scope}")
+
     def create(self, project: dict, body: dict) -> dict:
         """buckets.insert: validate `body`, store the record and its default policy; 409 when
         the name is taken (Google's two messages: by this project, or by anyone else)."""
@@ -221,12 +225,16 @@ class Buckets:
         return rec
 
     def _acls_from(self, name: str, body: dict) -> None:
-        """`acl` / `defaultObjectAcl` sent with an insert or patch replace the stored ones (the
-        handler has refused them already where the bucket's iamConfiguration forbids them)."""
+        """`acl` / `defaultObjectAcl` sent with a bucket insert or patch replace the stored ones."""
         for key, scope in (("acl", "bucket"), ("defaultObjectAcl", "default")):
-            if isinstance(body.get(key), list):
-                self.put_acl(name, scope, {a["entity"]: a.get("role", "READER") for a in body[key]
-                                           if isinstance(a, dict) and a.get("entity")})
+            self.acl_from(name, scope, body.get(key))
+
+    def acl_from(self, bucket: str, scope: str, acl) -> None:
+        """An `acl` list sent with an insert or patch (None: not sent) replaces the stored one (the
+        handler has refused it already where the bucket's iamConfiguration forbids it)."""
+        if isinstance(acl, list):
+            self.put_acl(bucket, scope, {a["entity"]: a.get("role", "READER") for a in acl
+                                         if isinstance(a, dict) and a.get("entity")})
 
     def drop(self, name: str) -> None:
         """Forget the bucket record, its policy and its ACLs (the caller holds the transaction)."""

@@ -298,6 +298,7 @@ def objects_patch(ctx: Ctx, bucket: str, object: str):
     body = ctx.json()
     lockdown.refuse_object_acls(rec, body, ctx.query)
     obj = _st(ctx).patch_object(bucket, object, body, _conditions(ctx))
+    _st(ctx).buckets.acl_from(bucket, f"object:{object}", body.get("acl"))
     return _st(ctx).object_resource(obj, _base(ctx))
 
 

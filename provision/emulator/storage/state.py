@@ -313,8 +313,10 @@ class Backend:
         return self.objects.patch(bucket, name, body, conditions)
 
     def delete_object(self, bucket: str, name: str, conditions: dict[str, int], generation: int | None = None) -> None:
-        """objects.delete (the bytes stay in the shared, content-addressed blob store)."""
+        """objects.delete (the bytes stay in the shared, content-addressed blob store); its ACL goes
+        with it (an object made again under the name starts from the default ACL)."""
         self.objects.delete(bucket, name, conditions, generation)
+        self.buckets.drop_acl(bucket, f"object:{name}")
 
     def object_resource(self, obj: dict, base: str) -> dict:
         """The wire `storage#object` (only fields of the discovery Object schema)."""
