@@ -524,6 +524,26 @@ def smoke(
 
 
 @app.command(cls=_Command)
+def audit(
+    blueprints: BlueprintsArg,
+    since: Annotated[str, typer.Option("--since", metavar="DURATION", help="How far back: 30m, 12h, 7d, 2w.")] = "7d",
+    json_out: JsonOpt = False,
+    emulator: EmulatorOpt = None,
+    impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
+) -> None:
+    """Who read or changed what: the Data Access audit entries of the blueprints' projects."""
+    from provision.running import audit as audit_mod
+    from provision.running import fleet
+
+    window = audit_mod.parse_since(since)
+    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
+    outcomes = fleet.each(items, lambda it: audit_mod.audit(it.bp, target, window))
+    _finish("audit", json_out, outcomes, lambda o: {"audit": o.value.to_json()}, lambda o: o.value.render(),
+            summary=lambda o: f"{o.value.entries} entries")
+
+
+@app.command(cls=_Command)
 def viewer(
     blueprint: BlueprintArg,
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to serve the viewer on.")] = 3000,

@@ -28,7 +28,8 @@ def test_fresh_apply_builds_everything_then_second_apply_makes_reads_only(emulat
     result = lifecycle.apply(bp, target, events)
 
     assert result.ok and result.changed
-    assert {s.id for s in result.steps} == {"project", "record", "billing", "apis", "project-iam", "service-agent", "bucket",
+    assert {s.id for s in result.steps} == {"project", "record", "billing", "apis", "project-iam", "audit-logs",
+                                             "service-agent", "bucket",
                                              "upload", "bucket-iam", "dataset", "store:primary", "store-iam:primary",
                                              "import:primary"}
     assert all(s.status == "done" for s in result.steps)
@@ -110,12 +111,13 @@ def test_plan_json_is_stable_and_plan_makes_no_writes(emulator_factory, tmp_path
     plan = lifecycle.plan(bp, target)
     doc = plan.to_json()
     assert list(doc) == ["project", "target", "changes", "summary", "steps", "notes"]
-    assert [s["id"] for s in doc["steps"]] == ["project", "record", "billing", "apis", "project-iam", "service-agent", "bucket",
+    assert [s["id"] for s in doc["steps"]] == ["project", "record", "billing", "apis", "project-iam", "audit-logs",
+                                               "service-agent", "bucket",
                                                "upload", "bucket-iam", "dataset", "store:primary", "store-iam:primary",
                                                "import:primary"]
     assert all(list(s) == ["id", "kind", "resource", "action", "changes", "fields", "drift", "depends_on"]
                for s in doc["steps"])
-    assert doc["steps"][0]["action"] == "create" and doc["changes"] == 13   # with the record
+    assert doc["steps"][0]["action"] == "create" and doc["changes"] == 14   # with the record and the audit logs
     assert plan.step("import:primary").deps == ["store:primary", "service-agent", "upload", "bucket-iam"]
     assert "plan for project ohif-apply-three" in plan.render()
     assert writes(records(rec)) == []

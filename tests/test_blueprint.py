@@ -196,7 +196,7 @@ def test_schema_command_prints_json_schema():
     assert code == 0
     schema = json.loads(out)
     assert set(schema["properties"]) == {
-        "version", "project", "apis", "allow_basic_roles", "iam", "bucket",
+        "version", "project", "apis", "allow_basic_roles", "iam", "bucket", "audit_logs",
         "dataset", "dicom_stores", "viewer_sources", "viewer", "smoke",
     }  # fmt: skip
     assert {"version", "project", "dataset", "dicom_stores"} <= set(schema["required"])

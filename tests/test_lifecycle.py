@@ -49,7 +49,9 @@ def test_apply_keeps_a_readable_record_of_what_it_made_and_granted(emulator, tmp
     store = result.outputs["dicom_stores"]["primary"]["name"]
     assert {(r["kind"], r["name"]) for r in doc["resources"]} == {
         ("project", "ohif-life-rec"), ("bucket", "ohif-life-rec-dicom"), ("dataset", result.outputs["dataset"]),
-        ("dicom-store", store)}
+        ("dicom-store", store)} | {("audit-log", f"{s}/{t}") for s in ("healthcare.googleapis.com",
+                                                                         "storage.googleapis.com")
+                                    for t in ("DATA_READ", "DATA_WRITE", "ADMIN_READ")}
     agent = f"serviceAccount:{result.outputs['service_agent']}"
     assert {(g["resource"], g["role"], g["member"]) for g in doc["grants"]} == {
         ("projects/ohif-life-rec", "roles/serviceusage.serviceUsageConsumer", "group:radiology@example.com"),

@@ -297,5 +297,9 @@ def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulat
     assert not lifecycle.apply(bp, target).changed
     # both runs wrote the record, compare-and-swap: it names everything once, and nothing else
     resources, grants = _ownership(target, "ohif-twice")
-    assert [k for k, _ in resources] == ["bucket", "dataset", "dicom-store", "project"]
+    assert [k for k, _ in resources] == ["audit-log"] * 6 + ["bucket", "dataset", "dicom-store", "project"]
     assert len(grants) == 3, grants
+    from provision.resources import iam
+
+    configs = iam.project_io(ctx, "ohif-twice").read()["auditConfigs"]   # each log type once, not twice
+    assert sorted(len(c["auditLogConfigs"]) for c in configs) == [3, 3]

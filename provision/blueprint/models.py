@@ -78,6 +78,7 @@ from provision.blueprint.naming import (
 from provision.blueprint.yamlpos import PathKey
 
 __all__ = [
+    "AuditLogs",
     "Blueprint",
     "Bucket",
     "Dataset",
@@ -197,6 +198,25 @@ class Bucket(_Model):
     location: Annotated[str, _rule(check_bucket_location)] = Field("US", description="US, EU, ASIA or a region.")
     create: bool = Field(True, description="false: the bucket exists and is only read.")
     upload: Upload | None = None
+    uniform_access: bool | None = Field(
+        None, description="Uniform bucket-level access (access through IAM only, no object ACLs). Unset: on for "
+        "a bucket provision creates; an existing bucket it did not create is reported, not changed. true: turn "
+        "it on for an existing bucket too. false: an opt-out the plan flags.")
+    public_access_prevention: Literal["enforced", "inherited"] | None = Field(
+        None, description="Public access prevention: enforced refuses grants to allUsers and "
+        "allAuthenticatedUsers. Unset: enforced on a bucket provision creates; an existing bucket it did not "
+        "create is reported, not changed. inherited: an opt-out the plan flags (the organization's policy "
+        "decides).")
+
+
+class AuditLogs(_Model):
+    """Cloud Audit Logs the project writes for the services that hold patient data."""
+
+    data_access: bool = Field(
+        True, description="Data Access audit logs (DATA_READ, DATA_WRITE, ADMIN_READ) for "
+        "healthcare.googleapis.com and storage.googleapis.com, in the project's IAM policy (auditConfigs): who "
+        "read or changed which study. They add log volume (Cloud Logging ingestion is billed past the free "
+        "allotment). false: an opt-out the plan flags; configs provision did not add are never removed.")
 
 
 class Dataset(_Model):
@@ -347,6 +367,7 @@ class Blueprint(_Model):
     allow_basic_roles: bool = Field(False, description="Allow roles/owner, roles/editor and roles/viewer in grants.")
     iam: list[IamGrant] = Field(default_factory=list, description="Additive grants on the project.")
     bucket: Bucket | None = None
+    audit_logs: AuditLogs = Field(default_factory=AuditLogs, description="Data Access audit logs (on by default).")
     dataset: Dataset = Field(examples=[{"id": "imaging", "location": "us-central1"}])
     dicom_stores: Annotated[list[DicomStore], Field(min_length=1)] = Field(examples=[[{"id": "primary"}]])
     viewer_sources: list[ViewerSource] = Field(
@@ -396,7 +417,8 @@ def _explicit_false(value: Any) -> bool:
 
 
 # Cross-field problems reported at the key (the key is what is wrong, not its value).
-_AT_KEY: frozenset[PathKey] = frozenset({("bucket", "upload")})
+_AT_KEY: frozenset[PathKey] = frozenset({("bucket", "upload"), ("bucket", "uniform_access"),
+                                         ("bucket", "public_access_prevention")})
 
 
 def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
@@ -449,6 +471,12 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
     if isinstance(bucket, dict) and bucket.get("upload") is not None and _explicit_false(bucket.get("create", True)):
         out.append((("bucket", "upload"), "upload needs create: true; with create: false the bucket is only read "
                                           "(upload the files yourself, or set create: true)"))
+    if isinstance(bucket, dict) and _explicit_false(bucket.get("create", True)):
+        for key in ("uniform_access", "public_access_prevention"):
+            if bucket.get(key) is not None:
+                out.append((("bucket", key), f"{key} changes the bucket, and with create: false provision only "
+                                             "reads it (its settings are reported, not changed); remove "
+                                             f"{key}, or set create: true"))
 
     if isinstance(stores, list):
         first_at: dict[str, int] = {}

@@ -39,6 +39,14 @@ bucket:
   location: US
   create: true                   # false: the bucket exists and is only read
   # upload: {from: ./dicom, prefix: dicom/}   # upload local DICOM files first (directory must exist)
+  # Locked down by default: uniform bucket-level access, public access prevention enforced.
+  # uniform_access: false                # an opt-out the plan flags
+  # public_access_prevention: inherited  # an opt-out the plan flags
+
+# Data Access audit logs (who read or changed which study; `provision audit` shows them) are
+# on by default for Cloud Healthcare and Cloud Storage. They add log volume (billed past the
+# free allotment). Turning them off is an opt-out the plan flags:
+# audit_logs: {data_access: false}
 
 dataset:
   id: imaging

@@ -54,16 +54,20 @@ def gc(ctx: Ctx):
 
 @router.route("PUT", "/_emulator/policies/<path:resource>", api=API)
 def put_policy(ctx: Ctx, resource: str):
-    """Set the IAM policy of an organization, folder or billing account: `{"bindings": [...]}`; or of a
+    """Set the IAM policy of an organization, folder or billing account: `{"bindings": [...],
+    "auditConfigs": [...]}`; or of a
     Healthcare dataset or DICOM store of a public-dataset stand-in (what its owner grants on request,
     e.g. access to the NIH Chest X-ray store), which no caller could set through the API."""
     if not resource.startswith(("organizations/", "folders/", "billingAccounts/")) and not _stand_in(ctx, resource):
         raise invalid_argument("Only organizations/N, folders/N and billingAccounts/X policies, and those of the "
                                "public-dataset stand-ins' datasets and stores, are seeded here.")
     from provision.emulator import iam
+    from provision.emulator.resourcemanager import audit
 
     body = ctx.json(validate=False)
     policy = iam.replace(ctx.world.docs.get("policy", resource) or iam.empty_policy(), {"bindings": body.get("bindings", []), "version": 3})
+    # an organization's or folder's auditConfigs (Data Access logs for every project under it)
+    policy = audit.with_configs(policy, audit.validate(body.get("auditConfigs")))
     ctx.world.docs.put("policy", resource, policy)
     return policy
 

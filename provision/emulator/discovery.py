@@ -109,6 +109,31 @@ def body_field(request: dict) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", ref).lower()
 
 
+def enum_names(doc: str, method_id: str, body: Any) -> Any:
+    """A request body sent with `$alt=json;enum-encoding=int` (what the REST gapic clients send)
+    with every enum given as its number turned into its name, as Google's front end reads it: a
+    number is the value at that position of the discovery `enum` list (proto order)."""
+    req = method(doc, method_id).get("request")
+    if req is None:
+        return body
+    schemas = document(doc)["schemas"]
+
+    def walk(schema: dict, value: Any) -> Any:
+        schema = schemas.get(schema["$ref"], {}) if "$ref" in schema else schema
+        if "enum" in schema and isinstance(value, int) and not isinstance(value, bool):
+            return schema["enum"][value] if 0 <= value < len(schema["enum"]) else value
+        if isinstance(value, list) and "items" in schema:
+            return [walk(schema["items"], v) for v in value]
+        if isinstance(value, dict) and "properties" in schema:
+            return {k: walk(schema["properties"][k], v) if k in schema["properties"] else v
+                    for k, v in value.items()}
+        if isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
+            return {k: walk(schema["additionalProperties"], v) for k, v in value.items()}
+        return value
+
+    return walk({"$ref": req["$ref"]}, body)
+
+
 def validate_request(doc: str, method_id: str, body: Any) -> None:
     """Raise the INVALID_ARGUMENT Google's front end gives for a body that breaks the method's request schema."""
     req = method(doc, method_id).get("request")

@@ -45,7 +45,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import BaseConverter, Map, PathConverter, Rule
 from werkzeug.wrappers import Request, Response
 
-from provision.emulator import discovery, iam, quotas
+from provision.emulator import auditlog, discovery, iam, quotas
 from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
 from provision.emulator.world import Options, World
 from provision.redact import redact, redact_query, redact_value
@@ -143,6 +143,8 @@ class Ctx:
         """The request body parsed as JSON ({} when empty), checked against the method's discovery schema."""
         if self._json is _UNSET:
             self._json = parse_json_body(self.request, self.route.body_limit)
+            if self.route.discovery and "enum-encoding=int" in self.query.get("$alt", ""):
+                self._json = discovery.enum_names(*self.route.discovery, self._json)
             if validate and self.route.discovery:
                 discovery.validate_request(*self.route.discovery, self._json)
         return self._json
@@ -244,6 +246,7 @@ class App:
         request = Request(environ)
         started = time.perf_counter()
         api, principal, status = "unknown", None, 500
+        audited: tuple | None = None   # (handler name, path arguments) of a call that may be audited
         control = is_control(request.path)
         cors = not control
         response: Response
@@ -266,6 +269,7 @@ class App:
                 route = self.routes[rule.endpoint]
                 api = route.api
                 args = _decode_args(rule, args)
+                audited = (route.handler.__name__, args)
                 response = self._dispatch(request, route, args, principal, environ)
         except ApiError as exc:
             response = json_response(exc.body(_style(api, request.path)), exc.http_status)
@@ -292,6 +296,12 @@ class App:
             self.world.blobs_dirty()
         if cors:
             self._cors(request, response)
+        if audited is not None and api in auditlog.SERVICES:
+            try:
+                auditlog.write(self.world, api, audited[0], audited[1], request, principal, status)
+            except Exception:  # noqa: BLE001 - a bug in the trail must not fail the call it records
+                print(f"emulator: audit entry for {request.method} {request.path} failed", file=sys.stderr)
+                traceback.print_exc(file=sys.stderr)
         if self.recorder and not control:
             self.recorder.write(self._record(request, api, principal, status, started))
         return response(environ, start_response)

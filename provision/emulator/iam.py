@@ -24,6 +24,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
                       "resourcemanager.folders.get", "resourcemanager.folders.list", "resourcemanager.organizations.get"),
     "roles/logging.viewer": ("logging.logEntries.list", "logging.logs.list", "logging.logServices.list",
                              "logging.logServiceIndexes.list"),
+    # Data Access audit logs are private logs: reading them takes this role (or owner, logging.admin).
+    "roles/logging.privateLogViewer": ("logging.privateLogEntries.list", "logging.logEntries.list", "logging.logs.list",
+                                       "logging.logServices.list", "logging.logServiceIndexes.list"),
     "roles/logging.admin": ("logging.*",),
     "roles/resourcemanager.projectCreator": ("resourcemanager.projects.create",),
     "roles/resourcemanager.projectIamAdmin": ("resourcemanager.projects.get", "resourcemanager.projects.getIamPolicy",

@@ -12,6 +12,8 @@ from provision.emulator.world import Options, World
 
 # API packages: each has `state.py` (backend, no HTTP) and `handlers.py` (a module-level `router`).
 API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth")
+# Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
+EXTRA_ROUTES = ("storage.acl",)
 
 
 def build(options: Options) -> tuple[World, App]:
@@ -26,6 +28,8 @@ def build(options: Options) -> tuple[World, App]:
         handlers = importlib.import_module(f"provision.emulator.{name}.handlers")
         world.attach(state.ATTACH_AS, state.Backend(world))
         _merge(router, handlers.router)
+    for name in EXTRA_ROUTES:
+        _merge(router, importlib.import_module(f"provision.emulator.{name}").router)
     # Last: the public-dataset stand-ins are written into every API's state (and again after a reset).
     from provision.emulator import publicdata
 

@@ -45,6 +45,8 @@ ROLE_FOR_PERMISSION = (
     ("serviceusage.", "roles/serviceusage.serviceUsageAdmin", "Service Usage Admin"),
     ("healthcare.", "roles/healthcare.datasetAdmin", "Healthcare Dataset Administrator"),
     ("storage.", "roles/storage.admin", "Storage Admin"),
+    # it reads every log, Data Access audit entries (private logs) included: what `provision audit` needs
+    ("logging.", "roles/logging.privateLogViewer", "Private Logs Viewer"),
 )
 
 

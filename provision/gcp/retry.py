@@ -159,9 +159,20 @@ def iam_conflict(exc: BaseException):
     ge = parse(exc)
     if ge and ge.http_status == 409 and (ge.status == "ABORTED" or "concurrent" in ge.message.lower()):
         return True, "concurrent IAM policy change (409 ABORTED): re-reading the policy"
-    if ge and ge.http_status == 412:
+    if ge and ge.http_status == 412 and not refused_for_good(ge.message):
         return True, "concurrent IAM policy change (412 Precondition Failed): re-reading the policy"
     return None
+
+
+# Storage's 412s that no retry changes: public access prevention ("The member bindings allUsers and
+# allAuthenticatedUsers are not allowed since public access prevention is enforced.") and an
+# organization policy ("Request violates constraint 'constraints/storage.uniformBucketLevelAccess'").
+FOR_GOOD_412 = ("public access prevention", "violates constraint")
+
+
+def refused_for_good(message: str) -> bool:
+    """A 412 that is a rule, not a concurrent change."""
+    return any(s in message.lower() for s in FOR_GOOD_412)
 
 
 def operation_internal(exc: BaseException):

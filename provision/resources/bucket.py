@@ -13,11 +13,12 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.errors import ProvisionError
 from provision.gcp.errors import StepError, is_already_exists, is_status
+from provision.resources import lockdown
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.bucket_reads import is_ours, is_requester_pays
 from provision.resources.project_reads import read as read_project
 from provision.resources.states import BucketState
-from provision.resources.steps import CREATE, DELETE, NOOP, REPLACE, Options, Step, field_change
+from provision.resources.steps import CREATE, DELETE, NOOP, REPLACE, UPDATE, Options, Step, field_change
 
 KIND = "bucket"
 COUNT_CAP = 1000
@@ -37,19 +38,25 @@ def read(ctx: Ctx, name: str) -> BucketState:
             if is_requester_pays(exc):   # someone's Requester Pays bucket, asked without a billing project
                 return BucketState(name, exists=True, accessible=True, requester_pays=True)
             raise
+        cfg = b.iam_configuration
         return BucketState(name, exists=True, location=b.location or "", project_number=str(b.project_number or ""),
-                           labels=dict(b.labels or {}))
+                           labels=dict(b.labels or {}), uniform=bool(cfg.uniform_bucket_level_access_enabled),
+                           prevention=str(cfg.public_access_prevention or ""))
 
     return ctx.call(get)
 
 
 def create(ctx: Ctx, project_id: str, spec: Any, project_number: str | None = None) -> BucketState:
-    """Create the bucket in the project; adopt it if it already exists and is ours."""
+    """Create the bucket in the project, locked down unless the blueprint opts out; adopt it if it
+    already exists and is ours."""
     client = ctx.target.storage(project_id)
+    want = lockdown.wanted(spec)
 
     def attempt() -> BucketState | None:
+        bucket = client.bucket(spec.name)
+        lockdown.lock_down(bucket, want.uniform, want.prevention)
         try:
-            b = client.create_bucket(spec.name, project=project_id, location=spec.location, retry=None)
+            b = client.create_bucket(bucket, project=project_id, location=spec.location, retry=None)
         except Exception as exc:  # noqa: BLE001
             if is_already_exists(exc):
                 return None
@@ -158,14 +165,15 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             _remove(draft, name, state, live.get("bucket_objects", 0), opts, "destroy")
         return
     pid = bp.project.id
+    want = lockdown.wanted(spec)
     if not b.create:
-        if not state.exists:
-            raise ProvisionError(f"bucket gs://{name} does not exist, and the blueprint says `create: false`; "
-                                 "create it, or set `bucket.create: true`")
-        draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, ["exists; read only (create: false)"], ["project", "billing"]))
+        _read_only(draft, name, state, want)
         return
+    for note in lockdown.opt_out_notes(name, want):
+        draft.note(note)
     if not state.exists:
-        draft.add(Step(KIND, KIND, f"gs://{name}", CREATE, [f"create gs://{name} in {spec.location}"], ["project", "billing"],
+        draft.add(Step(KIND, KIND, f"gs://{name}", CREATE, [f"create gs://{name} in {spec.location}",
+                                                             _settings(want)], ["project", "billing"],
                        lambda ctx: _create(ctx, pid, spec), claims=[("resource", KIND, name)]))
         return
     if not state.accessible:
@@ -195,7 +203,62 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                               "created by provision, so it is not replaced (move its objects yourself, or pick "
                               "another bucket.name)"]))
         return
-    draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"]))
+    _settle(draft, name, state, want, ours)
+
+
+def _read_only(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted) -> None:
+    """A `create: false` bucket: it must exist; what it lacks of the defaults is reported."""
+    if not state.exists:
+        raise ProvisionError(f"bucket gs://{name} does not exist, and the blueprint says `create: false`; "
+                             "create it, or set `bucket.create: true`")
+    drift = lockdown.reported(state.uniform, state.prevention, want, ours=False)
+    _note_unlocked(draft, name, drift, "create: false: provision only reads it", ASK_OWNER)
+    draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, ["exists; read only (create: false)"], ["project", "billing"],
+                   drift=drift))
+
+
+def _settings(want: lockdown.Wanted) -> str:
+    return (f"uniform bucket-level access {'on' if want.uniform else 'OFF'}, public access prevention "
+            f"{want.prevention}")
+
+
+ASK = ("set bucket.uniform_access: true and bucket.public_access_prevention: enforced for provision to "
+       "change it")
+ASK_OWNER = ("ask its owner to turn on uniform bucket-level access and public access prevention "
+             "(`gcloud storage buckets update gs://{name} --uniform-bucket-level-access --public-access-prevention`)")
+
+
+def _note_unlocked(draft: Draft, name: str, drift: list[str], why: str, fix: str = ASK) -> None:
+    if drift:
+        draft.note(f"gs://{name} ({why}): " + "; ".join(drift) + f". To lock it down, {fix.format(name=name)}")
+
+
+def _settle(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted, ours: bool) -> None:
+    """An existing bucket in place: its settings changed where provision owns them (it made the bucket,
+    or the blueprint writes them), reported otherwise."""
+    diffs = lockdown.differences(state.uniform, state.prevention, want, all_=ours)
+    drift = lockdown.reported(state.uniform, state.prevention, want, ours)
+    _note_unlocked(draft, name, drift, "not created by provision: reported, not changed")
+    if not diffs:
+        draft.add(Step(KIND, KIND, f"gs://{name}", NOOP, [], ["project", "billing"], drift=drift))
+        return
+    draft.add(Step(KIND, KIND, f"gs://{name}", UPDATE, [f"{f}: {a} -> {b}" for f, a, b in diffs],
+                   ["project", "billing"], lambda ctx: _lock(ctx, name, {f: b for f, _, b in diffs}),
+                   drift=drift, fields=[field_change(f, a, b) for f, a, b in diffs]))
+
+
+def _lock(ctx: Ctx, name: str, change: dict) -> str:
+    """Patch exactly the settings that differ (an adopted bucket's others stay as they are)."""
+    def patch() -> None:
+        bucket = ctx.target.storage().get_bucket(name, retry=None)
+        if "uniform_access" in change:
+            bucket.iam_configuration.uniform_bucket_level_access_enabled = change["uniform_access"]
+        if "public_access_prevention" in change:
+            bucket.iam_configuration.public_access_prevention = change["public_access_prevention"]
+        bucket.patch(retry=None)
+
+    ctx.call(patch)
+    return ", ".join(f"{k} {v}" for k, v in change.items())
 
 
 def _create(ctx: Ctx, project_id: str, spec: Any) -> str:

@@ -266,10 +266,12 @@ def describe(pairs: Iterable[Pair], sign: str = "+") -> list[str]:
 
 
 # ---------------------------------------------------------------------------- adapters
-def project_io(ctx: Ctx, project_id: str) -> PolicyIO:
-    """Resource Manager v3 projects getIamPolicy / setIamPolicy (protobuf through the gapic client)."""
+def project_io(ctx: Ctx, project_id: str, mask: tuple[str, ...] = ()) -> PolicyIO:
+    """Resource Manager v3 projects getIamPolicy / setIamPolicy (protobuf through the gapic client).
+    `mask`: the updateMask paths (proto names, e.g. audit_configs) of the write; none: Google's
+    default `bindings,etag`, which leaves the policy's auditConfigs as they are."""
     from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
-    from google.protobuf import json_format
+    from google.protobuf import field_mask_pb2, json_format
 
     client = ctx.target.projects()
     resource = f"projects/{project_id}"
@@ -283,6 +285,8 @@ def project_io(ctx: Ctx, project_id: str) -> PolicyIO:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings", "auditConfigs")}
         pb = json_format.ParseDict(body, policy_pb2.Policy(), ignore_unknown_fields=True)
         req = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=pb)
+        if mask:
+            req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=list(mask)))
         return json_format.MessageToDict(client.set_iam_policy(request=req, retry=None))
 
     return PolicyIO(resource, read_policy, write_policy)

@@ -16,7 +16,7 @@ from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import desired_stores
 from provision.resources.project_reads import CREATED_LABEL
-from provision.resources.record import Record, RecordStore
+from provision.resources.record import Record, RecordStore, location_for
 from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step
 from provision.words import plural
 
@@ -26,7 +26,7 @@ KIND = "record"
 def reads(bp: Any, live: Live, phase: int) -> Reads:
     if phase != 2:
         return {}
-    store = RecordStore(bp.project.id, bp.bucket.location if bp.bucket else "US")
+    store = RecordStore(bp.project.id, location_for(bp.dataset.location))
     if live.project is None:
         store.current = Record(bp.project.id)
         return {Key.RECORD: lambda ctx: store}
@@ -67,8 +67,17 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         changes += [f"adopt {m} {r} on {resource} (marked by an earlier provision)" for r, m in pairs]
         changes.append(f"remove {len(keys)} provision-iam-* label(s) from {resource}")
 
-    draft.add(Step(KIND, KIND, draft.facts.record.where, UPDATE if changes else NOOP, changes, ["project"],
-                   _run(pid, made, legacy) if changes else None))
+    store = draft.facts.record
+    lock = store.found_locked is False
+    if lock:   # made by a provision from before the defaults: provision's own bucket, so it is changed
+        changes.append(f"lock down gs://{store.bucket}: uniform bucket-level access, public access prevention "
+                       "enforced (it names members)")
+    if store.found_location and store.found_location.upper() != store.location.upper():
+        # a note, not drift: a bucket cannot move, and a record made before this default is no fault
+        draft.note(f"the ownership record gs://{store.bucket} is in {store.found_location}, not in the dataset's "
+                   f"location {store.location} (where provision now creates it); a bucket cannot move")
+    draft.add(Step(KIND, KIND, store.where, UPDATE if changes else NOOP, changes, ["project"],
+                   _run(pid, made, legacy, lock) if changes else None))
 
 
 def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
@@ -95,7 +104,7 @@ def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             s.deps.append(KIND)
 
 
-def _run(pid: str, made: bool, legacy: list):
+def _run(pid: str, made: bool, legacy: list, lock: bool = False):
     """The record step: one write with every claim of the plan (ctx.facts.claims), a project
     made by an interrupted run, and the grants of legacy marks; then the marks are removed."""
     def run(ctx: Ctx) -> str:
@@ -104,6 +113,8 @@ def _run(pid: str, made: bool, legacy: list):
             claims.append(("resource", "project", pid))
         claims += [("grant", resource, r, m) for resource, _, _, pairs in legacy for r, m in pairs]
         ctx.facts.record.claim(ctx, claims)
+        if lock:
+            ctx.facts.record.lock(ctx)
         for _, labels_io, keys, _ in legacy:
             io = labels_io(ctx)
             ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))

@@ -27,6 +27,7 @@ from typing import Callable, Iterable
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_already_exists, is_status
+from provision.resources.lockdown import lock_down, locked_down
 
 FORMAT = "provision-record/1"
 OBJECT = "record.json"
@@ -40,6 +41,12 @@ Pair = tuple[str, str]  # (role, member), as in resources/iam.py
 def bucket_for(project_id: str) -> str:
     """The record's bucket for a project (bucket names are global; project IDs are too)."""
     return f"{project_id}-provision-state"
+
+
+def location_for(dataset_location: str) -> str:
+    """Where the record lives: the dataset's region, or its multi-region (Healthcare `us`/`eu` are
+    Cloud Storage's `US`/`EU`). The record names members (emails): it stays where the data is."""
+    return dataset_location.upper()
 
 
 def _now() -> str:
@@ -124,6 +131,9 @@ class RecordStore:
         self.project_number: str | None = None
         self.current: Record | None = None
         self.checked = False   # the bucket was seen absent or in this project (a write before that reads first)
+        # the bucket as read (None: absent or not read yet): its location and whether it is locked down
+        self.found_location: str | None = None
+        self.found_locked: bool | None = None
         self._lock = threading.Lock()
 
     @property
@@ -160,6 +170,7 @@ class RecordStore:
                                      "not trust a record it did not write, and keeps nothing there. Ask the owner of "
                                      "that bucket to delete it (bucket names are global), then apply again")
             self.checked = True
+            self.found_location, self.found_locked = str(bucket.location or ""), locked_down(bucket)
             blob = bucket.blob(OBJECT)
             try:
                 data = blob.download_as_bytes(retry=None)
@@ -220,12 +231,25 @@ class RecordStore:
 
     def _create_bucket(self, ctx: Ctx) -> None:
         client = ctx.target.storage(self.project_id)
+        bucket = client.bucket(self.bucket)
+        lock_down(bucket)
         try:
-            client.create_bucket(self.bucket, project=self.project_id, location=self.location, retry=None)
+            client.create_bucket(bucket, project=self.project_id, location=self.location, retry=None)
         except Exception as exc:  # noqa: BLE001
             if not is_already_exists(exc):
                 raise
             self._read(ctx)   # exists: only if it is ours (raises otherwise)
+
+    def lock(self, ctx: Ctx) -> None:
+        """Turn on uniform access and public access prevention on the record's bucket (one made by a
+        provision from before both were its defaults)."""
+        def patch() -> None:
+            bucket = ctx.target.storage(self.project_id).get_bucket(self.bucket, retry=None)
+            lock_down(bucket)
+            bucket.patch(retry=None)
+
+        ctx.call(patch)
+        self.found_locked = True
 
     def delete(self, ctx: Ctx) -> None:
         """Remove the record and its bucket (destroy, once the record names nothing)."""

@@ -30,6 +30,8 @@ class BucketState:
     project_number: str = ""
     labels: dict = field(default_factory=dict)
     requester_pays: bool = False     # known only when Cloud Storage asked for a billing project
+    uniform: bool | None = None      # uniform bucket-level access (None: not read)
+    prevention: str = ""             # public access prevention: enforced | inherited ("" not read)
 
 
 @dataclass

@@ -23,7 +23,7 @@ FORMAT = "provision-output/1"
 ERROR_KINDS = ("invalid_blueprint", "usage", "runtime", "interrupted")
 ACTIONS = ("create", "update", "delete", "replace", "no-op", "keep")
 STATES = ("ok", "missing", "drift", "extra", "kept", "pending_deletion")
-COMMANDS = ("validate", "plan", "apply", "status", "destroy", "config", "smoke")
+COMMANDS = ("validate", "plan", "apply", "status", "destroy", "config", "smoke", "audit")
 
 
 def error(kind: str, message: str, problems: list[str] | None = None) -> dict:
@@ -97,6 +97,17 @@ _PAYLOADS = {
     "config": {"type": "object", "required": ["path", "format"],
                "properties": {"path": {"type": "string"}, "format": {"enum": ["js", "json"]}}},
     "smoke": {"type": ["object", "null"], "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
+    "audit": {"type": "object", "required": ["project", "target", "since", "entries", "rows", "notes"],
+              "properties": {"since": {"type": "string"}, "entries": {"type": "integer"},
+                             "notes": {"type": "array", "items": {"type": "string"}},
+                             "rows": {"type": "array", "items": {
+                                 "type": "object", "additionalProperties": False,
+                                 "required": ["principal", "action", "service", "store", "study", "count", "first",
+                                              "last"],
+                                 "properties": {"principal": {"type": "string"}, "action": {"type": "string"},
+                                                "service": {"type": "string"}, "store": {"type": "string"},
+                                                "study": _STR_OR_NULL, "count": {"type": "integer"},
+                                                "first": {"type": "string"}, "last": {"type": "string"}}}}}},
 }
 
 SCHEMA: dict = {

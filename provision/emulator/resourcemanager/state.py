@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from provision.emulator import iam
+from provision.emulator.resourcemanager import audit
 from provision.emulator.common import ANONYMOUS_OWNER, timestamp
 from provision.emulator.errors import (ApiError, already_exists, bad_request, failed_precondition,
                                        permission_denied)
@@ -260,25 +261,29 @@ class ResourceManager:
     # ----- IAM ---------------------------------------------------------------------------
     def get_iam_policy(self, id_or_number: str, requested_version: int | None) -> dict:
         record = self.require(id_or_number)
-        return iam.view(self.policy(record["projectId"]), requested_version)
+        policy = self.policy(record["projectId"])
+        return audit.with_view(iam.view(policy, requested_version), policy)
 
     def set_iam_policy(self, id_or_number: str, policy: dict, update_mask: str | None = None) -> dict:
         """Replace the project's policy (read-modify-write with etag), enforcing the project rules:
         no allUsers/allAuthenticatedUsers, owners who are users must be invited, service agents
-        must exist before they are granted anything."""
+        must exist before they are granted anything. `update_mask` names the fields written
+        (default `bindings,etag`): auditConfigs change only when it names them."""
         record = self.require(id_or_number)
         key = f"projects/{record['projectId']}"
         with self.world.db.transaction():
             current = self.policy(record["projectId"])
-            mask = {p.strip() for p in (update_mask or "bindings,etag").split(",") if p.strip()}
+            mask = audit.update_mask(update_mask)
             new = dict(policy)
             if "bindings" not in mask:
                 new["bindings"] = current.get("bindings", [])
                 new["version"] = current.get("version", 1)
             self._check_members(current, new.get("bindings") or [])
-            updated = iam.replace(current, new)
+            configs = audit.validate(new.get("auditConfigs")) if "auditConfigs" in mask else \
+                current.get("auditConfigs", [])
+            updated = audit.with_configs(iam.replace(current, new), configs)
             self.docs.put("policy", key, updated)
-        return iam.view(updated, 3)
+        return audit.with_view(iam.view(updated, 3), updated)
 
     def add_binding(self, project_id: str, role: str, member: str) -> None:
         """Grant `role` to `member` on the project, as Google does itself (a service agent's default
@@ -287,7 +292,8 @@ class ResourceManager:
         with self.world.db.transaction():
             current = self.policy(project_id)
             bindings = [*current.get("bindings", []), {"role": role, "members": [member]}]
-            self.docs.put("policy", key, iam.replace(current, {"bindings": bindings, "version": current.get("version", 1)}))
+            updated = iam.replace(current, {"bindings": bindings, "version": current.get("version", 1)})
+            self.docs.put("policy", key, audit.with_configs(updated, current.get("auditConfigs", [])))
 
     def held_permissions(self, id_or_number: str, principal: str | None, permissions: list[str]) -> list[str]:
         """testIamPermissions: the asked permissions the caller holds on the project."""

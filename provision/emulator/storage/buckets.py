@@ -14,6 +14,9 @@ from provision.emulator.storage.names import bucket_name_problem
 
 BUCKET = "storage.bucket"    # docs kind: bucket records, keyed by bucket name
 POLICY = "storage.policy"    # docs kind: bucket IAM policies, keyed by bucket name
+ACL = "storage.acl"          # docs kind: legacy ACLs, "<bucket>\x00<scope>" -> {entity: role} (scope: bucket,
+                             # default, object:<name>); absent: Google's default ACL (`default_acl`)
+TEAMS = (("owners", "OWNER"), ("editors", "OWNER"), ("viewers", "READER"))
 
 MULTI_REGIONS = {"US", "EU", "ASIA"}
 DUAL_REGIONS = {"NAM4", "EUR4", "EUR5", "EUR7", "EUR8", "ASIA1"}
@@ -52,7 +55,30 @@ def iam_configuration(cfg: dict, now: float, old: dict | None = None) -> dict:
             "uniformBucketLevelAccess": dict(block)}
 
 
-def bucket_resource(rec: dict, base: str, *, full: bool = False) -> dict:
+def default_acl(rec: dict) -> dict[str, str]:
+    """A new bucket's (and object's) ACL: the project's owners and editors OWNER, viewers READER."""
+    pn = rec["projectNumber"]
+    return {f"project-{team}-{pn}": role for team, role in TEAMS}
+
+
+def acl_entry(rec: dict, base: str, scope: str, entity: str, role: str) -> dict:
+    """One storage#bucketAccessControl / storage#objectAccessControl."""
+    name = rec["name"]
+    out = {"entity": entity, "role": role, "etag": proto_etag(rec["metageneration"]), "bucket": name}
+    if scope == "bucket":
+        out.update(kind="storage#bucketAccessControl", id=f"{name}/{entity}",
+                   selfLink=f"{base}storage/v1/b/{name}/acl/{entity}")
+    else:
+        out["kind"] = "storage#objectAccessControl"
+        if scope.startswith("object:"):
+            out["object"] = scope[len("object:"):]
+    if entity.startswith("project-"):
+        _, team, number = entity.split("-", 2)
+        out["projectTeam"] = {"projectNumber": number, "team": team}
+    return out
+
+
+def bucket_resource(rec: dict, base: str, *, full: bool = False, acls: dict | None = None) -> dict:
     """The wire `storage#bucket` (only fields of the discovery Bucket schema)."""
     name, pn = rec["name"], rec["projectNumber"]
     out: dict[str, Any] = {
@@ -71,16 +97,13 @@ def bucket_resource(rec: dict, base: str, *, full: bool = False) -> dict:
     if full:
         out["owner"] = {"entity": f"project-owners-{pn}"}
         if not rec["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"]:
-            etag = proto_etag(rec["metageneration"])
-            teams = (("owners", "OWNER"), ("editors", "OWNER"), ("viewers", "READER"))
-            out["acl"] = [{
-                "kind": "storage#bucketAccessControl", "id": f"{name}/project-{team}-{pn}",
-                "selfLink": f"{base}storage/v1/b/{name}/acl/project-{team}-{pn}", "bucket": name,
-                "entity": f"project-{team}-{pn}", "role": role, "etag": etag,
-                "projectTeam": {"projectNumber": pn, "team": team}} for team, role in teams]
-            out["defaultObjectAcl"] = [{
-                "kind": "storage#objectAccessControl", "entity": f"project-{team}-{pn}", "role": role,
-                "etag": etag, "projectTeam": {"projectNumber": pn, "team": team}} for team, role in teams]
+            acls = acls or {}
+            for key, scope in (("acl", "bucket"), ("defaultObjectAcl", "default")):
+                entries = acls.get(scope) or default_acl(rec)
+                out[key] = [acl_entry(rec, base, scope, e, r) for e, r in sorted(entries.items())]
+                if scope == "default":
+                    for item in out[key]:
+                        item.pop("bucket", None)
     return out
 
 
@@ -99,6 +122,18 @@ class Buckets:
     def policy(self, bucket: str) -> dict:
         """The bucket's IAM policy (an empty one when none is stored)."""
         return self.docs.get(POLICY, bucket) or iam.empty_policy()
+
+    def acl(self, rec: dict, scope: str) -> dict[str, str]:
+        """The bucket's (scope `bucket`), default object (`default`) or an object's (`object:NAME`) ACL."""
+        return self.docs.get(ACL, f"{rec['name']}\x00{scope}") or default_acl(rec)
+
+    def put_acl(self, bucket: str, scope: str, entries: dict[str, str]) -> None:
+        """Store an ACL as given (entity -> role)."""
+        self.docs.put(ACL, f"{bucket}\x00{scope}", dict(entries))
+
+    def drop_acl(self, bucket: str, scope: str) -> None:
+        """Forget a stored ACL (back to the default)."""
+        self.docs.delete(ACL, f"{bucket}\x00{scope}")
 
     def create(self, project: dict, body: dict) -> dict:
         """buckets.insert: validate `body`, store the record and its default policy; 409 when
@@ -143,6 +178,7 @@ class Buckets:
                                 "conflict")
             self.docs.put(BUCKET, name, rec)
             self.docs.put(POLICY, name, default_policy(rec))
+            self._acls_from(name, body)
         return rec
 
     def list(self, project_number: str, *, prefix: str = "", cursor: str = "",
@@ -185,12 +221,27 @@ class Buckets:
             rec["metageneration"] += 1
             rec["updated"] = rfc3339(now)
             self.docs.put(BUCKET, name, rec)
+            self._acls_from(name, body)
         return rec
 
+    def _acls_from(self, name: str, body: dict) -> None:
+        """`acl` / `defaultObjectAcl` sent with a bucket insert or patch replace the stored ones."""
+        for key, scope in (("acl", "bucket"), ("defaultObjectAcl", "default")):
+            self.acl_from(name, scope, body.get(key))
+
+    def acl_from(self, bucket: str, scope: str, acl) -> None:
+        """An `acl` list sent with an insert or patch (None: not sent) replaces the stored one (the
+        handler has refused it already where the bucket's iamConfiguration forbids it)."""
+        if isinstance(acl, list):
+            self.put_acl(bucket, scope, {a["entity"]: a.get("role", "READER") for a in acl
+                                         if isinstance(a, dict) and a.get("entity")})
+
     def drop(self, name: str) -> None:
-        """Forget the bucket record and its policy (the caller holds the transaction)."""
+        """Forget the bucket record, its policy and its ACLs (the caller holds the transaction)."""
         self.docs.delete(BUCKET, name)
         self.docs.delete(POLICY, name)
+        for key, _ in self.docs.list(ACL, f"{name}\x00"):
+            self.docs.delete(ACL, key)
 
     def put_policy(self, bucket: str, policy: dict) -> None:
         """Store the bucket's IAM policy as given."""
@@ -198,6 +249,6 @@ class Buckets:
 
     def clear(self) -> None:
         """Forget every bucket and policy (a world reset)."""
-        for key in (BUCKET, POLICY):
+        for key in (BUCKET, POLICY, ACL):
             for name, _ in self.docs.list(key):
                 self.docs.delete(key, name)

@@ -21,6 +21,8 @@ from provision.emulator.errors import unauthenticated
 from provision.emulator.http import Ctx, Router, parse_json_body
 from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, decode_token, encode_token, gcs_error,
                                                object_not_found, proto_etag)
+from provision.emulator.storage import lockdown
+from provision.emulator.storage.buckets import iam_configuration
 from provision.emulator.storage.names import object_name_problem
 from provision.emulator.storage.objects import validate_object_metadata
 from provision.emulator.storage.state import Backend
@@ -146,6 +148,8 @@ def buckets_insert(ctx: Ctx):
     body = ctx.json()
     project = _project(ctx)
     _require(ctx, "storage.buckets.create", project=project)
+    lockdown.refuse_bucket_acls({"iamConfiguration": iam_configuration(body.get("iamConfiguration") or {}, 0)},
+                               body, ctx.query)
     ctx.world.latency.sleep("sync:storage.buckets.insert")
     rec = _st(ctx).create_bucket(project, body)
     return _st(ctx).bucket_resource(rec, _base(ctx), full=_full(ctx))
@@ -177,9 +181,11 @@ def buckets_get(ctx: Ctx, bucket: str):
 
 @router.route("PATCH", "/storage/v1/b/<id:bucket>", api=API, discovery=_doc("buckets.patch"))
 def buckets_patch(ctx: Ctx, bucket: str):
-    _bucket(ctx, bucket)
+    current = _bucket(ctx, bucket)
     _require(ctx, "storage.buckets.update", bucket=bucket)
-    rec = _st(ctx).patch_bucket(bucket, ctx.json(), _conditions(ctx))
+    body = ctx.json()
+    lockdown.refuse_bucket_acls(current, body, ctx.query)
+    rec = _st(ctx).patch_bucket(bucket, body, _conditions(ctx))
     return _st(ctx).bucket_resource(rec, _base(ctx), full=_full(ctx))
 
 
@@ -202,9 +208,11 @@ def buckets_get_iam(ctx: Ctx, bucket: str):
 
 @router.route("PUT", "/storage/v1/b/<id:bucket>/iam", api=API, discovery=_doc("buckets.setIamPolicy"))
 def buckets_set_iam(ctx: Ctx, bucket: str):
-    _bucket(ctx, bucket)
+    rec = _bucket(ctx, bucket)
     _require(ctx, "storage.buckets.setIamPolicy", bucket=bucket)
     body = ctx.json()
+    lockdown.refuse_public_members(rec, [m for b in body.get("bindings") or [] if isinstance(b, dict)
+                                         for m in b.get("members") or []])
     ctx.world.latency.sleep("sync:storage.buckets.setIamPolicy")
     _st(ctx).set_policy(bucket, body)
     return _st(ctx).policy_resource(bucket, 3)
@@ -285,9 +293,12 @@ def objects_download(ctx: Ctx, bucket: str, object: str):
 
 @router.route("PATCH", "/storage/v1/b/<id:bucket>/o/<path:object>", api=API, discovery=_doc("objects.patch"))
 def objects_patch(ctx: Ctx, bucket: str, object: str):
-    _bucket(ctx, bucket)
+    rec = _bucket(ctx, bucket)
     _require(ctx, "storage.objects.update", bucket=bucket)
-    obj = _st(ctx).patch_object(bucket, object, ctx.json(), _conditions(ctx))
+    body = ctx.json()
+    lockdown.refuse_object_acls(rec, body, ctx.query)
+    obj = _st(ctx).patch_object(bucket, object, body, _conditions(ctx))
+    _st(ctx).buckets.acl_from(bucket, f"object:{object}", body.get("acl"))
     return _st(ctx).object_resource(obj, _base(ctx))
 
 
@@ -487,7 +498,8 @@ def objects_upload(ctx: Ctx, bucket: str):
         return objects_upload_chunk(ctx, bucket)
     if ctx.world.options.enforce_iam and ctx.principal is None:
         raise unauthenticated()
-    _bucket(ctx, bucket)
+    rec = _bucket(ctx, bucket)
+    lockdown.refuse_object_acls(rec, {}, ctx.query)
     kind = ctx.query.get("uploadType")
     if kind == "resumable":
         return _resumable_start(ctx, bucket)
@@ -509,6 +521,7 @@ def objects_upload(ctx: Ctx, bucket: str):
             _pump(ctx, sink)
         else:
             meta, media_type, leftover = _multipart_head(ctx)
+            lockdown.refuse_object_acls(rec, meta, ctx.query)
             name = ctx.query.get("name") or meta.get("name")
             err = object_name_problem(name)
             if err:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import google_crc32c
 
 from provision.emulator import iam
-from provision.emulator.storage import access, buckets, objects, uploads
+from provision.emulator.storage import access, lockdown, buckets, objects, uploads
 from provision.emulator.storage.common import PAGE_MAX, b64, bucket_not_found, gcs_error
 from provision.emulator.storage.names import object_name_problem
 from provision.emulator.storage.uploads import Sink
@@ -79,6 +79,8 @@ class Backend:
             return False
         chain = self.project_chain(rec["projectId"])
         identities = access.identities(member, rec, chain)
+        if lockdown.prevents_public(rec):   # public bindings may stay in the policy; they grant nothing
+            identities -= set(lockdown.PUBLIC)
         policies = [self.policy(bucket), *access.object_acl_equivalent(rec), *chain]
         return access.policies_grant(policies, permission, identities)
 
@@ -140,7 +142,8 @@ class Backend:
 
     def bucket_resource(self, rec: dict, base: str, *, full: bool = False) -> dict:
         """The wire `storage#bucket` (only fields of the discovery Bucket schema)."""
-        return buckets.bucket_resource(rec, base, full=full)
+        acls = {scope: self.buckets.acl(rec, scope) for scope in ("bucket", "default")} if full else None
+        return buckets.bucket_resource(rec, base, full=full, acls=acls)
 
     # ----------------------------------------------------------------- bucket IAM
 
@@ -310,8 +313,10 @@ class Backend:
         return self.objects.patch(bucket, name, body, conditions)
 
     def delete_object(self, bucket: str, name: str, conditions: dict[str, int], generation: int | None = None) -> None:
-        """objects.delete (the bytes stay in the shared, content-addressed blob store)."""
+        """objects.delete (the bytes stay in the shared, content-addressed blob store); its ACL goes
+        with it (an object made again under the name starts from the default ACL)."""
         self.objects.delete(bucket, name, conditions, generation)
+        self.buckets.drop_acl(bucket, f"object:{name}")
 
     def object_resource(self, obj: dict, base: str) -> dict:
         """The wire `storage#object` (only fields of the discovery Object schema)."""
