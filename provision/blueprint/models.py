@@ -359,11 +359,23 @@ class Blueprint(_Model):
     smoke: Smoke = Field(default_factory=Smoke)
 
     _source: Path | None = PrivateAttr(default=None)
+    # Where each value is written, (line, column) by path, for problems found after loading (at plan).
+    _positions: dict = PrivateAttr(default_factory=dict)
 
     @property
     def source(self) -> Path | None:
         """The blueprint file this was loaded from (absolute), or None if built in Python."""
         return self._source
+
+    def where(self, *path: Any) -> str:
+        """`FILE:LINE:COL` of the value at `path` (e.g. `where("dataset", "location")`), or its nearest
+        written ancestor's; `FILE` alone without positions, and `blueprint` when built in Python."""
+        shown = str(self._source) if self._source else "blueprint"
+        for cut in range(len(path), -1, -1):
+            pos = self._positions.get(tuple(path[:cut]))
+            if pos is not None:
+                return f"{shown}:{pos[0]}:{pos[1]}"
+        return shown
 
     @model_validator(mode="after")
     def _whole_blueprint_rules(self, info: ValidationInfo) -> Blueprint:

@@ -9,15 +9,13 @@ stores provision did not make); a location change of a recorded dataset is `-/+ 
 Reads `dataset`, `old_dataset:<name>` (its stores, None when gone) and `healthcare_locations`
 (the locations the target offers the project, from projects.locations.list; None when the
 Healthcare API is not enabled yet). The blueprint only checks a location's form: a location the
-target does not offer is a plan error naming the nearest ones.
+target does not offer is refused before any write by provision/checks/locations.py.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
@@ -80,27 +78,6 @@ def read_locations(ctx: Ctx, project_id: str, *, page_size: int | None = None) -
         return out
 
     return ctx.call(list_all)
-
-
-def nearest(location: str, offered: list[str], n: int = 4) -> list[str]:
-    """The offered locations closest to `location`: the best match and those about as close (a typo
-    names one, europe-west1 names its European neighbours)."""
-    scored = sorted((-difflib.SequenceMatcher(None, location, o).ratio(), o) for o in offered)
-    best = -scored[0][0] if scored else 0.0
-    return [o for r, o in scored[:n] if -r >= 0.6 and -r >= best - 0.05]
-
-
-def check_location(bp: Any, offered: list[str] | None) -> None:
-    """A plan error when the target does not offer the blueprint's dataset location."""
-    location = bp.dataset.location
-    if not offered or location in offered:
-        return
-    near = nearest(location, offered)
-    where = f"{bp.source}: " if bp.source else ""
-    hint = f"; did you mean {' or '.join(near)}? Valid" if near else "; valid"
-    raise ProvisionError(f"{where}dataset.location: {location} is not a Cloud Healthcare location of project "
-                         f"{bp.project.id} (projects.locations.list lists {len(offered)}){hint} locations: "
-                         f"{', '.join(sorted(offered))}. Nothing was changed.")
 
 
 def create(ctx: Ctx, name: str, time_zone: str) -> DatasetState:
@@ -204,8 +181,6 @@ def replaced(bp: Any, live: Live) -> str | None:
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     from provision.resources import dicom_store
 
-    if not opts.destroy:
-        check_location(bp, live.get("healthcare_locations"))
     name, ds, state = desired_name(bp), bp.dataset, live.get("dataset")
     old_for_new = None if opts.destroy else replaced(bp, live)
     if opts.destroy:

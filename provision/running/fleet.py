@@ -39,6 +39,7 @@ class Outcome:
     item: Item
     value: Any = None
     error: str | None = None
+    code: int = 1   # the exit code its failure stands for (2: the blueprint was refused at plan)
 
     @property
     def ok(self) -> bool:
@@ -114,7 +115,7 @@ def each(items: list[Item], fn: Callable[[Item], Any], parallel: int = 4) -> lis
         except ProvisionError as exc:
             from provision.redact import redact
 
-            return Outcome(it, getattr(exc, "result", None), redact(str(exc)))
+            return Outcome(it, getattr(exc, "result", None), redact(str(exc)), exc.exit_code)
 
     if len(items) <= 1:
         return [one(it) for it in items]
