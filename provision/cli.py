@@ -221,8 +221,9 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
 
             typer.echo(summary_table(outcomes, summary or (lambda o: "")))
     for o in outcomes:
-        if not o.ok:
-            typer.echo(f"error: {o.item.path}: {o.error}", err=True)
+        if not o.ok:   # a blueprint refused at plan names FILE:LINE:COL itself
+            typer.echo(f"error: {o.error}" if getattr(o, "code", 1) == 2 else f"error: {o.item.path}: {o.error}",
+                       err=True)
     if code:
         raise typer.Exit(code)
 

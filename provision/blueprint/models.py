@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union
 
@@ -199,6 +200,17 @@ class Bucket(_Model):
     upload: Upload | None = None
 
 
+KMS_KEY_RE = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/keyRings/[A-Za-z0-9_-]{1,63}"
+                        r"/cryptoKeys/[A-Za-z0-9_-]{1,63}$")
+
+
+def _check_kms_key(value: str) -> str:
+    if not KMS_KEY_RE.match(value):
+        raise _Invalid(f"'{value}' is not a Cloud KMS key name; write projects/PROJECT/locations/LOCATION/keyRings/"
+                       "RING/cryptoKeys/KEY (the key's location must be the dataset's)")
+    return value
+
+
 class Dataset(_Model):
     """The Cloud Healthcare dataset."""
 
@@ -213,6 +225,12 @@ class Dataset(_Model):
                            + HEALTHCARE_LOCATION_RE.pattern.strip("^$") + ")$"},
     )
     time_zone: Annotated[str, _rule(check_time_zone)] = Field("UTC", description="IANA time zone name.")
+    kms_key: Annotated[str, _rule(_check_kms_key)] | None = Field(
+        None, description="Optional CMEK: a Cloud KMS key in the dataset's location. Plan checks it exists and is "
+        "readable; the Healthcare service agent is granted roles/cloudkms.cryptoKeyEncrypterDecrypter on it before "
+        "the dataset is created. Set at creation only: adding, changing or removing it replaces the dataset.",
+        examples=["projects/team-a-keys/locations/us-central1/keyRings/imaging/cryptoKeys/dicom"],
+        json_schema_extra={"pattern": KMS_KEY_RE.pattern})
 
 
 class Import(_Model):

@@ -17,7 +17,8 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.resources import apis, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store
-from provision.resources import dicom_store_iam, ownership, project, project_iam, service_agent, upload, viewer_source
+from provision.resources import dicom_store_iam, kms_key_iam, ownership, project, project_iam, service_agent, upload
+from provision.resources import viewer_source
 from provision.resources.base import PHASES, Draft, Live
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
 
@@ -25,8 +26,8 @@ __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREA
            "KEEP", "REPLACE"]
 
 # Dependency order, which is also the order a plan lists its steps in.
-KINDS = [ownership, project, billing, apis, project_iam, service_agent, bucket, upload, bucket_iam, dataset,
-         dicom_store, dicom_store_iam, dicom_import, viewer_source]
+KINDS = [ownership, project, billing, apis, project_iam, service_agent, bucket, upload, bucket_iam, kms_key_iam,
+         dataset, dicom_store, dicom_store_iam, dicom_import, viewer_source]
 
 
 @dataclass

@@ -27,6 +27,7 @@ from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Optio
 class DatasetState:
     name: str
     time_zone: str = ""
+    kms_key: str = ""   # encryptionSpec.kmsKeyName (CMEK), "" for Google-managed encryption
 
 
 def name_of(project_id: str, location: str, dataset_id: str) -> str:
@@ -49,7 +50,7 @@ def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetStat
             if disabled_is_absent and is_status(exc, 403) and is_service_disabled(exc):
                 return None
             raise
-        return DatasetState(d.get("name", name), d.get("timeZone", ""))
+        return DatasetState(d.get("name", name), d.get("timeZone", ""), (d.get("encryptionSpec") or {}).get("kmsKeyName", ""))
 
     return ctx.call(get)
 
@@ -80,12 +81,16 @@ def read_locations(ctx: Ctx, project_id: str, *, page_size: int | None = None) -
     return ctx.call(list_all)
 
 
-def create(ctx: Ctx, name: str, time_zone: str) -> DatasetState:
+def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> DatasetState:
+    """Create the dataset (with `kms_key` as its CMEK key, set at creation only) and wait for it."""
     parent, _, dataset_id = name.rpartition("/datasets/")
+    body: dict = {"timeZone": time_zone}
+    if kms_key:
+        body["encryptionSpec"] = {"kmsKeyName": kms_key}
 
     def attempt() -> bool:
         try:
-            op = _datasets(ctx).create(parent=parent, datasetId=dataset_id, body={"timeZone": time_zone}).execute(num_retries=0)
+            op = _datasets(ctx).create(parent=parent, datasetId=dataset_id, body=body).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
             if is_already_exists(exc):
                 return False
@@ -198,21 +203,78 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        f"then the old dataset in {was} is deleted with its stores"
                        + (f" ({held})" if held else " (they hold no studies)")]
         fields = [field_change("location", old_for_new.split("/")[3], ds.location)] if old_for_new else []
-        draft.add(Step(KIND, KIND, name, action, changes, ["apis"], lambda ctx: _create(ctx, name, ds.time_zone),
+        if ds.kms_key:
+            changes[0 if action == CREATE else 1] += f", encrypted with {ds.kms_key}"
+        draft.add(Step(KIND, KIND, name, action, changes, ["apis", "kms-key-iam"],
+                       lambda ctx: _create(ctx, name, ds.time_zone, ds.kms_key),
                        claims=[("resource", KIND, name)], fields=fields))
     else:
         if ds.time_zone and state.time_zone and state.time_zone != ds.time_zone:
             draft.note(f"dataset {ds.id} has time zone {state.time_zone}, the blueprint says {ds.time_zone}; "
                        "a dataset's time zone cannot be changed")
-        draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"]))
+        _existing(bp, live, draft, name, state)
     for old in _old(bp, live, opts):
         _remove(bp, live, opts, draft, old, replacing=old == old_for_new)
 
 
-def _create(ctx: Ctx, name: str, time_zone: str) -> str:
+def _create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> str:
     ctx.facts["record"].add_resource(ctx, KIND, name)
-    create(ctx, name, time_zone)
+    create(ctx, name, time_zone, kms_key)
     return name
+
+
+def _existing(bp: Any, live: Live, draft: Draft, name: str, state: DatasetState) -> None:
+    """The blueprint's dataset exists: unchanged, or `-/+ replace` when its CMEK key changed (a key is set at
+    creation only). Only a dataset provision made is replaced; another one's key is reported as drift."""
+    want, have = bp.dataset.kms_key or "", state.kms_key or ""
+    if want == have:
+        draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"]))
+        return
+    words = {"": "Google-managed encryption"}
+    if not live.record.owns(KIND, name):
+        draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"], drift=[
+            f"encryption {words.get(have, have)}, the blueprint says {words.get(want, want)}: the dataset was not "
+            "created by provision, so it is not replaced (a dataset's key is set at creation only)"]))
+        return
+    from provision.resources import dicom_store
+
+    held, lost = _data_of(bp, live)
+    changes = [f"encryption {words.get(have, have)} -> {words.get(want, want)}: a dataset's CMEK key is set at "
+               "creation only",
+               f"the dataset {bp.dataset.id} is deleted with its stores" + (f" ({held})" if held else
+                                                                             " (no imported studies in them)"),
+               "then created again" + (f" with {want}" if want else "") + "; its stores are created and imported again"
+               + (f"; not imported again, so lost: {lost}" if lost else "")]
+    for store_name in dicom_store.desired_names(bp):   # the stores go with the dataset: plan them anew
+        live.read[f"store:{store_name}"] = None
+        live.read.pop(f"store_policy:{store_name}", None)
+    draft.add(Step(KIND, KIND, name, REPLACE, changes, ["apis", "kms-key-iam"],
+                   lambda ctx: _recreate(ctx, name, bp.dataset.time_zone, want or None),
+                   fields=[field_change("kms_key", have or None, want or None)]))
+
+
+def _data_of(bp: Any, live: Live) -> tuple[str, str]:
+    """("primary: 2 studies, ...", the part of it no import brings back) for the blueprint's stores."""
+    from provision.resources import dicom_store
+    from provision.words import plural
+
+    held, lost = [], []
+    for s, store_name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
+        n = live.get(f"studies:{store_name}", 0)
+        if n:
+            held.append(f"{s.id}: {plural(n, 'study')}")
+            if not s.import_:
+                lost.append(held[-1])
+    return ", ".join(held), ", ".join(lost)
+
+
+def _recreate(ctx: Ctx, name: str, time_zone: str, kms_key: str | None) -> str:
+    """Delete the dataset with its stores, then create it again with the new key."""
+    others = list_stores(ctx, name)
+    ctx.progress(f"deleting dataset {name.rsplit('/', 1)[-1]} and its {len(others)} store(s)")
+    delete(ctx, name)
+    create(ctx, name, time_zone, kms_key)
+    return f"{name.rsplit('/', 1)[-1]} created again" + (f" with {kms_key}" if kms_key else "")
 
 
 def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:

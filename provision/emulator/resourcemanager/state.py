@@ -276,6 +276,10 @@ class ResourceManager:
                 new["bindings"] = current.get("bindings", [])
                 new["version"] = current.get("version", 1)
             self._check_members(current, new.get("bindings") or [])
+            added = {m for b in new.get("bindings") or [] for m in b.get("members") or []} - \
+                {m for b in current.get("bindings") or [] for m in b.get("members") or []}
+            if added and getattr(self.world, "orgpolicy", None) is not None:
+                self.world.orgpolicy.check_members(record["projectId"], sorted(added))
             updated = iam.replace(current, new)
             self.docs.put("policy", key, updated)
         return iam.view(updated, 3)

@@ -1,0 +1,57 @@
+"""The CMEK key of `dataset.kms_key`, checked before any write: in the dataset's location (Healthcare
+accepts only a key "in the same location as this Dataset", healthcare.v1 discovery), existing, readable
+by the caller (cloudkms.cryptoKeys.get, in roles/cloudkms.viewer), a symmetric ENCRYPT_DECRYPT key
+whose primary version is enabled. The service agent's grant on it is a step of apply
+(resources/kms_key_iam.py), not a check."""
+from __future__ import annotations
+
+from typing import Any
+
+from provision.gcp.context import Ctx
+from provision.gcp.errors import is_status
+
+
+def read(ctx: Ctx, name: str) -> dict | str:
+    """The CryptoKey, or "absent" / "forbidden"."""
+    keys = ctx.target.kms().projects().locations().keyRings().cryptoKeys()
+
+    def get():
+        try:
+            return keys.get(name=name).execute(num_retries=0)
+        except Exception as exc:  # noqa: BLE001
+            if is_status(exc, 404):
+                return "absent"
+            if is_status(exc, 403):
+                return "forbidden"
+            raise
+
+    return ctx.call(get)
+
+
+def problems(ctx: Ctx, bp: Any, live: Any) -> tuple[list[str], list[str]]:
+    """(problems, notes) for the blueprint's CMEK key; nothing when it names none."""
+    name = getattr(bp.dataset, "kms_key", None)
+    if not name:
+        return [], []
+    at = f"{bp.where('dataset', 'kms_key')}: dataset.kms_key"
+    parts = name.split("/")
+    location = bp.dataset.location
+    if parts[3] != location:
+        parts[3] = location
+        return [f"{at}: the key is in {name.split('/')[3]}, the dataset in {location}; Cloud Healthcare uses only a "
+                f"key in the dataset's location: create one there, e.g. {'/'.join(parts)}"], []
+    key = read(ctx, name)
+    if key == "absent":
+        return [f"{at}: {name} does not exist; create it (gcloud kms keys create {parts[-1]} --keyring "
+                f"{parts[5]} --location {location} --purpose encryption --project {parts[1]}) or name another"], []
+    if key == "forbidden":
+        return [f"{at}: you cannot read {name} (it may not exist); ask for Cloud KMS Viewer (roles/cloudkms.viewer) "
+                "on it, or its key ring"], []
+    if key.get("purpose") != "ENCRYPT_DECRYPT":
+        return [f"{at}: {name} is a {key.get('purpose') or 'key of unknown purpose'} key; CMEK needs a symmetric "
+                "ENCRYPT_DECRYPT key"], []
+    state = (key.get("primary") or {}).get("state")
+    if state != "ENABLED":
+        return [f"{at}: the primary version of {name} is {state or 'missing'}; enable it (a disabled key disables "
+                "the dataset)"], []
+    return [], []
