@@ -109,7 +109,7 @@ def _located(bp: Any, live: Any) -> list[tuple[tuple, str, str]]:
     if bp.bucket and bp.bucket.create and not (bucket is not None and getattr(bucket, "exists", False)):
         out.append((("bucket", "location"), bp.bucket.location, "the DICOM bucket"))
     store = live.read.get("record")
-    if getattr(store, "location", None) and live.record.empty():
+    if getattr(store, "location", None) and live.record.empty:
         path = ("bucket", "location") if bp.bucket and store.location == bp.bucket.location else ("dataset", "location")
         out.append((path, store.location, f"the ownership record's bucket gs://{store.bucket}"))
     hosting = getattr(bp.viewer, "hosting", None)
