@@ -1,0 +1,113 @@
+"""CMEK (`dataset.kms_key`): the key checked at plan (in the dataset's location, existing, readable), the
+Healthcare service agent granted roles/cloudkms.cryptoKeyEncrypterDecrypter on it before the dataset is
+created (owned in the record like any grant), the dataset created with `encryptionSpec.kmsKeyName`, and a
+change of key planned as `-/+ replace`. Through the CLI and the library, against a real emulator."""
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from emulator_helpers import create_project, discovery_client, healthcare
+from provision.cli import app
+from provision.gcp.target import Target
+from provision.running import lifecycle
+from provision.running.lifecycle import Options
+from test_apply_support import blueprint_dict, load, records, writes
+from test_refused_before_write import line_col
+
+KEYS = "ohif-cmek-keys"
+ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def make_key(url: str, location: str, key: str, ring: str = "imaging") -> str:
+    rings = discovery_client(url, "cloudkms", "v1").projects().locations().keyRings()
+    parent = f"projects/{KEYS}/locations/{location}"
+    names = [r["name"] for r in rings.list(parent=parent).execute().get("keyRings", [])]
+    if f"{parent}/keyRings/{ring}" not in names:
+        rings.create(parent=parent, keyRingId=ring, body={}).execute()
+    return rings.cryptoKeys().create(parent=f"{parent}/keyRings/{ring}", cryptoKeyId=key,
+                                     body={"purpose": "ENCRYPT_DECRYPT"}).execute()["name"]
+
+
+def key_policy(url: str, key: str) -> dict:
+    keys = discovery_client(url, "cloudkms", "v1").projects().locations().keyRings().cryptoKeys()
+    return keys.getIamPolicy(resource=key).execute()
+
+
+def cmek_blueprint(tmp_path, project: str, key: str, name: str = "bp.yaml"):
+    return load(tmp_path, blueprint_dict(project, bucket=None, dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0},
+                                         dataset={"id": "imaging", "location": "us-central1", "kms_key": key}), name)
+
+
+def test_a_key_in_another_location_or_missing_is_refused_at_plan(emulator_factory, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    create_project(emu.url, KEYS)
+    elsewhere = make_key(emu.url, "europe-west4", "dicom")
+    before = len(records(rec))
+    bp = cmek_blueprint(tmp_path, "ohif-cmek-far", elsewhere)
+    planned = run("plan", str(bp.source), "--emulator", emu.url)
+    assert planned.exit_code == 2, planned.output
+    where = f"{bp.source}:{line_col(bp.source, 'kms_key', 'projects/')}"
+    assert f"{where}: dataset.kms_key: the key is in europe-west4, the dataset in us-central1" in planned.output
+    assert f"projects/{KEYS}/locations/us-central1/keyRings/imaging/cryptoKeys/dicom" in planned.output   # the fix
+
+    missing = cmek_blueprint(tmp_path, "ohif-cmek-far", f"projects/{KEYS}/locations/us-central1/keyRings/imaging/"
+                                                       "cryptoKeys/nope", "missing.yaml")
+    planned = run("plan", str(missing.source), "--emulator", emu.url)
+    assert planned.exit_code == 2 and "does not exist" in planned.output and "gcloud kms keys create" in planned.output
+    assert writes(records(rec)[before:]) == []
+
+
+def test_the_agent_is_granted_on_the_key_before_the_dataset_is_created(emulator_factory, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    create_project(emu.url, KEYS)
+    key = make_key(emu.url, "us-central1", "dicom")
+    bp = cmek_blueprint(tmp_path, "ohif-cmek-new", key)
+    target = Target(emulator=emu.url)
+    plan = lifecycle.plan(bp, target)
+    assert plan.step("kms-key-iam").action == "create" and "kms-key-iam" in plan.step("dataset").deps
+    before = len(records(rec))
+    result = lifecycle.apply(bp, target)
+    assert result.ok, result.error
+    recs = records(rec)[before:]
+    grant = next(i for i, r in enumerate(recs) if r["path"] == f"/v1/{key}:setIamPolicy" and r["status"] == 200)
+    create = next(i for i, r in enumerate(recs) if r["method"] == "POST" and r["path"].endswith("/datasets"))
+    assert grant < create   # the grant first: Healthcare refuses a CMEK dataset its agent cannot use
+    assert recs[create]["request"]["encryptionSpec"] == {"kmsKeyName": key}
+    number = result.outputs.get("service_agent") or ""
+    members = [m for b in key_policy(emu.url, key)["bindings"] if b["role"] == ROLE for m in b["members"]]
+    assert members == [f"serviceAccount:{number}"] and "gcp-sa-healthcare" in number
+    got = healthcare(emu.url).projects().locations().datasets().get(
+        name="projects/ohif-cmek-new/locations/us-central1/datasets/imaging").execute()
+    assert got["encryptionSpec"]["kmsKeyName"] == key
+    record = json.loads(run("status", str(bp.source), "--emulator", emu.url, "--json").stdout)
+    assert record["exit_code"] == 0
+    assert not lifecycle.apply(bp, target).changed   # a second apply: reads only
+
+
+def test_changing_the_key_is_a_replace_and_the_old_grant_goes(emulator_factory, tmp_path):
+    emu = emulator_factory()
+    create_project(emu.url, KEYS)
+    first, second = make_key(emu.url, "us-central1", "one"), make_key(emu.url, "us-central1", "two")
+    target = Target(emulator=emu.url)
+    assert lifecycle.apply(cmek_blueprint(tmp_path, "ohif-cmek-swap", first), target).ok
+    swapped = cmek_blueprint(tmp_path, "ohif-cmek-swap", second, "two.yaml")
+    plan = lifecycle.plan(swapped, target)
+    step = plan.step("dataset")
+    assert step.action == "replace" and any("a dataset's CMEK key is set at creation only" in c for c in step.changes)
+    assert plan.step("store:primary").action == "create"   # the stores go with the dataset, and come back
+    refused = run("apply", str(swapped.source), "--emulator", emu.url, "--yes")
+    assert refused.exit_code == 1 and "--replace" in refused.output
+    assert lifecycle.apply(swapped, target, opts=Options(replace=True)).ok
+    got = healthcare(emu.url).projects().locations().datasets().get(
+        name="projects/ohif-cmek-swap/locations/us-central1/datasets/imaging").execute()
+    assert got["encryptionSpec"]["kmsKeyName"] == second
+    assert not [b for b in key_policy(emu.url, first).get("bindings", []) if b["role"] == ROLE]
+    assert not lifecycle.plan(swapped, target).has_changes
