@@ -36,8 +36,9 @@ def which_list(bp: Any, target_list: list[str] | None) -> tuple[list[str], str]:
     """(the locations to check against, which list that is, in words)."""
     if target_list:
         return list(target_list), f"projects.locations.list of project {bp.project.id}"
-    return list(SHIPPED), (f"provision's list of Cloud Healthcare locations ({SHIPPED_SOURCE}, as of {SHIPPED_AS_OF}; "
-                           f"project {bp.project.id} cannot be asked until it exists with the Healthcare API on)")
+    return list(SHIPPED), (f"provision's list of Cloud Healthcare locations, as of {SHIPPED_AS_OF} from "
+                           f"{SHIPPED_SOURCE}: project {bp.project.id} cannot be asked until it exists with the "
+                           "Healthcare API on")
 
 
 def problems(bp: Any, target_list: list[str] | None) -> tuple[list[str], list[str]]:
@@ -53,5 +54,5 @@ def problems(bp: Any, target_list: list[str] | None) -> tuple[list[str], list[st
     late = "" if target_list else (" If Google added it after that date, create the project and enable "
                                    "healthcare.googleapis.com first: plan then asks the target.")
     return [f"{bp.where('dataset', 'location')}: dataset.location: {location} is not a Cloud Healthcare location "
-            f"of project {bp.project.id} ({origin} lists {len(offered)}){hint} locations: "
-            f"{', '.join(sorted(offered))}.{late}"], notes
+            f"of project {bp.project.id}{hint} locations ({len(offered)}): {', '.join(sorted(offered))}. Checked "
+            f"against {origin}.{late}"], notes

@@ -96,9 +96,11 @@ def _locations(bp: Any, live: Any, rule: dict, resource: str) -> list[str]:
     valid = f"allowed: {', '.join(allowed)}" if allowed else "no location is allowed"
     for path, location, what in _located(bp, live):
         if not allows(rule, lambda v, loc=location: location_groups.matches(v, loc)):
-            out.append(f"{bp.where(*path)}: {'.'.join(str(p) for p in path)}: {location} ({what}) is outside the "
-                       f"locations the organization policy gcp.resourceLocations allows on {resource}; {valid} "
-                       f"(value groups as of {location_groups.AS_OF})")
+            subject = what if what.startswith("the ownership record") else \
+                f"{'.'.join(str(p) for p in path)}: {location} ({what})"
+            out.append(f"{bp.where(*path)}: {subject} is outside the locations the organization policy "
+                       f"gcp.resourceLocations allows on {resource}; {valid} (value groups as of "
+                       f"{location_groups.AS_OF})")
     return out
 
 
@@ -109,9 +111,12 @@ def _located(bp: Any, live: Any) -> list[tuple[tuple, str, str]]:
     if bp.bucket and bp.bucket.create and not (bucket is not None and getattr(bucket, "exists", False)):
         out.append((("bucket", "location"), bp.bucket.location, "the DICOM bucket"))
     store = live.read.get("record")
-    if getattr(store, "location", None) and live.record.empty:
-        path = ("bucket", "location") if bp.bucket and store.location == bp.bucket.location else ("dataset", "location")
-        out.append((path, store.location, f"the ownership record's bucket gs://{store.bucket}"))
+    if getattr(store, "location", None) and live.record.empty:   # the record's bucket is made by the first write
+        ours = bp.bucket and store.location.upper() == bp.bucket.location.upper()
+        path = ("bucket", "location") if ours else ("dataset", "location")
+        what = (f"the ownership record's bucket gs://{store.bucket} (to be created in {store.location}"
+                + (", as the DICOM bucket)" if ours else ", provision's default without a bucket)"))
+        out.append((path, store.location, what))
     hosting = getattr(bp.viewer, "hosting", None)
     region = getattr(hosting, "region", None) if hosting is not None else None
     if region:
