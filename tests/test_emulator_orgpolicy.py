@@ -185,3 +185,22 @@ def test_a_cmek_dataset_needs_the_agents_grant_and_a_key_in_its_location(emulato
     assert "error" not in wait_operation(healthcare(emulator.url), op["name"])
     got = datasets.get(name="projects/ohif-op-cmek/locations/us-central1/datasets/d").execute()
     assert got["encryptionSpec"] == {"kmsKeyName": key["name"]}
+
+
+def test_answers_have_the_shapes_of_the_discovery_documents(emulator):
+    """Every answer above, held to its method's response schema (strict proto3 JSON)."""
+    from provision.emulator.discovery import response_problems
+
+    create_project(emulator.url, "ohif-op-shape", parent=ORG)
+    made = set_policy(emulator.url, ORG, "gcp.resourceLocations", {"rules": [{"values": {"allowedValues": ["in:eu-locations"]}}]})
+    assert response_problems("orgpolicy", "POST", f"/v2/{ORG}/policies", made) == []
+    eff = effective(emulator.url, "projects/ohif-op-shape", "gcp.resourceLocations")
+    assert response_problems("orgpolicy", "GET", "/v2/projects/ohif-op-shape/policies/gcp.resourceLocations:getEffectivePolicy",
+                             eff) == []
+    rings = kms(emulator.url).projects().locations().keyRings()
+    ring = rings.create(parent="projects/ohif-op-shape/locations/europe-west4", keyRingId="r", body={}).execute()
+    key = rings.cryptoKeys().create(parent=ring["name"], cryptoKeyId="k", body={"purpose": "ENCRYPT_DECRYPT"}).execute()
+    assert response_problems("cloudkms", "POST", f"/v1/{ring['name'].rsplit('/', 2)[0]}/keyRings", ring) == []
+    assert response_problems("cloudkms", "GET", f"/v1/{key['name']}", key) == []
+    assert response_problems("cloudkms", "GET", f"/v1/{key['name']}:getIamPolicy",
+                             rings.cryptoKeys().getIamPolicy(resource=key["name"]).execute()) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.checks import locations
+from provision.checks import kms, locations, org_policy
 from provision.errors import PlanRefused
 from provision.gcp.context import Ctx
 
@@ -21,8 +21,6 @@ def refuse(ctx: Ctx, bp: Any, live: Any, *, read_policies: bool = True) -> list[
     organization policies and the KMS key (plan and apply do; status reports what is, not what would fail)."""
     problems, notes = locations.problems(bp, live.get("healthcare_locations"))
     if read_policies:
-        from provision.checks import kms, org_policy
-
         for check in (org_policy.problems, kms.problems):
             found, said = check(ctx, bp, live)
             problems += found
