@@ -111,3 +111,22 @@ def test_changing_the_key_is_a_replace_and_the_old_grant_goes(emulator_factory, 
     assert got["encryptionSpec"]["kmsKeyName"] == second
     assert not [b for b in key_policy(emu.url, first).get("bindings", []) if b["role"] == ROLE]
     assert not lifecycle.plan(swapped, target).has_changes
+
+
+def test_destroy_revokes_the_agents_grant_after_the_dataset_goes(emulator_factory, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    create_project(emu.url, KEYS)
+    key = make_key(emu.url, "us-central1", "dicom")
+    bp = cmek_blueprint(tmp_path, "ohif-cmek-gone", key)
+    target = Target(emulator=emu.url)
+    assert lifecycle.apply(bp, target).ok
+    before = len(records(rec))
+    result = lifecycle.destroy(bp, target)
+    assert {r.status for r in result.results} == {"done"}
+    assert any(s.id.startswith("kms-key-iam") for s in result.steps)
+    recs = records(rec)[before:]
+    deleted = next(i for i, r in enumerate(recs) if r["method"] == "DELETE" and r["path"].endswith("/datasets/imaging"))
+    revoked = next(i for i, r in enumerate(recs) if r["path"] == f"/v1/{key}:setIamPolicy")
+    assert deleted < revoked   # never a dataset left encrypted with a key its agent may no longer use
+    assert not [b for b in key_policy(emu.url, key).get("bindings", []) if b["role"] == ROLE]

@@ -125,3 +125,25 @@ def test_without_permission_to_read_policies_plan_notes_it_and_goes_on(emulator_
     assert plan.step("project").action == "create"
     assert any(f"organization policies not checked: you may not read them on {ORG}" in n
                and "roles/orgpolicy.policyViewer" in n for n in plan.notes), plan.notes
+
+
+def test_a_new_project_in_a_folder_inherits_the_organizations_policy(emulator_factory, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    r = requests.put(f"{emu.url}/_emulator/folders/777", json={"parent": ORG}, headers=CONTROL, timeout=10)
+    assert r.status_code == 200
+    put_policy(emu.url, ORG, "gcp.resourceLocations", {"rules": [{"values": {"allowedValues": ["in:us-locations"]}}]})
+    before = len(records(rec))
+    project = {"id": "ohif-in-folder", "parent": "folders/777", "billing_account": BILLING}
+    bp = load(tmp_path, blueprint_dict("ohif-in-folder", bucket=None, dicom_stores=[{"id": "primary"}],
+                                       smoke={"min_studies": 0}, project=project,
+                                       dataset={"id": "imaging", "location": "europe-west4"}))
+    planned = run("plan", str(bp.source), "--emulator", emu.url)
+    assert planned.exit_code == 2, planned.output
+    assert "europe-west4 (the Healthcare dataset) is outside the locations the organization policy " \
+           "gcp.resourceLocations allows on folders/777; allowed: in:us-locations" in planned.output
+    after = records(rec)[before:]
+    assert writes(after) == [] and any(x["path"].startswith("/v2/folders/777/policies/") for x in after)
+    us = load(tmp_path, blueprint_dict("ohif-in-folder", bucket=None, dicom_stores=[{"id": "primary"}],
+                                       smoke={"min_studies": 0}, project=project), "us.yaml")   # us-central1
+    assert run("plan", str(us.source), "--emulator", emu.url).exit_code == 0
