@@ -130,6 +130,13 @@ def test_uniform_access_and_member_domains_are_enforced(emulator):
     bucket = client.bucket("ohif-op-iam-uniform")
     bucket.iam_configuration.uniform_bucket_level_access_enabled = True
     client.create_bucket(bucket)
+    set_policy(emulator.url, "projects/ohif-op-iam", "storage.publicAccessPrevention", {"rules": [{"enforce": True}]})
+    policy = bucket.get_iam_policy(requested_policy_version=3)
+    policy.bindings.append({"role": "roles/storage.objectViewer", "members": {"allUsers"}})
+    with pytest.raises(Exception) as public:
+        bucket.set_iam_policy(policy)
+    assert getattr(public.value, "code", None) == 412
+    assert "Request violates constraint 'constraints/storage.publicAccessPrevention'" in str(public.value)
 
     crm = discovery_client(emulator.url, "cloudresourcemanager", "v3")
     policy = crm.projects().getIamPolicy(resource="projects/ohif-op-iam", body={}).execute()
