@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_status
+from provision.gcp.errors import is_service_disabled, is_status
 
 
 def read(ctx: Ctx, name: str) -> dict | str:
-    """The CryptoKey, or "absent" / "forbidden"."""
+    """The CryptoKey, or "absent" / "forbidden" / "disabled" (the KMS API is off in the key's project)."""
     keys = ctx.target.kms().projects().locations().keyRings().cryptoKeys()
 
     def get():
@@ -21,6 +21,8 @@ def read(ctx: Ctx, name: str) -> dict | str:
         except Exception as exc:  # noqa: BLE001
             if is_status(exc, 404):
                 return "absent"
+            if is_status(exc, 403) and is_service_disabled(exc):
+                return "disabled"
             if is_status(exc, 403):
                 return "forbidden"
             raise
@@ -44,6 +46,9 @@ def problems(ctx: Ctx, bp: Any, live: Any) -> tuple[list[str], list[str]]:
     if key == "absent":
         return [f"{at}: {name} does not exist; create it (gcloud kms keys create {parts[-1]} --keyring "
                 f"{parts[5]} --location {location} --purpose encryption --project {parts[1]}) or name another"], []
+    if key == "disabled":
+        return [f"{at}: the Cloud KMS API (cloudkms.googleapis.com) is not enabled in project {parts[1]}, which holds "
+                "the key; enable it there"], []
     if key == "forbidden":
         return [f"{at}: you cannot read {name} (it may not exist); ask for Cloud KMS Viewer (roles/cloudkms.viewer) "
                 "on it, or its key ring"], []

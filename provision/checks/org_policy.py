@@ -20,16 +20,16 @@ from typing import Any
 
 from provision.checks import location_groups
 from provision.gcp.context import Ctx
-from provision.gcp.errors import is_status
+from provision.gcp.errors import is_service_disabled, is_status, parse
 
 CONSTRAINTS = ("gcp.resourceLocations", "iam.allowedPolicyMemberDomains", "storage.uniformBucketLevelAccess",
                "storage.publicAccessPrevention")
 VIEWER_ROLE = "roles/orgpolicy.policyViewer"
 
 
-def read(ctx: Ctx, resource: str) -> dict[str, dict] | None:
-    """Effective rules by constraint on `resource` (`projects/P`, `folders/N`, `organizations/N`), or None
-    when the caller may not read them. A constraint the service does not know is left out."""
+def read(ctx: Ctx, resource: str) -> dict[str, dict] | str:
+    """Effective rules by constraint on `resource` (`projects/P`, `folders/N`, `organizations/N`), or why
+    they could not be read (a note's words). A constraint the service does not know is left out."""
     kind = resource.split("/", 1)[0]
 
     def one(constraint: str):
@@ -38,16 +38,22 @@ def read(ctx: Ctx, resource: str) -> dict[str, dict] | None:
             try:
                 return policies.getEffectivePolicy(name=f"{resource}/policies/{constraint}").execute(num_retries=0)
             except Exception as exc:  # noqa: BLE001
+                if is_status(exc, 403) and is_service_disabled(exc):
+                    ge = parse(exc)
+                    return (f"the Org Policy API (orgpolicy.googleapis.com) is not enabled where your calls are "
+                            f"billed ({ge.message if ge else exc}); enable it there, or set a quota project where it is")
                 if is_status(exc, 403):
-                    return PermissionError
+                    return (f"you may not read them on {resource} (orgpolicy.policy.get, in {VIEWER_ROLE} on the "
+                            "organization or folder)")
                 if is_status(exc, 400, 404):
                     return None
                 raise
         return ctx.call(get)
 
     found = ctx.parallel([(lambda c=c: one(c)) for c in CONSTRAINTS])
-    if any(f is PermissionError for f in found):
-        return None
+    why = next((f for f in found if isinstance(f, str)), None)
+    if why:
+        return why
     return {c: _rule(f) for c, f in zip(CONSTRAINTS, found) if f is not None}
 
 
@@ -74,10 +80,10 @@ def problems(ctx: Ctx, bp: Any, live: Any) -> tuple[list[str], list[str]]:
     if not resource:
         return [], []   # a new project without a parent: no organization, no policy
     rules = read(ctx, resource)
-    if rules is None:
-        return [], [f"organization policies not checked: you may not read them on {resource} (orgpolicy.policy.get, "
-                    f"in {VIEWER_ROLE}); apply may still be refused by gcp.resourceLocations, "
-                    "iam.allowedPolicyMemberDomains, storage.uniformBucketLevelAccess or storage.publicAccessPrevention"]
+    if isinstance(rules, str):
+        return [], [f"organization policies not checked: {rules}; apply may still be refused by "
+                    "gcp.resourceLocations, iam.allowedPolicyMemberDomains, storage.uniformBucketLevelAccess or "
+                    "storage.publicAccessPrevention"]
     out: list[str] = []
     notes: list[str] = []
     out += _locations(bp, live, rules.get("gcp.resourceLocations") or {}, resource)
