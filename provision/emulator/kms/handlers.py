@@ -75,6 +75,7 @@ def get_key(ctx: Ctx, project: str, location: str, ring: str, key: str):
 
 
 def _iam_routes(kind: str, rule: str, method: str) -> None:
+    """getIamPolicy / setIamPolicy of a key ring or a key (same shapes, their own permissions)."""
     @router.route("GET", rule + ":getIamPolicy", api=API, discovery=(V1, f"{method}.getIamPolicy"))
     def get_policy(ctx: Ctx, **parts):
         name = _name(parts)
@@ -87,9 +88,6 @@ def _iam_routes(kind: str, rule: str, method: str) -> None:
         if not isinstance(body.get("policy"), dict):
             raise invalid_argument("Request contains an invalid argument.", [("policy", "policy must be set")])
         return ctx.world.kms.set_policy(name, body["policy"])
-
-    get_policy.__qualname__ = f"get_policy_{kind}"
-    set_policy.__qualname__ = f"set_policy_{kind}"
 
 
 def _name(parts: dict) -> str:
