@@ -130,3 +130,28 @@ def test_destroy_revokes_the_agents_grant_after_the_dataset_goes(emulator_factor
     revoked = next(i for i, r in enumerate(recs) if r["path"] == f"/v1/{key}:setIamPolicy")
     assert deleted < revoked   # never a dataset left encrypted with a key its agent may no longer use
     assert not [b for b in key_policy(emu.url, key).get("bindings", []) if b["role"] == ROLE]
+
+
+def test_a_key_change_keeps_studies_no_import_brings_back_unless_delete_data(emulator_factory, tmp_path):
+    from dicomweb_client import DICOMwebClient
+
+    from dicom_factory import ct_series
+
+    emu = emulator_factory()
+    create_project(emu.url, KEYS)
+    first, second = make_key(emu.url, "us-central1", "one"), make_key(emu.url, "us-central1", "two")
+    target = Target(emulator=emu.url)
+    assert lifecycle.apply(cmek_blueprint(tmp_path, "ohif-cmek-keep", first), target).ok
+    store = "projects/ohif-cmek-keep/locations/us-central1/datasets/imaging/dicomStores/primary"
+    DICOMwebClient(url=f"{emu.url}/v1/{store}/dicomWeb").store_instances(ct_series("kept", slices=2, size=16))
+    swapped = cmek_blueprint(tmp_path, "ohif-cmek-keep", second, "two.yaml")
+    step = lifecycle.plan(swapped, target, opts=Options(replace=True)).step("dataset")
+    assert step.action == "keep" and "primary: 1 study" in step.changes[0] and "--delete-data" in step.changes[0]
+    assert lifecycle.apply(swapped, target, opts=Options(replace=True)).ok   # only the new key's grant is made
+    studies = DICOMwebClient(url=f"{emu.url}/v1/{store}/dicomWeb").search_for_studies()
+    assert len(studies) == 1   # the study stays, and so does the dataset with its key
+    got = healthcare(emu.url).projects().locations().datasets().get(
+        name="projects/ohif-cmek-keep/locations/us-central1/datasets/imaging").execute()
+    assert got["encryptionSpec"]["kmsKeyName"] == first
+    forced = lifecycle.plan(swapped, target, opts=Options(replace=True, delete_data=True)).step("dataset")
+    assert forced.action == "replace" and any("lost: primary: 1 study" in c for c in forced.changes)

@@ -171,8 +171,22 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
                       for n in _old(bp, live, live.opts)}
         if not live.opts.destroy and live.get("dataset") is None:   # an existing dataset's location is valid
             out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
+        out.update(_rekey_reads(bp, live))
         return out
     return {}
+
+
+def _rekey_reads(bp: Any, live: Live) -> Reads:
+    """Before a CMEK key change re-creates the dataset: the studies in each of its stores (`rekey_studies:<store>`),
+    to say what is lost and to keep what no import brings back."""
+    state = live.get("dataset")
+    if live.opts.destroy or state is None or (state.kms_key or "") == (bp.dataset.kms_key or "") \
+            or not live.record.owns(KIND, desired_name(bp)):
+        return {}
+    from provision.resources import dicom_import, dicom_store
+
+    return {f"rekey_studies:{n}": (lambda ctx, n=n: dicom_import.count_studies(ctx, n) if dicom_store.read(ctx, n) else 0)
+            for n in dicom_store.desired_names(bp)}
 
 
 def replaced(bp: Any, live: Live) -> str | None:
@@ -212,7 +226,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         if ds.time_zone and state.time_zone and state.time_zone != ds.time_zone:
             draft.note(f"dataset {ds.id} has time zone {state.time_zone}, the blueprint says {ds.time_zone}; "
                        "a dataset's time zone cannot be changed")
-        _existing(bp, live, draft, name, state)
+        _existing(bp, live, opts, draft, name, state)
     for old in _old(bp, live, opts):
         _remove(bp, live, opts, draft, old, replacing=old == old_for_new)
 
@@ -223,9 +237,10 @@ def _create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> 
     return name
 
 
-def _existing(bp: Any, live: Live, draft: Draft, name: str, state: DatasetState) -> None:
+def _existing(bp: Any, live: Live, opts: Options, draft: Draft, name: str, state: DatasetState) -> None:
     """The blueprint's dataset exists: unchanged, or `-/+ replace` when its CMEK key changed (a key is set at
-    creation only). Only a dataset provision made is replaced; another one's key is reported as drift."""
+    creation only). Only a dataset provision made is replaced; another one's key is reported as drift; one
+    whose stores hold studies no import brings back is kept unless --delete-data."""
     want, have = bp.dataset.kms_key or "", state.kms_key or ""
     if want == have:
         draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"]))
@@ -239,10 +254,15 @@ def _existing(bp: Any, live: Live, draft: Draft, name: str, state: DatasetState)
     from provision.resources import dicom_store
 
     held, lost = _data_of(bp, live)
+    if lost and not opts.delete_data:
+        draft.keep(KIND, KIND, name, f"kept with {words.get(have, have)}: changing its CMEK key re-creates it, and its "
+                   f"stores hold studies no import brings back ({lost}); apply --replace --delete-data re-creates "
+                   "it without them", ["apis"])
+        return
     changes = [f"encryption {words.get(have, have)} -> {words.get(want, want)}: a dataset's CMEK key is set at "
                "creation only",
                f"the dataset {bp.dataset.id} is deleted with its stores" + (f" ({held})" if held else
-                                                                             " (no imported studies in them)"),
+                                                                             " (they hold no studies)"),
                "then created again" + (f" with {want}" if want else "") + "; its stores are created and imported again"
                + (f"; not imported again, so lost: {lost}" if lost else "")]
     for store_name in dicom_store.desired_names(bp):   # the stores go with the dataset: plan them anew
@@ -260,7 +280,7 @@ def _data_of(bp: Any, live: Live) -> tuple[str, str]:
 
     held, lost = [], []
     for s, store_name in zip(bp.dicom_stores, dicom_store.desired_names(bp)):
-        n = live.get(f"studies:{store_name}", 0)
+        n = live.get(f"rekey_studies:{store_name}", live.get(f"studies:{store_name}", 0))
         if n:
             held.append(f"{s.id}: {plural(n, 'study')}")
             if not s.import_:
