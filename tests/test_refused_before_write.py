@@ -147,3 +147,18 @@ def test_a_new_project_in_a_folder_inherits_the_organizations_policy(emulator_fa
     us = load(tmp_path, blueprint_dict("ohif-in-folder", bucket=None, dicom_stores=[{"id": "primary"}],
                                        smoke={"min_studies": 0}, project=project), "us.yaml")   # us-central1
     assert run("plan", str(us.source), "--emulator", emu.url).exit_code == 0
+
+
+def test_in_a_fleet_the_refused_blueprint_is_its_own_outcome(emulator, tmp_path):
+    good = load(tmp_path, blueprint_dict("ohif-fleet-good", bucket=None, dicom_stores=[{"id": "primary"}],
+                                         smoke={"min_studies": 0}), "good.yaml")
+    load(tmp_path, blueprint_dict("ohif-fleet-typo", bucket=None, dicom_stores=[{"id": "primary"}],
+                                  smoke={"min_studies": 0}, dataset={"id": "imaging", "location": "europe-wset4"}),
+         "typo.yaml")
+    planned = run("plan", str(tmp_path), "--emulator", emulator.url, "--json")
+    assert planned.exit_code == 2, planned.output
+    doc = json.loads(planned.stdout)
+    by_project = {r["project"]: r for r in doc["results"]}
+    assert by_project["ohif-fleet-good"]["ok"] and by_project["ohif-fleet-good"]["plan"]["changes"] > 0
+    assert "did you mean europe-west4" in by_project["ohif-fleet-typo"]["error"]
+    assert str(good.source) not in by_project["ohif-fleet-typo"]["error"]
