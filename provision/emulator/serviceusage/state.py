@@ -97,8 +97,6 @@ CATALOGUE: dict[str, tuple[str, bool]] = {
     "cloudbilling.googleapis.com": ("Cloud Billing API", False),
     "iam.googleapis.com": ("Identity and Access Management (IAM) API", False),
     "iamcredentials.googleapis.com": ("IAM Service Account Credentials API", False),
-    "cloudkms.googleapis.com": ("Cloud Key Management Service (KMS) API", True),
-    "orgpolicy.googleapis.com": ("Organization Policy API", False),
     "runtimeconfig.googleapis.com": ("Cloud Runtime Configuration API", False),
     "pubsub.googleapis.com": ("Cloud Pub/Sub API", False),
     "apikeys.googleapis.com": ("API Keys API", False),
