@@ -155,3 +155,44 @@ def test_a_key_change_keeps_studies_no_import_brings_back_unless_delete_data(emu
     assert got["encryptionSpec"]["kmsKeyName"] == first
     forced = lifecycle.plan(swapped, target, opts=Options(replace=True, delete_data=True)).step("dataset")
     assert forced.action == "replace" and any("lost: primary: 1 study" in c for c in forced.changes)
+
+
+def test_a_key_you_may_read_but_not_grant_on_is_refused_at_plan(emulator_factory, tmp_path):
+    import requests
+
+    from emulator_helpers import CONTROL
+    from provision.errors import PlanRefused
+    from test_apply_support import BILLING, ORG
+
+    owner, security = "user:owner@example.com", "user:security@example.com"
+    emu = emulator_factory(enforce_iam=True)
+    for resource, role in ((ORG, "roles/resourcemanager.projectCreator"), (f"billingAccounts/{BILLING}", "roles/billing.user")):
+        requests.put(f"{emu.url}/_emulator/policies/{resource}", headers=CONTROL, timeout=10,
+                     json={"bindings": [{"role": role, "members": [owner]}]}).raise_for_status()
+    create_project(emu.url, KEYS, member=security, billing=False, enable=())   # the security team's keys
+    rings = discovery_client(emu.url, "cloudkms", "v1", security).projects().locations().keyRings()
+    rings.create(parent=f"projects/{KEYS}/locations/us-central1", keyRingId="imaging", body={}).execute()
+    key = rings.cryptoKeys().create(parent=f"projects/{KEYS}/locations/us-central1/keyRings/imaging",
+                                    cryptoKeyId="dicom", body={"purpose": "ENCRYPT_DECRYPT"}).execute()["name"]
+
+    def grant(role: str) -> None:
+        policy = rings.cryptoKeys().getIamPolicy(resource=key).execute()
+        policy["bindings"] = [{"role": role, "members": [owner]}]
+        rings.cryptoKeys().setIamPolicy(resource=key, body={"policy": policy}).execute()
+
+    bp = cmek_blueprint(tmp_path, "ohif-cmek-perm", key)
+    target = Target(emulator=emu.url, token=f"emulator:{owner}")
+
+    def refusal() -> str:
+        try:
+            lifecycle.plan(bp, target)
+        except PlanRefused as exc:
+            return str(exc)
+        raise AssertionError("plan let through a key its caller may not use")
+
+    assert "you cannot read" in refusal() and "roles/cloudkms.viewer" in refusal()   # nothing on the key yet
+    grant("roles/cloudkms.viewer")
+    said = refusal()
+    assert "cloudkms.cryptoKeys.setIamPolicy" in said and "roles/cloudkms.admin" in said
+    grant("roles/cloudkms.admin")
+    assert lifecycle.plan(bp, target).step("kms-key-iam").action == "create"

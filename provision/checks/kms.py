@@ -1,8 +1,9 @@
 """The CMEK key of `dataset.kms_key`, checked before any write: in the dataset's location (Healthcare
 accepts only a key "in the same location as this Dataset", healthcare.v1 discovery), existing, readable
 by the caller (cloudkms.cryptoKeys.get, in roles/cloudkms.viewer), a symmetric ENCRYPT_DECRYPT key
-whose primary version is enabled. The service agent's grant on it is a step of apply
-(resources/kms_key_iam.py), not a check."""
+whose primary version is enabled, and on which the caller may grant (testIamPermissions:
+cloudkms.cryptoKeys.getIamPolicy and setIamPolicy), since apply grants the Healthcare service agent its
+use of the key (resources/kms_key_iam.py) before it creates the dataset."""
 from __future__ import annotations
 
 from typing import Any
@@ -59,4 +60,19 @@ def problems(ctx: Ctx, bp: Any, live: Any) -> tuple[list[str], list[str]]:
     if state != "ENABLED":
         return [f"{at}: the primary version of {name} is {state or 'missing'}; enable it (a disabled key disables "
                 "the dataset)"], []
+    missing = [p for p in GRANT_PERMISSIONS if p not in held(ctx, name)]
+    if missing:
+        return [f"{at}: you may not grant the Healthcare service agent its use of {name} ({', '.join(missing)}); ask "
+                "for Cloud KMS Admin (roles/cloudkms.admin) on the key, or have its owner grant the agent "
+                "roles/cloudkms.cryptoKeyEncrypterDecrypter"], []
     return [], []
+
+
+GRANT_PERMISSIONS = ("cloudkms.cryptoKeys.getIamPolicy", "cloudkms.cryptoKeys.setIamPolicy")
+
+
+def held(ctx: Ctx, name: str) -> set[str]:
+    """Which of GRANT_PERMISSIONS the caller holds on the key (testIamPermissions)."""
+    keys = ctx.target.kms().projects().locations().keyRings().cryptoKeys()
+    req = keys.testIamPermissions(resource=name, body={"permissions": list(GRANT_PERMISSIONS)})
+    return set(ctx.execute(req).get("permissions") or [])

@@ -75,11 +75,22 @@ def get_key(ctx: Ctx, project: str, location: str, ring: str, key: str):
 
 
 def _iam_routes(kind: str, rule: str, method: str) -> None:
-    """getIamPolicy / setIamPolicy of a key ring or a key (same shapes, their own permissions)."""
+    """getIamPolicy / testIamPermissions / setIamPolicy of a key ring or a key (same shapes, their own
+    permissions)."""
     @router.route("GET", rule + ":getIamPolicy", api=API, discovery=(V1, f"{method}.getIamPolicy"))
     def get_policy(ctx: Ctx, **parts):
         name = _name(parts)
         return ctx.world.kms.get_policy(_allowed(ctx, f"cloudkms.{kind}.getIamPolicy", name), _version(ctx))
+
+    @router.route("POST", rule + ":testIamPermissions", api=API, discovery=(V1, f"{method}.testIamPermissions"))
+    def test_permissions(ctx: Ctx, **parts):
+        name = _name(parts)
+        if ctx.world.crm.lookup(name.split("/")[1]) is None:
+            raise permission_denied(f"Permission denied on resource '{name}' (or it may not exist).")
+        asked = list(ctx.json().get("permissions") or [])
+        policies = ctx.world.kms.policies(name)
+        held = [p for p in asked if ctx.allows(p, policies)]
+        return {"permissions": held} if held else {}
 
     @router.route("POST", rule + ":setIamPolicy", api=API, discovery=(V1, f"{method}.setIamPolicy"))
     def set_policy(ctx: Ctx, **parts):
