@@ -194,10 +194,13 @@ def _progress():
 def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: int | None = None,
             detailed: bool = False, changed=lambda value: False, summary=None) -> None:
     """Print the run's result (the JSON envelope, or each blueprint's text, errors, and for a
-    fleet one summary table) and exit with its code: 1 if any blueprint failed, else 3 with
+    fleet one summary table) and exit with its code: 1 if any blueprint failed (2 if every failure was a
+    blueprint refused at plan), else 3 with
     --detailed-exitcode and changes, else 0. `summary(outcome)` is its table cell."""
     if code is None:
-        code = 1 if any(not o.ok for o in outcomes) else (
+        failed = {getattr(o, "code", 1) for o in outcomes if not o.ok}
+        # 2 when every failure is a blueprint refused at plan (nothing was changed anywhere), else 1.
+        code = (2 if failed == {2} else 1) if failed else (
             3 if detailed and any(changed(o.value) for o in outcomes) else 0)
     if json_out:
         results = [output.result(str(o.item.path), o.item.project, ok=o.ok, err=o.error,
@@ -212,8 +215,9 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
 
             typer.echo(summary_table(outcomes, summary or (lambda o: "")))
     for o in outcomes:
-        if not o.ok:
-            typer.echo(f"error: {o.item.path}: {o.error}", err=True)
+        if not o.ok:   # a blueprint refused at plan names FILE:LINE:COL itself
+            typer.echo(f"error: {o.error}" if getattr(o, "code", 1) == 2 else f"error: {o.item.path}: {o.error}",
+                       err=True)
     if code:
         raise typer.Exit(code)
 

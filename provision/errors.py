@@ -21,3 +21,16 @@ class BlueprintError(UsageError):
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
 
+
+
+class PlanRefused(ProvisionError):
+    """What Google would refuse halfway, found by plan before any write: a blueprint mistake that only
+    the target shows (a location it does not offer, an organization policy the blueprint breaks, a KMS
+    key elsewhere). Each problem is `FILE:LINE:COL: what is wrong; what would be valid`. Exit 2, as
+    for any invalid blueprint; not a UsageError, so in a fleet it stays that blueprint's outcome."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems) + "\nNothing was changed.")

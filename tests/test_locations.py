@@ -1,8 +1,8 @@
 """Healthcare locations come from the target, not from a list in the code.
 
 Validation checks the form of `dataset.location` only; plan reads `projects.locations.list` of the
-target (when the project exists and Healthcare is enabled) and refuses a location it does not offer,
-naming the nearest ones. The emulator answers Google's list (reference/google-evidence.md §4.3).
+target (when the project exists and Healthcare is enabled; otherwise provision's own dated list decides)
+and refuses a location it does not offer, naming the nearest ones, before any write (exit 2). The emulator answers Google's list (reference/google-evidence.md §4.3).
 Everything here runs against a real emulator over HTTP, through the CLI where a user would.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from provision.running import lifecycle
 from provision.cli import app
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
+from provision.checks.locations import SHIPPED, SHIPPED_AS_OF
 from provision.resources import dataset
 from test_apply_support import BILLING, blueprint_dict, load, records, writes
 
@@ -29,6 +30,10 @@ EVIDENCE_REGIONS = (
     "europe-west3 europe-west4 europe-west6 me-west1 me-central1 me-central2"
 ).split()
 EVIDENCE = EVIDENCE_REGIONS + ["us", "eu"]
+
+
+def test_the_shipped_list_is_the_evidence():
+    assert list(SHIPPED) == EVIDENCE
 
 
 def run(*args: str):
@@ -56,7 +61,7 @@ def test_typo_passes_validate_but_plan_fails_naming_the_nearest(emulator_factory
     assert checked.exit_code == 0, checked.output
     before = len(records(rec))
     planned = run("plan", str(bp.source), "--emulator", emu.url)
-    assert planned.exit_code == 1, planned.output
+    assert planned.exit_code == 2, planned.output   # a blueprint mistake, as validate's: exit 2
     out = planned.output
     assert "us-centrall is not a Cloud Healthcare location of project ohif-loc-typo" in out
     assert "did you mean us-central1" in out and "dataset.location" in out and str(bp.source) in out
@@ -68,14 +73,14 @@ def test_typo_passes_validate_but_plan_fails_naming_the_nearest(emulator_factory
     assert listed and all(r["status"] == 200 for r in listed)
 
     as_json = run("plan", str(bp.source), "--emulator", emu.url, "--json")
-    assert as_json.exit_code == 1 and "us-central1" in as_json.output
+    assert as_json.exit_code == 2 and "us-central1" in as_json.output
 
 
 def test_unsupported_region_is_refused_and_a_zone_never_gets_that_far(emulator, tmp_path):
     create_project(emulator.url, "ohif-loc-ew1")
     bp = blueprint(tmp_path, "ohif-loc-ew1", "europe-west1")   # a Google region, but not a Healthcare one
     planned = run("plan", str(bp.source), "--emulator", emulator.url)
-    assert planned.exit_code == 1, planned.output
+    assert planned.exit_code == 2, planned.output
     assert "europe-west1 is not a Cloud Healthcare location" in planned.output
     assert "did you mean" in planned.output and "europe-west2" in planned.output
     zone = tmp_path / "zone.yaml"
@@ -128,22 +133,32 @@ def test_emulator_serves_googles_list_and_plan_reads_every_page(emulator_factory
         raise AssertionError("the emulator created a dataset in a location Google does not offer")
 
 
-def test_new_project_or_healthcare_off_plans_without_the_check(emulator_factory, tmp_path):
+def test_new_project_or_healthcare_off_is_checked_against_the_shipped_list(emulator_factory, tmp_path):
+    """No list to ask for (the project does not exist, or its Healthcare API is off): provision's own
+    dated list decides, before any write, and the message says which list it was."""
     rec = tmp_path / "rec.jsonl"
     emu = emulator_factory(record=rec)
-    target = Target(emulator=emu.url)
     new = blueprint(tmp_path, "ohif-loc-new", "us-centrall", "new.yaml")   # the project does not exist yet
-    plan = lifecycle.plan(new, target)
-    assert plan.step("dataset").action == "create" and plan.step("project").action == "create"
-    assert location_reads(records(rec), "ohif-loc-new") == []
+    planned = run("plan", str(new.source), "--emulator", emu.url)
+    assert planned.exit_code == 2, planned.output
+    assert "did you mean us-central1" in planned.output and "provision's list" in planned.output
+    assert f"{new.source}:" in planned.output and "Traceback" not in planned.output
+    assert writes(records(rec)) == [] and location_reads(records(rec), "ohif-loc-new") == []
 
     create_project(emu.url, "ohif-loc-off", enable=())                   # exists, Healthcare not enabled yet
     off = blueprint(tmp_path, "ohif-loc-off", "us-centrall", "off.yaml")
+    before = len(records(rec))
     planned = run("plan", str(off.source), "--emulator", emu.url)
-    assert planned.exit_code == 0, planned.output
-    assert "healthcare.googleapis.com" in planned.output
-    reads = location_reads(records(rec), "ohif-loc-off")
-    assert reads and reads[-1]["status"] == 403   # SERVICE_DISABLED: the check is skipped, not an error
+    assert planned.exit_code == 2, planned.output
+    assert "provision's list" in planned.output and "did you mean us-central1" in planned.output
+    reads = location_reads(records(rec)[before:], "ohif-loc-off")
+    assert reads and reads[-1]["status"] == 403   # SERVICE_DISABLED: the shipped list decides instead
+    assert writes(records(rec)[before:]) == []
+
+    fine = blueprint(tmp_path, "ohif-loc-new", "europe-west4", "fine.yaml")
+    plan = lifecycle.plan(fine, Target(emulator=emu.url))
+    assert plan.step("dataset").action == "create" and plan.step("project").action == "create"
+    assert any("checked against provision's list" in n and SHIPPED_AS_OF in n for n in plan.notes)
 
 
 def test_destroy_does_not_check_the_location(emulator_factory, tmp_path):

@@ -208,6 +208,7 @@ def load_blueprint(path: Path | str, env: Mapping[str, str] | None = None) -> Bl
         raise BlueprintError(_format(shown, problems))
     assert blueprint is not None
     blueprint._source = Path(os.path.normpath(file.absolute()))
+    blueprint._positions = dict(doc.values)
     return blueprint
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Union
 
@@ -219,6 +220,17 @@ class AuditLogs(_Model):
         "allotment). false: an opt-out the plan flags; configs provision did not add are never removed.")
 
 
+KMS_KEY_RE = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/keyRings/[A-Za-z0-9_-]{1,63}"
+                        r"/cryptoKeys/[A-Za-z0-9_-]{1,63}$")
+
+
+def _check_kms_key(value: str) -> str:
+    if not KMS_KEY_RE.match(value):
+        raise _Invalid(f"'{value}' is not a Cloud KMS key name; write projects/PROJECT/locations/LOCATION/keyRings/"
+                       "RING/cryptoKeys/KEY (the key's location must be the dataset's)")
+    return value
+
+
 class Dataset(_Model):
     """The Cloud Healthcare dataset."""
 
@@ -233,6 +245,12 @@ class Dataset(_Model):
                            + HEALTHCARE_LOCATION_RE.pattern.strip("^$") + ")$"},
     )
     time_zone: Annotated[str, _rule(check_time_zone)] = Field("UTC", description="IANA time zone name.")
+    kms_key: Annotated[str, _rule(_check_kms_key)] | None = Field(
+        None, description="Optional CMEK: a Cloud KMS key in the dataset's location. Plan checks it exists and is "
+        "readable; the Healthcare service agent is granted roles/cloudkms.cryptoKeyEncrypterDecrypter on it before "
+        "the dataset is created. Set at creation only: adding, changing or removing it replaces the dataset.",
+        examples=["projects/team-a-keys/locations/us-central1/keyRings/imaging/cryptoKeys/dicom"],
+        json_schema_extra={"pattern": KMS_KEY_RE.pattern})
 
 
 class Import(_Model):
@@ -380,11 +398,23 @@ class Blueprint(_Model):
     smoke: Smoke = Field(default_factory=Smoke)
 
     _source: Path | None = PrivateAttr(default=None)
+    # Where each value is written, (line, column) by path, for problems found after loading (at plan).
+    _positions: dict = PrivateAttr(default_factory=dict)
 
     @property
     def source(self) -> Path | None:
         """The blueprint file this was loaded from (absolute), or None if built in Python."""
         return self._source
+
+    def where(self, *path: Any) -> str:
+        """`FILE:LINE:COL` of the value at `path` (e.g. `where("dataset", "location")`), or its nearest
+        written ancestor's; `FILE` alone without positions, and `blueprint` when built in Python."""
+        shown = str(self._source) if self._source else "blueprint"
+        for cut in range(len(path), -1, -1):
+            pos = self._positions.get(tuple(path[:cut]))
+            if pos is not None:
+                return f"{shown}:{pos[0]}:{pos[1]}"
+        return shown
 
     @model_validator(mode="after")
     def _whole_blueprint_rules(self, info: ValidationInfo) -> Blueprint:

@@ -245,6 +245,8 @@ DOCUMENTS = {
     "healthcare": ("healthcare.v1",),
     "storage": ("storage.v1",),
     "logging": ("logging.v2",),
+    "orgpolicy": ("orgpolicy.v2",),
+    "cloudkms": ("cloudkms.v1",),
 }
 
 

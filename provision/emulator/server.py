@@ -11,7 +11,8 @@ from provision.emulator.http import App, Router
 from provision.emulator.world import Options, World
 
 # API packages: each has `state.py` (backend, no HTTP) and `handlers.py` (a module-level `router`).
-API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth")
+API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth", "orgpolicy",
+                "kms")
 # Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
 EXTRA_ROUTES = ("storage.acl",)
 

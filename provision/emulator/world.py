@@ -21,6 +21,8 @@ from provision.emulator.store import BlobStore, Database, DocStore
 if TYPE_CHECKING:  # the backends import World; World only names them
     from provision.emulator.billing.state import Billing
     from provision.emulator.healthcare.state import Healthcare
+    from provision.emulator.kms.state import Kms
+    from provision.emulator.orgpolicy.state import OrgPolicy
     from provision.emulator.logging.state import Logging
     from provision.emulator.resourcemanager.state import ResourceManager
     from provision.emulator.serviceusage.state import ServiceUsage
@@ -54,6 +56,8 @@ class World:
     storage: "Storage"
     healthcare: "Healthcare"
     logging: "Logging"
+    orgpolicy: "OrgPolicy"
+    kms: "Kms"
 
     def __init__(self, options: Options):
         self.options = options

@@ -49,6 +49,8 @@ SERVICE_NAMES = {
     "cloudbilling.googleapis.com": "Cloud Billing",
     "iam.googleapis.com": "IAM",
     "logging.googleapis.com": "Cloud Logging",
+    "orgpolicy.googleapis.com": "Org Policy",
+    "cloudkms.googleapis.com": "Cloud KMS",
 }
 QUOTA_REASONS = ("RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED", "rateLimitExceeded", "userRateLimitExceeded")
 

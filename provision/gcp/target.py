@@ -53,6 +53,8 @@ GOOGLE_ROOTS = {
     "cloudresourcemanager": "https://cloudresourcemanager.googleapis.com",
     "storage": "https://storage.googleapis.com",
     "logging": "https://logging.googleapis.com",
+    "orgpolicy": "https://orgpolicy.googleapis.com",
+    "cloudkms": "https://cloudkms.googleapis.com",
 }
 
 
@@ -289,6 +291,14 @@ class Target:
     def logging(self) -> Any:
         """Cloud Logging v2 (`entries:list`), from the discovery document bundled with the client."""
         return self.discovery("logging", "v2")
+
+    def orgpolicy(self) -> Any:
+        """Org Policy v2 (effective policies), from the discovery document bundled with the client."""
+        return self.discovery("orgpolicy", "v2")
+
+    def kms(self) -> Any:
+        """Cloud KMS v1 (the CMEK key and its IAM policy), from the bundled discovery document."""
+        return self.discovery("cloudkms", "v1")
 
     def projects(self) -> Any:
         """resourcemanager_v3.ProjectsClient over REST."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Facts
-from provision.resources import apis, audit_logs, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store, dicom_store_iam
+from provision.resources import apis, audit_logs, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store, dicom_store_iam, kms_key_iam
 from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_source
 from provision.resources.base import PHASES, Draft, Key, Live
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
@@ -26,7 +26,7 @@ __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREA
            "KEEP", "REPLACE"]
 
 # Dependency order, which is also the order a plan lists its steps in.
-KINDS = [ownership, project, billing, apis, project_iam, audit_logs, service_agent, bucket, upload, bucket_iam,
+KINDS = [ownership, project, billing, apis, project_iam, audit_logs, service_agent, bucket, upload, bucket_iam, kms_key_iam,
          dataset, dicom_store, dicom_store_iam, dicom_import, viewer_source]
 
 

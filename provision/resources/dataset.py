@@ -9,22 +9,22 @@ stores provision did not make); a location change of a recorded dataset is `-/+ 
 Reads `dataset`, `old_dataset:<name>` (its stores, None when gone) and `healthcare_locations`
 (the locations the target offers the project, from projects.locations.list; None when the
 Healthcare API is not enabled yet). The blueprint only checks a location's form: a location the
-target does not offer is a plan error naming the nearest ones.
+target does not offer is refused before any write by provision/checks/locations.py.
 """
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
-from provision.resources.healthcare_names import DATASET, DICOM_STORE, desired_dataset, store_step_id
+from provision.resources.healthcare_names import DATASET, DICOM_STORE, desired_dataset, desired_stores, store_step_id
 from provision.resources.healthcare_removals import data_in, fate, replaced_dataset
 from provision.resources.states import DatasetState
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Options, Step, field_change
+from provision.resources.store_calls import count_studies, read as read_store
+from provision.words import plural
 
 
 def _datasets(ctx: Ctx):
@@ -43,7 +43,8 @@ def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetStat
             if disabled_is_absent and is_status(exc, 403) and is_service_disabled(exc):
                 return None
             raise
-        return DatasetState(d.get("name", name), d.get("timeZone", ""))
+        return DatasetState(d.get("name", name), d.get("timeZone", ""),
+                            (d.get("encryptionSpec") or {}).get("kmsKeyName", ""))
 
     return ctx.call(get)
 
@@ -74,33 +75,16 @@ def read_locations(ctx: Ctx, project_id: str, *, page_size: int | None = None) -
     return ctx.call(list_all)
 
 
-def nearest(location: str, offered: list[str], n: int = 4) -> list[str]:
-    """The offered locations closest to `location`: the best match and those about as close (a typo
-    names one, europe-west1 names its European neighbours)."""
-    scored = sorted((-difflib.SequenceMatcher(None, location, o).ratio(), o) for o in offered)
-    best = -scored[0][0] if scored else 0.0
-    return [o for r, o in scored[:n] if -r >= 0.6 and -r >= best - 0.05]
-
-
-def check_location(bp: Any, offered: list[str] | None) -> None:
-    """A plan error when the target does not offer the blueprint's dataset location."""
-    location = bp.dataset.location
-    if not offered or location in offered:
-        return
-    near = nearest(location, offered)
-    where = f"{bp.source}: " if bp.source else ""
-    hint = f"; did you mean {' or '.join(near)}? Valid" if near else "; valid"
-    raise ProvisionError(f"{where}dataset.location: {location} is not a Cloud Healthcare location of project "
-                         f"{bp.project.id} (projects.locations.list lists {len(offered)}){hint} locations: "
-                         f"{', '.join(sorted(offered))}. Nothing was changed.")
-
-
-def create(ctx: Ctx, name: str, time_zone: str) -> DatasetState:
+def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> DatasetState:
+    """Create the dataset (with `kms_key` as its CMEK key, set at creation only) and wait for it."""
     parent, _, dataset_id = name.rpartition("/datasets/")
+    body: dict = {"timeZone": time_zone}
+    if kms_key:
+        body["encryptionSpec"] = {"kmsKeyName": kms_key}
 
     def attempt() -> bool:
         try:
-            op = _datasets(ctx).create(parent=parent, datasetId=dataset_id, body={"timeZone": time_zone}).execute(num_retries=0)
+            op = _datasets(ctx).create(parent=parent, datasetId=dataset_id, body=body).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
             if is_already_exists(exc):
                 return False
@@ -177,13 +161,23 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
                       for n in _old(bp, live, live.opts)}
         if not live.opts.destroy and live.dataset is None:   # an existing dataset's location is valid
             out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
+        out.update(_rekey_reads(bp, live))
         return out
     return {}
 
 
+def _rekey_reads(bp: Any, live: Live) -> Reads:
+    """Before a CMEK key change re-creates the dataset: the studies in each of its stores (`rekey_studies:<store>`),
+    to say what is lost and to keep what no import brings back."""
+    state = live.dataset
+    if live.opts.destroy or state is None or (state.kms_key or "") == (bp.dataset.kms_key or "") \
+            or not live.record.owns(KIND, desired_dataset(bp)):
+        return {}
+    return {f"rekey_studies:{n}": (lambda ctx, n=n: count_studies(ctx, n) if read_store(ctx, n) else 0)
+            for n in desired_stores(bp)}
+
+
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
-    if not opts.destroy:
-        check_location(bp, live.get("healthcare_locations"))
     name, ds, state = desired_dataset(bp), bp.dataset, live.dataset
     old_for_new = None if opts.destroy else replaced_dataset(bp, live)
     if opts.destroy:
@@ -201,21 +195,79 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        f"then the old dataset in {was} is deleted with its stores"
                        + (f" ({held})" if held else " (they hold no studies)")]
         fields = [field_change("location", old_for_new.split("/")[3], ds.location)] if old_for_new else []
-        draft.add(Step(KIND, KIND, name, action, changes, ["apis"], lambda ctx: _create(ctx, name, ds.time_zone),
+        if ds.kms_key:
+            changes[0 if action == CREATE else 1] += f", encrypted with {ds.kms_key}"
+        draft.add(Step(KIND, KIND, name, action, changes, ["apis", "kms-key-iam"],
+                       lambda ctx: _create(ctx, name, ds.time_zone, ds.kms_key),
                        claims=[("resource", KIND, name)], fields=fields))
     else:
         if ds.time_zone and state.time_zone and state.time_zone != ds.time_zone:
             draft.note(f"dataset {ds.id} has time zone {state.time_zone}, the blueprint says {ds.time_zone}; "
                        "a dataset's time zone cannot be changed")
-        draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"]))
+        _existing(bp, live, opts, draft, name, state)
     for old in _old(bp, live, opts):
         _remove(bp, live, opts, draft, old, replacing=old == old_for_new)
 
 
-def _create(ctx: Ctx, name: str, time_zone: str) -> str:
+def _create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> str:
     ctx.facts.record.add_resource(ctx, KIND, name)
-    create(ctx, name, time_zone)
+    create(ctx, name, time_zone, kms_key)
     return name
+
+
+def _existing(bp: Any, live: Live, opts: Options, draft: Draft, name: str, state: DatasetState) -> None:
+    """The blueprint's dataset exists: unchanged, or `-/+ replace` when its CMEK key changed (a key is set at
+    creation only). Only a dataset provision made is replaced; another one's key is reported as drift; one
+    whose stores hold studies no import brings back is kept unless --delete-data."""
+    want, have = bp.dataset.kms_key or "", state.kms_key or ""
+    if want == have:
+        draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"]))
+        return
+    words = {"": "Google-managed encryption"}
+    if not live.record.owns(KIND, name):
+        draft.add(Step(KIND, KIND, name, NOOP, [], ["apis"], drift=[
+            f"encryption {words.get(have, have)}, the blueprint says {words.get(want, want)}: the dataset was not "
+            "created by provision, so it is not replaced (a dataset's key is set at creation only)"]))
+        return
+    held, lost = _data_of(bp, live)
+    if lost and not opts.delete_data:
+        draft.keep(KIND, KIND, name, f"kept with {words.get(have, have)}: changing its CMEK key re-creates it, and its "
+                   f"stores hold studies no import brings back ({lost}); apply --replace --delete-data re-creates "
+                   "it without them", ["apis"])
+        return
+    changes = [f"encryption {words.get(have, have)} -> {words.get(want, want)}: a dataset's CMEK key is set at "
+               "creation only",
+               f"the dataset {bp.dataset.id} is deleted with its stores" + (f" ({held})" if held else
+                                                                             " (they hold no studies)"),
+               "then created again" + (f" with {want}" if want else "") + "; its stores are created and imported again"
+               + (f"; not imported again, so lost: {lost}" if lost else "")]
+    for store_name in desired_stores(bp):   # the stores go with the dataset: plan them anew
+        live.read[Key.store(store_name)] = None
+        live.read.pop(Key.store_policy(store_name), None)
+    draft.add(Step(KIND, KIND, name, REPLACE, changes, ["apis", "kms-key-iam"],
+                   lambda ctx: _recreate(ctx, name, bp.dataset.time_zone, want or None),
+                   fields=[field_change("kms_key", have or None, want or None)]))
+
+
+def _data_of(bp: Any, live: Live) -> tuple[str, str]:
+    """("primary: 2 studies, ...", the part of it no import brings back) for the blueprint's stores."""
+    held, lost = [], []
+    for s, store_name in zip(bp.dicom_stores, desired_stores(bp)):
+        n = live.get(f"rekey_studies:{store_name}", live.get(f"studies:{store_name}", 0))
+        if n:
+            held.append(f"{s.id}: {plural(n, 'study')}")
+            if not s.import_:
+                lost.append(held[-1])
+    return ", ".join(held), ", ".join(lost)
+
+
+def _recreate(ctx: Ctx, name: str, time_zone: str, kms_key: str | None) -> str:
+    """Delete the dataset with its stores, then create it again with the new key."""
+    others = list_stores(ctx, name)
+    ctx.progress(f"deleting dataset {name.rsplit('/', 1)[-1]} and its {len(others)} store(s)")
+    delete(ctx, name)
+    create(ctx, name, time_zone, kms_key)
+    return f"{name.rsplit('/', 1)[-1]} created again" + (f" with {kms_key}" if kms_key else "")
 
 
 def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:

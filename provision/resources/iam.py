@@ -1,6 +1,6 @@
 """Non-authoritative IAM: add (or remove) exactly the (role, member) pairs provision owns.
 
-One read-modify-write for the three kinds of policy we touch (project, bucket, DICOM store):
+One read-modify-write for the kinds of policy we touch (project, bucket, DICOM store, KMS key):
 read with requestedPolicyVersion 3, change only unconditional bindings of the named roles,
 write with the etag just read (and version 3, so conditional bindings survive), retry the
 whole cycle on a conflict (409 ABORTED, Storage 412), then re-read until our own change is
@@ -326,6 +326,22 @@ def dicom_store_io(ctx: Ctx, store_name: str) -> PolicyIO:
         return stores().setIamPolicy(resource=store_name, body={"policy": body}).execute(num_retries=0)
 
     return PolicyIO(store_name, read_policy, write_policy)
+
+
+def kms_key_io(ctx: Ctx, key_name: str) -> PolicyIO:
+    """Cloud KMS cryptoKeys getIamPolicy (a GET) / setIamPolicy through the discovery client."""
+
+    def keys():
+        return ctx.target.kms().projects().locations().keyRings().cryptoKeys()
+
+    def read_policy() -> dict:
+        return keys().getIamPolicy(resource=key_name, options_requestedPolicyVersion=3).execute(num_retries=0)
+
+    def write_policy(policy: dict) -> dict:
+        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
+        return keys().setIamPolicy(resource=key_name, body={"policy": body}).execute(num_retries=0)
+
+    return PolicyIO(key_name, read_policy, write_policy)
 
 
 # ---------------------------------------------------------------------------- label adapters

@@ -38,6 +38,7 @@ class BucketState:
 class DatasetState:
     name: str
     time_zone: str = ""
+    kms_key: str = ""   # encryptionSpec.kmsKeyName (CMEK), "" for Google-managed encryption
 
 
 @dataclass

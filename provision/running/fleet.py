@@ -41,6 +41,7 @@ class Outcome:
     item: Item
     value: Any = None
     error: str | None = None
+    code: int = 1   # the exit code its failure stands for (2: the blueprint was refused at plan)
 
     @property
     def ok(self) -> bool:
@@ -112,7 +113,7 @@ def each(items: list[Item], fn: Callable[[Item], Any], parallel: int = 4) -> lis
         except UsageError:
             raise   # the command line is wrong for every blueprint: exit 2
         except ProvisionError as exc:
-            return Outcome(it, getattr(exc, "result", None), redact(str(exc)))
+            return Outcome(it, getattr(exc, "result", None), redact(str(exc)), exc.exit_code)
 
     if len(items) <= 1:
         return [one(it) for it in items]

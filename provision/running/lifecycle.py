@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from provision.planning import plan as plan_mod
-from provision.checks import preflight
+from provision.checks import before_write, preflight
 from provision.running.engine import Engine, Event, Listener, RunResult, StepResult, emit
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Facts
@@ -50,7 +50,8 @@ def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx 
          check_permissions: bool = True, opts: Options | None = None) -> Plan:
     """Read live state and the ownership record, and diff them against the blueprint. Changes nothing.
 
-    Raises PreflightError when the caller lacks permissions the plan needs."""
+    Raises PreflightError when the caller lacks permissions the plan needs, PlanRefused when Google would
+    refuse the blueprint halfway (checks/before_write.py)."""
     with _as_provision_error("plan", f"projects/{bp.project.id}", target, bp.project.id):
         return _plan(bp, target, listener=listener, ctx=ctx, check_permissions=check_permissions,
                      opts=opts or Options())
@@ -72,6 +73,8 @@ def _plan(bp: Any, target: Target, *, listener: Listener | None, ctx: Ctx | None
         if missing:
             raise preflight.PreflightError(missing, bp.project.id)
     live = plan_mod.observe(ctx, bp, opts, phases=(2, 3), live=live)
+    if not opts.destroy:   # what Google would refuse halfway: refused here, before any write
+        notes += before_write.refuse(ctx, bp, live, read_policies=check_permissions)
     result = plan_mod.build(bp, live, target.label, opts)
     result.notes = notes + result.notes
     ctx.facts.update(result.facts)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from provision.emulator import iam
 from provision.emulator.errors import ApiError, already_exists, error_info, invalid_argument, not_found
-from provision.emulator.healthcare import wire
+from provision.emulator.healthcare import cmek, wire
 from provision.emulator.healthcare.dicomfile import NotDicom, Parsed, parse_file
 from provision.emulator.healthcare.index import DicomIndex, IngestResult
 from provision.emulator.operations import injected_failure
@@ -236,6 +236,11 @@ class Healthcare:
         if not valid_id(dataset_id):
             raise invalid_argument(f"Invalid dataset ID {dataset_id!r}: {ID_RULE}.", [("dataset_id", "invalid")])
         self.check_location(location)
+        orgpolicy = getattr(self.world, "orgpolicy", None)
+        refusal = orgpolicy.location_refusal(project, location, "a dataset") if orgpolicy else None
+        if refusal is not None:
+            raise refusal
+        cmek.check(self.world, project, location, body)
         name = f"projects/{project['projectId']}/locations/{location}/datasets/{dataset_id}"
         now = self.world.clock()
         metadata = {"@type": METADATA_TYPE, "apiMethodName": CREATE_DATASET, "createTime": timestamp(now)}
@@ -424,7 +429,12 @@ class Healthcare:
                 self._check_member(m)
         self.world.latency.sleep("sync:healthcare.setIamPolicy")
         with self.world.db.transaction():
-            new = iam.replace(self.policy(resource) or iam.empty_policy(), policy)
+            current = self.policy(resource) or iam.empty_policy()
+            added = {m for b in policy.get("bindings") or [] for m in b.get("members") or []} - \
+                {m for b in current.get("bindings") or [] for m in b.get("members") or []}
+            if added and getattr(self.world, "orgpolicy", None) is not None:
+                self.world.orgpolicy.check_members(resource.split("/")[1], sorted(added))
+            new = iam.replace(current, policy)
             self.docs.put(POLICY, resource, new)
         return iam.view(new, 3)
 

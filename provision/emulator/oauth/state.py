@@ -88,6 +88,9 @@ SCOPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "logging": (frozenset({CLOUD_PLATFORM, AUTH + "logging.admin"}),
                 frozenset({AUTH + "cloud-platform.read-only", AUTH + "logging.read"})),
     "iamcredentials": (frozenset({CLOUD_PLATFORM, AUTH + "iam"}), frozenset()),
+    # The scopes of orgpolicy.v2.json and cloudkms.v1.json.
+    "orgpolicy": (frozenset({CLOUD_PLATFORM}), frozenset()),
+    "cloudkms": (frozenset({CLOUD_PLATFORM, AUTH + "cloudkms"}), frozenset()),
 }
 KNOWN_SCOPES = frozenset({"openid", *SCOPE_ALIASES.values(), *(s for a, r in SCOPES.values() for s in a | r)})
 QUOTA_PROJECT_APIS = frozenset({"serviceusage"})

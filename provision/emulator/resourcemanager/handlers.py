@@ -206,6 +206,23 @@ def v3_parent_test_iam_permissions(ctx: Ctx, kind: str, number: str):
     return {"permissions": held} if held else {}
 
 
+@router.route("GET", "/v3/organizations:search", api=API)
+def v3_search_organizations(ctx: Ctx):
+    """Organizations the caller may see (resourcemanager.organizations.get), from the emulator's Workspace
+    customers (orgpolicy/state.py): display name the customer's first domain. `query` takes
+    `directoryCustomerId:ID` or `domain:NAME` (Google's two search keys)."""
+    key, _, value = (ctx.query.get("query") or "").partition(":")
+    found = []
+    for org in ctx.world.orgpolicy.organizations():
+        if key.strip().lower() == "directorycustomerid" and org["directoryCustomerId"] != value.strip():
+            continue
+        if key.strip().lower() == "domain" and org["displayName"] != value.strip().lower():
+            continue
+        if ctx.allows("resourcemanager.organizations.get", [ctx.world.crm.parent_policy(org["name"])]):
+            found.append(org)
+    return {"organizations": found} if found else {}
+
+
 @router.route("GET", "/v3/operations/<id:op>", api=API)
 def v3_operation(ctx: Ctx, op: str):
     return _operation(ctx, f"operations/{op}")

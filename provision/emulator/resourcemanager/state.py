@@ -279,6 +279,10 @@ class ResourceManager:
                 new["bindings"] = current.get("bindings", [])
                 new["version"] = current.get("version", 1)
             self._check_members(current, new.get("bindings") or [])
+            added = {m for b in new.get("bindings") or [] for m in b.get("members") or []} - \
+                {m for b in current.get("bindings") or [] for m in b.get("members") or []}
+            if added and getattr(self.world, "orgpolicy", None) is not None:
+                self.world.orgpolicy.check_members(record["projectId"], sorted(added))
             configs = audit.validate(new.get("auditConfigs")) if "auditConfigs" in mask else \
                 current.get("auditConfigs", [])
             updated = audit.with_configs(iam.replace(current, new), configs)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import google_crc32c
 
 from provision.emulator import iam
-from provision.emulator.storage import access, lockdown, buckets, objects, uploads
+from provision.emulator.storage import access, buckets, constraints, lockdown, objects, uploads
 from provision.emulator.storage.common import PAGE_MAX, b64, bucket_not_found, gcs_error
 from provision.emulator.storage.names import object_name_problem
 from provision.emulator.storage.uploads import Sink
@@ -112,7 +112,8 @@ class Backend:
         return [self.policy(bucket), *self.project_chain(rec["projectId"])]
 
     def create_bucket(self, project: dict, body: dict) -> dict:
-        """buckets.insert in `project`; returns the stored record."""
+        """buckets.insert in `project` (under its organization policies); returns the stored record."""
+        constraints.check_create(self.world, project, body)
         return self.buckets.create(project, body)
 
     def list_buckets(self, project_number: str, *, prefix: str = "", cursor: str = "",
@@ -159,6 +160,7 @@ class Backend:
         if rec is None:
             raise bucket_not_found()
         access.check_bindings(rec, body.get("bindings") or [], self._agent_exists)
+        constraints.check_policy(self.world, rec, self.policy(bucket), body)
         with self.db.transaction():
             new = iam.replace(self.policy(bucket), body, storage=True)
             self.buckets.put_policy(bucket, new)

@@ -1,0 +1,1 @@
+"""Org Policy v2: policies on organizations, folders and projects, effective policies, enforcement."""
