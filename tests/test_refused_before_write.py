@@ -162,3 +162,28 @@ def test_in_a_fleet_the_refused_blueprint_is_its_own_outcome(emulator, tmp_path)
     assert by_project["ohif-fleet-good"]["ok"] and by_project["ohif-fleet-good"]["plan"]["changes"] > 0
     assert "did you mean europe-west4" in by_project["ohif-fleet-typo"]["error"]
     assert str(good.source) not in by_project["ohif-fleet-typo"]["error"]
+
+
+def test_a_bucket_opt_out_the_organization_forbids_is_refused_at_its_key(emulator_factory, tmp_path):
+    """`bucket.uniform_access: false` / `public_access_prevention: inherited` where the organization enforces
+    storage.uniformBucketLevelAccess / storage.publicAccessPrevention: refused at plan, nothing written."""
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    put_policy(emu.url, ORG, "storage.uniformBucketLevelAccess", {"rules": [{"enforce": True}]})
+    put_policy(emu.url, ORG, "storage.publicAccessPrevention", {"rules": [{"enforce": True}]})
+    before = len(records(rec))
+    bp = load(tmp_path, blueprint_dict("ohif-bucket-optout", bucket={
+        "name": "ohif-bucket-optout-dicom", "location": "US", "create": True,
+        "uniform_access": False, "public_access_prevention": "inherited"}))
+    planned = run("plan", str(bp.source), "--emulator", emu.url)
+    assert planned.exit_code == 2, planned.output
+    assert (f"{bp.source}:{line_col(bp.source, 'uniform_access', 'false')}: bucket.uniform_access: false, but the organization "
+            f"policy storage.uniformBucketLevelAccess is enforced on {ORG}") in planned.output
+    assert (f"{bp.source}:{line_col(bp.source, 'public_access_prevention', 'inherited')}: bucket.public_access_prevention: "
+            "inherited, but the organization policy storage.publicAccessPrevention is enforced") in planned.output
+    assert writes(records(rec)[before:]) == []
+
+    # Without the opt-outs the same blueprint plans: provision's defaults satisfy both constraints.
+    ok = load(tmp_path, blueprint_dict("ohif-bucket-optout", bucket={
+        "name": "ohif-bucket-optout-dicom", "location": "US", "create": True}), "ok.yaml")
+    assert run("plan", str(ok.source), "--emulator", emu.url).exit_code == 0

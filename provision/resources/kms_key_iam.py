@@ -46,9 +46,9 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     key = None if opts.destroy else getattr(bp.dataset, "kms_key", None)
-    agent = draft.facts.get("agent")
+    agent = draft.facts.agent
     if key:
-        known = bool(agent and draft.facts.get("agent_exists"))
+        known = bool(agent and draft.facts.agent_exists)
         policy = live.get("kms_key_policy") if known else None
         d = iam.diff_grants(policy, [(ROLE, agent)] if known else [], live.record.pairs_on(key),
                             ignore_members=[agent] if agent else [])
