@@ -185,5 +185,6 @@ def test_a_bucket_opt_out_the_organization_forbids_is_refused_at_its_key(emulato
 
     # Without the opt-outs the same blueprint plans: provision's defaults satisfy both constraints.
     ok = load(tmp_path, blueprint_dict("ohif-bucket-optout", bucket={
-        "name": "ohif-bucket-optout-dicom", "location": "US", "create": True}), "ok.yaml")
+        "name": "ohif-bucket-optout-dicom", "location": "US", "create": True},
+        dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0}), "ok.yaml")
     assert run("plan", str(ok.source), "--emulator", emu.url).exit_code == 0
