@@ -241,6 +241,9 @@ class App:
         self.any_ip = host_name(world.options.host) in WILDCARD_ADDRESSES
 
     def __call__(self, environ, start_response):
+        virtual = self.world.host_app(host_name(environ.get("HTTP_HOST", "")))
+        if virtual is not None:   # a deployed service's run.app host (provision/emulator/cloudrun/frontend.py)
+            return virtual(environ, start_response)
         request = Request(environ)
         started = time.perf_counter()
         api, principal, status = "unknown", None, 500

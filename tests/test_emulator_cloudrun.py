@@ -1,0 +1,204 @@
+"""The emulated Cloud Run: a service deployed from a source archive really runs, answers on its
+run.app host behind Cloud Run's invoker check, gets a metadata server, and stops with the
+service. All through real HTTP and the run.v2 discovery client."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+from googleapiclient.errors import HttpError
+
+from tests.cloudrun_helpers import (REGION, Browser, add_binding, deploy, ready_project, run_client, service_body,
+                                    tar_gz, upload_source, wait_run_operation)
+from tests.emulator_helpers import create_project
+
+PROJECT = "run-project-1"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purpose: the emulator reaps its children when it stops them
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split()[2] != "Z"
+
+
+@pytest.fixture
+def deployed(emulator):
+    """A project with a service named `echo` deployed from the test app; (emulator, number, service)."""
+    number = ready_project(emulator.url, PROJECT)
+    source = upload_source(emulator.url, PROJECT, "run-project-1-src")
+    op = deploy(emulator.url, PROJECT, "echo", service_body(source))
+    assert "error" not in op, op
+    return emulator, number, op["response"]
+
+
+def test_deployed_service_answers_on_its_run_app_host_to_an_invoker(deployed):
+    emulator, number, service = deployed
+    assert service["uri"] == f"https://echo-{number}.{REGION}.run.app"
+    assert service["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
+    assert service["latestReadyRevision"].startswith(f"projects/{PROJECT}/locations/{REGION}/services/echo/revisions/echo-00001-")
+    browser = Browser(emulator.url)
+    # Nobody may invoke it yet: Google's 403 page, before any byte reaches the service.
+    denied = browser.get(service["uri"] + "/hello")
+    assert denied.status_code == 403 and "does not have permission to get URL" in denied.text
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "user:ana@example.com")
+    ok = browser.get(service["uri"] + "/hello?x=1", headers={"Authorization": "Bearer emulator:user:ana@example.com"})
+    assert ok.status_code == 200, ok.text
+    body = ok.json()
+    assert body["path"] == "/hello?x=1"
+    assert body["env"]["K_SERVICE"] == "echo" and body["env"]["GREETING"] == "hello"
+    assert body["env"]["K_REVISION"] == service["latestReadyRevision"].rsplit("/", 1)[1]
+    assert body["headers"]["Host"] == f"echo-{number}.{REGION}.run.app"
+    other = browser.get(service["uri"] + "/", headers={"Authorization": "Bearer emulator:user:bob@example.com"})
+    assert other.status_code == 403
+
+
+def test_bodies_stream_both_ways(deployed):
+    emulator, _, service = deployed
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
+    host = service["uri"].removeprefix("https://")
+    with requests.get(f"{emulator.url}/big/{32 << 20}", headers={"Host": host}, stream=True, timeout=60) as resp:
+        assert resp.status_code == 200
+        total = sum(len(chunk) for chunk in resp.iter_content(1 << 20))
+    assert total == 32 << 20
+
+    def body():   # a chunked upload of 8 MB: no Content-Length, streamed through to the service
+        for _ in range(128):
+            yield b"y" * 65536
+
+    posted = requests.post(f"{emulator.url}/upload", data=body(), headers={"Host": host}, timeout=60)
+    assert posted.status_code == 200 and posted.json() == {"received": 8 << 20}
+
+
+def test_metadata_server_gives_google_auth_a_token_of_the_service_account(emulator):
+    ready_project(emulator.url, PROJECT)
+    iam_ = __import__("tests.emulator_helpers", fromlist=["discovery_client"]).discovery_client(emulator.url, "iam", "v1")
+    sa = iam_.projects().serviceAccounts().create(name=f"projects/{PROJECT}", body={
+        "accountId": "viewer-sa", "serviceAccount": {"displayName": "Viewer"}}).execute()
+    assert sa["email"] == f"viewer-sa@{PROJECT}.iam.gserviceaccount.com"
+    source = upload_source(emulator.url, PROJECT, "run-project-1-src")
+    op = deploy(emulator.url, PROJECT, "echo", service_body(source, template={"serviceAccount": sa["email"]}))
+    service = op["response"]
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
+    got = Browser(emulator.url).get(service["uri"] + "/token")
+    assert got.status_code == 200, got.text
+    assert got.json()["email"] == sa["email"]
+    info = requests.get(f"{emulator.url}/oauth2/v3/tokeninfo", params={"access_token": got.json()["token"]}).json()
+    assert info["email"] == sa["email"]   # the emulator maps the token to the service account
+
+
+def test_delete_stops_the_process_and_the_host(deployed):
+    emulator, _, service = deployed
+    pids = list(emulator.world.cloudrun.running().values())
+    assert len(pids) == 1 and _alive(pids[0])
+    run = run_client(emulator.url)
+    op = run.projects().locations().services().delete(name=service["name"]).execute()
+    assert wait_run_operation(run, op["name"])["done"]
+    assert not _alive(pids[0])
+    assert emulator.world.cloudrun.running() == {}
+    gone = Browser(emulator.url).get(service["uri"] + "/")
+    assert gone.status_code == 404
+    with pytest.raises(HttpError) as err:
+        run.projects().locations().services().get(name=service["name"]).execute()
+    assert err.value.resp.status == 404
+
+
+def test_emulator_stop_and_reset_stop_every_process(emulator_factory):
+    emu = emulator_factory()
+    ready_project(emu.url, PROJECT)
+    source = upload_source(emu.url, PROJECT, "run-project-1-src")
+    deploy(emu.url, PROJECT, "one", service_body(source))
+    first = list(emu.world.cloudrun.running().values())
+    requests.post(f"{emu.url}/_emulator/reset", headers={"X-Emulator-Control": "1"}).raise_for_status()
+    assert first and not any(_alive(p) for p in first)
+    ready_project(emu.url, PROJECT)
+    source = upload_source(emu.url, PROJECT, "run-project-1-src")
+    deploy(emu.url, PROJECT, "two", service_body(source))
+    second = list(emu.world.cloudrun.running().values())
+    emu.stop()
+    assert second and not any(_alive(p) for p in second)
+
+
+def test_patch_deploys_a_new_revision_and_restarts(deployed):
+    emulator, _, service = deployed
+    run = run_client(emulator.url)
+    services = run.projects().locations().services()
+    before = list(emulator.world.cloudrun.running().values())
+    body = services.get(name=service["name"]).execute()
+    body["template"]["containers"][0]["env"] = [{"name": "GREETING", "value": "bonjour"}]
+    op = wait_run_operation(run, services.patch(name=service["name"], body=body).execute()["name"])
+    assert op["response"]["latestReadyRevision"].rsplit("/", 1)[1].startswith("echo-00002-")
+    after = list(emulator.world.cloudrun.running().values())
+    assert after != before and not _alive(before[0])
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
+    assert Browser(emulator.url).get(service["uri"] + "/").json()["env"]["GREETING"] == "bonjour"
+
+
+def test_a_crash_before_ready_fails_the_operation(emulator):
+    ready_project(emulator.url, PROJECT)
+    source = upload_source(emulator.url, PROJECT, "run-project-1-src", {"main.py": "raise SystemExit(3)\n"})
+    op = deploy(emulator.url, PROJECT, "crash", service_body(source))
+    assert op["error"]["code"] == 9
+    assert "is not ready and cannot serve traffic" in op["error"]["message"]
+    got = run_client(emulator.url).projects().locations().services().get(
+        name=f"projects/{PROJECT}/locations/{REGION}/services/crash").execute()
+    assert got["terminalCondition"]["state"] == "CONDITION_FAILED"
+    assert emulator.world.cloudrun.running() == {}
+
+
+def test_an_archive_that_escapes_its_directory_is_refused(emulator, tmp_path):
+    ready_project(emulator.url, PROJECT)
+    evil = {"main.py": "print('x')\n", "../escaped.py": "x = 1\n"}
+    source = upload_source(emulator.url, PROJECT, "run-project-1-src", evil)
+    op = deploy(emulator.url, PROJECT, "evil", service_body(source))
+    assert op["error"]["code"] == 9 and "cannot be extracted safely" in op["error"]["message"]
+
+
+def test_cloud_run_is_refused_until_the_api_is_enabled(emulator):
+    create_project(emulator.url, PROJECT, enable=())
+    with pytest.raises(HttpError) as err:
+        run_client(emulator.url).projects().locations().services().list(
+            parent=f"projects/{PROJECT}/locations/{REGION}").execute()
+    assert err.value.resp.status == 403
+    assert b"SERVICE_DISABLED" in err.value.content and b"run.googleapis.com" in err.value.content
+
+
+def test_an_unknown_body_field_is_a_400(emulator):
+    ready_project(emulator.url, PROJECT)
+    body = service_body({"bucket": "b", "object": "o"})
+    body["template"]["containers"][0]["sourceCodez"] = {}
+    with pytest.raises(HttpError) as err:
+        run_client(emulator.url).projects().locations().services().create(
+            parent=f"projects/{PROJECT}/locations/{REGION}", serviceId="bad", body=body).execute()
+    assert err.value.resp.status == 400 and b'Unknown name \\"sourceCodez\\"' in err.value.content
+
+
+def test_the_revision_service_account_must_exist(emulator):
+    ready_project(emulator.url, PROJECT)
+    body = service_body({"bucket": "b", "object": "o"}, template={"serviceAccount": f"nobody@{PROJECT}.iam.gserviceaccount.com"})
+    with pytest.raises(HttpError) as err:
+        run_client(emulator.url).projects().locations().services().create(
+            parent=f"projects/{PROJECT}/locations/{REGION}", serviceId="nosa", body=body).execute()
+    assert err.value.resp.status == 403 and b"iam.serviceaccounts.actAs" in err.value.content
+
+
+def test_container_output_reaches_cloud_logging(deployed):
+    emulator, _, service = deployed
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
+    assert Browser(emulator.url).get(service["uri"] + "/logged").status_code == 200
+    logging_ = __import__("tests.emulator_helpers", fromlist=["discovery_client"]).discovery_client(
+        emulator.url, "logging", "v2")
+    import time
+    deadline = time.time() + 10
+    while True:   # the line is written by the service, read by the emulator, then stored
+        entries = logging_.entries().list(body={"resourceNames": [f"projects/{PROJECT}"],
+                                                "filter": 'logName:"run.googleapis.com"'}).execute()
+        found = [e for e in entries.get("entries", []) if (e.get("jsonPayload") or {}).get("path") == "/logged"]
+        if found or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    assert found and found[0]["resource"]["labels"]["service_name"] == "echo"
