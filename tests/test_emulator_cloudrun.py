@@ -202,3 +202,81 @@ def test_container_output_reaches_cloud_logging(deployed):
             break
         time.sleep(0.05)
     assert found and found[0]["resource"]["labels"]["service_name"] == "echo"
+
+
+def test_answers_meet_the_discovery_schemas(deployed):
+    from provision.emulator import discovery
+
+    emulator, _, service = deployed
+    run = run_client(emulator.url)
+    got = run.projects().locations().services().get(name=service["name"]).execute()
+    assert discovery.response_problems("run", "GET", "/" + "v2/" + service["name"], got) == []
+    listed = run.projects().locations().services().list(parent=f"projects/{PROJECT}/locations/-").execute()
+    assert [s["name"] for s in listed["services"]] == [service["name"]]
+    policy = run.projects().locations().services().getIamPolicy(resource=service["name"]).execute()
+    assert discovery.problems("run.v2", "GoogleIamV1Policy", policy, strict=True) == []
+    op = run.projects().locations().services().patch(name=service["name"], body={**got, "ingress": "INGRESS_TRAFFIC_ALL",
+                                                                                  "description": "d"}).execute()
+    done = wait_run_operation(run, op["name"])
+    assert discovery.problems("run.v2", "GoogleLongrunningOperation", done, strict=True) == []
+    assert done["response"]["description"] == "d" and done["response"]["generation"] == "2"
+
+
+def test_service_accounts_through_iam_v1(emulator):
+    from tests.emulator_helpers import discovery_client
+
+    ready_project(emulator.url, PROJECT)
+    accounts = discovery_client(emulator.url, "iam", "v1").projects().serviceAccounts()
+    made = accounts.create(name=f"projects/{PROJECT}", body={"accountId": "hosted-viewer"}).execute()
+    email = f"hosted-viewer@{PROJECT}.iam.gserviceaccount.com"
+    assert made["email"] == email and made["name"] == f"projects/{PROJECT}/serviceAccounts/{email}"
+    with pytest.raises(HttpError) as err:
+        accounts.create(name=f"projects/{PROJECT}", body={"accountId": "hosted-viewer"}).execute()
+    assert err.value.resp.status == 409
+    with pytest.raises(HttpError) as err:
+        accounts.create(name=f"projects/{PROJECT}", body={"accountId": "no"}).execute()
+    assert err.value.resp.status == 400
+    assert accounts.get(name=f"projects/-/serviceAccounts/{email}").execute()["uniqueId"] == made["uniqueId"]
+    assert [a["email"] for a in accounts.list(name=f"projects/{PROJECT}").execute()["accounts"]] == [email]
+    accounts.delete(name=f"projects/{PROJECT}/serviceAccounts/{email}").execute()
+    with pytest.raises(HttpError) as err:
+        accounts.get(name=f"projects/{PROJECT}/serviceAccounts/{email}").execute()
+    assert err.value.resp.status == 404
+
+
+def test_under_enforce_iam_the_metadata_token_acts_as_the_service_account(emulator_factory):
+    from tests.emulator_helpers import discovery_client
+
+    emu = emulator_factory(enforce_iam=True)
+    owner = "user:owner@example.com"
+    control = {"X-Emulator-Control": "1"}
+    requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
+        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]}, headers=control).raise_for_status()
+    requests.put(f"{emu.url}/_emulator/policies/billingAccounts/012345-6789AB-CDEF01", json={"bindings": [
+        {"role": "roles/billing.user", "members": [owner]}]}, headers=control).raise_for_status()
+    create_project(emu.url, PROJECT, enable=("run.googleapis.com", "iam.googleapis.com"), member=owner,
+                   parent="organizations/1")
+    sa = discovery_client(emu.url, "iam", "v1", owner).projects().serviceAccounts().create(
+        name=f"projects/{PROJECT}", body={"accountId": "viewer-sa"}).execute()["email"]
+    from google.cloud import storage
+    from tests.cloudrun_helpers import APP, tar_gz
+    from tests.emulator_helpers import credentials
+
+    client = storage.Client(project=PROJECT, credentials=credentials(owner), client_options={"api_endpoint": emu.url})
+    blob = client.create_bucket("run-project-1-src").blob("src.tar.gz")
+    blob.upload_from_string(tar_gz({"main.py": APP}))
+    source = {"bucket": "run-project-1-src", "object": "src.tar.gz"}
+    service = deploy(emu.url, PROJECT, "echo", service_body(source, template={"serviceAccount": sa}), owner)["response"]
+    run = run_client(emu.url, owner).projects().locations().services()
+    policy = run.getIamPolicy(resource=service["name"]).execute()
+    policy["bindings"] = [{"role": "roles/run.invoker", "members": ["allUsers"]}]
+    run.setIamPolicy(resource=service["name"], body={"policy": policy}).execute()
+    token = Browser(emu.url).get(service["uri"] + "/token").json()["token"]
+    as_sa = {"Authorization": f"Bearer {token}"}
+    listing = f"{emu.url}/v2/projects/{PROJECT}/locations/{REGION}/services"
+    assert requests.get(listing, headers=as_sa).status_code == 403
+    crm = discovery_client(emu.url, "cloudresourcemanager", "v3", owner)
+    proj_policy = crm.projects().getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
+    proj_policy["bindings"].append({"role": "roles/run.viewer", "members": [f"serviceAccount:{sa}"]})
+    crm.projects().setIamPolicy(resource=f"projects/{PROJECT}", body={"policy": proj_policy}).execute()
+    assert requests.get(listing, headers=as_sa).status_code == 200

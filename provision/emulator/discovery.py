@@ -220,6 +220,9 @@ DOCUMENTS = {
     "healthcare": ("healthcare.v1",),
     "storage": ("storage.v1",),
     "logging": ("logging.v2",),
+    "run": ("run.v2",),
+    "iap": ("iap.v1",),
+    "iam": ("iam.v1",),
 }
 
 
