@@ -259,7 +259,7 @@ def test_under_enforce_iam_the_metadata_token_acts_as_the_service_account(emulat
     sa = discovery_client(emu.url, "iam", "v1", owner).projects().serviceAccounts().create(
         name=f"projects/{PROJECT}", body={"accountId": "viewer-sa"}).execute()["email"]
     from google.cloud import storage
-    from tests.cloudrun_helpers import APP, tar_gz
+    from tests.cloudrun_helpers import APP
     from tests.emulator_helpers import credentials
 
     client = storage.Client(project=PROJECT, credentials=credentials(owner), client_options={"api_endpoint": emu.url})

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import html
 import http.client
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
 
 from provision.emulator import iam
 from provision.emulator.cloudrun import runner
 from provision.emulator.cloudrun.views import hosts, with_defaults
+from provision.emulator.oauth.state import ISSUER
 
 if TYPE_CHECKING:
     from provision.emulator.world import World
@@ -46,7 +48,7 @@ def google_error_page(status: int, title: str, text: str) -> Response:
 class Frontend:
     """The WSGI app for one run.app host."""
 
-    def __init__(self, world: "World", host: str):
+    def __init__(self, world: World, host: str):
         self.world = world
         self.host = host
 
@@ -103,8 +105,6 @@ class Frontend:
     def _verify_id_token(self, token: str, rec: dict) -> dict | None:
         """The claims of an ID token the emulator's Google key signed for one of this service's URLs."""
         import jwt
-
-        from provision.emulator.oauth.state import ISSUER
 
         key, _ = self.world.oauth.signing_key()
         audiences = [f"https://{h}" for h in hosts(rec["name"], rec["number"], rec["region"])]

@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from provision.emulator.oauth.state import ISSUER, subject
+
 if TYPE_CHECKING:
     from provision.emulator.world import World
 
@@ -31,7 +33,7 @@ ID_TOKEN_LIFETIME_S = 3600
 class MetadataServer:
     """`MetadataServer(world, identity).start()`; `.host` is what GCE_METADATA_HOST names; `.stop()`."""
 
-    def __init__(self, world: "World", identity: dict[str, str]):
+    def __init__(self, world: World, identity: dict[str, str]):
         self.world = world
         self.identity = identity   # email, project_id, project_number, region
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -41,7 +43,7 @@ class MetadataServer:
         self.host = f"127.0.0.1:{server.server_address[1]}"
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "MetadataServer":
+    def start(self) -> MetadataServer:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="run-metadata", daemon=True)
         self._thread.start()
@@ -90,8 +92,6 @@ class MetadataServer:
         return 404, "text/html", "Not Found"
 
     def _token(self, scopes: list[str]) -> dict:
-        from provision.emulator.oauth.state import subject
-
         email = self.identity["email"]
         token, info = self.world.oauth.issue(member=f"serviceAccount:{email}", client_id=subject(email),
                                              client_project=self.identity["project_id"], scopes=scopes)
@@ -99,8 +99,6 @@ class MetadataServer:
 
     def _id_token(self, audience: str) -> str:
         import jwt
-
-        from provision.emulator.oauth.state import ISSUER, subject
 
         key, kid = self.world.oauth.signing_key()
         now = int(self.world.clock())

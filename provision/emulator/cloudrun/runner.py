@@ -28,9 +28,9 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0

@@ -32,14 +32,16 @@ import queue
 import re
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from provision.emulator import iam
 from provision.emulator.cloudrun import runner
+from provision.emulator.cloudrun.frontend import Frontend
 from provision.emulator.cloudrun.metadata import MetadataServer
 from provision.emulator.cloudrun.views import OUTPUT_FIELDS, SERVICE_TYPE, default_account, hosts, service_view
 from provision.emulator.common import timestamp
 from provision.emulator.errors import ApiError, aborted, already_exists, invalid_argument, not_found
+from provision.emulator.operations import injected_failure
 from provision.emulator.resourcemanager.state import next_counter
 
 if TYPE_CHECKING:
@@ -60,7 +62,7 @@ NOT_READY = ("Revision '{revision}' is not ready and cannot serve traffic. The u
 class CloudRun:
     """Cross-API interface: `by_host(host)`, `host_app(host)`, `instance(record)`, `policy_chain(record)`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.docs = world.docs
         self._instances: dict[str, runner.Instance] = {}
@@ -94,8 +96,6 @@ class CloudRun:
         """The WSGI app for a run.app host this emulator serves (None for any other host)."""
         if not host.endswith(".run.app"):
             return None
-        from provision.emulator.cloudrun.frontend import Frontend
-
         return Frontend(self.world, host)
 
     # ------------------------------------------------------------------ changes
@@ -232,10 +232,9 @@ class CloudRun:
         """Start the operation and the revision in the background; the operation is done once it answers."""
         name = self._operation_name(project, region)
         view = {"@type": SERVICE_TYPE, **service_view(rec)}
-        op = self.world.operations.start(name, view, busy=True, project=project["projectId"])
+        op = self.world.operations.start(name, view, busy=True, project=project["projectId"],
+                                         seconds=self.world.latency.seconds("op:run.services.deploy"))
         if self.world.faults.draw_operation():
-            from provision.emulator.operations import injected_failure
-
             self.world.operations.finish(name, error=injected_failure().rpc_status())
             return op
         epoch = self.world.epoch

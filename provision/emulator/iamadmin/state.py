@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from provision.emulator import iam
 from provision.emulator.common import timestamp
-from provision.emulator.errors import ApiError, already_exists, invalid_argument, not_found
+from provision.emulator.errors import already_exists, invalid_argument, not_found
 
 if TYPE_CHECKING:
     from provision.emulator.world import World

@@ -47,6 +47,7 @@ from werkzeug.wrappers import Request, Response
 
 from provision.emulator import iam
 from provision.emulator.common import agent_email
+from provision.emulator.oauth.state import ISSUER as GOOGLE, subject
 
 if TYPE_CHECKING:
     from provision.emulator.world import World
@@ -72,7 +73,7 @@ def _digest(value: str) -> str:
 class Iap:
     """Cross-API interface: `gate(service record, request, host)`, `agent_email(number)`, `jwks()`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.docs = world.docs
         self._lock = threading.Lock()
@@ -129,8 +130,6 @@ class Iap:
     def assertion(self, email: str, audience: str) -> str:
         import jwt
 
-        from provision.emulator.oauth.state import subject
-
         key, kid = self.signing_key()
         now = int(self.world.clock())
         claims = {"aud": audience, "email": email, "exp": now + ASSERTION_S, "iat": now, "iss": ISSUER,
@@ -175,8 +174,6 @@ class Iap:
         if email is None:
             return self._sign_in(request, host)
         if mode == "IDENTITY":
-            from provision.emulator.oauth.state import subject
-
             return Response(json.dumps({"email": f"accounts.google.com:{email}",
                                         "sub": f"accounts.google.com:{subject(email)}"}),
                             content_type="application/json", headers=GENERATED)
@@ -191,8 +188,6 @@ class Iap:
         return any(iam.members_with(p, ACCESS) & candidates for p in chain)
 
     def _headers(self, email: str, rec: dict) -> dict[str, str]:
-        from provision.emulator.oauth.state import subject
-
         audience = f"/projects/{rec['number']}/locations/{rec['region']}/services/{rec['name']}"
         return {"x-goog-iap-jwt-assertion": self.assertion(email, audience),
                 "X-Goog-Authenticated-User-Email": f"accounts.google.com:{email}",
@@ -203,7 +198,6 @@ class Iap:
         """An ID token of IAP's service agent for the service's URL (how IAP calls Cloud Run)."""
         import jwt
 
-        from provision.emulator.oauth.state import ISSUER as GOOGLE, subject
 
         key, kid = self.world.oauth.signing_key()
         now = int(self.world.clock())
