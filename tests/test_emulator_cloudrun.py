@@ -280,3 +280,37 @@ def test_under_enforce_iam_the_metadata_token_acts_as_the_service_account(emulat
     proj_policy["bindings"].append({"role": "roles/run.viewer", "members": [f"serviceAccount:{sa}"]})
     crm.projects().setIamPolicy(resource=f"projects/{PROJECT}", body={"policy": proj_policy}).execute()
     assert requests.get(listing, headers=as_sa).status_code == 200
+
+
+def test_a_failed_new_revision_leaves_the_last_ready_one_serving(deployed):
+    emulator, _, service = deployed
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
+    run = run_client(emulator.url)
+    services = run.projects().locations().services()
+    body = services.get(name=service["name"]).execute()
+    body["template"]["containers"][0]["args"] = ["missing.py"]
+    op = wait_run_operation(run, services.patch(name=service["name"], body=body).execute()["name"])
+    assert op["error"]["code"] == 9
+    got = services.get(name=service["name"]).execute()
+    assert got["terminalCondition"]["state"] == "CONDITION_FAILED"
+    assert got["latestReadyRevision"] == service["latestReadyRevision"]
+    assert got["latestCreatedRevision"].rsplit("/", 1)[1].startswith("echo-00002-")
+    # The old revision still answers, and after its process dies it starts again (a cold start).
+    for pid in emulator.world.cloudrun.running().values():
+        os.kill(pid, 9)
+    page = Browser(emulator.url).get(service["uri"] + "/")
+    assert page.status_code == 200 and page.json()["env"]["K_REVISION"].startswith("echo-00001-")
+
+
+def test_a_ready_service_runs_again_after_a_restart_with_data_dir(emulator_factory, tmp_path):
+    emu = emulator_factory(data_dir=tmp_path / "state")
+    ready_project(emu.url, PROJECT)
+    source = upload_source(emu.url, PROJECT, "run-project-1-src")
+    service = deploy(emu.url, PROJECT, "echo", service_body(source))["response"]
+    add_binding(emu.url, service["name"], "roles/run.invoker", "allUsers")
+    emu.stop()
+    again = emulator_factory(data_dir=tmp_path / "state")
+    assert again.world.cloudrun.running() == {}
+    page = Browser(again.url).get(service["uri"] + "/")
+    assert page.status_code == 200 and page.json()["env"]["K_SERVICE"] == "echo"
+    assert len(again.world.cloudrun.running()) == 1

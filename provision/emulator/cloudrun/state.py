@@ -249,14 +249,28 @@ class CloudRun:
             error = None
         except runner.StartFailed as exc:
             error = ApiError("FAILED_PRECONDITION", NOT_READY.format(revision=revision, why=exc))
+        try:
+            self._settle(key, revision, op_name, epoch, error)
+        except Exception:  # noqa: BLE001 - the emulator closed its database meanwhile: nothing to record
+            if not self._closed:
+                raise
+
+    def _settle(self, key: str, revision: str, op_name: str, epoch: int, error: ApiError | None) -> None:
+        """Record how a revision's deploy ended, in the service and in its operation."""
         with self.world.db.transaction():
+            if self.world.epoch != epoch:
+                return   # reset meanwhile: the operation is gone with everything else
             rec = self.docs.get(KIND, key)
-            if rec is None or self.world.epoch != epoch or rec.get("latestCreatedRevision") != revision:
-                return   # deleted, reset or superseded meanwhile: that change settles its own operation
+            if rec is None or rec.get("latestCreatedRevision") != revision:
+                why = "was deleted" if rec is None else "was changed again"
+                self.world.operations.finish(op_name, error=aborted(
+                    f"The service {why} before revision '{revision}' was ready.").rpc_status())
+                return
             rec["status"] = "FAILED" if error else "READY"
             rec["message"] = error.message if error else None
             if not error:
                 rec["latestReadyRevision"] = revision
+                rec["readyTemplate"] = rec["spec"]["template"]
             rec["updateTime"] = timestamp(self.world.clock())
             self._stamp(rec)
             self.docs.put(KIND, key, rec)
@@ -285,7 +299,11 @@ class CloudRun:
             rec = self.docs.get(KIND, key)
             if rec is None or self._closed:
                 raise runner.StartFailed("The service no longer exists.")
-            inst = self._launch(rec, revision)
+            if replace and rec.get("latestCreatedRevision") != revision:
+                raise runner.StartFailed("A newer revision was deployed meanwhile.")
+            # A new revision runs the current template; a cold start, the last ready one's.
+            template = rec["spec"]["template"] if replace else rec.get("readyTemplate") or rec["spec"]["template"]
+            inst = self._launch(rec, revision, template)
             with self._lock:
                 old, self._instances[key] = self._instances.get(key), inst
                 closed = self._closed
@@ -296,14 +314,14 @@ class CloudRun:
                 raise runner.StartFailed("The emulator is shutting down.")
             return inst
 
-    def _launch(self, rec: dict, revision: str) -> runner.Instance:
-        container = rec["spec"]["template"]["containers"][0]
+    def _launch(self, rec: dict, revision: str, template: dict) -> runner.Instance:
+        container = template["containers"][0]
         source = (container.get("sourceCode") or {}).get("cloudStorageSource")
         if not source:
             raise runner.StartFailed(f"the emulator runs no container images ({container.get('image')}); deploy "
                                      "source with sourceCode.cloudStorageSource and baseImageUri")
         archive = self._archive(source)
-        account = rec["spec"]["template"].get("serviceAccount") or default_account(rec["number"])
+        account = template.get("serviceAccount") or default_account(rec["number"])
         meta = MetadataServer(self.world, {"email": account, "project_id": rec["projectId"],
                                            "project_number": rec["number"], "region": rec["region"]}).start()
         env = {str(e.get("name")): str(e.get("value", "")) for e in container.get("env") or [] if e.get("name")}
