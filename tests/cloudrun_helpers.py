@@ -42,6 +42,13 @@ APP = textwrap.dedent('''
                 creds = google.auth.compute_engine.Credentials()
                 creds.refresh(google.auth.transport.requests.Request())
                 return self._json({"token": creds.token, "email": creds.service_account_email})
+            if self.path.startswith("/idtoken?aud="):
+                import urllib.request
+                aud = self.path.split("=", 1)[1]
+                req = urllib.request.Request(
+                    f"http://{os.environ['GCE_METADATA_HOST']}/computeMetadata/v1/instance/service-accounts/"
+                    f"default/identity?audience={aud}", headers={"Metadata-Flavor": "Google"})
+                return self._json({"token": urllib.request.urlopen(req).read().decode()})
             if self.path.startswith("/big/"):
                 size = int(self.path.split("/")[2])
                 self.send_response(200)

@@ -314,3 +314,18 @@ def test_a_ready_service_runs_again_after_a_restart_with_data_dir(emulator_facto
     page = Browser(again.url).get(service["uri"] + "/")
     assert page.status_code == 200 and page.json()["env"]["K_SERVICE"] == "echo"
     assert len(again.world.cloudrun.running()) == 1
+
+
+def test_an_id_token_from_the_metadata_server_invokes_a_private_service(deployed):
+    emulator, number, service = deployed
+    run = run_client(emulator.url).projects().locations().services()
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
+    browser = Browser(emulator.url)
+    good = browser.get(f"{service['uri']}/idtoken?aud={service['uri']}").json()["token"]
+    wrong = browser.get(f"{service['uri']}/idtoken?aud=https://elsewhere.example").json()["token"]
+    identity = f"serviceAccount:{number}-compute@developer.gserviceaccount.com"   # the default identity
+    run.setIamPolicy(resource=service["name"], body={"policy": {"bindings": [
+        {"role": "roles/run.invoker", "members": [identity]}]}}).execute()
+    assert browser.get(service["uri"] + "/", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    assert browser.get(service["uri"] + "/", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
+    assert browser.get(service["uri"] + "/").status_code == 403
