@@ -329,3 +329,20 @@ def test_an_id_token_from_the_metadata_server_invokes_a_private_service(deployed
     assert browser.get(service["uri"] + "/", headers={"Authorization": f"Bearer {good}"}).status_code == 200
     assert browser.get(service["uri"] + "/", headers={"Authorization": f"Bearer {wrong}"}).status_code == 401
     assert browser.get(service["uri"] + "/").status_code == 403
+
+
+def test_the_metadata_server_answers_like_googles(deployed):
+    emulator, number, service = deployed
+    add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
+    host = Browser(emulator.url).get(service["uri"] + "/").json()["env"]["GCE_METADATA_HOST"]
+    root = f"http://{host}/computeMetadata/v1"
+    flavor = {"Metadata-Flavor": "Google"}
+    assert requests.get(f"{root}/project/project-id").status_code == 403    # the header is required
+    assert requests.get(f"{root}/project/project-id", headers=flavor).text == PROJECT
+    assert requests.get(f"{root}/project/numeric-project-id", headers=flavor).text == number
+    email = requests.get(f"{root}/instance/service-accounts/default/email", headers=flavor).text
+    assert email == f"{number}-compute@developer.gserviceaccount.com"
+    token = requests.get(f"{root}/instance/service-accounts/default/token", headers=flavor).json()
+    assert token["token_type"] == "Bearer" and 0 < token["expires_in"] <= 3600
+    ping = requests.get(f"http://{host}/")
+    assert ping.status_code == 200 and ping.headers["Metadata-Flavor"] == "Google"
