@@ -8,7 +8,7 @@ Cloud Run answers it.
 """
 from __future__ import annotations
 
-from provision.emulator import iam
+from provision.emulator import discovery, iam
 from provision.emulator.cloudrun.state import REGION_RE, SERVICE
 from provision.emulator.cloudrun.views import service_view
 from provision.emulator.common import page
@@ -66,6 +66,11 @@ def _act_as(ctx: Ctx, body: dict) -> None:
                                             f"{account} (or it may not exist).")
 
 
+def _body(ctx: Ctx) -> dict:
+    """The Service in the body, enums by name (gapic clients send them as numbers)."""
+    return discovery.with_enum_names(DOC, "GoogleCloudRunV2Service", ctx.json())
+
+
 def _flag(ctx: Ctx, name: str) -> bool:
     return (ctx.query.get(name) or "").lower() == "true"
 
@@ -73,7 +78,7 @@ def _flag(ctx: Ctx, name: str) -> bool:
 @router.route("POST", f"{BASE}/services", api=API, discovery=(DOC, "run.projects.locations.services.create"))
 def create(ctx: Ctx, project: str, region: str):
     record = _project(ctx, project, region, "run.services.create", f"projects/{project}/locations/{region}")
-    body = ctx.json()
+    body = _body(ctx)
     _act_as(ctx, body)
     return ctx.world.cloudrun.create(record, region, ctx.query.get("serviceId", ""), body, ctx.principal,
                                      validate_only=_flag(ctx, "validateOnly"))
@@ -98,7 +103,7 @@ def get(ctx: Ctx, project: str, region: str, service: str):
 @router.route("PATCH", f"{BASE}/services/<id:service>", api=API,
               discovery=(DOC, "run.projects.locations.services.patch"))
 def patch(ctx: Ctx, project: str, region: str, service: str):
-    body = ctx.json()
+    body = _body(ctx)
     record = _project(ctx, project, region, "run.services.update", f"projects/{project}/locations/{region}")
     if ctx.world.docs.get("run-service", f"{record['projectId']}/{region}/{service}") is not None \
             or not _flag(ctx, "allowMissing"):
