@@ -346,3 +346,35 @@ def test_the_metadata_server_answers_like_googles(deployed):
     assert token["token_type"] == "Bearer" and 0 < token["expires_in"] <= 3600
     ping = requests.get(f"http://{host}/")
     assert ping.status_code == 200 and ping.headers["Metadata-Flavor"] == "Google"
+
+
+def test_only_run_app_names_pass_the_host_check(emulator):
+    unknown = requests.get(f"{emulator.url}/", headers={"Host": "nothing-123.us-central1.run.app"})
+    assert unknown.status_code == 404 and "Page not found" in unknown.text
+    other = requests.get(f"{emulator.url}/v3/projects/x", headers={"Host": "evil.example"})
+    assert other.status_code == 421
+
+
+def test_iam_checks_on_the_admin_api_under_enforce_iam(emulator_factory):
+    emu = emulator_factory(enforce_iam=True)
+    owner, stranger = "user:owner@example.com", "user:eve@example.com"
+    control = {"X-Emulator-Control": "1"}
+    requests.put(f"{emu.url}/_emulator/policies/organizations/1", json={"bindings": [
+        {"role": "roles/resourcemanager.projectCreator", "members": [owner]}]}, headers=control).raise_for_status()
+    requests.put(f"{emu.url}/_emulator/policies/billingAccounts/012345-6789AB-CDEF01", json={"bindings": [
+        {"role": "roles/billing.user", "members": [owner]}]}, headers=control).raise_for_status()
+    create_project(emu.url, PROJECT, enable=("run.googleapis.com",), member=owner, parent="organizations/1")
+    parent = f"projects/{PROJECT}/locations/{REGION}"
+    with pytest.raises(HttpError) as err:
+        run_client(emu.url, stranger).projects().locations().services().list(parent=parent).execute()
+    assert err.value.resp.status == 403 and b"run.services.list" in err.value.content
+    body = service_body({"bucket": "b", "object": "o"})
+    op = run_client(emu.url, owner).projects().locations().services().create(
+        parent=parent, serviceId="svc", body=body).execute()
+    name = f"{parent}/services/svc"
+    services = run_client(emu.url, stranger).projects().locations().services()
+    assert services.testIamPermissions(resource=name, body={"permissions": ["run.services.get"]}).execute() == {}
+    held = run_client(emu.url, owner).projects().locations().services().testIamPermissions(
+        resource=name, body={"permissions": ["run.services.get", "run.routes.invoke"]}).execute()
+    assert held["permissions"] == ["run.services.get", "run.routes.invoke"]
+    assert wait_run_operation(run_client(emu.url, owner), op["name"])["error"]["code"] == 9   # no such object

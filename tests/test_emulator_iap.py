@@ -146,3 +146,15 @@ def test_granting_the_iap_agent_before_it_exists_fails(emulator):
         add_binding(emulator.url, service["name"], "roles/run.invoker",
                     f"serviceAccount:service-{number}@gcp-sa-iap.iam.gserviceaccount.com")
     assert err.value.resp.status == 400 and b"does not exist" in err.value.content
+
+
+def test_clear_login_cookie_signs_out_of_the_app(behind_iap):
+    emulator, _, service = behind_iap
+    sign_in(emulator.url, ANA)
+    browser = Browser(emulator.url)
+    assert browser.get(service["uri"] + "/").status_code == 200
+    cleared = browser.get(service["uri"] + "/?gcp-iap-mode=CLEAR_LOGIN_COOKIE", follow=False)
+    assert cleared.status_code == 302
+    host = service["uri"].removeprefix("https://")
+    assert browser.cookies[host] == {}
+    assert browser.get(service["uri"] + "/", follow=False).status_code == 302   # back to sign-in
