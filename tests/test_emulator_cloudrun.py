@@ -378,3 +378,26 @@ def test_iam_checks_on_the_admin_api_under_enforce_iam(emulator_factory):
         resource=name, body={"permissions": ["run.services.get", "run.routes.invoke"]}).execute()
     assert held["permissions"] == ["run.services.get", "run.routes.invoke"]
     assert wait_run_operation(run_client(emu.url, owner), op["name"])["error"]["code"] == 9   # no such object
+
+
+SLOW_APP = "import time, runpy\ntime.sleep(1.5)\nrunpy.run_path('main.py', run_name='__main__')\n"
+
+
+def test_a_deploy_under_way_when_the_emulator_stops_goes_on_after_a_restart(emulator_factory, tmp_path):
+    from tests.cloudrun_helpers import APP
+
+    emu = emulator_factory(data_dir=tmp_path / "state")
+    ready_project(emu.url, PROJECT)
+    source = upload_source(emu.url, PROJECT, "run-project-1-src", {"main.py": APP, "slow.py": SLOW_APP})
+    body = service_body(source)
+    body["template"]["containers"][0]["args"] = ["slow.py"]
+    run = run_client(emu.url)
+    op = run.projects().locations().services().create(parent=f"projects/{PROJECT}/locations/{REGION}",
+                                                      serviceId="echo", body=body).execute()
+    assert not op.get("done")
+    emu.stop()     # mid-deploy: the child is stopped, no process is left
+    assert emu.world.cloudrun.running() == {}
+    again = emulator_factory(data_dir=tmp_path / "state")
+    done = wait_run_operation(run_client(again.url), op["name"])
+    assert "error" not in done and done["response"]["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
+    assert len(again.world.cloudrun.running()) == 1

@@ -93,8 +93,10 @@ def resolve_command(command: list[str], workdir: Path) -> list[str]:
 
 
 def start(key: str, revision: str, archive: bytes, command: list[str], env: dict[str, str],
-          on_line: Callable[[str, str], None] | None = None, *, port: int | None = None) -> Instance:
-    """Extract, start and probe one instance; raises StartFailed (and leaves nothing behind)."""
+          on_line: Callable[[str, str], None] | None = None, *, port: int | None = None,
+          cancelled: Callable[[], bool] = lambda: False) -> Instance:
+    """Extract, start and probe one instance; raises StartFailed (and leaves nothing behind),
+    also when `cancelled()` turns true while it waits for the port."""
     workdir = Path(tempfile.mkdtemp(prefix="emulator-run-"))
     try:
         src = workdir / "workspace"
@@ -118,7 +120,7 @@ def start(key: str, revision: str, archive: bytes, command: list[str], env: dict
         t.start()
         inst.readers.append(t)
     try:
-        _probe(inst)
+        _probe(inst, cancelled)
     except StartFailed:
         stop(inst)
         raise
@@ -135,10 +137,12 @@ def _pump(stream, name: str, on_line: Callable[[str, str], None] | None) -> None
     stream.close()
 
 
-def _probe(inst: Instance) -> None:
+def _probe(inst: Instance, cancelled: Callable[[], bool]) -> None:
     """Wait for the port to accept a connection (Cloud Run's default TCP startup probe)."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
+        if cancelled():
+            raise StartFailed("The deploy was cancelled (emulator reset or shutdown).")
         try:
             with socket.create_connection(("127.0.0.1", inst.port), timeout=0.5):
                 return

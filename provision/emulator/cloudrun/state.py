@@ -71,6 +71,14 @@ class CloudRun:
         self._closed = False
         self._log_queue: queue.SimpleQueue = queue.SimpleQueue()
         self._log_thread: threading.Thread | None = None
+        self._deploys: set[threading.Thread] = set()
+        self._resume()
+
+    def _resume(self) -> None:
+        """Deploys that were under way when the emulator stopped (--data-dir) go on now."""
+        for key, rec in self.docs.list(KIND):
+            if rec.get("status") == "DEPLOYING" and rec.get("operation"):
+                self._spawn(key, rec["latestCreatedRevision"], rec["operation"])
 
     # ------------------------------------------------------------------ lookups
     def get(self, project: dict, region: str, name: str) -> dict:
@@ -237,18 +245,38 @@ class CloudRun:
         if self.world.faults.draw_operation():
             self.world.operations.finish(name, error=injected_failure().rpc_status())
             return op
-        epoch = self.world.epoch
         key = f"{rec['projectId']}/{region}/{rec['name']}"
-        threading.Thread(target=self._run_deploy, args=(key, rec["latestCreatedRevision"], name, epoch),
-                         name="run-deploy", daemon=True).start()
+        rec["operation"] = name
+        self.docs.put(KIND, key, rec)
+        self._spawn(key, rec["latestCreatedRevision"], name)
         return op
+
+    def _spawn(self, key: str, revision: str, op_name: str) -> None:
+        thread = threading.Thread(target=self._run_deploy, args=(key, revision, op_name, self.world.epoch),
+                                  name="run-deploy", daemon=True)
+        with self._lock:
+            self._deploys.add(thread)
+        thread.start()
+
+    def _cancelled(self, epoch: int) -> bool:
+        """Whether work started in `epoch` must stop: the emulator is closing, or was reset since."""
+        return self._closed or self.world.epoch != epoch
 
     def _run_deploy(self, key: str, revision: str, op_name: str, epoch: int) -> None:
         try:
-            self.start_instance(key, revision, replace=True)
+            self._deploy_and_settle(key, revision, op_name, epoch)
+        finally:
+            with self._lock:
+                self._deploys.discard(threading.current_thread())
+
+    def _deploy_and_settle(self, key: str, revision: str, op_name: str, epoch: int) -> None:
+        try:
+            self.start_instance(key, revision, replace=True, epoch=epoch)
             error = None
         except runner.StartFailed as exc:
             error = ApiError("FAILED_PRECONDITION", NOT_READY.format(revision=revision, why=exc))
+        if self._cancelled(epoch):
+            return   # reset (the operation is gone) or shutdown (it goes on at the next start: `_resume`)
         try:
             self._settle(key, revision, op_name, epoch, error)
         except Exception:  # noqa: BLE001 - the emulator closed its database meanwhile: nothing to record
@@ -287,9 +315,11 @@ class CloudRun:
             return inst
         return self.start_instance(key, rec["latestReadyRevision"], replace=False)
 
-    def start_instance(self, key: str, revision: str, *, replace: bool) -> runner.Instance:
+    def start_instance(self, key: str, revision: str, *, replace: bool, epoch: int | None = None) -> runner.Instance:
         """Start `revision` of the service at `key` (serialised per service); with `replace`, it takes
-        over from a running instance, else a live one is kept."""
+        over from a running instance, else a live one is kept. Work of an `epoch` a reset ended, or
+        during shutdown, stops instead."""
+        epoch = self.world.epoch if epoch is None else epoch
         with self._lock:
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:
@@ -297,24 +327,26 @@ class CloudRun:
             if not replace and current is not None and current.alive():
                 return current
             rec = self.docs.get(KIND, key)
-            if rec is None or self._closed:
+            if rec is None or self._cancelled(epoch):
                 raise runner.StartFailed("The service no longer exists.")
             if replace and rec.get("latestCreatedRevision") != revision:
                 raise runner.StartFailed("A newer revision was deployed meanwhile.")
             # A new revision runs the current template; a cold start, the last ready one's.
             template = rec["spec"]["template"] if replace else rec.get("readyTemplate") or rec["spec"]["template"]
-            inst = self._launch(rec, revision, template)
+            inst = self._launch(rec, revision, template, lambda: self._cancelled(epoch))
             with self._lock:
-                old, self._instances[key] = self._instances.get(key), inst
-                closed = self._closed
+                cancelled = self._cancelled(epoch)   # checked under the lock reset and close take too
+                old = None if cancelled else self._instances.get(key)
+                if not cancelled:
+                    self._instances[key] = inst
+            if cancelled:
+                runner.stop(inst)
+                raise runner.StartFailed("The emulator was reset or is shutting down.")
             if old is not None:
                 runner.stop(old)
-            if closed:   # the emulator shut down while this one started
-                self._stop(key)
-                raise runner.StartFailed("The emulator is shutting down.")
             return inst
 
-    def _launch(self, rec: dict, revision: str, template: dict) -> runner.Instance:
+    def _launch(self, rec: dict, revision: str, template: dict, cancelled) -> runner.Instance:
         container = template["containers"][0]
         source = (container.get("sourceCode") or {}).get("cloudStorageSource")
         if not source:
@@ -337,7 +369,7 @@ class CloudRun:
         command = [*(container.get("command") or []), *(container.get("args") or [])]
         try:
             inst = runner.start(f"{rec['projectId']}/{rec['region']}/{rec['name']}", revision, archive,
-                                command, env, on_line)
+                                command, env, on_line, cancelled=cancelled)
         except runner.StartFailed:
             meta.stop()
             raise
@@ -398,8 +430,12 @@ class CloudRun:
         self.stop_all()
 
     def close(self) -> None:
-        """Emulator shutdown: stop every instance (and refuse to start new ones)."""
+        """Emulator shutdown: stop every instance, after the deploys under way gave up theirs."""
         self._closed = True
+        with self._lock:
+            deploys = list(self._deploys)
+        for thread in deploys:   # each sees `_closed` within a probe interval
+            thread.join(timeout=runner.STOP_GRACE_S * 2)
         self.stop_all()
         self._log_queue.put(None)
 
