@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import http.client
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from werkzeug.wrappers import Request, Response
 
@@ -86,7 +86,8 @@ class Frontend:
             return google_error_page(403, "Forbidden", "Your client does not have permission to get URL <code>"
                                      + html.escape(request.path) + "</code> from this server.")
         inst = self.world.cloudrun.instance(rec)
-        return _Forward(request, inst.port, self.host, extra, strip_iap=bool(spec.get("iapEnabled")))
+        return _Forward(request, inst.port, lambda: self.world.cloudrun.replace_dead(rec, inst).port, self.host,
+                        extra, strip_iap=bool(spec.get("iapEnabled")))
 
     def _caller(self, request: Request, rec: dict) -> str | None:
         """Who calls, from `X-Serverless-Authorization` or `Authorization` (None: nobody; "invalid")."""
@@ -127,9 +128,11 @@ class Frontend:
 class _Forward:
     """The request passed to the instance and its answer streamed back (no buffering)."""
 
-    def __init__(self, request: Request, port: int, host: str, extra: dict[str, str], *, strip_iap: bool):
+    def __init__(self, request: Request, port: int, restart: Callable[[], int], host: str, extra: dict[str, str],
+                 *, strip_iap: bool):
         self.request = request
         self.port = port
+        self.restart = restart   # a new instance's port, when this one's refuses the connection
         self.host = host
         self.extra = extra
         self.strip_iap = strip_iap
@@ -152,9 +155,10 @@ class _Forward:
         return out
 
     def __call__(self, start_response) -> Iterator[bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
         req = self.request
+        conn: http.client.HTTPConnection | None = None
         try:
+            conn = self._connect()
             target = req.environ.get("RAW_URI") or req.full_path
             conn.putrequest(req.method, target, skip_host=True, skip_accept_encoding=True)
             headers = self._headers()
@@ -169,13 +173,24 @@ class _Forward:
             conn.endheaders()
             self._send_body(conn, length, bool(chunked))
             resp = conn.getresponse()
-        except OSError:
-            conn.close()
+        except (OSError, runner.StartFailed):
+            if conn is not None:
+                conn.close()
             return google_error_page(502, "Bad Gateway", "The server encountered a temporary error and could not "
                                      "complete your request.")(req.environ, start_response)
         headers_out = [(k, v) for k, v in resp.getheaders() if k.lower() not in HOP_BY_HOP - {"content-length"}]
         start_response(f"{resp.status} {resp.reason}", headers_out)
         return self._stream(conn, resp)
+
+    def _connect(self) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        try:
+            conn.connect()
+        except ConnectionRefusedError:   # the instance died: start another (a cold start), once
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", self.restart(), timeout=300)
+            conn.connect()
+        return conn
 
     def _send_body(self, conn: http.client.HTTPConnection, length: int | None, chunked: bool) -> None:
         stream = self.request.stream

@@ -15,7 +15,6 @@ Choices (Cloud Run runs a container on Google's base image; offline there is no 
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -55,11 +54,11 @@ class Instance:
         return self.proc.poll() is None
 
 
-def extract(archive: bytes, into: Path) -> None:
+def extract(archive: Path, into: Path) -> None:
     """Extract a (gzipped) tar into `into`: regular files and directories only, no absolute path,
     no `..`, no link (tarfile's `data` filter refuses the rest, where this Python has it)."""
     try:
-        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
+        with tarfile.open(archive, mode="r:*") as tar:
             members = tar.getmembers()
             for m in members:
                 parts = Path(m.name).parts
@@ -92,7 +91,7 @@ def resolve_command(command: list[str], workdir: Path) -> list[str]:
     return [head, *command[1:]]
 
 
-def start(key: str, revision: str, archive: bytes, command: list[str], env: dict[str, str],
+def start(key: str, revision: str, archive: Path, command: list[str], env: dict[str, str],
           on_line: Callable[[str, str], None] | None = None, *, port: int | None = None,
           cancelled: Callable[[], bool] = lambda: False) -> Instance:
     """Extract, start and probe one instance; raises StartFailed (and leaves nothing behind),

@@ -19,7 +19,8 @@ source) is accepted and fails the same way: the emulator runs no container image
 
 Instances stop on delete, on reset, on emulator shutdown (`close`); a service recorded READY
 with no instance (after a restart with --data-dir, or after its process died) starts again on
-its next request, like a cold start. A patch that changes the template deploys a new revision
+its next request, like a cold start. A deploy under way is cancelled by a reset or a shutdown
+(its child stopped); with --data-dir it goes on at the next start. A patch that changes the template deploys a new revision
 next to the old one and swaps only once it answers (the old one keeps serving if it fails).
 
 Records: ("run-service", "PROJECT_ID/REGION/NAME") -> spec, generation, status, revisions, policy.
@@ -32,6 +33,7 @@ import queue
 import re
 import threading
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provision.emulator import iam
@@ -315,6 +317,19 @@ class CloudRun:
             return inst
         return self.start_instance(key, rec["latestReadyRevision"], replace=False)
 
+    def replace_dead(self, rec: dict, dead: runner.Instance) -> runner.Instance:
+        """A new instance for a service whose instance `dead` refused a connection (its process died
+        and was not reaped yet); another caller may have replaced it already."""
+        key = f"{rec['projectId']}/{rec['region']}/{rec['name']}"
+        with self._lock:
+            if self._instances.get(key) is dead:
+                del self._instances[key]
+            else:
+                dead = None
+        if dead is not None:
+            runner.stop(dead)
+        return self.instance(rec)
+
     def start_instance(self, key: str, revision: str, *, replace: bool, epoch: int | None = None) -> runner.Instance:
         """Start `revision` of the service at `key` (serialised per service); with `replace`, it takes
         over from a running instance, else a live one is kept. Work of an `epoch` a reset ended, or
@@ -376,14 +391,15 @@ class CloudRun:
         inst.stop_hooks.append(meta.stop)
         return inst
 
-    def _archive(self, source: dict) -> bytes:
+    def _archive(self, source: dict) -> Path:
+        """The source object's file in the blob store (read in place, never copied into memory)."""
         storage = self.world.storage
         obj = storage.get_object(str(source.get("bucket") or ""), str(source.get("object") or ""))
         generation = source.get("generation")
         if obj is None or (generation and str(obj["generation"]) != str(generation)):
             raise runner.StartFailed(f"the source object gs://{source.get('bucket')}/{source.get('object')}"
                                      f"{'#' + str(generation) if generation else ''} does not exist")
-        return self.world.blobs.get(obj["blob"])
+        return self.world.blobs.path(obj["blob"])
 
     def _log(self, project_id: str, stream: str, entry: dict) -> None:
         """Queue one output line for Cloud Logging. A writer thread stores them, so an instance's
