@@ -296,8 +296,9 @@ def test_a_failed_new_revision_leaves_the_last_ready_one_serving(deployed):
     assert got["latestReadyRevision"] == service["latestReadyRevision"]
     assert got["latestCreatedRevision"].rsplit("/", 1)[1].startswith("echo-00002-")
     # The old revision still answers, and after its process dies it starts again (a cold start).
-    for pid in emulator.world.cloudrun.running().values():
-        os.kill(pid, 9)
+    for inst in list(emulator.world.cloudrun._instances.values()):
+        inst.proc.kill()
+        inst.proc.wait(timeout=10)   # dead for sure before the next request (the emulator is its parent)
     page = Browser(emulator.url).get(service["uri"] + "/")
     assert page.status_code == 200 and page.json()["env"]["K_REVISION"].startswith("echo-00001-")
 
@@ -401,3 +402,19 @@ def test_a_deploy_under_way_when_the_emulator_stops_goes_on_after_a_restart(emul
     done = wait_run_operation(run_client(again.url), op["name"])
     assert "error" not in done and done["response"]["terminalCondition"]["state"] == "CONDITION_SUCCEEDED"
     assert len(again.world.cloudrun.running()) == 1
+
+
+def test_sending_back_what_was_read_changes_nothing(deployed):
+    emulator, _, service = deployed
+    run = run_client(emulator.url)
+    services = run.projects().locations().services()
+    pid = list(emulator.world.cloudrun.running().values())
+    got = services.get(name=service["name"]).execute()
+    done = wait_run_operation(run, services.patch(name=service["name"], body=got).execute()["name"])
+    assert done["response"]["generation"] == "1"
+    assert done["response"]["latestReadyRevision"] == service["latestReadyRevision"]
+    assert list(emulator.world.cloudrun.running().values()) == pid   # not restarted
+    iap_on = wait_run_operation(run, services.patch(name=service["name"], body={**got, "iapEnabled": True}
+                                                    ).execute()["name"])
+    assert iap_on["response"]["generation"] == "2" and iap_on["response"]["iapEnabled"] is True
+    assert list(emulator.world.cloudrun.running().values()) == pid   # no new revision for a service-level field

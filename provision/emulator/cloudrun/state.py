@@ -40,7 +40,8 @@ from provision.emulator import iam
 from provision.emulator.cloudrun import runner
 from provision.emulator.cloudrun.frontend import Frontend
 from provision.emulator.cloudrun.metadata import MetadataServer
-from provision.emulator.cloudrun.views import OUTPUT_FIELDS, SERVICE_TYPE, default_account, hosts, service_view
+from provision.emulator.cloudrun.views import (OUTPUT_FIELDS, SERVICE_TYPE, default_account, hosts, service_view,
+                                               with_defaults)
 from provision.emulator.common import timestamp
 from provision.emulator.errors import ApiError, aborted, already_exists, invalid_argument, not_found
 from provision.emulator.operations import injected_failure
@@ -146,7 +147,12 @@ class CloudRun:
             if body.get("etag") and body["etag"] != rec["etag"]:
                 raise aborted(f"Resource '{name}' has changed: the request's etag does not match the service's.")
             spec = self._spec(project, body)
-            template_changed = force or spec.get("template") != rec["spec"].get("template")
+            # Compared with Google's defaults filled in, as a GET shows them: sending back what was
+            # read changes nothing (no new generation, no new revision).
+            new, old = with_defaults(spec, project["number"]), with_defaults(rec["spec"], project["number"])
+            if new == old and not force:
+                return self._done_view(project, region, rec)
+            template_changed = force or new["template"] != old["template"]
             rec.update(spec=spec, generation=rec["generation"] + 1, updateTime=timestamp(self.world.clock()),
                        lastModifier=_email(caller))
             if template_changed:
