@@ -89,6 +89,10 @@ def test_a_signed_in_non_member_gets_iaps_403(behind_iap):
     assert page.status_code == 403
     assert page.headers["X-Goog-IAP-Generated-Response"] == "true" and BOB in page.text
     assert "path" not in page.text   # nothing came from the service
+    # Programmatic access (a bearer identity instead of the cookie) gets the same answers.
+    as_bob = Browser(emulator.url).get(service["uri"] + "/", headers={"Authorization": f"Bearer emulator:user:{BOB}"})
+    as_ana = Browser(emulator.url).get(service["uri"] + "/", headers={"Authorization": f"Bearer emulator:user:{ANA}"})
+    assert (as_bob.status_code, as_ana.status_code) == (403, 200)
 
 
 def test_without_a_google_session_sign_in_stops_at_google(behind_iap):
