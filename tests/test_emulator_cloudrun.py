@@ -280,6 +280,22 @@ def test_under_enforce_iam_the_metadata_token_acts_as_the_service_account(emulat
     proj_policy["bindings"].append({"role": "roles/run.viewer", "members": [f"serviceAccount:{sa}"]})
     crm.projects().setIamPolicy(resource=f"projects/{PROJECT}", body={"policy": proj_policy}).execute()
     assert requests.get(listing, headers=as_sa).status_code == 200
+    # Deploying as the account needs actAs on it: a developer without it is refused, then allowed.
+    dev = "user:dev@example.com"
+    proj_policy = crm.projects().getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
+    proj_policy["bindings"].append({"role": "roles/run.developer", "members": [dev]})
+    crm.projects().setIamPolicy(resource=f"projects/{PROJECT}", body={"policy": proj_policy}).execute()
+    body = service_body(source, template={"serviceAccount": sa})
+    create = run_client(emu.url, dev).projects().locations().services().create
+    with pytest.raises(HttpError) as err:
+        create(parent=f"projects/{PROJECT}/locations/{REGION}", serviceId="second", body=body).execute()
+    assert err.value.resp.status == 403 and b"iam.serviceaccounts.actAs" in err.value.content
+    accounts = discovery_client(emu.url, "iam", "v1", owner).projects().serviceAccounts()
+    sa_policy = accounts.getIamPolicy(resource=f"projects/{PROJECT}/serviceAccounts/{sa}").execute()
+    sa_policy["bindings"] = [{"role": "roles/iam.serviceAccountUser", "members": [dev]}]
+    accounts.setIamPolicy(resource=f"projects/{PROJECT}/serviceAccounts/{sa}", body={"policy": sa_policy}).execute()
+    op = create(parent=f"projects/{PROJECT}/locations/{REGION}", serviceId="second", body=body).execute()
+    assert "error" not in wait_run_operation(run_client(emu.url, dev), op["name"])
 
 
 def test_a_failed_new_revision_leaves_the_last_ready_one_serving(deployed):

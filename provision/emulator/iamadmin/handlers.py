@@ -1,8 +1,10 @@
-"""IAM v1 `projects.serviceAccounts` routes: create, get, list, delete (iam.v1.json). Calls need
+"""IAM v1 `projects.serviceAccounts` routes: create, get, list, delete, getIamPolicy and
+setIamPolicy (iam.v1.json). Calls need
 iam.googleapis.com enabled in the project (SERVICE_DISABLED otherwise) and, under --enforce-iam,
 the matching `iam.serviceAccounts.*` permission on the project."""
 from __future__ import annotations
 
+from provision.emulator import iam
 from provision.emulator.common import page
 from provision.emulator.errors import ApiError, error_info
 from provision.emulator.http import Ctx, Router
@@ -61,3 +63,20 @@ def delete(ctx: Ctx, project: str, account: str):
     doc = _account(ctx, project, account, "iam.serviceAccounts.delete")
     ctx.world.iamadmin.delete(doc["email"])
     return {}
+
+
+@router.route("POST", "/v1/projects/<id:project>/serviceAccounts/<id:account>:getIamPolicy", api=API,
+              discovery=(DOC, "iam.projects.serviceAccounts.getIamPolicy"))
+def get_iam_policy(ctx: Ctx, project: str, account: str):
+    """Who may act as or impersonate the account (roles/iam.serviceAccountUser, ...TokenCreator)."""
+    doc = _account(ctx, project, account, "iam.serviceAccounts.getIamPolicy")
+    version = ctx.query.get("options.requestedPolicyVersion")
+    return iam.view(doc["policy"], int(version) if version and version.isdigit() else None)
+
+
+@router.route("POST", "/v1/projects/<id:project>/serviceAccounts/<id:account>:setIamPolicy", api=API,
+              discovery=(DOC, "iam.projects.serviceAccounts.setIamPolicy"))
+def set_iam_policy(ctx: Ctx, project: str, account: str):
+    body = ctx.json()
+    doc = _account(ctx, project, account, "iam.serviceAccounts.setIamPolicy")
+    return iam.view(ctx.world.iamadmin.set_policy(doc["email"], body.get("policy") or {}), 3)

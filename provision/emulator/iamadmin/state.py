@@ -79,6 +79,16 @@ class IamAdmin:
     def list(self, project: dict) -> list[dict]:
         return [self.view(d) for _, d in self.docs.list(KIND) if d.get("projectId") == project["projectId"]]
 
+    def set_policy(self, email: str, policy: dict) -> dict:
+        """Replace the account's own IAM policy (read-modify-write with its etag)."""
+        with self.world.db.transaction():
+            doc = self.docs.get(KIND, email)
+            if doc is None:
+                raise not_found("Unknown service account")
+            doc["policy"] = iam.replace(doc.get("policy") or iam.empty_policy(), policy)
+            self.docs.put(KIND, email, doc)
+        return doc["policy"]
+
     def delete(self, email: str) -> None:
         if not self.docs.delete(KIND, email):
             raise not_found("Unknown service account")
