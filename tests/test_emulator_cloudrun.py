@@ -434,3 +434,41 @@ def test_sending_back_what_was_read_changes_nothing(deployed):
                                                     ).execute()["name"])
     assert iap_on["response"]["generation"] == "2" and iap_on["response"]["iapEnabled"] is True
     assert list(emulator.world.cloudrun.running().values()) == pid   # no new revision for a service-level field
+
+
+KILLED_EMULATOR = '''
+import sys
+sys.path[:0] = [{root!r}]
+from provision.emulator.server import EmulatorServer
+from provision.emulator.world import Options
+from tests.cloudrun_helpers import deploy, ready_project, service_body, upload_source
+emu = EmulatorServer(Options(host="127.0.0.1", port=0)).start()
+ready_project(emu.url, "run-project-1")
+source = upload_source(emu.url, "run-project-1", "run-project-1-src")
+deploy(emu.url, "run-project-1", "echo", service_body(source))
+print(*emu.world.cloudrun.running().values(), flush=True)
+sys.stdin.read()
+'''
+
+
+def test_a_killed_emulator_takes_its_services_with_it():
+    """Even a SIGKILL (no cleanup runs) leaves no service process behind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    emu = subprocess.Popen([sys.executable, "-c", KILLED_EMULATOR.format(root=root)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(emu.stdout.readline())
+        assert _alive(pid)
+    finally:
+        emu.kill()
+        emu.wait(timeout=10)
+    # The child gets SIGKILL from the kernel when its parent dies; it is reaped by init.
+    import time
+    deadline = time.time() + 10
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)

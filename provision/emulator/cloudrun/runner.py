@@ -11,12 +11,16 @@ Choices (Cloud Run runs a container on Google's base image; offline there is no 
 - PORT is a free port on 127.0.0.1 (never the container port: two services may both ask 8080).
 - the probe is TCP (Cloud Run's default startup probe) until STARTUP_TIMEOUT_S; a child that
   exits first fails the deploy.
-- every child is its own process group, stopped with SIGTERM then SIGKILL after STOP_GRACE_S.
+- every child is its own process group, stopped with SIGTERM then SIGKILL after STOP_GRACE_S;
+  on Linux it also dies with the emulator however that ends (PR_SET_PDEATHSIG, below).
+- the child's environment is the service's, not the emulator's (no credential of the user's
+  shell leaks into it): PATH, HOME (its own dir), LANG, then the service's env.
 """
 from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -105,8 +109,8 @@ def start(key: str, revision: str, archive: Path, command: list[str], env: dict[
         port = port or free_port()
         full_env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
                     "HOME": str(workdir), "LANG": os.environ.get("LANG", "C.UTF-8"), **env, "PORT": str(port)}
-        proc = subprocess.Popen(argv, cwd=src, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = _spawn(argv, cwd=src, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, start_new_session=True)
     except StartFailed:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -124,6 +128,57 @@ def start(key: str, revision: str, archive: Path, command: list[str], env: dict[
         stop(inst)
         raise
     return inst
+
+
+# Children die with the emulator, however it ends (a SIGKILL included): on Linux each is started
+# with PR_SET_PDEATHSIG. The kernel sends that signal when the *thread* that forked the child
+# exits, so every child is forked by one long-lived spawner thread, never by a short deploy thread.
+PR_SET_PDEATHSIG = 1
+_spawn_jobs: queue.SimpleQueue = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def _prctl():
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):   # not Linux with glibc: children may outlive a killed emulator
+        return None
+
+
+_PRCTL = _prctl() if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:   # runs in the child between fork and exec
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:
+    """subprocess.Popen from the spawner thread (module comment above)."""
+    global _spawner
+    if _PRCTL is None:
+        return subprocess.Popen(argv, **kwargs)
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = threading.Thread(target=_spawn_loop, name="run-spawner", daemon=True)
+            _spawner.start()
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    _spawn_jobs.put((argv, kwargs, done))
+    ok, result = done.get()
+    if not ok:
+        raise result
+    return result
+
+
+def _spawn_loop() -> None:
+    while True:
+        argv, kwargs, done = _spawn_jobs.get()
+        try:
+            done.put((True, subprocess.Popen(argv, preexec_fn=_die_with_parent, **kwargs)))  # noqa: PLW1509
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller
+            done.put((False, exc))
 
 
 def _pump(stream, name: str, on_line: Callable[[str, str], None] | None) -> None:
