@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import requests
 from google.cloud import storage
 
-from tests.emulator_helpers import CONTROL, create_project, credentials, discovery_client
+from emulator_helpers import CONTROL, create_project, credentials, discovery_client
 
 REGION = "us-central1"
 BASE_IMAGE = "us-central1-docker.pkg.dev/serverless-runtimes/google-22/runtimes/python312"

@@ -4,14 +4,21 @@ service. All through real HTTP and the run.v2 discovery client."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import requests
+from google.cloud import storage
 from googleapiclient.errors import HttpError
 
-from tests.cloudrun_helpers import (REGION, Browser, add_binding, deploy, ready_project, run_client, service_body,
-                                    tar_gz, upload_source, wait_run_operation)
-from tests.emulator_helpers import create_project
+from cloudrun_helpers import (APP, REGION, Browser, add_binding, deploy, ready_project, run_client, service_body,
+                              tar_gz, upload_source, wait_run_operation)
+from emulator_helpers import create_project, credentials, discovery_client
+
+from provision.emulator import discovery
 
 PROJECT = "run-project-1"
 
@@ -76,7 +83,7 @@ def test_bodies_stream_both_ways(deployed):
 
 def test_metadata_server_gives_google_auth_a_token_of_the_service_account(emulator):
     ready_project(emulator.url, PROJECT)
-    iam_ = __import__("tests.emulator_helpers", fromlist=["discovery_client"]).discovery_client(emulator.url, "iam", "v1")
+    iam_ = discovery_client(emulator.url, "iam", "v1")
     sa = iam_.projects().serviceAccounts().create(name=f"projects/{PROJECT}", body={
         "accountId": "viewer-sa", "serviceAccount": {"displayName": "Viewer"}}).execute()
     assert sa["email"] == f"viewer-sa@{PROJECT}.iam.gserviceaccount.com"
@@ -190,9 +197,7 @@ def test_container_output_reaches_cloud_logging(deployed):
     emulator, _, service = deployed
     add_binding(emulator.url, service["name"], "roles/run.invoker", "allUsers")
     assert Browser(emulator.url).get(service["uri"] + "/logged").status_code == 200
-    logging_ = __import__("tests.emulator_helpers", fromlist=["discovery_client"]).discovery_client(
-        emulator.url, "logging", "v2")
-    import time
+    logging_ = discovery_client(emulator.url, "logging", "v2")
     deadline = time.time() + 10
     while True:   # the line is written by the service, read by the emulator, then stored
         entries = logging_.entries().list(body={"resourceNames": [f"projects/{PROJECT}"],
@@ -205,8 +210,6 @@ def test_container_output_reaches_cloud_logging(deployed):
 
 
 def test_answers_meet_the_discovery_schemas(deployed):
-    from provision.emulator import discovery
-
     emulator, _, service = deployed
     run = run_client(emulator.url)
     got = run.projects().locations().services().get(name=service["name"]).execute()
@@ -223,8 +226,6 @@ def test_answers_meet_the_discovery_schemas(deployed):
 
 
 def test_service_accounts_through_iam_v1(emulator):
-    from tests.emulator_helpers import discovery_client
-
     ready_project(emulator.url, PROJECT)
     accounts = discovery_client(emulator.url, "iam", "v1").projects().serviceAccounts()
     made = accounts.create(name=f"projects/{PROJECT}", body={"accountId": "hosted-viewer"}).execute()
@@ -245,8 +246,6 @@ def test_service_accounts_through_iam_v1(emulator):
 
 
 def test_under_enforce_iam_the_metadata_token_acts_as_the_service_account(emulator_factory):
-    from tests.emulator_helpers import discovery_client
-
     emu = emulator_factory(enforce_iam=True)
     owner = "user:owner@example.com"
     control = {"X-Emulator-Control": "1"}
@@ -258,10 +257,6 @@ def test_under_enforce_iam_the_metadata_token_acts_as_the_service_account(emulat
                    parent="organizations/1")
     sa = discovery_client(emu.url, "iam", "v1", owner).projects().serviceAccounts().create(
         name=f"projects/{PROJECT}", body={"accountId": "viewer-sa"}).execute()["email"]
-    from google.cloud import storage
-    from tests.cloudrun_helpers import APP
-    from tests.emulator_helpers import credentials
-
     client = storage.Client(project=PROJECT, credentials=credentials(owner), client_options={"api_endpoint": emu.url})
     blob = client.create_bucket("run-project-1-src").blob("src.tar.gz")
     blob.upload_from_string(tar_gz({"main.py": APP}))
@@ -401,7 +396,6 @@ SLOW_APP = "import time, runpy\ntime.sleep(1.5)\nrunpy.run_path('main.py', run_n
 
 
 def test_a_deploy_under_way_when_the_emulator_stops_goes_on_after_a_restart(emulator_factory, tmp_path):
-    from tests.cloudrun_helpers import APP
 
     emu = emulator_factory(data_dir=tmp_path / "state")
     ready_project(emu.url, PROJECT)
@@ -438,10 +432,10 @@ def test_sending_back_what_was_read_changes_nothing(deployed):
 
 KILLED_EMULATOR = '''
 import sys
-sys.path[:0] = [{root!r}]
+sys.path[:0] = [{root!r}, {root!r} + "/tests"]
 from provision.emulator.server import EmulatorServer
 from provision.emulator.world import Options
-from tests.cloudrun_helpers import deploy, ready_project, service_body, upload_source
+from cloudrun_helpers import deploy, ready_project, service_body, upload_source
 emu = EmulatorServer(Options(host="127.0.0.1", port=0)).start()
 ready_project(emu.url, "run-project-1")
 source = upload_source(emu.url, "run-project-1", "run-project-1-src")
@@ -453,10 +447,6 @@ sys.stdin.read()
 
 def test_a_killed_emulator_takes_its_services_with_it():
     """Even a SIGKILL (no cleanup runs) leaves no service process behind."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = str(Path(__file__).resolve().parent.parent)
     emu = subprocess.Popen([sys.executable, "-c", KILLED_EMULATOR.format(root=root)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True)
@@ -467,7 +457,6 @@ def test_a_killed_emulator_takes_its_services_with_it():
         emu.kill()
         emu.wait(timeout=10)
     # The child gets SIGKILL from the kernel when its parent dies; it is reaped by init.
-    import time
     deadline = time.time() + 10
     while _alive(pid) and time.time() < deadline:
         time.sleep(0.05)

@@ -11,9 +11,9 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
-from tests.cloudrun_helpers import (REGION, Browser, add_binding, deploy, ready_project, service_body, sign_in,
-                                    upload_source)
-from tests.emulator_helpers import discovery_client
+from cloudrun_helpers import (REGION, Browser, add_binding, deploy, ready_project, service_body, sign_in,
+                              upload_source)
+from emulator_helpers import discovery_client
 
 PROJECT = "iap-project-1"
 ANA = "ana@example.com"

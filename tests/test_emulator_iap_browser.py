@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from provision.ohif.browser import CHROMIUM, chromium_args
-from tests.cloudrun_helpers import REGION, add_binding, deploy, ready_project, service_body, sign_in, upload_source
-from tests.emulator_helpers import discovery_client
+from cloudrun_helpers import REGION, add_binding, deploy, ready_project, service_body, sign_in, upload_source
+from emulator_helpers import discovery_client
 
 pytestmark = [
     pytest.mark.browser,

@@ -11,7 +11,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import run_v2
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 
-from tests.cloudrun_helpers import BASE_IMAGE, REGION, Browser, ready_project, upload_source
+from cloudrun_helpers import BASE_IMAGE, REGION, Browser, ready_project, upload_source
 
 PROJECT = "run-client-1"
 
