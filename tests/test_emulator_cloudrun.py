@@ -199,14 +199,18 @@ def test_container_output_reaches_cloud_logging(deployed):
     assert Browser(emulator.url).get(service["uri"] + "/logged").status_code == 200
     logging_ = discovery_client(emulator.url, "logging", "v2")
     deadline = time.time() + 10
-    while True:   # the line is written by the service, read by the emulator, then stored
+    while True:   # written by the service (stdout) and by the front end (requests), then stored
         entries = logging_.entries().list(body={"resourceNames": [f"projects/{PROJECT}"],
                                                 "filter": 'logName:"run.googleapis.com"'}).execute()
         found = [e for e in entries.get("entries", []) if (e.get("jsonPayload") or {}).get("path") == "/logged"]
-        if found or time.time() > deadline:
+        served = [e["httpRequest"] for e in entries.get("entries", [])
+                  if e.get("httpRequest", {}).get("requestUrl", "").endswith("/logged")]
+        if (found and served) or time.time() > deadline:
             break
         time.sleep(0.05)
     assert found and found[0]["resource"]["labels"]["service_name"] == "echo"
+    assert found[0]["logName"] == f"projects/{PROJECT}/logs/run.googleapis.com%2Fstdout"
+    assert served and served[0]["status"] == 200 and served[0]["requestMethod"] == "GET"
 
 
 def test_answers_meet_the_discovery_schemas(deployed):

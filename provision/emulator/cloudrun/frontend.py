@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import http.client
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Callable
 
@@ -86,8 +87,10 @@ class Frontend:
             return google_error_page(403, "Forbidden", "Your client does not have permission to get URL <code>"
                                      + html.escape(request.path) + "</code> from this server.")
         inst = self.world.cloudrun.instance(rec)
-        return _Forward(request, inst.port, lambda: self.world.cloudrun.replace_dead(rec, inst).port, self.host,
-                        extra, strip_iap=bool(spec.get("iapEnabled")))
+        forward = _Forward(request, inst.port, lambda: self.world.cloudrun.replace_dead(rec, inst).port, self.host,
+                           extra, strip_iap=bool(spec.get("iapEnabled")), timeout=_seconds(spec["template"]["timeout"]))
+        forward.on_done = lambda fields: self.world.cloudrun.log_request(rec, inst.revision, fields)
+        return forward
 
     def _caller(self, request: Request, rec: dict) -> str | None:
         """Who calls, from `X-Serverless-Authorization` or `Authorization` (None: nobody; "invalid")."""
@@ -125,12 +128,23 @@ class Frontend:
         return member is not None and member != "invalid" and bool({member, "allAuthenticatedUsers"} & holders)
 
 
+def _seconds(duration: str) -> float:
+    """A protobuf Duration (`300s`, `1.5s`) in seconds."""
+    try:
+        return float(str(duration).rstrip("s"))
+    except ValueError:
+        return 300.0
+
+
 class _Forward:
     """The request passed to the instance and its answer streamed back (no buffering)."""
 
     def __init__(self, request: Request, port: int, restart: Callable[[], int], host: str, extra: dict[str, str],
-                 *, strip_iap: bool):
+                 *, strip_iap: bool, timeout: float = 300.0):
         self.request = request
+        self.timeout = timeout   # the revision's request timeout (template.timeout)
+        self.on_done: Callable[[dict], None] | None = None   # gets the request log's httpRequest
+        self.started = time.perf_counter()
         self.port = port
         self.restart = restart   # a new instance's port, when this one's refuses the connection
         self.host = host
@@ -182,13 +196,28 @@ class _Forward:
         start_response(f"{resp.status} {resp.reason}", headers_out)
         return self._stream(conn, resp)
 
+    def _logged(self, status: int, size: int) -> None:
+        if self.on_done is None:
+            return
+        req = self.request
+        fields = {"requestMethod": req.method, "requestUrl": f"https://{self.host}{req.full_path.rstrip('?')}",
+                  "status": status, "responseSize": str(size), "userAgent": req.headers.get("User-Agent", ""),
+                  "remoteIp": req.remote_addr or "127.0.0.1", "protocol": "HTTP/1.1",
+                  "latency": f"{time.perf_counter() - self.started:.6f}s"}
+        if req.content_length:
+            fields["requestSize"] = str(req.content_length)
+        try:
+            self.on_done(fields)
+        except Exception:  # noqa: BLE001 - a log line never breaks an answer
+            pass
+
     def _connect(self) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         try:
             conn.connect()
         except ConnectionRefusedError:   # the instance died: start another (a cold start), once
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", self.restart(), timeout=300)
+            conn = http.client.HTTPConnection("127.0.0.1", self.restart(), timeout=self.timeout)
             conn.connect()
         return conn
 
@@ -204,13 +233,15 @@ class _Forward:
         if chunked:
             conn.send(b"0\r\n\r\n")
 
-    @staticmethod
-    def _stream(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> Iterator[bytes]:
+    def _stream(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> Iterator[bytes]:
+        size = 0
         try:
             while True:
                 data = resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
                 if not data:
                     return
+                size += len(data)
                 yield data
         finally:
             conn.close()
+            self._logged(resp.status, size)

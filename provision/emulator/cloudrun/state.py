@@ -407,6 +407,15 @@ class CloudRun:
                                      f"{'#' + str(generation) if generation else ''} does not exist")
         return self.world.blobs.path(obj["blob"])
 
+    def log_request(self, rec: dict, revision: str, http_request: dict) -> None:
+        """Cloud Run's request log line (`run.googleapis.com/requests`) for a request an instance answered."""
+        status = int(http_request.get("status") or 0)
+        labels = {"project_id": rec["projectId"], "service_name": rec["name"], "revision_name": revision,
+                  "location": rec["region"], "configuration_name": rec["name"]}
+        entry = {"resource": {"type": "cloud_run_revision", "labels": labels}, "httpRequest": http_request,
+                 "severity": "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"}
+        self._log(rec["projectId"], "requests", entry)
+
     def _log(self, project_id: str, stream: str, entry: dict) -> None:
         """Queue one output line for Cloud Logging. A writer thread stores them, so an instance's
         output readers never wait for the database (a reset holds it while it stops instances)."""
