@@ -199,12 +199,44 @@ def _check(schemas: dict, schema: dict, value: Any, path: str, out: list, mode: 
             _check(schemas, schema.get("items", {}), item, f"{path}[{i}]", out, mode)
         return
     strict = bool(mode and mode.strict)
+    if not strict and "enum" in schema and _enum_number(schema, value) is not None:
+        return   # an enum by its number: what gapic REST clients send (`$alt=json;enum-encoding=int`)
     if not _scalar_ok(kind, fmt, value, strict) or ("enum" in schema and value not in schema["enum"]):
         proto = PROTO_TYPES.get((kind, fmt), "TYPE_STRING" if kind == "string" else f"TYPE_{str(kind).upper()}")
         shown = json.dumps(value)
         if "enum" in schema and isinstance(value, str):
             proto = "TYPE_ENUM"
         out.append((path, f"Invalid value at '{path}' ({proto}), {shown}"))
+
+
+def _enum_number(schema: dict, value: Any) -> str | None:
+    """The enum value name a number stands for (discovery lists values in number order), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(schema["enum"]):
+        return schema["enum"][value]
+    return None
+
+
+def with_enum_names(doc: str, schema_ref: str, value: Any) -> Any:
+    """`value` (a request body already checked) with every enum given by its number replaced by
+    its name, so a handler sees the same body whichever encoding the client chose."""
+    schemas = document(doc)["schemas"]
+
+    def walk(schema: dict, v: Any) -> Any:
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"]]
+        if isinstance(v, dict) and "properties" in schema:
+            props = schema["properties"]
+            return {k: walk(props[k], x) if k in props else x for k, x in v.items()}
+        if isinstance(v, dict) and isinstance(schema.get("additionalProperties"), dict):
+            return {k: walk(schema["additionalProperties"], x) for k, x in v.items()}
+        if isinstance(v, list) and "items" in schema:
+            return [walk(schema["items"], x) for x in v]
+        if "enum" in schema:
+            name = _enum_number(schema, v)
+            return v if name is None else name
+        return v
+
+    return walk({"$ref": schema_ref}, value)
 
 
 def _scalar_ok(kind: str | None, fmt: str | None, value: Any, strict: bool = False) -> bool:
@@ -247,6 +279,9 @@ DOCUMENTS = {
     "logging": ("logging.v2",),
     "orgpolicy": ("orgpolicy.v2",),
     "cloudkms": ("cloudkms.v1",),
+    "run": ("run.v2",),
+    "iap": ("iap.v1",),
+    "iam": ("iam.v1",),
 }
 
 

@@ -17,7 +17,8 @@ as Google does, so a page in the user's browser is a client too):
   sends no port, port forwarding changes it, and a rebinding page differs by its name, not
   its port). When bound to a wildcard address (0.0.0.0, ::) any IP literal is served too: a
   rebinding page always comes by a DNS name. Anything else is a 421 Misdirected Request,
-  before any routing, and changes nothing.
+  before any routing, and changes nothing; except a name a backend answers for itself
+  (`World.host_app`: a Cloud Run service's `*.run.app`), which no rebinding page can own.
 - Control endpoints (`/_emulator/*`) need the header `X-Emulator-Control` (any value, e.g. `1`).
   A page cannot send it cross-origin without a CORS preflight, and preflights for them are
   refused (403, no Access-Control-* headers); their answers never carry CORS headers. A
@@ -243,6 +244,9 @@ class App:
         self.any_ip = host_name(world.options.host) in WILDCARD_ADDRESSES
 
     def __call__(self, environ, start_response):
+        virtual = self.world.host_app(host_name(environ.get("HTTP_HOST", "")))
+        if virtual is not None:   # a deployed service's run.app host (provision/emulator/cloudrun/frontend.py)
+            return virtual(environ, start_response)
         request = Request(environ)
         started = time.perf_counter()
         api, principal, status = "unknown", None, 500

@@ -16,7 +16,11 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "roles/owner": ("*",),
     # The basic roles include reading (non-private) log entries, as Google's do.
     "roles/editor": ("resourcemanager.projects.get", "resourcemanager.projects.update", "serviceusage.*",
-                     "healthcare.*", "storage.buckets.*", "storage.objects.*", "logging.logEntries.list"),
+                     "healthcare.*", "storage.buckets.*", "storage.objects.*", "logging.logEntries.list",
+                     "run.services.create", "run.services.get", "run.services.list", "run.services.update",
+                     "run.services.delete", "run.operations.*", "iam.serviceAccounts.create",
+                     "iam.serviceAccounts.get", "iam.serviceAccounts.list", "iam.serviceAccounts.delete",
+                     "iam.serviceAccounts.actAs"),
     "roles/viewer": ("resourcemanager.projects.get", "serviceusage.services.get", "serviceusage.services.list",
                      "healthcare.*.get", "healthcare.*.list", "storage.buckets.get", "storage.buckets.list",
                      "logging.logEntries.list"),
@@ -75,6 +79,18 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "roles/storage.legacyBucketOwner": ("storage.buckets.*", "storage.objects.list", "storage.objects.create",
                                         "storage.objects.delete"),
     "roles/storage.legacyBucketReader": ("storage.buckets.get", "storage.objects.list"),
+    # Cloud Run, IAM service accounts and IAP (the hosted viewer).
+    "roles/run.admin": ("run.*", "resourcemanager.projects.get"),
+    "roles/run.developer": ("run.services.create", "run.services.get", "run.services.list", "run.services.update",
+                            "run.services.delete", "run.operations.*", "run.revisions.*", "run.locations.list"),
+    "roles/run.viewer": ("run.services.get", "run.services.list", "run.operations.get", "run.operations.list",
+                         "run.services.getIamPolicy", "run.revisions.get", "run.revisions.list"),
+    "roles/run.invoker": ("run.routes.invoke", "run.services.get"),
+    "roles/iam.serviceAccountUser": ("iam.serviceAccounts.actAs", "iam.serviceAccounts.get",
+                                     "iam.serviceAccounts.list", "resourcemanager.projects.get"),
+    "roles/iam.serviceAccountAdmin": ("iam.serviceAccounts.*", "resourcemanager.projects.get"),
+    "roles/iap.admin": ("iap.*", "resourcemanager.projects.get"),
+    "roles/iap.httpsResourceAccessor": ("iap.webServiceVersions.accessViaIAP",),
 }
 
 # The cheapest predefined role that grants each permission, to name in a denial.
@@ -180,11 +196,19 @@ def members_with(policy: dict, permission: str) -> set[str]:
     """Members that unconditionally hold `permission` through this policy."""
     out: set[str] = set()
     for b in policy.get("bindings", []):
-        if "condition" in b:
+        if "condition" in b or b["role"] in EXCLUDED_ROLES.get(permission, ()):
             continue  # conditions are not evaluated: a conditional grant never satisfies a check
         if grants(ROLE_PERMISSIONS.get(b["role"], ()), permission):
             out.update(b.get("members", []))
     return out
+
+
+# Roles that never grant a permission even when their table entry would: a basic role gives no
+# access through IAP ("Owner ... only allows modifying policies, not accessing the app",
+# cloud.google.com/iap/docs/managing-access), and roles/owner's "*" would otherwise include it.
+EXCLUDED_ROLES: dict[str, frozenset[str]] = {
+    "iap.webServiceVersions.accessViaIAP": frozenset({"roles/owner", "roles/editor", "roles/viewer"}),
+}
 
 
 def allowed(principal: str, permission: str, policies: list[dict]) -> bool:

@@ -32,6 +32,7 @@ REALISTIC: dict[str, float] = {
     "op:healthcare.import": 25.0,           # fixed part of an import
     "op:healthcare.import.per_instance": 0.01,
     "op:healthcare.delete": 3.0,
+    "op:run.services.deploy": 15.0,         # a no-build source deploy: "~10s" plus routing (our reading)
 }
 
 

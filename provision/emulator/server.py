@@ -12,7 +12,7 @@ from provision.emulator.world import Options, World
 
 # API packages: each has `state.py` (backend, no HTTP) and `handlers.py` (a module-level `router`).
 API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth", "orgpolicy",
-                "kms")
+                "kms", "iamadmin", "iap", "cloudrun")
 # Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
 EXTRA_ROUTES = ("storage.acl",)
 

@@ -163,7 +163,19 @@ class World:
                 out.update(backend.dump())
         return out
 
+    def host_app(self, host: str) -> Any:
+        """The WSGI app of a backend that answers for `host` itself (a Cloud Run service's run.app
+        name), or None: such hosts bypass the Host check and the API routes."""
+        for backend in self._backends:
+            app = backend.host_app(host) if hasattr(backend, "host_app") else None
+            if app is not None:
+                return app
+        return None
+
     def close(self) -> None:
+        for backend in self._backends:   # stop what backends run (Cloud Run's instances)
+            if hasattr(backend, "close"):
+                backend.close()
         self._closing = True
         self._gc_wake.set()
         if self._gc_thread is not None:

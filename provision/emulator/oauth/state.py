@@ -91,6 +91,9 @@ SCOPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # The scopes of orgpolicy.v2.json and cloudkms.v1.json.
     "orgpolicy": (frozenset({CLOUD_PLATFORM}), frozenset()),
     "cloudkms": (frozenset({CLOUD_PLATFORM, AUTH + "cloudkms"}), frozenset()),
+    "iam": (frozenset({CLOUD_PLATFORM, AUTH + "iam"}), frozenset({AUTH + "cloud-platform.read-only"})),
+    "run": (frozenset({CLOUD_PLATFORM}), frozenset({AUTH + "cloud-platform.read-only", AUTH + "run.readonly"})),
+    "iap": (frozenset({CLOUD_PLATFORM}), frozenset()),
 }
 KNOWN_SCOPES = frozenset({"openid", *SCOPE_ALIASES.values(), *(s for a, r in SCOPES.values() for s in a | r)})
 QUOTA_PROJECT_APIS = frozenset({"serviceusage"})
@@ -304,6 +307,18 @@ class OAuth:
 
     def live(self, info: dict) -> bool:
         return not info.get("revoked") and not self._grant_revoked(info["grant"]) and info["exp"] > self.world.clock()
+
+    def redeem_code(self, code: str, client_id: str, redirect_uri: str) -> dict | None:
+        """Use an authorization code once (as /token does for a client): its grant (member, scopes)
+        when it is live and was issued to `client_id` for `redirect_uri`, else None."""
+        key = digest(code)
+        with self.world.db.transaction():
+            doc = self.docs.get("oauth-code", key)
+            self.docs.delete("oauth-code", key)
+        if doc is None or doc["exp"] < self.world.clock() or doc["client_id"] != client_id \
+                or doc["redirect_uri"] != redirect_uri:
+            return None
+        return doc
 
     def revoke(self, token: str) -> bool:
         """Revoke an access or refresh token and its whole grant; False when it is unknown or dead."""

@@ -1,0 +1,1 @@
+"""Cloud Run Admin v2 and the deployed services running locally."""

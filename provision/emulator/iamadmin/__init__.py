@@ -1,0 +1,1 @@
+"""IAM v1 service accounts (iam.googleapis.com)."""

@@ -1,0 +1,1 @@
+"""Identity-Aware Proxy: IAM on iap_web resources, sign-in, signed assertions."""
