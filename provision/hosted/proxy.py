@@ -1,0 +1,142 @@
+"""The same-origin DICOMweb path of one store: /dicomweb/NAME/... forwarded to its upstream root.
+
+- Only an allow-list of request headers goes upstream (what DICOMweb content negotiation, ranges
+  and conditional requests need); never the browser's Cookie, Authorization, IAP's assertion, or
+  Cloud Run's X-Serverless-Authorization. The Authorization sent is the service's own.
+- Bodies stream both ways; JSON and XML answers are rewritten as they stream (rewrite.py) so every
+  upstream URL in them becomes this origin's.
+- Read-only unless HOSTED_WRITE=read-write: other methods than GET, HEAD and OPTIONS get 405.
+- A path with `.` or `..` segments (also percent-encoded) or an encoded slash is refused: the
+  upstream URL must stay below the store's DICOMweb root.
+"""
+from __future__ import annotations
+
+import zlib
+from typing import AsyncIterator
+from urllib.parse import parse_qsl, unquote
+
+import httpx
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from . import upstream
+from .rewrite import Rewriter, rewrite_stream
+
+__all__ = ["PREFIX", "forward", "public_root"]
+
+PREFIX = "/dicomweb"
+FORWARD_REQUEST = ("accept", "range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
+                   "content-type")
+PASS_BACK = ("content-type", "etag", "last-modified", "content-range", "accept-ranges", "retry-after", "warning",
+             "content-location")
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+WRITE_METHODS = ("POST", "PUT", "DELETE")
+_UID_KEYS = {"studies": "study", "series": "series", "instances": "instance"}
+_QUERY_UIDS = {"StudyInstanceUID": "study", "0020000D": "study", "SeriesInstanceUID": "series",
+               "0020000E": "series", "SOPInstanceUID": "instance", "00080018": "instance"}
+
+
+def public_root(request: Request, name: str) -> str:
+    """This origin's root for source `name`, as the browser called it (Cloud Run's front end sets
+    X-Forwarded-Proto; the container itself is reached over plain HTTP)."""
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip() or request.url.scheme
+    host = request.headers.get("host") or request.url.netloc
+    return f"{proto}://{host}{PREFIX}/{name}"
+
+
+def uids(rest: str, query: str) -> dict[str, str]:
+    """Study, series and instance UIDs named by a DICOMweb path or its QIDO query."""
+    found: dict[str, str] = {}
+    parts = rest.split("/")
+    for key, value in zip(parts, parts[1:]):
+        if key in _UID_KEYS and value:
+            found[_UID_KEYS[key]] = value
+    for key, value in parse_qsl(query):
+        if key in _QUERY_UIDS and value:
+            found.setdefault(_QUERY_UIDS[key], value)
+    return found
+
+
+def _safe(rest: str) -> bool:
+    if "%2f" in rest.lower() or "\\" in rest or "%5c" in rest.lower():
+        return False
+    return all(seg not in (".", "..") for seg in unquote(rest).split("/"))
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": {"code": status, "message": message}}, status_code=status, headers=headers)
+
+
+def _rewrites(content_type: str) -> bool:
+    ctype = content_type.split(";")[0].strip().lower()
+    return ctype.endswith(("json", "xml"))
+
+
+async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    comp = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
+    async for chunk in chunks:
+        out = comp.compress(chunk)
+        if out:
+            yield out
+    yield comp.flush()
+
+
+def _allowed(method: str, read_write: bool) -> bool:
+    return method in READ_METHODS or (read_write and method in WRITE_METHODS)
+
+
+async def forward(request: Request) -> Response:
+    """The route handler of /dicomweb/{name}/{rest:path}."""
+    state = request.app.state
+    name = request.path_params["name"]
+    info = request.scope.setdefault("hosted", {})
+    info["store"] = name
+    root = state.settings.sources.get(name)
+    if root is None:
+        return _error(404, f"no DICOMweb source named {name!r} here; sources: {', '.join(state.settings.sources)}")
+    raw_path = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1")
+    rest = raw_path[len(f"{PREFIX}/{name}"):].lstrip("/")
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    info.update(uids(unquote(rest), query))
+    allow = ", ".join(READ_METHODS + (WRITE_METHODS if state.settings.read_write else ()))
+    if not _allowed(request.method, state.settings.read_write):
+        return _error(405, f"{request.method} is refused: this viewer is read-only (HOSTED_WRITE=read-only); "
+                           "the blueprint grants no editor role", {"Allow": allow})
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={"Allow": allow})
+    if not rest or not _safe(rest):
+        return _error(400, "the path must name a DICOMweb resource below the store, without . or .. segments")
+    return await _send(request, f"{root}/{rest}" + (f"?{query}" if query else ""), name)
+
+
+async def _send(request: Request, url: str, name: str) -> Response:
+    state = request.app.state
+    headers = {k: v for k in FORWARD_REQUEST if (v := request.headers.get(k))}
+    client_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
+    headers["accept-encoding"] = "gzip" if client_gzip else "identity"
+    headers.update(await state.tokens.headers())
+    body = request.stream() if request.method in WRITE_METHODS else None
+    try:
+        resp, retries = await upstream.send(state.client, request.method, url, headers, body)
+    except httpx.HTTPError as exc:
+        return _error(502, f"the Healthcare API did not answer: {type(exc).__name__}")
+    request.scope["hosted"]["retries"] = retries
+    out = {k: v for k in PASS_BACK if (v := resp.headers.get(k))}
+    out["cache-control"] = "no-store"  # patient data: nothing in the browser's disk cache
+    if request.method == "HEAD" or not _rewrites(resp.headers.get("content-type", "")):
+        for key in ("content-length", "content-encoding"):
+            if key in resp.headers:
+                out[key] = resp.headers[key]
+        return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code, headers=out,
+                                 background=BackgroundTask(resp.aclose))
+    table = {root.encode(): public_root(request, n).encode() for n, root in state.settings.sources.items()}
+    chunks = rewrite_stream(resp.aiter_bytes(), Rewriter(table))
+    if client_gzip:
+        out["content-encoding"] = "gzip"
+        out["vary"] = "Accept-Encoding"
+        chunks = _gzip(chunks)
+    return StreamingResponse(chunks, status_code=resp.status_code, headers=out,
+                             background=BackgroundTask(resp.aclose))
+
+
