@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import gzip
 import zlib
 from typing import AsyncIterator
 from urllib.parse import parse_qsl, unquote
@@ -30,6 +31,9 @@ FORWARD_REQUEST = ("accept", "range", "if-none-match", "if-modified-since", "if-
                    "content-type")
 PASS_BACK = ("content-type", "etag", "last-modified", "content-range", "accept-ranges", "retry-after", "warning",
              "content-location")
+# An answer up to this size (by its Content-Length) is read whole and sent in one piece; a larger
+# one, or one without a length, streams. Either way the memory a request holds is bounded.
+BUFFER_MAX = 1 << 20
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 _UID_KEYS = {"studies": "study", "series": "series", "instances": "instance"}
@@ -124,13 +128,33 @@ async def _send(request: Request, url: str, name: str) -> Response:
     request.scope["hosted"]["retries"] = retries
     out = {k: v for k in PASS_BACK if (v := resp.headers.get(k))}
     out["cache-control"] = "no-store"  # patient data: nothing in the browser's disk cache
-    if request.method == "HEAD" or not _rewrites(resp.headers.get("content-type", "")):
+    rewrite = request.method != "HEAD" and _rewrites(resp.headers.get("content-type", ""))
+    length = resp.headers.get("content-length", "")
+    small = length.isdigit() and int(length) <= BUFFER_MAX
+    if not rewrite:
         for key in ("content-length", "content-encoding"):
             if key in resp.headers:
                 out[key] = resp.headers[key]
+        if small:   # one read, one send: cheaper than a streamed answer, and bounded by BUFFER_MAX
+            try:
+                body = await resp.aread()
+            finally:
+                await resp.aclose()
+            return Response(body, status_code=resp.status_code, headers=out)
         return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code, headers=out,
                                  background=BackgroundTask(resp.aclose))
     table = {root.encode(): public_root(request, n).encode() for n, root in state.settings.sources.items()}
+    if small and resp.headers.get("content-encoding", "identity") == "identity":
+        try:
+            body = await resp.aread()
+        finally:
+            await resp.aclose()
+        rewriter = Rewriter(table)
+        body = rewriter.feed(body) + rewriter.flush()
+        if client_gzip and len(body) >= 1024:
+            body = gzip.compress(body, 5, mtime=0)
+            out.update({"content-encoding": "gzip", "vary": "Accept-Encoding"})
+        return Response(body, status_code=resp.status_code, headers=out)
     chunks = rewrite_stream(resp.aiter_bytes(), Rewriter(table))
     if client_gzip:
         out["content-encoding"] = "gzip"
@@ -138,5 +162,3 @@ async def _send(request: Request, url: str, name: str) -> Response:
         chunks = _gzip(chunks)
     return StreamingResponse(chunks, status_code=resp.status_code, headers=out,
                              background=BackgroundTask(resp.aclose))
-
-
