@@ -92,3 +92,15 @@ def test_the_archive_runs_on_its_own(tmp_path):
             out, _ = proc.communicate(timeout=15)
     line = io.StringIO(out.decode()).readline()
     assert '"status":200' in line and '"user":"ana@example.com"' in line
+
+
+def test_the_tests_run_what_would_be_deployed():
+    """Every pin of provision/hosted/requirements.txt is the version installed here."""
+    from importlib.metadata import version
+
+    from provision.ohif.hosted_source import APP_DIR
+
+    pins = [line.split("==") for line in (APP_DIR / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert {"starlette", "uvicorn", "httpx", "google-auth", "pyjwt", "cryptography"} <= {n for n, _ in pins}
+    assert {name: version(name) for name, _ in pins} == dict(pins)

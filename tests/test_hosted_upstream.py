@@ -195,3 +195,16 @@ def test_rewrite_finds_urls_cut_by_chunk_boundaries(size):
     rw = Rewriter({old: new})
     out = b"".join(rw.feed(doc[i:i + size]) for i in range(0, len(doc), size)) + rw.flush()
     assert out == doc.replace(old, new) and old not in out
+
+
+def test_a_remembered_assertion_is_forgotten_at_its_expiry():
+    import time
+
+    from provision.hosted.iap import Identity, KeySet
+
+    keys = KeySet("http://127.0.0.1:9/unused")
+    ana = Identity("ana@example.com", "1")
+    keys.verified.put("a", AUD, ana, time.time() + 60)
+    keys.verified.put("b", AUD, ana, time.time() - 1)
+    assert keys.verified.get("a", AUD) == ana and keys.verified.get("a", "/other/audience") is None
+    assert keys.verified.get("b", AUD) is None

@@ -41,6 +41,33 @@ class Identity:
     subject: str
 
 
+class _Verified:
+    """Assertions already verified, until they expire: a browser sends the same one for many requests,
+    and checking it again costs an ES256 verification and a base64 scan of every segment. Bounded."""
+
+    SIZE = 4096
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], tuple[Identity, float]] = {}
+
+    def get(self, assertion: str, audience: str) -> Identity | None:
+        hit = self._items.get((assertion, audience))
+        if hit is None:
+            return None
+        if hit[1] <= time.time():
+            self._items.pop((assertion, audience), None)
+            return None
+        return hit[0]
+
+    def put(self, assertion: str, audience: str, identity: Identity, exp: float) -> None:
+        if len(self._items) >= self.SIZE:
+            now = time.time()
+            self._items = {k: v for k, v in self._items.items() if v[1] > now}
+            if len(self._items) >= self.SIZE:
+                self._items.clear()
+        self._items[(assertion, audience)] = (identity, exp)
+
+
 class KeySet:
     """IAP's public keys from `url`, cached; `key(kid)` fetches again on an unknown kid."""
 
@@ -50,6 +77,7 @@ class KeySet:
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched = 0.0
         self._lock = asyncio.Lock()
+        self.verified = _Verified()   # per key set: an assertion is only ever trusted for the keys that signed it
 
     def bind(self, client: httpx.AsyncClient) -> None:
         """Use `client` (the app's, opened at startup) for fetching."""
@@ -88,41 +116,11 @@ class KeySet:
         return self._keys[kid]
 
 
-class _Verified:
-    """Assertions already verified, until they expire: a browser sends the same one for many requests,
-    and checking it again costs an ES256 verification and a base64 scan of every segment. Bounded."""
-
-    SIZE = 4096
-
-    def __init__(self) -> None:
-        self._items: dict[tuple[str, str], tuple[Identity, float]] = {}
-
-    def get(self, assertion: str, audience: str) -> Identity | None:
-        hit = self._items.get((assertion, audience))
-        if hit is None:
-            return None
-        if hit[1] <= time.time():
-            self._items.pop((assertion, audience), None)
-            return None
-        return hit[0]
-
-    def put(self, assertion: str, audience: str, identity: Identity, exp: float) -> None:
-        if len(self._items) >= self.SIZE:
-            now = time.time()
-            self._items = {k: v for k, v in self._items.items() if v[1] > now}
-            if len(self._items) >= self.SIZE:
-                self._items.clear()
-        self._items[(assertion, audience)] = (identity, exp)
-
-
-_verified = _Verified()
-
-
 async def verify(assertion: str | None, *, audience: str, keys: KeySet) -> Identity:
     """The identity in a valid assertion; InvalidAssertion otherwise."""
     if not assertion:
         raise InvalidAssertion("no x-goog-iap-jwt-assertion header")
-    known = _verified.get(assertion, audience)
+    known = keys.verified.get(assertion, audience)
     if known is not None:
         return known
     try:
@@ -141,5 +139,5 @@ async def verify(assertion: str | None, *, audience: str, keys: KeySet) -> Ident
         raise InvalidAssertion(f"{type(exc).__name__}: {exc}") from None
     identity = Identity(email=str(claims["email"]), subject=str(claims["sub"]))
     # Kept until `exp` exactly (no leeway): a cached answer is never more lenient than a fresh check.
-    _verified.put(assertion, audience, identity, float(claims["exp"]))
+    keys.verified.put(assertion, audience, identity, float(claims["exp"]))
     return identity
