@@ -252,3 +252,28 @@ def test_access_log_names_the_user_and_the_study(hosted, world):
     assert frame["httpRequest"]["status"] == 200 and frame["severity"] == "INFO"
     assert listing["study"] == ds.StudyInstanceUID and "series" not in listing
     assert "?" not in listing["path"]  # queries (patient names) stay out of the log
+
+
+def test_provisions_own_config_is_made_same_origin(world, dist):
+    """The config `provision config` writes (its emulator form) served by the app: every root same-origin.
+    Its Google form keeps OHIF's Google configuration API, which calls Google's hosts: refused in iap mode."""
+    from types import SimpleNamespace
+
+    from provision.hosted.settings import SettingsError
+    from provision.ohif.config import render_config
+
+    _, env, _ = world
+    bp = SimpleNamespace(project=SimpleNamespace(id=env.project),
+                         dataset=SimpleNamespace(id=env.dataset_id, location=env.location),
+                         dicom_stores=[SimpleNamespace(id=env.store_id)],
+                         viewer=SimpleNamespace(origin="http://127.0.0.1:3000", oauth_client_id=None))
+    js = render_config(bp, emulator_url=env.url)
+    assert js.count(env.dicomweb_url) == 3
+    with IapKeys() as iap, run_app(create_app(settings(dist, env, config_js=js, iap_jwks_url=iap.url),
+                                              log_stream=io.StringIO())) as url:
+        served = httpx.get(url + "/app-config.js", headers=iap.header()).text
+    assert env.url not in served and served.count(f"'{url}/dicomweb/store1'") == 3
+    google = render_config(bp, oidc=False)
+    root = "https://healthcare.googleapis.com/v1/projects/hosted-proj/locations/us-central1/datasets/ds1/dicomStores/store1/dicomWeb"
+    with pytest.raises(SettingsError, match="configurationAPI"):
+        create_app(settings(dist, env, config_js=google, sources={"store1": root}))

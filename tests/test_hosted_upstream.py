@@ -185,6 +185,12 @@ def test_settings_errors_name_the_variable(dist, tmp_path):
     google = "https://healthcare.googleapis.com/v1/projects/p/locations/l/datasets/d/dicomStores/other/dicomWeb"
     with pytest.raises(SettingsError, match="googleapis.com"):
         create_app(Settings(dist=dist, config_js=config_for(google), sources={}, iap_audience=AUD))
+    # Roots made same-origin, but OHIF's Google configuration API would still call Google's hosts.
+    browse = config_for(google).replace("wadoRoot", "configurationAPI: 'ohif.dataSourceConfigurationAPI.google', "
+                                                    "wadoRoot")
+    with pytest.raises(SettingsError, match="configurationAPI"):
+        create_app(Settings(dist=dist, config_js=browse, sources={"s": google}, iap_audience=AUD))
+    assert create_app(Settings(dist=dist, config_js=config_for(google), sources={"s": google}, iap_audience=AUD))
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 4096])

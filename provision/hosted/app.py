@@ -46,7 +46,8 @@ def _check_config(settings: Settings) -> None:
     """In iap mode the browser must never be sent to googleapis.com: refuse a config that would."""
     if settings.access == "iap":
         left = render_config(settings, "https://viewer.invalid")
-        if "googleapis.com" in left:
+        # OHIF's Google configuration API calls Google's hosts itself (hard-coded in OHIF), whatever the roots.
+        if "googleapis.com" in left or "dataSourceConfigurationAPI.google" in left:
             raise SettingsError("the config still names googleapis.com after its DICOMweb roots are made "
                                 "same-origin: every root must be a source of HOSTED_SOURCES, and no oidc block "
                                 "or configurationAPI may be left in an iap config")
