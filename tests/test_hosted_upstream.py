@@ -214,3 +214,61 @@ def test_a_remembered_assertion_is_forgotten_at_its_expiry():
     keys.verified.put("b", AUD, ana, time.time() - 1)
     assert keys.verified.get("a", AUD) == ana and keys.verified.get("a", "/other/audience") is None
     assert keys.verified.get("b", AUD) is None
+
+
+class _BigJson(BaseHTTPRequestHandler):
+    """An upstream whose metadata answer is large and has no Content-Length (it streams to the end)."""
+
+    root = ""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(b"[")
+        for i in range(20000):   # about 3 MB, written in small pieces
+            item = {"00080018": {"vr": "UI", "Value": [f"1.2.{i}"]},
+                    "7FE00010": {"vr": "OW", "BulkDataURI": f"{_BigJson.root}/studies/1/series/2/instances/1.2.{i}"}}
+            self.wfile.write((b"," if i else b"") + json.dumps(item).encode())
+        self.wfile.write(b"]")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", "3000000")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_large_json_answer_is_rewritten_as_it_streams(dist):
+    """Above the buffering limit (or without a length) the answer streams: rewritten on the fly, gzipped on
+    the fly when the browser accepts it, and the upstream URL never reaches the browser."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BigJson)
+    root = f"http://127.0.0.1:{server.server_port}/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
+    _BigJson.root = root
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        with IapKeys() as iap:
+            cfg = Settings(dist=dist, config_js=config_for(root), sources={"s": root}, iap_audience=AUD,
+                           iap_jwks_url=iap.url, upstream_auth="none")
+            with run_app(create_app(cfg, log_stream=io.StringIO())) as url:
+                for enc in ("identity", "gzip"):
+                    with httpx.stream("GET", f"{url}/dicomweb/s/studies/1/series/2/metadata",
+                                      headers={**iap.header(), "accept-encoding": enc}) as resp:
+                        assert resp.status_code == 200 and "content-length" not in resp.headers
+                        assert resp.headers.get("content-encoding", "identity") == enc
+                        body = resp.read()
+                    doc = json.loads(body)
+                    assert len(doc) == 20000 and root.encode() not in body
+                    assert doc[12345]["7FE00010"]["BulkDataURI"] == \
+                        f"{url}/dicomweb/s/studies/1/series/2/instances/1.2.12345"
+                head = httpx.head(f"{url}/dicomweb/s/studies/1/series/2/metadata", headers=iap.header())
+                assert head.status_code == 200 and head.content == b""
+                assert head.headers["content-length"] == "3000000"   # the upstream's, passed on
+    finally:
+        server.shutdown()
+        server.server_close()
