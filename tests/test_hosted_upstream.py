@@ -272,3 +272,140 @@ def test_a_large_json_answer_is_rewritten_as_it_streams(dist):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Metadata(BaseHTTPRequestHandler):
+    """Cloud Run's metadata server as google-auth reads it: the ping, the project, the account, its token."""
+
+    token = ""
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        _Metadata.seen.append(self.path)
+        path = self.path.split("?")[0]
+        answers = {
+            "/": "",
+            "/computeMetadata/v1/project/project-id": "hosted-iam",
+            "/computeMetadata/v1/universe/universe-domain": "googleapis.com",
+            "/computeMetadata/v1/instance/service-accounts/default/": json.dumps(
+                {"email": SA.split(":", 1)[1], "aliases": ["default"],
+                 "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}),
+            "/computeMetadata/v1/instance/service-accounts/default/token": json.dumps(
+                {"access_token": _Metadata.token, "expires_in": 3599, "token_type": "Bearer"}),
+        }
+        if self.headers.get("Metadata-Flavor") != "Google" or path not in answers:
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = answers[path].encode()
+        self.send_response(200)
+        self.send_header("Metadata-Flavor", "Google")
+        self.send_header("Content-Type", "application/json" if body.startswith(b"{") else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_on_cloud_run_the_token_comes_from_the_metadata_server(emulator_factory, dist, tmp_path):
+    """The default upstream auth (google.auth.default()) as on Cloud Run: google-auth finds the metadata
+    server (GCE_METADATA_HOST), the service account's token reaches the store, and IAM sees that account."""
+    import subprocess
+    import sys
+
+    emu = emulator_factory(enforce_iam=True, record=tmp_path / "record.jsonl")
+    owner = "user:ana@example.com"
+    for resource, role in (("organizations/1", "roles/resourcemanager.projectCreator"),
+                           ("billingAccounts/012345-6789AB-CDEF01", "roles/billing.user")):
+        requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [
+            {"role": role, "members": [owner]}]}, timeout=10, headers=CONTROL).raise_for_status()
+    env = ready_store(emu, project="hosted-iam", member=owner, parent="organizations/1")
+    env.stores.setIamPolicy(resource=env.store, body={"policy": {"bindings": [
+        {"role": "roles/healthcare.dicomViewer", "members": [SA]}]}}).execute()
+    _Metadata.token, _Metadata.seen = f"emulator:{SA}", []
+    metadata = ThreadingHTTPServer(("127.0.0.1", 0), _Metadata)
+    threading.Thread(target=metadata.serve_forever, args=(0.05,), daemon=True).start()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    md = f"127.0.0.1:{metadata.server_port}"
+    home = tmp_path / "home"
+    home.mkdir()
+    with IapKeys() as iap:
+        app_env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "CLOUDSDK_CONFIG": str(home), "PORT": str(port),
+                   "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parent.parent),
+                   "GCE_METADATA_HOST": md, "GCE_METADATA_IP": md, "HOSTED_LOG_LEVEL": "info",
+                   "HOSTED_DIST": str(dist), "HOSTED_APP_CONFIG": config_for(env.dicomweb_url),
+                   "HOSTED_SOURCES": json.dumps({"store1": env.dicomweb_url}), "HOSTED_IAP_AUDIENCE": AUD,
+                   "HOSTED_IAP_JWKS_URL": iap.url}
+        proc = subprocess.Popen([sys.executable, "-m", "provision.hosted"], env=app_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        try:
+            lines = []
+            for line in proc.stderr:
+                lines.append(line.decode())
+                if b"Uvicorn running on" in line:
+                    break
+            assert proc.poll() is None, "".join(lines)
+            resp = httpx.get(f"http://127.0.0.1:{port}/dicomweb/store1/studies", headers=iap.header(), timeout=30)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=15)
+            metadata.shutdown()
+            metadata.server_close()
+    assert resp.status_code in (200, 204), resp.text
+    assert any("/service-accounts/default/token" in p for p in _Metadata.seen)
+    calls = [r for r in records(tmp_path / "record.jsonl") if "/dicomWeb/" in r["path"]]
+    assert calls and {r["principal"] for r in calls} == {SA}
+
+
+class _Busy(BaseHTTPRequestHandler):
+    """An upstream that is always busy: 503, or 429 with a long Retry-After for paths with 'long'."""
+
+    calls: list[str] = []
+
+    def _answer(self) -> None:
+        _Busy.calls.append(f"{self.command} {self.path}")
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        status, extra = (429, [("Retry-After", "60")]) if "long" in self.path else (503, [])
+        body = json.dumps({"error": {"code": status, "status": "UNAVAILABLE"}}).encode()
+        self.send_response(status)
+        for k, v in [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra]:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _answer  # noqa: N815
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_retries_are_for_reads_only_and_bounded(dist):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_port}/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
+    _Busy.calls = []
+    try:
+        with IapKeys() as iap:
+            cfg = Settings(dist=dist, config_js=config_for(root), sources={"s": root}, iap_audience=AUD,
+                           iap_jwks_url=iap.url, upstream_auth="none", read_write=True)
+            with run_app(create_app(cfg, log_stream=io.StringIO())) as url:
+                get = httpx.get(f"{url}/dicomweb/s/studies", headers=iap.header())
+                reads = len(_Busy.calls)
+                post = httpx.post(f"{url}/dicomweb/s/studies", headers=iap.header(), content=b"x" * 10)
+                posts = len(_Busy.calls) - reads
+                long = httpx.get(f"{url}/dicomweb/s/studies/long", headers=iap.header())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert get.status_code == 503 and reads == 4          # the first try and three retries, then Google's answer
+    assert post.status_code == 503 and posts == 1          # a write is never sent twice
+    assert long.status_code == 429 and long.headers["retry-after"] == "60"
+    assert _Busy.calls[-1].endswith("/long") and sum(c.endswith("/long") for c in _Busy.calls) == 1
