@@ -120,7 +120,11 @@ async def _send(request: Request, url: str, name: str) -> Response:
     client_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
     headers["accept-encoding"] = "gzip" if client_gzip else "identity"
     headers.update(await state.tokens.headers())
-    body = request.stream() if request.method in WRITE_METHODS else None
+    body = None
+    if request.method in WRITE_METHODS:
+        body = request.stream()
+        if request.headers.get("content-length", "").isdigit():   # streamed as is, not re-chunked
+            headers["content-length"] = request.headers["content-length"]
     try:
         resp, retries = await upstream.send(state.client, request.method, url, headers, body)
     except httpx.HTTPError as exc:
