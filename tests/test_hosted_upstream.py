@@ -409,3 +409,61 @@ def test_retries_are_for_reads_only_and_bounded(dist):
     assert post.status_code == 503 and posts == 1          # a write is never sent twice
     assert long.status_code == 429 and long.headers["retry-after"] == "60"
     assert _Busy.calls[-1].endswith("/long") and sum(c.endswith("/long") for c in _Busy.calls) == 1
+
+
+class _Endless(BaseHTTPRequestHandler):
+    """An upstream that streams frames until its client goes away; counts the answers still streaming."""
+
+    active = 0
+    lock = threading.Lock()
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802
+        with _Endless.lock:
+            _Endless.active += 1
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"\0" * 65536
+            while True:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                self.wfile.flush()
+        except OSError:
+            pass   # the proxy closed its side: what this test wants to see
+        finally:
+            with _Endless.lock:
+                _Endless.active -= 1
+            self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_browser_that_goes_away_releases_the_upstream(dist):
+    """OHIF cancels requests all the time (scrolling through a series): each cancelled answer must close its
+    upstream connection, or the proxy's connection pool runs dry."""
+    import time
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_port}/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
+    try:
+        with IapKeys() as iap:
+            cfg = Settings(dist=dist, config_js=config_for(root), sources={"s": root}, iap_audience=AUD,
+                           iap_jwks_url=iap.url, upstream_auth="none")
+            with run_app(create_app(cfg, log_stream=io.StringIO())) as url:
+                for _ in range(5):
+                    with httpx.stream("GET", f"{url}/dicomweb/s/studies/1/series/2/instances/3",
+                                      headers=iap.header()) as resp:
+                        assert resp.status_code == 200
+                        next(resp.iter_raw(65536))   # one chunk, then the browser goes away
+                deadline = time.monotonic() + 20
+                while _Endless.active and time.monotonic() < deadline:
+                    time.sleep(0.05)   # polling a condition, bounded: the upstream handlers see the close
+                assert _Endless.active == 0
+    finally:
+        server.shutdown()
+        server.server_close()

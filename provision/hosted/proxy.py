@@ -16,8 +16,8 @@ import zlib
 from typing import AsyncIterator
 from urllib.parse import parse_qsl, unquote
 
+import anyio
 import httpx
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
@@ -75,6 +75,18 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 def _rewrites(content_type: str) -> bool:
     ctype = content_type.split(";")[0].strip().lower()
     return ctype.endswith(("json", "xml"))
+
+
+async def _relay(resp: httpx.Response, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks`, then the upstream answer closed, also when the browser goes away mid-answer (OHIF
+    cancels requests all the time): its connection goes back to the pool or is dropped, never leaked.
+    The close is shielded: it runs inside a cancelled scope when the client disconnected."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await resp.aclose()
 
 
 async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -145,8 +157,7 @@ async def _send(request: Request, url: str, name: str) -> Response:
             finally:
                 await resp.aclose()
             return Response(body, status_code=resp.status_code, headers=out)
-        return StreamingResponse(resp.aiter_raw(), status_code=resp.status_code, headers=out,
-                                 background=BackgroundTask(resp.aclose))
+        return StreamingResponse(_relay(resp, resp.aiter_raw()), status_code=resp.status_code, headers=out)
     table = {root.encode(): public_root(request, n).encode() for n, root in state.settings.sources.items()}
     if small and resp.headers.get("content-encoding", "identity") == "identity":
         try:
@@ -164,5 +175,4 @@ async def _send(request: Request, url: str, name: str) -> Response:
         out["content-encoding"] = "gzip"
         out["vary"] = "Accept-Encoding"
         chunks = _gzip(chunks)
-    return StreamingResponse(chunks, status_code=resp.status_code, headers=out,
-                             background=BackgroundTask(resp.aclose))
+    return StreamingResponse(_relay(resp, chunks), status_code=resp.status_code, headers=out)
