@@ -467,3 +467,49 @@ def test_a_browser_that_goes_away_releases_the_upstream(dist):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Gzipped(BaseHTTPRequestHandler):
+    """An upstream that compresses its answers when asked, as Google's front end does."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        import gzip
+
+        body = b"frame-bytes-" * 200
+        json_doc = b'[{"x": "' + _Gzipped.root.encode() + b'/studies/1"}]'
+        raw = json_doc if self.path.endswith("/json") else body
+        zipped = "gzip" in self.headers.get("Accept-Encoding", "")
+        data = gzip.compress(raw) if zipped else raw
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json" if self.path.endswith("/json")
+                         else "application/octet-stream")
+        if zipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_compressed_upstream_answers_reach_the_browser_intact(dist):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gzipped)
+    root = f"http://127.0.0.1:{server.server_port}/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
+    _Gzipped.root = root
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        with IapKeys() as iap:
+            cfg = Settings(dist=dist, config_js=config_for(root), sources={"s": root}, iap_audience=AUD,
+                           iap_jwks_url=iap.url, upstream_auth="none")
+            with run_app(create_app(cfg, log_stream=io.StringIO())) as url:
+                for enc in ("gzip", "identity"):
+                    h = {**iap.header(), "accept-encoding": enc}
+                    raw = httpx.get(f"{url}/dicomweb/s/raw", headers=h)
+                    assert raw.status_code == 200 and raw.content == b"frame-bytes-" * 200
+                    assert raw.headers.get("content-encoding", "identity") == enc
+                    doc = httpx.get(f"{url}/dicomweb/s/json", headers=h)
+                    assert doc.json() == [{"x": f"{url}/dicomweb/s/studies/1"}]
+    finally:
+        server.shutdown()
+        server.server_close()

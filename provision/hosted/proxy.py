@@ -127,6 +127,7 @@ async def forward(request: Request) -> Response:
 
 
 async def _send(request: Request, url: str, name: str) -> Response:
+    """Forward the request (allow-listed headers, the service's token, the body streamed)."""
     state = request.app.state
     headers = {k: v for k in FORWARD_REQUEST if (v := request.headers.get(k))}
     client_gzip = "gzip" in request.headers.get("accept-encoding", "").lower()
@@ -142,37 +143,41 @@ async def _send(request: Request, url: str, name: str) -> Response:
     except httpx.HTTPError as exc:
         return _error(502, f"the Healthcare API did not answer: {type(exc).__name__}")
     request.scope["hosted"]["retries"] = retries
+    return await _answer(request, resp, client_gzip)
+
+
+async def _read_raw(resp: httpx.Response) -> bytes:
+    """The body as it came (still encoded: its Content-Encoding and Content-Length go on with it)."""
+    try:
+        return b"".join([chunk async for chunk in resp.aiter_raw()])
+    finally:
+        await resp.aclose()
+
+
+async def _answer(request: Request, resp: httpx.Response, client_gzip: bool) -> Response:
+    """The upstream answer for the browser: passed through, or with its upstream URLs rewritten."""
     out = {k: v for k in PASS_BACK if (v := resp.headers.get(k))}
     out["cache-control"] = "no-store"  # patient data: nothing in the browser's disk cache
-    rewrite = request.method != "HEAD" and _rewrites(resp.headers.get("content-type", ""))
     length = resp.headers.get("content-length", "")
     small = length.isdigit() and int(length) <= BUFFER_MAX
-    if not rewrite:
+    if request.method == "HEAD" or not _rewrites(resp.headers.get("content-type", "")):
         for key in ("content-length", "content-encoding"):
             if key in resp.headers:
                 out[key] = resp.headers[key]
         if small:   # one read, one send: cheaper than a streamed answer, and bounded by BUFFER_MAX
-            try:
-                body = await resp.aread()
-            finally:
-                await resp.aclose()
-            return Response(body, status_code=resp.status_code, headers=out)
+            return Response(await _read_raw(resp), status_code=resp.status_code, headers=out)
         return StreamingResponse(_relay(resp, resp.aiter_raw()), status_code=resp.status_code, headers=out)
-    table = {root.encode(): public_root(request, n).encode() for n, root in state.settings.sources.items()}
+    sources = request.app.state.settings.sources
+    rewriter = Rewriter({root.encode(): public_root(request, n).encode() for n, root in sources.items()})
     if small and resp.headers.get("content-encoding", "identity") == "identity":
-        try:
-            body = await resp.aread()
-        finally:
-            await resp.aclose()
-        rewriter = Rewriter(table)
+        body = await _read_raw(resp)
         body = rewriter.feed(body) + rewriter.flush()
         if client_gzip and len(body) >= 1024:
             body = gzip.compress(body, 5, mtime=0)
             out.update({"content-encoding": "gzip", "vary": "Accept-Encoding"})
         return Response(body, status_code=resp.status_code, headers=out)
-    chunks = rewrite_stream(resp.aiter_bytes(), Rewriter(table))
+    chunks = rewrite_stream(resp.aiter_bytes(), rewriter)   # decoded, rewritten, re-encoded below
     if client_gzip:
-        out["content-encoding"] = "gzip"
-        out["vary"] = "Accept-Encoding"
+        out.update({"content-encoding": "gzip", "vary": "Accept-Encoding"})
         chunks = _gzip(chunks)
     return StreamingResponse(_relay(resp, chunks), status_code=resp.status_code, headers=out)
