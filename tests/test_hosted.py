@@ -277,3 +277,13 @@ def test_provisions_own_config_is_made_same_origin(world, dist):
     root = "https://healthcare.googleapis.com/v1/projects/hosted-proj/locations/us-central1/datasets/ds1/dicomStores/store1/dicomWeb"
     with pytest.raises(SettingsError, match="configurationAPI"):
         create_app(settings(dist, env, config_js=google, sources={"store1": root}))
+
+
+def test_a_forged_host_is_never_written_into_an_answer(hosted):
+    url, iap, _ = hosted
+    for headers in ({"host": "evil.example'};alert(1);//"}, {"x-forwarded-proto": "javascript"}):
+        for path in ("/app-config.js", "/dicomweb/store1/studies"):
+            resp = httpx.get(url + path, headers={**iap.header(), **headers})
+            assert resp.status_code == 400 and "alert" not in resp.text and "javascript:" not in resp.text
+    head = httpx.head(url + "/app-config.js", headers={**iap.header(), "accept-encoding": "br"})
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from . import __version__
 from .iap import KeySet
 from .middleware import HEALTH_PATH, AccessLog, Headers, IapGate
-from .proxy import PREFIX, forward, public_root
+from .proxy import PREFIX, BadOrigin, forward, public_root
 from .settings import Settings, SettingsError, from_env
 from .static import StaticFiles
 
@@ -64,7 +64,10 @@ class _Config:
         self.settings, self.static, self._by_origin = settings, static, {}
 
     async def handle(self, request: Request) -> Response:
-        origin = public_root(request, "x").removesuffix(f"{PREFIX}/x")
+        try:
+            origin = public_root(request, "x").removesuffix(f"{PREFIX}/x")
+        except BadOrigin as exc:
+            return JSONResponse({"error": {"code": 400, "message": str(exc)}}, status_code=400)
         data = self._by_origin.get(origin)
         if data is None:
             data = render_config(self.settings, origin).encode("utf-8")

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from typing import AsyncIterator
 from urllib.parse import parse_qsl, unquote
@@ -24,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from . import upstream
 from .rewrite import Rewriter, rewrite_stream
 
-__all__ = ["PREFIX", "forward", "public_root"]
+__all__ = ["PREFIX", "BadOrigin", "forward", "public_root"]
 
 PREFIX = "/dicomweb"
 FORWARD_REQUEST = ("accept", "range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
@@ -36,6 +37,7 @@ PASS_BACK = ("content-type", "etag", "last-modified", "content-range", "accept-r
 BUFFER_MAX = 1 << 20
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 WRITE_METHODS = ("POST", "PUT", "DELETE")
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 _UID_KEYS = {"studies": "study", "series": "series", "instances": "instance"}
 _QUERY_UIDS = {"StudyInstanceUID": "study", "0020000D": "study", "SeriesInstanceUID": "series",
                "0020000E": "series", "SOPInstanceUID": "instance", "00080018": "instance"}
@@ -43,10 +45,18 @@ _QUERY_UIDS = {"StudyInstanceUID": "study", "0020000D": "study", "SeriesInstance
 
 def public_root(request: Request, name: str) -> str:
     """This origin's root for source `name`, as the browser called it (Cloud Run's front end sets
-    X-Forwarded-Proto; the container itself is reached over plain HTTP)."""
-    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip() or request.url.scheme
+    X-Forwarded-Proto; the container itself is reached over plain HTTP). Host and scheme are checked:
+    they are written into JavaScript and JSON, so nothing but a host name and a port gets through."""
+    proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() or request.url.scheme
     host = request.headers.get("host") or request.url.netloc
+    if proto not in ("http", "https") or not _HOST.fullmatch(host):
+        raise BadOrigin("the request's Host is not a host name with an optional port, or its X-Forwarded-Proto "
+                        "is not http or https")   # the values are not echoed: they are the attacker's
     return f"{proto}://{host}{PREFIX}/{name}"
+
+
+class BadOrigin(ValueError):
+    """The request's Host or X-Forwarded-Proto cannot be written into an answer."""
 
 
 def uids(rest: str, query: str) -> dict[str, str]:
@@ -168,7 +178,11 @@ async def _answer(request: Request, resp: httpx.Response, client_gzip: bool) -> 
             return Response(await _read_raw(resp), status_code=resp.status_code, headers=out)
         return StreamingResponse(_relay(resp, resp.aiter_raw()), status_code=resp.status_code, headers=out)
     sources = request.app.state.settings.sources
-    rewriter = Rewriter({root.encode(): public_root(request, n).encode() for n, root in sources.items()})
+    try:
+        rewriter = Rewriter({root.encode(): public_root(request, n).encode() for n, root in sources.items()})
+    except BadOrigin as exc:
+        await resp.aclose()
+        return _error(400, str(exc))
     if small and resp.headers.get("content-encoding", "identity") == "identity":
         body = await _read_raw(resp)
         body = rewriter.feed(body) + rewriter.flush()

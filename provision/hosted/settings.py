@@ -31,7 +31,8 @@ IAP_JWKS_URL = "https://www.gstatic.com/iap/verify/public_key-jwk"
 HERE = Path(__file__).resolve().parent
 ACCESS_MODES = ("iap", "google-sign-in")
 WRITE_MODES = ("read-only", "read-write")
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+# A source's name is its OHIF sourceName (a store ID: letters, digits, _ - .), used as a URL segment.
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 class SettingsError(ValueError):
@@ -60,8 +61,8 @@ class Settings:
         if not (self.dist / "index.html").is_file():
             raise SettingsError(f"HOSTED_DIST={self.dist}: no index.html there (not an OHIF build)")
         for name, root in self.sources.items():
-            if not name or set(name) - _NAME_CHARS:
-                raise SettingsError(f"HOSTED_SOURCES: name {name!r} must be lower-case letters, digits, - _ .")
+            if not name or set(name) - _NAME_CHARS or name in (".", ".."):
+                raise SettingsError(f"HOSTED_SOURCES: name {name!r} must be letters, digits, - _ . (a store ID)")
             if not root.startswith(("https://", "http://")) or root.endswith("/"):
                 raise SettingsError(f"HOSTED_SOURCES[{name!r}]={root!r}: an absolute http(s) DICOMweb root "
                                     "without a trailing slash")

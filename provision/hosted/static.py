@@ -109,7 +109,7 @@ class StaticFiles:
                                                        "cache-control": self.cache_control(file)})
         body = await self._compressed(str(file), etag, enc, lambda: file.read_bytes())
         headers = {"content-encoding": enc, "vary": "Accept-Encoding", "etag": f'{etag[:-1]}-{enc}"',
-                   "cache-control": self.cache_control(file)}
+                   "cache-control": self.cache_control(file), "content-length": str(len(body))}
         return Response(b"" if request.method == "HEAD" else body, media_type=ctype, headers=headers)
 
     async def _send_bytes(self, request: Request, data: bytes, ctype: str, etag: str, cache: str, key: str) -> Response:
@@ -121,6 +121,7 @@ class StaticFiles:
         if enc and len(data) >= MIN_COMPRESS:
             body = await self._compressed(key, etag, enc, lambda: data)
             headers["content-encoding"] = enc
+        headers["content-length"] = str(len(body))
         return Response(b"" if request.method == "HEAD" else body, media_type=ctype, headers=headers)
 
     async def _compressed(self, key: str, version: str, enc: str, read) -> bytes:  # noqa: ANN001
