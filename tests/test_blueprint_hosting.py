@@ -75,3 +75,18 @@ def test_the_schema_describes_hosting():
     assert not re.fullmatch(hosting["properties"]["service"]["pattern"], "Ohif_Viewer")
     region = hosting["properties"]["region"]["pattern"]   # beside anyOf, as the other optional fields have it
     assert re.fullmatch(region, "us-central1") and not re.fullmatch(region, "us")
+
+
+def test_plan_says_hosting_is_not_deployed_yet(emulator, tmp_path):
+    """Until apply deploys it, every plan of a blueprint with hosting says so (no silent no-op)."""
+    from provision.gcp.target import Target
+    from provision.running import lifecycle
+
+    path = tmp_path / "blueprint.yaml"
+    path.write_text(BASE.replace("LOCATION", "us-central1").replace(
+        "project: {id: ohif-team-a}", "project: {id: ohif-team-a, billing_account: 012345-6789AB-CDEF01}")
+        + "    members: [group:radiology@example.com]\n")
+    bp = load_blueprint(path, env={})
+    plan = lifecycle.plan(bp, Target(emulator=emulator.url))
+    assert any("does not deploy the viewer yet" in n for n in plan.notes)
+    assert "note: viewer.hosting is read and checked" in plan.render()
