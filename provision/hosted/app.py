@@ -1,6 +1,7 @@
-"""The hosted viewer's ASGI app: `create_app(settings)`, or `app` for uvicorn's factory mode.
+"""The hosted viewer's ASGI app: `create_app(settings)`; settings from the environment when not given.
 
-    uvicorn --factory hosted.app:create_app        # settings from the environment
+    python -m hosted                               # what the Procfile runs (__main__.py)
+    uvicorn --factory hosted.app:create_app        # the same, through uvicorn's command line
 
 Routes: /_hosted/health (the startup probe, no assertion needed), /dicomweb/NAME/... (proxy.py,
 iap mode only), /app-config.js and the viewer's files (static.py). Around them: the access log,
@@ -20,9 +21,10 @@ from starlette.routing import Route
 from . import __version__
 from .iap import KeySet
 from .middleware import HEALTH_PATH, AccessLog, Headers, IapGate
-from .proxy import PREFIX, BadOrigin, forward, public_root
+from .proxy import PREFIX, BadOrigin, forward, public_origin
 from .settings import Settings, SettingsError, from_env
 from .static import StaticFiles
+from .upstream import TokenSource
 
 __all__ = ["create_app", "render_config"]
 
@@ -65,7 +67,7 @@ class _Config:
 
     async def handle(self, request: Request) -> Response:
         try:
-            origin = public_root(request, "x").removesuffix(f"{PREFIX}/x")
+            origin = public_origin(request)
         except BadOrigin as exc:
             return JSONResponse({"error": {"code": 400, "message": str(exc)}}, status_code=400)
         data = self._by_origin.get(origin)
@@ -82,11 +84,10 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     _check_config(settings)
     iap = settings.access == "iap"
     static = StaticFiles(settings.dist, private=iap)
+    keys = KeySet(settings.iap_jwks_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from .upstream import TokenSource
-
         async with httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False) as client:
             app.state.client = client
             app.state.tokens = TokenSource(settings.upstream_auth)
@@ -101,6 +102,5 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     routes.append(Route("/{path:path}", static.handle, methods=METHODS))
     inner = Starlette(routes=routes, lifespan=lifespan)
     inner.state.settings = settings
-    keys = KeySet(settings.iap_jwks_url)
     app = IapGate(inner, audience=settings.iap_audience, keys=keys) if iap else inner
     return AccessLog(Headers(app), stream=log_stream)

@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from . import upstream
 from .rewrite import Rewriter, rewrite_stream
 
-__all__ = ["PREFIX", "BadOrigin", "forward", "public_root"]
+__all__ = ["PREFIX", "BadOrigin", "forward", "public_origin", "public_root"]
 
 PREFIX = "/dicomweb"
 FORWARD_REQUEST = ("accept", "range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
@@ -43,16 +43,21 @@ _QUERY_UIDS = {"StudyInstanceUID": "study", "0020000D": "study", "SeriesInstance
                "0020000E": "series", "SOPInstanceUID": "instance", "00080018": "instance"}
 
 
-def public_root(request: Request, name: str) -> str:
-    """This origin's root for source `name`, as the browser called it (Cloud Run's front end sets
-    X-Forwarded-Proto; the container itself is reached over plain HTTP). Host and scheme are checked:
-    they are written into JavaScript and JSON, so nothing but a host name and a port gets through."""
+def public_origin(request: Request) -> str:
+    """This origin as the browser called it (Cloud Run's front end sets X-Forwarded-Proto; the container
+    itself is reached over plain HTTP). Host and scheme are checked: they are written into JavaScript
+    and JSON, so nothing but a host name and a port gets through."""
     proto = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower() or request.url.scheme
     host = request.headers.get("host") or request.url.netloc
     if proto not in ("http", "https") or not _HOST.fullmatch(host):
         raise BadOrigin("the request's Host is not a host name with an optional port, or its X-Forwarded-Proto "
                         "is not http or https")   # the values are not echoed: they are the attacker's
-    return f"{proto}://{host}{PREFIX}/{name}"
+    return f"{proto}://{host}"
+
+
+def public_root(request: Request, name: str) -> str:
+    """This origin's DICOMweb root for source `name`."""
+    return f"{public_origin(request)}{PREFIX}/{name}"
 
 
 class BadOrigin(ValueError):
