@@ -513,3 +513,43 @@ def test_compressed_upstream_answers_reach_the_browser_intact(dist):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Large(BaseHTTPRequestHandler):
+    """An upstream with a 20 MiB answer of known length (a big instance)."""
+
+    size = 20 << 20
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom")
+        self.send_header("Content-Length", str(_Large.size))
+        self.end_headers()
+        block = b"\1" * (1 << 20)
+        for _ in range(_Large.size >> 20):
+            self.wfile.write(block)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_large_answer_is_chunked_for_cloud_run(dist):
+    """Above 16 MiB the answer goes out chunked, without its length (Cloud Run's 32 MiB limit on
+    answers that are not streamed), and arrives whole."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Large)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    root = f"http://127.0.0.1:{server.server_port}/v1/projects/p/locations/l/datasets/d/dicomStores/s/dicomWeb"
+    try:
+        with IapKeys() as iap:
+            cfg = Settings(dist=dist, config_js=config_for(root), sources={"s": root}, iap_audience=AUD,
+                           iap_jwks_url=iap.url, upstream_auth="none")
+            with run_app(create_app(cfg, log_stream=io.StringIO())) as url:
+                with httpx.stream("GET", f"{url}/dicomweb/s/studies/1/series/2/instances/3",
+                                  headers=iap.header()) as resp:
+                    assert resp.headers.get("transfer-encoding") == "chunked"
+                    assert "content-length" not in resp.headers
+                    got = sum(len(c) for c in resp.iter_raw())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got == _Large.size

@@ -35,6 +35,10 @@ PASS_BACK = ("content-type", "etag", "last-modified", "content-range", "accept-r
 # An answer up to this size (by its Content-Length) is read whole and sent in one piece; a larger
 # one, or one without a length, streams. Either way the memory a request holds is bounded.
 BUFFER_MAX = 1 << 20
+# Cloud Run refuses HTTP/1 answers above 32 MiB unless they are streamed (chunked): cited second-hand
+# in shared/reference/hosting.md, unconfirmed. A larger answer (a big instance) is therefore sent
+# without its Content-Length, which makes uvicorn chunk it; the threshold keeps a wide margin.
+CHUNK_ABOVE = 16 << 20
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
 WRITE_METHODS = ("POST", "PUT", "DELETE")
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
@@ -179,6 +183,8 @@ async def _answer(request: Request, resp: httpx.Response, client_gzip: bool) -> 
         for key in ("content-length", "content-encoding"):
             if key in resp.headers:
                 out[key] = resp.headers[key]
+        if request.method != "HEAD" and length.isdigit() and int(length) > CHUNK_ABOVE:
+            del out["content-length"]
         if small:   # one read, one send: cheaper than a streamed answer, and bounded by BUFFER_MAX
             return Response(await _read_raw(resp), status_code=resp.status_code, headers=out)
         return StreamingResponse(_relay(resp, resp.aiter_raw()), status_code=resp.status_code, headers=out)
