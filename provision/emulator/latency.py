@@ -32,6 +32,10 @@ REALISTIC: dict[str, float] = {
     "op:healthcare.import": 25.0,           # fixed part of an import
     "op:healthcare.import.per_instance": 0.01,
     "op:healthcare.delete": 3.0,
+    # Cloud Run services (no recording: a choice from gcloud's usual "Deploying... Done" of a built image).
+    "op:run.services.create": 25.0,
+    "op:run.services.update": 20.0,
+    "op:run.services.delete": 5.0,
 }
 
 
