@@ -121,3 +121,34 @@ def test_enforced_iam_uses_run_permissions(emulator_factory):
     held = run.projects().locations().services().testIamPermissions(
         resource=f"{parent}/services/v", body={"permissions": ["run.services.get", "run.routes.invoke"]}).execute()
     assert set(held["permissions"]) == {"run.services.get", "run.routes.invoke"}   # the owner holds both
+
+
+def test_iap_web_policy_of_a_cloud_run_service(emulator):
+    """IAP v1 IAM on `projects/NUMBER/iap_web/cloud_run-REGION/services/S`: who may open the service."""
+    number = create_project(emulator.url, "run-iap1", enable=("run.googleapis.com", "iap.googleapis.com"))
+    run = run_client(emulator.url)
+    wait(run, run.projects().locations().services().create(
+        parent=f"projects/run-iap1/locations/{LOCATION}", serviceId="ohif-viewer", body=service_body()).execute())
+    iap = discovery_client(emulator.url, "iap", "v1")
+    resource = f"projects/{number}/iap_web/cloud_run-{LOCATION}/services/ohif-viewer"
+    policy = iap.v1().getIamPolicy(resource=resource, body={}).execute()
+    policy["bindings"] = [{"role": "roles/iap.httpsResourceAccessor", "members": ["group:radiology@example.com"]}]
+    stored = iap.v1().setIamPolicy(resource=resource, body={"policy": policy}).execute()
+    assert stored["bindings"] == policy["bindings"]
+    assert iap.v1().getIamPolicy(resource=resource, body={}).execute()["etag"] == stored["etag"]
+    by_id = f"projects/run-iap1/iap_web/cloud_run-{LOCATION}/services/ohif-viewer"   # the same resource
+    assert iap.v1().getIamPolicy(resource=by_id, body={}).execute()["bindings"] == policy["bindings"]
+    with pytest.raises(HttpError) as missing:
+        iap.v1().getIamPolicy(resource=resource.replace("ohif-viewer", "nope"), body={}).execute()
+    assert missing.value.resp.status == 404
+    with pytest.raises(HttpError) as stale:
+        iap.v1().setIamPolicy(resource=resource, body={"policy": policy}).execute()
+    assert stale.value.resp.status == 409
+
+
+def test_iap_needs_its_api_enabled(emulator):
+    number = create_project(emulator.url, "run-iap2", enable=("run.googleapis.com",))
+    iap = discovery_client(emulator.url, "iap", "v1")
+    with pytest.raises(HttpError) as off:
+        iap.v1().getIamPolicy(resource=f"projects/{number}/iap_web/cloud_run-{LOCATION}/services/x", body={}).execute()
+    assert off.value.resp.status == 403 and b"SERVICE_DISABLED" in off.value.content

@@ -55,6 +55,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
                                              "iam.serviceAccounts.signBlob", "iam.serviceAccounts.signJwt",
                                              "iam.serviceAccounts.implicitDelegation", "iam.serviceAccounts.get",
                                              "iam.serviceAccounts.list", "resourcemanager.projects.get"),
+    "roles/iap.admin": ("iap.*", "resourcemanager.projects.get"),
+    # What opens an IAP-protected app (the documented permission of IAP-secured Web App User).
+    "roles/iap.httpsResourceAccessor": ("iap.webServiceVersions.accessViaIAP",),
     "roles/run.admin": ("run.*", "resourcemanager.projects.get"),
     "roles/run.developer": ("run.services.create", "run.services.get", "run.services.list", "run.services.update",
                             "run.services.delete", "run.operations.get", "run.operations.list",

@@ -11,7 +11,7 @@ from provision.emulator.http import App, Router
 from provision.emulator.world import Options, World
 
 # API packages: each has `state.py` (backend, no HTTP) and `handlers.py` (a module-level `router`).
-API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth", "run")
+API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth", "run", "iap")
 
 
 def build(options: Options) -> tuple[World, App]:

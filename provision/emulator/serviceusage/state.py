@@ -105,6 +105,7 @@ CATALOGUE: dict[str, tuple[str, bool]] = {
     "compute.googleapis.com": ("Compute Engine API", True),
     "container.googleapis.com": ("Kubernetes Engine API", True),
     "run.googleapis.com": ("Cloud Run Admin API", True),
+    "iap.googleapis.com": ("Cloud Identity-Aware Proxy API", False),
     "cloudfunctions.googleapis.com": ("Cloud Functions API", True),
     "cloudbuild.googleapis.com": ("Cloud Build API", True),
     "artifactregistry.googleapis.com": ("Artifact Registry API", True),
