@@ -553,3 +553,26 @@ def test_a_large_answer_is_chunked_for_cloud_run(dist):
         server.shutdown()
         server.server_close()
     assert got == _Large.size
+
+
+def test_the_emulators_iap_keys_and_assertions_are_trusted(emulator, dist):
+    """The app pointed at the emulator's IAP keys (Google's path) accepts an assertion the emulator's
+    IAP signed for this service, and refuses one it signed for another service."""
+    env = ready_store(emulator, project="hosted-iapkeys")
+    keys = httpx.get(f"{emulator.url}/iap/verify/public_key-jwk").json()["keys"]
+    assert keys and all(k["alg"] == "ES256" and k["kty"] == "EC" and k["crv"] == "P-256" for k in keys)
+
+    def assertion(audience: str) -> dict:
+        got = requests.post(f"{emulator.url}/_emulator/iap/assertion", headers=CONTROL, timeout=10,
+                            json={"email": "ana@example.com", "audience": audience})
+        got.raise_for_status()
+        return {"x-goog-iap-jwt-assertion": got.json()["assertion"]}
+
+    cfg = Settings(dist=dist, config_js=config_for(env.dicomweb_url), sources={"store1": env.dicomweb_url},
+                   iap_audience=AUD, iap_jwks_url=f"{emulator.url}/iap/verify/public_key-jwk", upstream_auth="none")
+    log = io.StringIO()
+    with run_app(create_app(cfg, log_stream=log)) as url:
+        assert httpx.get(f"{url}/dicomweb/store1/studies", headers=assertion(AUD)).status_code in (200, 204)
+        other = AUD.replace("ohif-viewer", "another")
+        assert httpx.get(f"{url}/dicomweb/store1/studies", headers=assertion(other)).status_code == 401
+    assert '"user":"ana@example.com"' in log.getvalue()

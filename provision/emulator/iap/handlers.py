@@ -1,4 +1,5 @@
-"""IAP v1 routes: getIamPolicy, setIamPolicy and testIamPermissions on Cloud Run `iap_web` resources.
+"""IAP v1 routes: getIamPolicy, setIamPolicy and testIamPermissions on Cloud Run `iap_web` resources;
+IAP's public keys at `www.gstatic.com/iap/verify/public_key-jwk`; `POST /_emulator/iap/assertion`.
 
 Permissions: `iap.webServices.getIamPolicy` / `setIamPolicy` (a choice: Google's permission names for
 Cloud Run IAP resources were not read), checked against the resource's own policy, the Cloud Run
@@ -14,6 +15,7 @@ router = Router()
 API = "iap"
 DOC = "iap.v1"
 RES = "/v1/projects/<id:project>/iap_web/<id:kind>/services/<id:service>"
+PUBLIC = {"api": API, "url_credential": True}   # IAP's public keys need no token
 
 
 def _resolve(ctx: Ctx, permission: str, project: str, kind: str, service: str) -> str:
@@ -47,3 +49,19 @@ def test_permissions(ctx: Ctx, project: str, kind: str, service: str):
     policies = [backend.policy(name), ctx.world.run.policy(run_name), *ctx.world.crm.policy_chain(record["projectId"])]
     held = [p for p in (ctx.json().get("permissions") or []) if ctx.allows(p, policies)]
     return {"permissions": held} if held else {}
+
+
+@router.route("GET", "/iap/verify/public_key-jwk", **PUBLIC)
+def public_keys(ctx: Ctx):
+    """IAP's public keys, at www.gstatic.com's path."""
+    return ctx.world.iap.jwks()
+
+
+@router.route("POST", "/_emulator/iap/assertion", api="emulator")
+def mint_assertion(ctx: Ctx):
+    """What IAP adds to a request it lets through: `{"email", "audience"}` -> `{"assertion"}`."""
+    body = ctx.json(validate=False)
+    email, audience = (body or {}).get("email"), (body or {}).get("audience")
+    if not isinstance(email, str) or "@" not in email or not isinstance(audience, str) or not audience:
+        raise invalid_argument('Body must be {"email": "user@domain", "audience": "/projects/N/locations/R/services/S"}.')
+    return {"assertion": ctx.world.iap.assertion(email, audience)}
