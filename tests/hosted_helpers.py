@@ -23,6 +23,11 @@ ISSUER = "https://cloud.google.com/iap"
 AUD = "/projects/123456789012/locations/us-central1/services/ohif-viewer"
 
 
+def config_for(root: str) -> str:
+    """A minimal OHIF config with one data source at `root`."""
+    return f"window.config = {{ dataSources: [{{ configuration: {{ qidoRoot: '{root}', wadoRoot: '{root}' }} }}] }};\n"
+
+
 @contextlib.contextmanager
 def run_app(app, *, log: io.StringIO | None = None) -> Iterator[str]:
     """Serve an ASGI app on 127.0.0.1 (a socket bound before uvicorn starts: no wait for readiness)."""

@@ -10,13 +10,12 @@ import http.client
 import io
 import json
 
-import brotli
 import httpx
 import pytest
 import requests
 
 from dicom_factory import ct_series
-from emulator_helpers import CONTROL, ready_store
+from emulator_helpers import ready_store
 from hosted_helpers import AUD, IapKeys, run_app
 from provision.hosted.app import create_app
 from provision.hosted.settings import Settings
