@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml provision/hosted/requirements.txt | md5sum | cut -c1-8)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHROMIUM := /usr/bin/chromium
 
@@ -13,10 +13,12 @@ ORTHANC := /usr/sbin/Orthanc
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml provision/hosted/requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# The hosted viewer's pinned dependencies, so its tests run what Cloud Run would install.
+	$(PY) -m pip install -q -r provision/hosted/requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -76,6 +76,16 @@ from provision.blueprint.naming import (
     check_time_zone,
     closest,
 )
+from provision.blueprint.hosting import (
+    ACCESS_MODES,
+    DEFAULT_SERVICE,
+    PLATFORMS,
+    RUN_REGION_RE,
+    SERVICE_RE,
+    check_run_region,
+    check_service_name,
+    hosting_checks,
+)
 from provision.blueprint.yamlpos import PathKey
 
 __all__ = [
@@ -84,6 +94,7 @@ __all__ = [
     "Bucket",
     "Dataset",
     "DicomStore",
+    "Hosting",
     "IamGrant",
     "Import",
     "Project",
@@ -349,6 +360,32 @@ class ViewerSource(_Model):
         return value
 
 
+class Scaling(_Model):
+    """How many instances of the hosted viewer Cloud Run may run."""
+
+    min_instances: int = Field(0, ge=0, le=100, description="Kept warm (billed while idle); 0: none, the first "
+                               "request after a quiet spell waits for a start.")
+    max_instances: int = Field(3, ge=1, le=100, description="At most this many at once.")
+
+
+class Hosting(_Model):
+    """The viewer deployed by provision on Google Cloud (not deployed yet by this version: validated only)."""
+
+    on: Literal[PLATFORMS] = Field("cloud-run", description="Where it runs; cloud-run is the only platform.")  # type: ignore[valid-type]
+    region: Annotated[str, _rule(check_run_region)] | None = Field(
+        None, description="A Cloud Run region; default: the dataset's location when it is a region.",
+        examples=["us-central1"], json_schema_extra={"pattern": RUN_REGION_RE.pattern})
+    service: Annotated[str, _rule(check_service_name)] = Field(
+        DEFAULT_SERVICE, description="The Cloud Run service name (1-49 lowercase letters, digits, hyphens).",
+        json_schema_extra={"pattern": SERVICE_RE.pattern})
+    access: Literal[ACCESS_MODES] = Field(  # type: ignore[valid-type]
+        "iap", description="iap: Identity-Aware Proxy in front, the viewer reads the stores with its own service "
+        "account (no console step); google-sign-in: the static viewer, each user signs in with Google.")
+    members: list[Member] = Field(default_factory=list, description="With iap: who may open the viewer.",
+                                  examples=[["group:radiology@example.com"]])
+    scaling: Scaling = Field(default_factory=Scaling)
+
+
 class Viewer(_Model):
     """Where the OHIF viewer is served and where its configuration is written."""
 
@@ -362,6 +399,7 @@ class Viewer(_Model):
         validate_default=True,
         description="Where to write the OHIF config; relative to the blueprint file.",
     )
+    hosting: Hosting | None = Field(None, description="Deploy the viewer on Google Cloud (Cloud Run behind IAP).")
 
     @field_validator("config_out", mode="after")
     @classmethod
@@ -448,7 +486,7 @@ def _explicit_false(value: Any) -> bool:
 
 # Cross-field problems reported at the key (the key is what is wrong, not its value).
 _AT_KEY: frozenset[PathKey] = frozenset({("bucket", "upload"), ("bucket", "uniform_access"),
-                                         ("bucket", "public_access_prevention")})
+                                         ("bucket", "public_access_prevention"), ("viewer", "hosting")})
 
 
 def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
@@ -522,6 +560,7 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
             else:
                 first_at[sid] = i
     out += _source_checks(data, stores if isinstance(stores, list) else [])
+    out += hosting_checks(data)
     return out
 
 

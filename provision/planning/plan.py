@@ -130,6 +130,10 @@ def build(bp: Any, live: Live, target_label: str = "", opts: Options | None = No
     for kind in KINDS:   # optional: a kind that ties together what the others planned
         if hasattr(kind, "finish"):
             kind.finish(bp, live, opts, draft)
+    if getattr(getattr(bp, "viewer", None), "hosting", None) is not None:
+        # Said at every plan until hosting is wired, so nobody waits for a URL that will not come.
+        draft.note("viewer.hosting is read and checked, but this version does not deploy the viewer yet "
+                   "(Cloud Run behind IAP comes later): serve it yourself, e.g. `provision viewer`")
     ids = draft.ids()
     for s in draft.steps:
         if s.deps == ["*"]:   # after every other change (deleting the project)

@@ -97,3 +97,14 @@ def public_key_jwk(ctx: Ctx):
 @router.route("GET", "/iap/verify/public_key", api=API, url_credential=True)
 def public_key(ctx: Ctx):
     return ctx.world.iap.public_pem()
+
+
+@router.route("POST", "/_emulator/iap/assertion", api="emulator")
+def mint_assertion(ctx: Ctx):
+    """What IAP adds to a request it lets through, for tests of a service without the sign-in walk:
+    `{"email", "audience"}` -> `{"assertion"}` (a control endpoint: the custom header is required)."""
+    body = ctx.json(validate=False)
+    email, audience = (body or {}).get("email"), (body or {}).get("audience")
+    if not isinstance(email, str) or "@" not in email or not isinstance(audience, str) or not audience:
+        raise invalid_argument('Body must be {"email": "user@domain", "audience": "/projects/N/locations/R/services/S"}.')
+    return {"assertion": ctx.world.iap.assertion(email, audience)}

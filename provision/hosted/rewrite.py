@@ -1,0 +1,57 @@
+"""Streaming replacement of upstream URLs in JSON answers, with bounded memory.
+
+DICOM JSON metadata names each instance's bulk data by absolute URL (`BulkDataURI`), and QIDO and
+STOW answers name instances by `RetrieveURL`; they point at the upstream (Google's host), which
+the browser must never call. Rather than parse a possibly large JSON document, the answer is
+rewritten as it streams: every occurrence of an upstream root is replaced by its same-origin root.
+Only the last `longest needle - 1` bytes are held back between chunks (a root cut in two by a
+chunk boundary is still found), so memory does not grow with the answer.
+"""
+from __future__ import annotations
+
+import re
+from typing import AsyncIterator, Mapping
+
+__all__ = ["Rewriter", "rewrite_stream"]
+
+
+class Rewriter:
+    """Replaces each key of `table` (bytes) by its value, across chunk boundaries."""
+
+    def __init__(self, table: Mapping[bytes, bytes]) -> None:
+        self.table = dict(table)
+        needles = sorted(self.table, key=len, reverse=True)  # the longest first where roots nest
+        self._pattern = re.compile(b"|".join(re.escape(n) for n in needles)) if needles else None
+        self._hold = max((len(n) for n in needles), default=1) - 1
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Rewritten bytes that are final; a possible partial match is kept for the next call."""
+        if self._pattern is None:
+            return chunk
+        buf = self._carry + chunk
+        out: list[bytes] = []
+        pos = 0
+        for match in self._pattern.finditer(buf):
+            out.append(buf[pos:match.start()])
+            out.append(self.table[match.group()])
+            pos = match.end()
+        keep_from = max(pos, len(buf) - self._hold)
+        out.append(buf[pos:keep_from])
+        self._carry = buf[keep_from:]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        rest, self._carry = self._carry, b""
+        return rest
+
+
+async def rewrite_stream(chunks: AsyncIterator[bytes], rewriter: Rewriter) -> AsyncIterator[bytes]:
+    """`chunks` with the rewriter applied."""
+    async for chunk in chunks:
+        out = rewriter.feed(chunk)
+        if out:
+            yield out
+    tail = rewriter.flush()
+    if tail:
+        yield tail
