@@ -14,6 +14,7 @@ on 127.0.0.1 (the default).
 """
 from __future__ import annotations
 
+from provision.emulator import iam
 from provision.emulator.errors import invalid_argument
 from provision.emulator.http import Ctx, Router
 
@@ -60,8 +61,6 @@ def put_policy(ctx: Ctx, resource: str):
     if not resource.startswith(("organizations/", "folders/", "billingAccounts/")) and not _stand_in(ctx, resource):
         raise invalid_argument("Only organizations/N, folders/N and billingAccounts/X policies, and those of the "
                                "public-dataset stand-ins' datasets and stores, are seeded here.")
-    from provision.emulator import iam
-
     body = ctx.json(validate=False)
     policy = iam.replace(ctx.world.docs.get("policy", resource) or iam.empty_policy(), {"bindings": body.get("bindings", []), "version": 3})
     ctx.world.docs.put("policy", resource, policy)

@@ -38,6 +38,7 @@ from provision.emulator.errors import ApiError, invalid_argument
 from provision.emulator.healthcare import pixels, transcode, wire
 from provision.emulator.healthcare.dicomfile import BULK_MARK, EXPLICIT_LE, bulk_ranges
 from provision.emulator.healthcare.index import Query, parse_query
+from provision.emulator.healthcare.resolve import resolve
 from provision.emulator.healthcare.state import denied
 from provision.emulator.http import Ctx, Router
 
@@ -65,8 +66,6 @@ class Store:
     """The store a DICOMweb request addresses, checked for existence and permission."""
 
     def __init__(self, ctx: Ctx, permission: str, project: str, location: str, dataset: str, store: str):
-        from provision.emulator.healthcare.handlers import resolve
-
         t = resolve(ctx, permission, project, location, dataset, store, initialized=False)
         self.ctx = ctx
         self.permission = permission
