@@ -421,7 +421,7 @@ def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
     """Parse the HTTP request (the body is spooled to files part by part, never held in memory)
     and hand the parts to the state layer, which keeps only what it can store."""
     s = Store(ctx, WRITE, project, location, dataset, store)
-    ctype, params = wire.parse_content_type(ctx.request.headers.get("Content-Type"))
+    ctype, params = ctx.request.mimetype, ctx.request.mimetype_params
     if (ctx.request.content_length or 0) > wire.STOW_LIMIT:
         raise wire.too_large(wire.STOW_LIMIT)
     spool = s.backend.spool_dir()
