@@ -12,9 +12,9 @@ from provision.emulator.world import Options, World
 
 # API packages: each has `state.py` (backend, no HTTP) and `handlers.py` (a module-level `router`).
 API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth", "orgpolicy",
-                "kms", "iamadmin", "iap", "cloudrun")
+                "kms", "iamadmin", "iap", "builds", "cloudrun")
 # Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
-EXTRA_ROUTES = ("storage.acl",)
+EXTRA_ROUTES = ("storage.acl", "builds.registry_routes")
 
 
 def build(options: Options) -> tuple[World, App]:
