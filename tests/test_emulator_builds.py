@@ -4,15 +4,17 @@ the Cloud Build operation polled to done, Artifact Registry repositories and ima
 Run service running that image. All through real HTTP and the discovery clients."""
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 
 import pytest
 import requests
 from googleapiclient.errors import HttpError
 
 from builds_helpers import BUILD_APIS, create_repository, submit_build, wait_build_operation
-from cloudrun_helpers import APP, REGION, Browser, deploy, ready_project, service_body, upload_source
-from emulator_helpers import discovery_client
+from cloudrun_helpers import APP, REGION, Browser, add_binding, deploy, ready_project, upload_source
+from emulator_helpers import create_project, discovery_client
 
 from provision.emulator import discovery
 
@@ -46,8 +48,6 @@ def test_a_build_pushes_an_image_named_by_the_archives_digest(emulator):
     assert build["status"] == "SUCCESS" and done["response"]["id"] == build["id"]
     digest = build["results"]["images"][0]["digest"]
     blob = requests.get(f"{emulator.url}/storage/v1/b/{source['bucket']}/o/viewer%2Fsource.tar.gz?alt=media").content
-    import hashlib
-
     assert digest == "sha256:" + hashlib.sha256(blob).hexdigest()   # the archive's sha256: reproducible
     assert build["results"]["images"][0]["name"] == _image()
     # Artifact Registry lists it, under its digest and the tag `latest`.
@@ -156,8 +156,60 @@ def test_a_built_image_runs_its_procfile_on_cloud_run(emulator):
                                          "env": [{"name": "GREETING", "value": "built"}]}]}}
     op = deploy(emulator.url, PROJECT, "echo", body)
     assert "error" not in op, op
-    from cloudrun_helpers import add_binding
-
     add_binding(emulator.url, op["response"]["name"], "roles/run.invoker", "allUsers")
     got = Browser(emulator.url).get(f"https://echo-{number}.{REGION}.run.app/hi")
     assert got.status_code == 200 and got.json()["env"]["GREETING"] == "built"
+
+
+def test_enforce_iam_submit_needs_run_builds_create(emulator_factory):
+    emu = emulator_factory(enforce_iam=True)
+    owner, bob = "user:ana@example.com", "user:bob@example.com"
+    for resource, role in (("organizations/1", "roles/resourcemanager.projectCreator"),
+                           ("billingAccounts/012345-6789AB-CDEF01", "roles/billing.user")):
+        requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [{"role": role, "members": [owner]}]},
+                     headers={"X-Emulator-Control": "1"}, timeout=10).raise_for_status()
+    create_project(emu.url, PROJECT, member=owner, parent="organizations/1", enable=BUILD_APIS)
+    create_repository(emu.url, PROJECT, member=owner)
+    source = upload_source(emu.url, PROJECT, "build-project-1-src", PROCFILE_APP, member=owner)
+    crm = discovery_client(emu.url, "cloudresourcemanager", "v3", owner)
+    policy = crm.projects().getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
+    policy["bindings"].append({"role": "roles/run.developer", "members": [bob]})
+    crm.projects().setIamPolicy(resource=f"projects/{PROJECT}", body={"policy": policy}).execute()
+    with pytest.raises(HttpError) as err:   # deploying services is not building
+        submit_build(emu.url, PROJECT, source, _image(), member=bob)
+    error = json.loads(err.value.content)["error"]
+    assert err.value.resp.status == 403 and error["details"][0]["metadata"] == {"permission": "run.builds.create"}
+    policy = crm.projects().getIamPolicy(resource=f"projects/{PROJECT}", body={}).execute()
+    policy["bindings"].append({"role": "roles/run.sourceDeveloper", "members": [bob]})
+    crm.projects().setIamPolicy(resource=f"projects/{PROJECT}", body={"policy": policy}).execute()
+    with pytest.raises(HttpError) as err:   # building as an account needs actAs on it
+        submit_build(emu.url, PROJECT, source, _image(), member=bob,
+                     serviceAccount=f"projects/{PROJECT}/serviceAccounts/builder@{PROJECT}.iam.gserviceaccount.com")
+    assert err.value.resp.status == 403 and b"iam.serviceaccounts.actAs" in err.value.content
+    submitted = submit_build(emu.url, PROJECT, source, _image(), member=bob)
+    done = wait_build_operation(emu.url, submitted["buildOperation"]["name"], member=bob)
+    assert done["metadata"]["build"]["status"] == "SUCCESS"
+    assert done["metadata"]["build"]["serviceAccount"].endswith("-compute@developer.gserviceaccount.com")
+
+
+def test_with_latency_the_image_appears_when_the_build_is_done(emulator_factory):
+    emu = emulator_factory(latency="realistic", time_scale=0.01)   # a build takes 0.6 s
+    ready_project(emu.url, PROJECT, apis=BUILD_APIS)
+    deadline = time.time() + 10
+    while True:   # SERVICE_DISABLED while the enable propagates (0.3 s here), retried as clients do
+        try:
+            create_repository(emu.url, PROJECT)
+            break
+        except HttpError as exc:
+            if b"SERVICE_DISABLED" not in exc.content or time.time() > deadline:
+                raise
+            time.sleep(0.05)
+    source = upload_source(emu.url, PROJECT, "build-project-1-src", PROCFILE_APP)
+    op = submit_build(emu.url, PROJECT, source, _image())["buildOperation"]
+    assert not op.get("done") and op["metadata"]["build"]["status"] == "QUEUED"
+    ar = discovery_client(emu.url, "artifactregistry", "v1").projects().locations().repositories().dockerImages()
+    parent = f"projects/{PROJECT}/locations/{REGION}/repositories/viewer"
+    assert ar.list(parent=parent).execute() == {}   # nothing pushed while the build runs
+    done = wait_build_operation(emu.url, op["name"])
+    assert done["metadata"]["build"]["status"] == "SUCCESS"
+    assert len(ar.list(parent=parent).execute()["dockerImages"]) == 1

@@ -143,8 +143,8 @@ class Builds:
         if not self.registry.exists(parts["project"], parts["location"], parts["repo"]):
             detail = f'name unknown: Repository "{parts["repo"]}" not found'
             raise archive.BuildFailed("PUSH_FAILED", f'Docker image push failure ("{detail}")',
-                                      [detail, f'ERROR: failed to export: failed to write image to the following '
-                                               f'tags: [{body["imageUri"]}]'])
+                                      [detail, (f"ERROR: failed to export: failed to write image to the following "
+                                                f"tags: [{body['imageUri']}]")])
         digest = archive.digest(path)
         self.registry.push(parts, digest, blob=obj["blob"], size=int(obj.get("size") or path.stat().st_size),
                            entrypoint=entrypoint, available_at=done_at)
