@@ -20,6 +20,7 @@ from provision.emulator.store import BlobStore, Database, DocStore
 
 if TYPE_CHECKING:  # the backends import World; World only names them
     from provision.emulator.billing.state import Billing
+    from provision.emulator.builds.state import Builds
     from provision.emulator.healthcare.state import Healthcare
     from provision.emulator.kms.state import Kms
     from provision.emulator.orgpolicy.state import OrgPolicy
@@ -58,6 +59,7 @@ class World:
     logging: "Logging"
     orgpolicy: "OrgPolicy"
     kms: "Kms"
+    builds: "Builds"
 
     def __init__(self, options: Options):
         self.options = options

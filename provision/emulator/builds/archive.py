@@ -48,7 +48,8 @@ def procfile_web(path: Path) -> str | None:
         with tarfile.open(path, mode="r|*") as tar:   # streamed: stops at the Procfile
             for member in tar:
                 if member.isfile() and member.name.lstrip("./") == "Procfile" and "/" not in member.name.lstrip("./"):
-                    data = tar.extractfile(member).read(64 * 1024)
+                    fh = tar.extractfile(member)
+                    data = fh.read(64 * 1024) if fh is not None else b""
                     return _web_line(data.decode("utf-8", "replace"))
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise BuildFailed("FETCH_SOURCE_FAILED", f"The source archive is not a gzipped tar: {exc}.",

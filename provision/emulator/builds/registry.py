@@ -81,7 +81,7 @@ class Registry:
     def exists(self, project_id: str, location: str, repo_id: str) -> bool:
         return self.docs.get(REPO, f"{project_id}/{location}/{repo_id}") is not None
 
-    def list(self, project: dict, location: str) -> list[dict]:
+    def repositories(self, project: dict, location: str) -> list[dict]:
         return [rec for _, rec in self.docs.list(REPO, f"{project['projectId']}/{location}/")]
 
     def delete(self, project: dict, location: str, repo_id: str) -> None:

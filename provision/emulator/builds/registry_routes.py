@@ -55,7 +55,7 @@ def create(ctx: Ctx, project: str, location: str):
 @router.route("GET", BASE, api=API, discovery=(DOC, "artifactregistry.projects.locations.repositories.list"))
 def list_repositories(ctx: Ctx, project: str, location: str):
     record = _project(ctx, project, "artifactregistry.repositories.list")
-    chunk, token = page(ctx.query, ctx.world.builds.registry.list(record, location), default_size=1000, max_size=1000)
+    chunk, token = page(ctx.query, ctx.world.builds.registry.repositories(record, location), default_size=1000, max_size=1000)
     out: dict = {"repositories": chunk} if chunk else {}
     if token:
         out["nextPageToken"] = token
