@@ -10,11 +10,12 @@ import time
 
 import pytest
 import requests
+from google.cloud import storage
 from googleapiclient.errors import HttpError
 
 from builds_helpers import BUILD_APIS, create_repository, submit_build, wait_build_operation
 from cloudrun_helpers import APP, REGION, Browser, add_binding, deploy, ready_project, upload_source
-from emulator_helpers import create_project, discovery_client
+from emulator_helpers import create_project, credentials, discovery_client
 
 from provision.emulator import discovery
 
@@ -151,14 +152,22 @@ def test_an_image_no_build_pushed_fails_the_revision(emulator):
 def test_a_built_image_runs_its_procfile_on_cloud_run(emulator):
     number = ready_project(emulator.url, PROJECT, apis=BUILD_APIS)
     create_repository(emulator.url, PROJECT)
-    digest = _build(emulator.url, PROCFILE_APP)["metadata"]["build"]["results"]["images"][0]["digest"]
-    body = {"template": {"containers": [{"image": f"{_image()}@{digest}",
+    # A shell Procfile line (the buildpack's launcher runs it with a shell: `$PORT`, `exec` work).
+    files = {"Procfile": 'web: GREETING="$GREETING from the Procfile on $PORT" exec python3 main.py\n', "main.py": APP}
+    digest = _build(emulator.url, files)["metadata"]["build"]["results"]["images"][0]["digest"]
+    # The image keeps its bytes when the source object is deleted and garbage is collected.
+    storage.Client(project=PROJECT, credentials=credentials(), client_options={"api_endpoint": emulator.url}
+                   ).bucket("build-project-1-src").blob("viewer/source.tar.gz").delete()
+    emulator.world.collect_garbage()
+    body = {"template": {"containers": [{"image": f"{_image()}:latest",
                                          "env": [{"name": "GREETING", "value": "built"}]}]}}
     op = deploy(emulator.url, PROJECT, "echo", body)
     assert "error" not in op, op
     add_binding(emulator.url, op["response"]["name"], "roles/run.invoker", "allUsers")
     got = Browser(emulator.url).get(f"https://echo-{number}.{REGION}.run.app/hi")
-    assert got.status_code == 200 and got.json()["env"]["GREETING"] == "built"
+    assert got.status_code == 200, got.text
+    assert got.json()["env"]["GREETING"].startswith("built from the Procfile on ")
+    assert digest.startswith("sha256:")
 
 
 def test_enforce_iam_submit_needs_run_builds_create(emulator_factory):
@@ -213,3 +222,17 @@ def test_with_latency_the_image_appears_when_the_build_is_done(emulator_factory)
     done = wait_build_operation(emu.url, op["name"])
     assert done["metadata"]["build"]["status"] == "SUCCESS"
     assert len(ar.list(parent=parent).execute()["dockerImages"]) == 1
+
+
+def test_a_service_on_a_built_image_starts_again_after_a_restart(emulator_factory, tmp_path):
+    first = emulator_factory(data_dir=tmp_path / "state")
+    number = ready_project(first.url, PROJECT, apis=BUILD_APIS)
+    create_repository(first.url, PROJECT)
+    _build(first.url, PROCFILE_APP)
+    op = deploy(first.url, PROJECT, "echo", {"template": {"containers": [{"image": _image()}]}})
+    assert "error" not in op, op
+    add_binding(first.url, op["response"]["name"], "roles/run.invoker", "allUsers")
+    first.stop()
+    second = emulator_factory(data_dir=tmp_path / "state")
+    got = Browser(second.url).get(f"https://echo-{number}.{REGION}.run.app/again")
+    assert got.status_code == 200 and got.json()["path"] == "/again"   # a cold start of the built image
