@@ -11,6 +11,7 @@ from werkzeug.wsgi import LimitedStream
 
 from provision.emulator import control, publicdata
 from provision.emulator.billing import handlers as billing_handlers, state as billing_state
+from provision.emulator.builds import handlers as builds_handlers, registry_routes as builds_registry_routes, state as builds_state
 from provision.emulator.cloudrun import handlers as cloudrun_handlers, state as cloudrun_state
 from provision.emulator.healthcare import handlers as healthcare_handlers, state as healthcare_state
 from provision.emulator.http import App, Router
@@ -40,10 +41,11 @@ APIS = (
     (kms_state, kms_handlers),
     (iamadmin_state, iamadmin_handlers),
     (iap_state, iap_handlers),
+    (builds_state, builds_handlers),
     (cloudrun_state, cloudrun_handlers),
 )
 # Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
-EXTRA_ROUTES = (storage_acl,)
+EXTRA_ROUTES = (storage_acl, builds_registry_routes)
 
 
 def build(options: Options) -> tuple[World, App]:
