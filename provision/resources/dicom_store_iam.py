@@ -53,8 +53,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     for name in dicom_store._old(bp, live):
         if name not in granted:
             continue
-        replacing = bool(replaced) and name.startswith(replaced + "/dicomStores/")
-        what = dicom_store.fate(live, name, opts, replacing) if live.record.owns(dicom_store.KIND, name) else KEEP
+        what = dicom_store.fate(live, name, opts, dicom_store.reimported(bp, name, replaced)) if live.record.owns(dicom_store.KIND, name) else KEEP
         if what == "delete":
             continue   # its grants go with it
         pairs = sorted(live.record.pairs_on(name))
