@@ -180,10 +180,32 @@ def test_two_blueprints_naming_one_project_are_refused(tmp_path):
     assert result.exit_code == 2 and "both name project ohif-same" in result.output
 
 
+
+def test_two_blueprints_writing_one_config_are_refused_and_inits_do_not_collide(tmp_path, monkeypatch):
+    """Issue 19: a fleet whose blueprints share `viewer.config_out` would overwrite one config with another."""
+    shared = {"origin": "http://127.0.0.1:3000", "config_out": "out/google.js"}
+    blueprint(tmp_path, "ohif-cfg-a", None, bucket=None, dicom_stores=[{"id": "s"}], viewer=shared)
+    b = blueprint(tmp_path, "ohif-cfg-b", None, bucket=None, dicom_stores=[{"id": "s"}], viewer=shared)
+    result = run("validate", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert f"{b}:" in result.output and "viewer.config_out" in result.output, result.output
+    assert "ohif-cfg-a.yaml writes its OHIF config there too" in result.output, result.output
+    # init's default is the project's own file: three teams made by init never collide
+    monkeypatch.chdir(tmp_path)
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    for team in ("radiology", "neuro", "cardio"):
+        assert run("init", str(teams / f"{team}.yaml")).exit_code == 0
+        text = (teams / f"{team}.yaml").read_text().replace("my-ohif-project", f"ohif-{team}")
+        (teams / f"{team}.yaml").write_text(text)
+    assert run("validate", str(teams)).exit_code == 0
+    from provision.blueprint.load import load_blueprint
+    assert load_blueprint(teams / "neuro.yaml").viewer.config_out == teams / "out" / "ohif-neuro.js"
+
 # ---------------------------------------------------------------------------- config, smoke --as, destroy
 def test_config_json_never_lands_on_the_js_path_and_dash_is_stdout(tmp_path):
     path = blueprint(tmp_path, "ohif-json-cfg", None, bucket=None, dicom_stores=[{"id": "s"}])
-    js = tmp_path / "out" / "google.js"   # viewer.config_out, relative to the blueprint
+    js = tmp_path / "out" / "ohif-json-cfg.js"   # viewer.config_out, relative to the blueprint
     result = run("config", path, "--format", "json", "--emulator", "http://127.0.0.1:1")
     assert result.exit_code == 0, result.output
     assert not js.exists() and json.loads(js.with_suffix(".json").read_text())

@@ -90,7 +90,27 @@ def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
             raise UsageError(f"{seen[it.project]} and {it.path} both name project {it.project}: one blueprint per "
                              "project (they would share its ownership record and remove each other's resources)")
         seen[it.project] = it.path
+    _refuse_shared_config(items)
     return items
+
+
+def _refuse_shared_config(items: list[Item]) -> None:
+    """Two blueprints writing one OHIF config: the last one applied would silently overwrite the other's."""
+    from provision.blueprint.yamlpos import read_yaml
+
+    writers: dict[Path, Path] = {}
+    problems = []
+    for it in items:
+        out = it.bp.viewer.config_out
+        if out not in writers:
+            writers[out] = it.path
+            continue
+        line, col = read_yaml(it.path).value_pos(("viewer", "config_out"))
+        problems.append(f"{it.path}:{line}:{col}: viewer.config_out: {out} is taken: {writers[out]} writes its OHIF "
+                        "config there too, and the last apply would overwrite the other's; give each blueprint its "
+                        f"own file (e.g. out/{it.project}.js, the default when config_out is left out)")
+    if problems:
+        raise BlueprintError(problems)
 
 
 def summary_table(outcomes: list[Outcome], cell: Callable[[Outcome], str]) -> str:
