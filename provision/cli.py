@@ -531,8 +531,11 @@ def smoke(
 
     items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
     if as_member:
+        from provision.running.smoke import refuse_unchecked_identity
+
         target = flow.target_as(target, as_member)
-    outcomes = fleet.each(items, lambda it: flow.smoke(it.bp, target, browser=browser or None))
+        refuse_unchecked_identity(items[0].bp, target, as_member)
+    outcomes = fleet.each(items, lambda it: flow.smoke(it.bp, target, browser=browser or None, as_member=as_member))
     outcomes = [fleet.Outcome(o.item, o.value, o.error or (None if o.value.ok else "smoke check failed"))
                 for o in outcomes]
     _finish("smoke", json_out, outcomes, lambda o: {"smoke": o.value.to_dict()}, lambda o: o.value.summary())

@@ -231,9 +231,25 @@ def test_smoke_as_the_viewers_users(emulator_factory, tmp_path, data_dir):
     assert run("apply", path, "--emulator", emu.url, "--yes", "--no-smoke", **env).exit_code == 0
     viewer = run("smoke", path, "--emulator", emu.url, "--as", "group:radiology@example.com", "--json", **env)
     assert viewer.exit_code == 0, viewer.output
+    assert one_document(viewer)["results"][0]["smoke"]["as"] == "group:radiology@example.com"
+    text = run("smoke", path, "--emulator", emu.url, "--as", "group:radiology@example.com", **env)
+    assert "passed" in text.output and "as group:radiology@example.com" in text.output, text.output
     stranger = run("smoke", path, "--emulator", emu.url, "--as", "user:stranger@example.com", "--json", **env)
     assert stranger.exit_code == 1
     assert one_document(stranger)["results"][0]["smoke"]["ok"] is False
+
+
+def test_smoke_as_a_member_is_refused_where_nobody_is_checked(emulator, tmp_path, data_dir):
+    """Issue 19: on an emulator without --enforce-iam every caller is the owner, so `--as` would prove nothing."""
+    path = blueprint(tmp_path, "ohif-json-asno", data_dir)
+    assert run("apply", path, "--emulator", emulator.url, "--yes", "--no-smoke").exit_code == 0
+    carol = run("smoke", path, "--emulator", emulator.url, "--as", "user:carol@example.com")
+    assert carol.exit_code == 2, carol.output
+    assert "user:carol@example.com" in carol.output and "--enforce-iam" in carol.output, carol.output
+    assert "passed" not in carol.output
+    doc = one_document(run("smoke", path, "--emulator", emulator.url, "--as", "user:carol@example.com", "--json"))
+    assert doc["error"]["kind"] == "usage" and "proves nothing" in doc["error"]["message"]
+    assert run("smoke", path, "--emulator", emulator.url).exit_code == 0    # without --as: the owner's smoke
 
 
 def test_destroy_without_a_terminal_or_yes_changes_nothing(emulator, tmp_path, data_dir):

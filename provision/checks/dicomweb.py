@@ -81,6 +81,7 @@ class SmokeReport:
     # The studies the study-list query returned (UID, date, patient name as DICOM PN and as OHIF
     # shows it). Kept out of to_dict()/to_json(): patient names are PHI on a real store.
     studies: list[dict[str, str]] = field(default_factory=list, repr=False)
+    as_member: str = ""   # the principal the checks ran as (`smoke --as`), named in the summary
 
     @property
     def ok(self) -> bool:
@@ -124,7 +125,8 @@ class SmokeReport:
         for c in self.checks:
             mark = "skip" if c.skipped else ("ok" if c.ok else "FAIL")
             lines.append(f"  {mark:4} {c.name:16} {c.ms:8.1f} ms  {c.detail}")
-        head = f"DICOMweb smoke {'passed' if self.ok else 'FAILED'} for {self.root} ({self.total_ms} ms)"
+        who = f" as {self.as_member}" if self.as_member else ""
+        head = f"DICOMweb smoke {'passed' if self.ok else 'FAILED'} for {self.root}{who} ({self.total_ms} ms)"
         return "\n".join([head, *lines])
 
     def __str__(self) -> str:

@@ -103,7 +103,8 @@ def pinned(bp: Any, target: Target) -> Any:
     return pin(bp, target)
 
 
-def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke") -> Any:
+def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke",
+          as_member: str | None = None) -> Any:
     """The DICOMweb smoke on every store and every viewer source (at least one study each: a source the
     viewer cannot read fails the smoke, with how to get access), and the browser smoke on the default
     data source and each viewer source when asked (default: `smoke.browser`)."""
@@ -113,7 +114,7 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
     browser = bp.smoke.browser if browser is None else browser
     return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
                                token=access_token(target) if browser else None, out_dir=out_dir,
-                               retry_s=target.timing.smoke_retry_s)
+                               retry_s=target.timing.smoke_retry_s, as_member=as_member)
 
 
 def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,

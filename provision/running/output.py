@@ -96,7 +96,8 @@ _PAYLOADS = {
                                "kept": {"type": "array", "items": {"type": "string"}}}},
     "config": {"type": "object", "required": ["path", "format"],
                "properties": {"path": {"type": "string"}, "format": {"enum": ["js", "json"]}}},
-    "smoke": {"type": ["object", "null"], "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
+    "smoke": {"type": ["object", "null"], "required": ["ok"], "properties": {"ok": {"type": "boolean"},
+                                                                          "as": _STR_OR_NULL}},
 }
 
 SCHEMA: dict = {
