@@ -150,6 +150,9 @@ DetailedOpt = Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 3 w
                                                                        "(0 in sync, 1 error, 2 usage).")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only the blueprints of CI job I "
                                                  "of N (a stable split: N jobs cover them all, once).")]
+WaitLockOpt = Annotated[Optional[str], typer.Option("--wait-lock", metavar="DURATION", help=(
+    "When another run holds the project's lock, wait up to this long (30s, 10m, 1h) for it, then plan again; "
+    "by default stop at once, naming who holds it. `provision unlock` breaks a dead run's lock."))]
 EmulatorOpt = Annotated[
     Optional[str],
     typer.Option("--emulator", metavar="URL", envvar="PROVISION_EMULATOR_HOST",
@@ -166,6 +169,18 @@ QuotaProjectOpt = Annotated[
                  help="Bill quota to this project (sent as x-goog-user-project); needed with user credentials "
                       "that name none (default: the credentials' quota_project_id)."),
 ]
+
+
+def _duration(text: str | None) -> float:
+    """Seconds in `30s`, `10m`, `1h`, `500ms` or a bare number of seconds (0 when not given)."""
+    import re
+
+    if not text:
+        return 0.0
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise UsageError(f"--wait-lock {text!r}: give a duration such as 30s, 10m or 1h")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2) or "s"]
 
 
 def _target(emulator: str | None, impersonate: str | None, quota_project: str | None = None):
@@ -331,6 +346,7 @@ def apply(
     reimport: Annotated[Optional[list[str]], typer.Option("--reimport", metavar="STORE",
                                                           help="Run this store's import again (repeatable).")] = None,
     shard: ShardOpt = None,
+    wait_lock: WaitLockOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
@@ -344,7 +360,9 @@ def apply(
     from provision.running import fleet
     from provision.planning import saved
 
-    target = _target(emulator, impersonate, quota_project)
+    import dataclasses
+
+    target, wait_s = _target(emulator, impersonate, quota_project), _duration(wait_lock)
     if len(blueprints) == 1 and saved.is_saved_plan(blueprints[0]):
         items, plans, opts = _saved(blueprints[0], target, shard)
         yes = True   # reviewed when it was saved
@@ -356,6 +374,7 @@ def apply(
         with _progress() as progress:
             plans = fleet.each(items, lambda it: lifecycle.plan(it.bp, target, listener=progress, opts=opts),
                               parallel)
+    opts = dataclasses.replace(opts, wait_lock_s=wait_s)
     good = [o for o in plans if o.ok]
     for o in good:
         if o.value.replacements and not opts.replace:
@@ -441,6 +460,7 @@ def destroy(
                                               "with objects that provision made.")] = False,
     delete_project: Annotated[bool, typer.Option("--delete-project", help="Also delete the project (if provision "
                                                  "created it).")] = False,
+    wait_lock: WaitLockOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
@@ -470,7 +490,9 @@ def destroy(
         _confirm_or_refuse(question, type_to_confirm=", ".join(data) if data else None)
     with _progress() as progress:
         outcomes = [fleet.each([o.item], lambda it, o=o: lifecycle.destroy(it.bp, target, listener=progress,
-                                                                             plan_=o.value))[0] if o.ok else o
+                                                                             plan_=o.value,
+                                                                             wait_lock_s=_duration(wait_lock)))[0]
+                    if o.ok else o
                     for o in plans]
     _finish("destroy", json_out, outcomes, lambda o: {"destroy": o.value.to_json()}, lambda o: o.value.render())
 
@@ -478,6 +500,27 @@ def destroy(
 def _flags(text: str) -> str:
     """The library names destroy's options; users know them as flags."""
     return text.replace("delete_data", "--delete-data").replace("delete_project", "--delete-project")
+
+
+@app.command(cls=_Command)
+def unlock(
+    blueprints: BlueprintsArg,
+    emulator: EmulatorOpt = None,
+    impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
+) -> None:
+    """Break the lock a dead apply or destroy left on the blueprints' projects.
+
+    Only when no run holds it any more: a live run that loses its lock goes on unguarded."""
+    from provision.resources.lock import describe
+    from provision.running import fleet
+    from provision.running import lifecycle
+
+    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
+    for it in items:
+        holder = lifecycle.unlock(it.bp, target)
+        typer.echo(f"{it.project}: no lock (no run holds it)" if holder is None else
+                   f"{it.project}: broke the lock held by {describe(holder)}")
 
 
 @app.command(cls=_Command)

@@ -18,13 +18,15 @@ class Options:
     delete_data: delete data-bearing resources provision made (stores with studies, buckets with
     objects, datasets with stores). replace: carry out `-/+ replace` steps. reimport: store IDs
     whose import runs again. destroy: the desired state is "nothing" (what `destroy` plans).
-    delete_project: with destroy, the project too."""
+    delete_project: with destroy, the project too. wait_lock_s: how long apply waits for another
+    run's lock on the project before it stops (0: it stops at once, naming the holder)."""
 
     delete_data: bool = False
     replace: bool = False
     reimport: frozenset[str] = frozenset()
     destroy: bool = False
     delete_project: bool = False
+    wait_lock_s: float = 0.0
 
 
 @dataclass

@@ -21,10 +21,12 @@ from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
+from provision.resources import lock as lock_mod
+from provision.resources.lock import LockHeld, ProjectLock
 from provision.resources.steps import Options
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
-           "ApplyFailed", "NeedsFlag", "Target", "Options"]
+           "ApplyFailed", "NeedsFlag", "LockHeld", "Target", "Options", "unlock"]
 
 
 def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
@@ -162,22 +164,73 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
           cancel: threading.Event | None = None, opts: Options | None = None) -> ApplyResult:
     """Make live state match the blueprint. With nothing to do, only reads are made ("no changes").
 
-    Raises ApplyFailed (a ProvisionError, exit 1) naming the failed step; PreflightError when
-    permissions are missing, NeedsFlag when the plan replaces something and `opts.replace` is
-    not set (nothing changed in both cases)."""
+    Changes run under the project's lock (provision/resources/lock.py): another run holding it
+    stops this one (LockHeld, naming the holder) or, with `opts.wait_lock_s`, is waited for and
+    the plan made again. Raises ApplyFailed (a ProvisionError, exit 1) naming the failed step;
+    PreflightError when permissions are missing, NeedsFlag when the plan replaces something and
+    `opts.replace` is not set (nothing changed in these cases)."""
     started = time.monotonic()
     opts = opts or Options()
     ctx = _ctx(bp, target, cancel)
     the_plan = plan_ or plan(bp, target, listener=listener, ctx=ctx, opts=opts)
     refuse_replacements(the_plan, opts)
+    if not the_plan.has_changes:
+        return _unchanged(bp, target, ctx, the_plan, started, listener)
+    lock = ProjectLock(bp.project.id, "apply")
+    ctx.facts["lock"] = lock   # the record store takes a pending lock when it makes the bucket
+    with lock_mod.holding(lock, ctx):
+        if _take_lock(lock, ctx, bp, opts, the_plan, listener):
+            the_plan = _plan_again(bp, target, ctx, opts, the_plan, confirmed=plan_ is not None, listener=listener)
+            if not the_plan.has_changes:
+                return _unchanged(bp, target, ctx, the_plan, started, listener)
+        return _run_plan(bp, target, ctx, the_plan, started, listener)
+
+
+def _unchanged(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
+               listener: Listener | None) -> ApplyResult:
+    ctx.facts.update(the_plan.facts)
+    result = ApplyResult(bp.project.id, target.label, False, the_plan,
+                         [StepResult(s.id, s.action, "done", 0.0, "no changes") for s in the_plan.steps],
+                         time.monotonic() - started, _outputs(bp, target, ctx.facts))
+    emit(listener, Event("finished", "apply", "no changes", result.elapsed, project=bp.project.id))
+    return result
+
+
+def _take_lock(lock: ProjectLock, ctx: Ctx, bp: Any, opts: Options, the_plan: Plan,
+               listener: Listener | None) -> bool:
+    """Take the project's lock; whether this run waited for another's (so the plan may be stale)."""
+    def waiting(holder: dict) -> None:
+        emit(listener, Event("waiting", "lock", f"waiting for the lock of {bp.project.id}: held by "
+                             f"{lock_mod.describe(holder)}", project=bp.project.id))
+
+    # A project that does not exist yet has no record bucket of its own: the lock waits for it.
+    ours = the_plan.live is None or the_plan.live.project is not None
+    def note(message: str) -> None:
+        emit(listener, Event("note", "lock", message, project=bp.project.id))
+
+    with _as_provision_error("lock", lock.where, ctx.target, bp.project.id):
+        return lock.acquire(ctx, wait_s=opts.wait_lock_s, bucket_ours=ours, on_wait=waiting, on_note=note)
+
+
+def _plan_again(bp: Any, target: Target, ctx: Ctx, opts: Options, old: Plan, *, confirmed: bool,
+                listener: Listener | None) -> Plan:
+    """After waiting for another run: plan again. A plan the user confirmed runs only unchanged."""
+    fresh = plan(bp, target, listener=listener, ctx=ctx, opts=opts)
+    refuse_replacements(fresh, opts)
+
+    def shape(p: Plan) -> list:
+        return [(s.id, s.action, list(s.changes)) for s in p.changes]
+
+    if confirmed and shape(fresh) != shape(old):
+        raise ProvisionError(f"another run changed {bp.project.id} while this one waited for its lock, and the plan "
+                             "you confirmed no longer holds; nothing was changed. Plan again")
+    return fresh
+
+
+def _run_plan(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
+              listener: Listener | None) -> ApplyResult:
     ctx.facts.update(the_plan.facts)
     ctx.facts["claims"] = [c for s in the_plan.changes for c in s.claims]
-    if not the_plan.has_changes:
-        result = ApplyResult(bp.project.id, target.label, False, the_plan,
-                             [StepResult(s.id, s.action, "done", 0.0, "no changes") for s in the_plan.steps],
-                             time.monotonic() - started, _outputs(bp, target, ctx.facts))
-        emit(listener, Event("finished", "apply", "no changes", result.elapsed, project=bp.project.id))
-        return result
     run: RunResult = Engine(ctx, listener, project=bp.project.id).run(the_plan.steps)
     result = ApplyResult(bp.project.id, target.label, True, the_plan, run.results, time.monotonic() - started,
                          _outputs(bp, target, ctx.facts))
@@ -341,7 +394,8 @@ def _leaves_record_empty(p: Plan) -> bool:
 
 
 def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: bool = False,
-            listener: Listener | None = None, *, plan_: DestroyPlan | None = None) -> DestroyResult:
+            listener: Listener | None = None, *, plan_: DestroyPlan | None = None,
+            wait_lock_s: float = 0.0) -> DestroyResult:
     """Delete what provision made for this blueprint (its record says what). Stores holding data,
     non-empty buckets and the project are kept unless asked; only the grants provision added are revoked. `plan_` is a
     `destroy_plan` result already shown to (and confirmed by) the user: exactly that runs."""
@@ -351,8 +405,20 @@ def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: 
     ctx.facts.update(the_plan.facts)
     if not steps:
         return DestroyResult(bp.project.id, target.label, [], [], kept)
-    run = Engine(ctx, listener, project=bp.project.id).run(steps)
+    lock = ProjectLock(bp.project.id, "destroy")
+    with lock_mod.holding(lock, ctx):   # quiet when destroy deleted the record's bucket, lock and all
+        with _as_provision_error("lock", lock.where, target, bp.project.id):
+            lock.acquire(ctx, wait_s=wait_lock_s)   # the record (and so its bucket) exists: destroy has steps
+        run = Engine(ctx, listener, project=bp.project.id).run(steps)
     err = run.first_error()
     if err is not None:
         raise err
     return DestroyResult(bp.project.id, target.label, steps, run.results, kept)
+
+
+# ---------------------------------------------------------------------------- unlock
+def unlock(bp: Any, target: Target) -> dict | None:
+    """Break the project's lock (a run that died left it): what it said about its holder, or None."""
+    with _as_provision_error("unlock", f"gs://{lock_mod.bucket_for(bp.project.id)}/{lock_mod.OBJECT}", target,
+                             bp.project.id):
+        return lock_mod.break_lock(_ctx(bp, target), bp.project.id)
