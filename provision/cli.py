@@ -385,9 +385,13 @@ def apply(
         for p in changing:
             typer.echo(p.render(), err=True)
         _confirm_or_refuse("apply these changes?")
-    with _progress() as progress:
-        applied = flow.apply_many([o.item.bp for o in good], target, progress, plans=[o.value for o in good],
+    stopped = None
+    try:
+        with _progress() as progress:
+            applied = flow.apply_many([o.item.bp for o in good], target, progress, plans=[o.value for o in good],
                                       parallel=parallel, run_smoke=not no_smoke, opts=opts)
+    except flow.Interrupted as stop:   # what each blueprint finished, had in flight, never started
+        applied, stopped = stop.outcomes, progress.interrupted()
     done = {id(o.item.bp): a for o, a in zip(good, applied)}
     outcomes = [fleet.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]
 
@@ -401,8 +405,24 @@ def apply(
         a = o.value.apply if isinstance(o.value, flow.Outcome) else None
         return f"{a.summary} in {a.elapsed:.1f}s" if a is not None else ""
 
+    if stopped is not None:
+        _interrupted("apply", json_out, outcomes, payload, stopped)
     _finish("apply", json_out, outcomes, payload,
             lambda o: o.value.render() if isinstance(o.value, flow.Outcome) else "", summary=summary)
+
+
+def _interrupted(command: str, json_out: bool, outcomes: list, payload, message: str) -> None:
+    """Ctrl-C during a run: say what finished and what to do, and with --json keep every blueprint's
+    result (its steps: finished, in flight, skipped) in the one document; exit 130."""
+    from provision.running import output
+
+    typer.echo(message, err=True)
+    if json_out:
+        results = [output.result(str(o.item.path), o.item.project, ok=False, err=o.error or "interrupted",
+                                 **(payload(o) if o.value is not None else {})) for o in outcomes]
+        _print_json(output.envelope(command, results, 130, output.error(
+            "interrupted", "interrupted (Ctrl-C); nothing more was started")))
+    raise typer.Exit(130)
 
 
 def _saved(path: Path, target, shard: str | None):

@@ -99,20 +99,35 @@ def test_an_interrupted_apply_still_prints_one_document_and_says_what_to_do(emul
     import signal
     import subprocess
     import sys
-    import time
 
     emu = emulator_factory(latency="realistic", time_scale=0.1)
     path = blueprint(tmp_path, "ohif-json-int", None, bucket=None, dicom_stores=[{"id": "s"}])
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "provision"), "apply", path, "--emulator",
                              emu.url, "--yes", "--no-smoke", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(2.0)
+    # The moment it means: the first step has finished (its line on stderr) and others are under way.
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "✓ project" in line:
+            break
+    else:
+        raise AssertionError("apply ended before its project step finished:\n" + "".join(seen))
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     doc = json.loads(out)
     assert not list(SCHEMA_CHECK.iter_errors(doc)) and doc["error"]["kind"] == "interrupted"
     assert "run the same command again" in err and "Traceback" not in err
+    # what finished is not lost (issue 19): the blueprint's result says where it stopped
+    [result] = doc["results"]
+    assert "interrupted" in result["apply"], (json.dumps(result, indent=1)[:3000], err)
+    stopped = result["apply"]["interrupted"]
+    assert "project" in stopped["finished"], stopped
+    assert stopped["in_flight"] or stopped["skipped"], stopped
+    status = {s["id"]: s["status"] for s in result["apply"]["steps"]}
+    assert status["project"] == "done" and all(status[i] == "skipped" for i in stopped["skipped"])
+    assert result["ok"] is False and "interrupted" in result["error"]
 
 
 # ---------------------------------------------------------------------------- exit codes

@@ -8,12 +8,13 @@ and checked before it failed), so one document can describe every blueprint of a
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provision.errors import ProvisionError
+from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 
 
@@ -137,13 +138,25 @@ def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any
     except ProvisionError as exc:
         outcome.apply = outcome.apply or getattr(exc, "result", None)
         outcome.error = str(exc)
+    except Cancelled:   # Ctrl-C while planning again or waiting for the lock: nothing of this run started
+        outcome.error = "interrupted before any step started"
     return outcome
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `apply_many`: `outcomes` holds every blueprint's, as far as it got (a blueprint
+    that never started says so in its error)."""
+
+    def __init__(self, outcomes: list[Outcome]):
+        self.outcomes = outcomes
+        super().__init__("interrupted")
 
 
 def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: list[Any] | None = None,
                parallel: int = 4, run_smoke: bool = True, opts: Any = None) -> list[Outcome]:
     """Onboard several teams at once: one Outcome per blueprint, in order. Ctrl-C stops every
-    blueprint's run (steps under way end at their next wait) before KeyboardInterrupt goes on."""
+    blueprint's run (steps under way end at their next wait, none starts after it), then raises
+    Interrupted with what each blueprint finished, had in flight and never started."""
     cancel = threading.Event()
     plans = plans or [None] * len(bps)
     pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="blueprint")
@@ -151,10 +164,16 @@ def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: l
                            opts=opts)
                for bp, p in zip(bps, plans)]
     try:
+        # Waked every quarter second: Ctrl-C may reach a worker thread, and a main thread blocked
+        # on a lock without a timeout would only see it once every blueprint had finished.
+        while wait(futures, timeout=0.25).not_done:
+            pass
         return [f.result() for f in futures]
     except KeyboardInterrupt:
         cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)
-        raise
+        raise Interrupted([f.result() if f.done() and not f.cancelled() else
+                           Outcome(bp.project.id, error="interrupted before it started")
+                           for bp, f in zip(bps, futures)]) from None
     finally:
         pool.shutdown(wait=False)

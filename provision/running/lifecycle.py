@@ -91,10 +91,18 @@ class ApplyResult:
     elapsed: float = 0.0
     outputs: dict = field(default_factory=dict)
     error: str | None = None
+    interrupted: bool = False   # Ctrl-C stopped the run: `stopped()` says where
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def stopped(self) -> dict:
+        """Where an interrupted run stopped: steps that finished (with a change), were in flight
+        (stopped at their next wait; Google may still finish them), and never started."""
+        return {"finished": [s.id for s in self.steps if s.status == "done" and s.message != "no changes"],
+                "in_flight": [s.id for s in self.steps if s.status in ("running", "failed") and s.message == "interrupted"],
+                "skipped": [s.id for s in self.steps if s.status == "skipped"]}
 
     @property
     def retries(self) -> int:
@@ -119,6 +127,7 @@ class ApplyResult:
             "outputs": self.outputs,
             "notes": list(self.plan.notes),
             "error": self.error,
+            **({"interrupted": self.stopped()} if self.interrupted else {}),
         }
 
     def render(self) -> str:
@@ -233,10 +242,14 @@ def _run_plan(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
     ctx.facts["claims"] = [c for s in the_plan.changes for c in s.claims]
     run: RunResult = Engine(ctx, listener, project=bp.project.id).run(the_plan.steps)
     result = ApplyResult(bp.project.id, target.label, True, the_plan, run.results, time.monotonic() - started,
-                         _outputs(bp, target, ctx.facts))
+                         _outputs(bp, target, ctx.facts), interrupted=bool(ctx.cancel and ctx.cancel.is_set()))
     err = run.first_error()
+    if result.interrupted:
+        where = result.stopped()
+        result.error = (f"interrupted (Ctrl-C): {len(where['finished'])} step(s) finished, "
+                        f"{len(where['in_flight'])} in flight, {len(where['skipped'])} not started; apply again to finish")
     if err is not None or not run.ok:
-        result.error = str(err) if err else "some steps did not finish"
+        result.error = result.error or (str(err) if err else "some steps did not finish")
         emit(listener, Event("finished", "apply", "failed", result.elapsed, project=bp.project.id))
         raise ApplyFailed(result.error, result)
     emit(listener, Event("finished", "apply", result.summary, result.elapsed, project=bp.project.id))
