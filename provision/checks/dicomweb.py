@@ -119,14 +119,17 @@ class SmokeReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def summary(self) -> str:
-        """One line per check, then the first failure's detail: for humans."""
+    def summary(self, brief: bool = False) -> str:
+        """One line per check, then the first failure's detail: for humans. `brief`: a smoke that
+        passed in one line (what apply prints; `provision smoke` shows every check)."""
         lines = []
         for c in self.checks:
             mark = "skip" if c.skipped else ("ok" if c.ok else "FAIL")
             lines.append(f"  {mark:4} {c.name:16} {c.ms:8.1f} ms  {c.detail}")
         who = f" as {self.as_member}" if self.as_member else ""
         head = f"DICOMweb smoke {'passed' if self.ok else 'FAILED'} for {self.root}{who} ({self.total_ms} ms)"
+        if brief and self.ok:
+            return f"{head}: {len(self.checks)} checks"
         return "\n".join([head, *lines])
 
     def __str__(self) -> str:

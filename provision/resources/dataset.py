@@ -251,7 +251,7 @@ def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, repl
     stores = live.get(f"old_dataset:{name}")
     if stores is None:
         draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1]))
+                       lambda ctx: (ctx.facts["record"].drop_resource(ctx, KIND, name), "forgotten")[1], forgets=1))
         return
     why = _kept_because(bp, live, opts, name, replacing=replacing)
     if why is not None:

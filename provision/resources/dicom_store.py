@@ -201,7 +201,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         _, studies = live.get(f"old_store:{name}", (None, 0))
         if what == "gone":
             draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                           lambda ctx, n=name: (ctx.facts["record"].drop_resource(ctx, KIND, n), "forgotten")[1]))
+                           lambda ctx, n=name: (ctx.facts["record"].drop_resource(ctx, KIND, n), "forgotten")[1], forgets=1))
         elif what == KEEP:
             draft.keep(sid, KIND, name, f"kept: holds {plural(studies, 'study')} "
                                         "(--delete-data deletes it)")

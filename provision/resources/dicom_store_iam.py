@@ -62,7 +62,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         if policy is None:   # the store is gone: only the record changes
             d.remove, d.forget = [], pairs
         draft.add(Step(dicom_store.step_id(bp, name, "store-iam"), KIND, name, DELETE, d.describe(), ["record"],
-                       _run(name, d)))
+                       _run(name, d), forgets=d.forgets))
 
 
 def _run(name: str, d: iam.GrantDiff):

@@ -45,10 +45,18 @@ class Step:
     claims: list[tuple] = field(default_factory=list, repr=False)
     # the same change for machines: {"field", "before", "after"} per changed field
     fields: list[dict] = field(default_factory=list)
+    # > 0: the step only drops this many entries from the ownership record (what they name is gone)
+    forgets: int = 0
 
     @property
     def changing(self) -> bool:
         return self.action not in (NOOP, KEEP)
+
+    @property
+    def bookkeeping(self) -> bool:
+        """Only the ownership record changes (its own write, or forgetting what is gone): how a
+        change is made, not a change; plan's summary does not count it."""
+        return self.kind == "record" or self.forgets > 0
 
     def to_json(self) -> dict:
         return {"id": self.id, "kind": self.kind, "resource": self.resource, "action": self.action,

@@ -51,7 +51,7 @@ class Outcome:
         if self.config:
             lines.append(f"OHIF config: {self.config}")
         if self.smoke is not None:
-            lines.append(self.smoke.summary())
+            lines.append(self.smoke.summary(brief=True))   # `provision smoke` shows every check
         lines += [f"warning: {note}" for note in self.notes]
         return "\n".join(lines)
 

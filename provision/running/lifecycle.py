@@ -24,6 +24,7 @@ from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE,
 from provision.resources import lock as lock_mod
 from provision.resources.lock import LockHeld, ProjectLock
 from provision.resources.steps import Options
+from provision.words import plural
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
            "ApplyFailed", "NeedsFlag", "LockHeld", "Target", "Options", "unlock"]
@@ -131,12 +132,14 @@ class ApplyResult:
         }
 
     def render(self) -> str:
+        """One summary line; below it only the steps that did not finish (progress showed the others)."""
         if not self.changed:
             return f"{self.project}: no changes ({self.elapsed:.1f}s)"
-        lines = [f"{self.project}: {self.summary} in {self.elapsed:.1f}s ({self.retries} retries)"]
-        for s in self.steps:
-            if s.action not in (NOOP, KEEP) or s.status != "done":
-                lines.append(f"  {s.status:<8} {s.id:<24} {s.elapsed:6.1f}s  {s.message}")
+        retries = f", {plural(self.retries, 'retry')}" if self.retries else ""
+        lines = [f"{self.project}: {self.summary} in {self.elapsed:.1f}s{retries}"]
+        unfinished = [s for s in self.steps if s.status != "done"]
+        w = max((len(s.id) for s in unfinished), default=0)
+        lines += [f"  {s.status:<8} {s.id:<{w}}  {s.elapsed:6.1f}s  {s.message}" for s in unfinished]
         return "\n".join(lines)
 
 
@@ -291,8 +294,9 @@ class StatusReport:
     def render(self) -> str:
         head = self.headline()
         lines = [f"status of {self.project} on {self.target}: {head}"]
+        w = max((len(r["id"]) for r in self.resources), default=0)
         for r in self.resources:
-            lines.append(f"  {r['state']:<8} {r['id']:<24} {r['resource']}")
+            lines.append(f"  {r['state']:<8} {r['id']:<{w}}  {r['resource']}")
             for d in r["details"]:
                 lines.append(f"      {d}")
         for n in self.notes:
@@ -337,8 +341,9 @@ class DestroyResult:
         if not self.steps:
             return f"destroy {self.project} on {self.target}: nothing to destroy"
         lines = [f"destroy {self.project} on {self.target}:"]
+        w = max(len(s.id) for s in self.steps)
         for s, r in zip(self.steps, self.results):
-            lines.append(f"  {s.action:<7} {s.id:<24} {r.status:<8} {r.message or ', '.join(s.changes)}")
+            lines.append(f"  {s.action:<7} {s.id:<{w}}  {r.status:<8} {r.message or ', '.join(s.changes)}")
         return "\n".join(lines)
 
 
@@ -366,7 +371,8 @@ def render_destroy_plan(project: str, the_plan: DestroyPlan) -> str:
         return "\n".join([f"{project}: nothing to destroy"] + [f"  keep   {k}" for k in the_plan.kept
                                                                  if not k.startswith("nothing to destroy")])
     lines = [f"{project}: destroy deletes {len(the_plan.steps)} and keeps {len(the_plan.kept)}"]
-    lines += [f"  delete {s.id:<24} {'; '.join(s.changes)}" for s in the_plan.steps]
+    w = max(len(s.id) for s in the_plan.steps)
+    lines += [f"  delete {s.id:<{w}}  {'; '.join(s.changes)}" for s in the_plan.steps]
     lines += [f"  keep   {k}" for k in the_plan.kept]
     return "\n".join(lines)
 

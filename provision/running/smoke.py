@@ -49,8 +49,9 @@ class BlueprintSmoke:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def summary(self) -> str:
-        parts = [r.summary() for r in self.stores.values()]
+    def summary(self, brief: bool = False) -> str:
+        """Each store's and source's DICOMweb smoke (`brief`: one line each when it passed), then the browser's."""
+        parts = [r.summary(brief) for r in self.stores.values()]
         if self.browser is not None:
             parts.append(self.browser.summary())
         elif self.browser_not_run:
