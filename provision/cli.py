@@ -5,6 +5,8 @@ Google client libraries are imported lazily, inside the commands that call them,
 """
 from __future__ import annotations
 
+import contextvars
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -37,15 +39,27 @@ Environment:
 """
 
 
+# click's UsageError (bad options or arguments). Typer exports it only as the base of its public
+# BadParameter, whether it bundles click (typer >= 0.2x) or depends on it.
+ParseError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+# The run's root context, for what the commands share with the group: -v, and the progress that
+# Ctrl-C asks what finished (a ContextVar: Typer offers no public way to reach the current context).
+_ROOT: contextvars.ContextVar = contextvars.ContextVar("provision_root")
+
+
 class _Group(TyperGroup):
     """Expected failures become one clear message and their exit code, never a traceback; with
     --json, also one JSON document on stdout (provision/running/output.py)."""
 
+    def parse_args(self, ctx, args):
+        ctx.meta["argv"] = list(args)   # the command line as given, before click consumes it
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
-        raw = [*ctx._protected_args, *ctx.args]
-        command = raw[0] if raw else ""
+        raw = ctx.meta.get("argv", [])
+        command = next((a for a in raw if not a.startswith("-")), "")
         json_mode = "--json" in raw
-        from typer._click.exceptions import UsageError as ParseError
+        _ROOT.set(ctx)
 
         try:
             return super().invoke(ctx)
@@ -76,23 +90,28 @@ class _Group(TyperGroup):
 
 
 class _Command(TyperCommand):
-    """Help as people write it: `BLUEPRINT...` and `N`, not Typer's internal types (`<list[Path]>`)."""
+    """Help as people write it: `BLUEPRINT...`, not Typer's type tags (`<list[Path]>`) nor
+    `{BLUEPRINT...}...`. Typer offers no public switch for either, so the text it renders is
+    edited through click's public get_help / get_usage."""
 
     def get_help(self, ctx):
-        for p in self.params:
-            if getattr(p, "is_flag", False):
-                continue
-            if p.param_type_name == "argument":
-                p.display_type_rich = lambda ctx: None
-                if p.metavar:
-                    p._usage_display_name = lambda p=p: p.metavar
-            else:
-                p.display_type_rich = lambda ctx, p=p: p.metavar or p.name.upper().replace("_", "-")
-        return super().get_help(ctx)
+        return _plain_help(super().get_help(ctx))
 
     def get_usage(self, ctx):
-        self.get_help(ctx)   # the same names in the usage line of an error
-        return super().get_usage(ctx)
+        return _plain_help(super().get_usage(ctx))
+
+
+# `<list[Path]>`, `<int>`, `<Path>`: a tag after a metavar. Replaced by as many spaces, so the
+# help column stays where Typer aligned it.
+_TYPE_TAG = re.compile(r" <(?:list\[)?[A-Za-z_]+\]?>")
+# `{BLUEPRINT...}...` / `{BLUEPRINT}`: a required argument in the usage line.
+_REQUIRED = re.compile(r"\{([A-Z][A-Za-z_.|]*)\}(\.\.\.)?")
+
+
+def _plain_help(text: str) -> str:
+    text = re.sub(r"[ \t]+$", "", _TYPE_TAG.sub(lambda m: " " * len(m.group(0)), text), flags=re.M)
+    return _REQUIRED.sub(lambda m: m.group(1) if m.group(1).endswith("...") or "..." in m.group(1)
+                         else m.group(1) + (m.group(2) or ""), text)
 
 
 def _fail_json(json_mode: bool, command: str, code: int, kind: str, message: str, problems: list[str] | None = None) -> None:
@@ -138,7 +157,17 @@ def _main(
                                           "happens (by default: one summary per step).")] = False,
 ) -> None:
     """Turn one YAML blueprint into a working OHIF viewer on Google Cloud Healthcare."""
-    ctx.meta["verbose"] = verbose
+    ctx.meta["verbose"] = ctx.meta.get("verbose") or verbose
+
+
+def _verbose_here(ctx: typer.Context, value: bool) -> None:
+    """`-v` after the command (`provision apply x.yaml -v`) means what it means before it."""
+    if value:
+        ctx.find_root().meta["verbose"] = True
+
+
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", expose_value=False, callback=_verbose_here,
+                                          help="Show every retry and upload counter as it happens.")]
 
 
 BlueprintsArg = Annotated[list[Path], typer.Argument(metavar="BLUEPRINT...", show_default=False,
@@ -200,13 +229,12 @@ def _load(path: Path, emulator: str | None, impersonate: str | None):
 def _progress():
     """Progress on stderr (a live view on a terminal, one line per event elsewhere); stdout stays clean for --json.
     Registered so that Ctrl-C can say what finished and what was in flight."""
-    from typer._click.globals import get_current_context
-
     from provision.running.progress import Progress
 
-    ctx = get_current_context().find_root()
-    progress = Progress(verbose=bool(ctx.meta.get("verbose")))
-    ctx.meta["progress"] = progress
+    ctx = _ROOT.get(None)
+    meta = ctx.meta if ctx is not None else {}
+    progress = Progress(verbose=bool(meta.get("verbose")))
+    meta["progress"] = progress
     return progress
 
 
@@ -255,7 +283,7 @@ def _confirm_or_refuse(question: str, *, type_to_confirm: str | None = None) -> 
 
 
 @app.command(cls=_Command)
-def validate(blueprints: BlueprintsArg, json_out: JsonOpt = False) -> None:
+def validate(blueprints: BlueprintsArg, json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """Check blueprints (schema, Google's naming rules); no API call."""
     from provision.running import fleet
 
@@ -279,7 +307,8 @@ def schema(
 
 @app.command(cls=_Command)
 def init(
-    path: Annotated[Optional[Path], typer.Argument(help="Where to write the starter blueprint (default: stdout).")] = None,
+    path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help="Where to write the starter blueprint "
+                                                   "(default: stdout).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter blueprint that validates."""
@@ -311,6 +340,7 @@ def plan(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Show what apply would change; changes nothing."""
     from provision.running import lifecycle
@@ -350,6 +380,7 @@ def apply(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Make the environment match the blueprint, then check it works.
 
@@ -460,6 +491,7 @@ def status(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Live state versus the blueprint: missing, drift, extra, kept."""
     from provision.running import lifecycle
@@ -484,6 +516,7 @@ def destroy(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Delete what provision made for the blueprints (data kept unless asked).
 
@@ -528,6 +561,7 @@ def unlock(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Break the lock a dead apply or destroy left on the blueprints' projects.
 
@@ -551,6 +585,7 @@ def config(
     fmt: Annotated[str, typer.Option("--format", metavar="js|json", help="js (window.config for OHIF) or json "
                                      "(the same, as JSON; written next to viewer.config_out as .json).")] = "js",
     emulator: EmulatorOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write the OHIF viewer configuration for the blueprints' stores."""
     from provision.running import flow
@@ -587,6 +622,7 @@ def smoke(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Prove the viewer works: DICOMweb as OHIF uses it, or the real viewer."""
     from provision.running import flow
@@ -609,6 +645,7 @@ def viewer(
     blueprint: BlueprintArg,
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to serve the viewer on.")] = 3000,
     emulator: EmulatorOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve the real OHIF viewer with the blueprint's configuration."""
     import threading
@@ -669,6 +706,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for the demo's blueprint, studies, OHIF config and screenshots "
                                                     "(files of the same names are overwritten).")] = Path("out"),
     emulator: EmulatorOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The whole flow offline, on an embedded emulator with synthetic studies."""
     from provision.demo.run import run_demo

@@ -41,8 +41,10 @@ def test_apply_prints_one_summary_and_no_upload_chatter_without_v(emulator, tmp_
     d["bucket"]["upload"]["prefix"] = "again/"
     d["dicom_stores"][0]["import"]["uri"] = "gs://ohif-out-one-dicom/again/**.dcm"
     load(tmp_path, d)
-    verbose = run("-v", "apply", path, "--emulator", emulator.url, "--yes", "--no-smoke")
+    # -v after the command means what it means before it
+    verbose = run("apply", path, "--emulator", emulator.url, "--yes", "--no-smoke", "-v")
     assert verbose.exit_code == 0 and "upload: uploaded" in verbose.stderr, verbose.output
+    assert run("plan", path, "--emulator", emulator.url, "--verbose").exit_code == 0
 
 
 def test_bookkeeping_is_not_a_change(emulator, tmp_path, data_dir):
