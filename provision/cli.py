@@ -24,7 +24,8 @@ Exit codes:
   1    failure at run time: an API error, a failed import or smoke check,
        a saved plan the live state moved away from
   2    invalid blueprint or usage
-  3    changes or drift (plan, status with --detailed-exitcode)
+  3    with --detailed-exitcode: plan has changes to make,
+       status found drift
   130  interrupted
 
 \b
@@ -219,6 +220,13 @@ def _target(emulator: str | None, impersonate: str | None, quota_project: str | 
     return Target.from_env(emulator=emulator, impersonate=impersonate, quota_project=quota_project)
 
 
+def _fleet(blueprints: list[Path], shard: str | None):
+    """The blueprints of the run (of its CI shard, said on stderr)."""
+    from provision.running import fleet
+
+    return fleet.load(blueprints, shard, on_shard=lambda message: typer.echo(message, err=True))
+
+
 def _load(path: Path, emulator: str | None, impersonate: str | None):
     """The blueprint and the target."""
     from provision.blueprint.load import load_blueprint
@@ -262,9 +270,18 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
             typer.echo(summary_table(outcomes, summary or (lambda o: "")))
     for o in outcomes:
         if not o.ok:
-            typer.echo(f"error: {o.item.path}: {o.error}", err=True)
+            typer.echo(f"error: {_naming_the_file(o)}", err=True)
     if code:
         raise typer.Exit(code)
+
+
+def _naming_the_file(o) -> str:
+    """A blueprint's error, naming its file once (a plan error may name it already, with its line)."""
+    error = o.error or ""
+    source = getattr(o.item.bp, "source", None)
+    if error.startswith((str(o.item.path), str(source))):
+        return error
+    return f"{o.item.path}: {error}"
 
 
 def _confirm_or_refuse(question: str, *, type_to_confirm: str | None = None) -> None:
@@ -348,7 +365,7 @@ def plan(
     from provision.planning import saved
 
     opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-    items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
+    items, target = _fleet(blueprints, shard), _target(emulator, impersonate, quota_project)
     with _progress() as progress:
         outcomes = fleet.each(items, lambda it: lifecycle.plan(it.bp, target, listener=progress, opts=opts))
     if out is not None and all(o.ok for o in outcomes):
@@ -400,7 +417,7 @@ def apply(
         parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
     else:
         opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-        items = fleet.load(blueprints, shard)
+        items = _fleet(blueprints, shard)
         parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
         with _progress() as progress:
             plans = fleet.each(items, lambda it: lifecycle.plan(it.bp, target, listener=progress, opts=opts),
@@ -464,7 +481,7 @@ def _saved(path: Path, target, shard: str | None):
     from provision.planning import saved
 
     doc = saved.load(path)
-    items = fleet.load([Path(e["blueprint"]) for e in doc["plans"]], shard)
+    items = _fleet([Path(e["blueprint"]) for e in doc["plans"]], shard)
     by_path = {str(Path(e["blueprint"])): e for e in doc["plans"]}
     opts = saved.options(doc)
 
@@ -497,7 +514,7 @@ def status(
     from provision.running import lifecycle
     from provision.running import fleet
 
-    items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
+    items, target = _fleet(blueprints, shard), _target(emulator, impersonate, quota_project)
     outcomes = fleet.each(items, lambda it: lifecycle.status(it.bp, target))
     _finish("status", json_out, outcomes, lambda o: {"status": o.value.to_json()}, lambda o: o.value.render(),
             detailed=detailed, changed=lambda r: not r.in_sync, summary=lambda o: o.value.headline())
@@ -654,8 +671,11 @@ def viewer(
     from provision.ohif.config import render_config
     from provision.ohif.serve import serve_viewer
 
+    from provision.ohif.fetch import ensure_viewer
+
     bp, target = _load(blueprint, emulator, None)
-    server = serve_viewer(render_config(flow.pinned(bp, target), emulator_url=target.emulator), port=port)
+    dist = ensure_viewer(on_fetch=lambda message: typer.echo(f"{message} ...", err=True))
+    server = serve_viewer(render_config(flow.pinned(bp, target), emulator_url=target.emulator), port=port, dist=dist)
     typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)
     try:
         threading.Event().wait()
@@ -694,6 +714,12 @@ def emulator(
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise ProvisionError(f"port {port} on {host} is in use by another program (another emulator?): stop "
+                                 f"it, or choose another port, e.g. `provision emulator --port {port + 1}` "
+                                 f"(then PROVISION_EMULATOR_HOST=http://{host}:{port + 1})") from None
         raise ProvisionError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
     typer.echo(f"emulator listening on {server.url} (state: {data_dir or 'in memory'})", err=True)
     typer.echo(f"  export PROVISION_EMULATOR_HOST={server.url}", err=True)

@@ -84,3 +84,89 @@ def test_columns_stay_aligned_for_long_step_ids(emulator, tmp_path, data_dir):
     text = report.render().splitlines()
     columns = {next(line for line in text if f" {r['id']} " in line).rindex(r["resource"]) for r in report.resources}
     assert len(columns) == 1, report.render()
+
+
+# ---------------------------------------------------------------------------- small ones (issue 19)
+def test_an_empty_shard_says_so(tmp_path):
+    from provision.running import fleet as fleet_mod
+
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    for team in ("a", "b", "c"):
+        load(teams, blueprint_dict(f"ohif-shard-{team}", None, bucket=None, dicom_stores=[{"id": "s"}]), f"{team}.yaml")
+    paths = fleet_mod.expand([teams])
+    empty = next(i for i in range(1, 50) if not fleet_mod.shard(paths, f"{i}/49"))
+    result = CliRunner().invoke(app, ["plan", str(teams), "--shard", f"{empty}/49", "--emulator", "http://127.0.0.1:1"])
+    assert result.exit_code == 0, result.output
+    assert f"shard {empty}/49: 0 of 3 blueprints (nothing to do)" in result.stderr, result.output
+
+
+def test_a_plan_error_names_the_blueprint_once(emulator, tmp_path, data_dir):
+    d = blueprint_dict("ohif-out-loc", data_dir)
+    path = load(tmp_path, d).source
+    assert run("apply", str(path), "--emulator", emulator.url, "--yes", "--no-smoke").exit_code == 0
+    d["dataset"]["location"] = "us-centrall1"
+    load(tmp_path, d)
+    result = run("plan", str(path), "--emulator", emulator.url)
+    assert result.exit_code == 1 and "did you mean us-central1" in result.stderr, result.output
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert line.count(path.name) == 1, line
+
+
+def test_an_unreachable_emulator_hint_names_the_port_flag(tmp_path):
+    path = load(tmp_path, blueprint_dict("ohif-out-dead", None, bucket=None, dicom_stores=[{"id": "s"}])).source
+    result = run("plan", str(path), "--emulator", "http://127.0.0.1:9")
+    assert "`provision emulator --port 9`" in result.output and ":9)" in result.output, result.output
+
+
+def test_a_busy_port_for_the_emulator_names_it_and_the_flag(emulator):
+    result = run("emulator", "--port", str(emulator.port))
+    assert result.exit_code == 1, result.output
+    assert f"port {emulator.port} on 127.0.0.1 is in use" in result.output and "--port" in result.output
+    assert "Traceback" not in result.output and "Either identify and stop" not in result.output
+
+
+def test_viewer_says_it_downloads_ohif_before_it_does(tmp_path):
+    bp = load(tmp_path, blueprint_dict("ohif-out-view", None, bucket=None, dicom_stores=[{"id": "s"}])).source
+    result = CliRunner().invoke(app, ["viewer", str(bp), "--emulator", "http://127.0.0.1:1"],
+                                env={"PROVISION_CACHE": str(tmp_path / "cache"), "PATH": str(tmp_path)})   # no npm
+    assert result.exit_code == 1, result.output
+    said = result.stderr
+    assert said.index("downloading the OHIF viewer (@ohif/app@3.13.2, about 50 MB") < said.index("npm is not installed")
+
+
+def test_the_browser_hint_never_names_the_unrelated_package(monkeypatch, tmp_path):
+    import builtins
+
+    from provision.errors import ProvisionError
+    from provision.ohif import browser
+
+    real = builtins.__import__
+
+    def no_playwright(name, *args, **kwargs):
+        if name.startswith("playwright"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_playwright)
+    with pytest.raises(ProvisionError) as err:
+        browser.run_browser_smoke("window.config = {}", expected_studies=[{"patient_name": "Phantom, CT"}],
+                                  chromium="/bin/sh")
+    assert "provision[browser]" not in str(err.value) and "make test" in str(err.value), str(err.value)
+
+
+def test_one_study_is_one_study(emulator, tmp_path):
+    one = tmp_path / "one"
+    write_dicom(one, studies=1)
+    path = load(tmp_path, blueprint_dict("ohif-out-one-st", one, smoke={"min_studies": 1})).source
+    assert run("apply", str(path), "--emulator", emulator.url, "--yes", "--no-smoke").exit_code == 0
+    result = run("smoke", str(path), "--emulator", emulator.url)
+    assert result.exit_code == 0 and "1 study (at least 1 required)" in result.output, result.output
+    assert "1 studies" not in result.output
+
+
+def test_readme_says_which_command_exits_3_for_what():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "`plan` exits 3 when it has changes to make, `status` when it finds\ndrift" in readme

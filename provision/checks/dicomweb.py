@@ -236,7 +236,7 @@ def check_studies(p: Probe) -> CheckResult:
         else:
             cause = ("nothing has been imported into the store (check the import step and its logs)" if not found
                      else "fewer studies were imported than smoke.min_studies expects")
-        raise _Failed(f"study list: GET {qido} found {len(found)} studies, "
+        raise _Failed(f"study list: GET {qido} found {plural(len(found), 'study')}, "
                       f"expected at least {p.min_studies}. Likely cause: {cause}.", resp.status_code)
     study = next((s for s in found if _value(s, "0020000D")), None)
     if study is None:
@@ -247,7 +247,7 @@ def check_studies(p: Probe) -> CheckResult:
                                 else "the store holds no study (it has no import)")
         return "0 studies (none required)", f"GET {qido}", resp.status_code
     p.learnt["study"] = _value(study, "0020000D")
-    return f"{len(found)} studies (at least {p.min_studies} required)", f"GET {qido}", resp.status_code
+    return f"{plural(len(found), 'study')} (at least {p.min_studies} required)", f"GET {qido}", resp.status_code
 
 
 def check_series(p: Probe) -> CheckResult:

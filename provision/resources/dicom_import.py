@@ -327,14 +327,14 @@ def verify_studies(ctx: Ctx, store_name: str, min_studies: int) -> int:
         n = count_studies(ctx, store_name)
         seen["n"] = n
         if n < min_studies:
-            raise NotYet(f"the store shows {n} of at least {min_studies} studies")
+            raise NotYet(f"the store shows {n} of at least {plural(min_studies, 'study')}")
         return n
 
     try:
         return ctx.call(check, within=ctx.target.settle_s)
     except NotYet:
         raise StepError(ctx.step, store_name,
-                        f"after the import the store holds {seen['n']} studies; smoke.min_studies asks for at least {min_studies}",
+                        f"after the import the store holds {plural(seen['n'], 'study')}; smoke.min_studies asks for at least {min_studies}",
                         fix="check that the import URI matches your DICOM files (`**` crosses folders), or lower "
                             "smoke.min_studies", action="verify") from None
 

@@ -72,12 +72,21 @@ def shard(paths: list[Path], spec: str | None) -> list[Path]:
     return [p for p in paths if int(hashlib.sha256(p.as_posix().encode()).hexdigest(), 16) % n == i - 1]
 
 
-def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
-    """Load every blueprint; all problems of all files in one BlueprintError."""
+def load(paths: list[Path], shard_spec: str | None = None,
+         on_shard: Callable[[str], None] | None = None) -> list[Item]:
+    """Load every blueprint; all problems of all files in one BlueprintError. With a shard,
+    `on_shard` hears how many blueprints it holds ("shard 1/2: 0 of 3 blueprints"): an empty
+    shard does nothing, and says so."""
     from provision.blueprint.load import load_blueprint
+    from provision.words import plural
 
+    every = expand(paths)
+    chosen = shard(every, shard_spec)
+    if shard_spec and on_shard is not None:
+        on_shard(f"shard {shard_spec.strip()}: {len(chosen)} of {plural(len(every), 'blueprint')}"
+                 + (" (nothing to do)" if not chosen else ""))
     items, problems = [], []
-    for path in shard(expand(paths), shard_spec):
+    for path in chosen:
         try:
             items.append(Item(path, load_blueprint(path)))
         except BlueprintError as exc:
