@@ -262,8 +262,9 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
         _print_json(output.envelope(command, results, code))
     else:
         for o in outcomes:
-            if o.value is not None:
-                typer.echo(text(o))
+            shown = text(o) if o.value is not None else ""
+            if shown:
+                typer.echo(shown)
         if len(outcomes) > 1:
             from provision.running.fleet import summary_table
 

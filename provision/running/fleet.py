@@ -129,7 +129,7 @@ def summary_table(outcomes: list[Outcome], cell: Callable[[Outcome], str]) -> st
     w = max(len(r[0]) for r in rows)
     failed = sum(not o.ok for o in outcomes)
     head = f"{len(outcomes)} blueprints: {len(outcomes) - failed} ok" + (f", {failed} failed" if failed else "")
-    return "\n".join([head] + [f"  {p:<{w}}  {r:<6}  {c}" for p, r, c in rows])
+    return "\n".join([head] + [f"  {p:<{w}}  {r:<6}  {c}".rstrip() for p, r, c in rows])
 
 
 def each(items: list[Item], fn: Callable[[Item], Any], parallel: int = 4) -> list[Outcome]:

@@ -188,7 +188,7 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
     refuse_replacements(the_plan, opts)
     if not the_plan.has_changes:
         return _unchanged(bp, target, ctx, the_plan, started, listener)
-    lock = ProjectLock(bp.project.id, "apply")
+    lock = ProjectLock(bp.project.id, "apply", unlock_hint=_unlock_hint(bp))
     ctx.facts["lock"] = lock   # the record store takes a pending lock when it makes the bucket
     with lock_mod.holding(lock, ctx):
         if _take_lock(lock, ctx, bp, opts, the_plan, listener):
@@ -196,6 +196,16 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
             if not the_plan.has_changes:
                 return _unchanged(bp, target, ctx, the_plan, started, listener)
         return _run_plan(bp, target, ctx, the_plan, started, listener)
+
+
+def _unlock_hint(bp: Any) -> str:
+    """`provision unlock team.yaml`: the blueprint as the user would type it (relative when it can be)."""
+    import os
+
+    if bp.source is None:
+        return f"provision unlock BLUEPRINT (the blueprint of {bp.project.id})"
+    rel = os.path.relpath(bp.source)
+    return f"provision unlock {rel if not rel.startswith('..') else bp.source}"
 
 
 def _unchanged(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
@@ -424,7 +434,7 @@ def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: 
     ctx.facts.update(the_plan.facts)
     if not steps:
         return DestroyResult(bp.project.id, target.label, [], [], kept)
-    lock = ProjectLock(bp.project.id, "destroy")
+    lock = ProjectLock(bp.project.id, "destroy", unlock_hint=_unlock_hint(bp))
     with lock_mod.holding(lock, ctx):   # quiet when destroy deleted the record's bucket, lock and all
         with _as_provision_error("lock", lock.where, target, bp.project.id):
             lock.acquire(ctx, wait_s=wait_lock_s)   # the record (and so its bucket) exists: destroy has steps

@@ -126,6 +126,10 @@ class Progress:
                 c.print(f"{tag}[yellow]{e.text()}[/]", highlight=False, markup=True)
         elif e.kind == "note":
             c.print(f"{tag}[cyan]note[/] {e.step}: {e.message}", highlight=False)
+        elif e.kind == "waiting":   # for another run's lock: said once per holder, not at every look
+            if self._last_progress.get((e.project, "waiting")) != e.message:
+                self._last_progress[(e.project, "waiting")] = e.message
+                c.print(f"{tag}[yellow]{e.message}[/]", highlight=False)
         elif e.kind == "progress":
             if e.step.split(":")[0] == "upload" and not self.verbose:
                 return   # a file counter is chatter in a log: its step's start and done lines say enough
