@@ -175,3 +175,17 @@ def test_cli_names_the_holder_and_unlock_breaks_a_stale_lock(emulator, tmp_path,
     assert not lock_blob(target, "ohif-lock-cli").exists()
     assert "no lock" in run("unlock", path).output
     assert run("apply", path, "--yes", "--no-smoke").exit_code == 0
+
+
+def test_destroy_takes_the_same_lock(emulator, tmp_path, data_dir):
+    target = Target(emulator=emulator.url)
+    _, bp = applied_blueprint(tmp_path, data_dir, "ohif-lock-dest")
+    lifecycle.apply(bp, target)
+    other = {"format": "provision-lock/1", "user": "bo", "host": "elsewhere", "pid": 7, "command": "apply",
+             "since": "2026-12-01T00:00:00Z"}
+    lock_blob(target, "ohif-lock-dest").upload_from_string(json.dumps(other), if_generation_match=0)
+    with pytest.raises(LockHeld, match="bo@elsewhere"):
+        lifecycle.destroy(bp, target)
+    assert lifecycle.status(bp, target).in_sync   # nothing was deleted
+    assert lifecycle.unlock(bp, target)["user"] == "bo"
+    assert lifecycle.destroy(bp, target).steps

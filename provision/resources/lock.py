@@ -178,15 +178,17 @@ class ProjectLock:
 
     def _take(self, ctx: Ctx) -> bool:
         """Create the lock object, waiting for another holder as `acquire` was told; whether it waited."""
-        deadline, delay, waited = time.monotonic() + self._wait_s, POLL_FIRST_S, False
+        deadline, delay, waited, races = time.monotonic() + self._wait_s, POLL_FIRST_S, False, 0
         while True:
             generation = self._create(ctx)
             if generation is not None:
                 self.generation = generation
                 return waited
             found = self.read(ctx)
-            if found.holder is None:
+            if found.holder is None and races < 10:
+                races += 1
                 continue   # released between our create and our read: try again at once
+            found.holder = found.holder or {"user": "?", "note": "a lock that comes and goes"}
             if dead_here(found.holder):
                 self._break_stale(ctx, found)
                 continue
