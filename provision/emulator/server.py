@@ -248,9 +248,16 @@ class EmulatorServer:
 
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
-        self.world, self.app = build(self.options)
-        self._server = make_server(self.options.host, self.options.port, self.app, threaded=True,
-                                   request_handler=_QuietHandler)
+        # Bound here, not by werkzeug: on a busy port werkzeug prints its own advice and exits the
+        # process, where a caller (`provision emulator`) wants an OSError to explain with --port.
+        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
+        listening = socket.create_server((self.options.host, self.options.port), family=family)
+        try:
+            self.world, self.app = build(self.options)
+            self._server = make_server(self.options.host, self.options.port, self.app, threaded=True,
+                                       request_handler=_QuietHandler, fd=listening.fileno())
+        finally:
+            listening.close()   # werkzeug listens on its own duplicate of the socket
         self._server.daemon_threads = True
         # Open (kept-alive) connections, closed with the server so that no idle one goes on serving
         # a closed world; `connections_accepted` counts every connection ever accepted.
@@ -258,7 +265,7 @@ class EmulatorServer:
         self._conn_lock = threading.Lock()
         self.connections_accepted = 0
         self._server.track_connection = self._track
-        self.port = self._server.server_port
+        self.port = self._server.port   # werkzeug records the bound port (the one asked for, or the one port 0 got)
         self.url = f"http://{self.options.host}:{self.port}"
         self._thread: threading.Thread | None = None
 

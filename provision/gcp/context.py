@@ -53,6 +53,9 @@ class Facts:
     # is built on this module, which therefore cannot import it).
     record: Any = None
     claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
+    # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
+    # reason as the record); the record store takes it when it makes the record's bucket.
+    lock: Any = None
 
     def update(self, other: "Facts") -> None:
         """Take every fact `other` knows (a plan's, for the apply that runs it)."""
