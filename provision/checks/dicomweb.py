@@ -283,6 +283,7 @@ def check_series_metadata(p: Probe) -> CheckResult:
     chosen = instances[len(instances) // 2]
     p.learnt["instance"] = _value(chosen, "00080018")
     p.learnt["expect_bytes"] = expected_frame_bytes(chosen)
+    p.learnt["image"] = chosen
     return f"{len(instances)} instances, {len(resp.content)} bytes", f"GET {url}", resp.status_code
 
 
@@ -298,7 +299,7 @@ def check_frame(p: Probe) -> CheckResult:
     url = f"{p.root}/studies/{st}/series/{se}/instances/{sop}/frames/1"
     resp = p.get_200(url, FRAME_ACCEPT, "frame retrieval")
     problem, detail = frame_problem(url, resp.headers.get("Content-Type", ""), resp.content,
-                                    p.learnt.get("expect_bytes") or 0)
+                                    p.learnt.get("expect_bytes") or 0, p.learnt.get("image"))
     if problem:
         raise _Failed(problem, resp.status_code)
     return detail, f"GET {url}", resp.status_code
