@@ -13,7 +13,6 @@ from werkzeug.wrappers import Request
 
 from provision.emulator import http as emu_http
 from provision.emulator import server as emu_server
-from provision.emulator import serving as emu_serving
 from provision.emulator.world import Options
 
 from emulator_helpers import CONTROL, create_project
@@ -200,8 +199,8 @@ def test_every_api_package_is_served():
         world.close()
 
 
-def test_request_bodies_have_a_read_timeout():
-    assert 0 < emu_serving.READ_TIMEOUT_S <= 120
+def test_request_handler_has_a_read_timeout():
+    assert 0 < emu_server._QuietHandler.timeout <= 120
 
 
 # ------------------------------------------------------------------------------ 13. shared helpers
@@ -257,7 +256,7 @@ def test_common_page_and_agent_helpers():
 def test_stalled_request_body_times_out_cleanly(emulator_factory, monkeypatch, capfd, framing):
     import socket
 
-    monkeypatch.setattr(emu_serving, "READ_TIMEOUT_S", 1)
+    monkeypatch.setattr(emu_server._QuietHandler, "timeout", 1)
     emu = emulator_factory()
     sock = socket.create_connection(("127.0.0.1", emu.port))
     sock.settimeout(10)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
+import struct
 import sys
 import threading
 import time
@@ -169,8 +171,6 @@ class Ctx:
 _UNSET = object()
 
 
-# The environ key of a callable that resets the request's TCP connection (the `reset` fault).
-RESET_CONNECTION = "provision.emulator.reset_connection"
 BODY_KEY = "provision.emulator.body"  # environ key: the request body once read (bytes), or TOO_LARGE
 TOO_LARGE = object()
 
@@ -423,8 +423,7 @@ class App:
 
 def _raw_segments(environ, request: Request) -> list[tuple[bytes, str]]:
     """The request path as (raw segment, percent-decoded segment) pairs, split before decoding.
-    Without a raw URI (a server that gives none; ours does: serving.py), the decoded PATH_INFO is
-    all there is."""
+    Without a raw URI (not werkzeug's server), the decoded PATH_INFO is all there is."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if raw is None:
         return [(seg.encode(), seg) for seg in request.path.split("/")]
@@ -499,8 +498,12 @@ def rate_limited(api: str, path: str) -> ApiError:
 
 
 def _reset_connection(environ) -> None:
-    """Drop the TCP connection with an RST, as a flaky network does (the server puts the hook in
-    the environ: serving.py)."""
-    reset = environ.get(RESET_CONNECTION)
-    if reset is not None:
-        reset()
+    """Drop the TCP connection with an RST, as a flaky network does."""
+    sock = environ.get("werkzeug.socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

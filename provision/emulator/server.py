@@ -1,19 +1,13 @@
-"""Assemble the emulator (World + every API's routes) and serve it, embedded or standalone, on
-uvicorn: the App is a WSGI application (werkzeug), served through a2wsgi's WSGIMiddleware.
-
-uvicorn does HTTP/1.1 as it is meant to be done (keep-alive, chunked answers when there is no
-Content-Length, 100-continue, a request body the application did not read drained before the next
-request). What this module adds around it, in `serving.py`: a count of the connections accepted
-(keep-alive is observable), the `reset` fault (an RST, as a flaky network gives), a read timeout
-for a request body that stalls, and the raw request path the App routes on.
-"""
+"""Assemble the emulator (World + every API's routes) and serve it, embedded or standalone."""
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
+import traceback
 
-import uvicorn
+from werkzeug.exceptions import InternalServerError
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wsgi import LimitedStream
 
 from provision.emulator import control, publicdata
 from provision.emulator.billing import handlers as billing_handlers, state as billing_state
@@ -22,7 +16,6 @@ from provision.emulator.http import App, Router
 from provision.emulator.logging import handlers as logging_handlers, state as logging_state
 from provision.emulator.oauth import handlers as oauth_handlers, state as oauth_state
 from provision.emulator.resourcemanager import handlers as resourcemanager_handlers, state as resourcemanager_state
-from provision.emulator.serving import Connections, asgi_app
 from provision.emulator.serviceusage import handlers as serviceusage_handlers, state as serviceusage_state
 from provision.emulator.storage import handlers as storage_handlers, state as storage_state
 from provision.emulator.world import Options, World
@@ -53,61 +46,244 @@ def build(options: Options) -> tuple[World, App]:
     return world, App(world, router)
 
 
-class EmulatorServer:
-    """The emulator on a real port: `with EmulatorServer(Options(port=0)) as emu: emu.url`.
+# A request body the application left unread is read and dropped, so the connection can carry the
+# next request, up to this many bytes; past that (a refused upload) the connection is closed.
+DRAIN_LIMIT = 4 << 20
 
-    The port is bound when the server is made (port 0: any free port; a port in use raises
-    OSError here), so clients may connect as soon as `start()` returns."""
+
+class _QuietHandler(WSGIRequestHandler):
+    """werkzeug's request handler with HTTP/1.1 keep-alive.
+
+    werkzeug's development server closes every connection (`Connection: close`), because its
+    handler cannot tell where a request body the application did not read ends. This one frames
+    every body itself (Content-Length through a LimitedStream, chunked through werkzeug's
+    DechunkedInput), reads what the application left before answering the next request, and keeps
+    the connection open unless the client asked to close it (`Connection: close`, HTTP/1.0 without
+    keep-alive), the rest of the body is too large to drop (`DRAIN_LIMIT`), or the answer could
+    not be framed (an error half-way through a response). An answer with no Content-Length (a
+    streamed DICOMweb answer) is sent chunked to an HTTP/1.1 client; to an HTTP/1.0 client it ends
+    with the connection.
+    """
+
+    protocol_version = "HTTP/1.1"
+    # A stalled client (a request body that stops arriving), or an idle kept-alive connection, is
+    # dropped after this many seconds of silence instead of holding its thread forever.
+    timeout = 60
+
+    def setup(self) -> None:
+        super().setup()
+        try:   # small answers go out at once (no Nagle wait for the client's delayed ACK)
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        track = getattr(self.server, "track_connection", None)
+        if track is not None:
+            track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            track = getattr(self.server, "track_connection", None)
+            if track is not None:
+                track(self.connection, False)
+
+    def log_request(self, *args, **kwargs) -> None:  # the --record file is the request log
+        pass
+
+    def connection_dropped(self, error: BaseException, environ=None) -> None:
+        self.close_connection = True
+
+    def run_wsgi(self) -> None:  # noqa: C901 - werkzeug's, with framing and keep-alive
+        if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.environ = environ = self.make_environ()
+        body: _Body | None = None
+        if not environ.get("wsgi.input_terminated"):      # not chunked: Content-Length frames the body
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self.close_connection = True
+                length = 0
+            body = _Body(self.rfile, length)
+            environ["wsgi.input"] = body
+        http11 = self.request_version >= "HTTP/1.1"
+        state: dict = {"status": None, "headers": None, "sent": False, "chunked": False}
+
+        def write(data: bytes) -> None:
+            assert state["status"] is not None, "write() before start_response"
+            if not state["sent"]:
+                state["sent"] = True
+                try:
+                    code_str, msg = state["status"].split(None, 1)
+                except ValueError:
+                    code_str, msg = state["status"], ""
+                code = int(code_str)
+                self.send_response(code, msg)
+                keys = set()
+                for key, value in state["headers"]:
+                    self.send_header(key, value)     # a `Connection: close` from the app closes too
+                    keys.add(key.lower())
+                bodyless = environ["REQUEST_METHOD"] == "HEAD" or 100 <= code < 200 or code in (204, 304)
+                if "content-length" not in keys and not bodyless:
+                    if http11:
+                        state["chunked"] = True
+                        self.send_header("Transfer-Encoding", "chunked")
+                    else:
+                        self.close_connection = True   # the end of the connection ends the answer
+                if self.close_connection and "connection" not in keys:
+                    self.send_header("Connection", "close")
+                elif not http11 and not self.close_connection:
+                    self.send_header("Connection", "keep-alive")
+                # The headers and the first piece of the body leave in one write.
+                self._headers_buffer.append(b"\r\n")
+                if data:
+                    self._headers_buffer.append(b"%x\r\n%b\r\n" % (len(data), data) if state["chunked"] else data)
+                self.flush_headers()
+            elif data:
+                if state["chunked"]:
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
+                else:
+                    self.wfile.write(data)
+            self.wfile.flush()
+
+        def start_response(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+            if exc_info:
+                try:
+                    if state["sent"]:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state["headers"] is not None:
+                raise AssertionError("Headers already set")
+            state["status"], state["headers"] = status, headers
+            return write
+
+        def execute(app) -> None:
+            iterable = app(environ, start_response)
+            try:
+                for data in iterable:
+                    write(data)
+                if not state["sent"]:
+                    write(b"")
+                if state["chunked"]:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+            finally:
+                if hasattr(iterable, "close"):
+                    iterable.close()
+
+        try:
+            execute(self.server.app)
+        except (ConnectionError, TimeoutError) as exc:
+            self.connection_dropped(exc, environ)
+            return
+        except Exception:  # noqa: BLE001 - werkzeug's behaviour: a 500, the traceback to the log
+            self.close_connection = True
+            if not state["sent"]:
+                state.update(status=None, headers=None)
+                try:
+                    execute(InternalServerError())
+                except Exception:  # noqa: BLE001
+                    pass
+            self.server.log("error", "Error on request:\n" + traceback.format_exc())
+            return
+        if not self.close_connection:
+            self._drain(environ, body)
+
+    def _drain(self, environ, body) -> None:
+        """Read what is left of the request body (or close the connection when it is too much)."""
+        try:
+            if body is not None:
+                left = body.limit - body.tell()
+                if body.broken or left > DRAIN_LIMIT:
+                    self.close_connection = True
+                elif left > 0:
+                    body.exhaust()
+                return
+            stream, total = environ["wsgi.input"], 0   # chunked
+            while True:
+                chunk = stream.read(1 << 16)
+                if not chunk:
+                    return
+                total += len(chunk)
+                if total > DRAIN_LIMIT:
+                    self.close_connection = True
+                    return
+        except Exception:  # noqa: BLE001 - a body that cannot be read to its end: no next request on it
+            self.close_connection = True
+
+
+class _Body(LimitedStream):
+    """A Content-Length request body that remembers whether reading it failed (a client that
+    stalled or went away: the connection cannot carry another request)."""
+
+    broken = False
+
+    def on_disconnect(self, error=None):
+        self.broken = True
+        return super().on_disconnect(error)
+
+
+class EmulatorServer:
+    """The emulator on a real port: `with EmulatorServer(Options(port=0)) as emu: emu.url`."""
 
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
         self.world, self.app = build(self.options)
-        try:
-            self._sock = _listen(self.options.host, self.options.port)
-        except OSError:
-            self.world.close()
-            raise
-        self.port = self._sock.getsockname()[1]
-        host = self.options.host
-        self.url = f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
-        self._connections = Connections()
-        self._asgi = asgi_app(self.app, self._connections)
-        self._server = _Server(uvicorn.Config(
-            self._asgi, interface="asgi3", http=self._connections.protocol, lifespan="off",
-            log_config=None, access_log=False, server_header=False, proxy_headers=False,
-            timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=GRACE_S, loop="asyncio"))
+        self._server = make_server(self.options.host, self.options.port, self.app, threaded=True,
+                                   request_handler=_QuietHandler)
+        self._server.daemon_threads = True
+        # Open (kept-alive) connections, closed with the server so that no idle one goes on serving
+        # a closed world; `connections_accepted` counts every connection ever accepted.
+        self._connections: set = set()
+        self._conn_lock = threading.Lock()
+        self.connections_accepted = 0
+        self._server.track_connection = self._track
+        self.port = self._server.server_port
+        self.url = f"http://{self.options.host}:{self.port}"
         self._thread: threading.Thread | None = None
-
-    @property
-    def connections_accepted(self) -> int:
-        """Every connection accepted since the start (a kept-alive connection counts once)."""
-        return self._connections.accepted
 
     def start(self) -> "EmulatorServer":
         """Serve in a background thread; returns self."""
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+        # A short poll interval: stop() returns within ~50 ms instead of the default 0.5 s.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="emulator", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C stops the server, then reaches the caller)."""
+        """Serve in this thread until interrupted."""
         try:
-            self._server.run(sockets=[self._sock])
+            self._server.serve_forever()
         finally:
             self.close()
 
     def stop(self) -> None:
-        """Stop serving: idle kept-alive connections are closed, answers under way finish (up to
-        GRACE_S seconds), then the World is closed."""
-        self._server.exit_now()
+        self._server.shutdown()
         if self._thread:
-            self._thread.join(timeout=GRACE_S + 5)
+            self._thread.join(timeout=10)
         self.close()
 
+    def _track(self, sock, opened: bool) -> None:
+        with self._conn_lock:
+            if opened:
+                self._connections.add(sock)
+                self.connections_accepted += 1
+            else:
+                self._connections.discard(sock)
+
     def close(self) -> None:
-        self._sock.close()
-        self._asgi.close()
+        self._server.server_close()
+        with self._conn_lock:
+            open_ = list(self._connections)
+        for sock in open_:   # idle keep-alive connections: their threads see EOF and end
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.world.close()
 
     def __enter__(self) -> "EmulatorServer":
@@ -115,79 +291,3 @@ class EmulatorServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's Server, stopped without its polling: uvicorn looks for `should_exit` every 0.1 s
-    and waits 0.1 s more, then in steps of 0.1 s, for connections to close, which made each stop
-    take about 0.2 s (the test suite starts and stops hundreds of emulators). Here `exit_now()`
-    wakes the main loop, and the shutdown, uvicorn's steps otherwise, polls every 5 ms."""
-
-    _wake: asyncio.Event | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-
-    async def main_loop(self) -> None:   # uvicorn's, with a wait stop() can cut short
-        self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
-        counter = 0
-        should_exit = await self.on_tick(counter)
-        while not should_exit:
-            counter = (counter + 1) % 864000
-            try:
-                await asyncio.wait_for(self._wake.wait(), 0.1)
-            except asyncio.TimeoutError:
-                pass
-            should_exit = await self.on_tick(counter)
-
-    def exit_now(self) -> None:
-        """Stop serving (from any thread)."""
-        self.should_exit = True
-        if self._loop is not None and self._wake is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:   # the loop is closed: the server has stopped already
-                pass
-
-    async def shutdown(self, sockets=None) -> None:
-        state = self.server_state
-        for server in self.servers:               # stop accepting
-            server.close()
-        for connection in list(state.connections):
-            connection.shutdown()                 # idle: closed now; busy: closed after its answer
-        # Answers under way finish (their worker threads need this loop to send); past the grace
-        # period their connections are dropped, which ends what still waits for a request body.
-        await self._settle(lambda: state.connections or state.tasks, self.config.timeout_graceful_shutdown)
-        for connection in list(state.connections):
-            connection.transport.abort()
-        await self._settle(lambda: state.tasks, 1.0)
-        for task in list(state.tasks):
-            task.cancel()
-        for server in self.servers:
-            await server.wait_closed()
-
-    @staticmethod
-    async def _settle(busy, seconds: float) -> None:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while busy() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.005)
-
-
-# An idle kept-alive connection is closed after this many seconds (Google's front end keeps them
-# for minutes; clients reconnect when they find one closed).
-KEEP_ALIVE_S = 60
-# At stop, answers under way get this long to finish before their connections are dropped.
-GRACE_S = 2
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not left 0: asyncio sets TCP_NODELAY only on sockets that say they are
-    # TCP; without it an answer sent in pieces waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    return sock
