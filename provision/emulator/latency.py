@@ -12,7 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from provision.emulator.lazy import LazyModule
+
+yaml = LazyModule("yaml")   # only for a YAML table file; a few MiB otherwise never loaded
+
 
 # key: seconds. "op:" keys are long-running-operation durations; "sync:" keys delay the response
 # itself; "propagation:" keys are windows after a change during which dependants still fail.

@@ -55,9 +55,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from provision.emulator.errors import ApiError, HELP, error_info
+from provision.emulator.lazy import LazyModule
+
+yaml = LazyModule("yaml")   # only for a YAML table file; a few MiB otherwise never loaded
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 HELP_URL = "https://cloud.google.com/docs/quota#requesting_higher_quota"

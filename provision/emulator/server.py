@@ -153,11 +153,9 @@ class _QuietHandler(WSGIRequestHandler):
                     self.send_header("Connection", "close")
                 elif not http11 and not self.close_connection:
                     self.send_header("Connection", "keep-alive")
-                # The headers and the first piece of the body leave in one write.
-                self._headers_buffer.append(b"\r\n")
+                self.end_headers()   # the headers in one write; TCP_NODELAY sends the body at once too
                 if data:
-                    self._headers_buffer.append(b"%x\r\n%b\r\n" % (len(data), data) if state["chunked"] else data)
-                self.flush_headers()
+                    self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if state["chunked"] else data)
             elif data:
                 if state["chunked"]:
                     self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))

@@ -1,4 +1,4 @@
-"""Serve the released OHIF viewer with our config: a small threaded static server on 127.0.0.1.
+"""Serve the released OHIF viewer with our config: a small Starlette app on uvicorn, 127.0.0.1.
 
 - `/app-config.js` is the emitted config (from memory, never cached by the browser);
 - files of the viewer's `dist` are served with the types browsers insist on
@@ -11,23 +11,26 @@
         print(srv.url)
 
     serve_viewer(config_js, 3000).wait()              # `provision viewer`: until Ctrl-C
+
+uvicorn and Starlette are what the hosted viewer (provision/hosted) runs on too: one server stack.
 """
 from __future__ import annotations
 
 import errno
 import mimetypes
 import posixpath
-import shutil
-import sys
+import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
-from urllib.parse import unquote, urlsplit
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
 
 from provision.errors import ProvisionError
-from provision.ohif.fetch import ensure_viewer
 
 __all__ = ["CONTENT_TYPES", "ViewerServer", "serve_viewer"]
 
@@ -58,92 +61,67 @@ def content_type(name: str) -> str:
     return CONTENT_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # the default 5 drops bursts of connections (SYN retried after 1 s)
+class _Viewer:
+    """The viewer's pages, files and config as one Starlette app."""
 
-    dist: Path
-    config_js: bytes
-    on_request: Callable[[str, str, int], None] | None
+    def __init__(self, dist: Path, config_js: bytes, on_request: Callable[[str, str, int], None] | None):
+        self.dist, self.root, self.config_js, self.on_request = dist, dist.resolve(), config_js, on_request
+        self.app = Starlette(routes=[Route("/{path:path}", self.serve, methods=["GET", "HEAD"])])
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+    async def serve(self, request: Request) -> Response:
+        path = request.url.path
+        response = self._answer(path)
+        if self.on_request:
+            self.on_request(request.method, path, response.status_code)
+        return response
 
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            return  # the browser went away mid-response: normal for a viewer that cancels requests
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "provision-viewer"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go in separate writes: no 40 ms delayed-ACK stalls
-
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet: no access log on stderr
-        pass
-
-    def do_GET(self) -> None:
-        self._serve(body=True)
-
-    def do_HEAD(self) -> None:
-        self._serve(body=False)
-
-    def _send(self, status: int, ctype: str, length: int, *, cache: str = "no-cache") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(length))
-        self.send_header("Cache-Control", cache)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-
-    def _serve(self, *, body: bool) -> None:
-        path = unquote(urlsplit(self.path).path)
-        status = HTTPStatus.OK
-        try:
-            if path == CONFIG_PATH:
-                data = self.server.config_js
-                self._send(status, CONTENT_TYPES[".js"], len(data), cache="no-store")
-                if body:
-                    self.wfile.write(data)
-                return
-            file = self._resolve(path)
-            if file is None:
-                status = HTTPStatus.NOT_FOUND
-                data = f"not found: {path}\n".encode()
-                self._send(status, "text/plain; charset=utf-8", len(data))
-                if body:
-                    self.wfile.write(data)
-                return
-            size = file.stat().st_size
-            self._send(status, content_type(file.name), size)
-            if body:
-                with file.open("rb") as fh:
-                    shutil.copyfileobj(fh, self.wfile, 1 << 16)
-        finally:
-            if self.server.on_request:
-                self.server.on_request(self.command, path, int(status))
+    def _answer(self, path: str) -> Response:
+        if path == CONFIG_PATH:
+            return Response(self.config_js, media_type=CONTENT_TYPES[".js"], headers=_headers("no-store"))
+        file = self._resolve(path)
+        if file is None:
+            return Response(f"not found: {path}\n", status_code=404, media_type="text/plain; charset=utf-8",
+                            headers=_headers())
+        return FileResponse(file, media_type=content_type(file.name), headers=_headers())
 
     def _resolve(self, path: str) -> Path | None:
         """The file for a URL path, index.html for an app route, or None (404)."""
-        root = self.server.dist
         clean = posixpath.normpath("/" + path.lstrip("/"))
         parts = [p for p in clean.split("/") if p and p not in (".", "..")]
-        candidate = root.joinpath(*parts) if parts else root / "index.html"
+        candidate = self.dist.joinpath(*parts) if parts else self.dist / "index.html"
         if candidate.is_dir():
             candidate = candidate / "index.html"
         try:
-            candidate.resolve().relative_to(root.resolve())
+            candidate.resolve().relative_to(self.root)
         except ValueError:
             return None
         if candidate.is_file():
             return candidate
         last = parts[-1] if parts else ""
         if "." not in last:  # an app route such as /viewer or /callback
-            return root / "index.html"
+            return self.dist / "index.html"
         return None
+
+
+def _headers(cache: str = "no-cache") -> dict[str, str]:
+    return {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before uvicorn starts (port 0: any free port; a port in use
+    fails here, not in uvicorn's thread). IPPROTO_TCP named: asyncio sets TCP_NODELAY only on
+    sockets that say they are TCP, and without it a response sent in pieces waits ~40 ms for
+    the browser's delayed ACK."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)   # a burst of the viewer's parallel requests is not dropped
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class ViewerServer:
@@ -162,45 +140,48 @@ class ViewerServer:
         if not (self.dist / "index.html").is_file():
             raise ProvisionError(f"{self.dist} is not an OHIF viewer build (no index.html); run `python -m provision.ohif.fetch`")
         try:
-            self._httpd = _Server((host, port), _Handler)
+            self._sock = _listen(host, port)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise ProvisionError(f"cannot serve the viewer: port {port} on {host} is in use; choose another port") from None
             raise ProvisionError(f"cannot serve the viewer on {host}:{port}: {exc.strerror or exc}") from None
-        self._httpd.dist = self.dist
-        self._httpd.config_js = config_js.encode("utf-8")
-        self._httpd.on_request = on_request
+        self._address = self._sock.getsockname()[:2]
+        self._viewer = _Viewer(self.dist, config_js.encode("utf-8"), on_request)
+        self._server = uvicorn.Server(uvicorn.Config(
+            self._viewer.app, http="h11", loop="asyncio", lifespan="off", log_config=None,
+            access_log=False, server_header=False, proxy_headers=False, timeout_graceful_shutdown=2))
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
     @property
     def host(self) -> str:
-        return self._httpd.server_address[0]
+        return self._address[0]
 
     @property
     def port(self) -> int:
-        return self._httpd.server_address[1]
+        return self._address[1]
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://[{self.host}]:{self.port}" if ":" in self.host else f"http://{self.host}:{self.port}"
 
     def set_config(self, config_js: str) -> None:
         """Serve another config from now on (the next page load sees it)."""
-        self._httpd.config_js = config_js.encode("utf-8")
+        self._viewer.config_js = config_js.encode("utf-8")
 
     def start(self) -> ViewerServer:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name=f"ohif-viewer:{self.port}", daemon=True)
+            self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                            name=f"ohif-viewer:{self.port}", daemon=True)
             self._thread.start()
         return self
 
     def stop(self) -> None:
         if self._thread is not None:
-            self._httpd.shutdown()
+            self._server.should_exit = True
             self._thread.join(timeout=10)
             self._thread = None
-        self._httpd.server_close()
+        self._sock.close()
         self._stopped.set()
 
     def wait(self) -> None:
@@ -229,5 +210,7 @@ def serve_viewer(
 ) -> ViewerServer:
     """Start serving the viewer (fetched into the cache if needed) with `config_js`; returns the running server."""
     if dist is None:
+        from provision.ohif.fetch import ensure_viewer
+
         dist = ensure_viewer()
     return ViewerServer(dist, config_js, host=host, port=port, on_request=on_request).start()

@@ -45,14 +45,16 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from provision.emulator import iam
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import ApiError, error_info
+from provision.emulator.lazy import LazyModule
 from provision.emulator.worldview import WorldView
+
+# PyJWT and cryptography cost ~10 MiB of resident memory: imported on the first token or key.
+jwt = LazyModule("jwt")
+serialization = LazyModule("cryptography.hazmat.primitives.serialization")
+rsa = LazyModule("cryptography.hazmat.primitives.asymmetric.rsa")
 
 ATTACH_AS = "oauth"
 
