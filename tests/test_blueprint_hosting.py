@@ -88,5 +88,5 @@ def test_plan_says_hosting_is_not_deployed_yet(emulator, tmp_path):
         + "    members: [group:radiology@example.com]\n")
     bp = load_blueprint(path, env={})
     plan = lifecycle.plan(bp, Target(emulator=emulator.url))
-    assert any("does not deploy the viewer yet" in n for n in plan.notes)
-    assert "note: viewer.hosting is read and checked" in plan.render()
+    assert any("does not deploy the Cloud Run service yet" in n for n in plan.notes)
+    assert "note: viewer.hosting: this version makes the hosted viewer's APIs" in plan.render()

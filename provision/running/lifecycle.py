@@ -21,6 +21,7 @@ from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
+from provision.resources import apis
 from provision.resources.steps import Options
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
@@ -28,7 +29,7 @@ __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", 
 
 
 def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
-    ctx = Ctx(target, "read", services=tuple(bp.apis), cancel=cancel)
+    ctx = Ctx(target, "read", services=tuple(apis.wanted(bp)), cancel=cancel)
     ctx.facts.project_id = bp.project.id
     return ctx
 
