@@ -53,6 +53,8 @@ class Facts:
     # is built on this module, which therefore cannot import it).
     record: Any = None
     claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
+    viewer_image: str | None = None      # the hosted viewer's image by digest, once built
+    viewer_url: str | None = None        # the hosted viewer's URL (read back from Cloud Run)
 
     def update(self, other: "Facts") -> None:
         """Take every fact `other` knows (a plan's, for the apply that runs it)."""

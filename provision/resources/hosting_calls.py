@@ -154,3 +154,38 @@ def ensure_iap_agent(ctx: Ctx, project_id: str, number: str) -> str:
         return ctx.wait_serviceusage(op, version="v1beta1")
     op = ctx.call(attempt)
     return (op.get("response") or {}).get("email") or iap_agent(number)
+
+
+# ---------------------------------------------------------------------------- policies
+def run_service_io(ctx: Ctx, name: str) -> Any:
+    """Cloud Run Admin v2 services getIamPolicy (GET) / setIamPolicy, as an iam.PolicyIO."""
+    from provision.resources.iam import PolicyIO
+
+    def read_policy() -> dict:
+        return _services(ctx).getIamPolicy(resource=name, options_requestedPolicyVersion=3).execute(num_retries=0)
+
+    def write_policy(policy: dict) -> dict:
+        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
+        return _services(ctx).setIamPolicy(resource=name, body={"policy": body}).execute(num_retries=0)
+
+    return PolicyIO(name, read_policy, write_policy)
+
+
+def iap_io(ctx: Ctx, resource: str) -> Any:
+    """IAP v1 getIamPolicy / setIamPolicy on an iap_web resource (POST v1/{resource}:verb), as an iam.PolicyIO."""
+    from provision.resources.iam import PolicyIO
+
+    def read_policy() -> dict:
+        return ctx.target.iap().v1().getIamPolicy(resource=resource, body={
+            "options": {"requestedPolicyVersion": 3}}).execute(num_retries=0)
+
+    def write_policy(policy: dict) -> dict:
+        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
+        return ctx.target.iap().v1().setIamPolicy(resource=resource, body={"policy": body}).execute(num_retries=0)
+
+    return PolicyIO(resource, read_policy, write_policy)
+
+
+def read_policy_or_none(ctx: Ctx, io: Any) -> dict | None:
+    """A policy, None while its resource (or its API) is absent."""
+    return absent_ok(ctx, io.read)
