@@ -124,13 +124,15 @@ class ApplyResult:
         }
 
     def render(self) -> str:
+        viewer = [f"viewer: {self.outputs['viewer_url']} (members sign in with their Google account)"] \
+            if self.outputs.get("viewer_url") else []
         if not self.changed:
-            return f"{self.project}: no changes ({self.elapsed:.1f}s)"
+            return "\n".join([f"{self.project}: no changes ({self.elapsed:.1f}s)", *viewer])
         lines = [f"{self.project}: {self.summary} in {self.elapsed:.1f}s ({self.retries} retries)"]
         for s in self.steps:
             if s.action not in (NOOP, KEEP) or s.status != "done":
                 lines.append(f"  {s.status:<8} {s.id:<24} {s.elapsed:6.1f}s  {s.message}")
-        return "\n".join(lines)
+        return "\n".join(lines + viewer)
 
 
 class NeedsFlag(ProvisionError):
@@ -159,6 +161,8 @@ def _outputs(bp: Any, target: Target, facts: Facts) -> dict:
         out["project_number"] = facts.project_number
     if facts.agent:
         out["service_agent"] = facts.agent.split(":", 1)[-1]
+    if facts.viewer_url:
+        out["viewer_url"] = facts.viewer_url   # the hosted viewer (viewer.hosting), read back from Cloud Run
     return out
 
 
@@ -213,6 +217,7 @@ class StatusReport:
     target: str
     resources: list[dict]
     notes: list[str]
+    outputs: dict = field(default_factory=dict)   # viewer_url when the hosted viewer runs
 
     @property
     def in_sync(self) -> bool:
@@ -220,7 +225,7 @@ class StatusReport:
 
     def to_json(self) -> dict:
         return {"project": self.project, "target": self.target, "in_sync": self.in_sync,
-                "resources": self.resources, "notes": self.notes}
+                "resources": self.resources, "notes": self.notes, "outputs": dict(self.outputs)}
 
     def headline(self) -> str:
         n = sum(r["state"] != "ok" for r in self.resources)
@@ -235,6 +240,8 @@ class StatusReport:
                 lines.append(f"      {d}")
         for n in self.notes:
             lines.append(f"  note: {n}")
+        if self.outputs.get("viewer_url"):
+            lines.append(f"viewer: {self.outputs['viewer_url']}")
         return "\n".join(lines)
 
 
@@ -254,7 +261,8 @@ def status(bp: Any, target: Target) -> StatusReport:
     resources = [{"id": s.id, "kind": s.kind, "resource": s.resource,
                   "state": "drift" if s.action == NOOP and s.drift else STATE_OF.get(s.action, s.action),
                   "details": list(s.changes) + list(s.drift)} for s in p.steps]
-    return StatusReport(bp.project.id, target.label, resources, list(p.notes))
+    outputs = {"viewer_url": p.facts.viewer_url} if p.facts.viewer_url else {}
+    return StatusReport(bp.project.id, target.label, resources, list(p.notes), outputs)
 
 
 # ---------------------------------------------------------------------------- destroy
