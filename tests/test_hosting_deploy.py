@@ -53,7 +53,7 @@ def _bp(tmp_path, pid: str, hosting: dict | None = HOSTING, **over):
 
 def _store_policy(target: Target, bp) -> set:
     name = f"projects/{bp.project.id}/locations/us-central1/datasets/imaging/dicomStores/primary"
-    return iam.unconditional(store_calls.read_iam(Ctx(target), name))
+    return iam.unconditional(store_calls.read_iam(Ctx(target), name) or {})   # None: the store is gone
 
 
 def test_hosting_enables_its_apis_and_makes_the_viewer_account_with_read_access_to_the_stores(emulator_factory,
@@ -126,3 +126,21 @@ def test_viewer_sources_of_other_projects_say_who_must_grant_the_viewer_account(
     account = ACCOUNT.format(pid="ohif-host-src")
     note = next(n for n in plan.notes if n.startswith("viewer source theirs: the hosted viewer"))
     assert f"--member=serviceAccount:{account}" in note and "--project=other-team" in note
+
+
+def test_destroy_removes_the_viewer_account_and_its_grants(emulator, tmp_path):
+    target = Target(emulator=emulator.url)
+    pid = "ohif-host-destroy"
+    bp = _bp(tmp_path, pid)
+    _apply(bp, target)
+    account = ACCOUNT.format(pid=pid)
+    plan = lifecycle.destroy_plan(bp, target)
+    kinds = {s.kind for s in plan.steps}
+    assert "viewer-account" in kinds
+    lifecycle.destroy(bp, target, plan_=plan)
+    assert ("roles/healthcare.dicomViewer", f"serviceAccount:{account}") not in _store_policy(target, bp)
+    from googleapiclient.errors import HttpError
+    with pytest.raises(HttpError) as info:
+        Ctx(target).target.iam_admin().projects().serviceAccounts().get(
+            name=f"projects/{pid}/serviceAccounts/{account}").execute()
+    assert info.value.resp.status == 404
