@@ -116,3 +116,59 @@ def test_the_viewer_account_id_fits_iam_rules():
     long = account_id("a-very-long-service-name-for-the-team-viewer")
     assert len(long) <= 30 and long.endswith("-viewer") and "--" not in long
     assert 6 <= len(account_id("v")) <= 30
+
+
+def test_the_archive_is_built_once_per_inputs_and_again_when_they_change(tmp_path, monkeypatch):
+    from provision.gcp.target import Target
+    from provision.resources import hosted_archive
+
+    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<html>viewer</html>")
+    (dist / ".provision-complete").write_text("{}")
+    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+    bp = _bp(tmp_path)
+    target = Target(emulator="http://127.0.0.1:9")
+    first = hosted_archive.prepare(bp, target)
+    built = first.path.stat().st_mtime_ns
+    again = hosted_archive.prepare(bp, target)
+    assert (again.sha256, again.path, again.path.stat().st_mtime_ns) == (first.sha256, first.path, built)
+    assert again.sources == {"primary": "http://127.0.0.1:9/v1/projects/ohif-host-unit/locations/us-central1/"
+                                        "datasets/imaging/dicomStores/primary/dicomWeb"}
+    (dist / "index.html").write_text("<html>another viewer</html>")
+    assert hosted_archive.prepare(bp, target).sha256 != first.sha256
+    import tarfile
+    with tarfile.open(first.path) as tar:
+        config = tar.extractfile("app-config.js").read().decode()
+    assert "googleapis.com" not in config and "oidc" not in config and "'http://127.0.0.1:9/v1/projects/" in config
+
+
+def test_the_hosted_app_accepts_the_config_and_env_apply_deploys_on_google(tmp_path, monkeypatch):
+    """On Google the config names Healthcare's roots; every one of them is proxied, so the app (which
+    refuses a config that would send the browser to googleapis.com) starts with it."""
+    import tarfile
+
+    from provision.gcp.target import Target
+    from provision.hosted.app import create_app
+    from provision.hosted.settings import from_env
+    from provision.resources import hosted_archive
+
+    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<html>viewer</html>")
+    (dist / ".provision-complete").write_text("{}")
+    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+    data = blueprint_dict("ohif-host-gcp")
+    data["dicom_stores"].append({"id": "second"})
+    data["viewer"]["hosting"] = {"region": "us-central1", "members": ["user:ana@example.com"]}
+    bp = load(tmp_path, data)
+    archive = hosted_archive.prepare(bp, Target())
+    with tarfile.open(archive.path) as tar:
+        config = tar.extractfile("app-config.js").read().decode()
+    assert config.count("https://healthcare.googleapis.com/v1/projects/ohif-host-gcp/") >= 2
+    env = {e["name"]: e["value"] for e in hosted_archive.environment(archive, NUMBER, "us-central1", "ohif-viewer")}
+    assert env["HOSTED_IAP_AUDIENCE"] == f"/projects/{NUMBER}/locations/us-central1/services/ohif-viewer"
+    assert "HOSTED_IAP_JWKS_URL" not in env   # Google's keys
+    settings = from_env({**env, "HOSTED_DIST": str(dist), "HOSTED_APP_CONFIG": config})
+    assert set(settings.sources) == {"primary", "second"}
+    create_app(settings)   # raises SettingsError if googleapis.com were left in the config

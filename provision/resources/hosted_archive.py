@@ -10,14 +10,16 @@ app to learn its upstream apart from the config).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provision.ohif.config import hosted_sources, render_hosted_config
-from provision.ohif.fetch import cache_root
-from provision.ohif.hosted_source import build_source
+from provision.ohif.fetch import PINNED, cache_root, ensure_viewer
+from provision.ohif.hosted_source import APP_DIR, build_source
 from provision.resources.hosting_names import audience
 
 
@@ -47,13 +49,49 @@ def _pinned(bp: Any, releases: Any) -> Any:
                                                     for s in sources]})
 
 
+def _inputs_key(config_js: str, dist: Path) -> str:
+    """What the archive is made of, cheaply: the config, the app's files, the dist's names, sizes and
+    modification times (a changed file is a new key; an unchanged tree costs a walk of `stat`s)."""
+    h = hashlib.sha256(config_js.encode())
+    for path in sorted(APP_DIR.iterdir()):
+        if path.is_file() and path.suffix in (".py", ".txt"):
+            h.update(path.name.encode() + b"\0" + path.read_bytes())
+    for root, dirs, files in os.walk(dist):
+        dirs.sort()
+        for name in sorted(files):
+            st = os.stat(os.path.join(root, name))
+            h.update(f"{os.path.relpath(os.path.join(root, name), dist)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _build(config_js: str) -> tuple[Path, str, int]:
+    """The archive's (path, sha256, size): built once per set of inputs, found again by a small index
+    (building it compresses the whole viewer, seconds; plan, apply and status all need its sha256)."""
+    out = cache_root() / "hosted"
+    dist = ensure_viewer(PINNED)
+    key = _inputs_key(config_js, dist)
+    memo = out / f"inputs-{key[:32]}.json"
+    try:
+        known = json.loads(memo.read_text())
+        path = out / known["file"]
+        if path.is_file() and path.stat().st_size == known["size"]:
+            return path, known["sha256"], known["size"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    art = build_source(out, config_js=config_js, dist=dist)
+    tmp = memo.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"file": art.path.name, "sha256": art.sha256, "size": art.size}))
+    os.replace(tmp, memo)
+    return art.path, art.sha256, art.size
+
+
 def prepare(bp: Any, target: Any, releases: Any = None) -> Archive:
     """Build (or find, same bytes) the archive for `bp` on `target`, in the provision cache."""
     bp = _pinned(bp, releases)
     base = target.root("healthcare")
-    art = build_source(cache_root() / "hosted", config_js=render_hosted_config(bp, base))
+    path, sha, size = _build(render_hosted_config(bp, base))
     jwks = f"{target.emulator}/iap/verify/public_key-jwk" if target.is_emulator else None
-    return Archive(art.path, art.sha256, art.size, hosted_sources(bp, base), jwks)
+    return Archive(path, sha, size, hosted_sources(bp, base), jwks)
 
 
 def environment(archive: Archive, number: str, region: str, service: str) -> list[dict]:
