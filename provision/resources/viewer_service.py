@@ -40,15 +40,14 @@ LABELS = {"managed-by": "provision"}
 
 
 def reads(bp: Any, live: Live, phase: int) -> Reads:
-    if phase != 2:
-        return {}
     out: Reads = {}
-    if deploys(bp) and not live.opts.destroy:
+    wanted = deploys(bp) and not live.opts.destroy
+    if phase == 2 and wanted:
         # Built locally even for a project that does not exist yet: the plan names what it will run.
         out[Key.VIEWER_ARCHIVE] = lambda ctx: prepare(bp, ctx.target, live.get("idc_releases"))
         if live.project is not None:
             out[Key.VIEWER_SERVICE] = lambda ctx: calls.get_service(ctx, service_name(bp))
-    elif live.project is not None:
+    elif phase == 3 and not wanted and live.project is not None:   # the record is known from phase 3 on
         for name in live.record.names(RESOURCE):
             out[f"old_service:{name}"] = lambda ctx, n=name: calls.get_service(ctx, n)
     return out
@@ -119,6 +118,7 @@ def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
     short = archive.sha256[:12] if archive else "?"
     rebuild = svc is None or sha != (archive.sha256 if archive else None) or state == "failed"
     changes = differences(bp, svc) if svc else []
+    wait_only = not rebuild and not changes   # only a deploy under way to wait for
     if rebuild:
         mb = f", {archive.size / 1e6:.1f} MB" if archive else ""
         draft.add(Step("viewer-build", KIND, image_uri(bp), CREATE,
@@ -135,7 +135,7 @@ def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
     else:
         action = UPDATE if changes else NOOP
     claims = [("resource", RESOURCE, name)] if svc is None else []
-    run = None if action == NOOP else _deploy(bp, archive, svc, wait_only=not rebuild and not changes)
+    run = None if action == NOOP else _deploy(bp, archive, svc, wait_only=wait_only)
     draft.add(Step(KIND, KIND, name, action, changes, ["viewer-build", "viewer-account", "apis", "record"], run,
                    drift=[c for c in changes if c.startswith("DRIFT")], claims=claims))
 
@@ -225,13 +225,17 @@ def _settle(ctx: Ctx, name: str, op: dict, poll_service: bool = False) -> str:
     def said(_: dict) -> None:
         ctx.progress(f"deploying {name.rsplit('/', 1)[-1]} ({time.monotonic() - started:.0f}s)")
 
-    if poll_service:
-        ctx.wait_operation(op, lambda n: _as_operation(calls.get_service(ctx, name) or {}), said)
-    elif not op.get("done"):
-        calls.wait_run(ctx, op, said)
-    elif op.get("error"):
+    if not poll_service and not op.get("done"):
+        op = calls.wait_run(ctx, op, said)
+    if op.get("error"):
         raise ProvisionError(f"deploying {name} failed: {op['error'].get('message')}")
-    svc = calls.get_service(ctx, name) or {}
+    # The service itself, until no deploy is under way (one started by a run that was interrupted
+    # goes on without its operation being known here).
+    ctx.wait_operation({"name": name, "done": False}, lambda n: _as_operation(calls.get_service(ctx, name) or {}),
+                       said)
+    svc = calls.get_service(ctx, name)
+    if svc is None:
+        raise ProvisionError(f"{name} was deleted while it was being deployed; apply again")
     if _state(svc) == "failed":
         raise ProvisionError(f"{name} is not ready: {(svc.get('terminalCondition') or {}).get('message', '')}")
     ctx.facts.viewer_url = svc.get("uri")
@@ -240,7 +244,7 @@ def _settle(ctx: Ctx, name: str, op: dict, poll_service: bool = False) -> str:
 
 def _as_operation(svc: dict) -> dict:
     """A service read as an operation (done once it is no longer reconciling), for a deploy whose operation is unknown."""
-    return {"name": svc.get("name", "service"), "done": bool(svc) and _state(svc) != "deploying"}
+    return {"name": svc.get("name", "service"), "done": not svc or _state(svc) != "deploying"}
 
 
 def _delete(name: str, svc: dict | None):
