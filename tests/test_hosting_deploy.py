@@ -4,14 +4,14 @@ exactly the blueprint's stores; access google-sign-in refused at plan with its b
 from __future__ import annotations
 
 import pytest
+from test_apply_support import blueprint_dict, load, mark, records, writes
 
 from provision.errors import PlanRefused
-from provision.running.lifecycle import ApplyFailed
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import iam, store_calls
 from provision.running import lifecycle
-from test_apply_support import blueprint_dict, load, mark, records, writes
+from provision.running.lifecycle import ApplyFailed
 
 HOSTING = {"region": "us-central1", "members": ["user:ana@example.com"]}
 # What needs the emulator's Artifact Registry and builds:submit (being added on another branch).

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from cloudrun_helpers import Browser
+from test_apply_support import blueprint_dict, load, mark, records, write_dicom, writes
 
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import hosting_calls, iam
 from provision.running import lifecycle
-from cloudrun_helpers import Browser
-from test_apply_support import blueprint_dict, load, mark, records, write_dicom, writes
 
 ANA, BOB = "user:ana@example.com", "user:bob@example.com"
 

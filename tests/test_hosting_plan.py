@@ -6,14 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_apply_support import blueprint_dict, load
+
 from provision.gcp.context import Facts
 from provision.resources import viewer_access, viewer_service
 from provision.resources.base import Draft, Key, Live
 from provision.resources.hosted_archive import Archive
-from provision.resources.hosting_names import SOURCE_ANNOTATION, account_id, iap_resource
+from provision.resources.hosting_names import (
+    SOURCE_ANNOTATION,
+    account_id,
+    iap_resource,
+)
 from provision.resources.record import Record
 from provision.resources.steps import Options
-from test_apply_support import blueprint_dict, load
 
 SHA = "ab" * 32
 NUMBER = "100000000042"

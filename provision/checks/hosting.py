@@ -15,7 +15,7 @@ def problems(bp: Any) -> list[str]:
     hosting = getattr(getattr(bp, "viewer", None), "hosting", None)
     if hosting is None or hosting.access != "google-sign-in":
         return []
-    return [f"{bp.where('viewer', 'hosting', 'access')}: viewer.hosting.access google-sign-in is not deployable "
+    return [(f"{bp.where('viewer', 'hosting', 'access')}: viewer.hosting.access google-sign-in is not deployable "
             "yet: this version deploys the hosted viewer behind IAP only; use access: iap (the default, no console "
             "step: list who may open it in members), or remove viewer.hosting and serve the viewer yourself "
-            "(`provision viewer`)"]
+            "(`provision viewer`)")]

@@ -13,7 +13,12 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.resources import hosting_calls as calls
 from provision.resources.base import Draft, Live, Reads
-from provision.resources.hosting_names import REPOSITORY, deploys, region, repository_name
+from provision.resources.hosting_names import (
+    REPOSITORY,
+    deploys,
+    region,
+    repository_name,
+)
 from provision.resources.steps import CREATE, DELETE, NOOP, Options, Step
 
 KIND = "artifact-repo"
@@ -44,8 +49,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     wanted = _wanted(bp, opts)
     if wanted:
         exists = live.get(_key(wanted)) is not None
-        changes = [] if exists else [f"+ Artifact Registry repository {REPOSITORY} in {region(bp)} (Docker; where "
-                                     "the viewer's image is built, as `gcloud run deploy --source` does)"]
+        changes = [] if exists else [(f"+ Artifact Registry repository {REPOSITORY} in {region(bp)} (Docker; where "
+                                     "the viewer's image is built, as `gcloud run deploy --source` does)")]
         draft.add(Step(KIND, KIND, wanted, NOOP if exists else CREATE, changes, ["apis", "record"],
                        None if exists else _create(bp.project.id, region(bp)),
                        claims=[] if exists else [("resource", RESOURCE, wanted)]))

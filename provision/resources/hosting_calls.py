@@ -9,7 +9,8 @@ deadline (provision.gcp.operations.wait).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_already_exists, is_service_disabled, is_status
@@ -24,7 +25,7 @@ def absent_ok(ctx: Ctx, fn: Callable[[], dict]) -> dict | None:
     def attempt() -> dict | None:
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_status(exc, 404) or is_service_disabled(exc):
                 return None
             raise
@@ -47,7 +48,7 @@ def create_account(ctx: Ctx, project_id: str, account_id: str, display: str) -> 
         try:
             _accounts(ctx).create(name=f"projects/{project_id}", body={
                 "accountId": account_id, "serviceAccount": {"displayName": display}}).execute(num_retries=0)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not is_already_exists(exc):
                 raise
     ctx.call(attempt)
@@ -83,7 +84,7 @@ def create_repository(ctx: Ctx, project_id: str, location: str) -> dict:
     def attempt() -> dict | None:
         try:
             return _repos(ctx).create(parent=parent, repositoryId=REPOSITORY, body=body).execute(num_retries=0)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_already_exists(exc):
                 return None
             raise

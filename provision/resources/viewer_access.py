@@ -19,8 +19,17 @@ from provision.gcp.context import Ctx
 from provision.resources import hosting_calls as calls
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
-from provision.resources.hosting_names import (ACCESSOR_ROLE, INVOKER_ROLE, PUBLIC_MEMBERS, deploys, iap_agent,
-                                               iap_resource, region, service_id, service_name)
+from provision.resources.hosting_names import (
+    ACCESSOR_ROLE,
+    INVOKER_ROLE,
+    PUBLIC_MEMBERS,
+    deploys,
+    iap_agent,
+    iap_resource,
+    region,
+    service_id,
+    service_name,
+)
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 KIND = "viewer-access"
@@ -31,7 +40,7 @@ IAP_POLICY = "viewer_iap_policy"
 def reads(bp: Any, live: Live, phase: int) -> Reads:
     if phase != 2 or live.project is None or not deploys(bp) or live.opts.destroy:
         return {}
-    name, number = service_name(bp), live.project_number
+    name, number = service_name(bp), live.project_number or ""
     resource = iap_resource(number, region(bp), service_id(bp))
     return {SERVICE_POLICY: lambda ctx: calls.read_policy_or_none(ctx, calls.run_service_io(ctx, name)),
             IAP_POLICY: lambda ctx: calls.read_policy_or_none(ctx, calls.iap_io(ctx, resource))}
@@ -62,7 +71,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _add(draft: Draft, step_id: str, resource: str, exists: bool, d: iam.GrantDiff, run: Any, drift: list[str],
-         extra: list[str] = ()) -> None:
+         extra: tuple[str, ...] | list[str] = ()) -> None:
     action = NOOP if not d.changing else (CREATE if not exists else UPDATE if d.add else DELETE)
     known = "<number>" not in resource and "<number>" not in "".join(m for _, m in d.add)
     draft.add(Step(step_id, KIND, resource, action, [*extra, *d.describe()], ["viewer-service", "record"],
@@ -72,8 +81,7 @@ def _add(draft: Draft, step_id: str, resource: str, exists: bool, d: iam.GrantDi
 
 def _invoker(bp: Any, d: iam.GrantDiff):
     def run(ctx: Ctx) -> str:
-        number = ctx.facts.project_number
-        email = calls.ensure_iap_agent(ctx, bp.project.id, number)
+        email = calls.ensure_iap_agent(ctx, bp.project.id, ctx.facts.project_number or "")
         want = iam.GrantDiff([(INVOKER_ROLE, f"serviceAccount:{email}")], d.remove, d.forget, [])
         return iam.apply_diff(ctx, calls.run_service_io(ctx, service_name(bp)), want)
     return run
@@ -81,6 +89,6 @@ def _invoker(bp: Any, d: iam.GrantDiff):
 
 def _accessors(bp: Any, d: iam.GrantDiff):
     def run(ctx: Ctx) -> str:
-        resource = iap_resource(ctx.facts.project_number, region(bp), service_id(bp))
+        resource = iap_resource(ctx.facts.project_number or "", region(bp), service_id(bp))
         return iam.apply_diff(ctx, calls.iap_io(ctx, resource), d)
     return run

@@ -16,8 +16,14 @@ from typing import Any
 from provision.gcp.context import Ctx
 from provision.resources import hosting_calls as calls
 from provision.resources.base import Draft, Live, Reads
-from provision.resources.hosting_names import (SERVICE_ACCOUNT, VIEWER_ROLE, account_email, account_id, deploys,
-                                               service_id)
+from provision.resources.hosting_names import (
+    SERVICE_ACCOUNT,
+    VIEWER_ROLE,
+    account_email,
+    account_id,
+    deploys,
+    service_id,
+)
 from provision.resources.steps import CREATE, DELETE, NOOP, Options, Step
 
 KIND = "viewer-account"
@@ -49,8 +55,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     wanted = _wanted(bp, opts)
     if wanted:
         exists = live.get(_key(wanted)) is not None
-        changes = [] if exists else [f"+ service account {wanted} (the hosted viewer's identity: it reads the "
-                                     f"stores with {VIEWER_ROLE}, nothing else)"]
+        changes = [] if exists else [(f"+ service account {wanted} (the hosted viewer's identity: it reads the "
+                                     f"stores with {VIEWER_ROLE}, nothing else)")]
         draft.add(Step(KIND, KIND, wanted, NOOP if exists else CREATE, changes, ["apis", "record"],
                        None if exists else _create(pid, account_id(service_id(bp))),
                        claims=[] if exists else [("resource", SERVICE_ACCOUNT, wanted)]))

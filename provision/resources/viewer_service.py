@@ -28,8 +28,16 @@ from provision.gcp.errors import is_status
 from provision.resources import hosting_calls as calls
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.hosted_archive import Archive, environment, prepare
-from provision.resources.hosting_names import (SOURCE_ANNOTATION, account_email, deploys, iap_resource, image_uri,
-                                               region, service_id, service_name)
+from provision.resources.hosting_names import (
+    SOURCE_ANNOTATION,
+    account_email,
+    deploys,
+    iap_resource,
+    image_uri,
+    region,
+    service_id,
+    service_name,
+)
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
 KIND = "viewer-service"
@@ -46,7 +54,8 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
         # Built locally even for a project that does not exist yet: the plan names what it will run.
         out[Key.VIEWER_ARCHIVE] = lambda ctx: prepare(bp, ctx.target, live.get("idc_releases"))
         if live.project is not None:
-            out[Key.VIEWER_SERVICE] = lambda ctx: calls.get_service(ctx, service_name(bp))
+            name = service_name(bp)
+            out[Key.VIEWER_SERVICE] = lambda ctx: calls.get_service(ctx, name)
     elif phase == 3 and not wanted and live.project is not None:   # the record is known from phase 3 on
         for name in live.record.names(RESOURCE):
             out[f"old_service:{name}"] = lambda ctx, n=name: calls.get_service(ctx, n)
@@ -108,7 +117,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
-    archive: Archive = live.read[Key.VIEWER_ARCHIVE] if live.has(Key.VIEWER_ARCHIVE) else None
+    archive: Archive | None = live.read.get(Key.VIEWER_ARCHIVE)
     svc = live.viewer_service
     name = service_name(bp)
     if svc is not None:
@@ -122,12 +131,12 @@ def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
     if rebuild:
         mb = f", {archive.size / 1e6:.1f} MB" if archive else ""
         draft.add(Step("viewer-build", KIND, image_uri(bp), CREATE,
-                       [f"+ build the viewer image from source archive sha256 {short}{mb} (builds:submit, "
-                        "buildpacks; the archive is kept in the record's bucket)"],
+                       [(f"+ build the viewer image from source archive sha256 {short}{mb} (builds:submit, "
+                        "buildpacks; the archive is kept in the record's bucket)")],
                        ["artifact-repo", "apis", "record"], _build(bp, archive)))
         action = CREATE if svc is None else UPDATE
-        changes = ([f"+ Cloud Run service {service_id(bp)} in {region(bp)}: IAP on, ingress all, launch stage "
-                    f"{LAUNCH_STAGE} (IAP directly on Cloud Run), as {account_email(bp)}"] if svc is None else
+        changes = ([(f"+ Cloud Run service {service_id(bp)} in {region(bp)}: IAP on, ingress all, launch stage "
+                    f"{LAUNCH_STAGE} (IAP directly on Cloud Run), as {account_email(bp)}")] if svc is None else
                    [f"~ deploy source archive {short} (running: {(sha or 'none')[:12]}"
                     + (", its last deploy failed)" if state == "failed" else ")")] + changes)
     elif state == "deploying":
@@ -171,7 +180,7 @@ def _upload(ctx: Ctx, archive: Archive) -> int:
         try:
             blob.upload_from_filename(str(archive.path), content_type="application/gzip", if_generation_match=0,
                                       retry=None)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if not is_status(exc, 412):
                 raise
             blob.reload(retry=None)   # the same sha256, so the same bytes
