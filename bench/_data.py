@@ -154,14 +154,14 @@ def ensure(n_studies: int, root: Path = DEFAULT_DIR, log=None) -> dict:
         tmp.write_text(json.dumps({"version": VERSION, "studies": max(have, n_studies)}))
         os.replace(tmp, manifest_path)
     study_files = [study_path(root, i) for i in range(n_studies)]
-    series = [series_path(root, k) for k in range(SERIES_SLICES)]
+    series_files = [series_path(root, k) for k in range(SERIES_SLICES)]
     probe = n_studies // 2
     return {
         "root": str(root),
         "study_files": [str(p) for p in study_files],
-        "series_files": [str(p) for p in series],
-        "files": [str(p) for p in study_files + series],
-        "bytes": sum(p.stat().st_size for p in study_files + series),
+        "series_files": [str(p) for p in series_files],
+        "files": [str(p) for p in study_files + series_files],
+        "bytes": sum(p.stat().st_size for p in study_files + series_files),
         "probe_patient_id": patient_id(probe),
         "probe_study_uid": study_uid(probe),
         "series_study_uid": SERIES_STUDY_UID,

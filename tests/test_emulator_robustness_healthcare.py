@@ -270,7 +270,25 @@ def test_multipart_spooling_splits_parts_across_chunks(tmp_path):
     assert [open(p, "rb").read() for _, p in parts] == [big1, big2]
     with pytest.raises(ApiError, match="not terminated"):
         wire.spool_multipart(io.BytesIO(body[:-30]), boundary, str(tmp_path), lambda h: True)
+    no_headers = b"--b0undary\r\n\r\nnot\r\nheaders\r\n\r\n" + big1 + b"\r\n--b0undary--\r\n"
+    with pytest.raises(ApiError, match="malformed multipart part headers"):
+        wire.spool_multipart(io.BytesIO(no_headers), boundary, str(tmp_path), lambda h: True)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_multipart_parts_stream_as_the_body_arrives():
+    """A part's bytes come out while the body is still being read: a 2 GiB STOW-RS is never held whole."""
+    from provision.emulator import multipart
+
+    payload = os.urandom(8 * multipart.READ_SIZE)
+    body = io.BytesIO(b"--b\r\nContent-Type: application/dicom\r\n\r\n" + payload + b"\r\n--b--\r\n")
+    seen = []
+    for piece in multipart.parts(body.read, "b"):
+        if isinstance(piece, bytes):
+            seen.append((len(piece), body.tell()))
+    assert sum(n for n, _ in seen) == len(payload)
+    assert seen[0][1] <= 2 * multipart.READ_SIZE          # the first bytes left after one or two reads
+    assert max(n for n, _ in seen) <= multipart.READ_SIZE + 64
 
 
 # ---- 8. restart mid-import ---------------------------------------------------------------------------

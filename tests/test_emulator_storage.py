@@ -268,6 +268,32 @@ def test_media_upload_and_checksum_mismatch(emulator, bucket):
     assert r.status_code == 400 and "MD5" in r.json()["error"]["message"]
 
 
+def test_multipart_upload_framing(emulator, bucket):
+    """Cloud Storage takes bare-LF multipart bodies (gcsfs sends them) as well as CRLF ones, and
+    refuses a body cut before its closing boundary or holding a third part (nothing is stored)."""
+    base = f"{emulator.url}/upload/storage/v1/b/{bucket.name}/o"
+
+    def post(body: bytes):
+        return requests.post(base, params={"uploadType": "multipart"}, data=body,
+                             headers={"Content-Type": 'multipart/related; boundary="==0=="'})
+
+    media = b"line one\r\n--==0= not a boundary\n" + os.urandom(3 << 20)
+    lf = b'--==0==\nContent-Type: application/json\n\n{"name": "lf.bin"}\n--==0==\nContent-Type: x/y\n\n'
+    r = post(lf + media + b"\n--==0==--")
+    assert r.status_code == 200, r.text
+    assert r.json()["contentType"] == "x/y" and bucket.blob("lf.bin").download_as_bytes() == media
+    crlf = b'--==0==\r\nContent-Type: application/json\r\n\r\n{"name": "cut.bin"}\r\n--==0==\r\n'
+    cut = post(crlf + b"Content-Type: x/y\r\n\r\n" + media)
+    assert cut.status_code == 400 and "closing boundary" in cut.json()["error"]["message"]
+    third = post(crlf + b"Content-Type: x/y\r\n\r\nabc\r\n--==0==\r\nContent-Type: text/plain\r\n\r\nmore"
+                 b"\r\n--==0==--\r\n")
+    assert third.status_code == 400 and "Malformed multipart" in third.json()["error"]["message"]
+    # A media part with no headers (no Content-Type): refused, not read with its first lines as headers.
+    bare = post(crlf + b"\r\nfirst line\r\n\r\nrest\r\n--==0==--\r\n")
+    assert bare.status_code == 400 and "Malformed multipart" in bare.json()["error"]["message"]
+    assert bucket.get_blob("cut.bin") is None
+
+
 def test_resumable_upload_of_9_mib(emulator_factory, tmp_path):
     record = tmp_path / "record.jsonl"
     emu = emulator_factory(record=record)

@@ -275,6 +275,7 @@ def test_the_checks_are_small_named_functions_the_browser_smoke_shares():
     ctype = f"multipart/related; type=application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1; boundary={boundary}"
     assert answers.frame_problem("http://x/frames/1", ctype, body) == (None, "1 part(s), 8 bytes, transfer syntax 1.2.840.10008.1.2.1")
     assert "expected 16" in answers.frame_problem("http://x/frames/1", ctype, body, expect_bytes=16)[0]
+    assert "ends before its closing boundary" in answers.frame_problem("http://x/frames/1", ctype, body[:-12])[0]
     text = answers.http_problem("GET", "http://x/studies", 403, b'{"error": {"code": 403, "message": "denied"}}', "study list")
     assert text.startswith("study list: GET http://x/studies answered 403: denied. Likely cause: the caller lacks")
     source = inspect.getsource(browser)

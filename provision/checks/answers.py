@@ -7,6 +7,9 @@ import json
 import re
 
 import requests
+from werkzeug.datastructures import Headers
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, State
 
 
 def ohif_patient_name(pn: str) -> str:
@@ -69,33 +72,40 @@ def _http_failure(method: str, url: str, resp: requests.Response, what: str) -> 
     return _Failed(f"{what}: {method} {url} answered {resp.status_code}{said}. Likely cause: {cause}.", resp.status_code)
 
 
+class _RelatedDecoder(MultipartDecoder):
+    """werkzeug's decoder, written for multipart/form-data, refuses a part without the
+    Content-Disposition form-data requires (RFC 7578 §4.2); a DICOMweb multipart/related part
+    needs none (RFC 2387): such a part gets RFC 2183's default, `inline`. A part with no headers
+    at all (DICOMweb requires its Content-Type) is refused, not read with body lines as headers."""
+
+    def _parse_headers(self, data: bytes | bytearray) -> Headers:
+        if data[:1] in (b"\r", b"\n"):
+            raise ValueError("a multipart part without headers")
+        headers = super()._parse_headers(data)
+        headers.setdefault("Content-Disposition", "inline")
+        return headers
+
+
 def _multipart_parts(content_type: str, body: bytes) -> list[tuple[dict[str, str], bytes]]:
-    """The parts of a multipart body (headers lower-cased), per RFC 2046."""
-    m = re.search(r'boundary=(?:"([^"]+)"|([^;\s]+))', content_type, re.I)
-    if not m:
+    """The parts of a multipart body (headers lower-cased), by werkzeug's multipart decoder."""
+    boundary = parse_options_header(content_type)[1].get("boundary")
+    if not boundary:
         raise ValueError("no boundary in Content-Type")
-    boundary = (m.group(1) or m.group(2)).encode()
-    delimiter = b"--" + boundary
-    chunks = body.split(delimiter)
-    if len(chunks) < 3:
-        raise ValueError("the body does not contain the boundary")
-    parts = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break  # the close delimiter
-        chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk
-        head, sep, payload = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            raise ValueError("a part has no header/body separator")
-        if payload.endswith(b"\r\n"):
-            payload = payload[:-2]
-        headers = {}
-        for line in head.decode("latin-1").split("\r\n"):
-            if ":" in line:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-        parts.append((headers, payload))
-    return parts
+    decoder = _RelatedDecoder(boundary.encode("latin-1"))
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    parts: list[tuple[dict[str, str], list[bytes]]] = []
+    try:
+        while not isinstance(event := decoder.next_event(), Epilogue):
+            if isinstance(event, (Field, File)):
+                parts.append(({k.lower(): v for k, v in event.headers.items()}, []))
+            elif isinstance(event, Data) and parts:
+                parts[-1][1].append(event.data)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError({State.PREAMBLE: "the body does not contain the boundary",
+                          State.PART: "a part's headers are malformed"}.get(
+                              decoder.state, "the body ends before its closing boundary")) from None
+    return [(headers, b"".join(data)) for headers, data in parts]
 
 
 def http_problem(method: str, url: str, status: int, body: bytes | str, what: str) -> str:

@@ -14,6 +14,8 @@ on 127.0.0.1 (the default).
 """
 from __future__ import annotations
 
+from provision.emulator import iam
+from provision.emulator.resourcemanager import audit
 from provision.emulator.errors import invalid_argument
 from provision.emulator.http import Ctx, Router
 
@@ -61,9 +63,6 @@ def put_policy(ctx: Ctx, resource: str):
     if not resource.startswith(("organizations/", "folders/", "billingAccounts/")) and not _stand_in(ctx, resource):
         raise invalid_argument("Only organizations/N, folders/N and billingAccounts/X policies, and those of the "
                                "public-dataset stand-ins' datasets and stores, are seeded here.")
-    from provision.emulator import iam
-    from provision.emulator.resourcemanager import audit
-
     body = ctx.json(validate=False)
     policy = iam.replace(ctx.world.docs.get("policy", resource) or iam.empty_policy(), {"bindings": body.get("bindings", []), "version": 3})
     # an organization's or folder's auditConfigs (Data Access logs for every project under it)

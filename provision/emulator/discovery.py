@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import googleapiclient  # for its bundled discovery documents only (importing it loads nothing heavy)
+
 from provision.emulator.errors import ApiError, bad_request
 
 PROTO_TYPES = {("integer", "int32"): "TYPE_INT32", ("integer", "uint32"): "TYPE_UINT32",
@@ -22,8 +24,6 @@ PROTO_TYPES = {("integer", "int32"): "TYPE_INT32", ("integer", "uint32"): "TYPE_
 
 @functools.cache
 def _documents_dir() -> Path:
-    import googleapiclient  # only the data files; this imports nothing heavy
-
     return Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
 
 

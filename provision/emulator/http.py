@@ -33,6 +33,7 @@ import ipaddress
 import json
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -48,7 +49,8 @@ from werkzeug.wrappers import Request, Response
 
 from provision.emulator import auditlog, discovery, iam, quotas
 from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
-from provision.emulator.world import Options, World
+from provision.emulator.options import Options
+from provision.emulator.world import World
 from provision.redact import redact, redact_query, redact_value
 
 JSON_LIMIT = 10 * 1024 * 1024
@@ -124,6 +126,12 @@ class Router:
             return fn
 
         return wrap
+
+    def include(self, other: "Router") -> "Router":
+        """Add every route of `other` (an API module's router) to this one; returns self."""
+        self.rules.extend(rule.empty() for rule in other.rules)
+        self.routes.update(other.routes)
+        return self
 
     def build(self) -> Map:
         return Map(self.rules, converters={"id": IdConverter}, strict_slashes=False, merge_slashes=False)
@@ -509,8 +517,6 @@ def _reset_connection(environ) -> None:
     if sock is None:
         return
     try:
-        import struct
-
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 # key: seconds. "op:" keys are long-running-operation durations; "sync:" keys delay the response
 # itself; "propagation:" keys are windows after a change during which dependants still fail.
 REALISTIC: dict[str, float] = {
@@ -54,8 +56,6 @@ class Latency:
             raise ValueError(f"--latency {option!r}: not 'none', 'realistic' or an existing JSON/YAML file")
         text = Path(option).read_text()
         if option.endswith((".yaml", ".yml")):
-            import yaml
-
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)

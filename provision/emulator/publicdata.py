@@ -34,10 +34,11 @@ import hashlib
 import io
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
+from provision.emulator import iam
+from provision.emulator.common import timestamp
+from provision.emulator.healthcare.state import DATASET, STORE
+from provision.emulator.world import World
 
 ATTACH_AS = "publicdata"
 OWNER = "user:public-data-owner@example.com"
@@ -85,6 +86,8 @@ def _uid(*parts: object) -> str:
 @functools.cache
 def _files(study: _Study) -> tuple[tuple[str, bytes], ...]:
     """(file name, Part-10 bytes) of one study: deterministic, cached for the process."""
+    # numpy and pydicom cost a third of a second and ~12 MiB at start (lazy.py): imported only
+    # when the stand-ins are seeded, which `--no-public-datasets` skips.
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.filewriter import dcmwrite
@@ -140,7 +143,7 @@ class Backend:
     """`world.publicdata`: seeds the stand-ins after every other backend is attached (and again
     after each reset, being attached last)."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.enabled = getattr(world.options, "public_datasets", True)
         if self.enabled:
@@ -180,17 +183,12 @@ class Backend:
 
     # ------------------------------------------------------------------ pieces
     def _grant(self, resource: str, role: str, member: str) -> None:
-        from provision.emulator import iam
-
         docs = self.world.docs
         current = docs.get("policy", resource) or iam.empty_policy()
         docs.put("policy", resource, iam.replace(current, {"bindings": current.get("bindings", []) + [
             {"role": role, "members": [member]}]}))
 
     def _project(self, project_id: str, number: str, display: str) -> dict:
-        from provision.emulator import iam
-        from provision.emulator.common import timestamp
-
         now = timestamp(CREATED)
         record = {"projectId": project_id, "number": number, "name": f"projects/{number}", "displayName": display,
                   "state": "ACTIVE", "parent": "", "labels": {}, "createTime": now, "updateTime": now,
@@ -205,16 +203,12 @@ class Backend:
         return record
 
     def _dataset(self, project: dict, dataset_id: str) -> str:
-        from provision.emulator.healthcare.state import DATASET
-
         name = f"projects/{project['projectId']}/locations/{LOCATION}/datasets/{dataset_id}"
         self.world.docs.put(DATASET, name, {"view": {"name": name, "timeZone": "UTC"}, "createdAt": 0.0,
                                             "readyAt": 0.0, "projectNumber": project["number"]})
         return name
 
     def _store(self, dataset: str, store_id: str, studies: tuple[_Study, ...]) -> None:
-        from provision.emulator.healthcare.state import STORE
-
         hc = self.world.healthcare
         name = f"{dataset}/dicomStores/{store_id}"
         with self.world.db.transaction():
@@ -228,8 +222,6 @@ class Backend:
         storage.create_bucket({"projectId": project["projectId"], "projectNumber": project["number"]},
                               {"name": NIH_BUCKET, "location": "US", "billing": {"requesterPays": True},
                                "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": True}}})
-        from provision.emulator import iam
-
         policy = storage.policy(NIH_BUCKET)
         storage.buckets.put_policy(NIH_BUCKET, iam.replace(policy, {"bindings": policy["bindings"] + [
             {"role": "roles/storage.objectViewer", "members": ["allUsers"]}]}, storage=True))

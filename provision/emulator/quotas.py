@@ -55,6 +55,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from provision.emulator.errors import ApiError, HELP, error_info
 
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
@@ -166,8 +168,6 @@ class Quotas:
             raise ValueError(f"--quotas {option!r}: not 'none', 'realistic' or an existing JSON/YAML file")
         text = path.read_text()
         if option.endswith((".yaml", ".yml")):
-            import yaml
-
             data = yaml.safe_load(text) or {}
         else:
             data = json.loads(text)

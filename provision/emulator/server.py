@@ -1,46 +1,63 @@
 """Assemble the emulator (World + every API's routes) and serve it, embedded or standalone."""
 from __future__ import annotations
 
-import importlib
 import socket
 import threading
+import traceback
 
+from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wsgi import LimitedStream
 
+from provision.emulator import control, publicdata
+from provision.emulator.billing import handlers as billing_handlers, state as billing_state
+from provision.emulator.cloudrun import handlers as cloudrun_handlers, state as cloudrun_state
+from provision.emulator.healthcare import handlers as healthcare_handlers, state as healthcare_state
 from provision.emulator.http import App, Router
+from provision.emulator.iamadmin import handlers as iamadmin_handlers, state as iamadmin_state
+from provision.emulator.iap import handlers as iap_handlers, state as iap_state
+from provision.emulator.kms import handlers as kms_handlers, state as kms_state
+from provision.emulator.logging import handlers as logging_handlers, state as logging_state
+from provision.emulator.oauth import handlers as oauth_handlers, state as oauth_state
+from provision.emulator.orgpolicy import handlers as orgpolicy_handlers, state as orgpolicy_state
+from provision.emulator.resourcemanager import handlers as resourcemanager_handlers, state as resourcemanager_state
+from provision.emulator.serviceusage import handlers as serviceusage_handlers, state as serviceusage_state
+from provision.emulator.storage import acl as storage_acl, handlers as storage_handlers, state as storage_state
 from provision.emulator.world import Options, World
 
-# API packages: each has `state.py` (backend, no HTTP) and `handlers.py` (a module-level `router`).
-API_PACKAGES = ("resourcemanager", "serviceusage", "billing", "storage", "healthcare", "logging", "oauth", "orgpolicy",
-                "kms", "iamadmin", "iap", "cloudrun")
+# The APIs, in the order their backends are attached (a backend may read those before it at
+# start): each package has `state.py` (the backend, no HTTP: `Backend`, attached as
+# `world.<ATTACH_AS>`) and `handlers.py` (a module-level `router`).
+APIS = (
+    (resourcemanager_state, resourcemanager_handlers),
+    (serviceusage_state, serviceusage_handlers),
+    (billing_state, billing_handlers),
+    (storage_state, storage_handlers),
+    (healthcare_state, healthcare_handlers),
+    (logging_state, logging_handlers),
+    (oauth_state, oauth_handlers),
+    (orgpolicy_state, orgpolicy_handlers),
+    (kms_state, kms_handlers),
+    (iamadmin_state, iamadmin_handlers),
+    (iap_state, iap_handlers),
+    (cloudrun_state, cloudrun_handlers),
+)
 # Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
-EXTRA_ROUTES = ("storage.acl",)
+EXTRA_ROUTES = (storage_acl,)
 
 
 def build(options: Options) -> tuple[World, App]:
     """A World with every backend attached, and the WSGI app that serves it."""
     world = World(options)
-    router = Router()
-    from provision.emulator import control
-
-    _merge(router, control.router)
-    for name in API_PACKAGES:
-        state = importlib.import_module(f"provision.emulator.{name}.state")
-        handlers = importlib.import_module(f"provision.emulator.{name}.handlers")
+    router = Router().include(control.router)
+    for state, handlers in APIS:
         world.attach(state.ATTACH_AS, state.Backend(world))
-        _merge(router, handlers.router)
-    for name in EXTRA_ROUTES:
-        _merge(router, importlib.import_module(f"provision.emulator.{name}").router)
+        router.include(handlers.router)
+    for module in EXTRA_ROUTES:
+        router.include(module.router)
     # Last: the public-dataset stand-ins are written into every API's state (and again after a reset).
-    from provision.emulator import publicdata
-
     world.attach(publicdata.ATTACH_AS, publicdata.Backend(world))
     return world, App(world, router)
-
-
-def _merge(into: Router, other: Router) -> None:
-    into.rules.extend(r.empty() for r in other.rules)
-    into.routes.update(other.routes)
 
 
 # A request body the application left unread is read and dropped, so the connection can carry the
@@ -92,8 +109,6 @@ class _QuietHandler(WSGIRequestHandler):
         self.close_connection = True
 
     def run_wsgi(self) -> None:  # noqa: C901 - werkzeug's, with framing and keep-alive
-        from werkzeug.exceptions import InternalServerError
-
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.environ = environ = self.make_environ()
@@ -187,8 +202,6 @@ class _QuietHandler(WSGIRequestHandler):
                     execute(InternalServerError())
                 except Exception:  # noqa: BLE001
                     pass
-            import traceback
-
             self.server.log("error", "Error on request:\n" + traceback.format_exc())
             return
         if not self.close_connection:
@@ -217,23 +230,15 @@ class _QuietHandler(WSGIRequestHandler):
             self.close_connection = True
 
 
-def _body_class():
-    from werkzeug.wsgi import LimitedStream
+class _Body(LimitedStream):
+    """A Content-Length request body that remembers whether reading it failed (a client that
+    stalled or went away: the connection cannot carry another request)."""
 
-    class Body(LimitedStream):
-        """A Content-Length request body that remembers whether reading it failed (a client that
-        stalled or went away: the connection cannot carry another request)."""
+    broken = False
 
-        broken = False
-
-        def on_disconnect(self, error=None):
-            self.broken = True
-            return super().on_disconnect(error)
-
-    return Body
-
-
-_Body = _body_class()
+    def on_disconnect(self, error=None):
+        self.broken = True
+        return super().on_disconnect(error)
 
 
 class EmulatorServer:

@@ -89,6 +89,14 @@ class DocStore:
     def delete(self, kind: str, key: str) -> bool:
         return self.db.execute("DELETE FROM docs WHERE kind=? AND key=?", (kind, key)).rowcount > 0
 
+    def next_counter(self, name: str) -> int:
+        """Increment and return a persisted counter (call inside a transaction): project numbers
+        and operation names come from these, so a seed and a call sequence give the same names."""
+        doc = self.get("counter", name) or {"value": 0}
+        doc["value"] += 1
+        self.put("counter", name, doc)
+        return doc["value"]
+
     def list(self, kind: str, prefix: str = "") -> list[tuple[str, dict]]:
         """Documents of a kind whose key starts with `prefix`, in key order."""
         rows = self.db.execute(

@@ -8,56 +8,47 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from provision.emulator.billing.state import Billing
+from provision.emulator.cloudrun.state import CloudRun
 from provision.emulator.faults import Faults
+from provision.emulator.healthcare.state import Healthcare
+from provision.emulator.iamadmin.state import IamAdmin
+from provision.emulator.iap.state import Iap
+from provision.emulator.kms.state import Kms
 from provision.emulator.latency import Latency
+from provision.emulator.logging.state import Logging
+from provision.emulator.oauth.state import OAuth
 from provision.emulator.operations import Operations
+from provision.emulator.orgpolicy.state import OrgPolicy
+from provision.emulator.options import Options
 from provision.emulator.quotas import Quotas
+from provision.emulator.resourcemanager.state import ResourceManager
+from provision.emulator.serviceusage.state import ServiceUsage
+from provision.emulator.storage.state import Backend as Storage
 from provision.emulator.store import BlobStore, Database, DocStore
 
-if TYPE_CHECKING:  # the backends import World; World only names them
-    from provision.emulator.billing.state import Billing
-    from provision.emulator.healthcare.state import Healthcare
-    from provision.emulator.kms.state import Kms
-    from provision.emulator.orgpolicy.state import OrgPolicy
-    from provision.emulator.logging.state import Logging
-    from provision.emulator.resourcemanager.state import ResourceManager
-    from provision.emulator.serviceusage.state import ServiceUsage
-    from provision.emulator.storage.state import Backend as Storage
-
-
-@dataclass
-class Options:
-    """What `provision emulator` was started with."""
-
-    host: str = "127.0.0.1"
-    port: int = 8765
-    data_dir: Path | None = None
-    record: Path | None = None
-    latency: str = "none"
-    time_scale: float = 1.0
-    quotas: str | None = None           # none | realistic | FILE; None: on with --latency realistic
-    faults: str | None = None
-    seed: int = 0
-    enforce_iam: bool = False
-    allow_hosts: tuple[str, ...] = ()   # Host names served besides loopback and the bound address
-    # Stand-ins for the public datasets (IDC releases, the NIH Chest X-ray store and its Requester
-    # Pays bucket) at their real names: provision/emulator/publicdata.py.
-    public_datasets: bool = True
+__all__ = ["Options", "World"]   # Options lives in options.py (below the backends); importable here too
 
 
 class World:
-    crm: "ResourceManager"
-    serviceusage: "ServiceUsage"
-    billing: "Billing"
-    storage: "Storage"
-    healthcare: "Healthcare"
-    logging: "Logging"
-    orgpolicy: "OrgPolicy"
-    kms: "Kms"
+    """Satisfies worldview.WorldView, which is what the backends see of it. The backends are
+    attached by server.build (`attach`); a test may attach only those it needs."""
+
+    crm: ResourceManager
+    serviceusage: ServiceUsage
+    billing: Billing
+    storage: Storage
+    healthcare: Healthcare
+    logging: Logging
+    oauth: OAuth
+    orgpolicy: OrgPolicy
+    kms: Kms
+    iamadmin: IamAdmin
+    iap: Iap
+    cloudrun: CloudRun
 
     def __init__(self, options: Options):
         self.options = options

@@ -19,14 +19,12 @@ Linking rules (our reading of Google's behaviour, where the docs say nothing):
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provision.emulator import iam
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import failed_precondition, invalid_argument, permission_denied
-
-if TYPE_CHECKING:
-    from provision.emulator.world import World
+from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "billing"
 
@@ -41,7 +39,7 @@ ACCOUNT_ID_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 class Billing:
     """Cross-API interface: `linked_account(project_id)`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: WorldView):
         self.world = world
         self.docs = world.docs
         self._seed()

@@ -18,7 +18,7 @@ import html
 import http.client
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from werkzeug.wrappers import Request, Response
 
@@ -26,9 +26,8 @@ from provision.emulator import iam
 from provision.emulator.cloudrun import runner
 from provision.emulator.cloudrun.views import hosts, with_defaults
 from provision.emulator.oauth.state import ISSUER
+from provision.emulator.worldview import WorldView as World
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "trailers", "transfer-encoding", "upgrade", "host", "content-length"})

@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from provision.emulator.oauth.state import ISSUER, subject
+from provision.emulator.worldview import WorldView as World
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ID_TOKEN_LIFETIME_S = 3600

@@ -34,7 +34,6 @@ import re
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from provision.emulator import iam
 from provision.emulator.cloudrun import runner
@@ -45,10 +44,8 @@ from provision.emulator.cloudrun.views import (OUTPUT_FIELDS, SERVICE_TYPE, defa
 from provision.emulator.common import timestamp
 from provision.emulator.errors import ApiError, aborted, already_exists, invalid_argument, not_found
 from provision.emulator.operations import injected_failure
-from provision.emulator.resourcemanager.state import next_counter
+from provision.emulator.worldview import WorldView as World
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
 
 ATTACH_AS = "cloudrun"
 SERVICE = "run.googleapis.com"
@@ -235,7 +232,7 @@ class CloudRun:
                                            ).hexdigest()[:16] + '"'
 
     def _operation_name(self, project: dict, region: str) -> str:
-        n = next_counter(self.world, "run.operation")
+        n = self.world.docs.next_counter("run.operation")
         return f"projects/{project['projectId']}/locations/{region}/operations/" + str(
             uuid.UUID(bytes=hashlib.sha256(f"run:{project['number']}:{n}".encode()).digest()[:16], version=4))
 

@@ -16,6 +16,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+# pydicom (a third of a second to import) is imported inside the functions that need it:
+# most emulator sessions never reach those (see lazy.py).
+
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 DEFLATED_LE = "1.2.840.10008.1.2.1.99"

@@ -38,6 +38,7 @@ from provision.emulator.errors import ApiError, invalid_argument
 from provision.emulator.healthcare import pixels, transcode, wire
 from provision.emulator.healthcare.dicomfile import BULK_MARK, EXPLICIT_LE, bulk_ranges
 from provision.emulator.healthcare.index import Query, parse_query
+from provision.emulator.healthcare.resolve import resolve
 from provision.emulator.healthcare.state import denied
 from provision.emulator.http import Ctx, Router
 
@@ -65,8 +66,6 @@ class Store:
     """The store a DICOMweb request addresses, checked for existence and permission."""
 
     def __init__(self, ctx: Ctx, permission: str, project: str, location: str, dataset: str, store: str):
-        from provision.emulator.healthcare.handlers import resolve
-
         t = resolve(ctx, permission, project, location, dataset, store, initialized=False)
         self.ctx = ctx
         self.permission = permission
@@ -422,7 +421,7 @@ def _stow(ctx: Ctx, project, location, dataset, store, study=None) -> Response:
     """Parse the HTTP request (the body is spooled to files part by part, never held in memory)
     and hand the parts to the state layer, which keeps only what it can store."""
     s = Store(ctx, WRITE, project, location, dataset, store)
-    ctype, params = wire.parse_content_type(ctx.request.headers.get("Content-Type"))
+    ctype, params = ctx.request.mimetype, ctx.request.mimetype_params
     if (ctx.request.content_length or 0) > wire.STOW_LIMIT:
         raise wire.too_large(wire.STOW_LIMIT)
     spool = s.backend.spool_dir()

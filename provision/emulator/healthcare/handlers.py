@@ -4,11 +4,10 @@ operations, DICOM stores, IAM on datasets and stores, import and export. DICOMwe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from provision.emulator.errors import invalid_argument, not_found
 from provision.emulator.healthcare import dicomweb
 from provision.emulator.healthcare import state as st
+from provision.emulator.healthcare.resolve import Target, policies_for, resolve
 from provision.emulator.healthcare.state import Healthcare, paginate, page_size
 from provision.emulator.http import Ctx, Router
 
@@ -23,57 +22,6 @@ STORE = DS + "/dicomStores/<id:store>"
 
 def hc(ctx: Ctx) -> Healthcare:
     return ctx.world.healthcare
-
-
-@dataclass
-class Target:
-    project: dict
-    location: str
-    dataset: str | None = None       # full resource names
-    store: str | None = None
-
-    @property
-    def project_id(self) -> str:
-        return self.project["projectId"]
-
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project_id}/locations/{self.location}"
-
-
-def resolve(ctx: Ctx, permission: str, project: str, location: str | None = None, dataset: str | None = None,
-            store: str | None = None, *, check_location: bool = False, initialized: bool = True) -> Target:
-    """Project (403 when missing, SERVICE_DISABLED when the API is off), IAM, then existence (403)."""
-    backend = hc(ctx)
-    asked = f"projects/{project}" + (f"/locations/{location}" if location else "") + \
-        (f"/datasets/{dataset}" if dataset else "") + (f"/dicomStores/{store}" if store else "")
-    record = backend.project(project, permission, asked)
-    t = Target(record, location or "")
-    if check_location:
-        backend.check_location(location)
-    if dataset:
-        t.dataset = f"{t.parent}/datasets/{dataset}"
-    if store:
-        t.store = f"{t.dataset}/dicomStores/{store}"
-    resource = t.store or t.dataset or (t.parent if location else f"projects/{t.project_id}")
-    policies = [backend.policy(t.store) if t.store else None, backend.policy(t.dataset) if t.dataset else None,
-                *backend.project_policies(t.project_id)]
-    ctx.require(permission, resource, policies)
-    if t.dataset:
-        ds = backend.dataset_record(t.dataset)
-        if ds is None:
-            raise st.denied(permission, resource)
-        if initialized:
-            backend.require_initialized(ds)
-    if t.store and backend.store_record(t.store) is None:
-        raise st.denied(permission, resource)
-    return t
-
-
-def policies_for(ctx: Ctx, t: Target) -> list:
-    backend = hc(ctx)
-    return [backend.policy(t.store) if t.store else None, backend.policy(t.dataset) if t.dataset else None,
-            *backend.project_policies(t.project_id)]
 
 
 # ---- locations -----------------------------------------------------------------------------------
@@ -272,14 +220,5 @@ def _requested_version(ctx: Ctx) -> int | None:
     return v
 
 
-def _combine(*routers: Router) -> Router:
-    """One router holding the routes of several (the server takes one `router` per API package)."""
-    out = Router()
-    for r in routers:
-        out.rules.extend(rule.empty() for rule in r.rules)
-        out.routes.update(r.routes)
-    return out
-
-
 # What the server serves for Healthcare: the control plane above and DICOMweb.
-router = _combine(control_router, dicomweb.router)
+router = Router().include(control_router).include(dicomweb.router)

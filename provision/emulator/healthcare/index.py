@@ -24,6 +24,9 @@ from provision.emulator.errors import invalid_argument
 from provision.emulator.healthcare.dicomfile import Parsed, first, values
 from provision.emulator.store import Database, distinct_values
 
+# pydicom (a third of a second to import) is imported inside the functions that need it:
+# most emulator sessions never reach those (see lazy.py).
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS hc_stores (sid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS hc_studies (

@@ -15,6 +15,9 @@ np = LazyModule("numpy")   # imported on first use: a server that never decodes 
 from provision.emulator.errors import ApiError
 from provision.emulator.healthcare.dicomfile import EXPLICIT_LE, IMPLICIT_LE, first, values
 
+# pydicom (a third of a second to import) and PIL are imported inside the functions that need them:
+# most emulator sessions never reach those (see lazy.py).
+
 UNCOMPRESSED_LE = (EXPLICIT_LE, IMPLICIT_LE)
 RENDER_MAX = 1024     # rendered images are not enlarged past this many pixels a side
 

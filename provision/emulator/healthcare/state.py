@@ -19,17 +19,16 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provision.emulator import iam
 from provision.emulator.errors import ApiError, already_exists, error_info, invalid_argument, not_found
 from provision.emulator.healthcare import cmek, wire
-from provision.emulator.healthcare.dicomfile import NotDicom, Parsed, parse_file
+from provision.emulator.healthcare.dicomfile import EXPLICIT_LE, NotDicom, Parsed, parse_file
 from provision.emulator.healthcare.index import DicomIndex, IngestResult
+from provision.emulator.healthcare.pixels import to_explicit_le
 from provision.emulator.operations import injected_failure
-
-if TYPE_CHECKING:
-    from provision.emulator.world import World
+from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "healthcare"
 SERVICE = "healthcare.googleapis.com"
@@ -163,7 +162,7 @@ def check_import_glob(path: str, uri: str) -> str:
 
 
 class Healthcare:
-    def __init__(self, world: "World"):
+    def __init__(self, world: WorldView):
         self.world = world
         self.docs = world.docs
         self.index = DicomIndex(world.db, on_release=world.blobs_dirty)
@@ -696,9 +695,6 @@ class Healthcare:
         return view
 
     def _run_export(self, op_name, metadata, done_at, store_name, bucket, prefix, mime, agent) -> None:
-        from provision.emulator.healthcare.dicomfile import EXPLICIT_LE
-        from provision.emulator.healthcare.pixels import to_explicit_le
-
         end = functools.partial(self._finish_operation, op_name, metadata, done_at, EXPORT_RESPONSE_TYPE)
         try:
             storage = getattr(self.world, "storage", None)

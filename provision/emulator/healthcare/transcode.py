@@ -59,6 +59,9 @@ np = LazyModule("numpy")   # imported on first use: a server that never decodes 
 from provision.emulator.errors import ApiError
 from provision.emulator.healthcare.dicomfile import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 
+# pydicom (a third of a second to import), PIL and imagecodecs are imported inside the functions
+# that need them: most emulator sessions never reach those (see lazy.py).
+
 RLE = "1.2.840.10008.1.2.5"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 from xml.sax.saxutils import escape
 
+from provision.emulator import multipart
 from provision.emulator.errors import ApiError
 
 
@@ -96,53 +97,7 @@ def multipart_body(parts: Iterable[tuple[dict[str, str], Iterable[bytes]]], boun
     yield f"--{boundary}--\r\n".encode()
 
 
-def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
-    pieces = [p.strip() for p in _split(value or "", ";")]
-    params = {}
-    for p in pieces[1:]:
-        k, _, v = p.partition("=")
-        params[k.strip().lower()] = v.strip().strip('"')
-    return (pieces[0].lower() if pieces else ""), params
-
-
-def split_multipart(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
-    """The parts of a multipart body: (lower-cased headers, payload)."""
-    delim = b"--" + boundary.encode("latin-1")
-    parts = []
-    pos = body.find(delim)
-    if pos < 0:
-        raise ApiError("INVALID_ARGUMENT", "multipart body does not contain the boundary given in Content-Type")
-    while True:
-        pos += len(delim)
-        if body[pos:pos + 2] == b"--":
-            break
-        # skip transport padding up to the CRLF ending the delimiter line
-        eol = body.find(b"\r\n", pos)
-        if eol < 0:
-            break
-        head_end = body.find(b"\r\n\r\n", eol)
-        if head_end < 0:
-            if body[eol + 2:eol + 4] == b"\r\n":
-                head_end = eol
-            else:
-                raise ApiError("INVALID_ARGUMENT", "malformed multipart part headers")
-        headers = {}
-        for line in body[eol + 2:head_end].split(b"\r\n"):
-            if b":" in line:
-                k, _, v = line.partition(b":")
-                headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
-        start = head_end + 4
-        nxt = body.find(b"\r\n" + delim, start)
-        if nxt < 0:
-            raise ApiError("INVALID_ARGUMENT", "multipart body is not terminated by its closing boundary")
-        parts.append((headers, body[start:nxt]))
-        pos = nxt + 2
-    return parts
-
-
 STOW_LIMIT = 2 * 1024 ** 3       # request bodies beyond this are refused with 413
-_CHUNK = 1 << 20
-_HEADER_LIMIT = 64 * 1024
 
 
 def too_large(limit: int) -> ApiError:
@@ -150,13 +105,13 @@ def too_large(limit: int) -> ApiError:
 
 
 class _Limited:
-    """Reads a request stream in chunks, refusing more than `limit` bytes in all."""
+    """Reads a request stream, refusing more than `limit` bytes in all."""
 
     def __init__(self, stream, limit: int):
         self.stream, self.limit, self.seen = stream, limit, 0
 
-    def read(self) -> bytes:
-        data = self.stream.read(_CHUNK)
+    def read(self, size: int = multipart.READ_SIZE) -> bytes:
+        data = self.stream.read(size)
         self.seen += len(data)
         if self.seen > self.limit:
             raise too_large(self.limit)
@@ -180,93 +135,35 @@ def spool_body(stream, directory: str, limit: int | None = None) -> str:
 def spool_multipart(stream, boundary: str, directory: str, want, limit: int | None = None) -> list[tuple[dict, str]]:
     """Split a multipart body while reading it, writing each part for which `want(headers)` is true to
     its own temporary file in `directory` (other parts are skipped); [(lower-cased headers, path)].
-    Memory stays at about one chunk whatever the body's size."""
+    Memory stays at about one read whatever the body's size."""
     src = _Limited(stream, STOW_LIMIT if limit is None else limit)
-    delim = b"--" + boundary.encode("latin-1")
-    sep = b"\r\n" + delim
-    buf = bytearray()
-    eof = False
-    parts: list[tuple[dict, str]] = []
-
-    def more() -> bool:
-        nonlocal eof
-        if eof:
-            return False
-        chunk = src.read()
-        if not chunk:
-            eof = True
-            return False
-        buf.extend(chunk)
-        return True
-
+    spooled: list[tuple[dict, str]] = []
+    out = None
     try:
-        # preamble: up to the first delimiter
-        while True:
-            at = buf.find(delim)
-            if at >= 0 and (at == 0 or buf[at - 2:at] == b"\r\n"):
-                del buf[:at + len(delim)]
-                break
-            if at >= 0:
-                del buf[:at + 1]
-                continue
-            del buf[:max(0, len(buf) - len(delim))]
-            if not more():
-                raise ApiError("INVALID_ARGUMENT", "multipart body does not contain the boundary given in Content-Type")
-        while True:
-            # after a delimiter: "--" closes the body, else transport padding up to CRLF
-            while len(buf) < 2 and more():
-                pass
-            if buf[:2] == b"--":
-                return parts
-            while (eol := buf.find(b"\r\n")) < 0:
-                if len(buf) > _HEADER_LIMIT or not more():
-                    raise ApiError("INVALID_ARGUMENT", "malformed multipart delimiter line")
-            del buf[:eol + 2]
-            # part headers, up to an empty line
-            while True:
-                if buf[:2] == b"\r\n":
-                    raw_headers, body_at = b"", 2
-                    break
-                end = buf.find(b"\r\n\r\n")
-                if end >= 0:
-                    raw_headers, body_at = bytes(buf[:end]), end + 4
-                    break
-                if len(buf) > _HEADER_LIMIT or not more():
-                    raise ApiError("INVALID_ARGUMENT", "malformed multipart part headers")
-            headers = {}
-            for line in raw_headers.split(b"\r\n"):
-                if b":" in line:
-                    k, _, v = line.partition(b":")
-                    headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
-            del buf[:body_at]
-            out = None
-            if want(headers):
-                fd, path = tempfile.mkstemp(dir=directory, prefix=".stow-")
-                out = os.fdopen(fd, "wb")
-                parts.append((headers, path))
-            try:
-                while True:
-                    at = buf.find(sep)
-                    if at >= 0:
-                        if out:
-                            out.write(buf[:at])
-                        del buf[:at + len(sep)]
-                        break
-                    keep = len(sep) - 1
-                    if len(buf) > keep:
-                        if out:
-                            out.write(buf[:len(buf) - keep])
-                        del buf[:len(buf) - keep]
-                    if not more():
-                        raise ApiError("INVALID_ARGUMENT", "multipart body is not terminated by its closing boundary")
-            finally:
+        for piece in multipart.parts(src.read, boundary):
+            if isinstance(piece, dict):    # a new part: close the last one's file
                 if out:
                     out.close()
-    except BaseException:
-        for _, path in parts:
-            if os.path.exists(path):
-                os.unlink(path)
+                out = None
+                if want(piece):
+                    fd, path = tempfile.mkstemp(dir=directory, prefix=".stow-")
+                    out = os.fdopen(fd, "wb")
+                    spooled.append((piece, path))
+            elif out:
+                out.write(piece)
+        return spooled
+    except BaseException as exc:
+        if out:
+            out.close()
+            out = None
+        for _, path in spooled:
+            os.unlink(path)
+        if isinstance(exc, multipart.MultipartError):
+            raise ApiError("INVALID_ARGUMENT", str(exc)) from None
         raise
+    finally:
+        if out:
+            out.close()
 
 
 # ---- STOW-RS response ---------------------------------------------------------------------------

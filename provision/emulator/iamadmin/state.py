@@ -17,14 +17,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from typing import TYPE_CHECKING
 
 from provision.emulator import iam
 from provision.emulator.common import timestamp
 from provision.emulator.errors import already_exists, invalid_argument, not_found
+from provision.emulator.worldview import WorldView as World
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
 
 ATTACH_AS = "iamadmin"
 SERVICE = "iam.googleapis.com"
@@ -40,7 +38,7 @@ def unique_id(email: str) -> str:
 class IamAdmin:
     """Cross-API interface: `exists(email)`, `project_of(email)`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.docs = world.docs
 

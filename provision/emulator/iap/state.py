@@ -40,7 +40,7 @@ import json
 import secrets
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
@@ -48,9 +48,8 @@ from werkzeug.wrappers import Request, Response
 from provision.emulator import iam
 from provision.emulator.common import agent_email
 from provision.emulator.oauth.state import ISSUER as GOOGLE, subject
+from provision.emulator.worldview import WorldView as World
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
 
 ATTACH_AS = "iap"
 SERVICE = "iap.googleapis.com"

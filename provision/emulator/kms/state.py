@@ -14,14 +14,12 @@ required to be enabled on it (the emulator does not play SERVICE_DISABLED for KM
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from provision.emulator import iam
 from provision.emulator.common import timestamp
 from provision.emulator.errors import already_exists, invalid_argument, not_found
+from provision.emulator.worldview import WorldView as World
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
 
 ATTACH_AS = "kms"
 ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,63}$")
@@ -32,7 +30,7 @@ USE_TO_ENCRYPT = "cloudkms.cryptoKeyVersions.useToEncrypt"
 class Kms:
     """Cross-API interface: `key(name)`, `may_encrypt(name, member)`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.docs = world.docs
 

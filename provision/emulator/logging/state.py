@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provision.emulator.common import timestamp
 from provision.emulator.errors import ApiError, invalid_argument
 from provision.emulator.logging.query import FilterError, compile_filter
-
-if TYPE_CHECKING:
-    from provision.emulator.world import World
+from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "logging"
 SERVICE = "logging.googleapis.com"
@@ -37,7 +35,7 @@ def log_name(project_id: str, log_id: str) -> str:
 class Logging:
     """Cross-API interface: `write(project_id, log_id, entries)`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: WorldView):
         self.world = world
         self.docs = world.docs
 

@@ -43,14 +43,16 @@ import hashlib
 import secrets
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from provision.emulator import iam
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import ApiError, error_info
-
-if TYPE_CHECKING:
-    from provision.emulator.world import World
+from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "oauth"
 
@@ -126,7 +128,7 @@ def unauthenticated_expired() -> ApiError:
 class OAuth:
     """Clients, the browser's account, tokens and keys (module docstring)."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: WorldView):
         self.world = world
         self.docs = world.docs
         self._lock = threading.Lock()
@@ -137,9 +139,6 @@ class OAuth:
     # ----------------------------------------------------------------- keys
     def signing_key(self) -> tuple[Any, str]:
         """The RSA key that signs ID tokens (kept in --data-dir when there is one), and its kid."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
         with self._lock:
             if self._signing is None:
                 if self._key_file is not None and self._key_file.exists():
@@ -157,8 +156,6 @@ class OAuth:
             return self._signing
 
     def jwks(self) -> dict:
-        import jwt
-
         key, kid = self.signing_key()
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
         jwk.pop("key_ops", None)  # Google's keys carry kty, n, e, alg, use, kid
@@ -225,9 +222,6 @@ class OAuth:
 
     def new_key(self, email: str, base: str) -> dict:
         """A service-account key file (JSON), as `gcloud iam service-accounts keys create` writes it."""
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
         self.put_service_account(email, None)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         kid = secrets.token_hex(20)
@@ -254,8 +248,6 @@ class OAuth:
         """The claims of a JWT signed by a service-account key this emulator made, or None when it
         is not one of ours. `audience_path`: the token endpoint's path the `aud` must end with (a
         JWT-bearer grant); None for a self-signed JWT sent to an API as its bearer token."""
-        import jwt
-
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -337,8 +329,6 @@ class OAuth:
 
     def id_token(self, *, email: str, client_id: str, nonce: str | None, access_token: str | None,
                  scopes: list[str]) -> str:
-        import jwt
-
         key, kid = self.signing_key()
         now = int(self.world.clock())
         claims: dict[str, Any] = {"iss": ISSUER, "azp": client_id, "aud": client_id, "sub": subject(email),

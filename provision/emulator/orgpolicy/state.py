@@ -20,15 +20,14 @@ capture shows Google's answer for an unset constraint).
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provision.emulator import iam
 from provision.emulator.common import parse_agent_email
 from provision.emulator.errors import ApiError, already_exists, invalid_argument, not_found, permission_denied
 from provision.emulator.orgpolicy import groups
+from provision.emulator.worldview import WorldView as World
 
-if TYPE_CHECKING:
-    from provision.emulator.world import World
 
 ATTACH_AS = "orgpolicy"
 LIST = "list"
@@ -45,7 +44,7 @@ LOCATIONS_HELP = "https://cloud.google.com/resource-manager/docs/organization-po
 class OrgPolicy:
     """Cross-API interface: `location_refusal`, `enforced`, `check_members`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: World):
         self.world = world
         self.docs = world.docs
         self._seed()

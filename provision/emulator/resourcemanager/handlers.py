@@ -4,7 +4,8 @@ methods (what the OHIF viewer and the recorded exchanges call). Every miss is Go
 """
 from __future__ import annotations
 
-from provision.emulator.common import page
+from provision.emulator import iam
+from provision.emulator.common import ANONYMOUS_OWNER, page
 from provision.emulator.errors import invalid_argument, not_found, permission_denied
 from provision.emulator.http import Ctx, Router
 from provision.emulator.resourcemanager.state import parent_from_v1
@@ -62,9 +63,6 @@ def _holds_really(ctx: Ctx, record: dict) -> bool:
     """A public-dataset stand-in's project (provision/emulator/publicdata.py) belongs to its publisher:
     listed only to who really holds projects.get on it, even without --enforce-iam (where the
     anonymous caller stands for the owner of what it creates, not of everything)."""
-    from provision.emulator import iam
-    from provision.emulator.common import ANONYMOUS_OWNER
-
     who = ctx.principal or ("" if ctx.world.options.enforce_iam else ANONYMOUS_OWNER)
     return iam.allowed(who, "resourcemanager.projects.get", ctx.world.crm.policy_chain(record["projectId"]))
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import shlex
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provision.emulator import iam
 from provision.emulator.resourcemanager import audit
@@ -27,9 +28,7 @@ from provision.emulator.common import ANONYMOUS_OWNER, timestamp
 from provision.emulator.errors import (ApiError, already_exists, bad_request, failed_precondition,
                                        permission_denied)
 from provision.emulator.operations import injected_failure
-
-if TYPE_CHECKING:
-    from provision.emulator.world import World
+from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "crm"
 
@@ -56,14 +55,6 @@ MEMBER_TYPES = ("user", "serviceAccount", "group", "domain", "principal", "princ
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 
 
-def next_counter(world: "World", name: str) -> int:
-    """Increment and return a persisted counter (call inside a transaction)."""
-    doc = world.docs.get("counter", name) or {"value": 0}
-    doc["value"] += 1
-    world.docs.put("counter", name, doc)
-    return doc["value"]
-
-
 def invalid(field: str, issue: str) -> ApiError:
     return ApiError("INVALID_ARGUMENT", f"field [{field}] has issue [{issue}]", [bad_request([(field, issue)])])
 
@@ -71,7 +62,7 @@ def invalid(field: str, issue: str) -> ApiError:
 class ResourceManager:
     """Projects and their policies. Cross-API interface: `lookup`, `policy`, `policy_chain`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: WorldView):
         self.world = world
         self.docs = world.docs
 
@@ -121,14 +112,14 @@ class ResourceManager:
         with self.world.db.transaction():
             if self.docs.get("project", project_id) is not None:
                 raise already_exists()
-            op_name = f"operations/cp.{self._digits('cp', next_counter(self.world, 'crm.operation'), 19)}"
+            op_name = f"operations/cp.{self._digits('cp', self.docs.next_counter('crm.operation'), 19)}"
             seconds = self.world.latency.seconds("op:crm.projects.create")
             now = self.world.clock()
             if self.world.faults.draw_operation():
                 metadata = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now)}
                 return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
                                                    project=project_id, caller=creator)
-            number = self._project_number(next_counter(self.world, "crm.project"))
+            number = self._project_number(self.docs.next_counter("crm.project"))
             record = {
                 "projectId": project_id, "number": number, "name": f"projects/{number}",
                 "displayName": display_name or "", "state": "ACTIVE", "parent": parent,
@@ -176,7 +167,7 @@ class ResourceManager:
     def update_operation(self, id_or_number: str, **changes) -> dict:
         """v3 updateProject: the change applies now; the operation reports it."""
         record = self.update(id_or_number, **changes)
-        name = f"operations/up.{self._digits('up', next_counter(self.world, 'crm.operation'), 19)}"
+        name = f"operations/up.{self._digits('up', self.docs.next_counter('crm.operation'), 19)}"
         return self.world.operations.start(name, {"@type": V3_UPDATE_METADATA}, response=self._v3_any(record),
                                            project=record["projectId"])
 
@@ -187,7 +178,7 @@ class ResourceManager:
             record = self.require(id_or_number)
             if record["state"] != "ACTIVE":
                 raise failed_precondition("The project is not in the ACTIVE state and cannot be deleted.")
-            op_name = f"operations/dp.{self._digits('dp', next_counter(self.world, 'crm.operation'), 19)}"
+            op_name = f"operations/dp.{self._digits('dp', self.docs.next_counter('crm.operation'), 19)}"
             seconds = self.world.latency.seconds("op:crm.projects.delete")
             if operation and self.world.faults.draw_operation():
                 return self.world.operations.start(op_name, {"@type": V3_DELETE_METADATA}, seconds=seconds,
@@ -218,7 +209,7 @@ class ResourceManager:
                 return {}
             # Operation names for undelete are not in any public text we found: `ud.` + digits,
             # like the create (`cp.`) and delete (`dp.`) names Google uses.
-            op_name = f"operations/ud.{self._digits('ud', next_counter(self.world, 'crm.operation'), 19)}"
+            op_name = f"operations/ud.{self._digits('ud', self.docs.next_counter('crm.operation'), 19)}"
             return self.world.operations.start(op_name, {"@type": V3_UNDELETE_METADATA},
                                                response=self._v3_any(record), project=record["projectId"])
 
@@ -465,8 +456,6 @@ def parent_from_v1(parent: dict | None) -> str:
 # ----- v1 list filters: `id:my-proj labels.env:prod lifecycleState:ACTIVE name:Demo*` -----
 def parse_filter(text: str) -> list[tuple[str, str]]:
     """Space- (or AND-) separated `key:value` / `key=value` terms; quotes group spaces."""
-    import shlex
-
     try:
         tokens = shlex.split(text)
     except ValueError:
@@ -484,8 +473,6 @@ def parse_filter(text: str) -> list[tuple[str, str]]:
 
 def parse_search(text: str) -> list[list[tuple[str, str]]]:
     """A v3 search query as OR-ed groups of AND-ed `(field, value)` terms."""
-    import shlex
-
     try:
         tokens = shlex.split(text)
     except ValueError:

@@ -24,15 +24,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from provision.emulator import discovery
+from provision.emulator.common import agent_email, parse_agent_email, timestamp
 from provision.emulator.errors import ApiError, error_info, failed_precondition, invalid_argument
 from provision.emulator.operations import injected_failure
-from provision.emulator.common import agent_email, parse_agent_email, timestamp
-from provision.emulator.resourcemanager.state import next_counter
-
-if TYPE_CHECKING:
-    from provision.emulator.world import World
+from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "serviceusage"
 
@@ -152,8 +150,6 @@ def _summary(service: str) -> str | None:
     document whose rootUrl is the service's host), which is what Google's service configuration
     carries as `documentation.summary` (e.g. logging: "Writes log entries and manages your Cloud
     Logging configuration." in both)."""
-    from provision.emulator import discovery
-
     prefix = service.split(".", 1)[0]
     for version in ("v1", "v2", "v3", "v1beta1", "v1beta2", "v2beta1"):
         try:
@@ -184,7 +180,7 @@ class ServiceUsage:
     """Cross-API interface: `require_enabled`, `is_enabled`, `agent_exists`, `ensure_agent`,
     `parse_agent_email`."""
 
-    def __init__(self, world: "World"):
+    def __init__(self, world: WorldView):
         self.world = world
         self.docs = world.docs
 
@@ -382,7 +378,7 @@ class ServiceUsage:
         return self.world.operations.start(name, metadata, project=number, **kwargs)
 
     def _operation_name(self, number: str) -> str:
-        n = next_counter(self.world, "serviceusage.operation")
+        n = self.docs.next_counter("serviceusage.operation")
         digest = hashlib.sha256(f"serviceusage:{number}:{n}".encode()).digest()[:16]
         return f"operations/acf.p2-{number}-{uuid.UUID(bytes=digest, version=4)}"
 

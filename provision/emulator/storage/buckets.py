@@ -11,6 +11,7 @@ from provision.emulator.storage.access import default_policy
 from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, gcs_error, merge_patch, precondition_failed,
                                                proto_etag, rfc3339)
 from provision.emulator.storage.names import bucket_name_problem
+from provision.emulator.worldview import WorldView
 
 BUCKET = "storage.bucket"    # docs kind: bucket records, keyed by bucket name
 POLICY = "storage.policy"    # docs kind: bucket IAM policies, keyed by bucket name
@@ -110,7 +111,7 @@ def bucket_resource(rec: dict, base: str, *, full: bool = False, acls: dict | No
 class Buckets:
     """Bucket records and their IAM policies in the world's document store."""
 
-    def __init__(self, world):
+    def __init__(self, world: WorldView):
         self.world = world
         self.db = world.db
         self.docs = world.docs

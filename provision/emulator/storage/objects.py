@@ -13,6 +13,7 @@ from provision.emulator.store import distinct_values
 from provision.emulator.storage.common import (PAGE_MAX, bucket_not_found, gcs_error, merge_patch, object_not_found,
                                                precondition_failed, proto_etag, rfc3339)
 from provision.emulator.storage.globs import after_prefix, compile_glob, name_range
+from provision.emulator.worldview import WorldView
 
 SCAN_BATCH = 1000
 
@@ -84,7 +85,7 @@ def _obj(bucket: str, row) -> dict:
 class ObjectTable:
     """The live objects of every bucket, one row each (no older generations are kept)."""
 
-    def __init__(self, world):
+    def __init__(self, world: WorldView):
         self.world = world
         self.db = world.db
 

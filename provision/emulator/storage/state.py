@@ -29,6 +29,7 @@ from provision.emulator.storage import access, buckets, constraints, lockdown, o
 from provision.emulator.storage.common import PAGE_MAX, b64, bucket_not_found, gcs_error
 from provision.emulator.storage.names import object_name_problem
 from provision.emulator.storage.uploads import Sink
+from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "storage"
 
@@ -38,7 +39,7 @@ class Backend:
     lines (a bucket's existence before an object write, emptiness before a bucket delete) and
     delegates everything else."""
 
-    def __init__(self, world):
+    def __init__(self, world: WorldView):
         self.world = world
         self.db = world.db
         self.docs = world.docs

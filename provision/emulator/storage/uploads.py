@@ -17,6 +17,7 @@ import google_crc32c
 
 from provision.emulator.errors import ApiError
 from provision.emulator.storage.common import b64, gcs_error, upload_gone
+from provision.emulator.worldview import WorldView
 
 SPILL_BYTES = 8 << 20        # upload bodies beyond this go to a temp file, not memory
 
@@ -115,7 +116,7 @@ class UploadSessions:
     the `received` bytes. `commit(bucket, name, *, blob, size, md5, crc32c, meta, conditions, epoch)`
     makes the finished bytes the live object."""
 
-    def __init__(self, world, upload_dir: Path, commit: Callable[..., dict]):
+    def __init__(self, world: WorldView, upload_dir: Path, commit: Callable[..., dict]):
         self.world = world
         self.db = world.db
         self.blobs = world.blobs
