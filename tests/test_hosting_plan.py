@@ -177,3 +177,15 @@ def test_the_hosted_app_accepts_the_config_and_env_apply_deploys_on_google(tmp_p
     settings = from_env({**env, "HOSTED_DIST": str(dist), "HOSTED_APP_CONFIG": config})
     assert set(settings.sources) == {"primary", "second"}
     create_app(settings)   # raises SettingsError if googleapis.com were left in the config
+
+
+def test_plan_notes_the_organization_requirement_and_warm_instances(tmp_path):
+    data = blueprint_dict("ohif-host-unit")
+    data["project"].pop("parent")
+    data["viewer"]["hosting"] = {"region": "us-central1", "members": ["user:ana@example.com"],
+                                 "scaling": {"min_instances": 1, "max_instances": 2}}
+    bp = load(tmp_path, data)
+    draft = _plan(viewer_service, bp, _live(bp, None))
+    assert any("needs the project inside an organization" in n for n in draft.notes)
+    assert any("min_instances 1 keeps 1 instance(s) running, billed while idle" in n for n in draft.notes)
+    assert not _plan(viewer_service, _bp(tmp_path), _live(_bp(tmp_path), None)).notes   # org parent, min 0

@@ -116,7 +116,21 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        _delete(name, svc)))
 
 
+def _notes(bp: Any, live: Live, draft: Draft) -> None:
+    """What a team should know before the deploy: IAP's organization requirement, the cost of warm instances."""
+    parent = bp.project.parent or (live.project.parent if live.project is not None else "")
+    if not parent:
+        draft.note("viewer.hosting: IAP directly on Cloud Run needs the project inside an organization (its users "
+                   "sign in with accounts of that organization); project.parent names none, so turning IAP on may "
+                   "be refused")
+    warm = bp.viewer.hosting.scaling.min_instances
+    if warm:
+        draft.note(f"viewer.hosting: scaling.min_instances {warm} keeps {warm} instance(s) running, billed while idle "
+                   "(0: nothing runs or bills between visits; the first request then waits for a start)")
+
+
 def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
+    _notes(bp, live, draft)
     archive: Archive | None = live.read.get(Key.VIEWER_ARCHIVE)
     svc = live.viewer_service
     name = service_name(bp)
