@@ -90,6 +90,21 @@ def test_apply_deploys_the_viewer_behind_iap_and_converges(emulator_factory, tmp
     assert invoker["state"] == "drift" and any(d.startswith("DRIFT: allUsers") for d in invoker["details"])
     assert report.outputs["viewer_url"] == url and json.loads(json.dumps(report.to_json()))["outputs"]
 
+    # Someone turns IAP off: status says so, loudly, and apply turns it back on without a build.
+    services = Ctx(target).target.run().projects().locations().services()
+    current = services.get(name=name).execute()
+    op = services.patch(name=name, body={**{k: v for k, v in current.items() if k in ("template", "labels",
+                                                                                         "annotations")},
+                                         "iapEnabled": False}).execute()
+    hosting_calls.wait_run(Ctx(target), op)
+    report = lifecycle.status(fewer, target)
+    svc_state = next(r for r in report.resources if r["id"] == "viewer-service")
+    assert svc_state["state"] == "drift" and any("IAP is OFF" in d for d in svc_state["details"])
+    fixed = lifecycle.apply(fewer, target)
+    assert "viewer-build" not in {s.id for s in fixed.plan.changes}
+    assert hosting_calls.get_service(Ctx(target), name)["iapEnabled"] is True
+    assert browser.get(url + "/dicomweb/primary/studies", headers=_as(BOB)).status_code == 403
+
     # Hosting removed: the service and the viewer's account go; the repository stays (said so).
     bare = _bp(tmp_path, pid, hosting=False)
     plan = lifecycle.plan(bare, target)
