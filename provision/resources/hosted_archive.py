@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,9 @@ def _build(config_js: str) -> tuple[Path, str, int]:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     art = build_source(out, config_js=config_js, dist=dist)
-    tmp = memo.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"file": art.path.name, "sha256": art.sha256, "size": art.size}))
+    fd, tmp = tempfile.mkstemp(prefix=".inputs-", suffix=".tmp", dir=out)   # blueprints of a fleet build side by side
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps({"file": art.path.name, "sha256": art.sha256, "size": art.size}))
     os.replace(tmp, memo)
     return art.path, art.sha256, art.size
 
