@@ -7,7 +7,9 @@ below the module's top are there.
 """
 from __future__ import annotations
 
+import contextvars
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -28,7 +30,8 @@ Exit codes:
   1    failure at run time: an API error, a failed import or smoke check,
        a saved plan the live state moved away from
   2    invalid blueprint or usage
-  3    changes or drift (plan, status with --detailed-exitcode)
+  3    with --detailed-exitcode: plan has changes to make,
+       status found drift
   130  interrupted
 
 \b
@@ -43,15 +46,27 @@ Environment:
 """
 
 
+# click's UsageError (bad options or arguments). Typer exports it only as the base of its public
+# BadParameter, whether it bundles click (typer >= 0.2x) or depends on it.
+ParseError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+# The run's root context, for what the commands share with the group: -v, and the progress that
+# Ctrl-C asks what finished (a ContextVar: Typer offers no public way to reach the current context).
+_ROOT: contextvars.ContextVar = contextvars.ContextVar("provision_root")
+
+
 class _Group(TyperGroup):
     """Expected failures become one clear message and their exit code, never a traceback; with
     --json, also one JSON document on stdout (provision/running/output.py)."""
 
+    def parse_args(self, ctx, args):
+        ctx.meta["argv"] = list(args)   # the command line as given, before click consumes it
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
-        raw = [*ctx._protected_args, *ctx.args]
-        command = raw[0] if raw else ""
+        raw = ctx.meta.get("argv", [])
+        command = next((a for a in raw if not a.startswith("-")), "")
         json_mode = "--json" in raw
-        from typer._click.exceptions import UsageError as ParseError
+        _ROOT.set(ctx)
 
         try:
             return super().invoke(ctx)
@@ -80,23 +95,28 @@ class _Group(TyperGroup):
 
 
 class _Command(TyperCommand):
-    """Help as people write it: `BLUEPRINT...` and `N`, not Typer's internal types (`<list[Path]>`)."""
+    """Help as people write it: `BLUEPRINT...`, not Typer's type tags (`<list[Path]>`) nor
+    `{BLUEPRINT...}...`. Typer offers no public switch for either, so the text it renders is
+    edited through click's public get_help / get_usage."""
 
     def get_help(self, ctx):
-        for p in self.params:
-            if getattr(p, "is_flag", False):
-                continue
-            if p.param_type_name == "argument":
-                p.display_type_rich = lambda ctx: None
-                if p.metavar:
-                    p._usage_display_name = lambda p=p: p.metavar
-            else:
-                p.display_type_rich = lambda ctx, p=p: p.metavar or p.name.upper().replace("_", "-")
-        return super().get_help(ctx)
+        return _plain_help(super().get_help(ctx))
 
     def get_usage(self, ctx):
-        self.get_help(ctx)   # the same names in the usage line of an error
-        return super().get_usage(ctx)
+        return _plain_help(super().get_usage(ctx))
+
+
+# `<list[Path]>`, `<int>`, `<Path>`: a tag after a metavar. Replaced by as many spaces, so the
+# help column stays where Typer aligned it.
+_TYPE_TAG = re.compile(r" <(?:list\[)?[A-Za-z_]+\]?>")
+# `{BLUEPRINT...}...` / `{BLUEPRINT}`: a required argument in the usage line.
+_REQUIRED = re.compile(r"\{([A-Z][A-Za-z_.|]*)\}(\.\.\.)?")
+
+
+def _plain_help(text: str) -> str:
+    text = re.sub(r"[ \t]+$", "", _TYPE_TAG.sub(lambda m: " " * len(m.group(0)), text), flags=re.M)
+    return _REQUIRED.sub(lambda m: m.group(1) if m.group(1).endswith("...") or "..." in m.group(1)
+                         else m.group(1) + (m.group(2) or ""), text)
 
 
 def _fail_json(json_mode: bool, command: str, code: int, kind: str, message: str, problems: list[str] | None = None) -> None:
@@ -136,7 +156,17 @@ def _main(
                                           "happens (by default: one summary per step).")] = False,
 ) -> None:
     """Turn one YAML blueprint into a working OHIF viewer on Google Cloud Healthcare."""
-    ctx.meta["verbose"] = verbose
+    ctx.meta["verbose"] = ctx.meta.get("verbose") or verbose
+
+
+def _verbose_here(ctx: typer.Context, value: bool) -> None:
+    """`-v` after the command (`provision apply x.yaml -v`) means what it means before it."""
+    if value:
+        ctx.find_root().meta["verbose"] = True
+
+
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", expose_value=False, callback=_verbose_here,
+                                          help="Show every retry and upload counter as it happens.")]
 
 
 BlueprintsArg = Annotated[list[Path], typer.Argument(metavar="BLUEPRINT...", show_default=False,
@@ -148,6 +178,9 @@ DetailedOpt = Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 3 w
                                                                        "(0 in sync, 1 error, 2 usage).")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Only the blueprints of CI job I "
                                                  "of N (a stable split: N jobs cover them all, once).")]
+WaitLockOpt = Annotated[Optional[str], typer.Option("--wait-lock", metavar="DURATION", help=(
+    "When another run holds the project's lock, wait up to this long (30s, 10m, 1h) for it, then plan again; "
+    "by default stop at once, naming who holds it. `provision unlock` breaks a dead run's lock."))]
 EmulatorOpt = Annotated[
     Optional[str],
     typer.Option("--emulator", metavar="URL", envvar="PROVISION_EMULATOR_HOST",
@@ -166,9 +199,28 @@ QuotaProjectOpt = Annotated[
 ]
 
 
+def _duration(text: str | None) -> float:
+    """Seconds in `30s`, `10m`, `1h`, `500ms` or a bare number of seconds (0 when not given)."""
+    import re
+
+    if not text:
+        return 0.0
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise UsageError(f"--wait-lock {text!r}: give a duration such as 30s, 10m or 1h")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2) or "s"]
+
+
 def _target(emulator: str | None, impersonate: str | None, quota_project: str | None = None):
     """Google Cloud, or the emulator named by --emulator / the environment."""
     return Target.from_env(emulator=emulator, impersonate=impersonate, quota_project=quota_project)
+
+
+def _fleet(blueprints: list[Path], shard: str | None):
+    """The blueprints of the run (of its CI shard, said on stderr)."""
+    from provision.running import fleet
+
+    return fleet.load(blueprints, shard, on_shard=lambda message: typer.echo(message, err=True))
 
 
 def _load(path: Path, emulator: str | None, impersonate: str | None):
@@ -181,13 +233,12 @@ def _load(path: Path, emulator: str | None, impersonate: str | None):
 def _progress():
     """Progress on stderr (a live view on a terminal, one line per event elsewhere); stdout stays clean for --json.
     Registered so that Ctrl-C can say what finished and what was in flight."""
-    from typer._click.globals import get_current_context
-
     from provision.running.progress import Progress
 
-    ctx = get_current_context().find_root()
-    progress = Progress(verbose=bool(ctx.meta.get("verbose")))
-    ctx.meta["progress"] = progress
+    ctx = _ROOT.get(None)
+    meta = ctx.meta if ctx is not None else {}
+    progress = Progress(verbose=bool(meta.get("verbose")))
+    meta["progress"] = progress
     return progress
 
 
@@ -208,18 +259,27 @@ def _finish(command: str, json_out: bool, outcomes: list, payload, text, code: i
         _print_json(output.envelope(command, results, code))
     else:
         for o in outcomes:
-            if o.value is not None:
-                typer.echo(text(o))
+            shown = text(o) if o.value is not None else ""
+            if shown:
+                typer.echo(shown)
         if len(outcomes) > 1:
             from provision.running.fleet import summary_table
 
             typer.echo(summary_table(outcomes, summary or (lambda o: "")))
     for o in outcomes:
-        if not o.ok:   # a blueprint refused at plan names FILE:LINE:COL itself
-            typer.echo(f"error: {o.error}" if getattr(o, "code", 1) == 2 else f"error: {o.item.path}: {o.error}",
-                       err=True)
+        if not o.ok:
+            typer.echo(f"error: {_naming_the_file(o)}", err=True)
     if code:
         raise typer.Exit(code)
+
+
+def _naming_the_file(o) -> str:
+    """A blueprint's error, naming its file once (a plan error may name it already, with its line)."""
+    error = o.error or ""
+    source = getattr(o.item.bp, "source", None)
+    if error.startswith((str(o.item.path), str(source))):
+        return error
+    return f"{o.item.path}: {error}"
 
 
 def _confirm_or_refuse(question: str, *, type_to_confirm: str | None = None) -> None:
@@ -238,7 +298,7 @@ def _confirm_or_refuse(question: str, *, type_to_confirm: str | None = None) -> 
 
 
 @app.command(cls=_Command)
-def validate(blueprints: BlueprintsArg, json_out: JsonOpt = False) -> None:
+def validate(blueprints: BlueprintsArg, json_out: JsonOpt = False, verbose: VerboseOpt = False) -> None:
     """Check blueprints (schema, Google's naming rules); no API call."""
     from provision.running import fleet
 
@@ -261,7 +321,8 @@ def schema(
 
 @app.command(cls=_Command)
 def init(
-    path: Annotated[Optional[Path], typer.Argument(help="Where to write the starter blueprint (default: stdout).")] = None,
+    path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help="Where to write the starter blueprint "
+                                                   "(default: stdout).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter blueprint that validates."""
@@ -293,13 +354,14 @@ def plan(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Show what apply would change; changes nothing."""
     from provision.planning import saved
     from provision.running import fleet, lifecycle
 
     opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-    items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
+    items, target = _fleet(blueprints, shard), _target(emulator, impersonate, quota_project)
     with _progress() as progress:
         outcomes = fleet.each(items, lambda it: lifecycle.plan(it.bp, target, listener=progress, opts=opts))
     if out is not None and all(o.ok for o in outcomes):
@@ -327,9 +389,11 @@ def apply(
     reimport: Annotated[Optional[list[str]], typer.Option("--reimport", metavar="STORE",
                                                           help="Run this store's import again (repeatable).")] = None,
     shard: ShardOpt = None,
+    wait_lock: WaitLockOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Make the environment match the blueprint, then check it works.
 
@@ -338,18 +402,21 @@ def apply(
     from provision.planning import saved
     from provision.running import fleet, flow, lifecycle
 
-    target = _target(emulator, impersonate, quota_project)
+    import dataclasses
+
+    target, wait_s = _target(emulator, impersonate, quota_project), _duration(wait_lock)
     if len(blueprints) == 1 and saved.is_saved_plan(blueprints[0]):
         items, plans, opts = _saved(blueprints[0], target, shard)
         yes = True   # reviewed when it was saved
         parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
     else:
         opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-        items = fleet.load(blueprints, shard)
+        items = _fleet(blueprints, shard)
         parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
         with _progress() as progress:
             plans = fleet.each(items, lambda it: lifecycle.plan(it.bp, target, listener=progress, opts=opts),
                               parallel)
+    opts = dataclasses.replace(opts, wait_lock_s=wait_s)
     good = [o for o in plans if o.ok]
     for o in good:
         if o.value.replacements and not opts.replace:
@@ -360,9 +427,13 @@ def apply(
         for p in changing:
             typer.echo(p.render(), err=True)
         _confirm_or_refuse("apply these changes?")
-    with _progress() as progress:
-        applied = flow.apply_many([o.item.bp for o in good], target, progress, plans=[o.value for o in good],
+    stopped = None
+    try:
+        with _progress() as progress:
+            applied = flow.apply_many([o.item.bp for o in good], target, progress, plans=[o.value for o in good],
                                       parallel=parallel, run_smoke=not no_smoke, opts=opts)
+    except flow.Interrupted as stop:   # what each blueprint finished, had in flight, never started
+        applied, stopped = stop.outcomes, progress.interrupted()
     done = {id(o.item.bp): a for o, a in zip(good, applied)}
     outcomes = [fleet.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]
 
@@ -376,8 +447,24 @@ def apply(
         a = o.value.apply if isinstance(o.value, flow.Outcome) else None
         return f"{a.summary} in {a.elapsed:.1f}s" if a is not None else ""
 
+    if stopped is not None:
+        _interrupted("apply", json_out, outcomes, payload, stopped)
     _finish("apply", json_out, outcomes, payload,
             lambda o: o.value.render() if isinstance(o.value, flow.Outcome) else "", summary=summary)
+
+
+def _interrupted(command: str, json_out: bool, outcomes: list, payload, message: str) -> None:
+    """Ctrl-C during a run: say what finished and what to do, and with --json keep every blueprint's
+    result (its steps: finished, in flight, skipped) in the one document; exit 130."""
+    from provision.running import output
+
+    typer.echo(message, err=True)
+    if json_out:
+        results = [output.result(str(o.item.path), o.item.project, ok=False, err=o.error or "interrupted",
+                                 **(payload(o) if o.value is not None else {})) for o in outcomes]
+        _print_json(output.envelope(command, results, 130, output.error(
+            "interrupted", "interrupted (Ctrl-C); nothing more was started")))
+    raise typer.Exit(130)
 
 
 def _saved(path: Path, target, shard: str | None):
@@ -387,7 +474,7 @@ def _saved(path: Path, target, shard: str | None):
     from provision.running import fleet, lifecycle
 
     doc = saved.load(path)
-    items = fleet.load([Path(e["blueprint"]) for e in doc["plans"]], shard)
+    items = _fleet([Path(e["blueprint"]) for e in doc["plans"]], shard)
     by_path = {str(Path(e["blueprint"])): e for e in doc["plans"]}
     opts = saved.options(doc)
 
@@ -414,11 +501,12 @@ def status(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Live state versus the blueprint: missing, drift, extra, kept."""
     from provision.running import fleet, lifecycle
 
-    items, target = fleet.load(blueprints, shard), _target(emulator, impersonate, quota_project)
+    items, target = _fleet(blueprints, shard), _target(emulator, impersonate, quota_project)
     outcomes = fleet.each(items, lambda it: lifecycle.status(it.bp, target))
     _finish("status", json_out, outcomes, lambda o: {"status": o.value.to_json()}, lambda o: o.value.render(),
             detailed=detailed, changed=lambda r: not r.in_sync, summary=lambda o: o.value.headline())
@@ -433,9 +521,11 @@ def destroy(
                                               "with objects that provision made.")] = False,
     delete_project: Annotated[bool, typer.Option("--delete-project", help="Also delete the project (if provision "
                                                  "created it).")] = False,
+    wait_lock: WaitLockOpt = None,
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Delete what provision made for the blueprints (data kept unless asked).
 
@@ -461,7 +551,9 @@ def destroy(
         _confirm_or_refuse(question, type_to_confirm=", ".join(data) if data else None)
     with _progress() as progress:
         outcomes = [fleet.each([o.item], lambda it, o=o: lifecycle.destroy(it.bp, target, listener=progress,
-                                                                             plan_=o.value))[0] if o.ok else o
+                                                                             plan_=o.value,
+                                                                             wait_lock_s=_duration(wait_lock)))[0]
+                    if o.ok else o
                     for o in plans]
     _finish("destroy", json_out, outcomes, lambda o: {"destroy": o.value.to_json()}, lambda o: o.value.render())
 
@@ -472,6 +564,28 @@ def _flags(text: str) -> str:
 
 
 @app.command(cls=_Command)
+def unlock(
+    blueprints: BlueprintsArg,
+    emulator: EmulatorOpt = None,
+    impersonate: ImpersonateOpt = None,
+    quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Break the lock a dead apply or destroy left on the blueprints' projects.
+
+    Only when no run holds it any more: a live run that loses its lock goes on unguarded."""
+    from provision.resources.lock import describe
+    from provision.running import fleet
+    from provision.running import lifecycle
+
+    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
+    for it in items:
+        holder = lifecycle.unlock(it.bp, target)
+        typer.echo(f"{it.project}: no lock (no run holds it)" if holder is None else
+                   f"{it.project}: broke the lock held by {describe(holder)}")
+
+
+@app.command(cls=_Command)
 def config(
     blueprints: BlueprintsArg,
     out: Annotated[Optional[Path], typer.Option("--out", metavar="PATH|-", help="Write here instead of "
@@ -479,6 +593,7 @@ def config(
     fmt: Annotated[str, typer.Option("--format", metavar="js|json", help="js (window.config for OHIF) or json "
                                      "(the same, as JSON; written next to viewer.config_out as .json).")] = "js",
     emulator: EmulatorOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Write the OHIF viewer configuration for the blueprints' stores."""
     from provision.ohif import config as ohif_config
@@ -514,14 +629,18 @@ def smoke(
     emulator: EmulatorOpt = None,
     impersonate: ImpersonateOpt = None,
     quota_project: QuotaProjectOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Prove the viewer works: DICOMweb as OHIF uses it, or the real viewer."""
     from provision.running import fleet, flow
 
     items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
     if as_member:
+        from provision.running.smoke import refuse_unchecked_identity
+
         target = flow.target_as(target, as_member)
-    outcomes = fleet.each(items, lambda it: flow.smoke(it.bp, target, browser=browser or None))
+        refuse_unchecked_identity(items[0].bp, target, as_member)
+    outcomes = fleet.each(items, lambda it: flow.smoke(it.bp, target, browser=browser or None, as_member=as_member))
     outcomes = [fleet.Outcome(o.item, o.value, o.error or (None if o.value.ok else "smoke check failed"))
                 for o in outcomes]
     _finish("smoke", json_out, outcomes, lambda o: {"smoke": o.value.to_dict()}, lambda o: o.value.summary())
@@ -552,14 +671,18 @@ def viewer(
     blueprint: BlueprintArg,
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to serve the viewer on.")] = 3000,
     emulator: EmulatorOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Serve the real OHIF viewer with the blueprint's configuration."""
     from provision.ohif.config import render_config
     from provision.ohif.serve import serve_viewer
     from provision.running import flow
 
+    from provision.ohif.fetch import ensure_viewer
+
     bp, target = _load(blueprint, emulator, None)
-    server = serve_viewer(render_config(flow.pinned(bp, target), emulator_url=target.emulator), port=port)
+    dist = ensure_viewer(on_fetch=lambda message: typer.echo(f"{message} ...", err=True))
+    server = serve_viewer(render_config(flow.pinned(bp, target), emulator_url=target.emulator), port=port, dist=dist)
     typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)
     try:
         threading.Event().wait()
@@ -598,6 +721,12 @@ def emulator(
     except (ValueError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
+        import errno
+
+        if exc.errno == errno.EADDRINUSE:
+            raise ProvisionError(f"port {port} on {host} is in use by another program (another emulator?): stop "
+                                 f"it, or choose another port, e.g. `provision emulator --port {port + 1}` "
+                                 f"(then PROVISION_EMULATOR_HOST=http://{host}:{port + 1})") from None
         raise ProvisionError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port") from None
     typer.echo(f"emulator listening on {server.url} (state: {data_dir or 'in memory'})", err=True)
     typer.echo(f"  export PROVISION_EMULATOR_HOST={server.url}", err=True)
@@ -610,6 +739,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for the demo's blueprint, studies, OHIF config and screenshots "
                                                     "(files of the same names are overwritten).")] = Path("out"),
     emulator: EmulatorOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """The whole flow offline, on an embedded emulator with synthetic studies."""
     from provision.demo.run import run_demo

@@ -1,7 +1,7 @@
 """Words for people: counts with the right plural."""
 from __future__ import annotations
 
-IRREGULAR = {"study": "studies", "entry": "entries", "retry": "retries"}
+IRREGULAR = {"study": "studies", "entry": "entries", "retry": "retries", "record entry": "record entries"}
 
 
 def plural(n: int, word: str) -> str:

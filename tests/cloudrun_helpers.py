@@ -101,9 +101,10 @@ def ready_project(url: str, project_id: str, *, apis=("run.googleapis.com", "iam
     return create_project(url, project_id, enable=tuple(apis))
 
 
-def upload_source(url: str, project_id: str, bucket: str, files: dict[str, str | bytes] | None = None) -> dict:
+def upload_source(url: str, project_id: str, bucket: str, files: dict[str, str | bytes] | None = None,
+                  member: str | None = None) -> dict:
     """The app as a gzipped tar in a new bucket; the cloudStorageSource naming it."""
-    client = storage.Client(project=project_id, credentials=credentials(),
+    client = storage.Client(project=project_id, credentials=credentials(member),
                             client_options={"api_endpoint": url})
     b = client.create_bucket(bucket)
     blob = b.blob("viewer/source.tar.gz")

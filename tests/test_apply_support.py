@@ -46,7 +46,7 @@ def blueprint_dict(project_id: str, data_dir: Path | None = None, **over: Any) -
         "dicom_stores": [{"id": "primary",
                           "iam": [{"member": "group:radiology@example.com", "roles": ["roles/healthcare.dicomViewer"]}],
                           "import": {"uri": f"gs://{bucket}/dicom/**.dcm"}}],
-        "viewer": {"origin": "http://127.0.0.1:3000", "config_out": "out/google.js"},
+        "viewer": {"origin": "http://127.0.0.1:3000", "config_out": f"out/{project_id}.js"},
         "smoke": {"min_studies": 2},
     }
     if data_dir is not None:

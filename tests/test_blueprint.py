@@ -301,7 +301,7 @@ def test_paths_resolve_relative_to_the_blueprint_file(tmp_path, monkeypatch):
 
 def test_default_config_out_is_next_to_the_blueprint(tmp_path):
     b = load_blueprint(write(tmp_path, MINIMAL), env={})
-    assert b.viewer.config_out == tmp_path / "out" / "google.js"
+    assert b.viewer.config_out == tmp_path / "out" / f"{b.project.id}.js"   # one per project: a fleet never collides
     assert b.viewer.origin == "http://localhost:3000"
     assert b.project.display_name is None  # absent: the id only when creating the project
     assert b.bucket is None and b.iam == [] and b.allow_basic_roles is False

@@ -99,20 +99,35 @@ def test_an_interrupted_apply_still_prints_one_document_and_says_what_to_do(emul
     import signal
     import subprocess
     import sys
-    import time
 
     emu = emulator_factory(latency="realistic", time_scale=0.1)
     path = blueprint(tmp_path, "ohif-json-int", None, bucket=None, dicom_stores=[{"id": "s"}])
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "provision"), "apply", path, "--emulator",
                              emu.url, "--yes", "--no-smoke", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(2.0)
+    # The moment it means: the first step has finished (its line on stderr) and others are under way.
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "✓ project" in line:
+            break
+    else:
+        raise AssertionError("apply ended before its project step finished:\n" + "".join(seen))
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     doc = json.loads(out)
     assert not list(SCHEMA_CHECK.iter_errors(doc)) and doc["error"]["kind"] == "interrupted"
     assert "run the same command again" in err and "Traceback" not in err
+    # what finished is not lost (issue 19): the blueprint's result says where it stopped
+    [result] = doc["results"]
+    assert "interrupted" in result["apply"], (json.dumps(result, indent=1)[:3000], err)
+    stopped = result["apply"]["interrupted"]
+    assert "project" in stopped["finished"], stopped
+    assert stopped["in_flight"] or stopped["skipped"], stopped
+    status = {s["id"]: s["status"] for s in result["apply"]["steps"]}
+    assert status["project"] == "done" and all(status[i] == "skipped" for i in stopped["skipped"])
+    assert result["ok"] is False and "interrupted" in result["error"]
 
 
 # ---------------------------------------------------------------------------- exit codes
@@ -180,10 +195,32 @@ def test_two_blueprints_naming_one_project_are_refused(tmp_path):
     assert result.exit_code == 2 and "both name project ohif-same" in result.output
 
 
+
+def test_two_blueprints_writing_one_config_are_refused_and_inits_do_not_collide(tmp_path, monkeypatch):
+    """Issue 19: a fleet whose blueprints share `viewer.config_out` would overwrite one config with another."""
+    shared = {"origin": "http://127.0.0.1:3000", "config_out": "out/google.js"}
+    blueprint(tmp_path, "ohif-cfg-a", None, bucket=None, dicom_stores=[{"id": "s"}], viewer=shared)
+    b = blueprint(tmp_path, "ohif-cfg-b", None, bucket=None, dicom_stores=[{"id": "s"}], viewer=shared)
+    result = run("validate", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert f"{b}:" in result.output and "viewer.config_out" in result.output, result.output
+    assert "ohif-cfg-a.yaml writes its OHIF config there too" in result.output, result.output
+    # init's default is the project's own file: three teams made by init never collide
+    monkeypatch.chdir(tmp_path)
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    for team in ("radiology", "neuro", "cardio"):
+        assert run("init", str(teams / f"{team}.yaml")).exit_code == 0
+        text = (teams / f"{team}.yaml").read_text().replace("my-ohif-project", f"ohif-{team}")
+        (teams / f"{team}.yaml").write_text(text)
+    assert run("validate", str(teams)).exit_code == 0
+    from provision.blueprint.load import load_blueprint
+    assert load_blueprint(teams / "neuro.yaml").viewer.config_out == teams / "out" / "ohif-neuro.js"
+
 # ---------------------------------------------------------------------------- config, smoke --as, destroy
 def test_config_json_never_lands_on_the_js_path_and_dash_is_stdout(tmp_path):
     path = blueprint(tmp_path, "ohif-json-cfg", None, bucket=None, dicom_stores=[{"id": "s"}])
-    js = tmp_path / "out" / "google.js"   # viewer.config_out, relative to the blueprint
+    js = tmp_path / "out" / "ohif-json-cfg.js"   # viewer.config_out, relative to the blueprint
     result = run("config", path, "--format", "json", "--emulator", "http://127.0.0.1:1")
     assert result.exit_code == 0, result.output
     assert not js.exists() and json.loads(js.with_suffix(".json").read_text())
@@ -209,9 +246,25 @@ def test_smoke_as_the_viewers_users(emulator_factory, tmp_path, data_dir):
     assert run("apply", path, "--emulator", emu.url, "--yes", "--no-smoke", **env).exit_code == 0
     viewer = run("smoke", path, "--emulator", emu.url, "--as", "group:radiology@example.com", "--json", **env)
     assert viewer.exit_code == 0, viewer.output
+    assert one_document(viewer)["results"][0]["smoke"]["as"] == "group:radiology@example.com"
+    text = run("smoke", path, "--emulator", emu.url, "--as", "group:radiology@example.com", **env)
+    assert "passed" in text.output and "as group:radiology@example.com" in text.output, text.output
     stranger = run("smoke", path, "--emulator", emu.url, "--as", "user:stranger@example.com", "--json", **env)
     assert stranger.exit_code == 1
     assert one_document(stranger)["results"][0]["smoke"]["ok"] is False
+
+
+def test_smoke_as_a_member_is_refused_where_nobody_is_checked(emulator, tmp_path, data_dir):
+    """Issue 19: on an emulator without --enforce-iam every caller is the owner, so `--as` would prove nothing."""
+    path = blueprint(tmp_path, "ohif-json-asno", data_dir)
+    assert run("apply", path, "--emulator", emulator.url, "--yes", "--no-smoke").exit_code == 0
+    carol = run("smoke", path, "--emulator", emulator.url, "--as", "user:carol@example.com")
+    assert carol.exit_code == 2, carol.output
+    assert "user:carol@example.com" in carol.output and "--enforce-iam" in carol.output, carol.output
+    assert "passed" not in carol.output
+    doc = one_document(run("smoke", path, "--emulator", emulator.url, "--as", "user:carol@example.com", "--json"))
+    assert doc["error"]["kind"] == "usage" and "proves nothing" in doc["error"]["message"]
+    assert run("smoke", path, "--emulator", emulator.url).exit_code == 0    # without --as: the owner's smoke
 
 
 def test_destroy_without_a_terminal_or_yes_changes_nothing(emulator, tmp_path, data_dir):

@@ -15,7 +15,7 @@ COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands
 
 def test_commands_are_the_designed_ones():
     assert set(COMMANDS) == {"validate", "plan", "apply", "status", "destroy", "config", "smoke", "audit",
-                             "viewer", "emulator", "demo", "init", "schema"}
+                             "viewer", "emulator", "demo", "init", "schema", "unlock"}
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -11,13 +11,11 @@ from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import iam, store_calls
 from provision.running import lifecycle
-from provision.running.lifecycle import ApplyFailed
 
 HOSTING = {"region": "us-central1", "members": ["user:ana@example.com"]}
-# What needs the emulator's Artifact Registry and builds:submit (being added on another branch).
-NEEDS_BUILDS = {"artifact-repo", "viewer-build", "viewer-service", "viewer-invoker", "viewer-access"}
 HOSTING_ORDER = ["apis", "viewer-account", "store-iam:primary", "artifact-repo", "viewer-build", "viewer-service",
                  "viewer-invoker", "viewer-access"]
+ACCOUNT = "ohif-viewer-viewer@{pid}.iam.gserviceaccount.com"
 
 
 @pytest.fixture(autouse=True)
@@ -32,14 +30,7 @@ def ohif_dist(tmp_path, monkeypatch):
 
 
 def _apply(bp, target):
-    """apply; until the emulator has Artifact Registry and builds:submit, only the steps that need them may fail."""
-    try:
-        return lifecycle.apply(bp, target)
-    except ApplyFailed as exc:
-        failed = {s.id for s in exc.result.steps if s.status != "done"}
-        assert failed <= NEEDS_BUILDS, [(s.id, s.message) for s in exc.result.steps if s.status != "done"]
-        return exc.result
-ACCOUNT = "ohif-viewer-viewer@{pid}.iam.gserviceaccount.com"
+    return lifecycle.apply(bp, target)
 
 
 def _bp(tmp_path, pid: str, hosting: dict | None = HOSTING, **over):

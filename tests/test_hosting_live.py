@@ -2,9 +2,7 @@
 clients: the source archive built and pushed with builds:submit, the Cloud Run service with IAP
 answering a member on its run.app host, a QIDO through it returning the imported studies as the
 viewer's service account; a no-op re-apply writes nothing; removing a member revokes them; allUsers
-on the service is drift in status; removing hosting deletes the service.
-
-Needs the emulator's Artifact Registry and builds:submit (branch `builds`)."""
+on the service is drift in status; removing hosting deletes the service."""
 from __future__ import annotations
 
 import json

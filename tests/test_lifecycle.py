@@ -203,6 +203,38 @@ def test_a_dataset_location_change_is_a_replace_refused_without_the_flag(emulato
     assert not lifecycle.plan(eu, target).has_changes
 
 
+def test_replace_keeps_a_kept_store_and_its_dataset_unless_delete_data(emulator, tmp_path, data_dir):
+    """Issue 18: a store dropped from the blueprint and kept for its studies survives `--replace` of
+    its dataset; only --delete-data deletes it, and the plan says which."""
+    target = Target(emulator=emulator.url)
+    d = blueprint_dict("ohif-life-keepmv", data_dir)
+    d["dicom_stores"].append({"id": "neuro", "import": {"uri": "gs://ohif-life-keepmv-dicom/dicom/**.dcm"}})
+    lifecycle.apply(load(tmp_path, d), target)
+    ctx = Ctx(target)
+    old_ds = lifecycle.plan_mod.dataset_name(load(tmp_path, d))
+    neuro = f"{old_ds}/dicomStores/neuro"
+    d["dicom_stores"].pop()
+    lifecycle.apply(load(tmp_path, d, "no-neuro.yaml"), target)
+    assert store_calls.count_studies(ctx, neuro) == 2                       # kept: holds studies
+    d["dataset"]["location"] = "europe-west4"
+    eu = load(tmp_path, d, "eu.yaml")
+    plan = lifecycle.plan(eu, target)
+    assert plan.step("store:us-central1/imaging/neuro").action == "keep"
+    assert plan.step("dataset:us-central1/imaging").action == "keep"
+    said = " ".join(plan.step("dataset").changes)
+    assert "is kept" in said and "neuro: 2 studies" in said and "--delete-data" in said, said
+    lifecycle.apply(eu, target, opts=Options(replace=True))
+    assert store_calls.count_studies(ctx, neuro) == 2                       # the replace did not touch it
+    assert dataset.read(ctx, old_ds) is not None
+    assert store_calls.read(ctx, f"{old_ds}/dicomStores/primary") is None    # re-imported in the new one
+    assert not lifecycle.plan(eu, target).has_changes
+    # --delete-data names the loss: now it goes, with its dataset
+    plan = lifecycle.plan(eu, target, opts=Options(delete_data=True))
+    assert "and its 2 studies" in " ".join(plan.step("store:us-central1/imaging/neuro").changes)
+    lifecycle.apply(eu, target, opts=Options(delete_data=True))
+    assert dicom_store.read(ctx, neuro) is None and dataset.read(ctx, old_ds) is None
+
+
 def test_a_bucket_location_change_is_a_replace(emulator, tmp_path, data_dir):
     target = Target(emulator=emulator.url)
     d = blueprint_dict("ohif-life-bloc", data_dir)

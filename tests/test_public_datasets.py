@@ -63,7 +63,7 @@ def test_requester_pays_import_is_billed_to_the_blueprints_project(emulator_fact
     assert "Requester Pays" in first.step("import:primary").changes[0]
     assert "objects counted at apply" in first.step("import:primary").changes[0]
     result = lifecycle.apply(bp, target)
-    assert "2 studies in the store" in result.render()
+    assert {s.id: s.message for s in result.steps}["import:primary"] == "2 studies in the store"
     plan = lifecycle.plan(bp, target)
     assert not plan.has_changes
     note = next(n for n in plan.notes if n.startswith(f"gs://{NIH_BUCKET} is Requester Pays"))

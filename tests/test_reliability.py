@@ -281,12 +281,14 @@ def test_sigkill_at_any_point_then_reapply_converges_to_the_same_end_state(emula
 
 
 def test_two_concurrent_applies_of_one_blueprint_both_succeed_by_adopting(emulator_factory, tmp_path, data_dir):
-    """Both runs plan "create" for everything; whichever comes second finds each resource made and adopts it."""
+    """Both runs plan "create" for everything; the project's lock (taken once its record bucket exists)
+    makes the second wait (--wait-lock) for the first, and it then adopts what the first made."""
     emu = emulator_factory(latency="realistic", time_scale=0.01)
     target = Target(emulator=emu.url)
     bp = load(tmp_path, blueprint_dict("ohif-twice", data_dir))
     events = Events()
-    first, second = flow.apply_many([bp, bp], target, events, parallel=2, run_smoke=False)
+    first, second = flow.apply_many([bp, bp], target, events, parallel=2, run_smoke=False,
+                                    opts=lifecycle.Options(wait_lock_s=120))
     assert first.ok and second.ok, (first.error, second.error)
     first = first.apply
     notes = " | ".join(e.message for e in events.kinds("note"))

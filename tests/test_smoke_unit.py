@@ -280,3 +280,45 @@ def test_the_checks_are_small_named_functions_the_browser_smoke_shares():
     assert text.startswith("study list: GET http://x/studies answered 403: denied. Likely cause: the caller lacks")
     source = inspect.getsource(browser)
     assert "http_problem(" in source and "frame_problem(" in source
+
+
+def _jpeg_frame(rows: int = 16, cols: int = 24) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = (np.arange(rows * cols, dtype=np.uint16) % 251).astype(np.uint8).reshape(rows, cols)
+    out = io.BytesIO()
+    Image.fromarray(pixels, "L").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _frame_answer(frame: bytes, syntax: str) -> tuple[str, bytes]:
+    ctype = f'multipart/related; type="application/octet-stream"; transfer-syntax={syntax}; boundary=b1'
+    body = (b"--b1\r\nContent-Type: application/octet-stream; transfer-syntax=" + syntax.encode() + b"\r\n\r\n"
+            + frame + b"\r\n--b1--\r\n")
+    return ctype, body
+
+
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+IMAGE = {"00280010": {"vr": "US", "Value": [16]}, "00280011": {"vr": "US", "Value": [24]},
+         "00280100": {"vr": "US", "Value": [8]}, "00280101": {"vr": "US", "Value": [8]},
+         "00280002": {"vr": "US", "Value": [1]}, "00280004": {"vr": "CS", "Value": ["MONOCHROME2"]}}
+
+
+def test_a_compressed_frame_is_decoded_and_a_corrupt_one_fails():
+    """The smoke decodes what it fetches: a JPEG frame that decodes to Rows x Columns passes, a corrupt
+    one (the bytes a broken transcoder or store could send, with the right headers) fails with why."""
+    from provision.checks import answers
+
+    frame = _jpeg_frame()
+    problem, detail = answers.frame_problem("http://x/frames/1", *_frame_answer(frame, JPEG_BASELINE), image=IMAGE)
+    assert problem is None and detail.endswith("decoded"), detail
+    corrupt = frame[:40] + bytes(len(frame) - 40)          # header kept, entropy-coded data zeroed out
+    for bad in (corrupt, b"\xff\xd8 not a jpeg at all", frame[: len(frame) // 3]):
+        problem, _ = answers.frame_problem("http://x/frames/1", *_frame_answer(bad, JPEG_BASELINE), image=IMAGE)
+        assert problem and "does not decode" in problem, (bad[:20], problem)
+    wrong_size = {**IMAGE, "00280010": {"vr": "US", "Value": [32]}}
+    problem, _ = answers.frame_problem("http://x/frames/1", *_frame_answer(frame, JPEG_BASELINE), image=wrong_size)
+    assert problem and "does not decode" in problem   # 16 x 24 pixels cannot fill the 32 x 24 the instance says

@@ -397,7 +397,8 @@ class Viewer(_Model):
     config_out: Path = Field(
         Path("out/google.js"),
         validate_default=True,
-        description="Where to write the OHIF config; relative to the blueprint file.",
+        description="Where to write the OHIF config; relative to the blueprint file. Default in a blueprint: "
+        "out/<project.id>.js, so blueprints sharing a directory never overwrite each other's config.",
     )
     hosting: Hosting | None = Field(None, description="Deploy the viewer on Google Cloud (Cloud Run behind IAP).")
 
@@ -453,6 +454,19 @@ class Blueprint(_Model):
             if pos is not None:
                 return f"{shown}:{pos[0]}:{pos[1]}"
         return shown
+
+    @model_validator(mode="before")
+    @classmethod
+    def _config_out_named_after_the_project(cls, data: Any) -> Any:
+        # A fleet keeps its blueprints in one directory: one default file for all would have the
+        # last team's config overwrite the others' (issue 19), so the default is the project's own.
+        if not isinstance(data, Mapping):
+            return data
+        project, viewer = data.get("project"), data.get("viewer", {})
+        pid = project.get("id") if isinstance(project, Mapping) else None
+        if not isinstance(pid, str) or not isinstance(viewer, Mapping) or "config_out" in viewer:
+            return data
+        return {**data, "viewer": {**viewer, "config_out": f"out/{pid}.js"}}
 
     @model_validator(mode="after")
     def _whole_blueprint_rules(self, info: ValidationInfo) -> Blueprint:

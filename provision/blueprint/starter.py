@@ -65,7 +65,7 @@ dicom_stores:
 viewer:
   origin: http://localhost:3000  # where OHIF is served (scheme://host:port)
   # oauth_client_id: 123456789012-abc123def456.apps.googleusercontent.com   # from the console; apply prints the steps
-  config_out: out/google.js      # relative to this file
+  # config_out: out/my-ohif-project.js   # the default: out/<project.id>.js, relative to this file
   # hosting:                     # deploy the viewer on Cloud Run behind Identity-Aware Proxy
   #                              # (apply prints its URL; the project must be in an organization)
   #   on: cloud-run

@@ -116,9 +116,14 @@ def http_problem(method: str, url: str, status: int, body: bytes | str, what: st
     return _http_failure(method, url, fake, what).detail
 
 
-def frame_problem(url: str, content_type: str, body: bytes, expect_bytes: int = 0) -> tuple[str | None, str]:
+NATIVE_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
+
+
+def frame_problem(url: str, content_type: str, body: bytes, expect_bytes: int = 0,
+                  image: dict | None = None) -> tuple[str | None, str]:
     """(problem or None, detail) for a frames/1 answer: multipart/related with a non-empty part, and as many
-    uncompressed bytes as Rows x Columns x BitsAllocated/8 x SamplesPerPixel when `expect_bytes` is known."""
+    uncompressed bytes as Rows x Columns x BitsAllocated/8 x SamplesPerPixel when `expect_bytes` is known.
+    With `image` (the instance's DICOM JSON) a compressed frame must also decode to Rows x Columns."""
     if not content_type.lower().startswith("multipart/related"):
         return (f"frame retrieval: GET {url} answered Content-Type {content_type!r}, not multipart/related. "
                 "Likely cause: the server ignores the viewer's multipart Accept.", "")
@@ -130,7 +135,47 @@ def frame_problem(url: str, content_type: str, body: bytes, expect_bytes: int = 
         return f"frame retrieval: GET {url} returned {len(parts)} parts and no pixel bytes.", ""
     size = len(parts[0][1])
     ts = re.search(r"transfer-syntax=([0-9.]+)", content_type + ";" + parts[0][0].get("content-type", ""))
-    if ts and ts.group(1) in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2") and expect_bytes and size < expect_bytes:
+    if ts and ts.group(1) in NATIVE_SYNTAXES[:2] and expect_bytes and size < expect_bytes:
         return f"frame retrieval: GET {url} returned {size} bytes of uncompressed pixels, expected {expect_bytes}.", ""
+    if ts and image and ts.group(1) not in NATIVE_SYNTAXES:
+        why = undecodable(parts[0][1], ts.group(1), image)
+        if why:
+            return (f"frame retrieval: GET {url} returned a {size}-byte frame in transfer syntax {ts.group(1)} that "
+                    f"does not decode: {why}. Likely cause: the stored instance or the server's transcoding is "
+                    "corrupt; the viewer would draw nothing.", "")
     syntax = f", transfer syntax {ts.group(1)}" if ts else ""
-    return None, f"{len(parts)} part(s), {size} bytes{syntax}"
+    decoded = ", decoded" if ts and image and ts.group(1) not in NATIVE_SYNTAXES else ""
+    return None, f"{len(parts)} part(s), {size} bytes{syntax}{decoded}"
+
+
+def _int(image: dict, tag: str, default: int) -> int:
+    value = (image.get(tag) or {}).get("Value") or [default]
+    return int(value[0]) if value[0] is not None else default
+
+
+def undecodable(frame: bytes, syntax: str, image: dict) -> str | None:
+    """Why one compressed frame does not decode to the instance's Rows x Columns (None: it does, or
+    no decoder here knows the syntax, which then only the length checks judge)."""
+    # pydicom's decoders (and numpy) load on first use: `provision --help` and plans never need them.
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import get_decoder
+
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        return None
+    if not decoder.is_available:
+        return None
+    rows, cols = _int(image, "00280010", 0), _int(image, "00280011", 0)
+    bits = _int(image, "00280100", 8)
+    opts = {"rows": rows, "columns": cols, "samples_per_pixel": _int(image, "00280002", 1),
+            "bits_allocated": bits, "bits_stored": _int(image, "00280101", bits),
+            "pixel_representation": _int(image, "00280103", 0), "number_of_frames": 1,
+            "photometric_interpretation": ((image.get("00280004") or {}).get("Value") or ["MONOCHROME2"])[0]}
+    try:
+        arr, _ = decoder.as_array(encapsulate([frame]), **opts)
+    except Exception as exc:  # noqa: BLE001 - whatever the codec raises, the frame does not decode
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    if tuple(arr.shape[:2]) != (rows, cols):
+        return f"it decodes to {arr.shape[1]} x {arr.shape[0]} pixels, the instance says {cols} x {rows}"
+    return None

@@ -84,6 +84,7 @@ class SmokeReport:
     # The studies the study-list query returned (UID, date, patient name as DICOM PN and as OHIF
     # shows it). Kept out of to_dict()/to_json(): patient names are PHI on a real store.
     studies: list[dict[str, str]] = field(default_factory=list, repr=False)
+    as_member: str = ""   # the principal the checks ran as (`smoke --as`), named in the summary
 
     @property
     def ok(self) -> bool:
@@ -121,13 +122,17 @@ class SmokeReport:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def summary(self) -> str:
-        """One line per check, then the first failure's detail: for humans."""
+    def summary(self, brief: bool = False) -> str:
+        """One line per check, then the first failure's detail: for humans. `brief`: a smoke that
+        passed in one line (what apply prints; `provision smoke` shows every check)."""
         lines = []
         for c in self.checks:
             mark = "skip" if c.skipped else ("ok" if c.ok else "FAIL")
             lines.append(f"  {mark:4} {c.name:16} {c.ms:8.1f} ms  {c.detail}")
-        head = f"DICOMweb smoke {'passed' if self.ok else 'FAILED'} for {self.root} ({self.total_ms} ms)"
+        who = f" as {self.as_member}" if self.as_member else ""
+        head = f"DICOMweb smoke {'passed' if self.ok else 'FAILED'} for {self.root}{who} ({self.total_ms} ms)"
+        if brief and self.ok:
+            return f"{head}: {len(self.checks)} checks"
         return "\n".join([head, *lines])
 
     def __str__(self) -> str:
@@ -234,7 +239,7 @@ def check_studies(p: Probe) -> CheckResult:
         else:
             cause = ("nothing has been imported into the store (check the import step and its logs)" if not found
                      else "fewer studies were imported than smoke.min_studies expects")
-        raise _Failed(f"study list: GET {qido} found {len(found)} studies, "
+        raise _Failed(f"study list: GET {qido} found {plural(len(found), 'study')}, "
                       f"expected at least {p.min_studies}. Likely cause: {cause}.", resp.status_code)
     study = next((s for s in found if _value(s, "0020000D")), None)
     if study is None:
@@ -245,7 +250,7 @@ def check_studies(p: Probe) -> CheckResult:
                                 else "the store holds no study (it has no import)")
         return "0 studies (none required)", f"GET {qido}", resp.status_code
     p.learnt["study"] = _value(study, "0020000D")
-    return f"{len(found)} studies (at least {p.min_studies} required)", f"GET {qido}", resp.status_code
+    return f"{plural(len(found), 'study')} (at least {p.min_studies} required)", f"GET {qido}", resp.status_code
 
 
 def check_series(p: Probe) -> CheckResult:
@@ -278,6 +283,7 @@ def check_series_metadata(p: Probe) -> CheckResult:
     chosen = instances[len(instances) // 2]
     p.learnt["instance"] = _value(chosen, "00080018")
     p.learnt["expect_bytes"] = expected_frame_bytes(chosen)
+    p.learnt["image"] = chosen
     return f"{len(instances)} instances, {len(resp.content)} bytes", f"GET {url}", resp.status_code
 
 
@@ -293,7 +299,7 @@ def check_frame(p: Probe) -> CheckResult:
     url = f"{p.root}/studies/{st}/series/{se}/instances/{sop}/frames/1"
     resp = p.get_200(url, FRAME_ACCEPT, "frame retrieval")
     problem, detail = frame_problem(url, resp.headers.get("Content-Type", ""), resp.content,
-                                    p.learnt.get("expect_bytes") or 0)
+                                    p.learnt.get("expect_bytes") or 0, p.learnt.get("image"))
     if problem:
         raise _Failed(problem, resp.status_code)
     return detail, f"GET {url}", resp.status_code

@@ -282,6 +282,8 @@ DOCUMENTS = {
     "run": ("run.v2",),
     "iap": ("iap.v1",),
     "iam": ("iam.v1",),
+    "cloudbuild": ("cloudbuild.v1",),
+    "artifactregistry": ("artifactregistry.v1",),
 }
 
 

@@ -20,7 +20,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
                      "run.services.create", "run.services.get", "run.services.list", "run.services.update",
                      "run.services.delete", "run.operations.*", "iam.serviceAccounts.create",
                      "iam.serviceAccounts.get", "iam.serviceAccounts.list", "iam.serviceAccounts.delete",
-                     "iam.serviceAccounts.actAs"),
+                     "iam.serviceAccounts.actAs", "run.builds.create", "cloudbuild.builds.*", "artifactregistry.*"),
     "roles/viewer": ("resourcemanager.projects.get", "serviceusage.services.get", "serviceusage.services.list",
                      "healthcare.*.get", "healthcare.*.list", "storage.buckets.get", "storage.buckets.list",
                      "logging.logEntries.list"),
@@ -91,6 +91,19 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "roles/iam.serviceAccountAdmin": ("iam.serviceAccounts.*", "resourcemanager.projects.get"),
     "roles/iap.admin": ("iap.*", "resourcemanager.projects.get"),
     "roles/iap.httpsResourceAccessor": ("iap.webServiceVersions.accessViaIAP",),
+    # Building from source (Cloud Run builds:submit, Cloud Build, Artifact Registry).
+    "roles/run.sourceDeveloper": ("run.builds.create", "run.services.create", "run.services.get", "run.services.list",
+                                  "run.services.update", "run.operations.*", "cloudbuild.builds.get",
+                                  "cloudbuild.builds.list", "resourcemanager.projects.get"),
+    "roles/cloudbuild.builds.editor": ("cloudbuild.builds.*", "resourcemanager.projects.get"),
+    "roles/cloudbuild.builds.viewer": ("cloudbuild.builds.get", "cloudbuild.builds.list"),
+    "roles/artifactregistry.admin": ("artifactregistry.*", "resourcemanager.projects.get"),
+    "roles/artifactregistry.writer": ("artifactregistry.repositories.get", "artifactregistry.repositories.list",
+                                      "artifactregistry.repositories.uploadArtifacts",
+                                      "artifactregistry.repositories.downloadArtifacts", "artifactregistry.dockerimages.*"),
+    "roles/artifactregistry.reader": ("artifactregistry.repositories.get", "artifactregistry.repositories.list",
+                                      "artifactregistry.repositories.downloadArtifacts",
+                                      "artifactregistry.dockerimages.get", "artifactregistry.dockerimages.list"),
 }
 
 # The cheapest predefined role that grants each permission, to name in a denial.

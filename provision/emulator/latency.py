@@ -34,7 +34,9 @@ REALISTIC: dict[str, float] = {
     "op:healthcare.import": 25.0,           # fixed part of an import
     "op:healthcare.import.per_instance": 0.01,
     "op:healthcare.delete": 3.0,
-    "op:run.services.deploy": 15.0,         # a no-build source deploy: "~10s" plus routing (our reading)
+    "op:run.services.deploy": 15.0,
+    "op:cloudbuild.build": 60.0,            # a buildpack build of a small Python app: about a minute (our reading)
+    "op:artifactregistry.repositories.create": 1.0,         # a no-build source deploy: "~10s" plus routing (our reading)
 }
 
 

@@ -11,6 +11,7 @@ from werkzeug.wsgi import LimitedStream
 
 from provision.emulator import control, publicdata
 from provision.emulator.billing import handlers as billing_handlers, state as billing_state
+from provision.emulator.builds import handlers as builds_handlers, registry_routes as builds_registry_routes, state as builds_state
 from provision.emulator.cloudrun import handlers as cloudrun_handlers, state as cloudrun_state
 from provision.emulator.healthcare import handlers as healthcare_handlers, state as healthcare_state
 from provision.emulator.http import App, Router
@@ -40,10 +41,11 @@ APIS = (
     (kms_state, kms_handlers),
     (iamadmin_state, iamadmin_handlers),
     (iap_state, iap_handlers),
+    (builds_state, builds_handlers),
     (cloudrun_state, cloudrun_handlers),
 )
 # Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
-EXTRA_ROUTES = (storage_acl,)
+EXTRA_ROUTES = (storage_acl, builds_registry_routes)
 
 
 def build(options: Options) -> tuple[World, App]:
@@ -246,9 +248,16 @@ class EmulatorServer:
 
     def __init__(self, options: Options | None = None):
         self.options = options or Options()
-        self.world, self.app = build(self.options)
-        self._server = make_server(self.options.host, self.options.port, self.app, threaded=True,
-                                   request_handler=_QuietHandler)
+        # Bound here, not by werkzeug: on a busy port werkzeug prints its own advice and exits the
+        # process, where a caller (`provision emulator`) wants an OSError to explain with --port.
+        family = socket.AF_INET6 if ":" in self.options.host else socket.AF_INET
+        listening = socket.create_server((self.options.host, self.options.port), family=family)
+        try:
+            self.world, self.app = build(self.options)
+            self._server = make_server(self.options.host, self.options.port, self.app, threaded=True,
+                                       request_handler=_QuietHandler, fd=listening.fileno())
+        finally:
+            listening.close()   # werkzeug listens on its own duplicate of the socket
         self._server.daemon_threads = True
         # Open (kept-alive) connections, closed with the server so that no idle one goes on serving
         # a closed world; `connections_accepted` counts every connection ever accepted.
@@ -256,7 +265,7 @@ class EmulatorServer:
         self._conn_lock = threading.Lock()
         self.connections_accepted = 0
         self._server.track_connection = self._track
-        self.port = self._server.server_port
+        self.port = self._server.port   # werkzeug records the bound port (the one asked for, or the one port 0 got)
         self.url = f"http://{self.options.host}:{self.port}"
         self._thread: threading.Thread | None = None
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.emulator.billing.state import Billing
+from provision.emulator.builds.state import Builds
 from provision.emulator.cloudrun.state import CloudRun
 from provision.emulator.faults import Faults
 from provision.emulator.healthcare.state import Healthcare
@@ -49,6 +50,7 @@ class World:
     iamadmin: IamAdmin
     iap: Iap
     cloudrun: CloudRun
+    builds: Builds
 
     def __init__(self, options: Options):
         self.options = options

@@ -94,6 +94,7 @@ class WorldView(Protocol):
     iamadmin: Any
     iap: Any
     cloudrun: Any
+    builds: Any
     oauth: Any
 
     def blobs_dirty(self) -> None: ...

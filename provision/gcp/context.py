@@ -55,6 +55,9 @@ class Facts:
     claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
     viewer_image: str | None = None      # the hosted viewer's image by digest, once built
     viewer_url: str | None = None        # the hosted viewer's URL (read back from Cloud Run)
+    # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
+    # reason as the record); the record store takes it when it makes the record's bucket.
+    lock: Any = None
 
     def update(self, other: "Facts") -> None:
         """Take every fact `other` knows (a plan's, for the apply that runs it)."""

@@ -427,12 +427,30 @@ def _anonymous_refused(exc: BaseException) -> bool:
     return isinstance(exc, auth_exc.InvalidOperation) and "anonymous credentials" in str(exc).lower()
 
 
+def emulator_command(url: str) -> str:
+    """The `provision emulator` command line that listens at `url` (`--port 9` for :9; the
+    defaults, 127.0.0.1:8765, need no flag)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    flags = []
+    if parts.hostname and parts.hostname not in ("127.0.0.1", "localhost"):
+        flags.append(f"--host {parts.hostname}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port and port != 8765:
+        flags.append(f"--port {port}")
+    return " ".join(["provision emulator", *flags])
+
+
 def unreachable_error(ge: GoogleError, step: str, resource: str | None, *, target: Any = None,
                       action: str | None = None) -> StepError:
     emulator = getattr(target, "emulator", None)
     where = emulator or ge.host or "Google Cloud"
     if emulator:
-        fix = f"is the emulator running? start it with `provision emulator` (it should listen at {emulator})"
+        fix = f"is the emulator running? start it with `{emulator_command(emulator)}` (it then listens at {emulator})"
     else:
         fix = "check the network (and any proxy or DNS settings); the call is safe to retry"
     return StepError(step, resource, f"cannot reach {where}: {ge.unreachable}", google=ge, fix=fix, action=action)

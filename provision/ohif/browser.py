@@ -78,6 +78,7 @@ from provision.errors import ProvisionError
 from provision.ohif.fetch import ensure_viewer
 from provision.ohif.serve import ViewerServer
 from provision.redact import redact
+from provision.words import plural
 
 __all__ = ["CHROMIUM", "GOOGLE_HOSTS", "BrowserReport", "chromium_args", "run_browser_smoke"]
 
@@ -304,8 +305,13 @@ def run_browser_smoke(
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise ProvisionError("cannot run the browser smoke: the Python package playwright is not installed "
-                             "(pip install 'provision[browser]')") from None
+        import sys
+
+        # Not `pip install 'provision[browser]'`: an unrelated `provision` is on the package index.
+        raise ProvisionError(f"cannot run the browser smoke: the Python package playwright is not installed in "
+                             f"{sys.executable}; install it there (`{sys.executable} -m pip install "
+                             "'playwright>=1.44'`, or `pipx inject provision playwright`), or in a checkout run "
+                             "`make test`, which sets everything up") from None
 
     if dist is None:
         dist = ensure_viewer()
@@ -741,7 +747,7 @@ class _Drive:
                      else "the store returned it but the list does not show it")
             report.problems.append(
                 f"study list: study of {e['patient_name']!r} ({e['study_uid'] or 'no UID given'}) is missing: {where}; "
-                f"the store returned {len(names_returned)} studies ({', '.join(map(repr, names_returned)) or 'none'})"
+                f"the store returned {plural(len(names_returned), 'study')} ({', '.join(map(repr, names_returned)) or 'none'})"
             )
         self.inject_token = False
         for pattern in self.token_routes:

@@ -21,6 +21,7 @@ from provision.resources import apis, audit_logs, billing, bucket, bucket_iam, d
 from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_account
 from provision.resources import artifact_repo, viewer_access, viewer_service, viewer_source
 from provision.resources.base import PHASES, Draft, Key, Live
+from provision.words import plural
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
 
 __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREATE", "UPDATE", "NOOP", "DELETE",
@@ -71,18 +72,27 @@ class Plan:
         }
 
     def summary(self) -> str:
+        """`1 to create, 2 to update`: what changes live. The ownership record's own writes are how
+        changes are made, not changes: they are not counted (entries forgotten for what is already
+        gone are named only when nothing else changes)."""
         if not self.has_changes:
             return "no changes"
         counts: dict[str, int] = {}
         for s in self.changes:
-            counts[s.action] = counts.get(s.action, 0) + 1
+            if not s.bookkeeping:
+                counts[s.action] = counts.get(s.action, 0) + 1
+        if not counts:
+            forget = sum(s.forgets for s in self.changes)
+            return f"no changes ({plural(forget, 'record entry')} to forget)" if forget else \
+                "no changes (the ownership record is brought up to date)"
         return ", ".join(f"{n} to {a}" for a, n in sorted(counts.items()))
 
     def render(self) -> str:
         """The human rendering: one line per step, its changes and drift indented below."""
         lines = [f"plan for project {self.project} on {self.target}: {self.summary()}"]
+        w = max((len(s.id) for s in self.steps), default=0)
         for s in self.steps:
-            lines.append(f"  {SIGN.get(s.action, '?'):>3} {s.id:<24} {s.action:<7} {s.resource}")
+            lines.append(f"  {SIGN.get(s.action, '?'):>3} {s.id:<{w}}  {s.action:<7} {s.resource}")
             lines += [f"      {c}" for c in s.changes]
             lines += [f"      drift: {d}" for d in s.drift]
         for n in self.notes:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from provision.gcp.context import Ctx
 from provision.errors import ProvisionError
+from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.resources import lockdown
 from provision.resources.base import Draft, Key, Live, Reads
@@ -280,7 +280,7 @@ def _remove(draft: Draft, name: str, state: BucketState | None, objects: int, op
     deps = [f"bucket-iam:{name}", "bucket-iam"]
     if state is None or not state.exists:
         draft.add(Step(step_id, KIND, resource, DELETE, ["already gone: forget it in the record"], [],
-                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1]))
+                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1], forgets=1))
     elif objects and not opts.delete_data:
         draft.keep(step_id, KIND, resource, f"kept: holds {_many(objects)} object(s) (--delete-data deletes them "
                                             "with the bucket)")

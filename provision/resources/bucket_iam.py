@@ -67,7 +67,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         why = "the bucket is gone" if policy is None else None
         changes = d.describe() if policy is not None else [f"- {m} {r} (bucket gone or hidden: forget it)" for r, m in pairs]
         draft.add(Step(f"{KIND}:{b}" if b != own else KIND, KIND, f"gs://{b}", DELETE, changes, ["record"],
-                       _revoke(b, d, gone=why is not None)))
+                       _revoke(b, d, gone=why is not None), forgets=len(pairs) if why else d.forgets))
     if opts.destroy:
         return
     for b, access in sorted((k.split(":", 1)[1], v) for k, v in live.read.items() if k.startswith("foreign_access:")):

@@ -23,7 +23,8 @@ from provision.resources.healthcare_names import DATASET, DICOM_STORE, desired_d
 from provision.resources.healthcare_removals import data_in, fate, replaced_dataset
 from provision.resources.states import DatasetState
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Options, Step, field_change
-from provision.resources.store_calls import count_studies, read as read_store
+from provision.resources.store_calls import count_studies
+from provision.resources.store_calls import read as read_store
 from provision.words import plural
 
 
@@ -190,10 +191,14 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             action = REPLACE
             was = old_for_new.split("/")[3]
             held = data_in(live, old_for_new)
+            why = _kept_because(bp, live, opts, old_for_new, replacing=True)
+            then = (f"then the old dataset in {was} is deleted with its stores"
+                    + (f" ({held})" if held else " (they hold no studies)")) if why is None else \
+                (f"then the old dataset in {was} is kept ({held}): {why}; the stores the blueprint names "
+                 "are deleted there once imported again")
             changes = [f"location {was} -> {ds.location}: a dataset's location cannot change",
                        f"a new dataset {ds.id} is created in {ds.location}, its stores are created and imported again",
-                       f"then the old dataset in {was} is deleted with its stores"
-                       + (f" ({held})" if held else " (they hold no studies)")]
+                       then]
         fields = [field_change("location", old_for_new.split("/")[3], ds.location)] if old_for_new else []
         if ds.kms_key:
             changes[0 if action == CREATE else 1] += f", encrypted with {ds.kms_key}"
@@ -275,22 +280,34 @@ def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, repl
     stores = live.old_dataset(name)
     if stores is None:
         draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1]))
+                       lambda ctx: (ctx.facts.record.drop_resource(ctx, KIND, name), "forgotten")[1], forgets=1))
         return
-    ours = set(live.record.names(DICOM_STORE))
-    foreign = [s.rsplit("/", 1)[-1] for s in stores if s not in ours]
-    if foreign:
-        draft.keep(sid, KIND, name, f"kept: holds store(s) provision did not make ({', '.join(sorted(foreign))})")
-        return
-    kept = [s.rsplit("/", 1)[-1] for s in stores if fate(live, s, opts, replacing) == KEEP]
-    if kept:
-        draft.keep(sid, KIND, name, f"kept: its store(s) {', '.join(kept)} hold data (--delete-data deletes them)")
+    why = _kept_because(bp, live, opts, name, replacing=replacing)
+    if why is not None:
+        draft.keep(sid, KIND, name, f"kept: {why}")
         return
     deps = [store_step_id(bp, s) for s in stores]
     if replacing:   # the old data goes only once the new stores hold theirs
         deps += [f"import:{s.id}" for s in bp.dicom_stores] + [f"store:{s.id}" for s in bp.dicom_stores]
     draft.add(Step(sid, KIND, name, DELETE, [f"delete dataset {name.rsplit('/', 1)[-1]} in {name.split('/')[3]}"],
                    deps, lambda ctx: _delete_recorded(ctx, name)))
+
+
+def _kept_because(bp: Any, live: Live, opts: Options, name: str, *, replacing: bool) -> str | None:
+    """Why a recorded dataset to remove must stay, or None. Replacing deletes only the stores the
+    blueprint names again (they are created and imported anew in the new dataset): a store it no
+    longer names keeps its studies, and so its dataset, unless delete_data (issue 18)."""
+    stores = live.old_dataset(name) or []
+    ours = set(live.record.names(DICOM_STORE))
+    foreign = [s.rsplit("/", 1)[-1] for s in stores if s not in ours]
+    if foreign:
+        return f"holds store(s) provision did not make ({', '.join(sorted(foreign))})"
+    again = {s.id for s in bp.dicom_stores} if replacing else set()
+    kept = [s.rsplit("/", 1)[-1] for s in stores
+            if fate(live, s, opts, s.rsplit("/", 1)[-1] in again) == KEEP]
+    if kept:
+        return f"its store(s) {', '.join(kept)} hold data the blueprint no longer names (--delete-data deletes them)"
+    return None
 
 
 def _delete_recorded(ctx: Ctx, name: str) -> str:

@@ -29,7 +29,8 @@ from provision.resources.healthcare_names import desired_stores
 from provision.resources.import_errors import counts_text, failure_report, import_errors
 from provision.resources.import_sources import Source, parse_uri
 from provision.resources.steps import CREATE, NOOP, Options, Step
-from provision.resources.store_calls import count_studies, read as read_store, set_label
+from provision.resources.store_calls import count_studies, set_label
+from provision.resources.store_calls import read as read_store
 from provision.resources.upload_files import to_upload
 from provision.words import plural
 
@@ -138,14 +139,14 @@ def verify_studies(ctx: Ctx, store_name: str, min_studies: int) -> int:
         n = count_studies(ctx, store_name)
         seen["n"] = n
         if n < min_studies:
-            raise NotYet(f"the store shows {n} of at least {min_studies} studies")
+            raise NotYet(f"the store shows {n} of at least {plural(min_studies, 'study')}")
         return n
 
     try:
         return ctx.call(check, within=ctx.target.settle_s)
     except NotYet:
         raise StepError(ctx.step, store_name,
-                        f"after the import the store holds {seen['n']} studies; smoke.min_studies asks for at least {min_studies}",
+                        f"after the import the store holds {plural(seen['n'], 'study')}; smoke.min_studies asks for at least {min_studies}",
                         fix="check that the import URI matches your DICOM files (`**` crosses folders), or lower "
                             "smoke.min_studies", action="verify") from None
 

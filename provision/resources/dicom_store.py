@@ -15,10 +15,10 @@ from provision.gcp.errors import StepError, is_absent, is_already_exists
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import DICOM_STORE, desired_stores, store_step_id
-from provision.resources.healthcare_removals import fate, old_stores, replaced_dataset
+from provision.resources.healthcare_removals import fate, old_stores, reimported, replaced_dataset
 from provision.resources.states import StoreState
-from provision.resources.store_calls import count_studies, read, stores
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
+from provision.resources.store_calls import count_studies, read, stores
 from provision.words import plural
 
 
@@ -93,12 +93,12 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             if opts.destroy and live.old_store(name)[0] is not None:
                 draft.keep(sid, KIND, name, "not created by provision: not deleted")
             continue
-        replacing = bool(replaced) and name.startswith(replaced + "/dicomStores/")
+        replacing = reimported(bp, name, replaced)
         what = fate(live, name, opts, replacing)
         _, studies = live.old_store(name)
         if what == "gone":
             draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                           lambda ctx, n=name: (ctx.facts.record.drop_resource(ctx, KIND, n), "forgotten")[1]))
+                           lambda ctx, n=name: (ctx.facts.record.drop_resource(ctx, KIND, n), "forgotten")[1], forgets=1))
         elif what == KEEP:
             draft.keep(sid, KIND, name, f"kept: holds {plural(studies, 'study')} "
                                         "(--delete-data deletes it)")

@@ -14,10 +14,10 @@ from typing import Any
 from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import DICOM_STORE, desired_stores, store_step_id
-from provision.resources.healthcare_removals import fate, old_stores, replaced_dataset
+from provision.resources.healthcare_removals import fate, old_stores, reimported, replaced_dataset
 from provision.resources.hosting_names import VIEWER_ROLE, account_member, deploys
-from provision.resources.store_calls import read_iam
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
+from provision.resources.store_calls import read_iam
 
 KIND = "dicom-store-iam"
 
@@ -58,8 +58,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     for name in old_stores(bp, live):
         if name not in granted:
             continue
-        replacing = bool(replaced) and name.startswith(replaced + "/dicomStores/")
-        what = fate(live, name, opts, replacing) if live.record.owns(DICOM_STORE, name) else KEEP
+        what = fate(live, name, opts, reimported(bp, name, replaced)) if live.record.owns(DICOM_STORE, name) else KEEP
         if what == "delete":
             continue   # its grants go with it
         pairs = sorted(live.record.pairs_on(name))
@@ -68,7 +67,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         if policy is None:   # the store is gone: only the record changes
             d.remove, d.forget = [], pairs
         draft.add(Step(store_step_id(bp, name, "store-iam"), KIND, name, DELETE, d.describe(), ["record"],
-                       _run(name, d)))
+                       _run(name, d), forgets=d.forgets))
 
 
 def _viewer_pairs(bp: Any) -> list[iam.Pair]:

@@ -23,12 +23,20 @@ def old_stores(bp: Any, live: Live) -> list[str]:
     return sorted(named - want)
 
 
-def fate(live: Live, name: str, opts: Options, replacing: bool) -> str:
-    """What removal does to a store no longer named: DELETE, KEEP (holds studies) or "gone"."""
+def fate(live: Live, name: str, opts: Options, reimported: bool) -> str:
+    """What removal does to a store no longer named: DELETE, KEEP (holds studies) or "gone".
+    `reimported`: its dataset is replaced and the blueprint names the store again, so the new
+    dataset gets it with its import; any other store with studies goes only with delete_data."""
     state, studies = live.old_store(name)
     if state is None:
         return "gone"
-    return KEEP if studies and not (opts.delete_data or replacing) else DELETE
+    return KEEP if studies and not (opts.delete_data or reimported) else DELETE
+
+
+def reimported(bp: Any, name: str, replaced: str | None) -> bool:
+    """The store is in the dataset being replaced (`replaced`) and the blueprint names it again."""
+    return bool(replaced) and name.startswith(replaced + "/dicomStores/") \
+        and name.rsplit("/", 1)[-1] in {s.id for s in bp.dicom_stores}
 
 
 def data_in(live: Live, dataset_name: str) -> str:

@@ -180,6 +180,11 @@ class GrantDiff:
     def changing(self) -> bool:
         return bool(self.add or self.remove or self.forget)
 
+    @property
+    def forgets(self) -> int:
+        """Record entries forgotten when that is all that changes (else 0: see Step.forgets)."""
+        return 0 if self.add or self.remove else len(self.forget)
+
     def describe(self) -> list[str]:
         return (describe(self.add) + describe(self.remove, "-")
                 + [f"- {m} {r} (already gone: forget it in the record)" for r, m in self.forget])

@@ -17,6 +17,7 @@ from provision.resources.healthcare_names import agent_member
 from provision.resources.project_reads import CREATED_LABEL, ProjectState, read, state_of
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
 
+
 def desired_changes(spec: Any, live: ProjectState) -> list[str]:
     """Human-readable drift: labels to set, display name to change."""
     out = []

@@ -190,6 +190,7 @@ class RecordStore:
     def change(self, ctx: Ctx, fn: Callable[[Record], None]) -> None:
         """Apply `fn` to the record and write it, compare-and-swap, retrying on a foreign write."""
         with self._lock:
+            self._take_pending_lock(ctx)
             for _ in range(CAS_ATTEMPTS):
                 if self.current is None or not self.checked:
                     self.current = self._read(ctx)
@@ -205,6 +206,25 @@ class RecordStore:
                 self.current = None   # someone else wrote it: read again, apply again
         raise ProvisionError(f"{self.where} kept changing under provision ({CAS_ATTEMPTS} conflicting writes); "
                              "is another apply running on this project? Run again when it is done")
+
+    def _take_pending_lock(self, ctx: Ctx) -> None:
+        """A run on a new project could not take its lock (provision/resources/lock.py) before the
+        record bucket existed: make (or find) the bucket now and take it before the first write."""
+        lock = ctx.facts.lock
+        if lock is None or not lock.pending:
+            return
+
+        def ensure_bucket() -> None:
+            try:
+                ctx.target.storage(self.project_id).get_bucket(self.bucket, retry=None)
+            except Exception as exc:  # noqa: BLE001
+                if not is_status(exc, 404):
+                    raise
+                self._create_bucket(ctx)
+
+        ctx.call(ensure_bucket)
+        self._read(ctx)   # only a bucket of this project holds our lock (raises otherwise)
+        lock.take_pending(ctx)
 
     def _write(self, ctx: Ctx, rec: Record) -> int | None:
         """Write `rec` if the stored generation is still `rec.generation`; None on a conflict."""

@@ -18,13 +18,15 @@ class Options:
     delete_data: delete data-bearing resources provision made (stores with studies, buckets with
     objects, datasets with stores). replace: carry out `-/+ replace` steps. reimport: store IDs
     whose import runs again. destroy: the desired state is "nothing" (what `destroy` plans).
-    delete_project: with destroy, the project too."""
+    delete_project: with destroy, the project too. wait_lock_s: how long apply waits for another
+    run's lock on the project before it stops (0: it stops at once, naming the holder)."""
 
     delete_data: bool = False
     replace: bool = False
     reimport: frozenset[str] = frozenset()
     destroy: bool = False
     delete_project: bool = False
+    wait_lock_s: float = 0.0
 
 
 @dataclass
@@ -43,10 +45,18 @@ class Step:
     claims: list[tuple] = field(default_factory=list, repr=False)
     # the same change for machines: {"field", "before", "after"} per changed field
     fields: list[dict] = field(default_factory=list)
+    # > 0: the step only drops this many entries from the ownership record (what they name is gone)
+    forgets: int = 0
 
     @property
     def changing(self) -> bool:
         return self.action not in (NOOP, KEEP)
+
+    @property
+    def bookkeeping(self) -> bool:
+        """Only the ownership record changes (its own write, or forgetting what is gone): how a
+        change is made, not a change; plan's summary does not count it."""
+        return self.kind == "record" or self.forgets > 0
 
     def to_json(self) -> dict:
         return {"id": self.id, "kind": self.kind, "resource": self.resource, "action": self.action,

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
-from provision.words import plural
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.bucket_reads import list_objects
-from provision.resources.upload_files import local_files, pending, to_upload, upload, upload_notes
 from provision.resources.steps import CREATE, NOOP, Options, Step
+from provision.resources.upload_files import local_files, pending, to_upload, upload, upload_notes
+from provision.words import plural
 
 KIND = "upload"
 

@@ -155,7 +155,7 @@ class Engine:
         try:
             while True:
                 progressed = True
-                while progressed:  # no-op steps finish at once and may unlock others
+                while progressed and not cancel.is_set():  # no-op steps finish at once and may unlock others
                     progressed = False
                     for s in ready():
                         if not s.changing or s.run is None:
@@ -175,10 +175,14 @@ class Engine:
                     sid = running.pop(fut)
                     state[sid] = "done" if fut.result() else "failed"
                 skip_dependants()
-            for s in steps:  # unreachable leftovers (a dependency cycle): never silently dropped
+            why = "skipped: interrupted before it started" if cancel.is_set() else \
+                "skipped: dependencies never finished"   # else a dependency cycle: never silently dropped
+            for s in steps:
                 if state[s.id] == "pending":
                     state[s.id] = results[s.id].status = "skipped"
-                    results[s.id].message = "skipped: dependencies never finished"
+                    results[s.id].message = why
+                    if cancel.is_set():
+                        self.emit(Event("skipped", s.id, why, action=s.action))
         except KeyboardInterrupt:
             cancel.set()
             raise

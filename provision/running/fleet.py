@@ -15,6 +15,7 @@ from typing import Any, Callable
 from provision.blueprint.load import load_blueprint
 from provision.errors import BlueprintError, ProvisionError, UsageError
 from provision.redact import redact
+from provision.words import plural
 
 SUFFIXES = (".yaml", ".yml")
 # Blueprints applied at once by default: enough that a fleet waits on Google's quotas (which the
@@ -75,10 +76,18 @@ def shard(paths: list[Path], spec: str | None) -> list[Path]:
     return [p for p in paths if int(hashlib.sha256(p.as_posix().encode()).hexdigest(), 16) % n == i - 1]
 
 
-def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
-    """Load every blueprint; all problems of all files in one BlueprintError."""
+def load(paths: list[Path], shard_spec: str | None = None,
+         on_shard: Callable[[str], None] | None = None) -> list[Item]:
+    """Load every blueprint; all problems of all files in one BlueprintError. With a shard,
+    `on_shard` hears how many blueprints it holds ("shard 1/2: 0 of 3 blueprints"): an empty
+    shard does nothing, and says so."""
+    every = expand(paths)
+    chosen = shard(every, shard_spec)
+    if shard_spec and on_shard is not None:
+        on_shard(f"shard {shard_spec.strip()}: {len(chosen)} of {plural(len(every), 'blueprint')}"
+                 + (" (nothing to do)" if not chosen else ""))
     items, problems = [], []
-    for path in shard(expand(paths), shard_spec):
+    for path in chosen:
         try:
             items.append(Item(path, load_blueprint(path)))
         except BlueprintError as exc:
@@ -91,7 +100,27 @@ def load(paths: list[Path], shard_spec: str | None = None) -> list[Item]:
             raise UsageError(f"{seen[it.project]} and {it.path} both name project {it.project}: one blueprint per "
                              "project (they would share its ownership record and remove each other's resources)")
         seen[it.project] = it.path
+    _refuse_shared_config(items)
     return items
+
+
+def _refuse_shared_config(items: list[Item]) -> None:
+    """Two blueprints writing one OHIF config: the last one applied would silently overwrite the other's."""
+    from provision.blueprint.yamlpos import read_yaml
+
+    writers: dict[Path, Path] = {}
+    problems = []
+    for it in items:
+        out = it.bp.viewer.config_out
+        if out not in writers:
+            writers[out] = it.path
+            continue
+        line, col = read_yaml(it.path).value_pos(("viewer", "config_out"))
+        problems.append(f"{it.path}:{line}:{col}: viewer.config_out: {out} is taken: {writers[out]} writes its OHIF "
+                        "config there too, and the last apply would overwrite the other's; give each blueprint its "
+                        f"own file (e.g. out/{it.project}.js, the default when config_out is left out)")
+    if problems:
+        raise BlueprintError(problems)
 
 
 def summary_table(outcomes: list[Outcome], cell: Callable[[Outcome], str]) -> str:
@@ -101,7 +130,7 @@ def summary_table(outcomes: list[Outcome], cell: Callable[[Outcome], str]) -> st
     w = max(len(r[0]) for r in rows)
     failed = sum(not o.ok for o in outcomes)
     head = f"{len(outcomes)} blueprints: {len(outcomes) - failed} ok" + (f", {failed} failed" if failed else "")
-    return "\n".join([head] + [f"  {p:<{w}}  {r:<6}  {c}" for p, r, c in rows])
+    return "\n".join([head] + [f"  {p:<{w}}  {r:<6}  {c}".rstrip() for p, r, c in rows])
 
 
 def each(items: list[Item], fn: Callable[[Item], Any], parallel: int = 4) -> list[Outcome]:

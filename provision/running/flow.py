@@ -9,12 +9,13 @@ Google's libraries are imported where they are used (provision/gcp/__init__.py s
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from provision.errors import ProvisionError, UsageError
+from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.ohif import config as ohif_config
 from provision.ohif.config import config_warnings
@@ -56,7 +57,7 @@ class Outcome:
         if self.config:
             lines.append(f"OHIF config: {self.config}")
         if self.smoke is not None:
-            lines.append(self.smoke.summary())
+            lines.append(self.smoke.summary(brief=True))   # `provision smoke` shows every check
         lines += [f"warning: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -103,7 +104,8 @@ def pinned(bp: Any, target: Target) -> Any:
     return pin(bp, target)
 
 
-def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke") -> Any:
+def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke",
+          as_member: str | None = None) -> Any:
     """The DICOMweb smoke on every store and every viewer source (at least one study each: a source the
     viewer cannot read fails the smoke, with how to get access), and the browser smoke on the default
     data source and each viewer source when asked (default: `smoke.browser`)."""
@@ -111,7 +113,7 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
     browser = bp.smoke.browser if browser is None else browser
     return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
                                token=access_token(target) if browser else None, out_dir=out_dir,
-                               retry_s=target.timing.smoke_retry_s)
+                               retry_s=target.timing.smoke_retry_s, as_member=as_member)
 
 
 def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,
@@ -131,13 +133,25 @@ def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any
     except ProvisionError as exc:
         outcome.apply = outcome.apply or getattr(exc, "result", None)
         outcome.error = str(exc)
+    except Cancelled:   # Ctrl-C while planning again or waiting for the lock: nothing of this run started
+        outcome.error = "interrupted before any step started"
     return outcome
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `apply_many`: `outcomes` holds every blueprint's, as far as it got (a blueprint
+    that never started says so in its error)."""
+
+    def __init__(self, outcomes: list[Outcome]):
+        self.outcomes = outcomes
+        super().__init__("interrupted")
 
 
 def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: list[Any] | None = None,
                parallel: int = 4, run_smoke: bool = True, opts: Any = None) -> list[Outcome]:
     """Onboard several teams at once: one Outcome per blueprint, in order. Ctrl-C stops every
-    blueprint's run (steps under way end at their next wait) before KeyboardInterrupt goes on."""
+    blueprint's run (steps under way end at their next wait, none starts after it), then raises
+    Interrupted with what each blueprint finished, had in flight and never started."""
     cancel = threading.Event()
     plans = plans or [None] * len(bps)
     pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="blueprint")
@@ -145,10 +159,16 @@ def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: l
                            opts=opts)
                for bp, p in zip(bps, plans)]
     try:
+        # Waked every quarter second: Ctrl-C may reach a worker thread, and a main thread blocked
+        # on a lock without a timeout would only see it once every blueprint had finished.
+        while wait(futures, timeout=0.25).not_done:
+            pass
         return [f.result() for f in futures]
     except KeyboardInterrupt:
         cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)
-        raise
+        raise Interrupted([f.result() if f.done() and not f.cancelled() else
+                           Outcome(bp.project.id, error="interrupted before it started")
+                           for bp, f in zip(bps, futures)]) from None
     finally:
         pool.shutdown(wait=False)

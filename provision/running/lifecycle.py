@@ -22,10 +22,13 @@ from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
 from provision.resources import apis
+from provision.resources import lock as lock_mod
+from provision.resources.lock import LockHeld, ProjectLock
 from provision.resources.steps import Options
+from provision.words import plural
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
-           "ApplyFailed", "NeedsFlag", "Target", "Options"]
+           "ApplyFailed", "NeedsFlag", "LockHeld", "Target", "Options", "unlock"]
 
 
 def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
@@ -93,10 +96,18 @@ class ApplyResult:
     elapsed: float = 0.0
     outputs: dict = field(default_factory=dict)
     error: str | None = None
+    interrupted: bool = False   # Ctrl-C stopped the run: `stopped()` says where
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def stopped(self) -> dict:
+        """Where an interrupted run stopped: steps that finished (with a change), were in flight
+        (stopped at their next wait; Google may still finish them), and never started."""
+        return {"finished": [s.id for s in self.steps if s.status == "done" and s.message != "no changes"],
+                "in_flight": [s.id for s in self.steps if s.status in ("running", "failed") and s.message == "interrupted"],
+                "skipped": [s.id for s in self.steps if s.status == "skipped"]}
 
     @property
     def retries(self) -> int:
@@ -121,17 +132,21 @@ class ApplyResult:
             "outputs": self.outputs,
             "notes": list(self.plan.notes),
             "error": self.error,
+            **({"interrupted": self.stopped()} if self.interrupted else {}),
         }
 
     def render(self) -> str:
+        """One summary line; below it only the steps that did not finish (progress showed the others); then
+        the hosted viewer's URL when there is one."""
         viewer = [f"viewer: {self.outputs['viewer_url']} (members sign in with their Google account)"] \
             if self.outputs.get("viewer_url") else []
         if not self.changed:
             return "\n".join([f"{self.project}: no changes ({self.elapsed:.1f}s)", *viewer])
-        lines = [f"{self.project}: {self.summary} in {self.elapsed:.1f}s ({self.retries} retries)"]
-        for s in self.steps:
-            if s.action not in (NOOP, KEEP) or s.status != "done":
-                lines.append(f"  {s.status:<8} {s.id:<24} {s.elapsed:6.1f}s  {s.message}")
+        retries = f", {plural(self.retries, 'retry')}" if self.retries else ""
+        lines = [f"{self.project}: {self.summary} in {self.elapsed:.1f}s{retries}"]
+        unfinished = [s for s in self.steps if s.status != "done"]
+        w = max((len(s.id) for s in unfinished), default=0)
+        lines += [f"  {s.status:<8} {s.id:<{w}}  {s.elapsed:6.1f}s  {s.message}" for s in unfinished]
         return "\n".join(lines + viewer)
 
 
@@ -170,28 +185,93 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
           cancel: threading.Event | None = None, opts: Options | None = None) -> ApplyResult:
     """Make live state match the blueprint. With nothing to do, only reads are made ("no changes").
 
-    Raises ApplyFailed (a ProvisionError, exit 1) naming the failed step; PreflightError when
-    permissions are missing, NeedsFlag when the plan replaces something and `opts.replace` is
-    not set (nothing changed in both cases)."""
+    Changes run under the project's lock (provision/resources/lock.py): another run holding it
+    stops this one (LockHeld, naming the holder) or, with `opts.wait_lock_s`, is waited for and
+    the plan made again. Raises ApplyFailed (a ProvisionError, exit 1) naming the failed step;
+    PreflightError when permissions are missing, NeedsFlag when the plan replaces something and
+    `opts.replace` is not set (nothing changed in these cases)."""
     started = time.monotonic()
     opts = opts or Options()
     ctx = _ctx(bp, target, cancel)
     the_plan = plan_ or plan(bp, target, listener=listener, ctx=ctx, opts=opts)
     refuse_replacements(the_plan, opts)
+    if not the_plan.has_changes:
+        return _unchanged(bp, target, ctx, the_plan, started, listener)
+    lock = ProjectLock(bp.project.id, "apply", unlock_hint=_unlock_hint(bp))
+    ctx.facts.lock = lock   # the record store takes a pending lock when it makes the bucket
+    with lock_mod.holding(lock, ctx):
+        if _take_lock(lock, ctx, bp, opts, the_plan, listener):
+            the_plan = _plan_again(bp, target, ctx, opts, the_plan, confirmed=plan_ is not None, listener=listener)
+            if not the_plan.has_changes:
+                return _unchanged(bp, target, ctx, the_plan, started, listener)
+        return _run_plan(bp, target, ctx, the_plan, started, listener)
+
+
+def _unlock_hint(bp: Any) -> str:
+    """`provision unlock team.yaml`: the blueprint as the user would type it (relative when it can be)."""
+    import os
+
+    if bp.source is None:
+        return f"provision unlock BLUEPRINT (the blueprint of {bp.project.id})"
+    rel = os.path.relpath(bp.source)
+    return f"provision unlock {rel if not rel.startswith('..') else bp.source}"
+
+
+def _unchanged(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
+               listener: Listener | None) -> ApplyResult:
+    ctx.facts.update(the_plan.facts)
+    result = ApplyResult(bp.project.id, target.label, False, the_plan,
+                         [StepResult(s.id, s.action, "done", 0.0, "no changes") for s in the_plan.steps],
+                         time.monotonic() - started, _outputs(bp, target, ctx.facts))
+    emit(listener, Event("finished", "apply", "no changes", result.elapsed, project=bp.project.id))
+    return result
+
+
+def _take_lock(lock: ProjectLock, ctx: Ctx, bp: Any, opts: Options, the_plan: Plan,
+               listener: Listener | None) -> bool:
+    """Take the project's lock; whether this run waited for another's (so the plan may be stale)."""
+    def waiting(holder: dict) -> None:
+        emit(listener, Event("waiting", "lock", f"waiting for the lock of {bp.project.id}: held by "
+                             f"{lock_mod.describe(holder)}", project=bp.project.id))
+
+    # A project that does not exist yet has no record bucket of its own: the lock waits for it.
+    ours = the_plan.live is None or the_plan.live.project is not None
+    def note(message: str) -> None:
+        emit(listener, Event("note", "lock", message, project=bp.project.id))
+
+    with _as_provision_error("lock", lock.where, ctx.target, bp.project.id):
+        return lock.acquire(ctx, wait_s=opts.wait_lock_s, bucket_ours=ours, on_wait=waiting, on_note=note)
+
+
+def _plan_again(bp: Any, target: Target, ctx: Ctx, opts: Options, old: Plan, *, confirmed: bool,
+                listener: Listener | None) -> Plan:
+    """After waiting for another run: plan again. A plan the user confirmed runs only unchanged."""
+    fresh = plan(bp, target, listener=listener, ctx=ctx, opts=opts)
+    refuse_replacements(fresh, opts)
+
+    def shape(p: Plan) -> list:
+        return [(s.id, s.action, list(s.changes)) for s in p.changes]
+
+    if confirmed and shape(fresh) != shape(old):
+        raise ProvisionError(f"another run changed {bp.project.id} while this one waited for its lock, and the plan "
+                             "you confirmed no longer holds; nothing was changed. Plan again")
+    return fresh
+
+
+def _run_plan(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
+              listener: Listener | None) -> ApplyResult:
     ctx.facts.update(the_plan.facts)
     ctx.facts.claims = [c for s in the_plan.changes for c in s.claims]
-    if not the_plan.has_changes:
-        result = ApplyResult(bp.project.id, target.label, False, the_plan,
-                             [StepResult(s.id, s.action, "done", 0.0, "no changes") for s in the_plan.steps],
-                             time.monotonic() - started, _outputs(bp, target, ctx.facts))
-        emit(listener, Event("finished", "apply", "no changes", result.elapsed, project=bp.project.id))
-        return result
     run: RunResult = Engine(ctx, listener, project=bp.project.id).run(the_plan.steps)
     result = ApplyResult(bp.project.id, target.label, True, the_plan, run.results, time.monotonic() - started,
-                         _outputs(bp, target, ctx.facts))
+                         _outputs(bp, target, ctx.facts), interrupted=bool(ctx.cancel and ctx.cancel.is_set()))
     err = run.first_error()
+    if result.interrupted:
+        where = result.stopped()
+        result.error = (f"interrupted (Ctrl-C): {len(where['finished'])} step(s) finished, "
+                        f"{len(where['in_flight'])} in flight, {len(where['skipped'])} not started; apply again to finish")
     if err is not None or not run.ok:
-        result.error = str(err) if err else "some steps did not finish"
+        result.error = result.error or (str(err) if err else "some steps did not finish")
         emit(listener, Event("finished", "apply", "failed", result.elapsed, project=bp.project.id))
         raise ApplyFailed(result.error, result)
     emit(listener, Event("finished", "apply", result.summary, result.elapsed, project=bp.project.id))
@@ -234,8 +314,9 @@ class StatusReport:
     def render(self) -> str:
         head = self.headline()
         lines = [f"status of {self.project} on {self.target}: {head}"]
+        w = max((len(r["id"]) for r in self.resources), default=0)
         for r in self.resources:
-            lines.append(f"  {r['state']:<8} {r['id']:<24} {r['resource']}")
+            lines.append(f"  {r['state']:<8} {r['id']:<{w}}  {r['resource']}")
             for d in r["details"]:
                 lines.append(f"      {d}")
         for n in self.notes:
@@ -283,8 +364,9 @@ class DestroyResult:
         if not self.steps:
             return f"destroy {self.project} on {self.target}: nothing to destroy"
         lines = [f"destroy {self.project} on {self.target}:"]
+        w = max(len(s.id) for s in self.steps)
         for s, r in zip(self.steps, self.results):
-            lines.append(f"  {s.action:<7} {s.id:<24} {r.status:<8} {r.message or ', '.join(s.changes)}")
+            lines.append(f"  {s.action:<7} {s.id:<{w}}  {r.status:<8} {r.message or ', '.join(s.changes)}")
         return "\n".join(lines)
 
 
@@ -312,7 +394,8 @@ def render_destroy_plan(project: str, the_plan: DestroyPlan) -> str:
         return "\n".join([f"{project}: nothing to destroy"] + [f"  keep   {k}" for k in the_plan.kept
                                                                  if not k.startswith("nothing to destroy")])
     lines = [f"{project}: destroy deletes {len(the_plan.steps)} and keeps {len(the_plan.kept)}"]
-    lines += [f"  delete {s.id:<24} {'; '.join(s.changes)}" for s in the_plan.steps]
+    w = max(len(s.id) for s in the_plan.steps)
+    lines += [f"  delete {s.id:<{w}}  {'; '.join(s.changes)}" for s in the_plan.steps]
     lines += [f"  keep   {k}" for k in the_plan.kept]
     return "\n".join(lines)
 
@@ -353,7 +436,8 @@ def _leaves_record_empty(p: Plan) -> bool:
 
 
 def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: bool = False,
-            listener: Listener | None = None, *, plan_: DestroyPlan | None = None) -> DestroyResult:
+            listener: Listener | None = None, *, plan_: DestroyPlan | None = None,
+            wait_lock_s: float = 0.0) -> DestroyResult:
     """Delete what provision made for this blueprint (its record says what). Stores holding data,
     non-empty buckets and the project are kept unless asked; only the grants provision added are revoked. `plan_` is a
     `destroy_plan` result already shown to (and confirmed by) the user: exactly that runs."""
@@ -363,8 +447,20 @@ def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: 
     ctx.facts.update(the_plan.facts)
     if not steps:
         return DestroyResult(bp.project.id, target.label, [], [], kept)
-    run = Engine(ctx, listener, project=bp.project.id).run(steps)
+    lock = ProjectLock(bp.project.id, "destroy", unlock_hint=_unlock_hint(bp))
+    with lock_mod.holding(lock, ctx):   # quiet when destroy deleted the record's bucket, lock and all
+        with _as_provision_error("lock", lock.where, target, bp.project.id):
+            lock.acquire(ctx, wait_s=wait_lock_s)   # the record (and so its bucket) exists: destroy has steps
+        run = Engine(ctx, listener, project=bp.project.id).run(steps)
     err = run.first_error()
     if err is not None:
         raise err
     return DestroyResult(bp.project.id, target.label, steps, run.results, kept)
+
+
+# ---------------------------------------------------------------------------- unlock
+def unlock(bp: Any, target: Target) -> dict | None:
+    """Break the project's lock (a run that died left it): what it said about its holder, or None."""
+    with _as_provision_error("unlock", f"gs://{lock_mod.bucket_for(bp.project.id)}/{lock_mod.OBJECT}", target,
+                             bp.project.id):
+        return lock_mod.break_lock(_ctx(bp, target), bp.project.id)

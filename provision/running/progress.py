@@ -3,7 +3,8 @@
 On a terminal: a live block, one line per step with its state, elapsed time, a spinner while
 it runs (long-running operations included) and import counters as they move. Elsewhere (CI,
 pipes): one plain line per event that matters (start, note, done, failed, skipped), and
-progress lines only when a counter moves. Retries are summed up per step ("waiting: <why>
+progress lines only when a counter moves (upload counters only with `verbose`). The run's
+summary is the command's to print, once, when it ends. Retries are summed up per step ("waiting: <why>
 (12 retries, 3.1 s)") on its live line and on its done/failed line; `verbose` prints each one
 as it happens. Usable as a listener: `with Progress() as p: lifecycle.apply(bp, target, p)`.
 """
@@ -127,7 +128,13 @@ class Progress:
                 c.print(f"{tag}[yellow]{e.text()}[/]", highlight=False, markup=True)
         elif e.kind == "note":
             c.print(f"{tag}[cyan]note[/] {e.step}: {e.message}", highlight=False)
+        elif e.kind == "waiting":   # for another run's lock: said once per holder, not at every look
+            if self._last_progress.get((e.project, "waiting")) != e.message:
+                self._last_progress[(e.project, "waiting")] = e.message
+                c.print(f"{tag}[yellow]{e.message}[/]", highlight=False)
         elif e.kind == "progress":
+            if e.step.split(":")[0] == "upload" and not self.verbose:
+                return   # a file counter is chatter in a log: its step's start and done lines say enough
             # In a log, a counter line every tenth of the way (and the last one) is enough.
             tenth = (10 * e.done) // e.total if e.total and e.done is not None else e.done
             key = (tenth, e.total, e.message if e.total is None else None)
@@ -144,8 +151,7 @@ class Progress:
             c.print(f"{tag}{ICON['failed']} {e.step} failed after {e.elapsed:.1f}s" + self._retried(e), highlight=False)
         elif e.kind == "skipped":
             c.print(f"{tag}{ICON['skipped']} {e.step} skipped ({e.message})", highlight=False)
-        elif e.kind == "finished":
-            c.print(f"{tag}{e.message} ({e.elapsed:.1f}s)", highlight=False)
+        # "finished" is not printed: the command prints the run's one summary when it ends.
 
     def _retried(self, e: Event) -> str:
         summary = self._retry_summary(e.project, e.step)

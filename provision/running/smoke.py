@@ -31,6 +31,7 @@ class BlueprintSmoke:
     browser_not_run: str = ""
     browser_sources: dict[str, Any] = field(default_factory=dict)        # source name -> BrowserReport
     browser_sources_not_run: dict[str, str] = field(default_factory=dict)  # source name -> why
+    as_member: str | None = None   # `smoke --as MEMBER`: whose access was checked (None: the caller's)
 
     @property
     def ok(self) -> bool:
@@ -41,6 +42,7 @@ class BlueprintSmoke:
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "as": self.as_member,
             "dicomweb": {store: r.to_dict() for store, r in self.stores.items()},
             "browser": self.browser.to_dict() if self.browser is not None else None,
             **({"browser_not_run": self.browser_not_run} if self.browser_not_run else {}),
@@ -52,8 +54,9 @@ class BlueprintSmoke:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
-    def summary(self) -> str:
-        parts = [r.summary() for r in self.stores.values()]
+    def summary(self, brief: bool = False) -> str:
+        """Each store's and source's DICOMweb smoke (`brief`: one line each when it passed), then the browser's."""
+        parts = [r.summary(brief) for r in self.stores.values()]
         if self.browser is not None:
             parts.append(self.browser.summary())
         elif self.browser_not_run:
@@ -73,6 +76,7 @@ def run_blueprint_smoke(
     token: str | None = None,
     out_dir: Any = "out/smoke",
     retry_s: float = 60.0,
+    as_member: str | None = None,
 ) -> BlueprintSmoke:
     """`provision smoke`: the DICOMweb smoke on every store of `bp` and on every viewer source (at least
     one study each), then with `browser=True` the real viewer on the first store (the viewer's default
@@ -84,9 +88,10 @@ def run_blueprint_smoke(
     without --enforce-iam); a viewer source that is a plain DICOMweb root gets none (the caller's
     Google token goes to Google only). `token` is the access token handed to the viewer with `?token=` (ADC's
     token on Google Cloud); it is used only inside the browser and never reported. `retry_s`: how
-    long each GET is retried (the target's timing profile, `smoke_retry_s`).
+    long each GET is retried (the target's timing profile, `smoke_retry_s`). `as_member`: whom
+    `session` acts as (`smoke --as`), named in the report.
     """
-    result = BlueprintSmoke()
+    result = BlueprintSmoke(as_member=as_member)
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
         has_import = bool(getattr(store, "import_", None))
@@ -102,6 +107,8 @@ def run_blueprint_smoke(
             for c in report.failures:
                 c.detail += f" How to get access to source {source.name}: {source.access}."
         result.stores[f"source:{source.name}"] = report
+    for report in result.stores.values():
+        report.as_member = as_member or ""
     if not browser:
         return result
     first_id = bp.dicom_stores[0].id
@@ -143,3 +150,31 @@ def run_blueprint_smoke(
         except ProvisionError as exc:
             result.browser_sources_not_run[source.name] = str(exc)
     return result
+
+
+# A member no policy can name (the .invalid domain never exists): if a target lets it read a
+# store, it checks no IAM, and a smoke acting as anyone there proves nothing about their access.
+PROBE_MEMBER = "user:provision-iam-probe@example.invalid"
+
+
+def refuse_unchecked_identity(bp: Any, target: Any, member: str) -> None:
+    """`smoke --as MEMBER` on an emulator: UsageError when the target lets a member that holds no
+    grant read the blueprint's first store (started without --enforce-iam: every caller acts as
+    the owner). On Google Cloud the impersonated identity is checked by IAM itself: nothing to do."""
+    from provision.errors import UsageError
+    from provision.gcp.target import Target
+    from provision.ohif.config import dicomweb_root
+
+    if not target.is_emulator:
+        return
+    root = dicomweb_root(bp, bp.dicom_stores[0].id, emulator_url=target.emulator)
+    probe = Target(emulator=target.emulator, token=f"emulator:{PROBE_MEMBER}").session()
+    try:
+        answer = probe.get(f"{root}/studies", params={"limit": "1"}, timeout=30)
+    except requests.RequestException:
+        return   # unreachable: the smoke itself says so, with the fix
+    if answer.ok:
+        raise UsageError(f"smoke --as {member} proves nothing here: the emulator at {target.emulator} let "
+                         f"{PROBE_MEMBER}, who holds no grant, read store {bp.dicom_stores[0].id}, so it checks no "
+                         f"IAM (it was started without --enforce-iam) and {member} would pass as the owner does. "
+                         "Restart it with `provision emulator --enforce-iam`, or leave out --as")

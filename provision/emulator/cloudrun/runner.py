@@ -44,6 +44,14 @@ class StartFailed(Exception):
     """The revision did not start: the message says why (Google's wording where it has one)."""
 
 
+class ImageNotFound(StartFailed):
+    """The container's image is not one a build pushed to this emulator's Artifact Registry."""
+
+    def __init__(self, image: str):
+        super().__init__(f"Image '{image}' not found.")
+        self.image = image
+
+
 @dataclass
 class Instance:
     key: str
@@ -93,6 +101,18 @@ def resolve_command(command: list[str], workdir: Path) -> list[str]:
     elif not os.path.isabs(head) and os.sep in head:
         head = str((workdir / head).resolve())
     return [head, *command[1:]]
+
+
+_SHELL_CHARS = set("$;&|<>`'\"(){}*?~\\")
+
+
+def procfile_command(line: str) -> list[str]:
+    """A Procfile process as a buildpack's launcher runs it: through the shell, unless it is a
+    plain `python ...` line (then argv, so `resolve_command` swaps in this interpreter)."""
+    words = line.split()
+    if words and PYTHON_RE.match(words[0]) and not (_SHELL_CHARS & set(line)):
+        return words
+    return ["/bin/sh", "-c", line]
 
 
 def start(key: str, revision: str, archive: Path, command: list[str], env: dict[str, str],

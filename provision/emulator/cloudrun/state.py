@@ -14,8 +14,11 @@ service's env, PORT (a free port on 127.0.0.1), K_SERVICE/K_REVISION/K_CONFIGURA
 GCE_METADATA_HOST/GCE_METADATA_IP (its metadata server, metadata.py), wait for the port (TCP
 startup probe), and only then report the operation done. A crash before that fails the
 operation with Google's "Revision ... is not ready and cannot serve traffic" (code 9,
-FAILED_PRECONDITION, as public Terraform logs show). A container with only an `image` (no
-source) is accepted and fails the same way: the emulator runs no container images.
+FAILED_PRECONDITION, as public Terraform logs show). A container with only an `image` runs
+when a build pushed that image (builds/: `builds:submit` into this emulator's Artifact
+Registry): the build's archive, started as a buildpack starts it, by the Procfile's `web:`
+command (python there is this emulator's interpreter; anything else runs through /bin/sh).
+Any other image fails the revision with Google's "Image '...' not found.".
 
 Instances stop on delete, on reset, on emulator shutdown (`close`); a service recorded READY
 with no instance (after a restart with --data-dir, or after its process died) starts again on
@@ -57,6 +60,9 @@ NOT_READY = ("Revision '{revision}' is not ready and cannot serve traffic. The u
              "allocated timeout. This can happen when the container port is misconfigured or if the timeout is too "
              "short. The health check timeout can be extended. Logs for this revision might contain more "
              "information. (Emulator: {why})")
+
+# Google's wording for an image no registry holds (google-github-actions/deploy-cloudrun#465).
+IMAGE_NOT_FOUND = "Revision '{revision}' is not ready and cannot serve traffic. Image '{image}' not found."
 
 
 class CloudRun:
@@ -278,6 +284,8 @@ class CloudRun:
         try:
             self.start_instance(key, revision, replace=True, epoch=epoch)
             error = None
+        except runner.ImageNotFound as exc:
+            error = ApiError("FAILED_PRECONDITION", IMAGE_NOT_FOUND.format(revision=revision, image=exc.image))
         except runner.StartFailed as exc:
             error = ApiError("FAILED_PRECONDITION", NOT_READY.format(revision=revision, why=exc))
         if self._cancelled(epoch):
@@ -366,11 +374,7 @@ class CloudRun:
 
     def _launch(self, rec: dict, revision: str, template: dict, cancelled) -> runner.Instance:
         container = template["containers"][0]
-        source = (container.get("sourceCode") or {}).get("cloudStorageSource")
-        if not source:
-            raise runner.StartFailed(f"the emulator runs no container images ({container.get('image')}); deploy "
-                                     "source with sourceCode.cloudStorageSource and baseImageUri")
-        archive = self._archive(source)
+        archive, command = self._artifact(container)
         account = template.get("serviceAccount") or default_account(rec["number"])
         meta = MetadataServer(self.world, {"email": account, "project_id": rec["projectId"],
                                            "project_number": rec["number"], "region": rec["region"]}).start()
@@ -384,7 +388,6 @@ class CloudRun:
         def on_line(stream: str, line: str) -> None:
             self._log(project_id, stream, runner.log_entry(stream, line, labels))
 
-        command = [*(container.get("command") or []), *(container.get("args") or [])]
         try:
             inst = runner.start(f"{rec['projectId']}/{rec['region']}/{rec['name']}", revision, archive,
                                 command, env, on_line, cancelled=cancelled)
@@ -393,6 +396,23 @@ class CloudRun:
             raise
         inst.stop_hooks.append(meta.stop)
         return inst
+
+    def _artifact(self, container: dict) -> tuple[Path, list[str]]:
+        """(archive, command) of what the container runs: its source deploy (`sourceCode`), or the
+        image a build pushed (its archive, started by the Procfile's web command unless the
+        container sets `command`). Any other image: Cloud Run's "Image ... not found"."""
+        source = (container.get("sourceCode") or {}).get("cloudStorageSource")
+        own = [*(container.get("command") or []), *(container.get("args") or [])]
+        if source:
+            return self._archive(source), own
+        image = str(container.get("image") or "")
+        builds = getattr(self.world, "builds", None)
+        built = builds.resolve(image) if builds is not None else None
+        if built is None:
+            raise runner.ImageNotFound(image)
+        if not container.get("command"):
+            own = [*runner.procfile_command(built["entrypoint"]), *(container.get("args") or [])]
+        return self.world.blobs.path(built["blob"]), own
 
     def _archive(self, source: dict) -> Path:
         """The source object's file in the blob store (read in place, never copied into memory)."""

@@ -96,6 +96,9 @@ SCOPES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "iam": (frozenset({CLOUD_PLATFORM, AUTH + "iam"}), frozenset({AUTH + "cloud-platform.read-only"})),
     "run": (frozenset({CLOUD_PLATFORM}), frozenset({AUTH + "cloud-platform.read-only", AUTH + "run.readonly"})),
     "iap": (frozenset({CLOUD_PLATFORM}), frozenset()),
+    # The scopes of cloudbuild.v1.json and artifactregistry.v1.json.
+    "cloudbuild": (frozenset({CLOUD_PLATFORM}), frozenset()),
+    "artifactregistry": (frozenset({CLOUD_PLATFORM}), frozenset({AUTH + "cloud-platform.read-only"})),
 }
 KNOWN_SCOPES = frozenset({"openid", *SCOPE_ALIASES.values(), *(s for a, r in SCOPES.values() for s in a | r)})
 QUOTA_PROJECT_APIS = frozenset({"serviceusage"})
