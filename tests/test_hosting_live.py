@@ -137,3 +137,8 @@ def test_apply_killed_mid_deploy_converges_on_the_next_apply_without_a_second_de
     assert service["latestReadyRevision"].rsplit("/", 1)[1].startswith("ohif-viewer-00001-")   # one deploy only
     studies = Browser(emulator.url).get(result.outputs["viewer_url"] + "/dicomweb/primary/studies", headers=_as(ANA))
     assert studies.status_code == 200 and len(studies.json()) == 2
+
+    # Destroy removes the service (and its grants) with the rest.
+    done = lifecycle.destroy(bp, target, delete_data=True)
+    assert "viewer-service" in {s.id for s in done.steps}
+    assert hosting_calls.get_service(Ctx(target), name) is None
