@@ -189,3 +189,22 @@ def test_plan_notes_the_organization_requirement_and_warm_instances(tmp_path):
     assert any("needs the project inside an organization" in n for n in draft.notes)
     assert any("min_instances 1 keeps 1 instance(s) running, billed while idle" in n for n in draft.notes)
     assert not _plan(viewer_service, _bp(tmp_path), _live(_bp(tmp_path), None)).notes   # org parent, min 0
+
+
+def test_a_service_moved_to_another_region_deletes_the_old_one_after_its_account(tmp_path):
+    from provision.resources import viewer_account
+
+    bp = _bp(tmp_path, region="europe-west4")
+    old = "projects/ohif-host-unit/locations/us-central1/services/ohif-viewer"
+    live = _live(bp, None, **{f"old_service:{old}": _service(bp)})
+    live.record.add_resource(viewer_service.RESOURCE, old)
+    draft = _plan(viewer_service, bp, live)
+    removal = next(s for s in draft.steps if s.resource == old)
+    assert removal.action == "delete" and removal.id == "viewer-service:us-central1/ohif-viewer"
+    assert {s.id for s in draft.steps} >= {"viewer-build", "viewer-service"}
+    # A renamed service's old account goes after the old service.
+    live.record.add_resource("service-account", "old-viewer@ohif-host-unit.iam.gserviceaccount.com")
+    viewer_account.diff(bp, live, Options(), draft)
+    viewer_account.finish(bp, live, Options(), draft)
+    gone = next(s for s in draft.steps if s.kind == "viewer-account" and s.action == "delete")
+    assert removal.id in gone.deps

@@ -74,7 +74,8 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
 def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     """An account is deleted after its store grants are revoked (a grant to a deleted account would stay
     behind as `deleted:serviceAccount:...`)."""
-    revokes = [s.id for s in draft.steps if s.kind == "dicom-store-iam" and s.changing]
+    revokes = [s.id for s in draft.steps if s.changing and (s.kind == "dicom-store-iam"
+                                                            or (s.kind == "viewer-service" and s.action == DELETE))]
     for s in draft.steps:
         if s.kind == KIND and s.action == DELETE:
             s.deps += [r for r in revokes if r not in s.deps]

@@ -56,9 +56,11 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
         if live.project is not None:
             name = service_name(bp)
             out[Key.VIEWER_SERVICE] = lambda ctx: calls.get_service(ctx, name)
-    elif phase == 3 and not wanted and live.project is not None:   # the record is known from phase 3 on
+    if phase == 3 and live.project is not None:   # the record is known from phase 3 on
+        keep = service_name(bp) if wanted else None
         for name in live.record.names(RESOURCE):
-            out[f"old_service:{name}"] = lambda ctx, n=name: calls.get_service(ctx, n)
+            if name != keep:
+                out[f"old_service:{name}"] = lambda ctx, n=name: calls.get_service(ctx, n)
     return out
 
 
@@ -105,14 +107,19 @@ def _state(svc: dict) -> str:
 
 
 def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
-    if deploys(bp) and not opts.destroy:
+    wanted = deploys(bp) and not opts.destroy
+    if wanted:
         _diff_deploy(bp, live, draft)
-        return
+    # Services provision made that the blueprint no longer names (hosting removed, or moved to
+    # another region or name): deleted, with their grants.
     for name in live.record.names(RESOURCE):
+        if wanted and name == service_name(bp):
+            continue
         svc = live.get(f"old_service:{name}")
         what = f"- Cloud Run service {name} and its access grants (made by provision)"
-        draft.add(Step(KIND, KIND, name, DELETE, [what if svc is not None else
-                                                  "- already gone: forget it in the record"], ["record"],
+        step_id = f"{KIND}:{name.split('/')[3]}/{name.rsplit('/', 1)[1]}" if wanted else KIND
+        draft.add(Step(step_id, KIND, name, DELETE, [what if svc is not None else
+                                                     "- already gone: forget it in the record"], ["record"],
                        _delete(name, svc)))
 
 
