@@ -79,7 +79,8 @@ def test_iap_turned_off_and_invoker_check_disabled_are_loud_drift_that_apply_cor
     draft = _plan(viewer_service, bp, _live(bp, _service(bp, iapEnabled=False, invokerIamDisabled=True)))
     step = draft.steps[0]
     assert step.action == "update" and step.run is not None
-    assert any("IAP is OFF" in d for d in step.drift) and any("invokerIamDisabled" in d for d in step.drift)
+    assert any(c.startswith("DRIFT: IAP is OFF") for c in step.changes)
+    assert any(c.startswith("DRIFT: the invoker check is disabled") for c in step.changes)
     assert not any(s.id == "viewer-build" for s in draft.steps)   # same archive: no build
 
 

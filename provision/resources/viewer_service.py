@@ -166,8 +166,9 @@ def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
         action = UPDATE if changes else NOOP
     claims = [("resource", RESOURCE, name)] if svc is None else []
     run = None if action == NOOP else _deploy(bp, archive, svc, wait_only=wait_only)
+    # DRIFT lines are changes (apply corrects them), so they are not also the step's `drift` (what apply leaves).
     draft.add(Step(KIND, KIND, name, action, changes, ["viewer-build", "viewer-account", "apis", "record"], run,
-                   drift=[c for c in changes if c.startswith("DRIFT")], claims=claims))
+                   claims=claims))
 
 
 def _build(bp: Any, archive: Archive | None):
