@@ -77,8 +77,13 @@ def test_the_schema_describes_hosting():
     assert re.fullmatch(region, "us-central1") and not re.fullmatch(region, "us")
 
 
-def test_plan_says_hosting_is_not_deployed_yet(emulator, tmp_path):
-    """Until apply deploys it, every plan of a blueprint with hosting says so (no silent no-op)."""
+def test_plan_of_a_blueprint_with_hosting_deploys_it(emulator, tmp_path, monkeypatch):
+    """A blueprint with hosting plans the hosted viewer's deploy (no "not deployed yet" note any more)."""
+    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<html>viewer</html>")
+    (dist / ".provision-complete").write_text("{}")
+    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
     from provision.gcp.target import Target
     from provision.running import lifecycle
 
@@ -88,5 +93,5 @@ def test_plan_says_hosting_is_not_deployed_yet(emulator, tmp_path):
         + "    members: [group:radiology@example.com]\n")
     bp = load_blueprint(path, env={})
     plan = lifecycle.plan(bp, Target(emulator=emulator.url))
-    assert any("does not deploy the viewer yet" in n for n in plan.notes)
-    assert "note: viewer.hosting is read and checked" in plan.render()
+    assert not any("not deploy" in n for n in plan.notes)
+    assert plan.step("viewer-service").action == "create" and plan.step("viewer-build").action == "create"

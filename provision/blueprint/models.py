@@ -369,7 +369,7 @@ class Scaling(_Model):
 
 
 class Hosting(_Model):
-    """The viewer deployed by provision on Google Cloud (not deployed yet by this version: validated only)."""
+    """The viewer deployed by provision on Google Cloud: Cloud Run behind IAP (access google-sign-in: refused at plan)."""
 
     on: Literal[PLATFORMS] = Field("cloud-run", description="Where it runs; cloud-run is the only platform.")  # type: ignore[valid-type]
     region: Annotated[str, _rule(check_run_region)] | None = Field(

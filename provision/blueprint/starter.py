@@ -67,10 +67,10 @@ viewer:
   # oauth_client_id: 123456789012-abc123def456.apps.googleusercontent.com   # from the console; apply prints the steps
   # config_out: out/my-ohif-project.js   # the default: out/<project.id>.js, relative to this file
   # hosting:                     # deploy the viewer on Cloud Run behind Identity-Aware Proxy
-  #                              # (this version validates the block; apply does not deploy it yet)
+  #                              # (apply prints its URL; the project must be in an organization)
   #   on: cloud-run
   #   region: us-central1        # default: the dataset's location when it is a region
-  #   access: iap                # iap: sign in with Google at IAP, no console step | google-sign-in
+  #   access: iap                # iap: sign in with Google at IAP, no console step (google-sign-in: not yet)
   #   members: [group:imaging-team@example.com]   # who may open the viewer (with iap)
   #   scaling: {min_instances: 0, max_instances: 3}   # min 0: nothing runs (or bills) while idle
 

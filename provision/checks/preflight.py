@@ -46,6 +46,11 @@ PROJECT_PERMISSIONS = [
 ]
 # setIamPolicy: the service agent's role, at least; update: the store label that marks a finished import.
 IAM_PERMISSIONS = ["resourcemanager.projects.setIamPolicy", "healthcare.dicomStores.update"]
+# What deploying the hosted viewer needs (viewer.hosting): README "The hosted viewer" lists the roles.
+HOSTING_PERMISSIONS = ["run.services.create", "run.services.update", "run.services.setIamPolicy",
+                       "iam.serviceAccounts.create", "iam.serviceAccounts.actAs",
+                       "artifactregistry.repositories.create", "cloudbuild.builds.create",
+                       "iap.webServices.setIamPolicy"]
 CREATE_PERMISSIONS = ["resourcemanager.projects.create"]
 BILLING_PERMISSIONS = ["billing.resourceAssociations.create"]
 
@@ -113,6 +118,9 @@ def _project_needs(bp: Any) -> list[str]:
     perms = list(PROJECT_PERMISSIONS) + IAM_PERMISSIONS  # setIamPolicy: the service agent's role, at least
     if not bp.bucket or not bp.bucket.create:
         perms = [p for p in perms if p != "storage.buckets.create"]
+    hosting = getattr(bp.viewer, "hosting", None)
+    if hosting is not None and hosting.access == "iap":
+        perms += HOSTING_PERMISSIONS
     return perms
 
 

@@ -53,6 +53,8 @@ class Facts:
     # is built on this module, which therefore cannot import it).
     record: Any = None
     claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
+    viewer_image: str | None = None      # the hosted viewer's image by digest, once built
+    viewer_url: str | None = None        # the hosted viewer's URL (read back from Cloud Run)
     # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
     # reason as the record); the record store takes it when it makes the record's bucket.
     lock: Any = None
@@ -131,6 +133,15 @@ class Ctx:
 
     def wait_healthcare(self, op: dict, on_poll: Callable[[dict], None] | None = None) -> dict:
         return operations.healthcare(self.target, op, **self._wait_kw(on_poll))
+
+    def wait_operation(self, op: dict, fetch: Callable[[str], dict],
+                       on_poll: Callable[[dict], None] | None = None) -> dict:
+        """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry), read
+        again by name through `fetch(name)`."""
+        name = op["name"]
+        return operations.wait(lambda: fetch(name), op, name=name, interval=self.target.first_poll,
+                               max_interval=self.target.max_poll, **operations.gone_window(self.target),
+                               **self._wait_kw(on_poll))
 
     def wait_crm(self, operation: Any) -> Any:
         return operations.crm(self.target, operation, **self._wait_kw())

@@ -47,6 +47,13 @@ ROLE_FOR_PERMISSION = (
     ("storage.", "roles/storage.admin", "Storage Admin"),
     # it reads every log, Data Access audit entries (private logs) included: what `provision audit` needs
     ("logging.", "roles/logging.privateLogViewer", "Private Logs Viewer"),
+    # what deploying the hosted viewer needs (viewer.hosting)
+    ("run.", "roles/run.admin", "Cloud Run Admin"),
+    ("iap.", "roles/iap.admin", "IAP Policy Admin"),
+    ("iam.serviceAccounts.actAs", "roles/iam.serviceAccountUser", "Service Account User"),
+    ("iam.serviceAccounts.", "roles/iam.serviceAccountAdmin", "Service Account Admin"),
+    ("artifactregistry.", "roles/artifactregistry.admin", "Artifact Registry Administrator"),
+    ("cloudbuild.builds.", "roles/cloudbuild.builds.editor", "Cloud Build Editor"),
 )
 
 

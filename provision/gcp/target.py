@@ -55,6 +55,11 @@ GOOGLE_ROOTS = {
     "logging": "https://logging.googleapis.com",
     "orgpolicy": "https://orgpolicy.googleapis.com",
     "cloudkms": "https://cloudkms.googleapis.com",
+    "iam": "https://iam.googleapis.com",
+    "run": "https://run.googleapis.com",
+    "iap": "https://iap.googleapis.com",
+    "artifactregistry": "https://artifactregistry.googleapis.com",
+    "cloudbuild": "https://cloudbuild.googleapis.com",
 }
 
 
@@ -299,6 +304,26 @@ class Target:
     def kms(self) -> Any:
         """Cloud KMS v1 (the CMEK key and its IAM policy), from the bundled discovery document."""
         return self.discovery("cloudkms", "v1")
+
+    def iam_admin(self) -> Any:
+        """IAM v1 (projects.serviceAccounts: the hosted viewer's identity), from the bundled discovery document."""
+        return self.discovery("iam", "v1")
+
+    def run(self) -> Any:
+        """Cloud Run Admin v2 (services, builds:submit, operations), from the bundled discovery document."""
+        return self.discovery("run", "v2")
+
+    def iap(self) -> Any:
+        """IAP v1 (IAM on iap_web resources), from the bundled discovery document."""
+        return self.discovery("iap", "v1")
+
+    def artifactregistry(self) -> Any:
+        """Artifact Registry v1 (repositories), from the bundled discovery document."""
+        return self.discovery("artifactregistry", "v1")
+
+    def cloudbuild(self) -> Any:
+        """Cloud Build v1 (the operations builds:submit starts), from the bundled discovery document."""
+        return self.discovery("cloudbuild", "v1")
 
     def projects(self) -> Any:
         """resourcemanager_v3.ProjectsClient over REST."""

@@ -43,7 +43,9 @@ __all__ = [
     "data_sources",
     "dicomweb_root",
     "oauth_checklist",
+    "hosted_sources",
     "render_config",
+    "render_hosted_config",
     "source_root",
     "write_config",
 ]
@@ -132,7 +134,8 @@ def _store_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str
     out: list[dict[str, Any]] = []
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
-        friendly = f"{bp.dataset.id}/{store.id} ({'emulator' if emulator_url else bp.project.id})"
+        on_emulator = emulator_url and emulator_url.rstrip("/") != HEALTHCARE_URL
+        friendly = f"{bp.dataset.id}/{store.id} ({'emulator' if on_emulator else bp.project.id})"
         source = _dicomweb_source(store.id, friendly, "GCP", root, upload=True)
         if not emulator_url:
             source["configuration"]["configurationAPI"] = "ohif.dataSourceConfigurationAPI.google"
@@ -274,15 +277,37 @@ def _js(value: Any, indent: int) -> Iterable[str]:
         raise TypeError(f"cannot write {type(value).__name__} into the OHIF config")
 
 
-def render_config(bp: Any, *, emulator_url: str | None = None, fmt: Format = "js", oidc: bool = True) -> str:
+def hosted_sources(bp: Any, base: str) -> dict[str, str]:
+    """What the hosted viewer proxies (its HOSTED_SOURCES): each store and each Cloud Healthcare viewer
+    source, by source name, at `base` (Google's Healthcare root, or an emulator's). A plain DICOMweb
+    root is left to the browser: the viewer's own token must never be sent to a host that is not Google's."""
+    out = {store.id: dicomweb_root(bp, store.id, emulator_url=base) for store in bp.dicom_stores}
+    for source in _viewer_sources(bp):
+        if source.store:
+            out[source.name] = source_root(source, emulator_url=base)
+    return out
+
+
+def render_hosted_config(bp: Any, base: str) -> str:
+    """The config the hosted viewer serves (access: iap): the roots at `base`, which the viewer makes
+    same-origin (hosted_sources); no sign-in block and no Google configuration API (IAP signs users
+    in, and the browser never calls Google)."""
+    return render_config(bp, emulator_url=base, hosted=True)
+
+
+def render_config(bp: Any, *, emulator_url: str | None = None, fmt: Format = "js", oidc: bool = True,
+                  hosted: bool = False) -> str:
     """The OHIF config for `bp` as JavaScript (`fmt="js"`) or its data sources as JSON (`fmt="json"`).
 
-    `oidc=False`: no sign-in block (for `?token=`, see config_dict)."""
+    `oidc=False`: no sign-in block (for `?token=`, see config_dict). `hosted`: the hosted viewer's
+    (render_hosted_config)."""
     if fmt == "json":
         return json.dumps(data_sources(bp, emulator_url=emulator_url), indent=2) + "\n"
     if fmt != "js":
         raise ValueError(f"unknown config format {fmt!r}; use 'js' or 'json'")
     target = "the emulator (no sign-in)" if emulator_url else "Google Cloud Healthcare"
+    if hosted:
+        target = "the hosted viewer (DICOMweb through its same-origin proxy, no sign-in)"
     project = "".join(ch if ch.isprintable() and ch not in "\u2028\u2029" else " " for ch in str(bp.project.id))
     head = [
         "/** @type {AppTypes.Config} */",

@@ -18,7 +18,8 @@ from typing import Any
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Facts
 from provision.resources import apis, audit_logs, billing, bucket, bucket_iam, dataset, dicom_import, dicom_store, dicom_store_iam, kms_key_iam
-from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_source
+from provision.resources import healthcare_names, ownership, project, project_iam, service_agent, upload, viewer_account
+from provision.resources import artifact_repo, viewer_access, viewer_service, viewer_source
 from provision.resources.base import PHASES, Draft, Key, Live
 from provision.words import plural
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
@@ -27,8 +28,9 @@ __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREA
            "KEEP", "REPLACE"]
 
 # Dependency order, which is also the order a plan lists its steps in.
-KINDS = [ownership, project, billing, apis, project_iam, audit_logs, service_agent, bucket, upload, bucket_iam, kms_key_iam,
-         dataset, dicom_store, dicom_store_iam, dicom_import, viewer_source]
+KINDS = [ownership, project, billing, apis, project_iam, audit_logs, service_agent, viewer_account, bucket, upload,
+         bucket_iam, kms_key_iam, dataset, dicom_store, dicom_store_iam, dicom_import, viewer_source, artifact_repo,
+         viewer_service, viewer_access]
 
 
 @dataclass
@@ -140,10 +142,6 @@ def build(bp: Any, live: Live, target_label: str = "", opts: Options | None = No
     for kind in KINDS:   # optional: a kind that ties together what the others planned
         if hasattr(kind, "finish"):
             kind.finish(bp, live, opts, draft)
-    if getattr(getattr(bp, "viewer", None), "hosting", None) is not None:
-        # Said at every plan until hosting is wired, so nobody waits for a URL that will not come.
-        draft.note("viewer.hosting is read and checked, but this version does not deploy the viewer yet "
-                   "(Cloud Run behind IAP comes later): serve it yourself, e.g. `provision viewer`")
     ids = draft.ids()
     for s in draft.steps:
         if s.deps == ["*"]:   # after every other change (deleting the project)

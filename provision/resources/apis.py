@@ -14,6 +14,7 @@ from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
+from provision.resources.hosting_names import HOSTING_APIS, deploys
 from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
 
 BATCH = 20
@@ -81,6 +82,12 @@ KIND = "apis"
 BILLABLE = {"healthcare.googleapis.com"}
 
 
+def wanted(bp: Any) -> list[str]:
+    """The services the blueprint needs: its `apis`, and those of the hosted viewer when it deploys
+    (derived: nobody lists them)."""
+    return list(dict.fromkeys([*bp.apis, *(HOSTING_APIS if deploys(bp) else ())]))
+
+
 def reads(bp: Any, live: Live, phase: int) -> Reads:
     if phase == 2 and live.project is not None:
         return {"enabled": lambda ctx: read(ctx, bp.project.id)}
@@ -91,7 +98,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # provision never disables services: other things in the project may use them
     pid = bp.project.id
-    todo = [a for a in dict.fromkeys(bp.apis) if a not in live.get("enabled", set())]
+    todo = [a for a in wanted(bp) if a not in live.get("enabled", set())]
     billable = sorted(set(todo) & BILLABLE)
     no_billing = not bp.project.billing_account and (live.project is None or live.billing == "")
     if billable and no_billing:

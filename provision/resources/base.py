@@ -43,6 +43,8 @@ class Key:
     PROJECT_POLICY = "project_policy"  # the project's IAM policy (kind project-iam)
     BUCKET_POLICY = "bucket_policy"    # the blueprint's bucket's IAM policy (kind bucket-iam)
     DATASET = "dataset"                # DatasetState | None (kind dataset)
+    VIEWER_SERVICE = "viewer_service"  # the hosted viewer's Cloud Run service as read, None (kind viewer-service)
+    VIEWER_ARCHIVE = "viewer_archive"  # the hosted viewer's source archive to run (kind viewer-service)
 
     @staticmethod
     def store(name: str) -> str:
@@ -121,6 +123,10 @@ class Live:
 
     def store(self, name: str) -> StoreState | None:
         return self.get(Key.store(name))
+
+    @property
+    def viewer_service(self) -> dict | None:
+        return self.get(Key.VIEWER_SERVICE)
 
     def old_store(self, name: str) -> tuple[StoreState | None, int]:
         return self.get(Key.old_store(name), (None, 0))

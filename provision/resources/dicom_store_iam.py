@@ -3,7 +3,9 @@
 Adds the blueprint's pairs (recorded first), revokes recorded pairs the blueprint no longer names
 (also on a store it no longer names but that is kept), forgets grants of stores that are gone,
 and reports foreign data-access grants (dicomEditor behind provision's back) as drift.
-Reads `store_policy:<name>`.
+With the hosted viewer deployed, the viewer's service account is one more desired pair on every
+store (roles/healthcare.dicomViewer): granted after the account exists, revoked like any recorded
+pair once the blueprint no longer deploys the viewer. Reads `store_policy:<name>`.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import DICOM_STORE, desired_stores, store_step_id
 from provision.resources.healthcare_removals import fate, old_stores, reimported, replaced_dataset
+from provision.resources.hosting_names import VIEWER_ROLE, account_member, deploys
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 from provision.resources.store_calls import read_iam
 
@@ -35,13 +38,14 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
         for s, name in zip(bp.dicom_stores, desired_stores(bp)):
             exists = live.store(name) is not None
-            desired = iam.pairs_of(s.iam)
+            desired = sorted(set(iam.pairs_of(s.iam)) | set(_viewer_pairs(bp)))
             d = iam.diff_grants(live.store_policy(name) if exists else None, desired,
                                 live.record.pairs_on(name))
             if not (desired or d.changing or d.foreign):
                 continue
             action = NOOP if not d.changing else (CREATE if not exists else UPDATE if d.add else DELETE)
-            draft.add(Step(f"store-iam:{s.id}", KIND, name, action, d.describe(), [f"store:{s.id}", "record"],
+            draft.add(Step(f"store-iam:{s.id}", KIND, name, action, d.describe(),
+                           [f"store:{s.id}", "record", "viewer-account"],
                            _run(name, d) if d.changing else None, drift=d.drift(), fields=d.fields(),
                            claims=[("grant", name, r, m) for r, m in d.add]))
     replaced = None if opts.destroy else replaced_dataset(bp, live)
@@ -64,6 +68,11 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             d.remove, d.forget = [], pairs
         draft.add(Step(store_step_id(bp, name, "store-iam"), KIND, name, DELETE, d.describe(), ["record"],
                        _run(name, d), forgets=d.forgets))
+
+
+def _viewer_pairs(bp: Any) -> list[iam.Pair]:
+    """The hosted viewer's service account reads every store of the blueprint, and only those."""
+    return [(VIEWER_ROLE, account_member(bp))] if deploys(bp) else []
 
 
 def _run(name: str, d: iam.GrantDiff):

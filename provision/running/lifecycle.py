@@ -21,6 +21,7 @@ from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
+from provision.resources import apis
 from provision.resources import lock as lock_mod
 from provision.resources.lock import LockHeld, ProjectLock
 from provision.resources.steps import Options
@@ -31,7 +32,7 @@ __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", 
 
 
 def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
-    ctx = Ctx(target, "read", services=tuple(bp.apis), cancel=cancel)
+    ctx = Ctx(target, "read", services=tuple(apis.wanted(bp)), cancel=cancel)
     ctx.facts.project_id = bp.project.id
     return ctx
 
@@ -135,15 +136,18 @@ class ApplyResult:
         }
 
     def render(self) -> str:
-        """One summary line; below it only the steps that did not finish (progress showed the others)."""
+        """One summary line; below it only the steps that did not finish (progress showed the others); then
+        the hosted viewer's URL when there is one."""
+        viewer = [f"viewer: {self.outputs['viewer_url']} (members sign in with their Google account)"] \
+            if self.outputs.get("viewer_url") else []
         if not self.changed:
-            return f"{self.project}: no changes ({self.elapsed:.1f}s)"
+            return "\n".join([f"{self.project}: no changes ({self.elapsed:.1f}s)", *viewer])
         retries = f", {plural(self.retries, 'retry')}" if self.retries else ""
         lines = [f"{self.project}: {self.summary} in {self.elapsed:.1f}s{retries}"]
         unfinished = [s for s in self.steps if s.status != "done"]
         w = max((len(s.id) for s in unfinished), default=0)
         lines += [f"  {s.status:<8} {s.id:<{w}}  {s.elapsed:6.1f}s  {s.message}" for s in unfinished]
-        return "\n".join(lines)
+        return "\n".join(lines + viewer)
 
 
 class NeedsFlag(ProvisionError):
@@ -172,6 +176,8 @@ def _outputs(bp: Any, target: Target, facts: Facts) -> dict:
         out["project_number"] = facts.project_number
     if facts.agent:
         out["service_agent"] = facts.agent.split(":", 1)[-1]
+    if facts.viewer_url:
+        out["viewer_url"] = facts.viewer_url   # the hosted viewer (viewer.hosting), read back from Cloud Run
     return out
 
 
@@ -291,6 +297,7 @@ class StatusReport:
     target: str
     resources: list[dict]
     notes: list[str]
+    outputs: dict = field(default_factory=dict)   # viewer_url when the hosted viewer runs
 
     @property
     def in_sync(self) -> bool:
@@ -298,7 +305,7 @@ class StatusReport:
 
     def to_json(self) -> dict:
         return {"project": self.project, "target": self.target, "in_sync": self.in_sync,
-                "resources": self.resources, "notes": self.notes}
+                "resources": self.resources, "notes": self.notes, "outputs": dict(self.outputs)}
 
     def headline(self) -> str:
         n = sum(r["state"] != "ok" for r in self.resources)
@@ -314,6 +321,8 @@ class StatusReport:
                 lines.append(f"      {d}")
         for n in self.notes:
             lines.append(f"  note: {n}")
+        if self.outputs.get("viewer_url"):
+            lines.append(f"viewer: {self.outputs['viewer_url']}")
         return "\n".join(lines)
 
 
@@ -333,7 +342,8 @@ def status(bp: Any, target: Target) -> StatusReport:
     resources = [{"id": s.id, "kind": s.kind, "resource": s.resource,
                   "state": "drift" if s.action == NOOP and s.drift else STATE_OF.get(s.action, s.action),
                   "details": list(s.changes) + list(s.drift)} for s in p.steps]
-    return StatusReport(bp.project.id, target.label, resources, list(p.notes))
+    outputs = {"viewer_url": p.facts.viewer_url} if p.facts.viewer_url else {}
+    return StatusReport(bp.project.id, target.label, resources, list(p.notes), outputs)
 
 
 # ---------------------------------------------------------------------------- destroy

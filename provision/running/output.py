@@ -86,9 +86,13 @@ _PAYLOADS = {
     "plan": _PLAN,
     "apply": {"type": ["object", "null"], "required": ["changed", "summary", "steps", "outputs"],
               "properties": {"changed": {"type": "boolean"}, "summary": {"type": "string"},
-                             "steps": {"type": "array", "items": _STEP_RESULT}, "outputs": {"type": "object"}}},
+                             "steps": {"type": "array", "items": _STEP_RESULT},
+                             "outputs": {"type": "object", "properties": {
+                                 "viewer_url": {"type": "string", "description": "the hosted viewer's URL"}}}}},
     "status": {"type": "object", "required": ["in_sync", "resources", "notes"],
-               "properties": {"in_sync": {"type": "boolean"}, "resources": {"type": "array", "items": {
+               "properties": {"in_sync": {"type": "boolean"},
+                              "outputs": {"type": "object", "properties": {"viewer_url": {"type": "string"}}},
+                              "resources": {"type": "array", "items": {
                    "type": "object", "required": ["id", "kind", "resource", "state", "details"],
                    "properties": {"state": {"enum": list(STATES)}}}}}},
     "destroy": {"type": "object", "required": ["deleted", "kept"],

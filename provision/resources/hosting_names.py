@@ -1,0 +1,95 @@
+"""Names of what provision makes for the hosted viewer (`viewer.hosting`, DESIGN.md §5b), shared by
+the hosting kinds (a kind never imports another kind; what they share lives here).
+
+Everything is derived from the blueprint, so no user lists the APIs, names the service account or
+the Artifact Registry repository:
+- APIs: Cloud Run, IAP, Artifact Registry, Cloud Build and IAM (`HOSTING_APIS`), enabled by the
+  apis kind when hosting deploys;
+- the viewer's service account `<service>-viewer` (IAM account IDs are 6-30 characters: the
+  service name is cut to fit), holding roles/healthcare.dicomViewer on the blueprint's stores;
+- the repository `cloud-run-source-deploy` in the hosting region, the one `gcloud run deploy
+  --source` makes, and the image `REGION-docker.pkg.dev/P/cloud-run-source-deploy/SERVICE`;
+- the IAP resource `projects/NUMBER/iap_web/cloud_run-REGION/services/SERVICE` and IAP's service
+  agent `service-NUMBER@gcp-sa-iap.iam.gserviceaccount.com`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+HOSTING_APIS = ("run.googleapis.com", "iap.googleapis.com", "artifactregistry.googleapis.com",
+                "cloudbuild.googleapis.com", "iam.googleapis.com")
+VIEWER_ROLE = "roles/healthcare.dicomViewer"
+INVOKER_ROLE = "roles/run.invoker"
+ACCESSOR_ROLE = "roles/iap.httpsResourceAccessor"
+REPOSITORY = "cloud-run-source-deploy"
+# The archive's sha256 on the service (an annotation: a label value holds at most 63 characters).
+SOURCE_ANNOTATION = "provision/source-sha256"
+ACCOUNT_SUFFIX = "-viewer"
+ACCOUNT_MAX = 30
+SERVICE_ACCOUNT = "service-account"   # the record's kind for the viewer's account
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+
+
+def hosting(bp: Any) -> Any:
+    """The blueprint's viewer.hosting block, or None."""
+    viewer = getattr(bp, "viewer", None)
+    return getattr(viewer, "hosting", None) if viewer is not None else None
+
+
+def deploys(bp: Any) -> bool:
+    """Whether apply deploys the hosted viewer (access: iap; google-sign-in is refused at plan)."""
+    h = hosting(bp)
+    return h is not None and h.access == "iap"
+
+
+def region(bp: Any) -> str:
+    """The Cloud Run region: hosting.region, else the dataset's location (validation made sure it is a region)."""
+    h = hosting(bp)
+    return h.region or bp.dataset.location
+
+
+def service_id(bp: Any) -> str:
+    return hosting(bp).service
+
+
+def account_id(service: str) -> str:
+    """`<service>-viewer`, the service name cut so the ID stays within IAM's 30 characters."""
+    head = service[:ACCOUNT_MAX - len(ACCOUNT_SUFFIX)].rstrip("-")
+    return head + ACCOUNT_SUFFIX
+
+
+def account_email(bp: Any) -> str:
+    return f"{account_id(service_id(bp))}@{bp.project.id}.iam.gserviceaccount.com"
+
+
+def account_member(bp: Any) -> str:
+    return f"serviceAccount:{account_email(bp)}"
+
+
+def service_name(bp: Any) -> str:
+    """The Cloud Run service's resource name."""
+    return f"projects/{bp.project.id}/locations/{region(bp)}/services/{service_id(bp)}"
+
+
+def repository_name(project_id: str, location: str) -> str:
+    return f"projects/{project_id}/locations/{location}/repositories/{REPOSITORY}"
+
+
+def image_uri(bp: Any) -> str:
+    """Where builds:submit pushes the viewer's image (the digest is added once it is built)."""
+    return f"{region(bp)}-docker.pkg.dev/{bp.project.id}/{REPOSITORY}/{service_id(bp)}"
+
+
+def iap_resource(number: str, location: str, service: str) -> str:
+    """IAP's resource for a Cloud Run service (iap.v1: projects/NUMBER/iap_web/cloud_run-REGION/services/S)."""
+    return f"projects/{number}/iap_web/cloud_run-{location}/services/{service}"
+
+
+def iap_agent(number: str) -> str:
+    """IAP's service agent, which calls the service once IAP let a request through."""
+    return f"service-{number}@gcp-sa-iap.iam.gserviceaccount.com"
+
+
+def audience(number: str, location: str, service: str) -> str:
+    """The audience IAP signs its assertion for, on a Cloud Run service (hosting.md §3)."""
+    return f"/projects/{number}/locations/{location}/services/{service}"

@@ -1,0 +1,144 @@
+"""The hosted viewer deployed by `provision apply` against the emulator, end to end through the real
+clients: the source archive built and pushed with builds:submit, the Cloud Run service with IAP
+answering a member on its run.app host, a QIDO through it returning the imported studies as the
+viewer's service account; a no-op re-apply writes nothing; removing a member revokes them; allUsers
+on the service is drift in status; removing hosting deletes the service."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from cloudrun_helpers import Browser
+from test_apply_support import blueprint_dict, load, mark, records, write_dicom, writes
+
+from provision.gcp.context import Ctx
+from provision.gcp.target import Target
+from provision.resources import hosting_calls, iam
+from provision.running import lifecycle
+
+ANA, BOB = "user:ana@example.com", "user:bob@example.com"
+
+
+@pytest.fixture(autouse=True)
+def ohif_dist(tmp_path, monkeypatch):
+    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<html>viewer</html>")
+    (dist / ".provision-complete").write_text("{}")
+    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+
+
+def _bp(tmp_path, pid, members=(ANA,), hosting=True):
+    data_dir = tmp_path / "data"
+    if not data_dir.exists():
+        write_dicom(data_dir, studies=2)
+    data = blueprint_dict(pid, data_dir)
+    if hosting:
+        data["viewer"]["hosting"] = {"region": "us-central1", "members": list(members)}
+    return load(tmp_path, data)
+
+
+def _as(member: str) -> dict:
+    return {"Authorization": f"Bearer emulator:{member}"}   # IAP's programmatic access as a member
+
+
+def test_apply_deploys_the_viewer_behind_iap_and_converges(emulator_factory, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    target = Target(emulator=emu.url)
+    pid = "ohif-host-live"
+    bp = _bp(tmp_path, pid, members=(ANA, BOB))
+
+    result = lifecycle.apply(bp, target)
+    url = result.outputs["viewer_url"]
+    number = result.outputs["project_number"]
+    assert url == f"https://ohif-viewer-{number}.us-central1.run.app"
+    assert f"viewer: {url}" in result.render()
+    browser = Browser(emu.url)
+    seen = mark(rec)   # what apply itself asked of the store is not the viewer's
+    studies = browser.get(url + "/dicomweb/primary/studies", headers=_as(ANA))
+    assert studies.status_code == 200, studies.text
+    assert len(studies.json()) == 2
+    config = browser.get(url + "/app-config.js", headers=_as(ANA))
+    assert "googleapis.com" not in config.text and f"{url}/dicomweb/primary" in config.text
+    account = f"serviceAccount:ohif-viewer-viewer@{pid}.iam.gserviceaccount.com"
+    qido = [r for r in records(rec)[seen:] if r["path"].endswith("/dicomWeb/studies") and r["method"] == "GET"]
+    assert qido and {r["principal"] for r in qido} == {account}
+    assert browser.get(url + "/dicomweb/primary/studies", headers=_as("user:eve@example.com")).status_code == 403
+
+    # Nothing changed: reads only, no build, no deploy.
+    before = mark(rec)
+    again = lifecycle.apply(bp, target)
+    assert not again.changed and again.outputs["viewer_url"] == url
+    assert writes(records(rec)[before:]) == []
+
+    # Bob removed: revoked on the IAP resource, and IAP refuses him.
+    fewer = _bp(tmp_path, pid, members=(ANA,))
+    plan = lifecycle.plan(fewer, target)
+    assert plan.step("viewer-access").changes == [f"- {BOB} roles/iap.httpsResourceAccessor"]
+    assert not {"viewer-build", "viewer-service"} & {s.id for s in plan.changes}
+    lifecycle.apply(fewer, target)
+    assert browser.get(url + "/dicomweb/primary/studies", headers=_as(BOB)).status_code == 403
+
+    # Someone makes it public: status says so, loudly; the viewer URL is there too.
+    name = f"projects/{pid}/locations/us-central1/services/ohif-viewer"
+    iam.add(Ctx(target), hosting_calls.run_service_io(Ctx(target), name), [("roles/run.invoker", "allUsers")])
+    report = lifecycle.status(fewer, target)
+    invoker = next(r for r in report.resources if r["id"] == "viewer-invoker")
+    assert invoker["state"] == "drift" and any(d.startswith("DRIFT: allUsers") for d in invoker["details"])
+    assert report.outputs["viewer_url"] == url and json.loads(json.dumps(report.to_json()))["outputs"]
+
+    # Someone turns IAP off: status says so, loudly, and apply turns it back on without a build.
+    services = Ctx(target).target.run().projects().locations().services()
+    current = services.get(name=name).execute()
+    op = services.patch(name=name, body={**{k: v for k, v in current.items() if k in ("template", "labels",
+                                                                                         "annotations")},
+                                         "iapEnabled": False}).execute()
+    hosting_calls.wait_run(Ctx(target), op)
+    report = lifecycle.status(fewer, target)
+    svc_state = next(r for r in report.resources if r["id"] == "viewer-service")
+    assert svc_state["state"] == "drift" and any("IAP is OFF" in d for d in svc_state["details"])
+    fixed = lifecycle.apply(fewer, target)
+    assert "viewer-build" not in {s.id for s in fixed.plan.changes}
+    assert hosting_calls.get_service(Ctx(target), name)["iapEnabled"] is True
+    assert browser.get(url + "/dicomweb/primary/studies", headers=_as(BOB)).status_code == 403
+
+    # Hosting removed: the service and the viewer's account go; the repository stays (said so).
+    bare = _bp(tmp_path, pid, hosting=False)
+    plan = lifecycle.plan(bare, target)
+    assert plan.step("viewer-service").action == "delete"
+    assert any(s.kind == "artifact-repo" and s.action == "keep" for s in plan.steps)
+    lifecycle.apply(bare, target)
+    assert hosting_calls.get_service(Ctx(target), name) is None
+    assert browser.get(url + "/", headers=_as(ANA)).status_code == 404
+
+
+def test_apply_killed_mid_deploy_converges_on_the_next_apply_without_a_second_deploy(emulator, tmp_path):
+    import threading
+
+    target = Target(emulator=emulator.url)
+    pid = "ohif-host-kill"
+    bp = _bp(tmp_path, pid)
+    cancel = threading.Event()
+
+    def listener(event) -> None:   # interrupted once the service's deploy has started
+        if event.kind == "progress" and event.step == "viewer-service" and "deploying" in event.message:
+            cancel.set()
+
+    with pytest.raises(Exception):   # noqa: B017 - interrupted: ApplyFailed naming the interrupted step
+        lifecycle.apply(bp, target, listener, cancel=cancel)
+    name = f"projects/{pid}/locations/us-central1/services/ohif-viewer"
+    assert hosting_calls.get_service(Ctx(target), name) is not None   # the deploy had started
+
+    plan = lifecycle.plan(bp, target)
+    assert "viewer-build" not in {s.id for s in plan.changes}    # that archive is on the service already
+    result = lifecycle.apply(bp, target)
+    service = hosting_calls.get_service(Ctx(target), name)
+    assert service["latestReadyRevision"].rsplit("/", 1)[1].startswith("ohif-viewer-00001-")   # one deploy only
+    studies = Browser(emulator.url).get(result.outputs["viewer_url"] + "/dicomweb/primary/studies", headers=_as(ANA))
+    assert studies.status_code == 200 and len(studies.json()) == 2
+
+    # Destroy removes the service (and its grants) with the rest.
+    done = lifecycle.destroy(bp, target, delete_data=True)
+    assert "viewer-service" in {s.id for s in done.steps}
+    assert hosting_calls.get_service(Ctx(target), name) is None
