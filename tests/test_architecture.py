@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "provision"
 
 # Bottom to top. A module may import its own layer's modules and those of the layers below.
 LAYERS = [
-    {"provision.errors", "provision.redact", "provision.words"},
+    {"provision", "provision.errors", "provision.redact", "provision.words"},
     {"provision.blueprint"},
     {"provision.gcp"},
     {"provision.ohif"},
@@ -28,9 +28,8 @@ LAYERS = [
     {"provision.planning"},
     {"provision.running"},
     {"provision.demo"},
-    {"provision.cli", "provision.__main__", "provision"},
+    {"provision.cli", "provision.__main__"},
 ]
-# Modules of resources/ that are not kinds but what kinds share (a kind has `KIND` and `diff`).
 
 
 def _module_name(path: Path) -> str:

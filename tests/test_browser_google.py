@@ -21,7 +21,7 @@ from provision.cli import app
 from provision.emulator.server import EmulatorServer
 from provision.emulator.world import Options
 from provision.gcp.target import Target
-from provision.ohif.browser import CHROMIUM, run_browser_smoke
+from provision.checks.browser import CHROMIUM, run_browser_smoke
 from provision.ohif.config import oauth_checklist, render_config
 from test_apply_support import BILLING, ORG, load
 from test_browser import OUT, keep

@@ -139,7 +139,7 @@ def test_the_browser_hint_never_names_the_unrelated_package(monkeypatch, tmp_pat
     import builtins
 
     from provision.errors import ProvisionError
-    from provision.ohif import browser
+    from provision.checks import browser
 
     real = builtins.__import__
 

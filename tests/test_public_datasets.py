@@ -196,7 +196,7 @@ def test_source_smoke_under_enforced_iam_denies_with_how_to_get_access(iam_emula
 
     # --browser: the denied source is "not run" with the reason, never silently skipped (no real browser here:
     # tests/test_browser.py drives one; this one records which data sources would be opened).
-    from provision.ohif import browser
+    from provision.checks import browser
 
     opened = []
     monkeypatch.setattr(browser, "run_browser_smoke", lambda config_js, *, data_source=None, **kw: (

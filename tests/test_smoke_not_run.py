@@ -23,7 +23,7 @@ def run(*args: str):
 @pytest.fixture
 def no_browser_allowed(monkeypatch):
     """Fail the test if anything tries to start the browser smoke."""
-    import provision.ohif.browser as browser
+    import provision.checks.browser as browser
 
     def tripwire(*args, **kwargs):
         raise AssertionError("the browser smoke was started")

@@ -261,7 +261,7 @@ def test_the_checks_are_small_named_functions_the_browser_smoke_shares():
     import inspect
 
     from provision.checks import answers, dicomweb
-    from provision.ohif import browser
+    from provision.checks import browser
 
     assert [name for name, _, _ in dicomweb.CHECKS] == list(CHECK_NAMES)
     for name, check, _needs in dicomweb.CHECKS:

@@ -1,5 +1,5 @@
 """What an answer means, whoever asked: the DICOMweb smoke (provision.checks.dicomweb) and the browser
-smoke (provision.ohif.browser, which sees the viewer's own requests) judge the same answers with the
+smoke (provision.checks.browser, which sees the viewer's own requests) judge the same answers with the
 same words."""
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ Two targets:
   extensions/default/src/DataSourceConfigurationAPI/GoogleCloudDataSourceConfigurationAPI.ts,
   https://github.com/OHIF/Viewers). This is what
   `provision viewer` serves; the browser smoke runs the Google form instead, unchanged, with
-  the browser's requests for Google's hosts routed to the emulator (provision.ohif.browser).
+  the browser's requests for Google's hosts routed to the emulator (provision.checks.browser).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from provision.resources.viewer_source import resolve
+from provision.blueprint.sources import resolve
 
 __all__ = [
     "GOOGLE_SCOPES",

@@ -1,5 +1,5 @@
 """The smoke check of a whole blueprint: DICOMweb per store and per viewer source
-(provision.checks.dicomweb), then, when asked, the real viewer in a browser (provision.ohif.browser)."""
+(provision.checks.dicomweb), then, when asked, the real viewer in a browser (provision.checks.browser)."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ import requests
 
 from provision.checks.dicomweb import SmokeReport, run_dicomweb_smoke
 from provision.errors import ProvisionError
-from provision.ohif import browser as browser_smoke
+from provision.checks import browser as browser_smoke
 from provision.ohif.config import dicomweb_root, render_config, source_root
-from provision.resources.viewer_source import resolve
+from provision.blueprint.sources import resolve
 
 
 @dataclass
@@ -27,7 +27,7 @@ class BlueprintSmoke:
     must never read as passed."""
 
     stores: dict[str, SmokeReport] = field(default_factory=dict)
-    browser: Any = None  # provision.ohif.browser.BrowserReport, when run
+    browser: Any = None  # provision.checks.browser.BrowserReport, when run
     browser_not_run: str = ""
     browser_sources: dict[str, Any] = field(default_factory=dict)        # source name -> BrowserReport
     browser_sources_not_run: dict[str, str] = field(default_factory=dict)  # source name -> why
