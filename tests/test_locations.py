@@ -170,3 +170,16 @@ def test_destroy_does_not_check_the_location(emulator_factory, tmp_path):
     destroyed = run("destroy", str(bp.source), "--emulator", emu.url, "--yes")
     assert destroyed.exit_code == 0, destroyed.output
     assert location_reads(records(rec)[before:], "ohif-loc-gone") == []
+
+
+def test_an_existing_dataset_is_not_checked_and_no_list_is_named(emulator_factory, tmp_path):
+    """Once the dataset exists where the blueprint says, Google offers its location: the plan asks for
+    no list and says nothing of provision's shipped one (a note saying so misled users after apply)."""
+    emu = emulator_factory()
+    create_project(emu.url, "ohif-loc-there")
+    bp = blueprint(tmp_path, "ohif-loc-there", "us-central1")
+    target = Target(emulator=emu.url)
+    lifecycle.apply(bp, target)
+    plan = lifecycle.plan(bp, target)
+    assert not plan.has_changes
+    assert not [n for n in plan.notes if "provision's list" in n or "checked against" in n], plan.notes

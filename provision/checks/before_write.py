@@ -20,7 +20,9 @@ from provision.gcp.context import Ctx
 def refuse(ctx: Ctx, bp: Any, live: Any, *, read_policies: bool = True) -> list[str]:
     """Notes for the plan; raises PlanRefused listing every problem found. `read_policies`: also read
     organization policies and the KMS key (plan and apply do; status reports what is, not what would fail)."""
-    problems, notes = locations.problems(bp, live.get("healthcare_locations"))
+    # The dataset exists where the blueprint says: its location is one Google offers, nothing to check.
+    problems, notes = ([], []) if live.dataset is not None else \
+        locations.problems(bp, live.get("healthcare_locations"))
     problems += hosting.problems(bp)
     if read_policies:
         for check in (org_policy.problems, kms.problems):
