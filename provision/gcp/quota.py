@@ -133,6 +133,7 @@ class AIMDLimiter:
         self.clock = clock
         self.holders = 0
         self.probing = 0            # holders waiting to try again after meeting the quota
+        self.pollers = 0            # operations whose polls are calls of this family (polls.Poller)
         self.epoch = 0              # bumped by every decrease
         self._last_decrease = float("-inf")   # when (self.clock) the limit last went down
         self.throttles = 0
@@ -219,6 +220,23 @@ class AIMDLimiter:
         with self._cond:
             self.probing = max(0, self.probing - 1)
 
+    def poll_started(self) -> None:
+        with self._cond:
+            self.pollers += 1
+
+    def poll_ended(self) -> None:
+        with self._cond:
+            self.pollers = max(0, self.pollers - 1)
+
+    def poll_spacing(self) -> float | None:
+        """The least interval between one operation's polls while this quota refuses calls: the pace
+        at which it admits them times the operations polling it, so that together they ask no faster
+        than it admits (None: not refusing lately, or its pace not known yet)."""
+        with self._cond:
+            if self.interval is None or self.clock() >= self._hot_until:
+                return None
+            return self.interval * max(1, self.pollers)
+
     def pace(self) -> float | None:
         """How long a caller that met the quota should wait, from the observed pace (None: unknown yet)."""
         with self._cond:
@@ -230,6 +248,7 @@ class AIMDLimiter:
         with self._cond:
             return {"label": self.label, "limit": round(self.limit, 2), "holders": self.holders,
                     "waiting": len(self._queue), "throttles": self.throttles, "admitted": self.admitted,
+                    "pollers": self.pollers,
                     "interval_s": None if self.interval is None else round(self.interval, 4)}
 
 

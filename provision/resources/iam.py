@@ -97,9 +97,11 @@ def read(ctx: Ctx, io: PolicyIO) -> dict:
     return ctx.call(io.read)
 
 
-def add(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
-    """Add the pairs that are missing; returns those this call added (visible on return)."""
-    return _rmw(ctx, io, list(pairs), adding=True)
+def add(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair], *, current: dict | None = None) -> list[Pair]:
+    """Add the pairs that are missing; returns those this call added (visible on return).
+    `current`: the policy the caller has just read (its etag guards the first write; a conflict
+    reads it again), so it is not read twice."""
+    return _rmw(ctx, io, list(pairs), adding=True, current=current)
 
 
 def remove(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
@@ -107,12 +109,13 @@ def remove(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
     return _rmw(ctx, io, list(pairs), adding=False)
 
 
-def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool) -> list[Pair]:
+def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool, current: dict | None = None) -> list[Pair]:
     if not pairs:
         return []
+    fresh = [current] if current is not None else []   # the caller's read serves the first cycle only
 
     def cycle() -> list[Pair]:
-        current = io.read()
+        current = fresh.pop() if fresh else io.read()
         todo = missing(current, pairs) if adding else present(current, pairs)
         if not todo:
             return []
@@ -148,11 +151,12 @@ def _until_visible(ctx: Ctx, io: PolicyIO, pairs: list[Pair], adding: bool) -> N
 def grant_recorded(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
     """Add the pairs absent now, recording them first (an interrupted run still knows, next time,
     that provision added them). Returns the pairs added."""
-    todo = missing(ctx.call(io.read), list(pairs))
+    current = ctx.call(io.read)
+    todo = missing(current, list(pairs))
     if not todo:
         return []
     ctx.facts.record.add_grants(ctx, io.resource, todo)
-    return add(ctx, io, todo)
+    return add(ctx, io, todo, current=current)
 
 
 def apply_diff(ctx: Ctx, io: PolicyIO, d: "GrantDiff", *, agent: bool = False) -> str:

@@ -47,7 +47,7 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
                 return None  # adopt below
             raise
         ctx.progress("waiting for project creation")
-        return state_of(ctx.wait_crm(operation))
+        return state_of(ctx.wait_crm(operation, kind="crm.projects.create"))
 
     created = ctx.call(attempt)
     if created is None:
@@ -60,6 +60,11 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
                                 "(roles/browser at least)", action="create")
         ctx.note(f"project {spec.id} already exists: adopted")
         return update(ctx, spec, live)
+    # The finished CreateProject operation's response is the project itself (its number, state,
+    # labels): an ACTIVE one is what the read-back would say, so it is not read again (Terraform
+    # goes on to link billing straight after the operation, too). Anything else is read back.
+    if created.state == "ACTIVE" and created.number:
+        return created
     return verify(ctx, spec.id)
 
 
@@ -124,7 +129,7 @@ def delete(ctx: Ctx, project_id: str) -> None:
             if is_status(exc, 403, 404):
                 return None
             raise
-        return ctx.wait_crm(operation)
+        return ctx.wait_crm(operation, kind="crm.projects.delete")
 
     ctx.call(attempt)
 

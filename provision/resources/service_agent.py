@@ -31,7 +31,7 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
 
     def attempt() -> dict:
         op = su.services().generateServiceIdentity(parent=f"projects/{project_id}/services/{SERVICE}").execute(num_retries=0)
-        return ctx.wait_serviceusage(op, version="v1beta1")
+        return ctx.wait_serviceusage(op, version="v1beta1", kind="serviceusage.generateServiceIdentity")
 
     ctx.progress("generating the Healthcare service agent")
     op = ctx.call(attempt)
