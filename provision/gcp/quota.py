@@ -134,6 +134,10 @@ class AIMDLimiter:
         self.holders = 0
         self.probing = 0            # holders waiting to try again after meeting the quota
         self.pollers = 0            # operations whose polls are calls of this family (polls.Poller)
+        # What the line decided, for tests and --json: calls sent holding a slot, and 429s met by
+        # calls sent without one (a call site's first call, before any 429 bound it to the family).
+        self.sent_in_line = 0
+        self.refused_out_of_line = 0
         self.epoch = 0              # bumped by every decrease
         self._last_decrease = float("-inf")   # when (self.clock) the limit last went down
         self.throttles = 0
@@ -220,6 +224,14 @@ class AIMDLimiter:
         with self._cond:
             self.probing = max(0, self.probing - 1)
 
+    def note_sent(self, in_line: bool) -> None:
+        """Count a call sent holding a slot (`in_line`), or a 429 met by one sent without."""
+        with self._cond:
+            if in_line:
+                self.sent_in_line += 1
+            else:
+                self.refused_out_of_line += 1
+
     def poll_started(self) -> None:
         with self._cond:
             self.pollers += 1
@@ -248,7 +260,8 @@ class AIMDLimiter:
         with self._cond:
             return {"label": self.label, "limit": round(self.limit, 2), "holders": self.holders,
                     "waiting": len(self._queue), "throttles": self.throttles, "admitted": self.admitted,
-                    "pollers": self.pollers,
+                    "pollers": self.pollers, "sent_in_line": self.sent_in_line,
+                    "refused_out_of_line": self.refused_out_of_line,
                     "interval_s": None if self.interval is None else round(self.interval, 4)}
 
 
@@ -260,6 +273,12 @@ class Governor:
     families: dict[FamilyKey, AIMDLimiter] = field(default_factory=dict)
     bindings: dict[Any, Binding] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Calls sent again without a slot after they met a quota: retrying blindly (never, by design).
+    blind_retries: int = 0
+
+    def note_blind_retry(self) -> None:
+        with self._lock:
+            self.blind_retries += 1
 
     def limiter(self, key: FamilyKey) -> AIMDLimiter:
         with self._lock:

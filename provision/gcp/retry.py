@@ -300,6 +300,12 @@ class RetryPolicy:
                     if granted < 0:
                         raise Cancelled()
                     entry = quota_mod.hold(limiter)
+                # Counted for what the line decided (Governor.snapshot): sent in line, or not.
+                in_line = family[0] if family is not None and (entry is not None or quota_mod.holding(family[1])) else None
+                if in_line is not None:
+                    family[1].note_sent(True)
+                elif strikes and gov is not None:
+                    gov.note_blind_retry()
                 sent_at = time.monotonic()
                 try:
                     result = fn()
@@ -320,6 +326,8 @@ class RetryPolicy:
                                 entry = None
                             family = learned
                         limiter = family[1]
+                        if in_line != family[0]:
+                            limiter.note_sent(False)
                         strikes += 1
                         wait = self.delay_for(exc, attempt - 1, now - started, limiter, strikes)
                         limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
