@@ -26,8 +26,16 @@ own project, the quota is per project (Cloud Healthcare, per region too) and eve
 its own family; otherwise (Resource Manager, Service Usage: the caller's quota project) the
 whole fleet shares one family.
 
-`Governor.snapshot()` shows each family (limit, holders, queue, throttles); the reason of every
-retry names the family: "limited by Service Usage write quota".
+Polls of long-running operations are calls too (provision/gcp/polls.py): a 429 on a poll binds
+the API's poll site to its family, later polls wait in the family's line, and while the family
+refuses calls each operation polls no faster than `poll_spacing` (the family's admission pace
+times the operations polling it).
+
+`Governor.snapshot()` shows each family (limit, holders, queue, throttles, pollers, and what the
+line decided: calls sent in line, 429s met by calls sent out of line, i.e. a call site's first
+calls before it learned the quota); `Governor.blind_retries` counts calls sent again outside
+the line after meeting a quota (none, by design). The reason of every retry names the family:
+"limited by Service Usage write quota".
 """
 from __future__ import annotations
 
