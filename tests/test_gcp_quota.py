@@ -274,3 +274,55 @@ def test_twenty_blueprints_converge_at_the_service_usage_quota(emulator_factory,
     limited = {o.project: o.apply.to_json()["steps"] for o in outcomes}
     assert any("Service Usage write quota" in s["limited_by"] for steps in limited.values() for s in steps
                if s["id"] == "apis")
+
+
+# ---------------------------------------------------------------------------- polls at a quota
+def test_an_operation_is_first_polled_when_its_kind_is_usually_done_then_seldom():
+    from provision.gcp.polls import Schedule
+    from provision.gcp.target import Target
+
+    target = Target(emulator="http://127.0.0.1:9")          # x0.02: Google's 20 s enable is 0.4 s
+    enable = Schedule.of("serviceusage.enable", target)
+    assert enable.next(0.0) == pytest.approx(0.4)           # one poll where the eager schedule made 20
+    assert enable.next(0.1) == pytest.approx(0.3)           # still early: wait for the typical time
+    assert enable.next(0.4) == pytest.approx(0.04)          # late: a tenth of the time waited
+    assert enable.next(100.0) == pytest.approx(target.max_poll)
+    eager = Schedule.of(None, target)                       # an import: its progress is watched
+    assert eager.next(0.0) == pytest.approx(target.first_poll) and eager.next(1.0) == pytest.approx(0.05)
+    assert Schedule.of("crm.projects.create", Target()).next(0.0) == 12.0   # on Google, unscaled
+    assert enable.next(0.4, spacing=0.25) == 0.25           # a refusing quota's spacing wins
+
+
+def test_pollers_of_a_refusing_quota_share_its_pace():
+    clock = [0.0]
+    lim = quota.AIMDLimiter("Service Usage read quota", clock=lambda: clock[0])
+    assert lim.poll_spacing() is None                       # never refused: polls keep their schedule
+    lim.on_throttle(hot_for=60.0)
+    for _ in range(3):                                      # admitted one every 0.5 s while refusing
+        clock[0] += 0.5
+        lim.on_success()
+    for _ in range(4):
+        lim.poll_started()
+    assert lim.poll_spacing() == pytest.approx(0.5 * 4)    # four pollers: each once per 2 s
+    lim.poll_ended()
+    assert lim.poll_spacing() == pytest.approx(0.5 * 3)
+    clock[0] += 120.0                                       # no refusal for a while: back to the schedule
+    assert lim.poll_spacing() is None
+
+
+def test_a_poll_that_meets_a_quota_puts_every_poll_of_that_api_in_its_line():
+    from provision.gcp.polls import Poller
+
+    gov = quota.Governor()
+    reads = {**SU_WRITES, "quota_metric": "serviceusage.googleapis.com/read_requests"}
+    first = Poller(gov, "poll:serviceusage", "team-a")
+    with pytest.raises(RawHttpError):
+        first.fetch(lambda: (_ for _ in ()).throw(too_many(reads)))
+    (key, limiter), = gov.families.items()
+    assert key.label == "Service Usage read quota" and limiter.throttles == 1 and limiter.pollers == 1
+    other = Poller(gov, "poll:serviceusage", "team-b")      # another blueprint's operation, same API
+    assert other.fetch(lambda: {"done": True}) == {"done": True}
+    assert limiter.pollers == 2 and limiter.refused_out_of_line == 1
+    assert limiter.sent_in_line == 1 and limiter.admitted == 1  # the second poll went through the line
+    first.close(), other.close()
+    assert limiter.pollers == 0 and limiter.holders == 0

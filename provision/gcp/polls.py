@@ -108,12 +108,15 @@ class Poller:
                 if family[1].acquire(deadline=deadline, cancel=cancel) < 0:
                     raise Cancelled()
                 entry = quota.hold(family[1])
+            family[1].note_sent(True)
         sent_at = time.monotonic()
         try:
             out = fn()
         except Exception as exc:
             learned = gov.learn(self.site, parse(exc), self.project, self.number) if gov is not None else None
             if learned is not None:
+                if family is None or family[0] != learned[0]:
+                    learned[1].note_sent(False)    # refused out of the family's line
                 self._track(learned[1])
                 learned[1].on_throttle(sent_at, hot_for=self.hot_for)
             if entry is not None:
