@@ -100,14 +100,16 @@ class Ctx:
 
     # -------------------------------------------------------------- calling
     def call(self, fn: Callable[[], T], *, within: float | None = None, also: tuple[Predicate, ...] = (),
-             site: object = None) -> T:
+             site: object = None, quota: str | None = None) -> T:
         """Run `fn`, retrying what the policy says is retryable (plus the `also` predicates, for
-        this call only), until the step's deadline (or `within` seconds from now, if sooner)."""
+        this call only), until the step's deadline (or `within` seconds from now, if sooner).
+        `quota`: the quota metric `fn` charges, when known (e.g. quota.CRM_WRITES)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
         policy = self.policy.with_predicates(*also) if also else self.policy
         return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
                           on_wait=self.progress if self.reporter.on_progress else None,
-                          project=self.facts.project_id, number=self.facts.project_number, site=site)
+                          project=self.facts.project_id, number=self.facts.project_number, site=site,
+                          quota=quota)
 
     def execute(self, request: Any, **kw: Any) -> Any:
         """`ctx.call(request.execute)` for a googleapiclient request (num_retries=0: we retry)."""

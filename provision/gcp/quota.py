@@ -60,6 +60,10 @@ SERVICE_NAMES = {
     "orgpolicy.googleapis.com": "Org Policy",
     "cloudkms.googleapis.com": "Cloud KMS",
 }
+# Quota metrics the provisioner's own writes are documented to charge (Google's quota pages;
+# the 429s name them so): calls say which, so they queue behind a family another call learnt.
+CRM_WRITES = "cloudresourcemanager.googleapis.com/write_requests"
+SU_WRITES = "serviceusage.googleapis.com/mutate_requests"
 QUOTA_REASONS = ("RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED", "rateLimitExceeded", "userRateLimitExceeded")
 
 
@@ -280,6 +284,7 @@ class Governor:
     ceiling: float = 64.0
     families: dict[FamilyKey, AIMDLimiter] = field(default_factory=dict)
     bindings: dict[Any, Binding] = field(default_factory=dict)
+    by_metric: dict[str, Binding] = field(default_factory=dict)   # the last binding learnt for each metric
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Calls sent again without a slot after they met a quota: retrying blindly (never, by design).
     blind_retries: int = 0
@@ -303,14 +308,22 @@ class Governor:
         service, metric, consumer, location = found
         own = {f"projects/{p}" for p in (project, number) if p}
         binding = Binding(service, metric, per_project=consumer in own, consumer=consumer, location=location)
-        if site is not None:
-            with self._lock:
+        with self._lock:
+            if site is not None:
                 self.bindings[site] = binding
+            self.by_metric[metric] = binding
         key = binding.key(project)
         return key, self.limiter(key)
 
-    def bound(self, site: Any, project: str | None) -> tuple[FamilyKey, AIMDLimiter] | None:
+    def bound(self, site: Any, project: str | None, metric: str | None = None) -> tuple[FamilyKey, AIMDLimiter] | None:
+        """The family `site` learnt; else, for a call that says which quota metric it charges (a
+        Resource Manager write), the family another call site learnt for that metric: a call that
+        never met the quota itself still queues behind the ones that did, instead of taking the
+        tokens they wait for (a CreateProject needs the whole bucket; cheap writes sent around the
+        line would starve it)."""
         binding = self.bindings.get(site) if site is not None else None
+        if binding is None and metric:
+            binding = self.by_metric.get(metric)
         if binding is None:
             return None
         key = binding.key(project)

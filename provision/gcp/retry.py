@@ -264,21 +264,23 @@ class RetryPolicy:
 
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
             cancel: threading.Event | None = None, on_wait: Callable[[str], None] | None = None,
-            project: str | None = None, number: str | None = None, site: object = None) -> T:
+            project: str | None = None, number: str | None = None, site: object = None,
+            quota: str | None = None) -> T:
         """Call `fn` until it succeeds, a final error, or `deadline` (time.monotonic()) would pass.
 
         An unreachable endpoint (connection refused, name not resolved) is given up on after
         `unreachable_s` seconds of such failures in a row, whatever the deadline. With a governor,
         a call of a quota family waits for one of its slots first (`on_wait` hears why, once);
         `project`/`number` name the blueprint's project, for quotas charged per project; `site`
-        names the call for the governor (default: `fn`'s code, the same line in every blueprint)."""
+        names the call for the governor (default: `fn`'s code, the same line in every blueprint);
+        `quota`: the quota metric the call is known to charge (Governor.bound)."""
         attempt = 0
         started = time.monotonic()
         unreachable_since: float | None = None
         gov = self.governor
         if gov is not None and site is None:
             site = getattr(fn, "__code__", None)
-        family = gov.bound(site, project) if gov is not None else None
+        family = gov.bound(site, project, quota) if gov is not None else None
         entry: list | None = None
         last_exc: BaseException | None = None
         strikes = 0      # quota refusals in a row for this call

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from provision.gcp import quota
 from provision.gcp.context import Ctx
 from provision.gcp.retry import NotYet
 from provision.resources.steps import field_change
@@ -32,6 +33,7 @@ class PolicyIO:
     resource: str
     read: Callable[[], dict]
     write: Callable[[dict], dict]
+    quota: str | None = None   # the quota metric a write charges, when known (gcp/quota.py)
 
 
 def pairs_of(grants: Iterable[Any]) -> list[Pair]:
@@ -124,7 +126,7 @@ def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool, current: di
         io.write(new)
         return todo
 
-    changed = ctx.call(cycle)
+    changed = ctx.call(cycle, quota=io.quota)
     if changed:
         _until_visible(ctx, io, pairs, adding)
     return changed
@@ -293,7 +295,7 @@ def project_io(ctx: Ctx, project_id: str, mask: tuple[str, ...] = ()) -> PolicyI
             req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=list(mask)))
         return json_format.MessageToDict(client.set_iam_policy(request=req, retry=None))
 
-    return PolicyIO(resource, read_policy, write_policy)
+    return PolicyIO(resource, read_policy, write_policy, quota.CRM_WRITES)
 
 
 def bucket_io(ctx: Ctx, bucket_name: str) -> PolicyIO:

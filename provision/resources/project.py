@@ -11,6 +11,7 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
+from provision.gcp.quota import CRM_WRITES
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import agent_member
@@ -49,7 +50,7 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
         ctx.progress("waiting for project creation")
         return state_of(ctx.wait_crm(operation, kind="crm.projects.create"))
 
-    created = ctx.call(attempt)
+    created = ctx.call(attempt, quota=CRM_WRITES)
     if created is None:
         live = read(ctx, spec.id)
         if live is None:
@@ -108,7 +109,7 @@ def update(ctx: Ctx, spec: Any, live: ProjectState) -> ProjectState:
         operation = client.update_project(project=project, update_mask=field_mask_pb2.FieldMask(paths=paths), retry=None)
         return ctx.wait_crm(operation)
 
-    ctx.call(attempt)
+    ctx.call(attempt, quota=CRM_WRITES)
 
     def check() -> ProjectState:
         now = read(ctx, spec.id)
