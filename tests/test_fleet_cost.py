@@ -55,3 +55,45 @@ def test_a_blueprint_of_a_fleet_costs_few_service_usage_reads_and_few_requests(e
     org_reads = Counter(r["path"] for r in got if r["path"].startswith("/v2/organizations/"))
     assert org_reads and set(org_reads.values()) == {1}, org_reads
     assert sum(1 for r in got if r["path"].endswith("organizations/123456789012:testIamPermissions")) == 1
+
+
+def test_a_question_every_blueprint_asks_alike_is_asked_once():
+    import threading
+
+    from provision.gcp.shared import SharedReads
+
+    clock = [0.0]
+    shared = SharedReads(ttl=300.0, clock=lambda: clock[0])
+    asked = threading.Event()
+    release = threading.Event()
+    sent: list[str] = []
+
+    def fetch():
+        sent.append("getEffectivePolicy")
+        asked.set()
+        release.wait(10)
+        return {"allowAll": True}
+
+    answers: list = []
+    first = threading.Thread(target=lambda: answers.append(shared.get("org/policy", fetch)))
+    first.start()
+    assert asked.wait(10)                                   # one request in flight...
+    others = [threading.Thread(target=lambda: answers.append(shared.get("org/policy", fetch))) for _ in range(4)]
+    for t in others:
+        t.start()
+    release.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert answers == [{"allowAll": True}] * 5 and sent == ["getEffectivePolicy"]   # ...answers all five
+    clock[0] += 301                                         # older than five minutes: asked again
+    assert shared.get("org/policy", lambda: {"allowAll": False}) == {"allowAll": False}
+
+    def refused():
+        raise RuntimeError("403")
+
+    try:
+        shared.get("billing", refused)
+    except RuntimeError:
+        pass
+    assert shared.get("billing", lambda: ["billing.resourceAssociations.create"]) == \
+        ["billing.resourceAssociations.create"]             # an error is never kept
