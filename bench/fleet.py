@@ -13,12 +13,13 @@ Two parts, each against its own `provision emulator --latency realistic --time-s
 
 The lower bound is the larger of one blueprint's critical path (from the emulator's latency table)
 and the quota bound, which accounts for the interplay of quotas and each blueprint's chain: for
-each kind of request a quota charges (a CreateProject, a batchEnable, ...), the last of the n
-the fleet sends cannot be admitted before the family's token bucket has refilled what they cost
-beyond its burst, (n x cost - burst) / rate, and its blueprint still has that request's `tail` to
-go (what must follow it: after a CreateProject, the whole chain); and the family's last request
-of any kind, likewise, with the shortest tail of its kinds. Costs are what the record shows was
-charged (a refused request costs nothing).
+each kind of request a quota charges (a CreateProject, a batchEnable, ...), none can be sent
+before its `head` (what it needs first: an enable needs a project with billing), the last of the
+n the fleet sends cannot be admitted before the family's token bucket has then refilled what they
+cost beyond its burst, (n x cost - burst) / rate, and its blueprint still has that request's
+`tail` to go (what must follow it: after a CreateProject, the whole chain); and the family's last
+request of any kind, likewise, with the shortest head and tail of its kinds. Costs are what the
+record shows was charged (a refused request costs nothing).
 
 Blueprints are generated teams (project, billing, APIs, a grant, dataset, store with a grant),
 without data: imports are measured by bench/apply.py and bench/emulator.py.
@@ -82,32 +83,36 @@ def critical_path() -> float:
             + _t("sync:healthcare.dicomStores.create") + _t("sync:healthcare.setIamPolicy"))
 
 
-def kind_of(r: dict) -> tuple[str, float]:
-    """A request's kind (for the bound) and its tail in Google seconds: the least time its
-    blueprint needs after the request is admitted. 0 for a kind nothing is known to follow."""
+def kind_of(r: dict) -> tuple[str, float, float]:
+    """A request's kind (for the bound), its head and its tail in Google seconds: the least time
+    before any request of the kind can be sent (what it needs first: an enable, a project with
+    billing), and the least time its blueprint needs after it is admitted. 0 where nothing is known."""
     path = r["path"].split("?")[0]
+    created = _t("op:crm.projects.create")
+    billed = created + _t("sync:billing.updateBillingInfo")
     if r["api"] == "cloudresourcemanager" and r["method"] == "POST" and path.rstrip("/") in ("/v1/projects", "/v3/projects"):
-        return "CreateProject", critical_path()
+        return "CreateProject", 0.0, critical_path()
     if r["api"] == "serviceusage" and path.endswith((":batchEnable", ":enable")):
-        return "enable", critical_path() - _t("op:crm.projects.create") - _t("sync:billing.updateBillingInfo")
+        return "enable", billed, critical_path() - billed
     if r["api"] == "serviceusage" and path.endswith(":generateServiceIdentity"):
-        # then the agent's role on the project: a read-modify-write of the project policy
-        return "generateServiceIdentity", (_t("op:serviceusage.generateServiceIdentity")
-                                           + _t("sync:crm.projects.getIamPolicy") + _t("sync:crm.projects.setIamPolicy"))
+        # after the enable; then the agent's role on the project: a read-modify-write of its policy
+        return "generateServiceIdentity", billed + _t("op:serviceusage.enable"), (
+            _t("op:serviceusage.generateServiceIdentity") + _t("sync:crm.projects.getIamPolicy")
+            + _t("sync:crm.projects.setIamPolicy"))
     if path.endswith(":setIamPolicy") and r["api"] == "cloudresourcemanager":
-        return "project setIamPolicy", _t("sync:crm.projects.setIamPolicy")
-    return f"{r['method']} other", 0.0
+        return "project setIamPolicy", created, _t("sync:crm.projects.setIamPolicy")
+    return f"{r['method']} other", 0.0, 0.0
 
 
 def charges(records: list[dict]) -> dict[str, dict[str, list[float]]]:
-    """family -> kind -> [requests charged, cost each, tail]: what the quotas let through."""
+    """family -> kind -> [requests charged, cost each, head, tail]: what the quotas let through."""
     out: dict[str, dict[str, list[float]]] = defaultdict(dict)
     for r in records:
         c = classify(r["api"], r["method"], r["path"])
         if c is None or r["status"] == 429:
             continue   # no quota, or refused (a refused request costs nothing)
-        kind, tail = kind_of(r)
-        row = out[c[0]].setdefault(kind, [0.0, c[1], tail])
+        kind, head, tail = kind_of(r)
+        row = out[c[0]].setdefault(kind, [0.0, c[1], head, tail])
         row[0] += 1
     return out
 
@@ -120,16 +125,18 @@ def quota_bound(charged: dict[str, dict[str, list[float]]], window_scale: float 
         q = QUOTAS[family]
         rate = q.limit / (q.window_s * window_scale)
         burst = q.capacity
-        total = sum(n * cost for n, cost, _ in kinds.values())
-        candidates = [((total - burst) / rate, min(t for _, _, t in kinds.values()), "all its requests")]
-        candidates += [((n * cost - burst) / rate, tail, f"{n:.0f} x {kind}") for kind, (n, cost, tail) in kinds.items()]
-        for refill, tail, what in candidates:
+        total = sum(n * cost for n, cost, _, _ in kinds.values())
+        candidates = [(min(h for _, _, h, _ in kinds.values()), (total - burst) / rate,
+                       min(t for _, _, _, t in kinds.values()), "all its requests")]
+        candidates += [(head, (n * cost - burst) / rate, tail, f"{n:.0f} x {kind}")
+                       for kind, (n, cost, head, tail) in kinds.items()]
+        for head, refill, tail, what in candidates:
             if refill <= 0:
                 continue
-            need = refill + tail * window_scale
+            need = (head + tail) * window_scale + refill
             if need > best:
-                best, why = need, (f"{family}: {what} ({total:.0f} charged at {q.limit:g} per {q.window_s * window_scale:g} s)"
-                                   f" + {tail * window_scale:.2f} s after")
+                best, why = need, (f"{family}: {what}, {head * window_scale:.2f} s before + ({total:.0f} charged at "
+                                   f"{q.limit:g} per {q.window_s * window_scale:g} s) + {tail * window_scale:.2f} s after")
     return best, why
 
 
@@ -199,7 +206,7 @@ def count_part(n: int, scale: float) -> dict:
     charged = charges(run["records"])
     print("quota-bound time at Google's quotas (unscaled), from these costs:")
     for size in (100, 1000):
-        scaled = {f: {k: [c[0] * size / n, c[1], c[2]] for k, c in kinds.items()} for f, kinds in charged.items()}
+        scaled = {f: {k: [c[0] * size / n, *c[1:]] for k, c in kinds.items()} for f, kinds in charged.items()}
         bound, why = quota_bound(scaled)
         print(f"  {size:>5} blueprints: {bound:7.0f} s ({bound / 60:.1f} min), critical path {critical_path():.0f} s;"
               f" set by {why}")
