@@ -326,3 +326,25 @@ def test_a_poll_that_meets_a_quota_puts_every_poll_of_that_api_in_its_line():
     assert limiter.sent_in_line == 1 and limiter.admitted == 1  # the second poll went through the line
     first.close(), other.close()
     assert limiter.pollers == 0 and limiter.holders == 0
+
+
+def test_a_call_its_blueprint_waits_for_goes_first_in_the_line():
+    lim = quota.AIMDLimiter("Service Usage write quota", ceiling=1)
+    lim.acquire()
+    order: list[str] = []
+    waiting = {name: threading.Event() for name in ("agent", "enable")}
+
+    def caller(name: str, priority: float) -> None:
+        lim.acquire(on_wait=lambda ahead: waiting[name].set(), priority=priority)
+        order.append(name)
+        lim.release()
+
+    agent = threading.Thread(target=caller, args=("agent", 0.0))      # first in line...
+    agent.start()
+    assert waiting["agent"].wait(10)
+    enable = threading.Thread(target=caller, args=("enable", quota.CHAIN_HEAD))
+    enable.start()
+    assert waiting["enable"].wait(10)
+    lim.release()
+    agent.join(10), enable.join(10)
+    assert order == ["enable", "agent"]                      # ...but the enable heads a long chain

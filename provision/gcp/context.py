@@ -100,16 +100,17 @@ class Ctx:
 
     # -------------------------------------------------------------- calling
     def call(self, fn: Callable[[], T], *, within: float | None = None, also: tuple[Predicate, ...] = (),
-             site: object = None, quota: str | None = None) -> T:
+             site: object = None, quota: str | None = None, priority: float = 0.0) -> T:
         """Run `fn`, retrying what the policy says is retryable (plus the `also` predicates, for
         this call only), until the step's deadline (or `within` seconds from now, if sooner).
-        `quota`: the quota metric `fn` charges, when known (e.g. quota.CRM_WRITES)."""
+        `quota`: the quota metric `fn` charges, when known (e.g. quota.CRM_WRITES); `priority`: its
+        place in that quota's line (quota.CHAIN_HEAD: before the others)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
         policy = self.policy.with_predicates(*also) if also else self.policy
         return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
                           on_wait=self.progress if self.reporter.on_progress else None,
                           project=self.facts.project_id, number=self.facts.project_number, site=site,
-                          quota=quota)
+                          quota=quota, priority=priority)
 
     def execute(self, request: Any, **kw: Any) -> Any:
         """`ctx.call(request.execute)` for a googleapiclient request (num_retries=0: we retry)."""

@@ -39,6 +39,7 @@ the line after meeting a quota (none, by design). The reason of every retry name
 """
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import threading
@@ -64,6 +65,9 @@ SERVICE_NAMES = {
 # the 429s name them so): calls say which, so they queue behind a family another call learnt.
 CRM_WRITES = "cloudresourcemanager.googleapis.com/write_requests"
 SU_WRITES = "serviceusage.googleapis.com/mutate_requests"
+# A call most of its blueprint waits for (CreateProject, an enable) goes before the line's other
+# calls (a service agent, a grant: short tails), so the fleet's long chains start first.
+CHAIN_HEAD = 1.0
 QUOTA_REASONS = ("RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED", "rateLimitExceeded", "userRateLimitExceeded")
 
 
@@ -146,6 +150,10 @@ class AIMDLimiter:
         self.holders = 0
         self.probing = 0            # holders waiting to try again after meeting the quota
         self.pollers = 0            # operations whose polls are calls of this family (polls.Poller)
+        # Holders that met the quota and will try again: until they get through, no new slot is
+        # granted, so cheaper calls cannot take the refill a dearer one waits for (a CreateProject
+        # needs the whole bucket of Resource Manager writes).
+        self.reserved = 0
         # What the line decided, for tests and --json: calls sent holding a slot, and 429s met by
         # calls sent without one (a call site's first call, before any 429 bound it to the family).
         self.sent_in_line = 0
@@ -158,19 +166,21 @@ class AIMDLimiter:
         self._last_admit: float | None = None
         self._hot_until = 0.0       # throttled recently: admissions measure the quota's pace
         self._cond = threading.Condition()
-        self._queue: deque = deque()
+        self._queue: deque = deque()      # tickets (-priority, arrival): the smallest goes next
+        self._tickets = itertools.count()
 
     # ------------------------------------------------------------------ slots
     def acquire(self, *, deadline: float | None = None, cancel: threading.Event | None = None,
-                on_wait: Callable[[int], None] | None = None) -> int:
-        """Wait for a slot (first come, first served); returns the epoch it was granted in.
+                on_wait: Callable[[int], None] | None = None, priority: float = 0.0) -> int:
+        """Wait for a slot (first come, first served among calls of the same `priority`; a higher
+        one goes first); returns the epoch it was granted in.
         Raises QuotaWaitTimeout past `deadline` (time.monotonic()); returns -1 when `cancel` is set."""
-        ticket = object()
+        ticket = (-priority, next(self._tickets))
         with self._cond:
             self._queue.append(ticket)
             told = False
             try:
-                while self._queue[0] is not ticket or self.holders >= max(self.floor, int(self.limit)):
+                while min(self._queue) != ticket or self.holders >= max(self.floor, int(self.limit)) or self.reserved:
                     if cancel is not None and cancel.is_set():
                         return -1
                     now = time.monotonic()
@@ -178,7 +188,7 @@ class AIMDLimiter:
                         raise QuotaWaitTimeout(f"waited in line for the {self.label} until the step's deadline")
                     if on_wait is not None and not told:
                         told = True
-                        ahead = list(self._queue).index(ticket) + self.holders
+                        ahead = sum(1 for t in self._queue if t < ticket) + self.holders
                         self._cond.release()    # never call out while holding the lock
                         try:
                             on_wait(ahead)
@@ -235,6 +245,15 @@ class AIMDLimiter:
     def probe_ended(self) -> None:
         with self._cond:
             self.probing = max(0, self.probing - 1)
+
+    def reserve(self) -> None:
+        with self._cond:
+            self.reserved += 1
+
+    def unreserve(self) -> None:
+        with self._cond:
+            self.reserved = max(0, self.reserved - 1)
+            self._cond.notify_all()
 
     def note_sent(self, in_line: bool) -> None:
         """Count a call sent holding a slot (`in_line`), or a 429 met by one sent without."""
@@ -367,13 +386,22 @@ def holding(limiter: AIMDLimiter) -> bool:
     return any(e[0] is limiter and e[1] for e in _held.__dict__.get("stack", []))
 
 
+def reserve(entry: list) -> None:
+    """The call holding `entry` met the quota and will try again: reserve the refill for it."""
+    if entry[1] and len(entry) == 2:
+        entry.append(True)
+        entry[0].reserve()
+
+
 def give_back(entry: list, success: bool | None = None) -> None:
-    """Release a held slot once (a success also feeds the limiter's pace)."""
+    """Release a held slot once (a success also feeds the limiter's pace), and its reservation."""
     stack = _held.__dict__.setdefault("stack", [])
     if entry in stack:
         stack.remove(entry)
     if entry[1]:
         entry[1] = False
+        if len(entry) > 2:
+            entry[0].unreserve()
         if success:
             entry[0].on_success()
         entry[0].release()
@@ -385,6 +413,8 @@ def release_held() -> None:
     for entry in list(_held.__dict__.get("stack", [])):
         if entry[1]:
             entry[1] = False
+            if len(entry) > 2:
+                entry[0].unreserve()
             entry[0].on_success()
             entry[0].release()
 

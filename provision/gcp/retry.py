@@ -265,7 +265,7 @@ class RetryPolicy:
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
             cancel: threading.Event | None = None, on_wait: Callable[[str], None] | None = None,
             project: str | None = None, number: str | None = None, site: object = None,
-            quota: str | None = None) -> T:
+            quota: str | None = None, priority: float = 0.0) -> T:
         """Call `fn` until it succeeds, a final error, or `deadline` (time.monotonic()) would pass.
 
         An unreachable endpoint (connection refused, name not resolved) is given up on after
@@ -273,7 +273,8 @@ class RetryPolicy:
         a call of a quota family waits for one of its slots first (`on_wait` hears why, once);
         `project`/`number` name the blueprint's project, for quotas charged per project; `site`
         names the call for the governor (default: `fn`'s code, the same line in every blueprint);
-        `quota`: the quota metric the call is known to charge (Governor.bound)."""
+        `quota`: the quota metric the call is known to charge (Governor.bound); `priority`: its
+        place in the quota's line (quota.CHAIN_HEAD goes before 0)."""
         attempt = 0
         started = time.monotonic()
         unreachable_since: float | None = None
@@ -294,7 +295,7 @@ class RetryPolicy:
                             on_wait(f"waiting for the {label} ({ahead} ahead)")
 
                     try:
-                        granted = limiter.acquire(deadline=deadline, cancel=cancel, on_wait=told)
+                        granted = limiter.acquire(deadline=deadline, cancel=cancel, on_wait=told, priority=priority)
                     except quota_mod.QuotaWaitTimeout:
                         if last_exc is not None:
                             raise last_exc from None
@@ -333,6 +334,8 @@ class RetryPolicy:
                         strikes += 1
                         wait = self.delay_for(exc, attempt - 1, now - started, limiter, strikes)
                         limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
+                        if entry is not None:
+                            quota_mod.reserve(entry)
                         reason = reason.replace(f"limited by {family[0].label}",
                                                 f"limited by {family[0].label} ({int(limiter.limit)} at a time)", 1)
                     else:

@@ -26,7 +26,7 @@ from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
-from provision.gcp.quota import SU_WRITES
+from provision.gcp.quota import CHAIN_HEAD, SU_WRITES
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
@@ -77,7 +77,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
             op = make().execute(num_retries=0)
             return ctx.wait_serviceusage(op, kind="serviceusage.enable")
 
-        shown |= enabled_in(ctx.call(attempt, also=ENABLE_PREDICATES, quota=SU_WRITES))
+        shown |= enabled_in(ctx.call(attempt, also=ENABLE_PREDICATES, quota=SU_WRITES, priority=CHAIN_HEAD))
     left = sorted(set(services) - shown)
     if left:
         verify(ctx, project_id, left)

@@ -11,7 +11,7 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
-from provision.gcp.quota import CRM_WRITES
+from provision.gcp.quota import CHAIN_HEAD, CRM_WRITES
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import agent_member
@@ -50,7 +50,7 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
         ctx.progress("waiting for project creation")
         return state_of(ctx.wait_crm(operation, kind="crm.projects.create"))
 
-    created = ctx.call(attempt, quota=CRM_WRITES)
+    created = ctx.call(attempt, quota=CRM_WRITES, priority=CHAIN_HEAD)
     if created is None:
         live = read(ctx, spec.id)
         if live is None:
