@@ -150,10 +150,6 @@ class AIMDLimiter:
         self.holders = 0
         self.probing = 0            # holders waiting to try again after meeting the quota
         self.pollers = 0            # operations whose polls are calls of this family (polls.Poller)
-        # Holders that met the quota and will try again: until they get through, no new slot is
-        # granted, so cheaper calls cannot take the refill a dearer one waits for (a CreateProject
-        # needs the whole bucket of Resource Manager writes).
-        self.reserved = 0
         # What the line decided, for tests and --json: calls sent holding a slot, and 429s met by
         # calls sent without one (a call site's first call, before any 429 bound it to the family).
         self.sent_in_line = 0
@@ -180,7 +176,7 @@ class AIMDLimiter:
             self._queue.append(ticket)
             told = False
             try:
-                while min(self._queue) != ticket or self.holders >= max(self.floor, int(self.limit)) or self.reserved:
+                while min(self._queue) != ticket or self.holders >= max(self.floor, int(self.limit)):
                     if cancel is not None and cancel.is_set():
                         return -1
                     now = time.monotonic()
@@ -245,15 +241,6 @@ class AIMDLimiter:
     def probe_ended(self) -> None:
         with self._cond:
             self.probing = max(0, self.probing - 1)
-
-    def reserve(self) -> None:
-        with self._cond:
-            self.reserved += 1
-
-    def unreserve(self) -> None:
-        with self._cond:
-            self.reserved = max(0, self.reserved - 1)
-            self._cond.notify_all()
 
     def note_sent(self, in_line: bool) -> None:
         """Count a call sent holding a slot (`in_line`), or a 429 met by one sent without."""
@@ -386,22 +373,13 @@ def holding(limiter: AIMDLimiter) -> bool:
     return any(e[0] is limiter and e[1] for e in _held.__dict__.get("stack", []))
 
 
-def reserve(entry: list) -> None:
-    """The call holding `entry` met the quota and will try again: reserve the refill for it."""
-    if entry[1] and len(entry) == 2:
-        entry.append(True)
-        entry[0].reserve()
-
-
 def give_back(entry: list, success: bool | None = None) -> None:
-    """Release a held slot once (a success also feeds the limiter's pace), and its reservation."""
+    """Release a held slot once (a success also feeds the limiter's pace)."""
     stack = _held.__dict__.setdefault("stack", [])
     if entry in stack:
         stack.remove(entry)
     if entry[1]:
         entry[1] = False
-        if len(entry) > 2:
-            entry[0].unreserve()
         if success:
             entry[0].on_success()
         entry[0].release()
@@ -413,8 +391,6 @@ def release_held() -> None:
     for entry in list(_held.__dict__.get("stack", [])):
         if entry[1]:
             entry[1] = False
-            if len(entry) > 2:
-                entry[0].unreserve()
             entry[0].on_success()
             entry[0].release()
 

@@ -334,8 +334,6 @@ class RetryPolicy:
                         strikes += 1
                         wait = self.delay_for(exc, attempt - 1, now - started, limiter, strikes)
                         limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
-                        if entry is not None:
-                            quota_mod.reserve(entry)
                         reason = reason.replace(f"limited by {family[0].label}",
                                                 f"limited by {family[0].label} ({int(limiter.limit)} at a time)", 1)
                     else:
