@@ -75,7 +75,7 @@ def free_port() -> int:
 
 def start_emulator(scale: float, record: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([str(REPO / ".venv/bin/provision"), "emulator", "--port", str(port), "--latency", "realistic",
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "provision"), "emulator", "--port", str(port), "--latency", "realistic",
                              "--time-scale", str(scale), "--record", str(record)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -108,7 +108,7 @@ def help_median(runs: int) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        subprocess.run([str(REPO / ".venv/bin/provision"), "--help"], stdout=subprocess.DEVNULL, check=True)
+        subprocess.run([str(Path(sys.executable).parent / "provision"), "--help"], stdout=subprocess.DEVNULL, check=True)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -219,13 +219,23 @@ def test_a_429_that_names_no_quota_is_a_plain_transient_retry():
 
 # ---------------------------------------------------------------------------- a fleet at the quota
 def test_twenty_blueprints_converge_at_the_service_usage_quota(emulator_factory, tmp_path):
+    """Twenty blueprints at a Service Usage write quota of 10 (two batchEnables, then one per 30 s x
+    the time scale) all converge, queued in the quota's line instead of retrying on their own.
+
+    Asserted on what the governor decided, not on how many 429s a run happened to meet: that count
+    depends on how the machine's load spaces the calls (it was loosened once for a loaded machine
+    and still failed there, 107 against 100). What the governor decides does not: a call that met
+    the quota never tries again outside the line (blind retries: 0, where retrying on one's own
+    makes 4 to 7 tries per enable); a call is refused out of line only on its first try, before
+    its call site learned the quota (at most one per blueprint and call site: the batchEnable and
+    generateServiceIdentity lines); every 429 the record shows is one the governor counted; and
+    the calls after the first refusal went through the line (sent in line, waiting reported)."""
     from test_apply_support import blueprint_dict, load, records
 
     from provision.running import flow
     from provision.gcp.target import Target
 
     table = tmp_path / "quotas.json"
-    # 2 batchEnables at once, then one per 30 s x the time scale: the fleet must queue for them.
     table.write_text(json.dumps({"serviceusage.write": {"limit": 10}}))
     rec = tmp_path / "record.jsonl"
     emu = emulator_factory(latency="realistic", time_scale=0.005, quotas=str(table), record=rec)
@@ -242,24 +252,99 @@ def test_twenty_blueprints_converge_at_the_service_usage_quota(emulator_factory,
 
     outcomes = flow.apply_many(bps, target, listener, parallel=20, run_smoke=False)
     assert [o.error for o in outcomes] == [None] * 20
-    throttled = Counter(r["api"] for r in records(rec) if r["status"] == 429)
-    batch_enables = [r for r in records(rec) if r["path"].endswith(":batchEnable") and r["status"] == 200]
+    got = records(rec)
+    throttled = Counter(r["api"] for r in got if r["status"] == 429)
+    batch_enables = [r for r in got if r["path"].endswith(":batchEnable") and r["status"] == 200]
     assert len(batch_enables) == 20
     assert throttled["serviceusage"] >= 1                   # the fleet did meet the quota...
     retries = [e for e in events if e.kind == "retry"]
     assert any(e.message.startswith("limited by Service Usage write quota") for e in retries)
     if throttled["cloudresourcemanager"]:                 # CreateProject takes the whole 10/s
         assert any(e.message.startswith("limited by Resource Manager write quota") for e in retries)
-    # ...and queued for it instead of retrying on their own: calls waited in line (reported as
-    # progress), and the 429s stay a few per enable, not a storm (retrying blindly makes 4 to 7
-    # per enable here; queued, 1 to 2 on a quiet machine, up to about 4 on a loaded one).
+    # ...and queued for it: what the governor decided.
+    gov = quota.governor_for(target)
+    assert gov.blind_retries == 0                           # nobody tried again outside the line
+    su = {f["label"]: f for f in gov.snapshot()}["Service Usage write quota"]
+    assert su["throttles"] == throttled["serviceusage"]     # every 429 went through the governor
+    assert su["refused_out_of_line"] <= 2 * len(bps)        # first tries only: one per blueprint and site
+    assert su["sent_in_line"] >= 1 and su["holders"] == 0 and su["waiting"] == 0
     queued = [e for e in events if e.kind == "progress" and e.message.startswith("waiting for the Service Usage")]
     assert queued
-    assert throttled["serviceusage"] < 5 * len(batch_enables)
-    # what limited each blueprint's apps step is in its result, as --json shows it
+    # what limited each blueprint's apis step is in its result, as --json shows it
     limited = {o.project: o.apply.to_json()["steps"] for o in outcomes}
     assert any("Service Usage write quota" in s["limited_by"] for steps in limited.values() for s in steps
                if s["id"] == "apis")
-    snapshot = {f["label"]: f for f in quota.governor_for(target).snapshot()}
-    assert snapshot["Service Usage write quota"]["throttles"] == throttled["serviceusage"]
-    assert snapshot["Service Usage write quota"]["holders"] == 0
+
+
+# ---------------------------------------------------------------------------- polls at a quota
+def test_an_operation_is_first_polled_when_its_kind_is_usually_done_then_seldom():
+    from provision.gcp.polls import Schedule
+    from provision.gcp.target import Target
+
+    target = Target(emulator="http://127.0.0.1:9")          # x0.02: Google's 20 s enable is 0.4 s
+    enable = Schedule.of("serviceusage.enable", target)
+    assert enable.next(0.0) == pytest.approx(0.4)           # one poll where the eager schedule made 20
+    assert enable.next(0.1) == pytest.approx(0.3)           # still early: wait for the typical time
+    assert enable.next(0.4) == pytest.approx(0.04)          # late: a tenth of the time waited
+    assert enable.next(100.0) == pytest.approx(target.max_poll)
+    eager = Schedule.of(None, target)                       # an import: its progress is watched
+    assert eager.next(0.0) == pytest.approx(target.first_poll) and eager.next(1.0) == pytest.approx(0.05)
+    assert Schedule.of("crm.projects.create", Target()).next(0.0) == 12.0   # on Google, unscaled
+    assert enable.next(0.4, spacing=0.25) == 0.25           # a refusing quota's spacing wins
+
+
+def test_pollers_of_a_refusing_quota_share_its_pace():
+    clock = [0.0]
+    lim = quota.AIMDLimiter("Service Usage read quota", clock=lambda: clock[0])
+    assert lim.poll_spacing() is None                       # never refused: polls keep their schedule
+    lim.on_throttle(hot_for=60.0)
+    for _ in range(3):                                      # admitted one every 0.5 s while refusing
+        clock[0] += 0.5
+        lim.on_success()
+    for _ in range(4):
+        lim.poll_started()
+    assert lim.poll_spacing() == pytest.approx(0.5 * 4)    # four pollers: each once per 2 s
+    lim.poll_ended()
+    assert lim.poll_spacing() == pytest.approx(0.5 * 3)
+    clock[0] += 120.0                                       # no refusal for a while: back to the schedule
+    assert lim.poll_spacing() is None
+
+
+def test_a_poll_that_meets_a_quota_puts_every_poll_of_that_api_in_its_line():
+    from provision.gcp.polls import Poller
+
+    gov = quota.Governor()
+    reads = {**SU_WRITES, "quota_metric": "serviceusage.googleapis.com/read_requests"}
+    first = Poller(gov, "poll:serviceusage", "team-a")
+    with pytest.raises(RawHttpError):
+        first.fetch(lambda: (_ for _ in ()).throw(too_many(reads)))
+    (key, limiter), = gov.families.items()
+    assert key.label == "Service Usage read quota" and limiter.throttles == 1 and limiter.pollers == 1
+    other = Poller(gov, "poll:serviceusage", "team-b")      # another blueprint's operation, same API
+    assert other.fetch(lambda: {"done": True}) == {"done": True}
+    assert limiter.pollers == 2 and limiter.refused_out_of_line == 1
+    assert limiter.sent_in_line == 1 and limiter.admitted == 1  # the second poll went through the line
+    first.close(), other.close()
+    assert limiter.pollers == 0 and limiter.holders == 0
+
+
+def test_a_call_its_blueprint_waits_for_goes_first_in_the_line():
+    lim = quota.AIMDLimiter("Service Usage write quota", ceiling=1)
+    lim.acquire()
+    order: list[str] = []
+    waiting = {name: threading.Event() for name in ("agent", "enable")}
+
+    def caller(name: str, priority: float) -> None:
+        lim.acquire(on_wait=lambda ahead: waiting[name].set(), priority=priority)
+        order.append(name)
+        lim.release()
+
+    agent = threading.Thread(target=caller, args=("agent", 0.0))      # first in line...
+    agent.start()
+    assert waiting["agent"].wait(10)
+    enable = threading.Thread(target=caller, args=("enable", quota.CHAIN_HEAD))
+    enable.start()
+    assert waiting["enable"].wait(10)
+    lim.release()
+    agent.join(10), enable.join(10)
+    assert order == ["enable", "agent"]                      # ...but the enable heads a long chain

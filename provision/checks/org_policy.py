@@ -12,7 +12,8 @@ Reads the effective policy of four constraints with Org Policy v2 `getEffectiveP
 - `storage.uniformBucketLevelAccess`, `storage.publicAccessPrevention`: a blueprint that turns either
   off (`bucket.uniform_access: false`, `bucket.public_access_prevention: inherited`) where it is enforced.
 Without permission to read a policy (orgpolicy.policy.get, in roles/orgpolicy.policyViewer), a plan
-note says what was not checked; that is never a failure.
+note says what was not checked; that is never a failure. A parent's policies are read once for the
+blueprints of a run (provision/gcp/shared.py); a project's own, once by its blueprint.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from typing import Any
 from provision.checks import location_groups
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_service_disabled, is_status, parse
+from provision.gcp.shared import shared_reads
 
 CONSTRAINTS = ("gcp.resourceLocations", "iam.allowedPolicyMemberDomains", "storage.uniformBucketLevelAccess",
                "storage.publicAccessPrevention")
@@ -48,7 +50,11 @@ def read(ctx: Ctx, resource: str) -> dict[str, dict] | str:
                 if is_status(exc, 400, 404):
                     return None
                 raise
-        return ctx.call(get)
+        if kind == "projects":
+            return ctx.call(get)
+        # A parent's policies are the same for every blueprint under it: asked once per run.
+        return shared_reads(ctx.target).get(("orgpolicy.getEffectivePolicy", resource, constraint),
+                                            lambda: ctx.call(get))
 
     found = ctx.parallel([(lambda c=c: one(c)) for c in CONSTRAINTS])
     why = next((f for f in found if isinstance(f, str)), None)

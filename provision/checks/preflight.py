@@ -8,8 +8,9 @@ Then asks `testIamPermissions` where Google answers it: the parent folder or org
 create the project), the billing account (to link it), the project when it exists (everything
 else). Every missing permission is listed with the predefined role that grants it. The
 answer of the service (or the emulator, which grants everything without --enforce-iam)
-decides; a resource kind whose testIamPermissions is not served is skipped with a note.
-Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
+decides; a resource kind whose testIamPermissions is not served is skipped with a note. The
+parent's and the billing account's answers are the same for every blueprint of a run, so they are
+asked once per run (provision/gcp/shared.py). Google's libraries are imported where they are used (provision/gcp/__init__.py says why).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_quota_project_missing, is_status, parse, quota_project_fix, role_for
+from provision.gcp.shared import shared_reads
 from provision.resources import billing as billing_mod
 from provision.resources import project_iam
 
@@ -153,21 +155,24 @@ def check(ctx: Ctx, bp: Any, project_visible: bool, billing: str | None = None) 
         parent = bp.project.parent
         kind = parent.split("/")[0]
         client = ctx.target.folders() if kind == "folders" else ctx.target.organizations()
-        try:
-            resp = ctx.call(lambda: client.test_iam_permissions(
-                request={"resource": parent, "permissions": CREATE_PERMISSIONS}, retry=None))
+        ask = lambda: list(client.test_iam_permissions(  # noqa: E731
+            request={"resource": parent, "permissions": CREATE_PERMISSIONS}, retry=None).permissions)
+        try:   # the same question for every blueprint under this parent: asked once per run
+            got = set(shared_reads(ctx.target).get(("testIamPermissions", parent, tuple(CREATE_PERMISSIONS)),
+                                                   lambda: ctx.call(ask)))
         except Exception as exc:  # noqa: BLE001
             if is_status(exc, 404, 501):
                 notes.append(f"could not check permissions on {parent} (testIamPermissions not served)")
                 return []
             raise
-        got = set(resp.permissions)
         return [(parent, p) for p in CREATE_PERMISSIONS if p not in got]
 
     def on_billing():
         acct = billing_mod.account_name(bp.project.billing_account)
         try:
-            got = billing_mod.test_permissions(ctx, bp.project.billing_account, BILLING_PERMISSIONS)
+            got = shared_reads(ctx.target).get(   # one billing account for the fleet: asked once per run
+                ("testIamPermissions", acct, tuple(BILLING_PERMISSIONS)),
+                lambda: billing_mod.test_permissions(ctx, bp.project.billing_account, BILLING_PERMISSIONS))
         except Exception as exc:  # noqa: BLE001
             if is_status(exc, 403):
                 raise ProvisionError(f"billing account {bp.project.billing_account} not found or not yours; you need "

@@ -1,8 +1,9 @@
 """What a resource function gets: the target, the retry policy, a deadline, and a way to report.
 
 Resource modules never sleep or loop themselves: `ctx.call(fn)` retries under the step's
-deadline and reports each retry with its reason; `ctx.wait_*` waits for an operation with
-growing intervals; `ctx.progress` and `ctx.note` feed the engine's events. Every policy of one target shares its
+deadline and reports each retry with its reason; `ctx.wait_*` waits for an operation on the
+quota-sparing schedule of provision/gcp/polls.py; `ctx.progress` and `ctx.note` feed the
+engine's events. Every policy of one target shares its
 quota governor (provision.gcp.quota), so blueprints applied side by side queue together at a
 Google quota; a call waiting in that line reports it as progress.
 """
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, TypeVar
 
-from provision.gcp import operations, quota
+from provision.gcp import operations, polls, quota
 from provision.gcp.retry import Predicate, RetryPolicy, service_disabled_after_enable
 from provision.gcp.target import Target
 
@@ -104,14 +105,17 @@ class Ctx:
 
     # -------------------------------------------------------------- calling
     def call(self, fn: Callable[[], T], *, within: float | None = None, also: tuple[Predicate, ...] = (),
-             site: object = None) -> T:
+             site: object = None, quota: str | None = None, priority: float = 0.0) -> T:
         """Run `fn`, retrying what the policy says is retryable (plus the `also` predicates, for
-        this call only), until the step's deadline (or `within` seconds from now, if sooner)."""
+        this call only), until the step's deadline (or `within` seconds from now, if sooner).
+        `quota`: the quota metric `fn` charges, when known (e.g. quota.CRM_WRITES); `priority`: its
+        place in that quota's line (quota.CHAIN_HEAD: before the others)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
         policy = self.policy.with_predicates(*also) if also else self.policy
         return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
                           on_wait=self.progress if self.reporter.on_progress else None,
-                          project=self.facts.project_id, number=self.facts.project_number, site=site)
+                          project=self.facts.project_id, number=self.facts.project_number, site=site,
+                          quota=quota, priority=priority)
 
     def execute(self, request: Any, **kw: Any) -> Any:
         """`ctx.call(request.execute)` for a googleapiclient request (num_retries=0: we retry)."""
@@ -121,30 +125,37 @@ class Ctx:
         return self.call(lambda: request.execute(num_retries=0), **kw)
 
     # -------------------------------------------------------------- waiting
-    def _wait_kw(self, on_poll=None) -> dict:
+    def _wait_kw(self, api: str, on_poll=None) -> dict:
         # The call that started the operation was answered: its quota slot goes back before the
         # (long) wait, so the next caller in line need not wait for this operation too.
         quota.release_held()
+        # Polls of one API share a call site for the governor: a 429 on any operation's poll
+        # puts the polls of every blueprint in that quota's line.
+        poller = polls.Poller(self.policy.governor, f"poll:{api}", self.facts.project_id, self.facts.project_number,
+                              hot_for=self.target.max_backoff)
         return dict(deadline=self.deadline, policy=self.policy, on_poll=on_poll,
-                    on_retry=self.reporter.on_retry, cancel=self.cancel)
+                    on_retry=self.reporter.on_retry, cancel=self.cancel, poller=poller)
 
-    def wait_serviceusage(self, op: dict, version: str = "v1") -> dict:
-        return operations.serviceusage(self.target, op, version=version, **self._wait_kw())
+    def wait_serviceusage(self, op: dict, version: str = "v1", kind: str | None = None) -> dict:
+        """Wait for a Service Usage operation of `kind` (a polls.TYPICAL key, e.g. serviceusage.enable)."""
+        return operations.serviceusage(self.target, op, version=version, kind=kind, **self._wait_kw("serviceusage"))
 
-    def wait_healthcare(self, op: dict, on_poll: Callable[[dict], None] | None = None) -> dict:
-        return operations.healthcare(self.target, op, **self._wait_kw(on_poll))
+    def wait_healthcare(self, op: dict, on_poll: Callable[[dict], None] | None = None, kind: str | None = None) -> dict:
+        """Wait for a Healthcare dataset-level operation of `kind` (None: the eager schedule)."""
+        return operations.healthcare(self.target, op, kind=kind, **self._wait_kw("healthcare", on_poll))
 
     def wait_operation(self, op: dict, fetch: Callable[[str], dict],
-                       on_poll: Callable[[dict], None] | None = None) -> dict:
+                       on_poll: Callable[[dict], None] | None = None, api: str = "run") -> dict:
         """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry), read
-        again by name through `fetch(name)`."""
+        again by name through `fetch(name)`; `api` names the quota family its polls share."""
         name = op["name"]
         return operations.wait(lambda: fetch(name), op, name=name, interval=self.target.first_poll,
                                max_interval=self.target.max_poll, **operations.gone_window(self.target),
-                               **self._wait_kw(on_poll))
+                               **self._wait_kw(api, on_poll))
 
-    def wait_crm(self, operation: Any) -> Any:
-        return operations.crm(self.target, operation, **self._wait_kw())
+    def wait_crm(self, operation: Any, kind: str | None = None) -> Any:
+        """Wait for a Resource Manager operation of `kind` (e.g. crm.projects.create)."""
+        return operations.crm(self.target, operation, kind=kind, **self._wait_kw("crm"))
 
     # -------------------------------------------------------------- reporting
     def progress(self, message: str, done: int | None = None, total: int | None = None) -> None:

@@ -7,12 +7,14 @@
 - Service Usage v1beta1 `generateServiceIdentity`: same operations endpoint, v1beta1.
 - Healthcare: dataset-level operations `projects/P/locations/L/datasets/D/operations/ID`.
 
-Polls come at growing intervals (first interval from the target's timing profile: a second on
-Google, scaled down with it; then a twentieth of the time waited so far, up to a cap) until a deadline. A finished operation with `error`
-raises `OperationFailed` carrying Google's message and the operation's metadata (import
-counters, logs link). A 404 on the operation itself counts as "not visible yet", as Terraform
-treats it, but only for a window (`gone_s`, from the target's timing profile): each 404 in a row is reported as a
-retry, and past the window (the target's timing profile, `gone_s`) the operation is taken as gone (`OperationGone`: an emulator restarted
+Polls come on the schedule of provision/gcp/polls.py: the first when an operation of its kind
+is usually done on Google (scaled with the target's timing profile), then at growing intervals,
+never faster than the poll's quota admits once a 429 has named it (each poll is then a call of that
+quota family, in its line), until a deadline. A finished operation with `error` raises
+`OperationFailed` carrying Google's message and the operation's metadata (import counters, logs
+link). A 404 on the operation itself counts as "not visible yet", as Terraform treats it, but only
+for a window (`gone_s`, from the target's timing profile): each 404 in a row is reported as a
+retry, and past the window the operation is taken as gone (`OperationGone`: an emulator restarted
 without --data-dir forgets its operations) instead of being polled until the deadline. Transient
 errors while polling are retried by the same policy as everything else; a RetryInfo in one (a
 quota's 429) delays the next poll by at least its `retryDelay`.
@@ -25,11 +27,11 @@ from typing import Any, Callable
 
 from provision.errors import ProvisionError
 from provision.gcp.errors import OperationFailed, OperationTimeout, is_not_found, parse
+from provision.gcp.polls import Poller, Schedule
 from provision.gcp.quota import retry_jitter
 from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy, retry_info_delay
 
 OnPoll = Callable[[dict], None]
-POLL_FRACTION = 0.05
 
 
 class OperationGone(ProvisionError):
@@ -48,88 +50,92 @@ def gone_window(target: Any) -> dict:
     return {"gone_after": target.timing.gone_s, "emulator": bool(getattr(target, "emulator", None))}
 
 
-def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: float, interval: float,
-         max_interval: float, policy: RetryPolicy | None = None, on_poll: OnPoll | None = None,
-         on_retry: OnRetry | None = None, cancel: threading.Event | None = None,
-         gone_after: float | None = None, emulator: bool = False) -> dict:
+def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: float, interval: float = 1.0,
+         max_interval: float = 15.0, schedule: Schedule | None = None, policy: RetryPolicy | None = None,
+         on_poll: OnPoll | None = None, on_retry: OnRetry | None = None, cancel: threading.Event | None = None,
+         gone_after: float | None = None, emulator: bool = False, poller: Poller | None = None) -> dict:
     """Poll `fetch()` until the operation is done; return it (raise OperationFailed on `error`).
 
-    404s in a row are reported through `on_retry`; after `gone_after` seconds of them (None:
-    until the deadline) the operation is taken as gone (OperationGone)."""
-    op = first
-    retries = 0
-    missing_since: float | None = None
+    `schedule` says when to poll (default: the eager one, from `interval` and `max_interval`);
+    `poller` makes each poll a call of its quota family (provision/gcp/polls.py). 404s in a row
+    are reported through `on_retry`; after `gone_after` seconds of them (None: until the
+    deadline) the operation is taken as gone (OperationGone)."""
+    schedule = schedule or Schedule(0.0, interval, max_interval)
+    op, retries, missing_since = first, 0, None
     started = time.monotonic()
-    first_interval = interval
+    pause = schedule.next(0.0, poller.spacing() if poller else None)
     asked = 0.0      # a RetryInfo's delay for the next poll (a quota's answer), else 0
-    while True:
-        if op is not None:
-            if on_poll:
-                on_poll(op)
-            if op.get("done"):
-                if op.get("error"):
-                    raise OperationFailed(op.get("name", name), op["error"], op.get("metadata"))
-                return op
-        now = time.monotonic()
-        if now >= deadline:
-            raise OperationTimeout(name, now - started)
-        pause = min(max(interval, asked), max(0.0, deadline - now))
-        asked = 0.0
-        if cancel is not None:
-            if cancel.wait(pause):
-                raise Cancelled()
-        else:
-            time.sleep(pause)
-        # Intervals grow with the time already waited (a twentieth of it), so a finished operation
-        # is noticed at most ~5% late, without polling a long one more than needed.
-        interval = min(max_interval, max(first_interval, POLL_FRACTION * (time.monotonic() - started)))
-        try:
-            op = fetch()
-            missing_since = None
-        except Exception as exc:  # noqa: BLE001
-            if is_not_found(exc):
-                # Not visible yet (eventual consistency), or gone: keep polling for a window.
+    try:
+        while True:
+            if op is not None:
+                if on_poll:
+                    on_poll(op)
+                if op.get("done"):
+                    if op.get("error"):
+                        raise OperationFailed(op.get("name", name), op["error"], op.get("metadata"))
+                    return op
+            now = time.monotonic()
+            if now >= deadline:
+                raise OperationTimeout(name, now - started)
+            pause = min(max(pause, asked), max(0.0, deadline - now))
+            asked = 0.0
+            if cancel is not None:
+                if cancel.wait(pause):
+                    raise Cancelled()
+            else:
+                time.sleep(pause)
+            try:
+                op = poller.fetch(fetch, deadline=deadline, cancel=cancel) if poller else fetch()
+                missing_since = None
+            except Exception as exc:  # noqa: BLE001
                 op = None
-                now = time.monotonic()
-                missing_since = now if missing_since is None else missing_since
-                if gone_after is not None and now - missing_since >= gone_after:
-                    raise OperationGone(name, now - missing_since, emulator) from None
-                retries += 1
-                if on_retry:
-                    on_retry(retries, interval, f"operation {name} not found yet (404)")
-                continue
-            reason = policy.classify(exc) if policy else None
-            if reason is None or time.monotonic() >= deadline:
-                raise
-            retries += 1
-            hint = retry_info_delay(parse(exc))
-            if hint is not None and policy is not None:
-                asked = retry_jitter(policy.rng, hint)   # honoured, as in RetryPolicy.run
-            if on_retry:
-                on_retry(retries, max(interval, asked), f"polling {name}: {reason}")
-            op = None
+                if is_not_found(exc):
+                    # Not visible yet (eventual consistency), or gone: keep polling for a window.
+                    now = time.monotonic()
+                    missing_since = now if missing_since is None else missing_since
+                    if gone_after is not None and now - missing_since >= gone_after:
+                        raise OperationGone(name, now - missing_since, emulator) from None
+                    retries += 1
+                    reason = f"operation {name} not found yet (404)"
+                else:
+                    reason = policy.classify(exc) if policy else None
+                    if reason is None or time.monotonic() >= deadline:
+                        raise
+                    retries += 1
+                    hint = retry_info_delay(parse(exc))
+                    if hint is not None and policy is not None:
+                        asked = retry_jitter(policy.rng, hint)   # honoured, as in RetryPolicy.run
+                    reason = f"polling {name}: {reason}"
+            pause = schedule.next(time.monotonic() - started, poller.spacing() if poller else None)
+            if op is None and on_retry:
+                on_retry(retries, max(pause, asked), reason)
+    finally:
+        if poller is not None:
+            poller.close()
 
 
-def serviceusage(target: Any, op: dict, *, version: str = "v1", **kw: Any) -> dict:
-    """Wait for a Service Usage operation (`operations/acf.*`); a done one is returned as is."""
+def serviceusage(target: Any, op: dict, *, version: str = "v1", kind: str | None = None, **kw: Any) -> dict:
+    """Wait for a Service Usage operation (`operations/acf.*`) of `kind` (a polls.TYPICAL key); a
+    done one is returned as is."""
     if op.get("done"):  # e.g. operations/noop.DONE_OPERATION: never polled
         if op.get("error"):
             raise OperationFailed(op.get("name", "?"), op["error"], op.get("metadata"))
         return op
     name = op["name"]
-    return wait(lambda: target.serviceusage(version).operations().get(name=name).execute(), op,
-                name=name, interval=target.first_poll, max_interval=target.max_poll, **gone_window(target), **kw)
+    return wait(lambda: target.serviceusage(version).operations().get(name=name).execute(num_retries=0), op,
+                name=name, schedule=Schedule.of(kind, target), **gone_window(target), **kw)
 
 
-def healthcare(target: Any, op: dict, **kw: Any) -> dict:
-    """Wait for a Healthcare dataset-level operation."""
+def healthcare(target: Any, op: dict, *, kind: str | None = None, **kw: Any) -> dict:
+    """Wait for a Healthcare dataset-level operation of `kind` (a polls.TYPICAL key, or None)."""
     name = op["name"]
-    return wait(lambda: target.healthcare().projects().locations().datasets().operations().get(name=name).execute(),
-                op, name=name, interval=target.first_poll, max_interval=target.max_poll, **gone_window(target), **kw)
+    fetch = lambda: target.healthcare().projects().locations().datasets().operations().get(  # noqa: E731
+        name=name).execute(num_retries=0)
+    return wait(fetch, op, name=name, schedule=Schedule.of(kind, target), **gone_window(target), **kw)
 
 
-def crm(target: Any, operation: Any, **kw: Any) -> Any:
-    """Wait for a Resource Manager v3 api_core Operation; returns its result message."""
+def crm(target: Any, operation: Any, *, kind: str | None = None, **kw: Any) -> Any:
+    """Wait for a Resource Manager v3 api_core Operation of `kind`; returns its result message."""
     pb = operation.operation
 
     def as_dict() -> dict:
@@ -143,6 +149,6 @@ def crm(target: Any, operation: Any, **kw: Any) -> Any:
         operation.done(retry=None)
         return as_dict()
 
-    wait(fetch, as_dict(), name=pb.name or "operation", interval=target.first_poll,
-         max_interval=target.max_poll, **gone_window(target), **kw)
+    wait(fetch, as_dict(), name=pb.name or "operation", schedule=Schedule.of(kind, target), **gone_window(target),
+         **kw)
     return operation.result(timeout=0, retry=None)

@@ -26,11 +26,20 @@ own project, the quota is per project (Cloud Healthcare, per region too) and eve
 its own family; otherwise (Resource Manager, Service Usage: the caller's quota project) the
 whole fleet shares one family.
 
-`Governor.snapshot()` shows each family (limit, holders, queue, throttles); the reason of every
-retry names the family: "limited by Service Usage write quota".
+Polls of long-running operations are calls too (provision/gcp/polls.py): a 429 on a poll binds
+the API's poll site to its family, later polls wait in the family's line, and while the family
+refuses calls each operation polls no faster than `poll_spacing` (the family's admission pace
+times the operations polling it).
+
+`Governor.snapshot()` shows each family (limit, holders, queue, throttles, pollers, and what the
+line decided: calls sent in line, 429s met by calls sent out of line, i.e. a call site's first
+calls before it learned the quota); `Governor.blind_retries` counts calls sent again outside
+the line after meeting a quota (none, by design). The reason of every retry names the family:
+"limited by Service Usage write quota".
 """
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import threading
@@ -52,6 +61,13 @@ SERVICE_NAMES = {
     "orgpolicy.googleapis.com": "Org Policy",
     "cloudkms.googleapis.com": "Cloud KMS",
 }
+# Quota metrics the provisioner's own writes are documented to charge (Google's quota pages;
+# the 429s name them so): calls say which, so they queue behind a family another call learnt.
+CRM_WRITES = "cloudresourcemanager.googleapis.com/write_requests"
+SU_WRITES = "serviceusage.googleapis.com/mutate_requests"
+# A call most of its blueprint waits for (CreateProject, an enable) goes before the line's other
+# calls (a service agent, a grant: short tails), so the fleet's long chains start first.
+CHAIN_HEAD = 1.0
 QUOTA_REASONS = ("RATE_LIMIT_EXCEEDED", "RESOURCE_EXHAUSTED", "rateLimitExceeded", "userRateLimitExceeded")
 
 
@@ -133,6 +149,11 @@ class AIMDLimiter:
         self.clock = clock
         self.holders = 0
         self.probing = 0            # holders waiting to try again after meeting the quota
+        self.pollers = 0            # operations whose polls are calls of this family (polls.Poller)
+        # What the line decided, for tests and --json: calls sent holding a slot, and 429s met by
+        # calls sent without one (a call site's first call, before any 429 bound it to the family).
+        self.sent_in_line = 0
+        self.refused_out_of_line = 0
         self.epoch = 0              # bumped by every decrease
         self._last_decrease = float("-inf")   # when (self.clock) the limit last went down
         self.throttles = 0
@@ -141,19 +162,21 @@ class AIMDLimiter:
         self._last_admit: float | None = None
         self._hot_until = 0.0       # throttled recently: admissions measure the quota's pace
         self._cond = threading.Condition()
-        self._queue: deque = deque()
+        self._queue: deque = deque()      # tickets (-priority, arrival): the smallest goes next
+        self._tickets = itertools.count()
 
     # ------------------------------------------------------------------ slots
     def acquire(self, *, deadline: float | None = None, cancel: threading.Event | None = None,
-                on_wait: Callable[[int], None] | None = None) -> int:
-        """Wait for a slot (first come, first served); returns the epoch it was granted in.
+                on_wait: Callable[[int], None] | None = None, priority: float = 0.0) -> int:
+        """Wait for a slot (first come, first served among calls of the same `priority`; a higher
+        one goes first); returns the epoch it was granted in.
         Raises QuotaWaitTimeout past `deadline` (time.monotonic()); returns -1 when `cancel` is set."""
-        ticket = object()
+        ticket = (-priority, next(self._tickets))
         with self._cond:
             self._queue.append(ticket)
             told = False
             try:
-                while self._queue[0] is not ticket or self.holders >= max(self.floor, int(self.limit)):
+                while min(self._queue) != ticket or self.holders >= max(self.floor, int(self.limit)):
                     if cancel is not None and cancel.is_set():
                         return -1
                     now = time.monotonic()
@@ -161,7 +184,7 @@ class AIMDLimiter:
                         raise QuotaWaitTimeout(f"waited in line for the {self.label} until the step's deadline")
                     if on_wait is not None and not told:
                         told = True
-                        ahead = list(self._queue).index(ticket) + self.holders
+                        ahead = sum(1 for t in self._queue if t < ticket) + self.holders
                         self._cond.release()    # never call out while holding the lock
                         try:
                             on_wait(ahead)
@@ -219,6 +242,31 @@ class AIMDLimiter:
         with self._cond:
             self.probing = max(0, self.probing - 1)
 
+    def note_sent(self, in_line: bool) -> None:
+        """Count a call sent holding a slot (`in_line`), or a 429 met by one sent without."""
+        with self._cond:
+            if in_line:
+                self.sent_in_line += 1
+            else:
+                self.refused_out_of_line += 1
+
+    def poll_started(self) -> None:
+        with self._cond:
+            self.pollers += 1
+
+    def poll_ended(self) -> None:
+        with self._cond:
+            self.pollers = max(0, self.pollers - 1)
+
+    def poll_spacing(self) -> float | None:
+        """The least interval between one operation's polls while this quota refuses calls: the pace
+        at which it admits them times the operations polling it, so that together they ask no faster
+        than it admits (None: not refusing lately, or its pace not known yet)."""
+        with self._cond:
+            if self.interval is None or self.clock() >= self._hot_until:
+                return None
+            return self.interval * max(1, self.pollers)
+
     def pace(self) -> float | None:
         """How long a caller that met the quota should wait, from the observed pace (None: unknown yet)."""
         with self._cond:
@@ -230,6 +278,8 @@ class AIMDLimiter:
         with self._cond:
             return {"label": self.label, "limit": round(self.limit, 2), "holders": self.holders,
                     "waiting": len(self._queue), "throttles": self.throttles, "admitted": self.admitted,
+                    "pollers": self.pollers, "sent_in_line": self.sent_in_line,
+                    "refused_out_of_line": self.refused_out_of_line,
                     "interval_s": None if self.interval is None else round(self.interval, 4)}
 
 
@@ -240,7 +290,14 @@ class Governor:
     ceiling: float = 64.0
     families: dict[FamilyKey, AIMDLimiter] = field(default_factory=dict)
     bindings: dict[Any, Binding] = field(default_factory=dict)
+    by_metric: dict[str, Binding] = field(default_factory=dict)   # the last binding learnt for each metric
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Calls sent again without a slot after they met a quota: retrying blindly (never, by design).
+    blind_retries: int = 0
+
+    def note_blind_retry(self) -> None:
+        with self._lock:
+            self.blind_retries += 1
 
     def limiter(self, key: FamilyKey) -> AIMDLimiter:
         with self._lock:
@@ -257,14 +314,22 @@ class Governor:
         service, metric, consumer, location = found
         own = {f"projects/{p}" for p in (project, number) if p}
         binding = Binding(service, metric, per_project=consumer in own, consumer=consumer, location=location)
-        if site is not None:
-            with self._lock:
+        with self._lock:
+            if site is not None:
                 self.bindings[site] = binding
+            self.by_metric[metric] = binding
         key = binding.key(project)
         return key, self.limiter(key)
 
-    def bound(self, site: Any, project: str | None) -> tuple[FamilyKey, AIMDLimiter] | None:
+    def bound(self, site: Any, project: str | None, metric: str | None = None) -> tuple[FamilyKey, AIMDLimiter] | None:
+        """The family `site` learnt; else, for a call that says which quota metric it charges (a
+        Resource Manager write), the family another call site learnt for that metric: a call that
+        never met the quota itself still queues behind the ones that did, instead of taking the
+        tokens they wait for (a CreateProject needs the whole bucket; cheap writes sent around the
+        line would starve it)."""
         binding = self.bindings.get(site) if site is not None else None
+        if binding is None and metric:
+            binding = self.by_metric.get(metric)
         if binding is None:
             return None
         key = binding.key(project)

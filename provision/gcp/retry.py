@@ -264,21 +264,24 @@ class RetryPolicy:
 
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
             cancel: threading.Event | None = None, on_wait: Callable[[str], None] | None = None,
-            project: str | None = None, number: str | None = None, site: object = None) -> T:
+            project: str | None = None, number: str | None = None, site: object = None,
+            quota: str | None = None, priority: float = 0.0) -> T:
         """Call `fn` until it succeeds, a final error, or `deadline` (time.monotonic()) would pass.
 
         An unreachable endpoint (connection refused, name not resolved) is given up on after
         `unreachable_s` seconds of such failures in a row, whatever the deadline. With a governor,
         a call of a quota family waits for one of its slots first (`on_wait` hears why, once);
         `project`/`number` name the blueprint's project, for quotas charged per project; `site`
-        names the call for the governor (default: `fn`'s code, the same line in every blueprint)."""
+        names the call for the governor (default: `fn`'s code, the same line in every blueprint);
+        `quota`: the quota metric the call is known to charge (Governor.bound); `priority`: its
+        place in the quota's line (quota.CHAIN_HEAD goes before 0)."""
         attempt = 0
         started = time.monotonic()
         unreachable_since: float | None = None
         gov = self.governor
         if gov is not None and site is None:
             site = getattr(fn, "__code__", None)
-        family = gov.bound(site, project) if gov is not None else None
+        family = gov.bound(site, project, quota) if gov is not None else None
         entry: list | None = None
         last_exc: BaseException | None = None
         strikes = 0      # quota refusals in a row for this call
@@ -292,7 +295,7 @@ class RetryPolicy:
                             on_wait(f"waiting for the {label} ({ahead} ahead)")
 
                     try:
-                        granted = limiter.acquire(deadline=deadline, cancel=cancel, on_wait=told)
+                        granted = limiter.acquire(deadline=deadline, cancel=cancel, on_wait=told, priority=priority)
                     except quota_mod.QuotaWaitTimeout:
                         if last_exc is not None:
                             raise last_exc from None
@@ -300,6 +303,12 @@ class RetryPolicy:
                     if granted < 0:
                         raise Cancelled()
                     entry = quota_mod.hold(limiter)
+                # Counted for what the line decided (Governor.snapshot): sent in line, or not.
+                in_line = family[0] if family is not None and (entry is not None or quota_mod.holding(family[1])) else None
+                if in_line is not None:
+                    family[1].note_sent(True)
+                elif strikes and gov is not None:
+                    gov.note_blind_retry()
                 sent_at = time.monotonic()
                 try:
                     result = fn()
@@ -320,6 +329,8 @@ class RetryPolicy:
                                 entry = None
                             family = learned
                         limiter = family[1]
+                        if in_line != family[0]:
+                            limiter.note_sent(False)
                         strikes += 1
                         wait = self.delay_for(exc, attempt - 1, now - started, limiter, strikes)
                         limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))

@@ -1,10 +1,24 @@
-"""Enabled services (Service Usage v1): list, enable what is missing, verify by listing again.
+"""Enabled services (Service Usage v1): list, enable what is missing, verify.
 
 As Terraform does: a single service goes through `services/{svc}:enable` (batchEnable refuses
 a single item in some cases), several through one `services:batchEnable` (at most 20 per call);
-the operation is awaited (an `operations/noop.DONE_OPERATION` answer is already done); then
-`services?filter=state:ENABLED` is listed until every requested service shows, because enabling
-is eventually consistent.
+the operation is awaited (an `operations/noop.DONE_OPERATION` answer is already done).
+
+Enable is verified (DESIGN §4), and the finished operation is that verification when it can be:
+its response is, in the discovery document's words, "the new state of the services after
+enabling" (`BatchEnableServicesResponse.services`, `EnableServiceResponse.service`), and
+batchEnable is atomic (all or none). So a done operation whose response names every requested
+service with state ENABLED is Service Usage's own answer about exactly those services: reading
+them back would ask the same service the same question, at the price of a read from the fleet's
+shared Service Usage read quota (240 a minute). Terraform re-lists `services?filter=state:ENABLED`
+after enabling because that listing can lag behind the operation; that lag only matters to a
+reader of the listing, which here is the next plan (where a lagging listing plans an enable that
+Service Usage answers with `noop.DONE_OPERATION`: no harm). What neither the operation nor the
+listing proves is that the other APIs see the service yet: SERVICE_DISABLED right after enabling
+is retried where it happens (retry.service_disabled_after_enable), whichever way enable was
+verified. A response that does not name them all (an `Empty`, a service left out) is checked by
+reading exactly those services back with `services:batchGet` (at most 30 a call) until they show
+ENABLED.
 """
 from __future__ import annotations
 
@@ -12,12 +26,14 @@ from typing import Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
+from provision.gcp.quota import CHAIN_HEAD, SU_WRITES
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.hosting_names import HOSTING_APIS, deploys
 from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
 
-BATCH = 20
+BATCH = 20       # services per batchEnable (Google's limit)
+GET_BATCH = 30   # names per services:batchGet (Google's limit)
 
 
 def read(ctx: Ctx, project_id: str) -> set[str]:
@@ -44,11 +60,12 @@ def read(ctx: Ctx, project_id: str) -> set[str]:
 
 
 def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
-    """Enable `services` (those not yet enabled) and wait until they all list as ENABLED."""
+    """Enable `services` (those not yet enabled) and make sure they all are (module docstring)."""
     if not services:
         return
     su = ctx.target.serviceusage()
     todo = sorted(services)
+    shown: set[str] = set()
     for i in range(0, len(todo), BATCH):
         chunk = todo[i:i + BATCH]
         ctx.progress(f"enabling {', '.join(chunk)}")
@@ -59,16 +76,42 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
 
         def attempt(make=req):
             op = make().execute(num_retries=0)
-            return ctx.wait_serviceusage(op)
+            return ctx.wait_serviceusage(op, kind="serviceusage.enable")
 
-        ctx.call(attempt, also=ENABLE_PREDICATES)
-    verify(ctx, project_id, services)
+        shown |= enabled_in(ctx.call(attempt, also=ENABLE_PREDICATES, quota=SU_WRITES, priority=CHAIN_HEAD))
+    left = sorted(set(services) - shown)
+    if left:
+        verify(ctx, project_id, left)
+
+
+def enabled_in(op: dict) -> set[str]:
+    """The services a finished enable operation's response says are ENABLED (none when its response
+    names none: e.g. an `Empty`)."""
+    response = op.get("response") or {}
+    views = list(response.get("services") or []) + ([response["service"]] if response.get("service") else [])
+    return {_name(v) for v in views if v.get("state") == "ENABLED"}
+
+
+def _name(view: dict) -> str:
+    return (view.get("config") or {}).get("name") or view.get("name", "").rsplit("/", 1)[-1]
+
+
+def states(ctx: Ctx, project_id: str, services: list[str]) -> dict[str, str]:
+    """Each service's state (ENABLED, DISABLED) read with `services:batchGet`, at most 30 a call."""
+    su = ctx.target.serviceusage()
+    out: dict[str, str] = {}
+    for i in range(0, len(services), GET_BATCH):
+        names = [f"projects/{project_id}/services/{s}" for s in services[i:i + GET_BATCH]]
+        page = su.services().batchGet(parent=f"projects/{project_id}", names=names).execute(num_retries=0)
+        out.update({_name(v): v.get("state", "") for v in page.get("services") or []})
+    return out
 
 
 def verify(ctx: Ctx, project_id: str, services: list[str]) -> None:
+    """Read `services` back until every one shows ENABLED."""
     def check():
-        enabled = read(ctx, project_id)
-        left = sorted(set(services) - enabled)
+        got = states(ctx, project_id, services)
+        left = sorted(s for s in services if got.get(s) != "ENABLED")
         if left:
             raise NotYet(f"waiting for {', '.join(left)} to show as enabled")
 

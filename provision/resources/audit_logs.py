@@ -150,7 +150,7 @@ def _run(ctx: Ctx, pid: str, add: list[Pair], remove: list[Pair], forget: list[P
         new["etag"] = current.get("etag")
         io.write(new)
 
-    ctx.call(cycle)
+    ctx.call(cycle, quota=io.quota)
     _until_visible(ctx, io, add, remove)
     if remove or forget:
         record.change(ctx, lambda r: [r.drop_resource(RECORD_KIND, f"{s}/{t}") for s, t in remove + forget])

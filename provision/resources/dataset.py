@@ -44,10 +44,13 @@ def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetStat
             if disabled_is_absent and is_status(exc, 403) and is_service_disabled(exc):
                 return None
             raise
-        return DatasetState(d.get("name", name), d.get("timeZone", ""),
-                            (d.get("encryptionSpec") or {}).get("kmsKeyName", ""))
+        return _state(d, name)
 
     return ctx.call(get)
+
+
+def _state(d: dict, name: str = "") -> DatasetState:
+    return DatasetState(d.get("name", name), d.get("timeZone", ""), (d.get("encryptionSpec") or {}).get("kmsKeyName", ""))
 
 
 def read_locations(ctx: Ctx, project_id: str, *, page_size: int | None = None) -> list[str] | None:
@@ -83,19 +86,25 @@ def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> D
     if kms_key:
         body["encryptionSpec"] = {"kmsKeyName": kms_key}
 
-    def attempt() -> bool:
+    def attempt() -> dict | None:
         try:
             op = _datasets(ctx).create(parent=parent, datasetId=dataset_id, body=body).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
             if is_already_exists(exc):
-                return False
+                return None
             raise
         ctx.progress("waiting for dataset creation")
-        ctx.wait_healthcare(op)
-        return True
+        return ctx.wait_healthcare(op, kind="healthcare.datasets.create")
 
-    if not ctx.call(attempt):
+    op = ctx.call(attempt)
+    if op is None:
         ctx.note(f"dataset {dataset_id} already exists: adopted")
+        return verify(ctx, name)
+    # The finished operation's response is the dataset as created: no read-back needed (a store
+    # created next may still meet 404 "dataset not initialized", which the retry policy waits out).
+    made = op.get("response") or {}
+    if made.get("name") == name:
+        return _state(made)
     return verify(ctx, name)
 
 

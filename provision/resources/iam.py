@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from provision.gcp import quota
 from provision.gcp.context import Ctx
 from provision.gcp.retry import NotYet
 from provision.resources.steps import field_change
@@ -32,6 +33,7 @@ class PolicyIO:
     resource: str
     read: Callable[[], dict]
     write: Callable[[dict], dict]
+    quota: str | None = None   # the quota metric a write charges, when known (gcp/quota.py)
 
 
 def pairs_of(grants: Iterable[Any]) -> list[Pair]:
@@ -97,9 +99,11 @@ def read(ctx: Ctx, io: PolicyIO) -> dict:
     return ctx.call(io.read)
 
 
-def add(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
-    """Add the pairs that are missing; returns those this call added (visible on return)."""
-    return _rmw(ctx, io, list(pairs), adding=True)
+def add(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair], *, current: dict | None = None) -> list[Pair]:
+    """Add the pairs that are missing; returns those this call added (visible on return).
+    `current`: the policy the caller has just read (its etag guards the first write; a conflict
+    reads it again), so it is not read twice."""
+    return _rmw(ctx, io, list(pairs), adding=True, current=current)
 
 
 def remove(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
@@ -107,12 +111,13 @@ def remove(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
     return _rmw(ctx, io, list(pairs), adding=False)
 
 
-def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool) -> list[Pair]:
+def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool, current: dict | None = None) -> list[Pair]:
     if not pairs:
         return []
+    fresh = [current] if current is not None else []   # the caller's read serves the first cycle only
 
     def cycle() -> list[Pair]:
-        current = io.read()
+        current = fresh.pop() if fresh else io.read()
         todo = missing(current, pairs) if adding else present(current, pairs)
         if not todo:
             return []
@@ -121,7 +126,7 @@ def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool) -> list[Pai
         io.write(new)
         return todo
 
-    changed = ctx.call(cycle)
+    changed = ctx.call(cycle, quota=io.quota)
     if changed:
         _until_visible(ctx, io, pairs, adding)
     return changed
@@ -148,11 +153,12 @@ def _until_visible(ctx: Ctx, io: PolicyIO, pairs: list[Pair], adding: bool) -> N
 def grant_recorded(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
     """Add the pairs absent now, recording them first (an interrupted run still knows, next time,
     that provision added them). Returns the pairs added."""
-    todo = missing(ctx.call(io.read), list(pairs))
+    current = ctx.call(io.read)
+    todo = missing(current, list(pairs))
     if not todo:
         return []
     ctx.facts.record.add_grants(ctx, io.resource, todo)
-    return add(ctx, io, todo)
+    return add(ctx, io, todo, current=current)
 
 
 def apply_diff(ctx: Ctx, io: PolicyIO, d: "GrantDiff", *, agent: bool = False) -> str:
@@ -294,7 +300,7 @@ def project_io(ctx: Ctx, project_id: str, mask: tuple[str, ...] = ()) -> PolicyI
             req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=list(mask)))
         return json_format.MessageToDict(client.set_iam_policy(request=req, retry=None))
 
-    return PolicyIO(resource, read_policy, write_policy)
+    return PolicyIO(resource, read_policy, write_policy, quota.CRM_WRITES)
 
 
 def bucket_io(ctx: Ctx, bucket_name: str) -> PolicyIO:

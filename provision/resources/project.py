@@ -11,6 +11,7 @@ from typing import Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
+from provision.gcp.quota import CHAIN_HEAD, CRM_WRITES
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import agent_member
@@ -48,9 +49,9 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
                 return None  # adopt below
             raise
         ctx.progress("waiting for project creation")
-        return state_of(ctx.wait_crm(operation))
+        return state_of(ctx.wait_crm(operation, kind="crm.projects.create"))
 
-    created = ctx.call(attempt)
+    created = ctx.call(attempt, quota=CRM_WRITES, priority=CHAIN_HEAD)
     if created is None:
         live = read(ctx, spec.id)
         if live is None:
@@ -61,6 +62,11 @@ def create(ctx: Ctx, spec: Any) -> ProjectState:
                                 "(roles/browser at least)", action="create")
         ctx.note(f"project {spec.id} already exists: adopted")
         return update(ctx, spec, live)
+    # The finished CreateProject operation's response is the project itself (its number, state,
+    # labels): an ACTIVE one is what the read-back would say, so it is not read again (Terraform
+    # goes on to link billing straight after the operation, too). Anything else is read back.
+    if created.state == "ACTIVE" and created.number:
+        return created
     return verify(ctx, spec.id)
 
 
@@ -104,7 +110,7 @@ def update(ctx: Ctx, spec: Any, live: ProjectState) -> ProjectState:
         operation = client.update_project(project=project, update_mask=field_mask_pb2.FieldMask(paths=paths), retry=None)
         return ctx.wait_crm(operation)
 
-    ctx.call(attempt)
+    ctx.call(attempt, quota=CRM_WRITES)
 
     def check() -> ProjectState:
         now = read(ctx, spec.id)
@@ -125,7 +131,7 @@ def delete(ctx: Ctx, project_id: str) -> None:
             if is_status(exc, 403, 404):
                 return None
             raise
-        return ctx.wait_crm(operation)
+        return ctx.wait_crm(operation, kind="crm.projects.delete")
 
     ctx.call(attempt)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from provision.gcp.context import Ctx
+from provision.gcp.quota import SU_WRITES
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.healthcare_names import agent_email, agent_member
@@ -31,10 +32,10 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
 
     def attempt() -> dict:
         op = su.services().generateServiceIdentity(parent=f"projects/{project_id}/services/{SERVICE}").execute(num_retries=0)
-        return ctx.wait_serviceusage(op, version="v1beta1")
+        return ctx.wait_serviceusage(op, version="v1beta1", kind="serviceusage.generateServiceIdentity")
 
     ctx.progress("generating the Healthcare service agent")
-    op = ctx.call(attempt)
+    op = ctx.call(attempt, quota=SU_WRITES)
     email = (op.get("response") or {}).get("email") or agent_email(project_number)
     ctx.progress(f"granting {AGENT_ROLE} to {email}")
     iam.add(ctx, iam.project_io(ctx, project_id), [(AGENT_ROLE, f"serviceAccount:{email}")])
