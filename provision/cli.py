@@ -434,7 +434,7 @@ def apply(
                                       parallel=parallel, run_smoke=not no_smoke, opts=opts)
     except flow.Interrupted as stop:   # what each blueprint finished, had in flight, never started
         applied, stopped = stop.outcomes, progress.interrupted()
-    done = {id(o.item.bp): a for o, a in zip(good, applied)}
+    done = {id(o.item.bp): a for o, a in zip(good, applied, strict=True)}
     outcomes = [fleet.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]
 
     def payload(o) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Facts
@@ -22,6 +22,9 @@ from provision.resources import healthcare_names, ownership, project, project_ia
 from provision.resources.base import PHASES, Draft, Key, Live
 from provision.words import plural
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREATE", "UPDATE", "NOOP", "DELETE",
            "KEEP", "REPLACE"]
@@ -99,16 +102,16 @@ class Plan:
 
 
 # ---------------------------------------------------------------------------- names
-def dataset_name(bp: Any) -> str:
+def dataset_name(bp: Blueprint) -> str:
     return healthcare_names.desired_dataset(bp)
 
 
-def store_name(bp: Any, store_id: str) -> str:
+def store_name(bp: Blueprint, store_id: str) -> str:
     return healthcare_names.store_name(dataset_name(bp), store_id)
 
 
 # ---------------------------------------------------------------------------- observe
-def observe(ctx: Ctx, bp: Any, opts: Options, *, phases: tuple[int, ...] = PHASES, live: Live | None = None) -> Live:
+def observe(ctx: Ctx, bp: Blueprint, opts: Options, *, phases: tuple[int, ...] = PHASES, live: Live | None = None) -> Live:
     """Read live state, phase by phase (each phase's reads in parallel). `live` continues an earlier call."""
     live = live or Live(opts=opts)
     for phase in phases:
@@ -116,7 +119,7 @@ def observe(ctx: Ctx, bp: Any, opts: Options, *, phases: tuple[int, ...] = PHASE
         for kind in KINDS:
             jobs.update(kind.reads(bp, live, phase))
         keys = list(jobs)
-        live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys])))
+        live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys]), strict=True))
         if Key.RECORD in jobs:
             live.record = copy.deepcopy(live.read[Key.RECORD].current)   # kinds may add to the plan's view
     return live
@@ -131,7 +134,7 @@ def refuse_inactive(project_state: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- build
-def build(bp: Any, live: Live, target_label: str = "", opts: Options | None = None) -> Plan:
+def build(bp: Blueprint, live: Live, target_label: str = "", opts: Options | None = None) -> Plan:
     """Every kind's steps, in registry order, with dependencies on absent steps dropped."""
     opts = opts or live.opts
     draft = Draft()

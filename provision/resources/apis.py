@@ -8,13 +8,16 @@ is eventually consistent.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 BATCH = 20
 
@@ -81,13 +84,13 @@ KIND = "apis"
 BILLABLE = {"healthcare.googleapis.com"}
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase == 2 and live.project is not None:
         return {"enabled": lambda ctx: read(ctx, bp.project.id)}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # provision never disables services: other things in the project may use them
     pid = bp.project.id

@@ -13,13 +13,16 @@ Reads `project_policy` (read by project-iam in phase 2); writes after project-ia
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from provision.gcp.context import Ctx
 from provision.gcp.retry import NotYet
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "audit-logs"
 RECORD_KIND = "audit-log"
@@ -83,11 +86,11 @@ def exemptions(policy: dict | None) -> list[str]:
             for m in log.get("exemptedMembers") or []]
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return {}   # the project's policy is read once, by project-iam (`project_policy`)
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     exists = live.project is not None
     policy = live.project_policy if exists else None
     on = bool(bp.audit_logs.data_access) and not opts.destroy
@@ -113,7 +116,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                    claims=[("resource", RECORD_KIND, f"{s}/{t}") for s, t in add]))
 
 
-def _notes(bp: Any, opts: Options, draft: Draft, policy: dict | None, add: list[Pair], recorded: set) -> None:
+def _notes(bp: Blueprint, opts: Options, draft: Draft, policy: dict | None, add: list[Pair], recorded: set) -> None:
     if opts.destroy:
         return
     if add:
@@ -127,7 +130,7 @@ def _notes(bp: Any, opts: Options, draft: Draft, policy: dict | None, add: list[
                        "pair(s)): provision removes only what it added")
 
 
-def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     """Destroy keeps the audit logs on while the data they watch is kept."""
     step = next((s for s in draft.steps if s.id == KIND), None)
     kept = [s.id for s in draft.steps if s.action == KEEP and s.kind in DATA_KINDS]

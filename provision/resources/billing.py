@@ -1,13 +1,16 @@
 """The project's billing link: read, link, verify by reading it back (Cloud Billing v1)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 def account_name(account: str) -> str:
@@ -60,12 +63,12 @@ def test_permissions(ctx: Ctx, account: str, permissions: list[str]) -> list[str
 KIND = "billing"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     # Read even when the blueprint names no account: the apis kind refuses to plan Healthcare without one.
     return {Key.BILLING: lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     spec, pid = bp.project, bp.project.id
     if opts.destroy or not spec.billing_account:
         return   # provision never unlinks billing: other things in the project may need it

@@ -8,7 +8,7 @@ is never deleted. Reads `bucket`, `bucket_owner`, `bucket_objects`, `old_bucket:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -19,6 +19,9 @@ from provision.resources.bucket_reads import is_ours, is_requester_pays
 from provision.resources.project_reads import read as read_project
 from provision.resources.states import BucketState
 from provision.resources.steps import CREATE, DELETE, NOOP, REPLACE, UPDATE, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "bucket"
 COUNT_CAP = 1000
@@ -120,7 +123,7 @@ def _many(n: int, cap: int = COUNT_CAP) -> str:
 
 
 # ---------------------------------------------------------------------------- kind
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     out: Reads = {}
     name = bp.bucket.name if bp.bucket else None
     if phase == 1 and name:
@@ -142,7 +145,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return out
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     name = bp.bucket.name if bp.bucket else None
     for old in live.record.names(KIND):
         if old != name:

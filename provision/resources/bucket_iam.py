@@ -9,7 +9,7 @@ Reads `bucket_policy` (own bucket), `foreign_access:<bucket>`, `bucket_policy:<b
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
@@ -19,6 +19,9 @@ from provision.resources.bucket_reads import is_ours
 from provision.resources.healthcare_names import agent_member
 from provision.resources.import_sources import source_buckets
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "bucket-iam"
 
@@ -32,7 +35,7 @@ def _recorded_buckets(live: Live) -> list[str]:
     return sorted(r[len("gs://"):] for r in live.record.granted_resources() if r.startswith("gs://"))
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     out: Reads = {}
     number = live.project_number
     own = bp.bucket.name if bp.bucket else None
@@ -51,7 +54,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return out
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     agent = draft.facts.agent
     own = bp.bucket.name if bp.bucket else None
     wanted = (not opts.destroy and own is not None and is_ours(bp, live)
@@ -90,7 +93,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                            "by allUsers, as public datasets' buckets are); " + ask_owner(b, future))
 
 
-def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:
+def _own(bp: Blueprint, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:
     state = live.bucket
     fresh = state is None or not state.exists or live.bucket_replace
     policy = None if fresh else live.bucket_policy

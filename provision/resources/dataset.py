@@ -13,7 +13,7 @@ target does not offer is refused before any write by provision/checks/locations.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
@@ -26,6 +26,9 @@ from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, Optio
 from provision.resources.store_calls import count_studies
 from provision.resources.store_calls import read as read_store
 from provision.words import plural
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 def _datasets(ctx: Ctx):
@@ -139,7 +142,7 @@ def list_stores(ctx: Ctx, name: str) -> list[str]:
 KIND = DATASET
 
 
-def step_id(bp: Any, name: str) -> str:
+def step_id(bp: Blueprint, name: str) -> str:
     """`dataset` for the blueprint's; `dataset:<location>/<id>` for another one the record names."""
     if name == desired_dataset(bp):
         return KIND
@@ -147,12 +150,12 @@ def step_id(bp: Any, name: str) -> str:
     return f"{KIND}:{parts[3]}/{parts[5]}"
 
 
-def _old(bp: Any, live: Live, opts: Options) -> list[str]:
+def _old(bp: Blueprint, live: Live, opts: Options) -> list[str]:
     """Recorded datasets to remove: those the blueprint no longer names (all of them when destroying)."""
     return [n for n in live.record.names(KIND) if opts.destroy or n != desired_dataset(bp)]
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
@@ -167,7 +170,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {}
 
 
-def _rekey_reads(bp: Any, live: Live) -> Reads:
+def _rekey_reads(bp: Blueprint, live: Live) -> Reads:
     """Before a CMEK key change re-creates the dataset: the studies in each of its stores (`rekey_studies:<store>`),
     to say what is lost and to keep what no import brings back."""
     state = live.dataset
@@ -178,7 +181,7 @@ def _rekey_reads(bp: Any, live: Live) -> Reads:
             for n in desired_stores(bp)}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     name, ds, state = desired_dataset(bp), bp.dataset, live.dataset
     old_for_new = None if opts.destroy else replaced_dataset(bp, live)
     if opts.destroy:
@@ -220,7 +223,7 @@ def _create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> 
     return name
 
 
-def _existing(bp: Any, live: Live, opts: Options, draft: Draft, name: str, state: DatasetState) -> None:
+def _existing(bp: Blueprint, live: Live, opts: Options, draft: Draft, name: str, state: DatasetState) -> None:
     """The blueprint's dataset exists: unchanged, or `-/+ replace` when its CMEK key changed (a key is set at
     creation only). Only a dataset provision made is replaced; another one's key is reported as drift; one
     whose stores hold studies no import brings back is kept unless --delete-data."""
@@ -254,10 +257,10 @@ def _existing(bp: Any, live: Live, opts: Options, draft: Draft, name: str, state
                    fields=[field_change("kms_key", have or None, want or None)]))
 
 
-def _data_of(bp: Any, live: Live) -> tuple[str, str]:
+def _data_of(bp: Blueprint, live: Live) -> tuple[str, str]:
     """("primary: 2 studies, ...", the part of it no import brings back) for the blueprint's stores."""
     held, lost = [], []
-    for s, store_name in zip(bp.dicom_stores, desired_stores(bp)):
+    for s, store_name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
         n = live.get(f"rekey_studies:{store_name}", live.get(f"studies:{store_name}", 0))
         if n:
             held.append(f"{s.id}: {plural(n, 'study')}")
@@ -275,7 +278,7 @@ def _recreate(ctx: Ctx, name: str, time_zone: str, kms_key: str | None) -> str:
     return f"{name.rsplit('/', 1)[-1]} created again" + (f" with {kms_key}" if kms_key else "")
 
 
-def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:
+def _remove(bp: Blueprint, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:
     sid = step_id(bp, name)
     stores = live.old_dataset(name)
     if stores is None:
@@ -293,7 +296,7 @@ def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, repl
                    deps, lambda ctx: _delete_recorded(ctx, name)))
 
 
-def _kept_because(bp: Any, live: Live, opts: Options, name: str, *, replacing: bool) -> str | None:
+def _kept_because(bp: Blueprint, live: Live, opts: Options, name: str, *, replacing: bool) -> str | None:
     """Why a recorded dataset to remove must stay, or None. Replacing deletes only the stores the
     blueprint names again (they are created and imported anew in the new dataset): a store it no
     longer names keeps its studies, and so its dataset, unless delete_data (issue 18)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError, UsageError
 from provision.gcp.context import Ctx
@@ -33,6 +33,9 @@ from provision.resources.store_calls import count_studies, set_label
 from provision.resources.store_calls import read as read_store
 from provision.resources.upload_files import to_upload
 from provision.words import plural
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 LABEL = "provision-import"
 
@@ -186,7 +189,7 @@ def _requester_pays(ctx: Ctx, bucket: str) -> bool | None:
     return bool(b.requester_pays)
 
 
-def _covered_by_upload(bp: Any, src: Source) -> bool:
+def _covered_by_upload(bp: Blueprint, src: Source) -> bool:
     """The URI reads the blueprint's own bucket under the upload's prefix: the upload kind's
     listing (`remote`) already holds every object it can match."""
     up = bp.bucket.upload if bp.bucket else None
@@ -237,7 +240,7 @@ def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -
     return found if isinstance(found, dict) else None
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     out: Reads = {}
     if live.opts.destroy:
         return out
@@ -255,14 +258,14 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
             payer = bp.project.id if live.project is not None else None
             out[f"import_objects:{s.id}"] = lambda ctx, src=src, payer=payer: _list_or_why(ctx, src, payer)
     if phase == 3:
-        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             st = live.store(name)
             if s.import_ and st is not None and st.labels.get(LABEL):
                 out[f"studies:{name}"] = lambda ctx, n=name: count_studies(ctx, n, stop_at=bp.smoke.min_studies)
     return out
 
 
-def _objects(bp: Any, live: Live, s: Any) -> dict[str, dict] | str | None:
+def _objects(bp: Blueprint, live: Live, s: Any) -> dict[str, dict] | str | None:
     """What the URI matches now: objects, MISSING, FORBIDDEN, or None (the bucket is still to be created)."""
     src = parse_uri(s.import_.uri)
     if bp.bucket and src.bucket == bp.bucket.name:
@@ -276,7 +279,7 @@ def _objects(bp: Any, live: Live, s: Any) -> dict[str, dict] | str | None:
     return found.found if isinstance(found, Listing) else found
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return
     unknown = set(opts.reimport) - {s.id for s in bp.dicom_stores if s.import_}
@@ -286,7 +289,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                          f"(stores with an import: {valid})")
     pending = to_upload(live)
     own = bp.bucket.name if bp.bucket else None
-    for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+    for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
         if not s.import_:
             continue
         uri = s.import_.uri
@@ -343,7 +346,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        deps, None if done else _run(bp, s, name, grant_bucket, force=bool(why))))
 
 
-def _billing_note(bp: Any, src: Source, listing: Any, objects: dict[str, dict] | None) -> str:
+def _billing_note(bp: Blueprint, src: Source, listing: Any, objects: dict[str, dict] | None) -> str:
     """What a Requester Pays source costs, and whom: said in the plan, before anything is read."""
     if not isinstance(listing, Listing) or not listing.requester_pays:
         return ""
@@ -369,7 +372,7 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-def _why_nothing(bp: Any, live: Live, src: Source, uri: str) -> str:
+def _why_nothing(bp: Blueprint, live: Live, src: Source, uri: str) -> str:
     """Why an import would match no object ("" when it will, after the upload)."""
     local = live.local
     if bp.bucket and src.bucket == bp.bucket.name and bp.bucket.upload:
@@ -386,7 +389,7 @@ def _why_nothing(bp: Any, live: Live, src: Source, uri: str) -> str:
             "(`gcloud storage ls` shows what is there)")
 
 
-def _run(bp: Any, s: Any, sname: str, own: bool, *, force: bool):
+def _run(bp: Blueprint, s: Any, sname: str, own: bool, *, force: bool):
     uri = s.import_.uri
     src = parse_uri(uri)
     min_studies = bp.smoke.min_studies

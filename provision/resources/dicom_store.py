@@ -8,7 +8,7 @@ unless delete_data (or replace, when its dataset is replaced). Reads `store:<nam
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists
@@ -20,6 +20,9 @@ from provision.resources.states import StoreState
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
 from provision.resources.store_calls import count_studies, read, stores
 from provision.words import plural
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 def create(ctx: Ctx, name: str, labels: dict[str, str] | None = None) -> StoreState:
@@ -65,7 +68,7 @@ def delete(ctx: Ctx, name: str) -> None:
 KIND = DICOM_STORE
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
@@ -78,9 +81,9 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
-        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             if live.store(name) is None:
                 draft.add(Step(f"store:{s.id}", KIND, name, CREATE, [f"create DICOM store {s.id}"], ["dataset"],
                                lambda ctx, n=name: _create(ctx, n), claims=[("resource", KIND, name)]))

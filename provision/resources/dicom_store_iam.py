@@ -7,7 +7,7 @@ Reads `store_policy:<name>`.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
@@ -16,10 +16,13 @@ from provision.resources.healthcare_removals import fate, old_stores, reimported
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 from provision.resources.store_calls import read_iam
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "dicom-store-iam"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
@@ -31,9 +34,9 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
-        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             exists = live.store(name) is not None
             desired = iam.pairs_of(s.iam)
             d = iam.diff_grants(live.store_policy(name) if exists else None, desired,
@@ -47,7 +50,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     replaced = None if opts.destroy else replaced_dataset(bp, live)
     granted = live.record.granted_resources()
     if opts.destroy:
-        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             for line in iam.left_alone(live.store_policy(name), iam.pairs_of(s.iam),
                                        live.record.pairs_on(name), f"DICOM store {s.id}"):
                 draft.note(line)

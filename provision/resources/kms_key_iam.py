@@ -8,13 +8,16 @@ checks/kms.py has refused already) and `kms_key_policy:<key>` (recorded keys no 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "kms-key-iam"
 ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
@@ -34,7 +37,7 @@ def _recorded_keys(live: Live) -> list[str]:
     return sorted(r for r in live.record.granted_resources() if "/cryptoKeys/" in r)
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     key = getattr(bp.dataset, "kms_key", None)
     if phase == 2 and key and not live.opts.destroy:
         return {"kms_key_policy": lambda ctx: read_if_there(ctx, key)}
@@ -44,7 +47,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     key = None if opts.destroy else getattr(bp.dataset, "kms_key", None)
     agent = draft.facts.agent
     if key:
@@ -60,7 +63,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        fields=d.fields(), claims=[("grant", key, r, m) for r, m in d.add if m == agent]))
 
 
-def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     """Revoke grants on keys the blueprint no longer names, once no dataset of ours needs them: after the
     dataset is replaced or deleted, never while a kept dataset may still be encrypted with the key."""
     key = None if opts.destroy else getattr(bp.dataset, "kms_key", None)

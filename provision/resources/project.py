@@ -7,7 +7,7 @@ Google's libraries are imported where they are used (provision/gcp/__init__.py s
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
@@ -16,6 +16,9 @@ from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import agent_member
 from provision.resources.project_reads import CREATED_LABEL, ProjectState, read, state_of
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 def desired_changes(spec: Any, live: ProjectState) -> list[str]:
@@ -134,11 +137,11 @@ def delete(ctx: Ctx, project_id: str) -> None:
 KIND = "project"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return {Key.PROJECT: lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     spec, pid, project = bp.project, bp.project.id, live.project
     resource = f"projects/{pid}"
     if project is not None:

@@ -8,13 +8,16 @@ That grant is also how a later run sees, with reads only, that the agent exists.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.healthcare_names import agent_email, agent_member
 from provision.resources.steps import CREATE, NOOP, Options, Step
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 SERVICE = "healthcare.googleapis.com"
 AGENT_ROLE = "roles/healthcare.serviceAgent"
@@ -45,11 +48,11 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
 KIND = "service-agent"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return {}   # the project policy (project_iam) tells whether the agent exists
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # the agent is Google's, and keeps the role it needs to exist
     project, pid = live.project, bp.project.id

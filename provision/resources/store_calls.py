@@ -71,7 +71,7 @@ def count_studies(ctx: Ctx, store_name: str, stop_at: int | None = None) -> int:
 
     total = 0
     for i in range(QIDO_PAGES):
-        n = ctx.call(lambda: page(i * QIDO_PAGE))
+        n = ctx.call(lambda: page(i * QIDO_PAGE))  # noqa: B023 -- ctx.call runs it before the loop moves on
         total += n
         if n < QIDO_PAGE or (stop_at is not None and total >= stop_at):
             break

@@ -3,7 +3,7 @@ only those missing or different (checksums). Reads `local` (phase 1) and `remote
 Uploaded objects are data, not resources: they are never deleted by apply."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.resources.base import Draft, Key, Live, Reads
@@ -12,10 +12,13 @@ from provision.resources.steps import CREATE, NOOP, Options, Step
 from provision.resources.upload_files import local_files, pending, to_upload, upload, upload_notes
 from provision.words import plural
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "upload"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     up = bp.bucket.upload if bp.bucket else None
     if up is None:
         return {}
@@ -27,7 +30,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy or not (bp.bucket and bp.bucket.upload):
         return
     b = bp.bucket

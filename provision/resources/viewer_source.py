@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from provision.errors import ProvisionError
@@ -35,6 +35,9 @@ from provision.gcp.context import Ctx
 from provision.gcp.errors import parse
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import NOOP, Options, Step
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "viewer-source"
 READ = "healthcare.dicomStores.dicomWebRead"
@@ -71,7 +74,7 @@ def idc_store(release: str) -> str:
     return f"{IDC_DATASET}/dicomStores/idc-store-{release}"
 
 
-def resolve(bp: Any, releases: list[int] | None = None, member: str = "MEMBER") -> list[Source]:
+def resolve(bp: Blueprint, releases: list[int] | None = None, member: str = "MEMBER") -> list[Source]:
     """Every `viewer_sources` entry as a Source; `idc: latest` needs `releases` (from `list_releases`)."""
     out = []
     for s in bp.viewer_sources:
@@ -116,7 +119,7 @@ def resolve(bp: Any, releases: list[int] | None = None, member: str = "MEMBER") 
     return out
 
 
-def wants_releases(bp: Any) -> bool:
+def wants_releases(bp: Blueprint) -> bool:
     return any(s.idc == "latest" for s in bp.viewer_sources)
 
 
@@ -131,7 +134,7 @@ def list_releases(ctx: Ctx) -> list[int] | str:
     token = None
     try:
         while True:
-            resp = ctx.call(lambda: page(token))
+            resp = ctx.call(lambda: page(token))  # noqa: B023 -- ctx.call runs it before the loop moves on
             for st in resp.get("dicomStores") or []:
                 m = IDC_STORE_RE.search(st.get("name", ""))
                 if m:
@@ -175,7 +178,7 @@ def test_access(ctx: Ctx, store: str) -> str:
     return HELD if READ in (resp.get("permissions") or []) else MISSING
 
 
-def pin(bp: Any, target: Any) -> Any:
+def pin(bp: Blueprint, target: Any) -> Any:
     """`bp` with `idc: latest` replaced by the release IDC publishes now (a copy; `bp` as it is when
     nothing says latest)."""
     if not wants_releases(bp):
@@ -194,7 +197,7 @@ def _unresolved(why: str) -> str:
 
 
 # ---------------------------------------------------------------------------- kind
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.opts.destroy or not bp.viewer_sources:
         return {}
     if phase == 1:
@@ -211,7 +214,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy or not bp.viewer_sources:
         return
     releases = live.get("idc_releases")
