@@ -438,7 +438,7 @@ class Blueprint(_Model):
 
     _source: Path | None = PrivateAttr(default=None)
     # Where each value is written, (line, column) by path, for problems found after loading (at plan).
-    _positions: dict = PrivateAttr(default_factory=dict)
+    _positions: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @property
     def source(self) -> Path | None:
@@ -578,7 +578,7 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
     return out
 
 
-def _source_checks(data: Mapping[str, Any], stores: list) -> list[tuple[PathKey, str]]:
+def _source_checks(data: Mapping[str, Any], stores: list[Any]) -> list[tuple[PathKey, str]]:
     """viewer_sources: one kind each, unique names apart from the store IDs, never one of our own stores."""
     out: list[tuple[PathKey, str]] = []
     sources = data.get("viewer_sources")

@@ -52,7 +52,7 @@ class Facts:
     # The ownership record (a provision.resources.record.RecordStore: typed Any because the record
     # is built on this module, which therefore cannot import it).
     record: Any = None
-    claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
+    claims: list[tuple[Any, ...]] | None = None    # apply: what the plan's changing steps create or grant
     # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
     # reason as the record); the record store takes it when it makes the record's bucket.
     lock: Any = None
@@ -76,7 +76,7 @@ class Ctx:
     services: tuple[str, ...] = ()      # services this run enables (SERVICE_DISABLED for them is retried)
     facts: Facts = field(default_factory=Facts)  # shared between steps (project number, agent, record)
     started: float = field(default_factory=time.monotonic)
-    locks: dict = field(default_factory=dict)  # per-resource locks shared by every step of one run
+    locks: dict[str, Any] = field(default_factory=dict)  # per-resource locks shared by every step of one run
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -119,17 +119,17 @@ class Ctx:
         return self.call(lambda: request.execute(num_retries=0), **kw)
 
     # -------------------------------------------------------------- waiting
-    def _wait_kw(self, on_poll=None) -> dict:
+    def _wait_kw(self, on_poll: Callable[..., Any] | None = None) -> dict[str, Any]:
         # The call that started the operation was answered: its quota slot goes back before the
         # (long) wait, so the next caller in line need not wait for this operation too.
         quota.release_held()
         return dict(deadline=self.deadline, policy=self.policy, on_poll=on_poll,
                     on_retry=self.reporter.on_retry, cancel=self.cancel)
 
-    def wait_serviceusage(self, op: dict, version: str = "v1") -> dict:
+    def wait_serviceusage(self, op: dict[str, Any], version: str = "v1") -> dict[str, Any]:
         return operations.serviceusage(self.target, op, version=version, **self._wait_kw())
 
-    def wait_healthcare(self, op: dict, on_poll: Callable[[dict], None] | None = None) -> dict:
+    def wait_healthcare(self, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict:
         return operations.healthcare(self.target, op, **self._wait_kw(on_poll))
 
     def wait_crm(self, operation: Any) -> Any:

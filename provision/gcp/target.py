@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -131,7 +132,7 @@ class Target:
     timing: Timing = field(default=GOOGLE_TIMING)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
-    _cache: dict = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.emulator is not None:
@@ -143,7 +144,7 @@ class Target:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_env(cls, emulator: str | None = None, impersonate: str | None = None,
-                 env: dict | None = None, quota_project: str | None = None) -> "Target":
+                 env: Mapping[str, str] | None = None, quota_project: str | None = None) -> "Target":
         """The CLI's target: `emulator` (a URL) or $PROVISION_EMULATOR_HOST, else Google Cloud."""
         env = os.environ if env is None else env
         url = emulator or env.get(ENV_HOST) or None
@@ -340,7 +341,7 @@ class Target:
             sess = self._local.__dict__["session"] = AuthorizedSession(self.credentials())
         return sess
 
-    def _shared(self, key: Any, make) -> Any:
+    def _shared(self, key: Any, make: Callable[[], Any]) -> Any:
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = make()

@@ -62,7 +62,7 @@ class Plan:
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "target": self.target,
@@ -115,7 +115,7 @@ def observe(ctx: Ctx, bp: Blueprint, opts: Options, *, phases: tuple[int, ...] =
     """Read live state, phase by phase (each phase's reads in parallel). `live` continues an earlier call."""
     live = live or Live(opts=opts)
     for phase in phases:
-        jobs: dict = {}
+        jobs: dict[str, Any] = {}
         for kind in KINDS:
             jobs.update(kind.reads(bp, live, phase))
         keys = list(jobs)

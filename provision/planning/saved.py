@@ -50,7 +50,7 @@ def is_saved_plan(path: Path) -> bool:
         return False
 
 
-def load(path: Path) -> dict:
+def load(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -60,13 +60,13 @@ def load(path: Path) -> dict:
     return doc
 
 
-def options(doc: dict) -> Options:
+def options(doc: dict[str, Any]) -> Options:
     o = doc.get("options") or {}
     return Options(delete_data=bool(o.get("delete_data")), replace=bool(o.get("replace")),
                    reimport=frozenset(o.get("reimport") or ()))
 
 
-def check_inputs(entry: dict, target_label: str, saved_target: str) -> None:
+def check_inputs(entry: dict[str, Any], target_label: str, saved_target: str) -> None:
     """The blueprint file and the target are those the plan was made from."""
     path = Path(entry["blueprint"])
     if saved_target != target_label:
@@ -77,9 +77,9 @@ def check_inputs(entry: dict, target_label: str, saved_target: str) -> None:
         raise PlanMoved(f"{path} changed since the plan was saved: plan again (and review the new plan)")
 
 
-def differences(saved: dict, fresh: Any) -> list[str]:
+def differences(saved: dict[str, Any], fresh: Any) -> list[str]:
     """What differs between the saved plan's steps and a fresh plan's, in words ([] when identical)."""
-    def key(s: dict) -> tuple:
+    def key(s: dict[str, Any]) -> tuple[Any, ...]:
         return s["action"], s["changes"], s["fields"], sorted(s["depends_on"])
 
     old = {s["id"]: s for s in saved["steps"]}

@@ -8,7 +8,8 @@ is eventually consistent.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -59,7 +60,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
         else:
             req = lambda c=chunk: su.services().batchEnable(parent=f"projects/{project_id}", body={"serviceIds": c})  # noqa: E731
 
-        def attempt(make=req):
+        def attempt(make: Callable[[], Any] = req) -> Any:
             op = make().execute(num_retries=0)
             return ctx.wait_serviceusage(op)
 
@@ -68,7 +69,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
 
 
 def verify(ctx: Ctx, project_id: str, services: list[str]) -> None:
-    def check():
+    def check() -> Any:
         enabled = read(ctx, project_id)
         left = sorted(set(services) - enabled)
         if left:

@@ -13,7 +13,7 @@ Reads `project_policy` (read by project-iam in phase 2); writes after project-ia
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from provision.gcp.context import Ctx
 from provision.gcp.retry import NotYet
@@ -38,7 +38,7 @@ DATA_KINDS = ("dicom-store", "bucket", "dataset")
 Pair = tuple[str, str]   # (service, log type)
 
 
-def present(policy: dict | None, *, own_only: bool = False) -> set[Pair]:
+def present(policy: dict[str, Any] | None, *, own_only: bool = False) -> set[Pair]:
     """The (service, log type) pairs of ours that the policy turns on (through allServices too,
     unless `own_only`: only a service's own config, the ones provision may remove)."""
     out: set[Pair] = set()
@@ -50,7 +50,7 @@ def present(policy: dict | None, *, own_only: bool = False) -> set[Pair]:
     return out
 
 
-def with_added(policy: dict, pairs: Iterable[Pair]) -> dict:
+def with_added(policy: dict[str, Any], pairs: Iterable[Pair]) -> dict[str, Any]:
     """A copy of the policy whose service configs carry these log types (exemptions untouched)."""
     new = copy.deepcopy(policy)
     configs = new.setdefault("auditConfigs", [])
@@ -65,7 +65,7 @@ def with_added(policy: dict, pairs: Iterable[Pair]) -> dict:
     return new
 
 
-def with_removed(policy: dict, pairs: Iterable[Pair]) -> dict:
+def with_removed(policy: dict[str, Any], pairs: Iterable[Pair]) -> dict[str, Any]:
     """A copy without these log types in the services' own configs (a config left empty goes)."""
     drop = set(pairs)
     new = copy.deepcopy(policy)
@@ -78,7 +78,7 @@ def with_removed(policy: dict, pairs: Iterable[Pair]) -> dict:
     return new
 
 
-def exemptions(policy: dict | None) -> list[str]:
+def exemptions(policy: dict[str, Any] | None) -> list[str]:
     """Members exempted from a log type provision turns on: their reads leave no entry (drift)."""
     return [f"{m} is exempted from {log.get('logType')} on {cfg.get('service')}: its calls are not logged (left alone)"
             for cfg in (policy or {}).get("auditConfigs") or [] if cfg.get("service") in SERVICES + ("allServices",)
@@ -116,7 +116,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
                    claims=[("resource", RECORD_KIND, f"{s}/{t}") for s, t in add]))
 
 
-def _notes(bp: Blueprint, opts: Options, draft: Draft, policy: dict | None, add: list[Pair], recorded: set) -> None:
+def _notes(bp: Blueprint, opts: Options, draft: Draft, policy: dict[str, Any] | None, add: list[Pair], recorded: set[Any]) -> None:
     if opts.destroy:
         return
     if add:

@@ -1,7 +1,7 @@
 """The project's billing link: read, link, verify by reading it back (Cloud Billing v1)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
@@ -21,7 +21,7 @@ def read(ctx: Ctx, project_id: str) -> str | None:
     """The linked billing account name (`billingAccounts/X`), "" when none, None when unreadable (no project)."""
     svc = ctx.target.billing()
 
-    def get():
+    def get() -> Any:
         try:
             info = svc.projects().getBillingInfo(name=f"projects/{project_id}").execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -44,7 +44,7 @@ def link(ctx: Ctx, project_id: str, account: str) -> None:
 def verify(ctx: Ctx, project_id: str, account: str) -> None:
     want = account_name(account)
 
-    def check():
+    def check() -> Any:
         got = read(ctx, project_id)
         if got != want:
             raise NotYet(f"billing link of {project_id} not visible yet (reads {got or 'none'})")

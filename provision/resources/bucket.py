@@ -8,6 +8,7 @@ is never deleted. Reads `bucket`, `bucket_owner`, `bucket_objects`, `old_bucket:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
@@ -94,7 +95,7 @@ def delete(ctx: Ctx, name: str, *, force: bool = False) -> bool:
     return True
 
 
-def _ignore_404(fn):
+def _ignore_404(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001
@@ -250,7 +251,7 @@ def _settle(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted, 
                    drift=drift, fields=[field_change(f, a, b) for f, a, b in diffs]))
 
 
-def _lock(ctx: Ctx, name: str, change: dict) -> str:
+def _lock(ctx: Ctx, name: str, change: dict[str, Any]) -> str:
     """Patch exactly the settings that differ (an adopted bucket's others stay as they are)."""
     def patch() -> None:
         bucket = ctx.target.storage().get_bucket(name, retry=None)

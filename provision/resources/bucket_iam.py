@@ -9,7 +9,8 @@ Reads `bucket_policy` (own bucket), `foreign_access:<bucket>`, `bucket_policy:<b
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # for annotations only: no import at run time
 KIND = "bucket-iam"
 
 
-def read(ctx: Ctx, bucket: str) -> dict:
+def read(ctx: Ctx, bucket: str) -> dict[str, Any]:
     return iam.read(ctx, iam.bucket_io(ctx, bucket))
 
 
@@ -110,7 +111,7 @@ def _own(bp: Blueprint, live: Live, draft: Draft, bucket: str, agent: str | None
                    drift=d.drift(), fields=d.fields(), claims=claims))
 
 
-def _revoke(bucket: str, d: iam.GrantDiff, *, gone: bool):
+def _revoke(bucket: str, d: iam.GrantDiff, *, gone: bool) -> Callable[[Ctx], Any]:
     """Revoke provision's grants on a bucket the blueprint no longer imports from (a gone bucket's
     policy reads as empty: its grants are only forgotten)."""
     def run(ctx: Ctx) -> str:

@@ -3,7 +3,7 @@ bucket is Requester Pays, and whether the blueprint's bucket belongs to its proj
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
@@ -19,13 +19,13 @@ def is_requester_pays(exc: Exception) -> bool:
     return is_status(exc, 400) and "requester pays" in str(exc).lower()
 
 
-def list_objects(ctx: Ctx, bucket: str, prefix: str = "", user_project: str | None = None) -> dict[str, dict]:
+def list_objects(ctx: Ctx, bucket: str, prefix: str = "", user_project: str | None = None) -> dict[str, dict[str, Any]]:
     """name -> {crc32c, md5, generation, size} for the objects under `prefix`. `user_project`: the
     billing project of a Requester Pays bucket (sent as `userProject`, as gsutil -u and gcloud
     --billing-project do)."""
     client = ctx.target.storage()
 
-    def list_all() -> dict[str, dict]:
+    def list_all() -> dict[str, dict[str, Any]]:
         out = {}
         for b in client.list_blobs(client.bucket(bucket, user_project=user_project), prefix=prefix or None,
                                    retry=None):

@@ -13,7 +13,7 @@ target does not offer is refused before any write by provision/checks/locations.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
@@ -31,14 +31,14 @@ if TYPE_CHECKING:  # for annotations only: no import at run time
     from provision.blueprint.models import Blueprint
 
 
-def _datasets(ctx: Ctx):
+def _datasets(ctx: Ctx) -> Any:
     return ctx.target.healthcare().projects().locations().datasets()
 
 
 def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetState | None:
     """The dataset, or None when absent (also when the Healthcare API is not enabled yet)."""
 
-    def get():
+    def get() -> Any:
         try:
             d = _datasets(ctx).get(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -82,7 +82,7 @@ def read_locations(ctx: Ctx, project_id: str, *, page_size: int | None = None) -
 def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> DatasetState:
     """Create the dataset (with `kms_key` as its CMEK key, set at creation only) and wait for it."""
     parent, _, dataset_id = name.rpartition("/datasets/")
-    body: dict = {"timeZone": time_zone}
+    body: dict[str, Any] = {"timeZone": time_zone}
     if kms_key:
         body["encryptionSpec"] = {"kmsKeyName": kms_key}
 
@@ -103,7 +103,7 @@ def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> D
 
 
 def verify(ctx: Ctx, name: str) -> DatasetState:
-    def check():
+    def check() -> Any:
         d = read(ctx, name, disabled_is_absent=False)
         if d is None:
             raise NotYet(f"dataset {name} not visible yet")
@@ -113,7 +113,7 @@ def verify(ctx: Ctx, name: str) -> DatasetState:
 
 
 def delete(ctx: Ctx, name: str) -> None:
-    def attempt():
+    def attempt() -> Any:
         try:
             _datasets(ctx).delete(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001

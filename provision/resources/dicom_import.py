@@ -14,6 +14,7 @@ objects that match now, there is nothing to do and no write is made.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,14 +41,14 @@ if TYPE_CHECKING:  # for annotations only: no import at run time
 LABEL = "provision-import"
 
 
-def require_match(ctx: Ctx, store_name: str, uri: str, objects: dict[str, dict] | None) -> None:
+def require_match(ctx: Ctx, store_name: str, uri: str, objects: dict[str, dict[str, Any]] | None) -> None:
     """Refuse to start an import that would match nothing (None: not listable, so let the import say)."""
     if objects is not None and not objects:
         raise StepError(ctx.step, store_name, f"the import URI {uri} matches no object; check the bucket, the prefix "
                                               "and the ** pattern", action="import")
 
 
-def fingerprint(uri: str, objects: dict[str, dict] | None) -> str:
+def fingerprint(uri: str, objects: dict[str, dict[str, Any]] | None) -> str:
     """A short, label-safe hash of the URI and the matched objects' names and checksums."""
     h = hashlib.sha256(uri.encode())
     if objects is None:
@@ -59,7 +60,7 @@ def fingerprint(uri: str, objects: dict[str, dict] | None) -> str:
     return h.hexdigest()[:16]
 
 
-def _counter(op: dict) -> dict[str, int]:
+def _counter(op: dict[str, Any]) -> dict[str, int]:
     c = (op.get("metadata") or {}).get("counter") or {}
     return {k: int(c.get(k) or 0) for k in ("success", "failure", "pending")}
 
@@ -70,15 +71,15 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
 
     Up to `max_failures` files may fail (they are named in a note); more fail the step, naming them."""
     stores = ctx.target.healthcare().projects().locations().datasets().dicomStores()
-    last: dict = {}
+    last: dict[str, Any] = {}
 
-    def on_poll(op: dict) -> None:
+    def on_poll(op: dict[str, Any]) -> None:
         c = _counter(op)
         last.update(op)
         total = c["success"] + c["failure"] + c["pending"]
         ctx.progress(f"importing {uri}: {counts_text(c)}", c["success"] + c["failure"], total or None)
 
-    def attempt() -> dict:
+    def attempt() -> dict[str, Any]:
         op = stores.import_(name=store_name, body={"gcsSource": {"uri": uri}}).execute(num_retries=0)
         return ctx.wait_healthcare(op, on_poll=on_poll)
 
@@ -166,7 +167,7 @@ class Listing:
     BILLING: you may not bill the blueprint's project; None: not listed, see `deferred`), and whether
     the bucket is Requester Pays, with the project provision named as its billing project."""
 
-    found: dict[str, dict] | str | None
+    found: dict[str, dict[str, Any]] | str | None
     requester_pays: bool = False
     user_project: str | None = None
     deferred: bool = False   # Requester Pays, and the project to bill does not exist yet
@@ -233,7 +234,7 @@ def _list_or_why(ctx: Ctx, src: Source, billing_project: str | None = None) -> L
     return _listing(ctx, src, billing_project, _requester_pays(ctx, src.bucket))
 
 
-def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -> dict[str, dict] | None:
+def matched_objects(ctx: Ctx, src: Source, billing_project: str | None = None) -> dict[str, dict[str, Any]] | None:
     """Objects the URI matches now (name -> checksums), or None when we may not list the bucket.
     A Requester Pays bucket is listed again with `billing_project` as its userProject."""
     found = _listing(ctx, src, billing_project).found
@@ -265,7 +266,7 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return out
 
 
-def _objects(bp: Blueprint, live: Live, s: Any) -> dict[str, dict] | str | None:
+def _objects(bp: Blueprint, live: Live, s: Any) -> dict[str, dict[str, Any]] | str | None:
     """What the URI matches now: objects, MISSING, FORBIDDEN, or None (the bucket is still to be created)."""
     src = parse_uri(s.import_.uri)
     if bp.bucket and src.bucket == bp.bucket.name:
@@ -346,7 +347,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
                        deps, None if done else _run(bp, s, name, grant_bucket, force=bool(why))))
 
 
-def _billing_note(bp: Blueprint, src: Source, listing: Any, objects: dict[str, dict] | None) -> str:
+def _billing_note(bp: Blueprint, src: Source, listing: Any, objects: dict[str, dict[str, Any]] | None) -> str:
     """What a Requester Pays source costs, and whom: said in the plan, before anything is read."""
     if not isinstance(listing, Listing) or not listing.requester_pays:
         return ""
@@ -364,7 +365,7 @@ def _billing_note(bp: Blueprint, src: Source, listing: Any, objects: dict[str, d
             f"location differs from the dataset's ({bp.dataset.location}); storing the bucket stays with its owner.")
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: float) -> str:
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -389,7 +390,7 @@ def _why_nothing(bp: Blueprint, live: Live, src: Source, uri: str) -> str:
             "(`gcloud storage ls` shows what is there)")
 
 
-def _run(bp: Blueprint, s: Any, sname: str, own: bool, *, force: bool):
+def _run(bp: Blueprint, s: Any, sname: str, own: bool, *, force: bool) -> Callable[[Ctx], Any]:
     uri = s.import_.uri
     src = parse_uri(uri)
     min_studies = bp.smoke.min_studies

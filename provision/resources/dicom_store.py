@@ -8,7 +8,7 @@ unless delete_data (or replace, when its dataset is replaced). Reads `store:<nam
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists
@@ -44,7 +44,7 @@ def create(ctx: Ctx, name: str, labels: dict[str, str] | None = None) -> StoreSt
 
 
 def verify(ctx: Ctx, name: str) -> StoreState:
-    def check():
+    def check() -> Any:
         s = read(ctx, name)
         if s is None:
             raise NotYet(f"DICOM store {name} not visible yet")
@@ -54,7 +54,7 @@ def verify(ctx: Ctx, name: str) -> StoreState:
 
 
 def delete(ctx: Ctx, name: str) -> None:
-    def attempt():
+    def attempt() -> Any:
         try:
             stores(ctx).delete(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -74,7 +74,7 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase == 2:
         return {Key.store(n): (lambda ctx, n=n: read(ctx, n)) for n in desired_stores(bp)}
     if phase == 3:
-        def old(ctx: Ctx, n: str):
+        def old(ctx: Ctx, n: str) -> Any:
             state = read(ctx, n)
             return (state, count_studies(ctx, n) if state else 0)
         return {Key.old_store(n): (lambda ctx, n=n: old(ctx, n)) for n in old_stores(bp, live)}

@@ -6,8 +6,10 @@ and reports foreign data-access grants (dicomEditor behind provision's back) as 
 Reads `store_policy:<name>`.
 """
 from __future__ import annotations
+from provision.gcp.context import Ctx
+from collections.abc import Callable
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
@@ -69,5 +71,5 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
                        _run(name, d), forgets=d.forgets))
 
 
-def _run(name: str, d: iam.GrantDiff):
+def _run(name: str, d: iam.GrantDiff) -> Callable[[Ctx], Any]:
     return lambda ctx: iam.apply_diff(ctx, iam.dicom_store_io(ctx, name), d)

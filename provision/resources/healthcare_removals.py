@@ -38,7 +38,7 @@ def fate(live: Live, name: str, opts: Options, reimported: bool) -> str:
 
 def reimported(bp: Blueprint, name: str, replaced: str | None) -> bool:
     """The store is in the dataset being replaced (`replaced`) and the blueprint names it again."""
-    return bool(replaced) and name.startswith(replaced + "/dicomStores/") \
+    return replaced is not None and bool(replaced) and name.startswith(replaced + "/dicomStores/") \
         and name.rsplit("/", 1)[-1] in {s.id for s in bp.dicom_stores}
 
 

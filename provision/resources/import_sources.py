@@ -24,7 +24,7 @@ class Source:
         m = re.search(r"[*?\[]", self.glob)
         return self.glob[: m.start()] if m else self.glob
 
-    def regex(self) -> re.Pattern:
+    def regex(self) -> re.Pattern[str]:
         out = []
         i = 0
         g = self.glob

@@ -8,7 +8,7 @@ checks/kms.py has refused already) and `kms_key_policy:<key>` (recorded keys no 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
@@ -23,7 +23,7 @@ KIND = "kms-key-iam"
 ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
 
 
-def read_if_there(ctx: Ctx, key: str) -> dict | None:
+def read_if_there(ctx: Ctx, key: str) -> dict[str, Any] | None:
     """The key's policy, None when the key is gone or hidden from us."""
     try:
         return ctx.call(iam.kms_key_io(ctx, key).read)

@@ -9,6 +9,7 @@ removes the labels. Every step that changes grants runs after it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
@@ -107,7 +108,7 @@ def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
             s.deps.append(KIND)
 
 
-def _run(pid: str, made: bool, legacy: list, lock: bool = False):
+def _run(pid: str, made: bool, legacy: list[Any], lock: bool = False) -> Callable[[Ctx], Any]:
     """The record step: one write with every claim of the plan (ctx.facts.claims), a project
     made by an interrupted run, and the grants of legacy marks; then the marks are removed."""
     def run(ctx: Ctx) -> str:

@@ -103,7 +103,7 @@ def update(ctx: Ctx, spec: Any, live: ProjectState) -> ProjectState:
     project = resourcemanager_v3.Project(name=live.name, labels=labels,
                                          display_name=spec.display_name or live.display_name)
 
-    def attempt():
+    def attempt() -> Any:
         operation = client.update_project(project=project, update_mask=field_mask_pb2.FieldMask(paths=paths), retry=None)
         return ctx.wait_crm(operation)
 
@@ -121,7 +121,7 @@ def update(ctx: Ctx, spec: Any, live: ProjectState) -> ProjectState:
 def delete(ctx: Ctx, project_id: str) -> None:
     client = ctx.target.projects()
 
-    def attempt():
+    def attempt() -> Any:
         try:
             operation = client.delete_project(name=f"projects/{project_id}", retry=None)
         except Exception as exc:  # noqa: BLE001

@@ -5,7 +5,8 @@ blueprint no longer names, reports foreign data-access grants as drift. Reads `p
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
@@ -20,7 +21,7 @@ KIND = "project-iam"
 PROJECT_LEVEL_IGNORED = ("roles/owner", "roles/editor", "roles/viewer")
 
 
-def read(ctx: Ctx, project_id: str) -> dict:
+def read(ctx: Ctx, project_id: str) -> dict[str, Any]:
     return iam.read(ctx, iam.project_io(ctx, project_id))
 
 
@@ -56,5 +57,5 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
                    drift=d.drift(), fields=d.fields(), claims=[("grant", resource, r, m) for r, m in d.add]))
 
 
-def _run(pid: str, d: iam.GrantDiff):
+def _run(pid: str, d: iam.GrantDiff) -> Callable[[Ctx], Any]:
     return lambda ctx: iam.apply_diff(ctx, iam.project_io(ctx, pid), d)

@@ -8,7 +8,7 @@ That grant is also how a later run sees, with reads only, that the agent exists.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
@@ -23,7 +23,7 @@ SERVICE = "healthcare.googleapis.com"
 AGENT_ROLE = "roles/healthcare.serviceAgent"
 
 
-def exists(project_policy: dict | None, project_number: str) -> bool:
+def exists(project_policy: dict[str, Any] | None, project_number: str) -> bool:
     """Whether the project policy already grants the agent its role (our mark that it exists)."""
     return not iam.missing(project_policy, [(AGENT_ROLE, agent_member(project_number))])
 
@@ -32,7 +32,7 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
     """Create the agent (idempotent) and grant it its role; returns its email."""
     su = ctx.target.serviceusage("v1beta1")
 
-    def attempt() -> dict:
+    def attempt() -> dict[str, Any]:
         op = su.services().generateServiceIdentity(parent=f"projects/{project_id}/services/{SERVICE}").execute(num_retries=0)
         return ctx.wait_serviceusage(op, version="v1beta1")
 

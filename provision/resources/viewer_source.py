@@ -127,7 +127,7 @@ def list_releases(ctx: Ctx) -> list[int] | str:
     """The IDC releases published as Healthcare stores (numbers), or why they could not be listed."""
     stores = ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
-    def page(token: str | None) -> dict:
+    def page(token: str | None) -> dict[str, Any]:
         return stores.list(parent=IDC_DATASET, pageToken=token, pageSize=1000).execute(num_retries=0)
 
     found: list[int] = []
