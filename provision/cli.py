@@ -550,7 +550,7 @@ def destroy(
         question = f"destroy {sum(len(o.value.steps) for o in todo)} resource(s) of {', '.join(o.item.project for o in todo)}?"
         _confirm_or_refuse(question, type_to_confirm=", ".join(data) if data else None)
     with _progress() as progress:
-        outcomes = [fleet.each([o.item], lambda it, o=o: lifecycle.destroy(it.bp, target, listener=progress,
+        outcomes = [fleet.each([o.item], lambda it, o=o: lifecycle.destroy(it.bp, target, listener=progress,  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                                                                              plan_=o.value,
                                                                              wait_lock_s=_duration(wait_lock)))[0]
                     if o.ok else o

@@ -53,7 +53,7 @@ def read(ctx: Ctx, resource: str) -> dict[str, dict] | str:
                 raise
         return ctx.call(get)
 
-    found = ctx.parallel([(lambda c=c: one(c)) for c in CONSTRAINTS])
+    found = ctx.parallel([(lambda c=c: one(c)) for c in CONSTRAINTS])  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     why = next((f for f in found if isinstance(f, str)), None)
     if why:
         return why
@@ -198,7 +198,7 @@ def _customer_domains(ctx: Ctx, customers: list[str]) -> dict[str, list[str]]:
             raise
         return [o.display_name.lower() for o in found if o.display_name]
 
-    return {c: d for c, d in zip(customers, ctx.parallel([(lambda c=c: one(c)) for c in customers]), strict=True) if d}
+    return {c: d for c, d in zip(customers, ctx.parallel([(lambda c=c: one(c)) for c in customers]), strict=True) if d}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
 
 
 def _bucket_flags(bp: Blueprint, live: Any, rules: dict, resource: str) -> list[str]:

@@ -76,7 +76,7 @@ class Ctx:
     services: tuple[str, ...] = ()      # services this run enables (SERVICE_DISABLED for them is retried)
     facts: Facts = field(default_factory=Facts)  # shared between steps (project number, agent, record)
     started: float = field(default_factory=time.monotonic)
-    locks: dict[str, Any] = field(default_factory=dict)  # per-resource locks shared by every step of one run
+    locks: dict[str, threading.Lock] = field(default_factory=dict)  # per-resource locks shared by every step of one run
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -106,6 +106,7 @@ class Ctx:
         """Run `fn`, retrying what the policy says is retryable (plus the `also` predicates, for
         this call only), until the step's deadline (or `within` seconds from now, if sooner)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
+        assert self.policy is not None   # set by __post_init__
         policy = self.policy.with_predicates(*also) if also else self.policy
         return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
                           on_wait=self.progress if self.reporter.on_progress else None,
@@ -129,7 +130,7 @@ class Ctx:
     def wait_serviceusage(self, op: dict[str, Any], version: str = "v1") -> dict[str, Any]:
         return operations.serviceusage(self.target, op, version=version, **self._wait_kw())
 
-    def wait_healthcare(self, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict:
+    def wait_healthcare(self, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         return operations.healthcare(self.target, op, **self._wait_kw(on_poll))
 
     def wait_crm(self, operation: Any) -> Any:

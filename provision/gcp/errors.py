@@ -203,7 +203,7 @@ def _parse(exc: BaseException) -> GoogleError | None:
     try:
         from googleapiclient.errors import HttpError
     except ImportError:  # pragma: no cover
-        HttpError = ()  # type: ignore[assignment]
+        HttpError = ()
     if HttpError and isinstance(exc, HttpError):
         ge = GoogleError(http_status=int(exc.resp.status))
         try:

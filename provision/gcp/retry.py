@@ -80,7 +80,7 @@ def quota_exhausted(exc: BaseException) -> tuple[bool, str] | None:
     """429 RESOURCE_EXHAUSTED naming its quota: retried (the reason names the quota)."""
     ge = parse(exc)
     found = quota_mod.quota_of(ge)
-    if found is not None:
+    if found is not None and ge is not None:
         return True, f"limited by {quota_mod.family_label(found[0], found[1])}: {ge.code_text}: {_short(ge.message)}"
     return None
 

@@ -119,7 +119,7 @@ def observe(ctx: Ctx, bp: Blueprint, opts: Options, *, phases: tuple[int, ...] =
         for kind in KINDS:
             jobs.update(kind.reads(bp, live, phase))
         keys = list(jobs)
-        live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys]), strict=True))
+        live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys]), strict=True))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         if Key.RECORD in jobs:
             live.record = copy.deepcopy(live.read[Key.RECORD].current)   # kinds may add to the plan's view
     return live

@@ -45,14 +45,14 @@ def is_saved_plan(path: Path) -> bool:
     if path.suffix != ".json" or not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("format") == FORMAT
+        return bool(json.loads(path.read_text()).get("format") == FORMAT)
     except (ValueError, AttributeError, OSError):
         return False
 
 
 def load(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(path).read_text())
+        doc: dict[str, Any] = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: not a saved plan ({exc})") from None
     if doc.get("format") != FORMAT:
@@ -88,7 +88,7 @@ def differences(saved: dict[str, Any], fresh: Any) -> list[str]:
     for sid in sorted(old.keys() | new.keys()):
         a, b = old.get(sid), new.get(sid)
         if a is None:
-            out.append(f"{sid}: now {b['action']} ({'; '.join(b['changes']) or 'no change'}), not in the saved plan")
+            out.append(f"{sid}: now {b['action']} ({'; '.join(b['changes']) or 'no change'}), not in the saved plan")  # type: ignore[index]  # sid is in one of the two
         elif b is None:
             out.append(f"{sid}: in the saved plan ({a['action']}), no longer planned")
         elif key(a) != key(b):

@@ -21,7 +21,7 @@ def read(ctx: Ctx, project_id: str) -> str | None:
     """The linked billing account name (`billingAccounts/X`), "" when none, None when unreadable (no project)."""
     svc = ctx.target.billing()
 
-    def get() -> Any:
+    def get() -> str | None:
         try:
             info = svc.projects().getBillingInfo(name=f"projects/{project_id}").execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001

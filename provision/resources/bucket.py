@@ -90,7 +90,7 @@ def delete(ctx: Ctx, name: str, *, force: bool = False) -> bool:
         return False
     if force:
         for blob in ctx.call(lambda: list(client.list_blobs(name, retry=None))):
-            ctx.call(lambda b=blob: _ignore_404(lambda: b.delete(retry=None)))
+            ctx.call(lambda b=blob: _ignore_404(lambda: b.delete(retry=None)))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     ctx.call(lambda: _ignore_404(lambda: bucket.delete(retry=None)))
     return True
 
@@ -129,11 +129,13 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     name = bp.bucket.name if bp.bucket else None
     if phase == 1 and name:
         out[Key.BUCKET] = lambda ctx: read(ctx, name)
-    if phase == 2 and name:
+    if phase == 2 and bp.bucket and name:
         b = live.bucket
+        assert b is not None   # read in phase 1 whenever the blueprint names a bucket
         if bp.bucket.create and b.exists and b.project_number and b.project_number != live.project_number:
             # to name the owner in the error; None if hidden
-            out["bucket_owner"] = lambda ctx: read_project(ctx, b.project_number)
+            number = b.project_number
+            out["bucket_owner"] = lambda ctx: read_project(ctx, number)
     if phase == 3:
         state = live.bucket
         moved = state is not None and state.location and bp.bucket and \
@@ -142,7 +144,7 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
             if old == name and (live.opts.destroy or moved):   # what destroy or a replace would delete
                 out["bucket_objects"] = lambda ctx: count_objects(ctx, name)
             elif old != name:
-                out[f"old_bucket:{old}"] = lambda ctx, old=old: (read(ctx, old), count_objects(ctx, old))
+                out[f"old_bucket:{old}"] = lambda ctx, old=old: (read(ctx, old), count_objects(ctx, old))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return out
 
 
@@ -152,9 +154,10 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         if old != name:
             state, objects = live.get(f"old_bucket:{old}", (None, 0))
             _remove(draft, old, state, objects, opts, "the blueprint no longer names it")
-    if not name:
+    if not name or bp.bucket is None:
         return
     b, spec, state = bp.bucket, bp.bucket, live.bucket
+    assert state is not None   # read in phase 1 whenever the blueprint names a bucket
     ours = live.record.owns(KIND, name)
     if opts.destroy:
         if not state.exists:

@@ -47,11 +47,11 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
             member = agent_member(number)
             for b in source_buckets(bp):
                 if b != own or not is_ours(bp, live):
-                    out[f"foreign_access:{b}"] = lambda ctx, b=b: check_foreign(ctx, b, member)
+                    out[f"foreign_access:{b}"] = lambda ctx, b=b: check_foreign(ctx, b, member)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     if phase == 3:
         for b in _recorded_buckets(live):
             if b != own:
-                out[f"bucket_policy:{b}"] = lambda ctx, b=b: read_if_there(ctx, b)
+                out[f"bucket_policy:{b}"] = lambda ctx, b=b: read_if_there(ctx, b)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return out
 
 

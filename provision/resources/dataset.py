@@ -38,7 +38,7 @@ def _datasets(ctx: Ctx) -> Any:
 def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetState | None:
     """The dataset, or None when absent (also when the Healthcare API is not enabled yet)."""
 
-    def get() -> Any:
+    def get() -> DatasetState | None:
         try:
             d = _datasets(ctx).get(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -103,7 +103,7 @@ def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> D
 
 
 def verify(ctx: Ctx, name: str) -> DatasetState:
-    def check() -> Any:
+    def check() -> DatasetState:
         d = read(ctx, name, disabled_is_absent=False)
         if d is None:
             raise NotYet(f"dataset {name} not visible yet")
@@ -161,7 +161,7 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase == 2:
         return {Key.DATASET: lambda ctx: read(ctx, desired_dataset(bp))}
     if phase == 3:
-        out: Reads = {Key.old_dataset(n): (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
+        out: Reads = {Key.old_dataset(n): (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                       for n in _old(bp, live, live.opts)}
         if not live.opts.destroy and live.dataset is None:   # an existing dataset's location is valid
             out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
@@ -177,7 +177,7 @@ def _rekey_reads(bp: Blueprint, live: Live) -> Reads:
     if live.opts.destroy or state is None or (state.kms_key or "") == (bp.dataset.kms_key or "") \
             or not live.record.owns(KIND, desired_dataset(bp)):
         return {}
-    return {f"rekey_studies:{n}": (lambda ctx, n=n: count_studies(ctx, n) if read_store(ctx, n) else 0)
+    return {f"rekey_studies:{n}": (lambda ctx, n=n: count_studies(ctx, n) if read_store(ctx, n) else 0)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
             for n in desired_stores(bp)}
 
 

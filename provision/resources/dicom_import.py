@@ -257,12 +257,12 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
             if _covered_by_upload(bp, src):
                 continue   # the upload kind's listing covers it
             payer = bp.project.id if live.project is not None else None
-            out[f"import_objects:{s.id}"] = lambda ctx, src=src, payer=payer: _list_or_why(ctx, src, payer)
+            out[f"import_objects:{s.id}"] = lambda ctx, src=src, payer=payer: _list_or_why(ctx, src, payer)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     if phase == 3:
         for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             st = live.store(name)
             if s.import_ and st is not None and st.labels.get(LABEL):
-                out[f"studies:{name}"] = lambda ctx, n=name: count_studies(ctx, n, stop_at=bp.smoke.min_studies)
+                out[f"studies:{name}"] = lambda ctx, n=name: count_studies(ctx, n, stop_at=bp.smoke.min_studies)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return out
 
 

@@ -44,7 +44,7 @@ def create(ctx: Ctx, name: str, labels: dict[str, str] | None = None) -> StoreSt
 
 
 def verify(ctx: Ctx, name: str) -> StoreState:
-    def check() -> Any:
+    def check() -> StoreState:
         s = read(ctx, name)
         if s is None:
             raise NotYet(f"DICOM store {name} not visible yet")
@@ -72,12 +72,12 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {Key.store(n): (lambda ctx, n=n: read(ctx, n)) for n in desired_stores(bp)}
+        return {Key.store(n): (lambda ctx, n=n: read(ctx, n)) for n in desired_stores(bp)}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     if phase == 3:
         def old(ctx: Ctx, n: str) -> Any:
             state = read(ctx, n)
             return (state, count_studies(ctx, n) if state else 0)
-        return {Key.old_store(n): (lambda ctx, n=n: old(ctx, n)) for n in old_stores(bp, live)}
+        return {Key.old_store(n): (lambda ctx, n=n: old(ctx, n)) for n in old_stores(bp, live)}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return {}
 
 
@@ -86,7 +86,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             if live.store(name) is None:
                 draft.add(Step(f"store:{s.id}", KIND, name, CREATE, [f"create DICOM store {s.id}"], ["dataset"],
-                               lambda ctx, n=name: _create(ctx, n), claims=[("resource", KIND, name)]))
+                               lambda ctx, n=name: _create(ctx, n), claims=[("resource", KIND, name)]))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
             else:
                 draft.add(Step(f"store:{s.id}", KIND, name, NOOP, [], ["dataset"]))
     replaced = None if opts.destroy else replaced_dataset(bp, live)
@@ -101,7 +101,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         _, studies = live.old_store(name)
         if what == "gone":
             draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                           lambda ctx, n=name: (ctx.facts.record.drop_resource(ctx, KIND, n), "forgotten")[1], forgets=1))
+                           lambda ctx, n=name: (ctx.facts.record.drop_resource(ctx, KIND, n), "forgotten")[1], forgets=1))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         elif what == KEEP:
             draft.keep(sid, KIND, name, f"kept: holds {plural(studies, 'study')} "
                                         "(--delete-data deletes it)")
@@ -109,7 +109,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
             deps = [f"import:{s.id}" for s in bp.dicom_stores] if replacing else []
             lost = f" and its {plural(studies, 'study')}" if studies else ""
             draft.add(Step(sid, KIND, name, DELETE, [f"delete DICOM store {name.rsplit('/', 1)[-1]}{lost}"], deps,
-                           lambda ctx, n=name, force=bool(studies) or opts.delete_data: _delete_recorded(ctx, n, force)))
+                           lambda ctx, n=name, force=bool(studies) or opts.delete_data: _delete_recorded(ctx, n, force)))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
 
 
 def _create(ctx: Ctx, name: str) -> str:

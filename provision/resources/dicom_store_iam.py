@@ -28,10 +28,10 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n)) for n in desired_stores(bp)}
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n)) for n in desired_stores(bp)}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     if phase == 3:
         granted = live.record.granted_resources()
-        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n))
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for n in old_stores(bp, live) if n in granted and not live.has(Key.store_policy(n))}
     return {}
 

@@ -42,7 +42,7 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase == 2 and key and not live.opts.destroy:
         return {"kms_key_policy": lambda ctx: read_if_there(ctx, key)}
     if phase == 3:
-        return {f"kms_key_policy:{k}": (lambda ctx, k=k: read_if_there(ctx, k))
+        return {f"kms_key_policy:{k}": (lambda ctx, k=k: read_if_there(ctx, k))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for k in _recorded_keys(live) if k != key or live.opts.destroy}
     return {}
 
@@ -81,4 +81,4 @@ def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         changes = d.describe() if policy is not None else [f"- {m} {r} (key gone or hidden: forget it)" for r, m in pairs]
         deps = [s.id for s in draft.steps if s.kind == "dataset" and s.changing] + ["record"]
         draft.add(Step(sid, KIND, old, DELETE, changes, deps,
-                       lambda ctx, old=old, d=d: iam.apply_diff(ctx, iam.kms_key_io(ctx, old), d)))
+                       lambda ctx, old=old, d=d: iam.apply_diff(ctx, iam.kms_key_io(ctx, old), d)))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)

@@ -50,7 +50,7 @@ def _legacy(bp: Blueprint, live: Live) -> list[tuple[str, Any, list[str], list[i
     for name in desired_stores(bp):
         st = live.store(name)
         if st is not None and iam.marks(st.labels):
-            out.append((name, lambda ctx, n=name: iam.dicom_store_labels(ctx, n), iam.marks(st.labels),
+            out.append((name, lambda ctx, n=name: iam.dicom_store_labels(ctx, n), iam.marks(st.labels),  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                         iam.marked(st.labels, live.store_policy(name))))
     return out
 
@@ -121,6 +121,6 @@ def _run(pid: str, made: bool, legacy: list[Any], lock: bool = False) -> Callabl
             ctx.facts.record.lock(ctx)
         for _, labels_io, keys, _ in legacy:
             io = labels_io(ctx)
-            ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))
+            ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         return f"{plural(len(claims), 'entry')} recorded"
     return run

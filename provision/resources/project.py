@@ -14,7 +14,8 @@ from provision.gcp.errors import StepError, is_already_exists, is_status
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import agent_member
-from provision.resources.project_reads import CREATED_LABEL, ProjectState, read, state_of
+from provision.resources.project_reads import CREATED_LABEL, read, state_of
+from provision.resources.states import ProjectState
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
 
 if TYPE_CHECKING:  # for annotations only: no import at run time

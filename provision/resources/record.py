@@ -286,7 +286,7 @@ class RecordStore:
             blobs: list[Any] = []
             gone_ok(lambda: blobs.extend(client.list_blobs(self.bucket, versions=True, retry=None)))
             for blob in blobs:
-                gone_ok(lambda b=blob: b.delete(retry=None))
+                gone_ok(lambda b=blob: b.delete(retry=None))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
             gone_ok(lambda: client.bucket(self.bucket).delete(retry=None))
 
         with self._lock:

@@ -21,7 +21,7 @@ def stores(ctx: Ctx) -> Any:
 
 def read(ctx: Ctx, name: str) -> StoreState | None:
     """The store, or None when absent (also when the Healthcare API is not enabled yet)."""
-    def get() -> Any:
+    def get() -> StoreState | None:
         try:
             s = stores(ctx).get(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -47,7 +47,7 @@ def set_label(ctx: Ctx, name: str, key: str, value: str) -> None:
 
 def read_iam(ctx: Ctx, name: str) -> dict[str, Any] | None:
     """The store's policy; None when the store does not exist (or Healthcare is not enabled yet)."""
-    def get() -> Any:
+    def get() -> dict[str, Any] | None:
         try:
             return iam.dicom_store_io(ctx, name).read()
         except Exception as exc:  # noqa: BLE001

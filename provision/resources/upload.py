@@ -24,27 +24,27 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
         return {}
     if phase == 1:
         return {Key.LOCAL: lambda ctx: local_files(up)}
-    state = live.bucket
-    if phase == 2 and state.exists and state.accessible:
-        return {Key.REMOTE: lambda ctx: list_objects(ctx, bp.bucket.name, up.prefix or "")}
+    state, name = live.bucket, bp.bucket.name if bp.bucket else ""
+    if phase == 2 and state is not None and state.exists and state.accessible:
+        return {Key.REMOTE: lambda ctx: list_objects(ctx, name, up.prefix or "")}
     return {}
 
 
 def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy or not (bp.bucket and bp.bucket.upload):
         return
-    b = bp.bucket
+    b, up = bp.bucket, bp.bucket.upload
     todo = to_upload(live)
     n, total = len(todo), len(live.local)
 
     def run(ctx: Ctx) -> str:
-        remote = list_objects(ctx, b.name, b.upload.prefix or "")
-        files = pending(local_files(b.upload), remote)
+        remote = list_objects(ctx, b.name, up.prefix or "")
+        files = pending(local_files(up), remote)
         done = upload(ctx, b.name, files)
         return f"uploaded {plural(done, 'file')}" if done else "already uploaded"
 
     for note in upload_notes(live.local):
         draft.note(note)
-    draft.add(Step(KIND, KIND, f"gs://{b.name}/{b.upload.prefix or ''}", CREATE if n else NOOP,
-                   [f"upload {n} of {plural(total, 'file')} from {b.upload.from_}"] if n else [], ["bucket"],
+    draft.add(Step(KIND, KIND, f"gs://{b.name}/{up.prefix or ''}", CREATE if n else NOOP,
+                   [f"upload {n} of {plural(total, 'file')} from {up.from_}"] if n else [], ["bucket"],
                    run if n else None))

@@ -209,7 +209,7 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
         releases = live.get("idc_releases")
         if isinstance(releases, str):
             return {}   # diff refuses the plan
-        return {f"source_access:{s.name}": (lambda ctx, st=s.store: test_access(ctx, st))
+        return {f"source_access:{s.name}": (lambda ctx, st=s.store: test_access(ctx, st))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for s in resolve(bp, releases) if s.store}
     return {}
 

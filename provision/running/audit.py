@@ -108,7 +108,7 @@ def _read(ctx: Ctx, pid: str, stamp: str) -> tuple[list[dict], bool]:
                   "filter": f'logName="projects/{pid}/logs/{LOG_ID}" AND timestamp>="{stamp}"'}
     out: list[dict] = []
     while True:
-        resp = ctx.call(lambda b=dict(body): ctx.target.logging().entries().list(body=b).execute(num_retries=0))
+        resp = ctx.call(lambda b=dict(body): ctx.target.logging().entries().list(body=b).execute(num_retries=0))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         out += resp.get("entries") or []
         token = resp.get("nextPageToken")
         if not token or len(out) >= MAX_ENTRIES:

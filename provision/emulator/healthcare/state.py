@@ -820,7 +820,7 @@ def _label_filter(expr: str):
             checks.append(lambda view, k=k, v=v: view.get("labels", {}).get(k) == v)
         elif t.startswith("labels.") and t.endswith(":*"):
             key = t[7:-2].strip()
-            checks.append(lambda view, k=key: k in view.get("labels", {}))
+            checks.append(lambda view, k=key: k in view.get("labels", {}))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         else:
             raise invalid_argument(f"Unsupported filter {expr!r}: use labels.KEY=VALUE.")
     return lambda view: all(c(view) for c in checks)
