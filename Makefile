@@ -36,6 +36,7 @@ demo: $(STAMP)
 
 test: $(STAMP) chromium ohif orthanc minimums
 	$(VENV)/bin/ruff check provision tests bench tools
+	$(VENV)/bin/mypy
 	PROVISION_NO_SKIP=1 $(VENV)/bin/pytest -q -rs --durations=10
 
 # The declared lower bounds are true: every runtime dependency pinned to its minimum

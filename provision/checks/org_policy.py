@@ -115,7 +115,7 @@ def _locations(bp: Blueprint, live: Any, rule: dict, resource: str) -> list[str]
 
 def _located(bp: Blueprint, live: Any) -> list[tuple[tuple, str, str]]:
     """(blueprint path, location, what) of everything provision would create in a location."""
-    out = [(("dataset", "location"), bp.dataset.location, "the Healthcare dataset")]
+    out: list[tuple[tuple[Any, ...], str, str]] = [(("dataset", "location"), bp.dataset.location, "the Healthcare dataset")]
     bucket = live.bucket
     if bp.bucket and bp.bucket.create and not (bucket is not None and getattr(bucket, "exists", False)):
         out.append((("bucket", "location"), bp.bucket.location, "the DICOM bucket"))
@@ -135,7 +135,7 @@ def _located(bp: Blueprint, live: Any) -> list[tuple[tuple, str, str]]:
 
 def _grants(bp: Blueprint) -> list[tuple[tuple, str]]:
     """(blueprint path, member) of every member the blueprint grants anything to."""
-    out = [(("iam", i, "member"), g.member) for i, g in enumerate(bp.iam)]
+    out: list[tuple[tuple[Any, ...], str]] = [(("iam", i, "member"), g.member) for i, g in enumerate(bp.iam)]
     for s, store in enumerate(bp.dicom_stores):
         out += [(("dicom_stores", s, "iam", i, "member"), g.member) for i, g in enumerate(store.iam)]
     hosting = getattr(bp.viewer, "hosting", None)

@@ -259,7 +259,7 @@ class RetryPolicy:
         pace = limiter.pace() if limiter is not None else None
         if pace is not None:
             pace *= 2 ** (min(max(strikes, 1), 8) - 1)
-            return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))
+            return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))  # type: ignore[no-any-return]  # mypy baseline (issue 20)
         return self.delay(attempt, elapsed)
 
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
@@ -312,7 +312,7 @@ class RetryPolicy:
                     now = time.monotonic()
                     ge = parse(exc)
                     learned = gov.learn(site, ge, project, number) if gov is not None else None
-                    limiter = None
+                    limiter = None  # type: ignore[assignment]  # mypy baseline (issue 20)
                     if learned is not None:
                         if family is None or learned[0] != family[0]:
                             if entry is not None:            # a slot of another family: not this quota's

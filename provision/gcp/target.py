@@ -248,7 +248,7 @@ class Target:
 
         try:
             if self.emulator:
-                creds = _credentials_from_file(self.credentials_file)
+                creds = _credentials_from_file(self.credentials_file)  # type: ignore[arg-type]  # mypy baseline (issue 20)
             else:
                 creds, _project = google.auth.default(scopes=[CLOUD_PLATFORM])
         except auth_exceptions.DefaultCredentialsError as exc:
@@ -327,7 +327,7 @@ class Target:
         return self._shared(("storage", project), lambda: self._make_storage(project))
 
     def _make_storage(self, project: str | None) -> Any:
-        from google.cloud import storage
+        from google.cloud import storage  # type: ignore[attr-defined]  # mypy baseline (issue 20)
 
         opts = {"api_endpoint": self.emulator} if self.emulator else None
         return storage.Client(project=project or "_", credentials=self.credentials(), client_options=opts)

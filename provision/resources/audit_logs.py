@@ -111,7 +111,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     action = NOOP if not changes else CREATE if add and not (present(policy) or recorded) else \
         UPDATE if add else DELETE
     draft.add(Step(KIND, KIND, resource, action, changes, ["apis", "record", "project-iam"],
-                   (lambda ctx: _run(ctx, bp.project.id, add, remove, forget)) if changes else None,
+                   (lambda ctx: _run(ctx, bp.project.id, add, remove, forget)) if changes else None,  # type: ignore[arg-type]  # mypy baseline (issue 20)
                    drift=exemptions(policy) if on else [], fields=fields,
                    claims=[("resource", RECORD_KIND, f"{s}/{t}") for s, t in add]))
 

@@ -79,5 +79,5 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         draft.add(Step(KIND, KIND, resource, NOOP, [], ["project"]))
         return
     draft.add(Step(KIND, KIND, resource, UPDATE if was else CREATE, [f"link {want}" + (f" (now {was})" if was else "")],
-                   ["project"], lambda ctx: (link(ctx, pid, spec.billing_account), f"linked {want}")[1],
+                   ["project"], lambda ctx: (link(ctx, pid, spec.billing_account), f"linked {want}")[1],  # type: ignore[arg-type, func-returns-value]  # mypy baseline (issue 20)
                    fields=[field_change("billing_account", was or None, want)]))

@@ -15,7 +15,7 @@ import copy
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from provision.gcp.context import Ctx
 from provision.gcp.retry import NotYet
@@ -160,7 +160,7 @@ def apply_diff(ctx: Ctx, io: PolicyIO, d: "GrantDiff", *, agent: bool = False) -
     Healthcare service agent, known only at run time), revoke what provision added and the
     blueprint dropped, and forget in the record what is already gone."""
     add = [(role, ctx.facts.agent) for role, _ in d.add] if agent else d.add
-    added = grant_recorded(ctx, io, add) if add else []
+    added = grant_recorded(ctx, io, add) if add else []  # type: ignore[arg-type]  # mypy baseline (issue 20)
     removed = remove(ctx, io, d.remove) if d.remove else []
     if d.remove or d.forget:
         ctx.facts.record.drop_grants(ctx, io.resource, d.remove + d.forget)
@@ -308,11 +308,11 @@ def bucket_io(ctx: Ctx, bucket_name: str) -> PolicyIO:
         policy = bucket.get_iam_policy(requested_policy_version=3, retry=None)
         out = policy.to_api_repr()
         out["bindings"] = [dict(b, members=sorted(b.get("members") or [])) for b in out.get("bindings", [])]
-        return out
+        return cast("dict[str, Any]", out)
 
     def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         p = Policy.from_api_repr(copy.deepcopy({k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}))
-        return bucket.set_iam_policy(p, retry=None).to_api_repr()
+        return cast("dict[str, Any]", bucket.set_iam_policy(p, retry=None).to_api_repr())
 
     return PolicyIO(f"gs://{bucket_name}", read_policy, write_policy)
 
@@ -324,11 +324,11 @@ def dicom_store_io(ctx: Ctx, store_name: str) -> PolicyIO:
         return ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
     def read_policy() -> dict[str, Any]:
-        return stores().getIamPolicy(resource=store_name, options_requestedPolicyVersion=3).execute(num_retries=0)
+        return cast("dict[str, Any]", stores().getIamPolicy(resource=store_name, options_requestedPolicyVersion=3).execute(num_retries=0))
 
     def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings", "auditConfigs")}
-        return stores().setIamPolicy(resource=store_name, body={"policy": body}).execute(num_retries=0)
+        return cast("dict[str, Any]", stores().setIamPolicy(resource=store_name, body={"policy": body}).execute(num_retries=0))
 
     return PolicyIO(store_name, read_policy, write_policy)
 
@@ -340,11 +340,11 @@ def kms_key_io(ctx: Ctx, key_name: str) -> PolicyIO:
         return ctx.target.kms().projects().locations().keyRings().cryptoKeys()
 
     def read_policy() -> dict[str, Any]:
-        return keys().getIamPolicy(resource=key_name, options_requestedPolicyVersion=3).execute(num_retries=0)
+        return cast("dict[str, Any]", keys().getIamPolicy(resource=key_name, options_requestedPolicyVersion=3).execute(num_retries=0))
 
     def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
-        return keys().setIamPolicy(resource=key_name, body={"policy": body}).execute(num_retries=0)
+        return cast("dict[str, Any]", keys().setIamPolicy(resource=key_name, body={"policy": body}).execute(num_retries=0))
 
     return PolicyIO(key_name, read_policy, write_policy)
 

@@ -3,10 +3,9 @@ them, and base.Live, which holds them by name.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass

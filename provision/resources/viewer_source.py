@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from provision.errors import ProvisionError
@@ -90,7 +90,7 @@ def resolve(bp: Blueprint, releases: list[int] | None = None, member: str = "MEM
                         f"publishes ({', '.join(f'v{n}' for n in sorted(releases))}); `idc: latest` follows new "
                         "releases, pin it (idc: v23) to keep one")
             out.append(Source(s.name, s.label or f"NCI Imaging Data Commons {release} (public, read-only)",
-                              store=idc_store(release), what=what,
+                              store=idc_store(release), what=what,  # type: ignore[arg-type]  # mypy baseline (issue 20)
                               access=("IDC's stores are readable by any signed-in Google account with the "
                                       "cloud-healthcare scope: sign in (gcloud auth application-default login); "
                                       f"see {IDC_DOCS}")))
@@ -113,7 +113,8 @@ def resolve(bp: Blueprint, releases: list[int] | None = None, member: str = "MEM
                               what=f"DICOM store {store} of project {project}",
                               access=f"ask the store's owners{who} to run: {grant}"))
         else:
-            host = urlsplit(s.dicomweb).hostname or s.dicomweb
+            root = s.dicomweb or ""   # the model requires one of store, dicomweb, idc, public
+            host = urlsplit(root).hostname or root
             out.append(Source(s.name, s.label or f"{host} (read-only)", dicomweb=s.dicomweb,
                               what=f"the DICOMweb root at {host} (not a Google store: access is not checked)"))
     return out
@@ -128,7 +129,7 @@ def list_releases(ctx: Ctx) -> list[int] | str:
     stores = ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
     def page(token: str | None) -> dict[str, Any]:
-        return stores.list(parent=IDC_DATASET, pageToken=token, pageSize=1000).execute(num_retries=0)
+        return cast("dict[str, Any]", stores.list(parent=IDC_DATASET, pageToken=token, pageSize=1000).execute(num_retries=0))
 
     found: list[int] = []
     token = None
@@ -225,7 +226,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     for s in resolve(bp, releases, member):
         where = s.store or s.dicomweb
         changes = [f"read-only OHIF data source '{s.name}' (\"{s.label}\"): {s.what}; nothing is written to it"]
-        draft.add(Step(f"source:{s.name}", KIND, where, NOOP, changes, []))
+        draft.add(Step(f"source:{s.name}", KIND, where, NOOP, changes, []))  # type: ignore[arg-type]  # mypy baseline (issue 20)
         if not s.store:
             continue
         checked = True

@@ -22,6 +22,7 @@ from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
 from provision.resources import lock as lock_mod
+from provision.resources import record as record_mod
 from provision.resources.lock import LockHeld, ProjectLock
 from provision.resources.steps import Options
 from provision.words import plural
@@ -454,6 +455,6 @@ def destroy(bp: Blueprint, target: Target, delete_data: bool = False, delete_pro
 # ---------------------------------------------------------------------------- unlock
 def unlock(bp: Blueprint, target: Target) -> dict | None:
     """Break the project's lock (a run that died left it): what it said about its holder, or None."""
-    with _as_provision_error("unlock", f"gs://{lock_mod.bucket_for(bp.project.id)}/{lock_mod.OBJECT}", target,
+    with _as_provision_error("unlock", f"gs://{record_mod.bucket_for(bp.project.id)}/{lock_mod.OBJECT}", target,
                              bp.project.id):
         return lock_mod.break_lock(_ctx(bp, target), bp.project.id)

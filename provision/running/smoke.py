@@ -127,7 +127,7 @@ def run_blueprint_smoke(
         # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
         # emulator, where the viewer signs in for real when the config has an oidc block.
         config_js = render_config(bp)
-        route = {"google_via": emulator_url, "origin": bp.viewer.origin}
+        route: dict[str, Any] = {"google_via": emulator_url, "origin": bp.viewer.origin}
         token = None if getattr(bp.viewer, "oauth_client_id", None) else token
     else:  # on Google Cloud no one can sign in interactively: ADC's token through OHIF's ?token=
         config_js = render_config(bp, oidc=False)
