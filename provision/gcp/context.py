@@ -52,7 +52,7 @@ class Facts:
     # The ownership record (a provision.resources.record.RecordStore: typed Any because the record
     # is built on this module, which therefore cannot import it).
     record: Any = None
-    claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
+    claims: list[tuple[Any, ...]] | None = None    # apply: what the plan's changing steps create or grant
     viewer_image: str | None = None      # the hosted viewer's image by digest, once built
     viewer_url: str | None = None        # the hosted viewer's URL (read back from Cloud Run)
     # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
@@ -78,7 +78,7 @@ class Ctx:
     services: tuple[str, ...] = ()      # services this run enables (SERVICE_DISABLED for them is retried)
     facts: Facts = field(default_factory=Facts)  # shared between steps (project number, agent, record)
     started: float = field(default_factory=time.monotonic)
-    locks: dict = field(default_factory=dict)  # per-resource locks shared by every step of one run
+    locks: dict[str, threading.Lock] = field(default_factory=dict)  # per-resource locks shared by every step of one run
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -108,6 +108,7 @@ class Ctx:
         """Run `fn`, retrying what the policy says is retryable (plus the `also` predicates, for
         this call only), until the step's deadline (or `within` seconds from now, if sooner)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
+        assert self.policy is not None   # set by __post_init__
         policy = self.policy.with_predicates(*also) if also else self.policy
         return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
                           on_wait=self.progress if self.reporter.on_progress else None,
@@ -121,17 +122,17 @@ class Ctx:
         return self.call(lambda: request.execute(num_retries=0), **kw)
 
     # -------------------------------------------------------------- waiting
-    def _wait_kw(self, on_poll=None) -> dict:
+    def _wait_kw(self, on_poll: Callable[..., Any] | None = None) -> dict[str, Any]:
         # The call that started the operation was answered: its quota slot goes back before the
         # (long) wait, so the next caller in line need not wait for this operation too.
         quota.release_held()
         return dict(deadline=self.deadline, policy=self.policy, on_poll=on_poll,
                     on_retry=self.reporter.on_retry, cancel=self.cancel)
 
-    def wait_serviceusage(self, op: dict, version: str = "v1") -> dict:
+    def wait_serviceusage(self, op: dict[str, Any], version: str = "v1") -> dict[str, Any]:
         return operations.serviceusage(self.target, op, version=version, **self._wait_kw())
 
-    def wait_healthcare(self, op: dict, on_poll: Callable[[dict], None] | None = None) -> dict:
+    def wait_healthcare(self, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         return operations.healthcare(self.target, op, **self._wait_kw(on_poll))
 
     def wait_operation(self, op: dict, fetch: Callable[[str], dict],

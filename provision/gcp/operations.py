@@ -28,7 +28,7 @@ from provision.gcp.errors import OperationFailed, OperationTimeout, is_not_found
 from provision.gcp.quota import retry_jitter
 from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy, retry_info_delay
 
-OnPoll = Callable[[dict], None]
+OnPoll = Callable[[dict[str, Any]], None]
 POLL_FRACTION = 0.05
 
 
@@ -43,15 +43,15 @@ class OperationGone(ProvisionError):
         super().__init__(f"operation {name} disappeared (404 for {seconds:.0f} s): {why}")
 
 
-def gone_window(target: Any) -> dict:
+def gone_window(target: Any) -> dict[str, Any]:
     """The `wait` keywords for a target's 404 window (its timing profile); `emulator` only words the message."""
     return {"gone_after": target.timing.gone_s, "emulator": bool(getattr(target, "emulator", None))}
 
 
-def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: float, interval: float,
+def wait(fetch: Callable[[], dict[str, Any]], first: dict[str, Any] | None, *, name: str, deadline: float, interval: float,
          max_interval: float, policy: RetryPolicy | None = None, on_poll: OnPoll | None = None,
          on_retry: OnRetry | None = None, cancel: threading.Event | None = None,
-         gone_after: float | None = None, emulator: bool = False) -> dict:
+         gone_after: float | None = None, emulator: bool = False) -> dict[str, Any]:
     """Poll `fetch()` until the operation is done; return it (raise OperationFailed on `error`).
 
     404s in a row are reported through `on_retry`; after `gone_after` seconds of them (None:
@@ -110,7 +110,7 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
             op = None
 
 
-def serviceusage(target: Any, op: dict, *, version: str = "v1", **kw: Any) -> dict:
+def serviceusage(target: Any, op: dict[str, Any], *, version: str = "v1", **kw: Any) -> dict[str, Any]:
     """Wait for a Service Usage operation (`operations/acf.*`); a done one is returned as is."""
     if op.get("done"):  # e.g. operations/noop.DONE_OPERATION: never polled
         if op.get("error"):
@@ -121,7 +121,7 @@ def serviceusage(target: Any, op: dict, *, version: str = "v1", **kw: Any) -> di
                 name=name, interval=target.first_poll, max_interval=target.max_poll, **gone_window(target), **kw)
 
 
-def healthcare(target: Any, op: dict, **kw: Any) -> dict:
+def healthcare(target: Any, op: dict[str, Any], **kw: Any) -> dict[str, Any]:
     """Wait for a Healthcare dataset-level operation."""
     name = op["name"]
     return wait(lambda: target.healthcare().projects().locations().datasets().operations().get(name=name).execute(),
@@ -132,14 +132,14 @@ def crm(target: Any, operation: Any, **kw: Any) -> Any:
     """Wait for a Resource Manager v3 api_core Operation; returns its result message."""
     pb = operation.operation
 
-    def as_dict() -> dict:
+    def as_dict() -> dict[str, Any]:
         p = operation.operation
-        out: dict = {"name": p.name, "done": p.done}
+        out: dict[str, Any] = {"name": p.name, "done": p.done}
         if p.HasField("error"):
             out["error"] = {"code": p.error.code, "message": p.error.message}
         return out
 
-    def fetch() -> dict:
+    def fetch() -> dict[str, Any]:
         operation.done(retry=None)
         return as_dict()
 

@@ -8,7 +8,8 @@ is eventually consistent.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -16,6 +17,9 @@ from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.hosting_names import HOSTING_APIS, deploys
 from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 BATCH = 20
 
@@ -57,7 +61,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
         else:
             req = lambda c=chunk: su.services().batchEnable(parent=f"projects/{project_id}", body={"serviceIds": c})  # noqa: E731
 
-        def attempt(make=req):
+        def attempt(make: Callable[[], Any] = req) -> Any:
             op = make().execute(num_retries=0)
             return ctx.wait_serviceusage(op)
 
@@ -66,7 +70,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
 
 
 def verify(ctx: Ctx, project_id: str, services: list[str]) -> None:
-    def check():
+    def check() -> Any:
         enabled = read(ctx, project_id)
         left = sorted(set(services) - enabled)
         if left:
@@ -82,19 +86,19 @@ KIND = "apis"
 BILLABLE = {"healthcare.googleapis.com"}
 
 
-def wanted(bp: Any) -> list[str]:
+def wanted(bp: Blueprint) -> list[str]:
     """The services the blueprint needs: its `apis`, and those of the hosted viewer when it deploys
     (derived: nobody lists them)."""
     return list(dict.fromkeys([*bp.apis, *(HOSTING_APIS if deploys(bp) else ())]))
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase == 2 and live.project is not None:
         return {"enabled": lambda ctx: read(ctx, bp.project.id)}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # provision never disables services: other things in the project may use them
     pid = bp.project.id
