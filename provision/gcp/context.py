@@ -135,8 +135,8 @@ class Ctx:
     def wait_healthcare(self, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         return operations.healthcare(self.target, op, **self._wait_kw(on_poll))
 
-    def wait_operation(self, op: dict, fetch: Callable[[str], dict],
-                       on_poll: Callable[[dict], None] | None = None) -> dict:
+    def wait_operation(self, op: dict[str, Any], fetch: Callable[[str], dict[str, Any]],
+                       on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry), read
         again by name through `fetch(name)`."""
         name = op["name"]

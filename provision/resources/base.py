@@ -125,8 +125,8 @@ class Live:
         return cast("StoreState | None", self.get(Key.store(name)))
 
     @property
-    def viewer_service(self) -> dict | None:
-        return self.get(Key.VIEWER_SERVICE)
+    def viewer_service(self) -> dict[str, Any] | None:
+        return cast("dict[str, Any] | None", self.get(Key.VIEWER_SERVICE))
 
     def old_store(self, name: str) -> tuple[StoreState | None, int]:
         return cast("tuple[StoreState | None, int]", self.get(Key.old_store(name), (None, 0)))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from provision.blueprint.sources import IDC_DATASET, IDC_STORE_RE, Source, resolve, wants_releases
+from provision.blueprint.sources import IDC_DATASET, IDC_STORE_RE, resolve, wants_releases
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import parse
