@@ -35,6 +35,8 @@ demo: $(STAMP)
 	$(VENV)/bin/provision demo
 
 test: $(STAMP) chromium ohif orthanc minimums
+	$(VENV)/bin/ruff check provision tests bench tools
+	$(VENV)/bin/mypy
 	PROVISION_NO_SKIP=1 $(VENV)/bin/pytest -q -rs --durations=10
 
 # The declared lower bounds are true: every runtime dependency pinned to its minimum

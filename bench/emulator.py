@@ -667,14 +667,14 @@ def run_sides(args: argparse.Namespace, manifest: dict, errors: list[str], *, la
             if attempt(side, "start and ingest", side.start_and_ingest):
                 live.append(side)
         for side in list(live):
-            attempt(side, "warm-up", lambda: side.warmup(warmup))
+            attempt(side, "warm-up", lambda side=side: side.warmup(warmup))
         what = f"the {large:,}-instance stores" if large else "DICOMweb reads"
         log(f"measuring {what}: {runs} rounds per side in blocks of {args.block}")
         done, flip = 0, False
         while done < runs and live:
             n = min(args.block, runs - done)
             for side in (list(reversed(live)) if flip else list(live)):
-                attempt(side, "reads", lambda: side.run(n))
+                attempt(side, "reads", lambda side=side, n=n: side.run(n))
             done, flip = done + n, not flip
         for side in list(live):
             attempt(side, "finish", side.finish)
@@ -777,7 +777,7 @@ def report_large(by_size: dict[int, dict[str, dict | None]], args: argparse.Name
     if len(sizes) > 1:
         table.append(("", "", "", "", "", ""))
         low = sizes[0]
-        for key, label, unit, _target in LARGE_ROWS:
+        for key, label, _unit, _target in LARGE_ROWS:
             growth = {}
             for side in ("ours", "orthanc"):
                 a = (by_size[top].get(side) or {}).get(key)

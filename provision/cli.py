@@ -434,7 +434,7 @@ def apply(
                                       parallel=parallel, run_smoke=not no_smoke, opts=opts)
     except flow.Interrupted as stop:   # what each blueprint finished, had in flight, never started
         applied, stopped = stop.outcomes, progress.interrupted()
-    done = {id(o.item.bp): a for o, a in zip(good, applied)}
+    done = {id(o.item.bp): a for o, a in zip(good, applied, strict=True)}
     outcomes = [fleet.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]
 
     def payload(o) -> dict:
@@ -550,7 +550,7 @@ def destroy(
         question = f"destroy {sum(len(o.value.steps) for o in todo)} resource(s) of {', '.join(o.item.project for o in todo)}?"
         _confirm_or_refuse(question, type_to_confirm=", ".join(data) if data else None)
     with _progress() as progress:
-        outcomes = [fleet.each([o.item], lambda it, o=o: lifecycle.destroy(it.bp, target, listener=progress,
+        outcomes = [fleet.each([o.item], lambda it, o=o: lifecycle.destroy(it.bp, target, listener=progress,  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                                                                              plan_=o.value,
                                                                              wait_lock_s=_duration(wait_lock)))[0]
                     if o.ok else o

@@ -160,9 +160,9 @@ def test_concurrent_patch_and_delete_never_500_or_resurrect(emulator):
         stores.create(parent=env.dataset, dicomStoreId=sid, body={}).execute()
         url = f"{env.url}/v1/{env.dataset}/dicomStores/{sid}"
         out = {}
-        t1 = threading.Thread(target=lambda: out.setdefault("p", requests.patch(
+        t1 = threading.Thread(target=lambda out=out, url=url: out.setdefault("p", requests.patch(
             url, params={"updateMask": "labels"}, json={"labels": {"k": "v"}}).status_code))
-        t2 = threading.Thread(target=lambda: out.setdefault("d", requests.delete(url).status_code))
+        t2 = threading.Thread(target=lambda out=out, url=url: out.setdefault("d", requests.delete(url).status_code))
         t1.start(), t2.start(), t1.join(), t2.join()
         statuses.append(out["p"])
         assert requests.get(url).status_code == 403, i

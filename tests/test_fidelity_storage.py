@@ -54,7 +54,7 @@ def shape_differences(recorded, ours, path: str = "$") -> list[str]:
             return [f"{path}: expected an array"]
         if len(recorded) != len(ours):
             out.append(f"{path}: {len(ours)} elements instead of {len(recorded)}")
-        for i, (a, b) in enumerate(zip(recorded, ours)):
+        for i, (a, b) in enumerate(zip(recorded, ours, strict=True)):
             out += shape_differences(a, b, f"{path}[{i}]")
     elif isinstance(recorded, (dict, list)) != isinstance(ours, (dict, list)):
         out.append(f"{path}: expected a scalar")

@@ -311,9 +311,8 @@ def test_a_bucket_name_taken_by_someone_unreadable_is_a_plan_error(emulator_fact
     emu = emulator_factory(enforce_iam=True)
     for resource, role in (("organizations/123456789012", "roles/resourcemanager.projectCreator"),
                            ("billingAccounts/012345-6789AB-CDEF01", "roles/billing.user")):
-        for who in ("user:them@example.com", "user:us@example.com"):
-            requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [{"role": role, "members": [
-                "user:them@example.com", "user:us@example.com"]}]}, headers=CONTROL, timeout=10).raise_for_status()
+        requests.put(f"{emu.url}/_emulator/policies/{resource}", json={"bindings": [{"role": role, "members": [
+            "user:them@example.com", "user:us@example.com"]}]}, headers=CONTROL, timeout=10).raise_for_status()
     them = Target(emulator=emu.url, token="emulator:user:them@example.com")
     lifecycle.apply(load(tmp_path, blueprint_dict("ohif-life-them", None, dicom_stores=[{"id": "s"}],
                                                     smoke={"min_studies": 0}), "them.yaml"), them)

@@ -98,7 +98,7 @@ def test_google_target_has_google_js_keys_and_values(tmp_path):
     assert got["defaultDataSourceName"] == "primary"
     assert [s["sourceName"] for s in got["dataSources"]] == ["primary", "teaching.v2"]
     root = "https://healthcare.googleapis.com/v1/projects/ohif-golden-team/locations/us-central1/datasets/imaging/dicomStores/{}/dicomWeb"
-    for ds, store in zip(got["dataSources"], ["primary", "teaching.v2"]):
+    for ds, store in zip(got["dataSources"], ["primary", "teaching.v2"], strict=True):
         assert ds["namespace"] == "@ohif/extension-default.dataSourcesModule.dicomweb"
         c = ds["configuration"]
         assert set(GOOGLE_JS_DICOMWEB) <= set(c)

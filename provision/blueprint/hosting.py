@@ -61,7 +61,7 @@ def hosting_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
         return []
     out: list[tuple[PathKey, str]] = []
     at: PathKey = ("viewer", "hosting")
-    dataset = data.get("dataset") if isinstance(data.get("dataset"), dict) else {}
+    dataset: dict[str, Any] = data["dataset"] if isinstance(data.get("dataset"), dict) else {}
     if hosting.get("region") is None and hosting_region(hosting, dataset) is None:
         location = dataset.get("location")
         example = _EXAMPLE_REGION.get(str(location), "us-central1")

@@ -433,12 +433,12 @@ class Blueprint(_Model):
         examples=[[{"name": "idc", "idc": "latest"}]])
     # Validated from {} (not built by a factory) so that its default config_out is
     # resolved against the blueprint's directory like a written one.
-    viewer: Viewer = Field(default_factory=dict, validate_default=True)  # type: ignore[arg-type]
+    viewer: Viewer = Field(default_factory=dict, validate_default=True)
     smoke: Smoke = Field(default_factory=Smoke)
 
     _source: Path | None = PrivateAttr(default=None)
     # Where each value is written, (line, column) by path, for problems found after loading (at plan).
-    _positions: dict = PrivateAttr(default_factory=dict)
+    _positions: dict[tuple[Any, ...], Any] = PrivateAttr(default_factory=dict)
 
     @property
     def source(self) -> Path | None:
@@ -578,7 +578,7 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
     return out
 
 
-def _source_checks(data: Mapping[str, Any], stores: list) -> list[tuple[PathKey, str]]:
+def _source_checks(data: Mapping[str, Any], stores: list[Any]) -> list[tuple[PathKey, str]]:
     """viewer_sources: one kind each, unique names apart from the store IDs, never one of our own stores."""
     out: list[tuple[PathKey, str]] = []
     sources = data.get("viewer_sources")

@@ -438,7 +438,7 @@ def check_dicomweb_url(value: str) -> str:
     form = "https://HOST/PATH/dicomWeb (the root OHIF appends /studies to)"
     try:
         parts = urlsplit(value)
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when it is read
     except ValueError:
         raise _Invalid(f"'{value}' is not a valid URL; write {form}") from None
     why = None

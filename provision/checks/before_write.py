@@ -10,14 +10,17 @@ PlanRefused (exit 2, nothing changed). What is checked:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.checks import hosting, kms, locations, org_policy
 from provision.errors import PlanRefused
 from provision.gcp.context import Ctx
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
-def refuse(ctx: Ctx, bp: Any, live: Any, *, read_policies: bool = True) -> list[str]:
+
+def refuse(ctx: Ctx, bp: Blueprint, live: Any, *, read_policies: bool = True) -> list[str]:
     """Notes for the plan; raises PlanRefused listing every problem found. `read_policies`: also read
     organization policies and the KMS key (plan and apply do; status reports what is, not what would fail)."""
     # The dataset exists where the blueprint says: its location is one Google offers, nothing to check.

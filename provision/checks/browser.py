@@ -383,7 +383,7 @@ class _Drive:
     renewal, the data-source dialog and sign-out)."""
 
     def __init__(self, context, base: str, report: BrowserReport, *, roots: list[str], token: str | None, out: Path,
-                 timeout_ms: float, offline: bool, allowed_hosts: set[str], errors: tuple[type, type],
+                 timeout_ms: float, offline: bool, allowed_hosts: set[str], errors: tuple[type[BaseException], type[BaseException]],
                  google_via: str | None = None, oidc: bool = False, data_source: str | None = None,
                  source_root: str | None = None) -> None:  # noqa: ANN001
         self.base, self.report, self.roots, self.token, self.out = base, report, roots, token, out

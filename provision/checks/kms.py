@@ -6,10 +6,13 @@ cloudkms.cryptoKeys.getIamPolicy and setIamPolicy), since apply grants the Healt
 use of the key (resources/kms_key_iam.py) before it creates the dataset."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_service_disabled, is_status
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 def read(ctx: Ctx, name: str) -> dict | str:
@@ -31,7 +34,7 @@ def read(ctx: Ctx, name: str) -> dict | str:
     return ctx.call(get)
 
 
-def problems(ctx: Ctx, bp: Any, live: Any) -> tuple[list[str], list[str]]:
+def problems(ctx: Ctx, bp: Blueprint, live: Any) -> tuple[list[str], list[str]]:
     """(problems, notes) for the blueprint's CMEK key; nothing when it names none."""
     name = getattr(bp.dataset, "kms_key", None)
     if not name:

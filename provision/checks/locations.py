@@ -11,7 +11,10 @@ so, and a project that exists with Healthcare enabled is always checked against 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 # Google's Cloud Healthcare locations page, crawled 2026-04-08 (reference/google-evidence.md §4.3):
 # 27 regions, then the multi-regions us and eu.
@@ -32,7 +35,7 @@ def nearest(location: str, offered: list[str] | tuple[str, ...], n: int = 4) -> 
     return [o for r, o in scored[:n] if -r >= 0.6 and -r >= best - 0.05]
 
 
-def which_list(bp: Any, target_list: list[str] | None) -> tuple[list[str], str]:
+def which_list(bp: Blueprint, target_list: list[str] | None) -> tuple[list[str], str]:
     """(the locations to check against, which list that is, in words)."""
     if target_list:
         return list(target_list), f"projects.locations.list of project {bp.project.id}"
@@ -41,7 +44,7 @@ def which_list(bp: Any, target_list: list[str] | None) -> tuple[list[str], str]:
                            "Healthcare API on")
 
 
-def problems(bp: Any, target_list: list[str] | None) -> tuple[list[str], list[str]]:
+def problems(bp: Blueprint, target_list: list[str] | None) -> tuple[list[str], list[str]]:
     """(problems, notes): a problem when the dataset's location is not offered; a note saying which
     list decided when it was provision's own."""
     offered, origin = which_list(bp, target_list)

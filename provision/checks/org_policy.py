@@ -17,12 +17,15 @@ blueprints of a run (provision/gcp/shared.py); a project's own, once by its blue
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.checks import location_groups
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_service_disabled, is_status, parse
 from provision.gcp.shared import shared_reads
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 CONSTRAINTS = ("gcp.resourceLocations", "iam.allowedPolicyMemberDomains", "storage.uniformBucketLevelAccess",
                "storage.publicAccessPrevention")
@@ -56,11 +59,11 @@ def read(ctx: Ctx, resource: str) -> dict[str, dict] | str:
         return shared_reads(ctx.target).get(("orgpolicy.getEffectivePolicy", resource, constraint),
                                             lambda: ctx.call(get))
 
-    found = ctx.parallel([(lambda c=c: one(c)) for c in CONSTRAINTS])
+    found = ctx.parallel([(lambda c=c: one(c)) for c in CONSTRAINTS])  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     why = next((f for f in found if isinstance(f, str)), None)
     if why:
         return why
-    return {c: _rule(f) for c, f in zip(CONSTRAINTS, found) if f is not None}
+    return {c: _rule(f) for c, f in zip(CONSTRAINTS, found, strict=True) if f is not None}
 
 
 def _rule(policy: dict) -> dict:
@@ -80,7 +83,7 @@ def allows(rule: dict, match) -> bool:
     return bool(rule.get("allowAll") or not allowed or any(match(v) for v in allowed))
 
 
-def problems(ctx: Ctx, bp: Any, live: Any) -> tuple[list[str], list[str]]:
+def problems(ctx: Ctx, bp: Blueprint, live: Any) -> tuple[list[str], list[str]]:
     """(problems, notes) for the blueprint against the effective policies where it will live."""
     resource = f"projects/{bp.project.id}" if live.project is not None else bp.project.parent
     if not resource:
@@ -100,7 +103,7 @@ def problems(ctx: Ctx, bp: Any, live: Any) -> tuple[list[str], list[str]]:
     return out, notes
 
 
-def _locations(bp: Any, live: Any, rule: dict, resource: str) -> list[str]:
+def _locations(bp: Blueprint, live: Any, rule: dict, resource: str) -> list[str]:
     if not rule or rule.get("allowAll"):
         return []
     out = []
@@ -116,9 +119,9 @@ def _locations(bp: Any, live: Any, rule: dict, resource: str) -> list[str]:
     return out
 
 
-def _located(bp: Any, live: Any) -> list[tuple[tuple, str, str]]:
+def _located(bp: Blueprint, live: Any) -> list[tuple[tuple, str, str]]:
     """(blueprint path, location, what) of everything provision would create in a location."""
-    out = [(("dataset", "location"), bp.dataset.location, "the Healthcare dataset")]
+    out: list[tuple[tuple[Any, ...], str, str]] = [(("dataset", "location"), bp.dataset.location, "the Healthcare dataset")]
     bucket = live.bucket
     if bp.bucket and bp.bucket.create and not (bucket is not None and getattr(bucket, "exists", False)):
         out.append((("bucket", "location"), bp.bucket.location, "the DICOM bucket"))
@@ -136,9 +139,9 @@ def _located(bp: Any, live: Any) -> list[tuple[tuple, str, str]]:
     return out
 
 
-def _grants(bp: Any) -> list[tuple[tuple, str]]:
+def _grants(bp: Blueprint) -> list[tuple[tuple, str]]:
     """(blueprint path, member) of every member the blueprint grants anything to."""
-    out = [(("iam", i, "member"), g.member) for i, g in enumerate(bp.iam)]
+    out: list[tuple[tuple[Any, ...], str]] = [(("iam", i, "member"), g.member) for i, g in enumerate(bp.iam)]
     for s, store in enumerate(bp.dicom_stores):
         out += [(("dicom_stores", s, "iam", i, "member"), g.member) for i, g in enumerate(store.iam)]
     hosting = getattr(bp.viewer, "hosting", None)
@@ -147,7 +150,7 @@ def _grants(bp: Any) -> list[tuple[tuple, str]]:
     return out
 
 
-def _members(ctx: Ctx, bp: Any, rule: dict, resource: str) -> tuple[list[str], list[str]]:
+def _members(ctx: Ctx, bp: Blueprint, rule: dict, resource: str) -> tuple[list[str], list[str]]:
     allowed = ((rule.get("values") or {}).get("allowedValues")) or []
     if not rule or rule.get("allowAll") or not allowed:
         return [], []
@@ -174,7 +177,7 @@ def _members(ctx: Ctx, bp: Any, rule: dict, resource: str) -> tuple[list[str], l
     return out, notes
 
 
-def _member_domain(bp: Any, member: str) -> str | None:
+def _member_domain(bp: Blueprint, member: str) -> str | None:
     """The domain a member belongs to; None when it needs no check, "?" when plan cannot tell."""
     kind, _, email = member.partition(":")
     if kind == "domain":
@@ -201,10 +204,10 @@ def _customer_domains(ctx: Ctx, customers: list[str]) -> dict[str, list[str]]:
             raise
         return [o.display_name.lower() for o in found if o.display_name]
 
-    return {c: d for c, d in zip(customers, ctx.parallel([(lambda c=c: one(c)) for c in customers])) if d}
+    return {c: d for c, d in zip(customers, ctx.parallel([(lambda c=c: one(c)) for c in customers]), strict=True) if d}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
 
 
-def _bucket_flags(bp: Any, live: Any, rules: dict, resource: str) -> list[str]:
+def _bucket_flags(bp: Blueprint, live: Any, rules: dict, resource: str) -> list[str]:
     """A blueprint that turns off what the organization enforces on buckets."""
     if not bp.bucket:
         return []

@@ -15,7 +15,7 @@ asked once per run (provision/gcp/shared.py). Google's libraries are imported wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -23,6 +23,9 @@ from provision.gcp.errors import is_quota_project_missing, is_status, parse, quo
 from provision.gcp.shared import shared_reads
 from provision.resources import billing as billing_mod
 from provision.resources import project_iam
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 # What apply needs on an existing project, by purpose.
 PROJECT_PERMISSIONS = [
@@ -103,7 +106,7 @@ def _user_credentials_without_quota_project(creds: Any) -> bool:
             and not getattr(creds, "quota_project_id", None))
 
 
-def check_quota_project(ctx: Ctx, bp: Any, project_visible: bool) -> None:
+def check_quota_project(ctx: Ctx, bp: Blueprint, project_visible: bool) -> None:
     """Raise QuotaProjectError when Service Usage refuses these credentials for want of a quota project."""
     if not _user_credentials_without_quota_project(ctx.target.credentials()):
         return
@@ -116,7 +119,7 @@ def check_quota_project(ctx: Ctx, bp: Any, project_visible: bool) -> None:
             raise QuotaProjectError(bp.project.id if project_visible else None, ge.message if ge else str(exc)) from None
 
 
-def _project_needs(bp: Any) -> list[str]:
+def _project_needs(bp: Blueprint) -> list[str]:
     perms = list(PROJECT_PERMISSIONS) + IAM_PERMISSIONS  # setIamPolicy: the service agent's role, at least
     if not bp.bucket or not bp.bucket.create:
         perms = [p for p in perms if p != "storage.buckets.create"]
@@ -126,7 +129,7 @@ def _project_needs(bp: Any) -> list[str]:
     return perms
 
 
-def check(ctx: Ctx, bp: Any, project_visible: bool, billing: str | None = None) -> tuple[list[Missing], list[str]]:
+def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = None) -> tuple[list[Missing], list[str]]:
     """(missing permissions, notes). Reads only.
 
     `project_visible`: the project could be read. A project we cannot read may still exist

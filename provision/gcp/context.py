@@ -53,7 +53,7 @@ class Facts:
     # The ownership record (a provision.resources.record.RecordStore: typed Any because the record
     # is built on this module, which therefore cannot import it).
     record: Any = None
-    claims: list[tuple] | None = None    # apply: what the plan's changing steps create or grant
+    claims: list[tuple[Any, ...]] | None = None    # apply: what the plan's changing steps create or grant
     viewer_image: str | None = None      # the hosted viewer's image by digest, once built
     viewer_url: str | None = None        # the hosted viewer's URL (read back from Cloud Run)
     # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
@@ -79,7 +79,7 @@ class Ctx:
     services: tuple[str, ...] = ()      # services this run enables (SERVICE_DISABLED for them is retried)
     facts: Facts = field(default_factory=Facts)  # shared between steps (project number, agent, record)
     started: float = field(default_factory=time.monotonic)
-    locks: dict = field(default_factory=dict)  # per-resource locks shared by every step of one run
+    locks: dict[str, threading.Lock] = field(default_factory=dict)  # per-resource locks shared by every step of one run
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -111,6 +111,7 @@ class Ctx:
         `quota`: the quota metric `fn` charges, when known (e.g. quota.CRM_WRITES); `priority`: its
         place in that quota's line (quota.CHAIN_HEAD: before the others)."""
         deadline = self.deadline if within is None else min(self.deadline, time.monotonic() + within)
+        assert self.policy is not None   # set by __post_init__
         policy = self.policy.with_predicates(*also) if also else self.policy
         return policy.run(fn, deadline=deadline, on_retry=self.reporter.on_retry, cancel=self.cancel,
                           on_wait=self.progress if self.reporter.on_progress else None,
@@ -125,27 +126,28 @@ class Ctx:
         return self.call(lambda: request.execute(num_retries=0), **kw)
 
     # -------------------------------------------------------------- waiting
-    def _wait_kw(self, api: str, on_poll=None) -> dict:
+    def _wait_kw(self, api: str, on_poll: Callable[..., Any] | None = None) -> dict[str, Any]:
         # The call that started the operation was answered: its quota slot goes back before the
         # (long) wait, so the next caller in line need not wait for this operation too.
         quota.release_held()
         # Polls of one API share a call site for the governor: a 429 on any operation's poll
         # puts the polls of every blueprint in that quota's line.
+        assert self.policy is not None   # set in __post_init__
         poller = polls.Poller(self.policy.governor, f"poll:{api}", self.facts.project_id, self.facts.project_number,
                               hot_for=self.target.max_backoff)
         return dict(deadline=self.deadline, policy=self.policy, on_poll=on_poll,
                     on_retry=self.reporter.on_retry, cancel=self.cancel, poller=poller)
 
-    def wait_serviceusage(self, op: dict, version: str = "v1", kind: str | None = None) -> dict:
+    def wait_serviceusage(self, op: dict[str, Any], version: str = "v1", kind: str | None = None) -> dict[str, Any]:
         """Wait for a Service Usage operation of `kind` (a polls.TYPICAL key, e.g. serviceusage.enable)."""
         return operations.serviceusage(self.target, op, version=version, kind=kind, **self._wait_kw("serviceusage"))
 
-    def wait_healthcare(self, op: dict, on_poll: Callable[[dict], None] | None = None, kind: str | None = None) -> dict:
+    def wait_healthcare(self, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None, kind: str | None = None) -> dict[str, Any]:
         """Wait for a Healthcare dataset-level operation of `kind` (None: the eager schedule)."""
         return operations.healthcare(self.target, op, kind=kind, **self._wait_kw("healthcare", on_poll))
 
-    def wait_operation(self, op: dict, fetch: Callable[[str], dict],
-                       on_poll: Callable[[dict], None] | None = None, api: str = "run") -> dict:
+    def wait_operation(self, op: dict[str, Any], fetch: Callable[[str], dict[str, Any]],
+                       on_poll: Callable[[dict[str, Any]], None] | None = None, api: str = "run") -> dict[str, Any]:
         """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry), read
         again by name through `fetch(name)`; `api` names the quota family its polls share."""
         name = op["name"]

@@ -75,7 +75,7 @@ class GoogleError:
     reason: str | None = None             # ErrorInfo.reason (or Storage's errors[].reason)
     domain: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
-    details: list[dict] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
     rpc_code: int | None = None           # for operation errors
     network: bool = False                 # connection reset, timeout, refused
     unreachable: str | None = None        # "connection refused" / "name resolution failed": nobody answers there
@@ -100,7 +100,7 @@ class GoogleError:
 class OperationFailed(Exception):
     """A long-running operation finished with `error` (google.rpc.Status)."""
 
-    def __init__(self, name: str, error: dict, metadata: dict | None = None):
+    def __init__(self, name: str, error: dict[str, Any], metadata: dict[str, Any] | None = None):
         self.name = name
         self.error = error or {}
         self.metadata = metadata or {}
@@ -118,7 +118,7 @@ class RawHttpError(Exception):
         super().__init__(f"HTTP {status} from {url}")
 
 
-def raise_for_status(response) -> None:
+def raise_for_status(response: Any) -> None:
     """Raise RawHttpError for a requests Response that is not 2xx."""
     if response.status_code >= 400:
         raise RawHttpError(response.status_code, response.text[:4000], response.url.split("?")[0])
@@ -210,7 +210,7 @@ def _parse(exc: BaseException) -> GoogleError | None:
     try:
         from googleapiclient.errors import HttpError
     except ImportError:  # pragma: no cover
-        HttpError = ()  # type: ignore[assignment]
+        HttpError = ()
     if HttpError and isinstance(exc, HttpError):
         ge = GoogleError(http_status=int(exc.resp.status))
         try:

@@ -31,7 +31,7 @@ from provision.gcp.polls import Poller, Schedule
 from provision.gcp.quota import retry_jitter
 from provision.gcp.retry import Cancelled, OnRetry, RetryPolicy, retry_info_delay
 
-OnPoll = Callable[[dict], None]
+OnPoll = Callable[[dict[str, Any]], None]
 
 
 class OperationGone(ProvisionError):
@@ -45,15 +45,15 @@ class OperationGone(ProvisionError):
         super().__init__(f"operation {name} disappeared (404 for {seconds:.0f} s): {why}")
 
 
-def gone_window(target: Any) -> dict:
+def gone_window(target: Any) -> dict[str, Any]:
     """The `wait` keywords for a target's 404 window (its timing profile); `emulator` only words the message."""
     return {"gone_after": target.timing.gone_s, "emulator": bool(getattr(target, "emulator", None))}
 
 
-def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: float, interval: float = 1.0,
+def wait(fetch: Callable[[], dict[str, Any]], first: dict[str, Any] | None, *, name: str, deadline: float, interval: float = 1.0,
          max_interval: float = 15.0, schedule: Schedule | None = None, policy: RetryPolicy | None = None,
          on_poll: OnPoll | None = None, on_retry: OnRetry | None = None, cancel: threading.Event | None = None,
-         gone_after: float | None = None, emulator: bool = False, poller: Poller | None = None) -> dict:
+         gone_after: float | None = None, emulator: bool = False, poller: Poller | None = None) -> dict[str, Any]:
     """Poll `fetch()` until the operation is done; return it (raise OperationFailed on `error`).
 
     `schedule` says when to poll (default: the eager one, from `interval` and `max_interval`);
@@ -96,7 +96,7 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
                     if gone_after is not None and now - missing_since >= gone_after:
                         raise OperationGone(name, now - missing_since, emulator) from None
                     retries += 1
-                    reason = f"operation {name} not found yet (404)"
+                    reason: str | None = f"operation {name} not found yet (404)"
                 else:
                     reason = policy.classify(exc) if policy else None
                     if reason is None or time.monotonic() >= deadline:
@@ -108,13 +108,13 @@ def wait(fetch: Callable[[], dict], first: dict | None, *, name: str, deadline: 
                     reason = f"polling {name}: {reason}"
             pause = schedule.next(time.monotonic() - started, poller.spacing() if poller else None)
             if op is None and on_retry:
-                on_retry(retries, max(pause, asked), reason)
+                on_retry(retries, max(pause, asked), reason or "")
     finally:
         if poller is not None:
             poller.close()
 
 
-def serviceusage(target: Any, op: dict, *, version: str = "v1", kind: str | None = None, **kw: Any) -> dict:
+def serviceusage(target: Any, op: dict[str, Any], *, version: str = "v1", kind: str | None = None, **kw: Any) -> dict[str, Any]:
     """Wait for a Service Usage operation (`operations/acf.*`) of `kind` (a polls.TYPICAL key); a
     done one is returned as is."""
     if op.get("done"):  # e.g. operations/noop.DONE_OPERATION: never polled
@@ -126,7 +126,7 @@ def serviceusage(target: Any, op: dict, *, version: str = "v1", kind: str | None
                 name=name, schedule=Schedule.of(kind, target), **gone_window(target), **kw)
 
 
-def healthcare(target: Any, op: dict, *, kind: str | None = None, **kw: Any) -> dict:
+def healthcare(target: Any, op: dict[str, Any], *, kind: str | None = None, **kw: Any) -> dict[str, Any]:
     """Wait for a Healthcare dataset-level operation of `kind` (a polls.TYPICAL key, or None)."""
     name = op["name"]
     fetch = lambda: target.healthcare().projects().locations().datasets().operations().get(  # noqa: E731
@@ -138,14 +138,14 @@ def crm(target: Any, operation: Any, *, kind: str | None = None, **kw: Any) -> A
     """Wait for a Resource Manager v3 api_core Operation of `kind`; returns its result message."""
     pb = operation.operation
 
-    def as_dict() -> dict:
+    def as_dict() -> dict[str, Any]:
         p = operation.operation
-        out: dict = {"name": p.name, "done": p.done}
+        out: dict[str, Any] = {"name": p.name, "done": p.done}
         if p.HasField("error"):
             out["error"] = {"code": p.error.code, "message": p.error.message}
         return out
 
-    def fetch() -> dict:
+    def fetch() -> dict[str, Any]:
         operation.done(retry=None)
         return as_dict()
 

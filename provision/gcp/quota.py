@@ -162,7 +162,7 @@ class AIMDLimiter:
         self._last_admit: float | None = None
         self._hot_until = 0.0       # throttled recently: admissions measure the quota's pace
         self._cond = threading.Condition()
-        self._queue: deque = deque()      # tickets (-priority, arrival): the smallest goes next
+        self._queue: deque[Any] = deque()      # tickets (-priority, arrival): the smallest goes next
         self._tickets = itertools.count()
 
     # ------------------------------------------------------------------ slots
@@ -274,7 +274,7 @@ class AIMDLimiter:
                 return None
             return self.interval * max(1, self.probing)
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         with self._cond:
             return {"label": self.label, "limit": round(self.limit, 2), "holders": self.holders,
                     "waiting": len(self._queue), "throttles": self.throttles, "admitted": self.admitted,
@@ -335,7 +335,7 @@ class Governor:
         key = binding.key(project)
         return key, self.limiter(key)
 
-    def snapshot(self) -> list[dict]:
+    def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
             items = list(self.families.items())
         return [{"service": k.service, "metric": k.metric, "consumer": k.consumer, "location": k.location,
@@ -359,7 +359,7 @@ def governor_for(target: Any) -> Governor:
 _held = threading.local()
 
 
-def hold(limiter: AIMDLimiter) -> list:
+def hold(limiter: AIMDLimiter) -> list[Any]:
     """Note that this thread holds a slot of `limiter` (for `release_held`); returns the entry."""
     entry = [limiter, True]
     stack = _held.__dict__.setdefault("stack", [])
@@ -373,7 +373,7 @@ def holding(limiter: AIMDLimiter) -> bool:
     return any(e[0] is limiter and e[1] for e in _held.__dict__.get("stack", []))
 
 
-def give_back(entry: list, success: bool | None = None) -> None:
+def give_back(entry: list[Any], success: bool | None = None) -> None:
     """Release a held slot once (a success also feeds the limiter's pace)."""
     stack = _held.__dict__.setdefault("stack", [])
     if entry in stack:

@@ -31,7 +31,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from provision.gcp import quota as quota_mod
 from provision.gcp.errors import GoogleError, OperationFailed, is_service_disabled, parse
@@ -76,16 +76,16 @@ def retry_info_delay(ge: GoogleError | None) -> float | None:
 
 
 # ---------------------------------------------------------------------------- predicates
-def quota_exhausted(exc: BaseException):
+def quota_exhausted(exc: BaseException) -> tuple[bool, str] | None:
     """429 RESOURCE_EXHAUSTED naming its quota: retried (the reason names the quota)."""
     ge = parse(exc)
     found = quota_mod.quota_of(ge)
-    if found is not None:
+    if found is not None and ge is not None:
         return True, f"limited by {quota_mod.family_label(found[0], found[1])}: {ge.code_text}: {_short(ge.message)}"
     return None
 
 
-def transient_http(exc: BaseException):
+def transient_http(exc: BaseException) -> tuple[bool, str] | None:
     """429 and 500/502/503/504: the service asks us to come back."""
     ge = parse(exc)
     if ge and not ge.network and ge.http_status in (429, 500, 502, 503, 504):
@@ -93,7 +93,7 @@ def transient_http(exc: BaseException):
     return None
 
 
-def network(exc: BaseException):
+def network(exc: BaseException) -> tuple[bool, str] | None:
     """Connection reset, refused for a moment, timed out."""
     ge = parse(exc)
     if ge and ge.network:
@@ -101,7 +101,7 @@ def network(exc: BaseException):
     return None
 
 
-def dataset_not_initialized(exc: BaseException):
+def dataset_not_initialized(exc: BaseException) -> tuple[bool, str] | None:
     """Healthcare answers 404 'dataset not initialized' for a moment after a dataset is created."""
     ge = parse(exc)
     if ge and ge.http_status == 404 and "not initialized" in ge.message.lower():
@@ -109,7 +109,7 @@ def dataset_not_initialized(exc: BaseException):
     return None
 
 
-def service_account_missing(exc: BaseException):
+def service_account_missing(exc: BaseException) -> tuple[bool, str] | None:
     """A just-created service agent is not known to IAM yet: 400 'Service account service-N@gcp-sa-… does not exist'.
 
     Only Google-managed service agents (`@gcp-sa-`) are waited for: a service account named in the
@@ -129,13 +129,13 @@ class NotYet(Exception):
         super().__init__(reason)
 
 
-def not_yet(exc: BaseException):
+def not_yet(exc: BaseException) -> tuple[bool, str] | None:
     if isinstance(exc, NotYet):
         return True, exc.reason
     return None
 
 
-def activation_in_progress(exc: BaseException):
+def activation_in_progress(exc: BaseException) -> tuple[bool, str] | None:
     """Service Usage refuses overlapping enables of the same service."""
     ge = parse(exc)
     if ge and ge.http_status in (400, 409) and "activation or deactivation is in progress" in ge.message.lower():
@@ -143,7 +143,7 @@ def activation_in_progress(exc: BaseException):
     return None
 
 
-def enable_precondition(exc: BaseException):
+def enable_precondition(exc: BaseException) -> tuple[bool, str] | None:
     """Service Usage's transient 400/412 "Precondition check failed" on enable (only there)."""
     ge = parse(exc)
     if ge and ge.http_status in (400, 412) and "precondition check failed" in ge.message.lower():
@@ -151,10 +151,10 @@ def enable_precondition(exc: BaseException):
     return None
 
 
-ENABLE_PREDICATES: tuple = (enable_precondition,)
+ENABLE_PREDICATES: tuple[Any, ...] = (enable_precondition,)
 
 
-def iam_conflict(exc: BaseException):
+def iam_conflict(exc: BaseException) -> tuple[bool, str] | None:
     """A concurrent policy change: 409 ABORTED (Resource Manager, Healthcare) or 412 (Storage)."""
     ge = parse(exc)
     if ge and ge.http_status == 409 and (ge.status == "ABORTED" or "concurrent" in ge.message.lower()):
@@ -175,7 +175,7 @@ def refused_for_good(message: str) -> bool:
     return any(s in message.lower() for s in FOR_GOOD_412)
 
 
-def operation_internal(exc: BaseException):
+def operation_internal(exc: BaseException) -> tuple[bool, str] | None:
     """A long-running operation that failed with INTERNAL (13) or UNAVAILABLE (14) is run again."""
     if isinstance(exc, OperationFailed) and exc.code in (13, 14):
         counter = (exc.metadata or {}).get("counter") or {}
@@ -191,7 +191,7 @@ def service_disabled_after_enable(services: Iterable[str]) -> Predicate:
     A service the blueprint does not enable is not waited for (that is a real error)."""
     wanted = set(services)
 
-    def predicate(exc: BaseException):
+    def predicate(exc: BaseException) -> tuple[bool, str] | None:
         ge = parse(exc)
         if ge is None or ge.http_status != 403:
             return None
@@ -259,7 +259,7 @@ class RetryPolicy:
         pace = limiter.pace() if limiter is not None else None
         if pace is not None:
             pace *= 2 ** (min(max(strikes, 1), 8) - 1)
-            return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))
+            return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))  # type: ignore[no-any-return]  # mypy baseline (issue 20)
         return self.delay(attempt, elapsed)
 
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
@@ -282,7 +282,7 @@ class RetryPolicy:
         if gov is not None and site is None:
             site = getattr(fn, "__code__", None)
         family = gov.bound(site, project, quota) if gov is not None else None
-        entry: list | None = None
+        entry: list[Any] | None = None
         last_exc: BaseException | None = None
         strikes = 0      # quota refusals in a row for this call
         try:
@@ -305,7 +305,7 @@ class RetryPolicy:
                     entry = quota_mod.hold(limiter)
                 # Counted for what the line decided (Governor.snapshot): sent in line, or not.
                 in_line = family[0] if family is not None and (entry is not None or quota_mod.holding(family[1])) else None
-                if in_line is not None:
+                if in_line is not None and family is not None:
                     family[1].note_sent(True)
                 elif strikes and gov is not None:
                     gov.note_blind_retry()
@@ -321,7 +321,7 @@ class RetryPolicy:
                     now = time.monotonic()
                     ge = parse(exc)
                     learned = gov.learn(site, ge, project, number) if gov is not None else None
-                    limiter = None
+                    limiter = None  # type: ignore[assignment]  # mypy baseline (issue 20)
                     if learned is not None:
                         if family is None or learned[0] != family[0]:
                             if entry is not None:            # a slot of another family: not this quota's

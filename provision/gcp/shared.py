@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import Any, Callable, Hashable, TypeVar
+from typing import Any, Callable, Hashable, TypeVar, cast
 
 T = TypeVar("T")
 TTL_S = 300.0
@@ -45,7 +45,7 @@ class SharedReads:
                 kept = self._answers.get(key)
                 if kept is not None and self.clock() - kept[0] < self.ttl:
                     self.shared += 1
-                    return kept[1]
+                    return cast(T, kept[1])
                 pending = self._asking.get(key)
                 if pending is None:
                     pending = self._asking[key] = threading.Event()

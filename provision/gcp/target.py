@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -136,7 +137,7 @@ class Target:
     timing: Timing = field(default=GOOGLE_TIMING)
     _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     _local: threading.local = field(default_factory=threading.local, init=False, repr=False)
-    _cache: dict = field(default_factory=dict, init=False, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.emulator is not None:
@@ -148,7 +149,7 @@ class Target:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_env(cls, emulator: str | None = None, impersonate: str | None = None,
-                 env: dict | None = None, quota_project: str | None = None) -> "Target":
+                 env: Mapping[str, str] | None = None, quota_project: str | None = None) -> "Target":
         """The CLI's target: `emulator` (a URL) or $PROVISION_EMULATOR_HOST, else Google Cloud."""
         env = os.environ if env is None else env
         url = emulator or env.get(ENV_HOST) or None
@@ -252,7 +253,7 @@ class Target:
 
         try:
             if self.emulator:
-                creds = _credentials_from_file(self.credentials_file)
+                creds = _credentials_from_file(self.credentials_file)  # type: ignore[arg-type]  # mypy baseline (issue 20)
             else:
                 creds, _project = google.auth.default(scopes=[CLOUD_PLATFORM])
         except auth_exceptions.DefaultCredentialsError as exc:
@@ -351,7 +352,7 @@ class Target:
         return self._shared(("storage", project), lambda: self._make_storage(project))
 
     def _make_storage(self, project: str | None) -> Any:
-        from google.cloud import storage
+        from google.cloud import storage  # type: ignore[attr-defined]  # mypy baseline (issue 20)
 
         opts = {"api_endpoint": self.emulator} if self.emulator else None
         return storage.Client(project=project or "_", credentials=self.credentials(), client_options=opts)
@@ -365,7 +366,7 @@ class Target:
             sess = self._local.__dict__["session"] = AuthorizedSession(self.credentials())
         return sess
 
-    def _shared(self, key: Any, make) -> Any:
+    def _shared(self, key: Any, make: Callable[[], Any]) -> Any:
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = make()

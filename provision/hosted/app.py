@@ -10,7 +10,7 @@ the cross-origin isolation headers and, in iap mode, the IAP gate (middleware.py
 from __future__ import annotations
 
 import contextlib
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 from starlette.applications import Starlette
@@ -63,7 +63,8 @@ class _Config:
     """/app-config.js for the origin the browser used (rendered once per origin, kept)."""
 
     def __init__(self, settings: Settings, static: StaticFiles) -> None:
-        self.settings, self.static, self._by_origin = settings, static, {}
+        self.settings, self.static = settings, static
+        self._by_origin: dict[str, Any] = {}
 
     async def handle(self, request: Request) -> Response:
         try:

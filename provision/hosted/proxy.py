@@ -72,7 +72,7 @@ def uids(rest: str, query: str) -> dict[str, str]:
     """Study, series and instance UIDs named by a DICOMweb path or its QIDO query."""
     found: dict[str, str] = {}
     parts = rest.split("/")
-    for key, value in zip(parts, parts[1:]):
+    for key, value in zip(parts, parts[1:], strict=False):
         if key in _UID_KEYS and value:
             found[_UID_KEYS[key]] = value
     for key, value in parse_qsl(query):

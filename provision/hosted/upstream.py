@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import anyio.to_thread
 import httpx
@@ -33,7 +33,7 @@ class TokenSource:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self._creds = None
+        self._creds: Any = None   # google.auth credentials, made on first use
         self._lock = asyncio.Lock()
 
     def _refresh_sync(self) -> None:

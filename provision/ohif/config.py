@@ -31,9 +31,12 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 from provision.blueprint.sources import resolve
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 __all__ = [
     "GOOGLE_SCOPES",
@@ -66,7 +69,7 @@ Format = Literal["js", "json"]
 # ------------------------------------------------------------------------ the data
 
 
-def dicomweb_root(bp: Any, store_id: str, *, emulator_url: str | None = None) -> str:
+def dicomweb_root(bp: Blueprint, store_id: str, *, emulator_url: str | None = None) -> str:
     """`{base}/v1/projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb` for one store."""
     base = emulator_url.rstrip("/") if emulator_url else HEALTHCARE_URL
     return (
@@ -108,7 +111,7 @@ def source_root(source: Any, *, emulator_url: str | None = None) -> str:
     return source.dicomweb
 
 
-def data_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, Any]]:
+def data_sources(bp: Blueprint, *, emulator_url: str | None = None) -> list[dict[str, Any]]:
     """One OHIF `dicomweb` data source per store, in blueprint order, then one per viewer source
     (read-only). A blueprint whose sources say `idc: latest` must be pinned first
     (provision.resources.viewer_source.pin: it asks IDC which release is the latest)."""
@@ -123,14 +126,14 @@ def data_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, 
     return out
 
 
-def _viewer_sources(bp: Any) -> list[Any]:
+def _viewer_sources(bp: Blueprint) -> list[Any]:
     if not getattr(bp, "viewer_sources", None):
         return []
 
     return resolve(bp)
 
 
-def _store_sources(bp: Any, *, emulator_url: str | None = None) -> list[dict[str, Any]]:
+def _store_sources(bp: Blueprint, *, emulator_url: str | None = None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
@@ -167,7 +170,7 @@ def _dicomweb_source(source_name: str, friendly: str, name: str, root: str, *, u
     }
 
 
-def _oidc(bp: Any) -> list[dict[str, Any]]:
+def _oidc(bp: Blueprint) -> list[dict[str, Any]]:
     return [
         {
             "authority": "https://accounts.google.com",
@@ -183,7 +186,7 @@ def _oidc(bp: Any) -> list[dict[str, Any]]:
     ]
 
 
-def config_dict(bp: Any, *, emulator_url: str | None = None, oidc: bool = True) -> dict[str, Any]:
+def config_dict(bp: Blueprint, *, emulator_url: str | None = None, oidc: bool = True) -> dict[str, Any]:
     """The whole `window.config` object, keys in the order they are emitted.
 
     `oidc=False` leaves the sign-in block out even for Google Cloud: the viewer then takes
@@ -277,7 +280,7 @@ def _js(value: Any, indent: int) -> Iterable[str]:
         raise TypeError(f"cannot write {type(value).__name__} into the OHIF config")
 
 
-def hosted_sources(bp: Any, base: str) -> dict[str, str]:
+def hosted_sources(bp: Blueprint, base: str) -> dict[str, str]:
     """What the hosted viewer proxies (its HOSTED_SOURCES): each store and each Cloud Healthcare viewer
     source, by source name, at `base` (Google's Healthcare root, or an emulator's). A plain DICOMweb
     root is left to the browser: the viewer's own token must never be sent to a host that is not Google's."""
@@ -288,14 +291,14 @@ def hosted_sources(bp: Any, base: str) -> dict[str, str]:
     return out
 
 
-def render_hosted_config(bp: Any, base: str) -> str:
+def render_hosted_config(bp: Blueprint, base: str) -> str:
     """The config the hosted viewer serves (access: iap): the roots at `base`, which the viewer makes
     same-origin (hosted_sources); no sign-in block and no Google configuration API (IAP signs users
     in, and the browser never calls Google)."""
     return render_config(bp, emulator_url=base, hosted=True)
 
 
-def render_config(bp: Any, *, emulator_url: str | None = None, fmt: Format = "js", oidc: bool = True,
+def render_config(bp: Blueprint, *, emulator_url: str | None = None, fmt: Format = "js", oidc: bool = True,
                   hosted: bool = False) -> str:
     """The OHIF config for `bp` as JavaScript (`fmt="js"`) or its data sources as JSON (`fmt="json"`).
 
@@ -325,7 +328,7 @@ def render_config(bp: Any, *, emulator_url: str | None = None, fmt: Format = "js
 
 
 def write_config(
-    bp: Any, path: str | os.PathLike[str], *, emulator_url: str | None = None, fmt: Format = "js"
+    bp: Blueprint, path: str | os.PathLike[str], *, emulator_url: str | None = None, fmt: Format = "js"
 ) -> Path:
     """Write the config atomically (temp file in the same directory, then os.replace); returns the path."""
     target = Path(path)
@@ -351,7 +354,7 @@ def write_config(
 # ----------------------------------------------------------------------- checklist
 
 
-def config_warnings(bp: Any, *, emulator_url: str | None = None) -> list[str]:
+def config_warnings(bp: Blueprint, *, emulator_url: str | None = None) -> list[str]:
     """What the emitted config lacks for its target (empty when nothing is missing)."""
     if emulator_url:
         return []
@@ -364,7 +367,7 @@ def config_warnings(bp: Any, *, emulator_url: str | None = None) -> list[str]:
     return []
 
 
-def oauth_checklist(bp: Any) -> str:
+def oauth_checklist(bp: Blueprint) -> str:
     """The two console steps no public API can do, for this project, as a numbered checklist."""
     project = bp.project.id
     origin = bp.viewer.origin.rstrip("/")

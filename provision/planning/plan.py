@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Facts
@@ -23,6 +23,9 @@ from provision.resources import artifact_repo, viewer_access, viewer_service, vi
 from provision.resources.base import PHASES, Draft, Key, Live
 from provision.words import plural
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, REPLACE, SIGN, UPDATE, Options, Step
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 __all__ = ["Plan", "Step", "Live", "Options", "KINDS", "observe", "build", "CREATE", "UPDATE", "NOOP", "DELETE",
            "KEEP", "REPLACE"]
@@ -61,7 +64,7 @@ class Plan:
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "target": self.target,
@@ -101,24 +104,24 @@ class Plan:
 
 
 # ---------------------------------------------------------------------------- names
-def dataset_name(bp: Any) -> str:
+def dataset_name(bp: Blueprint) -> str:
     return healthcare_names.desired_dataset(bp)
 
 
-def store_name(bp: Any, store_id: str) -> str:
+def store_name(bp: Blueprint, store_id: str) -> str:
     return healthcare_names.store_name(dataset_name(bp), store_id)
 
 
 # ---------------------------------------------------------------------------- observe
-def observe(ctx: Ctx, bp: Any, opts: Options, *, phases: tuple[int, ...] = PHASES, live: Live | None = None) -> Live:
+def observe(ctx: Ctx, bp: Blueprint, opts: Options, *, phases: tuple[int, ...] = PHASES, live: Live | None = None) -> Live:
     """Read live state, phase by phase (each phase's reads in parallel). `live` continues an earlier call."""
     live = live or Live(opts=opts)
     for phase in phases:
-        jobs: dict = {}
+        jobs: dict[str, Any] = {}
         for kind in KINDS:
             jobs.update(kind.reads(bp, live, phase))
         keys = list(jobs)
-        live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys])))
+        live.read.update(zip(keys, ctx.parallel([(lambda f=jobs[k]: f(ctx)) for k in keys]), strict=True))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         if Key.RECORD in jobs:
             live.record = copy.deepcopy(live.read[Key.RECORD].current)   # kinds may add to the plan's view
     return live
@@ -133,7 +136,7 @@ def refuse_inactive(project_state: Any) -> None:
 
 
 # ---------------------------------------------------------------------------- build
-def build(bp: Any, live: Live, target_label: str = "", opts: Options | None = None) -> Plan:
+def build(bp: Blueprint, live: Live, target_label: str = "", opts: Options | None = None) -> Plan:
     """Every kind's steps, in registry order, with dependencies on absent steps dropped."""
     opts = opts or live.opts
     draft = Draft()

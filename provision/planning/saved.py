@@ -45,14 +45,14 @@ def is_saved_plan(path: Path) -> bool:
     if path.suffix != ".json" or not path.is_file():
         return False
     try:
-        return json.loads(path.read_text()).get("format") == FORMAT
+        return bool(json.loads(path.read_text()).get("format") == FORMAT)
     except (ValueError, AttributeError, OSError):
         return False
 
 
-def load(path: Path) -> dict:
+def load(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(path).read_text())
+        doc: dict[str, Any] = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path}: not a saved plan ({exc})") from None
     if doc.get("format") != FORMAT:
@@ -60,13 +60,13 @@ def load(path: Path) -> dict:
     return doc
 
 
-def options(doc: dict) -> Options:
+def options(doc: dict[str, Any]) -> Options:
     o = doc.get("options") or {}
     return Options(delete_data=bool(o.get("delete_data")), replace=bool(o.get("replace")),
                    reimport=frozenset(o.get("reimport") or ()))
 
 
-def check_inputs(entry: dict, target_label: str, saved_target: str) -> None:
+def check_inputs(entry: dict[str, Any], target_label: str, saved_target: str) -> None:
     """The blueprint file and the target are those the plan was made from."""
     path = Path(entry["blueprint"])
     if saved_target != target_label:
@@ -77,9 +77,9 @@ def check_inputs(entry: dict, target_label: str, saved_target: str) -> None:
         raise PlanMoved(f"{path} changed since the plan was saved: plan again (and review the new plan)")
 
 
-def differences(saved: dict, fresh: Any) -> list[str]:
+def differences(saved: dict[str, Any], fresh: Any) -> list[str]:
     """What differs between the saved plan's steps and a fresh plan's, in words ([] when identical)."""
-    def key(s: dict) -> tuple:
+    def key(s: dict[str, Any]) -> tuple[Any, ...]:
         return s["action"], s["changes"], s["fields"], sorted(s["depends_on"])
 
     old = {s["id"]: s for s in saved["steps"]}
@@ -88,7 +88,7 @@ def differences(saved: dict, fresh: Any) -> list[str]:
     for sid in sorted(old.keys() | new.keys()):
         a, b = old.get(sid), new.get(sid)
         if a is None:
-            out.append(f"{sid}: now {b['action']} ({'; '.join(b['changes']) or 'no change'}), not in the saved plan")
+            out.append(f"{sid}: now {b['action']} ({'; '.join(b['changes']) or 'no change'}), not in the saved plan")  # type: ignore[index]  # sid is in one of the two
         elif b is None:
             out.append(f"{sid}: in the saved plan ({a['action']}), no longer planned")
         elif key(a) != key(b):

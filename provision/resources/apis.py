@@ -22,7 +22,8 @@ ENABLED.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -31,6 +32,9 @@ from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.hosting_names import HOSTING_APIS, deploys
 from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 BATCH = 20       # services per batchEnable (Google's limit)
 GET_BATCH = 30   # names per services:batchGet (Google's limit)
@@ -74,7 +78,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
         else:
             req = lambda c=chunk: su.services().batchEnable(parent=f"projects/{project_id}", body={"serviceIds": c})  # noqa: E731
 
-        def attempt(make=req):
+        def attempt(make: Callable[[], Any] = req) -> Any:
             op = make().execute(num_retries=0)
             return ctx.wait_serviceusage(op, kind="serviceusage.enable")
 
@@ -84,7 +88,7 @@ def enable(ctx: Ctx, project_id: str, services: list[str]) -> None:
         verify(ctx, project_id, left)
 
 
-def enabled_in(op: dict) -> set[str]:
+def enabled_in(op: dict[str, Any]) -> set[str]:
     """The services a finished enable operation's response says are ENABLED (none when its response
     names none: e.g. an `Empty`)."""
     response = op.get("response") or {}
@@ -92,8 +96,8 @@ def enabled_in(op: dict) -> set[str]:
     return {_name(v) for v in views if v.get("state") == "ENABLED"}
 
 
-def _name(view: dict) -> str:
-    return (view.get("config") or {}).get("name") or view.get("name", "").rsplit("/", 1)[-1]
+def _name(view: dict[str, Any]) -> str:
+    return str((view.get("config") or {}).get("name") or view.get("name", "").rsplit("/", 1)[-1])
 
 
 def states(ctx: Ctx, project_id: str, services: list[str]) -> dict[str, str]:
@@ -109,7 +113,7 @@ def states(ctx: Ctx, project_id: str, services: list[str]) -> dict[str, str]:
 
 def verify(ctx: Ctx, project_id: str, services: list[str]) -> None:
     """Read `services` back until every one shows ENABLED."""
-    def check():
+    def check() -> None:
         got = states(ctx, project_id, services)
         left = sorted(s for s in services if got.get(s) != "ENABLED")
         if left:
@@ -125,19 +129,19 @@ KIND = "apis"
 BILLABLE = {"healthcare.googleapis.com"}
 
 
-def wanted(bp: Any) -> list[str]:
+def wanted(bp: Blueprint) -> list[str]:
     """The services the blueprint needs: its `apis`, and those of the hosted viewer when it deploys
     (derived: nobody lists them)."""
     return list(dict.fromkeys([*bp.apis, *(HOSTING_APIS if deploys(bp) else ())]))
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase == 2 and live.project is not None:
         return {"enabled": lambda ctx: read(ctx, bp.project.id)}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # provision never disables services: other things in the project may use them
     pid = bp.project.id

@@ -8,7 +8,8 @@ there): the plan says so and how to delete it; `destroy --delete-data` deletes i
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.resources import hosting_calls as calls
@@ -21,6 +22,9 @@ from provision.resources.hosting_names import (
 )
 from provision.resources.steps import CREATE, DELETE, NOOP, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "artifact-repo"
 RESOURCE = "artifact-repository"   # the record's kind
 
@@ -29,23 +33,23 @@ def _key(name: str) -> str:
     return f"artifact_repo:{name}"
 
 
-def _wanted(bp: Any, opts: Options) -> str | None:
+def _wanted(bp: Blueprint, opts: Options) -> str | None:
     return repository_name(bp.project.id, region(bp)) if deploys(bp) and not opts.destroy else None
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     wanted = _wanted(bp, live.opts)
     if phase == 2 and wanted:
         return {_key(wanted): lambda ctx: calls.get_repository(ctx, wanted)}
     if phase == 3:
-        return {_key(n): (lambda ctx, n=n: calls.get_repository(ctx, n))
+        return {_key(n): (lambda ctx, n=n: calls.get_repository(ctx, n))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for n in live.record.names(RESOURCE) if n != wanted}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     wanted = _wanted(bp, opts)
     if wanted:
         exists = live.get(_key(wanted)) is not None
@@ -70,7 +74,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        f"{REPOSITORY} --location={name.split('/')[3]}` (or destroy --delete-data)")
 
 
-def _create(pid: str, location: str):
+def _create(pid: str, location: str) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         name = repository_name(pid, location)
         ctx.facts.record.add_resource(ctx, RESOURCE, name)   # before it exists (record.py)
@@ -80,7 +84,7 @@ def _create(pid: str, location: str):
     return run
 
 
-def _delete(name: str):
+def _delete(name: str) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         calls.delete_repository(ctx, name)
         ctx.facts.record.drop_resource(ctx, RESOURCE, name)
@@ -88,5 +92,5 @@ def _delete(name: str):
     return run
 
 
-def _forget(name: str):
+def _forget(name: str) -> Callable[[Ctx], str]:
     return lambda ctx: (ctx.facts.record.drop_resource(ctx, RESOURCE, name), "forgotten")[1]

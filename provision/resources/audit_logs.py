@@ -13,13 +13,16 @@ Reads `project_policy` (read by project-iam in phase 2); writes after project-ia
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from provision.gcp.context import Ctx
 from provision.gcp.retry import NotYet
 from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "audit-logs"
 RECORD_KIND = "audit-log"
@@ -35,7 +38,7 @@ DATA_KINDS = ("dicom-store", "bucket", "dataset")
 Pair = tuple[str, str]   # (service, log type)
 
 
-def present(policy: dict | None, *, own_only: bool = False) -> set[Pair]:
+def present(policy: dict[str, Any] | None, *, own_only: bool = False) -> set[Pair]:
     """The (service, log type) pairs of ours that the policy turns on (through allServices too,
     unless `own_only`: only a service's own config, the ones provision may remove)."""
     out: set[Pair] = set()
@@ -47,7 +50,7 @@ def present(policy: dict | None, *, own_only: bool = False) -> set[Pair]:
     return out
 
 
-def with_added(policy: dict, pairs: Iterable[Pair]) -> dict:
+def with_added(policy: dict[str, Any], pairs: Iterable[Pair]) -> dict[str, Any]:
     """A copy of the policy whose service configs carry these log types (exemptions untouched)."""
     new = copy.deepcopy(policy)
     configs = new.setdefault("auditConfigs", [])
@@ -62,7 +65,7 @@ def with_added(policy: dict, pairs: Iterable[Pair]) -> dict:
     return new
 
 
-def with_removed(policy: dict, pairs: Iterable[Pair]) -> dict:
+def with_removed(policy: dict[str, Any], pairs: Iterable[Pair]) -> dict[str, Any]:
     """A copy without these log types in the services' own configs (a config left empty goes)."""
     drop = set(pairs)
     new = copy.deepcopy(policy)
@@ -75,7 +78,7 @@ def with_removed(policy: dict, pairs: Iterable[Pair]) -> dict:
     return new
 
 
-def exemptions(policy: dict | None) -> list[str]:
+def exemptions(policy: dict[str, Any] | None) -> list[str]:
     """Members exempted from a log type provision turns on: their reads leave no entry (drift)."""
     return [f"{m} is exempted from {log.get('logType')} on {cfg.get('service')}: its calls are not logged (left alone)"
             for cfg in (policy or {}).get("auditConfigs") or [] if cfg.get("service") in SERVICES + ("allServices",)
@@ -83,11 +86,11 @@ def exemptions(policy: dict | None) -> list[str]:
             for m in log.get("exemptedMembers") or []]
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return {}   # the project's policy is read once, by project-iam (`project_policy`)
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     exists = live.project is not None
     policy = live.project_policy if exists else None
     on = bool(bp.audit_logs.data_access) and not opts.destroy
@@ -108,12 +111,12 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     action = NOOP if not changes else CREATE if add and not (present(policy) or recorded) else \
         UPDATE if add else DELETE
     draft.add(Step(KIND, KIND, resource, action, changes, ["apis", "record", "project-iam"],
-                   (lambda ctx: _run(ctx, bp.project.id, add, remove, forget)) if changes else None,
+                   (lambda ctx: _run(ctx, bp.project.id, add, remove, forget)) if changes else None,  # type: ignore[arg-type]  # mypy baseline (issue 20)
                    drift=exemptions(policy) if on else [], fields=fields,
                    claims=[("resource", RECORD_KIND, f"{s}/{t}") for s, t in add]))
 
 
-def _notes(bp: Any, opts: Options, draft: Draft, policy: dict | None, add: list[Pair], recorded: set) -> None:
+def _notes(bp: Blueprint, opts: Options, draft: Draft, policy: dict[str, Any] | None, add: list[Pair], recorded: set[Any]) -> None:
     if opts.destroy:
         return
     if add:
@@ -127,7 +130,7 @@ def _notes(bp: Any, opts: Options, draft: Draft, policy: dict | None, add: list[
                        "pair(s)): provision removes only what it added")
 
 
-def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     """Destroy keeps the audit logs on while the data they watch is kept."""
     step = next((s for s in draft.steps if s.id == KIND), None)
     kept = [s.id for s in draft.steps if s.action == KEEP and s.kind in DATA_KINDS]

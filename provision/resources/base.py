@@ -18,15 +18,15 @@ reading back. Kinds never call each other's diff; they share what was read throu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
-from provision.gcp.context import Facts
+from provision.gcp.context import Ctx, Facts
 from provision.resources.record import Record
 from provision.resources.states import BucketState, DatasetState, LocalFile, ProjectState, StoreState
 from provision.resources.steps import KEEP, Options, Step
 
 PHASES = (1, 2, 3)
-Reads = dict[str, Callable[[Any], Any]]
+Reads = dict[str, Callable[[Ctx], Any]]
 
 
 class Key:
@@ -86,7 +86,7 @@ class Live:
 
     @property
     def project(self) -> ProjectState | None:
-        return self.read.get(Key.PROJECT)
+        return cast("ProjectState | None", self.read.get(Key.PROJECT))
 
     @property
     def project_number(self) -> str | None:
@@ -95,47 +95,47 @@ class Live:
 
     @property
     def billing(self) -> str | None:
-        return self.get(Key.BILLING)
+        return cast("str | None", self.get(Key.BILLING))
 
     @property
     def bucket(self) -> BucketState | None:
-        return self.get(Key.BUCKET)
+        return cast("BucketState | None", self.get(Key.BUCKET))
 
     @property
     def local(self) -> list[LocalFile]:
-        return self.get(Key.LOCAL, [])
+        return cast("list[LocalFile]", self.get(Key.LOCAL, []))
 
     @property
-    def remote(self) -> dict[str, dict]:
-        return self.get(Key.REMOTE, {})
+    def remote(self) -> dict[str, dict[str, Any]]:
+        return cast("dict[str, dict[str, Any]]", self.get(Key.REMOTE, {}))
 
     @property
-    def project_policy(self) -> dict | None:
-        return self.get(Key.PROJECT_POLICY)
+    def project_policy(self) -> dict[str, Any] | None:
+        return cast("dict[str, Any] | None", self.get(Key.PROJECT_POLICY))
 
     @property
-    def bucket_policy(self) -> dict | None:
-        return self.get(Key.BUCKET_POLICY)
+    def bucket_policy(self) -> dict[str, Any] | None:
+        return cast("dict[str, Any] | None", self.get(Key.BUCKET_POLICY))
 
     @property
     def dataset(self) -> DatasetState | None:
-        return self.get(Key.DATASET)
+        return cast("DatasetState | None", self.get(Key.DATASET))
 
     def store(self, name: str) -> StoreState | None:
-        return self.get(Key.store(name))
+        return cast("StoreState | None", self.get(Key.store(name)))
 
     @property
-    def viewer_service(self) -> dict | None:
-        return self.get(Key.VIEWER_SERVICE)
+    def viewer_service(self) -> dict[str, Any] | None:
+        return cast("dict[str, Any] | None", self.get(Key.VIEWER_SERVICE))
 
     def old_store(self, name: str) -> tuple[StoreState | None, int]:
-        return self.get(Key.old_store(name), (None, 0))
+        return cast("tuple[StoreState | None, int]", self.get(Key.old_store(name), (None, 0)))
 
-    def store_policy(self, name: str) -> dict | None:
-        return self.get(Key.store_policy(name))
+    def store_policy(self, name: str) -> dict[str, Any] | None:
+        return cast("dict[str, Any] | None", self.get(Key.store_policy(name)))
 
     def old_dataset(self, name: str) -> list[str] | None:
-        return self.get(Key.old_dataset(name))
+        return cast("list[str] | None", self.get(Key.old_dataset(name)))
 
 
 @dataclass

@@ -8,7 +8,8 @@ is never deleted. Reads `bucket`, `bucket_owner`, `bucket_objects`, `old_bucket:
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -19,6 +20,9 @@ from provision.resources.bucket_reads import is_ours, is_requester_pays
 from provision.resources.project_reads import read as read_project
 from provision.resources.states import BucketState
 from provision.resources.steps import CREATE, DELETE, NOOP, REPLACE, UPDATE, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "bucket"
 COUNT_CAP = 1000
@@ -86,12 +90,12 @@ def delete(ctx: Ctx, name: str, *, force: bool = False) -> bool:
         return False
     if force:
         for blob in ctx.call(lambda: list(client.list_blobs(name, retry=None))):
-            ctx.call(lambda b=blob: _ignore_404(lambda: b.delete(retry=None)))
+            ctx.call(lambda b=blob: _ignore_404(lambda: b.delete(retry=None)))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     ctx.call(lambda: _ignore_404(lambda: bucket.delete(retry=None)))
     return True
 
 
-def _ignore_404(fn):
+def _ignore_404(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001
@@ -120,16 +124,18 @@ def _many(n: int, cap: int = COUNT_CAP) -> str:
 
 
 # ---------------------------------------------------------------------------- kind
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     out: Reads = {}
     name = bp.bucket.name if bp.bucket else None
     if phase == 1 and name:
         out[Key.BUCKET] = lambda ctx: read(ctx, name)
-    if phase == 2 and name:
+    if phase == 2 and bp.bucket and name:
         b = live.bucket
+        assert b is not None   # read in phase 1 whenever the blueprint names a bucket
         if bp.bucket.create and b.exists and b.project_number and b.project_number != live.project_number:
             # to name the owner in the error; None if hidden
-            out["bucket_owner"] = lambda ctx: read_project(ctx, b.project_number)
+            number = b.project_number
+            out["bucket_owner"] = lambda ctx: read_project(ctx, number)
     if phase == 3:
         state = live.bucket
         moved = state is not None and state.location and bp.bucket and \
@@ -138,19 +144,20 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
             if old == name and (live.opts.destroy or moved):   # what destroy or a replace would delete
                 out["bucket_objects"] = lambda ctx: count_objects(ctx, name)
             elif old != name:
-                out[f"old_bucket:{old}"] = lambda ctx, old=old: (read(ctx, old), count_objects(ctx, old))
+                out[f"old_bucket:{old}"] = lambda ctx, old=old: (read(ctx, old), count_objects(ctx, old))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return out
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     name = bp.bucket.name if bp.bucket else None
     for old in live.record.names(KIND):
         if old != name:
             state, objects = live.get(f"old_bucket:{old}", (None, 0))
             _remove(draft, old, state, objects, opts, "the blueprint no longer names it")
-    if not name:
+    if not name or bp.bucket is None:
         return
     b, spec, state = bp.bucket, bp.bucket, live.bucket
+    assert state is not None   # read in phase 1 whenever the blueprint names a bucket
     ours = live.record.owns(KIND, name)
     if opts.destroy:
         if not state.exists:
@@ -247,7 +254,7 @@ def _settle(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted, 
                    drift=drift, fields=[field_change(f, a, b) for f, a, b in diffs]))
 
 
-def _lock(ctx: Ctx, name: str, change: dict) -> str:
+def _lock(ctx: Ctx, name: str, change: dict[str, Any]) -> str:
     """Patch exactly the settings that differ (an adopted bucket's others stay as they are)."""
     def patch() -> None:
         bucket = ctx.target.storage().get_bucket(name, retry=None)

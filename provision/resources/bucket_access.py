@@ -5,6 +5,8 @@ bucket's policy when we may read it, and what to ask a foreign bucket's owner.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
 from provision.resources import iam
@@ -16,7 +18,7 @@ READER_ROLES = {VIEWER, "roles/storage.objectAdmin", "roles/storage.admin", "rol
                 "roles/storage.objectUser"}
 
 
-def read_if_there(ctx: Ctx, bucket: str) -> dict | None:
+def read_if_there(ctx: Ctx, bucket: str) -> dict[str, Any] | None:
     """The bucket's policy, None when the bucket is gone or hidden from us."""
     try:
         return ctx.call(iam.bucket_io(ctx, bucket).read)
@@ -28,7 +30,7 @@ def read_if_there(ctx: Ctx, bucket: str) -> dict | None:
         raise
 
 
-def agent_can_read(policy: dict | None, member: str) -> bool:
+def agent_can_read(policy: dict[str, Any] | None, member: str) -> bool:
     for b in (policy or {}).get("bindings") or []:
         if b.get("condition") or b.get("role") not in READER_ROLES:
             continue

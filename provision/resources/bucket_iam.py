@@ -9,7 +9,8 @@ Reads `bucket_policy` (own bucket), `foreign_access:<bucket>`, `bucket_policy:<b
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
@@ -20,10 +21,13 @@ from provision.resources.healthcare_names import agent_member
 from provision.resources.import_sources import source_buckets
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "bucket-iam"
 
 
-def read(ctx: Ctx, bucket: str) -> dict:
+def read(ctx: Ctx, bucket: str) -> dict[str, Any]:
     return iam.read(ctx, iam.bucket_io(ctx, bucket))
 
 
@@ -32,32 +36,32 @@ def _recorded_buckets(live: Live) -> list[str]:
     return sorted(r[len("gs://"):] for r in live.record.granted_resources() if r.startswith("gs://"))
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     out: Reads = {}
     number = live.project_number
     own = bp.bucket.name if bp.bucket else None
     if phase == 2:
-        if own and is_ours(bp, live) and live.bucket.exists:
+        if own and is_ours(bp, live) and live.bucket.exists:  # type: ignore[union-attr]  # mypy baseline (issue 20)
             out[Key.BUCKET_POLICY] = lambda ctx: read(ctx, own)
         if number:
             member = agent_member(number)
             for b in source_buckets(bp):
                 if b != own or not is_ours(bp, live):
-                    out[f"foreign_access:{b}"] = lambda ctx, b=b: check_foreign(ctx, b, member)
+                    out[f"foreign_access:{b}"] = lambda ctx, b=b: check_foreign(ctx, b, member)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     if phase == 3:
         for b in _recorded_buckets(live):
             if b != own:
-                out[f"bucket_policy:{b}"] = lambda ctx, b=b: read_if_there(ctx, b)
+                out[f"bucket_policy:{b}"] = lambda ctx, b=b: read_if_there(ctx, b)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return out
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     agent = draft.facts.agent
     own = bp.bucket.name if bp.bucket else None
     wanted = (not opts.destroy and own is not None and is_ours(bp, live)
               and own in source_buckets(bp))
     if wanted:
-        _own(bp, live, draft, own, agent)
+        _own(bp, live, draft, own, agent)  # type: ignore[arg-type]  # mypy baseline (issue 20)
     for b in _recorded_buckets(live):
         if b == own and not opts.destroy:
             continue
@@ -90,7 +94,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                            "by allUsers, as public datasets' buckets are); " + ask_owner(b, future))
 
 
-def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:
+def _own(bp: Blueprint, live: Live, draft: Draft, bucket: str, agent: str | None) -> None:
     state = live.bucket
     fresh = state is None or not state.exists or live.bucket_replace
     policy = None if fresh else live.bucket_policy
@@ -98,7 +102,7 @@ def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> N
                         ignore_members=[agent] if agent else [])
     if fresh or not draft.facts.agent_exists:
         d.add = [(VIEWER, agent or "the Healthcare service agent")]   # its email is known once the project is
-    elif agent_can_read(policy, agent):
+    elif agent_can_read(policy, agent):  # type: ignore[arg-type]  # mypy baseline (issue 20)
         d.add = []   # it reads through another role, or allUsers
     action = NOOP if not d.changing else (CREATE if fresh else UPDATE)
     run = (lambda ctx: iam.apply_diff(ctx, iam.bucket_io(ctx, bucket), d, agent=True)) if d.changing else None
@@ -107,7 +111,7 @@ def _own(bp: Any, live: Live, draft: Draft, bucket: str, agent: str | None) -> N
                    drift=d.drift(), fields=d.fields(), claims=claims))
 
 
-def _revoke(bucket: str, d: iam.GrantDiff, *, gone: bool):
+def _revoke(bucket: str, d: iam.GrantDiff, *, gone: bool) -> Callable[[Ctx], Any]:
     """Revoke provision's grants on a bucket the blueprint no longer imports from (a gone bucket's
     policy reads as empty: its grants are only forgotten)."""
     def run(ctx: Ctx) -> str:

@@ -13,7 +13,7 @@ target does not offer is refused before any write by provision/checks/locations.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists, is_service_disabled, is_status
@@ -27,15 +27,18 @@ from provision.resources.store_calls import count_studies
 from provision.resources.store_calls import read as read_store
 from provision.words import plural
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
-def _datasets(ctx: Ctx):
+
+def _datasets(ctx: Ctx) -> Any:
     return ctx.target.healthcare().projects().locations().datasets()
 
 
 def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetState | None:
     """The dataset, or None when absent (also when the Healthcare API is not enabled yet)."""
 
-    def get():
+    def get() -> DatasetState | None:
         try:
             d = _datasets(ctx).get(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -49,7 +52,7 @@ def read(ctx: Ctx, name: str, *, disabled_is_absent: bool = True) -> DatasetStat
     return ctx.call(get)
 
 
-def _state(d: dict, name: str = "") -> DatasetState:
+def _state(d: dict[str, Any], name: str = "") -> DatasetState:
     return DatasetState(d.get("name", name), d.get("timeZone", ""), (d.get("encryptionSpec") or {}).get("kmsKeyName", ""))
 
 
@@ -82,11 +85,11 @@ def read_locations(ctx: Ctx, project_id: str, *, page_size: int | None = None) -
 def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> DatasetState:
     """Create the dataset (with `kms_key` as its CMEK key, set at creation only) and wait for it."""
     parent, _, dataset_id = name.rpartition("/datasets/")
-    body: dict = {"timeZone": time_zone}
+    body: dict[str, Any] = {"timeZone": time_zone}
     if kms_key:
         body["encryptionSpec"] = {"kmsKeyName": kms_key}
 
-    def attempt() -> dict | None:
+    def attempt() -> dict[str, Any] | None:
         try:
             op = _datasets(ctx).create(parent=parent, datasetId=dataset_id, body=body).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -109,7 +112,7 @@ def create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> D
 
 
 def verify(ctx: Ctx, name: str) -> DatasetState:
-    def check():
+    def check() -> DatasetState:
         d = read(ctx, name, disabled_is_absent=False)
         if d is None:
             raise NotYet(f"dataset {name} not visible yet")
@@ -119,7 +122,7 @@ def verify(ctx: Ctx, name: str) -> DatasetState:
 
 
 def delete(ctx: Ctx, name: str) -> None:
-    def attempt():
+    def attempt() -> Any:
         try:
             _datasets(ctx).delete(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -148,7 +151,7 @@ def list_stores(ctx: Ctx, name: str) -> list[str]:
 KIND = DATASET
 
 
-def step_id(bp: Any, name: str) -> str:
+def step_id(bp: Blueprint, name: str) -> str:
     """`dataset` for the blueprint's; `dataset:<location>/<id>` for another one the record names."""
     if name == desired_dataset(bp):
         return KIND
@@ -156,18 +159,18 @@ def step_id(bp: Any, name: str) -> str:
     return f"{KIND}:{parts[3]}/{parts[5]}"
 
 
-def _old(bp: Any, live: Live, opts: Options) -> list[str]:
+def _old(bp: Blueprint, live: Live, opts: Options) -> list[str]:
     """Recorded datasets to remove: those the blueprint no longer names (all of them when destroying)."""
     return [n for n in live.record.names(KIND) if opts.destroy or n != desired_dataset(bp)]
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
         return {Key.DATASET: lambda ctx: read(ctx, desired_dataset(bp))}
     if phase == 3:
-        out: Reads = {Key.old_dataset(n): (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)
+        out: Reads = {Key.old_dataset(n): (lambda ctx, n=n: list_stores(ctx, n) if read(ctx, n) else None)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                       for n in _old(bp, live, live.opts)}
         if not live.opts.destroy and live.dataset is None:   # an existing dataset's location is valid
             out["healthcare_locations"] = lambda ctx: read_locations(ctx, bp.project.id)
@@ -176,18 +179,18 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {}
 
 
-def _rekey_reads(bp: Any, live: Live) -> Reads:
+def _rekey_reads(bp: Blueprint, live: Live) -> Reads:
     """Before a CMEK key change re-creates the dataset: the studies in each of its stores (`rekey_studies:<store>`),
     to say what is lost and to keep what no import brings back."""
     state = live.dataset
     if live.opts.destroy or state is None or (state.kms_key or "") == (bp.dataset.kms_key or "") \
             or not live.record.owns(KIND, desired_dataset(bp)):
         return {}
-    return {f"rekey_studies:{n}": (lambda ctx, n=n: count_studies(ctx, n) if read_store(ctx, n) else 0)
+    return {f"rekey_studies:{n}": (lambda ctx, n=n: count_studies(ctx, n) if read_store(ctx, n) else 0)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
             for n in desired_stores(bp)}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     name, ds, state = desired_dataset(bp), bp.dataset, live.dataset
     old_for_new = None if opts.destroy else replaced_dataset(bp, live)
     if opts.destroy:
@@ -229,7 +232,7 @@ def _create(ctx: Ctx, name: str, time_zone: str, kms_key: str | None = None) -> 
     return name
 
 
-def _existing(bp: Any, live: Live, opts: Options, draft: Draft, name: str, state: DatasetState) -> None:
+def _existing(bp: Blueprint, live: Live, opts: Options, draft: Draft, name: str, state: DatasetState) -> None:
     """The blueprint's dataset exists: unchanged, or `-/+ replace` when its CMEK key changed (a key is set at
     creation only). Only a dataset provision made is replaced; another one's key is reported as drift; one
     whose stores hold studies no import brings back is kept unless --delete-data."""
@@ -263,10 +266,10 @@ def _existing(bp: Any, live: Live, opts: Options, draft: Draft, name: str, state
                    fields=[field_change("kms_key", have or None, want or None)]))
 
 
-def _data_of(bp: Any, live: Live) -> tuple[str, str]:
+def _data_of(bp: Blueprint, live: Live) -> tuple[str, str]:
     """("primary: 2 studies, ...", the part of it no import brings back) for the blueprint's stores."""
     held, lost = [], []
-    for s, store_name in zip(bp.dicom_stores, desired_stores(bp)):
+    for s, store_name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
         n = live.get(f"rekey_studies:{store_name}", live.get(f"studies:{store_name}", 0))
         if n:
             held.append(f"{s.id}: {plural(n, 'study')}")
@@ -284,7 +287,7 @@ def _recreate(ctx: Ctx, name: str, time_zone: str, kms_key: str | None) -> str:
     return f"{name.rsplit('/', 1)[-1]} created again" + (f" with {kms_key}" if kms_key else "")
 
 
-def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:
+def _remove(bp: Blueprint, live: Live, opts: Options, draft: Draft, name: str, *, replacing: bool) -> None:
     sid = step_id(bp, name)
     stores = live.old_dataset(name)
     if stores is None:
@@ -302,7 +305,7 @@ def _remove(bp: Any, live: Live, opts: Options, draft: Draft, name: str, *, repl
                    deps, lambda ctx: _delete_recorded(ctx, name)))
 
 
-def _kept_because(bp: Any, live: Live, opts: Options, name: str, *, replacing: bool) -> str | None:
+def _kept_because(bp: Blueprint, live: Live, opts: Options, name: str, *, replacing: bool) -> str | None:
     """Why a recorded dataset to remove must stay, or None. Replacing deletes only the stores the
     blueprint names again (they are created and imported anew in the new dataset): a store it no
     longer names keeps its studies, and so its dataset, unless delete_data (issue 18)."""

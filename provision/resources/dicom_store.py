@@ -8,7 +8,7 @@ unless delete_data (or replace, when its dataset is replaced). Reads `store:<nam
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_absent, is_already_exists
@@ -20,6 +20,9 @@ from provision.resources.states import StoreState
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, Options, Step
 from provision.resources.store_calls import count_studies, read, stores
 from provision.words import plural
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 def create(ctx: Ctx, name: str, labels: dict[str, str] | None = None) -> StoreState:
@@ -41,7 +44,7 @@ def create(ctx: Ctx, name: str, labels: dict[str, str] | None = None) -> StoreSt
 
 
 def verify(ctx: Ctx, name: str) -> StoreState:
-    def check():
+    def check() -> StoreState:
         s = read(ctx, name)
         if s is None:
             raise NotYet(f"DICOM store {name} not visible yet")
@@ -51,7 +54,7 @@ def verify(ctx: Ctx, name: str) -> StoreState:
 
 
 def delete(ctx: Ctx, name: str) -> None:
-    def attempt():
+    def attempt() -> Any:
         try:
             stores(ctx).delete(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -65,25 +68,25 @@ def delete(ctx: Ctx, name: str) -> None:
 KIND = DICOM_STORE
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {Key.store(n): (lambda ctx, n=n: read(ctx, n)) for n in desired_stores(bp)}
+        return {Key.store(n): (lambda ctx, n=n: read(ctx, n)) for n in desired_stores(bp)}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     if phase == 3:
-        def old(ctx: Ctx, n: str):
+        def old(ctx: Ctx, n: str) -> Any:
             state = read(ctx, n)
             return (state, count_studies(ctx, n) if state else 0)
-        return {Key.old_store(n): (lambda ctx, n=n: old(ctx, n)) for n in old_stores(bp, live)}
+        return {Key.old_store(n): (lambda ctx, n=n: old(ctx, n)) for n in old_stores(bp, live)}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
-        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             if live.store(name) is None:
                 draft.add(Step(f"store:{s.id}", KIND, name, CREATE, [f"create DICOM store {s.id}"], ["dataset"],
-                               lambda ctx, n=name: _create(ctx, n), claims=[("resource", KIND, name)]))
+                               lambda ctx, n=name: _create(ctx, n), claims=[("resource", KIND, name)]))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
             else:
                 draft.add(Step(f"store:{s.id}", KIND, name, NOOP, [], ["dataset"]))
     replaced = None if opts.destroy else replaced_dataset(bp, live)
@@ -98,7 +101,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         _, studies = live.old_store(name)
         if what == "gone":
             draft.add(Step(sid, KIND, name, DELETE, ["already gone: forget it in the record"], [],
-                           lambda ctx, n=name: (ctx.facts.record.drop_resource(ctx, KIND, n), "forgotten")[1], forgets=1))
+                           lambda ctx, n=name: (ctx.facts.record.drop_resource(ctx, KIND, n), "forgotten")[1], forgets=1))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         elif what == KEEP:
             draft.keep(sid, KIND, name, f"kept: holds {plural(studies, 'study')} "
                                         "(--delete-data deletes it)")
@@ -106,7 +109,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             deps = [f"import:{s.id}" for s in bp.dicom_stores] if replacing else []
             lost = f" and its {plural(studies, 'study')}" if studies else ""
             draft.add(Step(sid, KIND, name, DELETE, [f"delete DICOM store {name.rsplit('/', 1)[-1]}{lost}"], deps,
-                           lambda ctx, n=name, force=bool(studies) or opts.delete_data: _delete_recorded(ctx, n, force)))
+                           lambda ctx, n=name, force=bool(studies) or opts.delete_data: _delete_recorded(ctx, n, force)))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
 
 
 def _create(ctx: Ctx, name: str) -> str:

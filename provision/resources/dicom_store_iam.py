@@ -8,8 +8,10 @@ store (roles/healthcare.dicomViewer): granted after the account exists, revoked 
 pair once the blueprint no longer deploys the viewer. Reads `store_policy:<name>`.
 """
 from __future__ import annotations
+from provision.gcp.context import Ctx
+from collections.abc import Callable
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
@@ -19,24 +21,27 @@ from provision.resources.hosting_names import VIEWER_ROLE, account_member, deplo
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 from provision.resources.store_calls import read_iam
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "dicom-store-iam"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     if phase == 2:
-        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n)) for n in desired_stores(bp)}
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n)) for n in desired_stores(bp)}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     if phase == 3:
         granted = live.record.granted_resources()
-        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n))
+        return {Key.store_policy(n): (lambda ctx, n=n: read_iam(ctx, n))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for n in old_stores(bp, live) if n in granted and not live.has(Key.store_policy(n))}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if not opts.destroy:
-        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             exists = live.store(name) is not None
             desired = sorted(set(iam.pairs_of(s.iam)) | set(_viewer_pairs(bp)))
             d = iam.diff_grants(live.store_policy(name) if exists else None, desired,
@@ -51,7 +56,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     replaced = None if opts.destroy else replaced_dataset(bp, live)
     granted = live.record.granted_resources()
     if opts.destroy:
-        for s, name in zip(bp.dicom_stores, desired_stores(bp)):
+        for s, name in zip(bp.dicom_stores, desired_stores(bp), strict=True):
             for line in iam.left_alone(live.store_policy(name), iam.pairs_of(s.iam),
                                        live.record.pairs_on(name), f"DICOM store {s.id}"):
                 draft.note(line)
@@ -70,10 +75,10 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        _run(name, d), forgets=d.forgets))
 
 
-def _viewer_pairs(bp: Any) -> list[iam.Pair]:
+def _viewer_pairs(bp: Blueprint) -> list[iam.Pair]:
     """The hosted viewer's service account reads every store of the blueprint, and only those."""
     return [(VIEWER_ROLE, account_member(bp))] if deploys(bp) else []
 
 
-def _run(name: str, d: iam.GrantDiff):
+def _run(name: str, d: iam.GrantDiff) -> Callable[[Ctx], Any]:
     return lambda ctx: iam.apply_diff(ctx, iam.dicom_store_io(ctx, name), d)

@@ -8,15 +8,18 @@ and `old_store:<name>` ((state, study count)).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.resources.base import Live
 from provision.resources.healthcare_names import DATASET, DICOM_STORE, desired_dataset, desired_stores
 from provision.resources.steps import DELETE, KEEP, Options
 from provision.words import plural
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
-def old_stores(bp: Any, live: Live) -> list[str]:
+
+def old_stores(bp: Blueprint, live: Live) -> list[str]:
     """Stores the record names (as made, or as holding grants) that the blueprint does not, or all when destroying."""
     want = set() if live.opts.destroy else set(desired_stores(bp))
     named = set(live.record.names(DICOM_STORE)) | {r for r in live.record.granted_resources() if "/dicomStores/" in r}
@@ -33,9 +36,9 @@ def fate(live: Live, name: str, opts: Options, reimported: bool) -> str:
     return KEEP if studies and not (opts.delete_data or reimported) else DELETE
 
 
-def reimported(bp: Any, name: str, replaced: str | None) -> bool:
+def reimported(bp: Blueprint, name: str, replaced: str | None) -> bool:
     """The store is in the dataset being replaced (`replaced`) and the blueprint names it again."""
-    return bool(replaced) and name.startswith(replaced + "/dicomStores/") \
+    return replaced is not None and bool(replaced) and name.startswith(replaced + "/dicomStores/") \
         and name.rsplit("/", 1)[-1] in {s.id for s in bp.dicom_stores}
 
 
@@ -50,7 +53,7 @@ def data_in(live: Live, dataset_name: str) -> str:
     return ", ".join(out)
 
 
-def replaced_dataset(bp: Any, live: Live) -> str | None:
+def replaced_dataset(bp: Blueprint, live: Live) -> str | None:
     """The recorded dataset the blueprint's replaces: same ID, another location, still there."""
     if live.dataset is not None:
         return None

@@ -16,12 +16,15 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.ohif.config import hosted_sources, render_hosted_config
 from provision.ohif.fetch import PINNED, cache_root, ensure_viewer
 from provision.ohif.hosted_source import APP_DIR, build_source
 from provision.resources.hosting_names import audience
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Archive:
         return f"hosted/{self.sha256}.tar.gz"
 
 
-def _pinned(bp: Any, releases: Any) -> Any:
+def _pinned(bp: Blueprint, releases: Any) -> Any:
     """`idc: latest` replaced by the newest release plan listed (as the config and the smoke use it)."""
     sources = getattr(bp, "viewer_sources", None) or []
     if not any(getattr(s, "idc", None) == "latest" for s in sources) or not isinstance(releases, list) or not releases:
@@ -87,7 +90,7 @@ def _build(config_js: str) -> tuple[Path, str, int]:
     return art.path, art.sha256, art.size
 
 
-def prepare(bp: Any, target: Any, releases: Any = None) -> Archive:
+def prepare(bp: Blueprint, target: Any, releases: Any = None) -> Archive:
     """Build (or find, same bytes) the archive for `bp` on `target`, in the provision cache."""
     bp = _pinned(bp, releases)
     base = target.root("healthcare")
@@ -96,7 +99,7 @@ def prepare(bp: Any, target: Any, releases: Any = None) -> Archive:
     return Archive(path, sha, size, hosted_sources(bp, base), jwks)
 
 
-def environment(archive: Archive, number: str, region: str, service: str) -> list[dict]:
+def environment(archive: Archive, number: str, region: str, service: str) -> list[dict[str, str]]:
     """The service's env (provision/hosted/settings.py): iap mode, the proxied sources, IAP's audience."""
     env = {"HOSTED_ACCESS": "iap", "HOSTED_SOURCES": json.dumps(archive.sources),
            "HOSTED_IAP_AUDIENCE": audience(number, region, service)}

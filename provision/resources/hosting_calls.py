@@ -10,19 +10,22 @@ deadline (provision.gcp.operations.wait).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_already_exists, is_service_disabled, is_status
 from provision.gcp.retry import NotYet
 from provision.resources.hosting_names import REPOSITORY, iap_agent
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.resources.iam import PolicyIO
+
 IAP_SERVICE = "iap.googleapis.com"
 
 
-def absent_ok(ctx: Ctx, fn: Callable[[], dict]) -> dict | None:
+def absent_ok(ctx: Ctx, fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
     """`fn()`'s answer, or None for 404 (and 403 SERVICE_DISABLED: nothing can exist there yet)."""
-    def attempt() -> dict | None:
+    def attempt() -> dict[str, Any] | None:
         try:
             return fn()
         except Exception as exc:
@@ -37,12 +40,12 @@ def _accounts(ctx: Ctx) -> Any:
     return ctx.target.iam_admin().projects().serviceAccounts()
 
 
-def get_account(ctx: Ctx, project_id: str, email: str) -> dict | None:
+def get_account(ctx: Ctx, project_id: str, email: str) -> dict[str, Any] | None:
     return absent_ok(ctx, lambda: _accounts(ctx).get(name=f"projects/{project_id}/serviceAccounts/{email}")
                      .execute(num_retries=0))
 
 
-def create_account(ctx: Ctx, project_id: str, account_id: str, display: str) -> dict:
+def create_account(ctx: Ctx, project_id: str, account_id: str, display: str) -> dict[str, Any]:
     """Create the account (adopting one that exists), then read it back until it shows."""
     def attempt() -> None:
         try:
@@ -54,7 +57,7 @@ def create_account(ctx: Ctx, project_id: str, account_id: str, display: str) -> 
     ctx.call(attempt)
     email = f"{account_id}@{project_id}.iam.gserviceaccount.com"
 
-    def visible() -> dict:
+    def visible() -> dict[str, Any]:
         found = get_account(ctx, project_id, email)
         if found is None:
             raise NotYet(f"service account {email} not visible yet")
@@ -72,18 +75,19 @@ def _repos(ctx: Ctx) -> Any:
     return ctx.target.artifactregistry().projects().locations().repositories()
 
 
-def get_repository(ctx: Ctx, name: str) -> dict | None:
+def get_repository(ctx: Ctx, name: str) -> dict[str, Any] | None:
     return absent_ok(ctx, lambda: _repos(ctx).get(name=name).execute(num_retries=0))
 
 
-def create_repository(ctx: Ctx, project_id: str, location: str) -> dict:
+def create_repository(ctx: Ctx, project_id: str, location: str) -> dict[str, Any]:
     """A Docker repository `cloud-run-source-deploy` in `location` (as gcloud makes it), adopted when it exists."""
     parent = f"projects/{project_id}/locations/{location}"
     body = {"format": "DOCKER", "description": "Cloud Run Source Deployments"}
 
-    def attempt() -> dict | None:
+    def attempt() -> dict[str, Any] | None:
         try:
-            return _repos(ctx).create(parent=parent, repositoryId=REPOSITORY, body=body).execute(num_retries=0)
+            return cast("dict[str, Any]", _repos(ctx).create(parent=parent, repositoryId=REPOSITORY, body=body)
+                        .execute(num_retries=0))
         except Exception as exc:
             if is_already_exists(exc):
                 return None
@@ -93,7 +97,7 @@ def create_repository(ctx: Ctx, project_id: str, location: str) -> dict:
         wait_op(ctx, op, lambda name: ctx.target.artifactregistry().projects().locations().operations().get(name=name))
     name = f"{parent}/repositories/{REPOSITORY}"
 
-    def visible() -> dict:
+    def visible() -> dict[str, Any]:
         found = get_repository(ctx, name)
         if found is None:
             raise NotYet(f"repository {name} not visible yet")
@@ -108,17 +112,18 @@ def delete_repository(ctx: Ctx, name: str) -> None:
 
 
 # ---------------------------------------------------------------------------- operations
-def wait_op(ctx: Ctx, op: dict, getter: Callable[[str], Any], on_poll: Callable[[dict], None] | None = None) -> dict:
+def wait_op(ctx: Ctx, op: dict[str, Any], getter: Callable[[str], Any],
+            on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Poll a google.longrunning.Operation by name through `getter(name)` (a discovery request) until done."""
     return ctx.wait_operation(op, lambda name: getter(name).execute(num_retries=0), on_poll)
 
 
-def wait_run(ctx: Ctx, op: dict, on_poll: Callable[[dict], None] | None = None) -> dict:
+def wait_run(ctx: Ctx, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """A Cloud Run Admin v2 operation (projects/P/locations/R/operations/ID)."""
     return wait_op(ctx, op, lambda n: ctx.target.run().projects().locations().operations().get(name=n), on_poll)
 
 
-def wait_build(ctx: Ctx, op: dict, on_poll: Callable[[dict], None] | None = None) -> dict:
+def wait_build(ctx: Ctx, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The Cloud Build operation builds:submit answers with (polled through Cloud Build v1)."""
     return wait_op(ctx, op, lambda n: ctx.target.cloudbuild().projects().locations().operations().get(name=n),
                    on_poll)
@@ -129,11 +134,11 @@ def _services(ctx: Ctx) -> Any:
     return ctx.target.run().projects().locations().services()
 
 
-def get_service(ctx: Ctx, name: str) -> dict | None:
+def get_service(ctx: Ctx, name: str) -> dict[str, Any] | None:
     return absent_ok(ctx, lambda: _services(ctx).get(name=name).execute(num_retries=0))
 
 
-def service_policy(ctx: Ctx, name: str) -> dict | None:
+def service_policy(ctx: Ctx, name: str) -> dict[str, Any] | None:
     return absent_ok(ctx, lambda: _services(ctx).getIamPolicy(resource=name, options_requestedPolicyVersion=3)
                      .execute(num_retries=0))
 
@@ -149,7 +154,7 @@ def ensure_iap_agent(ctx: Ctx, project_id: str, number: str) -> str:
     """Create IAP's service agent (idempotent: generateServiceIdentity); its email."""
     su = ctx.target.serviceusage("v1beta1")
 
-    def attempt() -> dict:
+    def attempt() -> dict[str, Any]:
         op = su.services().generateServiceIdentity(parent=f"projects/{project_id}/services/{IAP_SERVICE}") \
             .execute(num_retries=0)
         return ctx.wait_serviceusage(op, version="v1beta1")
@@ -158,35 +163,38 @@ def ensure_iap_agent(ctx: Ctx, project_id: str, number: str) -> str:
 
 
 # ---------------------------------------------------------------------------- policies
-def run_service_io(ctx: Ctx, name: str) -> Any:
+def run_service_io(ctx: Ctx, name: str) -> PolicyIO:
     """Cloud Run Admin v2 services getIamPolicy (GET) / setIamPolicy, as an iam.PolicyIO."""
     from provision.resources.iam import PolicyIO
 
-    def read_policy() -> dict:
-        return _services(ctx).getIamPolicy(resource=name, options_requestedPolicyVersion=3).execute(num_retries=0)
+    def read_policy() -> dict[str, Any]:
+        return cast("dict[str, Any]", _services(ctx).getIamPolicy(resource=name, options_requestedPolicyVersion=3)
+                    .execute(num_retries=0))
 
-    def write_policy(policy: dict) -> dict:
+    def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
-        return _services(ctx).setIamPolicy(resource=name, body={"policy": body}).execute(num_retries=0)
+        return cast("dict[str, Any]", _services(ctx).setIamPolicy(resource=name, body={"policy": body})
+                    .execute(num_retries=0))
 
     return PolicyIO(name, read_policy, write_policy)
 
 
-def iap_io(ctx: Ctx, resource: str) -> Any:
+def iap_io(ctx: Ctx, resource: str) -> PolicyIO:
     """IAP v1 getIamPolicy / setIamPolicy on an iap_web resource (POST v1/{resource}:verb), as an iam.PolicyIO."""
     from provision.resources.iam import PolicyIO
 
-    def read_policy() -> dict:
-        return ctx.target.iap().v1().getIamPolicy(resource=resource, body={
-            "options": {"requestedPolicyVersion": 3}}).execute(num_retries=0)
+    def read_policy() -> dict[str, Any]:
+        return cast("dict[str, Any]", ctx.target.iap().v1().getIamPolicy(resource=resource, body={
+            "options": {"requestedPolicyVersion": 3}}).execute(num_retries=0))
 
-    def write_policy(policy: dict) -> dict:
+    def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
-        return ctx.target.iap().v1().setIamPolicy(resource=resource, body={"policy": body}).execute(num_retries=0)
+        return cast("dict[str, Any]", ctx.target.iap().v1().setIamPolicy(resource=resource, body={"policy": body})
+                    .execute(num_retries=0))
 
     return PolicyIO(resource, read_policy, write_policy)
 
 
-def read_policy_or_none(ctx: Ctx, io: Any) -> dict | None:
+def read_policy_or_none(ctx: Ctx, io: PolicyIO) -> dict[str, Any] | None:
     """A policy, None while its resource (or its API) is absent."""
     return absent_ok(ctx, io.read)

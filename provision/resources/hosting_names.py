@@ -14,7 +14,10 @@ the Artifact Registry repository:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint, Hosting
 
 HOSTING_APIS = ("run.googleapis.com", "iap.googleapis.com", "artifactregistry.googleapis.com",
                 "cloudbuild.googleapis.com", "iam.googleapis.com")
@@ -30,26 +33,32 @@ SERVICE_ACCOUNT = "service-account"   # the record's kind for the viewer's accou
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 
 
-def hosting(bp: Any) -> Any:
+def hosting(bp: Blueprint) -> Hosting | None:
     """The blueprint's viewer.hosting block, or None."""
     viewer = getattr(bp, "viewer", None)
     return getattr(viewer, "hosting", None) if viewer is not None else None
 
 
-def deploys(bp: Any) -> bool:
+def deploys(bp: Blueprint) -> bool:
     """Whether apply deploys the hosted viewer (access: iap; google-sign-in is refused at plan)."""
     h = hosting(bp)
     return h is not None and h.access == "iap"
 
 
-def region(bp: Any) -> str:
-    """The Cloud Run region: hosting.region, else the dataset's location (validation made sure it is a region)."""
+def hosting_block(bp: Blueprint) -> Hosting:
+    """The viewer.hosting block of a blueprint that has one (the hosting kinds ask `deploys` first)."""
     h = hosting(bp)
-    return h.region or bp.dataset.location
+    assert h is not None, "viewer.hosting is not set"   # a caller that skipped `deploys`
+    return h
 
 
-def service_id(bp: Any) -> str:
-    return hosting(bp).service
+def region(bp: Blueprint) -> str:
+    """The Cloud Run region: hosting.region, else the dataset's location (validation made sure it is a region)."""
+    return hosting_block(bp).region or bp.dataset.location
+
+
+def service_id(bp: Blueprint) -> str:
+    return hosting_block(bp).service
 
 
 def account_id(service: str) -> str:
@@ -58,15 +67,15 @@ def account_id(service: str) -> str:
     return head + ACCOUNT_SUFFIX
 
 
-def account_email(bp: Any) -> str:
+def account_email(bp: Blueprint) -> str:
     return f"{account_id(service_id(bp))}@{bp.project.id}.iam.gserviceaccount.com"
 
 
-def account_member(bp: Any) -> str:
+def account_member(bp: Blueprint) -> str:
     return f"serviceAccount:{account_email(bp)}"
 
 
-def service_name(bp: Any) -> str:
+def service_name(bp: Blueprint) -> str:
     """The Cloud Run service's resource name."""
     return f"projects/{bp.project.id}/locations/{region(bp)}/services/{service_id(bp)}"
 
@@ -75,7 +84,7 @@ def repository_name(project_id: str, location: str) -> str:
     return f"projects/{project_id}/locations/{location}/repositories/{REPOSITORY}"
 
 
-def image_uri(bp: Any) -> str:
+def image_uri(bp: Blueprint) -> str:
     """Where builds:submit pushes the viewer's image (the digest is added once it is built)."""
     return f"{region(bp)}-docker.pkg.dev/{bp.project.id}/{REPOSITORY}/{service_id(bp)}"
 

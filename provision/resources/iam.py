@@ -15,7 +15,7 @@ import copy
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 from provision.gcp import quota
 from provision.gcp.context import Ctx
@@ -31,8 +31,8 @@ class PolicyIO:
     """How to read and write one resource's policy through its real client."""
 
     resource: str
-    read: Callable[[], dict]
-    write: Callable[[dict], dict]
+    read: Callable[[], dict[str, Any]]
+    write: Callable[[dict[str, Any]], dict[str, Any]]
     quota: str | None = None   # the quota metric a write charges, when known (gcp/quota.py)
 
 
@@ -42,7 +42,7 @@ def pairs_of(grants: Iterable[Any]) -> list[Pair]:
     return sorted(out)
 
 
-def unconditional(policy: dict) -> set[Pair]:
+def unconditional(policy: dict[str, Any]) -> set[Pair]:
     out: set[Pair] = set()
     for b in policy.get("bindings") or []:
         if b.get("condition"):
@@ -52,17 +52,17 @@ def unconditional(policy: dict) -> set[Pair]:
     return out
 
 
-def missing(policy: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
+def missing(policy: dict[str, Any] | None, pairs: Iterable[Pair]) -> list[Pair]:
     have = unconditional(policy or {})
     return [p for p in pairs if p not in have]
 
 
-def present(policy: dict | None, pairs: Iterable[Pair]) -> list[Pair]:
+def present(policy: dict[str, Any] | None, pairs: Iterable[Pair]) -> list[Pair]:
     have = unconditional(policy or {})
     return [p for p in pairs if p in have]
 
 
-def with_added(policy: dict, pairs: Iterable[Pair]) -> dict:
+def with_added(policy: dict[str, Any], pairs: Iterable[Pair]) -> dict[str, Any]:
     """A copy of `policy` with the pairs added to unconditional bindings (others untouched)."""
     new = copy.deepcopy(policy)
     bindings = new.setdefault("bindings", [])
@@ -79,7 +79,7 @@ def with_added(policy: dict, pairs: Iterable[Pair]) -> dict:
     return new
 
 
-def with_removed(policy: dict, pairs: Iterable[Pair]) -> dict:
+def with_removed(policy: dict[str, Any], pairs: Iterable[Pair]) -> dict[str, Any]:
     """A copy of `policy` without the pairs (from unconditional bindings only); empty bindings dropped."""
     drop = set(pairs)
     new = copy.deepcopy(policy)
@@ -95,11 +95,11 @@ def with_removed(policy: dict, pairs: Iterable[Pair]) -> dict:
     return new
 
 
-def read(ctx: Ctx, io: PolicyIO) -> dict:
+def read(ctx: Ctx, io: PolicyIO) -> dict[str, Any]:
     return ctx.call(io.read)
 
 
-def add(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair], *, current: dict | None = None) -> list[Pair]:
+def add(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair], *, current: dict[str, Any] | None = None) -> list[Pair]:
     """Add the pairs that are missing; returns those this call added (visible on return).
     `current`: the policy the caller has just read (its etag guards the first write; a conflict
     reads it again), so it is not read twice."""
@@ -111,7 +111,7 @@ def remove(ctx: Ctx, io: PolicyIO, pairs: Iterable[Pair]) -> list[Pair]:
     return _rmw(ctx, io, list(pairs), adding=False)
 
 
-def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool, current: dict | None = None) -> list[Pair]:
+def _rmw(ctx: Ctx, io: PolicyIO, pairs: list[Pair], *, adding: bool, current: dict[str, Any] | None = None) -> list[Pair]:
     if not pairs:
         return []
     fresh = [current] if current is not None else []   # the caller's read serves the first cycle only
@@ -166,7 +166,7 @@ def apply_diff(ctx: Ctx, io: PolicyIO, d: "GrantDiff", *, agent: bool = False) -
     Healthcare service agent, known only at run time), revoke what provision added and the
     blueprint dropped, and forget in the record what is already gone."""
     add = [(role, ctx.facts.agent) for role, _ in d.add] if agent else d.add
-    added = grant_recorded(ctx, io, add) if add else []
+    added = grant_recorded(ctx, io, add) if add else []  # type: ignore[arg-type]  # mypy baseline (issue 20)
     removed = remove(ctx, io, d.remove) if d.remove else []
     if d.remove or d.forget:
         ctx.facts.record.drop_grants(ctx, io.resource, d.remove + d.forget)
@@ -199,13 +199,13 @@ class GrantDiff:
         return [f"{m} has {r}: not in the blueprint and not granted by provision (left alone)"
                 for r, m in self.foreign]
 
-    def fields(self) -> list[dict]:
+    def fields(self) -> list[dict[str, Any]]:
         """The bindings that change, for --json: {"field": "binding", "before", "after"}."""
         return ([field_change("binding", None, {"role": r, "member": m}) for r, m in self.add]
                 + [field_change("binding", {"role": r, "member": m}, None) for r, m in self.remove + self.forget])
 
 
-def left_alone(policy: dict | None, named: Iterable[Pair], recorded: Iterable[Pair], where: str) -> list[str]:
+def left_alone(policy: dict[str, Any] | None, named: Iterable[Pair], recorded: Iterable[Pair], where: str) -> list[str]:
     """Destroy's words for pairs the blueprint names that are there but were not granted by provision."""
     rec = set(recorded)
     return [f"{where}: {m} {r} was not granted by provision: left alone" for r, m in present(policy, named)
@@ -219,7 +219,7 @@ DATA_ROLES = re.compile(r"^roles/(healthcare\.(admin|dataset\w*|dicom\w*)|storag
 STRUCTURAL_MEMBERS = ("projectOwner:", "projectEditor:", "projectViewer:")
 
 
-def diff_grants(policy: dict | None, desired: Iterable[Pair], recorded: Iterable[Pair], *,
+def diff_grants(policy: dict[str, Any] | None, desired: Iterable[Pair], recorded: Iterable[Pair], *,
                 ignore_roles: Iterable[str] = (), ignore_members: Iterable[str] = ()) -> GrantDiff:
     """What to add, revoke and forget on one policy, and which foreign data-access grants it holds."""
     have = unconditional(policy or {})
@@ -246,8 +246,8 @@ class LabelsIO:
     """How to read and patch one resource's labels (`patch`: key -> value, or None to remove)."""
 
     resource: str
-    read: Callable[[], dict]
-    patch: Callable[[dict], None]
+    read: Callable[[], dict[str, Any]]
+    patch: Callable[[dict[str, Any]], None]
 
 
 def mark_key(pair: Pair) -> str:
@@ -255,13 +255,13 @@ def mark_key(pair: Pair) -> str:
     return MARK_PREFIX + hashlib.sha256(f"{member}|{role}".encode()).hexdigest()[:10]
 
 
-def marked(labels: dict | None, policy: dict | None) -> list[Pair]:
+def marked(labels: dict[str, Any] | None, policy: dict[str, Any] | None) -> list[Pair]:
     """The pairs of the policy whose legacy mark is on the resource."""
     labels = labels or {}
     return sorted(p for p in unconditional(policy or {}) if labels.get(mark_key(p)) == MARK_VALUE)
 
 
-def marks(labels: dict | None) -> list[str]:
+def marks(labels: dict[str, Any] | None) -> list[str]:
     """The legacy mark labels on a resource."""
     return sorted(k for k in (labels or {}) if k.startswith(MARK_PREFIX))
 
@@ -287,12 +287,12 @@ def project_io(ctx: Ctx, project_id: str, mask: tuple[str, ...] = ()) -> PolicyI
     client = ctx.target.projects()
     resource = f"projects/{project_id}"
 
-    def read_policy() -> dict:
+    def read_policy() -> dict[str, Any]:
         req = iam_policy_pb2.GetIamPolicyRequest(resource=resource, options=options_pb2.GetPolicyOptions(requested_policy_version=3))
         pb = client.get_iam_policy(request=req, retry=None)
         return json_format.MessageToDict(pb)
 
-    def write_policy(policy: dict) -> dict:
+    def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings", "auditConfigs")}
         pb = json_format.ParseDict(body, policy_pb2.Policy(), ignore_unknown_fields=True)
         req = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=pb)
@@ -310,15 +310,15 @@ def bucket_io(ctx: Ctx, bucket_name: str) -> PolicyIO:
     client = ctx.target.storage()
     bucket = client.bucket(bucket_name)
 
-    def read_policy() -> dict:
+    def read_policy() -> dict[str, Any]:
         policy = bucket.get_iam_policy(requested_policy_version=3, retry=None)
         out = policy.to_api_repr()
         out["bindings"] = [dict(b, members=sorted(b.get("members") or [])) for b in out.get("bindings", [])]
-        return out
+        return cast("dict[str, Any]", out)
 
-    def write_policy(policy: dict) -> dict:
+    def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         p = Policy.from_api_repr(copy.deepcopy({k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}))
-        return bucket.set_iam_policy(p, retry=None).to_api_repr()
+        return cast("dict[str, Any]", bucket.set_iam_policy(p, retry=None).to_api_repr())
 
     return PolicyIO(f"gs://{bucket_name}", read_policy, write_policy)
 
@@ -326,15 +326,15 @@ def bucket_io(ctx: Ctx, bucket_name: str) -> PolicyIO:
 def dicom_store_io(ctx: Ctx, store_name: str) -> PolicyIO:
     """Healthcare dicomStores getIamPolicy (GET) / setIamPolicy through the discovery client."""
 
-    def stores():
+    def stores() -> Any:
         return ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
-    def read_policy() -> dict:
-        return stores().getIamPolicy(resource=store_name, options_requestedPolicyVersion=3).execute(num_retries=0)
+    def read_policy() -> dict[str, Any]:
+        return cast("dict[str, Any]", stores().getIamPolicy(resource=store_name, options_requestedPolicyVersion=3).execute(num_retries=0))
 
-    def write_policy(policy: dict) -> dict:
+    def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings", "auditConfigs")}
-        return stores().setIamPolicy(resource=store_name, body={"policy": body}).execute(num_retries=0)
+        return cast("dict[str, Any]", stores().setIamPolicy(resource=store_name, body={"policy": body}).execute(num_retries=0))
 
     return PolicyIO(store_name, read_policy, write_policy)
 
@@ -342,15 +342,15 @@ def dicom_store_io(ctx: Ctx, store_name: str) -> PolicyIO:
 def kms_key_io(ctx: Ctx, key_name: str) -> PolicyIO:
     """Cloud KMS cryptoKeys getIamPolicy (a GET) / setIamPolicy through the discovery client."""
 
-    def keys():
+    def keys() -> Any:
         return ctx.target.kms().projects().locations().keyRings().cryptoKeys()
 
-    def read_policy() -> dict:
-        return keys().getIamPolicy(resource=key_name, options_requestedPolicyVersion=3).execute(num_retries=0)
+    def read_policy() -> dict[str, Any]:
+        return cast("dict[str, Any]", keys().getIamPolicy(resource=key_name, options_requestedPolicyVersion=3).execute(num_retries=0))
 
-    def write_policy(policy: dict) -> dict:
+    def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings")}
-        return keys().setIamPolicy(resource=key_name, body={"policy": body}).execute(num_retries=0)
+        return cast("dict[str, Any]", keys().setIamPolicy(resource=key_name, body={"policy": body}).execute(num_retries=0))
 
     return PolicyIO(key_name, read_policy, write_policy)
 
@@ -359,11 +359,11 @@ def kms_key_io(ctx: Ctx, key_name: str) -> PolicyIO:
 def project_labels(ctx: Ctx, project_id: str) -> LabelsIO:
     """Project labels (Resource Manager v3 updateProject, mask `labels`; others kept)."""
 
-    def read_labels() -> dict:
+    def read_labels() -> dict[str, Any]:
         pb = ctx.target.projects().get_project(name=f"projects/{project_id}", retry=None)
         return dict(pb.labels)
 
-    def patch(changes: dict) -> None:
+    def patch(changes: dict[str, Any]) -> None:
         from google.cloud import resourcemanager_v3
         from google.protobuf import field_mask_pb2
 
@@ -381,10 +381,10 @@ def project_labels(ctx: Ctx, project_id: str) -> LabelsIO:
 def bucket_labels(ctx: Ctx, bucket_name: str) -> LabelsIO:
     """Bucket labels (Storage JSON API PATCH: a null value removes a label)."""
 
-    def read_labels() -> dict:
+    def read_labels() -> dict[str, Any]:
         return dict(ctx.target.storage().get_bucket(bucket_name, retry=None).labels or {})
 
-    def patch(changes: dict) -> None:
+    def patch(changes: dict[str, Any]) -> None:
         bucket = ctx.target.storage().get_bucket(bucket_name, retry=None)
         labels = dict(bucket.labels or {})
         for k, v in changes.items():
@@ -401,13 +401,13 @@ def bucket_labels(ctx: Ctx, bucket_name: str) -> LabelsIO:
 def dicom_store_labels(ctx: Ctx, store_name: str) -> LabelsIO:
     """DICOM store labels (Healthcare PATCH updateMask=labels, the whole map)."""
 
-    def stores():
+    def stores() -> Any:
         return ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
-    def read_labels() -> dict:
+    def read_labels() -> dict[str, Any]:
         return dict(stores().get(name=store_name).execute(num_retries=0).get("labels") or {})
 
-    def patch(changes: dict) -> None:
+    def patch(changes: dict[str, Any]) -> None:
         with ctx.resource_lock(store_name):  # the import step writes this store's labels too
             labels = read_labels()
             for k, v in changes.items():

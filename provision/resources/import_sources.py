@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 @dataclass
@@ -21,7 +24,7 @@ class Source:
         m = re.search(r"[*?\[]", self.glob)
         return self.glob[: m.start()] if m else self.glob
 
-    def regex(self) -> re.Pattern:
+    def regex(self) -> re.Pattern[str]:
         out = []
         i = 0
         g = self.glob
@@ -47,6 +50,6 @@ def parse_uri(uri: str) -> Source:
     return Source(uri, bucket, glob)
 
 
-def source_buckets(bp: Any) -> list[str]:
+def source_buckets(bp: Blueprint) -> list[str]:
     """The buckets the blueprint's imports read, in order, once each."""
     return list(dict.fromkeys(parse_uri(s.import_.uri).bucket for s in bp.dicom_stores if s.import_))

@@ -8,7 +8,7 @@ checks/kms.py has refused already) and `kms_key_policy:<key>` (recorded keys no 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_status
@@ -16,11 +16,14 @@ from provision.resources import iam
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "kms-key-iam"
 ROLE = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
 
 
-def read_if_there(ctx: Ctx, key: str) -> dict | None:
+def read_if_there(ctx: Ctx, key: str) -> dict[str, Any] | None:
     """The key's policy, None when the key is gone or hidden from us."""
     try:
         return ctx.call(iam.kms_key_io(ctx, key).read)
@@ -34,23 +37,23 @@ def _recorded_keys(live: Live) -> list[str]:
     return sorted(r for r in live.record.granted_resources() if "/cryptoKeys/" in r)
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     key = getattr(bp.dataset, "kms_key", None)
     if phase == 2 and key and not live.opts.destroy:
         return {"kms_key_policy": lambda ctx: read_if_there(ctx, key)}
     if phase == 3:
-        return {f"kms_key_policy:{k}": (lambda ctx, k=k: read_if_there(ctx, k))
+        return {f"kms_key_policy:{k}": (lambda ctx, k=k: read_if_there(ctx, k))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for k in _recorded_keys(live) if k != key or live.opts.destroy}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     key = None if opts.destroy else getattr(bp.dataset, "kms_key", None)
     agent = draft.facts.agent
     if key:
         known = bool(agent and draft.facts.agent_exists)
         policy = live.get("kms_key_policy") if known else None
-        d = iam.diff_grants(policy, [(ROLE, agent)] if known else [], live.record.pairs_on(key),
+        d = iam.diff_grants(policy, [(ROLE, agent)] if known else [], live.record.pairs_on(key),  # type: ignore[list-item]  # mypy baseline (issue 20)
                             ignore_members=[agent] if agent else [])
         if not known:
             d.add = [(ROLE, agent or "the Healthcare service agent")]   # its email is known once it exists
@@ -60,7 +63,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        fields=d.fields(), claims=[("grant", key, r, m) for r, m in d.add if m == agent]))
 
 
-def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     """Revoke grants on keys the blueprint no longer names, once no dataset of ours needs them: after the
     dataset is replaced or deleted, never while a kept dataset may still be encrypted with the key."""
     key = None if opts.destroy else getattr(bp.dataset, "kms_key", None)
@@ -78,4 +81,4 @@ def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         changes = d.describe() if policy is not None else [f"- {m} {r} (key gone or hidden: forget it)" for r, m in pairs]
         deps = [s.id for s in draft.steps if s.kind == "dataset" and s.changing] + ["record"]
         draft.add(Step(sid, KIND, old, DELETE, changes, deps,
-                       lambda ctx, old=old, d=d: iam.apply_diff(ctx, iam.kms_key_io(ctx, old), d)))
+                       lambda ctx, old=old, d=d: iam.apply_diff(ctx, iam.kms_key_io(ctx, old), d)))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -39,12 +39,12 @@ POLL_FIRST_S, POLL_MAX_S = 1.0, 15.0   # how often a waiting run looks again (gr
 class LockHeld(ProvisionError):
     """Another run holds the project's lock: `holder` is what its lock object says. Nothing was changed."""
 
-    def __init__(self, message: str, holder: dict):
+    def __init__(self, message: str, holder: dict[str, Any]):
         self.holder = holder
         super().__init__(message)
 
 
-def holder_here(command: str) -> dict:
+def holder_here(command: str) -> dict[str, Any]:
     """Who this process is, as the lock object names it."""
     try:
         user = getpass.getuser()
@@ -55,7 +55,7 @@ def holder_here(command: str) -> dict:
             "command": command, "since": since}
 
 
-def dead_here(holder: dict) -> bool:
+def dead_here(holder: dict[str, Any]) -> bool:
     """The holder was a process of this host that no longer runs (killed before it could release).
     Another host's process cannot be seen from here: its lock is broken only by `provision unlock`."""
     if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
@@ -71,7 +71,7 @@ def dead_here(holder: dict) -> bool:
     return False
 
 
-def describe(holder: dict) -> str:
+def describe(holder: dict[str, Any]) -> str:
     """`alice@ci-7 (pid 4242, provision apply) since 2026-12-08T00:20:00Z (3 min ago)`."""
     since = holder.get("since", "?")
     try:
@@ -88,7 +88,7 @@ def describe(holder: dict) -> str:
 class Found:
     """The lock object as stored: its holder and generation (None: there is no lock, or no bucket)."""
 
-    holder: dict | None
+    holder: dict[str, Any] | None
     generation: int = 0
 
 
@@ -105,7 +105,7 @@ class ProjectLock:
         self.generation = 0          # of the object this run created; 0: not held
         self.pending = False         # no record bucket yet: taken when the record store makes it
         self._wait_s: float = 0.0
-        self._on_wait: Callable[[dict], None] | None = None
+        self._on_wait: Callable[[dict[str, Any]], None] | None = None
         self._on_note: Callable[[str], None] | None = None
         self._mutex = threading.Lock()
 
@@ -157,7 +157,7 @@ class ProjectLock:
 
     # ------------------------------------------------------------------ taking and giving back
     def acquire(self, ctx: Ctx, *, wait_s: float = 0.0, bucket_ours: bool = True,
-                on_wait: Callable[[dict], None] | None = None,
+                on_wait: Callable[[dict[str, Any]], None] | None = None,
                 on_note: Callable[[str], None] | None = None) -> bool:
         """Take the lock, waiting up to `wait_s` for its holder to release it. Returns whether this
         run had to wait (the live state may have moved meanwhile). `bucket_ours` False: the record
@@ -247,7 +247,7 @@ class ProjectLock:
         # Retried like any call, but not cancelled: after Ctrl-C (ctx.cancel set) the lock must still go.
         Ctx(ctx.target, "lock", policy=ctx.policy).call(delete)
 
-    def _held(self, holder: dict, wait_s: float) -> LockHeld:
+    def _held(self, holder: dict[str, Any], wait_s: float) -> LockHeld:
         waited = f" (waited {wait_s:g}s)" if wait_s else ""
         return LockHeld(
             f"project {self.project_id} is locked by another run{waited}: {describe(holder)}; nothing was changed. "
@@ -255,7 +255,7 @@ class ProjectLock:
             f"with `{self.unlock_hint}` ({self.where})", holder)
 
 
-def break_lock(ctx: Ctx, project_id: str) -> dict | None:
+def break_lock(ctx: Ctx, project_id: str) -> dict[str, Any] | None:
     """Delete the project's lock whoever holds it: what it said, or None when there was none."""
     lock = ProjectLock(project_id)
     found = lock.read(ctx)

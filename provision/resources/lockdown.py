@@ -59,10 +59,10 @@ def opt_out_notes(name: str, want: Wanted) -> list[str]:
     return out
 
 
-def differences(found_uniform: bool | None, found_prevention: str, want: Wanted, *, all_: bool) -> list[tuple]:
+def differences(found_uniform: bool | None, found_prevention: str, want: Wanted, *, all_: bool) -> list[tuple[str, Any, Any]]:
     """(field, before, after) for each setting that differs; `all_`: the defaults count too (a bucket
     provision made), else only what the blueprint wrote (an adopted bucket)."""
-    out = []
+    out: list[tuple[str, Any, Any]] = []
     if found_uniform is not None and bool(found_uniform) != want.uniform and (all_ or want.explicit_uniform):
         out.append(("uniform_access", bool(found_uniform), want.uniform))
     if found_prevention and found_prevention != want.prevention and (all_ or want.explicit_prevention):

@@ -9,7 +9,8 @@ removes the labels. Every step that changes grants runs after it.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
@@ -20,10 +21,13 @@ from provision.resources.record import Record, RecordStore, location_for
 from provision.resources.steps import CREATE, NOOP, UPDATE, Options, Step
 from provision.words import plural
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "record"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase != 2:
         return {}
     store = RecordStore(bp.project.id, location_for(bp.dataset.location))
@@ -33,7 +37,7 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
     return {Key.RECORD: lambda ctx: (store.read(ctx, live.project_number), store)[1]}
 
 
-def _legacy(bp: Any, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pair]]]:
+def _legacy(bp: Blueprint, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pair]]]:
     """(resource, labels adapter maker, mark keys, marked pairs) for each resource carrying old marks."""
     out = []
     project, bucket = live.project, live.bucket
@@ -46,12 +50,12 @@ def _legacy(bp: Any, live: Live) -> list[tuple[str, Any, list[str], list[iam.Pai
     for name in desired_stores(bp):
         st = live.store(name)
         if st is not None and iam.marks(st.labels):
-            out.append((name, lambda ctx, n=name: iam.dicom_store_labels(ctx, n), iam.marks(st.labels),
+            out.append((name, lambda ctx, n=name: iam.dicom_store_labels(ctx, n), iam.marks(st.labels),  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                         iam.marked(st.labels, live.store_policy(name))))
     return out
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     draft.facts.record = live.read[Key.RECORD]
     if opts.destroy:
         return   # destroy only drops entries, step by step
@@ -80,7 +84,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                    _run(pid, made, legacy, lock) if changes else None))
 
 
-def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     """Once every kind has spoken: the record step claims, in one write, all that the plan will
     create or grant, and every claiming step waits for it. It depends on the project only, so the
     write runs beside the billing link and the API enables, off the critical path."""
@@ -104,7 +108,7 @@ def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             s.deps.append(KIND)
 
 
-def _run(pid: str, made: bool, legacy: list, lock: bool = False):
+def _run(pid: str, made: bool, legacy: list[Any], lock: bool = False) -> Callable[[Ctx], Any]:
     """The record step: one write with every claim of the plan (ctx.facts.claims), a project
     made by an interrupted run, and the grants of legacy marks; then the marks are removed."""
     def run(ctx: Ctx) -> str:
@@ -117,6 +121,6 @@ def _run(pid: str, made: bool, legacy: list, lock: bool = False):
             ctx.facts.record.lock(ctx)
         for _, labels_io, keys, _ in legacy:
             io = labels_io(ctx)
-            ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))
+            ctx.call(lambda io=io, keys=keys: io.patch({k: None for k in keys}))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         return f"{plural(len(claims), 'entry')} recorded"
     return run

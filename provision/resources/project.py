@@ -7,7 +7,7 @@ Google's libraries are imported where they are used (provision/gcp/__init__.py s
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import StepError, is_already_exists, is_status
@@ -15,8 +15,12 @@ from provision.gcp.quota import CHAIN_HEAD, CRM_WRITES
 from provision.gcp.retry import NotYet
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import agent_member
-from provision.resources.project_reads import CREATED_LABEL, ProjectState, read, state_of
+from provision.resources.project_reads import CREATED_LABEL, read, state_of
+from provision.resources.states import ProjectState
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step, field_change
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 def desired_changes(spec: Any, live: ProjectState) -> list[str]:
@@ -106,7 +110,7 @@ def update(ctx: Ctx, spec: Any, live: ProjectState) -> ProjectState:
     project = resourcemanager_v3.Project(name=live.name, labels=labels,
                                          display_name=spec.display_name or live.display_name)
 
-    def attempt():
+    def attempt() -> Any:
         operation = client.update_project(project=project, update_mask=field_mask_pb2.FieldMask(paths=paths), retry=None)
         return ctx.wait_crm(operation)
 
@@ -124,7 +128,7 @@ def update(ctx: Ctx, spec: Any, live: ProjectState) -> ProjectState:
 def delete(ctx: Ctx, project_id: str) -> None:
     client = ctx.target.projects()
 
-    def attempt():
+    def attempt() -> Any:
         try:
             operation = client.delete_project(name=f"projects/{project_id}", retry=None)
         except Exception as exc:  # noqa: BLE001
@@ -140,11 +144,11 @@ def delete(ctx: Ctx, project_id: str) -> None:
 KIND = "project"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return {Key.PROJECT: lambda ctx: read(ctx, bp.project.id)} if phase == 1 else {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     spec, pid, project = bp.project, bp.project.id, live.project
     resource = f"projects/{pid}"
     if project is not None:
@@ -160,7 +164,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
         else:
             # after every other change (added by plan.build once all kinds have spoken)
             draft.add(Step(KIND, KIND, resource, DELETE, [f"delete project {pid}"], ["*"],
-                           lambda ctx: (delete(ctx, pid), "deletion requested")[1]))
+                           lambda ctx: (delete(ctx, pid), "deletion requested")[1]))  # type: ignore[func-returns-value]  # mypy baseline (issue 20)
         return
     if project is None:
         changes = [f"create project {pid}" + (f" under {spec.parent}" if spec.parent else "")]

@@ -5,19 +5,23 @@ blueprint no longer names, reports foreign data-access grants as drift. Reads `p
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "project-iam"
 # Basic roles on a project are how people administer it; reporting every owner would drown the signal.
 PROJECT_LEVEL_IGNORED = ("roles/owner", "roles/editor", "roles/viewer")
 
 
-def read(ctx: Ctx, project_id: str) -> dict:
+def read(ctx: Ctx, project_id: str) -> dict[str, Any]:
     return iam.read(ctx, iam.project_io(ctx, project_id))
 
 
@@ -29,13 +33,13 @@ def test_permissions(ctx: Ctx, project_id: str, permissions: list[str]) -> list[
     return list(resp.permissions)
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase == 2 and live.project is not None:
         return {Key.PROJECT_POLICY: lambda ctx: read(ctx, bp.project.id)}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     pid = bp.project.id
     resource = f"projects/{pid}"
     desired = [] if opts.destroy else iam.pairs_of(bp.iam)
@@ -53,5 +57,5 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                    drift=d.drift(), fields=d.fields(), claims=[("grant", resource, r, m) for r, m in d.add]))
 
 
-def _run(pid: str, d: iam.GrantDiff):
+def _run(pid: str, d: iam.GrantDiff) -> Callable[[Ctx], Any]:
     return lambda ctx: iam.apply_diff(ctx, iam.project_io(ctx, pid), d)

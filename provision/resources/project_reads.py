@@ -29,7 +29,7 @@ def read(ctx: Ctx, project_id: str) -> ProjectState | None:
     """The project, or None when it does not exist (or is not visible to us: 403)."""
     client = ctx.target.projects()
 
-    def get():
+    def get() -> ProjectState | None:
         try:
             return state_of(client.get_project(name=f"projects/{project_id}", retry=None))
         except Exception as exc:  # noqa: BLE001

@@ -22,7 +22,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -96,7 +96,7 @@ class Record:
             del self.grants[key]
 
     # -------------------------------------------------------------- wire form
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "project": self.project,
@@ -107,7 +107,7 @@ class Record:
         }
 
     @classmethod
-    def from_json(cls, doc: dict, project: str, generation: int) -> "Record":
+    def from_json(cls, doc: dict[str, Any], project: str, generation: int) -> "Record":
         if doc.get("format") != FORMAT:
             raise ProvisionError(f"gs://{bucket_for(project)}/{OBJECT} is not a provision record of format {FORMAT} "
                                  f"(it says {doc.get('format')!r}); a newer provision may have written it")
@@ -275,7 +275,7 @@ class RecordStore:
         """Remove the record and its bucket (destroy, once the record names nothing)."""
         client = ctx.target.storage(self.project_id)
 
-        def gone_ok(fn) -> None:
+        def gone_ok(fn: Callable[[], Any]) -> None:
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - already gone is what we want
@@ -283,10 +283,10 @@ class RecordStore:
                     raise
 
         def attempt() -> None:
-            blobs: list = []
+            blobs: list[Any] = []
             gone_ok(lambda: blobs.extend(client.list_blobs(self.bucket, versions=True, retry=None)))
             for blob in blobs:
-                gone_ok(lambda b=blob: b.delete(retry=None))
+                gone_ok(lambda b=blob: b.delete(retry=None))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
             gone_ok(lambda: client.bucket(self.bucket).delete(retry=None))
 
         with self._lock:
@@ -294,7 +294,7 @@ class RecordStore:
             self.current = Record(self.project_id)
 
     # -------------------------------------------------------------- the changes steps make
-    def claim(self, ctx: Ctx, claims: Iterable[tuple]) -> None:
+    def claim(self, ctx: Ctx, claims: Iterable[tuple[Any, ...]]) -> None:
         """Record, in one write, everything about to be created or granted (see Step.claims)."""
         claims = list(claims)
 

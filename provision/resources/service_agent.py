@@ -8,7 +8,7 @@ That grant is also how a later run sees, with reads only, that the agent exists.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.gcp.quota import SU_WRITES
@@ -17,11 +17,14 @@ from provision.resources.base import Draft, Live, Reads
 from provision.resources.healthcare_names import agent_email, agent_member
 from provision.resources.steps import CREATE, NOOP, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 SERVICE = "healthcare.googleapis.com"
 AGENT_ROLE = "roles/healthcare.serviceAgent"
 
 
-def exists(project_policy: dict | None, project_number: str) -> bool:
+def exists(project_policy: dict[str, Any] | None, project_number: str) -> bool:
     """Whether the project policy already grants the agent its role (our mark that it exists)."""
     return not iam.missing(project_policy, [(AGENT_ROLE, agent_member(project_number))])
 
@@ -30,7 +33,7 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
     """Create the agent (idempotent) and grant it its role; returns its email."""
     su = ctx.target.serviceusage("v1beta1")
 
-    def attempt() -> dict:
+    def attempt() -> dict[str, Any]:
         op = su.services().generateServiceIdentity(parent=f"projects/{project_id}/services/{SERVICE}").execute(num_retries=0)
         return ctx.wait_serviceusage(op, version="v1beta1", kind="serviceusage.generateServiceIdentity")
 
@@ -46,11 +49,11 @@ def ensure(ctx: Ctx, project_id: str, project_number: str) -> str:
 KIND = "service-agent"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return {}   # the project policy (project_iam) tells whether the agent exists
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy:
         return   # the agent is Google's, and keeps the role it needs to exist
     project, pid = live.project, bp.project.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -28,7 +29,7 @@ class BucketState:
     accessible: bool = True          # False: it exists but belongs to someone who did not share it (403)
     location: str = ""
     project_number: str = ""
-    labels: dict = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
     requester_pays: bool = False     # known only when Cloud Storage asked for a billing project
     uniform: bool | None = None      # uniform bucket-level access (None: not read)
     prevention: str = ""             # public access prevention: enforced | inherited ("" not read)

@@ -5,7 +5,10 @@ Every resource kind's `diff` returns Steps; the engine runs them in dependency o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.gcp.context import Ctx
 
 CREATE, UPDATE, NOOP, DELETE, KEEP, REPLACE = "create", "update", "no-op", "delete", "keep", "replace"
 SIGN = {CREATE: "+", UPDATE: "~", DELETE: "-", NOOP: "=", KEEP: "=", REPLACE: "-/+"}
@@ -37,14 +40,14 @@ class Step:
     action: str
     changes: list[str] = field(default_factory=list)
     deps: list[str] = field(default_factory=list)
-    run: Callable | None = field(default=None, repr=False, compare=False)
+    run: Callable[[Ctx], Any] | None = field(default=None, repr=False, compare=False)
     drift: list[str] = field(default_factory=list)   # what differs that apply will not change (status reports it)
     # what the step will create or grant, for the ownership record: ("resource", kind, name) or
     # ("grant", resource, role, member). Apply records every step's claims in one write before
     # the first change (each step also records its own before acting: a no-op by then).
-    claims: list[tuple] = field(default_factory=list, repr=False)
+    claims: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
     # the same change for machines: {"field", "before", "after"} per changed field
-    fields: list[dict] = field(default_factory=list)
+    fields: list[dict[str, Any]] = field(default_factory=list)
     # > 0: the step only drops this many entries from the ownership record (what they name is gone)
     forgets: int = 0
 
@@ -58,12 +61,12 @@ class Step:
         change is made, not a change; plan's summary does not count it."""
         return self.kind == "record" or self.forgets > 0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "resource": self.resource, "action": self.action,
                 "changes": list(self.changes), "fields": [dict(f) for f in self.fields], "drift": list(self.drift),
                 "depends_on": list(self.deps)}
 
 
-def field_change(name: str, before: object, after: object) -> dict:
+def field_change(name: str, before: object, after: object) -> dict[str, Any]:
     """One changed field of a step, for `--json` (None: absent)."""
     return {"field": name, "before": before, "after": after}

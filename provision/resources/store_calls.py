@@ -3,6 +3,8 @@ read its IAM policy, and count its studies with QIDO-RS, as OHIF asks.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_absent, is_service_disabled, is_status, raise_for_status
 from provision.resources import iam
@@ -12,14 +14,14 @@ QIDO_PAGE = 1000
 QIDO_PAGES = 1000
 
 
-def stores(ctx: Ctx):
+def stores(ctx: Ctx) -> Any:
     """The discovery client's `projects.locations.datasets.dicomStores` resource."""
     return ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
 
 def read(ctx: Ctx, name: str) -> StoreState | None:
     """The store, or None when absent (also when the Healthcare API is not enabled yet)."""
-    def get():
+    def get() -> StoreState | None:
         try:
             s = stores(ctx).get(name=name).execute(num_retries=0)
         except Exception as exc:  # noqa: BLE001
@@ -33,7 +35,7 @@ def read(ctx: Ctx, name: str) -> StoreState | None:
 
 def set_label(ctx: Ctx, name: str, key: str, value: str) -> None:
     """Patch one label, keeping the others (read, then patch with updateMask=labels)."""
-    def attempt():
+    def attempt() -> Any:
         with ctx.resource_lock(name):
             s = stores(ctx).get(name=name).execute(num_retries=0)
             labels = dict(s.get("labels") or {})
@@ -43,9 +45,9 @@ def set_label(ctx: Ctx, name: str, key: str, value: str) -> None:
     ctx.call(attempt)
 
 
-def read_iam(ctx: Ctx, name: str) -> dict | None:
+def read_iam(ctx: Ctx, name: str) -> dict[str, Any] | None:
     """The store's policy; None when the store does not exist (or Healthcare is not enabled yet)."""
-    def get():
+    def get() -> dict[str, Any] | None:
         try:
             return iam.dicom_store_io(ctx, name).read()
         except Exception as exc:  # noqa: BLE001
@@ -71,7 +73,7 @@ def count_studies(ctx: Ctx, store_name: str, stop_at: int | None = None) -> int:
 
     total = 0
     for i in range(QIDO_PAGES):
-        n = ctx.call(lambda: page(i * QIDO_PAGE))
+        n = ctx.call(lambda: page(i * QIDO_PAGE))  # noqa: B023 -- ctx.call runs it before the loop moves on
         total += n
         if n < QIDO_PAGE or (stop_at is not None and total >= stop_at):
             break

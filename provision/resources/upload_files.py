@@ -15,6 +15,7 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import google_crc32c
@@ -37,12 +38,12 @@ def _checksums(path: Path) -> tuple[str, str]:
     return base64.b64encode(crc.digest()).decode(), base64.b64encode(md5.digest()).decode()
 
 
-class LocalFiles(list):
+class LocalFiles(list[Any]):
     """The files to upload (LocalFile items), the directory they come from (`root`) and `skipped`:
     the relative paths of the files left out because they are not DICOM. `pending` keeps both on
     the files it selects."""
 
-    def __init__(self, items=(), skipped: list[str] | None = None, root: Path | None = None):
+    def __init__(self, items: Iterable[Any] = (), skipped: list[str] | None = None, root: Path | None = None) -> None:
         super().__init__(items)
         self.skipped = list(skipped or [])
         self.root = root
@@ -98,7 +99,7 @@ def upload_notes(files: list[LocalFile]) -> list[str]:
     return [f"upload: {note}"] if note else []
 
 
-def pending(files: list[LocalFile], remote: dict[str, dict]) -> LocalFiles:
+def pending(files: list[LocalFile], remote: dict[str, dict[str, Any]]) -> LocalFiles:
     """Local files whose object is missing or differs (crc32c, else md5)."""
     out = LocalFiles(skipped=getattr(files, "skipped", None), root=getattr(files, "root", None))
     for f in files:
@@ -130,7 +131,7 @@ def upload(ctx: Ctx, bucket: str, files: list[LocalFile]) -> int:
     def one(f: LocalFile) -> None:
         if ctx.cancel is not None and ctx.cancel.is_set():
             raise Cancelled()  # interrupted: start no new file
-        def put():
+        def put() -> Any:
             blob = b.blob(f.name)
             blob.crc32c = f.crc32c  # the server checks what it received
             # local_files only lists DICOM Part-10 files, whatever their extension.

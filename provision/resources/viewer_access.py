@@ -13,7 +13,8 @@ When the viewer is no longer deployed, the service's deletion takes these grants
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from provision.gcp.context import Ctx
 from provision.resources import hosting_calls as calls
@@ -24,6 +25,7 @@ from provision.resources.hosting_names import (
     INVOKER_ROLE,
     PUBLIC_MEMBERS,
     deploys,
+    hosting_block,
     iap_agent,
     iap_resource,
     region,
@@ -32,12 +34,15 @@ from provision.resources.hosting_names import (
 )
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "viewer-access"
 SERVICE_POLICY = "viewer_service_policy"
 IAP_POLICY = "viewer_iap_policy"
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if phase != 2 or live.project is None or not deploys(bp) or live.opts.destroy:
         return {}
     name, number = service_name(bp), live.project_number or ""
@@ -46,14 +51,14 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
             IAP_POLICY: lambda ctx: calls.read_policy_or_none(ctx, calls.iap_io(ctx, resource))}
 
 
-def public_drift(policy: dict | None) -> list[str]:
+def public_drift(policy: dict[str, Any] | None) -> list[str]:
     """allUsers / allAuthenticatedUsers on the service: anyone may invoke it (IAP aside)."""
     return [f"DRIFT: {m} holds {r} on the viewer's service (not granted by provision): remove it with `gcloud run "
             f"services remove-iam-policy-binding --member={m} --role={r}`" for r, m in sorted(iam.unconditional(policy or {}))
             if m in PUBLIC_MEMBERS]
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if not deploys(bp) or opts.destroy:
         return
     number = live.project_number
@@ -64,7 +69,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     _add(draft, "viewer-invoker", name, policy is not None, d, _invoker(bp, d), public_drift(policy),
          extra=[] if policy is not None else ["+ generate IAP's service agent (iap.googleapis.com)"])
     resource = iap_resource(number or "<number>", region(bp), service_id(bp))
-    members = [(ACCESSOR_ROLE, m) for m in bp.viewer.hosting.members]
+    members = [(ACCESSOR_ROLE, m) for m in hosting_block(bp).members]
     iap_policy = live.get(IAP_POLICY)
     d2 = iam.diff_grants(iap_policy, members, live.record.pairs_on(resource))
     _add(draft, "viewer-access", resource, iap_policy is not None, d2, _accessors(bp, d2), [])
@@ -79,7 +84,7 @@ def _add(draft: Draft, step_id: str, resource: str, exists: bool, d: iam.GrantDi
                    claims=[("grant", resource, r, m) for r, m in d.add] if known else []))
 
 
-def _invoker(bp: Any, d: iam.GrantDiff):
+def _invoker(bp: Blueprint, d: iam.GrantDiff) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         email = calls.ensure_iap_agent(ctx, bp.project.id, ctx.facts.project_number or "")
         want = iam.GrantDiff([(INVOKER_ROLE, f"serviceAccount:{email}")], d.remove, d.forget, [])
@@ -87,7 +92,7 @@ def _invoker(bp: Any, d: iam.GrantDiff):
     return run
 
 
-def _accessors(bp: Any, d: iam.GrantDiff):
+def _accessors(bp: Blueprint, d: iam.GrantDiff) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         resource = iap_resource(ctx.facts.project_number or "", region(bp), service_id(bp))
         return iam.apply_diff(ctx, calls.iap_io(ctx, resource), d)

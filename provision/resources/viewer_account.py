@@ -11,7 +11,8 @@ what to this account.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from provision.gcp.context import Ctx
 from provision.resources import hosting_calls as calls
@@ -26,6 +27,9 @@ from provision.resources.hosting_names import (
 )
 from provision.resources.steps import CREATE, DELETE, NOOP, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "viewer-account"
 
 
@@ -33,11 +37,11 @@ def _key(email: str) -> str:
     return f"viewer_account:{email}"
 
 
-def _wanted(bp: Any, opts: Options) -> str | None:
+def _wanted(bp: Blueprint, opts: Options) -> str | None:
     return account_email(bp) if deploys(bp) and not opts.destroy else None
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.project is None:
         return {}
     pid = bp.project.id
@@ -45,12 +49,12 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
         email = account_email(bp)
         return {_key(email): lambda ctx: calls.get_account(ctx, pid, email)}
     if phase == 3:
-        return {_key(e): (lambda ctx, e=e: calls.get_account(ctx, pid, e))
+        return {_key(e): (lambda ctx, e=e: calls.get_account(ctx, pid, e))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for e in live.record.names(SERVICE_ACCOUNT) if e != _wanted(bp, live.opts)}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     pid = bp.project.id
     wanted = _wanted(bp, opts)
     if wanted:
@@ -71,7 +75,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        ["viewer-service", "record"], _delete(pid, email)))
 
 
-def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def finish(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     """An account is deleted after its store grants are revoked (a grant to a deleted account would stay
     behind as `deleted:serviceAccount:...`)."""
     revokes = [s.id for s in draft.steps if s.changing and (s.kind == "dicom-store-iam"
@@ -81,7 +85,7 @@ def finish(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
             s.deps += [r for r in revokes if r not in s.deps]
 
 
-def _foreign_sources(bp: Any, email: str, draft: Draft) -> None:
+def _foreign_sources(bp: Blueprint, email: str, draft: Draft) -> None:
     """Viewer sources in other projects: the account needs read access there, which only their owners can grant."""
     for s in getattr(bp, "viewer_sources", None) or []:
         store = getattr(s, "store", None)
@@ -97,7 +101,7 @@ def _foreign_sources(bp: Any, email: str, draft: Draft) -> None:
                        f"serviceAccount:{email} too (the hosted viewer reads it as that account)")
 
 
-def _create(pid: str, account: str):
+def _create(pid: str, account: str) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         email = f"{account}@{pid}.iam.gserviceaccount.com"
         ctx.facts.record.add_resource(ctx, SERVICE_ACCOUNT, email)   # before it exists (record.py)
@@ -107,7 +111,7 @@ def _create(pid: str, account: str):
     return run
 
 
-def _delete(pid: str, email: str):
+def _delete(pid: str, email: str) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         calls.delete_account(ctx, pid, email)
         ctx.facts.record.drop_resource(ctx, SERVICE_ACCOUNT, email)   # after it is gone

@@ -20,7 +20,8 @@ in plan and status, and apply turns them back on. Reads `viewer_service` and `vi
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -32,6 +33,7 @@ from provision.resources.hosting_names import (
     SOURCE_ANNOTATION,
     account_email,
     deploys,
+    hosting_block,
     iap_resource,
     image_uri,
     region,
@@ -40,6 +42,9 @@ from provision.resources.hosting_names import (
 )
 from provision.resources.steps import CREATE, DELETE, NOOP, UPDATE, Options, Step
 
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
+
 KIND = "viewer-service"
 RESOURCE = "run-service"      # the record's kind
 ARCHIVE = "hosted-archive"    # the record's kind for an uploaded archive
@@ -47,7 +52,7 @@ LAUNCH_STAGE = "BETA"
 LABELS = {"managed-by": "provision"}
 
 
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     out: Reads = {}
     wanted = deploys(bp) and not live.opts.destroy
     if phase == 2 and wanted:
@@ -60,13 +65,13 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
         keep = service_name(bp) if wanted else None
         for name in live.record.names(RESOURCE):
             if name != keep:
-                out[f"old_service:{name}"] = lambda ctx, n=name: calls.get_service(ctx, n)
+                out[f"old_service:{name}"] = lambda ctx, n=name: calls.get_service(ctx, n)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     return out
 
 
-def wanted_spec(bp: Any, archive: Archive, number: str, image: str) -> dict:
+def wanted_spec(bp: Blueprint, archive: Archive, number: str, image: str) -> dict[str, Any]:
     """The service as provision deploys it (merged with others' labels and annotations when patching)."""
-    h = bp.viewer.hosting
+    h = hosting_block(bp)
     container = {"image": image, "ports": [{"containerPort": 8080}],
                  "env": environment(archive, number, region(bp), service_id(bp))}
     return {"labels": dict(LABELS), "annotations": {SOURCE_ANNOTATION: archive.sha256}, "launchStage": LAUNCH_STAGE,
@@ -76,7 +81,7 @@ def wanted_spec(bp: Any, archive: Archive, number: str, image: str) -> dict:
                                      "maxInstanceCount": h.scaling.max_instances}}}
 
 
-def differences(bp: Any, svc: dict) -> list[str]:
+def differences(bp: Blueprint, svc: dict[str, Any]) -> list[str]:
     """What of a deployed service differs from what provision deploys, besides the archive (drift first)."""
     out = []
     if not svc.get("iapEnabled"):
@@ -91,7 +96,7 @@ def differences(bp: Any, svc: dict) -> list[str]:
     if template.get("serviceAccount") != account_email(bp):
         out.append(f"~ identity {template.get('serviceAccount')} -> {account_email(bp)}")
     scaling = template.get("scaling") or {}
-    h = bp.viewer.hosting.scaling
+    h = hosting_block(bp).scaling
     if (int(scaling.get("minInstanceCount") or 0), int(scaling.get("maxInstanceCount") or 0)) != (
             h.min_instances, h.max_instances):
         out.append(f"~ scaling {scaling.get('minInstanceCount', 0)}-{scaling.get('maxInstanceCount', '?')} -> "
@@ -99,14 +104,14 @@ def differences(bp: Any, svc: dict) -> list[str]:
     return out
 
 
-def _state(svc: dict) -> str:
+def _state(svc: dict[str, Any]) -> str:
     cond = (svc.get("terminalCondition") or {}).get("state", "")
     if svc.get("reconciling") or cond == "CONDITION_RECONCILING":
         return "deploying"
     return "failed" if cond == "CONDITION_FAILED" else "ready"
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     wanted = deploys(bp) and not opts.destroy
     if wanted:
         _diff_deploy(bp, live, draft)
@@ -123,20 +128,20 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
                        _delete(name, svc)))
 
 
-def _notes(bp: Any, live: Live, draft: Draft) -> None:
+def _notes(bp: Blueprint, live: Live, draft: Draft) -> None:
     """What a team should know before the deploy: IAP's organization requirement, the cost of warm instances."""
     parent = bp.project.parent or (live.project.parent if live.project is not None else "")
     if not parent:
         draft.note("viewer.hosting: IAP directly on Cloud Run needs the project inside an organization (its users "
                    "sign in with accounts of that organization); project.parent names none, so turning IAP on may "
                    "be refused")
-    warm = bp.viewer.hosting.scaling.min_instances
+    warm = hosting_block(bp).scaling.min_instances
     if warm:
         draft.note(f"viewer.hosting: scaling.min_instances {warm} keeps {warm} instance(s) running, billed while idle "
                    "(0: nothing runs or bills between visits; the first request then waits for a start)")
 
 
-def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
+def _diff_deploy(bp: Blueprint, live: Live, draft: Draft) -> None:
     _notes(bp, live, draft)
     archive: Archive | None = live.read.get(Key.VIEWER_ARCHIVE)
     svc = live.viewer_service
@@ -171,7 +176,7 @@ def _diff_deploy(bp: Any, live: Live, draft: Draft) -> None:
                    claims=claims))
 
 
-def _build(bp: Any, archive: Archive | None):
+def _build(bp: Blueprint, archive: Archive | None) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         if archive is None:
             raise ProvisionError("the viewer's source archive was not prepared; plan again")
@@ -211,17 +216,18 @@ def _upload(ctx: Ctx, archive: Archive) -> int:
     return ctx.call(put)
 
 
-def _digest(done: dict, image: str) -> str:
+def _digest(done: dict[str, Any], image: str) -> str:
     """The pushed image's digest, from the finished build (its response, or the operation's metadata)."""
     for build in (done.get("response") or {}, (done.get("metadata") or {}).get("build") or {}):
         for img in (build.get("results") or {}).get("images") or []:
             if str(img.get("name", "")).split(":")[0].split("@")[0] == image and img.get("digest"):
-                return img["digest"]
+                return cast("str", img["digest"])
     raise ProvisionError(f"the build of {image} finished without an image digest in its result; see its log in "
                          "Cloud Build (`gcloud builds list`)")
 
 
-def _deploy(bp: Any, archive: Archive | None, seen: dict | None, *, wait_only: bool):
+def _deploy(bp: Blueprint, archive: Archive | None, seen: dict[str, Any] | None, *,
+            wait_only: bool) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         name = service_name(bp)
         services = ctx.target.run().projects().locations().services()
@@ -244,16 +250,16 @@ def _deploy(bp: Any, archive: Archive | None, seen: dict | None, *, wait_only: b
     return run
 
 
-def _running_image(svc: dict | None) -> str | None:
+def _running_image(svc: dict[str, Any] | None) -> str | None:
     containers = ((svc or {}).get("template") or {}).get("containers") or []
     return containers[0].get("image") if containers else None
 
 
-def _settle(ctx: Ctx, name: str, op: dict, poll_service: bool = False) -> str:
+def _settle(ctx: Ctx, name: str, op: dict[str, Any], poll_service: bool = False) -> str:
     """Wait for the deploy (its operation, or the service itself when the operation is not known), read back `uri`."""
     started = time.monotonic()
 
-    def said(_: dict) -> None:
+    def said(_: dict[str, Any]) -> None:
         ctx.progress(f"deploying {name.rsplit('/', 1)[-1]} ({time.monotonic() - started:.0f}s)")
 
     if not poll_service and not op.get("done"):
@@ -273,12 +279,12 @@ def _settle(ctx: Ctx, name: str, op: dict, poll_service: bool = False) -> str:
     return f"serving at {ctx.facts.viewer_url}"
 
 
-def _as_operation(svc: dict) -> dict:
+def _as_operation(svc: dict[str, Any]) -> dict[str, Any]:
     """A service read as an operation (done once it is no longer reconciling), for a deploy whose operation is unknown."""
     return {"name": svc.get("name", "service"), "done": not svc or _state(svc) != "deploying"}
 
 
-def _delete(name: str, svc: dict | None):
+def _delete(name: str, svc: dict[str, Any] | None) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         if svc is not None:
             calls.delete_service(ctx, name)

@@ -25,14 +25,17 @@ nih-chest-xray/dicomStores/nih-chest-xray` (Google's dataset page: access on req
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from provision.blueprint.sources import IDC_DATASET, IDC_STORE_RE, Source, resolve, wants_releases
+from provision.blueprint.sources import IDC_DATASET, IDC_STORE_RE, resolve, wants_releases
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import parse
 from provision.resources.base import Draft, Live, Reads
 from provision.resources.steps import NOOP, Options, Step
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 KIND = "viewer-source"
 READ = "healthcare.dicomStores.dicomWebRead"
@@ -43,14 +46,14 @@ def list_releases(ctx: Ctx) -> list[int] | str:
     """The IDC releases published as Healthcare stores (numbers), or why they could not be listed."""
     stores = ctx.target.healthcare().projects().locations().datasets().dicomStores()
 
-    def page(token: str | None) -> dict:
-        return stores.list(parent=IDC_DATASET, pageToken=token, pageSize=1000).execute(num_retries=0)
+    def page(token: str | None) -> dict[str, Any]:
+        return cast("dict[str, Any]", stores.list(parent=IDC_DATASET, pageToken=token, pageSize=1000).execute(num_retries=0))
 
     found: list[int] = []
     token = None
     try:
         while True:
-            resp = ctx.call(lambda: page(token))
+            resp = ctx.call(lambda: page(token))  # noqa: B023 -- ctx.call runs it before the loop moves on
             for st in resp.get("dicomStores") or []:
                 m = IDC_STORE_RE.search(st.get("name", ""))
                 if m:
@@ -94,7 +97,7 @@ def test_access(ctx: Ctx, store: str) -> str:
     return HELD if READ in (resp.get("permissions") or []) else MISSING
 
 
-def pin(bp: Any, target: Any) -> Any:
+def pin(bp: Blueprint, target: Any) -> Any:
     """`bp` with `idc: latest` replaced by the release IDC publishes now (a copy; `bp` as it is when
     nothing says latest)."""
     if not wants_releases(bp):
@@ -113,7 +116,7 @@ def _unresolved(why: str) -> str:
 
 
 # ---------------------------------------------------------------------------- kind
-def reads(bp: Any, live: Live, phase: int) -> Reads:
+def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.opts.destroy or not bp.viewer_sources:
         return {}
     if phase == 1:
@@ -125,12 +128,12 @@ def reads(bp: Any, live: Live, phase: int) -> Reads:
         releases = live.get("idc_releases")
         if isinstance(releases, str):
             return {}   # diff refuses the plan
-        return {f"source_access:{s.name}": (lambda ctx, st=s.store: test_access(ctx, st))
+        return {f"source_access:{s.name}": (lambda ctx, st=s.store: test_access(ctx, st))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
                 for s in resolve(bp, releases) if s.store}
     return {}
 
 
-def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
+def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if opts.destroy or not bp.viewer_sources:
         return
     releases = live.get("idc_releases")
@@ -141,7 +144,7 @@ def diff(bp: Any, live: Live, opts: Options, draft: Draft) -> None:
     for s in resolve(bp, releases, member):
         where = s.store or s.dicomweb
         changes = [f"read-only OHIF data source '{s.name}' (\"{s.label}\"): {s.what}; nothing is written to it"]
-        draft.add(Step(f"source:{s.name}", KIND, where, NOOP, changes, []))
+        draft.add(Step(f"source:{s.name}", KIND, where, NOOP, changes, []))  # type: ignore[arg-type]  # mypy baseline (issue 20)
         if not s.store:
             continue
         checked = True

@@ -11,12 +11,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING
 
 from provision.errors import ProvisionError, UsageError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import to_provision_error
 from provision.gcp.target import Target
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 LOG_ID = "cloudaudit.googleapis.com%2Fdata_access"
 PAGE = 1000
@@ -69,7 +72,7 @@ class AuditReport:
             (r.principal, r.action, r.store, r.study or "-", str(r.count), _short(r.first), _short(r.last))
             for r in self.rows]
         widths = [max(len(c[i]) for c in cells) for i in range(7)]
-        lines = [head] + (["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+        lines = [head] + (["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
                           if self.rows else [])
         return "\n".join(lines + [f"  note: {n}" for n in self.notes])
 
@@ -79,7 +82,7 @@ def _short(stamp: str) -> str:
     return re.sub(r"\.\d+Z$", "Z", stamp)
 
 
-def audit(bp: Any, target: Target, since: timedelta, *, now: datetime | None = None) -> AuditReport:
+def audit(bp: Blueprint, target: Target, since: timedelta, *, now: datetime | None = None) -> AuditReport:
     """The Data Access entries of the blueprint's project since `since` ago, grouped."""
     start = (now or datetime.now(timezone.utc)) - since
     stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -105,7 +108,7 @@ def _read(ctx: Ctx, pid: str, stamp: str) -> tuple[list[dict], bool]:
                   "filter": f'logName="projects/{pid}/logs/{LOG_ID}" AND timestamp>="{stamp}"'}
     out: list[dict] = []
     while True:
-        resp = ctx.call(lambda b=dict(body): ctx.target.logging().entries().list(body=b).execute(num_retries=0))
+        resp = ctx.call(lambda b=dict(body): ctx.target.logging().entries().list(body=b).execute(num_retries=0))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         out += resp.get("entries") or []
         token = resp.get("nextPageToken")
         if not token or len(out) >= MAX_ENTRIES:

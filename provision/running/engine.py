@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from provision.errors import ProvisionError
 from provision.gcp import quota
@@ -78,7 +78,7 @@ class StepResult:
     error: ProvisionError | None = field(default=None, repr=False)
     limited_by: set[str] = field(default_factory=set)   # quotas that made the step wait ("Service Usage write quota")
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "action": self.action, "status": self.status, "elapsed_s": round(self.elapsed, 3),
                 "message": self.message, "retries": self.retries, "limited_by": sorted(self.limited_by)}
 
@@ -131,7 +131,7 @@ class Engine:
         self.emit(Event("plan", steps=steps))
         started = time.monotonic()
         state: dict[str, str] = {s.id: "pending" for s in steps}
-        running: dict[Future, str] = {}
+        running: dict[Future[Any], str] = {}
         cancel = self.ctx.cancel or threading.Event()
         self.ctx.cancel = cancel
 
@@ -192,7 +192,9 @@ class Engine:
 
     def _run_step(self, step: Step, result: StepResult, cancel: threading.Event) -> bool:
         t0 = time.monotonic()
-        elapsed = lambda: time.monotonic() - t0  # noqa: E731
+
+        def elapsed() -> float:
+            return time.monotonic() - t0
 
         def on_retry(attempt: int, delay: float, reason: str) -> None:
             result.retries += 1

@@ -10,12 +10,15 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from provision.blueprint.load import load_blueprint
 from provision.errors import BlueprintError, ProvisionError, UsageError
 from provision.redact import redact
 from provision.words import plural
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 SUFFIXES = (".yaml", ".yml")
 # Blueprints applied at once by default: enough that a fleet waits on Google's quotas (which the
@@ -28,7 +31,7 @@ class Item:
     """One blueprint of the run: where it came from and what it says."""
 
     path: Path
-    bp: Any
+    bp: Blueprint
 
     @property
     def project(self) -> str:

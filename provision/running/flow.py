@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError, UsageError
 from provision.gcp.retry import Cancelled
@@ -22,6 +22,9 @@ from provision.ohif.config import config_warnings
 from provision.resources.viewer_source import pin
 from provision.running import lifecycle
 from provision.running.smoke import run_blueprint_smoke
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 @dataclass
@@ -90,7 +93,7 @@ def target_as(target: Target, member: str) -> Target:
     return Target(impersonate=email)
 
 
-def write_config(bp: Any, target: Target, out: Path | None = None, fmt: str = "js") -> Path:
+def write_config(bp: Blueprint, target: Target, out: Path | None = None, fmt: str = "js") -> Path:
     """Write OHIF's config for `bp` (to `viewer.config_out` unless `out`), pointing at the target.
     JSON never lands on the viewer's .js path by default: it goes next to it, as .json."""
     path = Path(out or bp.viewer.config_out)
@@ -99,12 +102,12 @@ def write_config(bp: Any, target: Target, out: Path | None = None, fmt: str = "j
     return ohif_config.write_config(pinned(bp, target), path, emulator_url=target.emulator, fmt=fmt)
 
 
-def pinned(bp: Any, target: Target) -> Any:
+def pinned(bp: Blueprint, target: Target) -> Any:
     """`bp` with its viewer sources' `idc: latest` resolved to the release IDC publishes now."""
     return pin(bp, target)
 
 
-def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke",
+def smoke(bp: Blueprint, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke",
           as_member: str | None = None) -> Any:
     """The DICOMweb smoke on every store and every viewer source (at least one study each: a source the
     viewer cannot read fails the smoke, with how to get access), and the browser smoke on the default
@@ -116,7 +119,7 @@ def smoke(bp: Any, target: Target, *, browser: bool | None = None, out_dir: Path
                                retry_s=target.timing.smoke_retry_s, as_member=as_member)
 
 
-def apply_and_check(bp: Any, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,
+def apply_and_check(bp: Blueprint, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,
                     browser: bool | None = None, cancel: threading.Event | None = None,
                     smoke_dir: Path | str = "out/smoke", opts: Any = None) -> Outcome:
     """Apply, write the OHIF config, then smoke-check (browser screenshots into `smoke_dir`).
@@ -157,7 +160,7 @@ def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: l
     pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="blueprint")
     futures = [pool.submit(apply_and_check, bp, target, listener, plan_=p, run_smoke=run_smoke, cancel=cancel,
                            opts=opts)
-               for bp, p in zip(bps, plans)]
+               for bp, p in zip(bps, plans, strict=True)]
     try:
         # Waked every quarter second: Ctrl-C may reach a worker thread, and a main thread blocked
         # on a lock without a timeout would only see it once every blueprint had finished.
@@ -169,6 +172,6 @@ def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: l
         pool.shutdown(wait=True, cancel_futures=True)
         raise Interrupted([f.result() if f.done() and not f.cancelled() else
                            Outcome(bp.project.id, error="interrupted before it started")
-                           for bp, f in zip(bps, futures)]) from None
+                           for bp, f in zip(bps, futures, strict=True)]) from None
     finally:
         pool.shutdown(wait=False)

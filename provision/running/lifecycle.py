@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from provision.planning import plan as plan_mod
 from provision.checks import before_write, preflight
@@ -23,15 +23,19 @@ from provision.gcp.target import Target
 from provision.planning.plan import CREATE, DELETE, KEEP, NOOP, REPLACE, UPDATE, Plan, Step
 from provision.resources import apis
 from provision.resources import lock as lock_mod
+from provision.resources import record as record_mod
 from provision.resources.lock import LockHeld, ProjectLock
 from provision.resources.steps import Options
 from provision.words import plural
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 __all__ = ["plan", "apply", "status", "destroy", "ApplyResult", "StatusReport", "DestroyResult",
            "ApplyFailed", "NeedsFlag", "LockHeld", "Target", "Options", "unlock"]
 
 
-def _ctx(bp: Any, target: Target, cancel: threading.Event | None = None) -> Ctx:
+def _ctx(bp: Blueprint, target: Target, cancel: threading.Event | None = None) -> Ctx:
     ctx = Ctx(target, "read", services=tuple(apis.wanted(bp)), cancel=cancel)
     ctx.facts.project_id = bp.project.id
     return ctx
@@ -50,7 +54,7 @@ def _as_provision_error(step: str, resource: str, target: Target, project: str) 
 
 
 # ---------------------------------------------------------------------------- plan
-def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx | None = None,
+def plan(bp: Blueprint, target: Target, *, listener: Listener | None = None, ctx: Ctx | None = None,
          check_permissions: bool = True, opts: Options | None = None) -> Plan:
     """Read live state and the ownership record, and diff them against the blueprint. Changes nothing.
 
@@ -61,7 +65,7 @@ def plan(bp: Any, target: Target, *, listener: Listener | None = None, ctx: Ctx 
                      opts=opts or Options())
 
 
-def _plan(bp: Any, target: Target, *, listener: Listener | None, ctx: Ctx | None, check_permissions: bool,
+def _plan(bp: Blueprint, target: Target, *, listener: Listener | None, ctx: Ctx | None, check_permissions: bool,
           opts: Options, live: plan_mod.Live | None = None) -> Plan:
     ctx = ctx or _ctx(bp, target)
     if listener is not None and ctx.reporter.on_retry is None:
@@ -167,7 +171,7 @@ class ApplyFailed(ProvisionError):
         super().__init__(message)
 
 
-def _outputs(bp: Any, target: Target, facts: Facts) -> dict:
+def _outputs(bp: Blueprint, target: Target, facts: Facts) -> dict:
     root = target.root("healthcare")
     stores = {s.id: {"name": plan_mod.store_name(bp, s.id),
                      "dicomweb": f"{root}/v1/{plan_mod.store_name(bp, s.id)}/dicomWeb"} for s in bp.dicom_stores}
@@ -181,7 +185,7 @@ def _outputs(bp: Any, target: Target, facts: Facts) -> dict:
     return out
 
 
-def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: Plan | None = None,
+def apply(bp: Blueprint, target: Target, listener: Listener | None = None, *, plan_: Plan | None = None,
           cancel: threading.Event | None = None, opts: Options | None = None) -> ApplyResult:
     """Make live state match the blueprint. With nothing to do, only reads are made ("no changes").
 
@@ -207,7 +211,7 @@ def apply(bp: Any, target: Target, listener: Listener | None = None, *, plan_: P
         return _run_plan(bp, target, ctx, the_plan, started, listener)
 
 
-def _unlock_hint(bp: Any) -> str:
+def _unlock_hint(bp: Blueprint) -> str:
     """`provision unlock team.yaml`: the blueprint as the user would type it (relative when it can be)."""
     import os
 
@@ -217,7 +221,7 @@ def _unlock_hint(bp: Any) -> str:
     return f"provision unlock {rel if not rel.startswith('..') else bp.source}"
 
 
-def _unchanged(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
+def _unchanged(bp: Blueprint, target: Target, ctx: Ctx, the_plan: Plan, started: float,
                listener: Listener | None) -> ApplyResult:
     ctx.facts.update(the_plan.facts)
     result = ApplyResult(bp.project.id, target.label, False, the_plan,
@@ -227,7 +231,7 @@ def _unchanged(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float
     return result
 
 
-def _take_lock(lock: ProjectLock, ctx: Ctx, bp: Any, opts: Options, the_plan: Plan,
+def _take_lock(lock: ProjectLock, ctx: Ctx, bp: Blueprint, opts: Options, the_plan: Plan,
                listener: Listener | None) -> bool:
     """Take the project's lock; whether this run waited for another's (so the plan may be stale)."""
     def waiting(holder: dict) -> None:
@@ -243,7 +247,7 @@ def _take_lock(lock: ProjectLock, ctx: Ctx, bp: Any, opts: Options, the_plan: Pl
         return lock.acquire(ctx, wait_s=opts.wait_lock_s, bucket_ours=ours, on_wait=waiting, on_note=note)
 
 
-def _plan_again(bp: Any, target: Target, ctx: Ctx, opts: Options, old: Plan, *, confirmed: bool,
+def _plan_again(bp: Blueprint, target: Target, ctx: Ctx, opts: Options, old: Plan, *, confirmed: bool,
                 listener: Listener | None) -> Plan:
     """After waiting for another run: plan again. A plan the user confirmed runs only unchanged."""
     fresh = plan(bp, target, listener=listener, ctx=ctx, opts=opts)
@@ -258,7 +262,7 @@ def _plan_again(bp: Any, target: Target, ctx: Ctx, opts: Options, old: Plan, *, 
     return fresh
 
 
-def _run_plan(bp: Any, target: Target, ctx: Ctx, the_plan: Plan, started: float,
+def _run_plan(bp: Blueprint, target: Target, ctx: Ctx, the_plan: Plan, started: float,
               listener: Listener | None) -> ApplyResult:
     ctx.facts.update(the_plan.facts)
     ctx.facts.claims = [c for s in the_plan.changes for c in s.claims]
@@ -326,7 +330,7 @@ class StatusReport:
         return "\n".join(lines)
 
 
-def status(bp: Any, target: Target) -> StatusReport:
+def status(bp: Blueprint, target: Target) -> StatusReport:
     """Live state versus the blueprint (drift), from reads only. A project that is not ACTIVE
     (pending deletion) is reported with its state, not as an error."""
     with _as_provision_error("status", f"projects/{bp.project.id}", target, bp.project.id):
@@ -357,7 +361,7 @@ class DestroyResult:
 
     def to_json(self) -> dict:
         return {"project": self.project, "target": self.target,
-                "deleted": [dict(s.to_json(), status=r.status, message=r.message) for s, r in zip(self.steps, self.results)],
+                "deleted": [dict(s.to_json(), status=r.status, message=r.message) for s, r in zip(self.steps, self.results, strict=True)],
                 "kept": self.kept}
 
     def render(self) -> str:
@@ -365,7 +369,7 @@ class DestroyResult:
             return f"destroy {self.project} on {self.target}: nothing to destroy"
         lines = [f"destroy {self.project} on {self.target}:"]
         w = max(len(s.id) for s in self.steps)
-        for s, r in zip(self.steps, self.results):
+        for s, r in zip(self.steps, self.results, strict=True):
             lines.append(f"  {s.action:<7} {s.id:<{w}}  {r.status:<8} {r.message or ', '.join(s.changes)}")
         return "\n".join(lines)
 
@@ -400,7 +404,7 @@ def render_destroy_plan(project: str, the_plan: DestroyPlan) -> str:
     return "\n".join(lines)
 
 
-def destroy_plan(bp: Any, target: Target, *, delete_data: bool = False, delete_project: bool = False,
+def destroy_plan(bp: Blueprint, target: Target, *, delete_data: bool = False, delete_project: bool = False,
                  ctx: Ctx | None = None) -> DestroyPlan:
     """What destroy would do: remove what the record says provision made (data and project kept
     unless asked). Steps are only what would change; what is kept, and why, is said in `kept`."""
@@ -435,7 +439,7 @@ def _leaves_record_empty(p: Plan) -> bool:
     return not any(s.resource in named or s.resource.removeprefix("gs://") in named for s in p.kept)
 
 
-def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: bool = False,
+def destroy(bp: Blueprint, target: Target, delete_data: bool = False, delete_project: bool = False,
             listener: Listener | None = None, *, plan_: DestroyPlan | None = None,
             wait_lock_s: float = 0.0) -> DestroyResult:
     """Delete what provision made for this blueprint (its record says what). Stores holding data,
@@ -459,8 +463,8 @@ def destroy(bp: Any, target: Target, delete_data: bool = False, delete_project: 
 
 
 # ---------------------------------------------------------------------------- unlock
-def unlock(bp: Any, target: Target) -> dict | None:
+def unlock(bp: Blueprint, target: Target) -> dict | None:
     """Break the project's lock (a run that died left it): what it said about its holder, or None."""
-    with _as_provision_error("unlock", f"gs://{lock_mod.bucket_for(bp.project.id)}/{lock_mod.OBJECT}", target,
+    with _as_provision_error("unlock", f"gs://{record_mod.bucket_for(bp.project.id)}/{lock_mod.OBJECT}", target,
                              bp.project.id):
         return lock_mod.break_lock(_ctx(bp, target), bp.project.id)

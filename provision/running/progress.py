@@ -37,10 +37,11 @@ class Progress:
         self.verbose = verbose
         self._retries: dict[tuple, dict] = {}   # (project, step) -> {n, since, reason}
         self._lock = threading.RLock()
-        self._rows: dict[str, dict] = {}
-        self._order: list[str] = []
-        self._live = None
-        self._last_progress: dict[str, tuple] = {}
+        # Rows are per (project, step id).
+        self._rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self._order: list[tuple[str, str]] = []
+        self._live: Live | None = None
+        self._last_progress: dict[str | tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------------ context
     def __enter__(self) -> "Progress":

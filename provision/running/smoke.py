@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -14,6 +14,9 @@ from provision.errors import ProvisionError
 from provision.checks import browser as browser_smoke
 from provision.ohif.config import dicomweb_root, render_config, source_root
 from provision.blueprint.sources import resolve
+
+if TYPE_CHECKING:  # for annotations only: no import at run time
+    from provision.blueprint.models import Blueprint
 
 
 @dataclass
@@ -68,7 +71,7 @@ class BlueprintSmoke:
 
 
 def run_blueprint_smoke(
-    bp: Any,
+    bp: Blueprint,
     *,
     session: requests.Session | None = None,
     emulator_url: str | None = None,
@@ -124,7 +127,7 @@ def run_blueprint_smoke(
         # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
         # emulator, where the viewer signs in for real when the config has an oidc block.
         config_js = render_config(bp)
-        route = {"google_via": emulator_url, "origin": bp.viewer.origin}
+        route: dict[str, Any] = {"google_via": emulator_url, "origin": bp.viewer.origin}
         token = None if getattr(bp.viewer, "oauth_client_id", None) else token
     else:  # on Google Cloud no one can sign in interactively: ADC's token through OHIF's ?token=
         config_js = render_config(bp, oidc=False)
@@ -157,7 +160,7 @@ def run_blueprint_smoke(
 PROBE_MEMBER = "user:provision-iam-probe@example.invalid"
 
 
-def refuse_unchecked_identity(bp: Any, target: Any, member: str) -> None:
+def refuse_unchecked_identity(bp: Blueprint, target: Any, member: str) -> None:
     """`smoke --as MEMBER` on an emulator: UsageError when the target lets a member that holds no
     grant read the blueprint's first store (started without --enforce-iam: every caller acts as
     the owner). On Google Cloud the impersonated identity is checked by IAM itself: nothing to do."""

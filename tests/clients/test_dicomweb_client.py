@@ -151,7 +151,7 @@ def test_retrieve_series_and_study_default_star_and_rle(env):
     assert study[0].file_meta.TransferSyntaxUID == smp.RLE
     as_rle = dw.retrieve_series(*ids(CT[0])[:2], media_types=(("application/dicom", smp.RLE),))
     assert all(np.array_equal(d.pixel_array, src.pixel_array) for d, src in
-               zip(sorted(as_rle, key=lambda d: d.InstanceNumber), CT))
+               zip(sorted(as_rle, key=lambda d: d.InstanceNumber), CT, strict=True))
 
 
 def test_retrieve_metadata_at_each_level(env):

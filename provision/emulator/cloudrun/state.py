@@ -30,6 +30,7 @@ Records: ("run-service", "PROJECT_ID/REGION/NAME") -> spec, generation, status, 
 """
 from __future__ import annotations
 
+import builtins
 import copy
 import hashlib
 import queue
@@ -103,7 +104,7 @@ class CloudRun:
         ref = self.docs.get("run-host", host.lower())
         return self.docs.get(KIND, ref["key"]) if ref else None
 
-    def policy_chain(self, rec: dict) -> list[dict]:
+    def policy_chain(self, rec: dict) -> builtins.list[dict]:
         return [rec["policy"], *self.world.crm.policy_chain(rec["projectId"])]
 
     def host_app(self, host: str):
@@ -213,7 +214,7 @@ class CloudRun:
         admin = getattr(self.world, "iamadmin", None)
         return admin is None or admin.exists(email)
 
-    def _check_members(self, bindings: list[dict]) -> None:
+    def _check_members(self, bindings: builtins.list[dict]) -> None:
         su = self.world.serviceusage
         for b in bindings:
             for member in b.get("members") or []:
@@ -397,7 +398,7 @@ class CloudRun:
         inst.stop_hooks.append(meta.stop)
         return inst
 
-    def _artifact(self, container: dict) -> tuple[Path, list[str]]:
+    def _artifact(self, container: dict) -> tuple[Path, builtins.list[str]]:
         """(archive, command) of what the container runs: its source deploy (`sourceCode`), or the
         image a build pushed (its archive, started by the Procfile's web command unless the
         container sets `command`). Any other image: Cloud Run's "Image ... not found"."""

@@ -353,7 +353,7 @@ class _Reader:
             for comp in text.split("\\"):
                 groups = comp.split("=")
                 pn = {}
-                for name, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups):
+                for name, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False):
                     if g.strip():
                         pn[name] = g.strip()
                 vals.append(pn or None)

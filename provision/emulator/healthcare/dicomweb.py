@@ -330,7 +330,7 @@ def retrieve_frames(ctx: Ctx, project, location, dataset, store, study, series, 
     boundary = wire.new_boundary()
     url = s.instance_url(study, series, sop)
     parts = [({"Content-Type": part_type, "Content-Location": f"{url}/frames/{n}"}, [d])
-             for n, d in zip(numbers, data)]
+             for n, d in zip(numbers, data, strict=True)]
     ctype = f'multipart/related; type="{media}"' + (f"; transfer-syntax={out_ts}" if out_ts else "") + \
         f"; boundary={boundary}"
     return Response(b"".join(wire.multipart_body(parts, boundary)), content_type=ctype)

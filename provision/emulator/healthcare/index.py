@@ -287,7 +287,7 @@ class DicomIndex:
             for sid, name in stores:
                 counts = [self.db.conn.execute(f"SELECT count(*) FROM {t} WHERE sid=?", (sid,)).fetchone()[0]
                           for t in ("hc_studies", "hc_series", "hc_instances")]
-                out[name] = dict(zip(("studies", "series", "instances"), counts))
+                out[name] = dict(zip(("studies", "series", "instances"), counts, strict=True))
         return out
 
     # ---- ingest ---------------------------------------------------------------------------

@@ -6,14 +6,16 @@ Little Endian, and rendered JPEG/PNG images with rescale and window applied.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provision.emulator.lazy import LazyModule
-
-np = LazyModule("numpy")   # imported on first use: a server that never decodes pixels never loads it
-
 from provision.emulator.errors import ApiError
 from provision.emulator.healthcare.dicomfile import EXPLICIT_LE, IMPLICIT_LE, first, values
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")   # imported on first use: a server that never decodes pixels never loads it
 
 # pydicom (a third of a second to import) and PIL are imported inside the functions that need them:
 # most emulator sessions never reach those (see lazy.py).

@@ -485,7 +485,7 @@ class Healthcare:
             results = self.index.ingest(sid, parsed)
             if results is None:
                 return None
-            for pos, res in zip(positions, results):
+            for pos, res in zip(positions, results, strict=True):
                 out[pos] = res
         return out
 
@@ -628,7 +628,7 @@ class Healthcare:
                 if results is None:
                     return end(gone, _counter(success, failure + total - i, 0))
                 errors = []
-                for (name, _, _), res in zip(batch, results):
+                for (name, _, _), res in zip(batch, results, strict=True):
                     if isinstance(res, IngestResult) and res.outcome in ("stored", "duplicate"):
                         success += 1
                     else:
@@ -816,9 +816,11 @@ def _label_filter(expr: str):
     for t in terms:
         if t.startswith("labels.") and "=" in t:
             k, _, v = t[7:].partition("=")
-            checks.append(lambda view, k=k.strip(), v=v.strip().strip('"'): view.get("labels", {}).get(k) == v)
+            k, v = k.strip(), v.strip().strip('"')
+            checks.append(lambda view, k=k, v=v: view.get("labels", {}).get(k) == v)
         elif t.startswith("labels.") and t.endswith(":*"):
-            checks.append(lambda view, k=t[7:-2].strip(): k in view.get("labels", {}))
+            key = t[7:-2].strip()
+            checks.append(lambda view, k=key: k in view.get("labels", {}))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         else:
             raise invalid_argument(f"Unsupported filter {expr!r}: use labels.KEY=VALUE.")
     return lambda view: all(c(view) for c in checks)

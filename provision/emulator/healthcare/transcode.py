@@ -51,13 +51,16 @@ Choices where Google's statement is silent:
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 from provision.emulator.lazy import LazyModule
-
-np = LazyModule("numpy")   # imported on first use: a server that never decodes pixels never loads it
-
 from provision.emulator.errors import ApiError
 from provision.emulator.healthcare.dicomfile import DEFLATED_LE, EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")   # imported on first use: a server that never decodes pixels never loads it
 
 # pydicom (a third of a second to import), PIL and imagecodecs are imported inside the functions
 # that need them: most emulator sessions never reach those (see lazy.py).

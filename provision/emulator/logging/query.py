@@ -97,13 +97,13 @@ class _Parser:
                 break
             self.keyword("AND")  # juxtaposition is AND
             parts.append(self.or_expr())
-        return parts[0] if len(parts) == 1 else (lambda e, ps=parts: all(p(e) for p in ps))
+        return parts[0] if len(parts) == 1 else (lambda e, ps=parts: all(p(e) for p in ps))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
 
     def or_expr(self) -> Predicate:
         parts = [self.unary()]
         while self.keyword("OR"):
             parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else (lambda e, ps=parts: any(p(e) for p in ps))
+        return parts[0] if len(parts) == 1 else (lambda e, ps=parts: any(p(e) for p in ps))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
 
     def unary(self) -> Predicate:
         if self.keyword("NOT"):

@@ -19,6 +19,7 @@ capture shows Google's answer for an unset constraint).
 """
 from __future__ import annotations
 
+import builtins
 from datetime import datetime, timezone
 from typing import Any
 
@@ -207,7 +208,7 @@ class OrgPolicy:
         """Whether a boolean constraint is enforced on the project."""
         return bool(self.effective_spec(f"projects/{project_id}", constraint)["rules"][0].get("enforce"))
 
-    def check_members(self, project_id: str, members: list[str]) -> None:
+    def check_members(self, project_id: str, members: builtins.list[str]) -> None:
         """400 FAILED_PRECONDITION when a member is outside the customers `iam.allowedPolicyMemberDomains`
         allows (the wording of terraform-example-foundation#1257 and azure-docs#117449)."""
         rule = self.effective_spec(f"projects/{project_id}", "iam.allowedPolicyMemberDomains")["rules"][0]

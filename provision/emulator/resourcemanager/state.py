@@ -15,6 +15,7 @@ labels, createTime}; empty maps and false booleans are left out, as proto3 JSON 
 """
 from __future__ import annotations
 
+import builtins
 import copy
 import hashlib
 import re
@@ -290,7 +291,7 @@ class ResourceManager:
             updated = iam.replace(current, {"bindings": bindings, "version": current.get("version", 1)})
             self.docs.put("policy", key, audit.with_configs(updated, current.get("auditConfigs", [])))
 
-    def held_permissions(self, id_or_number: str, principal: str | None, permissions: list[str]) -> list[str]:
+    def held_permissions(self, id_or_number: str, principal: str | None, permissions: builtins.list[str]) -> builtins.list[str]:
         """testIamPermissions: the asked permissions the caller holds on the project."""
         record = self.require(id_or_number)
         if not self.world.options.enforce_iam:
@@ -298,14 +299,14 @@ class ResourceManager:
         chain = self.policy_chain(record["projectId"])
         return [p for p in permissions if iam.allowed(principal or "", p, chain)]
 
-    def held_on_parent(self, parent: str, principal: str | None, permissions: list[str]) -> list[str]:
+    def held_on_parent(self, parent: str, principal: str | None, permissions: builtins.list[str]) -> builtins.list[str]:
         """testIamPermissions on a folder or organization (policies seeded via /_emulator/policies)."""
         if not self.world.options.enforce_iam:
             return list(permissions)
         policy = self.world.docs.get("policy", parent)
         return [p for p in permissions if policy and iam.allowed(principal or "", p, [policy])]
 
-    def _check_members(self, current: dict, bindings: list[dict]) -> None:
+    def _check_members(self, current: dict, bindings: builtins.list[dict]) -> None:
         existing = {(b.get("role"), m) for b in current.get("bindings", []) for m in b.get("members", [])}
         owners_to_invite = []
         for binding in bindings:

@@ -21,6 +21,7 @@ answered without `parent`.
 """
 from __future__ import annotations
 
+import builtins
 import functools
 import hashlib
 import uuid
@@ -260,7 +261,7 @@ class ServiceUsage:
             return self._start(number, name, EMPTY_METADATA, seconds=seconds,
                                                response={"@type": ENABLE_RESPONSE, "service": view})
 
-    def batch_enable(self, project: dict, services: list[str]) -> dict:
+    def batch_enable(self, project: dict, services: builtins.list[str]) -> dict:
         """Enable up to 20 services atomically: all of them or none."""
         number = project["number"]
         if not services:
@@ -349,7 +350,7 @@ class ServiceUsage:
         self.docs.put("service", f"{number}/{service}",
                       {"state": state, "done_at": now + seconds, "usable_at": now + seconds + propagation})
 
-    def require_known(self, services: list[str]) -> None:
+    def require_known(self, services: builtins.list[str]) -> None:
         """403 "Not found or permission denied" for services outside the catalogue."""
         unknown = [s for s in services if s not in CATALOGUE]
         if unknown:
@@ -358,13 +359,13 @@ class ServiceUsage:
                 error_info("SERVICE_CONFIG_NOT_FOUND_OR_PERMISSION_DENIED", "serviceusage.googleapis.com",
                            {"services": names})])
 
-    def _require_idle(self, number: str, services: list[str]) -> None:
+    def _require_idle(self, number: str, services: builtins.list[str]) -> None:
         busy = [s for s in services if self._status(number, s)["pending"]]
         if busy:
             raise failed_precondition("Another activation or deactivation is in progress for the following "
                                       f"service(s): {','.join(busy)}")
 
-    def _require_billing(self, project: dict, services: list[str]) -> None:
+    def _require_billing(self, project: dict, services: builtins.list[str]) -> None:
         billable = [s for s in services if CATALOGUE[s][1]]
         if not billable:
             return

@@ -3,6 +3,7 @@ Cloud Storage's location and storage-class rules, listing, patching, and the wir
 `storage#bucket`. Whether a bucket still holds objects is the caller's question (`Backend`)."""
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Any
 
@@ -191,7 +192,7 @@ class Buckets:
         more = len(found) > max_results
         return page, (page[-1]["name"] + "\x00" if more else None)
 
-    def all(self) -> list[tuple[str, dict]]:
+    def all(self) -> builtins.list[tuple[str, dict]]:
         """Every bucket as (name, record), in name order."""
         return list(self.docs.list(BUCKET))
 
