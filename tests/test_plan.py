@@ -45,7 +45,7 @@ def test_status_reports_drift_then_apply_repairs_it(emulator_factory, tmp_path):
                                                                          "import:primary", "record"}
     assert states["record"]["details"] == ["record 0 resource(s) and 1 grant(s) before making them"]
     doc = report.to_json()
-    assert list(doc) == ["project", "target", "in_sync", "resources", "notes"] and doc["in_sync"] is False
+    assert list(doc) == ["project", "target", "in_sync", "resources", "notes", "outputs"] and doc["in_sync"] is False
     assert "differ" in report.render()
 
     bp2 = load(tmp_path, blueprint_dict("ohif-status", data, smoke={"min_studies": 2}), "bp2.yaml")
