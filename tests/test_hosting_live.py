@@ -14,7 +14,7 @@ from test_apply_support import blueprint_dict, load, mark, records, write_dicom,
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import hosting_calls, iam
-from provision.running import lifecycle
+from provision.running import audit, lifecycle
 
 ANA, BOB = "user:ana@example.com", "user:bob@example.com"
 
@@ -64,6 +64,16 @@ def test_apply_deploys_the_viewer_behind_iap_and_converges(emulator_factory, tmp
     account = f"serviceAccount:ohif-viewer-viewer@{pid}.iam.gserviceaccount.com"
     qido = [r for r in records(rec)[seen:] if r["path"].endswith("/dicomWeb/studies") and r["method"] == "GET"]
     assert qido and {r["principal"] for r in qido} == {account}
+    # Google's audit entries name only the viewer's account; `provision audit` also reads the viewer's
+    # access log (its stdout, through Cloud Logging), which names the member and the store.
+    study = studies.json()[0]["0020000D"]["Value"][0]
+    assert browser.get(f"{url}/dicomweb/primary/studies/{study}/series", headers=_as(ANA)).status_code == 200
+    report = audit.audit(bp, target, audit.parse_since("1h"))
+    viewer_rows = [r for r in report.rows if r.service == audit.VIEWER_SERVICE]
+    assert any(r.principal == "ana@example.com" and r.store == "primary" and r.study == study for r in viewer_rows), \
+        report.render()
+    assert any(r.principal == account.split(":", 1)[1] and r.action == "SearchForStudies" for r in report.rows), \
+        report.render()
     assert browser.get(url + "/dicomweb/primary/studies", headers=_as("user:eve@example.com")).status_code == 403
 
     # Nothing changed: reads only, no build, no deploy.

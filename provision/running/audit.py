@@ -1,5 +1,8 @@
 """`provision audit`: who read or changed what in a blueprint's project, from its Data Access audit
-entries (Cloud Logging entries:list on `projects/P/logs/cloudaudit.googleapis.com%2Fdata_access`).
+entries (Cloud Logging entries:list on `projects/P/logs/cloudaudit.googleapis.com%2Fdata_access`)
+and, when the viewer is hosted, from the hosted viewer's own access log (one JSON line per request
+on its stdout, which Cloud Run writes to `run.googleapis.com%2Fstdout`): Google's audit entries show
+only the viewer's service account there, the access log names the signed-in user.
 
 One row per principal, action, store (or bucket) and study, with how many calls and the first and
 last time. The study comes from a DICOMweb call's `request.dicomWebPath` (`studies/UID/...`);
@@ -17,11 +20,14 @@ from provision.errors import ProvisionError, UsageError
 from provision.gcp.context import Ctx
 from provision.gcp.errors import to_provision_error
 from provision.gcp.target import Target
+from provision.resources.hosting_names import deploys, service_id
 
 if TYPE_CHECKING:  # for annotations only: no import at run time
     from provision.blueprint.models import Blueprint
 
 LOG_ID = "cloudaudit.googleapis.com%2Fdata_access"
+VIEWER_LOG_ID = "run.googleapis.com%2Fstdout"
+VIEWER_SERVICE = "hosted viewer"    # the `service` of rows read from the viewer's access log
 PAGE = 1000
 MAX_ENTRIES = 100_000      # a bound on one report's reading; the report says when it was reached
 UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -87,13 +93,22 @@ def audit(bp: Blueprint, target: Target, since: timedelta, *, now: datetime | No
     start = (now or datetime.now(timezone.utc)) - since
     stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
     pid = bp.project.id
+    ctx = Ctx(target, "audit")
+    viewer: list[dict] = []
     try:
-        entries, capped = _read(Ctx(target, "audit"), pid, stamp)
+        entries, capped = _read(ctx, pid, f'logName="projects/{pid}/logs/{LOG_ID}" AND timestamp>="{stamp}"')
+        if deploys(bp):
+            viewer, more = _read(ctx, pid, f'logName="projects/{pid}/logs/{VIEWER_LOG_ID}" AND '
+                                           f'resource.type="cloud_run_revision" AND '
+                                           f'resource.labels.service_name="{service_id(bp)}" AND timestamp>="{stamp}"')
+            capped = capped or more
     except (ProvisionError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - an API error or an unreachable endpoint: one clear message
         raise to_provision_error(exc, "audit", f"projects/{pid}", project=pid, target=target) from None
-    report = AuditReport(pid, target.label, stamp, len(entries), _rows(entries))
+    accesses = [e for e in viewer if isinstance(e.get("jsonPayload"), dict) and "user" in e["jsonPayload"]]
+    report = AuditReport(pid, target.label, stamp, len(entries) + len(accesses),
+                         _group(_audit_fields(entries) + _viewer_fields(accesses)))
     if capped:
         report.notes.append(f"stopped after {MAX_ENTRIES} entries: give a shorter --since")
     if not entries:
@@ -103,9 +118,9 @@ def audit(bp: Blueprint, target: Target, since: timedelta, *, now: datetime | No
     return report
 
 
-def _read(ctx: Ctx, pid: str, stamp: str) -> tuple[list[dict], bool]:
+def _read(ctx: Ctx, pid: str, query: str) -> tuple[list[dict], bool]:
     body: dict = {"resourceNames": [f"projects/{pid}"], "orderBy": "timestamp asc", "pageSize": PAGE,
-                  "filter": f'logName="projects/{pid}/logs/{LOG_ID}" AND timestamp>="{stamp}"'}
+                  "filter": query}
     out: list[dict] = []
     while True:
         resp = ctx.call(lambda b=dict(body): ctx.target.logging().entries().list(body=b).execute(num_retries=0))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
@@ -116,18 +131,40 @@ def _read(ctx: Ctx, pid: str, stamp: str) -> tuple[list[dict], bool]:
         body["pageToken"] = token
 
 
-def _rows(entries: list[dict]) -> list[AuditRow]:
-    groups: dict[tuple, AuditRow] = {}
+Fields = tuple[str, str, str, str, str, str]   # principal, method, service, store, study, time
+
+
+def _audit_fields(entries: list[dict]) -> list[Fields]:
+    """What a Data Access entry says: who, which method of which service, on which store and study."""
+    out = []
     for e in entries:
         p = e.get("protoPayload") or {}
         who = (p.get("authenticationInfo") or {}).get("principalEmail") or "(unknown)"
-        method = str(p.get("methodName") or "")
         store, study = _where(str(p.get("resourceName") or ""), p.get("request") or {})
-        key = (who, method, store, study)
-        when = str(e.get("timestamp") or "")
+        out.append((who, _action(str(p.get("methodName") or "")), str(p.get("serviceName") or ""), store, study,
+                    str(e.get("timestamp") or "")))
+    return out
+
+
+def _viewer_fields(entries: list[dict]) -> list[Fields]:
+    """What a line of the hosted viewer's access log says: the verified user, the HTTP method, the store
+    and study of a DICOMweb request (a page of the viewer itself names no store)."""
+    out = []
+    for e in entries:
+        line = e["jsonPayload"]
+        store = str(line.get("store") or "(viewer)")
+        out.append((str(line.get("user") or "(no user)"), f"viewer {line.get('method', '?')} {line.get('status', '')}".strip(),
+                    VIEWER_SERVICE, store, str(line.get("study") or ""), str(e.get("timestamp") or "")))
+    return out
+
+
+def _group(fields: list[Fields]) -> list[AuditRow]:
+    groups: dict[tuple, AuditRow] = {}
+    for who, action, service, store, study, when in fields:
+        key = (who, action, service, store, study)
         row = groups.get(key)
         if row is None:
-            groups[key] = AuditRow(who, _action(method), str(p.get("serviceName") or ""), store, study, 1, when, when)
+            groups[key] = AuditRow(who, action, service, store, study, 1, when, when)
         else:
             row.count += 1
             row.first, row.last = min(row.first, when), max(row.last, when)
