@@ -218,7 +218,7 @@ def replay(emu, log_name: str) -> tuple[list[int], dict[int, str]]:
         host = urlsplit(ex.url).hostname
         r = player.send(ex)
         answer = r.json() if r.content else {}
-        expected = json.loads(player.fill(ex.response, strict=True)) if ex.response else {}
+        expected = json.loads(player.fill(ex.response, strict=False)) if ex.response else {}
         if isinstance(answer, dict):
             player.learn(answer)
         doc, ref = response_schema(host, ex.method, urlsplit(r.url).path)
