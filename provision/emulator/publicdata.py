@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from provision.emulator import iam
 from provision.emulator.common import timestamp
-from provision.emulator.healthcare.state import DATASET, STORE
+from provision.emulator.healthcare.common import DATASET, STORE
 from provision.emulator.world import World
 
 ATTACH_AS = "publicdata"
