@@ -21,7 +21,7 @@ from PIL import Image
 import dicom_factory as f
 from emulator_helpers import CONTROL, create_project, healthcare, ready_store, wait_operation
 from provision.emulator.errors import ApiError
-from provision.emulator.healthcare import dicomfile, state as hc_state, wire
+from provision.emulator.healthcare import common as hc_common, dicomfile, transfers as hc_transfers, wire
 from provision.emulator.latency import REALISTIC
 
 SHORT_META = b"\0" * 128 + b"DICM" + b"\x02\x00\x01\x00OB\x00\x00"     # 136 bytes: meta cut mid-element
@@ -122,8 +122,8 @@ def test_import_worker_stops_when_the_store_is_gone_or_the_world_was_reset(emula
     env.upload(bucket, {f"d/{i}.dcm": f.to_bytes(ds) for i, ds in enumerate(f.ct_series("imp", slices=3, size=8))})
     hc, world = emulator.world.healthcare, emulator.world
     op_name = f"{env.dataset}/operations/1"
-    world.operations.start(op_name, {"@type": hc_state.METADATA_TYPE}, busy=True)
-    job = hc_state._ImportJob(op_name, {"@type": hc_state.METADATA_TYPE}, world.clock(), env.store, hc.sid(env.store),
+    world.operations.start(op_name, {"@type": hc_common.METADATA_TYPE}, busy=True)
+    job = hc_transfers._ImportJob(op_name, {"@type": hc_common.METADATA_TYPE}, world.clock(), env.store, hc.sid(env.store),
                               getattr(world, "epoch", 0) - 1, "rb-imp-b", "gs://rb-imp-b/d/**", "d/**", "d/",
                               f"serviceAccount:{env.agent}")
     hc._run_import(job)                       # another epoch: the world was reset since it started
@@ -226,7 +226,7 @@ def test_all_period_ids_are_rejected_at_create(emulator):
         for exc in (ds.value, st.value):
             err = json.loads(exc.content)["error"]
             assert err["code"] == 400 and err["status"] == "INVALID_ARGUMENT" and "period" in err["message"], bad
-    assert hc_state.valid_id("a.b") and hc_state.valid_id(".a") and not hc_state.valid_id("....")
+    assert hc_common.valid_id("a.b") and hc_common.valid_id(".a") and not hc_common.valid_id("....")
 
 
 # ---- 6. STOW bodies ----------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ def test_multipart_parts_stream_as_the_body_arrives():
 def test_interrupted_import_moves_pending_into_failure(emulator_factory, tmp_path):
     emu = emulator_factory(data_dir=tmp_path / "d")
     name = "projects/p/locations/us/datasets/d/operations/123"
-    emu.world.operations.start(name, {"@type": hc_state.METADATA_TYPE, "counter": {"success": "3", "pending": "5"}},
+    emu.world.operations.start(name, {"@type": hc_common.METADATA_TYPE, "counter": {"success": "3", "pending": "5"}},
                                busy=True)
     emu.stop()
     again = emulator_factory(data_dir=tmp_path / "d")

@@ -109,9 +109,9 @@ def test_the_log_query_names_only_what_google_documents():
 def test_failed_files_are_named_whatever_google_calls_the_log(emulator, monkeypatch, tmp_path, data_dir):
     # The emulator writes import errors under a log ID of its own choosing (Google's is not documented).
     # Under another name the same failure still names the file: the query does not depend on it.
-    from provision.emulator.healthcare import state as healthcare_state
+    from provision.emulator.healthcare import transfers
 
-    monkeypatch.setattr(healthcare_state, "IMPORT_ERRORS_LOG", "healthcare.googleapis.com/some_other_log")
+    monkeypatch.setattr(transfers, "IMPORT_ERRORS_LOG", "healthcare.googleapis.com/some_other_log")
     target = Target(emulator=emulator.url)
     data = any_bucket_blueprint("ohif-imp-log", data_dir)
     store = lifecycle.apply(load(tmp_path, data), target).outputs["dicom_stores"]["primary"]["name"]

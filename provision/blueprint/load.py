@@ -9,7 +9,8 @@ from typing import Annotated, Any, Mapping, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from provision.blueprint.models import _AT_KEY, Blueprint, _cross_checks, _dotted
+from provision.blueprint.models import Blueprint
+from provision.blueprint.rules import _AT_KEY, _cross_checks, _dotted
 from provision.blueprint.naming import closest
 from provision.blueprint.yamlpos import Document, PathKey, Problem, read_yaml
 from provision.errors import BlueprintError

@@ -18,7 +18,7 @@ real images):
   DICOM files in the **Requester Pays** bucket `gs://gcs-public-data--healthcare-nih-chest-xray`
   under `dicom/` (Google's NIH dataset page: "The Cloud Storage bucket uses the Requester Pays
   model"). The bucket is readable by allUsers (a public-data bucket; every request still names a
-  billing project, see storage/handlers.py). Google does not publish which project holds the
+  billing project, see storage/requests.py). Google does not publish which project holds the
   bucket; it stands in `chc-nih-chest-xray` (which, per the same page, holds the BigQuery copy).
 
 The projects belong to nobody a test is (the owner is `user:public-data-owner@example.com`, not
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from provision.emulator import iam
 from provision.emulator.common import timestamp
-from provision.emulator.healthcare.state import DATASET, STORE
+from provision.emulator.healthcare.common import DATASET, STORE
 from provision.emulator.world import World
 
 ATTACH_AS = "publicdata"

@@ -24,6 +24,7 @@ from provision.emulator.orgpolicy import handlers as orgpolicy_handlers, state a
 from provision.emulator.resourcemanager import handlers as resourcemanager_handlers, state as resourcemanager_state
 from provision.emulator.serviceusage import handlers as serviceusage_handlers, state as serviceusage_state
 from provision.emulator.storage import acl as storage_acl, handlers as storage_handlers, state as storage_state
+from provision.emulator.storage import object_routes as storage_object_routes, upload_routes as storage_upload_routes
 from provision.emulator.world import Options, World
 
 # The APIs, in the order their backends are attached (a backend may read those before it at
@@ -44,8 +45,9 @@ APIS = (
     (builds_state, builds_handlers),
     (cloudrun_state, cloudrun_handlers),
 )
-# Route modules besides an API's handlers.py (they use its helpers, so it cannot import them).
-EXTRA_ROUTES = (storage_acl, builds_registry_routes)
+# Route modules besides an API's handlers.py, one `router` each (an API too big for one module splits its
+# routes by resource; they share helpers, e.g. storage/requests.py, rather than import one another).
+EXTRA_ROUTES = (storage_object_routes, storage_upload_routes, storage_acl, builds_registry_routes)
 
 
 def build(options: Options) -> tuple[World, App]:

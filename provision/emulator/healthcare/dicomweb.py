@@ -39,7 +39,7 @@ from provision.emulator.healthcare import pixels, transcode, wire
 from provision.emulator.healthcare.dicomfile import BULK_MARK, EXPLICIT_LE, bulk_ranges
 from provision.emulator.healthcare.index import Query, parse_query
 from provision.emulator.healthcare.resolve import resolve
-from provision.emulator.healthcare.state import denied
+from provision.emulator.healthcare.common import denied
 from provision.emulator.http import Ctx, Router
 
 router = Router()

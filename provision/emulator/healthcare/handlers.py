@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from provision.emulator.errors import invalid_argument, not_found
 from provision.emulator.healthcare import dicomweb
-from provision.emulator.healthcare import state as st
+from provision.emulator.healthcare import common
 from provision.emulator.healthcare.resolve import Target, policies_for, resolve
-from provision.emulator.healthcare.state import Healthcare, paginate, page_size
+from provision.emulator.healthcare.common import paginate, page_size
+from provision.emulator.healthcare.state import Healthcare
 from provision.emulator.http import Ctx, Router
 
 control_router = Router()
@@ -30,14 +31,14 @@ def list_locations(ctx: Ctx, project: str):
     t = resolve(ctx, "healthcare.locations.list", project)
     if ctx.query.get("filter"):
         raise invalid_argument(f"Unsupported filter {ctx.query.get('filter')!r}.")
-    views = [Healthcare.location_view(t.project_id, loc) for loc in st.LOCATIONS]
+    views = [Healthcare.location_view(t.project_id, loc) for loc in common.LOCATIONS]
     return paginate(views, "locations", page_size(ctx.query.get("pageSize"), 100, 1000), ctx.query.get("pageToken"))
 
 
 @control_router.route("GET", LOC, api=API)
 def get_location(ctx: Ctx, project: str, location: str):
     t = resolve(ctx, "healthcare.locations.get", project, location)
-    if location not in st.LOCATIONS:
+    if location not in common.LOCATIONS:
         raise not_found(f"Location {location} not found for project {t.project_id}.")
     return Healthcare.location_view(t.project_id, location)
 
@@ -203,7 +204,7 @@ def _resolve_for_test(ctx: Ctx, project: str, location: str, dataset: str, store
     t.dataset = f"{t.parent}/datasets/{dataset}"
     t.store = f"{t.dataset}/dicomStores/{store}" if store else None
     if backend.dataset_record(t.dataset) is None or (t.store and backend.store_record(t.store) is None):
-        raise st.denied("healthcare.dicomStores.get" if store else "healthcare.datasets.get", t.store or t.dataset)
+        raise common.denied("healthcare.dicomStores.get" if store else "healthcare.datasets.get", t.store or t.dataset)
     return t
 
 

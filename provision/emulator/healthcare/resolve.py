@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from provision.emulator.healthcare.state import denied
+from provision.emulator.healthcare.common import denied
 from provision.emulator.http import Ctx
 
 

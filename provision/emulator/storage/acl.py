@@ -14,7 +14,7 @@ from provision.emulator.http import Ctx, Router
 from provision.emulator.storage import lockdown
 from provision.emulator.storage.buckets import acl_entry
 from provision.emulator.storage.common import gcs_error
-from provision.emulator.storage.handlers import API, _base, _bucket, _doc, _object, _require
+from provision.emulator.storage.requests import API, _base, _bucket, _doc, _object, _require
 
 router = Router()
 ROLES = {"bucket": ("OWNER", "WRITER", "READER"), "object": ("OWNER", "READER")}
