@@ -12,7 +12,7 @@ import requests
 from provision.checks.dicomweb import SmokeReport, run_dicomweb_smoke
 from provision.errors import ProvisionError
 from provision.checks import browser as browser_smoke
-from provision.ohif.config import dicomweb_root, render_config, source_root
+from provision.ohif.config import dicomweb_root, hosted_sources, render_config, source_root
 from provision.blueprint.sources import resolve
 
 
@@ -150,6 +150,11 @@ def run_blueprint_smoke(
         except ProvisionError as exc:
             result.browser_sources_not_run[source.name] = str(exc)
     return result
+
+
+def hosted_roots(bp: Any, url: str) -> dict[str, str]:
+    """The hosted viewer's same-origin DICOMweb roots at `url`, by source name (what its config names)."""
+    return {name: f"{url.rstrip('/')}/dicomweb/{name}" for name in hosted_sources(bp, "http://unused.invalid")}
 
 
 # A member no policy can name (the .invalid domain never exists): if a target lets it read a
