@@ -144,3 +144,27 @@ def test_the_deep_link_works_after_a_reload(deployed):
     assert f"GET {host}/viewer -> 200" in after    # the SPA fallback answers the reloaded deep link
     assert not any(r.split()[1].startswith("accounts.google.com") for r in after)   # the IAP cookie held
     assert any(f"/dicomweb/primary/studies/{studies[1].study_uid}/" in r for r in after)
+
+
+def test_smoke_browser_opens_the_hosted_viewer(deployed):
+    """`provision smoke --browser` with viewer.hosting deployed: the DICOMweb checks, then the browser on the
+    hosted URL (signed in as the emulator's browser account, here a member), not a locally served viewer."""
+    from provision.running import flow
+
+    emu, bp, url, studies = deployed
+    sign_in(emu.url, MEMBER)
+    result = flow.smoke(bp, Target(emulator=emu.url), browser=True, out_dir=OUT / "smoke")
+    assert result.ok, result.summary()
+    assert result.browser.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
+    assert set(result.browser.studies_shown) == {"Phantom, CT", "Phantom, MR"}
+    assert result.browser.sign_in["iap"] is True and result.browser.bearer_requests == []
+
+
+def test_on_google_cloud_the_hosted_browser_smoke_says_why_it_cannot_run():
+    from provision.running.smoke import BlueprintSmoke, _hosted_browser
+
+    url = "https://ohif-viewer-123.us-central1.run.app"
+    result = _hosted_browser(None, BlueprintSmoke(), [], [], url, None, OUT / "google")
+    assert not result.ok and result.browser is None
+    assert url in result.browser_not_run and "interactive Google sign-in" in result.browser_not_run
+    assert "NOT RUN" in result.summary()

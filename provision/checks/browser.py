@@ -562,6 +562,10 @@ class _Drive:
             request = caught.value
             return request, request.response()  # None when the request failed (network, CORS)
         except self.Timeout:
+            if self.hosted and any(r.endswith(" -> 403") and _host("https://" + r.split()[1]) == _host(self.base)
+                                   for r in self.hosted.requests):
+                raise self.fail(f"IAP answered 403 at {self.base}: the account signed in to Google in this browser is "
+                                f"not a member of viewer.hosting.members ({self._page_text()[:300]})") from None
             if self.oidc and not self.signed_in:
                 raise self.fail(f"sign-in did not complete within {self.timeout_ms / 1000:.0f} s: {self._sign_in_trouble()}") from None
             raise self.fail(f"{what} within {self.timeout_ms / 1000:.0f} s (now at {self.page.url.split('?')[0]})") from None
@@ -569,6 +573,12 @@ class _Drive:
             raise self.fail(f"opening {self.secret_free(url)} failed: {self.secret_free(str(exc)).splitlines()[0]}") from None
 
     # ---- the run
+
+    def _page_text(self) -> str:
+        try:
+            return " ".join((self.page.evaluate("() => document.body ? document.body.innerText : ''") or "").split())
+        except self.Error:
+            return ""
 
     def _sign_in_trouble(self) -> str:
         """What the page shows when sign-in stopped (Google's error page names the error)."""
