@@ -151,7 +151,7 @@ def test_smoke_browser_opens_the_hosted_viewer(deployed):
     hosted URL (signed in as the emulator's browser account, here a member), not a locally served viewer."""
     from provision.running import flow
 
-    emu, bp, url, studies = deployed
+    emu, bp, url, _ = deployed
     sign_in(emu.url, MEMBER)
     result = flow.smoke(bp, Target(emulator=emu.url), browser=True, out_dir=OUT / "smoke")
     assert result.ok, result.summary()

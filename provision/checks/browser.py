@@ -148,7 +148,7 @@ class BrowserReport:
     external_requests: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
-    mode: str = "emulator"                 # emulator | google (real Google) | google-via-emulator (routed)
+    mode: str = "emulator"                 # emulator | google (real Google) | google-via-emulator (routed) | hosted
     config_sha256: str = ""                # of the /app-config.js the browser loaded
     google_requests: list[str] = field(default_factory=list)   # "GET host/path -> status" (no query, no token)
     stubbed_requests: list[str] = field(default_factory=list)
@@ -178,6 +178,10 @@ class BrowserReport:
         of = f" of data source {self.data_source}" if self.data_source else ""
         head = f"browser smoke{of} {'passed' if self.ok else 'FAILED'} ({t})"
         lines = [head] + [f"  - {p}" for p in self.problems]
+        if self.mode == "hosted":
+            parts = urlsplit(self.viewer_url)
+            lines.append(f"  the hosted viewer at {parts.scheme}://{parts.netloc}, signed in through IAP; "
+                         f"{len(self.bearer_requests) + len(self.token_in_url)} request(s) carried a Google token")
         if self.screenshots:
             lines.append("  screenshots: " + ", ".join(self.screenshots))
         return "\n".join(lines)
@@ -437,6 +441,7 @@ class _Drive:
             raise ProvisionError("the hosted viewer's browser smoke runs against an emulator only "
                                  "(IAP's interactive Google sign-in cannot be automated on Google Cloud)")
         self.hosted = HostedRoute(emulator, _host(self.base), timeout_ms=self.timeout_ms)
+        self.report.mode = "hosted"
         roots: Mapping[str, str] = hosted.get("roots") or {}   # source name -> same-origin root
         self.roots = sorted(roots.values())
         self.page_roots = [roots[self.data_source]] if self.data_source in roots else self.roots
