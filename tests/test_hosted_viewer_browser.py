@@ -168,3 +168,19 @@ def test_on_google_cloud_the_hosted_browser_smoke_says_why_it_cannot_run():
     assert not result.ok and result.browser is None
     assert url in result.browser_not_run and "interactive Google sign-in" in result.browser_not_run
     assert "NOT RUN" in result.summary()
+
+
+def test_smoke_signed_in_as_a_non_member_names_iaps_403_at_once(deployed):
+    import time
+
+    emu, bp, url, _ = deployed
+    sign_in(emu.url, OTHER)
+    started = time.monotonic()
+    report = run_browser_smoke("", expected_studies=[{"patient_name": "Phantom, CT"}], emulator_host=emu.url,
+                               out_dir=OUT / "smoke-non-member", hosted={"url": url, "roots": hosted_roots(bp, url)})
+    assert not report.ok and report.studies_shown == []
+    (problem,) = report.problems
+    assert problem.startswith(f"IAP answered 403 at {url}: the account signed in to Google in this browser is not a "
+                              "member of viewer.hosting.members")
+    assert f"signed in as {OTHER}" in problem
+    assert time.monotonic() - started < 30   # not the 60 s deadline

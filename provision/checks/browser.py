@@ -562,13 +562,14 @@ class _Drive:
     def open_and_catch(self, url: str, predicate, what: str):  # noqa: ANN001
         """Open url and return (request, response or None) of the first request matching predicate."""
         try:
+            if self.hosted:
+                return self._open_hosted(url, predicate)
             with self.page.expect_request(predicate, timeout=self.timeout_ms) as caught:
                 self.page.goto(url, wait_until="commit", timeout=self.timeout_ms)
             request = caught.value
             return request, request.response()  # None when the request failed (network, CORS)
         except self.Timeout:
-            if self.hosted and any(r.endswith(" -> 403") and _host("https://" + r.split()[1]) == _host(self.base)
-                                   for r in self.hosted.requests):
+            if self.hosted and self.hosted.forbidden:
                 raise self.fail(f"IAP answered 403 at {self.base}: the account signed in to Google in this browser is "
                                 f"not a member of viewer.hosting.members ({self._page_text()[:300]})") from None
             if self.oidc and not self.signed_in:
@@ -576,6 +577,26 @@ class _Drive:
             raise self.fail(f"{what} within {self.timeout_ms / 1000:.0f} s (now at {self.page.url.split('?')[0]})") from None
         except self.Error as exc:
             raise self.fail(f"opening {self.secret_free(url)} failed: {self.secret_free(str(exc)).splitlines()[0]}") from None
+
+    def _open_hosted(self, url: str, predicate):  # noqa: ANN001
+        """open_and_catch behind IAP: also stops, at once, on IAP's 403 page (the account is no member)."""
+        caught: list[Any] = []
+
+        def listen(request) -> None:  # noqa: ANN001
+            if predicate(request) and not caught:
+                caught.append(request)
+
+        self.page.on("request", listen)
+        try:
+            self.page.goto(url, wait_until="commit", timeout=self.timeout_ms)
+            done = self._wait_until(lambda: bool(caught) or self.hosted.forbidden, self.timeout_ms / 1000)
+        finally:
+            self.page.remove_listener("request", listen)
+        if not caught:
+            if done:
+                self.page.wait_for_load_state("domcontentloaded")   # IAP's 403 page, to quote it
+            raise self.Timeout("no matching request")
+        return caught[0], caught[0].response()
 
     # ---- the run
 

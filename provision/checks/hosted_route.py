@@ -32,6 +32,7 @@ class HostedRoute:
     bearer: list[str] = field(default_factory=list)          # requests with `Authorization: Bearer`
     token_in_url: list[str] = field(default_factory=list)    # requests with access_token in the URL
     refused: list[str] = field(default_factory=list)         # hosts this route does not serve (aborted)
+    forbidden: bool = False           # the service's host answered a page with 403 (IAP: not a member)
 
     def hosts(self) -> set[str]:
         return {self.service_host, *SIGN_IN_HOSTS}
@@ -55,6 +56,8 @@ class HostedRoute:
         target = self.emulator + parts.path + (f"?{parts.query}" if parts.query else "")
         resp = route.fetch(url=target, headers=headers, max_redirects=0, timeout=self.timeout_ms)
         self.requests.append(f"{where} -> {resp.status}")
+        if resp.status == 403 and host == self.service_host and request.is_navigation_request():
+            self.forbidden = True
         location = resp.headers.get("location", "")
         if location.startswith("/") and not location.startswith("//"):
             location = f"https://{host}{location}"   # IAP's own redirects are relative to the host
