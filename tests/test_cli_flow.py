@@ -118,6 +118,8 @@ def test_demo_with_browser_draws_the_image(tmp_path):
     result, _ = demo(tmp_path, "--browser")  # screenshots land in OUT/smoke
     assert result.exit_code == 0, result.output
     assert "browser smoke passed" in result.output
+    # the demo blueprint hosts the viewer: the browser opened it at its run.app URL, through IAP
+    assert "the hosted viewer at https://ohif-viewer-" in result.output and "0 request(s) carried a Google token" in result.output
     assert (tmp_path / "out" / "smoke" / "viewport.png").stat().st_size > 1000
 
 

@@ -6,8 +6,10 @@ on the service is drift in status; removing hosting deletes the service."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import requests
 from cloudrun_helpers import Browser
 from test_apply_support import blueprint_dict, load, mark, records, write_dicom, writes
 
@@ -152,3 +154,23 @@ def test_apply_killed_mid_deploy_converges_on_the_next_apply_without_a_second_de
     done = lifecycle.destroy(bp, target, delete_data=True)
     assert "viewer-service" in {s.id for s in done.steps}
     assert hosting_calls.get_service(Ctx(target), name) is None
+
+
+def test_the_demo_prints_the_hosted_url_and_a_command_that_reaches_it(emulator, tmp_path):
+    """`provision demo` against a kept emulator: the hosted viewer's URL, and the printed plain-HTTP command
+    (IAP's programmatic access as the demo's member, on the emulator's port) answers with the studies."""
+    import shlex
+
+    from provision.demo.run import run_demo
+
+    result = run_demo(out_dir=tmp_path / "out", emulator_url=emulator.url)
+    text = result.render()
+    url = result.outcome.apply.outputs["viewer_url"]
+    assert f"hosted viewer: {url}" in text
+    (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("curl ")]
+    words = shlex.split(line)
+    headers = dict(words[i + 1].split(": ", 1) for i, w in enumerate(words) if w == "-H")
+    assert headers["Host"] == url.split("//")[1] and words[-1].startswith(emulator.url + "/")
+    answer = requests.get(words[-1], headers=headers, timeout=30)
+    assert answer.status_code == 200 and len(answer.json()) == len(result.studies)
+    assert f"provision smoke --browser {result.blueprint.relative_to(Path.cwd()) if result.blueprint.is_relative_to(Path.cwd()) else result.blueprint}" in text

@@ -74,6 +74,7 @@ import requests
 from PIL import Image
 
 from provision.checks.answers import frame_problem, http_problem, ohif_patient_name
+from provision.checks.hosted_route import HostedRoute
 from provision.errors import ProvisionError
 from provision.ohif.fetch import ensure_viewer
 from provision.ohif.serve import ViewerServer
@@ -147,7 +148,7 @@ class BrowserReport:
     external_requests: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
-    mode: str = "emulator"                 # emulator | google (real Google) | google-via-emulator (routed)
+    mode: str = "emulator"                 # emulator | google (real Google) | google-via-emulator (routed) | hosted
     config_sha256: str = ""                # of the /app-config.js the browser loaded
     google_requests: list[str] = field(default_factory=list)   # "GET host/path -> status" (no query, no token)
     stubbed_requests: list[str] = field(default_factory=list)
@@ -157,6 +158,10 @@ class BrowserReport:
     dialog: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     data_source: str = ""                  # the OHIF sourceName driven ("": the default data source)
+    # The hosted viewer (hosted=...): every https request as routed, and those carrying a Google token.
+    routed_requests: list[str] = field(default_factory=list)   # "GET host/path -> status" (no query)
+    bearer_requests: list[str] = field(default_factory=list)   # with `Authorization: Bearer` (must stay empty)
+    token_in_url: list[str] = field(default_factory=list)      # with access_token in the URL (must stay empty)
 
     @property
     def ok(self) -> bool:
@@ -173,6 +178,10 @@ class BrowserReport:
         of = f" of data source {self.data_source}" if self.data_source else ""
         head = f"browser smoke{of} {'passed' if self.ok else 'FAILED'} ({t})"
         lines = [head] + [f"  - {p}" for p in self.problems]
+        if self.mode == "hosted":
+            parts = urlsplit(self.viewer_url)
+            lines.append(f"  the hosted viewer at {parts.scheme}://{parts.netloc}, signed in through IAP; "
+                         f"{len(self.bearer_requests) + len(self.token_in_url)} request(s) carried a Google token")
         if self.screenshots:
             lines.append("  screenshots: " + ", ".join(self.screenshots))
         return "\n".join(lines)
@@ -289,15 +298,19 @@ def run_browser_smoke(
     dialog: Mapping[str, str] | None = None,
     sign_out: bool = False,
     data_source: str | None = None,
+    hosted: Mapping[str, Any] | None = None,
 ) -> BrowserReport:
     """Drive the real OHIF viewer with `config_js`; returns a report (raises only when the browser cannot run).
 
     `google_via`: route Google's hosts to this emulator (module docstring); `origin`: the viewer's
     origin (the blueprint's `viewer.origin`). `renewal`, `dialog` ({"project", "location",
     "dataset", "store"}: names to pick in OHIF's data-source dialog) and `sign_out` add those phases.
-    `data_source`: an OHIF sourceName other than the default, opened with `?datasources=` (module docstring)."""
+    `data_source`: an OHIF sourceName other than the default, opened with `?datasources=` (module docstring).
+    `hosted`: {"url": the hosted viewer's run.app URL, "roots": its same-origin DICOMweb roots}: drive the viewer
+    that runs there, with `emulator_host` answering for its host and IAP's sign-in (checks/hosted_route.py);
+    nothing is served locally and `config_js` is not used."""
     expected = _expected(expected_studies)
-    source_root = _source_root(config_js, data_source) if data_source else None
+    source_root = _source_root(config_js, data_source) if data_source and not hosted else None
     if not Path(chromium).exists():
         raise ProvisionError(f"cannot run the browser smoke: {chromium} is not installed (Debian: apt-get install chromium)")
     try:
@@ -313,7 +326,7 @@ def run_browser_smoke(
                              "'playwright>=1.44'`, or `pipx inject provision playwright`), or in a checkout run "
                              "`make test`, which sets everything up") from None
 
-    if dist is None:
+    if dist is None and not hosted:
         dist = ensure_viewer()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -330,9 +343,10 @@ def run_browser_smoke(
     t0 = time.perf_counter()
     # Sign-in redirects to the origin's /callback: serve there. Without sign-in any free port will do.
     host, port, base = _viewer_binding(origin if google_via and "oidc:" in config_js else None)
-    server = ViewerServer(dist, config_js, host=host, port=port)
-    server.start()
-    base = base or server.url
+    server = None if hosted else ViewerServer(dist, config_js, host=host, port=port)
+    if server is not None:
+        server.start()
+    base = hosted["url"].rstrip("/") if hosted else (base or server.url)
     report.viewer_url = base
     try:
         with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="provision-chromium-") as profile:
@@ -356,11 +370,14 @@ def run_browser_smoke(
                                timeout_ms=timeout_s * 1000, offline=offline, allowed_hosts=allowed_hosts,
                                errors=(PlaywrightError, PlaywrightTimeout), google_via=google_via,
                                oidc="oidc:" in config_js, data_source=data_source, source_root=source_root)
+                if hosted:
+                    drive.route_hosted(emulator_host, hosted)
                 drive.run(expected, renewal=renewal, dialog=dialog, sign_out=sign_out)
             finally:
                 context.close()
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
     if report.page_errors:
         report.problems.append("the page raised errors: " + " | ".join(report.page_errors[:5]))
@@ -401,6 +418,7 @@ class _Drive:
         self.revokes = 0
         self.token_routes: list[str] = []
         self.signed_in = not oidc
+        self.hosted: HostedRoute | None = None
         if token:
             self._remember(token)
         context.set_default_timeout(timeout_ms)
@@ -415,6 +433,20 @@ class _Drive:
         self.page.on("pageerror", self._on_page_error)
         self.page.on("console", lambda msg: report.console_errors.append(self.secret_free(msg.text)[:300])
                      if msg.type == "error" else None)
+
+    def route_hosted(self, emulator: str | None, hosted: Mapping[str, Any]) -> None:
+        """Reach the hosted viewer's run.app host and IAP's sign-in through `emulator` (hosted_route.py);
+        its DICOMweb roots are the hosted viewer's same-origin ones."""
+        if not emulator:
+            raise ProvisionError("the hosted viewer's browser smoke runs against an emulator only "
+                                 "(IAP's interactive Google sign-in cannot be automated on Google Cloud)")
+        self.hosted = HostedRoute(emulator, _host(self.base), timeout_ms=self.timeout_ms)
+        self.report.mode = "hosted"
+        roots: Mapping[str, str] = hosted.get("roots") or {}   # source name -> same-origin root
+        self.roots = sorted(roots.values())
+        self.page_roots = [roots[self.data_source]] if self.data_source in roots else self.roots
+        self.allowed_hosts |= self.hosted.hosts()
+        self.page.context.route(re.compile(r"^https://"), self.hosted)
 
     # ---- bookkeeping
 
@@ -530,18 +562,49 @@ class _Drive:
     def open_and_catch(self, url: str, predicate, what: str):  # noqa: ANN001
         """Open url and return (request, response or None) of the first request matching predicate."""
         try:
+            if self.hosted:
+                return self._open_hosted(url, predicate)
             with self.page.expect_request(predicate, timeout=self.timeout_ms) as caught:
                 self.page.goto(url, wait_until="commit", timeout=self.timeout_ms)
             request = caught.value
             return request, request.response()  # None when the request failed (network, CORS)
         except self.Timeout:
+            if self.hosted and self.hosted.forbidden:
+                raise self.fail(f"IAP answered 403 at {self.base}: the account signed in to Google in this browser is "
+                                f"not a member of viewer.hosting.members ({self._page_text()[:300]})") from None
             if self.oidc and not self.signed_in:
                 raise self.fail(f"sign-in did not complete within {self.timeout_ms / 1000:.0f} s: {self._sign_in_trouble()}") from None
             raise self.fail(f"{what} within {self.timeout_ms / 1000:.0f} s (now at {self.page.url.split('?')[0]})") from None
         except self.Error as exc:
             raise self.fail(f"opening {self.secret_free(url)} failed: {self.secret_free(str(exc)).splitlines()[0]}") from None
 
+    def _open_hosted(self, url: str, predicate):  # noqa: ANN001
+        """open_and_catch behind IAP: also stops, at once, on IAP's 403 page (the account is no member)."""
+        caught: list[Any] = []
+
+        def listen(request) -> None:  # noqa: ANN001
+            if predicate(request) and not caught:
+                caught.append(request)
+
+        self.page.on("request", listen)
+        try:
+            self.page.goto(url, wait_until="commit", timeout=self.timeout_ms)
+            done = self._wait_until(lambda: bool(caught) or self.hosted.forbidden, self.timeout_ms / 1000)
+        finally:
+            self.page.remove_listener("request", listen)
+        if not caught:
+            if done:
+                self.page.wait_for_load_state("domcontentloaded")   # IAP's 403 page, to quote it
+            raise self.Timeout("no matching request")
+        return caught[0], caught[0].response()
+
     # ---- the run
+
+    def _page_text(self) -> str:
+        try:
+            return " ".join((self.page.evaluate("() => document.body ? document.body.innerText : ''") or "").split())
+        except self.Error:
+            return ""
 
     def _sign_in_trouble(self) -> str:
         """What the page shows when sign-in stopped (Google's error page names the error)."""
@@ -574,6 +637,20 @@ class _Drive:
         finally:
             if self.oidc:
                 self.report.sign_in.update(signed_in=self.signed_in, tokens_issued=len(self.issued))
+            if self.hosted:
+                self._hosted_findings()
+
+    def _hosted_findings(self) -> None:
+        """What the routed requests say: where the browser went, and any Google token it held."""
+        got, report = self.hosted, self.report
+        report.routed_requests, report.bearer_requests, report.token_in_url = got.requests, got.bearer, got.token_in_url
+        report.external_requests += [f"{r} (not routed)" for r in got.refused]
+        report.sign_in["iap"] = any(r.split()[1].startswith("accounts.google.com/") for r in got.requests)
+        if got.bearer:
+            report.problems.append("the browser sent `Authorization: Bearer` (a token it must never hold): "
+                                   + ", ".join(got.bearer[:5]))
+        if got.token_in_url:
+            report.problems.append("an access_token was in a URL the browser opened: " + ", ".join(got.token_in_url[:5]))
 
     def _wait_until(self, condition, seconds: float) -> bool:  # noqa: ANN001
         """Let the page run (events are only handled inside Playwright calls) until `condition()` or timeout."""

@@ -30,6 +30,7 @@ from provision.gcp.target import Target
 from provision.running import flow
 
 DEFAULT_OUT = Path("out")
+DEMO_MEMBER = "emulator-owner@example.com"   # the emulator's signed-in browser account, a member in demo.yaml
 
 
 def demo_blueprint_text() -> str:
@@ -81,6 +82,9 @@ class DemoResult:
             lines += ["  " + line for line in smoke.summary().splitlines()]
         bp, out = _shown(self.blueprint), _shown(self.out_dir)
         again = "provision demo" + ("" if self.out_dir.absolute() == DEFAULT_OUT.absolute() else f" --out {out}")
+        url = bp_outputs.get("viewer_url")
+        if url:
+            lines.append(f"  hosted viewer: {url} (Cloud Run behind IAP, served by the emulator)")
         if self.embedded:
             lines += ["to look at it in a browser, keep an emulator running and point the demo at it:",
                       "  provision emulator --data-dir .emu &",
@@ -88,7 +92,22 @@ class DemoResult:
                       f"  {again} && provision viewer {bp}   # open http://127.0.0.1:3000"]
         else:
             lines += [f"to look at it: provision viewer {bp}   # open http://127.0.0.1:3000"]
+        if url:
+            lines += hosted_lines(url, "http://127.0.0.1:8765" if self.embedded else self.emulator, bp)
         return "\n".join(lines)
+
+
+def hosted_lines(url: str, emulator: str, blueprint: str) -> list[str]:
+    """How to reach the hosted viewer on the emulator. The emulator answers its run.app host on its own
+    plain-HTTP port (by the Host header); a hand-opened browser cannot go through IAP's https sign-in
+    there, so: a plain HTTP client as IAP's programmatic access, or the smoke's routed Chromium."""
+    host = url.split("://", 1)[1].rstrip("/")
+    return [("the hosted viewer answers on the emulator's port for its run.app host (IAP lets members in; "
+             "a hand-opened browser cannot do IAP's https sign-in against the plain-HTTP emulator):"),
+            (f"  curl -H 'Host: {host}' -H 'Authorization: Bearer emulator:user:{DEMO_MEMBER}' "
+             f"{emulator}/dicomweb/primary/studies"),
+            (f"  provision smoke --browser {blueprint}   # signs in through IAP and opens it in headless Chromium; "
+             "screenshots in out/smoke")]
 
 
 def demo_data_dir(blueprint: Path) -> Path:

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError, UsageError
+from provision.gcp.context import Ctx
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.ohif import config as ohif_config
 from provision.ohif.config import config_warnings
+from provision.resources.hosting_calls import get_service
+from provision.resources.hosting_names import service_name
 from provision.resources.viewer_source import pin
 from provision.running import lifecycle
 from provision.running.smoke import run_blueprint_smoke
@@ -114,9 +117,18 @@ def smoke(bp: Blueprint, target: Target, *, browser: bool | None = None, out_dir
     data source and each viewer source when asked (default: `smoke.browser`)."""
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
+    hosted = hosted_url(bp, target) if browser else None
     return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
-                               token=access_token(target) if browser else None, out_dir=out_dir,
-                               retry_s=target.timing.smoke_retry_s, as_member=as_member)
+                               token=access_token(target) if browser and not hosted else None, out_dir=out_dir,
+                               retry_s=target.timing.smoke_retry_s, as_member=as_member, hosted_url=hosted)
+
+
+def hosted_url(bp: Any, target: Target) -> str | None:
+    """The hosted viewer's URL, read back from Cloud Run (None: no viewer.hosting, or not deployed yet)."""
+    if getattr(bp.viewer, "hosting", None) is None:
+        return None
+    service = get_service(Ctx(target), service_name(bp))
+    return (service or {}).get("uri")
 
 
 def apply_and_check(bp: Blueprint, target: Target, listener: Any = None, *, plan_: Any = None, run_smoke: bool = True,

@@ -12,7 +12,7 @@ import requests
 from provision.checks.dicomweb import SmokeReport, run_dicomweb_smoke
 from provision.errors import ProvisionError
 from provision.checks import browser as browser_smoke
-from provision.ohif.config import dicomweb_root, render_config, source_root
+from provision.ohif.config import dicomweb_root, hosted_sources, render_config, source_root
 from provision.blueprint.sources import resolve
 
 if TYPE_CHECKING:  # for annotations only: no import at run time
@@ -80,6 +80,7 @@ def run_blueprint_smoke(
     out_dir: Any = "out/smoke",
     retry_s: float = 60.0,
     as_member: str | None = None,
+    hosted_url: str | None = None,
 ) -> BlueprintSmoke:
     """`provision smoke`: the DICOMweb smoke on every store of `bp` and on every viewer source (at least
     one study each), then with `browser=True` the real viewer on the first store (the viewer's default
@@ -93,6 +94,11 @@ def run_blueprint_smoke(
     token on Google Cloud); it is used only inside the browser and never reported. `retry_s`: how
     long each GET is retried (the target's timing profile, `smoke_retry_s`). `as_member`: whom
     `session` acts as (`smoke --as`), named in the report.
+
+    `hosted_url`: the hosted viewer's URL (viewer.hosting deployed): the browser opens the viewer that runs
+    there instead of a local one. On an emulator it signs in as the account the emulator's Google sign-in
+    has signed in (a member must be signed in); on Google Cloud IAP's interactive sign-in cannot be
+    automated, so the browser smoke is not run and says why (hosted_not_automated).
     """
     result = BlueprintSmoke(as_member=as_member)
     for store in bp.dicom_stores:
@@ -123,6 +129,8 @@ def run_blueprint_smoke(
         result.browser_not_run = (f"store {first_id} (the viewer's default data source) holds no study for the viewer "
                                   "to show; import studies into it, or leave out --browser (smoke.browser)")
 
+    if hosted_url:
+        return _hosted_browser(bp, result, expected, sources, hosted_url, emulator_url, Path(out_dir))
     if emulator_url:
         # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
         # emulator, where the viewer signs in for real when the config has an oidc block.
@@ -150,6 +158,49 @@ def run_blueprint_smoke(
             result.browser_sources[source.name] = browser_smoke.run_browser_smoke(
                 config_js, expected_studies=expected, token=token, out_dir=Path(out_dir) / f"source-{source.name}",
                 data_source=source.name, **route)
+        except ProvisionError as exc:
+            result.browser_sources_not_run[source.name] = str(exc)
+    return result
+
+
+def hosted_roots(bp: Any, url: str) -> dict[str, str]:
+    """The hosted viewer's same-origin DICOMweb roots at `url`, by source name (what its config names)."""
+    return {name: f"{url.rstrip('/')}/dicomweb/{name}" for name in hosted_sources(bp, "http://unused.invalid")}
+
+
+def hosted_not_automated(url: str) -> str:
+    """Why the browser smoke of a viewer behind IAP does not run on Google Cloud, and what to do instead."""
+    return (f"the viewer is hosted behind Identity-Aware Proxy at {url}: opening it needs an interactive Google "
+            "sign-in (IAP's own page, with your organization's login and second factor), which a headless browser "
+            "cannot do for you. The DICOMweb checks above ran against the stores directly. Open the URL in your "
+            "browser as a member of viewer.hosting.members and check the study list, or leave out --browser")
+
+
+def _hosted_browser(bp: Any, result: BlueprintSmoke, expected: list, sources: list, url: str,
+                    emulator_url: str | None, out_dir: Path) -> BlueprintSmoke:
+    """The browser smoke of the hosted viewer at `url` (run_blueprint_smoke's `hosted_url`)."""
+    if not emulator_url:
+        result.browser_not_run = result.browser_not_run or hosted_not_automated(url)
+        return result
+    hosted = {"url": url, "roots": hosted_roots(bp, url)}
+    if not result.browser_not_run:
+        try:
+            result.browser = browser_smoke.run_browser_smoke("", expected_studies=expected, out_dir=out_dir,
+                                                             emulator_host=emulator_url, hosted=hosted)
+        except ProvisionError as exc:
+            result.browser_not_run = str(exc)
+    for source in sources:
+        report = result.stores[f"source:{source.name}"]
+        wanted = report.browser_expectations()
+        if source.name not in hosted["roots"] or not report.ok or not wanted:
+            result.browser_sources_not_run[source.name] = (
+                f"the DICOMweb smoke of source {source.name} failed (above); fix that first" if not report.ok or not wanted
+                else f"source {source.name} is not proxied by the hosted viewer (a plain DICOMweb root)")
+            continue
+        try:
+            result.browser_sources[source.name] = browser_smoke.run_browser_smoke(
+                "", expected_studies=wanted, out_dir=out_dir / f"source-{source.name}", emulator_host=emulator_url,
+                hosted=hosted, data_source=source.name)
         except ProvisionError as exc:
             result.browser_sources_not_run[source.name] = str(exc)
     return result
