@@ -343,10 +343,14 @@ def run_browser_smoke(
     t0 = time.perf_counter()
     # Sign-in redirects to the origin's /callback: serve there. Without sign-in any free port will do.
     host, port, base = _viewer_binding(origin if google_via and "oidc:" in config_js else None)
-    server = None if hosted else ViewerServer(dist, config_js, host=host, port=port)
-    if server is not None:
+    server = None
+    if hosted:
+        base = str(hosted["url"]).rstrip("/")
+    else:
+        assert dist is not None   # located above when the viewer is served here
+        server = ViewerServer(dist, config_js, host=host, port=port)
         server.start()
-    base = hosted["url"].rstrip("/") if hosted else (base or server.url)
+        base = base or server.url
     report.viewer_url = base
     try:
         with sync_playwright() as pw, tempfile.TemporaryDirectory(prefix="provision-chromium-") as profile:
@@ -444,7 +448,7 @@ class _Drive:
         self.report.mode = "hosted"
         roots: Mapping[str, str] = hosted.get("roots") or {}   # source name -> same-origin root
         self.roots = sorted(roots.values())
-        self.page_roots = [roots[self.data_source]] if self.data_source in roots else self.roots
+        self.page_roots = [roots[self.data_source]] if self.data_source and self.data_source in roots else self.roots
         self.allowed_hosts |= self.hosted.hosts()
         self.page.context.route(re.compile(r"^https://"), self.hosted)
 
@@ -589,7 +593,8 @@ class _Drive:
         self.page.on("request", listen)
         try:
             self.page.goto(url, wait_until="commit", timeout=self.timeout_ms)
-            done = self._wait_until(lambda: bool(caught) or self.hosted.forbidden, self.timeout_ms / 1000)
+            done = self._wait_until(lambda: bool(caught) or bool(self.hosted and self.hosted.forbidden),
+                                    self.timeout_ms / 1000)
         finally:
             self.page.remove_listener("request", listen)
         if not caught:
@@ -643,6 +648,7 @@ class _Drive:
     def _hosted_findings(self) -> None:
         """What the routed requests say: where the browser went, and any Google token it held."""
         got, report = self.hosted, self.report
+        assert got is not None   # called only when the viewer is hosted
         report.routed_requests, report.bearer_requests, report.token_in_url = got.requests, got.bearer, got.token_in_url
         report.external_requests += [f"{r} (not routed)" for r in got.refused]
         report.sign_in["iap"] = any(r.split()[1].startswith("accounts.google.com/") for r in got.requests)
