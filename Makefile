@@ -42,16 +42,19 @@ test: $(STAMP) chromium ohif orthanc minimums
 # The declared lower bounds are true: every runtime dependency pinned to its minimum
 # (tools/minimum_requirements.py) must install together, and the demo must pass on them.
 MIN_VENV := .venv-min
-MIN_STAMP := $(MIN_VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+MIN_STAMP := $(MIN_VENV)/.installed-$(shell cat pyproject.toml provision/hosted/requirements.txt Makefile | md5sum | cut -c1-8)
 
-$(MIN_STAMP): pyproject.toml tools/minimum_requirements.py
+$(MIN_STAMP): pyproject.toml tools/minimum_requirements.py provision/hosted/requirements.txt
 	rm -rf $(MIN_VENV) && python3 -m venv $(MIN_VENV)
 	python3 tools/minimum_requirements.py > $(MIN_VENV)/minimums.txt
 	$(MIN_VENV)/bin/pip install -q -r $(MIN_VENV)/minimums.txt
-	$(MIN_VENV)/bin/pip install -q --no-deps .
+	# The demo deploys the hosted viewer, which the emulator runs with this Python: its own pinned
+	# requirements (what Cloud Run installs) go in too, and win where they pin a package higher.
+	$(MIN_VENV)/bin/pip install -q -r provision/hosted/requirements.txt
 	touch $(MIN_STAMP)
 
 minimums: $(MIN_STAMP)
+	$(MIN_VENV)/bin/pip install -q --no-deps --force-reinstall .   # this checkout, as it is now
 	rm -rf $(MIN_VENV)/demo && mkdir -p $(MIN_VENV)/demo
 	cd $(MIN_VENV)/demo && ../bin/provision demo --out out > demo.log 2>&1 || { tail -30 demo.log; exit 1; }
 	@echo "minimum versions: the demo passed on $$(tr '\n' ' ' < $(MIN_VENV)/minimums.txt)"

@@ -185,7 +185,7 @@ def _build(bp: Blueprint, archive: Archive | None) -> Callable[[Ctx], str]:
         parent = f"projects/{bp.project.id}/locations/{region(bp)}"
         body = {"storageSource": {"bucket": ctx.facts.record.bucket, "object": archive.object,
                                   "generation": str(generation)},
-                "imageUri": image, "buildpackBuild": {}, "client": "provision"}
+                "imageUri": image, "buildpackBuild": {}}   # no `client`: run.v2 before google-api-python-client 2.190 (our floor is 2.167) lacks it
         ctx.progress(f"submitting the build of {image}")
         answer = ctx.call(lambda: ctx.target.run().projects().locations().builds().submit(parent=parent, body=body)
                           .execute(num_retries=0))
