@@ -49,6 +49,7 @@ from provision.emulator import iam
 from provision.emulator.common import agent_email
 from provision.emulator.oauth.state import ISSUER as GOOGLE, subject
 from provision.emulator.worldview import WorldView as World
+from provision.emulator.keys import persisted_key, public_der
 
 
 ATTACH_AS = "iap"
@@ -92,22 +93,12 @@ class Iap:
     # ------------------------------------------------------------------ keys
     def signing_key(self) -> tuple[Any, str]:
         """The P-256 key that signs assertions (kept in --data-dir when there is one), and its kid."""
-        from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
 
         with self._lock:
             if self._key is None:
-                if self._key_file is not None and self._key_file.exists():
-                    key = serialization.load_pem_private_key(self._key_file.read_bytes(), password=None)
-                else:
-                    key = ec.generate_private_key(ec.SECP256R1())
-                    if self._key_file is not None:
-                        self._key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                                     serialization.PrivateFormat.PKCS8,
-                                                                     serialization.NoEncryption()))
-                        self._key_file.chmod(0o600)
-                pub = key.public_key().public_bytes(serialization.Encoding.DER,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+                key = persisted_key(self._key_file, lambda: ec.generate_private_key(ec.SECP256R1()))
+                pub = public_der(key)
                 self._key = (key, hashlib.sha256(pub).hexdigest()[:6])
             return self._key
 

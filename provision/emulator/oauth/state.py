@@ -48,6 +48,7 @@ from typing import Any
 from provision.emulator import iam
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import ApiError, error_info
+from provision.emulator.keys import persisted_key, public_der
 from provision.emulator.lazy import LazyModule
 from provision.emulator.worldview import WorldView
 
@@ -146,17 +147,9 @@ class OAuth:
         """The RSA key that signs ID tokens (kept in --data-dir when there is one), and its kid."""
         with self._lock:
             if self._signing is None:
-                if self._key_file is not None and self._key_file.exists():
-                    key = serialization.load_pem_private_key(self._key_file.read_bytes(), password=None)
-                else:
-                    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                    if self._key_file is not None:
-                        self._key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                                     serialization.PrivateFormat.PKCS8,
-                                                                     serialization.NoEncryption()))
-                        self._key_file.chmod(0o600)
-                pub = key.public_key().public_bytes(serialization.Encoding.DER,
-                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+                key = persisted_key(self._key_file, lambda: rsa.generate_private_key(public_exponent=65537,
+                                                                                     key_size=2048))
+                pub = public_der(key)
                 self._signing = (key, hashlib.sha1(pub).hexdigest())
             return self._signing
 
