@@ -291,6 +291,30 @@ def test_multipart_parts_stream_as_the_body_arrives():
     assert max(n for n, _ in seen) <= multipart.READ_SIZE + 64
 
 
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+@pytest.mark.parametrize("last", [b"\r", b"\n", b"\r\n", b"x"])
+def test_multipart_keeps_line_break_bytes_at_a_part_end(eol, last):
+    """A part that ends in CR or LF keeps it, in CRLF and bare-LF bodies alike, however the body is
+    split into reads (one byte at a time, or in two at every point): the delimiter's line break is the
+    body's own kind, read once from its first boundary line (gcsfs sends bare-LF bodies)."""
+    from provision.emulator import multipart
+
+    media = b"one\r\n--b not a boundary" + eol + b"two" + last
+    body = (b"--b" + eol + b"Content-Type: application/json" + eol + eol + b"{}" + eol + b"--b" + eol
+            + b"Content-Type: x/y" + eol + eol + media + eol + b"--b--" + eol)
+
+    def reads(*splits):
+        chunks = iter([body[a:b] for a, b in zip((0, *splits), (*splits, len(body)), strict=True)] + [b""])
+        return lambda n: next(chunks)
+
+    for read in [reads(*range(1, len(body)))] + [reads(i) for i in range(1, len(body))]:
+        pieces = list(multipart.parts(read, "b"))
+        assert pieces[0] == {"content-type": "application/json", "content-disposition": "inline"}
+        media_start = next(i for i, p in enumerate(pieces) if isinstance(p, dict) and p["content-type"] == "x/y")
+        assert b"".join(p for p in pieces[1:media_start] if isinstance(p, bytes)) == b"{}"
+        assert b"".join(p for p in pieces[media_start + 1:] if isinstance(p, bytes)) == media
+
+
 # ---- 8. restart mid-import ---------------------------------------------------------------------------
 def test_interrupted_import_moves_pending_into_failure(emulator_factory, tmp_path):
     emu = emulator_factory(data_dir=tmp_path / "d")

@@ -5,11 +5,12 @@ Storage accepts too (gcsfs sends `--B\\nheaders\\n\\n...\\n--B--`).
 """
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterator
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder, State
+from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Event, Field, File, MultipartDecoder, State
 
 # Reads of 64 KiB: the decoder looks for a boundary with a regular expression over all it holds,
 # slow per byte; small reads keep that scan to about one read per part. Parsing a body of 132 KB
@@ -39,6 +40,41 @@ class _RelatedDecoder(MultipartDecoder):
     it) it would take the part's first lines for headers. Such a part is refused instead (a
     choice: DICOMweb (PS3.18) and Cloud Storage's multipart upload both require each
     part's Content-Type, and no client we know sends a part without headers)."""
+
+    _eol: bytes | None = None           # the body's line break, once its first boundary is read
+
+    def next_event(self) -> Event:
+        # werkzeug takes CRLF, LF or CR before every boundary, so in a bare-LF body a part ending
+        # in CR lost that byte (`...\r\n--B` read as a CRLF delimiter: 1 random part in 256), and
+        # a read ending inside `\r\n--B--` let the CR out as data. RFC 2046 §5.1.1: the delimiter
+        # is one line break plus `--B`, and a body uses one kind, read here from the line that ends
+        # its first boundary.
+        if self.state == State.PREAMBLE:
+            match = self.preamble_re.search(self.buffer, self._search_position)
+            if match is not None and match.end() == len(self.buffer) and not self.complete \
+                    and match.group(1).endswith(b"\r"):
+                return NEED_DATA        # a CR whose LF may be in the next read
+            if match is not None and not match.group(1).startswith(b"--"):
+                self._eol = b"\r\n" if match.group(1).endswith(b"\r\n") else match.group(1)[-1:]
+                eol, boundary = re.escape(self._eol), re.escape(self.boundary)
+                self.boundary_re = re.compile(rb"%s--%s(--[^\S\n\r]*(?:%s)?|[^\S\n\r]*%s)" % (eol, boundary, eol, eol))
+                # what may still follow a whole `<eol>--B` before it matches: `-`, or blanks and a CR
+                self._unfinished_suffix = re.compile(rb"-|[^\S\n\r]*\r?" if self._eol == b"\r\n" else rb"-|[^\S\n\r]*")
+        return super().next_event()
+
+    def _last_partial_boundary_index(self, data: bytes | bytearray) -> int:
+        """Where a delimiter that has not wholly arrived may begin in `data` (len(data) if
+        nowhere): the part's bytes before it are safe to hand out."""
+        if self._eol is None:
+            return super()._last_partial_boundary_index(data)
+        delimiter = self._eol + b"--" + self.boundary
+        whole = data.rfind(delimiter)
+        if whole != -1 and self._unfinished_suffix.fullmatch(data, whole + len(delimiter)):
+            return whole
+        for start in range(max(0, len(data) - len(delimiter) + 1), len(data)):
+            if delimiter.startswith(data[start:]):
+                return start
+        return len(data)
 
     def _parse_headers(self, data: bytes | bytearray) -> Headers:
         if data[:1] in (b"\r", b"\n"):
