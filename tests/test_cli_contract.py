@@ -65,12 +65,12 @@ def test_every_command_prints_one_schema_valid_document_through_its_failure_mode
     cases = {
         # command: [(args, expected exit code, expected error kind or None)]
         "validate": [([good], 0, None), ([str(bad)], 2, "invalid_blueprint"), ([good, str(bad)], 2, "invalid_blueprint")],
-        "plan": [([good, "--emulator", url], 0, None), ([str(nobill), "--emulator", url], 1, None),
+        "plan": [([good, "--emulator", url], 0, None), ([str(nobill), "--emulator", url], 2, None),
                  ([good, "--emulator", dead], 1, None), ([good, "--emulator", "localhost:1"], 2, "usage"),
                  ([str(bad), "--emulator", url], 2, "invalid_blueprint"), (["--emulator", url], 2, "usage")],
         "apply": [([good, "--emulator", url, "--yes", "--no-smoke"], 0, None),
-                  ([str(nobill), "--emulator", url, "--yes"], 1, None),
-                  ([good, str(nobill), "--emulator", url, "--yes", "--no-smoke"], 1, None),
+                  ([str(nobill), "--emulator", url, "--yes"], 2, None),
+                  ([good, str(nobill), "--emulator", url, "--yes", "--no-smoke"], 2, None),
                   ([good, "--emulator", url, "--yes", "--reimport", "nope"], 2, "usage")],
         "status": [([good, "--emulator", url], 0, None), ([good, "--emulator", dead], 1, None)],
         "smoke": [([good, "--emulator", url], 0, None), ([str(nobill), "--emulator", url], 1, None)],
@@ -350,7 +350,7 @@ def test_a_fleet_apply_ends_with_one_summary_table(emulator, tmp_path):
     d["project"].pop("billing_account")
     load(fleet, d, "c.yaml")
     result = run("apply", str(fleet), "--emulator", emulator.url, "--yes", "--no-smoke")
-    assert result.exit_code == 1
+    assert result.exit_code == 2   # c is refused at plan: a blueprint mistake
     table = result.stdout[result.stdout.index("3 blueprints: 2 ok, 1 failed"):]
     assert re.search(r"ohif-table-a\s+ok\s+applied: \d+ to create in \d+\.\d+s", table), table
-    assert re.search(r"ohif-table-c\s+FAILED\s+healthcare.googleapis.com can only be enabled", table), table
+    assert re.search(r"ohif-table-c\s+FAILED\s+c.yaml:\d+:\d+: healthcare.googleapis.com can only be enabled", table), table

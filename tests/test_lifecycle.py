@@ -4,6 +4,7 @@ through the real client libraries."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -299,9 +300,11 @@ def test_billing_missing_for_healthcare_is_a_plan_error(emulator_factory, tmp_pa
     target = Target(emulator=emulator_factory(record=rec).url)
     d = blueprint_dict("ohif-life-nobill", None, bucket=None, dicom_stores=[{"id": "s"}], smoke={"min_studies": 0})
     d["project"].pop("billing_account")
-    with pytest.raises(ProvisionError, match="healthcare.googleapis.com can only be enabled on a project with billing"):
+    with pytest.raises(ProvisionError, match="healthcare.googleapis.com can only be enabled on a project with billing") as err:
         lifecycle.apply(load(tmp_path, d), target)
     assert writes(records(rec)) == []
+    # a blueprint mistake: exit 2, at the blueprint's line
+    assert err.value.exit_code == 2 and re.match(r".*\.yaml:\d+:\d+: ", str(err.value)), str(err.value)
 
 
 def test_a_bucket_name_taken_by_someone_unreadable_is_a_plan_error(emulator_factory, tmp_path):

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from provision.errors import ProvisionError
+from provision.errors import PlanRefused
 from provision.gcp.context import Ctx
 from provision.gcp.quota import CHAIN_HEAD, SU_WRITES
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
@@ -150,9 +150,12 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     no_billing = not bp.project.billing_account and (live.project is None or live.billing == "")
     if billable and no_billing:
         where = "the new project" if live.project is None else f"project {pid}"
-        raise ProvisionError(f"{', '.join(billable)} can only be enabled on a project with billing, and {where} has "
-                             "no billing account while the blueprint sets none: set project.billing_account "
-                             "(`gcloud billing accounts list` shows yours, e.g. 012345-6789AB-CDEF01) and plan again")
+        # A blueprint mistake only the target shows: exit 2 at the blueprint's line, as for a location
+        # the target does not offer, rather than a run-time failure.
+        raise PlanRefused([f"{bp.where('project')}: {', '.join(billable)} can only be enabled on a project with "
+                           f"billing, and {where} has no billing account while the blueprint sets none: set "
+                           "project.billing_account (`gcloud billing accounts list` shows yours, e.g. "
+                           "012345-6789AB-CDEF01) and plan again"])
     draft.add(Step(KIND, KIND, f"projects/{pid}/services", CREATE if todo else NOOP, [f"+ {a}" for a in todo],
                    ["project", "billing"],
                    (lambda ctx: (enable(ctx, pid, todo), f"enabled {', '.join(todo)}")[1]) if todo else None,

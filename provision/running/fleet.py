@@ -128,8 +128,11 @@ def _refuse_shared_config(items: list[Item]) -> None:
 
 def summary_table(outcomes: list[Outcome], cell: Callable[[Outcome], str]) -> str:
     """One line per blueprint: project, result, and what happened (the command's `cell`)."""
-    rows = [(o.item.project, "ok" if o.ok else "FAILED", cell(o) if o.ok else (o.error or "").splitlines()[0][:100])
-            for o in outcomes]
+    def failure(o: Outcome) -> str:    # the file's name, not its full path: the reason must fit the row
+        first = (o.error or "").splitlines()[0] if o.error else ""
+        return first.replace(f"{o.item.path}:", f"{Path(o.item.path).name}:", 1)[:100]
+
+    rows = [(o.item.project, "ok" if o.ok else "FAILED", cell(o) if o.ok else failure(o)) for o in outcomes]
     w = max(len(r[0]) for r in rows)
     failed = sum(not o.ok for o in outcomes)
     head = f"{len(outcomes)} blueprints: {len(outcomes) - failed} ok" + (f", {failed} failed" if failed else "")
