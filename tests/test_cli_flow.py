@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -211,6 +212,8 @@ def test_destroy_names_its_flags_and_a_second_destroy_has_nothing_to_do(emulator
     assert refused.exit_code == 1 and "--delete-data" in refused.output, refused.output
     kept = run("destroy", str(blueprint), "--emulator", emulator.url, "--yes")
     assert "kept: holds 2 studies (--delete-data deletes it)" in kept.output, kept.output
+    # the dataset stays for its stores, which the blueprint still names: no "no longer names" on destroy
+    assert re.search(r"keep +dataset .*kept: its store\(s\) \S+ are kept with their studies", kept.output), kept.output
     gone = run("destroy", str(blueprint), "--emulator", emulator.url, "--yes", "--delete-data", "--delete-project")
     assert gone.exit_code == 0, gone.output
     again = run("destroy", str(blueprint), "--emulator", emulator.url, "--yes")

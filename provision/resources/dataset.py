@@ -318,7 +318,8 @@ def _kept_because(bp: Blueprint, live: Live, opts: Options, name: str, *, replac
     kept = [s.rsplit("/", 1)[-1] for s in stores
             if fate(live, s, opts, s.rsplit("/", 1)[-1] in again) == KEEP]
     if kept:
-        return f"its store(s) {', '.join(kept)} hold data the blueprint no longer names (--delete-data deletes them)"
+        why = "are kept with their studies" if opts.destroy else "hold data the blueprint no longer names"
+        return f"its store(s) {', '.join(kept)} {why} (--delete-data deletes them)"
     return None
 
 
