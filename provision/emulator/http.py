@@ -18,7 +18,9 @@ as Google does, so a page in the user's browser is a client too):
   its port). When bound to a wildcard address (0.0.0.0, ::) any IP literal is served too: a
   rebinding page always comes by a DNS name. Anything else is a 421 Misdirected Request,
   before any routing, and changes nothing; except a name a backend answers for itself
-  (`World.host_app`: a Cloud Run service's `*.run.app`), which no rebinding page can own.
+  (`World.host_app`: a Cloud Run service's `*.run.app`), which no rebinding page can own, and
+  the `.localhost` twin of a Google host the emulator plays (provision/emulator/door.py: such a
+  name resolves to loopback only, so no remote page can own it either).
 - Control endpoints (`/_emulator/*`) need the header `X-Emulator-Control` (any value, e.g. `1`).
   A page cannot send it cross-origin without a CORS preflight, and preflights for them are
   refused (403, no Access-Control-* headers); their answers never carry CORS headers. A
@@ -47,7 +49,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, Reque
 from werkzeug.routing import BaseConverter, Map, PathConverter, Rule
 from werkzeug.wrappers import Request, Response
 
-from provision.emulator import auditlog, discovery, iam, quotas
+from provision.emulator import auditlog, discovery, door, iam, quotas
 from provision.emulator.errors import ApiError, error_info, permission_denied, unauthenticated
 from provision.emulator.options import Options
 from provision.emulator.world import World
@@ -252,7 +254,13 @@ class App:
         self.any_ip = host_name(world.options.host) in WILDCARD_ADDRESSES
 
     def __call__(self, environ, start_response):
-        virtual = self.world.host_app(host_name(environ.get("HTTP_HOST", "")))
+        name = host_name(environ.get("HTTP_HOST", ""))
+        real = door.google_name(name)
+        if real is not None:   # a .localhost twin of a Google host, from a person's browser (emulator/door.py)
+            environ[door.DOOR_KEY] = environ["HTTP_HOST"].strip().lower()
+            start_response = door.rewriting(start_response, environ[door.DOOR_KEY])
+            name = real
+        virtual = self.world.host_app(name)
         if virtual is not None:   # a deployed service's run.app host (provision/emulator/cloudrun/frontend.py)
             return virtual(environ, start_response)
         request = Request(environ)
@@ -321,6 +329,8 @@ class App:
     def _host_served(self, request: Request) -> bool:
         """Whether the Host header names this emulator (the DNS-rebinding check; module docstring)."""
         name = host_name(request.headers.get("Host", ""))
+        if door.google_name(name) is not None:   # a .localhost twin: loopback only, so no rebinding page owns it
+            return True
         return name in self.host_names or (self.any_ip and _is_ip_literal(name))
 
     def _misdirected(self, request: Request) -> ApiError:

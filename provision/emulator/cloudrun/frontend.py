@@ -1,6 +1,7 @@
 """The run.app front end: what answers `https://SERVICE-NUMBER.REGION.run.app` (the emulator
 serves requests whose Host is a service's run.app name; a browser reaches it by request routing,
-as it reaches Google's API hosts). In order, as on Google:
+as it reaches Google's API hosts, or at its `.localhost` twin: provision/emulator/door.py). In
+order, as on Google:
 
 1. IAP, when the service has `iapEnabled` (provision/emulator/iap: sign-in redirect, 403 for
    non-members, the signed assertion); IAP then calls the service as its service agent;
@@ -22,7 +23,7 @@ from typing import Callable
 
 from werkzeug.wrappers import Request, Response
 
-from provision.emulator import iam
+from provision.emulator import door, iam
 from provision.emulator.cloudrun import runner
 from provision.emulator.cloudrun.views import hosts, with_defaults
 from provision.emulator.oauth.state import ISSUER
@@ -87,7 +88,8 @@ class Frontend:
                                      + html.escape(request.path) + "</code> from this server.")
         inst = self.world.cloudrun.instance(rec)
         forward = _Forward(request, inst.port, lambda: self.world.cloudrun.replace_dead(rec, inst).port, self.host,
-                           extra, strip_iap=bool(spec.get("iapEnabled")), timeout=_seconds(spec["template"]["timeout"]))
+                           extra, strip_iap=bool(spec.get("iapEnabled")), timeout=_seconds(spec["template"]["timeout"]),
+                           door_host=request.environ.get(door.DOOR_KEY))
         forward.on_done = lambda fields: self.world.cloudrun.log_request(rec, inst.revision, fields)
         return forward
 
@@ -139,8 +141,9 @@ class _Forward:
     """The request passed to the instance and its answer streamed back (no buffering)."""
 
     def __init__(self, request: Request, port: int, restart: Callable[[], int], host: str, extra: dict[str, str],
-                 *, strip_iap: bool, timeout: float = 300.0):
+                 *, strip_iap: bool, timeout: float = 300.0, door_host: str | None = None):
         self.request = request
+        self.door_host = door_host   # the browser's NAME.run.app.localhost:PORT at the local door (emulator/door.py)
         self.timeout = timeout   # the revision's request timeout (template.timeout)
         self.on_done: Callable[[dict], None] | None = None   # gets the request log's httpRequest
         self.started = time.perf_counter()
@@ -161,9 +164,11 @@ class _Forward:
                 if not value:
                     continue
             out[name] = value
-        out["Host"] = self.host
+        # As Cloud Run's front end: the Host the browser used and its scheme, so an absolute URL the
+        # service writes (its same-origin DICOMweb roots) is one the browser can reach, door or not.
+        out["Host"] = self.door_host or self.host
         out["X-Forwarded-For"] = self.request.remote_addr or "127.0.0.1"
-        out["X-Forwarded-Proto"] = "https"
+        out["X-Forwarded-Proto"] = "http" if self.door_host else "https"
         out.update(self.extra)
         return out
 

@@ -24,6 +24,8 @@ an implicit `id_token` ("Error 400: invalid_request"). Those are HTML error page
 shows them (no redirect). `prompt=none` without a signed-in account redirects with
 `error=login_required`. Success redirects to the redirect URI: tokens in the fragment for
 `token`/`id_token` response types, `?code=` for `code` (PKCE S256/plain checked at /token).
+At the local door (`accounts.google.com.localhost`, provision/emulator/door.py) a person's browser
+gets an account chooser instead of the auto-consent (`_chooser`).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from urllib.parse import urlencode, urlsplit
 
 from werkzeug.wrappers import Response
 
-from provision.emulator import iam
+from provision.emulator import door, iam
 from provision.emulator.errors import ApiError, error_info, invalid_argument
 from provision.emulator.http import Ctx, Router, json_response
 from provision.emulator.oauth.state import (
@@ -157,7 +159,10 @@ def authorize(ctx: Ctx):
     implicit = bool(response_type & {"token", "id_token"})
     if "id_token" in response_type and implicit and not q.get("nonce"):
         return _error_page(400, "invalid_request", "Missing required parameter: nonce")
-    email = q.get("login_hint") if q.get("login_hint") and "@" in q.get("login_hint", "") else oauth.account()
+    hinted = q.get("login_hint") if "@" in q.get("login_hint", "") else None
+    if hinted is None and q.get("prompt") != "none" and ctx.request.environ.get(door.DOOR_KEY):
+        return _chooser(q, oauth.account())
+    email = hinted or oauth.account()
     if email is None:
         if q.get("prompt") == "none":
             return _redirect(redirect_uri, {"error": "login_required", "state": q.get("state")}, fragment=implicit)
@@ -185,6 +190,24 @@ def authorize(ctx: Ctx):
                                             access_token=token, scopes=scopes)
     params.update(scope=" ".join(expand_scopes(scopes)), authuser="0", prompt=q.get("prompt") or "consent")
     return _redirect(redirect_uri, params, fragment=implicit)
+
+
+def _chooser(query, signed_in: str | None) -> Response:
+    """Google's "Choose an account" page, at the local door (a person's own browser, emulator/door.py):
+    the browser's account (PUT /_emulator/oauth/account) or any other address, no password. Each
+    choice asks this endpoint again with `login_hint`, which signs that account in. Our choice:
+    Google shows the chooser when it cannot tell the account; here a person always picks, so any
+    account (a member or not) can be tried; programmatic flows keep the auto-consent above."""
+    kept = "".join(f'<input type=hidden name="{html.escape(k)}" value="{html.escape(v)}">'
+                   for k, v in query.items(multi=True) if k != "login_hint")
+    current = (f'<form method=get><h2>Choose an account</h2>{kept}<button id=account name=login_hint '
+               f'value="{html.escape(signed_in)}">{html.escape(signed_in)}</button></form>') if signed_in else ""
+    body = ("<!doctype html><html lang=en><meta charset=utf-8><title>Sign in - Google Accounts (emulated)</title>"
+            "<h1>Sign in with Google</h1><p>The provision emulator's Google sign-in: no password is asked.</p>"
+            f"{current}<form method=get><h2>Use another account</h2>{kept}<label>Email "
+            "<input id=identifier type=email name=login_hint required autocomplete=off></label> "
+            "<button id=next>Next</button></form></html>")
+    return Response(body, status=200, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
 
 def _redirect(uri: str, params: dict, *, fragment: bool) -> Response:
