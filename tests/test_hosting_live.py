@@ -56,6 +56,9 @@ def test_apply_deploys_the_viewer_behind_iap_and_converges(emulator_factory, tmp
     number = result.outputs["project_number"]
     assert url == f"https://ohif-viewer-{number}.us-central1.run.app"
     assert f"viewer: {url}" in result.render()
+    # On an emulator on loopback, the address a person's browser opens it at (provision/emulator/door.py).
+    local = f"http://ohif-viewer-{number}.us-central1.run.app.localhost:{emu.url.rsplit(':', 1)[1]}/"
+    assert result.outputs["viewer_local_url"] == local and f"open {local} in your browser" in result.render()
     browser = Browser(emu.url)
     seen = mark(rec)   # what apply itself asked of the store is not the viewer's
     studies = browser.get(url + "/dicomweb/primary/studies", headers=_as(ANA))
@@ -99,6 +102,7 @@ def test_apply_deploys_the_viewer_behind_iap_and_converges(emulator_factory, tmp
     invoker = next(r for r in report.resources if r["id"] == "viewer-invoker")
     assert invoker["state"] == "drift" and any(d.startswith("DRIFT: allUsers") for d in invoker["details"])
     assert report.outputs["viewer_url"] == url and json.loads(json.dumps(report.to_json()))["outputs"]
+    assert report.outputs["viewer_local_url"] == local and f"open {local} in your browser" in report.render()
 
     # Someone turns IAP off: status says so, loudly, and apply turns it back on without a build.
     services = Ctx(target).target.run().projects().locations().services()

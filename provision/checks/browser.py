@@ -215,7 +215,9 @@ def chromium_args(*, offline: bool) -> list[str]:
     if offline:
         # No name resolves and anything not on loopback goes to a closed proxy port
         # (Chromium never proxies loopback): nothing leaves the machine, and CORS stays real.
-        args += ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1", "--proxy-server=http://127.0.0.1:9"]
+        # `*.localhost` names are loopback by definition (RFC 6761 §6.3): an emulator's local door.
+        args += ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE *.localhost, EXCLUDE 127.0.0.1",
+                 "--proxy-server=http://127.0.0.1:9"]
     return args
 
 

@@ -92,22 +92,32 @@ class DemoResult:
                       f"  {again} && provision viewer {bp}   # open http://127.0.0.1:3000"]
         else:
             lines += [f"to look at it: provision viewer {bp}   # open http://127.0.0.1:3000"]
-        if url:
-            lines += hosted_lines(url, "http://127.0.0.1:8765" if self.embedded else self.emulator, bp)
+        if url and self.embedded:
+            lines += ["the hosted viewer opens in your own browser once the emulator is kept running (above): "
+                      "the demo then prints its http://...run.app.localhost:8765/ address"]
+        elif url:
+            lines += hosted_lines(url, self.emulator, bp, bp_outputs.get("viewer_local_url"))
         return "\n".join(lines)
 
 
-def hosted_lines(url: str, emulator: str, blueprint: str) -> list[str]:
-    """How to reach the hosted viewer on the emulator. The emulator answers its run.app host on its own
-    plain-HTTP port (by the Host header); a hand-opened browser cannot go through IAP's https sign-in
-    there, so: a plain HTTP client as IAP's programmatic access, or the smoke's routed Chromium."""
+def hosted_lines(url: str, emulator: str, blueprint: str, local: str | None) -> list[str]:
+    """How to reach the hosted viewer on a kept emulator: in a browser at its `.localhost` address
+    (`local`, emulator on loopback: provision/emulator/door.py), where IAP's sign-in goes through the
+    emulated Google accounts page; with a plain HTTP client as IAP's programmatic access; or with
+    the smoke's headless Chromium."""
     host = url.split("://", 1)[1].rstrip("/")
-    return [("the hosted viewer answers on the emulator's port for its run.app host (IAP lets members in; "
-             "a hand-opened browser cannot do IAP's https sign-in against the plain-HTTP emulator):"),
-            (f"  curl -H 'Host: {host}' -H 'Authorization: Bearer emulator:user:{DEMO_MEMBER}' "
-             f"{emulator}/dicomweb/primary/studies"),
-            (f"  provision smoke --browser {blueprint}   # signs in through IAP and opens it in headless Chromium; "
-             "screenshots in out/smoke")]
+    lines = []
+    if local:
+        lines += ["open the hosted viewer in your browser (Chrome, Firefox; nothing to install):",
+                  f"  {local}",
+                  f"  sign in on the emulated Google page as {DEMO_MEMBER} (a member in demo.yaml, one click, no "
+                  "password); any other address gets IAP's 403"]
+    lines += ["the hosted viewer answers on the emulator's port for its run.app host (IAP lets members in):",
+              (f"  curl -H 'Host: {host}' -H 'Authorization: Bearer emulator:user:{DEMO_MEMBER}' "
+               f"{emulator}/dicomweb/primary/studies"),
+              (f"  provision smoke --browser {blueprint}   # signs in through IAP and opens it in headless Chromium; "
+               "screenshots in out/smoke")]
+    return lines
 
 
 def demo_data_dir(blueprint: Path) -> Path:

@@ -17,6 +17,7 @@ from provision.checks import before_write, preflight
 from provision.running.engine import Engine, Event, Listener, RunResult, StepResult, emit
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx, Facts
+from provision.gcp.door import local_url
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
@@ -142,8 +143,7 @@ class ApplyResult:
     def render(self) -> str:
         """One summary line; below it only the steps that did not finish (progress showed the others); then
         the hosted viewer's URL when there is one."""
-        viewer = [f"viewer: {self.outputs['viewer_url']} (members sign in with their Google account)"] \
-            if self.outputs.get("viewer_url") else []
+        viewer = viewer_lines(self.outputs, " (members sign in with their Google account)")
         if not self.changed:
             return "\n".join([f"{self.project}: no changes ({self.elapsed:.1f}s)", *viewer])
         retries = f", {plural(self.retries, 'retry')}" if self.retries else ""
@@ -182,7 +182,25 @@ def _outputs(bp: Blueprint, target: Target, facts: Facts) -> dict:
         out["service_agent"] = facts.agent.split(":", 1)[-1]
     if facts.viewer_url:
         out["viewer_url"] = facts.viewer_url   # the hosted viewer (viewer.hosting), read back from Cloud Run
+        out.update(_local(facts.viewer_url, target))
     return out
+
+
+def _local(viewer_url: str, target: Target) -> dict:
+    """`viewer_local_url`: where a person's browser opens the hosted viewer on a local emulator."""
+    local = local_url(viewer_url, target.emulator)
+    return {"viewer_local_url": local} if local else {}
+
+
+def viewer_lines(outputs: dict, note: str = "") -> list[str]:
+    """The hosted viewer's URL and, on a local emulator, the address to open it at in a browser."""
+    if not outputs.get("viewer_url"):
+        return []
+    lines = [f"viewer: {outputs['viewer_url']}{note}"]
+    if outputs.get("viewer_local_url"):
+        lines.append(f"  on this emulator, open {outputs['viewer_local_url']} in your browser (Chrome, Firefox) "
+                     "and sign in on the emulated Google page as a member (no password)")
+    return lines
 
 
 def apply(bp: Blueprint, target: Target, listener: Listener | None = None, *, plan_: Plan | None = None,
@@ -325,8 +343,7 @@ class StatusReport:
                 lines.append(f"      {d}")
         for n in self.notes:
             lines.append(f"  note: {n}")
-        if self.outputs.get("viewer_url"):
-            lines.append(f"viewer: {self.outputs['viewer_url']}")
+        lines += viewer_lines(self.outputs)
         return "\n".join(lines)
 
 
@@ -346,7 +363,7 @@ def status(bp: Blueprint, target: Target) -> StatusReport:
     resources = [{"id": s.id, "kind": s.kind, "resource": s.resource,
                   "state": "drift" if s.action == NOOP and s.drift else STATE_OF.get(s.action, s.action),
                   "details": list(s.changes) + list(s.drift)} for s in p.steps]
-    outputs = {"viewer_url": p.facts.viewer_url} if p.facts.viewer_url else {}
+    outputs = {"viewer_url": p.facts.viewer_url, **_local(p.facts.viewer_url, target)} if p.facts.viewer_url else {}
     return StatusReport(bp.project.id, target.label, resources, list(p.notes), outputs)
 
 

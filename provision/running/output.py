@@ -88,10 +88,13 @@ _PAYLOADS = {
               "properties": {"changed": {"type": "boolean"}, "summary": {"type": "string"},
                              "steps": {"type": "array", "items": _STEP_RESULT},
                              "outputs": {"type": "object", "properties": {
-                                 "viewer_url": {"type": "string", "description": "the hosted viewer's URL"}}}}},
+                                 "viewer_url": {"type": "string", "description": "the hosted viewer's URL"},
+                                 "viewer_local_url": {"type": "string", "description": "on an emulator on loopback: "
+                                                      "where a browser opens the hosted viewer"}}}}},
     "status": {"type": "object", "required": ["in_sync", "resources", "notes"],
                "properties": {"in_sync": {"type": "boolean"},
-                              "outputs": {"type": "object", "properties": {"viewer_url": {"type": "string"}}},
+                              "outputs": {"type": "object", "properties": {"viewer_url": {"type": "string"},
+                                                                           "viewer_local_url": {"type": "string"}}},
                               "resources": {"type": "array", "items": {
                    "type": "object", "required": ["id", "kind", "resource", "state", "details"],
                    "properties": {"state": {"enum": list(STATES)}}}}}},
