@@ -2,7 +2,8 @@
 chromium (Playwright, offline, NO request routing) goes to the printed `http://…run.app.localhost:PORT/`
 address, which it resolves to loopback by itself (provision/emulator/door.py), signs in on the emulated
 Google accounts page through emulated IAP, and OHIF's study list shows the demo's studies. Another
-address gets IAP's 403 page. Every request stays on `.localhost` names; none carries a Google token."""
+address gets IAP's 403 page. Every request stays on `.localhost` names; none carries a Google token; a study's
+frames come through the door."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,6 +69,12 @@ def test_the_demos_member_opens_the_printed_address_and_sees_the_studies(demo):
                                    arg=names, timeout=90_000)
             assert page.url.startswith(url)
             assert page.evaluate("() => self.isSecureContext && self.crossOriginIsolated") is True
+            # The viewer's same-origin DICOMweb works at the door too (the app writes its roots and
+            # BulkDataURIs for the Host the browser used): a study's frames come through it.
+            study = result.studies[0].study_uid
+            with page.expect_response(lambda r: "/frames/" in r.url, timeout=90_000) as frame:
+                page.goto(f"{url}viewer?StudyInstanceUIDs={study}", wait_until="domcontentloaded")
+            assert frame.value.status == 200 and frame.value.url.startswith(f"{url}dicomweb/primary/")
         finally:
             browser.close()
     hosts = {urlsplit(u).hostname for u, _ in seen if u.startswith("http")}
