@@ -150,8 +150,11 @@ def test_only_twins_of_the_hosts_it_plays_pass_the_host_check(emulator):
 
     assert status("accounts.google.com.localhost") == 200
     assert status("oauth2.googleapis.com.localhost") == 200
-    for name in ("evil.localhost", "accounts.google.com.evil.localhost", "localhost.accounts.google.com", ".localhost"):
+    for name in ("evil.localhost", "accounts.google.com.evil.localhost", "localhost.accounts.google.com", ".localhost",
+                 "run.app.localhost"):
         assert status(name) == 421, name
+    refused = requests.get(f"{emulator.url}/", headers={"Host": f"evil.localhost:{port}"}, timeout=10).json()
+    assert "accounts.google.com.localhost" in refused["error"]["message"]   # says which .localhost names it serves
 
 
 def test_a_redirect_to_an_app_elsewhere_is_left_alone(emulator):

@@ -56,12 +56,6 @@ def twin_url(url: str, port: str) -> str:
     return f"http://{host}{SUFFIX}{':' + port if port else ''}{rest}"
 
 
-def twin_origin(google_host: str, door_host: str) -> str:
-    """The browser-facing origin of `google_host` for a request that came in on `door_host`."""
-    port = door_host.rpartition(":")[2] if ":" in door_host else ""
-    return f"http://{google_host}{SUFFIX}{':' + port if port else ''}"
-
-
 def rewriting(start_response: Callable, door_host: str) -> Callable:
     """`start_response` whose `Location` header, when it sends the browser to a host played here,
     names its twin on the port the browser used (`door_host` is the request's Host)."""

@@ -338,6 +338,9 @@ class App:
         what = f"Host {host!r}" if host else "a request without a Host header"
         bound = host_name(self.world.options.host)
         names = ", ".join(sorted(self.host_names | ({"any IP address"} if self.any_ip else set())))
+        if host_name(host or "").endswith(door.SUFFIX):
+            names += (", and the .localhost twin of a Google host it plays (accounts.google.com.localhost, "
+                      "NAME.googleapis.com.localhost, SERVICE.run.app.localhost)")
         hint = f" (or start the emulator with --allow-host {host_name(host)})" if host else ""
         return ApiError("PERMISSION_DENIED",
                         f"Misdirected request: this emulator (bound to {bound}) does not serve {what}; it serves "
