@@ -142,7 +142,7 @@ class ApplyResult:
     def render(self) -> str:
         """One summary line; below it only the steps that did not finish (progress showed the others); then
         the hosted viewer's URL when there is one."""
-        viewer = [f"viewer: {self.outputs['viewer_url']} (members sign in with their Google account)"] \
+        viewer = [f"viewer: {self.outputs['viewer_url']} (sign in with your Google account)"] \
             if self.outputs.get("viewer_url") else []
         if not self.changed:
             return "\n".join([f"{self.project}: no changes ({self.elapsed:.1f}s)", *viewer])
