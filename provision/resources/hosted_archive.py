@@ -13,9 +13,10 @@ Cloud, byte for byte: Google's sign-in (`oidc`, the blueprint's OAuth client), r
 https://healthcare.googleapis.com and OHIF's Google configuration API; the app serves it as it is
 (no proxy). It is the same on an emulator: a browser reaches Google's hosts there by routing, as the
 browser smoke's google-via-emulator mode does. A choice against pointing the roots at the emulator's
-own http://127.0.0.1 URL: an https run.app page calling a loopback http URL is a request Chromium's
-local-network rules may hold or refuse, and the artifact that runs offline would no longer be the
-one that would be deployed.
+own http://127.0.0.1 URL: Debian's chromium 156 refuses a fetch from an https run.app page to a
+loopback URL ("Permission was denied for this request to access the `loopback` address space":
+Local Network Access, tried with and without COEP), and the artifact that runs offline would no
+longer be the one that would be deployed.
 """
 from __future__ import annotations
 
