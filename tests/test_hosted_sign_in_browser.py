@@ -119,3 +119,17 @@ def test_a_signed_in_user_without_a_role_of_their_own_is_refused_by_healthcare(h
     assert not report.ok and report.sign_in["signed_in"] and report.studies_shown == []
     assert "answered 403: Permission 'healthcare.dicomStores.dicomWebRead' denied" in report.problems[0]
     assert report.bearer_requests == [] and report.external_requests == []
+
+
+def test_smoke_browser_signs_in_at_the_hosted_url(hosted_gsi):
+    """`provision smoke --browser` with a hosted google-sign-in viewer on an emulator: the DICOMweb checks, then
+    the browser at the run.app URL, signed in with the emulator's Google account (here one with the role)."""
+    emu, bp, url = hosted_gsi["emu"], hosted_gsi["bp"], hosted_gsi["url"]
+    sign_in_as(emu, VIEWER)
+    result = flow.smoke(bp, Target(emulator=emu.url, token=f"emulator:user:{VIEWER}"), browser=True,
+                        out_dir=OUT / "smoke")
+    assert result.ok, result.summary()
+    assert result.browser.mode == "hosted-google-sign-in"
+    assert result.browser.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
+    assert set(result.browser.studies_shown) == {"Phantom, CT", "Phantom, MR"}
+    assert result.browser.sign_in["signed_in"] and result.browser.bearer_requests == []

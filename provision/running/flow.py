@@ -121,11 +121,11 @@ def smoke(bp: Blueprint, target: Target, *, browser: bool | None = None, out_dir
     data source and each viewer source when asked (default: `smoke.browser`)."""
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
-    # The hosted browser smoke goes through IAP's sign-in; a google-sign-in viewer is checked as a served one.
-    hosting = getattr(bp.viewer, "hosting", None)
-    hosted = hosted_url(bp, target) if browser and getattr(hosting, "access", None) == "iap" else None
+    hosted = hosted_url(bp, target) if browser else None
+    behind_iap = getattr(getattr(bp.viewer, "hosting", None), "access", None) == "iap"
     return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
-                               token=access_token(target) if browser and not hosted else None, out_dir=out_dir,
+                               token=access_token(target) if browser and not (hosted and behind_iap) else None,
+                               out_dir=out_dir,
                                retry_s=target.timing.smoke_retry_s, as_member=as_member, hosted_url=hosted)
 
 
