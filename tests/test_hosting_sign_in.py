@@ -73,7 +73,7 @@ def test_google_sign_in_deploys_the_public_static_viewer_and_switches_with_iap(e
     assert not any("service agent" in c for c in plan.step("viewer-invoker").changes)
     assert "viewer-access" not in {s.id for s in plan.steps}            # no IAP resource to grant on
     assert not any(account in c for c in plan.step("store-iam:primary").changes)   # each user's own token reads
-    assert any("allUsers holds roles/run.invoker" in n and "roles/healthcare.dicomViewer" in n for n in plan.notes)
+    assert any("ohif-viewer is public (roles/run.invoker for allUsers)" in n and "roles/healthcare.dicomViewer" in n for n in plan.notes)
 
     applied = CliRunner().invoke(app, ["apply", str(bp.source), "--yes", "--no-smoke", "--emulator", emu.url])
     assert applied.exit_code == 0, applied.output
@@ -103,7 +103,7 @@ def test_google_sign_in_deploys_the_public_static_viewer_and_switches_with_iap(e
 
     report = lifecycle.status(bp, target)
     assert report.in_sync, report.render()
-    assert report.outputs["viewer_url"] == url and any("allUsers holds roles/run.invoker" in n for n in report.notes)
+    assert report.outputs["viewer_url"] == url and any("ohif-viewer is public (roles/run.invoker for allUsers)" in n for n in report.notes)
     assert "viewer: " + url in report.render()
 
     before = mark(rec)

@@ -148,9 +148,9 @@ def _notes(bp: Blueprint, live: Live, draft: Draft) -> None:
     the service is public and who reads the stores), the cost of warm instances."""
     parent = bp.project.parent or (live.project.parent if live.project is not None else "")
     if not behind_iap(bp):
-        draft.note(f"viewer.hosting access google-sign-in: {PUBLIC_INVOKER} holds roles/run.invoker on "
-                   f"{service_id(bp)}, which a public static site needs (it serves the viewer's files and config, "
-                   "no data; an organization policy iam.allowedPolicyMemberDomains refuses that grant). Each user "
+        draft.note(f"viewer.hosting access google-sign-in: {service_id(bp)} is public (roles/run.invoker for "
+                   f"{PUBLIC_INVOKER}), as a static site needs (it serves the viewer's files and config, no data; "
+                   "an organization policy iam.allowedPolicyMemberDomains refuses that grant). Each user "
                    "signs in with Google in the viewer and reads the stores with their own token: grant them "
                    "roles/healthcare.dicomViewer in dicom_stores[].iam or iam")
     elif not parent:
