@@ -441,7 +441,8 @@ def apply(
         if not isinstance(o.value, flow.Outcome):
             return {"apply": None}
         doc = o.value.to_json()
-        return {"apply": doc["apply"], "config_path": doc["config"], "smoke": doc["smoke"], "notes": doc["notes"]}
+        return {"apply": doc["apply"], "config_path": doc["config"], "smoke": doc["smoke"], "notes": doc["notes"],
+                **({"oauth_checklist": doc["oauth_checklist"]} if "oauth_checklist" in doc else {})}
 
     def summary(o) -> str:
         a = o.value.apply if isinstance(o.value, flow.Outcome) else None

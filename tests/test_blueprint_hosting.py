@@ -37,7 +37,16 @@ def test_a_hosting_block_loads_with_its_defaults(tmp_path):
     assert hosting_region(h.model_dump(), bp.dataset.model_dump()) == "europe-west4"   # the dataset's region
     multi = load(tmp_path, "eu", "    region: europe-west1\n    members: [domain:example.com]\n")
     assert hosting_region(multi.viewer.hosting.model_dump(), multi.dataset.model_dump()) == "europe-west1"
-    assert load(tmp_path, "us-central1", "    access: google-sign-in\n").viewer.hosting.members == []
+
+
+
+def test_google_sign_in_loads_with_a_client_id_and_no_members(tmp_path):
+    path = tmp_path / "blueprint.yaml"
+    path.write_text(BASE.replace("LOCATION", "us-central1").replace(
+        "viewer:\n", "viewer:\n  oauth_client_id: 123456789012-abc123def456.apps.googleusercontent.com\n")
+        + "    access: google-sign-in\n")
+    h = load_blueprint(path, env={}).viewer.hosting
+    assert (h.access, h.members) == ("google-sign-in", [])
 
 
 def test_a_multi_region_dataset_needs_a_region_and_says_which(tmp_path):

@@ -1,12 +1,11 @@
 """The hosted viewer's resources (viewer.hosting, issue 17) planned and applied against the emulator
 through the real clients: the APIs it needs, its service account and that account's read access to
-exactly the blueprint's stores; access google-sign-in refused at plan with its blueprint line."""
+exactly the blueprint's stores (access google-sign-in: tests/test_hosting_sign_in.py)."""
 from __future__ import annotations
 
 import pytest
 from test_apply_support import blueprint_dict, load, mark, records, writes
 
-from provision.errors import PlanRefused
 from provision.gcp.context import Ctx
 from provision.gcp.target import Target
 from provision.resources import iam, store_calls
@@ -99,15 +98,6 @@ def test_plan_lists_the_hosting_steps_in_order_and_states_the_launch_stage(emula
     assert plan.step("viewer-access").changes == ["+ user:ana@example.com roles/iap.httpsResourceAccessor"]
     assert "roles/run.invoker" in plan.step("viewer-invoker").changes[-1]
     assert not any("not deploy" in n for n in plan.notes)
-
-
-def test_google_sign_in_is_refused_at_its_blueprint_line(emulator, tmp_path):
-    bp = _bp(tmp_path, "ohif-host-gsi", hosting={"region": "us-central1", "access": "google-sign-in"})
-    with pytest.raises(PlanRefused) as info:
-        lifecycle.plan(bp, Target(emulator=emulator.url))
-    assert info.value.exit_code == 2
-    text = str(info.value)
-    assert "bp.yaml:" in text and "google-sign-in is not deployable yet" in text and "Nothing was changed" in text
 
 
 def test_viewer_sources_of_other_projects_say_who_must_grant_the_viewer_account(emulator, tmp_path):

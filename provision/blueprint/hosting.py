@@ -73,9 +73,22 @@ def hosting_checks(data: Mapping[str, Any]) -> list[tuple[PathKey, str]]:
         out.append((at, "names no members, so nobody could open the viewer behind IAP; add members: "
                         "[group:radiology@example.com] (users, groups or a domain:)"))
     if access == "google-sign-in" and members:
+        # Nothing gates the static viewer (it holds no data): who sees studies is who holds a Healthcare role
+        # of their own, the blueprint's store or project grants; a second list could only disagree with them.
         out.append((at + ("members",), "members are for access: iap; with google-sign-in each user's own Google "
                                        "token reaches the stores, so grant roles/healthcare.dicomViewer in "
                                        "dicom_stores[].iam instead"))
+    if access == "google-sign-in" and isinstance(viewer, dict) and not viewer.get("oauth_client_id"):
+        project = data.get("project")
+        pid = project.get("id") if isinstance(project, dict) else None
+        out.append((at + ("access",) if "access" in hosting else at,
+                    "google-sign-in needs viewer.oauth_client_id, the OAuth web client users sign in with (no API "
+                    "can create one): create it in the console (APIs & Services > Credentials > OAuth client ID, "
+                    "type Web application"
+                    + (f": https://console.cloud.google.com/apis/credentials/oauthclient?project={pid}" if pid else "")
+                    + "), add viewer: oauth_client_id: NUMBER-ID.apps.googleusercontent.com; apply then prints the "
+                    "service's exact origin and /callback redirect URI to add to it. Or use access: iap (no console "
+                    "step)"))
     scaling = hosting.get("scaling")
     if isinstance(scaling, dict):
         low, high = scaling.get("min_instances"), scaling.get("max_instances")

@@ -354,7 +354,8 @@ class Scaling(_Model):
 
 
 class Hosting(_Model):
-    """The viewer deployed by provision on Google Cloud: Cloud Run behind IAP (access google-sign-in: refused at plan)."""
+    """The viewer deployed by provision on Google Cloud: Cloud Run behind IAP, or (access google-sign-in) the
+    public static viewer at the service's URL, each user signing in with Google in it."""
 
     on: Literal[PLATFORMS] = Field("cloud-run", description="Where it runs; cloud-run is the only platform.")  # type: ignore[valid-type]
     region: Annotated[str, _rule(check_run_region)] | None = Field(
@@ -365,7 +366,8 @@ class Hosting(_Model):
         json_schema_extra={"pattern": SERVICE_RE.pattern})
     access: Literal[ACCESS_MODES] = Field(  # type: ignore[valid-type]
         "iap", description="iap: Identity-Aware Proxy in front, the viewer reads the stores with its own service "
-        "account (no console step); google-sign-in: the static viewer, each user signs in with Google.")
+        "account (no console step); google-sign-in: the static viewer, public, each user signs in with Google "
+        "and reads the stores with their own Healthcare roles (needs viewer.oauth_client_id; no members).")
     members: list[Member] = Field(default_factory=list, description="With iap: who may open the viewer.",
                                   examples=[["group:radiology@example.com"]])
     scaling: Scaling = Field(default_factory=Scaling)
@@ -385,7 +387,8 @@ class Viewer(_Model):
         description="Where to write the OHIF config; relative to the blueprint file. Default in a blueprint: "
         "out/<project.id>.js, so blueprints sharing a directory never overwrite each other's config.",
     )
-    hosting: Hosting | None = Field(None, description="Deploy the viewer on Google Cloud (Cloud Run behind IAP).")
+    hosting: Hosting | None = Field(None, description="Deploy the viewer on Google Cloud (Cloud Run, behind IAP or "
+                                    "with Google sign-in).")
 
     @field_validator("config_out", mode="after")
     @classmethod

@@ -70,7 +70,9 @@ viewer:
   #                              # (apply prints its URL; the project must be in an organization)
   #   on: cloud-run
   #   region: us-central1        # default: the dataset's location when it is a region
-  #   access: iap                # iap: sign in with Google at IAP, no console step (google-sign-in: not yet)
+  #   access: iap                # iap: sign in with Google at IAP, no console step; google-sign-in: the
+  #                              # static viewer, public, each user signs in with Google in it (needs
+  #                              # oauth_client_id, no members: users need Healthcare roles of their own)
   #   members: [group:imaging-team@example.com]   # who may open the viewer (with iap)
   #   scaling: {min_instances: 0, max_instances: 3}   # min 0: nothing runs (or bills) while idle
 

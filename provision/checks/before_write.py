@@ -5,14 +5,13 @@ Runs after plan has read live state and before it is built. Each check returns p
 PlanRefused (exit 2, nothing changed). What is checked:
 - the dataset's Healthcare location (checks/locations.py), also for a project that does not exist;
 - the effective organization policies the blueprint would break (checks/org_policy.py);
-- a CMEK key that is missing, unreadable or in another location (checks/kms.py);
-- a viewer.hosting this version cannot deploy (checks/hosting.py: access google-sign-in).
+- a CMEK key that is missing, unreadable or in another location (checks/kms.py).
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from provision.checks import hosting, kms, locations, org_policy
+from provision.checks import kms, locations, org_policy
 from provision.errors import PlanRefused
 from provision.gcp.context import Ctx
 
@@ -26,7 +25,6 @@ def refuse(ctx: Ctx, bp: Blueprint, live: Any, *, read_policies: bool = True) ->
     # The dataset exists where the blueprint says: its location is one Google offers, nothing to check.
     problems, notes = ([], []) if live.dataset is not None else \
         locations.problems(bp, live.get("healthcare_locations"))
-    problems += hosting.problems(bp)
     if read_policies:
         for check in (org_policy.problems, kms.problems):
             found, said = check(ctx, bp, live)

@@ -53,6 +53,14 @@ it skips any token containing a '.', which Google's `ya29.` tokens do; the repor
 /silent-refresh.html loads an es5 shim from cdnjs.cloudflare.com; that one request is answered
 locally with an empty script (Chromium needs no shim) and listed in `stubbed_requests`.
 
+The hosted viewer with `access: google-sign-in` (`hosted` and `google_via` given): the viewer
+runs at its run.app URL (routed to the emulator, checks/hosted_route.py, for that host only) with
+Google's own config; it signs in with Google and calls Google's hosts (routed as in Google mode)
+with the user's token, never its own service. The authorization endpoint's 302 back to the
+run.app `/callback` is handed to the page as a `location.replace` (Playwright does not route what
+a fulfilled redirect to another https host leads to). The report lists the requests to the service
+(`routed_requests`): none may carry a bearer token.
+
 Waits are Playwright's (responses, selectors, in-page predicates) under one deadline per
 phase; there are no fixed sleeps.
 """
@@ -148,7 +156,7 @@ class BrowserReport:
     external_requests: list[str] = field(default_factory=list)
     failed_requests: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
-    mode: str = "emulator"                 # emulator | google (real Google) | google-via-emulator (routed) | hosted
+    mode: str = "emulator"                 # emulator | google | google-via-emulator | hosted | hosted-google-sign-in
     config_sha256: str = ""                # of the /app-config.js the browser loaded
     google_requests: list[str] = field(default_factory=list)   # "GET host/path -> status" (no query, no token)
     stubbed_requests: list[str] = field(default_factory=list)
@@ -182,6 +190,11 @@ class BrowserReport:
             parts = urlsplit(self.viewer_url)
             lines.append(f"  the hosted viewer at {parts.scheme}://{parts.netloc}, signed in through IAP; "
                          f"{len(self.bearer_requests) + len(self.token_in_url)} request(s) carried a Google token")
+        elif self.mode == "hosted-google-sign-in":
+            parts = urlsplit(self.viewer_url)
+            lines.append(f"  the hosted viewer at {parts.scheme}://{parts.netloc}, signed in with Google; "
+                         f"{self.dicomweb_requests} DICOMweb request(s) to Google with the user's token, "
+                         f"{len(self.bearer_requests)} with a token to the service")
         if self.screenshots:
             lines.append("  screenshots: " + ", ".join(self.screenshots))
         return "\n".join(lines)
@@ -310,9 +323,11 @@ def run_browser_smoke(
     `data_source`: an OHIF sourceName other than the default, opened with `?datasources=` (module docstring).
     `hosted`: {"url": the hosted viewer's run.app URL, "roots": its same-origin DICOMweb roots}: drive the viewer
     that runs there, with `emulator_host` answering for its host and IAP's sign-in (checks/hosted_route.py);
-    nothing is served locally and `config_js` is not used."""
+    nothing is served locally and `config_js` is not used. With `google_via` too (access google-sign-in):
+    `config_js` is the config the service serves, whose roots and sign-in are Google's (module docstring)."""
     expected = _expected(expected_studies)
-    source_root = _source_root(config_js, data_source) if data_source and not hosted else None
+    signs_in = bool(hosted and google_via)   # the hosted viewer with access google-sign-in
+    source_root = _source_root(config_js, data_source) if data_source and (signs_in or not hosted) else None
     if not Path(chromium).exists():
         raise ProvisionError(f"cannot run the browser smoke: {chromium} is not installed (Debian: apt-get install chromium)")
     try:
@@ -344,7 +359,7 @@ def run_browser_smoke(
             allowed_hosts.add(_host(url) or url)
     t0 = time.perf_counter()
     # Sign-in redirects to the origin's /callback: serve there. Without sign-in any free port will do.
-    host, port, base = _viewer_binding(origin if google_via and "oidc:" in config_js else None)
+    host, port, base = _viewer_binding(origin if google_via and "oidc:" in config_js and not hosted else None)
     server = None
     if hosted:
         base = str(hosted["url"]).rstrip("/")
@@ -377,7 +392,7 @@ def run_browser_smoke(
                                errors=(PlaywrightError, PlaywrightTimeout), google_via=google_via,
                                oidc="oidc:" in config_js, data_source=data_source, source_root=source_root)
                 if hosted:
-                    drive.route_hosted(emulator_host, hosted)
+                    drive.route_hosted(emulator_host or google_via, hosted, signs_in=signs_in)
                 drive.run(expected, renewal=renewal, dialog=dialog, sign_out=sign_out)
             finally:
                 context.close()
@@ -440,13 +455,20 @@ class _Drive:
         self.page.on("console", lambda msg: report.console_errors.append(self.secret_free(msg.text)[:300])
                      if msg.type == "error" else None)
 
-    def route_hosted(self, emulator: str | None, hosted: Mapping[str, Any]) -> None:
+    def route_hosted(self, emulator: str | None, hosted: Mapping[str, Any], *, signs_in: bool = False) -> None:
         """Reach the hosted viewer's run.app host and IAP's sign-in through `emulator` (hosted_route.py);
-        its DICOMweb roots are the hosted viewer's same-origin ones."""
+        its DICOMweb roots are the hosted viewer's same-origin ones. `signs_in` (access google-sign-in): only
+        the run.app host is routed here; Google's hosts, the roots and the sign-in stay Google mode's."""
         if not emulator:
             raise ProvisionError("the hosted viewer's browser smoke runs against an emulator only "
                                  "(IAP's interactive Google sign-in cannot be automated on Google Cloud)")
         self.hosted = HostedRoute(emulator, _host(self.base), timeout_ms=self.timeout_ms)
+        if signs_in:
+            self.report.mode = "hosted-google-sign-in"
+            self.allowed_hosts.add(self.hosted.service_host)
+            self.page.context.route(re.compile(r"^https://" + re.escape(self.hosted.service_host) + r"(/|$)"),
+                                    self.hosted)
+            return
         self.report.mode = "hosted"
         roots: Mapping[str, str] = hosted.get("roots") or {}   # source name -> same-origin root
         self.roots = sorted(roots.values())
@@ -544,6 +566,11 @@ class _Drive:
             if "prompt=none" in parts.query:
                 self.silent.append(fp)
             self.signed_in = True
+        if self.hosted and resp.status in (301, 302, 303) and _host(location) == self.hosted.service_host:
+            # Back to the hosted viewer's /callback: a page that goes there, so that navigation is routed too.
+            route.fulfill(status=200, headers={"content-type": "text/html", "cache-control": "no-store"},
+                          body=f"<script>location.replace({json.dumps(location)})</script>")
+            return
         route.fulfill(response=resp)
 
     def _route_stubbed(self, route) -> None:  # noqa: ANN001
@@ -653,6 +680,13 @@ class _Drive:
         assert got is not None   # called only when the viewer is hosted
         report.routed_requests, report.bearer_requests, report.token_in_url = got.requests, got.bearer, got.token_in_url
         report.external_requests += [f"{r} (not routed)" for r in got.refused]
+        if report.mode == "hosted-google-sign-in":
+            # The OAuth implicit flow hands the token to /callback in its fragment, by design; the token is for
+            # Google's APIs only, never for the service.
+            if got.bearer:
+                report.problems.append("the browser sent `Authorization: Bearer` to the hosted viewer's own "
+                                       "service: " + ", ".join(got.bearer[:5]))
+            return
         report.sign_in["iap"] = any(r.split()[1].startswith("accounts.google.com/") for r in got.requests)
         if got.bearer:
             report.problems.append("the browser sent `Authorization: Bearer` (a token it must never hold): "

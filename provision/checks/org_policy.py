@@ -154,14 +154,21 @@ def _members(ctx: Ctx, bp: Blueprint, rule: dict, resource: str) -> tuple[list[s
     allowed = ((rule.get("values") or {}).get("allowedValues")) or []
     if not rule or rule.get("allowAll") or not allowed:
         return [], []
+    public = []
+    hosting = getattr(bp.viewer, "hosting", None)
+    if hosting is not None and hosting.access == "google-sign-in":   # its service's invoker is allUsers
+        public.append(f"{bp.where('viewer', 'hosting', 'access')}: google-sign-in makes the viewer's Cloud Run "
+                      "service public (roles/run.invoker for allUsers), which the organization policy "
+                      f"iam.allowedPolicyMemberDomains on {resource} refuses; use access: iap (members of your "
+                      "organization, no public grant), or ask an administrator for an exception on this project")
     customers = [v.removeprefix("is:") for v in allowed if not v.startswith(("under:", "principalSet:"))]
     domains = _customer_domains(ctx, customers)
     unknown = [c for c in customers if c not in domains]
     if unknown:
-        return [], [f"iam.allowedPolicyMemberDomains on {resource} allows customer(s) {', '.join(unknown)}, whose "
+        return public, [f"iam.allowedPolicyMemberDomains on {resource} allows customer(s) {', '.join(unknown)}, whose "
                     "organization you cannot see (resourcemanager.organizations.get): members were not checked"]
     known = sorted({d for ds in domains.values() for d in ds})
-    out, notes = [], []
+    out, notes = public, []
     for path, member in _grants(bp):
         verdict = _member_domain(bp, member)
         if verdict is None or verdict in known:

@@ -367,10 +367,12 @@ def config_warnings(bp: Blueprint, *, emulator_url: str | None = None) -> list[s
     return []
 
 
-def oauth_checklist(bp: Blueprint) -> str:
-    """The two console steps no public API can do, for this project, as a numbered checklist."""
+def oauth_checklist(bp: Blueprint, origin: str | None = None) -> str:
+    """The two console steps no public API can do, for this project, as a numbered checklist. `origin`:
+    where the viewer is served, when not `viewer.origin` (the hosted viewer's run.app URL with
+    `viewer.hosting.access: google-sign-in`)."""
     project = bp.project.id
-    origin = bp.viewer.origin.rstrip("/")
+    origin = (origin or bp.viewer.origin).rstrip("/")
     client_id = getattr(bp.viewer, "oauth_client_id", None)
     lines = [
         f"OAuth for the OHIF viewer of project {project}: two steps in the Google Cloud console",
@@ -393,7 +395,7 @@ def oauth_checklist(bp: Blueprint) -> str:
         "   - Create, then copy the client ID (NUMBER-ID.apps.googleusercontent.com) into the blueprint:",
         "       viewer:",
         "         oauth_client_id: <client ID>",
-        "   and run `provision config` again.",
+        "   and run `provision config` again (with viewer.hosting: `provision apply`, which redeploys the viewer).",
     ]
     if client_id:
         lines += ["", f"Current client ID: {client_id} (written into the config's oidc block)."]

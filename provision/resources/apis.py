@@ -30,7 +30,7 @@ from provision.gcp.context import Ctx
 from provision.gcp.quota import CHAIN_HEAD, SU_WRITES
 from provision.gcp.retry import ENABLE_PREDICATES, NotYet
 from provision.resources.base import Draft, Live, Reads
-from provision.resources.hosting_names import HOSTING_APIS, deploys
+from provision.resources.hosting_names import hosting_apis
 from provision.resources.steps import CREATE, NOOP, Options, Step, field_change
 
 if TYPE_CHECKING:  # for annotations only: no import at run time
@@ -132,7 +132,7 @@ BILLABLE = {"healthcare.googleapis.com"}
 def wanted(bp: Blueprint) -> list[str]:
     """The services the blueprint needs: its `apis`, and those of the hosted viewer when it deploys
     (derived: nobody lists them)."""
-    return list(dict.fromkeys([*bp.apis, *(HOSTING_APIS if deploys(bp) else ())]))
+    return list(dict.fromkeys([*bp.apis, *hosting_apis(bp)]))
 
 
 def reads(bp: Blueprint, live: Live, phase: int) -> Reads:

@@ -17,7 +17,7 @@ from provision.resources import iam
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.healthcare_names import DICOM_STORE, desired_stores, store_step_id
 from provision.resources.healthcare_removals import fate, old_stores, reimported, replaced_dataset
-from provision.resources.hosting_names import VIEWER_ROLE, account_member, deploys
+from provision.resources.hosting_names import VIEWER_ROLE, account_member, behind_iap
 from provision.resources.steps import CREATE, DELETE, KEEP, NOOP, UPDATE, Options, Step
 from provision.resources.store_calls import read_iam
 
@@ -76,8 +76,9 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _viewer_pairs(bp: Blueprint) -> list[iam.Pair]:
-    """The hosted viewer's service account reads every store of the blueprint, and only those."""
-    return [(VIEWER_ROLE, account_member(bp))] if deploys(bp) else []
+    """The hosted viewer's service account reads every store of the blueprint, and only those, when it
+    proxies them (access: iap; with google-sign-in each user's own token reads them)."""
+    return [(VIEWER_ROLE, account_member(bp))] if behind_iap(bp) else []
 
 
 def _run(name: str, d: iam.GrantDiff) -> Callable[[Ctx], Any]:

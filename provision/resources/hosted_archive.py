@@ -7,6 +7,16 @@ The archive's `app-config.js` names each store's DICOMweb root at the target's H
 Google. So the archive, and its sha256, depend on the blueprint, the provision version, the OHIF
 release and the target's Healthcare endpoint (a choice: one archive for both worlds would need the
 app to learn its upstream apart from the config).
+
+With `access: google-sign-in` the archive's config is the one `provision config` writes for Google
+Cloud, byte for byte: Google's sign-in (`oidc`, the blueprint's OAuth client), roots at
+https://healthcare.googleapis.com and OHIF's Google configuration API; the app serves it as it is
+(no proxy). It is the same on an emulator: a browser reaches Google's hosts there by routing, as the
+browser smoke's google-via-emulator mode does. A choice against pointing the roots at the emulator's
+own http://127.0.0.1 URL: Debian's chromium 156 refuses a fetch from an https run.app page to a
+loopback URL ("Permission was denied for this request to access the `loopback` address space":
+Local Network Access, tried with and without COEP), and the artifact that runs offline would no
+longer be the one that would be deployed.
 """
 from __future__ import annotations
 
@@ -18,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from provision.ohif.config import hosted_sources, render_hosted_config
+from provision.ohif.config import hosted_sources, render_config, render_hosted_config
 from provision.ohif.fetch import PINNED, cache_root, ensure_viewer
 from provision.ohif.hosted_source import APP_DIR, build_source
-from provision.resources.hosting_names import audience
+from provision.resources.hosting_names import audience, behind_iap
 
 if TYPE_CHECKING:  # for annotations only: no import at run time
     from provision.blueprint.models import Blueprint
@@ -36,6 +46,7 @@ class Archive:
     size: int
     sources: dict[str, str] = field(default_factory=dict)
     jwks_url: str | None = None     # IAP's keys when not Google's (an emulator's)
+    access: str = "iap"             # the app's HOSTED_ACCESS: iap (proxy behind IAP) | google-sign-in (static)
 
     @property
     def object(self) -> str:
@@ -93,6 +104,9 @@ def _build(config_js: str) -> tuple[Path, str, int]:
 def prepare(bp: Blueprint, target: Any, releases: Any = None) -> Archive:
     """Build (or find, same bytes) the archive for `bp` on `target`, in the provision cache."""
     bp = _pinned(bp, releases)
+    if not behind_iap(bp):   # google-sign-in: Google's own config, on every target (module docstring)
+        path, sha, size = _build(render_config(bp))
+        return Archive(path, sha, size, access="google-sign-in")
     base = target.root("healthcare")
     path, sha, size = _build(render_hosted_config(bp, base))
     jwks = f"{target.emulator}/iap/verify/public_key-jwk" if target.is_emulator else None
@@ -100,7 +114,10 @@ def prepare(bp: Blueprint, target: Any, releases: Any = None) -> Archive:
 
 
 def environment(archive: Archive, number: str, region: str, service: str) -> list[dict[str, str]]:
-    """The service's env (provision/hosted/settings.py): iap mode, the proxied sources, IAP's audience."""
+    """The service's env (provision/hosted/settings.py): in iap mode the proxied sources and IAP's audience;
+    in google-sign-in mode only the mode (the static viewer: nothing to proxy, no assertion to check)."""
+    if archive.access != "iap":
+        return [{"name": "HOSTED_ACCESS", "value": archive.access}]
     env = {"HOSTED_ACCESS": "iap", "HOSTED_SOURCES": json.dumps(archive.sources),
            "HOSTED_IAP_AUDIENCE": audience(number, region, service)}
     if archive.jwks_url:

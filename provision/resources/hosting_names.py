@@ -3,10 +3,12 @@ the hosting kinds (a kind never imports another kind; what they share lives here
 
 Everything is derived from the blueprint, so no user lists the APIs, names the service account or
 the Artifact Registry repository:
-- APIs: Cloud Run, IAP, Artifact Registry, Cloud Build and IAM (`HOSTING_APIS`), enabled by the
-  apis kind when hosting deploys;
+- APIs: Cloud Run, IAP, Artifact Registry, Cloud Build and IAM (`hosting_apis`), enabled by the
+  apis kind when hosting deploys (no IAP with `access: google-sign-in`);
 - the viewer's service account `<service>-viewer` (IAM account IDs are 6-30 characters: the
-  service name is cut to fit), holding roles/healthcare.dicomViewer on the blueprint's stores;
+  service name is cut to fit), holding roles/healthcare.dicomViewer on the blueprint's stores
+  when the viewer proxies them (`access: iap`); with `google-sign-in` it is the service's identity
+  and holds no role (Cloud Run would otherwise run it as the Compute default account, an Editor);
 - the repository `cloud-run-source-deploy` in the hosting region, the one `gcloud run deploy
   --source` makes, and the image `REGION-docker.pkg.dev/P/cloud-run-source-deploy/SERVICE`;
 - the IAP resource `projects/NUMBER/iap_web/cloud_run-REGION/services/SERVICE` and IAP's service
@@ -21,6 +23,7 @@ if TYPE_CHECKING:  # for annotations only: no import at run time
 
 HOSTING_APIS = ("run.googleapis.com", "iap.googleapis.com", "artifactregistry.googleapis.com",
                 "cloudbuild.googleapis.com", "iam.googleapis.com")
+IAP_API = "iap.googleapis.com"
 VIEWER_ROLE = "roles/healthcare.dicomViewer"
 INVOKER_ROLE = "roles/run.invoker"
 ACCESSOR_ROLE = "roles/iap.httpsResourceAccessor"
@@ -31,6 +34,9 @@ ACCOUNT_SUFFIX = "-viewer"
 ACCOUNT_MAX = 30
 SERVICE_ACCOUNT = "service-account"   # the record's kind for the viewer's account
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+# With google-sign-in the service is a public static site (the viewer's files and its config, no data):
+# anyone may load it, as from any static host; the studies are read with each user's own Google token.
+PUBLIC_INVOKER = "allUsers"
 
 
 def hosting(bp: Blueprint) -> Hosting | None:
@@ -40,9 +46,22 @@ def hosting(bp: Blueprint) -> Hosting | None:
 
 
 def deploys(bp: Blueprint) -> bool:
-    """Whether apply deploys the hosted viewer (access: iap; google-sign-in is refused at plan)."""
+    """Whether apply deploys the hosted viewer (either access mode)."""
+    return hosting(bp) is not None
+
+
+def behind_iap(bp: Blueprint) -> bool:
+    """Whether the hosted viewer is deployed behind IAP and proxies the stores with its own account
+    (access: iap); False for google-sign-in (the static viewer, each user's own token) and no hosting."""
     h = hosting(bp)
     return h is not None and h.access == "iap"
+
+
+def hosting_apis(bp: Blueprint) -> tuple[str, ...]:
+    """The services the hosted viewer needs in its access mode (none without hosting)."""
+    if not deploys(bp):
+        return ()
+    return HOSTING_APIS if behind_iap(bp) else tuple(a for a in HOSTING_APIS if a != IAP_API)
 
 
 def hosting_block(bp: Blueprint) -> Hosting:

@@ -10,6 +10,11 @@
   setIamPolicy). A member the blueprint drops is revoked (provision's own grants only).
 Both through the one non-authoritative IAM path (provision/resources/iam.py), recorded first.
 When the viewer is no longer deployed, the service's deletion takes these grants with it.
+
+With `access: google-sign-in` the service is a public static site: `viewer-invoker` grants
+roles/run.invoker to `allUsers` instead of IAP's agent (so `allUsers` there is what the plan states,
+not drift), and `viewer-access` only revokes the IAP accessor grants provision made while the viewer
+was behind IAP (switching back grants them again); with none recorded it is not planned at all.
 """
 from __future__ import annotations
 
@@ -23,7 +28,9 @@ from provision.resources.base import Draft, Live, Reads
 from provision.resources.hosting_names import (
     ACCESSOR_ROLE,
     INVOKER_ROLE,
+    PUBLIC_INVOKER,
     PUBLIC_MEMBERS,
+    behind_iap,
     deploys,
     hosting_block,
     iap_agent,
@@ -43,12 +50,17 @@ IAP_POLICY = "viewer_iap_policy"
 
 
 def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
-    if phase != 2 or live.project is None or not deploys(bp) or live.opts.destroy:
+    if phase not in (2, 3) or live.project is None or not deploys(bp) or live.opts.destroy:
         return {}
     name, number = service_name(bp), live.project_number or ""
     resource = iap_resource(number, region(bp), service_id(bp))
-    return {SERVICE_POLICY: lambda ctx: calls.read_policy_or_none(ctx, calls.run_service_io(ctx, name)),
-            IAP_POLICY: lambda ctx: calls.read_policy_or_none(ctx, calls.iap_io(ctx, resource))}
+    if phase == 3:   # google-sign-in: IAP's policy only to revoke what provision granted there (the record, phase 3)
+        return {IAP_POLICY: lambda ctx: calls.read_policy_or_none(ctx, calls.iap_io(ctx, resource))} \
+            if not behind_iap(bp) and live.record.pairs_on(resource) else {}
+    out = {SERVICE_POLICY: lambda ctx: calls.read_policy_or_none(ctx, calls.run_service_io(ctx, name))}
+    if behind_iap(bp):
+        out[IAP_POLICY] = lambda ctx: calls.read_policy_or_none(ctx, calls.iap_io(ctx, resource))
+    return out
 
 
 def public_drift(policy: dict[str, Any] | None) -> list[str]:
@@ -64,14 +76,22 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     number = live.project_number
     name = service_name(bp)
     policy = live.get(SERVICE_POLICY)
+    iap_on = behind_iap(bp)
     agent = f"serviceAccount:{iap_agent(number)}" if number else "serviceAccount:service-<number>@gcp-sa-iap..."
-    d = iam.diff_grants(policy, [(INVOKER_ROLE, agent)], live.record.pairs_on(name))
-    _add(draft, "viewer-invoker", name, policy is not None, d, _invoker(bp, d), public_drift(policy),
-         extra=[] if policy is not None else ["+ generate IAP's service agent (iap.googleapis.com)"])
+    d = iam.diff_grants(policy, [(INVOKER_ROLE, agent if iap_on else PUBLIC_INVOKER)], live.record.pairs_on(name))
+    extra = [] if policy is not None or not iap_on else ["+ generate IAP's service agent (iap.googleapis.com)"]
+    if not iap_on and any(m == PUBLIC_INVOKER for _, m in d.add):
+        extra.append("(access google-sign-in: the static viewer is public, as a static site needs; its users "
+                     "read the stores with their own Google token)")
+    _add(draft, "viewer-invoker", name, policy is not None, d, _invoker(bp, d), public_drift(policy) if iap_on else [],
+         extra=extra)
     resource = iap_resource(number or "<number>", region(bp), service_id(bp))
-    members = [(ACCESSOR_ROLE, m) for m in hosting_block(bp).members]
+    recorded = live.record.pairs_on(resource)
+    if not iap_on and not recorded:
+        return
+    members = [(ACCESSOR_ROLE, m) for m in hosting_block(bp).members] if iap_on else []
     iap_policy = live.get(IAP_POLICY)
-    d2 = iam.diff_grants(iap_policy, members, live.record.pairs_on(resource))
+    d2 = iam.diff_grants(iap_policy, members, recorded)
     _add(draft, "viewer-access", resource, iap_policy is not None, d2, _accessors(bp, d2), [])
 
 
@@ -86,6 +106,8 @@ def _add(draft: Draft, step_id: str, resource: str, exists: bool, d: iam.GrantDi
 
 def _invoker(bp: Blueprint, d: iam.GrantDiff) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
+        if not behind_iap(bp):   # google-sign-in: allUsers, as planned (no service agent to make)
+            return iam.apply_diff(ctx, calls.run_service_io(ctx, service_name(bp)), d)
         email = calls.ensure_iap_agent(ctx, bp.project.id, ctx.facts.project_number or "")
         want = iam.GrantDiff([(INVOKER_ROLE, f"serviceAccount:{email}")], d.remove, d.forget, [])
         return iam.apply_diff(ctx, calls.run_service_io(ctx, service_name(bp)), want)

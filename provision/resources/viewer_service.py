@@ -16,6 +16,12 @@ re-apply with nothing changed writes nothing). A run killed mid-deploy leaves a 
 deploy is under way or failed: the next plan reads it and waits, or deploys again; nothing is
 made twice. IAP turned off or the invoker check disabled behind provision's back is drift, loud
 in plan and status, and apply turns them back on. Reads `viewer_service` and `viewer_archive`.
+
+With `access: google-sign-in` the same service runs the app in its static mode: `iapEnabled`
+false (each user signs in with Google in the viewer itself), launch stage GA (IAP's is the BETA
+feature), and its invoker is `allUsers` (viewer_access.py): a public static site. Switching the
+mode rebuilds (the archive's config differs) and patches `iapEnabled` either way; IAP found on in
+this mode is a change apply undoes, not drift (it only hides the viewer from its users).
 """
 from __future__ import annotations
 
@@ -30,8 +36,10 @@ from provision.resources import hosting_calls as calls
 from provision.resources.base import Draft, Key, Live, Reads
 from provision.resources.hosted_archive import Archive, environment, prepare
 from provision.resources.hosting_names import (
+    PUBLIC_INVOKER,
     SOURCE_ANNOTATION,
     account_email,
+    behind_iap,
     deploys,
     hosting_block,
     iap_resource,
@@ -48,7 +56,8 @@ if TYPE_CHECKING:  # for annotations only: no import at run time
 KIND = "viewer-service"
 RESOURCE = "run-service"      # the record's kind
 ARCHIVE = "hosted-archive"    # the record's kind for an uploaded archive
-LAUNCH_STAGE = "BETA"
+LAUNCH_STAGE = "BETA"         # IAP directly on Cloud Run (hosting.md §3)
+STATIC_LAUNCH_STAGE = "GA"    # google-sign-in: a plain public service, no preview feature
 LABELS = {"managed-by": "provision"}
 
 
@@ -69,13 +78,17 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     return out
 
 
+def launch_stage(bp: Blueprint) -> str:
+    return LAUNCH_STAGE if behind_iap(bp) else STATIC_LAUNCH_STAGE
+
+
 def wanted_spec(bp: Blueprint, archive: Archive, number: str, image: str) -> dict[str, Any]:
     """The service as provision deploys it (merged with others' labels and annotations when patching)."""
     h = hosting_block(bp)
     container = {"image": image, "ports": [{"containerPort": 8080}],
                  "env": environment(archive, number, region(bp), service_id(bp))}
-    return {"labels": dict(LABELS), "annotations": {SOURCE_ANNOTATION: archive.sha256}, "launchStage": LAUNCH_STAGE,
-            "ingress": "INGRESS_TRAFFIC_ALL", "iapEnabled": True,
+    return {"labels": dict(LABELS), "annotations": {SOURCE_ANNOTATION: archive.sha256}, "launchStage": launch_stage(bp),
+            "ingress": "INGRESS_TRAFFIC_ALL", "iapEnabled": behind_iap(bp),
             "template": {"serviceAccount": account_email(bp), "containers": [container],
                          "scaling": {"minInstanceCount": h.scaling.min_instances,
                                      "maxInstanceCount": h.scaling.max_instances}}}
@@ -84,9 +97,11 @@ def wanted_spec(bp: Blueprint, archive: Archive, number: str, image: str) -> dic
 def differences(bp: Blueprint, svc: dict[str, Any]) -> list[str]:
     """What of a deployed service differs from what provision deploys, besides the archive (drift first)."""
     out = []
-    if not svc.get("iapEnabled"):
+    if behind_iap(bp) and not svc.get("iapEnabled"):
         out.append("DRIFT: IAP is OFF on the service (iapEnabled false): the viewer answers without IAP's "
                    "sign-in; apply turns it back on")
+    elif not behind_iap(bp) and svc.get("iapEnabled"):
+        out.append("~ IAP on -> off (access google-sign-in: users sign in with Google in the viewer itself)")
     if svc.get("invokerIamDisabled"):
         out.append("DRIFT: the invoker check is disabled (invokerIamDisabled): anyone on the internet may call "
                    "the viewer; apply turns it back on")
@@ -129,9 +144,16 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
 
 
 def _notes(bp: Blueprint, live: Live, draft: Draft) -> None:
-    """What a team should know before the deploy: IAP's organization requirement, the cost of warm instances."""
+    """What a team should know before the deploy: IAP's organization requirement (or, with google-sign-in, that
+    the service is public and who reads the stores), the cost of warm instances."""
     parent = bp.project.parent or (live.project.parent if live.project is not None else "")
-    if not parent:
+    if not behind_iap(bp):
+        draft.note(f"viewer.hosting access google-sign-in: {service_id(bp)} is public (roles/run.invoker for "
+                   f"{PUBLIC_INVOKER}), as a static site needs (it serves the viewer's files and config, no data; "
+                   "an organization policy iam.allowedPolicyMemberDomains refuses that grant). Each user "
+                   "signs in with Google in the viewer and reads the stores with their own token: grant them "
+                   "roles/healthcare.dicomViewer in dicom_stores[].iam or iam")
+    elif not parent:
         draft.note("viewer.hosting: IAP directly on Cloud Run needs the project inside an organization (its users "
                    "sign in with accounts of that organization); project.parent names none, so turning IAP on may "
                    "be refused")
@@ -161,8 +183,11 @@ def _diff_deploy(bp: Blueprint, live: Live, draft: Draft) -> None:
                         "buildpacks; the archive is kept in the record's bucket)")],
                        ["artifact-repo", "apis", "record"], _build(bp, archive)))
         action = CREATE if svc is None else UPDATE
-        changes = ([(f"+ Cloud Run service {service_id(bp)} in {region(bp)}: IAP on, ingress all, launch stage "
-                    f"{LAUNCH_STAGE} (IAP directly on Cloud Run), as {account_email(bp)}")] if svc is None else
+        created = (f"+ Cloud Run service {service_id(bp)} in {region(bp)}: IAP on, ingress all, launch stage "
+                   f"{LAUNCH_STAGE} (IAP directly on Cloud Run), as {account_email(bp)}") if behind_iap(bp) else (
+                   f"+ Cloud Run service {service_id(bp)} in {region(bp)}: the static viewer with Google sign-in, "
+                   f"IAP off, public (invoker {PUBLIC_INVOKER}), ingress all, as {account_email(bp)}")
+        changes = ([created] if svc is None else
                    [f"~ deploy source archive {short} (running: {(sha or 'none')[:12]}"
                     + (", its last deploy failed)" if state == "failed" else ")")] + changes)
     elif state == "deploying":

@@ -41,6 +41,7 @@ class Outcome:
     smoke: Any = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    oauth_checklist: str | None = None   # the hosted google-sign-in viewer's console steps, at its exact origin
 
     @property
     def ok(self) -> bool:
@@ -55,6 +56,7 @@ class Outcome:
             "config": str(self.config) if self.config else None,
             "smoke": self.smoke.to_dict() if self.smoke is not None else None,
             "notes": self.notes,
+            **({"oauth_checklist": self.oauth_checklist} if self.oauth_checklist else {}),
         }
 
     def render(self) -> str:
@@ -62,6 +64,8 @@ class Outcome:
         lines = [self.apply.render()] if self.apply is not None else []
         if self.config:
             lines.append(f"OHIF config: {self.config}")
+        if self.oauth_checklist:
+            lines.append(self.oauth_checklist.rstrip("\n"))
         if self.smoke is not None:
             lines.append(self.smoke.summary(brief=True))   # `provision smoke` shows every check
         lines += [f"warning: {note}" for note in self.notes]
@@ -118,9 +122,20 @@ def smoke(bp: Blueprint, target: Target, *, browser: bool | None = None, out_dir
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
     hosted = hosted_url(bp, target) if browser else None
+    behind_iap = getattr(getattr(bp.viewer, "hosting", None), "access", None) == "iap"
     return run_blueprint_smoke(bp, session=target.session(), emulator_url=target.emulator, browser=browser,
-                               token=access_token(target) if browser and not hosted else None, out_dir=out_dir,
+                               token=access_token(target) if browser and not (hosted and behind_iap) else None,
+                               out_dir=out_dir,
                                retry_s=target.timing.smoke_retry_s, as_member=as_member, hosted_url=hosted)
+
+
+def hosted_checklist(bp: Any, url: str | None) -> str | None:
+    """With `viewer.hosting.access: google-sign-in`, the OAuth console steps for the service's exact origin
+    (its run.app URL) and `/callback`: the web client must name them before anyone can sign in."""
+    hosting = getattr(bp.viewer, "hosting", None)
+    if hosting is None or hosting.access != "google-sign-in" or not url:
+        return None
+    return ohif_config.oauth_checklist(bp, origin=url)
 
 
 def hosted_url(bp: Any, target: Target) -> str | None:
@@ -139,6 +154,7 @@ def apply_and_check(bp: Blueprint, target: Target, listener: Any = None, *, plan
     outcome = Outcome(bp.project.id)
     try:
         outcome.apply = lifecycle.apply(bp, target, listener, plan_=plan_, cancel=cancel, opts=opts)
+        outcome.oauth_checklist = hosted_checklist(bp, outcome.apply.outputs.get("viewer_url"))
         outcome.config = write_config(bp, target)
         outcome.notes += config_warnings(bp, emulator_url=target.emulator)
         if run_smoke:

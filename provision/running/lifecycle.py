@@ -143,7 +143,7 @@ class ApplyResult:
     def render(self) -> str:
         """One summary line; below it only the steps that did not finish (progress showed the others); then
         the hosted viewer's URL when there is one."""
-        viewer = viewer_lines(self.outputs, " (members sign in with their Google account)")
+        viewer = viewer_lines(self.outputs, " (sign in with your Google account)")
         if not self.changed:
             return "\n".join([f"{self.project}: no changes ({self.elapsed:.1f}s)", *viewer])
         retries = f", {plural(self.retries, 'retry')}" if self.retries else ""

@@ -98,7 +98,10 @@ def run_blueprint_smoke(
     `hosted_url`: the hosted viewer's URL (viewer.hosting deployed): the browser opens the viewer that runs
     there instead of a local one. On an emulator it signs in as the account the emulator's Google sign-in
     has signed in (a member must be signed in); on Google Cloud IAP's interactive sign-in cannot be
-    automated, so the browser smoke is not run and says why (hosted_not_automated).
+    automated, so the browser smoke is not run and says why (hosted_not_automated). With access
+    google-sign-in the hosted viewer signs in with Google itself: on an emulator the browser does so at its
+    URL (the OAuth client registered as apply's checklist says); on Google Cloud it drives a served viewer
+    with ADC's token, as without hosting.
     """
     result = BlueprintSmoke(as_member=as_member)
     for store in bp.dicom_stores:
@@ -129,13 +132,17 @@ def run_blueprint_smoke(
         result.browser_not_run = (f"store {first_id} (the viewer's default data source) holds no study for the viewer "
                                   "to show; import studies into it, or leave out --browser (smoke.browser)")
 
-    if hosted_url:
+    signs_in = getattr(getattr(bp.viewer, "hosting", None), "access", None) == "google-sign-in"
+    if hosted_url and not signs_in:
         return _hosted_browser(bp, result, expected, sources, hosted_url, emulator_url, Path(out_dir))
     if emulator_url:
         # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
-        # emulator, where the viewer signs in for real when the config has an oidc block.
+        # emulator, where the viewer signs in for real when the config has an oidc block. A hosted
+        # google-sign-in viewer serves that very config at its run.app URL: the browser opens it there.
         config_js = render_config(bp)
         route: dict[str, Any] = {"google_via": emulator_url, "origin": bp.viewer.origin}
+        if hosted_url:
+            route = {"google_via": emulator_url, "emulator_host": emulator_url, "hosted": {"url": hosted_url}}
         token = None if getattr(bp.viewer, "oauth_client_id", None) else token
     else:  # on Google Cloud no one can sign in interactively: ADC's token through OHIF's ?token=
         config_js = render_config(bp, oidc=False)
