@@ -316,7 +316,7 @@ def schema(
     """Print the blueprint's JSON Schema (for editors), or the output's."""
     from provision.blueprint.load import json_schema
 
-    _print_json(output.SCHEMA if output_schema else json_schema())
+    _print_json(output.schema() if output_schema else json_schema())
 
 
 @app.command(cls=_Command)

@@ -42,6 +42,16 @@ def healthcare(url: str, member: str | None = None):
     return discovery_client(url, "healthcare", "v1", member)
 
 
+def wait_for(what: str, happened, timeout: float = 10.0) -> None:
+    """Wait until `happened()` is true (the event a test means), failing after `timeout` seconds
+    with `what` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not happened():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {timeout}s")
+        time.sleep(0.01)
+
+
 def wait_operation(hc, name: str, timeout: float = 30.0) -> dict:
     """Poll a Healthcare dataset operation until done."""
     deadline = time.time() + timeout

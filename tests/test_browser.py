@@ -20,6 +20,7 @@ from provision.demo.studies import write_demo_studies
 from provision.errors import ProvisionError
 from provision.checks.browser import CHROMIUM, chromium_args, run_browser_smoke
 from provision.ohif.config import render_config
+from provision.running import output
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "out" / "smoke"
@@ -228,4 +229,7 @@ def test_demo_browser_smoke_opens_the_idc_source_and_draws_an_image(tmp_path, vi
     assert str(tmp_path / "out" / "smoke" / "source-idc" / "viewport.png") in idc.screenshots
     doc = smoke.to_dict()
     assert doc["browser_sources"]["idc"]["ok"] is True and "browser_sources_not_run" not in doc
+    # the report of a real browser run is a document the --json schema describes, printed as built
+    printed = output.envelope("smoke", [output.result("demo.yaml", "demo", smoke=doc)], 0)
+    assert json.dumps(printed["results"][0]["smoke"], sort_keys=True) == json.dumps(doc, sort_keys=True)
     assert "browser smoke of data source idc passed" in result.render()

@@ -15,7 +15,7 @@ from provision.running import output
 from provision.cli import app
 from test_apply_support import blueprint_dict, load, write_dicom
 
-SCHEMA_CHECK = jsonschema.Draft202012Validator(output.SCHEMA)
+SCHEMA_CHECK = jsonschema.Draft202012Validator(output.schema())
 
 
 def run(*args: str, **env: str):

@@ -211,3 +211,18 @@ def test_answers_have_the_shapes_of_the_discovery_documents(emulator):
     assert response_problems("cloudkms", "GET", f"/v1/{key['name']}", key) == []
     assert response_problems("cloudkms", "GET", f"/v1/{key['name']}:getIamPolicy",
                              rings.cryptoKeys().getIamPolicy(resource=key["name"]).execute()) == []
+
+
+def test_reset_forgets_added_customers_and_brings_the_seeded_one_back(emulator):
+    """The seeded Workspace customer (example.com, the seeded organization) is there after a reset;
+    one added through the control route is gone."""
+    def organizations() -> list[str]:
+        return sorted(o["directoryCustomerId"] for o in discovery_client(emulator.url, "cloudresourcemanager", "v3")
+                      .organizations().search().execute().get("organizations", []))
+
+    added = requests.put(f"{emulator.url}/_emulator/customers/C0other01", headers=CONTROL,
+                         json={"domains": ["other.example"], "organization": "organizations/555"})
+    assert added.status_code == 200, added.text
+    assert organizations() == ["C0emul8r1", "C0other01"]
+    requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL).raise_for_status()
+    assert organizations() == ["C0emul8r1"]

@@ -352,7 +352,7 @@ def test_create_operation_takes_its_time(emulator_factory, tmp_path):
     assert v3_client(emu).get_project(name="projects/demo-slow").project_id == "demo-slow"  # gettable at once
     while "done" not in (polled := requests.get(f"{emu.url}/v3/{op['name']}").json()):
         assert time.monotonic() - started < 5
-        time.sleep(0.05)
+        time.sleep(0.05)   # polling as a client does: the emulated 0.4 s is what is measured
     assert time.monotonic() - started >= 0.4 and polled["metadata"]["ready"] is True
 
 
@@ -387,17 +387,38 @@ def test_update_cannot_undo_a_concurrent_delete(emulator):
     crm = emulator.world.crm
     create(v3_client(emulator), "race-project")
     real_validate = crm._validate
+    inside, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
 
-    def slow_validate(*args, **kwargs):  # widen the window between reading the project and writing it
-        time.sleep(0.3)
+    def held_validate(*args, **kwargs):  # hold the update between reading the project and writing it
+        inside.set()
+        assert release.wait(10)
         return real_validate(*args, **kwargs)
 
-    crm._validate = slow_validate
-    patch = threading.Thread(target=crm.update, args=("race-project",), kwargs={"labels": {"a": "b"}})
-    patch.start()
-    time.sleep(0.1)
-    crm.delete("race-project", operation=False)
-    patch.join()
+    def run(call, *args, **kwargs):
+        try:
+            call(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+            errors.append(exc)
+
+    crm._validate = held_validate
+    try:
+        patch = threading.Thread(target=run, args=(crm.update, "race-project"), kwargs={"labels": {"a": "b"}})
+        patch.start()
+        assert inside.wait(10), "the update never read the project"
+        deleting = threading.Thread(target=run, args=(crm.delete, "race-project"), kwargs={"operation": False})
+        deleting.start()
+        # What is tested is that the delete cannot slip in while the update holds what it read: it
+        # must still be waiting a while later (a bounded wait is the only way to see "not yet").
+        deleting.join(0.3)
+        assert deleting.is_alive(), "the delete went through while the update held the project"
+        release.set()
+        patch.join(10)
+        deleting.join(10)
+    finally:
+        release.set()
+        crm._validate = real_validate
+    assert not errors and not patch.is_alive() and not deleting.is_alive()
     assert crm.lookup("race-project")["state"] == "DELETE_REQUESTED"
     # and a second delete, even a concurrent one, finds it no longer ACTIVE
     r = requests.delete(f"{emulator.url}/v3/projects/race-project")

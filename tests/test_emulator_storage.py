@@ -20,7 +20,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import resourcemanager_v3, storage
 from google.oauth2.credentials import Credentials
 
-from emulator_helpers import CONTROL
+from emulator_helpers import CONTROL, wait_for
 from provision.emulator import discovery
 
 PROJECT = "storage-demo-1"
@@ -582,8 +582,10 @@ def _partial_put(emu, location: str, declared: int, sent: bytes) -> socket.socke
 def test_interrupted_resumable_chunk_can_be_resent(emulator, bucket):
     location = _session(emulator, bucket.name, "interrupted.bin")
     data = os.urandom(100)
-    _partial_put(emulator, location, 100, data[:10]).close()
-    time.sleep(0.3)
+    sock = _partial_put(emulator, location, 100, data[:10])
+    sock.shutdown(socket.SHUT_WR)   # the body ends 90 bytes short: the server answers once it has seen that
+    with sock, sock.makefile("rb") as answer:
+        assert answer.readline().startswith(b"HTTP/1.1 400"), "the cut-short chunk is refused"
     r = requests.put(location, headers={"Content-Range": "bytes */100"})
     assert r.status_code == 308 and "Range" not in r.headers
     r = requests.put(location, data=data, headers={"Content-Range": "bytes 0-99/100"})
@@ -621,11 +623,14 @@ def test_reset_during_an_upload_is_a_clean_404(emulator, bucket):
 
 def test_reset_during_a_media_upload_is_a_clean_404(emulator, bucket):
     size = 20 << 20
+    uploads = Path(emulator.world.storage.upload_dir)
+    before = set(uploads.glob("up-*"))
     sock = socket.create_connection(("127.0.0.1", emulator.port))
     sock.sendall((f"POST /upload/storage/v1/b/{bucket.name}/o?uploadType=media&name=m.bin HTTP/1.1\r\n"
                   f"Host: 127.0.0.1:{emulator.port}\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n").encode()
                  + b"m" * (10 << 20))   # it reads the answer to the end of the connection: ask for that end
-    time.sleep(0.2)
+    # The reset must come while the body is arriving, after it spilled to a temp file (past 8 MiB).
+    wait_for("the upload spilled to a temp file", lambda: set(uploads.glob("up-*")) - before)
     assert requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL).status_code == 200
     sock.sendall(b"m" * (size - (10 << 20)))
     reply = sock.makefile("rb").read()

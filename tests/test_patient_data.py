@@ -169,7 +169,7 @@ def test_a_study_read_is_an_audit_entry_that_provision_audit_lists_with_its_prin
     doc = json.loads(out.stdout)
     import jsonschema
 
-    jsonschema.validate(doc, output.SCHEMA)
+    jsonschema.validate(doc, output.schema())
     rows = doc["results"][0]["audit"]["rows"]
     assert {"principal": "ana@example.com", "action": "RetrieveStudy", "store": "primary", "study": uid} in [
         {k: r[k] for k in ("principal", "action", "store", "study")} for r in rows]

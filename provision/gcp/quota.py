@@ -44,10 +44,11 @@ import random
 import re
 import threading
 import time
-import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from provision.gcp.per_target import per_target
 
 # Names people know the services by, for the retry reasons.
 SERVICE_NAMES = {
@@ -342,17 +343,8 @@ class Governor:
                  **lim.snapshot()} for k, lim in items]
 
 
-_GOVERNORS: "weakref.WeakKeyDictionary[Any, Governor]" = weakref.WeakKeyDictionary()
-_GOVERNORS_LOCK = threading.Lock()
-
-
-def governor_for(target: Any) -> Governor:
-    """The one Governor of a target (every blueprint applied through it shares its quotas)."""
-    with _GOVERNORS_LOCK:
-        gov = _GOVERNORS.get(target)
-        if gov is None:
-            gov = _GOVERNORS[target] = Governor()
-        return gov
+# The one Governor of a target: every blueprint applied through it shares its quotas.
+governor_for = per_target(Governor)
 
 
 # ---------------------------------------------------------------------------- held slots

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from typing import Any, Callable, Hashable, TypeVar, cast
+
+from provision.gcp.per_target import per_target
 
 T = TypeVar("T")
 TTL_S = 300.0
@@ -63,14 +64,5 @@ class SharedReads:
             pending.set()
 
 
-_SHARED: "weakref.WeakKeyDictionary[Any, SharedReads]" = weakref.WeakKeyDictionary()
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_reads(target: Any) -> SharedReads:
-    """The one SharedReads of a target (every blueprint applied through it shares its answers)."""
-    with _SHARED_LOCK:
-        found = _SHARED.get(target)
-        if found is None:
-            found = _SHARED[target] = SharedReads()
-        return found
+# The one SharedReads of a target: every blueprint applied through it shares its answers.
+shared_reads = per_target(SharedReads)

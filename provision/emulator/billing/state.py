@@ -22,9 +22,9 @@ import re
 from typing import Any
 
 from provision.emulator import iam
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import failed_precondition, invalid_argument, permission_denied
-from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "billing"
 
@@ -36,26 +36,16 @@ DEFAULT_ORGANIZATION = "organizations/123456789012"
 ACCOUNT_ID_RE = re.compile(r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
 
 
-class Billing:
+class Billing(ApiBackend):
     """Cross-API interface: `linked_account(project_id)`."""
 
-    def __init__(self, world: WorldView):
-        self.world = world
-        self.docs = world.docs
-        self._seed()
-
-    def reset(self) -> None:
-        """After World.reset cleared every document: the seeded account comes back."""
-        self._seed()
-
-    def _seed(self) -> None:
-        with self.world.db.transaction():
-            if self.docs.get("billing_account", DEFAULT_ACCOUNT) is None:
-                self.put_account(DEFAULT_ACCOUNT, display_name=DEFAULT_ACCOUNT_NAME, open_=True,
-                                 parent=DEFAULT_ORGANIZATION)
-                policy = iam.replace(iam.empty_policy(), {"bindings": [
-                    {"role": "roles/billing.user", "members": [ANONYMOUS_OWNER]}]})
-                self.docs.put("policy", f"billingAccounts/{DEFAULT_ACCOUNT}", policy)
+    def seeds(self) -> list[tuple[str, str, dict]]:
+        """The seeded account (module docstring), and its policy making the anonymous owner a billing user."""
+        policy = iam.replace(iam.empty_policy(), {"bindings": [
+            {"role": "roles/billing.user", "members": [ANONYMOUS_OWNER]}]})
+        return [("billing_account", DEFAULT_ACCOUNT, _account_doc(DEFAULT_ACCOUNT, DEFAULT_ACCOUNT_NAME, True,
+                                                                  DEFAULT_ORGANIZATION, "USD")),
+                ("policy", f"billingAccounts/{DEFAULT_ACCOUNT}", policy)]
 
     # ----- the interface other APIs call -------------------------------------------------
     def linked_account(self, project_id: str) -> str | None:
@@ -70,10 +60,7 @@ class Billing:
         if not ACCOUNT_ID_RE.match(account_id):
             raise invalid_argument(f"Invalid billing account id {account_id!r}: use XXXXXX-XXXXXX-XXXXXX "
                                    "(upper-case hexadecimal).")
-        doc: dict[str, Any] = {"name": f"billingAccounts/{account_id}", "open": bool(open_),
-                               "displayName": display_name, "masterBillingAccount": "", "currencyCode": currency}
-        if parent:
-            doc["parent"] = parent
+        doc = _account_doc(account_id, display_name, open_, parent, currency)
         self.docs.put("billing_account", account_id, doc)
         return dict(doc)
 
@@ -129,6 +116,14 @@ class Billing:
             raise failed_precondition("Precondition check failed.")
         self.docs.put("billing_info", project_id, {"billingAccountName": account["name"]})
         return self.billing_info(project_id)
+
+
+def _account_doc(account_id: str, display_name: str, open_: bool, parent: str | None, currency: str) -> dict:
+    doc: dict[str, Any] = {"name": f"billingAccounts/{account_id}", "open": bool(open_),
+                           "displayName": display_name, "masterBillingAccount": "", "currencyCode": currency}
+    if parent:
+        doc["parent"] = parent
+    return doc
 
 
 def _account_id(name: str) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+from provision.emulator.backend import ApiBackend
 from provision.emulator.builds import archive
 from provision.emulator.builds.registry import Registry, parse_image
 from provision.emulator.common import timestamp
@@ -41,12 +42,11 @@ BUILD_TYPE = "type.googleapis.com/google.devtools.cloudbuild.v1.Build"
 FAILED = "Build failed; check build logs for details"
 
 
-class Builds:
+class Builds(ApiBackend):
     """Cross-API interface: `registry` (Artifact Registry), `resolve(image)` for Cloud Run."""
 
     def __init__(self, world: World):
-        self.world = world
-        self.docs = world.docs
+        super().__init__(world)
         self.registry = Registry(world)
 
     def resolve(self, image: str) -> dict | None:

@@ -19,9 +19,9 @@ import hashlib
 import re
 
 from provision.emulator import iam
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import timestamp
 from provision.emulator.errors import already_exists, invalid_argument, not_found
-from provision.emulator.worldview import WorldView as World
 
 
 ATTACH_AS = "iamadmin"
@@ -35,12 +35,8 @@ def unique_id(email: str) -> str:
     return str(100000000000000000000 + int(hashlib.sha256(email.encode()).hexdigest(), 16) % 10 ** 20)
 
 
-class IamAdmin:
+class IamAdmin(ApiBackend):
     """Cross-API interface: `exists(email)`, `project_of(email)`."""
-
-    def __init__(self, world: World):
-        self.world = world
-        self.docs = world.docs
 
     def exists(self, email: str) -> bool:
         """Whether a service account with this email exists (made here, by the OAuth control endpoint,

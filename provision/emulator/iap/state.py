@@ -46,6 +46,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from provision.emulator import iam
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import agent_email
 from provision.emulator.oauth.state import ISSUER as GOOGLE, subject
 from provision.emulator.worldview import WorldView as World
@@ -70,12 +71,11 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-class Iap:
+class Iap(ApiBackend):
     """Cross-API interface: `gate(service record, request, host)`, `agent_email(number)`, `jwks()`."""
 
     def __init__(self, world: World):
-        self.world = world
-        self.docs = world.docs
+        super().__init__(world)
         self._lock = threading.Lock()
         self._key: Any = None
         self._agent_tokens: dict[str, tuple[str, int]] = {}   # audience -> (ID token, exp)
@@ -87,6 +87,7 @@ class Iap:
         self.world.oauth.put_client(MANAGED_CLIENT, {"project": "", "redirect_uris": [HANDLE_REDIRECT]})
 
     def reset(self) -> None:
+        super().reset()
         self._agent_tokens.clear()
         self._register_client()
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 
 from provision.emulator import iam
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import timestamp
 from provision.emulator.errors import already_exists, invalid_argument, not_found
-from provision.emulator.worldview import WorldView as World
 
 
 ATTACH_AS = "kms"
@@ -27,12 +27,8 @@ PURPOSES = ("ENCRYPT_DECRYPT", "ASYMMETRIC_SIGN", "ASYMMETRIC_DECRYPT", "RAW_ENC
 USE_TO_ENCRYPT = "cloudkms.cryptoKeyVersions.useToEncrypt"
 
 
-class Kms:
+class Kms(ApiBackend):
     """Cross-API interface: `key(name)`, `may_encrypt(name, member)`."""
-
-    def __init__(self, world: World):
-        self.world = world
-        self.docs = world.docs
 
     # ----- the interface other APIs call ----------------------------------------------------------
     def key(self, name: str) -> dict | None:

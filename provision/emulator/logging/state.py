@@ -14,10 +14,10 @@ import hashlib
 import urllib.parse
 from typing import Any
 
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import timestamp
 from provision.emulator.errors import ApiError, invalid_argument
 from provision.emulator.logging.query import FilterError, compile_filter
-from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "logging"
 SERVICE = "logging.googleapis.com"
@@ -32,12 +32,8 @@ def log_name(project_id: str, log_id: str) -> str:
     return f"projects/{project_id}/logs/{urllib.parse.quote(log_id, safe='')}"
 
 
-class Logging:
+class Logging(ApiBackend):
     """Cross-API interface: `write(project_id, log_id, entries)`."""
-
-    def __init__(self, world: WorldView):
-        self.world = world
-        self.docs = world.docs
 
     def write(self, project_id: str, log_id: str, entries: list[dict]) -> None:
         """Store entries in the project's log `log_id` (e.g. `healthcare.googleapis.com/import_dicom_errors`);

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.emulator import iam
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import ApiError, error_info
 from provision.emulator.keys import persisted_key, public_der
@@ -131,14 +132,14 @@ def unauthenticated_expired() -> ApiError:
                     [error_info("ACCESS_TOKEN_EXPIRED", "googleapis.com")])
 
 
-class OAuth:
+class OAuth(ApiBackend):
     """Clients, the browser's account, tokens and keys (module docstring)."""
 
     def __init__(self, world: WorldView):
-        self.world = world
-        self.docs = world.docs
+        super().__init__(world)
         self._lock = threading.Lock()
-        self._signing: Any = None  # (private key, kid), made on first use
+        # (private key, kid), made on first use; a reset keeps it (everything else is in world.docs)
+        self._signing: Any = None
         data_dir = world.options.data_dir
         self._key_file = Path(data_dir) / "oauth-signing-key.pem" if data_dir else None
 
@@ -410,9 +411,6 @@ class OAuth:
                 "and then retry. Propagation of the new permission may take a few minutes.",
                 [error_info("USER_PROJECT_DENIED", "googleapis.com",
                             {"consumer": f"projects/{project}", "service": service})])
-
-    def reset(self) -> None:
-        pass  # everything lives in world.docs (cleared by the reset); the signing key stays
 
 
 def profile_claims(email: str) -> dict:

@@ -24,10 +24,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from provision.emulator import iam
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import parse_agent_email
 from provision.emulator.errors import ApiError, already_exists, invalid_argument, not_found, permission_denied
 from provision.emulator.orgpolicy import groups
-from provision.emulator.worldview import WorldView as World
 
 
 ATTACH_AS = "orgpolicy"
@@ -42,20 +42,12 @@ PRECONDITION_FAILURE = "type.googleapis.com/google.rpc.PreconditionFailure"
 LOCATIONS_HELP = "https://cloud.google.com/resource-manager/docs/organization-policy/defining-locations"
 
 
-class OrgPolicy:
+class OrgPolicy(ApiBackend):
     """Cross-API interface: `location_refusal`, `enforced`, `check_members`."""
 
-    def __init__(self, world: World):
-        self.world = world
-        self.docs = world.docs
-        self._seed()
-
-    def reset(self) -> None:
-        self._seed()
-
-    def _seed(self) -> None:
-        if self.docs.get("customer", SEEDED_CUSTOMER) is None:
-            self.docs.put("customer", SEEDED_CUSTOMER, {"domains": ["example.com"], "organization": SEEDED_ORGANIZATION})
+    def seeds(self) -> list[tuple[str, str, dict]]:
+        """The seeded customer (module docstring), so `example.com` members pass."""
+        return [("customer", SEEDED_CUSTOMER, {"domains": ["example.com"], "organization": SEEDED_ORGANIZATION})]
 
     # ----- the hierarchy ----------------------------------------------------------------------
     def resource(self, kind: str, ident: str) -> tuple[str, str]:

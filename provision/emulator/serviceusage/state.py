@@ -28,10 +28,10 @@ import uuid
 from typing import Any
 
 from provision.emulator import discovery
+from provision.emulator.backend import ApiBackend
 from provision.emulator.common import agent_email, parse_agent_email, timestamp
 from provision.emulator.errors import ApiError, error_info, failed_precondition, invalid_argument
 from provision.emulator.operations import injected_failure
-from provision.emulator.worldview import WorldView
 
 ATTACH_AS = "serviceusage"
 
@@ -177,13 +177,9 @@ def service_config(service: str) -> dict:
             "quota": {}, "authentication": {}, "usage": {"requirements": requirements}, "monitoring": {}}
 
 
-class ServiceUsage:
+class ServiceUsage(ApiBackend):
     """Cross-API interface: `require_enabled`, `is_enabled`, `agent_exists`, `ensure_agent`,
     `parse_agent_email`."""
-
-    def __init__(self, world: WorldView):
-        self.world = world
-        self.docs = world.docs
 
     # ----- the interface other APIs call -------------------------------------------------
     def require_enabled(self, project_record: dict, service: str) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 import google_crc32c
 
 from provision.emulator import iam
+from provision.emulator.backend import ApiBackend
 from provision.emulator.storage import access, buckets, constraints, lockdown, objects, uploads
 from provision.emulator.storage.common import PAGE_MAX, b64, bucket_not_found, gcs_error
 from provision.emulator.storage.names import object_name_problem
@@ -34,15 +35,14 @@ from provision.emulator.worldview import WorldView
 ATTACH_AS = "storage"
 
 
-class Backend:
+class Backend(ApiBackend):
     """`world.storage`: the facade the handlers and other APIs call. It owns what crosses module
     lines (a bucket's existence before an object write, emptiness before a bucket delete) and
     delegates everything else."""
 
     def __init__(self, world: WorldView):
-        self.world = world
+        super().__init__(world)
         self.db = world.db
-        self.docs = world.docs
         self.blobs = world.blobs
         self.upload_dir = Path(self.blobs.root) / "_uploads"
         self.upload_dir.mkdir(parents=True, exist_ok=True)
@@ -379,6 +379,7 @@ class Backend:
 
     def reset(self) -> None:
         """Forget every bucket, policy, object and upload session."""
+        super().reset()
         self.objects.clear()
         self.uploads.clear_rows()
         self.buckets.clear()
