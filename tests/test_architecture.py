@@ -28,7 +28,7 @@ LAYERS = [
     {"provision.planning"},
     {"provision.running"},
     {"provision.demo"},
-    {"provision.cli", "provision.__main__"},
+    {"provision.cli", "provision.cli_options", "provision.cli_support", "provision.__main__"},
 ]
 
 
