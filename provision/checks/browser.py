@@ -105,6 +105,7 @@ def _fresh_out_dir(out_dir: Path | str) -> Path:
     return out
 
 
+# Long only by its keyword options and their docstring (issue 20): the body is a few named steps.
 def run_browser_smoke(
     config_js: str,
     *,

@@ -251,6 +251,7 @@ class App:
         self.host_names = served_host_names(world.options)
         self.any_ip = host_name(world.options.host) in WILDCARD_ADDRESSES
 
+    # Long on purpose (issue 20): one request's life in order (route, authorize, answer, audit, record).
     def __call__(self, environ, start_response):
         virtual = self.world.host_app(host_name(environ.get("HTTP_HOST", "")))
         if virtual is not None:   # a deployed service's run.app host (provision/emulator/cloudrun/frontend.py)

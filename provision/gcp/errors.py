@@ -191,6 +191,7 @@ def parse(exc: BaseException) -> GoogleError | None:
     return ge
 
 
+# Long on purpose (issue 20): one branch per kind of client-library or network error, read top to bottom like a table.
 def _parse(exc: BaseException) -> GoogleError | None:
     if isinstance(exc, OperationFailed):
         ge = GoogleError(rpc_code=exc.code, status=RPC_CODES.get(exc.code, "UNKNOWN"))

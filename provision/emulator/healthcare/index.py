@@ -291,6 +291,7 @@ class DicomIndex:
         return out
 
     # ---- ingest ---------------------------------------------------------------------------
+    # Long on purpose (issue 20): one transaction: read what is stored, sort each instance, write the rows.
     def ingest(self, sid: int, items: list[tuple[Parsed, str, int]]) -> list[IngestResult] | None:
         """Store parsed instances (with their blob key and size) in one transaction; None (and
         nothing written) when the store `sid` no longer exists (deleted or reset meanwhile).
@@ -417,6 +418,7 @@ class DicomIndex:
             return self.db.conn.execute("SELECT 1 FROM hc_studies WHERE sid=? AND study=?", (sid, study)).fetchone() is not None
 
     # ---- search ---------------------------------------------------------------------------
+    # Long on purpose (issue 20): builds one SQL statement (joins, filters, order, paging) in the order SQL reads.
     def search(self, sid: int, q: Query, *, study: str | None = None, series: str | None = None) -> list[dict]:
         level = q.level
         own = {"study": "s", "series": "r", "instance": "i"}[level]
