@@ -17,13 +17,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from provision import __version__
 from provision.cli_options import (EPILOG, BlueprintArg, BlueprintsArg, DetailedOpt, EmulatorOpt, ImpersonateOpt,
-                                   JsonOpt, QuotaProjectOpt, ShardOpt, VerboseOpt, WaitLockOpt)
-from provision.cli_support import (Command, Group, confirm_or_refuse, finish, interrupted, live_progress, parse_duration,
-                                   print_json)
+                                   JsonOpt, QuotaProjectOpt, ShardOpt, VerboseOpt, WaitLockOpt, print_version)
+from provision.cli_support import (Command, Group, confirm_or_refuse, finish, interrupted, live_progress, load_fleet,
+                                   load_one, parse_duration, print_json, target_of)
 from provision.errors import ProvisionError, UsageError
-from provision.gcp.target import Target
 from provision.running import output
 
 
@@ -39,41 +37,16 @@ app = typer.Typer(
     context_settings={"max_content_width": 100},
 )
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"provision {__version__}")
-        raise typer.Exit()
-
-
 @app.callback()
 def _main(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", callback=print_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every retry and its reason as it "
                                           "happens (by default: one summary per step).")] = False,
 ) -> None:
     """Turn one YAML blueprint into a working OHIF viewer on Google Cloud Healthcare."""
     ctx.meta["verbose"] = ctx.meta.get("verbose") or verbose
-
-
-def _target(emulator: str | None, impersonate: str | None, quota_project: str | None = None):
-    """Google Cloud, or the emulator named by --emulator / the environment."""
-    return Target.from_env(emulator=emulator, impersonate=impersonate, quota_project=quota_project)
-
-
-def _fleet(blueprints: list[Path], shard: str | None):
-    """The blueprints of the run (of its CI shard, said on stderr)."""
-    from provision.running import fleet
-
-    return fleet.load(blueprints, shard, on_shard=lambda message: typer.echo(message, err=True))
-
-
-def _load(path: Path, emulator: str | None, impersonate: str | None):
-    """The blueprint and the target."""
-    from provision.blueprint.load import load_blueprint
-
-    return load_blueprint(path), _target(emulator, impersonate)
 
 
 @app.command(cls=Command)
@@ -140,7 +113,7 @@ def plan(
     from provision.running import lifecycle
 
     opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-    items, target = _fleet(blueprints, shard), _target(emulator, impersonate, quota_project)
+    items, target = load_fleet(blueprints, shard), target_of(emulator, impersonate, quota_project)
     outcomes = _plan_each(items, target, opts)
     if out is not None and all(o.ok for o in outcomes):
         saved.save(out, [(o.item.path, o.value) for o in outcomes], target.label, opts)
@@ -182,14 +155,14 @@ def apply(
 
     import dataclasses
 
-    target, wait_s = _target(emulator, impersonate, quota_project), parse_duration(wait_lock)
+    target, wait_s = target_of(emulator, impersonate, quota_project), parse_duration(wait_lock)
     if len(blueprints) == 1 and saved.is_saved_plan(blueprints[0]):
         items, plans, opts = _saved(blueprints[0], target, shard)
         yes = True   # reviewed when it was saved
         parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
     else:
         opts = lifecycle.Options(delete_data=delete_data, replace=replace, reimport=frozenset(reimport or ()))
-        items = _fleet(blueprints, shard)
+        items = load_fleet(blueprints, shard)
         parallel = parallel or min(len(items), fleet.AUTO_PARALLEL)
         plans = _plan_each(items, target, opts, parallel)
     opts = dataclasses.replace(opts, wait_lock_s=wait_s)
@@ -252,7 +225,7 @@ def _saved(path: Path, target, shard: str | None):
     from provision.running import replan
 
     doc = saved.load(path)
-    items = _fleet(replan.blueprint_paths(doc), shard)
+    items = load_fleet(replan.blueprint_paths(doc), shard)
     with live_progress():
         return items, replan.replan(doc, items, target), saved.options(doc)
 
@@ -271,7 +244,7 @@ def status(
     """Live state versus the blueprint: missing, drift, extra, kept."""
     from provision.running import fleet, lifecycle
 
-    items, target = _fleet(blueprints, shard), _target(emulator, impersonate, quota_project)
+    items, target = load_fleet(blueprints, shard), target_of(emulator, impersonate, quota_project)
     outcomes = fleet.each(items, lambda it: lifecycle.status(it.bp, target))
     finish("status", json_out, outcomes, lambda o: {"status": o.value.to_json()}, lambda o: o.value.render(),
             detailed=detailed, changed=lambda r: not r.in_sync, summary=lambda o: o.value.headline())
@@ -297,7 +270,7 @@ def destroy(
     Its ownership record says what it made; data and the project are kept unless asked."""
     from provision.running import fleet, lifecycle
 
-    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
+    items, target = fleet.load(blueprints), target_of(emulator, impersonate, quota_project)
 
     def destroy_plan(it):
         try:
@@ -343,7 +316,7 @@ def unlock(
     from provision.running import fleet
     from provision.running import lifecycle
 
-    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
+    items, target = fleet.load(blueprints), target_of(emulator, impersonate, quota_project)
     for it in items:
         holder = lifecycle.unlock(it.bp, target)
         typer.echo(f"{it.project}: no lock (no run holds it)" if holder is None else
@@ -366,7 +339,7 @@ def config(
 
     if fmt not in ("js", "json"):
         raise UsageError(f"--format {fmt!r}: use js (window.config) or json")
-    items, target = fleet.load(blueprints), _target(emulator, None)
+    items, target = fleet.load(blueprints), target_of(emulator, None)
     if out is not None and len(items) > 1 and str(out) != "-":
         raise UsageError("--out names one file: give one blueprint, or leave --out out to write each blueprint's "
                          "viewer.config_out")
@@ -399,7 +372,7 @@ def smoke(
     """Prove the viewer works: DICOMweb as OHIF uses it, or the real viewer."""
     from provision.running import fleet, flow
 
-    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
+    items, target = fleet.load(blueprints), target_of(emulator, impersonate, quota_project)
     if as_member:
         from provision.running.smoke import refuse_unchecked_identity
 
@@ -425,7 +398,7 @@ def audit(
     from provision.running import fleet
 
     window = audit_mod.parse_since(since)
-    items, target = fleet.load(blueprints), _target(emulator, impersonate, quota_project)
+    items, target = fleet.load(blueprints), target_of(emulator, impersonate, quota_project)
     outcomes = fleet.each(items, lambda it: audit_mod.audit(it.bp, target, window))
     finish("audit", json_out, outcomes, lambda o: {"audit": o.value.to_json()}, lambda o: o.value.render(),
             summary=lambda o: f"{o.value.entries} entries")
@@ -445,7 +418,7 @@ def viewer(
 
     from provision.ohif.fetch import ensure_viewer
 
-    bp, target = _load(blueprint, emulator, None)
+    bp, target = load_one(blueprint, emulator, None)
     dist = ensure_viewer(on_fetch=lambda message: typer.echo(f"{message} ...", err=True))
     server = serve_viewer(render_config(flow.pinned(bp, target), emulator_url=target.emulator), port=port, dist=dist)
     typer.echo(f"OHIF viewer on {server.url} (Ctrl-C to stop)", err=True)

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from provision import __version__
+
 EPILOG = """\b
 Exit codes:
   0    success
@@ -27,6 +29,13 @@ Environment:
                             (default ~/.cache/provision)
   GOOGLE_APPLICATION_CREDENTIALS  credentials for Google Cloud (ADC)
 """
+
+
+def print_version(value: bool) -> None:
+    """--version: print it and exit."""
+    if value:
+        typer.echo(f"provision {__version__}")
+        raise typer.Exit()
 
 
 def _verbose_here(ctx: typer.Context, value: bool) -> None:

@@ -5,7 +5,7 @@
 - finish: a run's result printed (the JSON envelope, or text and a fleet's summary table) and its
   exit code; interrupted: the same after Ctrl-C (exit 130).
 - live_progress, confirm_or_refuse, parse_duration: progress on stderr, the confirmation prompt,
-  `--wait-lock`'s durations.
+  `--wait-lock`'s durations; target_of, load_fleet, load_one: the target and blueprints a command names.
 
 It imports only Typer and the light modules the commands' help needs (`provision --help` loads no
 Google library: tests/test_cli_docs.py).
@@ -16,12 +16,14 @@ import contextvars
 import json
 import re
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from provision.errors import BlueprintError, ProvisionError, UsageError
+from provision.gcp.target import Target
 from provision.redact import redact
 from provision.running import output
 
@@ -195,3 +197,22 @@ def interrupted(command: str, json_out: bool, outcomes: list, payload, message: 
         print_json(output.envelope(command, results, 130, output.error(
             "interrupted", "interrupted (Ctrl-C); nothing more was started")))
     raise typer.Exit(130)
+
+
+def target_of(emulator: str | None, impersonate: str | None, quota_project: str | None = None):
+    """Google Cloud, or the emulator named by --emulator / the environment."""
+    return Target.from_env(emulator=emulator, impersonate=impersonate, quota_project=quota_project)
+
+
+def load_fleet(blueprints: list[Path], shard: str | None):
+    """The blueprints of the run (of its CI shard, said on stderr)."""
+    from provision.running import fleet
+
+    return fleet.load(blueprints, shard, on_shard=lambda message: typer.echo(message, err=True))
+
+
+def load_one(path: Path, emulator: str | None, impersonate: str | None):
+    """The blueprint and the target."""
+    from provision.blueprint.load import load_blueprint
+
+    return load_blueprint(path), target_of(emulator, impersonate)
