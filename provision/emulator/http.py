@@ -27,6 +27,7 @@ as Google does, so a page in the user's browser is a client too):
 - `--record` never writes a header, and keeps the name but not the value of credential query
   parameters (`access_token`, `upload_id`, ...; see provision.redact).
 """
+# Long module (issue 20): the HTTP layer every API shares; its App is one request's life in order.
 from __future__ import annotations
 
 import ipaddress

@@ -9,6 +9,7 @@ taken from a server or an exception goes through `provision.redact.redact` (a pa
 a StepError's message), so an access token cannot leak into a message. Google's libraries are
 imported where they are used (provision/gcp/__init__.py says why).
 """
+# Long module (issue 20): one reading of every client-library error and its words; the predicates read it.
 from __future__ import annotations
 
 import http.client

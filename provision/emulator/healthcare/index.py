@@ -12,6 +12,7 @@ live service): an attribute the file lacks is omitted, one it has empty is `{"vr
 no `Value`. Nothing is synthesised: no InstanceAvailability, ModalitiesInStudy or
 NumberOf*Related* counts (none is in Google's default lists, CONF §1.4).
 """
+# Long module (issue 20): one SQLite schema and its queries (ingest, search, delete), read side by side.
 from __future__ import annotations
 
 import json
