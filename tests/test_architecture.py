@@ -28,7 +28,7 @@ LAYERS = [
     {"provision.planning"},
     {"provision.running"},
     {"provision.demo"},
-    {"provision.cli", "provision.__main__"},
+    {"provision.cli", "provision.cli_options", "provision.cli_support", "provision.__main__"},
 ]
 
 
@@ -168,3 +168,41 @@ def test_layers_cover_the_package():
         if not module.startswith(("provision.emulator", "provision.hosted")) and _layer(module) is None:
             stray[module.rpartition(".")[0]].append(module)
     assert not stray, dict(stray)
+
+
+# Issue 20: a newcomer reads modules of about 500 lines and functions of about 60. Longer says why:
+# a function on the line above it (or above its decorators), `# Long ...`; a module in a
+# `# Long module (issue 20): ...` line.
+MAX_FUNCTION_LINES, MAX_MODULE_LINES = 60, 500
+
+
+def _unexplained_lengths(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    text = path.read_text()
+    lines = text.splitlines()
+    rel = path.relative_to(root)
+    found = []
+    if len(lines) > MAX_MODULE_LINES and not any(line.startswith("# Long module") for line in lines):
+        found.append(f"{rel}: {len(lines)} lines")
+    for node in ast.walk(ast.parse(text, str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+            length = (node.end_lineno or start) - start + 1
+            if length > MAX_FUNCTION_LINES and not (start > 1 and lines[start - 2].strip().startswith("# Long")):
+                found.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+def test_long_modules_and_functions_say_why():
+    found = [f for p in sorted(PACKAGE.rglob("*.py")) for f in _unexplained_lengths(p)]
+    assert not found, ("split these into named steps or modules, or say why they are clearer whole "
+                       "(see the comment above this test):\n" + "\n".join(found))
+
+
+def test_the_length_rule_sees_a_long_function_and_a_long_module(tmp_path):
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    path = tmp_path / "probe.py"
+    path.write_text("def f():\n" + body + "\n" * MAX_MODULE_LINES)
+    assert [f.split(": ")[0] for f in _unexplained_lengths(path, tmp_path)] == ["probe.py", "probe.py:1 f"]
+    path.write_text("# Long module (issue 20): a probe.\n# Long on purpose: a probe.\ndef f():\n" + body
+                    + "\n" * MAX_MODULE_LINES)
+    assert _unexplained_lengths(path, tmp_path) == []

@@ -18,7 +18,8 @@ from PIL import Image
 from emulator_helpers import CONTROL, ready_store
 from provision.demo.studies import write_demo_studies
 from provision.errors import ProvisionError
-from provision.checks.browser import CHROMIUM, chromium_args, run_browser_smoke
+from provision.checks.browser import run_browser_smoke
+from provision.checks.browser_chromium import CHROMIUM, chromium_args
 from provision.ohif.config import render_config
 from provision.running import output
 

@@ -21,7 +21,8 @@ from provision.cli import app
 from provision.emulator.server import EmulatorServer
 from provision.emulator.world import Options
 from provision.gcp.target import Target
-from provision.checks.browser import CHROMIUM, run_browser_smoke
+from provision.checks.browser import run_browser_smoke
+from provision.checks.browser_chromium import CHROMIUM
 from provision.ohif.config import oauth_checklist, render_config
 from test_apply_support import BILLING, ORG, load
 from test_browser import OUT, keep

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from provision.checks.browser import CHROMIUM, chromium_args
+from provision.checks.browser_chromium import CHROMIUM, chromium_args
 from cloudrun_helpers import REGION, add_binding, deploy, ready_project, service_body, sign_in, upload_source
 from emulator_helpers import discovery_client
 

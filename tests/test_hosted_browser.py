@@ -35,7 +35,7 @@ def test_ohif_through_the_hosted_app(emulator, tmp_path):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
-    from provision.checks.browser import chromium_args
+    from provision.checks.browser_chromium import chromium_args
     from provision.ohif.config import render_config
     from provision.ohif.fetch import ensure_viewer
     from types import SimpleNamespace

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from provision.checks.browser import CHROMIUM, chromium_args
+from provision.checks.browser_chromium import CHROMIUM, chromium_args
 from provision.demo.run import DEMO_MEMBER
 
 pytestmark = [

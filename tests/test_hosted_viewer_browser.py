@@ -15,7 +15,8 @@ import pytest
 from cloudrun_helpers import sign_in
 from test_apply_support import blueprint_dict, load
 
-from provision.checks.browser import CHROMIUM, chromium_args, run_browser_smoke
+from provision.checks.browser import run_browser_smoke
+from provision.checks.browser_chromium import CHROMIUM, chromium_args
 from provision.checks.hosted_route import HostedRoute
 from provision.demo.studies import write_demo_studies
 from provision.gcp.target import Target
@@ -119,13 +120,13 @@ def test_a_non_member_gets_iaps_403_and_no_study(deployed):
 def test_the_deep_link_works_after_a_reload(deployed):
     from playwright.sync_api import sync_playwright
 
-    from provision.checks.browser import _CANVAS_STATS_JS
+    from provision.checks.browser_pages import CANVAS_STATS_JS
 
     emu, _, url, studies = deployed
     sign_in(emu.url, MEMBER)
     host = url.split("//")[1]
     deep = f"/viewer?StudyInstanceUIDs={studies[1].study_uid}"
-    drawn = ("() => { const s = (" + _CANVAS_STATS_JS + ")(); return s && s.levels >= 16 && s.nonBlack >= 0.05 ? s : false; }")
+    drawn = ("() => { const s = (" + CANVAS_STATS_JS + ")(); return s && s.levels >= 16 && s.nonBlack >= 0.05 ? s : false; }")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(offline=True))
         try:

@@ -22,7 +22,7 @@ from provision.running.engine import Event, emit
 from provision.gcp.errors import to_provision_error
 from provision.gcp.retry import RetryPolicy
 from provision.gcp.target import Target
-from provision.checks.browser import CHROMIUM
+from provision.checks.browser_chromium import CHROMIUM
 from provision.redact import redact
 
 REPO = Path(__file__).resolve().parent.parent

@@ -260,8 +260,7 @@ def test_the_checks_are_small_named_functions_the_browser_smoke_shares():
     """run_dicomweb_smoke is a loop over named checks; the browser judges its own answers with the same words."""
     import inspect
 
-    from provision.checks import answers, dicomweb
-    from provision.checks import browser
+    from provision.checks import answers, browser_pages, dicomweb
 
     assert [name for name, _, _ in dicomweb.CHECKS] == list(CHECK_NAMES)
     for name, check, _needs in dicomweb.CHECKS:
@@ -278,7 +277,7 @@ def test_the_checks_are_small_named_functions_the_browser_smoke_shares():
     assert "ends before its closing boundary" in answers.frame_problem("http://x/frames/1", ctype, body[:-12])[0]
     text = answers.http_problem("GET", "http://x/studies", 403, b'{"error": {"code": 403, "message": "denied"}}', "study list")
     assert text.startswith("study list: GET http://x/studies answered 403: denied. Likely cause: the caller lacks")
-    source = inspect.getsource(browser)
+    source = inspect.getsource(browser_pages)   # what the browser smoke's pages must show
     assert "http_problem(" in source and "frame_problem(" in source
 
 

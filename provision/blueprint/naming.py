@@ -11,6 +11,7 @@ pydantic, so that one rule can reuse another (the import URI rule uses the bucke
 `provision.blueprint` can wrap each one as a field validator (turning `_Invalid` into a
 positioned blueprint error), and tests can call them directly.
 """
+# Long module (issue 20): a table of Google's naming rules, one short check per kind of name.
 from __future__ import annotations
 
 import difflib

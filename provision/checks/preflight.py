@@ -15,6 +15,7 @@ asked once per run (provision/gcp/shared.py). Google's libraries are imported wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError
@@ -137,64 +138,66 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
     existing project even to a caller who holds nothing there. `billing`: the linked account
     as read (the billing permission is only needed to make a link that is not there)."""
     check_quota_project(ctx, bp, project_visible)
-    missing: list[Missing] = []
     notes: list[str] = []
-    pid = bp.project.id
     jobs = []
-
-    state = {"exists": project_visible}
-
-    def on_project():
-        try:
-            got = project_iam.test_permissions(ctx, pid, _project_needs(bp))
-        except Exception as exc:  # noqa: BLE001
-            if not project_visible and is_status(exc, 403, 404):
-                return None  # absent (or wholly hidden from us): the parent decides
-            raise
-        state["exists"] = True
-        return [(f"projects/{pid}", p) for p in _project_needs(bp) if p not in got]
-
-    def on_parent():
-        parent = bp.project.parent
-        kind = parent.split("/")[0]
-        client = ctx.target.folders() if kind == "folders" else ctx.target.organizations()
-        ask = lambda: list(client.test_iam_permissions(  # noqa: E731
-            request={"resource": parent, "permissions": CREATE_PERMISSIONS}, retry=None).permissions)
-        try:   # the same question for every blueprint under this parent: asked once per run
-            got = set(shared_reads(ctx.target).get(("testIamPermissions", parent, tuple(CREATE_PERMISSIONS)),
-                                                   lambda: ctx.call(ask)))
-        except Exception as exc:  # noqa: BLE001
-            if is_status(exc, 404, 501):
-                notes.append(f"could not check permissions on {parent} (testIamPermissions not served)")
-                return []
-            raise
-        return [(parent, p) for p in CREATE_PERMISSIONS if p not in got]
-
-    def on_billing():
-        acct = billing_mod.account_name(bp.project.billing_account)
-        try:
-            got = shared_reads(ctx.target).get(   # one billing account for the fleet: asked once per run
-                ("testIamPermissions", acct, tuple(BILLING_PERMISSIONS)),
-                lambda: billing_mod.test_permissions(ctx, bp.project.billing_account, BILLING_PERMISSIONS))
-        except Exception as exc:  # noqa: BLE001
-            if is_status(exc, 403):
-                raise ProvisionError(f"billing account {bp.project.billing_account} not found or not yours; you need "
-                                     "Billing Account User (roles/billing.user) on it") from None
-            if is_status(exc, 404, 501):
-                notes.append(f"could not check permissions on {acct} (not found or not served)")
-                return []
-            raise
-        return [(acct, p) for p in BILLING_PERMISSIONS if p not in got]
-
-    found_project = on_project()
+    found_project = _on_project(ctx, bp, project_visible)
     if found_project is not None:
         jobs.append(lambda: found_project)
     elif bp.project.parent:
-        jobs.append(on_parent)
+        jobs.append(partial(_on_parent, ctx, bp.project.parent, notes))
     if bp.project.billing_account and billing != billing_mod.account_name(bp.project.billing_account):
-        jobs.append(on_billing)
+        jobs.append(partial(_on_billing, ctx, bp.project.billing_account, notes))
+    missing: list[Missing] = []
     for found in ctx.parallel(jobs):
         for resource, perm in found or []:
             role, title = role_for(perm)
             missing.append(Missing(resource, perm, role, title))
     return missing, notes
+
+
+def _on_project(ctx: Ctx, bp: Blueprint, project_visible: bool) -> list[tuple[str, str]] | None:
+    """(resource, permission) the caller lacks on the project; None when the project is absent (or wholly
+    hidden from us): then the parent decides."""
+    pid = bp.project.id
+    try:
+        got = project_iam.test_permissions(ctx, pid, _project_needs(bp))
+    except Exception as exc:  # noqa: BLE001
+        if not project_visible and is_status(exc, 403, 404):
+            return None
+        raise
+    return [(f"projects/{pid}", p) for p in _project_needs(bp) if p not in got]
+
+
+def _on_parent(ctx: Ctx, parent: str, notes: list[str]) -> list[tuple[str, str]]:
+    """(resource, permission) the caller lacks to create the project under `parent`."""
+    kind = parent.split("/")[0]
+    client = ctx.target.folders() if kind == "folders" else ctx.target.organizations()
+    ask = lambda: list(client.test_iam_permissions(  # noqa: E731
+        request={"resource": parent, "permissions": CREATE_PERMISSIONS}, retry=None).permissions)
+    try:   # the same question for every blueprint under this parent: asked once per run
+        got = set(shared_reads(ctx.target).get(("testIamPermissions", parent, tuple(CREATE_PERMISSIONS)),
+                                               lambda: ctx.call(ask)))
+    except Exception as exc:  # noqa: BLE001
+        if is_status(exc, 404, 501):
+            notes.append(f"could not check permissions on {parent} (testIamPermissions not served)")
+            return []
+        raise
+    return [(parent, p) for p in CREATE_PERMISSIONS if p not in got]
+
+
+def _on_billing(ctx: Ctx, account: str, notes: list[str]) -> list[tuple[str, str]]:
+    """(resource, permission) the caller lacks to link the billing `account` (its ID)."""
+    acct = billing_mod.account_name(account)
+    try:
+        got = shared_reads(ctx.target).get(   # one billing account for the fleet: asked once per run
+            ("testIamPermissions", acct, tuple(BILLING_PERMISSIONS)),
+            lambda: billing_mod.test_permissions(ctx, account, BILLING_PERMISSIONS))
+    except Exception as exc:  # noqa: BLE001
+        if is_status(exc, 403):
+            raise ProvisionError(f"billing account {account} not found or not yours; you need "
+                                 "Billing Account User (roles/billing.user) on it") from None
+        if is_status(exc, 404, 501):
+            notes.append(f"could not check permissions on {acct} (not found or not served)")
+            return []
+        raise
+    return [(acct, p) for p in BILLING_PERMISSIONS if p not in got]

@@ -29,6 +29,7 @@ as Google does, so a page in the user's browser is a client too):
 - `--record` never writes a header, and keeps the name but not the value of credential query
   parameters (`access_token`, `upload_id`, ...; see provision.redact).
 """
+# Long module (issue 20): the HTTP layer every API shares; its App is one request's life in order.
 from __future__ import annotations
 
 import ipaddress
@@ -253,6 +254,7 @@ class App:
         self.host_names = served_host_names(world.options)
         self.any_ip = host_name(world.options.host) in WILDCARD_ADDRESSES
 
+    # Long on purpose (issue 20): one request's life in order (route, authorize, answer, audit, record).
     def __call__(self, environ, start_response):
         name = host_name(environ.get("HTTP_HOST", ""))
         real = door.google_name(name)

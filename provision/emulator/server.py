@@ -112,6 +112,7 @@ class _QuietHandler(WSGIRequestHandler):
     def connection_dropped(self, error: BaseException, environ=None) -> None:
         self.close_connection = True
 
+    # Long on purpose (issue 20): werkzeug's run_wsgi with our framing, kept whole to read against werkzeug's.
     def run_wsgi(self) -> None:  # noqa: C901 - werkzeug's, with framing and keep-alive
         if self.headers.get("Expect", "").lower().strip(" \t") == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -9,6 +9,7 @@ taken from a server or an exception goes through `provision.redact.redact` (a pa
 a StepError's message), so an access token cannot leak into a message. Google's libraries are
 imported where they are used (provision/gcp/__init__.py says why).
 """
+# Long module (issue 20): one reading of every client-library error and its words; the predicates read it.
 from __future__ import annotations
 
 import http.client
@@ -191,6 +192,7 @@ def parse(exc: BaseException) -> GoogleError | None:
     return ge
 
 
+# Long on purpose (issue 20): one branch per kind of client-library or network error, read top to bottom like a table.
 def _parse(exc: BaseException) -> GoogleError | None:
     if isinstance(exc, OperationFailed):
         ge = GoogleError(rpc_code=exc.code, status=RPC_CODES.get(exc.code, "UNKNOWN"))

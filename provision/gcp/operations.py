@@ -50,6 +50,7 @@ def gone_window(target: Any) -> dict[str, Any]:
     return {"gone_after": target.timing.gone_s, "emulator": bool(getattr(target, "emulator", None))}
 
 
+# Long on purpose (issue 20): one polling loop whose state (pause, 404 window, retries) each poll reads and updates.
 def wait(fetch: Callable[[], dict[str, Any]], first: dict[str, Any] | None, *, name: str, deadline: float, interval: float = 1.0,
          max_interval: float = 15.0, schedule: Schedule | None = None, policy: RetryPolicy | None = None,
          on_poll: OnPoll | None = None, on_retry: OnRetry | None = None, cancel: threading.Event | None = None,

@@ -262,6 +262,7 @@ class RetryPolicy:
             return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))  # type: ignore[no-any-return]  # mypy baseline (issue 20)
         return self.delay(attempt, elapsed)
 
+    # Long on purpose (issue 20): one retry loop; each attempt reads and updates its state (slot, strikes, streak).
     def run(self, fn: Callable[[], T], *, deadline: float, on_retry: OnRetry | None = None,
             cancel: threading.Event | None = None, on_wait: Callable[[str], None] | None = None,
             project: str | None = None, number: str | None = None, site: object = None,

@@ -160,16 +160,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     assert state is not None   # read in phase 1 whenever the blueprint names a bucket
     ours = live.record.owns(KIND, name)
     if opts.destroy:
-        if not state.exists:
-            if ours:
-                _remove(draft, name, state, 0, opts, "destroy")
-            return
-        if not is_ours(bp, live):
-            draft.keep(KIND, KIND, f"gs://{name}", "belongs to another project: not deleted")
-        elif not ours:
-            draft.keep(KIND, KIND, f"gs://{name}", "not created by provision (adopted, or create: false): not deleted")
-        else:
-            _remove(draft, name, state, live.get("bucket_objects", 0), opts, "destroy")
+        _destroy(bp, live, opts, draft, name, state, ours)
         return
     pid = bp.project.id
     want = lockdown.wanted(spec)
@@ -212,6 +203,20 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         return
     _settle(draft, name, state, want, ours)
 
+
+
+def _destroy(bp: Blueprint, live: Live, opts: Options, draft: Draft, name: str, state: BucketState, ours: bool) -> None:
+    """`destroy`: the bucket is deleted only when provision made it and it is this project's."""
+    if not state.exists:
+        if ours:
+            _remove(draft, name, state, 0, opts, "destroy")
+        return
+    if not is_ours(bp, live):
+        draft.keep(KIND, KIND, f"gs://{name}", "belongs to another project: not deleted")
+    elif not ours:
+        draft.keep(KIND, KIND, f"gs://{name}", "not created by provision (adopted, or create: false): not deleted")
+    else:
+        _remove(draft, name, state, live.get("bucket_objects", 0), opts, "destroy")
 
 def _read_only(draft: Draft, name: str, state: BucketState, want: lockdown.Wanted) -> None:
     """A `create: false` bucket: it must exist; what it lacks of the defaults is reported."""

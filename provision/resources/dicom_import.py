@@ -109,25 +109,31 @@ def run(ctx: Ctx, store_name: str, uri: str, *, min_studies: int, fingerprint_va
         raise err from None
     c = _counter(done)
     if c["failure"]:
-        meta = done.get("metadata") or {}
-        errors = import_errors(ctx, done.get("name") or "", created=meta.get("createTime"), expected=c["failure"])
-        report = failure_report(uri, c, errors, meta.get("logsUrl"))
-        if c["failure"] > max_failures:
-            bucket = parse_uri(uri).bucket
-            allow = (f"raise import.max_failures (now {max_failures}) to {c['failure']} to accept them"
-                     if c["success"] else "")
-            raise StepError(ctx.step, store_name, f"import of {uri} finished with failures: {report}",
-                            google=parse(failed_op) if failed_op else None,
-                            fix=f"replace or delete these objects in gs://{bucket} (they are not DICOM, or clash with "
-                                "stored instances); deleting a local file does not delete the object already "
-                                "uploaded: `gcloud storage rm gs://…`" + (f"; or {allow}" if allow else "")
-                                + "; then apply again", action="import")
-        ctx.note(f"import of {uri}: {c['failure']} file(s) failed and were left out (import.max_failures: "
-                 f"{max_failures}): {report}")
+        _failed_files(ctx, store_name, uri, done, c, failed_op, max_failures)
     ctx.progress(f"{counts_text(c)}; counting studies")
     count = verify_studies(ctx, store_name, min_studies)
     set_label(ctx, store_name, LABEL, fingerprint_value)
     return count
+
+
+def _failed_files(ctx: Ctx, store_name: str, uri: str, done: dict[str, Any], c: dict[str, int],
+                  failed_op: OperationFailed | None, max_failures: int) -> None:
+    """An import that finished with files failed: up to `max_failures` are named in a note, more fail the step."""
+    meta = done.get("metadata") or {}
+    errors = import_errors(ctx, done.get("name") or "", created=meta.get("createTime"), expected=c["failure"])
+    report = failure_report(uri, c, errors, meta.get("logsUrl"))
+    if c["failure"] > max_failures:
+        bucket = parse_uri(uri).bucket
+        allow = (f"raise import.max_failures (now {max_failures}) to {c['failure']} to accept them"
+                 if c["success"] else "")
+        raise StepError(ctx.step, store_name, f"import of {uri} finished with failures: {report}",
+                        google=parse(failed_op) if failed_op else None,
+                        fix=f"replace or delete these objects in gs://{bucket} (they are not DICOM, or clash with "
+                            "stored instances); deleting a local file does not delete the object already "
+                            "uploaded: `gcloud storage rm gs://…`" + (f"; or {allow}" if allow else "")
+                            + "; then apply again", action="import")
+    ctx.note(f"import of {uri}: {c['failure']} file(s) failed and were left out (import.max_failures: "
+             f"{max_failures}): {report}")
 
 
 def _access_problem(message: str) -> bool:
@@ -296,17 +302,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         uri = s.import_.uri
         src = parse_uri(uri)
         objects = _objects(bp, live, s)
-        if objects == MISSING:
-            raise ProvisionError(f"import:{s.id}: the import source bucket gs://{src.bucket} does not exist; "
-                                 "fix dicom_stores[].import.uri, or create the bucket")
-        if objects == FORBIDDEN:
-            raise ProvisionError(f"import:{s.id}: you cannot list gs://{src.bucket} (403), so provision cannot check "
-                                 f"that {uri} matches files; ask its owner for roles/storage.objectViewer for "
-                                 "yourself (and for the project's Healthcare service agent)")
-        if objects == BILLING:
-            raise ProvisionError(f"import:{s.id}: gs://{src.bucket} is Requester Pays, and you may not bill project "
-                                 f"{bp.project.id} for reading it (Cloud Storage answered 403: serviceusage.services.use);"
-                                 f" ask for {USAGE_ROLE} on project {bp.project.id}, then plan again")
+        _refuse_unreadable(bp, s.id, src, uri, objects)
         listing = live.get(f"import_objects:{s.id}")
         billed = _billing_note(bp, src, listing, objects if isinstance(objects, dict) else None)
         if billed:
@@ -345,6 +341,21 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
             now += f"; Requester Pays: reads billed to project {bp.project.id}"
         draft.add(Step(f"import:{s.id}", KIND, name, NOOP if done else CREATE, [] if done else [f"import {uri}{why}{now}"],
                        deps, None if done else _run(bp, s, name, grant_bucket, force=bool(why))))
+
+
+def _refuse_unreadable(bp: Blueprint, store_id: str, src: Source, uri: str, objects: Any) -> None:
+    """The plan stops when the import's source bucket is missing, cannot be listed, or may not be billed to the project."""
+    if objects == MISSING:
+        raise ProvisionError(f"import:{store_id}: the import source bucket gs://{src.bucket} does not exist; "
+                             "fix dicom_stores[].import.uri, or create the bucket")
+    if objects == FORBIDDEN:
+        raise ProvisionError(f"import:{store_id}: you cannot list gs://{src.bucket} (403), so provision cannot check "
+                             f"that {uri} matches files; ask its owner for roles/storage.objectViewer for "
+                             "yourself (and for the project's Healthcare service agent)")
+    if objects == BILLING:
+        raise ProvisionError(f"import:{store_id}: gs://{src.bucket} is Requester Pays, and you may not bill project "
+                             f"{bp.project.id} for reading it (Cloud Storage answered 403: serviceusage.services.use);"
+                             f" ask for {USAGE_ROLE} on project {bp.project.id}, then plan again")
 
 
 def _billing_note(bp: Blueprint, src: Source, listing: Any, objects: dict[str, dict[str, Any]] | None) -> str:

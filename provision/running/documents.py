@@ -256,6 +256,8 @@ class Result(Doc):
     smoke: Smoke | None = _absent()
     audit: Audit = _absent()
     config_path: str | None = _absent("apply: the OHIF configuration written")
+    oauth_checklist: str = _absent("apply of a hosted google-sign-in viewer: the console steps for its OAuth "
+                                   "client, at the service's exact origin")
     notes: list[str] = _absent()
 
 

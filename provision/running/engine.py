@@ -120,6 +120,7 @@ class Engine:
         with self._lock:
             emit(self.listener, event)
 
+    # Long on purpose (issue 20): one scheduling loop over shared state (step states, futures, results).
     def run(self, steps: Iterable[Step]) -> RunResult:
         steps = list(steps)
         by_id = {s.id: s for s in steps}

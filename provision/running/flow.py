@@ -23,7 +23,7 @@ from provision.ohif.config import config_warnings
 from provision.resources.hosting_calls import get_service
 from provision.resources.hosting_names import service_name
 from provision.resources.viewer_source import pin
-from provision.running import lifecycle
+from provision.running import fleet, lifecycle
 from provision.running.smoke import run_blueprint_smoke
 
 if TYPE_CHECKING:  # for annotations only: no import at run time
@@ -173,7 +173,7 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C stopped `apply_many`: `outcomes` holds every blueprint's, as far as it got (a blueprint
     that never started says so in its error)."""
 
-    def __init__(self, outcomes: list[Outcome]):
+    def __init__(self, outcomes: list[Any]):
         self.outcomes = outcomes
         super().__init__("interrupted")
 
@@ -203,3 +203,22 @@ def apply_many(bps: list[Any], target: Target, listener: Any = None, *, plans: l
                            for bp, f in zip(bps, futures, strict=True)]) from None
     finally:
         pool.shutdown(wait=False)
+
+
+def apply_planned(plans: list[fleet.Outcome], target: Target, listener: Any = None, *, parallel: int = 4,
+                  run_smoke: bool = True, opts: Any = None) -> list[fleet.Outcome]:
+    """apply_many over the blueprints whose plan (fleet.each of lifecycle.plan) succeeded: every
+    blueprint's fleet Outcome, in order, its value this module's Outcome (a failed plan's stays as it
+    was). Ctrl-C raises Interrupted, its outcomes these as far as they got."""
+    good = [o for o in plans if o.ok]
+    try:
+        applied = apply_many([o.item.bp for o in good], target, listener, plans=[o.value for o in good],
+                             parallel=parallel, run_smoke=run_smoke, opts=opts)
+    except Interrupted as stop:
+        raise Interrupted(_per_blueprint(plans, good, stop.outcomes)) from None
+    return _per_blueprint(plans, good, applied)
+
+
+def _per_blueprint(plans: list[fleet.Outcome], good: list[fleet.Outcome], applied: list[Outcome]) -> list[fleet.Outcome]:
+    done = {id(o.item.bp): a for o, a in zip(good, applied, strict=True)}
+    return [fleet.Outcome(o.item, done[id(o.item.bp)], done[id(o.item.bp)].error) if o.ok else o for o in plans]

@@ -104,6 +104,22 @@ def run_blueprint_smoke(
     with ADC's token, as without hosting.
     """
     result = BlueprintSmoke(as_member=as_member)
+    sources = _dicomweb_smokes(bp, result, session=session, emulator_url=emulator_url, retry_s=retry_s)
+    for report in result.stores.values():
+        report.as_member = as_member or ""
+    if not browser:
+        return result
+    expected = _first_store_expectations(bp, result)
+    signs_in = getattr(getattr(bp.viewer, "hosting", None), "access", None) == "google-sign-in"
+    if hosted_url and not signs_in:
+        return _hosted_browser(bp, result, expected, sources, hosted_url, emulator_url, Path(out_dir))
+    return _local_browser(bp, result, expected, sources, emulator_url, token, Path(out_dir),
+                          hosted_url=hosted_url)
+
+
+def _dicomweb_smokes(bp: Blueprint, result: BlueprintSmoke, *, session: requests.Session | None,
+                     emulator_url: str | None, retry_s: float) -> list[Any]:
+    """The DICOMweb smoke of every store and viewer source, into `result.stores`; the resolved sources."""
     for store in bp.dicom_stores:
         root = dicomweb_root(bp, store.id, emulator_url=emulator_url)
         has_import = bool(getattr(store, "import_", None))
@@ -119,10 +135,12 @@ def run_blueprint_smoke(
             for c in report.failures:
                 c.detail += f" How to get access to source {source.name}: {source.access}."
         result.stores[f"source:{source.name}"] = report
-    for report in result.stores.values():
-        report.as_member = as_member or ""
-    if not browser:
-        return result
+    return sources
+
+
+def _first_store_expectations(bp: Blueprint, result: BlueprintSmoke) -> list[Any]:
+    """The studies the viewer's default data source (the first store) must show; when there are none to
+    show, or its DICOMweb smoke failed, `result.browser_not_run` says so."""
     first_id = bp.dicom_stores[0].id
     first = result.stores[first_id]
     expected = first.browser_expectations()
@@ -131,10 +149,14 @@ def run_blueprint_smoke(
     elif not expected:
         result.browser_not_run = (f"store {first_id} (the viewer's default data source) holds no study for the viewer "
                                   "to show; import studies into it, or leave out --browser (smoke.browser)")
+    return expected
 
-    signs_in = getattr(getattr(bp.viewer, "hosting", None), "access", None) == "google-sign-in"
-    if hosted_url and not signs_in:
-        return _hosted_browser(bp, result, expected, sources, hosted_url, emulator_url, Path(out_dir))
+
+def _local_browser(bp: Blueprint, result: BlueprintSmoke, expected: list, sources: list, emulator_url: str | None,
+                   token: str | None, out_dir: Path, *, hosted_url: str | None = None) -> BlueprintSmoke:
+    """The browser smoke of the viewer served here with the blueprint's config: the default data source,
+    then each viewer source (`?datasources=NAME`, screenshots in out_dir/source-NAME). `hosted_url`: a
+    hosted google-sign-in viewer, which serves that very config at its run.app URL."""
     if emulator_url:
         # What `provision config` writes for Google Cloud, unchanged; Google's hosts are routed to the
         # emulator, where the viewer signs in for real when the config has an oidc block. A hosted
@@ -150,20 +172,19 @@ def run_blueprint_smoke(
     if not result.browser_not_run:
         try:
             result.browser = browser_smoke.run_browser_smoke(config_js, expected_studies=expected, token=token,
-                                                             out_dir=Path(out_dir), **route)
+                                                             out_dir=out_dir, **route)
         except ProvisionError as exc:  # no Chromium, no Playwright, no viewer: the check could not run
             result.browser_not_run = str(exc)
-    # Each viewer source: its study list (?datasources=NAME) and one image, screenshots in out_dir/source-NAME.
     for source in sources:
         report = result.stores[f"source:{source.name}"]
-        expected = report.browser_expectations()
-        if not report.ok or not expected:
+        wanted = report.browser_expectations()
+        if not report.ok or not wanted:
             result.browser_sources_not_run[source.name] = (
                 f"the DICOMweb smoke of source {source.name} failed (above); fix that first")
             continue
         try:
             result.browser_sources[source.name] = browser_smoke.run_browser_smoke(
-                config_js, expected_studies=expected, token=token, out_dir=Path(out_dir) / f"source-{source.name}",
+                config_js, expected_studies=wanted, token=token, out_dir=out_dir / f"source-{source.name}",
                 data_source=source.name, **route)
         except ProvisionError as exc:
             result.browser_sources_not_run[source.name] = str(exc)

@@ -28,6 +28,7 @@ next to the old one and swaps only once it answers (the old one keeps serving if
 
 Records: ("run-service", "PROJECT_ID/REGION/NAME") -> spec, generation, status, revisions, policy.
 """
+# Long module (issue 20): one backend; services, revisions, IAM and their local instances share one lock and record.
 from __future__ import annotations
 
 import builtins

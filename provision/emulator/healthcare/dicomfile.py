@@ -7,6 +7,7 @@ compressed syntaxes, whose data set is Explicit VR LE) at a fraction of pydicom'
 the file through mmap so pixel data is never copied. Big Endian, Deflate and ISO 2022 character
 sets go through pydicom.
 """
+# Long module (issue 20): one Part-10 reader, its byte-level _Reader and the pydicom fallback together.
 from __future__ import annotations
 
 import base64

@@ -27,6 +27,7 @@ Choices where Google's behaviour is not documented:
 - an identical duplicate in STOW is a success (listed in ReferencedSOPSequence), like import: Google's
   DICOM adapter counts on it ("if the md5 of the instances match, we will get a HTTP 200", §1.3).
 """
+# Long module (issue 20): the DICOMweb route table (QIDO, WADO, STOW, delete); each handler is short.
 from __future__ import annotations
 
 import json

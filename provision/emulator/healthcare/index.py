@@ -12,6 +12,7 @@ live service): an attribute the file lacks is omitted, one it has empty is `{"vr
 no `Value`. Nothing is synthesised: no InstanceAvailability, ModalitiesInStudy or
 NumberOf*Related* counts (none is in Google's default lists, CONF §1.4).
 """
+# Long module (issue 20): one SQLite schema and its queries (ingest, search, delete), read side by side.
 from __future__ import annotations
 
 import json
@@ -291,6 +292,7 @@ class DicomIndex:
         return out
 
     # ---- ingest ---------------------------------------------------------------------------
+    # Long on purpose (issue 20): one transaction: read what is stored, sort each instance, write the rows.
     def ingest(self, sid: int, items: list[tuple[Parsed, str, int]]) -> list[IngestResult] | None:
         """Store parsed instances (with their blob key and size) in one transaction; None (and
         nothing written) when the store `sid` no longer exists (deleted or reset meanwhile).
@@ -417,6 +419,7 @@ class DicomIndex:
             return self.db.conn.execute("SELECT 1 FROM hc_studies WHERE sid=? AND study=?", (sid, study)).fetchone() is not None
 
     # ---- search ---------------------------------------------------------------------------
+    # Long on purpose (issue 20): builds one SQL statement (joins, filters, order, paging) in the order SQL reads.
     def search(self, sid: int, q: Query, *, study: str | None = None, series: str | None = None) -> list[dict]:
         level = q.level
         own = {"study": "s", "series": "r", "instance": "i"}[level]
