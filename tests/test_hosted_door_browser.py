@@ -83,7 +83,7 @@ def test_the_demos_member_opens_the_printed_address_and_sees_the_studies(demo):
     assert not [u for u, auth in seen if auth], "a request carried an Authorization header"
 
 
-def test_another_address_gets_iaps_403_page(demo):
+def test_another_address_gets_iaps_403_page_and_can_switch_to_the_member(demo):
     from playwright.sync_api import sync_playwright
 
     _, text, result = demo
@@ -98,6 +98,12 @@ def test_another_address_gets_iaps_403_page(demo):
                 page.click("#next")
             assert nav.value is not None and nav.value.status == 403
             body = page.inner_text("body")
+            # IAP's page offers another account: back to the accounts page, then in as the member.
+            page.click("text=Sign in with a different account")
+            page.wait_for_selector("#account", timeout=30_000)
+            page.click("#account")
+            page.wait_for_function("n => document.body && document.body.innerText.includes(n)",
+                                   arg=result.studies[0].patient_name_ohif, timeout=90_000)
         finally:
             browser.close()
     assert "403" in body and "eve@example.com" in body
