@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from provision.emulator import iam
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import failed_precondition, invalid_argument, permission_denied
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.builds import archive
 from provision.emulator.builds.registry import Registry, parse_image
 from provision.emulator.common import timestamp

@@ -7,6 +7,7 @@ import hashlib
 import urllib.parse
 
 from provision.emulator.errors import invalid_argument, not_found
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.healthcare.dicomfile import NotDicom, parse_file
 from provision.emulator.healthcare.index import DicomIndex, IngestResult
 from provision.emulator.worldview import WorldView
@@ -21,12 +22,11 @@ from provision.emulator.healthcare.common import (
 )
 
 
-class HealthcareCore:
+class HealthcareCore(ApiBackend):
     """The state every part of the Healthcare backend (`provision.emulator.healthcare.state`) works on."""
 
     def __init__(self, world: WorldView):
-        self.world = world
-        self.docs = world.docs
+        super().__init__(world)
         self.index = DicomIndex(world.db, on_release=world.blobs_dirty)
         self._recover_interrupted()
 

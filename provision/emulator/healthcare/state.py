@@ -29,6 +29,7 @@ class Healthcare(Datasets, Transfers, Instances):
         return self.index.blob_refs(keys)
 
     def reset(self) -> None:
+        super().reset()
         self.index.reset()
 
     def dump(self) -> dict:

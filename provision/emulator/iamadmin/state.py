@@ -19,7 +19,7 @@ import hashlib
 import re
 
 from provision.emulator import iam
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.common import timestamp
 from provision.emulator.errors import already_exists, invalid_argument, not_found
 

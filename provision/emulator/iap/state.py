@@ -46,7 +46,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from provision.emulator import iam
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.common import agent_email
 from provision.emulator.oauth.state import ISSUER as GOOGLE, subject
 from provision.emulator.worldview import WorldView as World

@@ -14,7 +14,7 @@ import hashlib
 import urllib.parse
 from typing import Any
 
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.common import timestamp
 from provision.emulator.errors import ApiError, invalid_argument
 from provision.emulator.logging.query import FilterError, compile_filter

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from provision.emulator import iam
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.errors import ApiError, error_info
 from provision.emulator.keys import persisted_key, public_der

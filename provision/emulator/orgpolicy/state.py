@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from provision.emulator import iam
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.common import parse_agent_email
 from provision.emulator.errors import ApiError, already_exists, invalid_argument, not_found, permission_denied
 from provision.emulator.orgpolicy import groups

@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 from provision.emulator import discovery
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.common import agent_email, parse_agent_email, timestamp
 from provision.emulator.errors import ApiError, error_info, failed_precondition, invalid_argument
 from provision.emulator.operations import injected_failure

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import google_crc32c
 
 from provision.emulator import iam
-from provision.emulator.backend import ApiBackend
+from provision.emulator.state_base import ApiBackend
 from provision.emulator.storage import access, buckets, constraints, lockdown, objects, uploads
 from provision.emulator.storage.common import PAGE_MAX, b64, bucket_not_found, gcs_error
 from provision.emulator.storage.names import object_name_problem
