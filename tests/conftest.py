@@ -35,6 +35,16 @@ def emulator(emulator_factory) -> EmulatorServer:
     return emulator_factory()
 
 
+@pytest.fixture
+def quick_unreachable(monkeypatch) -> None:
+    """A refused connection is given up on after ~0.6 s (the emulator time scale's 30 s x 0.02)
+    instead of the 5 s floor, for in-process runs against a dead port that test what is said, not
+    how long the retries last (tests/test_review_fixes.py keeps the floor's own test)."""
+    from provision.gcp.target import Timing
+
+    monkeypatch.setattr(Timing, "UNREACHABLE_FLOOR_S", 0.0)
+
+
 # `make test` installs everything the tests need (chromium, node, the OHIF viewer, Orthanc), so there
 # a skip means a missing install step, not a passing test: with PROVISION_NO_SKIP=1 (set by the
 # Makefile) any skip but a `live` test's (real Google Cloud, no credentials here) fails the run.

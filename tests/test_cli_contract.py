@@ -52,7 +52,8 @@ def closed_port() -> int:
 
 
 # ---------------------------------------------------------------------------- one document, always
-def test_every_command_prints_one_schema_valid_document_through_its_failure_modes(emulator, tmp_path, data_dir):
+def test_every_command_prints_one_schema_valid_document_through_its_failure_modes(emulator, tmp_path, data_dir,
+                                                                                  quick_unreachable):
     url = emulator.url
     good = blueprint(tmp_path, "ohif-json-good", data_dir)
     bad = tmp_path / "bad.yaml"

@@ -187,13 +187,19 @@ def test_ctrl_c_stops_a_multi_blueprint_apply_promptly(emulator_factory, tmp_pat
     import sys
     import time
 
-    emu = emulator_factory(latency="realistic", time_scale=0.1)  # a full apply would take ~10 s
+    record = tmp_path / "record.jsonl"
+    emu = emulator_factory(latency="realistic", time_scale=0.1, record=record)  # a full apply would take ~10 s
     paths = [_team_blueprint(tmp_path, t) for t in ("x", "y")]
     proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "provision"), "apply", *paths,
                              "--emulator", emu.url, "--yes", "--no-smoke"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(2.0)
+        # Interrupted once the apply is under way (its first write reached the emulator), not after a
+        # fixed sleep that a loaded machine may not even have started the process in.
+        deadline = time.monotonic() + 60
+        while not (record.exists() and any(f'"method":"{m}"' in record.read_text() for m in WRITES)):
+            assert time.monotonic() < deadline and proc.poll() is None, "the apply never wrote"
+            time.sleep(0.05)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)

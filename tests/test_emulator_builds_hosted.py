@@ -22,6 +22,7 @@ from hosted_helpers import config_for
 
 from provision.ohif.fetch import ensure_viewer
 from provision.ohif.hosted_source import build_source
+from provision.resources.hosted_archive import EMULATOR_LEVEL
 
 PROJECT = "hosted-build-1"
 ANA = "ana@example.com"
@@ -80,7 +81,8 @@ def test_the_hosted_viewer_is_built_deployed_and_serves_a_member_as_its_service_
     env.dicomweb.store_instances(f.ct_series("ct1", slices=2, size=32))
     number = env.number
     # The archive provision deploys, uploaded as provision uploads it.
-    artifact = build_source(tmp_path / "out", config_js=config_for(env.dicomweb_url), dist=ensure_viewer())
+    artifact = build_source(tmp_path / "out", config_js=config_for(env.dicomweb_url), dist=ensure_viewer(),
+                            level=EMULATOR_LEVEL)
     bucket = storage.Client(project=PROJECT, credentials=credentials(), client_options={"api_endpoint": emu.url}
                             ).create_bucket(f"{PROJECT}-sources")
     blob = bucket.blob(f"hosted/{artifact.path.name}")

@@ -113,7 +113,7 @@ def test_a_plan_error_names_the_blueprint_once(emulator, tmp_path, data_dir):
     assert line.count(path.name) == 1, line
 
 
-def test_an_unreachable_emulator_hint_names_the_port_flag(tmp_path):
+def test_an_unreachable_emulator_hint_names_the_port_flag(tmp_path, quick_unreachable):
     path = load(tmp_path, blueprint_dict("ohif-out-dead", None, bucket=None, dicom_stores=[{"id": "s"}])).source
     result = run("plan", str(path), "--emulator", "http://127.0.0.1:9")
     assert "`provision emulator --port 9`" in result.output and ":9)" in result.output, result.output

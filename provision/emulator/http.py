@@ -116,6 +116,7 @@ class Router:
     def __init__(self) -> None:
         self.rules: list[Rule] = []
         self.routes: dict[str, Route] = {}
+        self._map: Map | None = None
 
     def route(self, methods: str | list[str], rule: str, *, api: str, discovery: tuple[str, str] | None = None,
               body_limit: int = JSON_LIMIT, url_credential: bool = False) -> Callable:
@@ -126,6 +127,7 @@ class Router:
             endpoint = f"{fn.__module__}.{fn.__qualname__}:{rule}:{','.join(verbs)}"
             self.routes[endpoint] = Route(api, fn, discovery, body_limit, url_credential)
             self.rules.append(Rule(rule, endpoint=endpoint, methods=verbs))
+            self._map = None
             return fn
 
         return wrap
@@ -134,10 +136,15 @@ class Router:
         """Add every route of `other` (an API module's router) to this one; returns self."""
         self.rules.extend(rule.empty() for rule in other.rules)
         self.routes.update(other.routes)
+        self._map = None
         return self
 
     def build(self) -> Map:
-        return Map(self.rules, converters={"id": IdConverter}, strict_slashes=False, merge_slashes=False)
+        """The werkzeug Map of these routes, built once and shared by every App made from this router:
+        compiling ~200 rules costs ~0.1-0.5 s, and a Map is read-only once built (matching is thread-safe)."""
+        if self._map is None:
+            self._map = Map(self.rules, converters={"id": IdConverter}, strict_slashes=False, merge_slashes=False)
+        return self._map
 
 
 class Ctx:
