@@ -103,5 +103,6 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     routes.append(Route("/{path:path}", static.handle, methods=METHODS))
     inner = Starlette(routes=routes, lifespan=lifespan)
     inner.state.settings = settings
-    app = IapGate(inner, audience=settings.iap_audience, keys=keys) if iap else inner
+    audience = settings.iap_audience if iap else None   # Settings requires it in iap mode
+    app = IapGate(inner, audience=audience, keys=keys) if audience else inner
     return AccessLog(Headers(app), stream=log_stream)

@@ -95,9 +95,9 @@ class StaticFiles:
         ctype = content_type(file.name)
         stat = file.stat()
         encoding = _encoding(request)
-        compress = (encoding and ctype.startswith(COMPRESSIBLE) and MIN_COMPRESS <= stat.st_size <= MAX_COMPRESS_FILE
+        compress = (ctype.startswith(COMPRESSIBLE) and MIN_COMPRESS <= stat.st_size <= MAX_COMPRESS_FILE
                     and "range" not in request.headers)
-        if not compress:
+        if not encoding or not compress:
             return FileResponse(file, media_type=ctype, stat_result=stat,
                                 headers={"cache-control": self.cache_control(file), "vary": "Accept-Encoding"})
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'

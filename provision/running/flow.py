@@ -96,7 +96,7 @@ def target_as(target: Target, member: str) -> Target:
     return Target(impersonate=email)
 
 
-def write_config(bp: Blueprint, target: Target, out: Path | None = None, fmt: str = "js") -> Path:
+def write_config(bp: Blueprint, target: Target, out: Path | None = None, fmt: ohif_config.Format = "js") -> Path:
     """Write OHIF's config for `bp` (to `viewer.config_out` unless `out`), pointing at the target.
     JSON never lands on the viewer's .js path by default: it goes next to it, as .json."""
     path = Path(out or bp.viewer.config_out)

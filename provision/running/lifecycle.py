@@ -423,16 +423,16 @@ def destroy_plan(bp: Blueprint, target: Target, *, delete_data: bool = False, de
         raise NeedsFlag(f"deleting the project would delete the data that {', '.join(with_data)} hold(s); "
                         "confirm with delete_data as well", needs="delete_data")
     steps = p.changes
-    if not delete_project and _leaves_record_empty(p) and p.live.record.generation:
+    assert p.live is not None   # plan_mod.build keeps what it read
+    if not delete_project and _leaves_record_empty(p, p.live.record) and p.live.record.generation:
         steps.append(Step("record", "record", p.facts.record.where, DELETE,
                           ["delete the ownership record and its bucket (it names nothing any more)"],
                           [s.id for s in steps], lambda c: (c.facts.record.delete(c), "deleted")[1]))
     return DestroyPlan(steps, kept, p.facts)
 
 
-def _leaves_record_empty(p: Plan) -> bool:
-    """Every resource and grant the record names is deleted by this destroy (none is kept)."""
-    rec = p.live.record
+def _leaves_record_empty(p: Plan, rec: record_mod.Record) -> bool:
+    """Every resource and grant the record `rec` names is deleted by this destroy (none is kept)."""
     if rec.owns("project", p.project):
         return False   # the project stays, and the record says provision made it
     named = {n for _, n in rec.resources} | rec.granted_resources()
