@@ -14,8 +14,9 @@ asked once per run (provision/gcp/shared.py). Google's libraries are imported wh
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -140,7 +141,7 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
     missing: list[Missing] = []
     notes: list[str] = []
     pid = bp.project.id
-    jobs = []
+    jobs: list[Callable[[], Any]] = []
 
     state = {"exists": project_visible}
 
@@ -154,8 +155,7 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
         state["exists"] = True
         return [(f"projects/{pid}", p) for p in _project_needs(bp) if p not in got]
 
-    def on_parent():
-        parent = bp.project.parent
+    def on_parent(parent: str):
         kind = parent.split("/")[0]
         client = ctx.target.folders() if kind == "folders" else ctx.target.organizations()
         ask = lambda: list(client.test_iam_permissions(  # noqa: E731
@@ -170,12 +170,12 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
             raise
         return [(parent, p) for p in CREATE_PERMISSIONS if p not in got]
 
-    def on_billing():
-        acct = billing_mod.account_name(bp.project.billing_account)
+    def on_billing(account: str):
+        acct = billing_mod.account_name(account)
         try:
             got = shared_reads(ctx.target).get(   # one billing account for the fleet: asked once per run
                 ("testIamPermissions", acct, tuple(BILLING_PERMISSIONS)),
-                lambda: billing_mod.test_permissions(ctx, bp.project.billing_account, BILLING_PERMISSIONS))
+                lambda: billing_mod.test_permissions(ctx, account, BILLING_PERMISSIONS))
         except Exception as exc:  # noqa: BLE001
             if is_status(exc, 403):
                 raise ProvisionError(f"billing account {bp.project.billing_account} not found or not yours; you need "
@@ -190,9 +190,9 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
     if found_project is not None:
         jobs.append(lambda: found_project)
     elif bp.project.parent:
-        jobs.append(on_parent)
+        jobs.append(functools.partial(on_parent, bp.project.parent))
     if bp.project.billing_account and billing != billing_mod.account_name(bp.project.billing_account):
-        jobs.append(on_billing)
+        jobs.append(functools.partial(on_billing, bp.project.billing_account))
     for found in ctx.parallel(jobs):
         for resource, perm in found or []:
             role, title = role_for(perm)

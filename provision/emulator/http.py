@@ -40,7 +40,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
@@ -456,7 +456,7 @@ def _escape(segment: str) -> str:
 _ESCAPED = re.compile(r"%(25|2F)")
 
 
-def _decode_args(rule: Rule, args: dict) -> dict:
+def _decode_args(rule: Rule, args: Mapping[str, Any]) -> dict:
     """Undo `_escape` in the matched arguments: a `<path:...>` argument turns `%2F` into `/`; any
     other argument is one resource ID, where a `/` is a 400 (Google never splits on `%2F`)."""
     out = {}
