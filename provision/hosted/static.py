@@ -18,6 +18,7 @@ import posixpath
 import re
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 import anyio.to_thread
 import brotli
@@ -124,7 +125,7 @@ class StaticFiles:
         headers["content-length"] = str(len(body))
         return Response(b"" if request.method == "HEAD" else body, media_type=ctype, headers=headers)
 
-    async def _compressed(self, key: str, version: str, enc: str, read) -> bytes:  # noqa: ANN001
+    async def _compressed(self, key: str, version: str, enc: str, read: Callable[[], bytes]) -> bytes:
         """The compressed body (from the cache, else compressed in a worker thread and cached)."""
         cache_key = (key, enc)
         hit = self._cache.get(cache_key)
