@@ -46,7 +46,7 @@ class Outcome:
     def ok(self) -> bool:
         return self.error is None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "ok": self.ok,
@@ -79,7 +79,8 @@ def access_token(target: Target) -> str | None:
         from google.auth.transport.requests import Request
 
         creds.refresh(Request())
-    return creds.token
+    token: str | None = creds.token   # google-auth's Credentials.token
+    return token
 
 
 def target_as(target: Target, member: str) -> Target:

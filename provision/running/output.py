@@ -26,18 +26,18 @@ STATES = ("ok", "missing", "drift", "extra", "kept", "pending_deletion")
 COMMANDS = ("validate", "plan", "apply", "status", "destroy", "config", "smoke", "audit")
 
 
-def error(kind: str, message: str, problems: list[str] | None = None) -> dict:
+def error(kind: str, message: str, problems: list[str] | None = None) -> dict[str, Any]:
     """The run's error object (`kind` one of ERROR_KINDS)."""
     return {"kind": kind, "message": message, "problems": list(problems or [])}
 
 
 def result(blueprint: str | None, project: str | None, *, ok: bool = True, err: str | None = None,
-           **payload: Any) -> dict:
+           **payload: Any) -> dict[str, Any]:
     """One blueprint's result: who, whether it worked, and the command's payload."""
     return {"blueprint": blueprint, "project": project, "ok": ok, "error": err, **payload}
 
 
-def envelope(command: str, results: list[dict], exit_code: int, err: dict | None = None) -> dict:
+def envelope(command: str, results: list[dict[str, Any]], exit_code: int, err: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"format": FORMAT, "command": command, "version": __version__,
             "ok": exit_code in (0, 3) and err is None and all(r["ok"] for r in results),
             "exit_code": exit_code, "error": err, "results": results}
@@ -115,7 +115,7 @@ _PAYLOADS = {
                                                 "first": {"type": "string"}, "last": {"type": "string"}}}}}},
 }
 
-SCHEMA: dict = {
+SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "provision --json output",
     "type": "object",
