@@ -24,7 +24,8 @@ def read(ctx: Ctx, name: str) -> dict[str, Any] | KeyProblem:
 
     def get() -> dict[str, Any] | KeyProblem:
         try:
-            return keys.get(name=name).execute(num_retries=0)
+            key: dict[str, Any] = keys.get(name=name).execute(num_retries=0)
+            return key
         except Exception as exc:  # noqa: BLE001
             if is_status(exc, 404):
                 return "absent"

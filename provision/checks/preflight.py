@@ -145,7 +145,7 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
 
     state = {"exists": project_visible}
 
-    def on_project():
+    def on_project() -> list[tuple[str, str]] | None:
         try:
             got = project_iam.test_permissions(ctx, pid, _project_needs(bp))
         except Exception as exc:  # noqa: BLE001
@@ -155,7 +155,7 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
         state["exists"] = True
         return [(f"projects/{pid}", p) for p in _project_needs(bp) if p not in got]
 
-    def on_parent(parent: str):
+    def on_parent(parent: str) -> list[tuple[str, str]]:
         kind = parent.split("/")[0]
         client = ctx.target.folders() if kind == "folders" else ctx.target.organizations()
         ask = lambda: list(client.test_iam_permissions(  # noqa: E731
@@ -170,7 +170,7 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
             raise
         return [(parent, p) for p in CREATE_PERMISSIONS if p not in got]
 
-    def on_billing(account: str):
+    def on_billing(account: str) -> list[tuple[str, str]]:
         acct = billing_mod.account_name(account)
         try:
             got = shared_reads(ctx.target).get(   # one billing account for the fleet: asked once per run
