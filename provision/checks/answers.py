@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import requests
 from werkzeug.datastructures import Headers
@@ -120,7 +121,7 @@ NATIVE_SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.
 
 
 def frame_problem(url: str, content_type: str, body: bytes, expect_bytes: int = 0,
-                  image: dict | None = None) -> tuple[str | None, str]:
+                  image: dict[str, Any] | None = None) -> tuple[str | None, str]:
     """(problem or None, detail) for a frames/1 answer: multipart/related with a non-empty part, and as many
     uncompressed bytes as Rows x Columns x BitsAllocated/8 x SamplesPerPixel when `expect_bytes` is known.
     With `image` (the instance's DICOM JSON) a compressed frame must also decode to Rows x Columns."""
@@ -148,12 +149,12 @@ def frame_problem(url: str, content_type: str, body: bytes, expect_bytes: int = 
     return None, f"{len(parts)} part(s), {size} bytes{syntax}{decoded}"
 
 
-def _int(image: dict, tag: str, default: int) -> int:
+def _int(image: dict[str, Any], tag: str, default: int) -> int:
     value = (image.get(tag) or {}).get("Value") or [default]
     return int(value[0]) if value[0] is not None else default
 
 
-def undecodable(frame: bytes, syntax: str, image: dict) -> str | None:
+def undecodable(frame: bytes, syntax: str, image: dict[str, Any]) -> str | None:
     """Why one compressed frame does not decode to the instance's Rows x Columns (None: it does, or
     no decoder here knows the syntax, which then only the length checks judge)."""
     # pydicom's decoders (and numpy) load on first use: `provision --help` and plans never need them.

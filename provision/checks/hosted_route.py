@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 SIGN_IN_HOSTS = ("accounts.google.com", "iap.googleapis.com")
@@ -37,7 +38,7 @@ class HostedRoute:
     def hosts(self) -> set[str]:
         return {self.service_host, *SIGN_IN_HOSTS}
 
-    def __call__(self, route) -> None:  # noqa: ANN001 - Playwright's Route
+    def __call__(self, route: Any) -> None:   # Playwright's Route
         request = route.request
         parts = urlsplit(request.url)
         host = (parts.hostname or "").lower()

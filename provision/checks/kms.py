@@ -6,7 +6,7 @@ cloudkms.cryptoKeys.getIamPolicy and setIamPolicy), since apply grants the Healt
 use of the key (resources/kms_key_iam.py) before it creates the dataset."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from provision.gcp.context import Ctx
 from provision.gcp.errors import is_service_disabled, is_status
@@ -15,13 +15,17 @@ if TYPE_CHECKING:  # for annotations only: no import at run time
     from provision.blueprint.models import Blueprint
 
 
-def read(ctx: Ctx, name: str) -> dict | str:
+KeyProblem = Literal["absent", "forbidden", "disabled"]   # what read() says instead of a key
+
+
+def read(ctx: Ctx, name: str) -> dict[str, Any] | KeyProblem:
     """The CryptoKey, or "absent" / "forbidden" / "disabled" (the KMS API is off in the key's project)."""
     keys = ctx.target.kms().projects().locations().keyRings().cryptoKeys()
 
-    def get():
+    def get() -> dict[str, Any] | KeyProblem:
         try:
-            return keys.get(name=name).execute(num_retries=0)
+            key: dict[str, Any] = keys.get(name=name).execute(num_retries=0)
+            return key
         except Exception as exc:  # noqa: BLE001
             if is_status(exc, 404):
                 return "absent"

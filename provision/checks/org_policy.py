@@ -17,7 +17,7 @@ blueprints of a run (provision/gcp/shared.py); a project's own, once by its blue
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from provision.checks import location_groups
 from provision.gcp.context import Ctx
@@ -32,16 +32,18 @@ CONSTRAINTS = ("gcp.resourceLocations", "iam.allowedPolicyMemberDomains", "stora
 VIEWER_ROLE = "roles/orgpolicy.policyViewer"
 
 
-def read(ctx: Ctx, resource: str) -> dict[str, dict] | str:
+def read(ctx: Ctx, resource: str) -> dict[str, dict[str, Any]] | str:
     """Effective rules by constraint on `resource` (`projects/P`, `folders/N`, `organizations/N`), or why
     they could not be read (a note's words). A constraint the service does not know is left out."""
     kind = resource.split("/", 1)[0]
 
-    def one(constraint: str):
-        def get():
+    def one(constraint: str) -> dict[str, Any] | str | None:
+        def get() -> dict[str, Any] | str | None:
             policies = getattr(ctx.target.orgpolicy(), kind)().policies()   # a client per thread (httplib2)
             try:
-                return policies.getEffectivePolicy(name=f"{resource}/policies/{constraint}").execute(num_retries=0)
+                policy: dict[str, Any] = policies.getEffectivePolicy(
+                    name=f"{resource}/policies/{constraint}").execute(num_retries=0)
+                return policy
             except Exception as exc:  # noqa: BLE001
                 if is_status(exc, 403) and is_service_disabled(exc):
                     ge = parse(exc)
@@ -63,16 +65,16 @@ def read(ctx: Ctx, resource: str) -> dict[str, dict] | str:
     why = next((f for f in found if isinstance(f, str)), None)
     if why:
         return why
-    return {c: _rule(f) for c, f in zip(CONSTRAINTS, found, strict=True) if f is not None}
+    return {c: _rule(f) for c, f in zip(CONSTRAINTS, found, strict=True) if isinstance(f, dict)}   # None: unknown
 
 
-def _rule(policy: dict) -> dict:
+def _rule(policy: dict[str, Any]) -> dict[str, Any]:
     """The unconditional rule of an effective policy (Google merges them into one); {} when none."""
     rules = [r for r in (policy.get("spec") or {}).get("rules") or [] if not r.get("condition")]
     return rules[0] if rules else {}
 
 
-def allows(rule: dict, match) -> bool:
+def allows(rule: dict[str, Any], match: Callable[[str], bool]) -> bool:
     """Whether an effective list rule lets a value through (`match(policy_value)` says a value covers it)."""
     if rule.get("denyAll"):
         return False
@@ -103,14 +105,14 @@ def problems(ctx: Ctx, bp: Blueprint, live: Any) -> tuple[list[str], list[str]]:
     return out, notes
 
 
-def _locations(bp: Blueprint, live: Any, rule: dict, resource: str) -> list[str]:
+def _locations(bp: Blueprint, live: Any, rule: dict[str, Any], resource: str) -> list[str]:
     if not rule or rule.get("allowAll"):
         return []
     out = []
     allowed = ((rule.get("values") or {}).get("allowedValues")) or []
     valid = f"allowed: {', '.join(allowed)}" if allowed else "no location is allowed"
     for path, location, what in _located(bp, live):
-        if not allows(rule, lambda v, loc=location: location_groups.matches(v, loc)):
+        if not allows(rule, lambda v, loc=location: location_groups.matches(v, loc)):  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
             subject = what if what.startswith("the ownership record") else \
                 f"{'.'.join(str(p) for p in path)}: {location} ({what})"
             out.append(f"{bp.where(*path)}: {subject} is outside the locations the organization policy "
@@ -119,7 +121,7 @@ def _locations(bp: Blueprint, live: Any, rule: dict, resource: str) -> list[str]
     return out
 
 
-def _located(bp: Blueprint, live: Any) -> list[tuple[tuple, str, str]]:
+def _located(bp: Blueprint, live: Any) -> list[tuple[tuple[Any, ...], str, str]]:
     """(blueprint path, location, what) of everything provision would create in a location."""
     out: list[tuple[tuple[Any, ...], str, str]] = [(("dataset", "location"), bp.dataset.location, "the Healthcare dataset")]
     bucket = live.bucket
@@ -139,7 +141,7 @@ def _located(bp: Blueprint, live: Any) -> list[tuple[tuple, str, str]]:
     return out
 
 
-def _grants(bp: Blueprint) -> list[tuple[tuple, str]]:
+def _grants(bp: Blueprint) -> list[tuple[tuple[Any, ...], str]]:
     """(blueprint path, member) of every member the blueprint grants anything to."""
     out: list[tuple[tuple[Any, ...], str]] = [(("iam", i, "member"), g.member) for i, g in enumerate(bp.iam)]
     for s, store in enumerate(bp.dicom_stores):
@@ -150,7 +152,7 @@ def _grants(bp: Blueprint) -> list[tuple[tuple, str]]:
     return out
 
 
-def _members(ctx: Ctx, bp: Blueprint, rule: dict, resource: str) -> tuple[list[str], list[str]]:
+def _members(ctx: Ctx, bp: Blueprint, rule: dict[str, Any], resource: str) -> tuple[list[str], list[str]]:
     allowed = ((rule.get("values") or {}).get("allowedValues")) or []
     if not rule or rule.get("allowAll") or not allowed:
         return [], []
@@ -214,7 +216,7 @@ def _customer_domains(ctx: Ctx, customers: list[str]) -> dict[str, list[str]]:
     return {c: d for c, d in zip(customers, ctx.parallel([(lambda c=c: one(c)) for c in customers]), strict=True) if d}  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
 
 
-def _bucket_flags(bp: Blueprint, live: Any, rules: dict, resource: str) -> list[str]:
+def _bucket_flags(bp: Blueprint, live: Any, rules: dict[str, Any], resource: str) -> list[str]:
     """A blueprint that turns off what the organization enforces on buckets."""
     if not bp.bucket:
         return []

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from provision.errors import ProvisionError
 from provision.gcp.context import Ctx
@@ -139,7 +139,7 @@ def check(ctx: Ctx, bp: Blueprint, project_visible: bool, billing: str | None = 
     as read (the billing permission is only needed to make a link that is not there)."""
     check_quota_project(ctx, bp, project_visible)
     notes: list[str] = []
-    jobs = []
+    jobs: list[Callable[[], Any]] = []
     found_project = _on_project(ctx, bp, project_visible)
     if found_project is not None:
         jobs.append(lambda: found_project)

@@ -123,7 +123,8 @@ def hosted_lines(url: str, emulator: str, blueprint: str, local: str | None) -> 
 def demo_data_dir(blueprint: Path) -> Path:
     """Where the demo blueprint uploads from; the data must exist before the blueprint validates."""
     raw = yaml.safe_load(blueprint.read_text())
-    return (blueprint.parent / raw["bucket"]["upload"]["from"]).resolve()
+    folder: str = raw["bucket"]["upload"]["from"]
+    return (blueprint.parent / folder).resolve()
 
 
 @contextlib.contextmanager

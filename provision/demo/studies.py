@@ -33,7 +33,7 @@ from provision.checks.answers import ohif_patient_name
 import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 __all__ = [
     "Series", "Study", "StudyInfo", "ct_image", "mr_image", "ohif_patient_name", "part10_bytes", "set_file_meta",
@@ -52,7 +52,7 @@ def uid(*parts: object, namespace: uuid.UUID = NAMESPACE) -> str:
     return "2.25." + str(uuid.uuid5(namespace, "/".join(str(p) for p in parts)).int)
 
 
-IMPLEMENTATION_UID = uid("implementation", "provision-demo-data", 1)
+IMPLEMENTATION_UID = UID(uid("implementation", "provision-demo-data", 1))
 
 
 @dataclass(frozen=True)

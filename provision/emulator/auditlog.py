@@ -81,7 +81,10 @@ SERVICES = {"healthcare": ("healthcare.googleapis.com", HEALTHCARE), "storage": 
 
 def write(world: Any, api: str, handler: str, args: dict, request: Any, principal: str | None, status: int) -> None:
     """Write the Data Access entry of one call, if its project's policy turns it on."""
-    service, table = SERVICES.get(api, (None, {}))
+    entry = SERVICES.get(api)
+    if entry is None:
+        return
+    service, table = entry
     method = table.get(handler)
     if method is None:
         return

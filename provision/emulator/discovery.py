@@ -16,10 +16,11 @@ import googleapiclient  # for its bundled discovery documents only (importing it
 
 from provision.emulator.errors import ApiError, bad_request
 
-PROTO_TYPES = {("integer", "int32"): "TYPE_INT32", ("integer", "uint32"): "TYPE_UINT32",
-               ("string", "int64"): "TYPE_INT64", ("string", "uint64"): "TYPE_UINT64",
-               ("string", "byte"): "TYPE_BYTES", ("boolean", None): "TYPE_BOOL",
-               ("number", "double"): "TYPE_DOUBLE", ("number", "float"): "TYPE_FLOAT"}
+PROTO_TYPES: dict[tuple[str | None, str | None], str] = {   # (schema type, format): proto type
+    ("integer", "int32"): "TYPE_INT32", ("integer", "uint32"): "TYPE_UINT32",
+    ("string", "int64"): "TYPE_INT64", ("string", "uint64"): "TYPE_UINT64",
+    ("string", "byte"): "TYPE_BYTES", ("boolean", None): "TYPE_BOOL",
+    ("number", "double"): "TYPE_DOUBLE", ("number", "float"): "TYPE_FLOAT"}
 
 
 @functools.cache

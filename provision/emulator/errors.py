@@ -75,7 +75,7 @@ class ApiError(Exception):
 
 def error_info(reason: str, domain: str, metadata: dict[str, str] | None = None) -> dict:
     """A google.rpc.ErrorInfo detail."""
-    out = {"@type": ERROR_INFO, "reason": reason, "domain": domain}
+    out: dict[str, Any] = {"@type": ERROR_INFO, "reason": reason, "domain": domain}
     if metadata:
         out["metadata"] = metadata
     return out

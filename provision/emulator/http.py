@@ -43,7 +43,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
@@ -168,14 +168,14 @@ class Ctx:
                 discovery.validate_request(*self.route.discovery, self._json)
         return self._json
 
-    def allows(self, permission: str, policies: list[dict | None]) -> bool:
+    def allows(self, permission: str, policies: Sequence[dict | None]) -> bool:
         """Whether the caller holds `permission` through one of `policies` (the resource's own policy
         and its ancestors'); always under no --enforce-iam, where every caller is the owner."""
         if not self.world.options.enforce_iam:
             return True
         return iam.allowed(self.principal or "", permission, [p for p in policies if p])
 
-    def require(self, permission: str, resource: str, policies: list[dict | None]) -> None:
+    def require(self, permission: str, resource: str, policies: Sequence[dict | None]) -> None:
         """Deny unless the caller `allows` `permission` through one of `policies`."""
         if not self.allows(permission, policies):
             raise permission_denied(f"Permission '{permission}' denied on resource '{resource}' (or it may not exist).")
@@ -478,7 +478,7 @@ def _escape(segment: str) -> str:
 _ESCAPED = re.compile(r"%(25|2F)")
 
 
-def _decode_args(rule: Rule, args: dict) -> dict:
+def _decode_args(rule: Rule, args: Mapping[str, Any]) -> dict:
     """Undo `_escape` in the matched arguments: a `<path:...>` argument turns `%2F` into `/`; any
     other argument is one resource ID, where a `/` is a 400 (Google never splits on `%2F`)."""
     out = {}

@@ -200,7 +200,7 @@ def replace(current: dict, new: dict, *, storage: bool = False) -> dict:
     for b in bindings:
         if "condition" in b and int(new.get("version") or 1) < 3:
             raise ApiError("INVALID_ARGUMENT", "Conditional role bindings require policy version 3; set version to 3.")
-    policy = {"version": 3 if any("condition" in b for b in bindings) else 1, "bindings": bindings}
+    policy: dict[str, Any] = {"version": 3 if any("condition" in b for b in bindings) else 1, "bindings": bindings}
     policy["etag"] = make_etag([current["etag"], bindings])
     return policy
 

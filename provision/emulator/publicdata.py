@@ -91,7 +91,7 @@ def _files(study: _Study) -> tuple[tuple[str, bytes], ...]:
     import numpy as np
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.filewriter import dcmwrite
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     slices, size = (3, 32) if study.modality == "CT" else (1, 48)
     sop_class = "1.2.840.10008.5.1.4.1.1.2" if study.modality == "CT" else "1.2.840.10008.5.1.4.1.1.1.1"
@@ -131,7 +131,7 @@ def _files(study: _Study) -> tuple[tuple[str, bytes], ...]:
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = "2.25.123456789012345678901234567890"
+        meta.ImplementationClassUID = UID("2.25.123456789012345678901234567890")
         ds.file_meta, ds.preamble = meta, b"\0" * 128
         buf = io.BytesIO()
         dcmwrite(buf, ds, enforce_file_format=True)

@@ -5,9 +5,10 @@ import functools
 import socket
 import threading
 import traceback
+from typing import IO, Callable, cast
 
 from werkzeug.exceptions import InternalServerError
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
 
 from provision.emulator import control, publicdata
@@ -135,7 +136,8 @@ class _QuietHandler(WSGIRequestHandler):
             if length < 0:
                 self.close_connection = True
                 length = 0
-            body = _Body(self.rfile, length)
+            # typeshed's rfile is a BufferedIOBase, which is an IO[bytes] in all but name
+            body = _Body(cast("IO[bytes]", self.rfile), length)
             environ["wsgi.input"] = body
         http11 = self.request_version >= "HTTP/1.1"
         state: dict = {"status": None, "headers": None, "sent": False, "chunked": False}
@@ -175,7 +177,7 @@ class _QuietHandler(WSGIRequestHandler):
                     self.wfile.write(data)
             self.wfile.flush()
 
-        def start_response(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+        def start_response(status, headers, exc_info=None):
             if exc_info:
                 try:
                     if state["sent"]:
@@ -253,6 +255,13 @@ class _Body(LimitedStream):
         return super().on_disconnect(error)
 
 
+class _Server(ThreadedWSGIServer):
+    """The server make_server(threaded=True) makes, with the hook _QuietHandler reports its
+    connections to (opened: True, closed: False)."""
+
+    track_connection: Callable[[socket.socket, bool], None] | None = None
+
+
 class EmulatorServer:
     """The emulator on a real port: `with EmulatorServer(Options(port=0)) as emu: emu.url`."""
 
@@ -264,8 +273,8 @@ class EmulatorServer:
         listening = socket.create_server((self.options.host, self.options.port), family=family)
         try:
             self.world, self.app = build(self.options)
-            self._server = make_server(self.options.host, self.options.port, self.app, threaded=True,
-                                       request_handler=_QuietHandler, fd=listening.fileno())
+            self._server = _Server(self.options.host, self.options.port, self.app, _QuietHandler,
+                                   fd=listening.fileno())
         finally:
             listening.close()   # werkzeug listens on its own duplicate of the socket
         self._server.daemon_threads = True

@@ -129,8 +129,12 @@ class BlobStore:
     """
 
     def __init__(self, root: Path | None):
-        self._tmp = None if root else tempfile.TemporaryDirectory(prefix="provision-emulator-")
-        self.root = Path(root) if root else Path(self._tmp.name)
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if root:
+            self.root = Path(root)
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="provision-emulator-")
+            self.root = Path(self._tmp.name)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._pins: dict[str, int] = {}
@@ -170,7 +174,7 @@ class BlobStore:
             os.replace(tmp, path)
         return key
 
-    def put_file(self, src: Path) -> str:
+    def put_file(self, src: str | os.PathLike[str]) -> str:
         """Store a file's bytes (without holding more than one chunk in memory at a time); the key is
         pinned for this thread."""
         h = hashlib.sha256()

@@ -60,6 +60,20 @@ class Facts:
     # reason as the record); the record store takes it when it makes the record's bucket.
     lock: Any = None
 
+    def known_project_number(self) -> str:
+        """The project's number, for apply's steps that run after the project exists (planned, or
+        learnt by its step): an error, rather than a name made with "None", when it is not known."""
+        if self.project_number is None:
+            raise RuntimeError("the project's number is not known yet (the project step has not run)")
+        return self.project_number
+
+    def known_agent(self) -> str:
+        """The Healthcare service agent's member, for apply's steps that run after the service-agent
+        step has learnt it: an error, rather than a grant to no one, when it is not known."""
+        if self.agent is None:
+            raise RuntimeError("the Healthcare service agent is not known yet (the service-agent step has not run)")
+        return self.agent
+
     def update(self, other: "Facts") -> None:
         """Take every fact `other` knows (a plan's, for the apply that runs it)."""
         for f in fields(self):

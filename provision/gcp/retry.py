@@ -258,8 +258,8 @@ class RetryPolicy:
             return max(0.001, quota_mod.retry_jitter(self.rng, hint))
         pace = limiter.pace() if limiter is not None else None
         if pace is not None:
-            pace *= 2 ** (min(max(strikes, 1), 8) - 1)
-            return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))  # type: ignore[no-any-return]  # mypy baseline (issue 20)
+            pace *= 2.0 ** (min(max(strikes, 1), 8) - 1)
+            return max(0.001, min(self.cap, pace * self.rng.uniform(0.8, 1.2)))
         return self.delay(attempt, elapsed)
 
     # Long on purpose (issue 20): one retry loop; each attempt reads and updates its state (slot, strikes, streak).
@@ -322,21 +322,21 @@ class RetryPolicy:
                     now = time.monotonic()
                     ge = parse(exc)
                     learned = gov.learn(site, ge, project, number) if gov is not None else None
-                    limiter = None  # type: ignore[assignment]  # mypy baseline (issue 20)
+                    throttled: quota_mod.AIMDLimiter | None = None   # the quota's limiter, when the failure was at one
                     if learned is not None:
                         if family is None or learned[0] != family[0]:
                             if entry is not None:            # a slot of another family: not this quota's
                                 quota_mod.give_back(entry)
                                 entry = None
                             family = learned
-                        limiter = family[1]
+                        throttled = family[1]
                         if in_line != family[0]:
-                            limiter.note_sent(False)
+                            throttled.note_sent(False)
                         strikes += 1
-                        wait = self.delay_for(exc, attempt - 1, now - started, limiter, strikes)
-                        limiter.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
+                        wait = self.delay_for(exc, attempt - 1, now - started, throttled, strikes)
+                        throttled.on_throttle(sent_at, hot_for=max(10 * wait, self.cap))
                         reason = reason.replace(f"limited by {family[0].label}",
-                                                f"limited by {family[0].label} ({int(limiter.limit)} at a time)", 1)
+                                                f"limited by {family[0].label} ({int(throttled.limit)} at a time)", 1)
                     else:
                         strikes = 0
                         if entry is not None:   # answered, not at the quota: the slot goes back
@@ -355,9 +355,9 @@ class RetryPolicy:
                         raise
                     if on_retry:
                         on_retry(attempt, wait, reason)
-                    probing = limiter is not None and entry is not None
-                    if probing:
-                        limiter.probe_started()
+                    probing = throttled if entry is not None else None
+                    if probing is not None:
+                        probing.probe_started()
                     try:
                         if cancel is not None:
                             if cancel.wait(wait):
@@ -365,8 +365,8 @@ class RetryPolicy:
                         else:
                             time.sleep(wait)
                     finally:
-                        if probing:
-                            limiter.probe_ended()
+                        if probing is not None:
+                            probing.probe_ended()
                 else:
                     if entry is not None:
                         quota_mod.give_back(entry, success=True)

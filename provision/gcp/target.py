@@ -236,7 +236,9 @@ class Target:
 
     def _base_credentials(self) -> Any:
         """The caller's own credentials (before impersonation and the quota project)."""
-        if self.emulator and (self.token or not self.credentials_file):
+        # At an emulator without a token, the named credentials file (None elsewhere).
+        emulator_file = self.credentials_file if self.emulator and not self.token else None
+        if self.emulator and not emulator_file:
             if self.token:
                 from google.oauth2.credentials import Credentials
 
@@ -252,8 +254,8 @@ class Target:
         from google.auth import exceptions as auth_exceptions
 
         try:
-            if self.emulator:
-                creds = _credentials_from_file(self.credentials_file)  # type: ignore[arg-type]  # mypy baseline (issue 20)
+            if emulator_file:
+                creds = _credentials_from_file(emulator_file)
             else:
                 creds, _project = google.auth.default(scopes=[CLOUD_PLATFORM])
         except auth_exceptions.DefaultCredentialsError as exc:
@@ -352,7 +354,7 @@ class Target:
         return self._shared(("storage", project), lambda: self._make_storage(project))
 
     def _make_storage(self, project: str | None) -> Any:
-        from google.cloud import storage  # type: ignore[attr-defined]  # mypy baseline (issue 20)
+        import google.cloud.storage as storage
 
         opts = {"api_endpoint": self.emulator} if self.emulator else None
         return storage.Client(project=project or "_", credentials=self.credentials(), client_options=opts)

@@ -10,7 +10,7 @@ the cross-origin isolation headers and, in iap mode, the IAP gate (middleware.py
 from __future__ import annotations
 
 import contextlib
-from typing import Any, TextIO
+from typing import Any, AsyncIterator, TextIO
 
 import httpx
 from starlette.applications import Starlette
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     keys = KeySet(settings.iap_jwks_url)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False) as client:
             app.state.client = client
             app.state.tokens = TokenSource(settings.upstream_auth)
@@ -103,5 +103,6 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     routes.append(Route("/{path:path}", static.handle, methods=METHODS))
     inner = Starlette(routes=routes, lifespan=lifespan)
     inner.state.settings = settings
-    app = IapGate(inner, audience=settings.iap_audience, keys=keys) if iap else inner
+    audience = settings.iap_audience if iap else None   # Settings requires it in iap mode
+    app = IapGate(inner, audience=audience, keys=keys) if audience else inner
     return AccessLog(Headers(app), stream=log_stream)

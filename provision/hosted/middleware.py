@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, Awaitable, Callable, TextIO
+from typing import Any, Awaitable, Callable, MutableMapping, TextIO
 
 from .iap import InvalidAssertion, KeySet, verify
 
 __all__ = ["HEALTH_PATH", "AccessLog", "Headers", "IapGate"]
 
 Scope = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HEALTH_PATH = "/_hosted/health"   # not ending in "z": Cloud Run reserves such paths on run.app
 ISOLATION = [
     # OHIF's MPR needs SharedArrayBuffer, which needs cross-origin isolation (OHIF issues #3220, #3033).
@@ -35,11 +38,11 @@ class Headers:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def send_with(message: dict) -> None:
+        async def send_with(message: Message) -> None:
             if message["type"] == "http.response.start":
                 have = {k.lower() for k, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [h for h in ISOLATION if h[0] not in have]
@@ -54,7 +57,7 @@ class IapGate:
     def __init__(self, app: ASGIApp, *, audience: str, keys: KeySet) -> None:
         self.app, self.audience, self.keys = app, audience, keys
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] == HEALTH_PATH:
             return await self.app(scope, receive, send)
         info = scope.setdefault("hosted", {})
@@ -83,14 +86,14 @@ class AccessLog:
         self.app = app
         self.stream = stream
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         info = scope.setdefault("hosted", {})
         seen = {"status": 500, "bytes": 0}
 
-        async def counting(message: dict) -> None:
+        async def counting(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
             elif message["type"] == "http.response.body":
@@ -102,7 +105,7 @@ class AccessLog:
         finally:
             self._write(scope, info, seen, (time.perf_counter() - start) * 1000.0)
 
-    def _write(self, scope: Scope, info: dict, seen: dict, ms: float) -> None:
+    def _write(self, scope: Scope, info: dict[str, Any], seen: dict[str, Any], ms: float) -> None:
         status = seen["status"]
         headers = dict(scope["headers"])
         entry = {

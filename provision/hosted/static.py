@@ -18,6 +18,7 @@ import posixpath
 import re
 from collections import OrderedDict
 from pathlib import Path
+from typing import Callable
 
 import anyio.to_thread
 import brotli
@@ -95,9 +96,9 @@ class StaticFiles:
         ctype = content_type(file.name)
         stat = file.stat()
         encoding = _encoding(request)
-        compress = (encoding and ctype.startswith(COMPRESSIBLE) and MIN_COMPRESS <= stat.st_size <= MAX_COMPRESS_FILE
+        compress = (ctype.startswith(COMPRESSIBLE) and MIN_COMPRESS <= stat.st_size <= MAX_COMPRESS_FILE
                     and "range" not in request.headers)
-        if not compress:
+        if not encoding or not compress:
             return FileResponse(file, media_type=ctype, stat_result=stat,
                                 headers={"cache-control": self.cache_control(file), "vary": "Accept-Encoding"})
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
@@ -124,7 +125,7 @@ class StaticFiles:
         headers["content-length"] = str(len(body))
         return Response(b"" if request.method == "HEAD" else body, media_type=ctype, headers=headers)
 
-    async def _compressed(self, key: str, version: str, enc: str, read) -> bytes:  # noqa: ANN001
+    async def _compressed(self, key: str, version: str, enc: str, read: Callable[[], bytes]) -> bytes:
         """The compressed body (from the cache, else compressed in a worker thread and cached)."""
         cache_key = (key, enc)
         hit = self._cache.get(cache_key)

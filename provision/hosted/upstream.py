@@ -64,7 +64,7 @@ def _delay(attempt: int, resp: httpx.Response | None) -> float | None:
         after = resp.headers.get("retry-after", "")
         if after.isdigit():
             return float(after) if float(after) <= RETRY_AFTER_MAX_S else None
-    return BACKOFF_S * (2 ** attempt) * random.uniform(0.5, 1.5)
+    return BACKOFF_S * (2.0 ** attempt) * random.uniform(0.5, 1.5)
 
 
 async def send(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str],

@@ -108,7 +108,8 @@ def source_root(source: Any, *, emulator_url: str | None = None) -> str:
     if source.store:
         base = emulator_url.rstrip("/") if emulator_url else HEALTHCARE_URL
         return f"{base}/v1/{source.store}/dicomWeb"
-    return source.dicomweb
+    root: str = source.dicomweb   # a source without a store has a DICOMweb root (the blueprint's rules)
+    return root
 
 
 def data_sources(bp: Blueprint, *, emulator_url: str | None = None) -> list[dict[str, Any]]:

@@ -145,7 +145,7 @@ class ViewerServer:
             if exc.errno == errno.EADDRINUSE:
                 raise ProvisionError(f"cannot serve the viewer: port {port} on {host} is in use; choose another port") from None
             raise ProvisionError(f"cannot serve the viewer on {host}:{port}: {exc.strerror or exc}") from None
-        self._address = self._sock.getsockname()[:2]
+        self._address: tuple[str, int] = self._sock.getsockname()[:2]
         self._viewer = _Viewer(self.dist, config_js.encode("utf-8"), on_request)
         self._server = uvicorn.Server(uvicorn.Config(
             self._viewer.app, http="h11", loop="asyncio", lifespan="off", log_config=None,
@@ -196,7 +196,7 @@ class ViewerServer:
     def __enter__(self) -> ViewerServer:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 

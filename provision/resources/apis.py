@@ -156,7 +156,11 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
                            f"billing, and {where} has no billing account while the blueprint sets none: set "
                            "project.billing_account (`gcloud billing accounts list` shows yours, e.g. "
                            "012345-6789AB-CDEF01) and plan again"])
+
+    def run(ctx: Ctx) -> str:
+        enable(ctx, pid, todo)
+        return f"enabled {', '.join(todo)}"
+
     draft.add(Step(KIND, KIND, f"projects/{pid}/services", CREATE if todo else NOOP, [f"+ {a}" for a in todo],
-                   ["project", "billing"],
-                   (lambda ctx: (enable(ctx, pid, todo), f"enabled {', '.join(todo)}")[1]) if todo else None,
+                   ["project", "billing"], run if todo else None,
                    fields=[field_change(f"services.{a}", "disabled", "enabled") for a in todo]))

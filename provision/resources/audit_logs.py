@@ -95,7 +95,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     policy = live.project_policy if exists else None
     on = bool(bp.audit_logs.data_access) and not opts.destroy
     want = set(ALL) if on else set()
-    recorded = {tuple(n.split("/", 1)) for n in live.record.names(RECORD_KIND)}
+    recorded = {_pair(n) for n in live.record.names(RECORD_KIND)}
     add = sorted(want - present(policy))
     gone = sorted(recorded - want)
     mine = present(policy, own_only=True)
@@ -111,9 +111,15 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     action = NOOP if not changes else CREATE if add and not (present(policy) or recorded) else \
         UPDATE if add else DELETE
     draft.add(Step(KIND, KIND, resource, action, changes, ["apis", "record", "project-iam"],
-                   (lambda ctx: _run(ctx, bp.project.id, add, remove, forget)) if changes else None,  # type: ignore[arg-type]  # mypy baseline (issue 20)
+                   (lambda ctx: _run(ctx, bp.project.id, add, remove, forget)) if changes else None,
                    drift=exemptions(policy) if on else [], fields=fields,
                    claims=[("resource", RECORD_KIND, f"{s}/{t}") for s, t in add]))
+
+
+def _pair(name: str) -> Pair:
+    """A recorded name, "service/logType" as _run writes it, as its pair."""
+    service, log_type = name.split("/", 1)
+    return service, log_type
 
 
 def _notes(bp: Blueprint, opts: Options, draft: Draft, policy: dict[str, Any] | None, add: list[Pair], recorded: set[Any]) -> None:

@@ -102,6 +102,14 @@ class Live:
         return cast("BucketState | None", self.get(Key.BUCKET))
 
     @property
+    def own_bucket(self) -> BucketState:
+        """The blueprint's bucket, for a kind that knows the blueprint names one (then it is read in phase 1)."""
+        state = self.bucket
+        if state is None:
+            raise RuntimeError("the blueprint's bucket was not read (phase 1 reads it whenever the blueprint names one)")
+        return state
+
+    @property
     def local(self) -> list[LocalFile]:
         return cast("list[LocalFile]", self.get(Key.LOCAL, []))
 

@@ -78,6 +78,12 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     if live.project is not None and was == want:
         draft.add(Step(KIND, KIND, resource, NOOP, [], ["project"]))
         return
+    account = spec.billing_account
+
+    def run(ctx: Ctx) -> str:
+        link(ctx, pid, account)
+        return f"linked {want}"
+
     draft.add(Step(KIND, KIND, resource, UPDATE if was else CREATE, [f"link {want}" + (f" (now {was})" if was else "")],
-                   ["project"], lambda ctx: (link(ctx, pid, spec.billing_account), f"linked {want}")[1],  # type: ignore[arg-type, func-returns-value]  # mypy baseline (issue 20)
+                   ["project"], run,
                    fields=[field_change("billing_account", was or None, want)]))

@@ -30,7 +30,9 @@ def read_if_there(ctx: Ctx, bucket: str) -> dict[str, Any] | None:
         raise
 
 
-def agent_can_read(policy: dict[str, Any] | None, member: str) -> bool:
+def agent_can_read(policy: dict[str, Any] | None, member: str | None) -> bool:
+    """Whether an unconditional reader binding of `policy` names `member` or allUsers (member None:
+    the agent, not known yet, which only allUsers covers)."""
     for b in (policy or {}).get("bindings") or []:
         if b.get("condition") or b.get("role") not in READER_ROLES:
             continue

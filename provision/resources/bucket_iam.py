@@ -41,7 +41,7 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     number = live.project_number
     own = bp.bucket.name if bp.bucket else None
     if phase == 2:
-        if own and is_ours(bp, live) and live.bucket.exists:  # type: ignore[union-attr]  # mypy baseline (issue 20)
+        if own and is_ours(bp, live) and live.own_bucket.exists:
             out[Key.BUCKET_POLICY] = lambda ctx: read(ctx, own)
         if number:
             member = agent_member(number)
@@ -58,10 +58,8 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
 def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     agent = draft.facts.agent
     own = bp.bucket.name if bp.bucket else None
-    wanted = (not opts.destroy and own is not None and is_ours(bp, live)
-              and own in source_buckets(bp))
-    if wanted:
-        _own(bp, live, draft, own, agent)  # type: ignore[arg-type]  # mypy baseline (issue 20)
+    if not opts.destroy and own is not None and is_ours(bp, live) and own in source_buckets(bp):
+        _own(bp, live, draft, own, agent)
     for b in _recorded_buckets(live):
         if b == own and not opts.destroy:
             continue
@@ -102,7 +100,7 @@ def _own(bp: Blueprint, live: Live, draft: Draft, bucket: str, agent: str | None
                         ignore_members=[agent] if agent else [])
     if fresh or not draft.facts.agent_exists:
         d.add = [(VIEWER, agent or "the Healthcare service agent")]   # its email is known once the project is
-    elif agent_can_read(policy, agent):  # type: ignore[arg-type]  # mypy baseline (issue 20)
+    elif agent_can_read(policy, agent):
         d.add = []   # it reads through another role, or allUsers
     action = NOOP if not d.changing else (CREATE if fresh else UPDATE)
     run = (lambda ctx: iam.apply_diff(ctx, iam.bucket_io(ctx, bucket), d, agent=True)) if d.changing else None

@@ -199,8 +199,9 @@ def _requester_pays(ctx: Ctx, bucket: str) -> bool | None:
 def _covered_by_upload(bp: Blueprint, src: Source) -> bool:
     """The URI reads the blueprint's own bucket under the upload's prefix: the upload kind's
     listing (`remote`) already holds every object it can match."""
-    up = bp.bucket.upload if bp.bucket else None
-    return bool(up and src.bucket == bp.bucket.name and src.prefix.startswith(up.prefix or ""))  # type: ignore[union-attr]  # mypy baseline (issue 20)
+    b = bp.bucket
+    up = b.upload if b else None
+    return bool(b and up and src.bucket == b.name and src.prefix.startswith(up.prefix or ""))
 
 
 def _listing(ctx: Ctx, src: Source, billing_project: str | None, rp: bool | None = None) -> Listing:
@@ -252,13 +253,12 @@ def reads(bp: Blueprint, live: Live, phase: int) -> Reads:
     if live.opts.destroy:
         return out
     own = bp.bucket.name if bp.bucket else None
-    state = live.bucket
     if phase == 2:
         for s in bp.dicom_stores:
             if not s.import_:
                 continue
             src = parse_uri(s.import_.uri)
-            if src.bucket == own and not (state.exists and state.accessible):  # type: ignore[union-attr]  # mypy baseline (issue 20)
+            if src.bucket == own and not (live.own_bucket.exists and live.own_bucket.accessible):
                 continue   # still to be created (or refused by the bucket kind)
             if _covered_by_upload(bp, src):
                 continue   # the upload kind's listing covers it
@@ -276,8 +276,7 @@ def _objects(bp: Blueprint, live: Live, s: Any) -> dict[str, dict[str, Any]] | s
     """What the URI matches now: objects, MISSING, FORBIDDEN, or None (the bucket is still to be created)."""
     src = parse_uri(s.import_.uri)
     if bp.bucket and src.bucket == bp.bucket.name:
-        state = live.bucket
-        if not state.exists or live.bucket_replace:  # type: ignore[union-attr]  # mypy baseline (issue 20)
+        if not live.own_bucket.exists or live.bucket_replace:
             return None
         if _covered_by_upload(bp, src):
             rx = src.regex()
@@ -304,13 +303,14 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         objects = _objects(bp, live, s)
         _refuse_unreadable(bp, s.id, src, uri, objects)
         listing = live.get(f"import_objects:{s.id}")
-        billed = _billing_note(bp, src, listing, objects if isinstance(objects, dict) else None)
+        matched = objects if isinstance(objects, dict) else None   # its strings (MISSING, ...) raised above
+        billed = _billing_note(bp, src, listing, matched)
         if billed:
             draft.note(billed)
         rx = src.regex()
         coming = [f for f in pending if f.name and rx.match(f.name)] if src.bucket == own else []
         state = live.store(name)
-        fp = fingerprint(uri, objects if objects is not None else None)  # type: ignore[arg-type]  # mypy baseline (issue 20)
+        fp = fingerprint(uri, matched)
         done = state is not None and state.labels.get(LABEL) == fp and not coming
         why = ""
         if done and s.id in opts.reimport:
@@ -333,8 +333,8 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
         if deferred:
             now = f" (objects counted at apply: the bucket is Requester Pays, and project {bp.project.id}, which pays " \
                   "for the listing, does not exist yet)"
-        elif objects is None:
-            now = " (after the upload)" if bp.bucket.upload else " (the bucket does not exist yet)"  # type: ignore[union-attr]  # mypy baseline (issue 20)
+        elif objects is None:   # the blueprint's own bucket, still to be created (another is listed, or deferred)
+            now = " (after the upload)" if bp.bucket and bp.bucket.upload else " (the bucket does not exist yet)"
         else:
             now = f" ({len(coming) or len(objects)} object(s) match{' after the upload' if coming else ' now'})"
         if isinstance(listing, Listing) and listing.requester_pays:
@@ -394,7 +394,7 @@ def _why_nothing(bp: Blueprint, live: Live, src: Source, uri: str) -> str:
         sample = ", ".join(f.name for f in local[:3]) or "no file at all"
         return (f"{uri} matches none of the {len(local)} file(s) the upload puts in the bucket ({sample}); fix the "
                 "pattern (`**` crosses folders; the match is case-sensitive) or the upload prefix")
-    if bp.bucket and src.bucket == bp.bucket.name and not live.bucket.exists:  # type: ignore[union-attr]  # mypy baseline (issue 20)
+    if bp.bucket and src.bucket == bp.bucket.name and not live.own_bucket.exists:
         return (f"{uri} names the new bucket gs://{src.bucket}, which nothing uploads into: add bucket.upload "
                 "(a local folder of DICOM files), or point import.uri at a bucket that holds them")
     return (f"{uri} matches no object in gs://{src.bucket} now; check the bucket, the prefix and the ** pattern "

@@ -165,8 +165,8 @@ def apply_diff(ctx: Ctx, io: PolicyIO, d: "GrantDiff", *, agent: bool = False) -
     """Carry out a GrantDiff on one policy: grant what is missing (recorded first; `agent`: to the
     Healthcare service agent, known only at run time), revoke what provision added and the
     blueprint dropped, and forget in the record what is already gone."""
-    add = [(role, ctx.facts.agent) for role, _ in d.add] if agent else d.add
-    added = grant_recorded(ctx, io, add) if add else []  # type: ignore[arg-type]  # mypy baseline (issue 20)
+    add = [(role, ctx.facts.known_agent()) for role, _ in d.add] if agent else d.add
+    added = grant_recorded(ctx, io, add) if add else []
     removed = remove(ctx, io, d.remove) if d.remove else []
     if d.remove or d.forget:
         ctx.facts.record.drop_grants(ctx, io.resource, d.remove + d.forget)

@@ -79,7 +79,9 @@ def import_errors(ctx: Ctx, op_name: str, *, created: str | None = None, expecte
             source = payload.get("source")
             if isinstance(source, str) and source:
                 err = payload.get("error") or {}
-                found.setdefault(source, str(err.get("message") or RPC_CODES.get(err.get("code"), "failed")))  # type: ignore[arg-type]  # mypy baseline (issue 20)
+                code = err.get("code")
+                name = RPC_CODES.get(code, "failed") if isinstance(code, int) else "failed"
+                found.setdefault(source, str(err.get("message") or name))
         if not found and expected:
             raise NotYet("the import's error entries are not in Cloud Logging yet")
         return found

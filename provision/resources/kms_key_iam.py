@@ -51,9 +51,9 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     key = None if opts.destroy else getattr(bp.dataset, "kms_key", None)
     agent = draft.facts.agent
     if key:
-        known = bool(agent and draft.facts.agent_exists)
+        known = agent if draft.facts.agent_exists else None   # the agent's member, once it exists
         policy = live.get("kms_key_policy") if known else None
-        d = iam.diff_grants(policy, [(ROLE, agent)] if known else [], live.record.pairs_on(key),  # type: ignore[list-item]  # mypy baseline (issue 20)
+        d = iam.diff_grants(policy, [(ROLE, known)] if known else [], live.record.pairs_on(key),
                             ignore_members=[agent] if agent else [])
         if not known:
             d.add = [(ROLE, agent or "the Healthcare service agent")]   # its email is known once it exists

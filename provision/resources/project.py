@@ -163,8 +163,11 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
             draft.keep(KIND, KIND, resource, "not created by provision: not deleted")
         else:
             # after every other change (added by plan.build once all kinds have spoken)
-            draft.add(Step(KIND, KIND, resource, DELETE, [f"delete project {pid}"], ["*"],
-                           lambda ctx: (delete(ctx, pid), "deletion requested")[1]))  # type: ignore[func-returns-value]  # mypy baseline (issue 20)
+            def run(ctx: Ctx) -> str:
+                delete(ctx, pid)
+                return "deletion requested"
+
+            draft.add(Step(KIND, KIND, resource, DELETE, [f"delete project {pid}"], ["*"], run))
         return
     if project is None:
         changes = [f"create project {pid}" + (f" under {spec.parent}" if spec.parent else "")]

@@ -61,7 +61,7 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     draft.facts.agent_exists = ok
 
     def run(ctx: Ctx) -> str:
-        email = ensure(ctx, pid, ctx.facts.project_number)
+        email = ensure(ctx, pid, ctx.facts.known_project_number())
         ctx.facts.agent = f"serviceAccount:{email}"
         return email
 

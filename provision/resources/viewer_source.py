@@ -142,9 +142,9 @@ def diff(bp: Blueprint, live: Live, opts: Options, draft: Draft) -> None:
     member = live.read.get("caller") or "MEMBER"
     checked = False
     for s in resolve(bp, releases, member):
-        where = s.store or s.dicomweb
+        where = s.store or s.dicomweb or ""   # resolve() gives every Source one of the two
         changes = [f"read-only OHIF data source '{s.name}' (\"{s.label}\"): {s.what}; nothing is written to it"]
-        draft.add(Step(f"source:{s.name}", KIND, where, NOOP, changes, []))  # type: ignore[arg-type]  # mypy baseline (issue 20)
+        draft.add(Step(f"source:{s.name}", KIND, where, NOOP, changes, []))
         if not s.store:
             continue
         checked = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError, UsageError
 from provision.gcp.context import Ctx
@@ -52,7 +52,7 @@ class AuditRow:
     first: str
     last: str
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"principal": self.principal, "action": self.action, "service": self.service, "store": self.store,
                 "study": self.study or None, "count": self.count, "first": self.first, "last": self.last}
 
@@ -66,7 +66,7 @@ class AuditReport:
     rows: list[AuditRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"project": self.project, "target": self.target, "since": self.since, "entries": self.entries,
                 "rows": [r.to_json() for r in self.rows], "notes": list(self.notes)}
 
@@ -94,7 +94,7 @@ def audit(bp: Blueprint, target: Target, since: timedelta, *, now: datetime | No
     stamp = start.strftime("%Y-%m-%dT%H:%M:%SZ")
     pid = bp.project.id
     ctx = Ctx(target, "audit")
-    viewer: list[dict] = []
+    viewer: list[dict[str, Any]] = []
     try:
         entries, capped = _read(ctx, pid, f'logName="projects/{pid}/logs/{LOG_ID}" AND timestamp>="{stamp}"')
         if deploys(bp):
@@ -118,10 +118,10 @@ def audit(bp: Blueprint, target: Target, since: timedelta, *, now: datetime | No
     return report
 
 
-def _read(ctx: Ctx, pid: str, query: str) -> tuple[list[dict], bool]:
-    body: dict = {"resourceNames": [f"projects/{pid}"], "orderBy": "timestamp asc", "pageSize": PAGE,
+def _read(ctx: Ctx, pid: str, query: str) -> tuple[list[dict[str, Any]], bool]:
+    body: dict[str, Any] = {"resourceNames": [f"projects/{pid}"], "orderBy": "timestamp asc", "pageSize": PAGE,
                   "filter": query}
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     while True:
         resp = ctx.call(lambda b=dict(body): ctx.target.logging().entries().list(body=b).execute(num_retries=0))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         out += resp.get("entries") or []
@@ -134,7 +134,7 @@ def _read(ctx: Ctx, pid: str, query: str) -> tuple[list[dict], bool]:
 Fields = tuple[str, str, str, str, str, str]   # principal, method, service, store, study, time
 
 
-def _audit_fields(entries: list[dict]) -> list[Fields]:
+def _audit_fields(entries: list[dict[str, Any]]) -> list[Fields]:
     """What a Data Access entry says: who, which method of which service, on which store and study."""
     out = []
     for e in entries:
@@ -146,7 +146,7 @@ def _audit_fields(entries: list[dict]) -> list[Fields]:
     return out
 
 
-def _viewer_fields(entries: list[dict]) -> list[Fields]:
+def _viewer_fields(entries: list[dict[str, Any]]) -> list[Fields]:
     """What a line of the hosted viewer's access log says: the verified user, the HTTP method, the store
     and study of a DICOMweb request (a page of the viewer itself names no store)."""
     out = []
@@ -159,7 +159,7 @@ def _viewer_fields(entries: list[dict]) -> list[Fields]:
 
 
 def _group(fields: list[Fields]) -> list[AuditRow]:
-    groups: dict[tuple, AuditRow] = {}
+    groups: dict[tuple[str, str, str, str, str], AuditRow] = {}
     for who, action, service, store, study, when in fields:
         key = (who, action, service, store, study)
         row = groups.get(key)
@@ -177,7 +177,7 @@ def _action(method: str) -> str:
     return method.rsplit(".", 1)[-1] if method.startswith("google.") else method
 
 
-def _where(resource: str, request: dict) -> tuple[str, str]:
+def _where(resource: str, request: dict[str, Any]) -> tuple[str, str]:
     """(store, study): the store's ID (or gs://bucket) and the study UID the call named, if any."""
     if resource.startswith("projects/_/buckets/"):
         bucket, _, obj = resource[len("projects/_/buckets/"):].partition("/objects/")

@@ -47,7 +47,7 @@ class Outcome:
     def ok(self) -> bool:
         return self.error is None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "ok": self.ok,
@@ -83,7 +83,8 @@ def access_token(target: Target) -> str | None:
         from google.auth.transport.requests import Request
 
         creds.refresh(Request())
-    return creds.token
+    token: str | None = creds.token   # google-auth's Credentials.token
+    return token
 
 
 def target_as(target: Target, member: str) -> Target:
@@ -100,7 +101,7 @@ def target_as(target: Target, member: str) -> Target:
     return Target(impersonate=email)
 
 
-def write_config(bp: Blueprint, target: Target, out: Path | None = None, fmt: str = "js") -> Path:
+def write_config(bp: Blueprint, target: Target, out: Path | None = None, fmt: ohif_config.Format = "js") -> Path:
     """Write OHIF's config for `bp` (to `viewer.config_out` unless `out`), pointing at the target.
     JSON never lands on the viewer's .js path by default: it goes next to it, as .json."""
     path = Path(out or bp.viewer.config_out)

@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from provision.planning import plan as plan_mod
 from provision.checks import before_write, preflight
@@ -99,7 +99,7 @@ class ApplyResult:
     plan: Plan
     steps: list[StepResult] = field(default_factory=list)
     elapsed: float = 0.0
-    outputs: dict = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     interrupted: bool = False   # Ctrl-C stopped the run: `stopped()` says where
 
@@ -107,7 +107,7 @@ class ApplyResult:
     def ok(self) -> bool:
         return self.error is None
 
-    def stopped(self) -> dict:
+    def stopped(self) -> dict[str, Any]:
         """Where an interrupted run stopped: steps that finished (with a change), were in flight
         (stopped at their next wait; Google may still finish them), and never started."""
         return {"finished": [s.id for s in self.steps if s.status == "done" and s.message != "no changes"],
@@ -124,7 +124,7 @@ class ApplyResult:
             return "failed"
         return f"applied: {self.plan.summary()}" if self.changed else "no changes"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "project": self.project,
             "target": self.target,
@@ -171,7 +171,7 @@ class ApplyFailed(ProvisionError):
         super().__init__(message)
 
 
-def _outputs(bp: Blueprint, target: Target, facts: Facts) -> dict:
+def _outputs(bp: Blueprint, target: Target, facts: Facts) -> dict[str, Any]:
     root = target.root("healthcare")
     stores = {s.id: {"name": plan_mod.store_name(bp, s.id),
                      "dicomweb": f"{root}/v1/{plan_mod.store_name(bp, s.id)}/dicomWeb"} for s in bp.dicom_stores}
@@ -186,13 +186,13 @@ def _outputs(bp: Blueprint, target: Target, facts: Facts) -> dict:
     return out
 
 
-def _local(viewer_url: str, target: Target) -> dict:
+def _local(viewer_url: str, target: Target) -> dict[str, str]:
     """`viewer_local_url`: where a person's browser opens the hosted viewer on a local emulator."""
     local = local_url(viewer_url, target.emulator)
     return {"viewer_local_url": local} if local else {}
 
 
-def viewer_lines(outputs: dict, note: str = "") -> list[str]:
+def viewer_lines(outputs: dict[str, Any], note: str = "") -> list[str]:
     """The hosted viewer's URL and, on a local emulator, the address to open it at in a browser."""
     if not outputs.get("viewer_url"):
         return []
@@ -252,7 +252,7 @@ def _unchanged(bp: Blueprint, target: Target, ctx: Ctx, the_plan: Plan, started:
 def _take_lock(lock: ProjectLock, ctx: Ctx, bp: Blueprint, opts: Options, the_plan: Plan,
                listener: Listener | None) -> bool:
     """Take the project's lock; whether this run waited for another's (so the plan may be stale)."""
-    def waiting(holder: dict) -> None:
+    def waiting(holder: dict[str, Any]) -> None:
         emit(listener, Event("waiting", "lock", f"waiting for the lock of {bp.project.id}: held by "
                              f"{lock_mod.describe(holder)}", project=bp.project.id))
 
@@ -271,7 +271,7 @@ def _plan_again(bp: Blueprint, target: Target, ctx: Ctx, opts: Options, old: Pla
     fresh = plan(bp, target, listener=listener, ctx=ctx, opts=opts)
     refuse_replacements(fresh, opts)
 
-    def shape(p: Plan) -> list:
+    def shape(p: Plan) -> list[tuple[str, str, list[str]]]:
         return [(s.id, s.action, list(s.changes)) for s in p.changes]
 
     if confirmed and shape(fresh) != shape(old):
@@ -317,15 +317,15 @@ STATE_OF = {CREATE: "missing", UPDATE: "drift", REPLACE: "drift", NOOP: "ok", KE
 class StatusReport:
     project: str
     target: str
-    resources: list[dict]
+    resources: list[dict[str, Any]]
     notes: list[str]
-    outputs: dict = field(default_factory=dict)   # viewer_url when the hosted viewer runs
+    outputs: dict[str, Any] = field(default_factory=dict)   # viewer_url when the hosted viewer runs
 
     @property
     def in_sync(self) -> bool:
         return all(r["state"] == "ok" for r in self.resources)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"project": self.project, "target": self.target, "in_sync": self.in_sync,
                 "resources": self.resources, "notes": self.notes, "outputs": dict(self.outputs)}
 
@@ -376,7 +376,7 @@ class DestroyResult:
     results: list[StepResult]
     kept: list[str]
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"project": self.project, "target": self.target,
                 "deleted": [dict(s.to_json(), status=r.status, message=r.message) for s, r in zip(self.steps, self.results, strict=True)],
                 "kept": self.kept}
@@ -400,7 +400,7 @@ class DestroyPlan:
     kept: list[str]
     facts: Facts = field(default_factory=Facts, repr=False)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[list[Step] | list[str]]:
         return iter((self.steps, self.kept))
 
     @property
@@ -440,16 +440,16 @@ def destroy_plan(bp: Blueprint, target: Target, *, delete_data: bool = False, de
         raise NeedsFlag(f"deleting the project would delete the data that {', '.join(with_data)} hold(s); "
                         "confirm with delete_data as well", needs="delete_data")
     steps = p.changes
-    if not delete_project and _leaves_record_empty(p) and p.live.record.generation:
+    assert p.live is not None   # plan_mod.build keeps what it read
+    if not delete_project and _leaves_record_empty(p, p.live.record) and p.live.record.generation:
         steps.append(Step("record", "record", p.facts.record.where, DELETE,
                           ["delete the ownership record and its bucket (it names nothing any more)"],
                           [s.id for s in steps], lambda c: (c.facts.record.delete(c), "deleted")[1]))
     return DestroyPlan(steps, kept, p.facts)
 
 
-def _leaves_record_empty(p: Plan) -> bool:
-    """Every resource and grant the record names is deleted by this destroy (none is kept)."""
-    rec = p.live.record
+def _leaves_record_empty(p: Plan, rec: record_mod.Record) -> bool:
+    """Every resource and grant the record `rec` names is deleted by this destroy (none is kept)."""
     if rec.owns("project", p.project):
         return False   # the project stays, and the record says provision made it
     named = {n for _, n in rec.resources} | rec.granted_resources()
@@ -464,7 +464,7 @@ def destroy(bp: Blueprint, target: Target, delete_data: bool = False, delete_pro
     `destroy_plan` result already shown to (and confirmed by) the user: exactly that runs."""
     ctx = _ctx(bp, target)
     the_plan = plan_ or destroy_plan(bp, target, delete_data=delete_data, delete_project=delete_project, ctx=ctx)
-    steps, kept = the_plan
+    steps, kept = the_plan.steps, the_plan.kept
     ctx.facts.update(the_plan.facts)
     if not steps:
         return DestroyResult(bp.project.id, target.label, [], [], kept)
@@ -480,7 +480,7 @@ def destroy(bp: Blueprint, target: Target, delete_data: bool = False, delete_pro
 
 
 # ---------------------------------------------------------------------------- unlock
-def unlock(bp: Blueprint, target: Target) -> dict | None:
+def unlock(bp: Blueprint, target: Target) -> dict[str, Any] | None:
     """Break the project's lock (a run that died left it): what it said about its holder, or None."""
     with _as_provision_error("unlock", f"gs://{record_mod.bucket_for(bp.project.id)}/{lock_mod.OBJECT}", target,
                              bp.project.id):

@@ -27,18 +27,19 @@ from provision.running.documents import COMMANDS, ERROR_KINDS, FORMAT, Envelope
 __all__ = ["COMMANDS", "ERROR_KINDS", "FORMAT", "envelope", "error", "result", "schema"]
 
 
-def error(kind: str, message: str, problems: list[str] | None = None) -> dict:
+def error(kind: str, message: str, problems: list[str] | None = None) -> dict[str, Any]:
     """The run's error object (`kind` one of ERROR_KINDS)."""
     return {"kind": kind, "message": message, "problems": list(problems or [])}
 
 
 def result(blueprint: str | None, project: str | None, *, ok: bool = True, err: str | None = None,
-           **payload: Any) -> dict:
+           **payload: Any) -> dict[str, Any]:
     """One blueprint's result: who, whether it worked, and the command's payload."""
     return {"blueprint": blueprint, "project": project, "ok": ok, "error": err, **payload}
 
 
-def envelope(command: str, results: list[dict], exit_code: int, err: dict | None = None) -> dict:
+def envelope(command: str, results: list[dict[str, Any]], exit_code: int,
+             err: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's one document, checked against the document models and serialised by them: a
     field they do not name raises (pydantic's ValidationError names where), so every field printed
     is in the schema. Fields a builder left out stay out (the documents are what they were)."""
@@ -49,6 +50,6 @@ def envelope(command: str, results: list[dict], exit_code: int, err: dict | None
 
 
 @cache
-def schema() -> dict:
+def schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of every `--json` document: what `provision schema --output` prints."""
     return Envelope.model_json_schema(by_alias=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.live import Live
@@ -35,7 +35,7 @@ class Progress:
         self.live_mode = self.console.is_terminal if live is None else live
         self.show_noop = show_noop
         self.verbose = verbose
-        self._retries: dict[tuple, dict] = {}   # (project, step) -> {n, since, reason}
+        self._retries: dict[tuple[str, str], dict[str, Any]] = {}   # (project, step) -> {n, since, reason}
         self._lock = threading.RLock()
         # Rows are per (project, step id).
         self._rows: dict[tuple[str, str], dict[str, Any]] = {}
@@ -184,6 +184,6 @@ class Progress:
             return table
 
 
-def _escaped(e: Event, escape) -> Event:
+def _escaped(e: Event, escape: Callable[[str], str]) -> Event:
     """A copy of the event whose free text cannot be taken for rich markup."""
     return replace(e, step=escape(e.step), message=escape(e.message or ""))

@@ -13,7 +13,7 @@ from provision.checks.dicomweb import SmokeReport, run_dicomweb_smoke
 from provision.errors import ProvisionError
 from provision.checks import browser as browser_smoke
 from provision.ohif.config import dicomweb_root, hosted_sources, render_config, source_root
-from provision.blueprint.sources import resolve
+from provision.blueprint.sources import Source, resolve
 
 if TYPE_CHECKING:  # for annotations only: no import at run time
     from provision.blueprint.models import Blueprint
@@ -152,7 +152,7 @@ def _first_store_expectations(bp: Blueprint, result: BlueprintSmoke) -> list[Any
     return expected
 
 
-def _local_browser(bp: Blueprint, result: BlueprintSmoke, expected: list, sources: list, emulator_url: str | None,
+def _local_browser(bp: Blueprint, result: BlueprintSmoke, expected: list[Any], sources: list[Any], emulator_url: str | None,
                    token: str | None, out_dir: Path, *, hosted_url: str | None = None) -> BlueprintSmoke:
     """The browser smoke of the viewer served here with the blueprint's config: the default data source,
     then each viewer source (`?datasources=NAME`, screenshots in out_dir/source-NAME). `hosted_url`: a
@@ -204,7 +204,7 @@ def hosted_not_automated(url: str) -> str:
             "browser as a member of viewer.hosting.members and check the study list, or leave out --browser")
 
 
-def _hosted_browser(bp: Any, result: BlueprintSmoke, expected: list, sources: list, url: str,
+def _hosted_browser(bp: Any, result: BlueprintSmoke, expected: list[dict[str, str]], sources: list[Source], url: str,
                     emulator_url: str | None, out_dir: Path) -> BlueprintSmoke:
     """The browser smoke of the hosted viewer at `url` (run_blueprint_smoke's `hosted_url`)."""
     if not emulator_url:

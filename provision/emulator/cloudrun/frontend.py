@@ -18,7 +18,7 @@ from __future__ import annotations
 import html
 import http.client
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Callable
 
 from werkzeug.wrappers import Request, Response
@@ -72,6 +72,7 @@ class Frontend:
         if spec["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY":   # a request from outside the project's network
             return google_error_page(404, "Page not found", "The requested URL was not found on this server.")
         extra: dict[str, str] = {}
+        invoker: str | None   # None: nobody signed in
         if spec.get("iapEnabled"):
             outcome = self.world.iap.gate(rec, request, self.host)
             if isinstance(outcome, Response):
@@ -172,7 +173,7 @@ class _Forward:
         out.update(self.extra)
         return out
 
-    def __call__(self, start_response) -> Iterator[bytes]:
+    def __call__(self, start_response) -> Iterable[bytes]:
         req = self.request
         conn: http.client.HTTPConnection | None = None
         try:

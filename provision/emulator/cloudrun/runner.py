@@ -172,7 +172,8 @@ _PRCTL = _prctl() if sys.platform.startswith("linux") else None
 
 
 def _die_with_parent() -> None:   # runs in the child between fork and exec
-    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _PRCTL is not None:   # always so: _spawn passes this function only then
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _spawn(argv: list[str], **kwargs) -> subprocess.Popen:

@@ -148,7 +148,7 @@ class CloudRun:
             if rec is None:
                 if allow_missing:
                     return self.create(project, region, name, body, caller)
-                self.get(project, region, name)
+                rec = self.get(project, region, name)   # raises NOT_FOUND, as a GET answers
             if body.get("etag") and body["etag"] != rec["etag"]:
                 raise aborted(f"Resource '{name}' has changed: the request's etag does not match the service's.")
             spec = self._spec(project, body)
@@ -335,11 +335,10 @@ class CloudRun:
         and was not reaped yet); another caller may have replaced it already."""
         key = f"{rec['projectId']}/{rec['region']}/{rec['name']}"
         with self._lock:
-            if self._instances.get(key) is dead:
+            ours = self._instances.get(key) is dead   # not replaced by another caller yet
+            if ours:
                 del self._instances[key]
-            else:
-                dead = None
-        if dead is not None:
+        if ours:
             runner.stop(dead)
         return self.instance(rec)
 

@@ -8,7 +8,7 @@ import urllib.parse
 
 from provision.emulator.errors import invalid_argument, not_found
 from provision.emulator.state_base import ApiBackend
-from provision.emulator.healthcare.dicomfile import NotDicom, parse_file
+from provision.emulator.healthcare.dicomfile import NotDicom, Parsed, parse_file
 from provision.emulator.healthcare.index import DicomIndex, IngestResult
 from provision.emulator.worldview import WorldView
 from provision.emulator.healthcare.common import (
@@ -158,23 +158,23 @@ class HealthcareCore(ApiBackend):
     def ingest_blobs(self, sid: int, blobs: list[tuple[str, int]]) -> list[IngestResult | str] | None:
         """Parse and index stored blobs into store `sid`; each result is an IngestResult or the
         reason the object is not storable. None when the store is gone (nothing indexed)."""
-        parsed, out = [], []
-        positions = []
-        for key, size in blobs:
+        parsed: list[tuple[Parsed, str, int]] = []
+        positions: list[int] = []          # where each parsed one's result goes
+        failed: dict[int, str] = {}        # position: why that object is not storable
+        for pos, (key, size) in enumerate(blobs):
             try:
                 parsed.append((parse_file(self.world.blobs.path(key)), key, size))
-                positions.append(len(out))
-                out.append(None)
+                positions.append(pos)
             except NotDicom as exc:
-                out.append(str(exc))
+                failed[pos] = str(exc)
             except OSError as exc:
-                out.append(f"cannot read object: {exc}")
+                failed[pos] = f"cannot read object: {exc}"
             except Exception as exc:  # noqa: BLE001 - one bad object is one failure, never the whole import
-                out.append(f"malformed DICOM data: {exc}")
+                failed[pos] = f"malformed DICOM data: {exc}"
+        indexed: dict[int, IngestResult] = {}
         if parsed:
             results = self.index.ingest(sid, parsed)
             if results is None:
                 return None
-            for pos, res in zip(positions, results, strict=True):
-                out[pos] = res
-        return out
+            indexed = dict(zip(positions, results, strict=True))
+        return [indexed[pos] if pos in indexed else failed[pos] for pos in range(len(blobs))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from provision.emulator.errors import ApiError, error_info, invalid_argument
 
@@ -49,8 +49,9 @@ ID_RULE = ("use 1-256 letters, numbers, underscores, hyphens and periods, with a
 def valid_id(value: str | None) -> bool:
     """Dataset and DICOM store IDs: 1-256 of letters, digits, '_', '-' and '.' (Unicode letters
     allowed), not only periods ('.' and '..' could never be addressed in a URL path)."""
-    return (bool(value) and len(value) <= 256 and all(ch.isalnum() or ch in "_-." for ch in value)
-            and value.strip(".") != "")
+    if not value:
+        return False
+    return len(value) <= 256 and all(ch.isalnum() or ch in "_-." for ch in value) and value.strip(".") != ""
 
 
 def page_token(offset: int) -> str:
@@ -116,12 +117,12 @@ def _check_labels(labels: Any) -> None:
 def _label_filter(expr: str):
     """`labels.KEY=VALUE` (and `labels.KEY:*`), joined with AND: the filters dicomStores.list documents."""
     terms = [t.strip() for t in expr.replace(" and ", " AND ").split(" AND ") if t.strip()]
-    checks = []
+    checks: list[Callable[[dict], bool]] = []
     for t in terms:
         if t.startswith("labels.") and "=" in t:
             k, _, v = t[7:].partition("=")
             k, v = k.strip(), v.strip().strip('"')
-            checks.append(lambda view, k=k, v=v: view.get("labels", {}).get(k) == v)
+            checks.append(lambda view, k=k, v=v: view.get("labels", {}).get(k) == v)  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
         elif t.startswith("labels.") and t.endswith(":*"):
             key = t[7:-2].strip()
             checks.append(lambda view, k=key: k in view.get("labels", {}))  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)

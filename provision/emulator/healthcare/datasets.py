@@ -184,7 +184,7 @@ class Datasets(HealthcareCore):
         if kind == "serviceAccount":
             usage = getattr(self.world, "serviceusage", None)
             parsed = usage.parse_agent_email(who) if usage is not None else None
-            if parsed and not usage.agent_exists(*parsed):
+            if parsed and usage is not None and not usage.agent_exists(*parsed):
                 raise ApiError("INVALID_ARGUMENT", f"Service account {who} does not exist.",
                                [error_info("INVALID_IAM_POLICY", "healthcare.googleapis.com", {"member": member})])
 

@@ -350,17 +350,17 @@ class _Reader:
             return {"vr": vr, "Value": [text]} if text else {"vr": vr}
         if vr == "PN":
             text = bytes(raw).decode(self.encoding).rstrip(" \0")
-            vals = []
+            names: list[dict[str, str] | None] = []
             for comp in text.split("\\"):
                 groups = comp.split("=")
-                pn = {}
+                pn: dict[str, str] = {}
                 for name, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False):
                     if g.strip():
                         pn[name] = g.strip()
-                vals.append(pn or None)
-            if all(v is None for v in vals):
+                names.append(pn or None)
+            if all(v is None for v in names):
                 return {"vr": vr}
-            return {"vr": vr, "Value": vals}
+            return {"vr": vr, "Value": names}
         if vr in NUMERIC or vr == "AT":
             size = NUMERIC_SIZE[vr]
             count = length // size

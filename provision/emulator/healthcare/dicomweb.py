@@ -71,9 +71,9 @@ class Store:
         self.ctx = ctx
         self.permission = permission
         self.target = t
-        self.name = t.store
+        self.name = t.store_name
         self.backend = ctx.world.healthcare
-        self.sid = self.backend.sid(t.store)
+        self.sid = self.backend.sid(self.name)
         # Absolute URLs (BulkDataURI, RetrieveURL) use the host the client called.
         self.base_url = f"{origin(ctx)}/v1/{t.store}/dicomWeb"
 
@@ -314,7 +314,7 @@ def retrieve_frames(ctx: Ctx, project, location, dataset, store, study, series, 
     path = s.path(blob)
     if how == "le":
         data = pixels.frames_le(path, pixel, meta_d, ts, numbers)
-        out_ts = EXPLICIT_LE
+        out_ts: str | None = EXPLICIT_LE
     elif how == "stored":
         data = pixels.frames_as_stored(path, pixel, meta_d, ts, numbers)
         out_ts = ts if pixel.get("length") is None else EXPLICIT_LE   # native frames are little-endian bytes

@@ -8,7 +8,7 @@ from provision.emulator.errors import invalid_argument, not_found
 from provision.emulator.healthcare import dicomweb
 from provision.emulator.healthcare import common
 from provision.emulator.healthcare.resolve import Target, policies_for, resolve
-from provision.emulator.healthcare.common import paginate, page_size
+from provision.emulator.healthcare.common import denied, paginate, page_size
 from provision.emulator.healthcare.state import Healthcare
 from provision.emulator.http import Ctx, Router
 
@@ -61,32 +61,35 @@ def list_datasets(ctx: Ctx, project: str, location: str):
 @control_router.route("GET", DS, api=API)
 def get_dataset(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.get", project, location, dataset)
-    return hc(ctx).dataset_record(t.dataset)["view"]
+    record = hc(ctx).dataset_record(t.dataset_name)
+    if record is None:   # deleted since resolve() found it: as resolve() answers a missing one
+        raise denied("healthcare.datasets.get", t.dataset_name)
+    return record["view"]
 
 
 @control_router.route("PATCH", DS, api=API, discovery=(DOC, f"{M}.datasets.patch"))
 def patch_dataset(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.update", project, location, dataset)
-    return hc(ctx).patch_dataset(t.dataset, ctx.json(), ctx.query.get("updateMask"))
+    return hc(ctx).patch_dataset(t.dataset_name, ctx.json(), ctx.query.get("updateMask"))
 
 
 @control_router.route("DELETE", DS, api=API)
 def delete_dataset(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.delete", project, location, dataset)
-    hc(ctx).delete_dataset(t.dataset)
+    hc(ctx).delete_dataset(t.dataset_name)
     return {}
 
 
 @control_router.route("GET", DS + ":getIamPolicy", api=API)
 def get_dataset_policy(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.getIamPolicy", project, location, dataset)
-    return hc(ctx).get_policy(t.dataset, _requested_version(ctx))
+    return hc(ctx).get_policy(t.dataset_name, _requested_version(ctx))
 
 
 @control_router.route("POST", DS + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.setIamPolicy"))
 def set_dataset_policy(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.datasets.setIamPolicy", project, location, dataset)
-    return hc(ctx).set_policy(t.dataset, ctx.json())
+    return hc(ctx).set_policy(t.dataset_name, ctx.json())
 
 
 @control_router.route("POST", DS + ":testIamPermissions", api=API, discovery=(DOC, f"{M}.datasets.testIamPermissions"))
@@ -99,7 +102,7 @@ def test_dataset_permissions(ctx: Ctx, project: str, location: str, dataset: str
 @control_router.route("GET", DS + "/operations", api=API)
 def list_operations(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.operations.list", project, location, dataset, initialized=False)
-    ops = hc(ctx).list_operations(t.dataset)
+    ops = hc(ctx).list_operations(t.dataset_name)
     flt = ctx.query.get("filter")
     if flt:
         ops = _filter_operations(ops, flt)
@@ -135,45 +138,48 @@ def _filter_operations(ops: list[dict], flt: str) -> list[dict]:
 @control_router.route("POST", DS + "/dicomStores", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.create"))
 def create_store(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.dicomStores.create", project, location, dataset)
-    return hc(ctx).create_store(t.dataset, ctx.query.get("dicomStoreId"), ctx.json())
+    return hc(ctx).create_store(t.dataset_name, ctx.query.get("dicomStoreId"), ctx.json())
 
 
 @control_router.route("GET", DS + "/dicomStores", api=API)
 def list_stores(ctx: Ctx, project: str, location: str, dataset: str):
     t = resolve(ctx, "healthcare.dicomStores.list", project, location, dataset)
-    views = hc(ctx).list_stores(t.dataset, ctx.query.get("filter"))
+    views = hc(ctx).list_stores(t.dataset_name, ctx.query.get("filter"))
     return paginate(views, "dicomStores", page_size(ctx.query.get("pageSize")), ctx.query.get("pageToken"))
 
 
 @control_router.route("GET", STORE, api=API)
 def get_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.get", project, location, dataset, store)
-    return hc(ctx).store_record(t.store)["view"]
+    record = hc(ctx).store_record(t.store_name)
+    if record is None:   # deleted since resolve() found it: as resolve() answers a missing one
+        raise denied("healthcare.dicomStores.get", t.store_name)
+    return record["view"]
 
 
 @control_router.route("PATCH", STORE, api=API, discovery=(DOC, f"{M}.datasets.dicomStores.patch"))
 def patch_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.update", project, location, dataset, store)
-    return hc(ctx).patch_store(t.store, ctx.json(), ctx.query.get("updateMask"))
+    return hc(ctx).patch_store(t.store_name, ctx.json(), ctx.query.get("updateMask"))
 
 
 @control_router.route("DELETE", STORE, api=API)
 def delete_store(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.delete", project, location, dataset, store)
-    hc(ctx).delete_store(t.store)
+    hc(ctx).delete_store(t.store_name)
     return {}
 
 
 @control_router.route("GET", STORE + ":getIamPolicy", api=API)
 def get_store_policy(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.getIamPolicy", project, location, dataset, store)
-    return hc(ctx).get_policy(t.store, _requested_version(ctx))
+    return hc(ctx).get_policy(t.store_name, _requested_version(ctx))
 
 
 @control_router.route("POST", STORE + ":setIamPolicy", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.setIamPolicy"))
 def set_store_policy(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.setIamPolicy", project, location, dataset, store)
-    return hc(ctx).set_policy(t.store, ctx.json())
+    return hc(ctx).set_policy(t.store_name, ctx.json())
 
 
 @control_router.route("POST", STORE + ":testIamPermissions", api=API,
@@ -186,13 +192,13 @@ def test_store_permissions(ctx: Ctx, project: str, location: str, dataset: str, 
 @control_router.route("POST", STORE + ":import", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.import"))
 def import_dicom(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.import", project, location, dataset, store)
-    return hc(ctx).start_import(t.store, t.project, ctx.json())
+    return hc(ctx).start_import(t.store_name, t.project, ctx.json())
 
 
 @control_router.route("POST", STORE + ":export", api=API, discovery=(DOC, f"{M}.datasets.dicomStores.export"))
 def export_dicom(ctx: Ctx, project: str, location: str, dataset: str, store: str):
     t = resolve(ctx, "healthcare.dicomStores.export", project, location, dataset, store)
-    return hc(ctx).start_export(t.store, t.project, ctx.json())
+    return hc(ctx).start_export(t.store_name, t.project, ctx.json())
 
 
 def _resolve_for_test(ctx: Ctx, project: str, location: str, dataset: str, store: str | None = None) -> Target:

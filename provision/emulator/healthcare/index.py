@@ -252,7 +252,9 @@ class DicomIndex:
         """Create the index row of a new store (only the store's create calls this); its fresh sid."""
         with self.db.transaction() as db:
             db.conn.execute("DELETE FROM hc_stores WHERE name=?", (name,))
-            return db.conn.execute("INSERT INTO hc_stores (name) VALUES (?)", (name,)).lastrowid
+            sid = db.conn.execute("INSERT INTO hc_stores (name) VALUES (?)", (name,)).lastrowid
+            assert sid is not None   # sqlite sets it on every INSERT
+            return sid
 
     def store_alive(self, sid: int) -> bool:
         with self.db.lock:

@@ -23,6 +23,20 @@ class Target:
         return self.project["projectId"]
 
     @property
+    def dataset_name(self) -> str:
+        """The dataset's full name, for a request that names one (resolve() sets it then)."""
+        if self.dataset is None:
+            raise AssertionError("the request names no dataset")
+        return self.dataset
+
+    @property
+    def store_name(self) -> str:
+        """The store's full name, for a request that names one (resolve() sets it then)."""
+        if self.store is None:
+            raise AssertionError("the request names no store")
+        return self.store
+
+    @property
     def parent(self) -> str:
         return f"projects/{self.project_id}/locations/{self.location}"
 
@@ -36,7 +50,7 @@ def resolve(ctx: Ctx, permission: str, project: str, location: str | None = None
     record = backend.project(project, permission, asked)
     t = Target(record, location or "")
     if check_location:
-        backend.check_location(location)
+        backend.check_location(t.location)
     if dataset:
         t.dataset = f"{t.parent}/datasets/{dataset}"
     if store:

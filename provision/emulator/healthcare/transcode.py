@@ -51,7 +51,7 @@ Choices where Google's statement is silent:
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provision.emulator.lazy import LazyModule
 from provision.emulator.errors import ApiError
@@ -73,7 +73,8 @@ JLS_LOSSLESS, JLS_NEAR = "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"
 J2K_LOSSLESS, J2K = "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"
 NATIVE_TARGETS = (EXPLICIT_LE, IMPLICIT_LE, DEFLATED_LE)
 # Encoded by pydicom (its encoder options per syntax).
-PYDICOM_ENCODED = {RLE: {}, JLS_LOSSLESS: {}, JLS_NEAR: {"jls_error": 2}, J2K_LOSSLESS: {}, J2K: {"j2k_cr": [2]}}
+PYDICOM_ENCODED: dict[str, dict[str, Any]] = {RLE: {}, JLS_LOSSLESS: {}, JLS_NEAR: {"jls_error": 2}, J2K_LOSSLESS: {},
+                                              J2K: {"j2k_cr": [2]}}
 # Encoded by imagecodecs' jpeg8_encode (libjpeg-turbo 3): the predictor of each lossless syntax.
 JPEG_TURBO = {JPEG_EXTENDED: None, JPEG_LOSSLESS: 1, JPEG_LOSSLESS_SV1: 1}
 JPEG_FAMILY = frozenset({JPEG_BASELINE} | set(JPEG_TURBO))
@@ -176,6 +177,7 @@ def jpeg_turbo_bytes(ts: str, frame: np.ndarray, g: dict) -> bytes:
     bits = np.ascontiguousarray(frame).astype(np.int64) & ((1 << g["stored"]) - 1)
     samples = np.ascontiguousarray(bits.astype(np.uint8 if precision <= 8 else np.uint16))
     colour = samples.ndim == 3
+    options: dict[str, Any]   # jpeg8_encode's keywords
     if ts == JPEG_EXTENDED:
         options = {"level": JPEG_QUALITY, "outcolorspace": "YCbCr", "subsampling": "422"} if colour else \
             {"level": JPEG_QUALITY}
@@ -273,10 +275,11 @@ def instance_as(path, stored_ts: str, want: str) -> bytes:
             if want in JPEG_FAMILY:
                 _to_jpeg(ds, arr, stored_ts, want)
             elif want in PYDICOM_ENCODED:
-                g = {"rows": int(ds.Rows), "cols": int(ds.Columns), "spp": spp, "bits": int(ds.BitsAllocated),
-                     "stored": int(getattr(ds, "BitsStored", ds.BitsAllocated)),
-                     "signed": int(getattr(ds, "PixelRepresentation", 0)) == 1,
-                     "photometric": str(ds.PhotometricInterpretation)}
+                g: dict[str, Any] = {"rows": int(ds.Rows), "cols": int(ds.Columns), "spp": spp,
+                                     "bits": int(ds.BitsAllocated),
+                                     "stored": int(getattr(ds, "BitsStored", ds.BitsAllocated)),
+                                     "signed": int(getattr(ds, "PixelRepresentation", 0)) == 1,
+                                     "photometric": str(ds.PhotometricInterpretation)}
                 encoded = [pydicom_frame(want, f, g) for f in arr]
                 _set_encapsulated(ds, encoded)
                 if spp == 3 and want in (J2K_LOSSLESS, J2K):   # OpenJPEG applied its colour transform

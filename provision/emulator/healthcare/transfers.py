@@ -84,8 +84,9 @@ class Transfers(HealthcareCore):
         bucket and imports."""
         if body.get("blobStorageSettings"):
             raise invalid_argument("blobStorageSettings is not supported in v1.")
-        uri = (body.get("gcsSource") or {}).get("uri")
-        bucket, path = parse_gcs_uri(uri, "gcsSource.uri")
+        raw = (body.get("gcsSource") or {}).get("uri")
+        bucket, path = parse_gcs_uri(raw, "gcsSource.uri")
+        uri = str(raw)   # a str already: parse_gcs_uri refuses anything else
         prefix = check_import_glob(path, uri)
         dataset = store_name.rsplit("/dicomStores/", 1)[0]
         op_name = self._op_name(dataset)

@@ -85,8 +85,9 @@ class _Parser:
         if not self.toks:
             return lambda entry: True
         pred = self.and_expr()
-        if self.peek() is not None:
-            raise FilterError(f"unexpected {self.peek()[1]!r}")
+        rest = self.peek()
+        if rest is not None:
+            raise FilterError(f"unexpected {rest[1]!r}")
         return pred
 
     def and_expr(self) -> Predicate:
@@ -130,7 +131,7 @@ class _Parser:
             raise FilterError(f"functions are not supported: {field}(...)")
         # A path is dotted words, where a segment may be quoted: jsonPayload."@type"
         path = [field] if kind == "string" else _field_path(field.rstrip(".") if field.endswith(".") else field)
-        while field.endswith(".") and self.peek() is not None and self.peek()[0] in ("word", "string"):
+        while field.endswith(".") and (nxt := self.peek()) is not None and nxt[0] in ("word", "string"):
             kind, field = self.take()
             path += [field] if kind == "string" else _field_path(field.rstrip(".") if field.endswith(".") else field)
         tok = self.peek()

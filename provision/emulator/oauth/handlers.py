@@ -34,6 +34,7 @@ import hashlib
 import html
 import secrets
 import time
+from typing import Any, TypedDict
 from urllib.parse import urlencode, urlsplit
 
 from werkzeug.wrappers import Response
@@ -58,7 +59,16 @@ router = Router()
 API = "oauth2"
 IAMCREDENTIALS = "iamcredentials"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-PUBLIC = {"api": API, "url_credential": True}  # no token needed to get a token
+
+
+class _RouteOptions(TypedDict):
+    """The keywords Router.route takes that every token endpoint shares."""
+
+    api: str
+    url_credential: bool
+
+
+PUBLIC: _RouteOptions = {"api": API, "url_credential": True}  # no token needed to get a token
 
 
 def _route(methods, paths: list[str] | str, **kw):
@@ -295,7 +305,7 @@ def userinfo(ctx: Ctx):
         return json_response({"error": "invalid_request", "error_description": "Invalid Credentials"}, 401,
                              headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})
     email = info["member"].split(":", 1)[1]
-    out = {"sub": subject(email)}
+    out: dict[str, Any] = {"sub": subject(email)}
     if SCOPE_ALIASES["profile"] in info["scopes"]:
         out.update(profile_claims(email))
     if SCOPE_ALIASES["email"] in info["scopes"]:

@@ -106,7 +106,7 @@ class ResourceManager:
 
         The project exists (gettable) from the start; the operation reports done once
         `op:crm.projects.create` has passed. A taken ID (even by a deleted project) is a 409."""
-        self._validate(project_id, display_name, labels)
+        project_id = self._validate(project_id, display_name, labels)
         parent = parent or ""
         if parent and not PARENT_RE.match(parent):
             raise invalid("parent", "parent must be of the form organizations/{id} or folders/{id}")
@@ -117,11 +117,11 @@ class ResourceManager:
             seconds = self.world.latency.seconds("op:crm.projects.create")
             now = self.world.clock()
             if self.world.faults.draw_operation():
-                metadata = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now)}
-                return self.world.operations.start(op_name, metadata, seconds=seconds, error=injected_failure(),
+                failing = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now)}
+                return self.world.operations.start(op_name, failing, seconds=seconds, error=injected_failure(),
                                                    project=project_id, caller=creator)
             number = self._project_number(self.docs.next_counter("crm.project"))
-            record = {
+            record: dict[str, Any] = {
                 "projectId": project_id, "number": number, "name": f"projects/{number}",
                 "displayName": display_name or "", "state": "ACTIVE", "parent": parent,
                 "labels": dict(labels or {}), "createTime": timestamp(now), "updateTime": timestamp(now),
@@ -145,7 +145,7 @@ class ResourceManager:
                 owner = creator or ANONYMOUS_OWNER
                 policy = iam.replace(iam.empty_policy(), {"bindings": [{"role": "roles/owner", "members": [owner]}]})
             self.docs.put("policy", f"projects/{project_id}", policy)
-            metadata = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now), "gettable": True}
+            metadata: dict[str, Any] = {"@type": V3_CREATE_METADATA, "createTime": timestamp(now), "gettable": True}
             done = {**metadata, "ready": True}
             return self.world.operations.start(op_name, metadata, seconds=seconds, response=self._v3_any(record),
                                                done_metadata=done, project=project_id, caller=creator)
@@ -394,7 +394,8 @@ class ResourceManager:
         deleted = datetime.strptime(record["deleteTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
         return self.world.clock() - deleted.timestamp() > PURGE_AFTER_SECONDS
 
-    def _validate(self, project_id: str | None, display_name: str | None, labels: dict | None) -> None:
+    def _validate(self, project_id: str | None, display_name: str | None, labels: dict | None) -> str:
+        """The project ID, once it, the display name and the labels are valid; else INVALID_ARGUMENT."""
         if not project_id:
             raise invalid("project_id", "project_id must be set")
         if not PROJECT_ID_RE.match(project_id):
@@ -411,6 +412,7 @@ class ResourceManager:
         for k, v in labels.items():
             if not LABEL_KEY_RE.match(k) or not isinstance(v, str) or not LABEL_VALUE_RE.match(v):
                 raise invalid("labels", f"invalid label {k}={v!r}")
+        return project_id
 
     @staticmethod
     def _project_number(n: int) -> str:

@@ -33,10 +33,10 @@ def _project(ctx: Ctx, project: str, permission: str, message: str) -> dict:
     """The ACTIVE project the caller may act on, else the 403 Service Usage answers."""
     crm = ctx.world.crm
     record = crm.lookup(project)
-    ok = record is not None and record["state"] == "ACTIVE"
-    if ok and ctx.world.options.enforce_iam:
-        ok = iam.allowed(ctx.principal or "", permission, crm.policy_chain(record["projectId"]))
-    if not ok:
+    if record is None or record["state"] != "ACTIVE":
+        raise _denied(message, permission)
+    if ctx.world.options.enforce_iam and not iam.allowed(ctx.principal or "", permission,
+                                                         crm.policy_chain(record["projectId"])):
         raise _denied(message, permission)
     return record
 

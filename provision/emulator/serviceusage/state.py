@@ -316,6 +316,7 @@ class ServiceUsage(ApiBackend):
             return self._start(number, name, EMPTY_METADATA, seconds=seconds, error=injected_failure())
         email = self.ensure_agent(number, service)
         agent = self.docs.get("service_agent", f"{number}/{service}")
+        assert agent is not None   # ensure_agent has just made it, or found it
         return self._start(number, name, EMPTY_METADATA, seconds=seconds, response={
             "@type": IDENTITY_RESPONSE, "email": email, "uniqueId": agent["uniqueId"]})
 

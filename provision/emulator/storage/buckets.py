@@ -140,10 +140,11 @@ class Buckets:
     def create(self, project: dict, body: dict) -> dict:
         """buckets.insert: validate `body`, store the record and its default policy; 409 when
         the name is taken (Google's two messages: by this project, or by anyone else)."""
-        name = body.get("name")
-        problem = bucket_name_problem(name)
+        asked = body.get("name")
+        problem = bucket_name_problem(asked)
         if problem:
             raise gcs_error(400, problem, "required" if problem == "Required" else "invalid")
+        name = str(asked)   # a str already: bucket_name_problem refuses anything else
         location = str(body.get("location") or "US").upper()
         if location in MULTI_REGIONS:
             location_type = "multi-region"

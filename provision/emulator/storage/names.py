@@ -46,3 +46,11 @@ def object_name_problem(name: Any) -> ApiError | None:
     except UnicodeEncodeError:
         return gcs_error(400, "The specified object name is not valid.", "invalid")
     return None
+
+
+def checked_object_name(name: Any) -> str:
+    """`name`, when it is a usable object name; else raises the 400 `object_name_problem` gives."""
+    err = object_name_problem(name)
+    if err:
+        raise err
+    return name   # a str: object_name_problem refuses anything else

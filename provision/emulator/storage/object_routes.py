@@ -105,7 +105,8 @@ def objects_delete(ctx: Ctx, bucket: str, object: str):
 
 def _source_conditions(ctx: Ctx) -> dict[str, int]:
     """ifSourceGenerationMatch and friends, under the plain names `check_conditions` takes."""
-    return {k: _int(ctx, "ifSource" + k[2:]) for k in CONDITIONS if ctx.query.get("ifSource" + k[2:]) not in (None, "")}
+    return {k: _int(ctx, "ifSource" + k[2:], 0)   # 0: never used, the parameter is there
+            for k in CONDITIONS if ctx.query.get("ifSource" + k[2:]) not in (None, "")}
 
 
 def _copy_request(ctx: Ctx, bucket: str, object: str, dbucket: str, dobject: str) -> dict:

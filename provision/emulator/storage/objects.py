@@ -158,7 +158,9 @@ class ObjectTable:
             updated = rfc3339(self.world.clock())
             self.db.execute("UPDATE storage_objects SET metageneration=metageneration+1, content_type=?, updated=?, "
                             "extra=? WHERE bucket=? AND name=?", (ctype, updated, json.dumps(extra), bucket, name))
-            return self.get(bucket, name)
+            rec = self.get(bucket, name)
+            assert rec is not None   # updated just now, in this transaction
+            return rec
 
     def delete(self, bucket: str, name: str, conditions: dict[str, int], generation: int | None = None) -> None:
         """objects.delete of the live object (404 when `generation` is given and not the live one)."""

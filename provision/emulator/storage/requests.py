@@ -4,7 +4,7 @@ words, the bucket (with Requester Pays billing) and object a request names, and 
 Route modules: `handlers` (buckets, bucket IAM), `object_routes`, `upload_routes`, `acl`."""
 from __future__ import annotations
 
-
+from typing import overload
 
 from provision.emulator.common import ANONYMOUS_OWNER
 from provision.emulator.http import Ctx
@@ -29,7 +29,12 @@ def _base(ctx: Ctx) -> str:
     return ctx.request.host_url
 
 
+@overload
+def _int(ctx: Ctx, key: str) -> int | None: ...
+@overload
+def _int(ctx: Ctx, key: str, default: int) -> int: ...
 def _int(ctx: Ctx, key: str, default: int | None = None) -> int | None:
+    """The integer query parameter `key` (`default` when absent or empty); 400 when it is not one."""
     raw = ctx.query.get(key)
     if raw is None or raw == "":
         return default
@@ -40,7 +45,7 @@ def _int(ctx: Ctx, key: str, default: int | None = None) -> int | None:
 
 
 def _conditions(ctx: Ctx) -> dict[str, int]:
-    return {k: _int(ctx, k) for k in CONDITIONS if ctx.query.get(k) not in (None, "")}
+    return {k: _int(ctx, k, 0) for k in CONDITIONS if ctx.query.get(k) not in (None, "")}   # 0: never used, k is there
 
 
 def _full(ctx: Ctx) -> bool:
@@ -56,6 +61,7 @@ def _require(ctx: Ctx, permission: str, *, bucket: str | None = None, project: d
     if project is not None:
         ok, what = st.holds_on_project(principal, permission, project), "Google Cloud project"
     else:
+        assert bucket is not None, "_require names the bucket or the project"
         ok = st.holds(principal, permission, bucket)
         what = "Google Cloud Storage object" if permission.startswith("storage.objects.") and \
             permission != "storage.objects.list" else "Google Cloud Storage bucket"

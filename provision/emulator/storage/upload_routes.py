@@ -13,7 +13,7 @@ from provision.emulator.errors import unauthenticated
 from provision.emulator.http import Ctx, Router, parse_json_body
 from provision.emulator.storage.common import (bucket_not_found, gcs_error)
 from provision.emulator.storage import lockdown
-from provision.emulator.storage.names import object_name_problem
+from provision.emulator.storage.names import checked_object_name
 from provision.emulator.storage.objects import validate_object_metadata
 from provision.emulator.storage.uploads import Sink, verify_hashes
 from provision.emulator.storage.requests import (
@@ -78,20 +78,14 @@ def objects_upload(ctx: Ctx, bucket: str):
     sink = st.new_sink()
     try:
         if kind == "media":
-            name = ctx.query.get("name")
-            err = object_name_problem(name)
-            if err:
-                raise err
+            name = checked_object_name(ctx.query.get("name"))
             _require_write(ctx, bucket, name)
             meta: dict[str, Any] = {"contentType": ctx.request.headers.get("Content-Type") or None}
             _pump(ctx, sink)
         else:
             meta, media_type, media = _multipart_head(ctx)
             lockdown.refuse_object_acls(rec, meta, ctx.query)
-            name = ctx.query.get("name") or meta.get("name")
-            err = object_name_problem(name)
-            if err:
-                raise err
+            name = checked_object_name(ctx.query.get("name") or meta.get("name"))
             _require_write(ctx, bucket, name)
             meta.setdefault("contentType", media_type)
             _multipart_body(sink, media)
@@ -157,10 +151,7 @@ def _multipart_body(sink: Sink, pieces: Iterator[dict[str, str] | bytes]) -> Non
 
 def _resumable_start(ctx: Ctx, bucket: str) -> Response:
     meta = validate_object_metadata(parse_json_body(ctx.request))  # the JSON limit, not the upload route's
-    name = ctx.query.get("name") or meta.get("name")
-    err = object_name_problem(name)
-    if err:
-        raise err
+    name = checked_object_name(ctx.query.get("name") or meta.get("name"))
     _require_write(ctx, bucket, name)
     if not meta.get("contentType") and ctx.request.headers.get("X-Upload-Content-Type"):
         meta["contentType"] = ctx.request.headers["X-Upload-Content-Type"]

@@ -11,7 +11,7 @@ import secrets
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import google_crc32c
 
@@ -38,7 +38,7 @@ class Sink:
         self.crc = google_crc32c.Checksum()
         self.size = 0
         self.buf = bytearray()
-        self.file = None
+        self.file: IO[bytes] | None = None
         self.path: Path | None = None
 
     def write(self, data: bytes) -> None:
@@ -162,7 +162,7 @@ class UploadSessions:
         sess = self._session(upload_id, bucket)
         if sess["result"] is not None:
             return "done", sess["result"]
-        with tempfile.SpooledTemporaryFile(max_size=SPILL_BYTES, dir=self.upload_dir) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=SPILL_BYTES, dir=str(self.upload_dir)) as spool:
             got = 0
             if first is not None and length:
                 try:
