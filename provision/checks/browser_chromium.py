@@ -45,7 +45,9 @@ def require_browser(chromium: str) -> Any:
     if not Path(chromium).exists():
         raise ProvisionError(f"cannot run the browser smoke: {chromium} is not installed (Debian: apt-get install chromium)")
     try:
-        from playwright import sync_api
+        # Not `from playwright import sync_api`: once imported, that reads the package's attribute and
+        # misses a sync_api made unimportable in sys.modules (as tests/test_smoke_not_run.py does).
+        import playwright.sync_api as sync_api
     except ImportError:
         # Not `pip install 'provision[browser]'`: an unrelated `provision` is on the package index.
         raise ProvisionError(f"cannot run the browser smoke: the Python package playwright is not installed in "
