@@ -58,6 +58,7 @@ def step_costs(instances: int, scale: float) -> dict[str, float]:
         "dicom-store-iam": t["sync:healthcare.setIamPolicy"],
         "dicom-import": t["op:healthcare.import"] + t["op:healthcare.import.per_instance"] * instances,
         "artifact-repo": t["op:artifactregistry.repositories.create"],
+        "viewer-archive": 0.0,                                # an upload into the record's bucket
         "viewer-build": t["op:cloudbuild.build"],
         "viewer-service": t["op:run.services.deploy"],
         "viewer-invoker": t["op:serviceusage.generateServiceIdentity"],   # IAP's service agent, then a grant

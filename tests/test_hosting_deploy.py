@@ -13,8 +13,8 @@ from provision.resources import iam, store_calls
 from provision.running import lifecycle
 
 HOSTING = {"region": "us-central1", "members": ["user:ana@example.com"]}
-HOSTING_ORDER = ["apis", "viewer-account", "store-iam:primary", "artifact-repo", "viewer-build", "viewer-service",
-                 "viewer-invoker", "viewer-access"]
+HOSTING_ORDER = ["apis", "viewer-account", "store-iam:primary", "artifact-repo", "viewer-archive", "viewer-build",
+                 "viewer-service", "viewer-invoker", "viewer-access"]
 ACCOUNT = "ohif-viewer-viewer@{pid}.iam.gserviceaccount.com"
 
 
@@ -76,7 +76,7 @@ def test_hosting_enables_its_apis_and_makes_the_viewer_account_with_read_access_
     again = lifecycle.plan(bare, target)
     assert f"- serviceAccount:{account} roles/healthcare.dicomViewer" in again.step("store-iam:primary").changes
     removal = next(s for s in again.steps if s.kind == "viewer-account")
-    assert not {"viewer-build", "viewer-invoker", "viewer-access"} & {s.id for s in again.steps}
+    assert not {"viewer-archive", "viewer-build", "viewer-invoker", "viewer-access"} & {s.id for s in again.steps}
     assert removal.action == "delete" and "store-iam:primary" in removal.deps
     lifecycle.apply(bare, target)
     assert ("roles/healthcare.dicomViewer", f"serviceAccount:{account}") not in _store_policy(target, bp)
@@ -96,6 +96,8 @@ def test_plan_lists_the_hosting_steps_in_order_and_states_the_launch_stage(emula
     build = plan.step("viewer-build")
     assert build.resource == "us-central1-docker.pkg.dev/ohif-host-order/cloud-run-source-deploy/ohif-viewer"
     assert "source archive sha256 " in build.changes[0] and "?" not in build.changes[0]
+    # The upload waits only for the record's bucket, not for the APIs the build needs: it overlaps their enabling.
+    assert plan.step("viewer-archive").deps == ["record"] and "viewer-archive" in build.deps
     assert plan.step("viewer-access").changes == ["+ user:ana@example.com roles/iap.httpsResourceAccessor"]
     assert "roles/run.invoker" in plan.step("viewer-invoker").changes[-1]
     assert not any("not deploy" in n for n in plan.notes)

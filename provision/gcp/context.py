@@ -54,6 +54,7 @@ class Facts:
     # is built on this module, which therefore cannot import it).
     record: Any = None
     claims: list[tuple[Any, ...]] | None = None    # apply: what the plan's changing steps create or grant
+    viewer_archive_generation: int | None = None   # the hosted viewer's uploaded source archive
     viewer_image: str | None = None      # the hosted viewer's image by digest, once built
     viewer_url: str | None = None        # the hosted viewer's URL (read back from Cloud Run)
     # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
