@@ -3,6 +3,8 @@ through the real clients: the APIs it needs, its service account and that accoun
 exactly the blueprint's stores; access google-sign-in refused at plan with its blueprint line."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from test_apply_support import blueprint_dict, load, mark, records, writes
 
@@ -67,6 +69,15 @@ def test_hosting_enables_its_apis_and_makes_the_viewer_account_with_read_access_
 
     _apply(bp, target)
     assert ("roles/healthcare.dicomViewer", f"serviceAccount:{account}") in _store_policy(target, bp)
+    # The deploy is first polled when a deploy is usually done (15 s on Google, x0.02 here: gcp/polls.py),
+    # then at a tenth of the time waited so far, not at the eager floor (it used to be polled every 20 ms).
+    got = records(rec)
+    when = lambda r: datetime.fromisoformat(r["t"].replace("Z", "+00:00")).timestamp()  # noqa: E731
+    deployed = next(when(r) for r in got if r["method"] == "POST" and r["path"].endswith("/services"))
+    polls = [when(r) for r in got if r["method"] == "GET" and "/v2/" in r["path"] and "/operations/" in r["path"]]
+    assert polls and polls[0] - deployed >= 0.3 * 0.9, (deployed, polls)
+    for a, b in zip(polls, polls[1:], strict=False):
+        assert b - a >= max(0.02, 0.1 * (a - deployed)) * 0.9, (deployed, polls)
     got = Ctx(target).target.iam_admin().projects().serviceAccounts().get(
         name=f"projects/{pid}/serviceAccounts/{account}").execute()
     assert got["email"] == account

@@ -148,13 +148,14 @@ class Ctx:
         return operations.healthcare(self.target, op, kind=kind, **self._wait_kw("healthcare", on_poll))
 
     def wait_operation(self, op: dict[str, Any], fetch: Callable[[str], dict[str, Any]],
-                       on_poll: Callable[[dict[str, Any]], None] | None = None, api: str = "run") -> dict[str, Any]:
-        """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry), read
-        again by name through `fetch(name)`; `api` names the quota family its polls share."""
+                       on_poll: Callable[[dict[str, Any]], None] | None = None, api: str = "run",
+                       kind: str | None = None) -> dict[str, Any]:
+        """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry) of
+        `kind` (a polls.TYPICAL key; None: the eager schedule), read again by name through
+        `fetch(name)`; `api` names the quota family its polls share."""
         name = op["name"]
-        return operations.wait(lambda: fetch(name), op, name=name, interval=self.target.first_poll,
-                               max_interval=self.target.max_poll, **operations.gone_window(self.target),
-                               **self._wait_kw(api, on_poll))
+        return operations.wait(lambda: fetch(name), op, name=name, schedule=polls.Schedule.of(kind, self.target),
+                               **operations.gone_window(self.target), **self._wait_kw(api, on_poll))
 
     def wait_crm(self, operation: Any, kind: str | None = None) -> Any:
         """Wait for a Resource Manager operation of `kind` (e.g. crm.projects.create)."""

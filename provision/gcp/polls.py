@@ -42,6 +42,9 @@ TYPICAL: dict[str, float] = {
     "serviceusage.generateServiceIdentity": 2.0,
     "healthcare.datasets.create": 5.0,
     "healthcare.delete": 3.0,
+    "artifactregistry.repositories.create": 1.0,
+    "cloudbuild.build": 60.0,                         # builds:submit of the hosted viewer (buildpacks): about a minute
+    "run.services.deploy": 15.0,                      # a revision deployed and serving
 }
 EAGER_FRACTION = 0.05   # kinds without a typical duration: polls at 5 % of the time waited
 LATE_FRACTION = 0.10    # past the typical duration: polls at 10 % of the time waited

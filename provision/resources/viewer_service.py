@@ -278,7 +278,7 @@ def _settle(ctx: Ctx, name: str, op: dict[str, Any], poll_service: bool = False)
         ctx.progress(f"deploying {name.rsplit('/', 1)[-1]} ({time.monotonic() - started:.0f}s)")
 
     if not poll_service and not op.get("done"):
-        op = calls.wait_run(ctx, op, said)
+        op = calls.wait_run(ctx, op, said, kind="run.services.deploy")
     if op.get("error"):
         raise ProvisionError(f"deploying {name} failed: {op['error'].get('message')}")
     # The service itself, until no deploy is under way (one started by a run that was interrupted
