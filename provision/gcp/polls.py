@@ -39,6 +39,9 @@ TYPICAL: dict[str, float] = {
     "crm.projects.create": 12.0,                      # CreateProjectMetadata ready after ~5-20 s
     "crm.projects.delete": 2.0,
     "serviceusage.enable": 20.0,                      # enable / batchEnable: 10-40 s
+    # After an enable is done, its APIs still answer SERVICE_DISABLED for a while (the emulator's
+    # propagation window): a call that meets that is retried from then on, not every few hundredths.
+    "serviceusage.propagation": 30.0,
     "serviceusage.generateServiceIdentity": 2.0,
     "healthcare.datasets.create": 5.0,
     "healthcare.delete": 3.0,
