@@ -97,3 +97,16 @@ def test_a_question_every_blueprint_asks_alike_is_asked_once():
         pass
     assert shared.get("billing", lambda: ["billing.resourceAssociations.create"]) == \
         ["billing.resourceAssociations.create"]             # an error is never kept
+
+
+def test_a_propagating_enable_is_waited_out_not_asked_about_every_few_milliseconds(emulator_factory, tmp_path):
+    """After its enable, a blueprint's Healthcare calls meet SERVICE_DISABLED until the enable has
+    propagated (30 s on Google, here x0.02): they try again when an enable has typically propagated
+    (gcp/polls.py), not at the retry floor (that was 15-20 refused calls a blueprint)."""
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(latency="realistic", time_scale=0.02, record=rec)
+    outcomes = flow.apply_many([team(tmp_path, i) for i in range(2)], Target(emulator=emu.url), parallel=2,
+                               run_smoke=False)
+    assert [o.error for o in outcomes] == [None, None]
+    refused = Counter(r["path"] for r in records(rec) if r["status"] == 403 and r["method"] == "POST")
+    assert refused and max(refused.values()) <= 2, refused

@@ -104,3 +104,66 @@ def test_the_tests_run_what_would_be_deployed():
             if line.strip() and not line.startswith("#")]
     assert {"starlette", "uvicorn", "httpx", "google-auth", "pyjwt", "cryptography"} <= {n for n, _ in pins}
     assert {name: version(name) for name, _ in pins} == dict(pins)
+
+
+def _tar_as_tarfile_writes_it(entries):
+    """The reference: what `tarfile` itself writes for these entries (GNU format, stream mode)."""
+    from provision.ohif.hosted_source import _info
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+        for name, content in entries:
+            data = content if isinstance(content, bytes) else content.read_bytes()
+            tar.addfile(_info(name, len(data)), io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_one_gzip_member_of_the_tar_tarfile_would_write(tmp_path):
+    """The viewer's part is compressed apart and spliced in, yet the archive is one gzip member (a
+    streaming reader, which stops after the first member, sees every entry) holding tarfile's bytes."""
+    import gzip
+    import zlib
+
+    from provision.ohif.fetch import PINNED
+    from provision.ohif.hosted_source import source_files
+
+    dist = fake_dist(tmp_path / "d")
+    (dist / "sub" / ("long-" + "n" * 120 + ".js")).write_bytes(os.urandom(70_000))   # a GNU long name, incompressible
+    art = build_source(tmp_path / "out", config_js=CONFIG, dist=dist)
+    raw = art.path.read_bytes()
+    assert gzip.decompress(raw) == _tar_as_tarfile_writes_it(source_files(config_js=CONFIG, dist=dist, ohif_version=PINNED))
+    d = zlib.decompressobj(wbits=31)
+    d.decompress(raw)
+    assert d.eof and d.unused_data == b""      # exactly one member, nothing after it
+    with tarfile.open(art.path, mode="r|gz") as tar:
+        streamed = [m.name for m in tar]
+    assert streamed[-1] == "requirements.txt" and any(n.startswith("ohif/sub/long-") for n in streamed)
+
+
+def test_the_viewer_files_are_compressed_once_for_every_config(tmp_path):
+    dist = fake_dist(tmp_path / "d")
+    out = tmp_path / "out"
+    a = build_source(out, config_js=CONFIG, dist=dist)
+    part = next(out.glob("viewer-part-*"))
+    part.write_bytes(part.read_bytes())   # the same bytes, a new mtime: was it rewritten?
+    stamp = part.stat().st_mtime_ns
+    b = build_source(out, config_js=CONFIG.replace("[]", "[1]"), dist=dist)
+    assert [p.name for p in out.glob("viewer-part-*")] == [part.name] and part.stat().st_mtime_ns == stamp
+    with tarfile.open(a.path) as ta, tarfile.open(b.path) as tb:
+        assert ta.extractfile("ohif/index.html").read() == tb.extractfile("ohif/index.html").read()
+        assert tb.extractfile("app-config.js").read() == CONFIG.replace("[]", "[1]").encode()
+    os.utime(dist / "index.html", (1, 1))   # the dist changed (a new OHIF, a repaired file): compressed again
+    build_source(out, config_js=CONFIG, dist=dist)
+    assert len(list(out.glob("viewer-part-*"))) == 2
+
+
+def test_crc32_combine_is_zlibs():
+    import random
+    import zlib
+
+    from provision.ohif.deflate_parts import crc32_combine
+
+    rng = random.Random(7)
+    for n in (0, 1, 3, 512, 4099, 70_001):
+        a, b = rng.randbytes(rng.randrange(0, 3000)), rng.randbytes(n)
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)

@@ -3,6 +3,8 @@ through the real clients: the APIs it needs, its service account and that accoun
 exactly the blueprint's stores (access google-sign-in: tests/test_hosting_sign_in.py)."""
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from test_apply_support import blueprint_dict, load, mark, records, writes
 
@@ -12,8 +14,8 @@ from provision.resources import iam, store_calls
 from provision.running import lifecycle
 
 HOSTING = {"region": "us-central1", "members": ["user:ana@example.com"]}
-HOSTING_ORDER = ["apis", "viewer-account", "store-iam:primary", "artifact-repo", "viewer-build", "viewer-service",
-                 "viewer-invoker", "viewer-access"]
+HOSTING_ORDER = ["apis", "viewer-account", "store-iam:primary", "artifact-repo", "viewer-archive", "viewer-build",
+                 "viewer-service", "viewer-invoker", "viewer-access"]
 ACCOUNT = "ohif-viewer-viewer@{pid}.iam.gserviceaccount.com"
 
 
@@ -66,6 +68,15 @@ def test_hosting_enables_its_apis_and_makes_the_viewer_account_with_read_access_
 
     _apply(bp, target)
     assert ("roles/healthcare.dicomViewer", f"serviceAccount:{account}") in _store_policy(target, bp)
+    # The deploy is first polled when a deploy is usually done (15 s on Google, x0.02 here: gcp/polls.py),
+    # then at a tenth of the time waited so far, not at the eager floor (it used to be polled every 20 ms).
+    got = records(rec)
+    when = lambda r: datetime.fromisoformat(r["t"].replace("Z", "+00:00")).timestamp()  # noqa: E731
+    deployed = next(when(r) for r in got if r["method"] == "POST" and r["path"].endswith("/services"))
+    polls = [when(r) for r in got if r["method"] == "GET" and "/v2/" in r["path"] and "/operations/" in r["path"]]
+    assert polls and polls[0] - deployed >= 0.3 * 0.9, (deployed, polls)
+    for a, b in zip(polls, polls[1:], strict=False):
+        assert b - a >= max(0.02, 0.1 * (a - deployed)) * 0.9, (deployed, polls)
     got = Ctx(target).target.iam_admin().projects().serviceAccounts().get(
         name=f"projects/{pid}/serviceAccounts/{account}").execute()
     assert got["email"] == account
@@ -75,7 +86,7 @@ def test_hosting_enables_its_apis_and_makes_the_viewer_account_with_read_access_
     again = lifecycle.plan(bare, target)
     assert f"- serviceAccount:{account} roles/healthcare.dicomViewer" in again.step("store-iam:primary").changes
     removal = next(s for s in again.steps if s.kind == "viewer-account")
-    assert not {"viewer-build", "viewer-invoker", "viewer-access"} & {s.id for s in again.steps}
+    assert not {"viewer-archive", "viewer-build", "viewer-invoker", "viewer-access"} & {s.id for s in again.steps}
     assert removal.action == "delete" and "store-iam:primary" in removal.deps
     lifecycle.apply(bare, target)
     assert ("roles/healthcare.dicomViewer", f"serviceAccount:{account}") not in _store_policy(target, bp)
@@ -95,6 +106,8 @@ def test_plan_lists_the_hosting_steps_in_order_and_states_the_launch_stage(emula
     build = plan.step("viewer-build")
     assert build.resource == "us-central1-docker.pkg.dev/ohif-host-order/cloud-run-source-deploy/ohif-viewer"
     assert "source archive sha256 " in build.changes[0] and "?" not in build.changes[0]
+    # The upload waits only for the record's bucket, not for the APIs the build needs: it overlaps their enabling.
+    assert plan.step("viewer-archive").deps == ["record"] and "viewer-archive" in build.deps
     assert plan.step("viewer-access").changes == ["+ user:ana@example.com roles/iap.httpsResourceAccessor"]
     assert "roles/run.invoker" in plan.step("viewer-invoker").changes[-1]
     assert not any("not deploy" in n for n in plan.notes)

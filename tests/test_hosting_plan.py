@@ -70,8 +70,9 @@ def test_a_service_that_carries_the_archive_sha_is_neither_built_nor_deployed(tm
 def test_another_archive_is_built_and_deployed(tmp_path):
     bp = _bp(tmp_path)
     draft = _plan(viewer_service, bp, _live(bp, _service(bp, annotations={SOURCE_ANNOTATION: "cd" * 32})))
-    assert [(s.id, s.action) for s in draft.steps] == [("viewer-build", "create"), ("viewer-service", "update")]
-    assert draft.steps[1].changes[0].startswith(f"~ deploy source archive {SHA[:12]} (running: cdcdcdcdcdcd")
+    assert [(s.id, s.action) for s in draft.steps] == [("viewer-archive", "create"), ("viewer-build", "create"),
+                                                       ("viewer-service", "update")]
+    assert draft.steps[2].changes[0].startswith(f"~ deploy source archive {SHA[:12]} (running: cdcdcdcdcdcd")
 
 
 def test_iap_turned_off_and_invoker_check_disabled_are_loud_drift_that_apply_corrects(tmp_path):
@@ -81,7 +82,7 @@ def test_iap_turned_off_and_invoker_check_disabled_are_loud_drift_that_apply_cor
     assert step.action == "update" and step.run is not None
     assert any(c.startswith("DRIFT: IAP is OFF") for c in step.changes)
     assert any(c.startswith("DRIFT: the invoker check is disabled") for c in step.changes)
-    assert not any(s.id == "viewer-build" for s in draft.steps)   # same archive: no build
+    assert not any(s.id in ("viewer-archive", "viewer-build") for s in draft.steps)   # same archive: no build
 
 
 def test_a_deploy_under_way_is_waited_for_not_started_again(tmp_path):
@@ -96,7 +97,7 @@ def test_a_failed_deploy_is_built_and_deployed_again(tmp_path):
     bp = _bp(tmp_path)
     svc = _service(bp, terminalCondition={"state": "CONDITION_FAILED", "message": "crashed"})
     draft = _plan(viewer_service, bp, _live(bp, svc))
-    assert [s.id for s in draft.steps] == ["viewer-build", "viewer-service"]
+    assert [s.id for s in draft.steps] == ["viewer-archive", "viewer-build", "viewer-service"]
 
 
 def test_all_users_invoker_is_drift_and_a_removed_member_is_revoked(tmp_path):

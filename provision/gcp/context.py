@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, TypeVar
 
 from provision.gcp import operations, polls, quota
+from provision.gcp.errors import is_service_disabled
 from provision.gcp.retry import Predicate, RetryPolicy, service_disabled_after_enable
 from provision.gcp.target import Target
 
@@ -54,6 +55,8 @@ class Facts:
     # is built on this module, which therefore cannot import it).
     record: Any = None
     claims: list[tuple[Any, ...]] | None = None    # apply: what the plan's changing steps create or grant
+    enabled_at: float | None = None      # apply: when (time.monotonic()) this run's enable finished
+    viewer_archive_generation: int | None = None   # the hosted viewer's uploaded source archive
     viewer_image: str | None = None      # the hosted viewer's image by digest, once built
     viewer_url: str | None = None        # the hosted viewer's URL (read back from Cloud Run)
     # apply: the project's lock (a provision.resources.lock.ProjectLock, typed Any for the same
@@ -99,9 +102,19 @@ class Ctx:
         if self.policy is None:
             base = RetryPolicy(first=self.target.first_backoff, cap=self.target.max_backoff,
                                unreachable_s=self.target.unreachable_s, governor=quota.governor_for(self.target))
-            self.policy = base.with_predicates(service_disabled_after_enable(self.services)) if self.services else base
+            if self.services:
+                base.not_before = self._propagated
+                base = base.with_predicates(service_disabled_after_enable(self.services))
+            self.policy = base
         if self.deadline_s is None:
             self.deadline_s = DEADLINES.get(self.step.split(":")[0], DEADLINES["default"])
+
+    def _propagated(self, exc: BaseException) -> float | None:
+        """When this run's enable has typically propagated (for a SERVICE_DISABLED `exc`), else None."""
+        enabled = self.facts.enabled_at
+        if enabled is None or not is_service_disabled(exc):
+            return None
+        return enabled + polls.TYPICAL["serviceusage.propagation"] * self.target.timing.scale
 
     @property
     def deadline(self) -> float:
@@ -154,20 +167,24 @@ class Ctx:
 
     def wait_serviceusage(self, op: dict[str, Any], version: str = "v1", kind: str | None = None) -> dict[str, Any]:
         """Wait for a Service Usage operation of `kind` (a polls.TYPICAL key, e.g. serviceusage.enable)."""
-        return operations.serviceusage(self.target, op, version=version, kind=kind, **self._wait_kw("serviceusage"))
+        done = operations.serviceusage(self.target, op, version=version, kind=kind, **self._wait_kw("serviceusage"))
+        if kind == "serviceusage.enable":
+            self.facts.enabled_at = time.monotonic()   # its APIs propagate from now on
+        return done
 
     def wait_healthcare(self, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None, kind: str | None = None) -> dict[str, Any]:
         """Wait for a Healthcare dataset-level operation of `kind` (None: the eager schedule)."""
         return operations.healthcare(self.target, op, kind=kind, **self._wait_kw("healthcare", on_poll))
 
     def wait_operation(self, op: dict[str, Any], fetch: Callable[[str], dict[str, Any]],
-                       on_poll: Callable[[dict[str, Any]], None] | None = None, api: str = "run") -> dict[str, Any]:
-        """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry), read
-        again by name through `fetch(name)`; `api` names the quota family its polls share."""
+                       on_poll: Callable[[dict[str, Any]], None] | None = None, api: str = "run",
+                       kind: str | None = None) -> dict[str, Any]:
+        """Wait for a google.longrunning.Operation (Cloud Run, Cloud Build, Artifact Registry) of
+        `kind` (a polls.TYPICAL key; None: the eager schedule), read again by name through
+        `fetch(name)`; `api` names the quota family its polls share."""
         name = op["name"]
-        return operations.wait(lambda: fetch(name), op, name=name, interval=self.target.first_poll,
-                               max_interval=self.target.max_poll, **operations.gone_window(self.target),
-                               **self._wait_kw(api, on_poll))
+        return operations.wait(lambda: fetch(name), op, name=name, schedule=polls.Schedule.of(kind, self.target),
+                               **operations.gone_window(self.target), **self._wait_kw(api, on_poll))
 
     def wait_crm(self, operation: Any, kind: str | None = None) -> Any:
         """Wait for a Resource Manager operation of `kind` (e.g. crm.projects.create)."""

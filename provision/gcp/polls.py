@@ -39,9 +39,15 @@ TYPICAL: dict[str, float] = {
     "crm.projects.create": 12.0,                      # CreateProjectMetadata ready after ~5-20 s
     "crm.projects.delete": 2.0,
     "serviceusage.enable": 20.0,                      # enable / batchEnable: 10-40 s
+    # After an enable is done, its APIs still answer SERVICE_DISABLED for a while (the emulator's
+    # propagation window): a call that meets that is retried from then on, not every few hundredths.
+    "serviceusage.propagation": 30.0,
     "serviceusage.generateServiceIdentity": 2.0,
     "healthcare.datasets.create": 5.0,
     "healthcare.delete": 3.0,
+    "artifactregistry.repositories.create": 1.0,
+    "cloudbuild.build": 60.0,                         # builds:submit of the hosted viewer (buildpacks): about a minute
+    "run.services.deploy": 15.0,                      # a revision deployed and serving
 }
 EAGER_FRACTION = 0.05   # kinds without a typical duration: polls at 5 % of the time waited
 LATE_FRACTION = 0.10    # past the typical duration: polls at 10 % of the time waited

@@ -224,10 +224,13 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random)
     unreachable_s: float = 30.0   # how long "connection refused" / "no such host" is retried
     governor: "quota_mod.Governor | None" = None
+    # When retrying `exc` can first succeed (time.monotonic()), if known: a propagating enable's
+    # SERVICE_DISABLED is not retried before the enable's typical propagation is over (None: no such time).
+    not_before: Callable[[BaseException], float | None] | None = None
 
     def with_predicates(self, *extra: Predicate) -> "RetryPolicy":
         return RetryPolicy(tuple(extra) + self.predicates, self.first, self.cap, self.rng, self.unreachable_s,
-                           self.governor)
+                           self.governor, self.not_before)
 
     def classify(self, exc: BaseException) -> str | None:
         """The reason to retry `exc`, or None when it is final. The reason is shown to the user and
@@ -248,6 +251,13 @@ class RetryPolicy:
 
     def delay_for(self, exc: BaseException, attempt: int, elapsed: float = 0.0,
                   limiter: "quota_mod.AIMDLimiter | None" = None, strikes: int = 1) -> float:
+        """The wait before trying `exc`'s call again (`_delay_for`), never before `not_before(exc)`."""
+        wait = self._delay_for(exc, attempt, elapsed, limiter, strikes)
+        ready = self.not_before(exc) if self.not_before is not None else None
+        return wait if ready is None else max(wait, ready - time.monotonic())
+
+    def _delay_for(self, exc: BaseException, attempt: int, elapsed: float = 0.0,
+                   limiter: "quota_mod.AIMDLimiter | None" = None, strikes: int = 1) -> float:
         """The wait before trying `exc`'s call again: the server's RetryInfo when it sends one
         (never less, at most a tenth more, not capped: the server knows); else, at a quota whose
         pace is known, that pace, doubled for each time in a row this call met the quota (a call

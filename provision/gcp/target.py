@@ -28,7 +28,6 @@ at which `provision emulator --latency realistic --time-scale 0.02` plays Google
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from dataclasses import dataclass, field, fields, replace
@@ -37,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from provision.errors import ProvisionError, UsageError
+from provision.gcp import shared_discovery
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 ENV_HOST = "PROVISION_EMULATOR_HOST"
@@ -271,21 +271,17 @@ class Target:
 
     # ------------------------------------------------------------------ clients
     def discovery(self, api: str, version: str) -> Any:
-        """A googleapiclient resource for `api` `version`, private to the calling thread."""
-        cache = self._local.__dict__.setdefault("services", {})
-        key = (api, version)
-        svc = cache.get(key)
-        if svc is None:
-            from googleapiclient import discovery
+        """A googleapiclient resource for `api` `version`, built once per target and shared by every
+        thread (provision/gcp/shared_discovery.py: each request goes out on its thread's own http)."""
+        return self._shared(("discovery", api, version), lambda: shared_discovery.build(
+            api, version, self.credentials(), self._thread_http, self.emulator))
 
-            # googleapiclient logs every 403/429 as a WARNING; we report errors ourselves.
-            logging.getLogger("googleapiclient.http").setLevel(logging.ERROR)
-
-            opts = {"api_endpoint": self.emulator} if self.emulator else None
-            svc = discovery.build(api, version, credentials=self.credentials(), client_options=opts,
-                                  cache_discovery=False, static_discovery=True)
-            cache[key] = svc
-        return svc
+    def _thread_http(self) -> Any:
+        """The calling thread's authorized httplib2 connection (httplib2 is not thread-safe)."""
+        http = self._local.__dict__.get("http")
+        if http is None:
+            http = self._local.__dict__["http"] = shared_discovery.authorized_http(self.credentials())
+        return http
 
     def healthcare(self) -> Any:
         return self.discovery("healthcare", "v1")

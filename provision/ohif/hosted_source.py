@@ -18,16 +18,18 @@ order) reaches the archive. The app does not import this module: it is the provi
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import os
+import struct
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
+
+from provision.ohif import deflate_parts
 
 __all__ = ["Artifact", "build_source", "source_files"]
 
@@ -87,31 +89,91 @@ def _info(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
+def _entry(name: str, content: bytes | Path) -> Iterator[bytes]:
+    """One tar entry as `tarfile.addfile` writes it in GNU format: header block(s), data, padding."""
+    data = content if isinstance(content, bytes) else content.read_bytes()
+    yield _info(name, len(data)).tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+    yield data
+    yield tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def _entries(entries: list[tuple[str, bytes | Path]]) -> Iterator[bytes]:
+    for name, content in entries:
+        yield from _entry(name, content)
+
+
+_PART_LOCK = threading.Lock()   # a fleet's blueprints build side by side: the viewer's part is compressed once
+_PART_MAGIC = b"provision-deflate-part-1\n"
+
+
+def _viewer_part(out_dir: Path, entries: list[tuple[str, bytes | Path]], level: int) -> Path:
+    """The cached compressed part of the viewer's files (the same for every blueprint: only the
+    config differs), keyed by their names, sizes and modification times and the level; built once."""
+    h = hashlib.sha256(f"{level}\n".encode())
+    for name, content in entries:
+        if isinstance(content, Path):
+            st = content.stat()
+            h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        else:
+            h.update(f"{name}\0{len(content)}\0bytes\n".encode() + content)
+    path = out_dir / f"viewer-part-{h.hexdigest()[:32]}.deflate"
+    with _PART_LOCK:
+        if path.is_file():
+            return path
+        part = deflate_parts.compress(_entries(entries), level, last=False)
+        fd, tmp = tempfile.mkstemp(prefix=".viewer-part-", suffix=".tmp", dir=out_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_PART_MAGIC + struct.pack("<IQ", part.crc, part.length) + part.data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+class _Hashing:
+    """A file that hashes what is written to it."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw, self.digest = raw, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+
 def build_source(out_dir: Path, *, config_js: str, dist: Path | None = None, ohif_version: str | None = None,
                  level: int = 6) -> Artifact:
-    """Write `hosted-source-<sha256[:16]>.tar.gz` into `out_dir` (atomically) and describe it."""
+    """Write `hosted-source-<sha256[:16]>.tar.gz` into `out_dir` (atomically) and describe it.
+
+    The bytes are those of a GNU tar (`tarfile`, stream mode) in one gzip member; the viewer's files,
+    most of the archive, are compressed once per OHIF dist and level (provision.ohif.deflate_parts)
+    and copied into each blueprint's archive: compressing them took seconds a blueprint."""
     from provision.ohif import fetch
 
     ohif_version = ohif_version or fetch.PINNED
     dist = Path(dist) if dist else fetch.ensure_viewer(ohif_version)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    entries = source_files(config_js=config_js, dist=dist, ohif_version=ohif_version)
+    viewer = [i for i, (name, _) in enumerate(entries) if name.startswith("ohif/")]
+    first, end = (viewer[0], viewer[-1] + 1) if viewer else (len(entries), len(entries))
+    part_path = _viewer_part(out_dir, entries[first:end], level)
     fd, tmp = tempfile.mkstemp(prefix=".hosted-source-", suffix=".tmp", dir=out_dir)
-    digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=level) as gz, \
-                    tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-                for name, content in source_files(config_js=config_js, dist=dist, ohif_version=ohif_version):
-                    if isinstance(content, bytes):
-                        tar.addfile(_info(name, len(content)), io.BytesIO(content))
-                    else:
-                        with content.open("rb") as fh:
-                            tar.addfile(_info(name, os.fstat(fh.fileno()).st_size), fh)
-        with open(tmp, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        sha = digest.hexdigest()
+        with os.fdopen(fd, "wb") as raw, part_path.open("rb") as part_file:
+            if part_file.read(len(_PART_MAGIC)) != _PART_MAGIC:
+                raise OSError(f"{part_path}: not a compressed part of this version")
+            part_crc, part_len = struct.unpack("<IQ", part_file.read(12))
+            head = deflate_parts.compress(_entries(entries[:first]), level, last=False)
+            tail_tar = b"".join(_entries(entries[end:])) + tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+            size = head.length + part_len + len(tail_tar)   # then zeros to a whole record, as tarfile.close() writes
+            tail_tar += tarfile.NUL * (-size % tarfile.RECORDSIZE)
+            tail = deflate_parts.compress([tail_tar], level, last=True)
+            out = _Hashing(raw)
+            deflate_parts.write(out, [head, (part_file, part_crc, part_len), tail], level)
+        sha = out.digest.hexdigest()
         target = out_dir / f"hosted-source-{sha[:16]}.tar.gz"
         os.replace(tmp, target)
     except BaseException:

@@ -94,7 +94,8 @@ def create_repository(ctx: Ctx, project_id: str, location: str) -> dict[str, Any
             raise
     op = ctx.call(attempt)
     if op is not None and not op.get("done"):
-        wait_op(ctx, op, lambda name: ctx.target.artifactregistry().projects().locations().operations().get(name=name))
+        wait_op(ctx, op, lambda name: ctx.target.artifactregistry().projects().locations().operations().get(name=name),
+                kind="artifactregistry.repositories.create")
     name = f"{parent}/repositories/{REPOSITORY}"
 
     def visible() -> dict[str, Any]:
@@ -113,20 +114,23 @@ def delete_repository(ctx: Ctx, name: str) -> None:
 
 # ---------------------------------------------------------------------------- operations
 def wait_op(ctx: Ctx, op: dict[str, Any], getter: Callable[[str], Any],
-            on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Poll a google.longrunning.Operation by name through `getter(name)` (a discovery request) until done."""
-    return ctx.wait_operation(op, lambda name: getter(name).execute(num_retries=0), on_poll)
+            on_poll: Callable[[dict[str, Any]], None] | None = None, kind: str | None = None) -> dict[str, Any]:
+    """Poll a google.longrunning.Operation of `kind` (a polls.TYPICAL key: first polled when such
+    operations are usually done) by name through `getter(name)` (a discovery request) until done."""
+    return ctx.wait_operation(op, lambda name: getter(name).execute(num_retries=0), on_poll, kind=kind)
 
 
-def wait_run(ctx: Ctx, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def wait_run(ctx: Ctx, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None,
+             kind: str | None = None) -> dict[str, Any]:
     """A Cloud Run Admin v2 operation (projects/P/locations/R/operations/ID)."""
-    return wait_op(ctx, op, lambda n: ctx.target.run().projects().locations().operations().get(name=n), on_poll)
+    return wait_op(ctx, op, lambda n: ctx.target.run().projects().locations().operations().get(name=n), on_poll,
+                   kind=kind)
 
 
 def wait_build(ctx: Ctx, op: dict[str, Any], on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The Cloud Build operation builds:submit answers with (polled through Cloud Build v1)."""
     return wait_op(ctx, op, lambda n: ctx.target.cloudbuild().projects().locations().operations().get(name=n),
-                   on_poll)
+                   on_poll, kind="cloudbuild.build")
 
 
 # ---------------------------------------------------------------------------- Cloud Run services

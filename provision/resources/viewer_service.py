@@ -1,8 +1,10 @@
 """Kind `viewer-service`: the hosted viewer's image build and its Cloud Run service (DESIGN.md §5b).
 
-Two steps, keyed by the source archive's sha256 (provision/resources/hosted_archive.py):
-- `viewer-build`: the archive uploaded to the ownership record's bucket as `hosted/<sha256>.tar.gz`
-  (kept there: the record's bucket goes with destroy), then Cloud Run's `builds:submit`
+Three steps, keyed by the source archive's sha256 (provision/resources/hosted_archive.py):
+- `viewer-archive`: the archive uploaded to the ownership record's bucket as `hosted/<sha256>.tar.gz`
+  (kept there: the record's bucket goes with destroy) as soon as that bucket exists, so the upload
+  overlaps the APIs' enabling instead of delaying the build;
+- `viewer-build`: Cloud Run's `builds:submit`
   (buildpacks) into `REGION-docker.pkg.dev/P/cloud-run-source-deploy/SERVICE`, the Cloud Build
   operation polled to done (a progress line with the time waited), the image digest read from
   the build's result;
@@ -178,10 +180,14 @@ def _diff_deploy(bp: Blueprint, live: Live, draft: Draft) -> None:
     wait_only = not rebuild and not changes   # only a deploy under way to wait for
     if rebuild:
         mb = f", {archive.size / 1e6:.1f} MB" if archive else ""
+        # Uploaded as soon as the record's bucket exists, so that the upload (tens of MB) goes on
+        # while the APIs are enabled, not after them on the way to the build.
+        draft.add(Step("viewer-archive", KIND, archive.object if archive else "hosted archive", CREATE,
+                       [f"+ upload the viewer's source archive sha256 {short}{mb} to the record's bucket (kept there)"],
+                       ["record"], _archive(archive)))
         draft.add(Step("viewer-build", KIND, image_uri(bp), CREATE,
-                       [(f"+ build the viewer image from source archive sha256 {short}{mb} (builds:submit, "
-                        "buildpacks; the archive is kept in the record's bucket)")],
-                       ["artifact-repo", "apis", "record"], _build(bp, archive)))
+                       [f"+ build the viewer image from source archive sha256 {short} (builds:submit, buildpacks)"],
+                       ["artifact-repo", "apis", "record", "viewer-archive"], _build(bp, archive)))
         action = CREATE if svc is None else UPDATE
         created = (f"+ Cloud Run service {service_id(bp)} in {region(bp)}: IAP on, ingress all, launch stage "
                    f"{LAUNCH_STAGE} (IAP directly on Cloud Run), as {account_email(bp)}") if behind_iap(bp) else (
@@ -201,12 +207,21 @@ def _diff_deploy(bp: Blueprint, live: Live, draft: Draft) -> None:
                    claims=claims))
 
 
+def _archive(archive: Archive | None) -> Callable[[Ctx], str]:
+    def run(ctx: Ctx) -> str:
+        if archive is None:
+            raise ProvisionError("the viewer's source archive was not prepared; plan again")
+        ctx.facts.viewer_archive_generation = _upload(ctx, archive)
+        return f"gs://{ctx.facts.record.bucket}/{archive.object}"
+    return run
+
+
 def _build(bp: Blueprint, archive: Archive | None) -> Callable[[Ctx], str]:
     def run(ctx: Ctx) -> str:
         if archive is None:
             raise ProvisionError("the viewer's source archive was not prepared; plan again")
         image = image_uri(bp)
-        generation = _upload(ctx, archive)
+        generation = ctx.facts.viewer_archive_generation or _upload(ctx, archive)
         parent = f"projects/{bp.project.id}/locations/{region(bp)}"
         body = {"storageSource": {"bucket": ctx.facts.record.bucket, "object": archive.object,
                                   "generation": str(generation)},
@@ -288,7 +303,7 @@ def _settle(ctx: Ctx, name: str, op: dict[str, Any], poll_service: bool = False)
         ctx.progress(f"deploying {name.rsplit('/', 1)[-1]} ({time.monotonic() - started:.0f}s)")
 
     if not poll_service and not op.get("done"):
-        op = calls.wait_run(ctx, op, said)
+        op = calls.wait_run(ctx, op, said, kind="run.services.deploy")
     if op.get("error"):
         raise ProvisionError(f"deploying {name} failed: {op['error'].get('message')}")
     # The service itself, until no deploy is under way (one started by a run that was interrupted
