@@ -119,8 +119,9 @@ def start_app(url_upstream: str, root: str, iap: Iap, workdir: Path) -> tuple[su
            "HOSTED_SOURCES": json.dumps({"bench": root}), "HOSTED_IAP_JWKS_URL": iap.url,
            "HOSTED_UPSTREAM_AUTH": "none", "PYTHONPATH": str(REPO)}
     out = open(workdir / "hosted-access.log", "wb")  # noqa: SIM115 - closed with the process
-    prof = ["-m", "cProfile", "-o", os.environ["HOSTED_PROFILE"]] if os.environ.get("HOSTED_PROFILE") else []
-    proc = subprocess.Popen([sys.executable, *prof, "-m", "provision.hosted"], cwd=REPO, env=env, stdout=out,
+    profile = os.environ.get("HOSTED_PROFILE")   # a file for the app's cProfile stats
+    run = [str(HERE / "_profile_hosted.py"), profile] if profile else ["-m", "provision.hosted"]
+    proc = subprocess.Popen([sys.executable, *run], cwd=REPO, env=env, stdout=out,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     emu_bench.wait_http(f"{url}/_hosted/health", 60, proc)
