@@ -29,20 +29,28 @@ class Rewriter:
         """Rewritten bytes that are final; a possible partial match is kept for the next call."""
         if self._pattern is None:
             return chunk
-        buf = self._carry + chunk
+        buf = self._carry + chunk if self._carry else chunk
+        # A match starting in the last `hold` bytes waits for the next chunk: a longer root that nests
+        # it may still be completed there (with "longest first", the longer one must win).
+        cut = len(buf) - self._hold
         out: list[bytes] = []
         pos = 0
         for match in self._pattern.finditer(buf):
+            if match.start() >= cut:
+                break
             out.append(buf[pos:match.start()])
             out.append(self.table[match.group()])
             pos = match.end()
-        keep_from = max(pos, len(buf) - self._hold)
+        keep_from = max(pos, cut, 0)
         out.append(buf[pos:keep_from])
         self._carry = buf[keep_from:]
         return b"".join(out)
 
     def flush(self) -> bytes:
+        """The bytes held back, rewritten: the answer has ended."""
         rest, self._carry = self._carry, b""
+        if self._pattern is not None:
+            rest = self._pattern.sub(lambda match: self.table[match.group()], rest)
         return rest
 
 
