@@ -21,7 +21,7 @@ from starlette.routing import Route
 from . import __version__
 from .iap import KeySet
 from .middleware import HEALTH_PATH, AccessLog, Headers, IapGate
-from .proxy import PREFIX, BadOrigin, forward, public_origin
+from .proxy import PREFIX, BadOrigin, Direct, public_origin
 from .settings import Settings, SettingsError, from_env
 from .static import StaticFiles
 from .h1 import Client as UpstreamClient
@@ -103,11 +103,9 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
 
     routes = [Route(HEALTH_PATH, _health, methods=["GET", "HEAD"]),
               Route("/app-config.js", _Config(settings, static).handle, methods=["GET", "HEAD"])]
-    if iap:
-        routes.append(Route(PREFIX + "/{name}/{rest:path}", forward, methods=METHODS))
-        routes.append(Route(PREFIX + "/{name}", forward, methods=METHODS))
     routes.append(Route("/{path:path}", static.handle, methods=METHODS))
     inner = Starlette(routes=routes, lifespan=lifespan)
     inner.state.settings = settings
-    app = IapGate(inner, audience=settings.iap_audience, keys=keys) if iap else inner
+    # In iap mode /dicomweb/NAME/... is the proxy's (proxy.Direct, ahead of Starlette's routes).
+    app = IapGate(Direct(inner), audience=settings.iap_audience, keys=keys) if iap else inner
     return AccessLog(Headers(app), stream=log_stream)
