@@ -3,14 +3,17 @@ plays HTTP/1.1's corner cases: keep-alive reuse, HEAD answers that announce a le
 cut at odd places, an upstream that drops idle connections without saying so, answers without a length."""
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
 import threading
+import time
 
 import httpx
 import pytest
 
 from hosted_helpers import AUD, IapKeys, config_for, run_app
+from provision.hosted import h1
 from provision.hosted.app import create_app
 from provision.hosted.settings import Settings
 
@@ -77,7 +80,10 @@ class RawUpstream:
                 self.requests.append(f"{method.decode()} {path.decode()}")
                 pieces, close = self.answer(method.decode(), path.decode())
                 for piece in pieces:
-                    conn.sendall(piece)
+                    if isinstance(piece, float):   # a pause, in seconds
+                        time.sleep(piece)
+                    else:
+                        conn.sendall(piece)
                 if close:
                     return
 
@@ -172,3 +178,28 @@ def test_an_upstream_that_never_answers_is_a_502_not_a_hang(dist):
         resp = httpx.get(f"{url}/dicomweb/s/studies", headers=iap.header(), timeout=20)
     assert resp.status_code == 502 and "did not answer" in resp.json()["error"]["message"]
     assert len(up.requests) == 4   # the first try and three retries
+
+
+def test_an_upstream_that_stalls_mid_answer_is_an_error_not_a_short_answer():
+    """An answer without a length that stops coming: the read times out and says so; the bytes that
+    came are never passed on as if they were the whole answer."""
+    def answer(method: str, path: str):
+        return [b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                b"x" * 1000, 3.0], True
+
+    async def read(root: str) -> tuple[int, BaseException | None]:
+        client = h1.Client(read_timeout=0.5)
+        resp = await client.send("GET", f"{root}/studies/1/series/2/instances/3/frames/1", [])
+        got, error = 0, None
+        try:
+            async for chunk in resp.aiter_raw():
+                got += len(chunk)
+        except h1.UpstreamError as exc:
+            error = exc
+        await resp.aclose()
+        await client.aclose()
+        return got, error
+
+    with RawUpstream(answer) as up:
+        got, error = asyncio.run(read(up.root))
+    assert got == 1000 and isinstance(error, h1.Timeout)

@@ -167,7 +167,7 @@ class Response:
             self._wake()
 
     def _lost(self, exc: BaseException | None) -> None:
-        if not self._done:
+        if not self._done and self._error is None:   # (a timeout or a parse error closed it: that stands)
             delimited = "content-length" in self.headers or "chunked" in self.headers.get("transfer-encoding", "")
             if exc is None and self._head_done and not delimited:
                 self._done = True   # an answer without a length ends with its connection
