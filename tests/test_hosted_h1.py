@@ -203,3 +203,29 @@ def test_an_upstream_that_stalls_mid_answer_is_an_error_not_a_short_answer():
     with RawUpstream(answer) as up:
         got, error = asyncio.run(read(up.root))
     assert got == 1000 and isinstance(error, h1.Timeout)
+
+
+def test_connections_are_bounded_and_waiting_requests_get_the_freed_ones():
+    """At most max_connections to the upstream: more concurrent requests wait for one to come back to
+    the pool and are then answered on it."""
+    def answer(method: str, path: str):
+        return [0.2, b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: 2\r\n\r\n[]"], False
+
+    async def burst(root: str) -> list[bytes]:
+        client = h1.Client(max_connections=2, pool_timeout=10)
+
+        async def one() -> bytes:
+            resp = await client.send("GET", f"{root}/studies", [("Accept", "application/dicom+json")])
+            try:
+                return await resp.aread()
+            finally:
+                await resp.aclose()
+
+        try:
+            return await asyncio.gather(*(one() for _ in range(6)))
+        finally:
+            await client.aclose()
+
+    with RawUpstream(answer) as up:
+        bodies = asyncio.run(burst(up.root))
+    assert bodies == [b"[]"] * 6 and up.connections == 2 and len(up.requests) == 6

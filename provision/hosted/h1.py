@@ -293,10 +293,12 @@ class Client:
                 return conn
             self._drop(conn)
         if self._open >= self.max_connections:
-            await self._wait_for_room(key)
-            idle = self._idle.get(key)
-            if idle:
-                return idle.pop()
+            other = next((conns for conns in self._idle.values() if conns), None)
+            if other:   # an idle connection to another host makes room
+                self._drop(other.pop(0))
+            else:
+                await self._wait_for_room(key)
+                return await self._checkout(key)
         self._open += 1
         try:
             return await self._connect(key)
