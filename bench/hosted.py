@@ -16,7 +16,10 @@ both columns alike: OHIF's study-list QIDO p50; series metadata (64 instances, B
 by the proxy) p50; frames/1 of the 64 slices at --concurrency concurrent requests (throughput and
 p99); then the app's peak resident memory while one client streams the big instance through it.
 Targets: the proxy costs <= 10 % at p50, keeps >= 90 % of direct frame throughput, and its memory
-stays flat (grows by far less than the instance) while streaming.
+stays flat (grows by far less than the instance) while streaming. With --repeat N the whole
+measurement runs N times on the same emulator and app, each table printed, then one of the
+medians (memory: the largest growth). HOSTED_PROFILE=FILE runs the app under cProfile
+(bench/_profile_hosted.py; HOSTED_PROFILE_CPU=1 for CPU time instead of wall time).
 """
 from __future__ import annotations
 
@@ -119,8 +122,9 @@ def start_app(url_upstream: str, root: str, iap: Iap, workdir: Path) -> tuple[su
            "HOSTED_SOURCES": json.dumps({"bench": root}), "HOSTED_IAP_JWKS_URL": iap.url,
            "HOSTED_UPSTREAM_AUTH": "none", "PYTHONPATH": str(REPO)}
     out = open(workdir / "hosted-access.log", "wb")  # noqa: SIM115 - closed with the process
-    prof = ["-m", "cProfile", "-o", os.environ["HOSTED_PROFILE"]] if os.environ.get("HOSTED_PROFILE") else []
-    proc = subprocess.Popen([sys.executable, *prof, "-m", "provision.hosted"], cwd=REPO, env=env, stdout=out,
+    profile = os.environ.get("HOSTED_PROFILE")   # a file for the app's cProfile stats
+    run = [str(HERE / "_profile_hosted.py"), profile] if profile else ["-m", "provision.hosted"]
+    proc = subprocess.Popen([sys.executable, *run], cwd=REPO, env=env, stdout=out,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     emu_bench.wait_http(f"{url}/_hosted/health", 60, proc)
@@ -193,7 +197,8 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(sides: dict[str, str], headers: dict[str, dict], manifest: dict, args, app_pid: int) -> dict:
+def measure(sides: dict[str, str], headers: dict[str, dict], manifest: dict, args, app_pid: int,
+            emu_pid: int) -> dict:
     probers = {name: emu_bench.Prober(base, manifest, FRAMES_ACCEPT, ("study_list", "metadata"))
                for name, base in sides.items()}
     for name, p in probers.items():
@@ -201,18 +206,21 @@ def measure(sides: dict[str, str], headers: dict[str, dict], manifest: dict, arg
         p.warmup(3)
     order = ["direct", "hosted"]
     done = 0
-    app_cpu = 0.0
+    app_cpu = emu_cpu = 0.0
     while done < args.runs:   # ABBA blocks
         block = min(args.block, args.runs - done)
         for name in order:
-            before = cpu_s(app_pid)
+            before, emu_before = cpu_s(app_pid), cpu_s(emu_pid)
             probers[name].run(block)
             if name == "hosted":
                 app_cpu += cpu_s(app_pid) - before
+            else:
+                emu_cpu += cpu_s(emu_pid) - emu_before
         order.reverse()
         done += block
     out: dict[str, dict] = {name: p.summary() for name, p in probers.items()}
     out["hosted"]["app_cpu_ms_per_json_request"] = app_cpu * 1000.0 / (2 * args.runs)
+    out["direct"]["emulator_cpu_ms_per_json_request"] = emu_cpu * 1000.0 / (2 * args.runs)
     for p in probers.values():
         p.close()
     st, se = manifest["series_study_uid"], manifest["series_uid"]
@@ -246,6 +254,16 @@ ROWS = [("study_list_p50_ms", "OHIF study list QIDO, p50", "ms", "cost", 1.10),
         ("big_mb_per_s", "big instance streamed, MB/s", "MB/s", "keep", None)]
 
 
+def medians(runs: list[dict]) -> dict:
+    """Each figure's median over several measurements (side by side: direct and hosted)."""
+    import statistics
+
+    worst = ("rss_growth_mib", "rss_peak_mib")   # memory: the largest of the runs, not the median
+    return {side: {key: (max if key in worst else statistics.median)(r[side][key] for r in runs)
+                   for key, value in runs[0][side].items() if isinstance(value, (int, float))}
+            for side in runs[0]}
+
+
 def report(res: dict, args, big_mb: float) -> tuple[str, dict]:
     d, h = res["direct"], res["hosted"]
     lines = [f"{'':44} {'direct':>10} {'hosted':>10} {'ratio':>7}  target", "-" * 86]
@@ -263,10 +281,11 @@ def report(res: dict, args, big_mb: float) -> tuple[str, dict]:
     flat = growth < max(16.0, big_mb * 0.1)
     lines.append(f"hosted app VmRSS while streaming {h['big_bytes'] / 1e6:.0f} MB: {h['rss_before_mib']:.0f} -> "
                  f"{h['rss_peak_mib']:.0f} MiB (+{growth:.1f} MiB)  {'flat ok' if flat else 'MISS (not flat)'}")
-    lines.append(f"hosted app CPU: {h['app_cpu_ms_per_json_request']:.2f} ms per QIDO/metadata request, "
-                 f"{h['app_cpu_ms_per_frame']:.2f} ms per frame (it shares this machine's cores with the emulator)")
-    lines.append(f"added latency at p50: study list +{h['study_list_p50_ms'] - d['study_list_p50_ms']:.2f} ms, "
-                 f"metadata +{h['metadata_p50_ms'] - d['metadata_p50_ms']:.2f} ms")
+    lines.append(f"hosted app CPU: {h['app_cpu_ms_per_json_request']:.2f} ms per QIDO/metadata request (the "
+                 f"emulator's own: {d['emulator_cpu_ms_per_json_request']:.2f} ms), {h['app_cpu_ms_per_frame']:.2f} ms "
+                 "per frame (the app shares this machine's cores with the emulator and the client)")
+    lines.append(f"added latency at p50: study list {h['study_list_p50_ms'] - d['study_list_p50_ms']:+.2f} ms, "
+                 f"metadata {h['metadata_p50_ms'] - d['metadata_p50_ms']:+.2f} ms")
     return "\n".join(lines), {"ratios": ratios, "rss_growth_mib": growth, "rss_flat": flat}
 
 
@@ -278,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=1280, help="frames/1 requests per side")
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--big-mb", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure this many times on the same emulator and app; the last table is their medians")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--workdir", type=Path, default=REPO / "out" / "bench-work")
     args = ap.parse_args(argv)
@@ -305,17 +326,24 @@ def main(argv: list[str] | None = None) -> int:
         manifest["study_files"] = manifest["study_files"] + [str(big_path)]   # its own study: one more listed
         app_proc, hosted = start_app(url, root, iap, args.workdir)
         log(f"direct {root}\nhosted {hosted}")
-        res = measure({"direct": root, "hosted": hosted},
-                      {"direct": {}, "hosted": {"x-goog-iap-jwt-assertion": iap.assertion}}, manifest, args,
-                      app_proc.pid)
+        sides = {"direct": root, "hosted": hosted}
+        headers = {"direct": {}, "hosted": {"x-goog-iap-jwt-assertion": iap.assertion}}
+        title = (f"hosted viewer vs direct, emulator upstream, {args.studies} studies, {args.runs} runs, "
+                 f"{args.frames} frames/side at {args.concurrency} concurrent")
+        runs = []
+        for n in range(args.repeat):
+            runs.append(measure(sides, headers, manifest, args, app_proc.pid, emu_proc.pid))
+            if args.repeat > 1:
+                print(f"{title}: measurement {n + 1} of {args.repeat}\n{report(runs[-1], args, args.big_mb)[0]}\n",
+                      flush=True)
+        res = runs[0] if len(runs) == 1 else medians(runs)
         text, summary = report(res, args, args.big_mb)
-        print(f"hosted viewer vs direct, emulator upstream, {args.studies} studies, {args.runs} runs, "
-              f"{args.frames} frames/side at {args.concurrency} concurrent")
+        print(title + (f": medians of {len(runs)} measurements" if len(runs) > 1 else ""))
         print(text)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": res,
-                                             **summary}, indent=2))
+                                             "measurements": runs, **summary}, indent=2))
     finally:
         emu_bench.stop_process(app_proc, "hosted app")
         emu_bench.stop_process(emu_proc, "emulator", sig=2)

@@ -199,6 +199,22 @@ def test_rewrite_finds_urls_cut_by_chunk_boundaries(size):
     assert out == doc.replace(old, new) and old not in out
 
 
+@pytest.mark.parametrize("size", [1, 5, 31, 4096])
+def test_rewrite_of_several_roots_whatever_the_chunks(size):
+    """Two stores' roots of different lengths (the C fast path), and roots that nest (one pass, the
+    longest root first): every chunking gives the document rewritten as a whole."""
+    a, b = b"http://up:1/v1/a/dicomWeb", b"http://up:1/v1/store-bb/dicomWeb"
+    table = {a: b"https://v.example/dicomweb/a", b: b"https://v.example/dicomweb/bb"}
+    doc = b"".join(b'{"RetrieveURL": "%s/studies/%d"},' % ((a, b)[i % 3 == 0], i) for i in range(40)) + a
+    nested = {a: b"https://v.example/dicomweb/a", a + b"/studies/7": b"https://v.example/dicomweb/seven"}
+    for tab, want in ((table, doc.replace(b, table[b]).replace(a, table[a])),
+                      (nested, doc.replace(a + b"/studies/7", b"S7").replace(a, nested[a]).replace(b"S7", nested[
+                          a + b"/studies/7"]))):
+        rw = Rewriter(tab)
+        out = b"".join(rw.feed(doc[i:i + size]) for i in range(0, len(doc), size)) + rw.flush()
+        assert out == want
+
+
 def test_a_remembered_assertion_is_forgotten_at_its_expiry():
     import time
 

@@ -21,9 +21,10 @@ from starlette.routing import Route
 from . import __version__
 from .iap import KeySet
 from .middleware import HEALTH_PATH, AccessLog, Headers, IapGate
-from .proxy import PREFIX, BadOrigin, forward, public_origin
+from .proxy import PREFIX, BadOrigin, Direct, public_origin
 from .settings import Settings, SettingsError, from_env
 from .static import StaticFiles
+from .h1 import Client as UpstreamClient
 from .upstream import TokenSource
 
 __all__ = ["create_app", "render_config"]
@@ -90,19 +91,22 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False) as client:
-            app.state.client = client
+            app.state.client = client   # IAP's keys
+            app.state.upstream = UpstreamClient(connect_timeout=10.0, read_timeout=120.0, write_timeout=120.0,
+                                                pool_timeout=30.0, max_connections=256, max_idle=128)
             app.state.tokens = TokenSource(settings.upstream_auth)
             keys.bind(client)
-            yield
+            try:
+                yield
+            finally:
+                await app.state.upstream.aclose()
 
     routes = [Route(HEALTH_PATH, _health, methods=["GET", "HEAD"]),
               Route("/app-config.js", _Config(settings, static).handle, methods=["GET", "HEAD"])]
-    if iap:
-        routes.append(Route(PREFIX + "/{name}/{rest:path}", forward, methods=METHODS))
-        routes.append(Route(PREFIX + "/{name}", forward, methods=METHODS))
     routes.append(Route("/{path:path}", static.handle, methods=METHODS))
     inner = Starlette(routes=routes, lifespan=lifespan)
     inner.state.settings = settings
     audience = settings.iap_audience if iap else None   # Settings requires it in iap mode
-    app = IapGate(inner, audience=audience, keys=keys) if audience else inner
+    # In iap mode /dicomweb/NAME/... is the proxy's (proxy.Direct, ahead of Starlette's routes).
+    app = IapGate(Direct(inner), audience=audience, keys=keys) if audience else inner
     return AccessLog(Headers(app), stream=log_stream)

@@ -14,18 +14,19 @@ from __future__ import annotations
 import gzip
 import re
 import zlib
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 from urllib.parse import parse_qsl, unquote
 
 import anyio
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import upstream
+from .h1 import Response as UpstreamResponse
+from .h1 import UpstreamError
 from .rewrite import Rewriter, rewrite_stream
 
-__all__ = ["PREFIX", "BadOrigin", "forward", "public_origin", "public_root"]
+__all__ = ["PREFIX", "BadOrigin", "Direct", "forward", "public_origin", "public_root"]
 
 PREFIX = "/dicomweb"
 FORWARD_REQUEST = ("accept", "range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since",
@@ -96,7 +97,7 @@ def _rewrites(content_type: str) -> bool:
     return ctype.endswith(("json", "xml"))
 
 
-async def _relay(resp: httpx.Response, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _relay(resp: UpstreamResponse, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """`chunks`, then the upstream answer closed, also when the browser goes away mid-answer (OHIF
     cancels requests all the time): its connection goes back to the pool or is dropped, never leaked.
     The close is shielded: it runs inside a cancelled scope when the client disconnected."""
@@ -119,6 +120,26 @@ async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 def _allowed(method: str, read_write: bool) -> bool:
     return method in READ_METHODS or (read_write and method in WRITE_METHODS)
+
+
+class Direct:
+    """Pure ASGI in front of the Starlette app: /dicomweb/NAME[/...] goes to `forward` without Starlette's
+    router and its two exception layers (a fifth of the app's CPU per proxied request in a profile
+    of bench/hosted.py); everything else goes to the Starlette app, whose state `forward` reads."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
+            name = scope["path"][len(PREFIX) + 1:].split("/", 1)[0]
+            if name:   # as the routes /dicomweb/{name} and /dicomweb/{name}/{rest:path} would match
+                scope["app"] = self.app
+                scope["path_params"] = {"name": name}
+                response = await forward(Request(scope, receive, send))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def forward(request: Request) -> Response:
@@ -158,22 +179,22 @@ async def _send(request: Request, url: str, name: str) -> Response:
         if request.headers.get("content-length", "").isdigit():   # streamed as is, not re-chunked
             headers["content-length"] = request.headers["content-length"]
     try:
-        resp, retries = await upstream.send(state.client, request.method, url, headers, body)
-    except httpx.HTTPError as exc:
+        resp, retries = await upstream.send(state.upstream, request.method, url, headers, body)
+    except UpstreamError as exc:
         return _error(502, f"the Healthcare API did not answer: {type(exc).__name__}")
     request.scope["hosted"]["retries"] = retries
     return await _answer(request, resp, client_gzip)
 
 
-async def _read_raw(resp: httpx.Response) -> bytes:
+async def _read_raw(resp: UpstreamResponse) -> bytes:
     """The body as it came (still encoded: its Content-Encoding and Content-Length go on with it)."""
     try:
-        return b"".join([chunk async for chunk in resp.aiter_raw()])
+        return await resp.aread()
     finally:
         await resp.aclose()
 
 
-async def _answer(request: Request, resp: httpx.Response, client_gzip: bool) -> Response:
+async def _answer(request: Request, resp: UpstreamResponse, client_gzip: bool) -> Response:
     """The upstream answer for the browser: passed through, or with its upstream URLs rewritten."""
     out = {k: v for k in PASS_BACK if (v := resp.headers.get(k))}
     out["cache-control"] = "no-store"  # patient data: nothing in the browser's disk cache

@@ -16,7 +16,8 @@ import random
 from typing import Any, AsyncIterator
 
 import anyio.to_thread
-import httpx
+
+from .h1 import Client, ConnectFailed, Disconnected, Response
 
 __all__ = ["IDEMPOTENT", "TokenSource", "send"]
 
@@ -56,7 +57,7 @@ class TokenSource:
         return {"Authorization": f"Bearer {self._creds.token}"}
 
 
-def _delay(attempt: int, resp: httpx.Response | None) -> float | None:
+def _delay(attempt: int, resp: Response | None) -> float | None:
     """Seconds to wait before the next attempt, or None to give up and pass the answer on."""
     if attempt + 1 >= ATTEMPTS:
         return None
@@ -67,18 +68,17 @@ def _delay(attempt: int, resp: httpx.Response | None) -> float | None:
     return BACKOFF_S * (2.0 ** attempt) * random.uniform(0.5, 1.5)
 
 
-async def send(client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str],
-               body: AsyncIterator[bytes] | None) -> tuple[httpx.Response, int]:
+async def send(client: Client, method: str, url: str, headers: dict[str, str],
+               body: AsyncIterator[bytes] | None) -> tuple[Response, int]:
     """Send and return the (streamed, still open) answer and how many retries it took.
 
     The caller closes the answer (`await resp.aclose()`) once its body is passed on."""
     retryable = method in IDEMPOTENT
     attempt = 0
     while True:
-        request = client.build_request(method, url, headers=headers, content=body)
         try:
-            resp = await client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+            resp = await client.send(method, url, headers.items(), body)
+        except (ConnectFailed, Disconnected):
             wait = _delay(attempt, None) if retryable else None
             if wait is None:
                 raise
