@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -340,6 +340,7 @@ def config(
 
     if fmt not in ("js", "json"):
         raise UsageError(f"--format {fmt!r}: use js (window.config) or json")
+    kind: Literal["js", "json"] = "json" if fmt == "json" else "js"
     items, target = fleet.load(blueprints), target_of(emulator, None)
     if out is not None and len(items) > 1 and str(out) != "-":
         raise UsageError("--out names one file: give one blueprint, or leave --out out to write each blueprint's "
@@ -347,9 +348,9 @@ def config(
     for it in items:
         if str(out) == "-":
             typer.echo(ohif_config.render_config(flow.pinned(it.bp, target), emulator_url=target.emulator,
-                                                 fmt=fmt), nl=False)
+                                                 fmt=kind), nl=False)
             continue
-        path = flow.write_config(it.bp, target, out, fmt)
+        path = flow.write_config(it.bp, target, out, kind)
         typer.echo(f"wrote {path}", err=True)
         if not target.is_emulator:
             typer.echo(ohif_config.oauth_checklist(it.bp), err=True)

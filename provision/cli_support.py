@@ -17,7 +17,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -28,8 +28,9 @@ from provision.redact import redact
 from provision.running import output
 
 # click's UsageError (bad options or arguments). Typer exports it only as the base of its public
-# BadParameter, whether it bundles click (typer >= 0.2x) or depends on it.
-ParseError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+# BadParameter, whether it bundles click (typer >= 0.2x) or depends on it; found at run time, so
+# typed Any (its class is whichever click typer carries).
+ParseError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 # The run's root context, for what the commands share with the group: -v, and the progress that
 # Ctrl-C asks what finished (a ContextVar: Typer offers no public way to reach the current context).
 ROOT: contextvars.ContextVar = contextvars.ContextVar("provision_root")

@@ -357,14 +357,14 @@ class Hosting(_Model):
     """The viewer deployed by provision on Google Cloud: Cloud Run behind IAP, or (access google-sign-in) the
     public static viewer at the service's URL, each user signing in with Google in it."""
 
-    on: Literal[PLATFORMS] = Field("cloud-run", description="Where it runs; cloud-run is the only platform.")  # type: ignore[valid-type]
+    on: Literal[PLATFORMS] = Field("cloud-run", description="Where it runs; cloud-run is the only platform.")  # type: ignore[valid-type]  # one tuple for this and the rules; mypy wants literals
     region: Annotated[str, _rule(check_run_region)] | None = Field(
         None, description="A Cloud Run region; default: the dataset's location when it is a region.",
         examples=["us-central1"], json_schema_extra={"pattern": RUN_REGION_RE.pattern})
     service: Annotated[str, _rule(check_service_name)] = Field(
         DEFAULT_SERVICE, description="The Cloud Run service name (1-49 lowercase letters, digits, hyphens).",
         json_schema_extra={"pattern": SERVICE_RE.pattern})
-    access: Literal[ACCESS_MODES] = Field(  # type: ignore[valid-type]
+    access: Literal[ACCESS_MODES] = Field(  # type: ignore[valid-type]  # (as above)
         "iap", description="iap: Identity-Aware Proxy in front, the viewer reads the stores with its own service "
         "account (no console step); google-sign-in: the static viewer, public, each user signs in with Google "
         "and reads the stores with their own Healthcare roles (needs viewer.oauth_client_id; no members).")

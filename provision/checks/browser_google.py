@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -26,7 +26,7 @@ def route_google(s: Session) -> None:
     s.page.context.route(STUBBED_URL, lambda route: _answer_stubbed(s, route))
 
 
-def _answer_google(s: Session, route) -> None:  # noqa: ANN001
+def _answer_google(s: Session, route: Any) -> None:
     """A request for a Google host, answered by the emulator (the same path and query)."""
     request = route.request
     parts = urlsplit(request.url)
@@ -63,7 +63,7 @@ def _answer_google(s: Session, route) -> None:  # noqa: ANN001
     route.fulfill(response=resp)
 
 
-def _answer_stubbed(s: Session, route) -> None:  # noqa: ANN001
+def _answer_stubbed(s: Session, route: Any) -> None:
     s.report.stubbed_requests.append(f"{route.request.method} {route.request.url.split('?')[0]}")
     route.fulfill(status=200, body="/* es5-shim: not needed by Chromium; answered locally */",
                   content_type="text/javascript; charset=utf-8")

@@ -159,7 +159,7 @@ def _give_the_list_the_token(s: Session) -> None:
     if s.token and s.google_via:
         s.inject_token = True  # the Google route adds it (browser.py's docstring)
     elif s.token:
-        def add_token(route) -> None:  # noqa: ANN001
+        def add_token(route: Any) -> None:
             route.continue_(headers={**route.request.headers, "authorization": f"Bearer {s.token}"})
 
         s.token_routes = [f"{r}/**" for r in s.page_roots] + ([] if s.offline else [GOOGLE_CONFIG_API])
@@ -235,7 +235,7 @@ def viewer(s: Session, study_uid: str) -> None:
         )
 
 
-def _judge_first_frame(s: Session, response) -> None:  # noqa: ANN001
+def _judge_first_frame(s: Session, response: Any) -> None:
     """The first frame's answer, judged as the DICOMweb smoke judges its own frames/1 answer."""
     if response.status != 200:
         s.report.problems.append(f"viewer: the first frame request answered {response.status}")

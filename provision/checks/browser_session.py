@@ -48,7 +48,7 @@ def host_of(url: str) -> str:
 class Session:
     """One browser context over the viewer at `base`, recording into `report`."""
 
-    def __init__(self, context, base: str, report: BrowserReport, *, roots: list[str], token: str | None, out: Path,
+    def __init__(self, context: Any, base: str, report: BrowserReport, *, roots: list[str], token: str | None, out: Path,
                  timeout_ms: float, offline: bool, allowed_hosts: set[str], errors: tuple[type[BaseException], type[BaseException]],
                  google_via: str | None = None, oidc: bool = False, data_source: str | None = None,
                  source_root: str | None = None) -> None:  # noqa: ANN001
@@ -93,7 +93,7 @@ class Session:
             text = text.replace(token, "<token>").replace(quote(token, safe=""), "<token>")
         return redact(text)
 
-    def _on_page_error(self, exc) -> None:  # noqa: ANN001
+    def _on_page_error(self, exc: Any) -> None:
         text = self.secret_free(str(exc))[:500]
         if self.signed_in and not text.startswith(UNAUTHENTICATED_MESSAGE):
             self.report.page_errors.append(text)
@@ -108,7 +108,7 @@ class Session:
         """Whether `url` is under one of the config's DICOMweb roots."""
         return any(url.startswith(r) for r in self.roots)
 
-    def _on_request(self, request) -> None:  # noqa: ANN001
+    def _on_request(self, request: Any) -> None:
         url = request.url
         if self.offline and url.startswith(("http:", "https:", "ws:", "wss:")) and host_of(url) not in self.allowed_hosts \
                 and not (self.google_via and (GOOGLE_URL.match(url) or STUBBED_URL.match(url))):
@@ -124,7 +124,7 @@ class Session:
             else:
                 self.seen_auth.append(fp)
 
-    def _on_response(self, response) -> None:  # noqa: ANN001
+    def _on_response(self, response: Any) -> None:
         if response.status >= 400 and self.is_dicomweb(response.url):
             self.report.failed_requests.append(
                 f"{response.request.method} {self.secret_free(response.url)} -> {response.status}")
@@ -134,7 +134,7 @@ class Session:
             except self.Error:
                 pass
 
-    def _on_request_failed(self, request) -> None:  # noqa: ANN001
+    def _on_request_failed(self, request: Any) -> None:
         if self.is_dicomweb(request.url):
             self.report.failed_requests.append(f"{request.method} {self.secret_free(request.url)} -> {request.failure}")
 
@@ -144,11 +144,11 @@ class Session:
         """Go to `path` inside the running app (as its own links do), without loading the page again."""
         self.page.evaluate("p => { history.pushState({}, '', p); dispatchEvent(new PopStateEvent('popstate')); }", path)
 
-    def screenshot(self, name: str, locator=None) -> bytes | None:  # noqa: ANN001
+    def screenshot(self, name: str, locator: Any = None) -> bytes | None:
         """The page (or `locator`) as PNG, saved in the output folder and listed in the report (None: none taken)."""
         path = self.out / name
         try:
-            png = (locator or self.page).screenshot(path=str(path), timeout=15000,
+            png: bytes = (locator or self.page).screenshot(path=str(path), timeout=15000,
                                                     **({} if locator else {"full_page": True}))
         except self.Error:
             return None
@@ -169,7 +169,7 @@ class Session:
             self.page.wait_for_timeout(100)
         return True
 
-    def open_and_catch(self, url: str, predicate, what: str):  # noqa: ANN001
+    def open_and_catch(self, url: str, predicate: Callable[[Any], bool], what: str) -> Any:
         """Open url and return (request, response or None) of the first request matching predicate."""
         try:
             if self.hosted:
@@ -188,11 +188,11 @@ class Session:
         except self.Error as exc:
             raise self.fail(f"opening {self.secret_free(url)} failed: {self.secret_free(str(exc)).splitlines()[0]}") from None
 
-    def _open_hosted(self, url: str, predicate):  # noqa: ANN001
+    def _open_hosted(self, url: str, predicate: Callable[[Any], bool]) -> Any:
         """open_and_catch behind IAP: also stops, at once, on IAP's 403 page (the account is no member)."""
         caught: list[Any] = []
 
-        def listen(request) -> None:  # noqa: ANN001
+        def listen(request: Any) -> None:
             if predicate(request) and not caught:
                 caught.append(request)
 

@@ -360,8 +360,8 @@ class RetryPolicy:
                         unreachable_since = None
                         give_up = False
                     if give_up or now + wait > deadline:
-                        exc.provision_attempts = attempt  # type: ignore[attr-defined]
-                        exc.provision_waited = now - started  # type: ignore[attr-defined]
+                        exc.provision_attempts = attempt  # type: ignore[attr-defined]  # counts the report reads, on a library exception
+                        exc.provision_waited = now - started  # type: ignore[attr-defined]  # (see above)
                         raise
                     if on_retry:
                         on_retry(attempt, wait, reason)

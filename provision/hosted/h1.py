@@ -48,7 +48,7 @@ class Timeout(UpstreamError):
     """Connecting, waiting for a free connection, sending or reading took longer than allowed."""
 
 
-class Headers(dict):
+class Headers(dict[str, str]):
     """An answer's headers, names in lower case; a repeated header's values joined by ", "."""
 
 
@@ -67,7 +67,7 @@ class _Conn(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # asyncio hands the base class; it is a Transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -120,7 +120,7 @@ class Response:
         self._keep_alive = False
         self._done = False
         self._error: BaseException | None = None
-        self._waiter: asyncio.Future | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._released = False
 
     # httptools callbacks
@@ -271,7 +271,7 @@ class Client:
         self._open = 0
         self._freed = asyncio.Condition()
         self._waiting = 0
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._ssl: ssl.SSLContext | None = None
 
     def _ssl_context(self) -> ssl.SSLContext:

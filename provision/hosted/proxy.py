@@ -130,7 +130,7 @@ class Direct:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PREFIX + "/"):
             name = scope["path"][len(PREFIX) + 1:].split("/", 1)[0]
             if name:   # as the routes /dicomweb/{name} and /dicomweb/{name}/{rest:path} would match

@@ -37,7 +37,7 @@ class MetadataServer:
         self.identity = identity   # email, project_id, project_number, region
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
-        server.metadata = self  # type: ignore[attr-defined]
+        server.metadata = self  # type: ignore[attr-defined]  # the stdlib server carries it to the handlers
         self._server = server
         self.host = f"127.0.0.1:{server.server_address[1]}"
         self._thread: threading.Thread | None = None
@@ -114,7 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        meta: MetadataServer = self.server.metadata  # type: ignore[attr-defined]
+        meta: MetadataServer = self.server.metadata  # type: ignore[attr-defined]  # set on the server above
         parts = urlsplit(self.path)
         if parts.path == "/":
             return self._send(200, "application/text", "computeMetadata/\n")
