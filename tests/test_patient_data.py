@@ -117,6 +117,15 @@ def test_audit_configs_are_written_others_kept_and_removed_only_when_provision_a
     assert not lifecycle.apply(bp, target).changed
     assert writes(records(rec)[before:]) == []
 
+    # a project grant written now sends bindings only: not the audit configs it read back, which a
+    # write without updateMask would not set anyway (Google's default mask is bindings,etag)
+    granted = blueprint_dict("ohif-safe-audit", data_dir)
+    granted["iam"].append({"member": "user:ana@example.com", "roles": ["roles/serviceusage.serviceUsageConsumer"]})
+    before = mark(rec)
+    assert lifecycle.apply(load(tmp_path, granted, "granted.yaml"), target).changed
+    grant_sets = [r for r in records(rec)[before:] if r["path"].endswith("ohif-safe-audit:setIamPolicy")]
+    assert grant_sets and all("auditConfigs" not in r["request"]["policy"] for r in grant_sets), grant_sets
+
     # the blueprint turns them off: the plan flags it; what provision added goes, the other stays
     raw = blueprint_dict("ohif-safe-audit", data_dir)
     raw["audit_logs"] = {"data_access": False}

@@ -293,7 +293,10 @@ def project_io(ctx: Ctx, project_id: str, mask: tuple[str, ...] = ()) -> PolicyI
         return json_format.MessageToDict(pb)
 
     def write_policy(policy: dict[str, Any]) -> dict[str, Any]:
-        body = {k: v for k, v in policy.items() if k in ("version", "etag", "bindings", "auditConfigs")}
+        # auditConfigs only when the mask names them: without it Google ignores them anyway, and a
+        # grant's write would otherwise carry back another step's audit configs it read.
+        fields = ("version", "etag", "bindings") + (("auditConfigs",) if "audit_configs" in mask else ())
+        body = {k: v for k, v in policy.items() if k in fields}
         pb = json_format.ParseDict(body, policy_pb2.Policy(), ignore_unknown_fields=True)
         req = iam_policy_pb2.SetIamPolicyRequest(resource=resource, policy=pb)
         if mask:
