@@ -60,7 +60,8 @@ def test_demo_on_a_running_emulator_then_apply_reports_no_changes(emulator_facto
     second = run("apply", str(blueprint), "--emulator", emu.url, "--yes", "--json", "--no-smoke")
     assert second.exit_code == 0, second.output
     doc = json.loads(second.stdout)["results"][0]
-    assert doc["apply"]["changed"] is False and doc["apply"]["summary"] == "no changes"
+    changed = [(s["id"], s["action"], s["message"]) for s in doc["apply"]["steps"] if s["action"] != "no-op"]
+    assert doc["apply"]["changed"] is False and doc["apply"]["summary"] == "no changes", changed
     assert writes(record) == [], "a no-op apply must make reads only"
     # The viewer's data is there: the smoke check on the same blueprint passes.
     smoke = run("smoke", str(blueprint), "--emulator", emu.url, "--json")
