@@ -24,8 +24,7 @@ from .middleware import HEALTH_PATH, AccessLog, Headers, IapGate
 from .proxy import PREFIX, BadOrigin, Direct, public_origin
 from .settings import Settings, SettingsError, from_env
 from .static import StaticFiles
-from .h1 import Client as UpstreamClient
-from .upstream import TokenSource
+from .upstream import TokenSource, session
 
 __all__ = ["create_app", "render_config"]
 
@@ -92,14 +91,14 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False) as client:
             app.state.client = client   # IAP's keys
-            app.state.upstream = UpstreamClient(connect_timeout=10.0, read_timeout=120.0, write_timeout=120.0,
-                                                pool_timeout=30.0, max_connections=256, max_idle=128)
+            app.state.upstream = session(max_connections=256, connect_timeout=10.0, pool_timeout=30.0,
+                                         read_timeout=120.0)
             app.state.tokens = TokenSource(settings.upstream_auth)
             keys.bind(client)
             try:
                 yield
             finally:
-                await app.state.upstream.aclose()
+                await app.state.upstream.close()
 
     routes = [Route(HEALTH_PATH, _health, methods=["GET", "HEAD"]),
               Route("/app-config.js", _Config(settings, static).handle, methods=["GET", "HEAD"])]

@@ -17,13 +17,11 @@ import zlib
 from typing import Any, AsyncIterator
 from urllib.parse import parse_qsl, unquote
 
-import anyio
+import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import upstream
-from .h1 import Response as UpstreamResponse
-from .h1 import UpstreamError
 from .rewrite import Rewriter, rewrite_stream
 
 __all__ = ["PREFIX", "BadOrigin", "Direct", "forward", "public_origin", "public_root"]
@@ -97,16 +95,15 @@ def _rewrites(content_type: str) -> bool:
     return ctype.endswith(("json", "xml"))
 
 
-async def _relay(resp: UpstreamResponse, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _relay(resp: aiohttp.ClientResponse, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """`chunks`, then the upstream answer closed, also when the browser goes away mid-answer (OHIF
     cancels requests all the time): its connection goes back to the pool or is dropped, never leaked.
-    The close is shielded: it runs inside a cancelled scope when the client disconnected."""
+    (release() is synchronous: nothing to shield from a cancelled scope.)"""
     try:
         async for chunk in chunks:
             yield chunk
     finally:
-        with anyio.CancelScope(shield=True):
-            await resp.aclose()
+        resp.release()
 
 
 async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -180,23 +177,24 @@ async def _send(request: Request, url: str, name: str) -> Response:
             headers["content-length"] = request.headers["content-length"]
     try:
         resp, retries = await upstream.send(state.upstream, request.method, url, headers, body)
-    except UpstreamError as exc:
+    except upstream.UpstreamError as exc:
         return _error(502, f"the Healthcare API did not answer: {type(exc).__name__}")
     request.scope["hosted"]["retries"] = retries
     return await _answer(request, resp, client_gzip)
 
 
-async def _read_raw(resp: UpstreamResponse) -> bytes:
+async def _read_raw(resp: aiohttp.ClientResponse) -> bytes:
     """The body as it came (still encoded: its Content-Encoding and Content-Length go on with it)."""
     try:
-        return await resp.aread()
+        return await resp.read()
     finally:
-        await resp.aclose()
+        resp.release()
 
 
-async def _answer(request: Request, resp: UpstreamResponse, client_gzip: bool) -> Response:
+async def _answer(request: Request, resp: aiohttp.ClientResponse, client_gzip: bool) -> Response:
     """The upstream answer for the browser: passed through, or with its upstream URLs rewritten."""
-    out = {k: v for k in PASS_BACK if (v := resp.headers.get(k))}
+    # a header Google repeats (e.g. Warning) passes on whole, its values joined as RFC 9110 §5.3 allows
+    out = {k: ", ".join(vs) for k in PASS_BACK if (vs := resp.headers.getall(k, []))}
     out["cache-control"] = "no-store"  # patient data: nothing in the browser's disk cache
     length = resp.headers.get("content-length", "")
     small = length.isdigit() and int(length) <= BUFFER_MAX
@@ -207,13 +205,13 @@ async def _answer(request: Request, resp: UpstreamResponse, client_gzip: bool) -
         if request.method != "HEAD" and length.isdigit() and int(length) > CHUNK_ABOVE:
             del out["content-length"]
         if small:   # one read, one send: cheaper than a streamed answer, and bounded by BUFFER_MAX
-            return Response(await _read_raw(resp), status_code=resp.status_code, headers=out)
-        return StreamingResponse(_relay(resp, resp.aiter_raw()), status_code=resp.status_code, headers=out)
+            return Response(await _read_raw(resp), status_code=resp.status, headers=out)
+        return StreamingResponse(_relay(resp, resp.content.iter_any()), status_code=resp.status, headers=out)
     sources = request.app.state.settings.sources
     try:
         rewriter = Rewriter({root.encode(): public_root(request, n).encode() for n, root in sources.items()})
     except BadOrigin as exc:
-        await resp.aclose()
+        resp.release()
         return _error(400, str(exc))
     if small and resp.headers.get("content-encoding", "identity") == "identity":
         body = await _read_raw(resp)
@@ -221,9 +219,9 @@ async def _answer(request: Request, resp: UpstreamResponse, client_gzip: bool) -
         if client_gzip and len(body) >= 1024:
             body = gzip.compress(body, 5, mtime=0)
             out.update({"content-encoding": "gzip", "vary": "Accept-Encoding"})
-        return Response(body, status_code=resp.status_code, headers=out)
-    chunks = rewrite_stream(resp.aiter_bytes(), rewriter)   # decoded, rewritten, re-encoded below
+        return Response(body, status_code=resp.status, headers=out)
+    chunks = rewrite_stream(upstream.decoded(resp), rewriter)   # decoded, rewritten, re-encoded below
     if client_gzip:
         out.update({"content-encoding": "gzip", "vary": "Accept-Encoding"})
         chunks = _gzip(chunks)
-    return StreamingResponse(_relay(resp, chunks), status_code=resp.status_code, headers=out)
+    return StreamingResponse(_relay(resp, chunks), status_code=resp.status, headers=out)
