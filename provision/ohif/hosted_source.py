@@ -13,7 +13,7 @@ The archive (a gzipped tar, the form Cloud Run's `builds:submit` takes as `stora
 
 Same inputs, same bytes, same sha256: entries in sorted order, every mtime fixed, owner root:root
 with empty names, modes 0644 (files only, no directory entries), GNU tar format, and a gzip header
-without a name or time. Nothing of the machine that built it (user, umask, clock, file system
+without a name or time (its extra field lists the compressed parts: provision.ohif.deflate_parts). Nothing of the machine that built it (user, umask, clock, file system
 order) reaches the archive. The app does not import this module: it is the provisioner's.
 """
 from __future__ import annotations
@@ -180,7 +180,8 @@ def build_source(out_dir: Path, *, config_js: str, dist: Path | None = None, ohi
             tail_tar += tarfile.NUL * (-size % tarfile.RECORDSIZE)
             tail = deflate_parts.compress([tail_tar], level, last=True)
             out = _Hashing(raw)
-            deflate_parts.write(out, [head, (part_file, part_crc, part_len), tail], level)
+            part_size = part_path.stat().st_size - len(_PART_MAGIC) - 12
+            deflate_parts.write(out, [head, (part_file, part_crc, part_len, part_size), tail], level)
         sha = out.digest.hexdigest()
         target = out_dir / f"hosted-source-{sha[:16]}.tar.gz"
         os.replace(tmp, target)
