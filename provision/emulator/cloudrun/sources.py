@@ -21,6 +21,10 @@ Correctness, since a wrong tree would run stale files:
   mtime), and a changed tree is unpacked again;
 - at most KEEP_TREES trees are kept, least recently used removed first; removing one never touches
   a running instance (its own links keep the files).
+Known difference from Cloud Run, where each instance has its own file system: instances running at
+the same time share the linked files' inodes, so an app that writes *into* a shipped file (not a
+new file, not a rename over it) is seen by the other instances of that part. The hosted viewer
+writes none; a deploy after such a write gets a fresh tree (the mtime check above).
 """
 from __future__ import annotations
 
