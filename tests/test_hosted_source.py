@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import tarfile
 import httpx
 
 from hosted_helpers import AUD, IapKeys
+from provision.ohif import hosted_source
 from provision.ohif.hosted_source import build_source
 
 CONFIG = "window.config = { dataSources: [] };\n"
@@ -145,16 +147,44 @@ def test_the_viewer_files_are_compressed_once_for_every_config(tmp_path):
     out = tmp_path / "out"
     a = build_source(out, config_js=CONFIG, dist=dist)
     part = next(out.glob("viewer-part-*"))
-    part.write_bytes(part.read_bytes())   # the same bytes, a new mtime: was it rewritten?
-    stamp = part.stat().st_mtime_ns
+    inode = part.stat().st_ino   # written atomically (a new file renamed over): was it rewritten?
     b = build_source(out, config_js=CONFIG.replace("[]", "[1]"), dist=dist)
-    assert [p.name for p in out.glob("viewer-part-*")] == [part.name] and part.stat().st_mtime_ns == stamp
+    assert [p.name for p in out.glob("viewer-part-*")] == [part.name] and part.stat().st_ino == inode
     with tarfile.open(a.path) as ta, tarfile.open(b.path) as tb:
         assert ta.extractfile("ohif/index.html").read() == tb.extractfile("ohif/index.html").read()
         assert tb.extractfile("app-config.js").read() == CONFIG.replace("[]", "[1]").encode()
     os.utime(dist / "index.html", (1, 1))   # the dist changed (a new OHIF, a repaired file): compressed again
     build_source(out, config_js=CONFIG, dist=dist)
     assert len(list(out.glob("viewer-part-*"))) == 2
+
+
+def test_the_cache_keeps_the_most_recently_used_archives_and_no_more(tmp_path):
+    dist, out = fake_dist(tmp_path / "d"), tmp_path / "out"
+    built = []
+    for i in range(hosted_source.KEEP_ARCHIVES + 3):
+        art = build_source(out, config_js=CONFIG.replace("[]", f"[{i}]"), dist=dist)
+        (out / f"inputs-{i}.json").write_text(json.dumps({"file": art.path.name}))   # the index hosted_archive keeps
+        built.append(art.path)
+    for i, path in enumerate(built):
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))   # built long ago, in this order
+    os.utime(built[0], (2_000_000, 2_000_000))   # the first one was used again since: recently used
+    new = build_source(out, config_js=CONFIG.replace("[]", "[new]"), dist=dist)
+    left = set(out.glob("hosted-source-*.tar.gz"))
+    assert len(left) == hosted_source.KEEP_ARCHIVES
+    assert new.path in left and built[0] in left and built[-1] in left
+    assert built[1] not in left and built[2] not in left   # the least recently used went
+    memos = {json.loads(m.read_text())["file"] for m in out.glob("inputs-*.json")}
+    assert memos == {p.name for p in left if p != new.path}   # no index entry names a removed archive
+    assert tarfile.open(new.path).extractfile("app-config.js").read() == CONFIG.replace("[]", "[new]").encode()
+
+
+def test_the_cache_never_removes_an_archive_built_within_the_grace_period(tmp_path):
+    dist, out = fake_dist(tmp_path / "d"), tmp_path / "out"
+    arts = [build_source(out, config_js=CONFIG.replace("[]", f"[{i}]"), dist=dist)
+            for i in range(hosted_source.KEEP_ARCHIVES + 2)]   # a fleet's plan: all of them still to upload
+    assert all(a.path.is_file() for a in arts)
+    hosted_source.prune(out, grace_s=0)
+    assert len(list(out.glob("hosted-source-*.tar.gz"))) == hosted_source.KEEP_ARCHIVES
 
 
 def test_crc32_combine_is_zlibs():

@@ -137,9 +137,9 @@ def test_the_archive_is_built_once_per_inputs_and_again_when_they_change(tmp_pat
     bp = _bp(tmp_path)
     target = Target(emulator="http://127.0.0.1:9")
     first = hosted_archive.prepare(bp, target)
-    built = first.path.stat().st_mtime_ns
+    built = first.path.stat().st_ino   # written atomically (a new file renamed over): a rebuild is a new inode
     again = hosted_archive.prepare(bp, target)
-    assert (again.sha256, again.path, again.path.stat().st_mtime_ns) == (first.sha256, first.path, built)
+    assert (again.sha256, again.path, again.path.stat().st_ino) == (first.sha256, first.path, built)
     assert again.sources == {"primary": "http://127.0.0.1:9/v1/projects/ohif-host-unit/locations/us-central1/"
                                         "datasets/imaging/dicomStores/primary/dicomWeb"}
     (dist / "index.html").write_text("<html>another viewer</html>")

@@ -13,7 +13,7 @@ The archive (a gzipped tar, the form Cloud Run's `builds:submit` takes as `stora
 
 Same inputs, same bytes, same sha256: entries in sorted order, every mtime fixed, owner root:root
 with empty names, modes 0644 (files only, no directory entries), GNU tar format, and a gzip header
-without a name or time. Nothing of the machine that built it (user, umask, clock, file system
+without a name or time (its extra field lists the compressed parts: provision.ohif.deflate_parts). Nothing of the machine that built it (user, umask, clock, file system
 order) reaches the archive. The app does not import this module: it is the provisioner's.
 """
 from __future__ import annotations
@@ -25,18 +25,26 @@ import struct
 import tarfile
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from provision.ohif import deflate_parts
 
-__all__ = ["Artifact", "build_source", "source_files"]
+__all__ = ["KEEP_ARCHIVES", "Artifact", "build_source", "prune", "source_files"]
 
 APP_DIR = Path(__file__).resolve().parent.parent / "hosted"
 MTIME = 315532800          # 1980-01-01T00:00:00Z: a fixed time every tool accepts
 PROCFILE = b"web: python -m hosted\n"
 _SKIP_NAMES = {".provision-complete"}
+# The cache's bound (prune): every config (and every emulator port: it is in the config) is a new
+# ~50 MB archive, so the cache grew without end (6.9 GB seen). Least recently used go first, but
+# never one younger than GRACE_S: a fleet builds all its archives in the plan and uploads them
+# later, possibly from other processes (--shard), which hold no lock we could see.
+KEEP_ARCHIVES = 8
+KEEP_PARTS = 2
+GRACE_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -172,11 +180,46 @@ def build_source(out_dir: Path, *, config_js: str, dist: Path | None = None, ohi
             tail_tar += tarfile.NUL * (-size % tarfile.RECORDSIZE)
             tail = deflate_parts.compress([tail_tar], level, last=True)
             out = _Hashing(raw)
-            deflate_parts.write(out, [head, (part_file, part_crc, part_len), tail], level)
+            part_size = part_path.stat().st_size - len(_PART_MAGIC) - 12
+            deflate_parts.write(out, [head, (part_file, part_crc, part_len, part_size), tail], level)
         sha = out.digest.hexdigest()
         target = out_dir / f"hosted-source-{sha[:16]}.tar.gz"
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    os.utime(part_path)   # recently used: prune keeps it
+    prune(out_dir)
     return Artifact(target, sha, target.stat().st_size)
+
+
+def _remove_old(paths: list[Path], keep: int, now: float, grace_s: float) -> None:
+    aged = []
+    for path in paths:
+        try:
+            aged.append((path.stat().st_mtime, path))
+        except OSError:
+            continue   # removed meanwhile (another process pruned)
+    aged.sort(reverse=True)
+    for mtime, path in aged[keep:]:
+        if now - mtime >= grace_s:
+            path.unlink(missing_ok=True)
+
+
+def prune(out_dir: Path, *, keep: int = KEEP_ARCHIVES, keep_parts: int = KEEP_PARTS,
+          grace_s: float = GRACE_S) -> None:
+    """Bound the archive cache in `out_dir`: keep the `keep` most recently used archives (by
+    modification time: a build and a reuse both set it) and the `keep_parts` newest compressed
+    viewer parts, and anything used in the last `grace_s` seconds; remove the rest, and the
+    index entries (`inputs-*.json`) that name a removed archive. Removal is unlink: a process
+    reading an archive it opened keeps reading it."""
+    now = time.time()
+    _remove_old(list(out_dir.glob("hosted-source-*.tar.gz")), keep, now, grace_s)
+    _remove_old(list(out_dir.glob("viewer-part-*.deflate")), keep_parts, now, grace_s)
+    for memo in out_dir.glob("inputs-*.json"):
+        try:
+            name = json.loads(memo.read_text()).get("file")
+        except (OSError, ValueError, AttributeError):
+            continue   # being written by another process, or not ours: left alone
+        if isinstance(name, str) and not (out_dir / name).exists():
+            memo.unlink(missing_ok=True)

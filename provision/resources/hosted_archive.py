@@ -99,6 +99,7 @@ def _build(config_js: str, level: int | None = None) -> tuple[Path, str, int]:
         known = json.loads(memo.read_text())
         path = out / known["file"]
         if path.is_file() and path.stat().st_size == known["size"]:
+            os.utime(path)   # recently used: the cache's pruning keeps it (hosted_source.prune)
             return path, known["sha256"], known["size"]
     except (OSError, ValueError, KeyError, TypeError):
         pass

@@ -1,6 +1,6 @@
-"""Running a deployed revision on this machine: the source archive extracted to a private temp
-dir, `command` + `args` started as a child process, a TCP startup probe on its PORT, and its
-stdout/stderr lines written to Cloud Logging (`run.googleapis.com/stdout`, `.../stderr`) as
+"""Running a deployed revision on this machine: the source archive unpacked to a private temp
+dir (sources.py: parts that earlier deploys unpacked are hard-linked, not inflated again),
+`command` + `args` started as a child process, a TCP startup probe on its PORT, and its stdout/stderr lines written to Cloud Logging (`run.googleapis.com/stdout`, `.../stderr`) as
 Cloud Run does. No HTTP routing here.
 
 Choices (Cloud Run runs a container on Google's base image; offline there is no container):
@@ -27,13 +27,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from provision.emulator.cloudrun import sources
 
 STARTUP_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0
@@ -67,21 +68,12 @@ class Instance:
 
 
 def extract(archive: Path, into: Path) -> None:
-    """Extract a (gzipped) tar into `into`: regular files and directories only, no absolute path,
-    no `..`, no link (tarfile's `data` filter refuses the rest, where this Python has it)."""
+    """Unpack a (gzipped) tar into the empty directory `into` safely (sources.py: regular files and
+    directories only, no absolute path, no `..`, no link), reusing the parts earlier deploys unpacked."""
     try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            members = tar.getmembers()
-            for m in members:
-                parts = Path(m.name).parts
-                if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
-                    raise StartFailed(f"The source archive has an entry that cannot be extracted safely: {m.name!r}.")
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(into, members=members, filter="data")
-            else:  # pragma: no cover - Python without extraction filters; the checks above hold
-                tar.extractall(into, members=members)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise StartFailed(f"The source archive could not be read as a gzipped tar: {exc}.") from None
+        sources.unpack(archive, into)
+    except sources.Unreadable as exc:
+        raise StartFailed(str(exc)) from None
 
 
 def free_port() -> int:
