@@ -621,6 +621,19 @@ def test_reset_during_an_upload_is_a_clean_404(emulator, bucket):
     assert emulator.world.storage.dump()["storage"] == {"buckets": {}, "uploadsInProgress": 0}
 
 
+def test_a_chunk_for_a_session_a_reset_ended_gets_its_404_not_a_broken_pipe(emulator, bucket):
+    """The server answers 404 before reading the 40 MB chunk; the client still sending it must read
+    that answer, not meet a reset connection (the emulator lingers, reading and dropping the rest)."""
+    size = 40 << 20
+    location = _session(emulator, bucket.name, "late.bin")
+    assert requests.post(f"{emulator.url}/_emulator/reset", headers=CONTROL).status_code == 200
+    sock = _partial_put(emulator, location, size, b"")
+    sock.sendall(b"z" * size)
+    reply = sock.makefile("rb").read()
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 404"), reply[:200]
+
+
 def test_reset_during_a_media_upload_is_a_clean_404(emulator, bucket):
     size = 20 << 20
     uploads = Path(emulator.world.storage.upload_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import socket
 import threading
+import time
 import traceback
 from typing import IO, Callable, cast
 
@@ -77,6 +78,9 @@ def build(options: Options) -> tuple[World, App]:
 # A request body the application left unread is read and dropped, so the connection can carry the
 # next request, up to this many bytes; past that (a refused upload) the connection is closed.
 DRAIN_LIMIT = 4 << 20
+# How long an answer sent before its request body was read keeps reading (and dropping) that body
+# before the connection closes: Apache's lingering close (its 2 s).
+LINGER_S = 2.0
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -220,6 +224,22 @@ class _QuietHandler(WSGIRequestHandler):
             return
         if not self.close_connection:
             self._drain(environ, body)
+        if self.close_connection and body is not None and not body.broken and body.tell() < body.limit:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Closing with unread input makes the kernel send a reset, which can throw away the answer
+        before the client reads it (a 404 for an upload a reset ended became a broken pipe). So stop
+        writing, then read and drop what the client still sends for up to LINGER_S."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.5)
+            deadline = time.monotonic() + LINGER_S
+            while time.monotonic() < deadline and self.connection.recv(1 << 16):
+                pass
+        except OSError:
+            pass
 
     def _drain(self, environ, body) -> None:
         """Read what is left of the request body (or close the connection when it is too much)."""
