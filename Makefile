@@ -37,7 +37,7 @@ demo: $(STAMP)
 test: $(STAMP) chromium ohif orthanc minimums
 	$(VENV)/bin/ruff check provision tests bench tools
 	$(VENV)/bin/mypy
-	PROVISION_NO_SKIP=1 $(VENV)/bin/pytest -q -rs --durations=10 -n 2 --dist worksteal
+	PROVISION_NO_SKIP=1 $(VENV)/bin/pytest -q -rs --durations=10 -n 4 --dist worksteal
 
 # The declared lower bounds are true: every runtime dependency pinned to its minimum
 # (tools/minimum_requirements.py) must install together, and the demo must pass on them.
