@@ -47,6 +47,12 @@ class RawUpstream:
         return self
 
     def __exit__(self, *exc) -> None:
+        # close() alone does not wake a thread blocked in accept() on Linux (it waited out the join's
+        # 5 s in every test); shutdown() does
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         self._accept.join(timeout=5)
         for t in self._threads:
