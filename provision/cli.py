@@ -22,7 +22,6 @@ from provision.cli_options import (EPILOG, BlueprintArg, BlueprintsArg, Detailed
 from provision.cli_support import (Command, Group, confirm_or_refuse, finish, interrupted, live_progress, load_fleet,
                                    load_one, parse_duration, print_json, target_of)
 from provision.errors import ProvisionError, UsageError
-from provision.running import output
 
 
 app = typer.Typer(
@@ -67,6 +66,8 @@ def schema(
 ) -> None:
     """Print the blueprint's JSON Schema (for editors), or the output's."""
     from provision.blueprint.load import json_schema
+
+    from provision.running import output
 
     print_json(output.schema() if output_schema else json_schema())
 

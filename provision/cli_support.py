@@ -25,7 +25,6 @@ from typer.core import TyperCommand, TyperGroup
 from provision.errors import BlueprintError, ProvisionError, UsageError
 from provision.gcp.target import Target
 from provision.redact import redact
-from provision.running import output
 
 # click's UsageError (bad options or arguments). Typer exports it only as the base of its public
 # BadParameter, whether it bundles click (typer >= 0.2x) or depends on it; found at run time, so
@@ -103,7 +102,11 @@ def _plain_help(text: str) -> str:
 
 def fail_json(json_mode: bool, command: str, code: int, kind: str, message: str, problems: list[str] | None = None) -> None:
     """The one --json document of a run that ended in an error before it had results."""
-    if json_mode and command in output.COMMANDS:
+    if not json_mode:
+        return
+    from provision.running import output   # pydantic's models: only a --json run pays for them
+
+    if command in output.COMMANDS:
         print_json(output.envelope(command, [], code, output.error(kind, message, problems)))
 
 
@@ -145,6 +148,8 @@ def finish(command: str, json_out: bool, outcomes: list, payload, text, code: in
         code = (2 if failed == {2} else 1) if failed else (
             3 if detailed and any(changed(o.value) for o in outcomes) else 0)
     if json_out:
+        from provision.running import output
+
         results = [output.result(str(o.item.path), o.item.project, ok=o.ok, err=o.error,
                                  **(payload(o) if o.value is not None or o.ok else {})) for o in outcomes]
         print_json(output.envelope(command, results, code))
@@ -193,6 +198,8 @@ def interrupted(command: str, json_out: bool, outcomes: list, payload, message: 
     result (its steps: finished, in flight, skipped) in the one document; exit 130."""
     typer.echo(message, err=True)
     if json_out:
+        from provision.running import output
+
         results = [output.result(str(o.item.path), o.item.project, ok=False, err=o.error or "interrupted",
                                  **(payload(o) if o.value is not None else {})) for o in outcomes]
         print_json(output.envelope(command, results, 130, output.error(
