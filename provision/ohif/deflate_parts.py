@@ -68,22 +68,14 @@ def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     """The CRC-32 of A + B from crc32(A), crc32(B) and len(B) (zlib's crc32_combine)."""
     if len2 <= 0:
         return crc1
-    odd = [_POLY] + [1 << n for n in range(31)]   # the operator for one zero bit
-    even = _square(odd)                            # two zero bits
-    odd = _square(even)                            # four zero bits
-    while True:   # apply len2 zero bytes to crc1, one bit of len2 at a time
-        even = _square(odd)
+    op = [_POLY] + [1 << n for n in range(31)]   # the operator for one zero bit
+    for _ in range(3):                             # squared thrice: for one zero byte
+        op = _square(op)
+    while len2:   # apply len2 zero bytes to crc1, one bit of len2 at a time
         if len2 & 1:
-            crc1 = _times(even, crc1)
+            crc1 = _times(op, crc1)
         len2 >>= 1
-        if not len2:
-            break
-        odd = _square(even)
-        if len2 & 1:
-            crc1 = _times(odd, crc1)
-        len2 >>= 1
-        if not len2:
-            break
+        op = _square(op)
     return crc1 ^ crc2
 
 
