@@ -337,9 +337,9 @@ class App:
 
     def _host_served(self, request: Request) -> bool:
         """Whether the Host header names this emulator (the DNS-rebinding check; module docstring)."""
-        name = host_name(request.headers.get("Host", ""))
-        if door.google_name(name) is not None:   # a .localhost twin: loopback only, so no rebinding page owns it
+        if door.DOOR_KEY in request.environ:   # a .localhost twin (__call__): loopback only, no rebinding page owns it
             return True
+        name = host_name(request.headers.get("Host", ""))
         return name in self.host_names or (self.any_ip and _is_ip_literal(name))
 
     def _misdirected(self, request: Request) -> ApiError:
