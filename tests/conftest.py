@@ -1,6 +1,7 @@
 """Shared fixtures: a real emulator on a free loopback port, stopped after each test."""
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -67,3 +68,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _UNEXPECTED_SKIPS and os.environ.get("PROVISION_NO_SKIP") == "1" and exitstatus == 0:
         session.exitstatus = 1
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What collection loaded (modules, test functions, fixtures) lives until the session ends: frozen,
+    # the full garbage collections that the tests' temporary objects trigger stop walking it again
+    # (their time in a worker fell by about a third: the suite is CPU bound on two cores).
+    gc.collect()
+    gc.freeze()
+

@@ -212,13 +212,19 @@ def test_blueprint_smoke_with_browser(emulator, demo, viewer_dist, tmp_path):
 
 
 def test_demo_browser_smoke_opens_the_idc_source_and_draws_an_image(tmp_path, viewer_dist):
-    """`provision demo --browser`: after the default store, the viewer opens the IDC stand-in (the demo's second
-    data source) with ?datasources=idc, lists its v24 studies and draws one of them."""
+    """`provision demo --browser` (the CLI prints `result.render()`; one run serves every assertion, the
+    demo with a browser being the suite's costliest test): the browser opens the hosted viewer at its
+    run.app URL through IAP and draws the image; then the viewer opens the IDC stand-in (the demo's
+    second data source) with ?datasources=idc, lists its v24 studies and draws one of them."""
     from provision.demo.run import run_demo
 
     result = run_demo(out_dir=tmp_path / "out", browser=True)
     smoke = result.outcome.smoke
     assert result.outcome.ok and smoke.ok, smoke.summary()
+    text = result.render()
+    assert "browser smoke passed" in text
+    assert "the hosted viewer at https://ohif-viewer-" in text and "0 request(s) carried a Google token" in text
+    assert (tmp_path / "out" / "smoke" / "viewport.png").stat().st_size > 1000
     assert smoke.browser.ok and smoke.browser.data_source == ""
     idc = smoke.browser_sources["idc"]
     keep("source-idc", idc)
@@ -233,4 +239,4 @@ def test_demo_browser_smoke_opens_the_idc_source_and_draws_an_image(tmp_path, vi
     # the report of a real browser run is a document the --json schema describes, printed as built
     printed = output.envelope("smoke", [output.result("demo.yaml", "demo", smoke=doc)], 0)
     assert json.dumps(printed["results"][0]["smoke"], sort_keys=True) == json.dumps(doc, sort_keys=True)
-    assert "browser smoke of data source idc passed" in result.render()
+    assert "browser smoke of data source idc passed" in text

@@ -6,6 +6,7 @@ on the service is drift in status; removing hosting deletes the service."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -73,10 +74,15 @@ def test_apply_deploys_the_viewer_behind_iap_and_converges(emulator_factory, tmp
     # access log (its stdout, through Cloud Logging), which names the member and the store.
     study = studies.json()[0]["0020000D"]["Value"][0]
     assert browser.get(f"{url}/dicomweb/primary/studies/{study}/series", headers=_as(ANA)).status_code == 200
-    report = audit.audit(bp, target, audit.parse_since("1h"))
-    viewer_rows = [r for r in report.rows if r.service == audit.VIEWER_SERVICE]
-    assert any(r.principal == "ana@example.com" and r.store == "primary" and r.study == study for r in viewer_rows), \
-        report.render()
+    # The app's stdout reaches Cloud Logging a moment after the answer (on Google too): wait for the line.
+    deadline = time.monotonic() + 15
+    while True:
+        report = audit.audit(bp, target, audit.parse_since("1h"))
+        viewer_rows = [r for r in report.rows if r.service == audit.VIEWER_SERVICE]
+        if any(r.principal == "ana@example.com" and r.store == "primary" and r.study == study for r in viewer_rows):
+            break
+        assert time.monotonic() < deadline, report.render()
+        time.sleep(0.1)
     assert any(r.principal == account.split(":", 1)[1] and r.action == "SearchForStudies" for r in report.rows), \
         report.render()
     assert browser.get(url + "/dicomweb/primary/studies", headers=_as("user:eve@example.com")).status_code == 403
