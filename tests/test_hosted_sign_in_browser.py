@@ -4,7 +4,8 @@ registered exactly as the checklist apply prints says (the service's run.app ori
 then Debian's chromium (Playwright, offline) opens the run.app URL. The user signs in with the emulated
 Google account, sees every study and an image drawn, and every DICOMweb request goes to the Healthcare
 API (Google's host, routed to the emulator) with a token of that session, none to the service itself. A
-signed-in user without a Healthcare role of their own sees Healthcare's 403, not the studies."""
+signed-in user without a Healthcare role of their own sees Healthcare's 403, not the studies. At the
+viewer's local door (its `.localhost` twin, not routed) OHIF renews the user's token silently."""
 from __future__ import annotations
 
 import hashlib
@@ -76,7 +77,7 @@ def hosted_gsi(tmp_path_factory):
         requests.put(f"{emu.url}/_emulator/oauth/clients/{CLIENT}", json={
             "project": PROJECT, "redirect_uris": uris, "javascript_origins": [url]}, headers=CONTROL,
             timeout=10).raise_for_status()
-        yield {"emu": emu, "bp": bp, "url": url, "studies": studies}
+        yield {"emu": emu, "bp": bp, "url": url, "studies": studies, "local": outcome.apply.outputs["viewer_local_url"]}
     finally:
         emu.stop()
 
@@ -133,3 +134,36 @@ def test_smoke_browser_signs_in_at_the_hosted_url(hosted_gsi):
     assert result.browser.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
     assert set(result.browser.studies_shown) == {"Phantom, CT", "Phantom, MR"}
     assert result.browser.sign_in["signed_in"] and result.browser.bearer_requests == []
+
+
+def test_at_its_local_door_the_viewer_renews_the_users_token_silently(hosted_gsi):
+    """OHIF renews the token 60 s before it expires in a hidden iframe: accounts.google.com with prompt=none,
+    whose 302 goes back to /silent-refresh.html. Opened at the address apply prints for a local browser (the
+    run.app host's `.localhost` twin, which Chromium reaches itself: nothing routes the viewer's own requests),
+    with a 62 s token the renewal comes at once. Under COEP require-corp Chromium refuses that redirect in the
+    frame (ERR_BLOCKED_BY_RESPONSE) and the renewal never completes; the google-sign-in viewer isolates itself
+    with Document-Isolation-Policy instead (hosted/middleware.py), and stays cross-origin isolated."""
+    emu, bp, url = hosted_gsi["emu"], hosted_gsi["bp"], hosted_gsi["url"]
+    local = hosted_gsi["local"].rstrip("/")
+    assert local == f"http://{url.split('//')[1]}.localhost:{emu.url.rsplit(':', 1)[1]}"
+    # The door's origin on the web client too, as one registers a local address to try a viewer.
+    uris = [f"{origin}{path}" for origin in (url, local) for path in ("/callback", "/silent-refresh.html")]
+    requests.put(f"{emu.url}/_emulator/oauth/clients/{CLIENT}", json={
+        "project": PROJECT, "redirect_uris": uris, "javascript_origins": [url, local]}, headers=CONTROL,
+        timeout=10).raise_for_status()
+    sign_in_as(emu, VIEWER, lifetime=62)
+    try:
+        report = run_browser_smoke(render_config(bp), expected_studies=_expected(hosted_gsi["studies"]),
+                                   out_dir=OUT / "door-renewal", emulator_host=emu.url, google_via=emu.url,
+                                   hosted={"url": local}, renewal=True)
+    finally:
+        sign_in_as(emu, VIEWER)   # the hour-long token again for the module's other tests
+    print("\n" + report.summary())
+    assert report.ok, report.summary()
+    assert report.mode == "hosted-google-sign-in" and report.viewer_url.startswith(f"{local}/viewer?StudyInstanceUIDs=")
+    assert report.sign_in["renewed"] and report.sign_in["tokens_issued"] >= 2
+    assert report.cross_origin_isolated is True    # Document-Isolation-Policy, in Chromium
+    assert report.routed_requests == []            # the viewer's own host was reached by the browser itself
+    assert set(report.google_requests) >= {"GET accounts.google.com/o/oauth2/v2/auth -> 302"}
+    assert report.dicomweb_requests >= 5 and report.dicomweb_unauthorized == []
+    assert report.external_requests == [] and report.page_errors == []

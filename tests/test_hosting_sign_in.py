@@ -94,6 +94,10 @@ def test_google_sign_in_deploys_the_public_static_viewer_and_switches_with_iap(e
     browser = Browser(emu.url)
     page = browser.get(url + "/", follow=False)
     assert page.status_code == 200 and "viewer" in page.text
+    # Isolated by Document-Isolation-Policy, not COEP, so OHIF's hidden renewal iframe may follow Google's
+    # redirect (hosted/middleware.py; tests/test_hosted_sign_in_browser.py renews in Chromium).
+    assert page.headers["document-isolation-policy"] == "isolate-and-require-corp"
+    assert page.headers["cross-origin-opener-policy"] == "same-origin" and "cross-origin-embedder-policy" not in page.headers
     config = browser.get(url + "/app-config.js", follow=False).text
     assert f"client_id: '{CLIENT}'" in config and "authority: 'https://accounts.google.com'" in config
     assert f"'https://healthcare.googleapis.com/v1/{store}/dicomWeb'" in config and emu.url not in config
