@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -18,7 +19,7 @@ import requests
 from emulator_helpers import CONTROL
 from provision.checks.browser import CHROMIUM, run_browser_smoke
 from provision.gcp.target import Target
-from provision.ohif.config import render_config
+from provision.ohif.config import GOOGLE_SCOPES, render_config
 from provision.running import flow
 from test_apply_support import BILLING, ORG, load
 from test_browser_google import sign_in_as
@@ -142,7 +143,9 @@ def test_at_its_local_door_the_viewer_renews_the_users_token_silently(hosted_gsi
     run.app host's `.localhost` twin, which Chromium reaches itself: nothing routes the viewer's own requests),
     with a 62 s token the renewal comes at once. Under COEP require-corp Chromium refuses that redirect in the
     frame (ERR_BLOCKED_BY_RESPONSE) and the renewal never completes; the google-sign-in viewer isolates itself
-    with Document-Isolation-Policy instead (hosted/middleware.py), and stays cross-origin isolated."""
+    with Document-Isolation-Policy instead (hosted/middleware.py), and stays cross-origin isolated. Google's
+    hosts are routed to the emulator for OHIF's run (its config names https://accounts.google.com); the same
+    iframe is then opened with nothing routed at all, through the emulator's own door, and lands too."""
     emu, bp, url = hosted_gsi["emu"], hosted_gsi["bp"], hosted_gsi["url"]
     local = hosted_gsi["local"].rstrip("/")
     assert local == f"http://{url.split('//')[1]}.localhost:{emu.url.rsplit(':', 1)[1]}"
@@ -167,3 +170,32 @@ def test_at_its_local_door_the_viewer_renews_the_users_token_silently(hosted_gsi
     assert set(report.google_requests) >= {"GET accounts.google.com/o/oauth2/v2/auth -> 302"}
     assert report.dicomweb_requests >= 5 and report.dicomweb_unauthorized == []
     assert report.external_requests == [] and report.page_errors == []
+    # The same hidden iframe with nothing routed at all: a page of the service at its door, an iframe to the
+    # emulator's authorization endpoint at ITS door (the 302 is the emulator's own answer), back to the page.
+    assert _silent_frame_lands(local, emu.url) == f"{local}/silent-refresh.html"
+
+
+def _silent_frame_lands(local: str, emulator: str) -> str:
+    """Where OHIF's renewal iframe (prompt=none) ends up, opened from the service's /silent-refresh.html page
+    at its local door, in Chromium with no request routing ("blocked": the browser refused a response)."""
+    from playwright.sync_api import sync_playwright
+
+    from provision.checks.browser_chromium import chromium_args
+
+    query = urlencode({"client_id": CLIENT, "redirect_uri": f"{local}/silent-refresh.html", "prompt": "none",
+                       "response_type": "id_token token", "scope": " ".join(GOOGLE_SCOPES), "nonce": "n1",
+                       "state": "s1"})
+    auth = f"http://accounts.google.com.localhost:{emulator.rsplit(':', 1)[1]}/o/oauth2/v2/auth?{query}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(offline=True))
+        try:
+            page = browser.new_page()
+            page.goto(f"{local}/silent-refresh.html", wait_until="domcontentloaded")
+            assert page.evaluate("() => self.crossOriginIsolated") is True
+            return page.evaluate("""auth => new Promise(done => {
+                const frame = document.createElement('iframe');
+                frame.onload = () => { try { done(frame.contentWindow.location.href.split('#')[0]); }
+                                       catch (e) { done('blocked'); } };   // an error page is cross-origin
+                frame.src = auth; document.body.appendChild(frame); })""", auth)
+        finally:
+            browser.close()
