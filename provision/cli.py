@@ -353,8 +353,9 @@ def config(
             continue
         path = flow.write_config(it.bp, target, out, kind)
         typer.echo(f"wrote {path}", err=True)
-        if not target.is_emulator:
-            typer.echo(ohif_config.oauth_checklist(it.bp), err=True)
+        checklist = flow.config_checklist(it.bp, target)
+        if checklist:
+            typer.echo(checklist, err=True)
         for warning in ohif_config.config_warnings(it.bp, emulator_url=target.emulator):
             typer.echo(f"warning: {warning}", err=True)
 

@@ -4,12 +4,14 @@ registered exactly as the checklist apply prints says (the service's run.app ori
 then Debian's chromium (Playwright, offline) opens the run.app URL. The user signs in with the emulated
 Google account, sees every study and an image drawn, and every DICOMweb request goes to the Healthcare
 API (Google's host, routed to the emulator) with a token of that session, none to the service itself. A
-signed-in user without a Healthcare role of their own sees Healthcare's 403, not the studies."""
+signed-in user without a Healthcare role of their own sees Healthcare's 403, not the studies. At the
+viewer's local door (its `.localhost` twin, not routed) OHIF renews the user's token silently."""
 from __future__ import annotations
 
 import hashlib
 import re
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -17,7 +19,7 @@ import requests
 from emulator_helpers import CONTROL
 from provision.checks.browser import CHROMIUM, run_browser_smoke
 from provision.gcp.target import Target
-from provision.ohif.config import render_config
+from provision.ohif.config import GOOGLE_SCOPES, render_config
 from provision.running import flow
 from test_apply_support import BILLING, ORG, load
 from test_browser_google import sign_in_as
@@ -76,7 +78,7 @@ def hosted_gsi(tmp_path_factory):
         requests.put(f"{emu.url}/_emulator/oauth/clients/{CLIENT}", json={
             "project": PROJECT, "redirect_uris": uris, "javascript_origins": [url]}, headers=CONTROL,
             timeout=10).raise_for_status()
-        yield {"emu": emu, "bp": bp, "url": url, "studies": studies}
+        yield {"emu": emu, "bp": bp, "url": url, "studies": studies, "local": outcome.apply.outputs["viewer_local_url"]}
     finally:
         emu.stop()
 
@@ -133,3 +135,67 @@ def test_smoke_browser_signs_in_at_the_hosted_url(hosted_gsi):
     assert result.browser.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
     assert set(result.browser.studies_shown) == {"Phantom, CT", "Phantom, MR"}
     assert result.browser.sign_in["signed_in"] and result.browser.bearer_requests == []
+
+
+def test_at_its_local_door_the_viewer_renews_the_users_token_silently(hosted_gsi):
+    """OHIF renews the token 60 s before it expires in a hidden iframe: accounts.google.com with prompt=none,
+    whose 302 goes back to /silent-refresh.html. Opened at the address apply prints for a local browser (the
+    run.app host's `.localhost` twin, which Chromium reaches itself: nothing routes the viewer's own requests),
+    with a 62 s token the renewal comes at once. Under COEP require-corp Chromium refuses that redirect in the
+    frame (ERR_BLOCKED_BY_RESPONSE) and the renewal never completes; the google-sign-in viewer isolates itself
+    with Document-Isolation-Policy instead (hosted/middleware.py), and stays cross-origin isolated. Google's
+    hosts are routed to the emulator for OHIF's run (its config names https://accounts.google.com); the same
+    iframe is then opened with nothing routed at all, through the emulator's own door, and lands too."""
+    emu, bp, url = hosted_gsi["emu"], hosted_gsi["bp"], hosted_gsi["url"]
+    local = hosted_gsi["local"].rstrip("/")
+    assert local == f"http://{url.split('//')[1]}.localhost:{emu.url.rsplit(':', 1)[1]}"
+    # The door's origin on the web client too, as one registers a local address to try a viewer.
+    uris = [f"{origin}{path}" for origin in (url, local) for path in ("/callback", "/silent-refresh.html")]
+    requests.put(f"{emu.url}/_emulator/oauth/clients/{CLIENT}", json={
+        "project": PROJECT, "redirect_uris": uris, "javascript_origins": [url, local]}, headers=CONTROL,
+        timeout=10).raise_for_status()
+    sign_in_as(emu, VIEWER, lifetime=62)
+    try:
+        report = run_browser_smoke(render_config(bp), expected_studies=_expected(hosted_gsi["studies"]),
+                                   out_dir=OUT / "door-renewal", emulator_host=emu.url, google_via=emu.url,
+                                   hosted={"url": local}, renewal=True)
+    finally:
+        sign_in_as(emu, VIEWER)   # the hour-long token again for the module's other tests
+    print("\n" + report.summary())
+    assert report.ok, report.summary()
+    assert report.mode == "hosted-google-sign-in" and report.viewer_url.startswith(f"{local}/viewer?StudyInstanceUIDs=")
+    assert report.sign_in["renewed"] and report.sign_in["tokens_issued"] >= 2
+    assert report.cross_origin_isolated is True    # Document-Isolation-Policy, in Chromium
+    assert report.routed_requests == []            # the viewer's own host was reached by the browser itself
+    assert set(report.google_requests) >= {"GET accounts.google.com/o/oauth2/v2/auth -> 302"}
+    assert report.dicomweb_requests >= 5 and report.dicomweb_unauthorized == []
+    assert report.external_requests == [] and report.page_errors == []
+    # The same hidden iframe with nothing routed at all: a page of the service at its door, an iframe to the
+    # emulator's authorization endpoint at ITS door (the 302 is the emulator's own answer), back to the page.
+    assert _silent_frame_lands(local, emu.url) == f"{local}/silent-refresh.html"
+
+
+def _silent_frame_lands(local: str, emulator: str) -> str:
+    """Where OHIF's renewal iframe (prompt=none) ends up, opened from the service's /silent-refresh.html page
+    at its local door, in Chromium with no request routing ("blocked": the browser refused a response)."""
+    from playwright.sync_api import sync_playwright
+
+    from provision.checks.browser_chromium import chromium_args
+
+    query = urlencode({"client_id": CLIENT, "redirect_uri": f"{local}/silent-refresh.html", "prompt": "none",
+                       "response_type": "id_token token", "scope": " ".join(GOOGLE_SCOPES), "nonce": "n1",
+                       "state": "s1"})
+    auth = f"http://accounts.google.com.localhost:{emulator.rsplit(':', 1)[1]}/o/oauth2/v2/auth?{query}"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=chromium_args(offline=True))
+        try:
+            page = browser.new_page()
+            page.goto(f"{local}/silent-refresh.html", wait_until="domcontentloaded")
+            assert page.evaluate("() => self.crossOriginIsolated") is True
+            return page.evaluate("""auth => new Promise(done => {
+                const frame = document.createElement('iframe');
+                frame.onload = () => { try { done(frame.contentWindow.location.href.split('#')[0]); }
+                                       catch (e) { done('blocked'); } };   // an error page is cross-origin
+                frame.src = auth; document.body.appendChild(frame); })""", auth)
+        finally:
+            browser.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from cloudrun_helpers import Browser
@@ -75,9 +76,25 @@ def test_google_sign_in_deploys_the_public_static_viewer_and_switches_with_iap(e
     assert not any(account in c for c in plan.step("store-iam:primary").changes)   # each user's own token reads
     assert any("ohif-viewer is public (roles/run.invoker for allUsers)" in n and "roles/healthcare.dicomViewer" in n for n in plan.notes)
 
+    # Before apply `config` cannot know the service's origin: it says so, and no checklist for viewer.origin.
+    early = CliRunner().invoke(app, ["config", str(bp.source), "--emulator", emu.url])
+    assert early.exit_code == 0, early.output
+    assert ("the web client needs the Cloud Run service's own origin, https://ohif-viewer-PROJECT_NUMBER.us-central1"
+            ".run.app, known once `provision apply` has deployed it (here its URL could not be read: 403 "
+            "PERMISSION_DENIED Permission 'run.services.get' denied on resource") in early.output   # no project yet
+    assert "Authorized JavaScript origins" not in early.output and bp.viewer.origin not in early.output
+
     applied = CliRunner().invoke(app, ["apply", str(bp.source), "--yes", "--no-smoke", "--emulator", emu.url])
     assert applied.exit_code == 0, applied.output
     url = re.search(r"^viewer: (https://\S+)", applied.output, re.M).group(1)
+    # Once deployed, `config` prints the checklist apply printed: the service's origin, read back from Cloud Run.
+    late = CliRunner().invoke(app, ["config", str(bp.source), "--emulator", emu.url])
+    assert late.exit_code == 0, late.output
+    checklist = re.compile(r"^OAuth for the OHIF viewer.*?^Current client ID: .*?$", re.M | re.S)
+    assert checklist.search(late.output).group(0) == checklist.search(applied.output).group(0)
+    late_origins = late.output.split("Authorized JavaScript origins:")[1].split("- Authorized redirect URIs:")
+    assert late_origins[0].split() == [url] and f"{url}/callback" in late_origins[1].split()
+    assert f"{url}/silent-refresh.html" in late_origins[1].split() and bp.viewer.origin not in late.output
     number = re.fullmatch(r"https://ohif-viewer-(\d+)\.us-central1\.run\.app", url).group(1)   # checked on IAP below
     # The console step apply prints, for this service's exact origin and its /callback.
     origins = applied.output.split("Authorized JavaScript origins:")[1].split("- Authorized redirect URIs:")
@@ -94,6 +111,10 @@ def test_google_sign_in_deploys_the_public_static_viewer_and_switches_with_iap(e
     browser = Browser(emu.url)
     page = browser.get(url + "/", follow=False)
     assert page.status_code == 200 and "viewer" in page.text
+    # Isolated by Document-Isolation-Policy, not COEP, so OHIF's hidden renewal iframe may follow Google's
+    # redirect (hosted/middleware.py; tests/test_hosted_sign_in_browser.py renews in Chromium).
+    assert page.headers["document-isolation-policy"] == "isolate-and-require-corp"
+    assert page.headers["cross-origin-opener-policy"] == "same-origin" and "cross-origin-embedder-policy" not in page.headers
     config = browser.get(url + "/app-config.js", follow=False).text
     assert f"client_id: '{CLIENT}'" in config and "authority: 'https://accounts.google.com'" in config
     assert f"'https://healthcare.googleapis.com/v1/{store}/dicomWeb'" in config and emu.url not in config
@@ -162,6 +183,11 @@ def test_google_sign_in_deploys_the_public_static_viewer_and_switches_with_iap(e
     assert "viewer-service" in {s.id for s in done.steps}
     assert hosting_calls.get_service(ctx, service) is None
     assert Browser(emu.url).get(url + "/", follow=False).status_code == 404
+    bp = _bp(tmp_path, pid)   # the file again as it was (the iap blueprint above was written over it)
+    gone = CliRunner().invoke(app, ["config", str(bp.source), "--emulator", emu.url])
+    assert gone.exit_code == 0, gone.output
+    assert "known once `provision apply` has deployed it (here the service is not deployed)" in gone.output
+    assert url not in gone.output and "Authorized JavaScript origins" not in gone.output
 
 
 def test_google_sign_in_is_refused_under_domain_restricted_sharing(emulator_factory, tmp_path):
@@ -180,3 +206,21 @@ def test_google_sign_in_is_refused_under_domain_restricted_sharing(emulator_fact
            "service public (roles/run.invoker for allUsers)" in planned.output
     assert "iam.allowedPolicyMemberDomains" in planned.output and "Traceback" not in planned.output
     assert writes(records(rec)[before:]) == []
+
+
+def test_config_says_plainly_when_the_hosted_viewers_origin_cannot_be_read(tmp_path):
+    """`provision config` for Google Cloud without credentials: the config is written, and instead of a checklist
+    for viewer.origin (which is not where the hosted viewer runs) it says the origin is known after apply, and why
+    it could not be read. A blueprint without hosting still gets the checklist for viewer.origin."""
+    env = {"PROVISION_EMULATOR_HOST": "", "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json")}
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    hosted, plain = _bp(tmp_path / "a", "ohif-cfg-gsi"), _bp(tmp_path / "b", "ohif-cfg-plain", access=None)
+    result = CliRunner().invoke(app, ["config", str(hosted.source)], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"client_id: '{CLIENT}'" in Path(hosted.viewer.config_out).read_text()   # written all the same
+    assert "https://ohif-viewer-PROJECT_NUMBER.us-central1.run.app, known once `provision apply` has deployed it " \
+           "(here its URL could not be read: no Google Cloud credentials found;" in result.output
+    assert "Authorized JavaScript origins" not in result.output and hosted.viewer.origin not in result.output
+    result = CliRunner().invoke(app, ["config", str(plain.source)], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.split("Authorized JavaScript origins:")[1].split()[0] == plain.viewer.origin

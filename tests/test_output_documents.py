@@ -24,7 +24,7 @@ def _filled(cls):
     """An instance of dataclass `cls` with every field set to a value of its type that is not its default."""
     samples = {"str": "x", "int": 7, "float": 1.5, "bool": True, "list[str]": ["a"],
                "dict[str, float]": {"total": 2.25}, "dict[str, Any]": {"k": [1, {"n": None}]},
-               "int | None": 3, "str | None": "y"}
+               "int | None": 3, "str | None": "y", "bool | None": False}
     return cls(**{f.name: samples[f.type] for f in dataclasses.fields(cls) if f.init and f.repr})
 
 

@@ -59,7 +59,10 @@ Google's own config; it signs in with Google and calls Google's hosts (routed as
 with the user's token, never its own service. The authorization endpoint's 302 back to the
 run.app `/callback` is handed to the page as a `location.replace` (Playwright does not route what
 a fulfilled redirect to another https host leads to). The report lists the requests to the service
-(`routed_requests`): none may carry a bearer token.
+(`routed_requests`): none may carry a bearer token. `hosted={"url": its .localhost twin}` opens the
+viewer at its local door instead (provision/emulator/door.py): Chromium reaches that host itself,
+nothing routes it, and the sign-in's 302 back to it is passed on as it is. The report says whether
+the viewer page was cross-origin isolated (`cross_origin_isolated`).
 
 Waits are Playwright's (responses, selectors, in-page predicates) under one deadline per
 phase; there are no fixed sleeps.

@@ -55,8 +55,10 @@ def _answer_google(s: Session, route: Any) -> None:
         if "prompt=none" in parts.query:
             s.silent.append(fp)
         s.signed_in = True
-    if s.hosted and resp.status in (301, 302, 303) and host_of(location) == s.hosted.service_host:
+    if s.hosted and resp.status in (301, 302, 303) and location.startswith("https://") \
+            and host_of(location) == s.hosted.service_host:
         # Back to the hosted viewer's /callback: a page that goes there, so that navigation is routed too.
+        # At the viewer's local door (http://….run.app.localhost:PORT) the browser follows the 302 itself.
         route.fulfill(status=200, headers={"content-type": "text/html", "cache-control": "no-store"},
                       body=f"<script>location.replace({json.dumps(location)})</script>")
         return
@@ -82,13 +84,13 @@ def _stored_token(s: Session) -> str | None:
 def renew(s: Session) -> None:
     """Silent renewal: OHIF's hidden iframe asks for a token with prompt=none, then the new token is used."""
     t = time.perf_counter()
-    before = len(s.silent)
-    if not s.wait_until(lambda: len(s.silent) > before, s.timeout_ms / 1000):
+    # Any renewal of this session counts: with a short token the first may come while the viewer loads.
+    if not s.wait_until(lambda: s.silent, s.timeout_ms / 1000):
         raise s.fail(f"silent renewal: no prompt=none authorization within {s.timeout_ms / 1000:.0f} s "
-                     "(oidc-client renews 60 s before the token expires)")
+                     "(oidc-client renews 60 s before the token expires)" + _blocked(s))
     # oidc-client stores the renewed user once the hidden iframe has called back; then OHIF uses it
     if not s.wait_until(lambda: _stored_token(s) in s.silent, s.timeout_ms / 1000):
-        raise s.fail("silent renewal: a new token was issued but OHIF did not store the renewed user")
+        raise s.fail("silent renewal: a new token was issued but OHIF did not store the renewed user" + _blocked(s))
     seen = len(s.seen_auth)
     s.spa_navigate("/")  # the study list again, in the same page, as the renewed user
     # any renewed token (renewal goes on while the page loads) on a DICOMweb request of the new list
@@ -97,6 +99,15 @@ def renew(s: Session) -> None:
     s.report.timings["renewal"] = round(time.perf_counter() - t, 2)
     if not used:
         raise s.fail("silent renewal: a new token was issued but no DICOMweb request carried it")
+
+
+def _blocked(s: Session) -> str:
+    """Why the hidden iframe never called back, when the browser refused its sign-in navigation itself."""
+    if not s.blocked_sign_in:
+        return ""
+    return ("; the browser refused the answer of " + ", ".join(s.blocked_sign_in[:3]) + " ("
+            "under the page's Cross-Origin-Embedder-Policy a frame's cross-origin redirect needs "
+            "Cross-Origin-Resource-Policy: cross-origin, which Google's sign-in is not known to send)")
 
 
 def walk_dialog(s: Session, pick: Mapping[str, str]) -> None:

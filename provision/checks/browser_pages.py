@@ -216,6 +216,10 @@ def viewer(s: Session, study_uid: str) -> None:
     _judge_first_frame(s, response)
     stats = _drawn_canvas(s)
     s.report.timings["image_drawn"] = round(time.perf_counter() - t, 2)
+    try:   # SharedArrayBuffer for OHIF's MPR (the hosted viewer's isolation headers)
+        s.report.cross_origin_isolated = bool(s.page.evaluate("() => self.crossOriginIsolated"))
+    except s.Error:
+        pass
     s.report.canvas = {"page": stats}
     s.screenshot("viewer.png")
     if not stats:

@@ -33,6 +33,7 @@ class BrowserReport:
     dialog: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     data_source: str = ""                  # the OHIF sourceName driven ("": the default data source)
+    cross_origin_isolated: bool | None = None   # the viewer page's self.crossOriginIsolated (None: not read)
     # The hosted viewer (hosted=...): every https request as routed, and those carrying a Google token.
     routed_requests: list[str] = field(default_factory=list)   # "GET host/path -> status" (no query)
     bearer_requests: list[str] = field(default_factory=list)   # with `Authorization: Bearer` (must stay empty)

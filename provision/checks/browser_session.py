@@ -65,6 +65,7 @@ class Session:
         self.silent: list[str] = []          # fingerprints issued to prompt=none (silent renewal)
         self.seen_auth: list[str] = []       # fingerprints seen on DICOMweb requests, in order
         self.revokes = 0
+        self.blocked_sign_in: list[str] = []  # sign-in navigations the browser itself refused ("host/path: reason")
         self.token_routes: list[str] = []
         self.signed_in = not oidc
         self.hosted: HostedRoute | None = None
@@ -135,6 +136,9 @@ class Session:
                 pass
 
     def _on_request_failed(self, request: Any) -> None:
+        if request.url.startswith("https://accounts.google.com/") and request.is_navigation_request():
+            # e.g. the hidden renewal iframe's redirect, refused under the page's embedder policy
+            self.blocked_sign_in.append(f"{host_of(request.url)}{urlsplit(request.url).path}: {request.failure}")
         if self.is_dicomweb(request.url):
             self.report.failed_requests.append(f"{request.method} {self.secret_free(request.url)} -> {request.failure}")
 

@@ -5,7 +5,8 @@
 
 Routes: /_hosted/health (the startup probe, no assertion needed), /dicomweb/NAME/... (proxy.py,
 iap mode only), /app-config.js and the viewer's files (static.py). Around them: the access log,
-the cross-origin isolation headers and, in iap mode, the IAP gate (middleware.py).
+the cross-origin isolation headers (which depend on the access mode) and, in iap mode, the IAP gate
+(middleware.py).
 """
 from __future__ import annotations
 
@@ -108,4 +109,4 @@ def create_app(settings: Settings | None = None, *, log_stream: TextIO | None = 
     audience = settings.iap_audience if iap else None   # Settings requires it in iap mode
     # In iap mode /dicomweb/NAME/... is the proxy's (proxy.Direct, ahead of Starlette's routes).
     app = IapGate(Direct(inner), audience=audience, keys=keys) if audience else inner
-    return AccessLog(Headers(app), stream=log_stream)
+    return AccessLog(Headers(app, sign_in=not iap), stream=log_stream)

@@ -30,13 +30,32 @@ ISOLATION = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 ]
+# access google-sign-in: the same, but the document isolates itself with Document-Isolation-Policy
+# instead of COEP. OHIF renews the user's token in a hidden iframe sent to accounts.google.com, which
+# answers with a 302 back to /silent-refresh.html. Under COEP (require-corp and credentialless alike)
+# each cross-origin response of a frame's navigation, that 302 included, needs
+# `Cross-Origin-Resource-Policy: cross-origin` (Fetch: "cross-origin resource policy check",
+# forNavigation), which nothing shows Google sending (its accounts pages refuse framing): Debian
+# chromium 156 blocks it (net::ERR_BLOCKED_BY_RESPONSE, tests/test_hosted_sign_in_browser.py), the
+# renewal never completes and the user must sign in again once the hour-long token expires.
+# Document-Isolation-Policy (Chromium's desktop builds since about 137; observed in 156) isolates this
+# document without constraining its frames: renewal works and crossOriginIsolated stays true in Chromium.
+# Browsers without it (Firefox, Safari as far as we know) get no isolation; OHIF 3.13.2 then runs without
+# SharedArrayBuffer, as it does when served without these headers (provision viewer, the Google-mode
+# browser smoke). iap mode keeps COEP: IAP's cookie carries the session, no page leaves the origin in a frame.
+SIGN_IN_ISOLATION = [
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"document-isolation-policy", b"isolate-and-require-corp"),
+    *ISOLATION[2:],
+]
 
 
 class Headers:
-    """Adds the cross-origin isolation headers to every answer."""
+    """Adds the cross-origin isolation headers to every answer (`SIGN_IN_ISOLATION` with `sign_in`)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, sign_in: bool = False) -> None:
         self.app = app
+        self.headers = SIGN_IN_ISOLATION if sign_in else ISOLATION
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +64,7 @@ class Headers:
         async def send_with(message: Message) -> None:
             if message["type"] == "http.response.start":
                 have = {k.lower() for k, _ in message.get("headers", [])}
-                message["headers"] = list(message.get("headers", [])) + [h for h in ISOLATION if h[0] not in have]
+                message["headers"] = list(message.get("headers", [])) + [h for h in self.headers if h[0] not in have]
             await send(message)
 
         await self.app(scope, receive, send_with)

@@ -209,7 +209,7 @@ class Browser(Doc):
     external_requests: list[str]
     failed_requests: list[str]
     console_errors: list[str]
-    mode: str = Field(description="emulator | google | google-via-emulator | hosted")
+    mode: str = Field(description="emulator | google | google-via-emulator | hosted | hosted-google-sign-in")
     config_sha256: str
     google_requests: list[str]
     stubbed_requests: list[str]
@@ -219,6 +219,7 @@ class Browser(Doc):
     dialog: dict[str, Any]
     notes: list[str]
     data_source: str
+    cross_origin_isolated: bool | None = Field(description="the viewer page's self.crossOriginIsolated (null: not read)")
     routed_requests: list[str]
     bearer_requests: list[str]
     token_in_url: list[str]

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from provision.errors import ProvisionError, UsageError
 from provision.gcp.context import Ctx
+from provision.gcp.errors import parse as parse_error
 from provision.gcp.retry import Cancelled
 from provision.gcp.target import Target
 from provision.ohif import config as ohif_config
 from provision.ohif.config import config_warnings
 from provision.resources.hosting_calls import get_service
-from provision.resources.hosting_names import service_name
+from provision.resources.hosting_names import region, service_id, service_name
 from provision.resources.viewer_source import pin
 from provision.running import fleet, lifecycle
 from provision.running.smoke import run_blueprint_smoke
@@ -137,6 +138,33 @@ def hosted_checklist(bp: Any, url: str | None) -> str | None:
     if hosting is None or hosting.access != "google-sign-in" or not url:
         return None
     return ohif_config.oauth_checklist(bp, origin=url)
+
+
+def config_checklist(bp: Any, target: Target) -> str | None:
+    """The OAuth console steps `provision config` prints (None: none to print). For the hosted viewer with
+    `access: google-sign-in` they name the Cloud Run service's exact origin, read back from the target, on
+    any target (as apply prints them); when that cannot be read (not deployed yet, or the read failed) a
+    plain note says the origin is known after apply. Otherwise: at `viewer.origin`, on Google Cloud."""
+    hosting = getattr(bp.viewer, "hosting", None)
+    if hosting is None or hosting.access != "google-sign-in":
+        return None if target.is_emulator else ohif_config.oauth_checklist(bp)
+    why = "the service is not deployed"
+    try:
+        url = hosted_url(bp, target)
+    except ProvisionError as exc:   # e.g. no credentials
+        url, why = None, f"its URL could not be read: {str(exc).splitlines()[0]}"
+    except Exception as exc:  # noqa: BLE001 - a Google error is reported, never a traceback: config still wrote
+        ge = parse_error(exc)
+        if ge is None:
+            raise
+        code = f"{ge.code_text} " if ge.http_status or ge.status else ""
+        url, why = None, f"its URL could not be read: {code}{ge.message.rstrip('.')}"
+    if url:
+        return hosted_checklist(bp, url)
+    return (f"OAuth for the hosted viewer of project {bp.project.id} (viewer.hosting.access: google-sign-in): the web "
+            f"client needs the Cloud Run service's own origin, https://{service_id(bp)}-PROJECT_NUMBER.{region(bp)}"
+            f".run.app, known once `provision apply` has deployed it (here {why}). apply prints the console steps "
+            "for that exact origin, and so does `provision config` afterwards.\n")
 
 
 def hosted_url(bp: Any, target: Target) -> str | None:

@@ -221,6 +221,9 @@ def _chooser(query, signed_in: str | None) -> Response:
 
 
 def _redirect(uri: str, params: dict, *, fragment: bool) -> Response:
+    # No Cross-Origin-Resource-Policy: no evidence shows Google's authorization redirect carrying one (its
+    # accounts pages refuse framing: X-Frame-Options, angular-oauth2-oidc#364). A viewer page under COEP
+    # therefore cannot renew in a hidden iframe (provision/hosted/middleware.py).
     query = urlencode({k: v for k, v in params.items() if v is not None})
     sep = "#" if fragment else ("&" if "?" in uri else "?")
     return Response(b"", status=302, headers={"Location": f"{uri}{sep}{query}", "Cache-Control": "no-store"})
