@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -196,6 +197,11 @@ def main() -> int:
     print(f"bench/apply.py  ({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; demo blueprint, {instances} instances)")
     for name, value, note in rows:
         print(f"  {name:<{width}}  {value:>18}  {note}")
+    if len(reqs) > allowed or writes:   # what to cut: the no-op re-apply's requests, by API
+        by_api = Counter(r["api"] for r in reqs)
+        print("  no-op re-apply requests by API: " + ", ".join(f"{a} {n}" for a, n in by_api.most_common()))
+        for line in sorted(f"    {r['api']:<22} {r['method']:<5} {r['path']}" for r in reqs):
+            print(line)
     return 0
 
 

@@ -43,6 +43,15 @@ def test_help_does_not_import_google_libraries():
     assert out == "", f"imported at startup: {out}"
 
 
+def test_apply_without_smoke_does_not_import_the_smoke():
+    # A fleet's `apply --no-smoke` starts sooner without the smoke's DICOM, image and browser machinery.
+    code = ("import sys, provision.cli, provision.cli_support, provision.running.flow, provision.running.fleet; "
+            "print(','.join(m for m in sys.modules if m.split('.')[0] in ('werkzeug', 'uvicorn', 'starlette', 'PIL', "
+            "'pydicom', 'numpy') or m.startswith(('provision.running.smoke', 'provision.checks.dicomweb'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"imported before any blueprint is applied: {out}"
+
+
 def _examples() -> list[str]:
     """Every `provision ...` command line the README shows (code spans and code blocks)."""
     found, fenced, prose = [], False, []

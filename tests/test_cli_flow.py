@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import pytest
 from typer.testing import CliRunner
@@ -24,9 +25,20 @@ def demo(tmp_path, *args: str):
     return run("demo", "--out", str(out), *args), out / "demo.yaml"
 
 
+def entries(record_path) -> list[dict]:
+    return [json.loads(line) for line in record_path.read_text().splitlines()]
+
+
 def writes(record_path) -> list[dict]:
-    entries = [json.loads(line) for line in record_path.read_text().splitlines()]
-    return [e for e in entries if e["method"] in WRITES and not e["path"].endswith(READ_ONLY_POSTS)]
+    return [e for e in entries(record_path) if e["method"] in WRITES and not e["path"].endswith(READ_ONLY_POSTS)]
+
+
+def breakdown(requests: list[dict]) -> str:
+    """The requests by API, then each one (method and path), for a failure message."""
+    by_api = Counter(e["api"] for e in requests)
+    lines = [", ".join(f"{api} {n}" for api, n in by_api.most_common())]
+    lines += sorted(f"  {e['api']:<22} {e['method']:<5} {e['path']}" for e in requests)
+    return "\n".join(lines)
 
 
 def test_demo_on_the_embedded_emulator(tmp_path, monkeypatch):
@@ -63,6 +75,12 @@ def test_demo_on_a_running_emulator_then_apply_reports_no_changes(emulator_facto
     changed = [(s["id"], s["action"], s["message"]) for s in doc["apply"]["steps"] if s["action"] != "no-op"]
     assert doc["apply"]["changed"] is False and doc["apply"]["summary"] == "no changes", changed
     assert writes(record) == [], "a no-op apply must make reads only"
+    # Reads cost quota: at most one per resource of the plan, plus the one permission check
+    # (testIamPermissions) and the record's second read (its bucket, whose owner is checked, then the object).
+    # Nothing is written, so no organization policy could refuse anything: none is read.
+    made, allowed = entries(record), len(doc["apply"]["steps"]) + 2
+    assert len(made) <= allowed, f"{len(made)} requests for {len(doc['apply']['steps'])} resources (target " \
+        f"<= {allowed}):\n{breakdown(made)}"
     # The viewer's data is there: the smoke check on the same blueprint passes.
     smoke = run("smoke", str(blueprint), "--emulator", emu.url, "--json")
     assert smoke.exit_code == 0, smoke.output

@@ -188,3 +188,41 @@ def test_a_bucket_opt_out_the_organization_forbids_is_refused_at_its_key(emulato
         "name": "ohif-bucket-optout-dicom", "location": "US", "create": True},
         dicom_stores=[{"id": "primary"}], smoke={"min_studies": 0}), "ok.yaml")
     assert run("plan", str(ok.source), "--emulator", emu.url).exit_code == 0
+
+
+def test_a_no_op_re_apply_reads_no_policy_and_a_change_is_still_checked(emulator_factory, tmp_path):
+    """Policies refuse writes: a plan that writes nothing reads none (Org Policy reads are quota a fleet
+    waits for), and the bucket constraints are read only for a blueprint that turns their protection
+    off. The next change is checked again: a member outside the allowed customers is refused."""
+    rec = tmp_path / "rec.jsonl"
+    emu = emulator_factory(record=rec)
+    put_policy(emu.url, ORG, "iam.allowedPolicyMemberDomains", {"rules": [{"values": {"allowedValues": ["C0emul8r1"]}}]})
+    grant = {"member": "group:radiology@example.com", "roles": ["roles/healthcare.dicomViewer"]}
+    data = blueprint_dict("ohif-noop-policy", bucket=None, smoke={"min_studies": 0},
+                          dicom_stores=[{"id": "primary", "iam": [grant]}])
+    bp = load(tmp_path, data)
+
+    def policies_read(since: int) -> list[str]:
+        return sorted(r["path"].rsplit("/", 1)[1] for r in records(rec)[since:] if r["api"] == "orgpolicy")
+
+    before = len(records(rec))
+    first = run("apply", str(bp.source), "--emulator", emu.url, "--yes", "--no-smoke")
+    assert first.exit_code == 0, first.output
+    assert policies_read(before) == ["gcp.resourceLocations:getEffectivePolicy",
+                                     "iam.allowedPolicyMemberDomains:getEffectivePolicy"]
+
+    before = len(records(rec))
+    again = run("apply", str(bp.source), "--emulator", emu.url, "--yes", "--no-smoke")
+    assert again.exit_code == 0 and "no changes" in again.output, again.output
+    assert policies_read(before) == [] and writes(records(rec)[before:]) == []
+
+    data["dicom_stores"][0]["iam"].append({"member": "group:radiology@partner.org",
+                                           "roles": ["roles/healthcare.dicomViewer"]})
+    changed = load(tmp_path, data, "changed.yaml")
+    before = len(records(rec))
+    refused = run("apply", str(changed.source), "--emulator", emu.url, "--yes", "--no-smoke")
+    assert refused.exit_code == 2, refused.output
+    assert "group:radiology@partner.org is outside the customers the organization policy " \
+           "iam.allowedPolicyMemberDomains allows" in refused.output
+    assert "iam.allowedPolicyMemberDomains:getEffectivePolicy" in policies_read(before)
+    assert writes(records(rec)[before:]) == []

@@ -1,7 +1,9 @@
 """The organization policies a blueprint would break, read before any write.
 
-Reads the effective policy of four constraints with Org Policy v2 `getEffectivePolicy` on the project
-(when it exists) or on its parent (a new project inherits the parent's), and refuses:
+Reads the effective policy of the constraints below that could refuse what the blueprint asks for (the
+two bucket constraints only when the blueprint turns that protection off) with Org Policy v2
+`getEffectivePolicy` on the project (when it exists) or on its parent (a new project inherits the
+parent's), and refuses:
 - `gcp.resourceLocations`: the dataset, a bucket provision creates, the ownership record's bucket and
   the hosted viewer's region, each outside the allowed locations (value groups such as
   `in:eu-locations` expanded by checks/location_groups.py);
@@ -30,11 +32,14 @@ if TYPE_CHECKING:  # for annotations only: no import at run time
 CONSTRAINTS = ("gcp.resourceLocations", "iam.allowedPolicyMemberDomains", "storage.uniformBucketLevelAccess",
                "storage.publicAccessPrevention")
 VIEWER_ROLE = "roles/orgpolicy.policyViewer"
+BUCKET_FLAGS = {"storage.uniformBucketLevelAccess": "uniform_access",     # constraint -> the bucket key it guards
+                "storage.publicAccessPrevention": "public_access_prevention"}
 
 
-def read(ctx: Ctx, resource: str) -> dict[str, dict[str, Any]] | str:
-    """Effective rules by constraint on `resource` (`projects/P`, `folders/N`, `organizations/N`), or why
-    they could not be read (a note's words). A constraint the service does not know is left out."""
+def read(ctx: Ctx, resource: str, constraints: tuple[str, ...] = CONSTRAINTS) -> dict[str, dict[str, Any]] | str:
+    """Effective rules by constraint (of `constraints`) on `resource` (`projects/P`, `folders/N`,
+    `organizations/N`), or why they could not be read (a note's words). A constraint the service does not
+    know is left out."""
     kind = resource.split("/", 1)[0]
 
     def one(constraint: str) -> dict[str, Any] | str | None:
@@ -61,11 +66,11 @@ def read(ctx: Ctx, resource: str) -> dict[str, dict[str, Any]] | str:
         return shared_reads(ctx.target).get(("orgpolicy.getEffectivePolicy", resource, constraint),
                                             lambda: ctx.call(get))
 
-    found = ctx.parallel([(lambda c=c: one(c)) for c in CONSTRAINTS])  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
+    found = ctx.parallel([(lambda c=c: one(c)) for c in constraints])  # type: ignore[misc]  # a lambda with a bound default (mypy cannot infer it)
     why = next((f for f in found if isinstance(f, str)), None)
     if why:
         return why
-    return {c: _rule(f) for c, f in zip(CONSTRAINTS, found, strict=True) if isinstance(f, dict)}   # None: unknown
+    return {c: _rule(f) for c, f in zip(constraints, found, strict=True) if isinstance(f, dict)}   # None: unknown
 
 
 def _rule(policy: dict[str, Any]) -> dict[str, Any]:
@@ -90,11 +95,11 @@ def problems(ctx: Ctx, bp: Blueprint, live: Any) -> tuple[list[str], list[str]]:
     resource = f"projects/{bp.project.id}" if live.project is not None else bp.project.parent
     if not resource:
         return [], []   # a new project without a parent: no organization, no policy
-    rules = read(ctx, resource)
+    constraints = relevant(bp)
+    rules = read(ctx, resource, constraints)
     if isinstance(rules, str):
         return [], [f"organization policies not checked: {rules}; apply may still be refused by "
-                    "gcp.resourceLocations, iam.allowedPolicyMemberDomains, storage.uniformBucketLevelAccess or "
-                    "storage.publicAccessPrevention"]
+                    f"{', '.join(constraints[:-1])} or {constraints[-1]}"]
     out: list[str] = []
     notes: list[str] = []
     out += _locations(bp, live, rules.get("gcp.resourceLocations") or {}, resource)
@@ -103,6 +108,13 @@ def problems(ctx: Ctx, bp: Blueprint, live: Any) -> tuple[list[str], list[str]]:
     notes += said
     out += _bucket_flags(bp, live, rules, resource)
     return out, notes
+
+
+def relevant(bp: Blueprint) -> tuple[str, ...]:
+    """The constraints that could refuse this blueprint: a bucket constraint only refuses turning its
+    protection off (provision's defaults turn both on), so it is read only when the blueprint does that."""
+    weakened = _weakened(bp)
+    return tuple(c for c in CONSTRAINTS if c not in BUCKET_FLAGS or weakened.get(BUCKET_FLAGS[c]))
 
 
 def _locations(bp: Blueprint, live: Any, rule: dict[str, Any], resource: str) -> list[str]:
@@ -128,7 +140,9 @@ def _located(bp: Blueprint, live: Any) -> list[tuple[tuple[Any, ...], str, str]]
     if bp.bucket and bp.bucket.create and not (bucket is not None and getattr(bucket, "exists", False)):
         out.append((("bucket", "location"), bp.bucket.location, "the DICOM bucket"))
     store = live.read.get("record")
-    if getattr(store, "location", None) and live.record.empty:   # the record's bucket is made by the first write
+    # The record as read (the plan's view, live.record, holds what the plan adopts too): empty, its bucket
+    # is made by the first write.
+    if getattr(store, "location", None) and getattr(getattr(store, "current", None), "empty", True):
         ours = bp.bucket and store.location.upper() == bp.bucket.location.upper()
         path = ("bucket", "location") if ours else ("dataset", "location")
         what = (f"the ownership record's bucket gs://{store.bucket} (to be created in {store.location}"
@@ -221,12 +235,18 @@ def _bucket_flags(bp: Blueprint, live: Any, rules: dict[str, Any], resource: str
     if not bp.bucket:
         return []
     out = []
-    weakened = {"uniform_access": bp.bucket.uniform_access is False,
-                "public_access_prevention": bp.bucket.public_access_prevention == "inherited"}
-    for constraint, key in (("storage.uniformBucketLevelAccess", "uniform_access"),
-                            ("storage.publicAccessPrevention", "public_access_prevention")):
+    weakened = _weakened(bp)
+    for constraint, key in BUCKET_FLAGS.items():
         if (rules.get(constraint) or {}).get("enforce") and weakened[key]:
             value = getattr(bp.bucket, key)
             out.append(f"{bp.where('bucket', key)}: bucket.{key}: {str(value).lower()}, but the organization policy "
                        f"{constraint} is enforced on {resource}; remove the key (provision's default turns it on)")
     return out
+
+
+def _weakened(bp: Blueprint) -> dict[str, bool]:
+    """Which of the bucket's protections the blueprint turns off (bucket key -> off)."""
+    if not bp.bucket:
+        return {}
+    return {"uniform_access": bp.bucket.uniform_access is False,
+            "public_access_prevention": bp.bucket.public_access_prevention == "inherited"}

@@ -97,12 +97,14 @@ def test_access(ctx: Ctx, store: str) -> str:
     return HELD if READ in (resp.get("permissions") or []) else MISSING
 
 
-def pin(bp: Blueprint, target: Any) -> Any:
+def pin(bp: Blueprint, target: Any, releases: list[int] | str | None = None) -> Any:
     """`bp` with `idc: latest` replaced by the release IDC publishes now (a copy; `bp` as it is when
-    nothing says latest)."""
+    nothing says latest). `releases`: what the plan listed (`idc_releases`), so that apply's config and
+    smoke use the release its plan named, without listing IDC's stores again."""
     if not wants_releases(bp):
         return bp
-    releases = list_releases(Ctx(target))
+    if releases is None:
+        releases = list_releases(Ctx(target))
     if isinstance(releases, str):
         raise ProvisionError(_unresolved(releases))
     latest = f"v{max(releases)}"

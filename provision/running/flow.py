@@ -25,7 +25,6 @@ from provision.resources.hosting_calls import get_service
 from provision.resources.hosting_names import region, service_id, service_name
 from provision.resources.viewer_source import pin
 from provision.running import fleet, lifecycle
-from provision.running.smoke import run_blueprint_smoke
 
 if TYPE_CHECKING:  # for annotations only: no import at run time
     from provision.blueprint.models import Blueprint
@@ -111,9 +110,10 @@ def write_config(bp: Blueprint, target: Target, out: Path | None = None, fmt: oh
     return ohif_config.write_config(pinned(bp, target), path, emulator_url=target.emulator, fmt=fmt)
 
 
-def pinned(bp: Blueprint, target: Target) -> Any:
-    """`bp` with its viewer sources' `idc: latest` resolved to the release IDC publishes now."""
-    return pin(bp, target)
+def pinned(bp: Blueprint, target: Target, releases: list[int] | str | None = None) -> Any:
+    """`bp` with its viewer sources' `idc: latest` resolved to the release IDC publishes now (`releases`:
+    the releases a plan listed, instead of listing them again)."""
+    return pin(bp, target, releases)
 
 
 def smoke(bp: Blueprint, target: Target, *, browser: bool | None = None, out_dir: Path | str = "out/smoke",
@@ -121,6 +121,9 @@ def smoke(bp: Blueprint, target: Target, *, browser: bool | None = None, out_dir
     """The DICOMweb smoke on every store and every viewer source (at least one study each: a source the
     viewer cannot read fails the smoke, with how to get access), and the browser smoke on the default
     data source and each viewer source when asked (default: `smoke.browser`)."""
+    # Imported here: the smoke's DICOM, image and browser machinery (~0.1 s) is not loaded by `apply --no-smoke`.
+    from provision.running.smoke import run_blueprint_smoke
+
     bp = pinned(bp, target)
     browser = bp.smoke.browser if browser is None else browser
     hosted = hosted_url(bp, target) if browser else None
@@ -184,10 +187,14 @@ def apply_and_check(bp: Blueprint, target: Target, listener: Any = None, *, plan
     try:
         outcome.apply = lifecycle.apply(bp, target, listener, plan_=plan_, cancel=cancel, opts=opts)
         outcome.oauth_checklist = hosted_checklist(bp, outcome.apply.outputs.get("viewer_url"))
-        outcome.config = write_config(bp, target)
+        # The release the plan chose (and named) for `idc: latest`: the config and the smoke use it, and
+        # IDC's stores are not listed again (a no-op re-apply reads each thing once).
+        live = outcome.apply.plan.live
+        chosen = pinned(bp, target, live.get("idc_releases") if live is not None else None)
+        outcome.config = write_config(chosen, target)
         outcome.notes += config_warnings(bp, emulator_url=target.emulator)
         if run_smoke:
-            outcome.smoke = smoke(bp, target, browser=browser, out_dir=smoke_dir)
+            outcome.smoke = smoke(chosen, target, browser=browser, out_dir=smoke_dir)
             if not outcome.smoke.ok:
                 outcome.error = "smoke check failed:\n" + outcome.smoke.summary()
     except ProvisionError as exc:

@@ -82,12 +82,25 @@ def _plan(bp: Blueprint, target: Target, *, listener: Listener | None, ctx: Ctx 
         if missing:
             raise preflight.PreflightError(missing, bp.project.id)
     live = plan_mod.observe(ctx, bp, opts, phases=(2, 3), live=live)
+    built = _build(bp, live, target.label, opts)
     if not opts.destroy:   # what Google would refuse halfway: refused here, before any write
-        notes += before_write.refuse(ctx, bp, live, read_policies=check_permissions)
-    result = plan_mod.build(bp, live, target.label, opts)
+        writes = not isinstance(built, Plan) or built.has_changes   # a no-op plan reads no organization policy
+        notes += before_write.refuse(ctx, bp, live, read_policies=check_permissions, writes=writes)
+    if not isinstance(built, Plan):
+        raise built
+    result = built
     result.notes = notes + result.notes
     ctx.facts.update(result.facts)
     return result
+
+
+def _build(bp: Blueprint, live: plan_mod.Live, label: str, opts: Options) -> Plan | ProvisionError:
+    """The plan, or the error that refused building it, held back so that what Google would refuse
+    (before_write) is said first, as when it was checked before building."""
+    try:
+        return plan_mod.build(bp, live, label, opts)
+    except ProvisionError as exc:
+        return exc
 
 
 # ---------------------------------------------------------------------------- apply
