@@ -87,31 +87,6 @@ def _expected(studies) -> list[dict]:
     return [{"patient_name": s.patient_name_ohif, "study_uid": s.study_uid} for s in studies]
 
 
-def test_a_user_signs_in_at_the_hosted_url_and_reads_the_studies_with_their_own_token(hosted_gsi):
-    emu, bp, url = hosted_gsi["emu"], hosted_gsi["bp"], hosted_gsi["url"]
-    sign_in_as(emu, VIEWER)
-    config_js = render_config(bp)   # what the archive holds, byte for byte: Google's config
-    report = run_browser_smoke(config_js, expected_studies=_expected(hosted_gsi["studies"]), out_dir=OUT / "user",
-                               emulator_host=emu.url, google_via=emu.url, hosted={"url": url})
-    print("\n" + report.summary())
-    assert report.ok, report.summary()
-    assert report.mode == "hosted-google-sign-in" and report.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
-    assert report.config_sha256 == hashlib.sha256(config_js.encode()).hexdigest()   # served by the service
-    assert report.studies_shown == ["Phantom, CT", "Phantom, MR"] and report.canvas["page"]["levels"] >= 16
-    assert report.sign_in["signed_in"] and report.sign_in["tokens_issued"] >= 1
-    # Every DICOMweb request went to the Healthcare API with a token of this session; none to the service.
-    assert report.dicomweb_requests >= 5 and report.dicomweb_unauthorized == []
-    store = f"projects/{PROJECT}/locations/us-central1/datasets/imaging/dicomStores/primary/dicomWeb"
-    assert f"GET healthcare.googleapis.com/v1/{store}/studies -> 200" in report.google_requests
-    assert any(r.startswith(f"GET healthcare.googleapis.com/v1/{store}/studies/") and "/frames/" in r
-               and r.endswith("-> 200") for r in report.google_requests)
-    host = url.split("//")[1]
-    assert {r.split()[1].split("/")[0] for r in report.routed_requests} == {host}
-    assert f"GET {host}/callback -> 200" in report.routed_requests   # the SPA answers the sign-in's return
-    assert report.bearer_requests == [] and not any("dicom" in r.lower() for r in report.routed_requests)
-    assert report.external_requests == [] and report.page_errors == []
-
-
 def test_a_signed_in_user_without_a_role_of_their_own_is_refused_by_healthcare(hosted_gsi):
     emu, bp, url = hosted_gsi["emu"], hosted_gsi["bp"], hosted_gsi["url"]
     sign_in_as(emu, NOBODY)
@@ -123,18 +98,33 @@ def test_a_signed_in_user_without_a_role_of_their_own_is_refused_by_healthcare(h
     assert report.bearer_requests == [] and report.external_requests == []
 
 
-def test_smoke_browser_signs_in_at_the_hosted_url(hosted_gsi):
+def test_smoke_browser_signs_in_at_the_hosted_url_and_reads_the_studies_with_the_users_own_token(hosted_gsi):
     """`provision smoke --browser` with a hosted google-sign-in viewer on an emulator: the DICOMweb checks, then
-    the browser at the run.app URL, signed in with the emulator's Google account (here one with the role)."""
+    the browser at the run.app URL, signed in with the emulator's Google account (here one with the role).
+    The service serves Google's config; every DICOMweb request goes to the Healthcare API with a token of
+    this session, none to the service."""
     emu, bp, url = hosted_gsi["emu"], hosted_gsi["bp"], hosted_gsi["url"]
     sign_in_as(emu, VIEWER)
     result = flow.smoke(bp, Target(emulator=emu.url, token=f"emulator:user:{VIEWER}"), browser=True,
                         out_dir=OUT / "smoke")
     assert result.ok, result.summary()
-    assert result.browser.mode == "hosted-google-sign-in"
-    assert result.browser.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
-    assert set(result.browser.studies_shown) == {"Phantom, CT", "Phantom, MR"}
-    assert result.browser.sign_in["signed_in"] and result.browser.bearer_requests == []
+    report = result.browser
+    print("\n" + report.summary())
+    assert report.mode == "hosted-google-sign-in" and report.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
+    config_js = render_config(bp)   # what the archive holds, byte for byte: Google's config
+    assert report.config_sha256 == hashlib.sha256(config_js.encode()).hexdigest()   # served by the service
+    assert sorted(report.studies_shown) == ["Phantom, CT", "Phantom, MR"] and report.canvas["page"]["levels"] >= 16
+    assert report.sign_in["signed_in"] and report.sign_in["tokens_issued"] >= 1
+    assert report.dicomweb_requests >= 5 and report.dicomweb_unauthorized == []
+    store = f"projects/{PROJECT}/locations/us-central1/datasets/imaging/dicomStores/primary/dicomWeb"
+    assert f"GET healthcare.googleapis.com/v1/{store}/studies -> 200" in report.google_requests
+    assert any(r.startswith(f"GET healthcare.googleapis.com/v1/{store}/studies/") and "/frames/" in r
+               and r.endswith("-> 200") for r in report.google_requests)
+    host = url.split("//")[1]
+    assert {r.split()[1].split("/")[0] for r in report.routed_requests} == {host}
+    assert f"GET {host}/callback -> 200" in report.routed_requests   # the SPA answers the sign-in's return
+    assert report.bearer_requests == [] and not any("dicom" in r.lower() for r in report.routed_requests)
+    assert report.external_requests == [] and report.page_errors == []
 
 
 def test_at_its_local_door_the_viewer_renews_the_users_token_silently(hosted_gsi):

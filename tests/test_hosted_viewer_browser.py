@@ -64,29 +64,6 @@ def _expected(studies) -> list[dict]:
     return [{"patient_name": s.patient_name_ohif, "study_uid": s.study_uid} for s in studies]
 
 
-def test_a_member_sees_every_study_drawn_with_no_google_token_in_the_browser(deployed):
-    emu, bp, url, studies = deployed
-    sign_in(emu.url, MEMBER)
-    report = run_browser_smoke("", expected_studies=_expected(studies), emulator_host=emu.url, out_dir=OUT / "member",
-                               hosted={"url": url, "roots": hosted_roots(bp, url)})
-    print("\n" + report.summary())
-    assert report.ok, report.summary()
-    assert report.sign_in["iap"] is True    # through the emulator's Google sign-in, then IAP
-    assert report.studies_shown == ["Phantom, CT", "Phantom, MR"]
-    assert report.canvas["page"]["levels"] >= 16 and report.canvas["page"]["nonBlack"] >= 0.05
-    assert report.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
-    # No Google token anywhere in the browser, and no request to a Google API (IAP's own sign-in
-    # handler on iap.googleapis.com is the one googleapis.com URL a browser visits, as on Google).
-    assert report.bearer_requests == [] and report.token_in_url == [] and report.external_requests == []
-    hosts = {r.split()[1].split("/")[0] for r in report.routed_requests}
-    assert hosts == {url.split("//")[1], "accounts.google.com", "iap.googleapis.com"}
-    google_apis = [r for r in report.routed_requests if "googleapis.com" in r.split()[1]]
-    assert google_apis and all(re.match(r"GET iap\.googleapis\.com/v1/oauth/clientIds/[^/]+:handleRedirect ", r)
-                               for r in google_apis)
-    dicomweb = [r for r in report.routed_requests if "/dicomweb/primary/" in r]
-    assert any("/frames/" in r and r.endswith("-> 200") for r in dicomweb)
-
-
 def _open(context, emu_url: str, host: str, path: str):
     page = context.new_page()
     route = HostedRoute(emu_url, host)
@@ -147,18 +124,32 @@ def test_the_deep_link_works_after_a_reload(deployed):
     assert any(f"/dicomweb/primary/studies/{studies[1].study_uid}/" in r for r in after)
 
 
-def test_smoke_browser_opens_the_hosted_viewer(deployed):
+def test_smoke_browser_opens_the_hosted_viewer_and_a_member_sees_every_study_with_no_google_token(deployed):
     """`provision smoke --browser` with viewer.hosting deployed: the DICOMweb checks, then the browser on the
-    hosted URL (signed in as the emulator's browser account, here a member), not a locally served viewer."""
+    hosted URL (signed in as the emulator's browser account, here a member), not a locally served viewer:
+    every study listed and drawn, no Google token anywhere in the browser."""
     from provision.running import flow
 
     emu, bp, url, _ = deployed
     sign_in(emu.url, MEMBER)
     result = flow.smoke(bp, Target(emulator=emu.url), browser=True, out_dir=OUT / "smoke")
     assert result.ok, result.summary()
-    assert result.browser.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
-    assert set(result.browser.studies_shown) == {"Phantom, CT", "Phantom, MR"}
-    assert result.browser.sign_in["iap"] is True and result.browser.bearer_requests == []
+    report = result.browser
+    print("\n" + report.summary())
+    assert report.sign_in["iap"] is True    # through the emulator's Google sign-in, then IAP
+    assert sorted(report.studies_shown) == ["Phantom, CT", "Phantom, MR"]
+    assert report.canvas["page"]["levels"] >= 16 and report.canvas["page"]["nonBlack"] >= 0.05
+    assert report.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
+    # No Google token anywhere in the browser, and no request to a Google API (IAP's own sign-in
+    # handler on iap.googleapis.com is the one googleapis.com URL a browser visits, as on Google).
+    assert report.bearer_requests == [] and report.token_in_url == [] and report.external_requests == []
+    hosts = {r.split()[1].split("/")[0] for r in report.routed_requests}
+    assert hosts == {url.split("//")[1], "accounts.google.com", "iap.googleapis.com"}
+    google_apis = [r for r in report.routed_requests if "googleapis.com" in r.split()[1]]
+    assert google_apis and all(re.match(r"GET iap\.googleapis\.com/v1/oauth/clientIds/[^/]+:handleRedirect ", r)
+                               for r in google_apis)
+    dicomweb = [r for r in report.routed_requests if "/dicomweb/primary/" in r]
+    assert any("/frames/" in r and r.endswith("-> 200") for r in dicomweb)
 
 
 def test_on_google_cloud_the_hosted_browser_smoke_says_why_it_cannot_run():

@@ -164,6 +164,7 @@ def run_browser_smoke(
             t = time.perf_counter()
             context = launch(pw, profile, chromium=chromium, offline=offline)
             report.timings["launch"] = round(time.perf_counter() - t, 2)
+            session: Session | None = None
             try:
                 context.add_init_script(browser_pages.RENDER_PROBE_JS)
                 session = Session(context, base, report, roots=browser_pages.dicomweb_roots(config_js), token=token,
@@ -177,6 +178,10 @@ def run_browser_smoke(
                     browser_hosted.route_hosted(session, emulator_host or google_via, hosted, signs_in=signs_in)
                 _drive(session, expected, renewal=renewal, dialog=dialog, sign_out=sign_out)
             finally:
+                if session is not None:
+                    session.closing = True
+                    if session.hosted is not None:
+                        session.hosted.closing = True
                 context.close()
     finally:
         if server is not None:

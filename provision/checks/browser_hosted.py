@@ -39,6 +39,8 @@ def hosted_findings(s: Session) -> None:
     assert got is not None   # called only when the viewer is hosted
     report.routed_requests, report.bearer_requests, report.token_in_url = got.requests, got.bearer, got.token_in_url
     report.external_requests += [f"{r} (not routed)" for r in got.refused]
+    if got.failed:
+        report.problems.append("the emulator did not answer " + "; ".join(got.failed[:5]))
     if report.mode == "hosted-google-sign-in":
         # The OAuth implicit flow hands the token to /callback in its fragment, by design; the token is for
         # Google's APIs only, never for the service.

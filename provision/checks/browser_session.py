@@ -69,6 +69,7 @@ class Session:
         self.token_routes: list[str] = []
         self.signed_in = not oidc
         self.hosted: HostedRoute | None = None
+        self.closing = False                 # set once the phases are over: the close cuts off what is in flight
         if token:
             self.remember(token)
         context.set_default_timeout(timeout_ms)

@@ -13,6 +13,7 @@ URL parameter (the hosted viewer's browser must never hold a Google token).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ class HostedRoute:
     token_in_url: list[str] = field(default_factory=list)    # requests with access_token in the URL
     refused: list[str] = field(default_factory=list)         # hosts this route does not serve (aborted)
     forbidden: bool = False           # the service's host answered a page with 403 (IAP: not a member)
+    failed: list[str] = field(default_factory=list)          # fetches from the emulator that failed
+    closing: bool = False             # set when the browser is being closed: fetches it cuts off are not failures
 
     def hosts(self) -> set[str]:
         return {self.service_host, *SIGN_IN_HOSTS}
@@ -55,7 +58,16 @@ class HostedRoute:
         if host.endswith(".run.app"):
             headers["host"] = host
         target = self.emulator + parts.path + (f"?{parts.query}" if parts.query else "")
-        resp = route.fetch(url=target, headers=headers, max_redirects=0, timeout=self.timeout_ms)
+        try:
+            resp = route.fetch(url=target, headers=headers, max_redirects=0, timeout=self.timeout_ms)
+        except Exception as exc:  # noqa: BLE001 - Playwright's Error (this module does not import Playwright)
+            # Aborted, not raised into Playwright's dispatcher: the page sees a failed request, the report why.
+            self.requests.append(f"{where} -> failed")
+            if not self.closing:
+                self.failed.append(f"{where}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            with contextlib.suppress(Exception):   # the route may already be gone with its page
+                route.abort()
+            return
         self.requests.append(f"{where} -> {resp.status}")
         if resp.status == 403 and host == self.service_host and request.is_navigation_request():
             self.forbidden = True
