@@ -13,6 +13,7 @@ from werkzeug.wrappers import Request
 
 from provision.emulator import http as emu_http
 from provision.emulator import server as emu_server
+from provision.emulator.latency import REALISTIC
 from provision.emulator.world import Options
 
 from emulator_helpers import CONTROL, create_project
@@ -270,3 +271,33 @@ def test_stalled_request_body_times_out_cleanly(emulator_factory, monkeypatch, c
     assert json.loads(body)["error"]["status"] == "INVALID_ARGUMENT"
     assert b"Traceback" not in reply and "Traceback" not in capfd.readouterr().err
     assert requests.get(f"{emu.url}/_emulator/health", headers=CONTROL).status_code == 200
+
+
+def test_stopping_waits_for_a_request_being_answered_instead_of_closing_its_state_under_it(
+        emulator_factory, tmp_path, capfd):
+    """A request still being answered when the emulator stops (a test ending, Ctrl-C) finishes before the
+    database closes: no 'Cannot operate on a closed database' traceback on stderr, which a later test of
+    the same process once read as its own."""
+    import threading
+
+    table = tmp_path / "latency.json"
+    table.write_text(json.dumps({**{key: 0.0 for key in REALISTIC}, "sync:crm.projects.getIamPolicy": 0.5}))
+    emu = emulator_factory(latency=str(table))
+    create_project(emu.url, "stop-mid-request")
+    answers: list[object] = []
+
+    def read_policy() -> None:
+        try:
+            answers.append(requests.post(f"{emu.url}/v1/projects/stop-mid-request:getIamPolicy", json={},
+                                         timeout=10).status_code)
+        except requests.RequestException as exc:   # the socket shut by stop(): a dropped connection is fine
+            answers.append(type(exc).__name__)
+
+    reader = threading.Thread(target=read_policy)
+    reader.start()
+    time.sleep(0.2)   # the request is in its 0.5 s of latency
+    emu.stop()
+    reader.join(10)
+    assert answers, "the request never ended"
+    time.sleep(0.5)   # past the request's latency: a thread still answering it has printed by now
+    assert "Traceback" not in capfd.readouterr().err

@@ -301,7 +301,7 @@ class EmulatorServer:
         # Open (kept-alive) connections, closed with the server so that no idle one goes on serving
         # a closed world; `connections_accepted` counts every connection ever accepted.
         self._connections: set = set()
-        self._conn_lock = threading.Lock()
+        self._conn_lock = threading.Condition()
         self.connections_accepted = 0
         self._server.track_connection = self._track
         self.port = self._server.port   # werkzeug records the bound port (the one asked for, or the one port 0 got)
@@ -336,6 +336,7 @@ class EmulatorServer:
                 self.connections_accepted += 1
             else:
                 self._connections.discard(sock)
+                self._conn_lock.notify_all()
 
     def close(self) -> None:
         self._server.server_close()
@@ -346,6 +347,10 @@ class EmulatorServer:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        # A request still being answered finishes (its socket is shut, so soon) before the state it
+        # reads is closed under it: else its thread meets a closed database and prints a traceback.
+        with self._conn_lock:
+            self._conn_lock.wait_for(lambda: not self._connections, timeout=5)
         self.world.close()
 
     def __enter__(self) -> "EmulatorServer":
