@@ -304,6 +304,11 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 # ---------------------------------------------------------------------- studies
 
 
+# The studies are deterministic: each file's bytes are built once per process (about 10 MB), as a
+# test session writes the demo studies dozens of times and building them was most of that cost.
+_BUILT: dict[str, bytes] = {}
+
+
 def _write_study(out_dir: Path, key: str, study: Study, series: Series, *, modality: str, zs: list[float],
                  image: Callable[[str, int, float], Dataset]) -> StudyInfo:
     """One single-series study: `image(sop_uid, number, z)` for each z, written as `<study>/<series>/<sop>.dcm`."""
@@ -311,7 +316,10 @@ def _write_study(out_dir: Path, key: str, study: Study, series: Series, *, modal
     for i, z in enumerate(zs):
         sop = uid("instance", key, series.number, i + 1)
         path = out_dir / study.uid / series.uid / f"{sop}.dcm"
-        _write_if_changed(path, part10_bytes(set_file_meta(image(sop, i + 1, z))))
+        data = _BUILT.get(sop)
+        if data is None:
+            data = _BUILT[sop] = part10_bytes(set_file_meta(image(sop, i + 1, z)))
+        _write_if_changed(path, data)
         files.append(path)
     return StudyInfo(
         study_uid=study.uid, patient_name=study.patient_name, patient_name_ohif=ohif_patient_name(study.patient_name),

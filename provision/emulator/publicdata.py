@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from provision.emulator import iam
 from provision.emulator.common import timestamp
 from provision.emulator.healthcare.common import DATASET, STORE
+from provision.emulator.healthcare.dicomfile import Parsed, parse_buffer
 from provision.emulator.world import World
 
 ATTACH_AS = "publicdata"
@@ -81,6 +82,13 @@ NIH_STUDIES = (
 
 def _uid(*parts: object) -> str:
     return "2.25." + str(uuid.uuid5(_UID_NAMESPACE, "/".join(map(str, parts))).int)
+
+
+@functools.cache
+def _parsed(study: _Study) -> tuple[Parsed, ...]:
+    """Each file of `_files(study)` as the index keeps it, cached for the process too: every emulator
+    seeds the same stand-ins (tests start hundreds), and parsing them was most of an emulator's start."""
+    return tuple(parse_buffer(data) for _, data in _files(study))
 
 
 @functools.cache
@@ -214,8 +222,8 @@ class Backend:
         with self.world.db.transaction():
             sid = hc.index.add_store(name)
             self.world.docs.put(STORE, name, {"view": {"name": name}, "sid": sid})
-        blobs = [(self.world.blobs.put(data), len(data)) for study in studies for _, data in _files(study)]
-        hc.ingest_blobs(sid, blobs)
+        hc.index.ingest(sid, [(parsed, self.world.blobs.put(data), len(data)) for study in studies
+                              for (_, data), parsed in zip(_files(study), _parsed(study), strict=True)])
 
     def _bucket(self, project: dict) -> None:
         storage = self.world.storage
