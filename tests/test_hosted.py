@@ -251,6 +251,7 @@ def test_access_log_names_the_user_and_the_study(hosted, world):
     assert frame["httpRequest"]["status"] == 200 and frame["severity"] == "INFO"
     assert listing["study"] == ds.StudyInstanceUID and "series" not in listing
     assert "?" not in listing["path"]  # queries (patient names) stay out of the log
+    assert world[1].url not in log.getvalue()   # nor the upstream's address
 
 
 def test_provisions_own_config_is_made_same_origin(world, dist):

@@ -140,6 +140,7 @@ def test_smoke_browser_opens_the_hosted_viewer_and_a_member_sees_every_study_wit
     assert sorted(report.studies_shown) == ["Phantom, CT", "Phantom, MR"]
     assert report.canvas["page"]["levels"] >= 16 and report.canvas["page"]["nonBlack"] >= 0.05
     assert report.viewer_url.startswith(f"{url}/viewer?StudyInstanceUIDs=")
+    assert report.cross_origin_isolated is True   # COOP/COEP: SharedArrayBuffer for OHIF's MPR
     # No Google token anywhere in the browser, and no request to a Google API (IAP's own sign-in
     # handler on iap.googleapis.com is the one googleapis.com URL a browser visits, as on Google).
     assert report.bearer_requests == [] and report.token_in_url == [] and report.external_requests == []
