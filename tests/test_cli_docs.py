@@ -34,21 +34,24 @@ def test_readme_shows_the_two_commands():
     assert "make demo" in README and "make test" in README
 
 
+def _loaded_after(statement: str, matching: str) -> str:
+    """The modules `m` for which `matching` holds that a fresh interpreter has loaded after `statement`."""
+    code = f"import sys; {statement}; print(','.join(m for m in sys.modules if {matching}))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_help_does_not_import_google_libraries():
     # `provision --help` must stay fast: the Google client libraries load only in commands that call them.
-    code = ("import sys; from provision.cli import app; "
-            "bad=[m for m in sys.modules if m.startswith(('google', 'googleapiclient', 'pydicom', 'numpy', 'werkzeug'))]; "
-            "print(','.join(bad))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = _loaded_after("from provision.cli import app",
+                        "m.startswith(('google', 'googleapiclient', 'pydicom', 'numpy', 'werkzeug'))")
     assert out == "", f"imported at startup: {out}"
 
 
 def test_apply_without_smoke_does_not_import_the_smoke():
     # A fleet's `apply --no-smoke` starts sooner without the smoke's DICOM, image and browser machinery.
-    code = ("import sys, provision.cli, provision.cli_support, provision.running.flow, provision.running.fleet; "
-            "print(','.join(m for m in sys.modules if m.split('.')[0] in ('werkzeug', 'uvicorn', 'starlette', 'PIL', "
-            "'pydicom', 'numpy') or m.startswith(('provision.running.smoke', 'provision.checks.dicomweb'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = _loaded_after("import provision.cli, provision.cli_support, provision.running.flow, provision.running.fleet",
+                        "m.split('.')[0] in ('werkzeug', 'uvicorn', 'starlette', 'PIL', 'pydicom', 'numpy') "
+                        "or m.startswith(('provision.running.smoke', 'provision.checks.dicomweb'))")
     assert out == "", f"imported before any blueprint is applied: {out}"
 
 
