@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field, fields, replace
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -280,7 +281,7 @@ class Target:
         """The calling thread's authorized httplib2 connection (httplib2 is not thread-safe)."""
         http = self._local.__dict__.get("http")
         if http is None:
-            http = self._local.__dict__["http"] = shared_discovery.authorized_http(self.credentials())
+            http = self._local.__dict__["http"] = _closed_with_thread(shared_discovery.authorized_http(self.credentials()))
         return http
 
     def healthcare(self) -> Any:
@@ -361,7 +362,7 @@ class Target:
         if sess is None:
             from google.auth.transport.requests import AuthorizedSession
 
-            sess = self._local.__dict__["session"] = AuthorizedSession(self.credentials())
+            sess = self._local.__dict__["session"] = _closed_with_thread(AuthorizedSession(self.credentials()))
         return sess
 
     def _shared(self, key: Any, make: Callable[[], Any]) -> Any:
@@ -394,3 +395,12 @@ def _credentials_from_file(path: str) -> Any:
     import google.auth
 
     return google.auth.load_credentials_from_file(path, scopes=[CLOUD_PLATFORM])[0]
+
+
+def _closed_with_thread(client: Any) -> Any:
+    """`client` (a connection pool private to the calling thread), closed when that thread's object goes
+    (a thread pool's worker, once the pool shuts down) instead of leaving its sockets to the garbage
+    collector, which warns of each unclosed one."""
+    weakref.finalize(threading.current_thread(), client.close)
+    return client
+
