@@ -112,6 +112,7 @@ def test_init_then_validate_in_an_empty_directory(installed, tmp_path):
     assert "team.yaml: valid" in out
 
 
+@pytest.mark.slow
 def test_demo_from_an_empty_directory(installed, tmp_path):
     """`provision demo` writes into ./out of where it runs (and names it); `--out` puts it elsewhere."""
     provision, env = installed["bin"] / "provision", installed["env"]

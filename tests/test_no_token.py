@@ -44,6 +44,7 @@ def every_file(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_full_run_under_enforced_iam_leaves_no_token(emulator_factory, tmp_path):
     from provision.demo.studies import write_demo_studies
 

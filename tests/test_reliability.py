@@ -235,6 +235,7 @@ def _ownership(target: Target, pid: str) -> tuple:
     return (sorted((k, mask(n)) for k, n in rec.resources), sorted(tuple(mask(x) for x in g) for g in rec.grants))
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_point_then_reapply_converges_to_the_same_end_state(emulator_factory, tmp_path, data_dir):
     rec = tmp_path / "rec.jsonl"
     emu = emulator_factory(record=rec, latency="realistic", time_scale=0.02)
