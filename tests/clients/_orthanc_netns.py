@@ -71,8 +71,12 @@ def serve_requests() -> None:
         msg = json.loads(line)
         if msg.get("stop"):
             return
+        # A fresh connection per request: Orthanc 1.10's HTTP server (CivetWeb) drops a kept-alive
+        # connection after about a second idle (the KeepAliveTimeout option came in 1.11.3, default 1 s),
+        # and a request sent as it does so fails with "Remote end closed connection without response"
+        # (seen once under load, make test, 2026-12-08).
         try:
-            r = session.request(msg["method"], msg["url"], headers=msg.get("headers") or {},
+            r = session.request(msg["method"], msg["url"], headers={**(msg.get("headers") or {}), "Connection": "close"},
                                 data=base64.b64decode(msg.get("body") or ""), timeout=msg.get("timeout") or 60,
                                 allow_redirects=False)
             emit({"status": r.status_code, "headers": dict(r.headers), "body": base64.b64encode(r.content).decode()})
