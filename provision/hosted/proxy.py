@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from . import upstream
-from .rewrite import Rewriter, rewrite_stream
+from .rewrite import Rewriter
+from .streams import through
 
 __all__ = ["PREFIX", "BadOrigin", "Direct", "forward", "public_origin", "public_root"]
 
@@ -104,15 +105,6 @@ async def _relay(resp: aiohttp.ClientResponse, chunks: AsyncIterator[bytes]) -> 
             yield chunk
     finally:
         resp.release()
-
-
-async def _gzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    comp = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip framing
-    async for chunk in chunks:
-        out = comp.compress(chunk)
-        if out:
-            yield out
-    yield comp.flush()
 
 
 def _allowed(method: str, read_write: bool) -> bool:
@@ -220,8 +212,9 @@ async def _answer(request: Request, resp: aiohttp.ClientResponse, client_gzip: b
             body = gzip.compress(body, 5, mtime=0)
             out.update({"content-encoding": "gzip", "vary": "Accept-Encoding"})
         return Response(body, status_code=resp.status, headers=out)
-    chunks = rewrite_stream(upstream.decoded(resp), rewriter)   # decoded, rewritten, re-encoded below
+    chunks = through(upstream.decoded(resp), rewriter.feed, rewriter.flush)   # decoded, rewritten, re-encoded below
     if client_gzip:
         out.update({"content-encoding": "gzip", "vary": "Accept-Encoding"})
-        chunks = _gzip(chunks)
+        gzip_framing = zlib.compressobj(5, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        chunks = through(chunks, gzip_framing.compress, gzip_framing.flush)
     return StreamingResponse(_relay(resp, chunks), status_code=resp.status, headers=out)

@@ -10,9 +10,9 @@ chunk boundary is still found), so memory does not grow with the answer.
 from __future__ import annotations
 
 import re
-from typing import AsyncIterator, Mapping
+from typing import Mapping
 
-__all__ = ["Rewriter", "rewrite_stream"]
+__all__ = ["Rewriter"]
 
 
 class _Plan:
@@ -92,14 +92,3 @@ class Rewriter:
         elif self._pattern is not None:
             rest = self._pattern.sub(lambda match: self.table[match.group()], rest)
         return rest
-
-
-async def rewrite_stream(chunks: AsyncIterator[bytes], rewriter: Rewriter) -> AsyncIterator[bytes]:
-    """`chunks` with the rewriter applied."""
-    async for chunk in chunks:
-        out = rewriter.feed(chunk)
-        if out:
-            yield out
-    tail = rewriter.flush()
-    if tail:
-        yield tail

@@ -29,6 +29,8 @@ import aiohttp
 import anyio.to_thread
 from yarl import URL
 
+from .streams import through
+
 __all__ = ["IDEMPOTENT", "UpstreamError", "TokenSource", "decoded", "send", "session"]
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -71,7 +73,7 @@ def session(*, max_connections: int = 256, connect_timeout: float = 10.0, pool_t
                                  skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type"))
 
 
-async def decoded(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+def decoded(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The body decoded from its Content-Encoding (gzip or deflate; anything else as it came)."""
     encoding = resp.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("gzip", "x-gzip"):
@@ -79,16 +81,8 @@ async def decoded(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     elif encoding == "deflate":
         decoder = zlib.decompressobj()
     else:
-        async for chunk in resp.content.iter_any():
-            yield chunk
-        return
-    async for chunk in resp.content.iter_any():
-        out = decoder.decompress(chunk)
-        if out:
-            yield out
-    tail = decoder.flush()
-    if tail:
-        yield tail
+        return resp.content.iter_any()
+    return through(resp.content.iter_any(), decoder.decompress, decoder.flush)
 
 
 class TokenSource:
