@@ -150,6 +150,31 @@ def add_binding(url: str, resource: str, role: str, member: str) -> None:
     services.setIamPolicy(resource=resource, body={"policy": policy}).execute()
 
 
+def iap_agent(url: str, project_id: str) -> str:
+    """IAP's service agent of the project (generateServiceIdentity, its operation waited for)."""
+    su = discovery_client(url, "serviceusage", "v1beta1")
+    op = su.services().generateServiceIdentity(parent=f"projects/{project_id}/services/iap.googleapis.com").execute()
+    while not op.get("done"):
+        time.sleep(0.05)
+        op = su.operations().get(name=op["name"]).execute()
+    return op["response"]["email"]
+
+
+def grant_iap_access(url: str, number: str, service_id: str, member: str) -> None:
+    """`member` may pass IAP in front of the Cloud Run service (read-modify-write of its IAP policy)."""
+    iap = discovery_client(url, "iap", "v1")
+    resource = f"projects/{number}/iap_web/cloud_run-{REGION}/services/{service_id}"
+    policy = iap.v1().getIamPolicy(resource=resource, body={}).execute()
+    policy.setdefault("bindings", []).append({"role": "roles/iap.httpsResourceAccessor", "members": [member]})
+    iap.v1().setIamPolicy(resource=resource, body={"policy": policy}).execute()
+
+
+def behind_iap(url: str, project_id: str, number: str, service: dict, email: str) -> None:
+    """IAP's agent may invoke `service`; the user `email` may pass IAP."""
+    add_binding(url, service["name"], "roles/run.invoker", f"serviceAccount:{iap_agent(url, project_id)}")
+    grant_iap_access(url, number, service["name"].rsplit("/", 1)[1], f"user:{email}")
+
+
 def sign_in(url: str, email: str | None) -> None:
     requests.put(f"{url}/_emulator/oauth/account", json={"email": email}, headers=CONTROL).raise_for_status()
 

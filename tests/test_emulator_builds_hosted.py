@@ -16,7 +16,7 @@ from googleapiclient.errors import HttpError
 
 import dicom_factory as f
 from builds_helpers import BUILD_APIS, create_repository, submit_build, wait_build_operation
-from cloudrun_helpers import REGION, Browser, add_binding, deploy
+from cloudrun_helpers import REGION, Browser, behind_iap, deploy
 from emulator_helpers import credentials, discovery_client, ready_store
 from hosted_helpers import config_for
 
@@ -59,21 +59,6 @@ def _service_account(url: str) -> str:
     return sa["email"]
 
 
-def _iap(url: str, number: str, service: dict, member: str) -> None:
-    """IAP's agent may invoke the service; `member` may pass IAP."""
-    su = discovery_client(url, "serviceusage", "v1beta1")
-    op = su.services().generateServiceIdentity(parent=f"projects/{PROJECT}/services/iap.googleapis.com").execute()
-    while not op.get("done"):
-        time.sleep(0.05)
-        op = su.operations().get(name=op["name"]).execute()
-    add_binding(url, service["name"], "roles/run.invoker", f"serviceAccount:{op['response']['email']}")
-    iap = discovery_client(url, "iap", "v1")
-    resource = f"projects/{number}/iap_web/cloud_run-{REGION}/services/{service['name'].rsplit('/', 1)[1]}"
-    policy = iap.v1().getIamPolicy(resource=resource, body={}).execute()
-    policy.setdefault("bindings", []).append({"role": "roles/iap.httpsResourceAccessor", "members": [f"user:{member}"]})
-    iap.v1().setIamPolicy(resource=resource, body={"policy": policy}).execute()
-
-
 def test_the_hosted_viewer_is_built_deployed_and_serves_a_member_as_its_service_account(emulator_factory, tmp_path):
     record = tmp_path / "record.jsonl"
     emu = emulator_factory(record=record)
@@ -113,7 +98,7 @@ def test_the_hosted_viewer_is_built_deployed_and_serves_a_member_as_its_service_
     op = deploy(emu.url, PROJECT, "viewer", body)
     assert "error" not in op, op
     service = op["response"]
-    _iap(emu.url, number, service, ANA)
+    behind_iap(emu.url, PROJECT, number, service, ANA)
 
     as_ana = {"Authorization": f"Bearer emulator:user:{ANA}"}   # IAP's programmatic access: a member
     browser = Browser(emu.url)

@@ -6,7 +6,6 @@ does what a browser does with such a name: connect to loopback and send the name
 from __future__ import annotations
 
 import re
-import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -14,8 +13,7 @@ import jwt
 import pytest
 import requests
 
-from cloudrun_helpers import REGION, add_binding, deploy, ready_project, service_body, sign_in, upload_source
-from emulator_helpers import discovery_client
+from cloudrun_helpers import REGION, behind_iap, deploy, ready_project, service_body, sign_in, upload_source
 
 PROJECT = "door-project-1"
 ANA = "ana@example.com"
@@ -73,16 +71,7 @@ def door(emulator):
     number = ready_project(emulator.url, PROJECT)
     source = upload_source(emulator.url, PROJECT, "door-project-1-src")
     service = deploy(emulator.url, PROJECT, "viewer", service_body(source, iapEnabled=True))["response"]
-    su = discovery_client(emulator.url, "serviceusage", "v1beta1")
-    op = su.services().generateServiceIdentity(parent=f"projects/{PROJECT}/services/iap.googleapis.com").execute()
-    while not op.get("done"):
-        time.sleep(0.05)
-        op = su.operations().get(name=op["name"]).execute()
-    add_binding(emulator.url, service["name"], "roles/run.invoker", f"serviceAccount:{op['response']['email']}")
-    discovery_client(emulator.url, "iap", "v1").v1().setIamPolicy(
-        resource=f"projects/{number}/iap_web/cloud_run-{REGION}/services/viewer",
-        body={"policy": {"bindings": [{"role": "roles/iap.httpsResourceAccessor", "members": [f"user:{ANA}"]}]}}
-    ).execute()
+    behind_iap(emulator.url, PROJECT, number, service, ANA)
     port = urlsplit(emulator.url).port
     host = urlsplit(service["uri"]).hostname
     return emulator, number, f"http://{host}.localhost:{port}", port, service["uri"]

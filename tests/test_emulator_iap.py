@@ -11,30 +11,13 @@ import pytest
 import requests
 from googleapiclient.errors import HttpError
 
-from cloudrun_helpers import (REGION, Browser, add_binding, deploy, ready_project, service_body, sign_in,
-                              upload_source)
+from cloudrun_helpers import (REGION, Browser, add_binding, deploy, grant_iap_access, iap_agent, ready_project,
+                              service_body, sign_in, upload_source)
 from emulator_helpers import discovery_client
 
 PROJECT = "iap-project-1"
 ANA = "ana@example.com"
 BOB = "bob@example.com"
-
-
-def _iap_agent(url: str) -> str:
-    su = discovery_client(url, "serviceusage", "v1beta1")
-    op = su.services().generateServiceIdentity(parent=f"projects/{PROJECT}/services/iap.googleapis.com").execute()
-    while not op.get("done"):
-        time.sleep(0.05)
-        op = su.operations().get(name=op["name"]).execute()
-    return op["response"]["email"]
-
-
-def _grant_access(url: str, number: str, member: str) -> None:
-    iap = discovery_client(url, "iap", "v1")
-    resource = f"projects/{number}/iap_web/cloud_run-{REGION}/services/viewer"
-    policy = iap.v1().getIamPolicy(resource=resource, body={}).execute()
-    policy.setdefault("bindings", []).append({"role": "roles/iap.httpsResourceAccessor", "members": [member]})
-    iap.v1().setIamPolicy(resource=resource, body={"policy": policy}).execute()
 
 
 @pytest.fixture
@@ -44,10 +27,10 @@ def behind_iap(emulator):
     source = upload_source(emulator.url, PROJECT, "iap-project-1-src")
     op = deploy(emulator.url, PROJECT, "viewer", service_body(source, iapEnabled=True, launchStage="BETA"))
     service = op["response"]
-    agent = _iap_agent(emulator.url)
+    agent = iap_agent(emulator.url, PROJECT)
     assert agent == f"service-{number}@gcp-sa-iap.iam.gserviceaccount.com"
     add_binding(emulator.url, service["name"], "roles/run.invoker", f"serviceAccount:{agent}")
-    _grant_access(emulator.url, number, f"user:{ANA}")
+    grant_iap_access(emulator.url, number, "viewer", f"user:{ANA}")
     return emulator, number, service
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from provision.checks.browser_chromium import CHROMIUM, chromium_args
-from cloudrun_helpers import REGION, add_binding, deploy, ready_project, service_body, sign_in, upload_source
-from emulator_helpers import discovery_client
+from cloudrun_helpers import behind_iap, deploy, ready_project, service_body, sign_in, upload_source
 
 pytestmark = [
     pytest.mark.browser,
@@ -55,16 +53,7 @@ def test_a_member_signs_in_through_iap_in_chromium(emulator):
     number = ready_project(emulator.url, PROJECT)
     source = upload_source(emulator.url, PROJECT, "iap-browser-1-src")
     service = deploy(emulator.url, PROJECT, "viewer", service_body(source, iapEnabled=True))["response"]
-    su = discovery_client(emulator.url, "serviceusage", "v1beta1")
-    op = su.services().generateServiceIdentity(parent=f"projects/{PROJECT}/services/iap.googleapis.com").execute()
-    while not op.get("done"):
-        time.sleep(0.05)
-        op = su.operations().get(name=op["name"]).execute()
-    add_binding(emulator.url, service["name"], "roles/run.invoker", f"serviceAccount:{op['response']['email']}")
-    discovery_client(emulator.url, "iap", "v1").v1().setIamPolicy(
-        resource=f"projects/{number}/iap_web/cloud_run-{REGION}/services/viewer",
-        body={"policy": {"bindings": [{"role": "roles/iap.httpsResourceAccessor",
-                                       "members": ["user:ana@example.com"]}]}}).execute()
+    behind_iap(emulator.url, PROJECT, number, service, "ana@example.com")
     sign_in(emulator.url, "ana@example.com")
     visited: list[str] = []
     with sync_playwright() as p:
