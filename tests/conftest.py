@@ -37,6 +37,20 @@ def emulator(emulator_factory) -> EmulatorServer:
 
 
 @pytest.fixture
+def small_ohif_dist(tmp_path, monkeypatch) -> Path:
+    """A one-page OHIF dist as the pinned release in a private provision cache: the hosted viewer's
+    archive is built from it in milliseconds (tests that do not open it in a browser)."""
+    from provision.ohif.fetch import PINNED
+
+    dist = tmp_path / "cache" / "ohif" / PINNED / "dist"
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<html>viewer</html>")
+    (dist / ".provision-complete").write_text("{}")
+    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+    return dist
+
+
+@pytest.fixture
 def quick_unreachable(monkeypatch) -> None:
     """A refused connection is given up on after ~0.6 s (the emulator time scale's 30 s x 0.02)
     instead of the 5 s floor, for in-process runs against a dead port that test what is said, not

@@ -86,13 +86,9 @@ def test_the_schema_describes_hosting():
     assert re.fullmatch(region, "us-central1") and not re.fullmatch(region, "us")
 
 
-def test_plan_of_a_blueprint_with_hosting_deploys_it(emulator, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("small_ohif_dist")
+def test_plan_of_a_blueprint_with_hosting_deploys_it(emulator, tmp_path):
     """A blueprint with hosting plans the hosted viewer's deploy (no "not deployed yet" note any more)."""
-    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
-    dist.mkdir(parents=True)
-    (dist / "index.html").write_text("<html>viewer</html>")
-    (dist / ".provision-complete").write_text("{}")
-    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
     from provision.gcp.target import Target
     from provision.running import lifecycle
 

@@ -19,15 +19,7 @@ HOSTING_ORDER = ["apis", "viewer-account", "store-iam:primary", "artifact-repo",
 ACCOUNT = "ohif-viewer-viewer@{pid}.iam.gserviceaccount.com"
 
 
-@pytest.fixture(autouse=True)
-def ohif_dist(tmp_path, monkeypatch):
-    """A small OHIF dist in a private provision cache: the archive is built from it, in milliseconds."""
-    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
-    dist.mkdir(parents=True)
-    (dist / "index.html").write_text("<html>viewer</html>")
-    (dist / ".provision-complete").write_text("{}")
-    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
-    return dist
+pytestmark = pytest.mark.usefixtures("small_ohif_dist")   # the hosted archive from a one-page viewer
 
 
 def _apply(bp, target):
@@ -95,7 +87,7 @@ def test_hosting_enables_its_apis_and_makes_the_viewer_account_with_read_access_
     assert writes(records(rec)[before:]) == []
 
 
-def test_plan_lists_the_hosting_steps_in_order_and_states_the_launch_stage(emulator, tmp_path, ohif_dist):
+def test_plan_lists_the_hosting_steps_in_order_and_states_the_launch_stage(emulator, tmp_path, small_ohif_dist):
     bp = _bp(tmp_path, "ohif-host-order")
     plan = lifecycle.plan(bp, Target(emulator=emulator.url))
     ids = [s.id for s in plan.steps]

@@ -22,13 +22,7 @@ from provision.running import audit, lifecycle
 ANA, BOB = "user:ana@example.com", "user:bob@example.com"
 
 
-@pytest.fixture(autouse=True)
-def ohif_dist(tmp_path, monkeypatch):
-    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
-    dist.mkdir(parents=True)
-    (dist / "index.html").write_text("<html>viewer</html>")
-    (dist / ".provision-complete").write_text("{}")
-    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("small_ohif_dist")   # the hosted archive from a one-page viewer
 
 
 def _bp(tmp_path, pid, members=(ANA,), hosting=True):

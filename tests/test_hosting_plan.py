@@ -125,15 +125,11 @@ def test_the_viewer_account_id_fits_iam_rules():
     assert 6 <= len(account_id("v")) <= 30
 
 
-def test_the_archive_is_built_once_per_inputs_and_again_when_they_change(tmp_path, monkeypatch):
+def test_the_archive_is_built_once_per_inputs_and_again_when_they_change(tmp_path, small_ohif_dist):
     from provision.gcp.target import Target
     from provision.resources import hosted_archive
 
-    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
-    dist.mkdir(parents=True)
-    (dist / "index.html").write_text("<html>viewer</html>")
-    (dist / ".provision-complete").write_text("{}")
-    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+    dist = small_ohif_dist
     bp = _bp(tmp_path)
     target = Target(emulator="http://127.0.0.1:9")
     first = hosted_archive.prepare(bp, target)
@@ -150,7 +146,7 @@ def test_the_archive_is_built_once_per_inputs_and_again_when_they_change(tmp_pat
     assert "googleapis.com" not in config and "oidc" not in config and "'http://127.0.0.1:9/v1/projects/" in config
 
 
-def test_the_hosted_app_accepts_the_config_and_env_apply_deploys_on_google(tmp_path, monkeypatch):
+def test_the_hosted_app_accepts_the_config_and_env_apply_deploys_on_google(tmp_path, small_ohif_dist):
     """On Google the config names Healthcare's roots; every one of them is proxied, so the app (which
     refuses a config that would send the browser to googleapis.com) starts with it."""
     import tarfile
@@ -160,11 +156,7 @@ def test_the_hosted_app_accepts_the_config_and_env_apply_deploys_on_google(tmp_p
     from provision.hosted.settings import from_env
     from provision.resources import hosted_archive
 
-    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
-    dist.mkdir(parents=True)
-    (dist / "index.html").write_text("<html>viewer</html>")
-    (dist / ".provision-complete").write_text("{}")
-    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+    dist = small_ohif_dist
     data = blueprint_dict("ohif-host-gcp")
     data["dicom_stores"].append({"id": "second"})
     data["viewer"]["hosting"] = {"region": "us-central1", "members": ["user:ana@example.com"]}

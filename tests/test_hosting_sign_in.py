@@ -27,14 +27,7 @@ CLIENT = "123456789012-provisionhosted.apps.googleusercontent.com"
 ALL = ("roles/run.invoker", "allUsers")
 
 
-@pytest.fixture(autouse=True)
-def ohif_dist(tmp_path, monkeypatch):
-    """A small OHIF dist in a private provision cache: the archive is built from it, in milliseconds."""
-    dist = tmp_path / "cache" / "ohif" / "3.13.2" / "dist"
-    dist.mkdir(parents=True)
-    (dist / "index.html").write_text("<html>viewer</html>")
-    (dist / ".provision-complete").write_text("{}")
-    monkeypatch.setenv("PROVISION_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("small_ohif_dist")   # the hosted archive from a one-page viewer
 
 
 def _bp(tmp_path, pid: str, access: str | None = "google-sign-in"):
