@@ -19,21 +19,15 @@ from emulator_helpers import CONTROL, ready_store
 from provision.demo.studies import write_demo_studies
 from provision.errors import ProvisionError
 from provision.checks.browser import run_browser_smoke
-from provision.checks.browser_chromium import CHROMIUM, chromium_args
+from provision.checks.browser_chromium import chromium_args
 from provision.ohif.config import render_config
 from provision.running import output
+from browser_marks import DRIVES_CHROMIUM
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "out" / "smoke"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason=f"LOUD SKIP: {CHROMIUM} is not installed, so the real OHIF viewer cannot be driven "
-               "(apt-get install chromium, or `make test`, which installs it)",
-    ),
-]
+pytestmark = DRIVES_CHROMIUM
 
 
 @pytest.fixture(scope="session")

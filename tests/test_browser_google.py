@@ -22,14 +22,12 @@ from provision.emulator.server import EmulatorServer
 from provision.emulator.world import Options
 from provision.gcp.target import Target
 from provision.checks.browser import run_browser_smoke
-from provision.checks.browser_chromium import CHROMIUM
 from provision.ohif.config import oauth_checklist, render_config
 from test_apply_support import BILLING, ORG, load
 from test_browser import OUT, keep
+from browser_marks import DRIVES_CHROMIUM
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(
-    not __import__("pathlib").Path(CHROMIUM).exists(),
-    reason=f"LOUD SKIP: {CHROMIUM} is not installed (apt-get install chromium, or `make test`)")]
+pytestmark = DRIVES_CHROMIUM
 
 OWNER = "user:ana@example.com"
 VIEWER = "vic@example.com"        # README's viewer roles, exactly

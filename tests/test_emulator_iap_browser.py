@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
 
 from provision.checks.browser_chromium import CHROMIUM, chromium_args
 from cloudrun_helpers import behind_iap, deploy, ready_project, service_body, sign_in, upload_source
+from browser_marks import DRIVES_CHROMIUM
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"LOUD SKIP: {CHROMIUM} is not installed (apt-get install chromium, or `make test`)"),
-]
+pytestmark = DRIVES_CHROMIUM
 PROJECT = "iap-browser-1"
 
 

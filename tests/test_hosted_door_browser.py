@@ -6,19 +6,15 @@ address gets IAP's 403 page. Every request stays on `.localhost` names; none car
 frames come through the door."""
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from provision.checks.browser_chromium import CHROMIUM, chromium_args
 from provision.demo.run import DEMO_MEMBER
+from browser_marks import DRIVES_CHROMIUM
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"LOUD SKIP: {CHROMIUM} is not installed (apt-get install chromium, or `make test`)"),
-]
+pytestmark = DRIVES_CHROMIUM
 
 
 @pytest.fixture(scope="module")

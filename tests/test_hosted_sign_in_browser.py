@@ -23,6 +23,7 @@ from provision.ohif.config import GOOGLE_SCOPES, render_config
 from provision.running import flow
 from test_apply_support import BILLING, ORG, load
 from test_browser_google import sign_in_as
+from browser_marks import DRIVES_CHROMIUM
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "out" / "hosted-sign-in"
@@ -32,9 +33,7 @@ NOBODY = "eve@example.com"       # signed in to Google, no role on anything
 CLIENT = "123456789012-provisionhostedgsi.apps.googleusercontent.com"
 PROJECT, DISPLAY = "ohif-hosted-gsi", "Hosted Sign-In"
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason=f"LOUD SKIP: {CHROMIUM} is not installed (apt-get install chromium, or `make test`)")]
+pytestmark = DRIVES_CHROMIUM
 
 
 @pytest.fixture(scope="module")

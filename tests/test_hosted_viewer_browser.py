@@ -22,16 +22,13 @@ from provision.demo.studies import write_demo_studies
 from provision.gcp.target import Target
 from provision.running import lifecycle
 from provision.running.smoke import hosted_roots
+from browser_marks import DRIVES_CHROMIUM
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "out" / "hosted"
 MEMBER, OTHER = "ana@example.com", "eve@example.com"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                       reason=f"LOUD SKIP: {CHROMIUM} is not installed (apt-get install chromium, or `make test`)"),
-]
+pytestmark = DRIVES_CHROMIUM
 
 
 @pytest.fixture(scope="module")
