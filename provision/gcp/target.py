@@ -279,10 +279,10 @@ class Target:
 
     def _thread_http(self) -> Any:
         """The calling thread's authorized httplib2 connection (httplib2 is not thread-safe)."""
-        http = self._local.__dict__.get("http")
-        if http is None:
-            http = self._local.__dict__["http"] = _closed_with_thread(shared_discovery.authorized_http(self.credentials()))
-        return http
+        slot = self._local.__dict__.get("http")
+        if slot is None:
+            slot = self._local.__dict__["http"] = _Private(shared_discovery.authorized_http(self.credentials()))
+        return slot.pool
 
     def healthcare(self) -> Any:
         return self.discovery("healthcare", "v1")
@@ -358,12 +358,12 @@ class Target:
 
     def session(self) -> Any:
         """An AuthorizedSession for raw calls (DICOMweb QIDO), private to the calling thread."""
-        sess = self._local.__dict__.get("session")
-        if sess is None:
+        slot = self._local.__dict__.get("session")
+        if slot is None:
             from google.auth.transport.requests import AuthorizedSession
 
-            sess = self._local.__dict__["session"] = _closed_with_thread(AuthorizedSession(self.credentials()))
-        return sess
+            slot = self._local.__dict__["session"] = _Private(AuthorizedSession(self.credentials()))
+        return slot.pool
 
     def _shared(self, key: Any, make: Callable[[], Any]) -> Any:
         with self._lock:
@@ -397,10 +397,15 @@ def _credentials_from_file(path: str) -> Any:
     return google.auth.load_credentials_from_file(path, scopes=[CLOUD_PLATFORM])[0]
 
 
-def _closed_with_thread(client: Any) -> Any:
-    """`client` (a connection pool private to the calling thread), closed when that thread's object goes
-    (a thread pool's worker, once the pool shuts down) instead of leaving its sockets to the garbage
-    collector, which warns of each unclosed one."""
-    weakref.finalize(threading.current_thread(), client.close)
-    return client
 
+
+class _Private:
+    """A connection pool of one thread's own, in that thread's slot of a target: closed when the slot
+    goes (the thread ended, or the target did), not left to the garbage collector, which warns of each
+    unclosed socket."""
+
+    __slots__ = ("pool", "__weakref__")
+
+    def __init__(self, pool: Any):
+        self.pool = pool
+        weakref.finalize(self, pool.close)
